@@ -1,0 +1,205 @@
+/* policy.h: the keyward policy engine — parse a libconfig keyward.conf into a Policy,
+ * validate it, and decide per request. Pure: no logging, no device or bus I/O. */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct Policy Policy;
+typedef struct PolicyRule PolicyRule;
+
+typedef enum PolicyRequire {
+	POLICY_REQUIRE_NONE, /* not covered: the PAM module steps aside (PAM_IGNORE) */
+	POLICY_REQUIRE_KEY,  /* a registered FIDO2 key must assert */
+	POLICY_REQUIRE_DENY, /* refused outright */
+	_POLICY_REQUIRE_MAX,
+	_POLICY_REQUIRE_INVALID = -EINVAL,
+} PolicyRequire;
+
+typedef enum PolicyUV {
+	POLICY_UV_DISCOURAGED,
+	POLICY_UV_PREFERRED,
+	POLICY_UV_REQUIRED,
+	_POLICY_UV_MAX,
+	_POLICY_UV_INVALID = -EINVAL,
+} PolicyUV;
+
+typedef enum PolicyAttestation {
+	POLICY_ATTESTATION_NONE,     /* attestation not checked */
+	POLICY_ATTESTATION_VERIFIED, /* x5c must chain to one of trust_anchors */
+	_POLICY_ATTESTATION_MAX,
+	_POLICY_ATTESTATION_INVALID = -EINVAL,
+} PolicyAttestation;
+
+typedef enum PolicyCounter {
+	POLICY_COUNTER_STRICT,     /* deny a counter that did not increase (clone) */
+	POLICY_COUNTER_ALLOW_ZERO, /* tolerate authenticators that always report 0 */
+	_POLICY_COUNTER_MAX,
+	_POLICY_COUNTER_INVALID = -EINVAL,
+} PolicyCounter;
+
+typedef enum PolicyRemoval {
+	POLICY_REMOVAL_NONE,
+	POLICY_REMOVAL_LOCK,
+	POLICY_REMOVAL_TERMINATE,
+	POLICY_REMOVAL_END_ELEVATION,
+	_POLICY_REMOVAL_MAX,
+	_POLICY_REMOVAL_INVALID = -EINVAL,
+} PolicyRemoval;
+
+typedef enum PolicyLockFailure {
+	POLICY_LOCK_FAILURE_TERMINATE,
+	POLICY_LOCK_FAILURE_ALERT,
+	_POLICY_LOCK_FAILURE_MAX,
+	_POLICY_LOCK_FAILURE_INVALID = -EINVAL,
+} PolicyLockFailure;
+
+typedef enum PolicyFailMode {
+	POLICY_FAILMODE_CLOSED, /* daemon unreachable: deny covered users (default) */
+	POLICY_FAILMODE_OPEN,   /* daemon unreachable: let covered users through (warned) */
+	_POLICY_FAILMODE_MAX,
+	_POLICY_FAILMODE_INVALID = -EINVAL,
+} PolicyFailMode;
+
+typedef enum PolicyAuditFailure {
+	POLICY_AUDIT_FAILURE_DENY,  /* trail unwritable: deny covered authentications (default) */
+	POLICY_AUDIT_FAILURE_ALERT, /* trail unwritable: continue, alert via syslog */
+	_POLICY_AUDIT_FAILURE_MAX,
+	_POLICY_AUDIT_FAILURE_INVALID = -EINVAL,
+} PolicyAuditFailure;
+
+/* Global settings (the `settings` group). Strings owned by the Policy. */
+typedef struct PolicySettings {
+	char *rp_id;            /* default "pam://keyward" */
+	uint32_t timeout_ms;    /* touch/PIN timeout, default 30000 */
+	char *credentials_dir;  /* default KEYWARD_DEFAULT_CREDENTIALS_DIR */
+	char *state_dir;        /* default KEYWARD_DEFAULT_STATE_DIR */
+	char *runtime_dir;      /* default KEYWARD_DEFAULT_RUNTIME_DIR */
+	char *audit_log;        /* default KEYWARD_DEFAULT_AUDIT_LOG */
+	PolicyFailMode failmode;
+	PolicyAuditFailure audit_failure;
+	char *admin_group;      /* members may manage keyward over D-Bus (NULL: root only) */
+	char *cue;              /* prompt text, "%u" -> user; default "Touch your security key for %u" */
+	uint32_t max_credentials_per_user; /* default 16 */
+	uint32_t max_bindings;             /* default 65536 */
+} PolicySettings;
+
+/* Everything a matching rule requires; what policy_evaluate() hands back. */
+typedef struct PolicyDecision {
+	PolicyRequire require;
+	const char *rule_name; /* rule's name, or "default" */
+	const char *file;      /* file that defined the rule */
+	unsigned line;         /* line of the rule (0 for the built-in default) */
+	bool is_default;       /* no rule matched; the `default` outcome applied */
+	const char *reason;    /* rule's `reason` text for deny, or NULL */
+
+	PolicyUV user_verification;
+	bool user_presence; /* true unless the rule explicitly turned it off */
+
+	/* Authenticator restrictions: AAGUIDs as 16-byte binary arrays. */
+	const uint8_t (*aaguid_allow)[16];
+	size_t n_aaguid_allow; /* 0: any AAGUID not denied */
+	const uint8_t (*aaguid_deny)[16];
+	size_t n_aaguid_deny;
+	PolicyAttestation attestation;
+	char *const *trust_anchors; /* NULL-terminated PEM file paths */
+
+	PolicyCounter counter;
+
+	PolicyRemoval removal;
+	uint32_t grace_ms;       /* re-plug window; 0 = act at once */
+	uint32_t lock_verify_ms; /* wait for LockedHint, default 2000 */
+	PolicyLockFailure on_lock_failure;
+
+	uint32_t lockout_max_failures; /* 0 = no lockout */
+	uint32_t lockout_window_s;
+	uint32_t lockout_unlock_after_s;
+} PolicyDecision;
+
+/* What is being decided. Group names are resolved by the caller (getgrouplist). */
+typedef struct PolicyRequest {
+	const char *user;
+	uid_t uid;
+	char *const *groups; /* NULL-terminated; primary and supplementary group names */
+	const char *service; /* PAM service */
+	const char *rhost;   /* PAM_RHOST or NULL */
+	const char *tty;     /* PAM_TTY or NULL */
+	bool remote;         /* caller's verdict from policy_is_remote() + logind */
+} PolicyRequest;
+
+typedef enum PolicySeverity {
+	POLICY_SEVERITY_WARNING,
+	POLICY_SEVERITY_ERROR,
+} PolicySeverity;
+
+/* One message about the file, printed as "file:line: error: message". */
+typedef struct PolicyDiagnostic {
+	PolicySeverity severity;
+	char *file;
+	unsigned line;
+	char *message;
+} PolicyDiagnostic;
+
+typedef struct PolicyDiagnostics {
+	PolicyDiagnostic *items;
+	size_t n;
+} PolicyDiagnostics;
+
+void policy_diagnostics_clear(PolicyDiagnostics *d);
+size_t policy_diagnostics_errors(const PolicyDiagnostics *d);
+
+/* Parses and validates PATH. Any error → returns negative (-EINVAL for content
+ * errors, -errno for I/O) and *ret untouched; diagnostics (errors and warnings) are
+ * appended to diags in either case. A file with any error is never returned. The file
+ * must be a regular file, not a symlink; ownership/mode checks are the caller's. */
+int policy_load_file(const char *path, PolicyDiagnostics *diags, Policy **ret);
+/* Same from a string (tests, fuzzing); FILENAME is used in messages. */
+int policy_load_string(const char *text, const char *filename, PolicyDiagnostics *diags,
+		Policy **ret);
+Policy *policy_free(Policy *p);
+static inline void policy_freep(Policy **p)
+{
+	if (*p)
+		policy_free(*p);
+}
+
+const PolicySettings *policy_settings(const Policy *p);
+/* SHA-256 of the file content as lower-case hex (for the audit record). */
+const char *policy_digest(const Policy *p);
+const char *policy_path(const Policy *p);
+
+/* First matching rule wins; no match → the `default` outcome. Fills *ret with
+ * pointers into p (valid while p lives). Returns 0, or -EINVAL on a bad request. */
+int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *ret);
+
+/* Whether a login is remote, decided in one place: RHOST set to something that is not
+ * a local address (robust to IPv6, IPv4-mapped IPv6, brackets, ports, "localhost"), or a
+ * tty that names a remote pseudo-terminal pattern when rhost is absent is NOT taken as
+ * remote (polkit sets none): the caller ORs in logind's Remote property. */
+bool policy_is_remote(const char *rhost, const char *tty);
+
+/* Every setting/rule key the parser knows (NULL-terminated), for the man page check. */
+extern const char *const policy_known_keys[];
+
+const char *policy_require_to_string(PolicyRequire v);
+PolicyRequire policy_require_from_string(const char *s);
+const char *policy_uv_to_string(PolicyUV v);
+PolicyUV policy_uv_from_string(const char *s);
+const char *policy_attestation_to_string(PolicyAttestation v);
+PolicyAttestation policy_attestation_from_string(const char *s);
+const char *policy_counter_to_string(PolicyCounter v);
+PolicyCounter policy_counter_from_string(const char *s);
+const char *policy_removal_to_string(PolicyRemoval v);
+PolicyRemoval policy_removal_from_string(const char *s);
+const char *policy_lock_failure_to_string(PolicyLockFailure v);
+PolicyLockFailure policy_lock_failure_from_string(const char *s);
+const char *policy_failmode_to_string(PolicyFailMode v);
+PolicyFailMode policy_failmode_from_string(const char *s);
+const char *policy_audit_failure_to_string(PolicyAuditFailure v);
+PolicyAuditFailure policy_audit_failure_from_string(const char *s);
+
+/* Formats a decision in plain words (keywardctl policy explain); malloc()ed. */
+int policy_decision_explain(const PolicyDecision *d, char **ret);
