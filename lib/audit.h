@@ -10,29 +10,48 @@
 
 typedef struct AuditLog AuditLog;
 
+/* Limits on what goes into one record (outsiders control user, rhost, ...). */
+#define AUDIT_FIELD_MAX          1024u /* bytes of one string value before escaping; longer is cut */
+#define AUDIT_FIELD_SHORT        64u /* ... cut to this when a record would exceed AUDIT_LINE_MAX */
+#define AUDIT_LINE_MAX           16384u /* bytes of one JSON line; readers reject longer lines */
+#define AUDIT_SEAL_EVERY_DEFAULT 64u
+#define AUDIT_SEAL_KEY_SIZE      32u
+#define AUDIT_HASH_HEX_LEN       64u
+/* The seal key's file name in the policy's state_dir (daemon and keywardctl agree). */
+#define AUDIT_SEAL_KEY_FILENAME "audit-seal.key"
+
+/* Where else records go besides the trail. */
+typedef enum AuditSink {
+	AUDIT_SINK_JOURNAL,     /* sd_journal_send (syslog fallback) */
+	AUDIT_SINK_LINUX_AUDIT, /* libaudit netlink */
+	_AUDIT_SINK_MAX,
+	_AUDIT_SINK_INVALID = -EINVAL,
+} AuditSink;
+
 /* Event names written in the "event" field. */
 typedef enum AuditEvent {
-	AUDIT_EVENT_AUTH,             /* an authentication decision */
-	AUDIT_EVENT_ACCOUNT,          /* an account-phase decision (no key enrolled, lockout) */
+	AUDIT_EVENT_AUTH,    /* an authentication decision */
+	AUDIT_EVENT_ACCOUNT, /* an account-phase decision (no key enrolled, lockout) */
 	AUDIT_EVENT_ENROLL,
 	AUDIT_EVENT_REVOKE,
 	AUDIT_EVENT_IMPORT,
-	AUDIT_EVENT_POLICY_LOAD,      /* loaded, reloaded or rejected (result says) */
+	AUDIT_EVENT_POLICY_LOAD, /* loaded, reloaded or rejected (result says) */
 	AUDIT_EVENT_SESSION_BIND,
 	AUDIT_EVENT_SESSION_UNBIND,
 	AUDIT_EVENT_KEY_REMOVED,
 	AUDIT_EVENT_KEY_ADDED,
-	AUDIT_EVENT_ACTION,           /* removal action issued (lock/terminate/end-elevation/none) */
+	AUDIT_EVENT_ACTION, /* removal action issued (lock/terminate/end-elevation/none) */
 	AUDIT_EVENT_LOCK_VERIFIED,
 	AUDIT_EVENT_LOCK_ESCALATED,
 	AUDIT_EVENT_LOCK_FAILED,
-	AUDIT_EVENT_GRACE_CANCELLED,  /* same key proved back within grace */
+	AUDIT_EVENT_GRACE_CANCELLED, /* same key proved back within grace */
 	AUDIT_EVENT_CLONE_ALERT,
 	AUDIT_EVENT_LOCKOUT,
 	AUDIT_EVENT_DAEMON_START,
 	AUDIT_EVENT_DAEMON_STOP,
-	AUDIT_EVENT_SEAL,             /* checkpoint record (written by the library itself) */
-	AUDIT_EVENT_ROTATE,           /* first record of a rotated-to file */
+	AUDIT_EVENT_SEAL,      /* checkpoint record (written by the library itself) */
+	AUDIT_EVENT_ROTATE,    /* first record of every trail file (file header) */
+	AUDIT_EVENT_TORN_TAIL, /* acknowledges a torn line left by a crash (library) */
 	_AUDIT_EVENT_MAX,
 	_AUDIT_EVENT_INVALID = -EINVAL,
 } AuditEvent;
@@ -50,33 +69,42 @@ typedef enum AuditResult {
 typedef struct AuditRecord {
 	AuditEvent event;
 	AuditResult result;
-	const char *reason; /* machine word: "no-touch", "wrong-pin", "uv-missing", ... */
+	const char *reason;  /* machine word: "no-touch", "wrong-pin", "uv-missing", ... */
 	const char *message; /* human sentence, optional */
 	const char *user;
-	uid_t uid;          /* (uid_t)-1: unknown / omitted */
+	uid_t uid; /* (uid_t)-1: unknown / omitted */
 	const char *service;
 	const char *tty;
 	const char *rhost;
 	const char *cred_label;
-	const char *cred_id;  /* hex or base64 id as stored */
-	const char *aaguid;   /* canonical UUID text */
-	const char *device;   /* key's sysfs path */
-	const char *rule;     /* matched policy rule "file:line" */
-	const char *session;  /* logind session id or "pid:N" for elevations */
-	const char *action;   /* removal action name */
-	const char *detail;   /* free-form extra, e.g. policy digest */
+	const char *cred_id; /* hex or base64 id as stored */
+	const char *aaguid;  /* canonical UUID text */
+	const char *device;  /* key's sysfs path */
+	const char *rule;    /* matched policy rule "file:line" */
+	const char *session; /* logind session id or "pid:N" for elevations */
+	const char *action;  /* removal action name */
+	const char *detail;  /* free-form extra, e.g. policy digest */
 } AuditRecord;
 
-#define AUDIT_RECORD_INIT { .result = AUDIT_RESULT_FAILURE, .uid = (uid_t)-1 }
+#define AUDIT_RECORD_INIT                                                                          \
+	{                                                                                          \
+		.result = AUDIT_RESULT_FAILURE, .uid = (uid_t)-1                                   \
+	}
 
 typedef struct AuditOptions {
 	const char *path;          /* the trail (JSON lines) */
 	const char *seal_key_path; /* root-only HMAC key; created (0600) if missing */
-	unsigned seal_every;       /* a sealed checkpoint every N records (default 64) */
-	bool fsync_each;           /* fsync after every record (default true) */
+	unsigned seal_every;       /* a sealed checkpoint every N records (0: 64) */
+	bool fsync_each;           /* fdatasync after every record; keywardd sets it (the default
+	                            * durability); false only for benchmarks and tests */
 	uint64_t rotate_bytes;     /* rotate when the file grows past this (0: never) */
 	bool to_syslog;            /* also syslog/journald */
 	bool to_linux_audit;       /* also libaudit, if available */
+	/* Called at most once per secondary sink (journald, Linux audit) the first time it
+	 * fails; the trail itself is unaffected. error is -errno. May be NULL: the caller can
+	 * ask audit_log_sink_error() instead. Library code does not log; the caller does. */
+	void (*on_sink_error)(AuditSink sink, int error, void *userdata);
+	void *userdata;
 } AuditOptions;
 
 /* Opens (creating) the trail; recovers the chain from the last good record. A torn last
@@ -86,8 +114,120 @@ AuditLog *audit_log_free(AuditLog *log);
 /* Appends one record (adds time, host, seq, prev hash). -errno when it could not be
  * made durable: the caller applies the policy's audit_failure. */
 int audit_log_append(AuditLog *log, const AuditRecord *rec);
+/* Writes a sealed checkpoint now (REASON e.g. "stop"); no-op when nothing is unsealed
+ * and FORCE is false. audit_log_free() seals with reason "close" on its own (best
+ * effort); call this first when the result matters (daemon stop). */
+int audit_log_seal(AuditLog *log, const char *reason, bool force);
+/* The first error of a secondary sink (0 if none, -ENOTSUP if not built in). */
+int audit_log_sink_error(const AuditLog *log, AuditSink sink);
+/* Sequence number of the last record written (0 before any). */
+uint64_t audit_log_seq(const AuditLog *log);
+static inline void audit_log_freep(AuditLog **l)
+{
+	if (*l)
+		audit_log_free(*l);
+}
+
+/* Loads a seal key: a regular file of exactly AUDIT_SEAL_KEY_SIZE bytes, not group or
+ * world readable or writable (and root-owned when REQUIRE_ROOT). ret_problem gets a
+ * static explanation on failure. */
+int audit_seal_key_load(const char *path, bool require_root,
+        uint8_t ret_key[static AUDIT_SEAL_KEY_SIZE], const char **ret_problem);
+
+/* ---- reading and verifying (keywardctl audit verify/show, report) ---- */
+
+/* One parsed record. Strings are owned by the entry (NULL when absent). */
+typedef struct AuditEntry {
+	uint64_t seq;
+	uint64_t time_ms;
+	char *time, *host;
+	AuditEvent event;
+	AuditResult result;
+	char *reason, *message, *user;
+	int64_t uid; /* -1: absent */
+	char *service, *tty, *rhost, *cred_label, *cred_id, *aaguid, *device, *rule, *session,
+	        *action, *detail;
+	/* rotate (file header) */
+	uint64_t file_seq;
+	char *prev_file;
+	/* torn-tail */
+	uint64_t torn_offset, torn_length;
+	char *torn_sha256;
+	/* seal */
+	uint64_t every;
+	char *key_id, *mac;
+	char *prev;
+} AuditEntry;
+
+AuditEntry *audit_entry_free(AuditEntry *e);
+static inline void audit_entry_freep(AuditEntry **e)
+{
+	if (*e)
+		audit_entry_free(*e);
+}
+/* Strictly parses one line (without its newline): a flat JSON object with the known
+ * keys only, each at most once, of the right type. -EBADMSG with *ret_why (static) set. */
+int audit_entry_parse(const char *line, size_t len, AuditEntry **ret, const char **ret_why);
+
+/* The trail files of PATH in chain order: PATH.000001, PATH.000002, ... then PATH. */
+int audit_trail_files(const char *path, char ***ret);
+
+/* Calls CB for every well-formed record of FILES in order; malformed lines are counted
+ * in *ret_bad (if given) and skipped. CB returning < 0 stops the walk with that value. */
+typedef int (*AuditEntryFn)(const AuditEntry *e, const char *file, uint64_t line, void *userdata);
+int audit_read_files(char *const *files, AuditEntryFn cb, void *userdata, uint64_t *ret_bad);
+
+typedef enum AuditVerifyStatus {
+	AUDIT_VERIFY_INTACT,
+	AUDIT_VERIFY_MALFORMED,    /* a line is not a record */
+	AUDIT_VERIFY_EDITED,       /* a record's hash does not match the next record's "prev" */
+	AUDIT_VERIFY_DELETED,      /* sequence numbers skip forward */
+	AUDIT_VERIFY_REORDERED,    /* sequence numbers go back or repeat */
+	AUDIT_VERIFY_TRUNCATED,    /* ends inside a record, or (strict) without a closing seal */
+	AUDIT_VERIFY_FORGED_SEAL,  /* a seal's MAC does not verify: rewritten or forged */
+	AUDIT_VERIFY_WRONG_KEY,    /* seals made with another key than the one given */
+	AUDIT_VERIFY_MISSING_SEAL, /* more records without a seal than the trail's interval */
+	AUDIT_VERIFY_FILE_GAP,     /* a rotated file is missing, out of order or re-anchored */
+	_AUDIT_VERIFY_STATUS_MAX,
+	_AUDIT_VERIFY_STATUS_INVALID = -EINVAL,
+} AuditVerifyStatus;
+
+typedef struct AuditVerifyOptions {
+	const uint8_t *key; /* AUDIT_SEAL_KEY_SIZE bytes; NULL: chain only (seals unchecked) */
+	bool strict;        /* the last file must end with a seal (stopped daemon / archive) */
+} AuditVerifyOptions;
+
+typedef struct AuditVerifyResult {
+	AuditVerifyStatus status;
+	char *file;       /* where the first problem is (NULL when intact) */
+	uint64_t line;    /* 1-based line in that file (0: the file as a whole) */
+	char *message;    /* what is wrong, in words */
+	uint64_t records; /* lines checked, seals included */
+	uint64_t seals;   /* seals verified */
+	uint64_t files;
+	uint64_t first_seq, last_seq;
+	uint64_t first_file_seq;    /* 1: anchored at the genesis file */
+	uint64_t unsealed_tail;     /* records after the last seal (not protected by a MAC) */
+	uint64_t torn_acknowledged; /* crash-torn lines acknowledged by a torn-tail record */
+} AuditVerifyResult;
+
+void audit_verify_result_clear(AuditVerifyResult *r);
+/* Verifies FILES as one chain. Returns 0 when the check ran (ret->status says what it
+ * found), -errno when a file cannot be read (ret->file names it). */
+int audit_verify_files(char *const *files, const AuditVerifyOptions *opts, AuditVerifyResult *ret);
+const char *audit_verify_status_to_string(AuditVerifyStatus s);
+
+/* Internal helpers shared by writer and verifier (also used by the tests). */
+/* SHA-256 of a line (without newline) as 64 lower-case hex chars + NUL. */
+int audit_line_hash(const char *line, size_t len, char ret_hex[static AUDIT_HASH_HEX_LEN + 1]);
+/* HMAC-SHA-256 over the seal line prefix (everything before ,"mac":). */
+int audit_seal_mac(const uint8_t key[static AUDIT_SEAL_KEY_SIZE], const char *prefix, size_t len,
+        char ret_hex[static AUDIT_HASH_HEX_LEN + 1]);
+/* Short public id of a seal key (16 hex chars + NUL). */
+int audit_seal_key_id(const uint8_t key[static AUDIT_SEAL_KEY_SIZE], char ret_hex[static 17]);
 
 const char *audit_event_to_string(AuditEvent e);
 AuditEvent audit_event_from_string(const char *s);
 const char *audit_result_to_string(AuditResult r);
 AuditResult audit_result_from_string(const char *s);
+const char *audit_sink_to_string(AuditSink s);

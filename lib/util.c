@@ -265,6 +265,11 @@ int safe_open(const char *path, SafeFileFlags flags, struct stat *ret_st, const 
 		problem = "is world-readable but holds a secret; run: chmod 600 FILE";
 		goto out;
 	}
+	if ((flags & SAFE_FILE_NO_GROUP_READ) && (st.st_mode & S_IRGRP)) {
+		r = -EACCES;
+		problem = "is group-readable but holds a secret; run: chmod 600 FILE";
+		goto out;
+	}
 	/* Back to blocking reads. */
 	if (fcntl(fd, F_SETFL, 0) < 0) {
 		r = -errno;

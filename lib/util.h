@@ -111,6 +111,7 @@ typedef enum SafeFileFlags {
 	SAFE_FILE_NO_GROUP_WRITE = 1 << 1, /* mode & 020 == 0 */
 	SAFE_FILE_NO_WORLD_WRITE = 1 << 2, /* mode & 002 == 0 */
 	SAFE_FILE_NO_WORLD_READ = 1 << 3,  /* mode & 004 == 0 (secrets) */
+	SAFE_FILE_NO_GROUP_READ = 1 << 4,  /* mode & 040 == 0 (secrets) */
 	SAFE_FILE_DEFAULT = SAFE_FILE_ROOT_OWNED | SAFE_FILE_NO_GROUP_WRITE | SAFE_FILE_NO_WORLD_WRITE,
 } SafeFileFlags;
 

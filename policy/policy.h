@@ -1,5 +1,23 @@
 /* policy.h: the keyward policy engine — parse a libconfig keyward.conf into a Policy,
- * validate it, and decide per request. Pure: no logging, no device or bus I/O. */
+ * validate it, and decide per request. Pure: no logging, no device or bus I/O
+ * (except policy_check_names(), for keywardctl). The grammar, in short (keyward.conf(5)):
+ *
+ *   settings = { rp_id; timeout (ms); failmode; audit_failure; credentials_dir; state_dir;
+ *                runtime_dir; audit_log; admin_group; cue; max_credentials_per_user;
+ *                max_bindings; };                                  (all optional)
+ *   rules = ( { name = "x";                                         (mandatory, unique)
+ *               match = { users; groups; uids ("N" | "N-M"); services; ttys (fnmatch);
+ *                         remote = true|false;
+ *                         not = { users; groups; uids; services; ttys; }; };
+ *               <outcome> }, ... );                 first match wins; at most 1024
+ *   default = { <outcome> };                                        (mandatory)
+ *   <outcome>: require = "key"|"none"|"deny" (mandatory); reason; on_remote = "deny"|"none";
+ *              user_verification; user_presence; aaguid_allow; aaguid_deny; attestation;
+ *              trust_anchors; counter; removal = { action; grace; lock_verify;
+ *              on_lock_failure; }; lockout = { max_failures; window; unlock_after; };
+ * Lists take one string or a list/array of strings; within a list any entry matches,
+ * across keys all must. A remote request whose outcome is "key" resolves to on_remote
+ * (unset: deny). */
 #pragma once
 
 #include <errno.h>
@@ -64,6 +82,15 @@ typedef enum PolicyFailMode {
 	_POLICY_FAILMODE_INVALID = -EINVAL,
 } PolicyFailMode;
 
+/* What a `key` requirement becomes for a remote login (a local key cannot be touched
+ * over SSH). Unset in the rule: the login is denied with a reason naming the gap. */
+typedef enum PolicyOnRemote {
+	POLICY_ON_REMOTE_DENY, /* refuse the remote login */
+	POLICY_ON_REMOTE_NONE, /* step aside: other PAM modules decide (e.g. sshd keys) */
+	_POLICY_ON_REMOTE_MAX,
+	_POLICY_ON_REMOTE_INVALID = -EINVAL,
+} PolicyOnRemote;
+
 typedef enum PolicyAuditFailure {
 	POLICY_AUDIT_FAILURE_DENY,  /* trail unwritable: deny covered authentications (default) */
 	POLICY_AUDIT_FAILURE_ALERT, /* trail unwritable: continue, alert via syslog */
@@ -73,16 +100,16 @@ typedef enum PolicyAuditFailure {
 
 /* Global settings (the `settings` group). Strings owned by the Policy. */
 typedef struct PolicySettings {
-	char *rp_id;            /* default "pam://keyward" */
-	uint32_t timeout_ms;    /* touch/PIN timeout, default 30000 */
-	char *credentials_dir;  /* default KEYWARD_DEFAULT_CREDENTIALS_DIR */
-	char *state_dir;        /* default KEYWARD_DEFAULT_STATE_DIR */
-	char *runtime_dir;      /* default KEYWARD_DEFAULT_RUNTIME_DIR */
-	char *audit_log;        /* default KEYWARD_DEFAULT_AUDIT_LOG */
+	char *rp_id;           /* default "pam://keyward" */
+	uint32_t timeout_ms;   /* touch/PIN timeout, default 30000 */
+	char *credentials_dir; /* default KEYWARD_DEFAULT_CREDENTIALS_DIR */
+	char *state_dir;       /* default KEYWARD_DEFAULT_STATE_DIR */
+	char *runtime_dir;     /* default KEYWARD_DEFAULT_RUNTIME_DIR */
+	char *audit_log;       /* default KEYWARD_DEFAULT_AUDIT_LOG */
 	PolicyFailMode failmode;
 	PolicyAuditFailure audit_failure;
-	char *admin_group;      /* members may manage keyward over D-Bus (NULL: root only) */
-	char *cue;              /* prompt text, "%u" -> user; default "Touch your security key for %u" */
+	char *admin_group; /* members may manage keyward over D-Bus (NULL: root only) */
+	char *cue;         /* prompt text, "%u" -> user; default "Touch your security key for %u" */
 	uint32_t max_credentials_per_user; /* default 16 */
 	uint32_t max_bindings;             /* default 65536 */
 } PolicySettings;
@@ -92,7 +119,7 @@ typedef struct PolicyDecision {
 	PolicyRequire require;
 	const char *rule_name; /* rule's name, or "default" */
 	const char *file;      /* file that defined the rule */
-	unsigned line;         /* line of the rule (0 for the built-in default) */
+	unsigned line;         /* line of the rule's '{' or of `default` (always in the file) */
 	bool is_default;       /* no rule matched; the `default` outcome applied */
 	const char *reason;    /* rule's `reason` text for deny, or NULL */
 
@@ -117,6 +144,15 @@ typedef struct PolicyDecision {
 	uint32_t lockout_max_failures; /* 0 = no lockout */
 	uint32_t lockout_window_s;
 	uint32_t lockout_unlock_after_s;
+
+	/* Remote handling. `remote` is the effective verdict: req->remote OR
+	 * policy_is_remote(req->rhost, req->tty). When the matching outcome required a key
+	 * and the login is remote, `require` holds the resolved value (DENY or NONE),
+	 * `remote_resolved` is true and `reason` says why (for DENY). */
+	bool remote;
+	bool remote_resolved;
+	bool on_remote_set;       /* the outcome stated on_remote explicitly */
+	PolicyOnRemote on_remote; /* DENY when not set */
 } PolicyDecision;
 
 /* What is being decided. Group names are resolved by the caller (getgrouplist). */
@@ -127,7 +163,8 @@ typedef struct PolicyRequest {
 	const char *service; /* PAM service */
 	const char *rhost;   /* PAM_RHOST or NULL */
 	const char *tty;     /* PAM_TTY or NULL */
-	bool remote;         /* caller's verdict from policy_is_remote() + logind */
+	bool remote;         /* caller's verdict (logind Remote); policy_evaluate() ORs in
+	                      * policy_is_remote(rhost, tty), so it can only add "remote" */
 } PolicyRequest;
 
 typedef enum PolicySeverity {
@@ -157,8 +194,8 @@ size_t policy_diagnostics_errors(const PolicyDiagnostics *d);
  * must be a regular file, not a symlink; ownership/mode checks are the caller's. */
 int policy_load_file(const char *path, PolicyDiagnostics *diags, Policy **ret);
 /* Same from a string (tests, fuzzing); FILENAME is used in messages. */
-int policy_load_string(const char *text, const char *filename, PolicyDiagnostics *diags,
-		Policy **ret);
+int policy_load_string(
+        const char *text, const char *filename, PolicyDiagnostics *diags, Policy **ret);
 Policy *policy_free(Policy *p);
 static inline void policy_freep(Policy **p)
 {
@@ -175,11 +212,22 @@ const char *policy_path(const Policy *p);
  * pointers into p (valid while p lives). Returns 0, or -EINVAL on a bad request. */
 int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *ret);
 
-/* Whether a login is remote, decided in one place: RHOST set to something that is not
- * a local address (robust to IPv6, IPv4-mapped IPv6, brackets, ports, "localhost"), or a
- * tty that names a remote pseudo-terminal pattern when rhost is absent is NOT taken as
- * remote (polkit sets none): the caller ORs in logind's Remote property. */
+/* Whether a login is remote, decided in one place. RHOST non-empty: local only for
+ * loopback — 127.0.0.0/8, ::1, IPv4-mapped ::ffff:127.x.y.z, in any IPv6 spelling, with
+ * "[addr]", "[addr]:port", "a.b.c.d:port" and "%zone" forms — and the names localhost,
+ * localhost.localdomain, ip6-localhost, ip6-loopback (any case); every other name or
+ * unparsable text is remote. RHOST NULL or "": the tty decides only when it names an X
+ * display on another host ("host:0", "[2001:db8::1]:0.0" → remote; ":0" → local); any
+ * other tty is no evidence (polkit sets no rhost): callers OR in logind's Remote. */
 bool policy_is_remote(const char *rhost, const char *tty);
+
+/* The one function in policy/ that does I/O (NSS and file-system look-ups), for
+ * keywardctl: appends an error for each group (in matches and admin_group) unknown to
+ * NSS, a warning for each user unknown to NSS, and a warning for each PAM service
+ * with no PAM_DIR/<service> file (PAM_DIR NULL: /etc/pam.d), and an error for each
+ * trust anchor of a `verified` outcome that is not a regular file. Returns the number
+ * of errors it added (>= 0) or -ENOMEM. */
+int policy_check_names(const Policy *p, const char *pam_dir, PolicyDiagnostics *diags);
 
 /* Every setting/rule key the parser knows (NULL-terminated), for the man page check. */
 extern const char *const policy_known_keys[];
@@ -198,6 +246,8 @@ const char *policy_lock_failure_to_string(PolicyLockFailure v);
 PolicyLockFailure policy_lock_failure_from_string(const char *s);
 const char *policy_failmode_to_string(PolicyFailMode v);
 PolicyFailMode policy_failmode_from_string(const char *s);
+const char *policy_on_remote_to_string(PolicyOnRemote v);
+PolicyOnRemote policy_on_remote_from_string(const char *s);
 const char *policy_audit_failure_to_string(PolicyAuditFailure v);
 PolicyAuditFailure policy_audit_failure_from_string(const char *s);
 

@@ -20,6 +20,14 @@ typedef struct Verb {
 
 /* Verbs are declared here as their files land. */
 static const Verb verbs[] = {
+	{ "policy", verb_policy, "check the policy file, explain a decision" },
+	{ "doctor", verb_doctor, "check the installation and the live system" },
+	{ "audit", verb_audit, "verify the audit trail, show its records" },
+	{ "report", verb_report, "compliance report (text, JSON, CSV, HTML)" },
+	{ "enroll", verb_enroll, "register a security key for a user (through keywardd)" },
+	{ "list", verb_list, "list registered security keys" },
+	{ "revoke", verb_revoke, "remove a registered security key" },
+	{ "import-pam-u2f", verb_import_pam_u2f, "import a pam_u2f authfile" },
 	{ NULL, NULL, NULL },
 };
 

@@ -1,0 +1,804 @@
+/* authenticate.c: the Authenticate method — policy, lockout and credential checks in
+ * the loop; the key search (silent probe per key, then the real assertion) in a worker
+ * thread; verification of signature, flags, owner and sign counter back in the loop. */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/random.h>
+
+#include "bus-api.h"
+#include "device-op.h"
+#include "fido-util.h"
+#include "lockout.h"
+#include "log.h"
+#include "util.h"
+
+#define AUTH_MAX_DEVICES 16
+#define AUTH_PROBE_TIMEOUT_MS 2000
+#define FIDO_FLAG_UP 0x01
+#define FIDO_FLAG_UV 0x04
+
+typedef struct AuthData {
+	/* request (read by the worker) */
+	char *user;
+	uid_t uid;
+	char *service, *tty, *rhost, *rule;
+	int pin_fd;
+	bool up;     /* policy: touch required */
+	PolicyUV uv; /* policy: user verification */
+	PolicyCounter counter;
+	uint32_t lockout_max, lockout_window_s, lockout_unlock_s;
+	CredentialSet *set; /* the user's credentials (worker reads ids/rp ids only) */
+
+	/* result (written by the worker) */
+	const char *reason; /* NULL: an assertion to verify is in `assert` */
+	char message[256];
+	char *dev_path;
+	char *rp_id;        /* rp id the assertion was made for */
+	fido_assert_t *assert;
+	bool uv_required;   /* policy or credential asked for UV */
+	bool up_required;
+} AuthData;
+
+static void auth_data_free(AuthData *a)
+{
+	if (!a)
+		return;
+	free(a->user);
+	free(a->service);
+	free(a->tty);
+	free(a->rhost);
+	free(a->rule);
+	if (a->pin_fd >= 0)
+		close(a->pin_fd);
+	credential_set_free(a->set);
+	free(a->dev_path);
+	free(a->rp_id);
+	fido_assert_free(&a->assert);
+	free(a);
+}
+
+/* --- worker thread ------------------------------------------------------------------ */
+
+static void auth_fail(AuthData *a, const char *reason, const char *fmt, ...) _printf_(3, 4);
+static void auth_fail(AuthData *a, const char *reason, const char *fmt, ...)
+{
+	va_list ap;
+
+	a->reason = reason;
+	va_start(ap, fmt);
+	vsnprintf(a->message, sizeof(a->message), fmt, ap);
+	va_end(ap);
+}
+
+/* Adds the user's credentials for RP to the allow list; returns how many. */
+static int allow_creds(const AuthData *a, fido_assert_t *as, const char *rp, const char *only_id)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < a->set->n; i++) {
+		const Credential *c = &a->set->items[i];
+		_cleanup_free_ uint8_t *id = NULL;
+		size_t idlen;
+
+		if (!streq(c->rp_id, rp) || streq(c->id, CREDS_DISCOVERABLE_ID))
+			continue;
+		if (only_id && !streq(c->id, only_id))
+			continue;
+		if (base64_decode(c->id, &id, &idlen) < 0)
+			continue;
+		if (fido_assert_allow_cred(as, id, idlen) == FIDO_OK)
+			n++;
+	}
+	return n;
+}
+
+static bool rp_has_discoverable(const AuthData *a, const char *rp)
+{
+	for (size_t i = 0; i < a->set->n; i++)
+		if (streq(a->set->items[i].rp_id, rp) && streq(a->set->items[i].id, CREDS_DISCOVERABLE_ID))
+			return true;
+	return false;
+}
+
+static int set_random_cdh(fido_assert_t *as)
+{
+	uint8_t cdh[32];
+	int r;
+
+	if (getrandom(cdh, sizeof(cdh), 0) != (ssize_t)sizeof(cdh))
+		return FIDO_ERR_INTERNAL;
+	r = fido_assert_set_clientdata_hash(as, cdh, sizeof(cdh));
+	explicit_bzero(cdh, sizeof(cdh));
+	return r;
+}
+
+/* Silent probe: does DEV hold one of the user's credentials for RP? Never asks for a
+ * touch (up=false) or PIN. *ret_id gets the base64 id it answered with (if any). */
+static bool probe_device(const AuthData *a, fido_dev_t *dev, const char *rp, char **ret_id)
+{
+	fido_assert_t *as = fido_assert_new();
+	bool holds = false;
+	int n, r;
+
+	*ret_id = NULL;
+	if (!as)
+		return false;
+	n = allow_creds(a, as, rp, NULL);
+	if (n == 0 && !rp_has_discoverable(a, rp))
+		goto out;
+	if (n == 0 && !fido_dev_is_fido2(dev))
+		goto out; /* U2F keys have no discoverable credentials */
+	if (fido_assert_set_rp(as, rp) != FIDO_OK || set_random_cdh(as) != FIDO_OK ||
+			fido_assert_set_up(as, FIDO_OPT_FALSE) != FIDO_OK)
+		goto out;
+	(void)fido_dev_set_timeout(dev, AUTH_PROBE_TIMEOUT_MS);
+	r = fido_dev_get_assert(dev, as, NULL);
+	if (fido_dev_is_fido2(dev))
+		holds = r == FIDO_OK;
+	else
+		holds = r == FIDO_ERR_USER_PRESENCE_REQUIRED; /* U2F check-only: handle known */
+	log_debug("probe %s for rp %s: %s", strna(a->dev_path), rp, fido_strerr(r));
+	if (holds && r == FIDO_OK && fido_assert_count(as) >= 1 && fido_assert_id_len(as, 0) > 0)
+		(void)base64_encode(fido_assert_id_ptr(as, 0), fido_assert_id_len(as, 0), ret_id);
+out:
+	fido_assert_free(&as);
+	return holds;
+}
+
+static const Credential *find_cred_for_rp(const AuthData *a, const char *rp, const char *id)
+{
+	for (size_t i = 0; i < a->set->n; i++) {
+		const Credential *c = &a->set->items[i];
+		if (streq(c->rp_id, rp) && (!id || streq(c->id, id)))
+			return c;
+	}
+	return NULL;
+}
+
+static void auth_assert(DeviceOp *op, AuthData *a, fido_dev_t *dev, const char *rp, const char *matched_id)
+{
+	_cleanup_erase_ char *pin = NULL;
+	const Credential *c = matched_id ? creds_find_id(a->set, matched_id) : NULL;
+	bool has_pin = fido_dev_has_pin(dev), has_uv = fido_dev_has_uv(dev);
+	bool use_pin = false, builtin_uv = false;
+	fido_assert_t *as = NULL;
+	uint64_t t0;
+	int r;
+
+	if (!c)
+		c = find_cred_for_rp(a, rp, NULL);
+	a->uv_required = a->uv == POLICY_UV_REQUIRED || (c && c->uv);
+	a->up_required = a->up || (c && c->up);
+	if (a->pin_fd >= 0) {
+		r = fido_pin_read_fd(a->pin_fd, &pin);
+		if (r < 0) {
+			auth_fail(a, "error", "The PIN could not be read from the PAM module (%s).", strerror(-r));
+			return;
+		}
+	}
+	if (a->uv_required) {
+		if (pin && has_pin)
+			use_pin = true;
+		else if (has_uv)
+			builtin_uv = true;
+		else if (!has_pin) {
+			auth_fail(a, "no-pin-set", "This key has no PIN set but the policy requires one: set a PIN with fido2-token -S.");
+			return;
+		} else {
+			auth_fail(a, "pin-required", "The policy requires your security key's PIN; none was given.");
+			return;
+		}
+	} else if (a->uv == POLICY_UV_PREFERRED && pin && has_pin)
+		use_pin = true;
+
+	as = fido_assert_new();
+	if (!as) {
+		auth_fail(a, "error", "Out of memory.");
+		return;
+	}
+	if (matched_id)
+		r = allow_creds(a, as, rp, matched_id) > 0 ? FIDO_OK : FIDO_ERR_INTERNAL;
+	else {
+		(void)allow_creds(a, as, rp, NULL);
+		r = FIDO_OK;
+	}
+	if (r == FIDO_OK)
+		r = fido_assert_set_rp(as, rp);
+	if (r == FIDO_OK)
+		r = set_random_cdh(as);
+	if (r == FIDO_OK)
+		r = fido_assert_set_up(as, a->up_required ? FIDO_OPT_TRUE : FIDO_OPT_FALSE);
+	if (r == FIDO_OK && builtin_uv)
+		r = fido_assert_set_uv(as, FIDO_OPT_TRUE);
+	if (r != FIDO_OK) {
+		auth_fail(a, "error", "Could not prepare the assertion: %s.", fido_strerr(r));
+		fido_assert_free(&as);
+		return;
+	}
+	(void)fido_dev_set_timeout(dev, (int)op->timeout_ms);
+	t0 = now_monotonic_ms();
+	r = fido_dev_get_assert(dev, as, use_pin ? pin : NULL);
+	log_debug("assertion on %s: %s after %llu ms", strna(a->dev_path), fido_strerr(r),
+			(unsigned long long)(now_monotonic_ms() - t0));
+	if (r == FIDO_OK) {
+		a->assert = as;
+		a->rp_id = strdup(rp);
+		if (!a->rp_id)
+			auth_fail(a, "error", "Out of memory.");
+		return;
+	}
+	fido_assert_free(&as);
+	if (device_op_cancelled(op) || r == FIDO_ERR_KEEPALIVE_CANCEL) {
+		auth_fail(a, "cancelled", "The request was cancelled.");
+		return;
+	}
+	if (r == FIDO_ERR_PIN_INVALID || r == FIDO_ERR_PIN_AUTH_INVALID) {
+		int retries = -1;
+		if (fido_dev_get_retry_count(dev, &retries) == FIDO_OK && retries >= 0)
+			auth_fail(a, "wrong-pin", "Wrong PIN for your security key; %d %s left.", retries,
+					retries == 1 ? "try" : "tries");
+		else
+			auth_fail(a, "wrong-pin", "Wrong PIN for your security key.");
+		return;
+	}
+	if ((r == FIDO_ERR_RX || r == FIDO_ERR_TX || r == FIDO_ERR_USER_ACTION_TIMEOUT ||
+			    r == FIDO_ERR_ACTION_TIMEOUT) &&
+			now_monotonic_ms() - t0 + 100 >= op->timeout_ms) {
+		auth_fail(a, a->up_required ? "no-touch" : "timeout",
+				"Your security key was not touched within %u seconds.",
+				(unsigned)((op->timeout_ms + 999) / 1000));
+		return;
+	}
+	auth_fail(a, fido_error_reason(r), "%s", fido_error_message(r));
+}
+
+static void auth_work(DeviceOp *op)
+{
+	AuthData *a = op->data;
+	fido_dev_info_t *devlist = NULL;
+	size_t ndevs = 0;
+	int r;
+
+	devlist = fido_dev_info_new(AUTH_MAX_DEVICES);
+	if (!devlist) {
+		auth_fail(a, "error", "Out of memory.");
+		return;
+	}
+	r = fido_dev_info_manifest(devlist, AUTH_MAX_DEVICES, &ndevs);
+	if (r != FIDO_OK || ndevs == 0) {
+		auth_fail(a, "no-key", "No security key is plugged in: plug in your registered key and try again.");
+		goto out;
+	}
+	for (size_t i = 0; i < ndevs && !a->assert && !device_op_cancelled(op); i++) {
+		const fido_dev_info_t *di = fido_dev_info_ptr(devlist, i);
+		const char *path = di ? fido_dev_info_path(di) : NULL;
+		fido_dev_t *dev;
+		bool found = false;
+
+		if (!path)
+			continue;
+		dev = fido_dev_new();
+		if (!dev)
+			break;
+		/* Bounded from the start: fido_dev_open() already talks to the key. */
+		(void)fido_dev_set_timeout(dev, AUTH_PROBE_TIMEOUT_MS);
+		r = fido_dev_open(dev, path);
+		if (r != FIDO_OK) {
+			log_debug("Cannot open %s: %s", path, fido_strerr(r));
+			fido_dev_free(&dev);
+			continue;
+		}
+		free(a->dev_path);
+		a->dev_path = strdup(path);
+		device_op_set_active(op, dev);
+		/* Each distinct rp id of the user's credentials (imports may differ). */
+		for (size_t k = 0; k < a->set->n && !found && !device_op_cancelled(op); k++) {
+			const char *rp = a->set->items[k].rp_id;
+			_cleanup_free_ char *id = NULL;
+			bool seen = false;
+
+			for (size_t j = 0; j < k; j++)
+				if (streq(a->set->items[j].rp_id, rp))
+					seen = true;
+			if (seen)
+				continue;
+			if (probe_device(a, dev, rp, &id)) {
+				found = true;
+				auth_assert(op, a, dev, rp, id);
+			}
+		}
+		device_op_set_active(op, NULL);
+		(void)fido_dev_close(dev);
+		fido_dev_free(&dev);
+		if (found)
+			break;
+	}
+	if (device_op_cancelled(op) && !a->reason && !a->assert)
+		auth_fail(a, "cancelled", "The request was cancelled.");
+	else if (!a->reason && !a->assert) {
+		free(a->dev_path);
+		a->dev_path = NULL;
+		auth_fail(a, "no-key", "None of the plugged-in security keys is registered for %s: plug in your registered key.",
+				a->user);
+	}
+out:
+	fido_dev_info_free(&devlist, AUTH_MAX_DEVICES);
+	if (a->pin_fd >= 0) {
+		close(a->pin_fd);
+		a->pin_fd = -1;
+	}
+}
+
+/* --- back in the loop --------------------------------------------------------------- */
+
+typedef struct AuthOutcome {
+	const char *reason;
+	char message[256];
+	const Credential *cred;
+	char *cred_id; /* base64 id the key answered with */
+	char *sysfs;
+} AuthOutcome;
+
+/* DEVICE: the key's sysfs path or hidraw node for the record (read by the caller: in the
+ * abort path the worker may still be writing AuthData's result fields). */
+static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const char *device)
+{
+	Manager *m = op->manager;
+	AuthData *a = op->data;
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	char aaguid[FIDO_AAGUID_STRING_MAX] = "";
+	const AuthToken *token = NULL;
+	int r;
+
+	rec.event = AUDIT_EVENT_AUTH;
+	rec.user = a->user;
+	rec.uid = a->uid;
+	rec.service = a->service;
+	rec.tty = a->tty;
+	rec.rhost = a->rhost;
+	rec.rule = a->rule;
+	rec.cred_label = o->cred ? o->cred->label : NULL;
+	rec.cred_id = o->cred_id ? o->cred_id : (o->cred ? o->cred->id : NULL);
+	if (o->cred && o->cred->has_aaguid) {
+		fido_aaguid_to_string(o->cred->aaguid, aaguid);
+		rec.aaguid = aaguid;
+	}
+	rec.device = device;
+
+	if (granted) {
+		r = manager_token_add(m, a->user, a->uid, a->service, rec.cred_id, rec.cred_label,
+				a->dev_path, o->sysfs, &token);
+		/* (extension) the token records the hidraw node and sysfs path for BindSession. */
+		if (r < 0) {
+			granted = false;
+			o->reason = "error";
+			snprintf(o->message, sizeof(o->message), "Internal error (%s).", strerror(-r));
+		}
+	}
+	if (granted) {
+		rec.result = AUDIT_RESULT_SUCCESS;
+		rec.reason = "ok";
+		rec.message = "Authenticated with a security key.";
+		r = manager_audit(m, &rec);
+		if (r < 0 && manager_audit_failure_denies(m)) {
+			AuthToken *t = manager_token_take(m, token->token);
+			auth_token_free(t);
+			token = NULL;
+			granted = false;
+			o->reason = "audit-unavailable";
+			snprintf(o->message, sizeof(o->message),
+					"The keyward audit trail cannot be written, so logins that need it are refused; tell an administrator.");
+		}
+	}
+	if (!granted) {
+		rec.result = AUDIT_RESULT_FAILURE;
+		rec.reason = o->reason;
+		rec.message = o->message;
+		if (!streq(o->reason, "audit-unavailable"))
+			(void)manager_audit(m, &rec);
+	}
+	if (granted)
+		m->n_auth_ok++;
+	else
+		m->n_auth_failed++;
+	log_info("Authenticate %s/%s: %s (%s)%s%s", a->user, a->service, granted ? "granted" : "denied",
+			o->reason, granted ? "" : ": ", granted ? "" : o->message);
+	if (!op->replied) {
+		r = sd_bus_reply_method_return(op->request, "bsssss", granted, o->reason,
+				granted ? "" : o->message, token ? token->token : "",
+				granted && o->cred ? o->cred->label : "", granted ? strempty(rec.device) : "");
+		if (r < 0)
+			log_warning_errno(r, "Cannot reply to %s: %m", strna(op->sender));
+	}
+}
+
+static bool reason_counts_for_lockout(const char *reason)
+{
+	return streq(reason, "wrong-pin") || streq(reason, "bad-signature") || streq(reason, "clone") ||
+	       streq(reason, "uv-missing");
+}
+
+static void auth_finish(DeviceOp *op, AuthOutcome *o, bool granted)
+{
+	Manager *m = op->manager;
+	AuthData *a = op->data;
+	const char *state_dir = policy_settings(m->policy)->state_dir;
+	bool locked = false;
+	int r;
+
+	if (!granted && reason_counts_for_lockout(o->reason)) {
+		r = lockout_record_failure(state_dir, a->user, a->lockout_max, a->lockout_window_s,
+				a->lockout_unlock_s, &locked);
+		if (r < 0)
+			log_error_errno(r, "Cannot record a failed authentication of %s in %s/lockout: %m",
+					a->user, state_dir);
+		if (locked) {
+			AuditRecord rec = AUDIT_RECORD_INIT;
+			rec.event = AUDIT_EVENT_LOCKOUT;
+			rec.reason = "lockout";
+			rec.user = a->user;
+			rec.uid = a->uid;
+			rec.service = a->service;
+			rec.rule = a->rule;
+			rec.message = "Too many failed authentications: locked out.";
+			rec.result = AUDIT_RESULT_INFO;
+			(void)manager_audit(m, &rec);
+			log_warning("%s is locked out for %u s after %u failures.", a->user,
+					a->lockout_unlock_s, a->lockout_max);
+		}
+	} else if (granted && a->lockout_max > 0)
+		(void)lockout_reset(state_dir, a->user);
+	reply_and_audit(op, o, granted, o->sysfs ? o->sysfs : a->dev_path);
+}
+
+/* Verifies the assertion the worker got. Returns true when everything the policy asks
+ * for holds; else fills o->reason/message. */
+static bool auth_verify(DeviceOp *op, AuthOutcome *o)
+{
+	Manager *m = op->manager;
+	AuthData *a = op->data;
+	fido_assert_t *as = a->assert;
+	const Credential *c = NULL;
+	_cleanup_free_ uint8_t *pk = NULL;
+	uint8_t flags;
+	uint32_t count, stored = 0;
+	bool found = false;
+	size_t pklen;
+	int r;
+
+	if (fido_assert_count(as) != 1) {
+		o->reason = "error";
+		snprintf(o->message, sizeof(o->message), "The security key returned %zu assertions; expected one.",
+				fido_assert_count(as));
+		return false;
+	}
+	if (fido_assert_id_len(as, 0) > 0 &&
+			base64_encode(fido_assert_id_ptr(as, 0), fido_assert_id_len(as, 0), &o->cred_id) < 0)
+		return false;
+	/* Owner: the credential the key used must be one of this user's, for this rp. */
+	if (o->cred_id)
+		c = creds_find_id(a->set, o->cred_id);
+	if (c && !streq(c->rp_id, a->rp_id))
+		c = NULL;
+	if (!c) {
+		/* Imported discoverable credentials have no stored id: the public key decides. */
+		for (size_t i = 0; i < a->set->n && !c; i++) {
+			const Credential *d = &a->set->items[i];
+			_cleanup_free_ uint8_t *dpk = NULL;
+			size_t dl;
+
+			if (!streq(d->id, CREDS_DISCOVERABLE_ID) || !streq(d->rp_id, a->rp_id))
+				continue;
+			if (base64_decode(d->public_key, &dpk, &dl) < 0)
+				continue;
+			if (fido_assert_verify_raw(as, 0, d->cose_alg, dpk, dl) == FIDO_OK)
+				c = d;
+		}
+	}
+	if (!c) {
+		o->reason = "unknown-credential";
+		snprintf(o->message, sizeof(o->message), "The security key answered with a credential that is not registered for %s.",
+				a->user);
+		return false;
+	}
+	o->cred = c;
+	/* Every flag the policy requires (CVE-2021-31924): checked here, not assumed. */
+	flags = fido_assert_flags(as, 0);
+	if (a->up_required && !(flags & FIDO_FLAG_UP)) {
+		o->reason = "no-touch";
+		snprintf(o->message, sizeof(o->message), "The security key did not confirm a touch, which the policy requires.");
+		return false;
+	}
+	if (a->uv_required && !(flags & FIDO_FLAG_UV)) {
+		o->reason = "uv-missing";
+		snprintf(o->message, sizeof(o->message),
+				"The security key did not verify your PIN or fingerprint, which the policy requires.");
+		return false;
+	}
+	r = base64_decode(c->public_key, &pk, &pklen);
+	if (r < 0) {
+		o->reason = "error";
+		snprintf(o->message, sizeof(o->message), "The stored public key of %s is damaged.", c->label);
+		return false;
+	}
+	/* Signature over authData||cdh, rp id hash (fido_assert_set_rp) and the UP/UV
+	 * options that were requested. */
+	r = fido_assert_verify_raw(as, 0, c->cose_alg, pk, pklen);
+	if (r != FIDO_OK) {
+		o->reason = "bad-signature";
+		snprintf(o->message, sizeof(o->message), "The security key's signature did not verify (%s).", fido_strerr(r));
+		return false;
+	}
+	if (c->user_id && fido_assert_user_id_len(as, 0) > 0) {
+		_cleanup_free_ uint8_t *uid = NULL;
+		size_t ul;
+		if (base64_decode(c->user_id, &uid, &ul) < 0 || ul != fido_assert_user_id_len(as, 0) ||
+				memcmp(uid, fido_assert_user_id_ptr(as, 0), ul) != 0) {
+			o->reason = "unknown-credential";
+			snprintf(o->message, sizeof(o->message), "The credential on the key belongs to another user.");
+			return false;
+		}
+	}
+	/* Sign counter: a counter that did not move forward means a cloned key. */
+	count = fido_assert_sigcount(as, 0);
+	{
+		const char *cid = o->cred_id ? o->cred_id : c->id;
+		const char *state_dir = policy_settings(m->policy)->state_dir;
+
+		r = creds_counter_load(state_dir, a->user, cid, &stored, &found);
+		if (r < 0) {
+			o->reason = "error";
+			snprintf(o->message, sizeof(o->message), "The sign counters in %s/counters cannot be read (%s).",
+					state_dir, strerror(-r));
+			return false;
+		}
+		if (count == 0 && (!found || stored == 0)) {
+			if (a->counter != POLICY_COUNTER_ALLOW_ZERO) {
+				o->reason = "clone";
+				snprintf(o->message, sizeof(o->message),
+						"This security key does not count its signatures, which the policy requires (counter = strict); it may be a clone.");
+				return false;
+			}
+		} else if (found && count <= stored) {
+			AuditRecord rec = AUDIT_RECORD_INIT;
+			char detail[96];
+
+			snprintf(detail, sizeof(detail), "sign counter %u, last seen %u", count, stored);
+			rec.event = AUDIT_EVENT_CLONE_ALERT;
+			rec.reason = "clone";
+			rec.user = a->user;
+			rec.uid = a->uid;
+			rec.service = a->service;
+			rec.cred_label = c->label;
+			rec.cred_id = cid;
+			rec.device = a->dev_path;
+			rec.rule = a->rule;
+			rec.detail = detail;
+			rec.message = "Sign counter did not increase: the key may have been cloned.";
+			(void)manager_audit(m, &rec);
+			log_warning("CLONE ALERT: %s credential %s: %s.", a->user, c->label, detail);
+			o->reason = "clone";
+			snprintf(o->message, sizeof(o->message),
+					"Your security key's signature counter went backwards, which suggests a cloned key; access denied. Tell an administrator.");
+			return false;
+		}
+		if (count > stored || !found) {
+			r = creds_counter_store(state_dir, a->user, cid, count);
+			if (r < 0) {
+				o->reason = "error";
+				snprintf(o->message, sizeof(o->message), "The sign counter cannot be saved in %s/counters (%s).",
+						state_dir, strerror(-r));
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+static void auth_complete(DeviceOp *op)
+{
+	AuthData *a = op->data;
+	AuthOutcome o = {};
+	bool ok = false;
+
+	if (a->reason) {
+		o.reason = a->reason;
+		snprintf(o.message, sizeof(o.message), "%s", a->message);
+	} else if (a->assert) {
+		ok = auth_verify(op, &o);
+		if (!ok && !o.reason) {
+			o.reason = "error";
+			snprintf(o.message, sizeof(o.message), "Out of memory.");
+		}
+	} else {
+		o.reason = "error";
+		snprintf(o.message, sizeof(o.message), "The key search ended without a result.");
+	}
+	if (a->dev_path)
+		(void)manager_hidraw_to_syspath(op->manager, a->dev_path, &o.sysfs);
+	if (ok) {
+		o.reason = "ok";
+		o.message[0] = '\0';
+	}
+	auth_finish(op, &o, ok);
+	free(o.cred_id);
+	free(o.sysfs);
+}
+
+static void auth_abort(DeviceOp *op, const char *reason)
+{
+	AuthData *a = op->data;
+	AuthOutcome o = { .reason = reason };
+
+	snprintf(o.message, sizeof(o.message), "%s",
+			streq(reason, "timeout") ? "Your security key did not answer in time." : "The request was cancelled.");
+	(void)a;
+	reply_and_audit(op, &o, false, NULL);
+}
+
+static void auth_done(DeviceOp *op)
+{
+	auth_data_free(op->data);
+	op->data = NULL;
+}
+
+static const DeviceOpVTable auth_vtable = {
+	.work = auth_work,
+	.complete = auth_complete,
+	.abort = auth_abort,
+	.done = auth_done,
+};
+
+/* --- the method --------------------------------------------------------------------- */
+
+static int reply_now(Manager *m, sd_bus_message *msg, AuditRecord *rec, const char *reason,
+		const char *message, AuditResult result)
+{
+	rec->reason = reason;
+	rec->message = message;
+	rec->result = result;
+	(void)manager_audit(m, rec);
+	if (result != AUDIT_RESULT_SUCCESS && !streq(reason, "not-covered"))
+		m->n_auth_failed++;
+	log_info("Authenticate %s/%s: %s (%s)", strna(rec->user), strna(rec->service), reason, message);
+	return sd_bus_reply_method_return(msg, "bsssss", false, reason, message, "", "", "");
+}
+
+static int skip_options(sd_bus_message *msg, sd_bus_error *error)
+{
+	unsigned n = 0;
+	int r;
+
+	r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+	if (r < 0)
+		return r;
+	while ((r = sd_bus_message_skip(msg, "{sv}")) > 0)
+		if (++n > KEYWARD_MAX_OPTIONS)
+			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
+					"Too many options (at most %d).", KEYWARD_MAX_OPTIONS);
+	if (r < 0)
+		return r;
+	return sd_bus_message_exit_container(msg);
+}
+
+int bus_method_authenticate(Manager *m, sd_bus_message *msg, const BusCaller *caller,
+		sd_bus_error *error)
+{
+	const char *user, *service, *tty, *rhost;
+	const PolicySettings *st = policy_settings(m->policy);
+	_cleanup_free_ char *rule = NULL, *why = NULL;
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	AuthData *a = NULL;
+	DeviceOp *op = NULL;
+	PolicyDecision d;
+	uint64_t locked_until = 0;
+	bool remote = false;
+	uid_t uid = (uid_t)-1;
+	int pin_fd, r;
+
+	r = sd_bus_message_read(msg, "ssssh", &user, &service, &tty, &rhost, &pin_fd);
+	if (r < 0)
+		return r;
+	r = skip_options(msg, error);
+	if (r < 0)
+		return r;
+	if ((r = bus_check_user(user, error)) < 0 ||
+			(r = bus_check_string(service, KEYWARD_MAX_SERVICE, false, "service", error)) < 0 ||
+			(r = bus_check_string(tty, KEYWARD_MAX_TTY, true, "tty", error)) < 0 ||
+			(r = bus_check_string(rhost, KEYWARD_MAX_RHOST, true, "rhost", error)) < 0)
+		return r;
+	if (!bus_caller_may_act_for(caller, user)) {
+		log_notice("Authenticate for %s refused to uid %u: only root may authenticate another user.",
+				user, (unsigned)caller->uid);
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
+				"Only root may authenticate another user than yourself.");
+	}
+
+	rec.event = AUDIT_EVENT_AUTH;
+	rec.user = user;
+	rec.service = service;
+	rec.tty = tty;
+	rec.rhost = rhost;
+	r = manager_evaluate(m, user, service, tty, rhost, caller->pid, &d, &remote, &uid);
+	if (r < 0)
+		return reply_now(m, msg, &rec, "error", "The keyward policy could not be evaluated.", AUDIT_RESULT_FAILURE);
+	rec.uid = uid;
+	if (d.is_default)
+		rule = strdup("default");
+	else if (asprintf(&rule, "%s:%u", strna(d.file), d.line) < 0)
+		rule = NULL;
+	if (!rule)
+		return -ENOMEM;
+	rec.rule = rule;
+
+	if (d.require == POLICY_REQUIRE_NONE)
+		return reply_now(m, msg, &rec, "not-covered", "The keyward policy does not cover this login.", AUDIT_RESULT_INFO);
+	if (d.require == POLICY_REQUIRE_DENY)
+		return reply_now(m, msg, &rec, d.remote_resolved ? "remote" : "policy-deny",
+				d.reason ? d.reason : "Access denied by the keyward policy.", AUDIT_RESULT_FAILURE);
+	if (d.require != POLICY_REQUIRE_KEY)
+		return reply_now(m, msg, &rec, "error", "Unknown policy outcome.", AUDIT_RESULT_FAILURE);
+
+	r = lockout_check(st->state_dir, user, &locked_until);
+	if (r < 0) {
+		log_error_errno(r, "Cannot read the lockout state of %s in %s/lockout: %m", user, st->state_dir);
+		return reply_now(m, msg, &rec, "error", "The lockout state cannot be read; tell an administrator.",
+				AUDIT_RESULT_FAILURE);
+	}
+	if (locked_until > 0) {
+		char msgbuf[160];
+		snprintf(msgbuf, sizeof(msgbuf), "Too many failed attempts: try again in %llu minute(s).",
+				(unsigned long long)((locked_until - now_realtime_ms()) / 60000 + 1));
+		return reply_now(m, msg, &rec, "lockout", msgbuf, AUDIT_RESULT_FAILURE);
+	}
+
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->pin_fd = -1;
+	r = creds_load_user(st->credentials_dir, user, &a->set, &why);
+	if (r < 0) {
+		char msgbuf[256];
+		log_error("Credentials of %s cannot be used: %s", user, strna(why));
+		snprintf(msgbuf, sizeof(msgbuf), "Your security key registrations cannot be read (%s); ask an administrator.",
+				strna(why));
+		auth_data_free(a);
+		return reply_now(m, msg, &rec, "error", msgbuf, AUDIT_RESULT_FAILURE);
+	}
+	if (a->set->n == 0) {
+		char msgbuf[160];
+		snprintf(msgbuf, sizeof(msgbuf), "No security key is registered for %s; ask an administrator to enroll one.", user);
+		auth_data_free(a);
+		return reply_now(m, msg, &rec, "not-enrolled", msgbuf, AUDIT_RESULT_FAILURE);
+	}
+	a->user = strdup(user);
+	a->service = strdup(service);
+	a->tty = strdup(tty);
+	a->rhost = strdup(rhost);
+	a->rule = strdup(rule);
+	a->uid = uid;
+	a->up = d.user_presence;
+	a->uv = d.user_verification;
+	a->counter = d.counter;
+	a->lockout_max = d.lockout_max_failures;
+	a->lockout_window_s = d.lockout_window_s;
+	a->lockout_unlock_s = d.lockout_unlock_after_s;
+	/* Our own copy of the PIN pipe, non-blocking (the worker reads it). */
+	a->pin_fd = pin_fd >= 0 ? fcntl(pin_fd, F_DUPFD_CLOEXEC, 3) : -1;
+	if (a->pin_fd >= 0)
+		(void)fcntl(a->pin_fd, F_SETFL, O_NONBLOCK);
+	if (!a->user || !a->service || !a->tty || !a->rhost || !a->rule) {
+		auth_data_free(a);
+		return -ENOMEM;
+	}
+	r = device_op_new(m, DEVICE_OP_AUTHENTICATE, &auth_vtable, msg, caller->uid, st->timeout_ms, a, &op);
+	if (r == -EBUSY)
+		return reply_now(m, msg, &rec, "error", "keywardd is busy with too many requests; try again.", AUDIT_RESULT_FAILURE);
+	if (r < 0)
+		return r;
+	r = device_op_start(op);
+	if (r < 0)
+		return log_error_errno(r, "Cannot start the key search: %m");
+	return 1; /* the reply is deferred */
+}

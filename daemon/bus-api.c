@@ -1,0 +1,665 @@
+/* bus-api.c: the org.keyward.Keyward1.Manager interface. Every method goes through
+ * bus_dispatch(): caller identity from the bus credentials, then the permission in
+ * bus_methods[] (the one table saying who may call what), then the handler. */
+#include "bus-api.h"
+
+#include <grp.h>
+#include <pwd.h>
+
+#include "creds.h"
+#include "device-op.h"
+#include "fido-util.h"
+#include "log.h"
+#include "util.h"
+
+typedef struct BusMethod {
+	const char *member;
+	BusAccess access;
+	bus_method_handler handler;
+} BusMethod;
+
+static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error);
+static int method_cancel(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error);
+static int method_list(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error);
+static int method_revoke(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error);
+static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error);
+static int method_reload(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error);
+static int method_status(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error);
+
+/* Who may call what. SELF methods check the user argument with
+ * bus_caller_may_act_for() in the handler. */
+static const BusMethod bus_methods[] = {
+	{ "Check", BUS_ACCESS_ROOT | BUS_ACCESS_SELF, method_check },
+	{ "Authenticate", BUS_ACCESS_ROOT | BUS_ACCESS_SELF, bus_method_authenticate },
+	{ "Cancel", BUS_ACCESS_ROOT | BUS_ACCESS_SELF, method_cancel },
+	{ "BindSession", BUS_ACCESS_ROOT, bus_method_bind_session },
+	{ "UnbindSession", BUS_ACCESS_ROOT, bus_method_unbind_session },
+	{ "Enroll", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, bus_method_enroll },
+	{ "ListCredentials", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN | BUS_ACCESS_SELF, method_list },
+	{ "Revoke", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_revoke },
+	{ "ImportCredential", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_import },
+	{ "Reload", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_reload },
+	{ "GetStatus", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_status },
+};
+
+static bool uid_in_group(uid_t uid, const char *group)
+{
+	struct passwd *pw;
+	struct group *gr;
+	gid_t gids[256];
+	int n = (int)ELEMENTSOF(gids);
+
+	if (isempty(group))
+		return false;
+	gr = getgrnam(group);
+	pw = getpwuid(uid);
+	if (!gr || !pw)
+		return false;
+	if (pw->pw_gid == gr->gr_gid)
+		return true;
+	if (getgrouplist(pw->pw_name, pw->pw_gid, gids, &n) < 0)
+		return false; /* more than 256 groups: fail closed */
+	for (int i = 0; i < n; i++)
+		if (gids[i] == gr->gr_gid)
+			return true;
+	return false;
+}
+
+static int bus_caller_get(Manager *m, sd_bus_message *msg, BusCaller *ret, sd_bus_error *error)
+{
+	sd_bus_creds *creds = NULL;
+	struct passwd *pw;
+	BusCaller c = { .uid = (uid_t)-1, .sender = sd_bus_message_get_sender(msg) };
+	int r;
+
+	r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
+	if (r >= 0) {
+		r = sd_bus_creds_get_euid(creds, &c.uid);
+		if (r < 0)
+			r = sd_bus_creds_get_uid(creds, &c.uid);
+		if (sd_bus_creds_get_pid(creds, &c.pid) < 0)
+			c.pid = 0;
+	}
+	sd_bus_creds_unref(creds);
+	if (r < 0) {
+		log_warning_errno(r, "Cannot learn who called %s: %m", strna(sd_bus_message_get_member(msg)));
+		return sd_bus_error_set(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
+				"keywardd cannot determine who you are; access denied.");
+	}
+	c.is_root = c.uid == 0;
+	c.is_admin = !c.is_root && uid_in_group(c.uid, policy_settings(m->policy)->admin_group);
+	pw = getpwuid(c.uid);
+	if (pw) {
+		c.user = strdup(pw->pw_name);
+		if (!c.user)
+			return -ENOMEM;
+	}
+	*ret = c;
+	return 0;
+}
+
+bool bus_caller_may_act_for(const BusCaller *c, const char *user)
+{
+	if ((c->allowed & BUS_ACCESS_ROOT) && c->is_root)
+		return true;
+	if ((c->allowed & BUS_ACCESS_ADMIN) && c->is_admin)
+		return true;
+	if ((c->allowed & BUS_ACCESS_SELF) && c->user && user && streq(c->user, user))
+		return true;
+	return false;
+}
+
+static int bus_dispatch(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+	Manager *m = userdata;
+	const char *member = sd_bus_message_get_member(msg);
+	const BusMethod *method = NULL;
+	BusCaller c;
+	int r;
+
+	for (size_t i = 0; i < ELEMENTSOF(bus_methods); i++)
+		if (member && streq(bus_methods[i].member, member))
+			method = &bus_methods[i];
+	if (!method)
+		return sd_bus_error_set(error, SD_BUS_ERROR_UNKNOWN_METHOD, "Unknown method.");
+	r = bus_caller_get(m, msg, &c, error);
+	if (r < 0)
+		return r;
+	c.allowed = method->access;
+	if (!((method->access & BUS_ACCESS_SELF) || ((method->access & BUS_ACCESS_ROOT) && c.is_root) ||
+			    ((method->access & BUS_ACCESS_ADMIN) && c.is_admin))) {
+		log_notice("%s denied to uid %u (%s): needs %s.", member, (unsigned)c.uid, strna(c.user),
+				method->access & BUS_ACCESS_ADMIN ? "root or the admin group" : "root");
+		free(c.user);
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
+				"%s is only allowed to %s.", member,
+				method->access & BUS_ACCESS_ADMIN ? "root and members of the keyward admin group" : "root");
+	}
+	r = method->handler(m, msg, &c, error);
+	free(c.user);
+	return r;
+}
+
+int bus_check_string(const char *s, size_t max, bool may_be_empty, const char *what,
+		sd_bus_error *error)
+{
+	if (!s || (!may_be_empty && !*s))
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS, "Missing %s.", what);
+	if (strlen(s) > max)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
+				"%s is too long (at most %zu characters).", what, max);
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
+					"%s contains a control character.", what);
+	return 0;
+}
+
+int bus_check_user(const char *user, sd_bus_error *error)
+{
+	int r = bus_check_string(user, KEYWARD_MAX_USER, false, "user name", error);
+
+	if (r < 0)
+		return r;
+	if (!valid_user_name(user))
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS, "Invalid user name.");
+	return 0;
+}
+
+int bus_read_options(sd_bus_message *msg, const char *const *known, bus_option_cb cb,
+		void *userdata, sd_bus_error *error)
+{
+	unsigned n = 0;
+	int r;
+
+	r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+	if (r < 0)
+		return r;
+	while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
+		const char *key, *contents;
+		bool ok = false;
+
+		if (++n > KEYWARD_MAX_OPTIONS)
+			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
+					"Too many options (at most %d).", KEYWARD_MAX_OPTIONS);
+		r = sd_bus_message_read(msg, "s", &key);
+		if (r < 0)
+			return r;
+		r = sd_bus_message_peek_type(msg, NULL, &contents);
+		if (r < 0)
+			return r;
+		for (const char *const *k = known; k && *k; k++) {
+			const char *colon = strchr(*k, ':');
+			if (colon && strlen(key) == (size_t)(colon - *k) && strneq(*k, key, strlen(key)) &&
+					streq(colon + 1, contents))
+				ok = true;
+		}
+		if (!ok)
+			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
+					"Unknown option '%.64s' or wrong type '%.8s'.", key, contents);
+		r = sd_bus_message_enter_container(msg, 'v', contents);
+		if (r < 0)
+			return r;
+		r = cb(key, msg, userdata, error);
+		if (r < 0)
+			return r;
+		r = sd_bus_message_exit_container(msg);
+		if (r < 0)
+			return r;
+		r = sd_bus_message_exit_container(msg);
+		if (r < 0)
+			return r;
+	}
+	if (r < 0)
+		return r;
+	return sd_bus_message_exit_container(msg);
+}
+
+/* --- Check -------------------------------------------------------------------------- */
+
+static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
+{
+	const char *user, *service, *tty, *rhost;
+	_cleanup_free_ char *rule = NULL, *message = NULL, *cred_error = NULL;
+	PolicyDecision d;
+	const char *require;
+	bool remote = false;
+	size_t n_creds = 0;
+	uid_t uid;
+	int r;
+
+	r = sd_bus_message_read(msg, "ssss", &user, &service, &tty, &rhost);
+	if (r < 0)
+		return r;
+	if ((r = bus_check_user(user, error)) < 0 ||
+			(r = bus_check_string(service, KEYWARD_MAX_SERVICE, false, "service", error)) < 0 ||
+			(r = bus_check_string(tty, KEYWARD_MAX_TTY, true, "tty", error)) < 0 ||
+			(r = bus_check_string(rhost, KEYWARD_MAX_RHOST, true, "rhost", error)) < 0)
+		return r;
+	if (!bus_caller_may_act_for(c, user))
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
+				"Only root may ask about another user than yourself.");
+	r = manager_evaluate(m, user, service, tty, rhost, c->pid, &d, &remote, &uid);
+	if (r < 0)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
+				"Cannot evaluate the policy for %s: %s", user, strerror(-r));
+	if (d.is_default)
+		rule = strdup("default");
+	else if (asprintf(&rule, "%s:%u", strna(d.file), d.line) < 0)
+		rule = NULL;
+	if (!rule)
+		return -ENOMEM;
+	require = policy_require_to_string(d.require);
+	if (d.require == POLICY_REQUIRE_DENY) {
+		AuditRecord rec = AUDIT_RECORD_INIT;
+
+		if (asprintf(&message, "%s", d.reason ? d.reason : "Access denied by the keyward policy.") < 0)
+			return -ENOMEM;
+		rec.event = AUDIT_EVENT_AUTH;
+		rec.reason = d.remote_resolved ? "remote" : "policy-deny";
+		rec.message = message;
+		rec.user = user;
+		rec.uid = uid;
+		rec.service = service;
+		rec.tty = tty;
+		rec.rhost = rhost;
+		rec.rule = rule;
+		(void)manager_audit(m, &rec);
+	} else if (d.require == POLICY_REQUIRE_KEY) {
+		r = creds_count_user(policy_settings(m->policy)->credentials_dir, user, &n_creds);
+		if (r < 0) {
+			_cleanup_credential_set_ CredentialSet *s = NULL;
+			(void)creds_load_user(policy_settings(m->policy)->credentials_dir, user, &s, &cred_error);
+			log_error("Credentials of %s cannot be used: %s", user, strna(cred_error));
+			require = "deny";
+			if (asprintf(&message, "Your security key registrations cannot be read (%s); ask an administrator.",
+					    strna(cred_error)) < 0)
+				return -ENOMEM;
+		} else if (n_creds == 0 && asprintf(&message, "No security key is registered for %s.", user) < 0)
+			return -ENOMEM;
+	}
+	log_debug("Check %s/%s tty=%s rhost=%s remote=%s → %s (%s)", user, service, tty, rhost,
+			remote ? "yes" : "no", require, rule);
+	return sd_bus_reply_method_return(msg, "ssbussu", require,
+			policy_uv_to_string(d.user_verification), d.user_presence,
+			policy_settings(m->policy)->timeout_ms, rule, strempty(message), (uint32_t)n_creds);
+}
+
+/* --- Cancel ------------------------------------------------------------------------- */
+
+static int method_cancel(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
+{
+	int n = device_op_cancel_sender(m, sd_bus_message_get_sender(msg));
+
+	log_debug("Cancel from %s: %d request(s) cancelled.", strna(sd_bus_message_get_sender(msg)), n);
+	return sd_bus_reply_method_return(msg, "");
+}
+
+/* --- ListCredentials / Revoke / ImportCredential ------------------------------------ */
+
+static int append_user_credentials(Manager *m, sd_bus_message *reply, const char *user,
+		sd_bus_error *error)
+{
+	_cleanup_credential_set_ CredentialSet *s = NULL;
+	_cleanup_free_ char *why = NULL;
+	int r;
+
+	r = creds_load_user(policy_settings(m->policy)->credentials_dir, user, &s, &why);
+	if (r < 0)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED, "%s", why ? why : strerror(-r));
+	for (size_t i = 0; i < s->n; i++) {
+		const Credential *cr = &s->items[i];
+		char aaguid[FIDO_AAGUID_STRING_MAX] = "";
+		char flags[64];
+
+		if (cr->has_aaguid)
+			fido_aaguid_to_string(cr->aaguid, aaguid);
+		snprintf(flags, sizeof(flags), "%s%s%s%s", fido_cose_to_string(cr->cose_alg),
+				cr->resident ? ",resident" : "", cr->up ? ",up" : "", cr->uv ? ",uv" : "");
+		r = sd_bus_message_append(reply, "(sssssst)", user, cr->label, cr->id, aaguid, flags,
+				cred_attestation_to_string(cr->attestation), cr->created_ms * 1000);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int method_list(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	const char *user;
+	int r;
+
+	r = sd_bus_message_read(msg, "s", &user);
+	if (r < 0)
+		return r;
+	if (!isempty(user) && (r = bus_check_user(user, error)) < 0)
+		return r;
+	if (isempty(user) ? !(c->is_root || c->is_admin) : !bus_caller_may_act_for(c, user))
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
+				"You may only list your own credentials.");
+	r = sd_bus_message_new_method_return(msg, &reply);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_open_container(reply, 'a', "(sssssst)");
+	if (r < 0)
+		return r;
+	if (isempty(user)) {
+		_cleanup_strv_free_ char **users = NULL;
+
+		r = creds_list_users(policy_settings(m->policy)->credentials_dir, &users);
+		if (r < 0)
+			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
+					"Cannot list %s: %s", policy_settings(m->policy)->credentials_dir, strerror(-r));
+		for (char **u = users; *u; u++) {
+			r = append_user_credentials(m, reply, *u, error);
+			if (r < 0)
+				return r;
+		}
+	} else {
+		r = append_user_credentials(m, reply, user, error);
+		if (r < 0)
+			return r;
+	}
+	r = sd_bus_message_close_container(reply);
+	if (r < 0)
+		return r;
+	return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_revoke(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
+{
+	_cleanup_credential_set_ CredentialSet *s = NULL;
+	_cleanup_free_ char *why = NULL, *label = NULL, *id = NULL;
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	const char *user, *what, *dir = policy_settings(m->policy)->credentials_dir;
+	Credential *cr;
+	int r;
+
+	r = sd_bus_message_read(msg, "ss", &user, &what);
+	if (r < 0)
+		return r;
+	if ((r = bus_check_user(user, error)) < 0 ||
+			(r = bus_check_string(what, KEYWARD_MAX_ID, false, "label or id", error)) < 0)
+		return r;
+	rec.event = AUDIT_EVENT_REVOKE;
+	rec.user = user;
+	rec.detail = c->user;
+	r = creds_load_user(dir, user, &s, &why);
+	if (r < 0) {
+		rec.reason = "error";
+		rec.message = why;
+		(void)manager_audit(m, &rec);
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED, "%s", why ? why : strerror(-r));
+	}
+	cr = creds_find(s, what);
+	if (!cr)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_NOT_FOUND,
+				"%s has no credential with label or id '%s'.", user, what);
+	label = strdup(cr->label);
+	id = strdup(cr->id);
+	if (!label || !id)
+		return -ENOMEM;
+	rec.cred_label = label;
+	rec.cred_id = id;
+	r = creds_remove(s, what);
+	if (r >= 0)
+		r = creds_save_user(dir, s);
+	if (r < 0) {
+		rec.reason = "error";
+		(void)manager_audit(m, &rec);
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
+				"Cannot update the credentials of %s in %s: %s", user, dir, strerror(-r));
+	}
+	rec.result = AUDIT_RESULT_SUCCESS;
+	rec.reason = "ok";
+	(void)manager_audit(m, &rec);
+	log_info("Revoked credential %s of %s (by uid %u).", label, user, (unsigned)c->uid);
+	return sd_bus_reply_method_return(msg, "");
+}
+
+int bus_find_credential_owner(Manager *m, const char *id, char **ret_user)
+{
+	const char *dir = policy_settings(m->policy)->credentials_dir;
+	_cleanup_strv_free_ char **users = NULL;
+	int r;
+
+	*ret_user = NULL;
+	if (streq(id, CREDS_DISCOVERABLE_ID))
+		return 0;
+	r = creds_list_users(dir, &users);
+	if (r < 0)
+		return r;
+	for (char **u = users; *u; u++) {
+		_cleanup_credential_set_ CredentialSet *s = NULL;
+
+		r = creds_load_user(dir, *u, &s, NULL);
+		if (r < 0)
+			return r;
+		if (creds_find_id(s, id)) {
+			*ret_user = strdup(*u);
+			return *ret_user ? 1 : -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
+{
+	const char *user, *label, *kh, *pk, *cose, *flags, *rp_id;
+	const char *dir = policy_settings(m->policy)->credentials_dir;
+	_cleanup_credential_set_ CredentialSet *s = NULL;
+	_cleanup_free_ char *why = NULL, *owner = NULL, *id = NULL, *pkb = NULL;
+	_cleanup_free_ uint8_t *raw = NULL;
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	Credential cr = { .attestation = CRED_ATTESTATION_IMPORTED };
+	size_t rawlen;
+	int r;
+
+	r = sd_bus_message_read(msg, "sssssss", &user, &label, &kh, &pk, &cose, &flags, &rp_id);
+	if (r < 0)
+		return r;
+	if ((r = bus_check_user(user, error)) < 0 ||
+			(r = bus_check_string(label, KEYWARD_MAX_LABEL, false, "label", error)) < 0 ||
+			(r = bus_check_string(kh, KEYWARD_MAX_ID, false, "key handle", error)) < 0 ||
+			(r = bus_check_string(pk, KEYWARD_MAX_ID, false, "public key", error)) < 0 ||
+			(r = bus_check_string(cose, 16, false, "COSE type", error)) < 0 ||
+			(r = bus_check_string(flags, KEYWARD_MAX_FLAGS, true, "flags", error)) < 0 ||
+			(r = bus_check_string(rp_id, KEYWARD_MAX_RP_ID, false, "rp id", error)) < 0)
+		return r;
+	if (!creds_label_valid(label))
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
+				"Invalid label (1-64 of A-Z a-z 0-9 . _ @ + -).");
+	cr.cose_alg = fido_cose_from_string(cose);
+	if (cr.cose_alg == COSE_UNSPEC)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
+				"Unknown COSE type '%s' (es256, eddsa or rs256).", cose);
+	if (streq(kh, CREDS_DISCOVERABLE_ID)) {
+		id = strdup(kh);
+		cr.resident = true;
+	} else {
+		/* Canonical base64 of the decoded handle (accepts websafe input). */
+		_cleanup_free_ uint8_t *d = NULL;
+		size_t dl;
+		if (base64_decode(kh, &d, &dl) < 0 || dl == 0 || dl > 1023)
+			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
+					"The key handle is not valid base64.");
+		r = base64_encode(d, dl, &id);
+		if (r < 0)
+			return r;
+	}
+	if (!id)
+		return -ENOMEM;
+	if (base64_decode(pk, &raw, &rawlen) < 0 || !fido_pubkey_valid(cr.cose_alg, raw, rawlen))
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
+				"The public key is not a valid %s key (base64 of libfido2's raw format).", cose);
+	r = base64_encode(raw, rawlen, &pkb);
+	if (r < 0)
+		return r;
+	for (const char *f = flags; *f;) {
+		if (strneq(f, "+presence", 9)) {
+			cr.up = true;
+			f += 9;
+		} else if (strneq(f, "+pin", 4)) {
+			cr.uv = true;
+			f += 4;
+		} else if (strneq(f, "+verification", 13)) {
+			cr.uv = true;
+			f += 13;
+		} else if (*f == ',' || *f == ' ') {
+			f++;
+		} else
+			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
+					"Unknown flag in '%s' (+presence, +pin, +verification).", flags);
+	}
+	cr.id = id;
+	cr.label = (char *)label;
+	cr.rp_id = (char *)rp_id;
+	cr.public_key = pkb;
+	cr.created_ms = now_realtime_ms();
+
+	rec.event = AUDIT_EVENT_IMPORT;
+	rec.user = user;
+	rec.cred_label = label;
+	rec.cred_id = id;
+	rec.detail = c->user;
+	r = bus_find_credential_owner(m, id, &owner);
+	if (r > 0) {
+		rec.reason = "exists";
+		(void)manager_audit(m, &rec);
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_EXISTS,
+				"This credential is already registered (for %s).", owner);
+	}
+	r = creds_load_user(dir, user, &s, &why);
+	if (r < 0) {
+		rec.reason = "error";
+		rec.message = why;
+		(void)manager_audit(m, &rec);
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED, "%s", why ? why : strerror(-r));
+	}
+	r = creds_add(s, &cr, policy_settings(m->policy)->max_credentials_per_user);
+	if (r == -EEXIST)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_EXISTS,
+				"%s already has a credential labelled '%s' or with this id.", user, label);
+	if (r == -E2BIG)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_POLICY_REFUSED,
+				"%s already has the most credentials the policy allows (%u).", user,
+				policy_settings(m->policy)->max_credentials_per_user);
+	if (r < 0)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS, "Invalid credential: %s", strerror(-r));
+	r = creds_save_user(dir, s);
+	if (r < 0) {
+		rec.reason = "error";
+		(void)manager_audit(m, &rec);
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
+				"Cannot write the credentials of %s in %s: %s", user, dir, strerror(-r));
+	}
+	rec.result = AUDIT_RESULT_SUCCESS;
+	rec.reason = "ok";
+	(void)manager_audit(m, &rec);
+	log_info("Imported credential %s for %s (rp %s, by uid %u).", label, user, rp_id, (unsigned)c->uid);
+	return sd_bus_reply_method_return(msg, "");
+}
+
+/* --- Reload / GetStatus ------------------------------------------------------------- */
+
+static int method_reload(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
+{
+	int r = manager_reload(m, "bus");
+
+	if (r < 0)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_POLICY_REFUSED,
+				"The policy %s was rejected (see the daemon log); the previous policy stays in force.",
+				m->config_path);
+	return sd_bus_reply_method_return(msg, "");
+}
+
+static int method_status(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	int r;
+
+	r = sd_bus_message_new_method_return(msg, &reply);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_append(reply, "a{sv}", 11,
+			"version", "s", KEYWARD_VERSION,
+			"policy", "s", m->config_path,
+			"policy_digest", "s", policy_digest(m->policy),
+			"started_usec", "t", m->started_ms * 1000,
+			"pending_operations", "u", (uint32_t)m->n_ops,
+			"tokens", "u", (uint32_t)m->n_tokens,
+			"bindings", "u", (uint32_t)m->n_bindings,
+			"audit_log", "s", strempty(policy_settings(m->policy)->audit_log),
+			"audit_ok", "b", m->audit != NULL,
+			"authentications_ok", "t", m->n_auth_ok,
+			"authentications_failed", "t", m->n_auth_failed);
+	if (r < 0)
+		return r;
+	return sd_bus_send(NULL, reply, NULL);
+}
+
+/* --- vtable ------------------------------------------------------------------------- */
+
+static const sd_bus_vtable manager_vtable[] = {
+	SD_BUS_VTABLE_START(0),
+	SD_BUS_METHOD_WITH_NAMES("Check", "ssss",
+			SD_BUS_PARAM(user) SD_BUS_PARAM(service) SD_BUS_PARAM(tty) SD_BUS_PARAM(rhost),
+			"ssbussu",
+			SD_BUS_PARAM(require) SD_BUS_PARAM(uv) SD_BUS_PARAM(up) SD_BUS_PARAM(timeout_ms)
+			SD_BUS_PARAM(rule) SD_BUS_PARAM(message) SD_BUS_PARAM(n_credentials),
+			bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("Authenticate", "ssssha{sv}",
+			SD_BUS_PARAM(user) SD_BUS_PARAM(service) SD_BUS_PARAM(tty) SD_BUS_PARAM(rhost)
+			SD_BUS_PARAM(pin_fd) SD_BUS_PARAM(options),
+			"bsssss",
+			SD_BUS_PARAM(granted) SD_BUS_PARAM(reason) SD_BUS_PARAM(message) SD_BUS_PARAM(token)
+			SD_BUS_PARAM(credential) SD_BUS_PARAM(device),
+			bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD("Cancel", "", "", bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("BindSession", "ssusss",
+			SD_BUS_PARAM(token) SD_BUS_PARAM(session_id) SD_BUS_PARAM(pid) SD_BUS_PARAM(service)
+			SD_BUS_PARAM(tty) SD_BUS_PARAM(user),
+			"s", SD_BUS_PARAM(binding_id), bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("UnbindSession", "s", SD_BUS_PARAM(binding_id), "", "",
+			bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("Enroll", "ssha{sv}",
+			SD_BUS_PARAM(user) SD_BUS_PARAM(label) SD_BUS_PARAM(pin_fd) SD_BUS_PARAM(options),
+			"sss", SD_BUS_PARAM(credential_id) SD_BUS_PARAM(aaguid) SD_BUS_PARAM(attestation),
+			bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("ListCredentials", "s", SD_BUS_PARAM(user),
+			"a(sssssst)", SD_BUS_PARAM(credentials), bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("Revoke", "ss", SD_BUS_PARAM(user) SD_BUS_PARAM(label_or_id), "", "",
+			bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("ImportCredential", "sssssss",
+			SD_BUS_PARAM(user) SD_BUS_PARAM(label) SD_BUS_PARAM(key_handle)
+			SD_BUS_PARAM(public_key) SD_BUS_PARAM(cose_type) SD_BUS_PARAM(flags)
+			SD_BUS_PARAM(rp_id),
+			"", "", bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD("Reload", "", "", bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("GetStatus", "", "", "a{sv}", SD_BUS_PARAM(status), bus_dispatch,
+			SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_VTABLE_END,
+};
+
+int bus_api_setup(Manager *m)
+{
+	int r;
+
+	r = sd_bus_open_system(&m->bus);
+	if (r < 0)
+		return log_error_errno(r, "Cannot connect to the system bus: %m");
+	r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, KEYWARD_BUS_PATH, KEYWARD_BUS_INTERFACE,
+			manager_vtable, m);
+	if (r < 0)
+		return log_error_errno(r, "Cannot register %s: %m", KEYWARD_BUS_PATH);
+	r = sd_bus_request_name(m->bus, KEYWARD_BUS_NAME, 0);
+	if (r < 0)
+		return log_error_errno(r, "Cannot own %s on the system bus (is another keywardd running, "
+					  "and is dist/org.keyward.Keyward1.conf installed?): %m",
+				KEYWARD_BUS_NAME);
+	r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+	if (r < 0)
+		return log_error_errno(r, "Cannot attach the bus to the event loop: %m");
+	return 0;
+}

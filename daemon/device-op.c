@@ -1,0 +1,261 @@
+/* device-op.c: thread-per-request device operations with eventfd completion,
+ * cancellation (Cancel, caller disconnect, deadline) and bounded concurrency. */
+#include "device-op.h"
+
+#include <sys/eventfd.h>
+#include <time.h>
+
+#include "log.h"
+#include "util.h"
+
+/* Extra time the loop waits past the device timeout before replying "timeout" itself. */
+#define DEVICE_OP_DEADLINE_GRACE_MS 3000
+
+int device_op_init(void)
+{
+	fido_init(0);
+	return 0;
+}
+
+static void device_op_unlink(DeviceOp *op)
+{
+	Manager *m = op->manager;
+
+	if (op->prev)
+		op->prev->next = op->next;
+	else if (m->ops == op)
+		m->ops = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	op->next = op->prev = NULL;
+	m->n_ops--;
+}
+
+static void device_op_free(DeviceOp *op)
+{
+	if (!op)
+		return;
+	if (op->thread_started) {
+		/* Only at shutdown: the op was cancelled; a key that ignores the cancel gets a
+		 * few seconds, then the thread (and its data) are abandoned to process exit. */
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 3;
+		if (pthread_timedjoin_np(op->thread, NULL, &ts) != 0) {
+			log_warning("A device operation of %s does not finish; leaving it behind.", strna(op->sender));
+			(void)pthread_detach(op->thread);
+			return;
+		}
+	}
+	if (op->vtable && op->vtable->done)
+		op->vtable->done(op);
+	sd_event_source_disable_unref(op->done_source);
+	sd_event_source_disable_unref(op->deadline_source);
+	sd_bus_track_unref(op->track);
+	sd_bus_message_unref(op->request);
+	if (op->done_fd >= 0)
+		close(op->done_fd);
+	pthread_mutex_destroy(&op->lock);
+	free(op->sender);
+	free(op);
+}
+
+static int on_sender_gone(sd_bus_track *t, void *userdata)
+{
+	DeviceOp *op = userdata;
+
+	log_info("Caller %s disconnected: cancelling its request.", strna(op->sender));
+	/* Once is enough: the track stays empty and would fire again. (sd-bus holds its
+	 * own reference while this handler runs.) */
+	op->track = sd_bus_track_unref(op->track);
+	device_op_cancel(op, "cancelled");
+	return 0;
+}
+
+int device_op_new(Manager *m, DeviceOpKind kind, const DeviceOpVTable *vt, sd_bus_message *request,
+		uid_t caller_uid, uint32_t timeout_ms, void *data, DeviceOp **ret)
+{
+	DeviceOp *op;
+	int r;
+
+	if (m->n_ops >= DEVICE_OP_MAX) {
+		/* DATA is ours even on failure. */
+		DeviceOp tmp = { .manager = m, .vtable = vt, .data = data, .done_fd = -1 };
+		if (vt->done)
+			vt->done(&tmp);
+		return -EBUSY;
+	}
+	op = calloc(1, sizeof(*op));
+	if (!op) {
+		DeviceOp tmp = { .manager = m, .vtable = vt, .data = data, .done_fd = -1 };
+		if (vt->done)
+			vt->done(&tmp);
+		return -ENOMEM;
+	}
+	op->manager = m;
+	op->kind = kind;
+	op->vtable = vt;
+	op->data = data;
+	op->done_fd = -1;
+	op->caller_uid = caller_uid;
+	op->timeout_ms = timeout_ms;
+	pthread_mutex_init(&op->lock, NULL);
+	op->request = sd_bus_message_ref(request);
+	op->sender = strdup(strempty(sd_bus_message_get_sender(request)));
+	if (!op->sender) {
+		device_op_free(op);
+		return -ENOMEM;
+	}
+	r = sd_bus_track_new(sd_bus_message_get_bus(request), &op->track, on_sender_gone, op);
+	if (r >= 0 && sd_bus_message_get_sender(request))
+		r = sd_bus_track_add_sender(op->track, request);
+	if (r < 0) {
+		device_op_free(op);
+		return r;
+	}
+	op->next = m->ops;
+	if (m->ops)
+		m->ops->prev = op;
+	m->ops = op;
+	m->n_ops++;
+	*ret = op;
+	return 0;
+}
+
+static void *device_op_thread(void *p)
+{
+	DeviceOp *op = p;
+	uint64_t one = 1;
+
+	op->vtable->work(op);
+	device_op_set_active(op, NULL);
+	while (write(op->done_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+static int on_thread_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	DeviceOp *op = userdata;
+	Manager *m = op->manager;
+
+	(void)pthread_join(op->thread, NULL);
+	op->thread_started = false;
+	if (!op->replied) {
+		op->vtable->complete(op);
+		op->replied = true;
+	}
+	device_op_unlink(op);
+	device_op_free(op);
+	(void)m;
+	return 0;
+}
+
+static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	DeviceOp *op = userdata;
+
+	log_info("Request of %s passed its deadline: cancelling.", strna(op->sender));
+	device_op_cancel(op, "timeout");
+	return 0;
+}
+
+int device_op_start(DeviceOp *op)
+{
+	Manager *m = op->manager;
+	uint64_t now;
+	int r;
+
+	op->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (op->done_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = sd_event_add_io(m->event, &op->done_source, op->done_fd, EPOLLIN, on_thread_done, op);
+	if (r < 0)
+		goto fail;
+	r = sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+	if (r < 0)
+		goto fail;
+	r = sd_event_add_time(m->event, &op->deadline_source, CLOCK_MONOTONIC,
+			now + ((uint64_t)op->timeout_ms + DEVICE_OP_DEADLINE_GRACE_MS) * 1000, 0,
+			on_deadline, op);
+	if (r < 0)
+		goto fail;
+	r = -pthread_create(&op->thread, NULL, device_op_thread, op);
+	if (r < 0)
+		goto fail;
+	op->thread_started = true;
+	return 0;
+fail:
+	device_op_unlink(op);
+	device_op_free(op);
+	return r;
+}
+
+void device_op_set_active(DeviceOp *op, fido_dev_t *dev)
+{
+	bool cancel;
+
+	pthread_mutex_lock(&op->lock);
+	op->active_dev = dev;
+	cancel = op->cancel_requested && dev;
+	if (cancel)
+		(void)fido_dev_cancel(dev);
+	pthread_mutex_unlock(&op->lock);
+}
+
+bool device_op_cancelled(DeviceOp *op)
+{
+	bool c;
+
+	pthread_mutex_lock(&op->lock);
+	c = op->cancel_requested;
+	pthread_mutex_unlock(&op->lock);
+	return c;
+}
+
+void device_op_cancel(DeviceOp *op, const char *reason)
+{
+	pthread_mutex_lock(&op->lock);
+	op->cancel_requested = true;
+	if (op->active_dev)
+		(void)fido_dev_cancel(op->active_dev);
+	pthread_mutex_unlock(&op->lock);
+	if (!op->replied) {
+		op->vtable->abort(op, reason);
+		op->replied = true;
+	}
+	/* No deadline needed any more; the thread's eventfd frees the op. (The track is
+	 * left alone: this may run inside its own handler.) */
+	op->deadline_source = sd_event_source_disable_unref(op->deadline_source);
+}
+
+int device_op_cancel_sender(Manager *m, const char *sender)
+{
+	int n = 0;
+
+	for (DeviceOp *op = m->ops; op; op = op->next)
+		if (!op->replied && sender && streq(op->sender, sender)) {
+			device_op_cancel(op, "cancelled");
+			n++;
+		}
+	return n;
+}
+
+void device_op_cancel_all(Manager *m)
+{
+	for (DeviceOp *op = m->ops; op; op = op->next)
+		device_op_cancel(op, "cancelled");
+}
+
+void device_op_free_all(Manager *m)
+{
+	while (m->ops) {
+		DeviceOp *op = m->ops;
+		device_op_cancel(op, "cancelled");
+		device_op_unlink(op);
+		device_op_free(op);
+	}
+}

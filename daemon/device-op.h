@@ -1,0 +1,83 @@
+/* device-op.h: one pending device operation (Authenticate, Enroll). libfido2 calls block,
+ * so each operation runs in its own thread; the thread touches only the DeviceOp (copies
+ * of everything it needs), signals completion through an eventfd watched by the event
+ * loop, and the loop joins it and replies. Cancel, caller disconnect (sd_bus_track) and
+ * the deadline reply at once and fido_dev_cancel() the key the thread is using. */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <fido.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "creds.h"
+#include "manager.h"
+#include "policy.h"
+
+typedef enum DeviceOpKind {
+	DEVICE_OP_AUTHENTICATE,
+	DEVICE_OP_ENROLL,
+	_DEVICE_OP_KIND_MAX,
+} DeviceOpKind;
+
+typedef struct DeviceOp DeviceOp;
+
+typedef struct DeviceOpVTable {
+	void (*work)(DeviceOp *op);     /* in the thread: device I/O only */
+	void (*complete)(DeviceOp *op); /* in the loop: verify, store, audit, reply */
+	/* in the loop: reply now because of cancel/disconnect/deadline (REASON:
+	 * "cancelled" or "timeout"); the thread may still run. */
+	void (*abort)(DeviceOp *op, const char *reason);
+	void (*done)(DeviceOp *op);     /* frees kind-specific data */
+} DeviceOpVTable;
+
+struct DeviceOp {
+	Manager *manager;
+	DeviceOpKind kind;
+	const DeviceOpVTable *vtable;
+	sd_bus_message *request; /* ref'd: the reply is deferred */
+	char *sender;            /* caller's unique bus name (Cancel matches on it) */
+	uid_t caller_uid;
+	sd_bus_track *track;
+	sd_event_source *done_source;
+	sd_event_source *deadline_source;
+	int done_fd; /* eventfd: the thread writes 1 when it has finished */
+	pthread_t thread;
+	bool thread_started;
+	bool replied;
+
+	pthread_mutex_t lock;    /* guards the two fields below */
+	fido_dev_t *active_dev;  /* the key the thread has open (for fido_dev_cancel) */
+	bool cancel_requested;
+
+	uint32_t timeout_ms; /* per device operation (fido_dev_set_timeout) */
+	void *data;          /* kind-specific request/result (authenticate.c, enroll.c) */
+
+	DeviceOp *next, *prev;
+};
+
+int device_op_init(void); /* fido_init(), once */
+
+/* Creates an op for REQUEST (refs it, tracks its sender). Fails with -EBUSY past
+ * DEVICE_OP_MAX pending ops. DATA is owned by the op from now on (vtable->done). */
+int device_op_new(Manager *m, DeviceOpKind kind, const DeviceOpVTable *vt, sd_bus_message *request,
+		uid_t caller_uid, uint32_t timeout_ms, void *data, DeviceOp **ret);
+/* Starts the thread and the deadline (timeout_ms + grace). On failure the op is freed. */
+int device_op_start(DeviceOp *op);
+
+/* In the thread: register/unregister the key in use (so a cancel reaches it), and ask
+ * whether the op was cancelled. */
+void device_op_set_active(DeviceOp *op, fido_dev_t *dev);
+bool device_op_cancelled(DeviceOp *op);
+
+/* Cancels OP (replies with REASON via vtable->abort if no reply was sent). */
+void device_op_cancel(DeviceOp *op, const char *reason);
+/* Cancels the pending ops whose caller is SENDER; returns how many. */
+int device_op_cancel_sender(Manager *m, const char *sender);
+void device_op_cancel_all(Manager *m);
+/* Joins all threads and frees all ops (shutdown). */
+void device_op_free_all(Manager *m);

@@ -1,0 +1,642 @@
+/* enroll.c: the Enroll method — makeCredential on a plugged key (worker thread), then
+ * in the loop: attestation signature, AAGUID lists, x5c chain per policy, duplicate
+ * checks, store, audit. */
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/random.h>
+
+#include "attestation.h"
+#include "bus-api.h"
+#include "device-op.h"
+#include "fido-util.h"
+#include "log.h"
+#include "util.h"
+
+#define ENROLL_MAX_DEVICES 16
+#define ENROLL_USER_ID_BYTES 32
+
+/* The enrollment restrictions of one policy rule that will use the credential. */
+typedef struct EnrollRule {
+	char *rule; /* "file:line" or "default" */
+	uint8_t (*aaguid_allow)[16];
+	size_t n_aaguid_allow;
+	uint8_t (*aaguid_deny)[16];
+	size_t n_aaguid_deny;
+	PolicyAttestation attestation;
+	char **trust_anchors;
+} EnrollRule;
+
+#define ENROLL_MAX_RULES 16
+
+typedef struct EnrollData {
+	/* request */
+	char *user, *label, *rp_id, *device, *rule;
+	int pin_fd;
+	bool resident, want_uv;
+	uint8_t user_id[ENROLL_USER_ID_BYTES];
+	CredentialSet *set; /* exclude list */
+	EnrollRule rules[ENROLL_MAX_RULES]; /* every rule that must accept the key */
+	size_t n_rules;
+	uid_t caller_uid;
+
+	/* result */
+	const char *error_name; /* NULL: cred holds the new credential */
+	char message[320];
+	char *dev_path;
+	fido_cred_t *cred;
+	bool pin_used, builtin_uv;
+} EnrollData;
+
+static void enroll_data_free(EnrollData *e)
+{
+	if (!e)
+		return;
+	free(e->user);
+	free(e->label);
+	free(e->rp_id);
+	free(e->device);
+	free(e->rule);
+	if (e->pin_fd >= 0)
+		close(e->pin_fd);
+	credential_set_free(e->set);
+	for (size_t i = 0; i < e->n_rules; i++) {
+		free(e->rules[i].rule);
+		free(e->rules[i].aaguid_allow);
+		free(e->rules[i].aaguid_deny);
+		strv_free(e->rules[i].trust_anchors);
+	}
+	free(e->dev_path);
+	fido_cred_free(&e->cred);
+	free(e);
+}
+
+static void enroll_fail(EnrollData *e, const char *error_name, const char *fmt, ...) _printf_(3, 4);
+static void enroll_fail(EnrollData *e, const char *error_name, const char *fmt, ...)
+{
+	va_list ap;
+
+	e->error_name = error_name;
+	va_start(ap, fmt);
+	vsnprintf(e->message, sizeof(e->message), fmt, ap);
+	va_end(ap);
+}
+
+/* --- worker thread ------------------------------------------------------------------ */
+
+static int pick_device(EnrollData *e, fido_dev_info_t *devlist, size_t n, const char **ret)
+{
+	if (n == 0) {
+		enroll_fail(e, KEYWARD_BUS_ERROR_NO_DEVICE, "No security key is plugged in.");
+		return -ENODEV;
+	}
+	if (e->device) {
+		for (size_t i = 0; i < n; i++) {
+			const fido_dev_info_t *di = fido_dev_info_ptr(devlist, i);
+			if (di && streq(fido_dev_info_path(di), e->device)) {
+				*ret = fido_dev_info_path(di);
+				return 0;
+			}
+		}
+		enroll_fail(e, KEYWARD_BUS_ERROR_NO_DEVICE, "No security key at %s (see fido2-token -L).", e->device);
+		return -ENODEV;
+	}
+	if (n > 1) {
+		char list[200] = "";
+		for (size_t i = 0; i < n && strlen(list) < 150; i++) {
+			const fido_dev_info_t *di = fido_dev_info_ptr(devlist, i);
+			if (di)
+				snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+						fido_dev_info_path(di));
+		}
+		enroll_fail(e, KEYWARD_BUS_ERROR_BUSY,
+				"%zu security keys are plugged in (%s): choose one with --device PATH, or unplug the others.",
+				n, list);
+		return -EBUSY;
+	}
+	*ret = fido_dev_info_path(fido_dev_info_ptr(devlist, 0));
+	return 0;
+}
+
+static void enroll_make(DeviceOp *op, EnrollData *e, fido_dev_t *dev)
+{
+	_cleanup_erase_ char *pin = NULL;
+	bool has_pin = fido_dev_has_pin(dev), has_uv = fido_dev_has_uv(dev);
+	fido_cred_t *cred;
+	uint8_t cdh[32];
+	int r;
+
+	if (e->pin_fd >= 0) {
+		r = fido_pin_read_fd(e->pin_fd, &pin);
+		if (r < 0) {
+			enroll_fail(e, KEYWARD_BUS_ERROR_INVALID_ARGS, "The PIN could not be read (%s).", strerror(-r));
+			return;
+		}
+	}
+	if (has_pin && !pin) {
+		enroll_fail(e, KEYWARD_BUS_ERROR_PIN_REQUIRED,
+				"The security key at %s has a PIN: give it to enroll the key.", e->dev_path);
+		return;
+	}
+	if (e->want_uv && !has_pin && !has_uv) {
+		enroll_fail(e, KEYWARD_BUS_ERROR_POLICY_REFUSED,
+				"This key has no PIN set but the policy requires one: set a PIN with fido2-token -S.");
+		return;
+	}
+	e->pin_used = has_pin && pin;
+	e->builtin_uv = e->want_uv && !e->pin_used && has_uv;
+
+	cred = fido_cred_new();
+	if (!cred) {
+		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "Out of memory.");
+		return;
+	}
+	if (getrandom(cdh, sizeof(cdh), 0) != (ssize_t)sizeof(cdh))
+		r = FIDO_ERR_INTERNAL;
+	else
+		r = fido_cred_set_clientdata_hash(cred, cdh, sizeof(cdh));
+	if (r == FIDO_OK)
+		r = fido_cred_set_type(cred, COSE_ES256);
+	if (r == FIDO_OK)
+		r = fido_cred_set_rp(cred, e->rp_id, "keyward");
+	if (r == FIDO_OK)
+		r = fido_cred_set_user(cred, e->user_id, sizeof(e->user_id), e->user, e->user, NULL);
+	if (r == FIDO_OK)
+		r = fido_cred_set_rk(cred, e->resident ? FIDO_OPT_TRUE : FIDO_OPT_OMIT);
+	if (r == FIDO_OK && e->builtin_uv)
+		r = fido_cred_set_uv(cred, FIDO_OPT_TRUE);
+	/* excludeList: a key that already holds one of the user's credentials refuses. */
+	for (size_t i = 0; r == FIDO_OK && i < e->set->n; i++) {
+		_cleanup_free_ uint8_t *id = NULL;
+		size_t idlen;
+
+		if (!streq(e->set->items[i].rp_id, e->rp_id) ||
+				base64_decode(e->set->items[i].id, &id, &idlen) < 0)
+			continue;
+		r = fido_cred_exclude(cred, id, idlen);
+	}
+	if (r != FIDO_OK) {
+		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "Could not prepare the credential request: %s.", fido_strerr(r));
+		fido_cred_free(&cred);
+		return;
+	}
+	(void)fido_dev_set_timeout(dev, (int)op->timeout_ms);
+	r = fido_dev_make_cred(dev, cred, e->pin_used ? pin : NULL);
+	if (r == FIDO_OK) {
+		e->cred = cred;
+		return;
+	}
+	fido_cred_free(&cred);
+	if (device_op_cancelled(op) || r == FIDO_ERR_KEEPALIVE_CANCEL)
+		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "Enrollment was cancelled.");
+	else if (r == FIDO_ERR_CREDENTIAL_EXCLUDED)
+		enroll_fail(e, KEYWARD_BUS_ERROR_EXISTS,
+				"This security key already holds a credential of %s: it is enrolled already.", e->user);
+	else if (r == FIDO_ERR_PIN_INVALID || r == FIDO_ERR_PIN_AUTH_INVALID) {
+		int retries = -1;
+		if (fido_dev_get_retry_count(dev, &retries) == FIDO_OK && retries >= 0)
+			enroll_fail(e, KEYWARD_BUS_ERROR_ACCESS_DENIED, "Wrong PIN for the security key; %d %s left.",
+					retries, retries == 1 ? "try" : "tries");
+		else
+			enroll_fail(e, KEYWARD_BUS_ERROR_ACCESS_DENIED, "Wrong PIN for the security key.");
+	} else if (r == FIDO_ERR_RX || r == FIDO_ERR_USER_ACTION_TIMEOUT || r == FIDO_ERR_ACTION_TIMEOUT)
+		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "The security key was not touched within %u seconds.",
+				(unsigned)((op->timeout_ms + 999) / 1000));
+	else
+		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "%s (%s)", fido_error_message(r), fido_strerr(r));
+}
+
+static void enroll_work(DeviceOp *op)
+{
+	EnrollData *e = op->data;
+	fido_dev_info_t *devlist = fido_dev_info_new(ENROLL_MAX_DEVICES);
+	const char *path = NULL;
+	fido_dev_t *dev = NULL;
+	size_t n = 0;
+	int r;
+
+	if (!devlist) {
+		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "Out of memory.");
+		return;
+	}
+	r = fido_dev_info_manifest(devlist, ENROLL_MAX_DEVICES, &n);
+	if (r != FIDO_OK)
+		n = 0;
+	if (pick_device(e, devlist, n, &path) < 0)
+		goto out;
+	e->dev_path = strdup(path);
+	dev = fido_dev_new();
+	if (!e->dev_path || !dev) {
+		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "Out of memory.");
+		goto out;
+	}
+	/* Bounded from the start: fido_dev_open() already talks to the key. */
+	(void)fido_dev_set_timeout(dev, (int)op->timeout_ms);
+	r = fido_dev_open(dev, path);
+	if (r != FIDO_OK) {
+		enroll_fail(e, KEYWARD_BUS_ERROR_NO_DEVICE, "Cannot open the security key at %s: %s.", path, fido_strerr(r));
+		goto out;
+	}
+	device_op_set_active(op, dev);
+	enroll_make(op, e, dev);
+	device_op_set_active(op, NULL);
+	(void)fido_dev_close(dev);
+out:
+	fido_dev_free(&dev);
+	fido_dev_info_free(&devlist, ENROLL_MAX_DEVICES);
+	if (e->pin_fd >= 0) {
+		close(e->pin_fd);
+		e->pin_fd = -1;
+	}
+}
+
+/* --- back in the loop --------------------------------------------------------------- */
+
+static void enroll_reply_error(DeviceOp *op, AuditRecord *rec, const char *reason, const char *name,
+		const char *message)
+{
+	int r;
+
+	rec->result = AUDIT_RESULT_FAILURE;
+	rec->reason = reason;
+	rec->message = message;
+	(void)manager_audit(op->manager, rec);
+	log_info("Enroll %s: refused (%s): %s", strna(rec->user), reason, message);
+	r = sd_bus_reply_method_errorf(op->request, name, "%s", message);
+	if (r < 0)
+		log_warning_errno(r, "Cannot reply to %s: %m", strna(op->sender));
+}
+
+static void enroll_complete(DeviceOp *op)
+{
+	Manager *m = op->manager;
+	EnrollData *e = op->data;
+	const char *dir = policy_settings(m->policy)->credentials_dir;
+	_cleanup_free_ char *id = NULL, *pk = NULL, *uid = NULL, *why = NULL, *owner = NULL, *sysfs = NULL;
+	_cleanup_credential_set_ CredentialSet *set = NULL;
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	char aaguid_s[FIDO_AAGUID_STRING_MAX] = "", msg[400];
+	Credential c = { .up = true };
+	const char *fmt;
+	uint8_t aaguid[16] = {};
+	int r;
+
+	rec.event = AUDIT_EVENT_ENROLL;
+	rec.user = e->user;
+	rec.cred_label = e->label;
+	rec.rule = e->rule;
+	if (e->dev_path && manager_hidraw_to_syspath(m, e->dev_path, &sysfs) >= 0)
+		rec.device = sysfs;
+	else
+		rec.device = e->dev_path;
+	{
+		struct passwd *pw = getpwnam(e->user);
+		if (pw)
+			rec.uid = pw->pw_uid;
+	}
+	if (!e->cred) {
+		enroll_reply_error(op, &rec, "error", e->error_name ? e->error_name : KEYWARD_BUS_ERROR_FAILED,
+				e->message[0] ? e->message : "Enrollment failed.");
+		return;
+	}
+	if (base64_encode(fido_cred_id_ptr(e->cred), fido_cred_id_len(e->cred), &id) < 0 ||
+			base64_encode(fido_cred_pubkey_ptr(e->cred), fido_cred_pubkey_len(e->cred), &pk) < 0 ||
+			base64_encode(e->user_id, sizeof(e->user_id), &uid) < 0) {
+		enroll_reply_error(op, &rec, "error", KEYWARD_BUS_ERROR_FAILED, "Out of memory.");
+		return;
+	}
+	rec.cred_id = id;
+	if (fido_cred_aaguid_len(e->cred) == 16)
+		memcpy(aaguid, fido_cred_aaguid_ptr(e->cred), 16);
+	fido_aaguid_to_string(aaguid, aaguid_s);
+	rec.aaguid = aaguid_s;
+
+	/* The attestation statement's signature (not the chain: see below). */
+	fmt = fido_cred_fmt(e->cred);
+	if (fmt && streq(fmt, "none"))
+		c.attestation = CRED_ATTESTATION_NONE;
+	else if (fido_cred_x5c_len(e->cred) > 0) {
+		r = fido_cred_verify(e->cred);
+		if (r != FIDO_OK) {
+			snprintf(msg, sizeof(msg), "The key's attestation signature does not verify (%s): refusing it.",
+					fido_strerr(r));
+			enroll_reply_error(op, &rec, "attestation-refused", KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
+			return;
+		}
+		c.attestation = CRED_ATTESTATION_UNVERIFIED;
+	} else {
+		r = fido_cred_verify_self(e->cred);
+		if (r != FIDO_OK) {
+			snprintf(msg, sizeof(msg), "The key's self attestation does not verify (%s): refusing it.",
+					fido_strerr(r));
+			enroll_reply_error(op, &rec, "attestation-refused", KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
+			return;
+		}
+		c.attestation = CRED_ATTESTATION_SELF;
+	}
+	/* Every rule that would use this credential must accept the key. */
+	for (size_t i = 0; i < e->n_rules; i++) {
+		const EnrollRule *er = &e->rules[i];
+
+		rec.rule = er->rule;
+		if (attestation_check_aaguid(aaguid, (const uint8_t(*)[16])er->aaguid_allow, er->n_aaguid_allow,
+				    (const uint8_t(*)[16])er->aaguid_deny, er->n_aaguid_deny) < 0) {
+			snprintf(msg, sizeof(msg), "The policy (rule %s) does not allow this model of security key (AAGUID %s).",
+					er->rule, aaguid_s);
+			enroll_reply_error(op, &rec, "aaguid-refused", KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
+			return;
+		}
+		if (er->attestation != POLICY_ATTESTATION_VERIFIED)
+			continue;
+		if (c.attestation != CRED_ATTESTATION_UNVERIFIED && c.attestation != CRED_ATTESTATION_VERIFIED) {
+			snprintf(msg, sizeof(msg), "The policy (rule %s) requires verified attestation, but the key sent %s attestation.",
+					er->rule, c.attestation == CRED_ATTESTATION_NONE ? "no" : "only self");
+			enroll_reply_error(op, &rec, "attestation-refused", KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
+			return;
+		}
+		free(why);
+		why = NULL;
+		r = attestation_verify_chain(fido_cred_x5c_ptr(e->cred), fido_cred_x5c_len(e->cred),
+				er->trust_anchors, aaguid, &why);
+		if (r < 0) {
+			snprintf(msg, sizeof(msg), "Attestation refused: %s (rule %s).", why ? why : strerror(-r), er->rule);
+			enroll_reply_error(op, &rec, "attestation-refused", KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
+			return;
+		}
+		c.attestation = CRED_ATTESTATION_VERIFIED;
+	}
+	rec.rule = e->rule;
+
+	c.id = id;
+	c.label = e->label;
+	c.rp_id = e->rp_id;
+	c.cose_alg = fido_cred_type(e->cred);
+	c.public_key = pk;
+	c.user_id = uid;
+	c.has_aaguid = true;
+	memcpy(c.aaguid, aaguid, 16);
+	c.resident = e->resident;
+	c.uv = e->pin_used || e->builtin_uv;
+	c.created_ms = now_realtime_ms();
+
+	r = bus_find_credential_owner(m, id, &owner);
+	if (r > 0) {
+		snprintf(msg, sizeof(msg), "This credential is already registered (for %s).", owner);
+		enroll_reply_error(op, &rec, "exists", KEYWARD_BUS_ERROR_EXISTS, msg);
+		return;
+	}
+	/* Re-read: the file may have changed while the key waited for a touch. */
+	r = creds_load_user(dir, e->user, &set, &why);
+	if (r >= 0)
+		r = creds_add(set, &c, policy_settings(m->policy)->max_credentials_per_user);
+	if (r >= 0)
+		r = creds_save_user(dir, set);
+	if (r < 0) {
+		if (r == -EEXIST)
+			snprintf(msg, sizeof(msg), "%s already has a credential labelled '%s'.", e->user, e->label);
+		else if (r == -E2BIG)
+			snprintf(msg, sizeof(msg), "%s already has the most credentials the policy allows.", e->user);
+		else
+			snprintf(msg, sizeof(msg), "Cannot store the credential of %s in %s: %s", e->user, dir,
+					why ? why : strerror(-r));
+		enroll_reply_error(op, &rec, r == -EEXIST ? "exists" : "error",
+				r == -EEXIST ? KEYWARD_BUS_ERROR_EXISTS : KEYWARD_BUS_ERROR_FAILED, msg);
+		return;
+	}
+	/* The counter the key starts from (usually 0). */
+	(void)creds_counter_store(policy_settings(m->policy)->state_dir, e->user, id,
+			fido_cred_sigcount(e->cred));
+	rec.result = AUDIT_RESULT_SUCCESS;
+	rec.reason = "ok";
+	rec.detail = cred_attestation_to_string(c.attestation);
+	(void)manager_audit(m, &rec);
+	log_info("Enrolled credential %s for %s (AAGUID %s, attestation %s).", e->label, e->user, aaguid_s,
+			cred_attestation_to_string(c.attestation));
+	r = sd_bus_reply_method_return(op->request, "sss", id, aaguid_s, cred_attestation_to_string(c.attestation));
+	if (r < 0)
+		log_warning_errno(r, "Cannot reply to %s: %m", strna(op->sender));
+}
+
+static void enroll_abort(DeviceOp *op, const char *reason)
+{
+	EnrollData *e = op->data;
+	AuditRecord rec = AUDIT_RECORD_INIT;
+
+	rec.event = AUDIT_EVENT_ENROLL;
+	rec.user = e->user;
+	rec.cred_label = e->label;
+	rec.rule = e->rule;
+	enroll_reply_error(op, &rec, reason, KEYWARD_BUS_ERROR_FAILED,
+			streq(reason, "timeout") ? "The security key was not touched in time." : "Enrollment was cancelled.");
+}
+
+static void enroll_done(DeviceOp *op)
+{
+	enroll_data_free(op->data);
+	op->data = NULL;
+}
+
+static const DeviceOpVTable enroll_vtable = {
+	.work = enroll_work,
+	.complete = enroll_complete,
+	.abort = enroll_abort,
+	.done = enroll_done,
+};
+
+/* --- the method --------------------------------------------------------------------- */
+
+typedef struct EnrollOptions {
+	int resident, uv;
+	const char *device;
+} EnrollOptions;
+
+static int enroll_option(const char *key, sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+	EnrollOptions *o = userdata;
+	int r, b;
+
+	if (streq(key, "device")) {
+		r = sd_bus_message_read(msg, "s", &o->device);
+		if (r < 0)
+			return r;
+		return bus_check_string(o->device, KEYWARD_MAX_DEVICE_PATH, false, "device", error);
+	}
+	r = sd_bus_message_read(msg, "b", &b);
+	if (r < 0)
+		return r;
+	if (streq(key, "resident"))
+		o->resident = b;
+	else
+		o->uv = b;
+	return 0;
+}
+
+static int copy_aaguids(const uint8_t (*src)[16], size_t n, uint8_t (**ret)[16])
+{
+	*ret = NULL;
+	if (n == 0)
+		return 0;
+	*ret = calloc(n, 16);
+	if (!*ret)
+		return -ENOMEM;
+	memcpy(*ret, src, n * 16);
+	return 0;
+}
+
+/* The PAM services whose rules decide which keys may be enrolled: a credential serves every
+ * service, so each rule that would ask this user for a key must accept it (the strictest
+ * wins). "keyward-enroll" lets a policy add a rule just for enrollment. */
+static const char *const enroll_services[] = {
+	"keyward-enroll", "sudo", "sudo-i", "su", "su-l", "login", "sshd", "gdm-password",
+	"gdm-fingerprint", "lightdm", "sddm", "polkit-1", "systemd-user", "runuser", "doas",
+};
+
+static int enroll_collect_rules(Manager *m, EnrollData *e, const char *user, bool *ret_uv)
+{
+	bool uv = false;
+	int r;
+
+	for (size_t i = 0; i < ELEMENTSOF(enroll_services); i++) {
+		_cleanup_free_ char *rule = NULL;
+		EnrollRule *er;
+		PolicyDecision d;
+		bool seen = false;
+
+		r = manager_evaluate(m, user, enroll_services[i], "", "", 0, &d, NULL, NULL);
+		if (r < 0)
+			return r;
+		if (d.require != POLICY_REQUIRE_KEY)
+			continue;
+		if (d.is_default)
+			rule = strdup("default");
+		else if (asprintf(&rule, "%s:%u", strna(d.file), d.line) < 0)
+			rule = NULL;
+		if (!rule)
+			return -ENOMEM;
+		for (size_t j = 0; j < e->n_rules; j++)
+			if (streq(e->rules[j].rule, rule))
+				seen = true;
+		if (seen || e->n_rules >= ENROLL_MAX_RULES)
+			continue;
+		if (d.user_verification == POLICY_UV_REQUIRED)
+			uv = true;
+		er = &e->rules[e->n_rules++];
+		er->rule = TAKE_PTR(rule);
+		er->attestation = d.attestation;
+		er->n_aaguid_allow = d.n_aaguid_allow;
+		er->n_aaguid_deny = d.n_aaguid_deny;
+		r = copy_aaguids(d.aaguid_allow, d.n_aaguid_allow, &er->aaguid_allow);
+		if (r >= 0)
+			r = copy_aaguids(d.aaguid_deny, d.n_aaguid_deny, &er->aaguid_deny);
+		if (r < 0)
+			return r;
+		er->trust_anchors = calloc(1, sizeof(char *));
+		if (!er->trust_anchors)
+			return -ENOMEM;
+		for (char *const *t = d.trust_anchors; t && *t; t++) {
+			r = strv_extend(&er->trust_anchors, *t);
+			if (r < 0)
+				return r;
+		}
+	}
+	*ret_uv = uv;
+	return 0;
+}
+
+int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error)
+{
+	static const char *const known[] = { "resident:b", "uv:b", "device:s", NULL };
+	const PolicySettings *st = policy_settings(m->policy);
+	const char *user, *label;
+	_cleanup_free_ char *why = NULL, *auto_label = NULL;
+	EnrollOptions o = { .resident = 0, .uv = -1 };
+	bool uv_required = false;
+	EnrollData *e;
+	DeviceOp *op;
+	int pin_fd, r;
+
+	r = sd_bus_message_read(msg, "ssh", &user, &label, &pin_fd);
+	if (r < 0)
+		return r;
+	r = bus_read_options(msg, known, enroll_option, &o, error);
+	if (r < 0)
+		return r;
+	if ((r = bus_check_user(user, error)) < 0 ||
+			(r = bus_check_string(label, KEYWARD_MAX_LABEL, true, "label", error)) < 0)
+		return r;
+	if (!isempty(label) && !creds_label_valid(label))
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
+				"Invalid label '%s' (1-64 of A-Z a-z 0-9 . _ @ + -).", label);
+	if (!getpwnam(user))
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS, "No such user: %s.", user);
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->pin_fd = -1;
+	r = creds_load_user(st->credentials_dir, user, &e->set, &why);
+	if (r < 0) {
+		enroll_data_free(e);
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED, "%s", why ? why : strerror(-r));
+	}
+	if (st->max_credentials_per_user > 0 && e->set->n >= st->max_credentials_per_user) {
+		enroll_data_free(e);
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_POLICY_REFUSED,
+				"%s already has %u credentials, the most the policy allows (max_credentials_per_user).",
+				user, st->max_credentials_per_user);
+	}
+	if (isempty(label)) {
+		for (unsigned i = 1; i <= CREDS_MAX_PER_FILE + 1; i++) {
+			free(auto_label);
+			if (asprintf(&auto_label, "key-%u", i) < 0) {
+				auto_label = NULL;
+				break;
+			}
+			if (!creds_find_label(e->set, auto_label))
+				break;
+		}
+		if (!auto_label) {
+			enroll_data_free(e);
+			return -ENOMEM;
+		}
+		label = auto_label;
+	} else if (creds_find_label(e->set, label)) {
+		enroll_data_free(e);
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_EXISTS,
+				"%s already has a credential labelled '%s'.", user, label);
+	}
+	e->user = strdup(user);
+	e->label = strdup(label);
+	e->rp_id = strdup(st->rp_id);
+	e->device = o.device ? strdup(o.device) : NULL;
+	e->resident = o.resident;
+	e->caller_uid = caller->uid;
+	r = enroll_collect_rules(m, e, user, &uv_required);
+	if (r < 0) {
+		enroll_data_free(e);
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED, "Cannot evaluate the policy for %s.", user);
+	}
+	e->want_uv = o.uv > 0 || (o.uv < 0 && uv_required);
+	e->rule = strdup(e->n_rules > 0 ? e->rules[0].rule : "default");
+	if (!e->user || !e->label || !e->rp_id || !e->rule || (o.device && !e->device)) {
+		enroll_data_free(e);
+		return -ENOMEM;
+	}
+	if (getrandom(e->user_id, sizeof(e->user_id), 0) != (ssize_t)sizeof(e->user_id)) {
+		enroll_data_free(e);
+		return -EIO;
+	}
+	e->pin_fd = pin_fd >= 0 ? fcntl(pin_fd, F_DUPFD_CLOEXEC, 3) : -1;
+	if (e->pin_fd >= 0)
+		(void)fcntl(e->pin_fd, F_SETFL, O_NONBLOCK);
+	log_info("Enroll %s (label %s) requested by uid %u.", user, label, (unsigned)caller->uid);
+	r = device_op_new(m, DEVICE_OP_ENROLL, &enroll_vtable, msg, caller->uid, st->timeout_ms, e, &op);
+	if (r == -EBUSY)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_BUSY, "keywardd is busy with too many requests; try again.");
+	if (r < 0)
+		return r;
+	r = device_op_start(op);
+	if (r < 0)
+		return log_error_errno(r, "Cannot start enrollment: %m");
+	return 1;
+}

@@ -1,0 +1,137 @@
+/* logind.c: asynchronous sd-bus calls to org.freedesktop.login1 with explicit timeouts,
+ * and the signal matches of the removal path (LockedHint, SessionRemoved). */
+#include "logind.h"
+
+#include "util.h"
+
+static int logind_call(Manager *m, const char *path, const char *interface, const char *member,
+		sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot, const char *types, ...)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
+	va_list ap;
+	int r;
+
+	if (!m->bus)
+		return -ENOTCONN;
+	r = sd_bus_message_new_method_call(m->bus, &call, LOGIND_SERVICE, path, interface, member);
+	if (r < 0)
+		return r;
+	if (types) {
+		va_start(ap, types);
+		r = sd_bus_message_appendv(call, types, ap);
+		va_end(ap);
+		if (r < 0)
+			return r;
+	}
+	return sd_bus_call_async(m->bus, ret_slot, call, cb, userdata, LOGIND_ASYNC_TIMEOUT_USEC);
+}
+
+int logind_get_session(Manager *m, const char *session_id, sd_bus_message_handler_t cb,
+		void *userdata, sd_bus_slot **ret_slot)
+{
+	return logind_call(m, LOGIND_PATH, LOGIND_MANAGER_INTERFACE, "GetSession", cb, userdata,
+			ret_slot, "s", session_id);
+}
+
+int logind_get_session_property(Manager *m, const char *path, const char *name,
+		sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot)
+{
+	return logind_call(m, path, "org.freedesktop.DBus.Properties", "Get", cb, userdata, ret_slot,
+			"ss", LOGIND_SESSION_INTERFACE, name);
+}
+
+int logind_lock_session(Manager *m, const char *path, sd_bus_message_handler_t cb, void *userdata,
+		sd_bus_slot **ret_slot)
+{
+	return logind_call(m, path, LOGIND_SESSION_INTERFACE, "Lock", cb, userdata, ret_slot, NULL);
+}
+
+int logind_terminate_session(Manager *m, const char *session_id, sd_bus_message_handler_t cb,
+		void *userdata, sd_bus_slot **ret_slot)
+{
+	return logind_call(m, LOGIND_PATH, LOGIND_MANAGER_INTERFACE, "TerminateSession", cb, userdata,
+			ret_slot, "s", session_id);
+}
+
+int logind_watch_session_properties(Manager *m, const char *path, sd_bus_message_handler_t cb,
+		void *userdata, sd_bus_slot **ret_slot)
+{
+	_cleanup_free_ char *rule = NULL;
+
+	if (!m->bus)
+		return -ENOTCONN;
+	/* The object path comes from logind (GetSession); keep quotes out of the rule. */
+	if (strchr(path, '\'') || strchr(path, '\\'))
+		return -EINVAL;
+	if (asprintf(&rule, "type='signal',sender='" LOGIND_SERVICE "',path='%s',"
+			    "interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',"
+			    "arg0='" LOGIND_SESSION_INTERFACE "'", path) < 0)
+		return -ENOMEM;
+	/* AddMatch goes out before any later call on this connection, so the bus applies it
+	 * before it routes the reaction to our Lock. */
+	return sd_bus_add_match_async(m->bus, ret_slot, rule, cb, NULL, userdata);
+}
+
+int logind_watch_session_removed(Manager *m, sd_bus_message_handler_t cb, void *userdata,
+		sd_bus_slot **ret_slot)
+{
+	if (!m->bus)
+		return -ENOTCONN;
+	return sd_bus_match_signal_async(m->bus, ret_slot, LOGIND_SERVICE, LOGIND_PATH,
+			LOGIND_MANAGER_INTERFACE, "SessionRemoved", cb, NULL, userdata);
+}
+
+bool logind_reply_failed(sd_bus_message *reply, const char **ret_error_name, const char **ret_message)
+{
+	const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+	if (!e)
+		return false;
+	if (ret_error_name)
+		*ret_error_name = e->name;
+	if (ret_message)
+		*ret_message = e->message;
+	return true;
+}
+
+bool logind_error_is_gone(const char *error_name)
+{
+	/* Not UnknownMethod: that is a failure to lock, which escalates (fail closed). */
+	return error_name && (streq(error_name, LOGIND_ERROR_NO_SUCH_SESSION) ||
+					     streq(error_name, "org.freedesktop.DBus.Error.UnknownObject"));
+}
+
+int logind_properties_changed_bool(sd_bus_message *msg, const char *name)
+{
+	const char *iface;
+	int r, found = -ENOENT;
+
+	r = sd_bus_message_read(msg, "s", &iface);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+	if (r < 0)
+		return r;
+	while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
+		const char *key;
+
+		r = sd_bus_message_read(msg, "s", &key);
+		if (r < 0)
+			return r;
+		if (streq(key, name)) {
+			int v;
+			r = sd_bus_message_read(msg, "v", "b", &v);
+			if (r < 0)
+				return r;
+			found = !!v;
+		} else {
+			r = sd_bus_message_skip(msg, "v");
+			if (r < 0)
+				return r;
+		}
+		r = sd_bus_message_exit_container(msg);
+		if (r < 0)
+			return r;
+	}
+	return r < 0 ? r : found;
+}

@@ -1,0 +1,91 @@
+/* main.c: keywardd entry point — options, then run(): manager_new → manager_startup →
+ * manager_run. Everything else lives in manager.c and the bus API. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "keyward-config.h"
+#include "log.h"
+#include "manager.h"
+#include "util.h"
+
+static void help(void)
+{
+	printf("Usage: keywardd [OPTIONS]\n\n"
+	       "The keyward daemon: FIDO2 security keys for privileged accounts, on the system bus\n"
+	       "as %s.\n\n"
+	       "  -c, --config FILE  policy file (default %s)\n"
+	       "      --foreground   stay in the foreground (the default; for symmetry with unit files)\n"
+	       "  -v, --verbose      debug logging\n"
+	       "  -h, --help         show this help\n"
+	       "  -V, --version      show the version\n\n"
+	       "SIGHUP reloads the policy (a rejected file keeps the old policy). See keywardd(8).\n",
+			KEYWARD_BUS_NAME, KEYWARD_DEFAULT_CONFIG);
+}
+
+static int parse_argv(int argc, char *argv[], ManagerOptions *o)
+{
+	enum { ARG_FOREGROUND = 0x100 };
+	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "foreground", no_argument, NULL, ARG_FOREGROUND },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{}
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "c:vhV", options, NULL)) >= 0) {
+		switch (c) {
+		case 'c':
+			o->config_path = optarg;
+			break;
+		case ARG_FOREGROUND:
+			break;
+		case 'v':
+			o->verbose = true;
+			break;
+		case 'h':
+			help();
+			return 0;
+		case 'V':
+			printf("keywardd %s\n", KEYWARD_VERSION_STRING);
+			return 0;
+		default:
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "keywardd: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return -EINVAL;
+	}
+	return 1;
+}
+
+static int run(int argc, char *argv[])
+{
+	_cleanup_(manager_freep) Manager *m = NULL;
+	ManagerOptions o = { .config_path = KEYWARD_DEFAULT_CONFIG };
+	int r;
+
+	r = parse_argv(argc, argv, &o);
+	if (r <= 0)
+		return r;
+	if (o.verbose)
+		log_set_max_level(LOG_DEBUG);
+	r = manager_new(&o, &m);
+	if (r < 0)
+		return r;
+	r = manager_startup(m);
+	if (r < 0)
+		return r;
+	return manager_run(m);
+}
+
+int main(int argc, char *argv[])
+{
+	int r = run(argc, argv);
+
+	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

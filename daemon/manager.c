@@ -1,0 +1,609 @@
+/* manager.c: keywardd's Manager — startup (policy, audit trail, bus), the event loop,
+ * SIGHUP reload, shutdown, remote detection, policy evaluation and binding tokens. */
+#include "manager.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/random.h>
+
+#include <libudev.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-login.h>
+
+#include "bus-api.h"
+#include "device-op.h"
+#include "log.h"
+#include "session.h"
+#include "util.h"
+
+#define LOGIND_CALL_TIMEOUT_USEC (1000 * 1000)
+
+static void log_diagnostics(const PolicyDiagnostics *d, int level_errors)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		const PolicyDiagnostic *x = &d->items[i];
+		int level = x->severity == POLICY_SEVERITY_ERROR ? level_errors : LOG_WARNING;
+
+		log_internal(level, 0, "%s:%u: %s: %s", strna(x->file), x->line,
+				x->severity == POLICY_SEVERITY_ERROR ? "error" : "warning",
+				strna(x->message));
+	}
+}
+
+/* First error as "file:line: message" (for the audit record). */
+static char *diagnostics_first_error(const PolicyDiagnostics *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->items[i].severity == POLICY_SEVERITY_ERROR) {
+			char *s;
+			if (asprintf(&s, "%s:%u: %s", strna(d->items[i].file), d->items[i].line,
+					    strna(d->items[i].message)) < 0)
+				return NULL;
+			return s;
+		}
+	return NULL;
+}
+
+static int load_policy(const char *path, Policy **ret, char **ret_why)
+{
+	PolicyDiagnostics diags = {};
+	_cleanup_close_ int fd = -EBADF;
+	const char *problem = NULL;
+	Policy *p = NULL;
+	int r;
+
+	/* Root-owned, not writable by others, not a symlink: checked before parsing. */
+	fd = safe_open(path, SAFE_FILE_DEFAULT, NULL, &problem);
+	if (fd < 0) {
+		log_error_errno(fd, "%s %s", path, strna(problem));
+		if (ret_why && asprintf(ret_why, "%s %s", path, strna(problem)) < 0)
+			*ret_why = NULL;
+		return fd;
+	}
+	r = policy_load_file(path, &diags, &p);
+	log_diagnostics(&diags, LOG_ERR);
+	if (r < 0) {
+		if (ret_why) {
+			*ret_why = diagnostics_first_error(&diags);
+			if (!*ret_why && asprintf(ret_why, "%s: cannot be loaded: %s", path, strerror(-r)) < 0)
+				*ret_why = NULL;
+		}
+		policy_diagnostics_clear(&diags);
+		return r;
+	}
+	policy_diagnostics_clear(&diags);
+	*ret = p;
+	return 0;
+}
+
+static int open_audit(Manager *m)
+{
+	const PolicySettings *s = policy_settings(m->policy);
+	_cleanup_free_ char *seal = NULL, *logdir = NULL;
+	AuditOptions o = {
+		.path = s->audit_log,
+		.seal_every = 64,
+		.fsync_each = true,
+		.to_syslog = true,
+		.to_linux_audit = true,
+	};
+	AuditLog *log = NULL;
+	bool torn = false;
+	int r;
+
+	if (m->audit && m->audit_path && streq(m->audit_path, s->audit_log))
+		return 0;
+	if (asprintf(&seal, "%s/audit-seal.key", s->state_dir) < 0)
+		return -ENOMEM;
+	o.seal_key_path = seal;
+	(void)mkdir_parents(s->state_dir, 0700);
+	logdir = strdup(s->audit_log);
+	if (!logdir)
+		return -ENOMEM;
+	if (strrchr(logdir, '/') && strrchr(logdir, '/') != logdir) {
+		*strrchr(logdir, '/') = '\0';
+		(void)mkdir_parents(logdir, 0750);
+	}
+	r = audit_log_open(&o, &log, &torn);
+	if (r < 0)
+		return log_error_errno(r, "Cannot open the audit trail %s: %m. Decisions %s until it is writable.",
+				s->audit_log,
+				manager_audit_failure_denies(m) ? "that need it are denied" : "continue (audit_failure = alert)");
+	if (torn)
+		log_warning("The audit trail %s ended with a torn record; it was chained over.", s->audit_log);
+	audit_log_free(m->audit);
+	m->audit = log;
+	free(m->audit_path);
+	m->audit_path = strdup(s->audit_log);
+	return 0;
+}
+
+int manager_audit(Manager *m, const AuditRecord *rec)
+{
+	int r;
+
+	if (!m->audit) {
+		/* Try again: the trail may have become writable. */
+		r = m->policy ? open_audit(m) : -ENOTCONN;
+		if (r < 0 || !m->audit) {
+			log_error("audit: cannot record %s (%s): no audit trail open",
+					strna(audit_event_to_string(rec->event)), strna(rec->reason));
+			return r < 0 ? r : -ENOTCONN;
+		}
+	}
+	r = audit_log_append(m->audit, rec);
+	if (r < 0)
+		log_error_errno(r, "audit: cannot record %s (%s) in %s: %m",
+				strna(audit_event_to_string(rec->event)), strna(rec->reason),
+				strna(m->audit_path));
+	return r;
+}
+
+bool manager_audit_failure_denies(Manager *m)
+{
+	if (!m->policy)
+		return true;
+	return policy_settings(m->policy)->audit_failure != POLICY_AUDIT_FAILURE_ALERT;
+}
+
+int manager_reload(Manager *m, const char *trigger)
+{
+	_cleanup_free_ char *why = NULL;
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	Policy *p = NULL;
+	int r;
+
+	(void)sd_notifyf(false, "RELOADING=1\nSTATUS=Reloading %s", m->config_path);
+	rec.event = AUDIT_EVENT_POLICY_LOAD;
+	rec.action = trigger;
+	r = load_policy(m->config_path, &p, &why);
+	if (r < 0) {
+		log_error("Policy %s rejected (%s); keeping the policy loaded before (%s).",
+				m->config_path, strna(why), policy_digest(m->policy));
+		rec.reason = "rejected";
+		rec.message = why;
+		rec.detail = policy_digest(m->policy);
+		(void)manager_audit(m, &rec);
+		(void)sd_notify(false, "READY=1\nSTATUS=Running (last reload rejected)");
+		return r;
+	}
+	policy_free(m->policy);
+	m->policy = p;
+	(void)open_audit(m);
+	log_info("Policy %s loaded (sha256 %s).", m->config_path, policy_digest(m->policy));
+	rec.reason = "reloaded";
+	rec.detail = policy_digest(m->policy);
+	rec.result = AUDIT_RESULT_SUCCESS;
+	(void)manager_audit(m, &rec);
+	(void)sd_notify(false, "READY=1\nSTATUS=Running");
+	return 0;
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	Manager *m = userdata;
+
+	log_info("SIGHUP: reloading the policy.");
+	(void)manager_reload(m, "sighup");
+	return 0;
+}
+
+static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	Manager *m = userdata;
+
+	log_info("%s: shutting down.", si->ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+	m->shutting_down = true;
+	(void)sd_notify(false, "STOPPING=1\nSTATUS=Shutting down");
+	return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+int manager_new(const ManagerOptions *opts, Manager **ret)
+{
+	_cleanup_(manager_freep) Manager *m = NULL;
+	int r;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return log_error_errno(-ENOMEM, "Out of memory.");
+	m->config_path = strdup(opts->config_path);
+	if (!m->config_path)
+		return log_error_errno(-ENOMEM, "Out of memory.");
+	m->started_ms = now_realtime_ms();
+	r = sd_event_default(&m->event);
+	if (r < 0)
+		return log_error_errno(r, "Cannot create the event loop: %m");
+	*ret = TAKE_PTR(m);
+	return 0;
+}
+
+int manager_startup(Manager *m)
+{
+	_cleanup_free_ char *why = NULL;
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	sigset_t mask;
+	int r;
+
+	r = device_op_init();
+	if (r < 0)
+		return r;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+		return log_error_errno(-errno, "Cannot block signals: %m");
+	/* Writing to a client that went away must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+
+	r = load_policy(m->config_path, &m->policy, &why);
+	if (r < 0)
+		return log_error_errno(r, "Cannot start without a valid policy: %s", strna(why));
+	log_info("Policy %s loaded (sha256 %s).", m->config_path, policy_digest(m->policy));
+	(void)open_audit(m);
+
+	m->udev = udev_new();
+	if (!m->udev)
+		log_warning("libudev is not available: device sysfs paths will not be recorded.");
+
+	r = sd_event_add_signal(m->event, &m->sighup_source, SIGHUP, on_sighup, m);
+	if (r >= 0)
+		r = sd_event_add_signal(m->event, &m->sigterm_source, SIGTERM, on_terminate, m);
+	if (r >= 0)
+		r = sd_event_add_signal(m->event, &m->sigint_source, SIGINT, on_terminate, m);
+	if (r < 0)
+		return log_error_errno(r, "Cannot watch signals: %m");
+
+	r = bus_api_setup(m);
+	if (r < 0)
+		return r;
+
+	rec.event = AUDIT_EVENT_POLICY_LOAD;
+	rec.result = AUDIT_RESULT_SUCCESS;
+	rec.reason = "loaded";
+	rec.action = "start";
+	rec.detail = policy_digest(m->policy);
+	rec.message = m->config_path;
+	(void)manager_audit(m, &rec);
+
+	rec = (AuditRecord)AUDIT_RECORD_INIT;
+	rec.event = AUDIT_EVENT_DAEMON_START;
+	rec.result = AUDIT_RESULT_SUCCESS;
+	rec.detail = policy_digest(m->policy);
+	rec.message = "keywardd " KEYWARD_VERSION " started";
+	(void)manager_audit(m, &rec);
+	(void)sd_notify(false, "READY=1\nSTATUS=Running");
+	log_info("keywardd %s ready on the system bus as %s.", KEYWARD_VERSION, KEYWARD_BUS_NAME);
+	return 0;
+}
+
+int manager_run(Manager *m)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	int r;
+
+	r = sd_event_loop(m->event);
+	if (r < 0)
+		log_error_errno(r, "Event loop failed: %m");
+	m->shutting_down = true;
+	device_op_cancel_all(m);
+	rec.event = AUDIT_EVENT_DAEMON_STOP;
+	rec.result = r < 0 ? AUDIT_RESULT_FAILURE : AUDIT_RESULT_SUCCESS;
+	rec.reason = r < 0 ? "error" : "stopped";
+	(void)manager_audit(m, &rec);
+	return r;
+}
+
+Manager *manager_free(Manager *m)
+{
+	if (!m)
+		return NULL;
+	device_op_free_all(m);
+	while (m->bindings) {
+		Binding *b = m->bindings;
+		m->bindings = b->next;
+		binding_free(b);
+	}
+	while (m->tokens) {
+		AuthToken *t = m->tokens;
+		m->tokens = t->next;
+		auth_token_free(t);
+	}
+	sd_event_source_unref(m->sighup_source);
+	sd_event_source_unref(m->sigterm_source);
+	sd_event_source_unref(m->sigint_source);
+	sd_event_source_unref(m->udev_source);
+	if (m->udev_monitor)
+		udev_monitor_unref(m->udev_monitor);
+	if (m->udev)
+		udev_unref(m->udev);
+	sd_bus_slot_unref(m->vtable_slot);
+	if (m->bus)
+		sd_bus_flush_close_unref(m->bus);
+	sd_event_unref(m->event);
+	policy_free(m->policy);
+	audit_log_free(m->audit);
+	free(m->audit_path);
+	free(m->config_path);
+	free(m);
+	return NULL;
+}
+
+/* logind's Remote property of the session PID belongs to, if any. */
+static int logind_session_remote(Manager *m, pid_t pid, bool *ret)
+{
+	_cleanup_free_ char *session = NULL;
+	sd_bus_error error = SD_BUS_ERROR_NULL;
+	sd_bus_message *reply = NULL;
+	const char *path;
+	int remote = 0, r;
+
+	if (pid <= 0 || !m->bus)
+		return -ENXIO;
+	r = sd_pid_get_session(pid, &session);
+	if (r < 0)
+		return r;
+	r = sd_bus_call_method(m->bus, "org.freedesktop.login1", "/org/freedesktop/login1",
+			"org.freedesktop.login1.Manager", "GetSession", &error, &reply, "s", session);
+	if (r >= 0)
+		r = sd_bus_message_read(reply, "o", &path);
+	if (r >= 0) {
+		_cleanup_free_ char *p = strdup(path);
+		sd_bus_message_unref(reply);
+		reply = NULL;
+		if (!p)
+			r = -ENOMEM;
+		else
+			r = sd_bus_get_property_trivial(m->bus, "org.freedesktop.login1", p,
+					"org.freedesktop.login1.Session", "Remote", &error, 'b', &remote);
+	}
+	sd_bus_message_unref(reply);
+	if (r < 0) {
+		log_debug("logind: no Remote property for session %s: %s", session,
+				error.message ? error.message : strerror(-r));
+		sd_bus_error_free(&error);
+		return r;
+	}
+	*ret = remote;
+	return 0;
+}
+
+bool manager_is_remote(Manager *m, const char *rhost, const char *tty, pid_t caller_pid)
+{
+	bool remote = false;
+
+	if (policy_is_remote(isempty(rhost) ? NULL : rhost, isempty(tty) ? NULL : tty))
+		return true;
+	if (logind_session_remote(m, caller_pid, &remote) >= 0 && remote)
+		return true;
+	return false;
+}
+
+static int user_groups(const char *user, gid_t gid, char ***ret)
+{
+	_cleanup_strv_free_ char **names = NULL;
+	_cleanup_free_ gid_t *gids = NULL;
+	int n = 64;
+
+	for (int attempt = 0; attempt < 4; attempt++) {
+		int want = n;
+		gid_t *g = reallocarray(gids, (size_t)n, sizeof(gid_t));
+		if (!g)
+			return -ENOMEM;
+		gids = g;
+		if (getgrouplist(user, gid, gids, &want) >= 0) {
+			n = want;
+			break;
+		}
+		if (want <= n || want > 65536)
+			return -E2BIG;
+		n = want;
+		if (attempt == 3)
+			return -E2BIG;
+	}
+	names = calloc(1, sizeof(char *));
+	if (!names)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		struct group *gr = getgrgid(gids[i]);
+		if (gr && gr->gr_name && !strv_contains(names, gr->gr_name)) {
+			int r = strv_extend(&names, gr->gr_name);
+			if (r < 0)
+				return r;
+		}
+	}
+	*ret = TAKE_PTR(names);
+	return 0;
+}
+
+int manager_evaluate(Manager *m, const char *user, const char *service, const char *tty,
+		const char *rhost, pid_t caller_pid, PolicyDecision *ret_decision, bool *ret_remote,
+		uid_t *ret_uid)
+{
+	_cleanup_strv_free_ char **groups = NULL;
+	struct passwd *pw;
+	PolicyRequest req = {
+		.user = user,
+		.uid = (uid_t)-1,
+		.service = service,
+		.tty = isempty(tty) ? NULL : tty,
+		.rhost = isempty(rhost) ? NULL : rhost,
+	};
+	int r;
+
+	pw = getpwnam(user);
+	if (pw) {
+		req.uid = pw->pw_uid;
+		r = user_groups(user, pw->pw_gid, &groups);
+		if (r < 0)
+			return log_error_errno(r, "Cannot resolve the groups of %s: %m", user);
+	} else {
+		groups = calloc(1, sizeof(char *));
+		if (!groups)
+			return -ENOMEM;
+	}
+	req.groups = groups;
+	req.remote = manager_is_remote(m, rhost, tty, caller_pid);
+	r = policy_evaluate(m->policy, &req, ret_decision);
+	if (r < 0)
+		return r;
+	if (ret_remote)
+		*ret_remote = req.remote;
+	if (ret_uid)
+		*ret_uid = req.uid;
+	return 0;
+}
+
+void auth_token_free(AuthToken *t)
+{
+	if (!t)
+		return;
+	explicit_bzero(t->token, sizeof(t->token));
+	free(t->user);
+	free(t->service);
+	free(t->cred_id);
+	free(t->cred_label);
+	free(t->hidraw_path);
+	free(t->sysfs_path);
+	free(t);
+}
+
+static void tokens_expire(Manager *m)
+{
+	uint64_t now = now_monotonic_ms();
+
+	for (AuthToken **p = &m->tokens; *p;) {
+		AuthToken *t = *p;
+		if (now - t->created_ms > AUTH_TOKEN_LIFETIME_MS) {
+			*p = t->next;
+			auth_token_free(t);
+			m->n_tokens--;
+		} else
+			p = &t->next;
+	}
+}
+
+static char *strdup_or_null(const char *s, bool *oom)
+{
+	char *c;
+
+	if (!s)
+		return NULL;
+	c = strdup(s);
+	if (!c)
+		*oom = true;
+	return c;
+}
+
+int manager_token_add(Manager *m, const char *user, uid_t uid, const char *service,
+		const char *cred_id, const char *cred_label, const char *hidraw_path,
+		const char *sysfs_path, const AuthToken **ret)
+{
+	uint8_t rnd[KEYWARD_TOKEN_BYTES];
+	_cleanup_free_ char *hex = NULL;
+	AuthToken *t;
+	bool oom = false;
+	int r;
+
+	tokens_expire(m);
+	if (m->n_tokens >= AUTH_TOKEN_MAX) {
+		/* Drop the oldest (the list is newest first). */
+		AuthToken **p = &m->tokens;
+		while (*p && (*p)->next)
+			p = &(*p)->next;
+		if (*p) {
+			auth_token_free(*p);
+			*p = NULL;
+			m->n_tokens--;
+		}
+	}
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return -EIO;
+	r = hex_encode(rnd, sizeof(rnd), &hex);
+	explicit_bzero(rnd, sizeof(rnd));
+	if (r < 0)
+		return r;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	memcpy(t->token, hex, KEYWARD_TOKEN_CHARS);
+	explicit_bzero(hex, strlen(hex));
+	t->user = strdup_or_null(user, &oom);
+	t->uid = uid;
+	t->service = strdup_or_null(service, &oom);
+	t->cred_id = strdup_or_null(cred_id, &oom);
+	t->cred_label = strdup_or_null(cred_label, &oom);
+	t->hidraw_path = strdup_or_null(hidraw_path, &oom);
+	t->sysfs_path = strdup_or_null(sysfs_path, &oom);
+	t->created_ms = now_monotonic_ms();
+	t->realtime_ms = now_realtime_ms();
+	if (oom) {
+		auth_token_free(t);
+		return -ENOMEM;
+	}
+	t->next = m->tokens;
+	m->tokens = t;
+	m->n_tokens++;
+	if (ret)
+		*ret = t;
+	return 0;
+}
+
+AuthToken *manager_token_take(Manager *m, const char *token)
+{
+	AuthToken *found = NULL, **found_link = NULL;
+
+	if (!token || strlen(token) != KEYWARD_TOKEN_CHARS)
+		return NULL;
+	tokens_expire(m);
+	for (AuthToken **p = &m->tokens; *p; p = &(*p)->next)
+		if (memcmp_const((*p)->token, token, KEYWARD_TOKEN_CHARS) == 0 && !found) {
+			found = *p;
+			found_link = p;
+		}
+	if (!found)
+		return NULL;
+	*found_link = found->next;
+	found->next = NULL;
+	m->n_tokens--;
+	return found;
+}
+
+int manager_hidraw_to_syspath(Manager *m, const char *devnode, char **ret)
+{
+	struct udev_enumerate *e;
+	struct udev_list_entry *item;
+	int r = -ENODEV;
+
+	if (!m->udev || isempty(devnode))
+		return -ENODEV;
+	e = udev_enumerate_new(m->udev);
+	if (!e)
+		return -ENOMEM;
+	if (udev_enumerate_add_match_subsystem(e, "hidraw") < 0 || udev_enumerate_scan_devices(e) < 0) {
+		udev_enumerate_unref(e);
+		return -EIO;
+	}
+	udev_list_entry_foreach(item, udev_enumerate_get_list_entry(e))
+	{
+		struct udev_device *d = udev_device_new_from_syspath(m->udev, udev_list_entry_get_name(item));
+		const char *node = d ? udev_device_get_devnode(d) : NULL;
+
+		if (node && streq(node, devnode)) {
+			char *p = strdup(udev_device_get_syspath(d));
+			udev_device_unref(d);
+			if (!p)
+				r = -ENOMEM;
+			else {
+				*ret = p;
+				r = 0;
+			}
+			break;
+		}
+		if (d)
+			udev_device_unref(d);
+	}
+	udev_enumerate_unref(e);
+	return r;
+}

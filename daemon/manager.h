@@ -1,0 +1,123 @@
+/* manager.h: keywardd's state — the event loop, the bus connection, the loaded policy,
+ * the audit trail, pending device operations and the tokens of successful
+ * authentications (for BindSession). Extension points for session bindings and the
+ * udev removal watch are marked "(extension)". */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "audit.h"
+#include "bus-names.h"
+#include "policy.h"
+
+typedef struct Manager Manager;
+typedef struct DeviceOp DeviceOp; /* daemon/device-op.h */
+typedef struct Binding Binding;   /* (extension) daemon/session binding, defined by its file */
+
+/* What a successful Authenticate leaves behind for BindSession: which user, which
+ * credential, which physical key. Looked up by token (constant-time compare). */
+typedef struct AuthToken {
+	char token[KEYWARD_TOKEN_CHARS + 1];
+	char *user;
+	uid_t uid;
+	char *service;
+	char *cred_id;     /* base64, as stored */
+	char *cred_label;
+	char *hidraw_path; /* /dev/hidrawN as libfido2 named it */
+	char *sysfs_path;  /* /sys/devices/... of the hidraw device (NULL if udev did not know it) */
+	uint64_t created_ms; /* CLOCK_MONOTONIC */
+	uint64_t realtime_ms;
+	struct AuthToken *next;
+} AuthToken;
+
+/* Tokens not bound within this time are forgotten. */
+#define AUTH_TOKEN_LIFETIME_MS (5 * 60 * 1000)
+#define AUTH_TOKEN_MAX 4096
+#define DEVICE_OP_MAX 64
+
+typedef struct ManagerOptions {
+	const char *config_path;
+	bool verbose;
+} ManagerOptions;
+
+struct Manager {
+	sd_event *event;
+	sd_bus *bus;
+	sd_bus_slot *vtable_slot;
+
+	char *config_path;
+	Policy *policy; /* never NULL after manager_startup() */
+	AuditLog *audit; /* NULL when the trail could not be opened (policy audit_failure applies) */
+	char *audit_path; /* path the trail was opened at (reopened when the policy moves it) */
+
+	DeviceOp *ops; /* pending Authenticate/Enroll, doubly linked */
+	size_t n_ops;
+
+	AuthToken *tokens; /* successful authentications awaiting BindSession */
+	size_t n_tokens;
+
+	/* (extension) session bindings: BindSession/UnbindSession, removal actions. */
+	Binding *bindings;
+	size_t n_bindings;
+	/* (extension) udev monitor for hidraw add/remove. */
+	struct udev *udev;
+	struct udev_monitor *udev_monitor;
+	sd_event_source *udev_source;
+
+	sd_event_source *sighup_source;
+	sd_event_source *sigterm_source;
+	sd_event_source *sigint_source;
+
+	uint64_t started_ms; /* realtime */
+	uint64_t n_auth_ok, n_auth_failed; /* GetStatus counters */
+	bool shutting_down;
+};
+
+int manager_new(const ManagerOptions *opts, Manager **ret);
+Manager *manager_free(Manager *m);
+static inline void manager_freep(Manager **m)
+{
+	if (*m)
+		manager_free(*m);
+}
+/* Loads the policy, opens the audit trail, connects to the bus, takes the name. */
+int manager_startup(Manager *m);
+/* Runs the event loop until SIGTERM/SIGINT; returns the exit code of the loop. */
+int manager_run(Manager *m);
+
+/* (Re)loads the policy from m->config_path. On failure the old policy stays, the
+ * reasons are logged (file:line: why) and audited; returns -errno. */
+int manager_reload(Manager *m, const char *trigger);
+
+/* Appends an audit record; applies nothing (callers decide with policy audit_failure).
+ * Returns 0 or -errno (also when no trail is open). Never fails silently: logs. */
+int manager_audit(Manager *m, const AuditRecord *rec);
+/* Whether a failed audit write must deny (policy audit_failure = deny). */
+bool manager_audit_failure_denies(Manager *m);
+
+/* The one place that decides whether a login is remote: RHOST/TTY through the
+ * policy engine, ORed with logind's Remote property of the caller's session (if the
+ * caller PID belongs to one). */
+bool manager_is_remote(Manager *m, const char *rhost, const char *tty, pid_t caller_pid);
+
+/* Evaluates the policy for USER (resolving uid and groups through NSS). */
+int manager_evaluate(Manager *m, const char *user, const char *service, const char *tty,
+		const char *rhost, pid_t caller_pid, PolicyDecision *ret_decision, bool *ret_remote,
+		uid_t *ret_uid);
+
+/* Tokens of successful authentications. */
+int manager_token_add(Manager *m, const char *user, uid_t uid, const char *service,
+		const char *cred_id, const char *cred_label, const char *hidraw_path,
+		const char *sysfs_path, const AuthToken **ret);
+/* Finds the token (constant time per entry) and removes it from the list; the caller
+ * owns it (auth_token_free). NULL if unknown or expired. For BindSession. */
+AuthToken *manager_token_take(Manager *m, const char *token);
+void auth_token_free(AuthToken *t);
+
+/* Maps /dev/hidrawN to its sysfs path through libudev; -ENODEV if udev does not know it. */
+int manager_hidraw_to_syspath(Manager *m, const char *devnode, char **ret);

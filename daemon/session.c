@@ -1,0 +1,757 @@
+/* session.c: BindSession / UnbindSession — turn the token of a successful Authenticate
+ * into a binding of the session (or elevated process) to the physical key; keep every
+ * binding as one small file under runtime_dir/bindings, reload and prune them at start. */
+#include "session.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <sys/random.h>
+
+#include "bus-api.h"
+#include "log.h"
+#include "logind.h"
+#include "removal.h"
+#include "util.h"
+
+static const char *const binding_state_table[_BINDING_STATE_MAX] = {
+	[BINDING_BOUND] = "bound",
+	[BINDING_GRACE] = "grace",
+	[BINDING_ACTING] = "acting",
+	[BINDING_DONE] = "done",
+};
+
+const char *binding_state_to_string(BindingState s)
+{
+	if (s < 0 || s >= _BINDING_STATE_MAX)
+		return NULL;
+	return binding_state_table[s];
+}
+
+BindingState binding_state_from_string(const char *s)
+{
+	for (size_t i = 0; s && i < ELEMENTSOF(binding_state_table); i++)
+		if (binding_state_table[i] && streq(binding_state_table[i], s))
+			return (BindingState)i;
+	return _BINDING_STATE_INVALID;
+}
+
+void binding_free(Binding *b)
+{
+	if (!b)
+		return;
+	sd_event_source_disable_unref(b->grace_timer);
+	sd_event_source_disable_unref(b->verify_timer);
+	sd_event_source_disable_unref(b->kill_timer);
+	sd_event_source_disable_unref(b->pidfd_source);
+	if (b->pidfd >= 0)
+		close(b->pidfd);
+	sd_bus_slot_unref(b->call_slot);
+	sd_bus_slot_unref(b->match_slot);
+	sd_bus_slot_unref(b->resolve_slot);
+	free(b->user);
+	free(b->session_id);
+	free(b->session_path);
+	free(b->session_type);
+	free(b->service);
+	free(b->tty);
+	free(b->cred_id);
+	free(b->cred_label);
+	free(b->hidraw_path);
+	free(b->sysfs_path);
+	free(b->rule);
+	free(b->removed_device);
+	free(b);
+}
+
+static Binding *binding_new(Manager *m)
+{
+	Binding *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->manager = m;
+	b->pidfd = -EBADF;
+	b->uid = (uid_t)-1;
+	return b;
+}
+
+static void binding_link(Manager *m, Binding *b)
+{
+	b->prev = NULL;
+	b->next = m->bindings;
+	if (m->bindings)
+		m->bindings->prev = b;
+	m->bindings = b;
+	m->n_bindings++;
+}
+
+static void binding_unlink(Manager *m, Binding *b)
+{
+	if (b->prev)
+		b->prev->next = b->next;
+	else if (m->bindings == b)
+		m->bindings = b->next;
+	if (b->next)
+		b->next->prev = b->prev;
+	b->next = b->prev = NULL;
+	m->n_bindings--;
+}
+
+Binding *manager_binding_find(Manager *m, const char *id)
+{
+	for (Binding *b = m->bindings; b; b = b->next)
+		if (streq(b->id, id))
+			return b;
+	return NULL;
+}
+
+const char *binding_subject(const Binding *b, char *buf, size_t size)
+{
+	if (b->session_id)
+		return b->session_id;
+	snprintf(buf, size, "pid:%d", (int)b->pid);
+	return buf;
+}
+
+void binding_audit_fill(const Binding *b, AuditRecord *rec, char *subject_buf, size_t size)
+{
+	rec->user = b->user;
+	rec->uid = b->uid;
+	rec->service = b->service;
+	rec->tty = b->tty;
+	rec->cred_label = b->cred_label;
+	rec->cred_id = b->cred_id;
+	rec->device = b->sysfs_path ? b->sysfs_path : b->hidraw_path;
+	rec->rule = b->rule;
+	rec->session = binding_subject(b, subject_buf, size);
+	rec->action = policy_removal_to_string(b->removal);
+}
+
+int pid_start_time(pid_t pid, uint64_t *ret)
+{
+	_cleanup_free_ char *text = NULL;
+	char path[64], *p, *save = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	size_t len;
+	int r;
+
+	if (pid <= 0)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = read_full_fd(fd, 4096, &text, &len);
+	if (r < 0)
+		return r;
+	/* The command name may hold spaces and ')': the fields start after the last ')'. */
+	p = strrchr(text, ')');
+	if (!p)
+		return -EBADMSG;
+	p++;
+	/* Field 3 (state) is the first token; starttime is field 22. */
+	for (int field = 3; (p = strtok_r(field == 3 ? p : NULL, " ", &save)); field++)
+		if (field == 22) {
+			char *end;
+			unsigned long long v;
+
+			errno = 0;
+			v = strtoull(p, &end, 10);
+			if (errno || *end || end == p)
+				return -EBADMSG;
+			*ret = v;
+			return 0;
+		}
+	return -EBADMSG;
+}
+
+/* --- files ------------------------------------------------------------------------- */
+
+int bindings_dir(Manager *m, char **ret)
+{
+	const char *runtime = policy_settings(m->policy)->runtime_dir;
+	char *d;
+	int r;
+
+	if (isempty(runtime) || runtime[0] != '/')
+		return -EINVAL;
+	if (asprintf(&d, "%s/" BINDINGS_SUBDIR, runtime) < 0)
+		return -ENOMEM;
+	r = mkdir_parents(d, 0700);
+	if (r < 0 && r != -EEXIST) {
+		free(d);
+		return r;
+	}
+	*ret = d;
+	return 0;
+}
+
+static bool value_ok(const char *v)
+{
+	if (!v)
+		return true;
+	if (strlen(v) > BINDING_VALUE_MAX)
+		return false;
+	for (const char *p = v; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+static int binding_path(Binding *b, char **ret)
+{
+	_cleanup_free_ char *dir = NULL;
+	int r;
+
+	r = bindings_dir(b->manager, &dir);
+	if (r < 0)
+		return r;
+	if (asprintf(ret, "%s/%s", dir, b->id) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int binding_save(Binding *b)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL;
+	const char *strings[] = { b->user, b->session_id, b->session_path, b->session_type, b->service,
+		b->tty, b->cred_id, b->cred_label, b->hidraw_path, b->sysfs_path, b->rule };
+	BindingState state = b->state == BINDING_DONE ? BINDING_DONE : BINDING_BOUND;
+	size_t len = 0;
+	FILE *f;
+	int r;
+
+	/* Grace and acting are not persisted: after a restart the key is looked for again
+	 * and, if it is still gone, the action runs again (fail closed). */
+	for (size_t i = 0; i < ELEMENTSOF(strings); i++)
+		if (!value_ok(strings[i]))
+			return -EINVAL;
+	f = open_memstream(&text, &len);
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, "version=1\nuser=%s\nuid=%u\n", b->user, (unsigned)b->uid);
+	if (b->session_id)
+		fprintf(f, "session=%s\n", b->session_id);
+	if (b->session_path)
+		fprintf(f, "session_path=%s\n", b->session_path);
+	if (b->session_type)
+		fprintf(f, "session_type=%s\n", b->session_type);
+	fprintf(f, "pid=%d\npid_start=%" PRIu64 "\npgid=%d\n", (int)b->pid, b->pid_start, (int)b->pgid);
+	fprintf(f, "service=%s\ntty=%s\n", strempty(b->service), strempty(b->tty));
+	if (b->cred_id)
+		fprintf(f, "cred_id=%s\n", b->cred_id);
+	if (b->cred_label)
+		fprintf(f, "cred_label=%s\n", b->cred_label);
+	if (b->hidraw_path)
+		fprintf(f, "hidraw=%s\n", b->hidraw_path);
+	if (b->sysfs_path)
+		fprintf(f, "sysfs=%s\n", b->sysfs_path);
+	fprintf(f, "created=%" PRIu64 "\nrule=%s\nremoval=%s\ngrace_ms=%u\nlock_verify_ms=%u\n"
+		   "on_lock_failure=%s\nstate=%s\n",
+			b->created_ms, strempty(b->rule), policy_removal_to_string(b->removal), b->grace_ms,
+			b->lock_verify_ms, policy_lock_failure_to_string(b->on_lock_failure),
+			binding_state_to_string(state));
+	if (fclose(f) != 0 || !text)
+		return -ENOMEM;
+	r = binding_path(b, &path);
+	if (r < 0)
+		return r;
+	return write_file_atomic(path, text, len, 0600);
+}
+
+static void binding_remove_file(Binding *b)
+{
+	_cleanup_free_ char *path = NULL;
+
+	if (binding_path(b, &path) < 0)
+		return;
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_error_errno(-errno, "Cannot remove the binding file %s: %m", path);
+}
+
+void binding_drop(Binding *b, const char *reason)
+{
+	Manager *m = b->manager;
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	char subject[32];
+
+	binding_unlink(m, b);
+	binding_remove_file(b);
+	rec.event = AUDIT_EVENT_SESSION_UNBIND;
+	binding_audit_fill(b, &rec, subject, sizeof(subject));
+	rec.action = NULL;
+	rec.reason = reason;
+	rec.result = AUDIT_RESULT_SUCCESS;
+	(void)manager_audit(m, &rec);
+	log_info("Binding %s (%s of %s) removed: %s.", b->id, rec.session, b->user, reason);
+	binding_free(b);
+}
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+
+	if (isempty(s) || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v > max)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+/* Parses one binding file; *ret_why gets a static reason on failure. */
+static int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const char **ret_why)
+{
+	Binding *b = binding_new(m);
+	char *line, *save = NULL;
+	bool have_state = false, have_version = false;
+	int r = 0;
+
+	if (!b)
+		return -ENOMEM;
+	snprintf(b->id, sizeof(b->id), "%s", id);
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strchr(line, '='), *v, **target = NULL;
+		uint64_t n;
+
+		if (!eq) {
+			*ret_why = "a line without '='";
+			goto fail;
+		}
+		*eq = '\0';
+		v = eq + 1;
+		if (!value_ok(v)) {
+			*ret_why = "a value that is too long or holds control characters";
+			goto fail;
+		}
+		if (streq(line, "version")) {
+			if (!streq(v, "1")) {
+				*ret_why = "an unknown version";
+				goto fail;
+			}
+			have_version = true;
+		} else if (streq(line, "user"))
+			target = &b->user;
+		else if (streq(line, "session"))
+			target = &b->session_id;
+		else if (streq(line, "session_path"))
+			target = &b->session_path;
+		else if (streq(line, "session_type"))
+			target = &b->session_type;
+		else if (streq(line, "service"))
+			target = &b->service;
+		else if (streq(line, "tty"))
+			target = &b->tty;
+		else if (streq(line, "cred_id"))
+			target = &b->cred_id;
+		else if (streq(line, "cred_label"))
+			target = &b->cred_label;
+		else if (streq(line, "hidraw"))
+			target = &b->hidraw_path;
+		else if (streq(line, "sysfs"))
+			target = &b->sysfs_path;
+		else if (streq(line, "rule"))
+			target = &b->rule;
+		else if (streq(line, "uid") && parse_u64(v, UINT32_MAX - 1, &n) >= 0)
+			b->uid = (uid_t)n;
+		else if (streq(line, "pid") && parse_u64(v, INT32_MAX, &n) >= 0)
+			b->pid = (pid_t)n;
+		else if (streq(line, "pgid") && parse_u64(v, INT32_MAX, &n) >= 0)
+			b->pgid = (pid_t)n;
+		else if (streq(line, "pid_start") && parse_u64(v, UINT64_MAX, &n) >= 0)
+			b->pid_start = n;
+		else if (streq(line, "created") && parse_u64(v, UINT64_MAX, &n) >= 0)
+			b->created_ms = n;
+		else if (streq(line, "grace_ms") && parse_u64(v, UINT32_MAX, &n) >= 0)
+			b->grace_ms = (uint32_t)n;
+		else if (streq(line, "lock_verify_ms") && parse_u64(v, UINT32_MAX, &n) >= 0)
+			b->lock_verify_ms = (uint32_t)n;
+		else if (streq(line, "removal") && policy_removal_from_string(v) >= 0)
+			b->removal = policy_removal_from_string(v);
+		else if (streq(line, "on_lock_failure") && policy_lock_failure_from_string(v) >= 0)
+			b->on_lock_failure = policy_lock_failure_from_string(v);
+		else if (streq(line, "state") && (streq(v, "bound") || streq(v, "done"))) {
+			b->state = binding_state_from_string(v);
+			have_state = true;
+		} else {
+			*ret_why = "an unknown key or an invalid value";
+			goto fail;
+		}
+		if (target) {
+			if (*target) {
+				*ret_why = "a key given twice";
+				goto fail;
+			}
+			*target = strdup(v);
+			if (!*target) {
+				r = -ENOMEM;
+				goto fail;
+			}
+		}
+	}
+	if (!have_version || !have_state || !b->user || !valid_user_name(b->user) || !b->service ||
+			(!b->session_id && b->pid <= 0) || (!b->sysfs_path && !b->hidraw_path)) {
+		*ret_why = "missing keys";
+		goto fail;
+	}
+	*ret = b;
+	return 0;
+fail:
+	binding_free(b);
+	return r < 0 ? r : -EBADMSG;
+}
+
+/* --- pruning ------------------------------------------------------------------------- */
+
+/* Whether the elevated process of B is still the one that was bound. */
+static bool binding_process_alive(const Binding *b)
+{
+	uint64_t start;
+
+	if (b->pid <= 0)
+		return false;
+	if (kill(b->pid, 0) < 0 && errno == ESRCH)
+		return false;
+	if (pid_start_time(b->pid, &start) < 0)
+		return false;
+	/* A different start time: the pid was reused by another process. */
+	return b->pid_start == 0 || start == b->pid_start;
+}
+
+typedef struct PruneQuery {
+	Manager *manager;
+	char *session_id;
+} PruneQuery;
+
+static int on_prune_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+	PruneQuery *q = userdata;
+	const char *name = NULL, *message = NULL;
+
+	if (logind_reply_failed(reply, &name, &message)) {
+		if (logind_error_is_gone(name)) {
+			for (Binding *b = q->manager->bindings, *next; b; b = next) {
+				next = b->next;
+				if (b->session_id && streq(b->session_id, q->session_id) && b->state != BINDING_ACTING)
+					binding_drop(b, "session-ended");
+			}
+		} else
+			/* logind did not answer: keep the bindings (fail closed). */
+			log_warning("logind: cannot check session %s (%s); keeping its bindings.", q->session_id,
+					strna(message));
+	}
+	free(q->session_id);
+	free(q);
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One GetSession per distinct session id (floating calls; the bus limits pending
+ * replies per connection, so at most PRUNE_MAX_QUERIES distinct sessions are asked; the
+ * rest are pruned by the SessionRemoved watch or the next start). */
+#define PRUNE_MAX_QUERIES 96
+static int bindings_prune_sessions(Manager *m)
+{
+	_cleanup_free_ char **ids = NULL;
+	size_t n = 0, asked = 0;
+
+	ids = calloc(m->n_bindings + 1, sizeof(char *));
+	if (!ids)
+		return -ENOMEM;
+	for (Binding *b = m->bindings; b; b = b->next)
+		if (b->session_id)
+			ids[n++] = b->session_id;
+	qsort(ids, n, sizeof(char *), cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		PruneQuery *q;
+		int r;
+
+		if (i > 0 && streq(ids[i], ids[i - 1]))
+			continue;
+		if (asked >= PRUNE_MAX_QUERIES) {
+			log_warning("More than %d distinct sessions are bound: the rest are checked when logind reports them gone.",
+					PRUNE_MAX_QUERIES);
+			break;
+		}
+		q = calloc(1, sizeof(*q));
+		if (!q)
+			return -ENOMEM;
+		q->manager = m;
+		q->session_id = strdup(ids[i]);
+		if (!q->session_id) {
+			free(q);
+			return -ENOMEM;
+		}
+		r = logind_get_session(m, q->session_id, on_prune_reply, q, NULL);
+		if (r < 0) {
+			log_warning_errno(r, "Cannot ask logind about session %s: %m", q->session_id);
+			free(q->session_id);
+			free(q);
+			continue;
+		}
+		asked++;
+	}
+	return 0;
+}
+
+int bindings_load(Manager *m)
+{
+	_cleanup_free_ char *dir = NULL;
+	const PolicySettings *s = policy_settings(m->policy);
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int n = 0, r;
+
+	r = bindings_dir(m, &dir);
+	if (r < 0)
+		return log_error_errno(r, "Cannot create the bindings directory under %s: %m", strna(s->runtime_dir));
+	if (lstat(dir, &st) < 0)
+		return log_error_errno(-errno, "Cannot inspect %s: %m", dir);
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022))
+		return log_error_errno(-EPERM, "%s must be a directory owned by uid %u and writable only by it.",
+				dir, (unsigned)geteuid());
+	d = opendir(dir);
+	if (!d)
+		return log_error_errno(-errno, "Cannot open %s: %m", dir);
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *path = NULL, *text = NULL;
+		const char *problem = NULL, *why = NULL;
+		Binding *b = NULL;
+		size_t len;
+		bool hex = strlen(de->d_name) == KEYWARD_TOKEN_CHARS;
+
+		for (const char *p = de->d_name; hex && *p; p++)
+			hex = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f');
+		if (!hex)
+			continue; /* ".", "..", temp files of write_file_atomic */
+		if (asprintf(&path, "%s/%s", dir, de->d_name) < 0) {
+			closedir(d);
+			return -ENOMEM;
+		}
+		if ((size_t)n >= s->max_bindings) {
+			log_error("More binding files in %s than max_bindings (%u); %s is not loaded.", dir,
+					s->max_bindings, path);
+			continue;
+		}
+		r = read_full_file_safe(path, SAFE_FILE_DEFAULT | SAFE_FILE_NO_WORLD_READ | SAFE_FILE_NO_GROUP_READ,
+				BINDING_FILE_MAX, &text, &len, &problem);
+		if (r >= 0 && strlen(text) != len)
+			r = -EBADMSG, why = "a NUL byte";
+		if (r >= 0)
+			r = binding_parse(m, de->d_name, text, &b, &why);
+		if (r < 0) {
+			/* Left in place for an administrator to look at; never silently enforced less. */
+			log_error_errno(r, "Binding file %s cannot be used (%s): %m", path,
+					problem ? problem : strna(why));
+			continue;
+		}
+		if (!b->session_id && !binding_process_alive(b)) {
+			binding_link(m, b);
+			binding_drop(b, "process-ended");
+			continue;
+		}
+		binding_link(m, b);
+		n++;
+	}
+	closedir(d);
+	log_info("Loaded %d session binding(s) from %s.", n, dir);
+	r = bindings_prune_sessions(m);
+	if (r < 0)
+		return log_error_errno(r, "Cannot check the bound sessions with logind: %m");
+	return n;
+}
+
+/* --- bus methods ------------------------------------------------------------------- */
+
+static int on_resolve_type(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+	Binding *b = userdata;
+	const char *type = NULL;
+
+	b->resolve_slot = sd_bus_slot_unref(b->resolve_slot);
+	if (logind_reply_failed(reply, NULL, NULL) || sd_bus_message_read(reply, "v", "s", &type) < 0)
+		return 0;
+	if (!value_ok(type) || strlen(type) > 32)
+		return 0;
+	free(b->session_type);
+	b->session_type = strdup(type);
+	if (binding_save(b) < 0)
+		log_warning("Cannot record the session type of binding %s.", b->id);
+	return 0;
+}
+
+static int on_resolve_session(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+	Binding *b = userdata;
+	const char *path = NULL, *name = NULL, *message = NULL;
+	int r;
+
+	b->resolve_slot = sd_bus_slot_unref(b->resolve_slot);
+	if (logind_reply_failed(reply, &name, &message)) {
+		log_warning("logind does not know session %s of binding %s (%s): %s", b->session_id, b->id,
+				strna(name), strna(message));
+		return 0;
+	}
+	if (sd_bus_message_read(reply, "o", &path) < 0 || !value_ok(path))
+		return 0;
+	if (!b->session_path) {
+		b->session_path = strdup(path);
+		if (!b->session_path)
+			return 0;
+	}
+	r = logind_get_session_property(b->manager, b->session_path, "Type", on_resolve_type, b,
+			&b->resolve_slot);
+	if (r < 0)
+		log_warning_errno(r, "Cannot ask logind for the type of session %s: %m", b->session_id);
+	return 0;
+}
+
+int bus_method_bind_session(Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error)
+{
+	const char *token, *session_id, *service, *tty, *user;
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	uint32_t pid;
+	AuthToken *t;
+	Binding *b;
+	PolicyDecision d;
+	uint8_t rnd[KEYWARD_TOKEN_BYTES];
+	_cleanup_free_ char *hex = NULL;
+	char subject[32];
+	int r;
+
+	r = sd_bus_message_read(msg, "ssusss", &token, &session_id, &pid, &service, &tty, &user);
+	if (r < 0)
+		return r;
+	if ((r = bus_check_string(token, KEYWARD_TOKEN_CHARS, false, "token", error)) < 0 ||
+			(r = bus_check_string(session_id, KEYWARD_MAX_SESSION_ID, true, "session id", error)) < 0 ||
+			(r = bus_check_string(service, KEYWARD_MAX_SERVICE, false, "service", error)) < 0 ||
+			(r = bus_check_string(tty, KEYWARD_MAX_TTY, true, "tty", error)) < 0 ||
+			(r = bus_check_user(user, error)) < 0)
+		return r;
+	if (isempty(session_id) && pid == 0)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
+				"Give a logind session id or the pid of the elevated process.");
+	if (pid > INT32_MAX || pid == 1)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS, "Invalid pid %u.", pid);
+	if (m->n_bindings >= policy_settings(m->policy)->max_bindings)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_BUSY,
+				"Too many session bindings (max_bindings = %u).",
+				policy_settings(m->policy)->max_bindings);
+	t = manager_token_take(m, token);
+	if (!t)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_NOT_FOUND,
+				"Unknown or expired authentication token.");
+	if (!streq(t->user, user)) {
+		auth_token_free(t);
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
+				"The token was issued for another user.");
+	}
+	b = binding_new(m);
+	if (!b || getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd) ||
+			hex_encode(rnd, sizeof(rnd), &hex) < 0) {
+		binding_free(b);
+		auth_token_free(t);
+		return -ENOMEM;
+	}
+	memcpy(b->id, hex, KEYWARD_TOKEN_CHARS);
+	b->user = TAKE_PTR(t->user);
+	b->uid = t->uid;
+	b->session_id = isempty(session_id) ? NULL : strdup(session_id);
+	b->pid = (pid_t)pid;
+	b->service = strdup(service);
+	b->tty = strdup(tty);
+	b->cred_id = TAKE_PTR(t->cred_id);
+	b->cred_label = TAKE_PTR(t->cred_label);
+	b->hidraw_path = TAKE_PTR(t->hidraw_path);
+	b->sysfs_path = TAKE_PTR(t->sysfs_path);
+	b->created_ms = now_realtime_ms();
+	auth_token_free(t);
+	if (!b->service || !b->tty || (!isempty(session_id) && !b->session_id)) {
+		binding_free(b);
+		return -ENOMEM;
+	}
+	if (b->pid > 0) {
+		/* The elevation is the process group; its start time tells a reused pid apart. */
+		pid_t pg = getpgid(b->pid);
+		r = pid_start_time(b->pid, &b->pid_start);
+		if (r < 0 && !b->session_id) {
+			binding_free(b);
+			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
+					"Process %u does not exist; an elevation must name a running process.", pid);
+		}
+		b->pgid = pg > 1 ? pg : 0;
+	}
+
+	rec.event = AUDIT_EVENT_SESSION_BIND;
+	/* The removal behaviour of the rule that matches this login now. */
+	r = manager_evaluate(m, b->user, b->service, b->tty, "", b->pid, &d, NULL, NULL);
+	if (r >= 0) {
+		if (d.is_default)
+			b->rule = strdup("default");
+		else if (asprintf(&b->rule, "%s:%u", strna(d.file), d.line) < 0)
+			b->rule = NULL;
+		b->removal = d.removal;
+		b->grace_ms = d.grace_ms;
+		b->lock_verify_ms = d.lock_verify_ms;
+		b->on_lock_failure = d.on_lock_failure;
+		r = b->rule ? 0 : -ENOMEM;
+	}
+	if (r >= 0 && !b->sysfs_path && !b->hidraw_path)
+		r = -ENODEV;
+	if (r >= 0)
+		r = binding_save(b);
+	binding_audit_fill(b, &rec, subject, sizeof(subject));
+	if (r < 0) {
+		rec.reason = r == -ENODEV ? "no-device" : "error";
+		rec.message = "The binding could not be made durable; the session is not bound.";
+		(void)manager_audit(m, &rec);
+		log_error_errno(r, "Cannot bind %s of %s: %m", rec.session, b->user);
+		binding_free(b);
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
+				"The session cannot be bound to the key (%s).", strerror(-r));
+	}
+	binding_link(m, b);
+	rec.result = AUDIT_RESULT_SUCCESS;
+	rec.reason = "ok";
+	(void)manager_audit(m, &rec);
+	log_info("Bound %s of %s to key %s (binding %s, on removal: %s, grace %u ms).", rec.session,
+			b->user, strna(rec.device), b->id, policy_removal_to_string(b->removal), b->grace_ms);
+	r = sd_bus_reply_method_return(msg, "s", b->id);
+	if (b->session_id) {
+		int q = logind_get_session(m, b->session_id, on_resolve_session, b, &b->resolve_slot);
+		if (q < 0)
+			log_warning_errno(q, "Cannot ask logind about session %s: %m", b->session_id);
+	}
+	/* The key may have gone between Authenticate and BindSession. */
+	removal_check_binding(m, b);
+	return r;
+}
+
+int bus_method_unbind_session(Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error)
+{
+	const char *id;
+	Binding *b;
+	int r;
+
+	r = sd_bus_message_read(msg, "s", &id);
+	if (r < 0)
+		return r;
+	r = bus_check_string(id, KEYWARD_TOKEN_CHARS, false, "binding id", error);
+	if (r < 0)
+		return r;
+	b = manager_binding_find(m, id);
+	if (!b)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_NOT_FOUND, "No binding %s.", id);
+	binding_drop(b, "unbound");
+	return sd_bus_reply_method_return(msg, "");
+}

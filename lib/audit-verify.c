@@ -1,0 +1,876 @@
+/* audit-verify.c: reading the audit trail — strict record parsing, finding the trail's
+ * rotated files, walking records, and verifying the hash chain and the HMAC seals. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "audit-json.h"
+#include "audit.h"
+#include "util.h"
+
+#define SEAL_MAC_SUFFIX_LEN (8 + AUDIT_HASH_HEX_LEN + 2)
+#define ZERO_HASH           "0000000000000000000000000000000000000000000000000000000000000000"
+
+/* ---- entries ---- */
+
+AuditEntry *audit_entry_free(AuditEntry *e)
+{
+	if (!e)
+		return NULL;
+	char **strs[] = {&e->time, &e->host, &e->reason, &e->message, &e->user, &e->service,
+	        &e->tty, &e->rhost, &e->cred_label, &e->cred_id, &e->aaguid, &e->device, &e->rule,
+	        &e->session, &e->action, &e->detail, &e->prev_file, &e->torn_sha256, &e->key_id,
+	        &e->mac, &e->prev};
+	for (size_t i = 0; i < ELEMENTSOF(strs); i++)
+		free(*strs[i]);
+	free(e);
+	return NULL;
+}
+
+typedef enum FieldKind {
+	F_STR,
+	F_U64,
+	F_EVENT,
+	F_RESULT,
+	F_UID,
+} FieldKind;
+
+enum {
+	HAS_SEQ = 1 << 0,
+	HAS_TIME = 1 << 1,
+	HAS_HOST = 1 << 2,
+	HAS_EVENT = 1 << 3,
+	HAS_RESULT = 1 << 4,
+	HAS_PREV = 1 << 5,
+	HAS_FILE_SEQ = 1 << 6,
+	HAS_TORN = 1 << 7, /* each torn_* field sets its own bit below */
+	HAS_TORN_LEN = 1 << 8,
+	HAS_TORN_SHA = 1 << 9,
+	HAS_EVERY = 1 << 10,
+	HAS_KEY_ID = 1 << 11,
+	HAS_MAC = 1 << 12,
+	HAS_PREV_FILE = 1 << 13,
+	HAS_OTHER = 1 << 14,
+};
+
+static const struct {
+	const char *key;
+	FieldKind kind;
+	size_t offset;
+	unsigned bit;
+} entry_fields[] = {
+        {"seq", F_U64, offsetof(AuditEntry, seq), HAS_SEQ},
+        {"time", F_STR, offsetof(AuditEntry, time), HAS_TIME},
+        {"host", F_STR, offsetof(AuditEntry, host), HAS_HOST},
+        {"event", F_EVENT, offsetof(AuditEntry, event), HAS_EVENT},
+        {"result", F_RESULT, offsetof(AuditEntry, result), HAS_RESULT},
+        {"reason", F_STR, offsetof(AuditEntry, reason), HAS_OTHER},
+        {"message", F_STR, offsetof(AuditEntry, message), HAS_OTHER},
+        {"user", F_STR, offsetof(AuditEntry, user), HAS_OTHER},
+        {"uid", F_UID, offsetof(AuditEntry, uid), HAS_OTHER},
+        {"service", F_STR, offsetof(AuditEntry, service), HAS_OTHER},
+        {"tty", F_STR, offsetof(AuditEntry, tty), HAS_OTHER},
+        {"rhost", F_STR, offsetof(AuditEntry, rhost), HAS_OTHER},
+        {"cred_label", F_STR, offsetof(AuditEntry, cred_label), HAS_OTHER},
+        {"cred_id", F_STR, offsetof(AuditEntry, cred_id), HAS_OTHER},
+        {"aaguid", F_STR, offsetof(AuditEntry, aaguid), HAS_OTHER},
+        {"device", F_STR, offsetof(AuditEntry, device), HAS_OTHER},
+        {"rule", F_STR, offsetof(AuditEntry, rule), HAS_OTHER},
+        {"session", F_STR, offsetof(AuditEntry, session), HAS_OTHER},
+        {"action", F_STR, offsetof(AuditEntry, action), HAS_OTHER},
+        {"detail", F_STR, offsetof(AuditEntry, detail), HAS_OTHER},
+        {"file_seq", F_U64, offsetof(AuditEntry, file_seq), HAS_FILE_SEQ},
+        {"prev_file", F_STR, offsetof(AuditEntry, prev_file), HAS_PREV_FILE},
+        {"torn_offset", F_U64, offsetof(AuditEntry, torn_offset), HAS_TORN},
+        {"torn_length", F_U64, offsetof(AuditEntry, torn_length), HAS_TORN_LEN},
+        {"torn_sha256", F_STR, offsetof(AuditEntry, torn_sha256), HAS_TORN_SHA},
+        {"every", F_U64, offsetof(AuditEntry, every), HAS_EVERY},
+        {"key_id", F_STR, offsetof(AuditEntry, key_id), HAS_KEY_ID},
+        {"mac", F_STR, offsetof(AuditEntry, mac), HAS_MAC},
+        {"prev", F_STR, offsetof(AuditEntry, prev), HAS_PREV},
+};
+
+static bool is_lower_hex(const char *s, size_t len)
+{
+	if (!s || strlen(s) != len)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return false;
+	return true;
+}
+
+int audit_entry_parse(const char *line, size_t len, AuditEntry **ret, const char **ret_why)
+{
+	_cleanup_(audit_entry_freep) AuditEntry *e = NULL;
+	JsonField *f = NULL;
+	const char *why = NULL;
+	unsigned have = 0;
+	size_t n = 0;
+	int r;
+
+	if (len > AUDIT_LINE_MAX) {
+		why = "line too long";
+		r = -EBADMSG;
+		goto out;
+	}
+	r = json_parse_flat(line, len, &f, &n, &why);
+	if (r < 0)
+		goto out;
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		r = -ENOMEM;
+		goto out;
+	}
+	e->uid = -1;
+	e->event = _AUDIT_EVENT_INVALID;
+	e->result = _AUDIT_RESULT_INVALID;
+	for (size_t i = 0, hint = 0; i < n; i++) {
+		size_t k = ELEMENTSOF(entry_fields);
+		void *dst;
+
+		/* Records list their fields in table order: start looking after the last hit. */
+		for (size_t j = 0; j < ELEMENTSOF(entry_fields); j++) {
+			size_t c = (hint + j) % ELEMENTSOF(entry_fields);
+			if (streq(entry_fields[c].key, f[i].key)) {
+				k = c;
+				hint = c + 1;
+				break;
+			}
+		}
+		if (k == ELEMENTSOF(entry_fields)) {
+			why = "unknown field";
+			r = -EBADMSG;
+			goto out;
+		}
+		dst = (char *)e + entry_fields[k].offset;
+		have |= entry_fields[k].bit;
+		if (entry_fields[k].kind == F_U64 || entry_fields[k].kind == F_UID) {
+			if (f[i].type != JSON_UINT) {
+				why = "field must be a number";
+				r = -EBADMSG;
+				goto out;
+			}
+			if (entry_fields[k].kind == F_UID) {
+				if (f[i].num >= UINT32_MAX) {
+					why = "uid out of range";
+					r = -EBADMSG;
+					goto out;
+				}
+				*(int64_t *)dst = (int64_t)f[i].num;
+			} else
+				*(uint64_t *)dst = f[i].num;
+			continue;
+		}
+		if (f[i].type != JSON_STRING) {
+			why = "field must be a string";
+			r = -EBADMSG;
+			goto out;
+		}
+		if (entry_fields[k].kind == F_EVENT) {
+			e->event = audit_event_from_string(f[i].str);
+			if (e->event < 0) {
+				why = "unknown event";
+				r = -EBADMSG;
+				goto out;
+			}
+		} else if (entry_fields[k].kind == F_RESULT) {
+			e->result = audit_result_from_string(f[i].str);
+			if (e->result < 0) {
+				why = "unknown result";
+				r = -EBADMSG;
+				goto out;
+			}
+		} else
+			*(char **)dst = TAKE_PTR(f[i].str);
+	}
+
+	r = -EBADMSG;
+	if ((have & (HAS_SEQ | HAS_TIME | HAS_HOST | HAS_EVENT | HAS_RESULT | HAS_PREV)) !=
+	        (HAS_SEQ | HAS_TIME | HAS_HOST | HAS_EVENT | HAS_RESULT | HAS_PREV)) {
+		why = "a required field (seq, time, host, event, result, prev) is missing";
+		goto out;
+	}
+	if (e->seq == 0) {
+		why = "seq must be positive";
+		goto out;
+	}
+	if (parse_rfc3339_ms(e->time, &e->time_ms) < 0) {
+		why = "time is not RFC 3339";
+		goto out;
+	}
+	if (!is_lower_hex(e->prev, AUDIT_HASH_HEX_LEN)) {
+		why = "prev is not a SHA-256 hex digest";
+		goto out;
+	}
+	if ((e->event == AUDIT_EVENT_SEAL) != ((have & (HAS_EVERY | HAS_KEY_ID | HAS_MAC)) != 0)) {
+		why = "seal fields on a record that is not a seal";
+		goto out;
+	}
+	if (e->event == AUDIT_EVENT_SEAL && ((have & (HAS_EVERY | HAS_KEY_ID | HAS_MAC)) !=
+	                                                    (HAS_EVERY | HAS_KEY_ID | HAS_MAC) ||
+	                                            e->every == 0 || !is_lower_hex(e->key_id, 16) ||
+	                                            !is_lower_hex(e->mac, AUDIT_HASH_HEX_LEN))) {
+		why = "seal record lacks a valid every, key_id or mac";
+		goto out;
+	}
+	if (e->event != AUDIT_EVENT_ROTATE && (have & (HAS_FILE_SEQ | HAS_PREV_FILE))) {
+		why = "file header fields on a record that is not a file header";
+		goto out;
+	}
+	if (e->event == AUDIT_EVENT_ROTATE && (!(have & HAS_FILE_SEQ) || e->file_seq == 0)) {
+		why = "file header lacks file_seq";
+		goto out;
+	}
+	if ((e->event == AUDIT_EVENT_TORN_TAIL) !=
+	        ((have & (HAS_TORN | HAS_TORN_LEN | HAS_TORN_SHA)) != 0)) {
+		why = "torn-tail fields on a record that is not a torn-tail";
+		goto out;
+	}
+	if (e->event == AUDIT_EVENT_TORN_TAIL &&
+	        ((have & (HAS_TORN | HAS_TORN_LEN | HAS_TORN_SHA)) !=
+	                        (HAS_TORN | HAS_TORN_LEN | HAS_TORN_SHA) ||
+	                e->torn_length == 0 || !is_lower_hex(e->torn_sha256, AUDIT_HASH_HEX_LEN))) {
+		why = "torn-tail record lacks torn_offset, torn_length or torn_sha256";
+		goto out;
+	}
+	r = 0;
+	*ret = TAKE_PTR(e);
+out:
+	json_fields_free(f, JSON_FIELDS_MAX);
+	if (r < 0 && ret_why)
+		*ret_why = why ?: "cannot parse";
+	return r;
+}
+
+/* ---- files ---- */
+
+static int cmp_rotated(const void *a, const void *b)
+{
+	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	size_t lx = strlen(x), ly = strlen(y);
+	/* Same prefix; longer numeric suffix is the larger number. */
+	return lx != ly ? (lx < ly ? -1 : 1) : strcmp(x, y);
+}
+
+int audit_trail_files(const char *path, char ***ret)
+{
+	_cleanup_strv_free_ char **l = NULL;
+	_cleanup_free_ char *dir = NULL;
+	const char *base, *slash;
+	DIR *d;
+	struct dirent *de;
+	size_t blen;
+	int r = 0;
+
+	slash = strrchr(path, '/');
+	base = slash ? slash + 1 : path;
+	dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+	if (!dir)
+		return -ENOMEM;
+	blen = strlen(base);
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((errno = 0, de = readdir(d))) {
+		const char *s = de->d_name;
+		_cleanup_free_ char *full = NULL;
+		size_t digits = 0;
+
+		if (!strneq(s, base, blen) || s[blen] != '.')
+			continue;
+		for (s += blen + 1; *s >= '0' && *s <= '9'; s++)
+			digits++;
+		if (*s != '\0' || digits < 6 || digits > 19)
+			continue;
+		if (asprintf(&full, "%s/%s", dir, de->d_name) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		r = strv_extend(&l, full);
+		if (r < 0)
+			break;
+	}
+	if (r == 0 && errno != 0)
+		r = -errno;
+	closedir(d);
+	if (r < 0)
+		return r;
+	if (l)
+		qsort(l, strv_length(l), sizeof(char *), cmp_rotated);
+	if (access(path, F_OK) == 0 || !l) {
+		r = strv_extend(&l, path);
+		if (r < 0)
+			return r;
+	}
+	*ret = TAKE_PTR(l);
+	return 0;
+}
+
+/* Bounded line reading with byte offsets. */
+typedef struct LineReader {
+	int fd;
+	char *buf;
+	size_t start, end, cap;
+	uint64_t offset; /* file offset of buf[start] */
+	bool eof;
+} LineReader;
+
+#define READER_CAP (256u * 1024u)
+
+static int reader_open(LineReader *lr, const char *path)
+{
+	*lr = (LineReader){.fd = -EBADF};
+	lr->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (lr->fd < 0)
+		return -errno;
+	lr->buf = malloc(READER_CAP);
+	if (!lr->buf) {
+		close(lr->fd);
+		return -ENOMEM;
+	}
+	lr->cap = READER_CAP;
+	return 0;
+}
+
+static void reader_close(LineReader *lr)
+{
+	if (lr->fd >= 0)
+		close(lr->fd);
+	free(lr->buf);
+	*lr = (LineReader){.fd = -EBADF};
+}
+
+/* Returns 1 with a line (without newline), 0 at end of file, -errno on error. A line
+ * longer than AUDIT_LINE_MAX is returned cut, with *ret_too_long set. */
+static int reader_next(LineReader *lr, const char **ret, size_t *ret_len, bool *ret_nl,
+        uint64_t *ret_off, bool *ret_too_long)
+{
+	bool too_long = false;
+	uint64_t off = lr->offset;
+
+	for (;;) {
+		char *nl = memchr(lr->buf + lr->start, '\n', lr->end - lr->start);
+		ssize_t n;
+
+		if (nl) {
+			size_t len = (size_t)(nl - (lr->buf + lr->start));
+			*ret = lr->buf + lr->start;
+			*ret_len = too_long ? AUDIT_LINE_MAX : len;
+			*ret_nl = true;
+			*ret_off = off;
+			*ret_too_long = too_long || len > AUDIT_LINE_MAX;
+			lr->start += len + 1;
+			lr->offset += len + 1;
+			return 1;
+		}
+		if (lr->end - lr->start > AUDIT_LINE_MAX + 1) {
+			/* Drop the middle of an overlong line, keep looking for its end. */
+			too_long = true;
+			lr->offset += lr->end - lr->start;
+			lr->start = lr->end;
+		}
+		if (lr->eof) {
+			if (lr->start == lr->end)
+				return 0;
+			*ret = lr->buf + lr->start;
+			*ret_len = lr->end - lr->start;
+			*ret_nl = false;
+			*ret_off = off;
+			*ret_too_long = too_long;
+			lr->offset += lr->end - lr->start;
+			lr->start = lr->end;
+			return 1;
+		}
+		if (lr->start > 0) {
+			memmove(lr->buf, lr->buf + lr->start, lr->end - lr->start);
+			lr->end -= lr->start;
+			lr->start = 0;
+		}
+		n = read(lr->fd, lr->buf + lr->end, lr->cap - lr->end);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			lr->eof = true;
+		lr->end += (size_t)n;
+	}
+}
+
+int audit_read_files(char *const *files, AuditEntryFn cb, void *userdata, uint64_t *ret_bad)
+{
+	uint64_t bad = 0;
+	int r = 0;
+
+	for (size_t i = 0; files && files[i]; i++) {
+		LineReader lr;
+		uint64_t lineno = 0;
+
+		r = reader_open(&lr, files[i]);
+		if (r < 0)
+			return r;
+		for (;;) {
+			_cleanup_(audit_entry_freep) AuditEntry *e = NULL;
+			const char *line;
+			size_t len;
+			bool nl, too_long;
+			uint64_t off;
+
+			r = reader_next(&lr, &line, &len, &nl, &off, &too_long);
+			if (r <= 0)
+				break;
+			lineno++;
+			if (too_long || audit_entry_parse(line, len, &e, NULL) < 0) {
+				bad++;
+				continue;
+			}
+			r = cb(e, files[i], lineno, userdata);
+			if (r < 0)
+				break;
+		}
+		reader_close(&lr);
+		if (r < 0)
+			return r;
+	}
+	if (ret_bad)
+		*ret_bad = bad;
+	return 0;
+}
+
+/* ---- verification ---- */
+
+static const char *const verify_status_table[_AUDIT_VERIFY_STATUS_MAX] = {
+        [AUDIT_VERIFY_INTACT] = "intact",
+        [AUDIT_VERIFY_MALFORMED] = "malformed",
+        [AUDIT_VERIFY_EDITED] = "edited",
+        [AUDIT_VERIFY_DELETED] = "deleted",
+        [AUDIT_VERIFY_REORDERED] = "reordered",
+        [AUDIT_VERIFY_TRUNCATED] = "truncated",
+        [AUDIT_VERIFY_FORGED_SEAL] = "forged-seal",
+        [AUDIT_VERIFY_WRONG_KEY] = "wrong-key",
+        [AUDIT_VERIFY_MISSING_SEAL] = "missing-seal",
+        [AUDIT_VERIFY_FILE_GAP] = "file-gap",
+};
+
+const char *audit_verify_status_to_string(AuditVerifyStatus s)
+{
+	return s >= 0 && s < _AUDIT_VERIFY_STATUS_MAX ? verify_status_table[s] : NULL;
+}
+
+void audit_verify_result_clear(AuditVerifyResult *r)
+{
+	if (!r)
+		return;
+	free(r->file);
+	free(r->message);
+	*r = (AuditVerifyResult){};
+}
+
+/* Where we are in the chain. */
+typedef struct ChainState {
+	bool started;
+	char hash[AUDIT_HASH_HEX_LEN + 1]; /* hash of the last accepted line */
+	uint64_t seq;
+	uint64_t unsealed;
+	uint64_t every; /* interval announced by the last seal (0: none yet) */
+} ChainState;
+
+typedef struct Verifier {
+	const AuditVerifyOptions *opts;
+	AuditVerifyResult *res;
+	char key_id[17];
+	ChainState st;
+	/* The line just accepted, and the state before it (a torn-tail may rewind it). */
+	ChainState before_last;
+	const char *last_file;
+	uint64_t last_line, last_off, last_len;
+	char last_frag_sha[AUDIT_HASH_HEX_LEN + 1]; /* sha256 of that line + "\n" */
+	uint64_t last_seal_line;
+	bool last_is_seal;
+	/* A line that did not parse, waiting for its torn-tail acknowledgement. */
+	bool frag;
+	uint64_t frag_line, frag_off, frag_len;
+	char frag_sha[AUDIT_HASH_HEX_LEN + 1];
+	const char *frag_why;
+	/* A forward jump in seq, classified by the next line (deleted vs reordered). */
+	bool jump;
+	const char *jump_file;
+	uint64_t jump_line, jump_from, jump_to;
+	uint64_t file_seq;
+	char *fragbuf;
+	char *lastbuf; /* copy of the last accepted line */
+} Verifier;
+
+static int fail(Verifier *v, AuditVerifyStatus status, const char *file, uint64_t line,
+        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int fail(Verifier *v, AuditVerifyStatus status, const char *file, uint64_t line,
+        const char *fmt, ...)
+{
+	va_list ap;
+	char *m = NULL;
+
+	if (v->res->status != AUDIT_VERIFY_INTACT)
+		return 1; /* keep the first problem */
+	va_start(ap, fmt);
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	v->res->status = status;
+	v->res->file = file ? strdup(file) : NULL;
+	v->res->line = line;
+	v->res->message = m;
+	return 1;
+}
+
+static int hash_with_newline(
+        Verifier *v, const char *line, size_t len, char out[static AUDIT_HASH_HEX_LEN + 1])
+{
+	memcpy(v->fragbuf, line, len);
+	v->fragbuf[len] = '\n';
+	return audit_line_hash(v->fragbuf, len + 1, out);
+}
+
+/* The record continues the chain (seq, prev) and, if a seal, verifies. */
+static int check_link_and_seal(Verifier *v, const AuditEntry *e, const char *file, uint64_t line,
+        const char *raw, size_t len, bool first_in_file)
+{
+	int r;
+
+	if (e->seq <= v->st.seq)
+		return fail(v, AUDIT_VERIFY_REORDERED, file, line,
+		        "sequence goes back from %" PRIu64 " to %" PRIu64
+		        ": records reordered or duplicated",
+		        v->st.seq, e->seq);
+	if (!streq(e->prev, v->st.hash)) {
+		if (first_in_file)
+			return fail(v, AUDIT_VERIFY_FILE_GAP, file, line,
+			        "this file does not continue the previous file (its prev is not "
+			        "the hash of %s's last line)",
+			        strna(v->last_file));
+		return fail(v, AUDIT_VERIFY_EDITED, v->last_file, v->last_line,
+		        "record changed after it was written (line %" PRIu64
+		        " of %s holds a different hash for it)",
+		        line, file);
+	}
+
+	if (e->event == AUDIT_EVENT_SEAL) {
+		if (v->opts->key) {
+			char mac[AUDIT_HASH_HEX_LEN + 1];
+
+			if (!streq(e->key_id, v->key_id))
+				return fail(v, AUDIT_VERIFY_WRONG_KEY, file, line,
+				        "seal made with key %s, not with the given key %s (wrong "
+				        "--key, or seals forged with another key)",
+				        e->key_id, v->key_id);
+			if (len < SEAL_MAC_SUFFIX_LEN ||
+			        !strneq(raw + len - SEAL_MAC_SUFFIX_LEN, ",\"mac\":\"", 8) ||
+			        !strneq(raw + len - SEAL_MAC_SUFFIX_LEN + 8, e->mac,
+			                AUDIT_HASH_HEX_LEN))
+				return fail(v, AUDIT_VERIFY_FORGED_SEAL, file, line,
+				        "seal is not in canonical form (mac must be last)");
+			r = audit_seal_mac(v->opts->key, raw, len - SEAL_MAC_SUFFIX_LEN, mac);
+			if (r < 0)
+				return r;
+			if (memcmp_const(mac, e->mac, AUDIT_HASH_HEX_LEN) != 0) {
+				if (v->last_seal_line > 0)
+					return fail(v, AUDIT_VERIFY_FORGED_SEAL, file, line,
+					        "seal does not verify: records after the seal at "
+					        "line %" PRIu64
+					        " of this trail were rewritten with recomputed "
+					        "hashes, or this seal was forged",
+					        v->last_seal_line);
+				return fail(v, AUDIT_VERIFY_FORGED_SEAL, file, line,
+				        "seal does not verify: the records before it were "
+				        "rewritten with recomputed hashes, or this seal was "
+				        "forged");
+			}
+		}
+		v->res->seals++;
+		v->st.unsealed = 0;
+		v->st.every = e->every;
+		v->last_seal_line = line;
+	} else {
+		v->st.unsealed++;
+		if (v->st.every > 0 && v->st.unsealed > v->st.every)
+			return fail(v, AUDIT_VERIFY_MISSING_SEAL, file, line,
+			        "%" PRIu64
+			        " records without a seal, but the trail seals every %" PRIu64
+			        ": a seal was removed",
+			        v->st.unsealed, v->st.every);
+	}
+
+	return 0;
+}
+
+/* Checks one parsed record against the chain. Returns 1 when a problem was recorded. */
+static int check_entry(Verifier *v, const AuditEntry *e, const char *file, uint64_t line,
+        const char *raw, size_t len, bool first_in_file, bool first_file)
+{
+	char hash[AUDIT_HASH_HEX_LEN + 1];
+	int r;
+
+	/* A pending forward jump is classified by this line. */
+	if (v->jump) {
+		v->jump = false;
+		if (e->seq < v->jump_to && e->seq > v->jump_from)
+			return fail(v, AUDIT_VERIFY_REORDERED, v->jump_file, v->jump_line,
+			        "record seq %" PRIu64 " appears before seq %" PRIu64
+			        ": records were reordered",
+			        v->jump_to, e->seq);
+		return fail(v, AUDIT_VERIFY_DELETED, v->jump_file, v->jump_line,
+		        "sequence jumps from %" PRIu64 " to %" PRIu64 ": %" PRIu64
+		        " record(s) before this line were deleted",
+		        v->jump_from, v->jump_to, v->jump_to - v->jump_from - 1);
+	}
+
+	if (first_in_file != (e->event == AUDIT_EVENT_ROTATE)) {
+		if (first_in_file)
+			return fail(v, first_file ? AUDIT_VERIFY_TRUNCATED : AUDIT_VERIFY_FILE_GAP,
+			        file, line,
+			        "the file does not start with its file header (rotate record): its "
+			        "beginning was removed");
+		return fail(v, AUDIT_VERIFY_MALFORMED, file, line,
+		        "a file header (rotate record) in the middle of a file");
+	}
+	if (first_in_file) {
+		if (!v->st.started) {
+			v->res->first_seq = e->seq;
+			v->res->first_file_seq = e->file_seq;
+			if (e->file_seq == 1 && (e->seq != 1 || !streq(e->prev, ZERO_HASH)))
+				return fail(v, AUDIT_VERIFY_FORGED_SEAL, file, line,
+				        "the genesis file header must have seq 1 and an all-zero "
+				        "prev");
+			/* Not the genesis file: its prev anchors to files not given here. */
+			memcpy(v->st.hash, e->prev, sizeof(v->st.hash));
+			v->st.seq = e->seq - 1;
+			v->st.started = true;
+		} else if (e->file_seq != v->file_seq + 1)
+			return fail(v, AUDIT_VERIFY_FILE_GAP, file, line,
+			        "file sequence %" PRIu64 " follows %" PRIu64 ": %s", e->file_seq,
+			        v->file_seq,
+			        e->file_seq > v->file_seq + 1 ? "a rotated file is missing"
+			                                      : "files out of order or repeated");
+		v->file_seq = e->file_seq;
+	}
+
+	if (e->seq > v->st.seq + 1) {
+		/* Decided by the next line (deleted or reordered); this line becomes the head. */
+		v->jump = true;
+		v->jump_file = file;
+		v->jump_line = line;
+		v->jump_from = v->st.seq;
+		v->jump_to = e->seq;
+	} else {
+		r = check_link_and_seal(v, e, file, line, raw, len, first_in_file);
+		if (r != 0)
+			return r;
+	}
+
+	r = audit_line_hash(raw, len, hash);
+	if (r < 0)
+		return r;
+	memcpy(v->st.hash, hash, sizeof(hash));
+	v->st.seq = e->seq;
+	return 0;
+}
+
+static int verify_file(Verifier *v, const char *file, bool first_file, bool last_file)
+{
+	LineReader lr;
+	uint64_t lineno = 0, seals_here = 0, header_line = 0;
+	int r;
+
+	r = reader_open(&lr, file);
+	if (r < 0)
+		return r;
+	v->frag = false;
+	v->last_is_seal = false;
+	for (;;) {
+		_cleanup_(audit_entry_freep) AuditEntry *e = NULL;
+		const char *line, *why = NULL;
+		size_t len;
+		bool nl, too_long;
+		uint64_t off;
+		ChainState saved;
+
+		r = reader_next(&lr, &line, &len, &nl, &off, &too_long);
+		if (r < 0)
+			goto out;
+		if (r == 0)
+			break;
+		lineno++;
+		v->res->records++;
+		if (too_long) {
+			r = fail(v, AUDIT_VERIFY_MALFORMED, file, lineno,
+			        "line longer than %u bytes", AUDIT_LINE_MAX);
+			goto out;
+		}
+		if (!nl) {
+			r = fail(v, AUDIT_VERIFY_TRUNCATED, file, lineno,
+			        "the last record is incomplete: the file was cut, or the daemon "
+			        "crashed while writing and has not restarted since (it records a "
+			        "torn-tail then)");
+			goto out;
+		}
+		if (audit_entry_parse(line, len, &e, &why) < 0) {
+			if (v->frag || lineno == 1) {
+				r = fail(v, AUDIT_VERIFY_MALFORMED, file,
+				        v->frag ? v->frag_line : lineno, "not a valid record: %s",
+				        v->frag ? v->frag_why : why);
+				goto out;
+			}
+			v->frag = true;
+			v->frag_line = lineno;
+			v->frag_off = off;
+			v->frag_len = len + 1;
+			v->frag_why = why;
+			r = hash_with_newline(v, line, len, v->frag_sha);
+			if (r < 0)
+				goto out;
+			v->res->records--;
+			continue;
+		}
+
+		if (e->event == AUDIT_EVENT_TORN_TAIL) {
+			bool ok;
+			if (v->frag)
+				ok = e->torn_offset == v->frag_off &&
+				     e->torn_length == v->frag_len &&
+				     streq(e->torn_sha256, v->frag_sha);
+			else {
+				/* The torn line happened to parse: it is the line just accepted. */
+				ok = lineno > 2 && e->torn_offset == v->last_off &&
+				     e->torn_length == v->last_len &&
+				     hash_with_newline(v, v->lastbuf, v->last_len - 1,
+				             v->last_frag_sha) >= 0 &&
+				     streq(e->torn_sha256, v->last_frag_sha);
+				if (ok) {
+					v->st = v->before_last;
+					v->res->records--;
+					if (v->last_is_seal)
+						v->res->seals--;
+				}
+			}
+			if (!ok) {
+				r = fail(v, AUDIT_VERIFY_MALFORMED, file,
+				        v->frag ? v->frag_line : lineno,
+				        v->frag ? "not a valid record, and the torn-tail record "
+				                  "after it does not describe it"
+				                : "torn-tail record does not describe the line "
+				                  "before it");
+				goto out;
+			}
+			v->res->torn_acknowledged++;
+			v->frag = false;
+		} else if (v->frag) {
+			r = fail(v, AUDIT_VERIFY_MALFORMED, file, v->frag_line,
+			        "not a valid record: %s", v->frag_why);
+			goto out;
+		}
+
+		saved = v->st;
+		r = check_entry(v, e, file, lineno, line, len, lineno == 1, first_file);
+		if (r != 0)
+			goto out;
+		if (lineno == 1)
+			header_line = 1;
+		if (e->event == AUDIT_EVENT_SEAL)
+			seals_here++;
+		else if (header_line == 1 && lineno == 2 && e->event != AUDIT_EVENT_SEAL) {
+			r = fail(v, AUDIT_VERIFY_MISSING_SEAL, file, lineno,
+			        "the record after the file header must be a seal: the file was "
+			        "rewritten from its start");
+			goto out;
+		}
+		v->before_last = saved;
+		v->last_file = file;
+		v->last_line = lineno;
+		v->last_off = off;
+		v->last_len = len + 1;
+		v->last_is_seal = e->event == AUDIT_EVENT_SEAL;
+		/* Kept for a torn-tail that may describe this line (hashed only then). */
+		memcpy(v->lastbuf, line, len);
+	}
+	r = 0;
+	if (v->jump) {
+		v->jump = false;
+		r = fail(v, AUDIT_VERIFY_DELETED, v->jump_file, v->jump_line,
+		        "sequence jumps from %" PRIu64 " to %" PRIu64 ": %" PRIu64
+		        " record(s) before this line were deleted",
+		        v->jump_from, v->jump_to, v->jump_to - v->jump_from - 1);
+	} else if (v->frag)
+		r = fail(v, AUDIT_VERIFY_MALFORMED, file, v->frag_line,
+		        "not a valid record: %s (a crash-torn line is acknowledged by a torn-tail "
+		        "record when the daemon restarts)",
+		        v->frag_why);
+	else if (lineno == 0)
+		r = fail(v, AUDIT_VERIFY_TRUNCATED, file, 0, "the file is empty");
+	else if (seals_here == 0)
+		r = fail(v, AUDIT_VERIFY_MISSING_SEAL, file, lineno, "the file holds no seal");
+	else if (!last_file && !v->last_is_seal)
+		r = fail(v, AUDIT_VERIFY_TRUNCATED, file, lineno,
+		        "a rotated file must end with its closing seal: records after line %" PRIu64
+		        " were removed",
+		        lineno);
+	else if (last_file && v->opts->strict && !v->last_is_seal)
+		r = fail(v, AUDIT_VERIFY_TRUNCATED, file, lineno,
+		        "the trail does not end with a seal (strict): records after the last seal "
+		        "are unprotected, the tail may have been cut");
+out:
+	reader_close(&lr);
+	if (r < 0 && !v->res->file)
+		v->res->file = strdup(file);
+	return r < 0 ? r : 0;
+}
+
+int audit_verify_files(char *const *files, const AuditVerifyOptions *opts, AuditVerifyResult *ret)
+{
+	AuditVerifyOptions def = {};
+	Verifier v = {};
+	size_t n = strv_length(files);
+	int r = 0;
+
+	if (!ret || n == 0)
+		return -EINVAL;
+	*ret = (AuditVerifyResult){};
+	v.opts = opts ?: &def;
+	v.res = ret;
+	v.fragbuf = malloc(AUDIT_LINE_MAX + 2);
+	v.lastbuf = malloc(AUDIT_LINE_MAX + 2);
+	if (!v.fragbuf || !v.lastbuf) {
+		free(v.fragbuf);
+		free(v.lastbuf);
+		return -ENOMEM;
+	}
+	if (v.opts->key) {
+		r = audit_seal_key_id(v.opts->key, v.key_id);
+		if (r < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < n && ret->status == AUDIT_VERIFY_INTACT; i++) {
+		ret->files++;
+		r = verify_file(&v, files[i], i == 0, i == n - 1);
+		if (r < 0) {
+			if (!ret->file)
+				ret->file = strdup(files[i]);
+			goto out;
+		}
+	}
+	ret->last_seq = v.st.seq;
+	ret->unsealed_tail = v.st.unsealed;
+	r = 0;
+out:
+	free(v.fragbuf);
+	free(v.lastbuf);
+	return r;
+}

@@ -1,0 +1,1075 @@
+/* audit.c: the audit trail writer — JSON lines, each carrying the SHA-256 of the line
+ * before it, HMAC-sealed checkpoints, rotation that keeps the chain, crash recovery;
+ * plus the copies sent to journald/syslog and the Linux audit subsystem. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <systemd/sd-journal.h>
+#if HAVE_LIBAUDIT
+#include <libaudit.h>
+#endif
+
+#include "audit-json.h"
+#include "audit.h"
+#include "util.h"
+
+#define ZERO_HASH           "0000000000000000000000000000000000000000000000000000000000000000"
+#define SEAL_MAC_SUFFIX_LEN (8 + AUDIT_HASH_HEX_LEN + 2) /* ,"mac":"<64 hex>"} */
+#define TAIL_WINDOW         (4 * AUDIT_LINE_MAX)
+
+struct AuditLog {
+	char *path;
+	char *seal_key_path;
+	uint8_t key[AUDIT_SEAL_KEY_SIZE];
+	char key_id[17];
+	unsigned seal_every;
+	bool fsync_each;
+	uint64_t rotate_bytes;
+	bool to_syslog;
+	bool to_linux_audit;
+	void (*on_sink_error)(AuditSink sink, int error, void *userdata);
+	void *userdata;
+
+	int fd;
+	uint64_t size;                     /* bytes in the current file */
+	uint64_t seq;                      /* last sequence number written */
+	uint64_t file_seq;                 /* this file's number in the chain (1 = genesis) */
+	char head[AUDIT_HASH_HEX_LEN + 1]; /* hash of the last line written */
+	unsigned unsealed;                 /* records since the last seal */
+	bool broken; /* the file is in an unknown state: refuse until reopened */
+	char host[HOST_NAME_MAX + 1];
+
+	int sink_error[_AUDIT_SINK_MAX];
+	bool no_journal; /* journald's socket is absent: sd_journal_send() would drop silently */
+	int audit_fd;
+	JsonBuf buf;
+};
+
+static const char *const audit_event_table[_AUDIT_EVENT_MAX] = {
+        [AUDIT_EVENT_AUTH] = "auth",
+        [AUDIT_EVENT_ACCOUNT] = "account",
+        [AUDIT_EVENT_ENROLL] = "enroll",
+        [AUDIT_EVENT_REVOKE] = "revoke",
+        [AUDIT_EVENT_IMPORT] = "import",
+        [AUDIT_EVENT_POLICY_LOAD] = "policy-load",
+        [AUDIT_EVENT_SESSION_BIND] = "session-bind",
+        [AUDIT_EVENT_SESSION_UNBIND] = "session-unbind",
+        [AUDIT_EVENT_KEY_REMOVED] = "key-removed",
+        [AUDIT_EVENT_KEY_ADDED] = "key-added",
+        [AUDIT_EVENT_ACTION] = "action",
+        [AUDIT_EVENT_LOCK_VERIFIED] = "lock-verified",
+        [AUDIT_EVENT_LOCK_ESCALATED] = "lock-escalated",
+        [AUDIT_EVENT_LOCK_FAILED] = "lock-failed",
+        [AUDIT_EVENT_GRACE_CANCELLED] = "grace-cancelled",
+        [AUDIT_EVENT_CLONE_ALERT] = "clone-alert",
+        [AUDIT_EVENT_LOCKOUT] = "lockout",
+        [AUDIT_EVENT_DAEMON_START] = "daemon-start",
+        [AUDIT_EVENT_DAEMON_STOP] = "daemon-stop",
+        [AUDIT_EVENT_SEAL] = "seal",
+        [AUDIT_EVENT_ROTATE] = "rotate",
+        [AUDIT_EVENT_TORN_TAIL] = "torn-tail",
+};
+
+static const char *const audit_result_table[_AUDIT_RESULT_MAX] = {
+        [AUDIT_RESULT_FAILURE] = "failure",
+        [AUDIT_RESULT_SUCCESS] = "success",
+        [AUDIT_RESULT_INFO] = "info",
+};
+
+static const char *const audit_sink_table[_AUDIT_SINK_MAX] = {
+        [AUDIT_SINK_JOURNAL] = "journal",
+        [AUDIT_SINK_LINUX_AUDIT] = "linux-audit",
+};
+
+const char *audit_event_to_string(AuditEvent e)
+{
+	return e >= 0 && e < _AUDIT_EVENT_MAX ? audit_event_table[e] : NULL;
+}
+
+AuditEvent audit_event_from_string(const char *s)
+{
+	if (s)
+		for (int i = 0; i < _AUDIT_EVENT_MAX; i++)
+			if (streq(audit_event_table[i], s))
+				return (AuditEvent)i;
+	return _AUDIT_EVENT_INVALID;
+}
+
+const char *audit_result_to_string(AuditResult r)
+{
+	return r >= 0 && r < _AUDIT_RESULT_MAX ? audit_result_table[r] : NULL;
+}
+
+AuditResult audit_result_from_string(const char *s)
+{
+	if (s)
+		for (int i = 0; i < _AUDIT_RESULT_MAX; i++)
+			if (streq(audit_result_table[i], s))
+				return (AuditResult)i;
+	return _AUDIT_RESULT_INVALID;
+}
+
+const char *audit_sink_to_string(AuditSink s)
+{
+	return s >= 0 && s < _AUDIT_SINK_MAX ? audit_sink_table[s] : NULL;
+}
+
+/* ---- hashing ---- */
+
+static void to_hex(const uint8_t *d, size_t n, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hx[d[i] >> 4];
+		out[2 * i + 1] = hx[d[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+int audit_line_hash(const char *line, size_t len, char ret_hex[static AUDIT_HASH_HEX_LEN + 1])
+{
+	/* Fetched once and reused: verify hashes millions of lines, and an implicit fetch per
+	 * call costs more than hashing a 300-byte line. */
+	static _Thread_local EVP_MD_CTX *ctx = NULL;
+	static _Thread_local EVP_MD *md_sha256 = NULL;
+	uint8_t md[32];
+	unsigned n = 0;
+
+	if (!md_sha256) {
+		md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+		if (!md_sha256)
+			return -EIO;
+	}
+	if (!ctx) {
+		ctx = EVP_MD_CTX_new();
+		if (!ctx)
+			return -ENOMEM;
+	}
+	if (EVP_DigestInit_ex2(ctx, md_sha256, NULL) != 1 ||
+	        EVP_DigestUpdate(ctx, line, len) != 1 || EVP_DigestFinal_ex(ctx, md, &n) != 1 ||
+	        n != sizeof(md))
+		return -EIO;
+	to_hex(md, sizeof(md), ret_hex);
+	return 0;
+}
+
+int audit_seal_mac(const uint8_t key[static AUDIT_SEAL_KEY_SIZE], const char *prefix, size_t len,
+        char ret_hex[static AUDIT_HASH_HEX_LEN + 1])
+{
+	uint8_t md[32];
+	unsigned n = 0;
+
+	if (!HMAC(EVP_sha256(), key, AUDIT_SEAL_KEY_SIZE, (const unsigned char *)prefix, len, md,
+	            &n) ||
+	        n != sizeof(md))
+		return -EIO;
+	to_hex(md, sizeof(md), ret_hex);
+	OPENSSL_cleanse(md, sizeof(md));
+	return 0;
+}
+
+int audit_seal_key_id(const uint8_t key[static AUDIT_SEAL_KEY_SIZE], char ret_hex[static 17])
+{
+	static const char domain[] = "keyward-audit-seal-key-id-v1";
+	uint8_t md[32];
+	unsigned n = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int r = 0;
+
+	if (!ctx)
+		return -ENOMEM;
+	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	        EVP_DigestUpdate(ctx, domain, sizeof(domain) - 1) != 1 ||
+	        EVP_DigestUpdate(ctx, key, AUDIT_SEAL_KEY_SIZE) != 1 ||
+	        EVP_DigestFinal_ex(ctx, md, &n) != 1)
+		r = -EIO;
+	EVP_MD_CTX_free(ctx);
+	if (r < 0)
+		return r;
+	to_hex(md, 8, ret_hex);
+	return 0;
+}
+
+/* ---- the seal key ---- */
+
+int audit_seal_key_load(const char *path, bool require_root,
+        uint8_t ret_key[static AUDIT_SEAL_KEY_SIZE], const char **ret_problem)
+{
+	SafeFileFlags flags = SAFE_FILE_NO_GROUP_WRITE | SAFE_FILE_NO_WORLD_WRITE |
+	                      SAFE_FILE_NO_WORLD_READ | SAFE_FILE_NO_GROUP_READ;
+	_cleanup_close_ int fd = -EBADF;
+	uint8_t k[AUDIT_SEAL_KEY_SIZE + 1];
+	ssize_t n;
+
+	if (require_root)
+		flags |= SAFE_FILE_ROOT_OWNED;
+	fd = safe_open(path, flags, NULL, ret_problem);
+	if (fd < 0)
+		return fd;
+	n = read(fd, k, sizeof(k));
+	if (n < 0) {
+		if (ret_problem)
+			*ret_problem = "cannot be read";
+		return -errno;
+	}
+	if ((size_t)n != AUDIT_SEAL_KEY_SIZE) {
+		OPENSSL_cleanse(k, sizeof(k));
+		if (ret_problem)
+			*ret_problem = "is not a keyward seal key (must be exactly 32 bytes)";
+		return -EBADMSG;
+	}
+	memcpy(ret_key, k, AUDIT_SEAL_KEY_SIZE);
+	OPENSSL_cleanse(k, sizeof(k));
+	return 0;
+}
+
+/* Creates a new key file with O_EXCL and mode 0600. */
+static int seal_key_create(const char *path, uint8_t key[static AUDIT_SEAL_KEY_SIZE])
+{
+	_cleanup_close_ int fd = -EBADF;
+	size_t done = 0;
+
+	while (done < AUDIT_SEAL_KEY_SIZE) {
+		ssize_t n = getrandom(key + done, AUDIT_SEAL_KEY_SIZE - done, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		done += (size_t)n;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (fchmod(fd, 0600) < 0 ||
+	        write(fd, key, AUDIT_SEAL_KEY_SIZE) != (ssize_t)AUDIT_SEAL_KEY_SIZE ||
+	        fsync(fd) < 0) {
+		int r = errno ? -errno : -EIO;
+		(void)unlink(path);
+		return r;
+	}
+	return 0;
+}
+
+/* ---- secondary sinks ---- */
+
+static void sink_failed(AuditLog *log, AuditSink sink, int error)
+{
+	if (log->sink_error[sink] != 0)
+		return; /* reported once */
+	log->sink_error[sink] = error < 0 ? error : -EIO;
+	if (log->on_sink_error)
+		log->on_sink_error(sink, log->sink_error[sink], log->userdata);
+}
+
+int audit_log_sink_error(const AuditLog *log, AuditSink sink)
+{
+	if (!log || sink < 0 || sink >= _AUDIT_SINK_MAX)
+		return -EINVAL;
+	return log->sink_error[sink];
+}
+
+static void summary_append(JsonBuf *m, const char *name, const char *value)
+{
+	if (isempty(value))
+		return;
+	json_buf_printf(m, " %s=", name);
+	/* Summary for humans: keep it on one line. */
+	for (const char *p = value; *p && p - value < 256; p++)
+		json_buf_append(m, (unsigned char)*p < 0x20 || *p == 0x7f ? "?" : p, 1);
+}
+
+static void send_journal(AuditLog *log, const AuditRecord *rec, uint64_t seq, const char *hash)
+{
+	static const struct {
+		const char *field;
+		size_t offset;
+	} fields[] = {
+	        {"KEYWARD_REASON", offsetof(AuditRecord, reason)},
+	        {"KEYWARD_USER", offsetof(AuditRecord, user)},
+	        {"KEYWARD_SERVICE", offsetof(AuditRecord, service)},
+	        {"KEYWARD_TTY", offsetof(AuditRecord, tty)},
+	        {"KEYWARD_RHOST", offsetof(AuditRecord, rhost)},
+	        {"KEYWARD_CREDENTIAL", offsetof(AuditRecord, cred_label)},
+	        {"KEYWARD_CREDENTIAL_ID", offsetof(AuditRecord, cred_id)},
+	        {"KEYWARD_AAGUID", offsetof(AuditRecord, aaguid)},
+	        {"KEYWARD_DEVICE", offsetof(AuditRecord, device)},
+	        {"KEYWARD_RULE", offsetof(AuditRecord, rule)},
+	        {"KEYWARD_SESSION", offsetof(AuditRecord, session)},
+	        {"KEYWARD_ACTION", offsetof(AuditRecord, action)},
+	        {"KEYWARD_DETAIL", offsetof(AuditRecord, detail)},
+	};
+	char *strs[ELEMENTSOF(fields) + 8] = {};
+	struct iovec iov[ELEMENTSOF(fields) + 8];
+	JsonBuf msg = {};
+	size_t n = 0;
+	int r, prio;
+
+	prio = rec->result == AUDIT_RESULT_FAILURE || rec->event == AUDIT_EVENT_CLONE_ALERT ||
+	                       rec->event == AUDIT_EVENT_LOCK_FAILED
+	               ? LOG_WARNING
+	               : LOG_INFO;
+	json_buf_printf(&msg, "keyward %s %s", audit_event_to_string(rec->event),
+	        strna(audit_result_to_string(rec->result)));
+	summary_append(&msg, "user", rec->user);
+	summary_append(&msg, "service", rec->service);
+	summary_append(&msg, "reason", rec->reason);
+	summary_append(&msg, "credential", rec->cred_label);
+	summary_append(&msg, "session", rec->session);
+	summary_append(&msg, "action", rec->action);
+	summary_append(&msg, "rule", rec->rule);
+	if (msg.oom)
+		goto out;
+
+	if (!log->to_syslog)
+		goto out;
+	if (asprintf(&strs[n++], "MESSAGE=%s", msg.data) < 0 ||
+	        asprintf(&strs[n++], "PRIORITY=%d", prio) < 0 ||
+	        asprintf(&strs[n++], "SYSLOG_FACILITY=%d", LOG_AUTHPRIV >> 3) < 0 ||
+	        asprintf(&strs[n++], "KEYWARD_EVENT=%s", audit_event_to_string(rec->event)) < 0 ||
+	        asprintf(&strs[n++], "KEYWARD_RESULT=%s",
+	                strna(audit_result_to_string(rec->result))) < 0 ||
+	        asprintf(&strs[n++], "KEYWARD_SEQ=%" PRIu64, seq) < 0 ||
+	        asprintf(&strs[n++], "KEYWARD_HASH=%s", hash) < 0) {
+		strs[--n] = NULL;
+		goto out;
+	}
+	if (rec->uid != (uid_t)-1 &&
+	        asprintf(&strs[n++], "KEYWARD_UID=%u", (unsigned)rec->uid) < 0) {
+		strs[--n] = NULL;
+		goto out;
+	}
+	for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+		const char *v = *(const char *const *)((const char *)rec + fields[i].offset);
+		if (isempty(v))
+			continue;
+		if (asprintf(&strs[n++], "%s=%.*s", fields[i].field, (int)AUDIT_FIELD_MAX, v) < 0) {
+			strs[--n] = NULL;
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		iov[i] = (struct iovec){.iov_base = strs[i], .iov_len = strlen(strs[i])};
+	r = log->no_journal ? -ENOENT : sd_journal_sendv(iov, (int)n);
+	if (r < 0) {
+		/* No journald (containers, early boot): plain syslog still reaches rsyslog. */
+		sink_failed(log, AUDIT_SINK_JOURNAL, r);
+		syslog(LOG_AUTHPRIV | prio, "%s", msg.data);
+	}
+out:
+	for (size_t i = 0; i < ELEMENTSOF(strs); i++)
+		free(strs[i]);
+	json_buf_free(&msg);
+}
+
+#if HAVE_LIBAUDIT
+/* The Linux audit record type for an event (0: not sent). */
+static int linux_audit_type(AuditEvent e)
+{
+	switch (e) {
+	case AUDIT_EVENT_SEAL:
+	case AUDIT_EVENT_ROTATE:
+	case AUDIT_EVENT_TORN_TAIL:
+		return 0; /* trail bookkeeping */
+	case AUDIT_EVENT_AUTH:
+		return AUDIT_USER_AUTH;
+	case AUDIT_EVENT_ACCOUNT:
+		return AUDIT_USER_ACCT;
+	case AUDIT_EVENT_LOCKOUT:
+		return AUDIT_ANOM_LOGIN_FAILURES;
+	case AUDIT_EVENT_ENROLL:
+	case AUDIT_EVENT_REVOKE:
+	case AUDIT_EVENT_IMPORT:
+		return AUDIT_USER_MGMT;
+	case AUDIT_EVENT_POLICY_LOAD:
+		return AUDIT_USYS_CONFIG;
+	case AUDIT_EVENT_KEY_ADDED:
+	case AUDIT_EVENT_KEY_REMOVED:
+		return AUDIT_USER_DEVICE;
+	default:
+		return AUDIT_TRUSTED_APP;
+	}
+}
+
+static void send_linux_audit(AuditLog *log, const AuditRecord *rec)
+{
+	int type = linux_audit_type(rec->event), r, ok = rec->result != AUDIT_RESULT_FAILURE;
+	unsigned uid = rec->uid == (uid_t)-1 ? (unsigned)-1 : (unsigned)rec->uid;
+	JsonBuf m = {};
+
+	if (log->audit_fd < 0 || type == 0)
+		return;
+	errno = 0;
+	if (type == AUDIT_USER_AUTH || type == AUDIT_USER_ACCT)
+		r = audit_log_acct_message(log->audit_fd, type, NULL,
+		        type == AUDIT_USER_AUTH ? "PAM:keyward-authentication"
+		                                : "PAM:keyward-account",
+		        rec->user, uid, rec->rhost, NULL, rec->tty, ok);
+	else {
+		const struct {
+			const char *name, *value;
+		} kv[] = {
+		        {"acct", rec->user},
+		        {"reason", rec->reason},
+		        {"cred", rec->cred_label},
+		        {"session", rec->session},
+		        {"action", rec->action},
+		};
+
+		json_buf_printf(&m, "op=keyward-%s", audit_event_to_string(rec->event));
+		for (size_t i = 0; i < ELEMENTSOF(kv); i++) {
+			char *enc;
+			if (isempty(kv[i].value))
+				continue;
+			/* audit's own encoding: hex when the value has spaces, quotes, controls */
+			enc = audit_encode_nv_string(kv[i].name, kv[i].value, 0);
+			if (!enc)
+				continue;
+			json_buf_printf(&m, " %s", enc);
+			free(enc);
+		}
+		if (m.oom) {
+			json_buf_free(&m);
+			return;
+		}
+		r = audit_log_user_message(log->audit_fd, type, m.data, NULL, NULL, rec->tty, ok);
+		json_buf_free(&m);
+	}
+	if (r <= 0)
+		sink_failed(log, AUDIT_SINK_LINUX_AUDIT, errno ? -errno : -EIO);
+}
+#endif
+
+/* ---- formatting ---- */
+
+typedef struct Extra {
+	uint64_t file_seq; /* rotate */
+	const char *prev_file;
+	bool torn; /* torn-tail */
+	uint64_t torn_offset, torn_length;
+	const char *torn_sha256;
+	bool seal;
+} Extra;
+
+static void put_str(JsonBuf *b, const char *key, const char *v, size_t max)
+{
+	if (!v)
+		return;
+	json_buf_printf(b, ",\"%s\":", key);
+	json_buf_put_string(b, v, max);
+}
+
+static int format_record(AuditLog *log, const AuditRecord *rec, const Extra *x, uint64_t seq,
+        size_t field_max, JsonBuf *b)
+{
+	char t[40];
+	int r;
+
+	r = format_rfc3339_ms(now_realtime_ms(), t, sizeof(t));
+	if (r < 0)
+		return r;
+	json_buf_reset(b);
+	json_buf_printf(b, "{\"seq\":%" PRIu64 ",\"time\":\"%s\"", seq, t);
+	put_str(b, "host", log->host, field_max);
+	put_str(b, "event", audit_event_to_string(rec->event), field_max);
+	put_str(b, "result", audit_result_to_string(rec->result), field_max);
+	put_str(b, "reason", rec->reason, field_max);
+	put_str(b, "message", rec->message, field_max);
+	put_str(b, "user", rec->user, field_max);
+	if (rec->uid != (uid_t)-1)
+		json_buf_printf(b, ",\"uid\":%u", (unsigned)rec->uid);
+	put_str(b, "service", rec->service, field_max);
+	put_str(b, "tty", rec->tty, field_max);
+	put_str(b, "rhost", rec->rhost, field_max);
+	put_str(b, "cred_label", rec->cred_label, field_max);
+	put_str(b, "cred_id", rec->cred_id, field_max);
+	put_str(b, "aaguid", rec->aaguid, field_max);
+	put_str(b, "device", rec->device, field_max);
+	put_str(b, "rule", rec->rule, field_max);
+	put_str(b, "session", rec->session, field_max);
+	put_str(b, "action", rec->action, field_max);
+	put_str(b, "detail", rec->detail, field_max);
+	if (rec->event == AUDIT_EVENT_ROTATE) {
+		json_buf_printf(b, ",\"file_seq\":%" PRIu64, x->file_seq);
+		put_str(b, "prev_file", x->prev_file, field_max);
+	}
+	if (x->torn)
+		json_buf_printf(b,
+		        ",\"torn_offset\":%" PRIu64 ",\"torn_length\":%" PRIu64
+		        ",\"torn_sha256\":\"%s\"",
+		        x->torn_offset, x->torn_length, x->torn_sha256);
+	if (x->seal)
+		json_buf_printf(b, ",\"every\":%u,\"key_id\":\"%s\"", log->seal_every, log->key_id);
+	json_buf_printf(b, ",\"prev\":\"%s\"", log->head);
+	if (x->seal) {
+		char mac[AUDIT_HASH_HEX_LEN + 1];
+		if (b->oom)
+			return -ENOMEM;
+		r = audit_seal_mac(log->key, b->data, b->len, mac);
+		if (r < 0)
+			return r;
+		json_buf_printf(b, ",\"mac\":\"%s\"", mac);
+	}
+	json_buf_append(b, "}", 1);
+	if (b->oom)
+		return -ENOMEM;
+	if (b->len >= AUDIT_LINE_MAX)
+		return -E2BIG;
+	return 0;
+}
+
+/* Writes the line in log->buf (without newline), fsyncs, advances the chain. */
+static int write_line(AuditLog *log)
+{
+	char hash[AUDIT_HASH_HEX_LEN + 1];
+	uint64_t off = log->size;
+	size_t done = 0, len;
+	int r;
+
+	r = audit_line_hash(log->buf.data, log->buf.len, hash);
+	if (r < 0)
+		return r;
+	json_buf_append(&log->buf, "\n", 1);
+	if (log->buf.oom)
+		return -ENOMEM;
+	len = log->buf.len;
+	while (done < len) {
+		ssize_t n = write(log->fd, log->buf.data + done, len - done);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			/* Take a partial line back so the file stays a clean chain. */
+			if (done > 0 && ftruncate(log->fd, (off_t)off) < 0)
+				log->broken = true;
+			return r;
+		}
+		if (n == 0) {
+			if (ftruncate(log->fd, (off_t)off) < 0)
+				log->broken = true;
+			return -EIO;
+		}
+		done += (size_t)n;
+	}
+	/* The line is in the file: the chain advances even if fsync fails below. */
+	log->size += len;
+	memcpy(log->head, hash, sizeof(hash));
+	if (log->fsync_each && fdatasync(log->fd) < 0)
+		return -errno;
+	return 0;
+}
+
+static int append_internal(AuditLog *log, const AuditRecord *rec, const Extra *x)
+{
+	uint64_t size_before = log->size;
+	int r;
+
+	if (log->broken)
+		return -EIO;
+	r = format_record(log, rec, x, log->seq + 1, AUDIT_FIELD_MAX, &log->buf);
+	if (r == -E2BIG)
+		/* Escaping can grow a value sixfold: cut every value shorter rather than lose
+		 * the record (20 fields of 64 bytes fit in any case). */
+		r = format_record(log, rec, x, log->seq + 1, AUDIT_FIELD_SHORT, &log->buf);
+	if (r < 0)
+		return r;
+	r = write_line(log);
+	if (log->size != size_before) {
+		/* The line is in the file (even if fsync then failed): the chain moved on. */
+		log->seq++;
+		log->unsealed = x->seal ? 0 : log->unsealed + 1;
+	}
+	if (r < 0)
+		return r;
+	if (log->to_syslog)
+		/* journald keeps seq and the line's hash: the trail can be checked against it */
+		send_journal(log, rec, log->seq, log->head);
+#if HAVE_LIBAUDIT
+	if (log->to_linux_audit)
+		send_linux_audit(log, rec);
+#endif
+	return 0;
+}
+
+int audit_log_seal(AuditLog *log, const char *reason, bool force)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	Extra x = {.seal = true};
+
+	if (!log)
+		return -EINVAL;
+	if (!force && log->unsealed == 0)
+		return 0;
+	rec.event = AUDIT_EVENT_SEAL;
+	rec.result = AUDIT_RESULT_INFO;
+	rec.reason = reason ?: "interval";
+	return append_internal(log, &rec, &x);
+}
+
+static int write_header(AuditLog *log, const char *reason, const char *prev_file)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	Extra x = {.file_seq = log->file_seq, .prev_file = prev_file};
+
+	rec.event = AUDIT_EVENT_ROTATE;
+	rec.result = AUDIT_RESULT_INFO;
+	rec.reason = reason;
+	return append_internal(log, &rec, &x);
+}
+
+static int fsync_parent_dir(const char *path)
+{
+	_cleanup_free_ char *d = strdup(path);
+	_cleanup_close_ int fd = -EBADF;
+	char *slash;
+
+	if (!d)
+		return -ENOMEM;
+	slash = strrchr(d, '/');
+	if (!slash)
+		strcpy(d, ".");
+	else if (slash == d)
+		d[1] = '\0';
+	else
+		*slash = '\0';
+	fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return fsync(fd) < 0 ? -errno : 0;
+}
+
+static int open_trail_fd(const char *path, bool create_new, struct stat *ret_st)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+
+	fd = open(path,
+	        O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_CREAT |
+	                (create_new ? O_EXCL : 0),
+	        0640);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EBADFD;
+	if (st.st_uid != geteuid())
+		return -EPERM;
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return -EACCES;
+	/* One writer: a second daemon must not interleave its chain with ours. */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		return errno == EWOULDBLOCK ? -EBUSY : -errno;
+	*ret_st = st;
+	return TAKE_FD(fd);
+}
+
+static int rotate(AuditLog *log)
+{
+	_cleanup_free_ char *rotated = NULL;
+	const char *base;
+	struct stat st;
+	int r, fd;
+
+	r = audit_log_seal(log, "rotate", true);
+	if (r < 0)
+		return r;
+	if (asprintf(&rotated, "%s.%06" PRIu64, log->path, log->file_seq) < 0)
+		return -ENOMEM;
+	if (renameat2(AT_FDCWD, log->path, AT_FDCWD, rotated, RENAME_NOREPLACE) < 0)
+		return -errno; /* nothing changed: we keep appending to the current file */
+	/* From here on a failure leaves us without a file to write to: fail closed. */
+	log->broken = true;
+	r = fsync_parent_dir(log->path);
+	if (r < 0)
+		return r;
+	fd = open_trail_fd(log->path, true, &st);
+	if (fd < 0)
+		return fd;
+	close(log->fd);
+	log->fd = fd;
+	log->size = 0;
+	log->file_seq++;
+	log->broken = false;
+	base = strrchr(rotated, '/');
+	base = base ? base + 1 : rotated;
+	r = write_header(log, "rotate", base);
+	if (r < 0)
+		return r;
+	r = audit_log_seal(log, "rotate", true);
+	if (r < 0)
+		return r;
+	return fsync_parent_dir(log->path);
+}
+
+int audit_log_append(AuditLog *log, const AuditRecord *rec)
+{
+	Extra x = {};
+	int r;
+
+	if (!log || !rec || rec->event < 0 || rec->event >= _AUDIT_EVENT_MAX ||
+	        rec->event == AUDIT_EVENT_SEAL || rec->event == AUDIT_EVENT_ROTATE ||
+	        rec->event == AUDIT_EVENT_TORN_TAIL || rec->result < 0 ||
+	        rec->result >= _AUDIT_RESULT_MAX)
+		return -EINVAL;
+	r = append_internal(log, rec, &x);
+	if (r < 0)
+		return r;
+	if (log->unsealed >= log->seal_every) {
+		r = audit_log_seal(log, "interval", false);
+		if (r < 0)
+			return r;
+	}
+	if (log->rotate_bytes > 0 && log->size >= log->rotate_bytes)
+		return rotate(log);
+	return 0;
+}
+
+uint64_t audit_log_seq(const AuditLog *log)
+{
+	return log ? log->seq : 0;
+}
+
+/* ---- opening and recovery ---- */
+
+static int read_exact_at(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Reads the file header (first line) for the file sequence number. */
+static int read_header(AuditLog *log)
+{
+	_cleanup_free_ char *buf = NULL;
+	_cleanup_(audit_entry_freep) AuditEntry *e = NULL;
+	size_t len = log->size < AUDIT_LINE_MAX ? (size_t)log->size : AUDIT_LINE_MAX;
+	char *nl;
+	int r;
+
+	buf = malloc(len + 1);
+	if (!buf)
+		return -ENOMEM;
+	r = read_exact_at(log->fd, buf, len, 0);
+	if (r < 0)
+		return r;
+	buf[len] = '\0';
+	nl = memchr(buf, '\n', len);
+	if (!nl)
+		return -EBADMSG;
+	r = audit_entry_parse(buf, (size_t)(nl - buf), &e, NULL);
+	if (r < 0)
+		return r;
+	if (e->event != AUDIT_EVENT_ROTATE || e->file_seq == 0)
+		return -EBADMSG;
+	log->file_seq = e->file_seq;
+	return 0;
+}
+
+/* Parses the line BUF[start, end) (END excludes the newline); on success sets the head. */
+static bool take_head(AuditLog *log, const char *buf, size_t start, size_t end)
+{
+	_cleanup_(audit_entry_freep) AuditEntry *e = NULL;
+
+	if (audit_entry_parse(buf + start, end - start, &e, NULL) < 0)
+		return false;
+	if (audit_line_hash(buf + start, end - start, log->head) < 0)
+		return false;
+	log->seq = e->seq;
+	return true;
+}
+
+/* Start of the line that ends just before END (END is a newline position or 0). */
+static size_t line_start_before(const char *buf, size_t end)
+{
+	const char *nl = end > 0 ? memrchr(buf, '\n', end) : NULL;
+	return nl ? (size_t)(nl - buf) + 1 : 0;
+}
+
+/* Finds the last complete, well-formed record; what follows it is a torn fragment. A
+ * crash (one write() per record, O_APPEND) can leave only part of one line: anything
+ * more is damage that we refuse to paper over (-EBADMSG). */
+static int recover_tail(AuditLog *log, bool *ret_torn)
+{
+	_cleanup_free_ char *buf = NULL;
+	uint64_t start = log->size > TAIL_WINDOW ? log->size - TAIL_WINDOW : 0;
+	size_t len = (size_t)(log->size - start), good_end, last_nl, s1;
+	char *nl;
+	int r;
+
+	buf = malloc(len + 2);
+	if (!buf)
+		return -ENOMEM;
+	r = read_exact_at(log->fd, buf, len, start);
+	if (r < 0)
+		return r;
+	buf[len] = '\0';
+
+	nl = memrchr(buf, '\n', len);
+	if (!nl)
+		return -EBADMSG;
+	last_nl = (size_t)(nl - buf);
+	s1 = line_start_before(buf, last_nl);
+	if ((s1 > 0 || start == 0) && take_head(log, buf, s1, last_nl))
+		good_end = last_nl + 1; /* fragment: the partial line after it, if any */
+	else if (last_nl + 1 == len && s1 > 0) {
+		/* The last complete line is bad and nothing follows: it is the fragment. */
+		size_t s2 = line_start_before(buf, s1 - 1);
+		if (!(s2 > 0 || start == 0) || !take_head(log, buf, s2, s1 - 1))
+			return -EBADMSG;
+		good_end = s1;
+	} else
+		return -EBADMSG;
+
+	if (good_end < len) {
+		uint64_t frag_len = len - good_end;
+		char sha[AUDIT_HASH_HEX_LEN + 1];
+		AuditRecord rec = AUDIT_RECORD_INIT;
+		Extra x = {.torn = true, .torn_offset = start + good_end, .torn_sha256 = sha};
+
+		if (buf[len - 1] != '\n') {
+			ssize_t n = write(log->fd, "\n", 1);
+			if (n != 1)
+				return n < 0 ? -errno : -EIO;
+			buf[len] = '\n';
+			frag_len++;
+			log->size++;
+		}
+		r = audit_line_hash(buf + good_end, frag_len, sha);
+		if (r < 0)
+			return r;
+		x.torn_length = frag_len;
+		rec.event = AUDIT_EVENT_TORN_TAIL;
+		rec.result = AUDIT_RESULT_INFO;
+		rec.reason = "crash";
+		rec.message = "the last line was incomplete (crash during a write); the chain "
+		              "continues from the last complete record";
+		r = append_internal(log, &rec, &x);
+		if (r < 0)
+			return r;
+		if (ret_torn)
+			*ret_torn = true;
+	}
+	return 0;
+}
+
+/* An empty trail next to rotated files: a rotation was interrupted after the rename (or
+ * the live file was removed). Continue the chain from the newest rotated file instead of
+ * starting a new genesis; sets *ret_prev_file when it did. */
+static int chain_from_rotated(AuditLog *log, char **ret_prev_file)
+{
+	_cleanup_strv_free_ char **files = NULL;
+	_cleanup_free_ char *buf = NULL, *base = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	const char *last = NULL, *slash;
+	uint64_t start, saved_size = log->size;
+	int saved_fd = log->fd, r;
+	struct stat st;
+	size_t len, s1;
+
+	r = audit_trail_files(log->path, &files);
+	if (r < 0)
+		return r;
+	for (char **f = files; *f; f++)
+		if (!streq(*f, log->path))
+			last = *f;
+	if (!last)
+		return 0;
+	fd = open(last, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EBADFD;
+
+	log->fd = fd;
+	log->size = (uint64_t)st.st_size;
+	r = read_header(log);
+	log->fd = saved_fd;
+	log->size = saved_size;
+	if (r < 0)
+		return r;
+
+	/* A rotated file ends with its closing seal, on a complete line. */
+	start = (uint64_t)st.st_size > AUDIT_LINE_MAX + 1
+	                ? (uint64_t)st.st_size - AUDIT_LINE_MAX - 1
+	                : 0;
+	len = (size_t)((uint64_t)st.st_size - start);
+	buf = malloc(len + 1);
+	if (!buf)
+		return -ENOMEM;
+	r = read_exact_at(fd, buf, len, start);
+	if (r < 0)
+		return r;
+	buf[len] = '\0';
+	if (len == 0 || buf[len - 1] != '\n')
+		return -EBADMSG;
+	s1 = line_start_before(buf, len - 1);
+	if (!(s1 > 0 || start == 0) || !take_head(log, buf, s1, len - 1))
+		return -EBADMSG;
+	log->file_seq++;
+	slash = strrchr(last, '/');
+	base = strdup(slash ? slash + 1 : last);
+	if (!base)
+		return -ENOMEM;
+	*ret_prev_file = TAKE_PTR(base);
+	return 1;
+}
+
+AuditLog *audit_log_free(AuditLog *log)
+{
+	if (!log)
+		return NULL;
+	if (log->fd >= 0 && !log->broken)
+		(void)audit_log_seal(log, "close", false);
+	if (log->fd >= 0)
+		close(log->fd);
+#if HAVE_LIBAUDIT
+	if (log->audit_fd >= 0)
+		audit_close(log->audit_fd);
+#endif
+	OPENSSL_cleanse(log->key, sizeof(log->key));
+	json_buf_free(&log->buf);
+	free(log->path);
+	free(log->seal_key_path);
+	free(log);
+	return NULL;
+}
+
+int audit_log_open(const AuditOptions *opts, AuditLog **ret, bool *ret_torn)
+{
+	_cleanup_(audit_log_freep) AuditLog *log = NULL;
+	struct stat st;
+	bool torn = false;
+	int r;
+
+	if (!opts || isempty(opts->path) || isempty(opts->seal_key_path) || !ret)
+		return -EINVAL;
+	log = calloc(1, sizeof(*log));
+	if (!log)
+		return -ENOMEM;
+	log->fd = -EBADF;
+	log->audit_fd = -EBADF;
+	log->broken = true; /* until recovered: audit_log_free() must not write */
+	log->path = strdup(opts->path);
+	log->seal_key_path = strdup(opts->seal_key_path);
+	if (!log->path || !log->seal_key_path)
+		return -ENOMEM;
+	log->seal_every = opts->seal_every ?: AUDIT_SEAL_EVERY_DEFAULT;
+	log->fsync_each = opts->fsync_each;
+	log->rotate_bytes = opts->rotate_bytes;
+	log->to_syslog = opts->to_syslog;
+	log->to_linux_audit = opts->to_linux_audit;
+	log->on_sink_error = opts->on_sink_error;
+	log->userdata = opts->userdata;
+	if (gethostname(log->host, sizeof(log->host) - 1) < 0)
+		strcpy(log->host, "localhost");
+	memcpy(log->head, ZERO_HASH, sizeof(log->head));
+
+	{
+		_cleanup_free_ char *dir = strdup(log->path);
+		char *slash;
+		if (!dir)
+			return -ENOMEM;
+		slash = strrchr(dir, '/');
+		if (slash && slash != dir) {
+			*slash = '\0';
+			r = mkdir_parents(dir, 0750);
+			if (r < 0)
+				return r;
+		}
+	}
+	r = open_trail_fd(log->path, false, &st);
+	if (r < 0)
+		return r;
+	log->fd = r;
+	log->size = (uint64_t)st.st_size;
+
+	r = audit_seal_key_load(log->seal_key_path, geteuid() == 0, log->key, NULL);
+	if (r == -ENOENT) {
+		/* A new key only for a new trail: otherwise the old seals could no longer be
+		 * checked and a deleted key would silently restart the evidence. */
+		_cleanup_strv_free_ char **files = NULL;
+		if (log->size > 0 ||
+		        (audit_trail_files(log->path, &files) >= 0 && strv_length(files) > 1))
+			return -ENOKEY;
+		r = seal_key_create(log->seal_key_path, log->key);
+	}
+	if (r < 0)
+		return r;
+	r = audit_seal_key_id(log->key, log->key_id);
+	if (r < 0)
+		return r;
+
+	log->broken = false;
+	if (log->size == 0) {
+		_cleanup_free_ char *prev_file = NULL;
+
+		log->file_seq = 1;
+		r = chain_from_rotated(log, &prev_file);
+		if (r > 0)
+			r = write_header(log, "rotate-recovered", prev_file);
+		else if (r == 0)
+			r = write_header(log, "genesis", NULL);
+	} else {
+		r = read_header(log);
+		if (r >= 0)
+			r = recover_tail(log, &torn);
+	}
+	if (r < 0) {
+		log->broken = true;
+		return r;
+	}
+	/* Every open is sealed: it anchors what was recovered and marks the restart. */
+	r = audit_log_seal(log, "open", true);
+	if (r < 0) {
+		log->broken = true;
+		return r;
+	}
+
+	if (log->to_syslog && access("/run/systemd/journal/socket", F_OK) < 0) {
+		/* sd_journal_send() succeeds silently without journald: notice it here. */
+		log->no_journal = true;
+		sink_failed(log, AUDIT_SINK_JOURNAL, -errno);
+	}
+#if HAVE_LIBAUDIT
+	if (log->to_linux_audit) {
+		log->audit_fd = audit_open();
+		if (log->audit_fd < 0)
+			sink_failed(log, AUDIT_SINK_LINUX_AUDIT, -errno);
+	}
+#else
+	if (log->to_linux_audit)
+		sink_failed(log, AUDIT_SINK_LINUX_AUDIT, -ENOTSUP);
+#endif
+	if (ret_torn)
+		*ret_torn = torn;
+	*ret = TAKE_PTR(log);
+	return 0;
+}

@@ -1,0 +1,1249 @@
+/* pam_keyward.c: pam_keyward.so, a thin PAM client of keywardd on the system bus (sd-bus).
+ * It asks Check/Authenticate, relays the cue and the PIN, and maps the answer to a PAM code. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <pwd.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <security/pam_ext.h>
+#include <security/pam_modules.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-login.h>
+
+#include "bus-names.h"
+#include "keyward-config.h"
+#include "policy.h"
+#include "util.h"
+
+/* Client-side timeouts. The option timeout= caps all of them (tests use it). */
+#define CHECK_TIMEOUT_MS        5000u
+#define SESSION_TIMEOUT_MS      5000u
+#define AUTH_MARGIN_MS          3000u          /* on top of the policy's touch/PIN timeout */
+#define AUTH_DEFAULT_TIMEOUT_MS 30000u         /* if the daemon names none */
+#define AUTH_MAX_TIMEOUT_MS     (600u * 1000u) /* whatever the daemon says */
+
+#define POLICY_MAX_SIZE (1024u * 1024u)
+#define MESSAGE_MAX     512u /* bytes of a daemon message we show */
+#define CUE_MAX         256u /* bytes of the formatted cue */
+#define MAX_GROUPS      4096 /* groups resolved for a user in fallback mode */
+#define PWBUF_MAX       (1024u * 1024u)
+
+#define DATA_TOKEN   "keyward_token"
+#define DATA_BINDING "keyward_binding"
+
+#define DEFAULT_CUE "Touch your security key for %u"
+#define MSG_DAEMON_DOWN                                                                            \
+	"keyward: the keyward daemon is not running; access for covered accounts is denied. "      \
+	"Start it with: systemctl start keywardd"
+#define MSG_DAEMON_HUNG                                                                            \
+	"keyward: the keyward daemon is not responding; access for covered accounts is denied. "   \
+	"Check it with: systemctl status keywardd"
+
+#define NAME_OWNER_MATCH                                                                           \
+	"type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"                \
+	"interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" KEYWARD_BUS_NAME "'"
+
+/* What happened, independent of the PAM phase; outcome_to_pam() is the one place that turns
+ * it into a PAM code, and everything it does not know is a failure. */
+typedef enum Outcome {
+	OUTCOME_SUCCESS,        /* granted, account usable, session bound */
+	OUTCOME_NOT_COVERED,    /* the policy does not cover this login */
+	OUTCOME_FAILOPEN,       /* daemon unreachable and the policy says failmode=open */
+	OUTCOME_NOTHING_TO_DO,  /* pam_sm_setcred */
+	OUTCOME_AUTH_FAILED,    /* the key did not prove presence/identity */
+	OUTCOME_REFUSED,        /* the policy refuses (deny rule, not enrolled, remote) */
+	OUTCOME_LOCKED_OUT,     /* lockout or PIN blocked */
+	OUTCOME_USER_UNKNOWN,   /* invalid or unknown user name */
+	OUTCOME_CONV_FAILED,    /* the application's conversation failed */
+	OUTCOME_SESSION_FAILED, /* binding/unbinding a covered session failed */
+	OUTCOME_ERROR,          /* anything else */
+	_OUTCOME_MAX,
+} Outcome;
+
+typedef enum Phase {
+	PHASE_AUTH,
+	PHASE_ACCOUNT,
+	PHASE_SESSION,
+} Phase;
+
+/* Why the daemon could not answer Check. */
+typedef enum DaemonFailure {
+	DAEMON_DOWN,    /* no bus, name not owned, connection refused */
+	DAEMON_HUNG,    /* no answer before the deadline */
+	DAEMON_REFUSED, /* it answered with an error */
+} DaemonFailure;
+
+/* Module options, parsed per call; strings point into argv. */
+typedef struct Options {
+	bool debug;
+	bool nocue;
+	const char *cue;
+	const char *config;
+	uint32_t timeout_ms; /* 0: no client-side cap */
+} Options;
+
+typedef struct Ctx {
+	pam_handle_t *pamh;
+	int flags;
+	Phase phase;
+	Options opt;
+	const char *user, *service, *tty, *rhost;
+
+	sd_bus *bus;
+	sd_bus_slot *owner_match;
+	char *daemon_owner;   /* unique name that answered Check */
+	bool daemon_vanished; /* NameOwnerChanged took the name away from it */
+} Ctx;
+
+/* The daemon's answer to Check; strings point into reply. */
+typedef struct CheckReply {
+	sd_bus_message *reply;
+	PolicyRequire require;
+	PolicyUV uv;
+	bool up;
+	uint32_t timeout_ms;
+	const char *rule;
+	const char *message;
+	uint32_t n_credentials;
+} CheckReply;
+
+/* Built with hidden visibility; the version script lists the same five names. */
+#define _public_ __attribute__((visibility("default")))
+
+#define log_debug(c, ...)                                                                          \
+	do {                                                                                       \
+		if ((c)->opt.debug)                                                                \
+			pam_syslog((c)->pamh, LOG_DEBUG, __VA_ARGS__);                             \
+	} while (0)
+
+static int outcome_to_pam(Outcome o)
+{
+	switch (o) {
+	case OUTCOME_SUCCESS:
+		return PAM_SUCCESS;
+	case OUTCOME_NOT_COVERED:
+	case OUTCOME_FAILOPEN:
+	case OUTCOME_NOTHING_TO_DO:
+		return PAM_IGNORE;
+	case OUTCOME_REFUSED:
+		return PAM_PERM_DENIED;
+	case OUTCOME_LOCKED_OUT:
+		return PAM_MAXTRIES;
+	case OUTCOME_USER_UNKNOWN:
+		return PAM_USER_UNKNOWN;
+	case OUTCOME_CONV_FAILED:
+		return PAM_CONV_ERR;
+	case OUTCOME_SESSION_FAILED:
+		return PAM_SESSION_ERR;
+	case OUTCOME_AUTH_FAILED:
+	case OUTCOME_ERROR:
+	default:
+		return PAM_AUTH_ERR;
+	}
+}
+
+/* Authenticate's one-word reasons that mean something other than a plain failure. */
+static const struct {
+	const char *reason;
+	Outcome outcome;
+} reason_table[] = {
+        {"policy-deny", OUTCOME_REFUSED},
+        {"remote", OUTCOME_REFUSED},
+        {"not-enrolled", OUTCOME_REFUSED},
+        {"lockout", OUTCOME_LOCKED_OUT},
+        {"pin-blocked", OUTCOME_LOCKED_OUT},
+};
+
+static Outcome reason_to_outcome(const char *reason)
+{
+	for (size_t i = 0; i < ELEMENTSOF(reason_table); i++)
+		if (streq(reason_table[i].reason, reason))
+			return reason_table[i].outcome;
+	return OUTCOME_AUTH_FAILED;
+}
+
+/* A failure of this module in a given phase. */
+static Outcome failure_for(Phase phase)
+{
+	return phase == PHASE_SESSION ? OUTCOME_SESSION_FAILED : OUTCOME_ERROR;
+}
+
+static void ctx_done(Ctx *c)
+{
+	c->owner_match = sd_bus_slot_unref(c->owner_match);
+	/* Closing without flush: every call we made has been answered or abandoned, and a
+	 * flush has no timeout. */
+	c->bus = sd_bus_close_unref(c->bus);
+	free(c->daemon_owner);
+	c->daemon_owner = NULL;
+}
+
+static int parse_u32(const char *s, uint32_t *ret)
+{
+	char *end = NULL;
+	unsigned long v;
+
+	if (isempty(s) || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || !end || *end != '\0' || v > UINT32_MAX)
+		return -EINVAL;
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+static int options_parse(pam_handle_t *pamh, int argc, const char **argv, Options *ret)
+{
+	Options o = {};
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!a)
+			continue;
+		if (streq(a, "debug"))
+			o.debug = true;
+		else if (streq(a, "nocue"))
+			o.nocue = true;
+		else if (strneq(a, "cue=", 4)) {
+			if (strlen(a + 4) >= CUE_MAX) {
+				pam_syslog(pamh, LOG_ERR, "option cue= is longer than %u bytes",
+				        CUE_MAX - 1);
+				return -EINVAL;
+			}
+			o.cue = a + 4;
+		} else if (strneq(a, "config=", 7)) {
+			if (a[7] != '/') {
+				pam_syslog(pamh, LOG_ERR,
+				        "option config= needs an absolute path: %s", a + 7);
+				return -EINVAL;
+			}
+			o.config = a + 7;
+		} else if (strneq(a, "timeout=", 8)) {
+			if (parse_u32(a + 8, &o.timeout_ms) < 0 || o.timeout_ms == 0) {
+				pam_syslog(pamh, LOG_ERR,
+				        "option timeout= needs milliseconds > 0: %s", a + 8);
+				return -EINVAL;
+			}
+		} else
+			pam_syslog(pamh, LOG_WARNING, "ignoring unknown option: %s", a);
+	}
+	*ret = o;
+	return 0;
+}
+
+static uint32_t cap_timeout(const Ctx *c, uint32_t ms)
+{
+	if (c->opt.timeout_ms > 0 && c->opt.timeout_ms < ms)
+		return c->opt.timeout_ms;
+	return ms;
+}
+
+/* Copies a daemon-supplied sentence for display: bounded, control characters replaced,
+ * cut at a UTF-8 character boundary. */
+static void sanitize_message(const char *in, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (; in && in[n] && n + 1 < size; n++) {
+		unsigned char ch = (unsigned char)in[n];
+		out[n] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+	}
+	if (in && in[n])
+		while (n > 0 && ((unsigned char)out[n] & 0xc0) == 0x80)
+			n--;
+	out[n] = '\0';
+}
+
+static void show_error(Ctx *c, const char *text)
+{
+	char buf[MESSAGE_MAX];
+
+	sanitize_message(text, buf, sizeof(buf));
+	(void)pam_error(c->pamh, "%s", buf);
+}
+
+static void show_info(Ctx *c, const char *text)
+{
+	char buf[MESSAGE_MAX];
+
+	if (c->flags & PAM_SILENT)
+		return;
+	sanitize_message(text, buf, sizeof(buf));
+	(void)pam_info(c->pamh, "%s", buf);
+}
+
+/* The cue text: "%u" becomes the user name, "%%" a percent sign; nothing else expands. */
+static void format_cue(const char *tmpl, const char *user, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (const char *p = tmpl; *p && n + 1 < size; p++) {
+		if (p[0] == '%' && p[1] == 'u') {
+			for (const char *u = user; *u && n + 1 < size; u++)
+				out[n++] = *u;
+			p++;
+		} else if (p[0] == '%' && p[1] == '%') {
+			out[n++] = '%';
+			p++;
+		} else
+			out[n++] = *p;
+	}
+	out[n] = '\0';
+}
+
+static void secret_data_cleanup(pam_handle_t *pamh, void *data, int error_status)
+{
+	erase_string_and_free(data);
+}
+
+static void plain_data_cleanup(pam_handle_t *pamh, void *data, int error_status)
+{
+	free(data);
+}
+
+static int ctx_init(Ctx *c, pam_handle_t *pamh, int flags, Phase phase, int argc, const char **argv)
+{
+	const void *item;
+	int r;
+
+	c->pamh = pamh;
+	c->flags = flags;
+	c->phase = phase;
+	r = options_parse(pamh, argc, argv, &c->opt);
+	if (r < 0) {
+		(void)pam_error(pamh,
+		        "keyward: the module options of this PAM service are invalid; "
+		        "access is denied. See the system log.");
+		return r;
+	}
+
+	r = pam_get_user(pamh, &c->user, NULL);
+	if (r != PAM_SUCCESS || isempty(c->user)) {
+		pam_syslog(
+		        pamh, LOG_ERR, "cannot determine the user name: %s", pam_strerror(pamh, r));
+		return -ESRCH;
+	}
+	if (!valid_user_name(c->user)) {
+		pam_syslog(pamh, LOG_NOTICE, "refusing an invalid user name");
+		return -ESRCH;
+	}
+
+	item = NULL;
+	if (pam_get_item(pamh, PAM_SERVICE, &item) != PAM_SUCCESS)
+		item = NULL;
+	c->service = strempty(item);
+	item = NULL;
+	if (pam_get_item(pamh, PAM_TTY, &item) != PAM_SUCCESS)
+		item = NULL;
+	c->tty = strempty(item);
+	item = NULL;
+	if (pam_get_item(pamh, PAM_RHOST, &item) != PAM_SUCCESS)
+		item = NULL;
+	c->rhost = strempty(item);
+	return 0;
+}
+
+static Outcome init_failure(int r, Phase phase)
+{
+	if (r == -ESRCH && phase != PHASE_SESSION)
+		return OUTCOME_USER_UNKNOWN;
+	return failure_for(phase);
+}
+
+/* --- the bus ------------------------------------------------------------------------ */
+
+static int name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+	Ctx *c = userdata;
+	const char *name, *old_owner, *new_owner;
+
+	if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0)
+		return 0;
+	if (!streq(name, KEYWARD_BUS_NAME))
+		return 0;
+	/* Before Check answered we do not know the owner: losing the name is enough. */
+	if (c->daemon_owner ? streq(old_owner, c->daemon_owner) : isempty(new_owner)) {
+		log_debug(c, "keywardd's bus name changed owner ('%s' -> '%s')", old_owner,
+		        new_owner);
+		c->daemon_vanished = true;
+	}
+	return 0;
+}
+
+static int match_installed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+	Ctx *c = userdata;
+
+	if (sd_bus_message_is_method_error(m, NULL))
+		pam_syslog(c->pamh, LOG_WARNING, "cannot watch keywardd's bus name: %s",
+		        strna(sd_bus_message_get_error(m)->message));
+	return 0;
+}
+
+static int bus_connect(Ctx *c)
+{
+	int r;
+
+	if (c->bus)
+		return 0;
+	r = sd_bus_open_system(&c->bus);
+	if (r < 0)
+		return r;
+	r = sd_bus_set_method_call_timeout(
+	        c->bus, (uint64_t)cap_timeout(c, CHECK_TIMEOUT_MS) * 1000);
+	if (r < 0)
+		return r;
+	/* Sent before any call: the bus applies it before it routes our first call. */
+	return sd_bus_add_match_async(
+	        c->bus, &c->owner_match, NAME_OWNER_MATCH, name_owner_changed, match_installed, c);
+}
+
+typedef struct PendingCall {
+	bool done;
+	sd_bus_message *reply;
+} PendingCall;
+
+static void pending_call_done(PendingCall *p)
+{
+	p->reply = sd_bus_message_unref(p->reply);
+}
+
+static int call_replied(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+	PendingCall *p = userdata;
+
+	p->reply = sd_bus_message_ref(m);
+	p->done = true;
+	return 0;
+}
+
+/* The one poll(): waits for bus I/O, no later than deadline_ms (CLOCK_MONOTONIC). */
+static int bus_wait_until(sd_bus *bus, uint64_t deadline_ms)
+{
+	struct pollfd pfd = {};
+	uint64_t now = now_monotonic_ms(), until_usec = UINT64_MAX, wait_ms;
+	int r;
+
+	if (now >= deadline_ms)
+		return -ETIMEDOUT;
+	wait_ms = deadline_ms - now;
+	r = sd_bus_get_timeout(bus, &until_usec);
+	if (r < 0)
+		return r;
+	if (until_usec != UINT64_MAX) {
+		uint64_t until_ms = (until_usec + 999) / 1000;
+		wait_ms =
+		        until_ms <= now ? 0 : (until_ms - now < wait_ms ? until_ms - now : wait_ms);
+	}
+	pfd.fd = sd_bus_get_fd(bus);
+	if (pfd.fd < 0)
+		return pfd.fd;
+	r = sd_bus_get_events(bus);
+	if (r < 0)
+		return r;
+	pfd.events = (short)r;
+	r = poll(&pfd, 1, wait_ms > INT_MAX ? INT_MAX : (int)wait_ms);
+	if (r < 0)
+		return errno == EINTR ? 0 : -errno;
+	return 0;
+}
+
+/* Sends m and drives the bus until its reply, the deadline, or the daemon vanishing.
+ * Returns 0 with *ret_reply set (never a method error), -ETIMEDOUT, -ECONNABORTED (the
+ * daemon left), a bus errno, or, for a method error, its errno with ret_error filled. */
+static int bus_call_wait(Ctx *c, sd_bus_message *m, uint64_t deadline_ms,
+        sd_bus_message **ret_reply, sd_bus_error *ret_error)
+{
+	_cleanup_(pending_call_done) PendingCall p = {};
+	_cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
+	uint64_t now = now_monotonic_ms();
+	int r;
+
+	if (now >= deadline_ms)
+		return -ETIMEDOUT;
+	r = sd_bus_call_async(c->bus, &slot, m, call_replied, &p, (deadline_ms - now) * 1000);
+	if (r < 0)
+		return r;
+	for (;;) {
+		r = sd_bus_process(c->bus, NULL);
+		if (r < 0)
+			return r;
+		if (p.done)
+			break;
+		if (c->daemon_vanished)
+			return -ECONNABORTED;
+		if (r > 0)
+			continue;
+		r = bus_wait_until(c->bus, deadline_ms);
+		if (r < 0)
+			return r;
+	}
+	if (sd_bus_message_is_method_error(p.reply, NULL)) {
+		const sd_bus_error *e = sd_bus_message_get_error(p.reply);
+
+		r = sd_bus_error_copy(ret_error, e);
+		return r < 0 ? r : -EIO;
+	}
+	*ret_reply = TAKE_PTR(p.reply);
+	return 0;
+}
+
+static bool bus_error_is_unreachable(int r, const sd_bus_error *e)
+{
+	if (sd_bus_error_is_set(e))
+		return sd_bus_error_has_names(e, SD_BUS_ERROR_SERVICE_UNKNOWN,
+		               SD_BUS_ERROR_NAME_HAS_NO_OWNER, SD_BUS_ERROR_NO_REPLY,
+		               SD_BUS_ERROR_TIMEOUT, SD_BUS_ERROR_DISCONNECTED,
+		               SD_BUS_ERROR_NO_SERVER, "org.freedesktop.DBus.Error.TimedOut") ||
+		       strneq(e->name, "org.freedesktop.DBus.Error.Spawn.", 33);
+	return r == -ETIMEDOUT || r == -ECONNREFUSED || r == -ENOENT || r == -ECONNRESET ||
+	       r == -ENOTCONN || r == -ECONNABORTED || r == -ESHUTDOWN || r == -EHOSTDOWN ||
+	       r == -EHOSTUNREACH || r == -ENXIO || r == -EPIPE;
+}
+
+static bool bus_error_is_timeout(int r, const sd_bus_error *e)
+{
+	if (sd_bus_error_is_set(e))
+		return sd_bus_error_has_names(
+		               e, SD_BUS_ERROR_TIMEOUT, "org.freedesktop.DBus.Error.TimedOut") ||
+		       (r == -ETIMEDOUT && sd_bus_error_has_name(e, SD_BUS_ERROR_NO_REPLY) &&
+		               !isempty(e->message) && strstr(e->message, "timed out"));
+	return r == -ETIMEDOUT;
+}
+
+static void check_reply_done(CheckReply *ck)
+{
+	ck->reply = sd_bus_message_unref(ck->reply);
+}
+
+/* Asks the daemon what the policy wants of this login. On failure *ret_failure says why. */
+static int daemon_check(
+        Ctx *c, CheckReply *ret, DaemonFailure *ret_failure, sd_bus_error *ret_error)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+	const char *require, *uv, *rule, *message, *sender;
+	uint32_t timeout_ms, n_credentials;
+	int up, r;
+
+	*ret_failure = DAEMON_DOWN;
+	r = bus_connect(c);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_new_method_call(
+	        c->bus, &m, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH, KEYWARD_BUS_INTERFACE, "Check");
+	if (r < 0)
+		return r;
+	r = sd_bus_message_append(m, "ssss", c->user, c->service, c->tty, c->rhost);
+	if (r < 0)
+		return r;
+	r = bus_call_wait(
+	        c, m, now_monotonic_ms() + cap_timeout(c, CHECK_TIMEOUT_MS), &reply, ret_error);
+	if (r < 0) {
+		if (bus_error_is_timeout(r, ret_error))
+			*ret_failure = DAEMON_HUNG;
+		else if (!bus_error_is_unreachable(r, ret_error))
+			*ret_failure = DAEMON_REFUSED;
+		return r;
+	}
+
+	*ret_failure = DAEMON_REFUSED;
+	r = sd_bus_message_read(
+	        reply, "ssbussu", &require, &uv, &up, &timeout_ms, &rule, &message, &n_credentials);
+	if (r < 0)
+		return r;
+	sender = sd_bus_message_get_sender(reply);
+	if (isempty(sender))
+		return -EBADMSG;
+
+	free(c->daemon_owner);
+	c->daemon_owner = strdup(sender);
+	if (!c->daemon_owner)
+		return -ENOMEM;
+
+	ret->require = policy_require_from_string(require);
+	ret->uv = policy_uv_from_string(uv);
+	if (ret->require < 0 || ret->uv < 0)
+		return -EBADMSG;
+	ret->up = up;
+	ret->timeout_ms = timeout_ms;
+	ret->rule = rule;
+	ret->message = message;
+	ret->n_credentials = n_credentials;
+	ret->reply = TAKE_PTR(reply);
+	return 0;
+}
+
+/* --- fallback: the daemon cannot answer, the policy file decides coverage ------------- */
+
+static int resolve_user(const char *user, uid_t *ret_uid, char ***ret_groups)
+{
+	_cleanup_free_ char *buf = NULL;
+	_cleanup_free_ gid_t *gids = NULL;
+	_cleanup_strv_free_ char **names = NULL;
+	struct passwd pw, *pwp = NULL;
+	size_t bufsize = 4096;
+	int n = 64, r;
+
+	for (;;) {
+		free(buf);
+		buf = malloc(bufsize);
+		if (!buf)
+			return -ENOMEM;
+		r = getpwnam_r(user, &pw, buf, bufsize, &pwp);
+		if (r != ERANGE)
+			break;
+		if (bufsize >= PWBUF_MAX)
+			return -ERANGE;
+		bufsize *= 2;
+	}
+	if (r != 0)
+		return -r;
+	if (!pwp)
+		return -ESRCH;
+
+	for (;;) {
+		int want = n;
+
+		free(gids);
+		gids = calloc((size_t)n, sizeof(gid_t));
+		if (!gids)
+			return -ENOMEM;
+		if (getgrouplist(user, pw.pw_gid, gids, &want) >= 0) {
+			n = want;
+			break;
+		}
+		if (want <= n || want > MAX_GROUPS)
+			return -E2BIG;
+		n = want;
+	}
+
+	names = calloc(1, sizeof(char *));
+	if (!names)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		struct group gr, *grp = NULL;
+
+		for (;;) {
+			r = getgrgid_r(gids[i], &gr, buf, bufsize, &grp);
+			if (r != ERANGE)
+				break;
+			if (bufsize >= PWBUF_MAX)
+				return -ERANGE;
+			bufsize *= 2;
+			free(buf);
+			buf = malloc(bufsize);
+			if (!buf)
+				return -ENOMEM;
+		}
+		if (r != 0)
+			return -r;
+		if (!grp || strv_contains(names, grp->gr_name))
+			continue;
+		r = strv_extend(&names, grp->gr_name);
+		if (r < 0)
+			return r;
+	}
+	*ret_uid = pw.pw_uid;
+	*ret_groups = TAKE_PTR(names);
+	return 0;
+}
+
+static bool logind_says_remote(void)
+{
+	_cleanup_free_ char *session = NULL;
+
+	if (sd_pid_get_session(0, &session) < 0)
+		return false;
+	return sd_session_is_remote(session) > 0;
+}
+
+/* Shows "the policy file PATH <problem>", with the FILE placeholder of safe_open()'s
+ * problem text replaced by the path. */
+static void show_policy_problem(Ctx *c, const char *lead, const char *path, const char *problem)
+{
+	char text[MESSAGE_MAX];
+	const char *file = strstr(strempty(problem), "FILE");
+
+	if (file)
+		(void)snprintf(text, sizeof(text),
+		        "%s the policy file %s %.*s%s%s; access is denied.", lead, path,
+		        (int)(file - problem), problem, path, file + 4);
+	else
+		(void)snprintf(text, sizeof(text), "%s the policy file %s %s; access is denied.",
+		        lead, path, strempty(problem));
+	show_error(c, text);
+}
+
+static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
+{
+	_cleanup_(policy_diagnostics_clear) PolicyDiagnostics diags = {};
+	_cleanup_(policy_freep) Policy *policy = NULL;
+	_cleanup_strv_free_ char **groups = NULL;
+	_cleanup_free_ char *text = NULL;
+	const char *path = c->opt.config ? c->opt.config : KEYWARD_DEFAULT_CONFIG;
+	const char *problem = NULL, *lead;
+	PolicyRequest req = {};
+	PolicyDecision d = {};
+	char msg[MESSAGE_MAX];
+	uid_t uid = 0;
+	int r;
+
+	lead = why == DAEMON_REFUSED ? "keyward: the keyward daemon refused the request and"
+	       : why == DAEMON_HUNG  ? "keyward: the keyward daemon is not responding and"
+	                             : "keyward: the keyward daemon is not running and";
+	if (why == DAEMON_REFUSED)
+		pam_syslog(c->pamh, LOG_ERR, "keywardd refused Check for %s: %s", c->user,
+		        error && error->message ? error->message : "no reply");
+	else
+		pam_syslog(c->pamh, LOG_ERR, "keywardd is %s; deciding coverage of %s from %s",
+		        why == DAEMON_HUNG ? "not responding" : "not reachable", c->user, path);
+
+	r = read_full_file_safe(path, SAFE_FILE_DEFAULT, POLICY_MAX_SIZE, &text, NULL, &problem);
+	if (r < 0) {
+		pam_syslog(c->pamh, LOG_ERR, "refusing policy file %s: %s (%s)", path,
+		        strna(problem), strerror(-r));
+		show_policy_problem(c, lead, path, problem);
+		return OUTCOME_ERROR;
+	}
+	r = policy_load_string(text, path, &diags, &policy);
+	if (r < 0) {
+		for (size_t i = 0; i < diags.n; i++)
+			if (diags.items[i].severity == POLICY_SEVERITY_ERROR) {
+				pam_syslog(c->pamh, LOG_ERR, "%s:%u: %s",
+				        strna(diags.items[i].file), diags.items[i].line,
+				        strna(diags.items[i].message));
+				break;
+			}
+		pam_syslog(
+		        c->pamh, LOG_ERR, "policy file %s cannot be used: %s", path, strerror(-r));
+		(void)snprintf(msg, sizeof(msg),
+		        "%s the policy file %s has errors; access is denied. "
+		        "Check it with: keywardctl policy check",
+		        lead, path);
+		show_error(c, msg);
+		return OUTCOME_ERROR;
+	}
+
+	r = resolve_user(c->user, &uid, &groups);
+	if (r == -ESRCH) {
+		pam_syslog(c->pamh, LOG_NOTICE, "user %s is unknown", c->user);
+		return OUTCOME_USER_UNKNOWN;
+	}
+	if (r < 0) {
+		pam_syslog(c->pamh, LOG_ERR, "cannot resolve user %s: %s", c->user, strerror(-r));
+		show_error(c, "keyward: cannot look up your account; access is denied.");
+		return OUTCOME_ERROR;
+	}
+	req = (PolicyRequest){
+	        .user = c->user,
+	        .uid = uid,
+	        .groups = groups,
+	        .service = c->service,
+	        .rhost = isempty(c->rhost) ? NULL : c->rhost,
+	        .tty = isempty(c->tty) ? NULL : c->tty,
+	        .remote = logind_says_remote(),
+	};
+	r = policy_evaluate(policy, &req, &d);
+	if (r < 0) {
+		pam_syslog(c->pamh, LOG_ERR, "cannot evaluate the policy for %s: %s", c->user,
+		        strerror(-r));
+		show_error(c, "keyward: the policy cannot be evaluated for this login; access is "
+		              "denied.");
+		return OUTCOME_ERROR;
+	}
+	if (d.require == POLICY_REQUIRE_NONE) {
+		log_debug(c, "%s is not covered (rule %s, %s:%u); stepping aside", c->user,
+		        strna(d.rule_name), strna(d.file), d.line);
+		return OUTCOME_NOT_COVERED;
+	}
+	if (d.require == POLICY_REQUIRE_KEY && why != DAEMON_REFUSED &&
+	        policy_settings(policy)->failmode == POLICY_FAILMODE_OPEN) {
+		pam_syslog(c->pamh, LOG_WARNING,
+		        "failmode=open: letting covered user %s through without a security key",
+		        c->user);
+		show_info(c, "keyward: WARNING: the keyward daemon is not running; the policy "
+		             "(failmode=open) lets this login continue without a security key.");
+		return OUTCOME_FAILOPEN;
+	}
+	pam_syslog(c->pamh, LOG_NOTICE, "denying covered user %s (rule %s, %s:%u): daemon %s",
+	        c->user, strna(d.rule_name), strna(d.file), d.line,
+	        why == DAEMON_REFUSED ? "refused" : "unavailable");
+	if (d.require == POLICY_REQUIRE_DENY && !isempty(d.reason))
+		show_error(c, d.reason);
+	else if (why == DAEMON_REFUSED) {
+		(void)snprintf(msg, sizeof(msg),
+		        "keyward: the keyward daemon refused the request (%s); access for "
+		        "covered accounts is denied.",
+		        error && error->message ? error->message : "no reason given");
+		show_error(c, msg);
+	} else
+		show_error(c, why == DAEMON_HUNG ? MSG_DAEMON_HUNG : MSG_DAEMON_DOWN);
+	return c->phase == PHASE_ACCOUNT || d.require == POLICY_REQUIRE_DENY ? OUTCOME_REFUSED
+	                                                                     : OUTCOME_AUTH_FAILED;
+}
+
+/* --- authentication ------------------------------------------------------------------ */
+
+static void show_not_enrolled(Ctx *c)
+{
+	char msg[MESSAGE_MAX];
+
+	(void)snprintf(msg, sizeof(msg),
+	        "No security key is enrolled for %s. An administrator can enroll one with: "
+	        "keywardctl enroll %s",
+	        c->user, c->user);
+	show_error(c, msg);
+}
+
+static Outcome check_denied(Ctx *c, const CheckReply *ck)
+{
+	char msg[MESSAGE_MAX];
+
+	pam_syslog(c->pamh, LOG_NOTICE, "policy denies %s for %s (rule %s)", c->user, c->service,
+	        strna(ck->rule));
+	if (!isempty(ck->message))
+		show_error(c, ck->message);
+	else {
+		(void)snprintf(msg, sizeof(msg), "keyward: access denied by policy rule %s.",
+		        strna(ck->rule));
+		show_error(c, msg);
+	}
+	return OUTCOME_REFUSED;
+}
+
+/* Makes a pipe that holds the PIN (or nothing) and returns its read end. The PIN is read
+ * through the conversation and wiped once written. */
+static int pin_pipe(Ctx *c, bool ask, int *ret_fd)
+{
+	_cleanup_close_ int rfd = -EBADF, wfd = -EBADF;
+	_cleanup_erase_ char *pin = NULL;
+	int fds[2], r;
+
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	rfd = fds[0];
+	wfd = fds[1];
+	if (ask) {
+		size_t len, done = 0;
+
+		r = pam_prompt(
+		        c->pamh, PAM_PROMPT_ECHO_OFF, &pin, "Security key PIN for %s: ", c->user);
+		if (r != PAM_SUCCESS || !pin)
+			return -ECANCELED;
+		len = strlen(pin);
+		if (len > KEYWARD_MAX_PIN)
+			return -E2BIG;
+		/* A pipe holds far more than KEYWARD_MAX_PIN bytes: this never blocks. */
+		while (done < len) {
+			ssize_t k = write(wfd, pin + done, len - done);
+			if (k < 0) {
+				if (errno == EINTR)
+					continue;
+				return -errno;
+			}
+			done += (size_t)k;
+		}
+	}
+	*ret_fd = TAKE_FD(rfd);
+	return 0;
+}
+
+static bool valid_token(const char *t)
+{
+	if (!t || strlen(t) != KEYWARD_TOKEN_CHARS)
+		return false;
+	for (const char *p = t; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
+static void cancel_pending(Ctx *c)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+
+	if (!c->daemon_owner || c->daemon_vanished)
+		return;
+	if (sd_bus_message_new_method_call(c->bus, &m, c->daemon_owner, KEYWARD_BUS_PATH,
+	            KEYWARD_BUS_INTERFACE, "Cancel") < 0)
+		return;
+	(void)sd_bus_message_set_expect_reply(m, false);
+	/* sd_bus_send() writes at once when the queue is empty; closing the connection is
+	 * the daemon's cue to cancel anyway. */
+	(void)sd_bus_send(c->bus, m, NULL);
+}
+
+/* One Authenticate call. When no PIN was asked and the daemon answers `pin-required` (a
+ * credential enrolled with user verification under a policy that only prefers it),
+ * *ret_retry_with_pin is set and nothing is shown: the caller asks the PIN and tries once
+ * more. */
+static Outcome authenticate_once(
+        Ctx *c, const CheckReply *ck, bool ask_pin, bool *ret_retry_with_pin)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+	_cleanup_close_ int pin_fd = -EBADF;
+	const char *reason, *message, *token, *credential, *device;
+	char cue[CUE_MAX], msg[MESSAGE_MAX];
+	uint32_t timeout_ms;
+	char *copy;
+	int granted, r;
+
+	r = pin_pipe(c, ask_pin, &pin_fd);
+	if (r == -ECANCELED) {
+		pam_syslog(c->pamh, LOG_NOTICE, "no PIN was entered for %s", c->user);
+		return OUTCOME_CONV_FAILED;
+	}
+	if (r == -E2BIG) {
+		show_error(c, "keyward: the PIN is too long; access denied.");
+		return OUTCOME_AUTH_FAILED;
+	}
+	if (r < 0) {
+		pam_syslog(c->pamh, LOG_ERR, "cannot pass the PIN: %s", strerror(-r));
+		return OUTCOME_ERROR;
+	}
+
+	r = sd_bus_message_new_method_call(c->bus, &m, c->daemon_owner, KEYWARD_BUS_PATH,
+	        KEYWARD_BUS_INTERFACE, "Authenticate");
+	if (r >= 0)
+		r = sd_bus_message_append(
+		        m, "ssssh", c->user, c->service, c->tty, c->rhost, pin_fd);
+	if (r >= 0)
+		r = sd_bus_message_open_container(m, 'a', "{sv}");
+	if (r >= 0)
+		r = sd_bus_message_close_container(m);
+	if (r < 0) {
+		pam_syslog(
+		        c->pamh, LOG_ERR, "cannot build the Authenticate call: %s", strerror(-r));
+		return OUTCOME_ERROR;
+	}
+	/* The message holds its own copy of the descriptor. */
+	closep(&pin_fd);
+	pin_fd = -EBADF;
+
+	if (ck->up && !c->opt.nocue) {
+		format_cue(c->opt.cue ? c->opt.cue : DEFAULT_CUE, c->user, cue, sizeof(cue));
+		show_info(c, cue);
+	}
+
+	timeout_ms = ck->timeout_ms > 0 ? ck->timeout_ms : AUTH_DEFAULT_TIMEOUT_MS;
+	if (timeout_ms > AUTH_MAX_TIMEOUT_MS)
+		timeout_ms = AUTH_MAX_TIMEOUT_MS;
+	timeout_ms = cap_timeout(c, timeout_ms + AUTH_MARGIN_MS);
+	log_debug(
+	        c, "Authenticate %s for %s, waiting up to %u ms", c->user, c->service, timeout_ms);
+
+	r = bus_call_wait(c, m, now_monotonic_ms() + timeout_ms, &reply, &error);
+	if (r < 0) {
+		if (r == -ECONNABORTED ||
+		        (sd_bus_error_is_set(&error) && bus_error_is_unreachable(r, &error) &&
+		                !bus_error_is_timeout(r, &error))) {
+			pam_syslog(c->pamh, LOG_ERR,
+			        "keywardd went away during Authenticate for %s", c->user);
+			show_error(c,
+			        "keyward: the keyward daemon stopped during the authentication; "
+			        "access denied. Check it with: systemctl status keywardd");
+		} else if (bus_error_is_timeout(r, &error)) {
+			pam_syslog(c->pamh, LOG_ERR,
+			        "keywardd did not answer Authenticate for %s "
+			        "within %u ms",
+			        c->user, timeout_ms);
+			cancel_pending(c);
+			show_error(c, "keyward: the keyward daemon did not answer in time; access "
+			              "denied.");
+		} else {
+			pam_syslog(c->pamh, LOG_ERR, "Authenticate for %s failed: %s", c->user,
+			        error.message ? error.message : strerror(-r));
+			(void)snprintf(msg, sizeof(msg),
+			        "keyward: the security key check failed: %s",
+			        error.message ? error.message : strerror(-r));
+			show_error(c, msg);
+		}
+		return OUTCOME_AUTH_FAILED;
+	}
+
+	r = sd_bus_message_read(
+	        reply, "bsssss", &granted, &reason, &message, &token, &credential, &device);
+	if (r < 0) {
+		pam_syslog(c->pamh, LOG_ERR, "malformed Authenticate reply: %s", strerror(-r));
+		return OUTCOME_ERROR;
+	}
+	if (!granted && !ask_pin && streq(reason, "pin-required")) {
+		log_debug(c, "keywardd wants the PIN of %s's key: asking", c->user);
+		*ret_retry_with_pin = true;
+		return OUTCOME_AUTH_FAILED;
+	}
+	if (!granted) {
+		pam_syslog(c->pamh, LOG_NOTICE,
+		        "security key authentication of %s for %s denied: %s", c->user, c->service,
+		        reason);
+		if (!isempty(message))
+			show_error(c, message);
+		else {
+			(void)snprintf(msg, sizeof(msg),
+			        "keyward: security key authentication failed (%s).", reason);
+			show_error(c, msg);
+		}
+		return reason_to_outcome(reason);
+	}
+	if (!streq(reason, "ok") || !valid_token(token)) {
+		pam_syslog(c->pamh, LOG_ERR, "keywardd granted %s with an invalid reply; refusing",
+		        c->user);
+		return OUTCOME_ERROR;
+	}
+
+	copy = strdup(token);
+	if (!copy)
+		return OUTCOME_ERROR;
+	r = pam_set_data(c->pamh, DATA_TOKEN, copy, secret_data_cleanup);
+	if (r != PAM_SUCCESS) {
+		erase_string_and_free(copy);
+		pam_syslog(c->pamh, LOG_ERR, "cannot keep the binding token: %s",
+		        pam_strerror(c->pamh, r));
+		return OUTCOME_ERROR;
+	}
+	pam_syslog(c->pamh, LOG_INFO, "%s authenticated for %s with security key credential '%s'",
+	        c->user, c->service, credential);
+	return OUTCOME_SUCCESS;
+}
+
+static Outcome daemon_authenticate(Ctx *c, const CheckReply *ck)
+{
+	bool ask_pin = ck->uv == POLICY_UV_REQUIRED, retry = false;
+	Outcome o;
+
+	o = authenticate_once(c, ck, ask_pin, &retry);
+	if (retry)
+		o = authenticate_once(c, ck, true, &retry);
+	return o;
+}
+
+static Outcome do_authenticate(Ctx *c)
+{
+	_cleanup_(check_reply_done) CheckReply ck = {};
+	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+	DaemonFailure why;
+	int r;
+
+	/* A token from an earlier round on this handle must not outlive a failure of this one. */
+	(void)pam_set_data(c->pamh, DATA_TOKEN, NULL, NULL);
+
+	r = daemon_check(c, &ck, &why, &error);
+	if (r < 0)
+		return fallback(c, why, &error);
+	log_debug(c, "Check %s/%s: require=%s uv=%s up=%d rule=%s credentials=%u", c->user,
+	        c->service, policy_require_to_string(ck.require), policy_uv_to_string(ck.uv), ck.up,
+	        ck.rule, ck.n_credentials);
+
+	switch (ck.require) {
+	case POLICY_REQUIRE_NONE:
+		return OUTCOME_NOT_COVERED;
+	case POLICY_REQUIRE_DENY:
+		return check_denied(c, &ck);
+	case POLICY_REQUIRE_KEY:
+		break;
+	default:
+		return OUTCOME_ERROR;
+	}
+	if (ck.n_credentials == 0) {
+		pam_syslog(c->pamh, LOG_NOTICE, "%s is covered but has no enrolled key", c->user);
+		show_not_enrolled(c);
+		return OUTCOME_REFUSED;
+	}
+	return daemon_authenticate(c, &ck);
+}
+
+static Outcome do_account(Ctx *c)
+{
+	_cleanup_(check_reply_done) CheckReply ck = {};
+	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+	DaemonFailure why;
+	int r;
+
+	r = daemon_check(c, &ck, &why, &error);
+	if (r < 0)
+		return fallback(c, why, &error);
+
+	switch (ck.require) {
+	case POLICY_REQUIRE_NONE:
+		return OUTCOME_NOT_COVERED;
+	case POLICY_REQUIRE_DENY:
+		return check_denied(c, &ck);
+	case POLICY_REQUIRE_KEY:
+		if (ck.n_credentials == 0) {
+			pam_syslog(c->pamh, LOG_NOTICE, "%s is covered but has no enrolled key",
+			        c->user);
+			show_not_enrolled(c);
+			return OUTCOME_REFUSED;
+		}
+		return OUTCOME_SUCCESS;
+	default:
+		return OUTCOME_ERROR;
+	}
+}
+
+/* --- sessions ------------------------------------------------------------------------ */
+
+static Outcome session_call(Ctx *c, const char *what, sd_bus_message *m, sd_bus_message **ret)
+{
+	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+	int r;
+
+	r = bus_call_wait(
+	        c, m, now_monotonic_ms() + cap_timeout(c, SESSION_TIMEOUT_MS), ret, &error);
+	if (r < 0) {
+		pam_syslog(c->pamh, LOG_ERR, "%s for %s failed: %s", what, c->user,
+		        error.message ? error.message : strerror(-r));
+		return OUTCOME_SESSION_FAILED;
+	}
+	return OUTCOME_SUCCESS;
+}
+
+static Outcome do_open_session(Ctx *c)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+	_cleanup_free_ char *logind_session = NULL;
+	const char *token = NULL, *session_id, *binding;
+	const void *data = NULL;
+	Outcome o;
+	char *copy;
+	int r;
+
+	if (pam_get_data(c->pamh, DATA_TOKEN, &data) != PAM_SUCCESS || !data) {
+		log_debug(c, "no keyward token for %s: the session is not bound", c->user);
+		return OUTCOME_SUCCESS;
+	}
+	token = data;
+
+	session_id = pam_getenv(c->pamh, "XDG_SESSION_ID");
+	if (isempty(session_id) && sd_pid_get_session(0, &logind_session) >= 0)
+		session_id = logind_session;
+	session_id = strempty(session_id);
+
+	r = bus_connect(c);
+	if (r >= 0)
+		r = sd_bus_message_new_method_call(c->bus, &m, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH,
+		        KEYWARD_BUS_INTERFACE, "BindSession");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "ssusss", token, session_id, (uint32_t)getpid(),
+		        c->service, c->tty, c->user);
+	if (r < 0) {
+		pam_syslog(c->pamh, LOG_ERR, "cannot reach keywardd to bind the session of %s: %s",
+		        c->user, strerror(-r));
+		o = OUTCOME_SESSION_FAILED;
+	} else
+		o = session_call(c, "BindSession", m, &reply);
+	if (o == OUTCOME_SUCCESS) {
+		r = sd_bus_message_read(reply, "s", &binding);
+		if (r < 0 || isempty(binding) || strlen(binding) > KEYWARD_MAX_ID) {
+			pam_syslog(c->pamh, LOG_ERR, "malformed BindSession reply");
+			o = OUTCOME_SESSION_FAILED;
+		}
+	}
+	if (o != OUTCOME_SUCCESS) {
+		show_error(c, "keyward: this session could not be bound to your security key; "
+		              "the session is refused. Check: systemctl status keywardd");
+		return o;
+	}
+	copy = strdup(binding);
+	if (!copy)
+		return OUTCOME_SESSION_FAILED;
+	r = pam_set_data(c->pamh, DATA_BINDING, copy, plain_data_cleanup);
+	if (r != PAM_SUCCESS) {
+		free(copy);
+		return OUTCOME_SESSION_FAILED;
+	}
+	log_debug(c, "session '%s' of %s bound as %s", session_id, c->user, binding);
+	return OUTCOME_SUCCESS;
+}
+
+static Outcome do_close_session(Ctx *c)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+	const void *data = NULL;
+	Outcome o;
+	int r;
+
+	if (pam_get_data(c->pamh, DATA_BINDING, &data) != PAM_SUCCESS || !data) {
+		log_debug(c, "no keyward binding for %s: nothing to unbind", c->user);
+		return OUTCOME_SUCCESS;
+	}
+	r = bus_connect(c);
+	if (r >= 0)
+		r = sd_bus_message_new_method_call(c->bus, &m, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH,
+		        KEYWARD_BUS_INTERFACE, "UnbindSession");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "s", (const char *)data);
+	if (r < 0) {
+		pam_syslog(c->pamh, LOG_ERR,
+		        "cannot reach keywardd to unbind the session of %s: %s", c->user,
+		        strerror(-r));
+		return OUTCOME_SESSION_FAILED;
+	}
+	o = session_call(c, "UnbindSession", m, &reply);
+	if (o == OUTCOME_SUCCESS)
+		(void)pam_set_data(c->pamh, DATA_BINDING, NULL, NULL);
+	return o;
+}
+
+/* --- entry points -------------------------------------------------------------------- */
+
+_public_ PAM_EXTERN int pam_sm_authenticate(
+        pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	_cleanup_(ctx_done) Ctx c = {};
+	Outcome o = OUTCOME_ERROR;
+	int r;
+
+	r = ctx_init(&c, pamh, flags, PHASE_AUTH, argc, argv);
+	o = r < 0 ? init_failure(r, PHASE_AUTH) : do_authenticate(&c);
+	return outcome_to_pam(o);
+}
+
+_public_ PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	/* keyward establishes no credentials; the binding happens in the session phase. */
+	return outcome_to_pam(OUTCOME_NOTHING_TO_DO);
+}
+
+_public_ PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	_cleanup_(ctx_done) Ctx c = {};
+	Outcome o = OUTCOME_ERROR;
+	int r;
+
+	r = ctx_init(&c, pamh, flags, PHASE_ACCOUNT, argc, argv);
+	o = r < 0 ? init_failure(r, PHASE_ACCOUNT) : do_account(&c);
+	return outcome_to_pam(o);
+}
+
+_public_ PAM_EXTERN int pam_sm_open_session(
+        pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	_cleanup_(ctx_done) Ctx c = {};
+	Outcome o = OUTCOME_SESSION_FAILED;
+	int r;
+
+	r = ctx_init(&c, pamh, flags, PHASE_SESSION, argc, argv);
+	o = r < 0 ? init_failure(r, PHASE_SESSION) : do_open_session(&c);
+	return outcome_to_pam(o);
+}
+
+_public_ PAM_EXTERN int pam_sm_close_session(
+        pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	_cleanup_(ctx_done) Ctx c = {};
+	Outcome o = OUTCOME_SESSION_FAILED;
+	int r;
+
+	r = ctx_init(&c, pamh, flags, PHASE_SESSION, argc, argv);
+	o = r < 0 ? init_failure(r, PHASE_SESSION) : do_close_session(&c);
+	return outcome_to_pam(o);
+}

@@ -1,0 +1,1798 @@
+/* policy.c: the keyward policy engine — parses keyward.conf (libconfig) into a Policy,
+ * validates it with file:line diagnostics, and evaluates requests. Pure: no logging. */
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <ctype.h>
+#include <fnmatch.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+
+#include "keyward-config.h"
+#include "policy-internal.h"
+#include "util.h"
+
+#define POLICY_FILE_MAX      (1024 * 1024)
+#define POLICY_LINES_MAX     65535 /* libconfig keeps line numbers in an unsigned short */
+#define POLICY_RULES_MAX     1024
+#define POLICY_LIST_MAX      256
+#define POLICY_ANCHORS_MAX   16
+#define POLICY_STRING_MAX    1024
+#define POLICY_NAME_MAX      64
+#define POLICY_REASON_MAX    256
+#define POLICY_SHADOW_BUDGET (UINT64_C(50) * 1000 * 1000) /* comparisons, reachability check */
+
+/* ---- enum tables ---- */
+
+static const char *const require_table[_POLICY_REQUIRE_MAX] = {
+        [POLICY_REQUIRE_NONE] = "none",
+        [POLICY_REQUIRE_KEY] = "key",
+        [POLICY_REQUIRE_DENY] = "deny",
+};
+static const char *const uv_table[_POLICY_UV_MAX] = {
+        [POLICY_UV_DISCOURAGED] = "discouraged",
+        [POLICY_UV_PREFERRED] = "preferred",
+        [POLICY_UV_REQUIRED] = "required",
+};
+static const char *const attestation_table[_POLICY_ATTESTATION_MAX] = {
+        [POLICY_ATTESTATION_NONE] = "none",
+        [POLICY_ATTESTATION_VERIFIED] = "verified",
+};
+static const char *const counter_table[_POLICY_COUNTER_MAX] = {
+        [POLICY_COUNTER_STRICT] = "strict",
+        [POLICY_COUNTER_ALLOW_ZERO] = "allow-zero",
+};
+static const char *const removal_table[_POLICY_REMOVAL_MAX] = {
+        [POLICY_REMOVAL_NONE] = "none",
+        [POLICY_REMOVAL_LOCK] = "lock",
+        [POLICY_REMOVAL_TERMINATE] = "terminate",
+        [POLICY_REMOVAL_END_ELEVATION] = "end-elevation",
+};
+static const char *const lock_failure_table[_POLICY_LOCK_FAILURE_MAX] = {
+        [POLICY_LOCK_FAILURE_TERMINATE] = "terminate",
+        [POLICY_LOCK_FAILURE_ALERT] = "alert",
+};
+static const char *const failmode_table[_POLICY_FAILMODE_MAX] = {
+        [POLICY_FAILMODE_CLOSED] = "closed",
+        [POLICY_FAILMODE_OPEN] = "open",
+};
+static const char *const on_remote_table[_POLICY_ON_REMOTE_MAX] = {
+        [POLICY_ON_REMOTE_DENY] = "deny",
+        [POLICY_ON_REMOTE_NONE] = "none",
+};
+static const char *const audit_failure_table[_POLICY_AUDIT_FAILURE_MAX] = {
+        [POLICY_AUDIT_FAILURE_DENY] = "deny",
+        [POLICY_AUDIT_FAILURE_ALERT] = "alert",
+};
+
+static const char *table_to_string(const char *const *t, size_t n, int v)
+{
+	if (v < 0 || (size_t)v >= n)
+		return NULL;
+	return t[v];
+}
+
+static int table_from_string(const char *const *t, size_t n, const char *s)
+{
+	if (!s)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (t[i] && streq(t[i], s))
+			return (int)i;
+	return -EINVAL;
+}
+
+#define DEFINE_STRING_TABLE(name, type, table)                                                     \
+	const char *policy_##name##_to_string(type v)                                              \
+	{                                                                                          \
+		return table_to_string(table, ELEMENTSOF(table), (int)v);                          \
+	}                                                                                          \
+	type policy_##name##_from_string(const char *s)                                            \
+	{                                                                                          \
+		return (type)table_from_string(table, ELEMENTSOF(table), s);                       \
+	}
+
+DEFINE_STRING_TABLE(require, PolicyRequire, require_table)
+DEFINE_STRING_TABLE(uv, PolicyUV, uv_table)
+DEFINE_STRING_TABLE(attestation, PolicyAttestation, attestation_table)
+DEFINE_STRING_TABLE(counter, PolicyCounter, counter_table)
+DEFINE_STRING_TABLE(removal, PolicyRemoval, removal_table)
+DEFINE_STRING_TABLE(lock_failure, PolicyLockFailure, lock_failure_table)
+DEFINE_STRING_TABLE(failmode, PolicyFailMode, failmode_table)
+DEFINE_STRING_TABLE(on_remote, PolicyOnRemote, on_remote_table)
+DEFINE_STRING_TABLE(audit_failure, PolicyAuditFailure, audit_failure_table)
+
+/* ---- the keys ---- */
+
+static const char *const top_keys[] = {"settings", "rules", "default", NULL};
+static const char *const settings_keys[] = {"rp_id", "timeout", "failmode", "audit_failure",
+        "credentials_dir", "state_dir", "runtime_dir", "audit_log", "admin_group", "cue",
+        "max_credentials_per_user", "max_bindings", NULL};
+static const char *const match_keys[] = {
+        "users", "groups", "uids", "services", "ttys", "remote", "not", NULL};
+static const char *const not_keys[] = {"users", "groups", "uids", "services", "ttys", NULL};
+static const char *const removal_keys[] = {
+        "action", "grace", "lock_verify", "on_lock_failure", NULL};
+static const char *const lockout_keys[] = {"max_failures", "window", "unlock_after", NULL};
+/* Outcome keys, shared by rules and `default`; rules also take name and match. */
+static const char *const outcome_keys[] = {"require", "reason", "on_remote", "user_verification",
+        "user_presence", "aaguid_allow", "aaguid_deny", "attestation", "trust_anchors", "counter",
+        "removal", "lockout", NULL};
+static const char *const rule_keys[] = {"name", "match", "require", "reason", "on_remote",
+        "user_verification", "user_presence", "aaguid_allow", "aaguid_deny", "attestation",
+        "trust_anchors", "counter", "removal", "lockout", NULL};
+/* Outcome keys that only mean something when require = "key". */
+static const char *const key_only_keys[] = {"on_remote", "user_verification", "user_presence",
+        "aaguid_allow", "aaguid_deny", "attestation", "trust_anchors", "counter", "removal",
+        "lockout", NULL};
+
+const char *const policy_known_keys[] = {"settings", "rules", "default",
+        /* settings */
+        "rp_id", "timeout", "failmode", "audit_failure", "credentials_dir", "state_dir",
+        "runtime_dir", "audit_log", "admin_group", "cue", "max_credentials_per_user",
+        "max_bindings",
+        /* rules */
+        "name", "match", "users", "groups", "uids", "services", "ttys", "remote", "not",
+        /* outcome */
+        "require", "reason", "on_remote", "user_verification", "user_presence", "aaguid_allow",
+        "aaguid_deny", "attestation", "trust_anchors", "counter", "removal", "action", "grace",
+        "lock_verify", "on_lock_failure", "lockout", "max_failures", "window", "unlock_after",
+        NULL};
+
+/* ---- diagnostics ---- */
+
+void policy_diagnostics_clear(PolicyDiagnostics *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->n; i++) {
+		free(d->items[i].file);
+		free(d->items[i].message);
+	}
+	free(d->items);
+	d->items = NULL;
+	d->n = 0;
+}
+
+size_t policy_diagnostics_errors(const PolicyDiagnostics *d)
+{
+	size_t n = 0;
+
+	if (!d)
+		return 0;
+	for (size_t i = 0; i < d->n; i++)
+		if (d->items[i].severity == POLICY_SEVERITY_ERROR)
+			n++;
+	return n;
+}
+
+typedef struct Ctx {
+	const char *file;
+	PolicyDiagnostics *diags;
+	size_t n_errors;
+	bool oom;
+	unsigned admin_group_line;
+} Ctx;
+
+_printf_(4, 5) static void diag(Ctx *c, PolicySeverity sev, unsigned line, const char *fmt, ...)
+{
+	PolicyDiagnostic *items;
+	char *msg = NULL, *file = NULL;
+	va_list ap;
+	int r;
+
+	if (sev == POLICY_SEVERITY_ERROR)
+		c->n_errors++;
+	if (!c->diags)
+		return;
+	va_start(ap, fmt);
+	r = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		c->oom = true;
+		return;
+	}
+	/* Messages quote the file's text: no control characters reach a terminal. */
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	file = strdup(c->file);
+	items = reallocarray(c->diags->items, c->diags->n + 1, sizeof(PolicyDiagnostic));
+	if (!file || !items) {
+		free(msg);
+		free(file);
+		if (items)
+			c->diags->items = items;
+		c->oom = true;
+		return;
+	}
+	c->diags->items = items;
+	items[c->diags->n++] = (PolicyDiagnostic){
+	        .severity = sev,
+	        .file = file,
+	        .line = line,
+	        .message = msg,
+	};
+}
+
+#define error(c, line, ...)   diag(c, POLICY_SEVERITY_ERROR, line, __VA_ARGS__)
+#define warning(c, line, ...) diag(c, POLICY_SEVERITY_WARNING, line, __VA_ARGS__)
+
+/* ---- freeing ---- */
+
+static void match_done(MatchSet *m)
+{
+	for (size_t i = 0; i < _FIELD_STRV_MAX; i++)
+		strv_free(m->strv[i]);
+	free(m->uids);
+}
+
+static void outcome_done(PolicyOutcome *o)
+{
+	free(o->reason);
+	free(o->aaguid_allow);
+	free(o->aaguid_deny);
+	strv_free(o->trust_anchors);
+}
+
+Policy *policy_free(Policy *p)
+{
+	if (!p)
+		return NULL;
+	for (size_t i = 0; i < p->n_rules; i++) {
+		free(p->rules[i].name);
+		match_done(&p->rules[i].match);
+		match_done(&p->rules[i].not );
+		outcome_done(&p->rules[i].outcome);
+	}
+	free(p->rules);
+	outcome_done(&p->def);
+	free(p->settings.rp_id);
+	free(p->settings.credentials_dir);
+	free(p->settings.state_dir);
+	free(p->settings.runtime_dir);
+	free(p->settings.audit_log);
+	free(p->settings.admin_group);
+	free(p->settings.cue);
+	free(p->path);
+	free(p);
+	return NULL;
+}
+
+/* ---- typed getters ---- */
+
+static unsigned line_of(const config_setting_t *s)
+{
+	return config_setting_source_line(s);
+}
+
+static const char *type_name(const config_setting_t *s)
+{
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_GROUP:
+		return "a group";
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		return "an integer";
+	case CONFIG_TYPE_FLOAT:
+		return "a float";
+	case CONFIG_TYPE_STRING:
+		return "a string";
+	case CONFIG_TYPE_BOOL:
+		return "a boolean";
+	case CONFIG_TYPE_ARRAY:
+		return "an array";
+	case CONFIG_TYPE_LIST:
+		return "a list";
+	default:
+		return "an unknown type";
+	}
+}
+
+static char *join_keys(const char *const *keys)
+{
+	size_t n = 1;
+	char *s, *p;
+
+	for (const char *const *k = keys; *k; k++)
+		n += strlen(*k) + 2;
+	s = malloc(n);
+	if (!s)
+		return NULL;
+	p = s;
+	*p = '\0';
+	for (const char *const *k = keys; *k; k++)
+		p = stpcpy(stpcpy(p, k == keys ? "" : ", "), *k);
+	return s;
+}
+
+static bool key_in(const char *const *keys, const char *k)
+{
+	for (const char *const *i = keys; *i; i++)
+		if (streq(*i, k))
+			return true;
+	return false;
+}
+
+/* Errors for members of GROUP not in KEYS. WHAT names the group in messages. */
+static void check_keys(
+        Ctx *c, const config_setting_t *group, const char *const *keys, const char *what)
+{
+	int n = config_setting_length(group);
+
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+		const char *name = config_setting_name(s);
+
+		if (name && !key_in(keys, name)) {
+			_cleanup_free_ char *expected = join_keys(keys);
+
+			error(c, line_of(s), "unknown key '%s' in %s (expected one of: %s)", name,
+			        what, strna(expected));
+		}
+	}
+}
+
+static bool expect_group(Ctx *c, const config_setting_t *s, const char *what)
+{
+	if (config_setting_type(s) == CONFIG_TYPE_GROUP)
+		return true;
+	error(c, line_of(s), "%s must be a group { ... }, not %s", what, type_name(s));
+	return false;
+}
+
+static bool printable(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+/* A string setting, copied. MAX bounds its length. */
+static int get_string(Ctx *c, const config_setting_t *s, size_t max, char **ret)
+{
+	const char *v;
+	char *copy;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		error(c, line_of(s), "'%s' must be a string, not %s", config_setting_name(s),
+		        type_name(s));
+		return -EINVAL;
+	}
+	v = config_setting_get_string(s);
+	if (strlen(v) > max) {
+		error(c, line_of(s), "'%s' is longer than %zu characters", config_setting_name(s),
+		        max);
+		return -EINVAL;
+	}
+	if (!printable(v)) {
+		error(c, line_of(s), "'%s' contains control characters", config_setting_name(s));
+		return -EINVAL;
+	}
+	copy = strdup(v);
+	if (!copy) {
+		c->oom = true;
+		return -ENOMEM;
+	}
+	*ret = copy;
+	return 0;
+}
+
+static int get_uint(Ctx *c, const config_setting_t *s, uint32_t lo, uint32_t hi, const char *unit,
+        uint32_t *ret)
+{
+	long long v;
+
+	if (config_setting_type(s) != CONFIG_TYPE_INT &&
+	        config_setting_type(s) != CONFIG_TYPE_INT64) {
+		error(c, line_of(s), "'%s' must be an integer (%s), not %s", config_setting_name(s),
+		        unit, type_name(s));
+		return -EINVAL;
+	}
+	v = config_setting_get_int64(s);
+	if (v < (long long)lo || v > (long long)hi) {
+		error(c, line_of(s), "'%s' is %lld, expected %" PRIu32 "..%" PRIu32 " (%s)",
+		        config_setting_name(s), v, lo, hi, unit);
+		return -ERANGE;
+	}
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+static int get_bool(Ctx *c, const config_setting_t *s, bool *ret)
+{
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+		error(c, line_of(s), "'%s' must be true or false, not %s", config_setting_name(s),
+		        type_name(s));
+		return -EINVAL;
+	}
+	*ret = config_setting_get_bool(s);
+	return 0;
+}
+
+/* An enumerated string value, looked up in TABLE. */
+static int get_enum(Ctx *c, const config_setting_t *s, const char *const *table, size_t n, int *ret)
+{
+	_cleanup_free_ char *expected = NULL;
+	const char *keys[8] = {};
+	const char *v = NULL;
+	int r = -EINVAL;
+
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		v = config_setting_get_string(s);
+		r = table_from_string(table, n, v);
+		if (r >= 0) {
+			*ret = r;
+			return 0;
+		}
+	}
+	for (size_t i = 0; i < n && i < ELEMENTSOF(keys) - 1; i++)
+		keys[i] = table[i];
+	expected = join_keys(keys);
+	if (!v)
+		error(c, line_of(s), "'%s' must be a string (one of: %s), not %s",
+		        config_setting_name(s), strna(expected), type_name(s));
+	else
+		error(c, line_of(s), "'%s' is \"%.64s\", expected one of: %s",
+		        config_setting_name(s), v, strna(expected));
+	return r;
+}
+
+typedef bool (*ItemValidator)(const char *s);
+
+/* A string or a list/array of strings (at most POLICY_LIST_MAX, none empty unless
+ * ALLOW_EMPTY_ITEM). VALID checks each item; WHAT_ITEM names one in messages. */
+static int get_strv(Ctx *c, const config_setting_t *s, ItemValidator valid, const char *what_item,
+        bool allow_empty_item, char ***ret)
+{
+	_cleanup_strv_free_ char **l = NULL;
+	const char *name = config_setting_name(s);
+	int type = config_setting_type(s), n;
+	bool bad = false;
+
+	if (type == CONFIG_TYPE_STRING)
+		n = 1;
+	else if (type == CONFIG_TYPE_ARRAY || type == CONFIG_TYPE_LIST)
+		n = config_setting_length(s);
+	else {
+		error(c, line_of(s), "'%s' must be a string or a list of strings, not %s", name,
+		        type_name(s));
+		return -EINVAL;
+	}
+	if (n == 0) {
+		error(c, line_of(s), "'%s' is an empty list; remove it or name at least one entry",
+		        name);
+		return -EINVAL;
+	}
+	if (n > POLICY_LIST_MAX) {
+		error(c, line_of(s), "'%s' has %d entries, at most %d are allowed", name, n,
+		        POLICY_LIST_MAX);
+		return -E2BIG;
+	}
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e =
+		        type == CONFIG_TYPE_STRING ? s : config_setting_get_elem(s, (unsigned)i);
+		const char *v;
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			error(c, line_of(e), "'%s' must list strings, entry %d is %s", name, i + 1,
+			        type_name(e));
+			bad = true;
+			continue;
+		}
+		v = config_setting_get_string(e);
+		if ((!allow_empty_item && isempty(v)) || strlen(v) > POLICY_STRING_MAX ||
+		        !printable(v) || (!isempty(v) && valid && !valid(v))) {
+			error(c, line_of(e), "'%s' entry \"%.64s\" is not a valid %s", name, v,
+			        what_item);
+			bad = true;
+			continue;
+		}
+		if (strv_contains(l, v)) {
+			warning(c, line_of(e), "'%s' lists \"%.64s\" twice", name, v);
+			continue;
+		}
+		if (strv_extend(&l, v) < 0) {
+			c->oom = true;
+			return -ENOMEM;
+		}
+	}
+	if (bad)
+		return -EINVAL;
+	*ret = TAKE_PTR(l);
+	return 0;
+}
+
+static bool valid_service(const char *s)
+{
+	if (isempty(s) || strlen(s) > POLICY_NAME_MAX || s[0] == '.')
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!(isalnum((unsigned char)*p) || strchr("._-+", *p)))
+			return false;
+	return true;
+}
+
+static bool valid_rule_name(const char *s)
+{
+	return valid_service(s) && !strchr(s, '+');
+}
+
+static bool valid_tty_pattern(const char *s)
+{
+	return strlen(s) <= POLICY_NAME_MAX;
+}
+
+static bool valid_path(const char *s)
+{
+	if (s[0] != '/' || strlen(s) >= PATH_MAX)
+		return false;
+	/* No "." or ".." components: paths in the policy say what they mean. */
+	for (const char *p = s; (p = strchr(p, '/')); p++)
+		if ((p[1] == '.' && (p[2] == '/' || p[2] == '\0')) ||
+		        (p[1] == '.' && p[2] == '.' && (p[3] == '/' || p[3] == '\0')))
+			return false;
+	return true;
+}
+
+static bool parse_u32(const char *s, uint32_t *ret)
+{
+	unsigned long long v = 0;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	for (; isdigit((unsigned char)*s); s++) {
+		v = v * 10 + (unsigned)(*s - '0');
+		if (v > UINT32_MAX - 1) /* (uid_t)-1 is never a valid uid */
+			return false;
+	}
+	if (*s)
+		return false;
+	*ret = (uint32_t)v;
+	return true;
+}
+
+/* "N" or "N-M" with N <= M. */
+static bool parse_uid_range(const char *s, UidRange *ret)
+{
+	const char *dash = strchr(s, '-');
+	char lo[16];
+	UidRange r;
+
+	if (!dash) {
+		if (!parse_u32(s, &r.lo))
+			return false;
+		r.hi = r.lo;
+	} else {
+		if ((size_t)(dash - s) >= sizeof(lo))
+			return false;
+		memcpy(lo, s, (size_t)(dash - s));
+		lo[dash - s] = '\0';
+		if (!parse_u32(lo, &r.lo) || !parse_u32(dash + 1, &r.hi) || r.lo > r.hi)
+			return false;
+	}
+	*ret = r;
+	return true;
+}
+
+static bool valid_uid_range(const char *s)
+{
+	UidRange r;
+	return parse_uid_range(s, &r);
+}
+
+static int get_uids(Ctx *c, const config_setting_t *s, MatchSet *m)
+{
+	_cleanup_strv_free_ char **l = NULL;
+	size_t n;
+	int r;
+
+	if (config_setting_type(s) == CONFIG_TYPE_INT ||
+	        config_setting_type(s) == CONFIG_TYPE_INT64) {
+		error(c, line_of(s), "'uids' takes strings such as \"0\" or \"1000-1999\", not %s",
+		        type_name(s));
+		return -EINVAL;
+	}
+	r = get_strv(c, s, valid_uid_range, "uid or uid range (\"N\" or \"N-M\")", false, &l);
+	if (r < 0)
+		return r;
+	n = strv_length(l);
+	m->uids = calloc(n, sizeof(UidRange));
+	if (!m->uids) {
+		c->oom = true;
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		(void)parse_uid_range(l[i], &m->uids[i]);
+	m->n_uids = n;
+	m->uids_line = line_of(s);
+	return 0;
+}
+
+static int parse_aaguid(const char *s, uint8_t ret[16])
+{
+	size_t n = 0;
+
+	for (const char *p = s; *p; p++) {
+		int hi, lo;
+
+		if (*p == '-') {
+			size_t pos = (size_t)(p - s);
+			if (strlen(s) != 36 || (pos != 8 && pos != 13 && pos != 18 && pos != 23))
+				return -EINVAL;
+			continue;
+		}
+		if (n >= 16 || !isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]))
+			return -EINVAL;
+		hi = isdigit((unsigned char)p[0]) ? p[0] - '0'
+		                                  : (tolower((unsigned char)p[0]) - 'a' + 10);
+		lo = isdigit((unsigned char)p[1]) ? p[1] - '0'
+		                                  : (tolower((unsigned char)p[1]) - 'a' + 10);
+		ret[n++] = (uint8_t)(hi << 4 | lo);
+		p++;
+	}
+	return n == 16 ? 0 : -EINVAL;
+}
+
+static bool valid_aaguid(const char *s)
+{
+	uint8_t b[16];
+	return parse_aaguid(s, b) == 0;
+}
+
+static int get_aaguids(Ctx *c, const config_setting_t *s, uint8_t (**ret)[16], size_t *ret_n)
+{
+	_cleanup_strv_free_ char **l = NULL;
+	uint8_t(*a)[16];
+	size_t n;
+	int r;
+
+	r = get_strv(c, s, valid_aaguid,
+	        "AAGUID (\"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx\" or 32 hex digits)", false, &l);
+	if (r < 0)
+		return r;
+	n = strv_length(l);
+	a = calloc(n, sizeof(*a));
+	if (!a) {
+		c->oom = true;
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		(void)parse_aaguid(l[i], a[i]);
+	*ret = a;
+	*ret_n = n;
+	return 0;
+}
+
+/* ---- sections ---- */
+
+/* `match` of RULE, or its `not` group when IS_NOT. Errors are reported, not returned. */
+static void parse_match(Ctx *c, const config_setting_t *g, PolicyRule *rule, bool is_not)
+{
+	_cleanup_free_ char *what = NULL;
+	MatchSet *m = is_not ? &rule->not : &rule->match;
+	int n;
+
+	if (asprintf(&what, is_not ? "'not' of rule '%s'" : "'match' of rule '%s'", rule->name) <
+	        0) {
+		c->oom = true;
+		return;
+	}
+	if (!expect_group(c, g, what))
+		return;
+	check_keys(c, g, is_not ? not_keys : match_keys, what);
+	n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *k = config_setting_name(s);
+		bool b;
+
+		if (streq(k, "users"))
+			(void)get_strv(
+			        c, s, valid_user_name, "user name", false, &m->strv[FIELD_USERS]);
+		else if (streq(k, "groups"))
+			(void)get_strv(
+			        c, s, valid_user_name, "group name", false, &m->strv[FIELD_GROUPS]);
+		else if (streq(k, "services"))
+			(void)get_strv(c, s, valid_service, "PAM service name", false,
+			        &m->strv[FIELD_SERVICES]);
+		else if (streq(k, "ttys"))
+			(void)get_strv(
+			        c, s, valid_tty_pattern, "tty pattern", true, &m->strv[FIELD_TTYS]);
+		else if (streq(k, "uids"))
+			(void)get_uids(c, s, m);
+		else if (streq(k, "remote") && !is_not) {
+			if (get_bool(c, s, &b) >= 0)
+				rule->remote = b;
+		} else if (streq(k, "not") && !is_not)
+			parse_match(c, s, rule, true);
+		for (size_t f = 0; f < _FIELD_STRV_MAX; f++)
+			if (streq(k, field_names[f])) {
+				m->strv_line[f] = line_of(s);
+				m->n_strv[f] = strv_length(m->strv[f]);
+			}
+	}
+}
+
+static void outcome_init(PolicyOutcome *o)
+{
+	*o = (PolicyOutcome){
+	        .require = _POLICY_REQUIRE_INVALID,
+	        .uv = POLICY_UV_PREFERRED,
+	        .up = true,
+	        .attestation = POLICY_ATTESTATION_NONE,
+	        .counter = POLICY_COUNTER_STRICT,
+	        .removal = POLICY_REMOVAL_NONE,
+	        .grace_ms = 0,
+	        .lock_verify_ms = 2000,
+	        .on_lock_failure = POLICY_LOCK_FAILURE_TERMINATE,
+	        .lockout_max_failures = 0,
+	        .lockout_window_s = 900,
+	        .lockout_unlock_after_s = 900,
+	};
+}
+
+static void parse_removal(Ctx *c, const config_setting_t *g, PolicyOutcome *o)
+{
+	int n, v;
+
+	if (!expect_group(c, g, "'removal'"))
+		return;
+	check_keys(c, g, removal_keys, "'removal'");
+	n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *k = config_setting_name(s);
+
+		if (streq(k, "action")) {
+			if (get_enum(c, s, removal_table, ELEMENTSOF(removal_table), &v) >= 0)
+				o->removal = v;
+		} else if (streq(k, "grace"))
+			(void)get_uint(c, s, 0, 600000, "milliseconds", &o->grace_ms);
+		else if (streq(k, "lock_verify"))
+			(void)get_uint(c, s, 100, 60000, "milliseconds", &o->lock_verify_ms);
+		else if (streq(k, "on_lock_failure")) {
+			if (get_enum(c, s, lock_failure_table, ELEMENTSOF(lock_failure_table),
+			            &v) >= 0)
+				o->on_lock_failure = v;
+		}
+	}
+}
+
+static void parse_lockout(Ctx *c, const config_setting_t *g, PolicyOutcome *o)
+{
+	int n;
+
+	if (!expect_group(c, g, "'lockout'"))
+		return;
+	check_keys(c, g, lockout_keys, "'lockout'");
+	n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *k = config_setting_name(s);
+
+		if (streq(k, "max_failures"))
+			(void)get_uint(c, s, 0, 1000, "failures, 0 = no lockout",
+			        &o->lockout_max_failures);
+		else if (streq(k, "window"))
+			(void)get_uint(c, s, 1, 604800, "seconds", &o->lockout_window_s);
+		else if (streq(k, "unlock_after"))
+			(void)get_uint(c, s, 1, 2592000, "seconds", &o->lockout_unlock_after_s);
+	}
+}
+
+/* The outcome keys of a rule or of `default`. WHAT names it in messages. */
+static void parse_outcome(Ctx *c, const config_setting_t *g, PolicyOutcome *o, const char *what)
+{
+	const config_setting_t *s;
+	int n, v;
+
+	outcome_init(o);
+	n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const char *k;
+
+		s = config_setting_get_elem(g, (unsigned)i);
+		k = config_setting_name(s);
+		if (streq(k, "require")) {
+			if (get_enum(c, s, require_table, ELEMENTSOF(require_table), &v) >= 0)
+				o->require = v;
+		} else if (streq(k, "reason"))
+			(void)get_string(c, s, POLICY_REASON_MAX, &o->reason);
+		else if (streq(k, "on_remote")) {
+			if (get_enum(c, s, on_remote_table, ELEMENTSOF(on_remote_table), &v) >= 0) {
+				o->on_remote = v;
+				o->on_remote_set = true;
+			}
+		} else if (streq(k, "user_verification")) {
+			if (get_enum(c, s, uv_table, ELEMENTSOF(uv_table), &v) >= 0)
+				o->uv = v;
+		} else if (streq(k, "user_presence")) {
+			if (get_bool(c, s, &o->up) >= 0 && !o->up)
+				warning(c, line_of(s),
+				        "user_presence = false in %s: a key that is merely plugged "
+				        "in satisfies it without a touch",
+				        what);
+		} else if (streq(k, "aaguid_allow"))
+			(void)get_aaguids(c, s, &o->aaguid_allow, &o->n_aaguid_allow);
+		else if (streq(k, "aaguid_deny"))
+			(void)get_aaguids(c, s, &o->aaguid_deny, &o->n_aaguid_deny);
+		else if (streq(k, "attestation")) {
+			if (get_enum(c, s, attestation_table, ELEMENTSOF(attestation_table), &v) >=
+			        0)
+				o->attestation = v;
+		} else if (streq(k, "trust_anchors")) {
+			o->trust_anchors_line = line_of(s);
+			if (get_strv(c, s, valid_path, "absolute path to a PEM file", false,
+			            &o->trust_anchors) >= 0 &&
+			        strv_length(o->trust_anchors) > POLICY_ANCHORS_MAX) {
+				error(c, line_of(s), "'trust_anchors' names more than %d files",
+				        POLICY_ANCHORS_MAX);
+			}
+		} else if (streq(k, "counter")) {
+			if (get_enum(c, s, counter_table, ELEMENTSOF(counter_table), &v) >= 0) {
+				o->counter = v;
+				if (v == POLICY_COUNTER_ALLOW_ZERO)
+					warning(c, line_of(s),
+					        "counter = \"allow-zero\" in %s: a clone of an "
+					        "authenticator that always reports 0 cannot be "
+					        "detected",
+					        what);
+			}
+		} else if (streq(k, "removal"))
+			parse_removal(c, s, o);
+		else if (streq(k, "lockout"))
+			parse_lockout(c, s, o);
+	}
+
+	if (o->require < 0) {
+		if (!config_setting_get_member(g, "require"))
+			error(c, line_of(g),
+			        "%s has no 'require' (expected \"key\", \"none\" or \"deny\")",
+			        what);
+		return;
+	}
+	if (o->attestation == POLICY_ATTESTATION_VERIFIED && !o->trust_anchors &&
+	        (s = config_setting_get_member(g, "attestation")))
+		error(c, line_of(s),
+		        "attestation = \"verified\" in %s needs 'trust_anchors' (PEM files of the "
+		        "accepted roots)",
+		        what);
+	if (o->attestation != POLICY_ATTESTATION_VERIFIED && o->trust_anchors &&
+	        (s = config_setting_get_member(g, "trust_anchors")))
+		warning(c, line_of(s),
+		        "'trust_anchors' in %s has no effect unless attestation = \"verified\"",
+		        what);
+	if (o->require != POLICY_REQUIRE_KEY)
+		for (const char *const *k = key_only_keys; *k; k++)
+			if ((s = config_setting_get_member(g, *k)))
+				warning(c, line_of(s),
+				        "'%s' in %s has no effect unless require = \"key\"", *k,
+				        what);
+}
+
+static int parse_rule(Ctx *c, const config_setting_t *g, size_t index, PolicyRule *rule)
+{
+	_cleanup_free_ char *what = NULL;
+	const config_setting_t *s;
+
+	rule->remote = -1;
+	rule->line = line_of(g);
+	outcome_init(&rule->outcome);
+	if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+		error(c, line_of(g), "rule %zu must be a group { name = ...; ... }, not %s",
+		        index + 1, type_name(g));
+		if (asprintf(&rule->name, "#%zu", index + 1) < 0) {
+			rule->name = NULL;
+			c->oom = true;
+			return -ENOMEM;
+		}
+		return -EINVAL;
+	}
+	s = config_setting_get_member(g, "name");
+	if (!s)
+		error(c, line_of(g), "rule %zu has no 'name' (expected name = \"...\";)",
+		        index + 1);
+	else if (get_string(c, s, POLICY_NAME_MAX, &rule->name) >= 0 &&
+	         (!valid_rule_name(rule->name) || streq(rule->name, "default"))) {
+		error(c, line_of(s),
+		        "rule name \"%s\" is not valid (letters, digits, '.', '_', '-'; not "
+		        "\"default\")",
+		        rule->name);
+	}
+	if (!rule->name) {
+		if (asprintf(&rule->name, "#%zu", index + 1) < 0) {
+			rule->name = NULL;
+			c->oom = true;
+			return -ENOMEM;
+		}
+	}
+	if (asprintf(&what, "rule '%s'", rule->name) < 0) {
+		c->oom = true;
+		return -ENOMEM;
+	}
+	check_keys(c, g, rule_keys, what);
+	s = config_setting_get_member(g, "match");
+	if (s)
+		parse_match(c, s, rule, false);
+	parse_outcome(c, g, &rule->outcome, what);
+	return 0;
+}
+
+static void parse_settings(Ctx *c, const config_setting_t *g, PolicySettings *st)
+{
+	int n, v;
+
+	if (!expect_group(c, g, "'settings'"))
+		return;
+	check_keys(c, g, settings_keys, "'settings'");
+	n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *k = config_setting_name(s);
+		char **target = NULL, *v_str = NULL;
+
+		if (streq(k, "rp_id")) {
+			if (get_string(c, s, 255, &v_str) < 0)
+				continue;
+			if (isempty(v_str) || strpbrk(v_str, " \t")) {
+				error(c, line_of(s),
+				        "'rp_id' must be non-empty and contain no spaces");
+				free(v_str);
+				continue;
+			}
+			target = &st->rp_id;
+		} else if (streq(k, "timeout"))
+			(void)get_uint(c, s, 100, 600000, "milliseconds", &st->timeout_ms);
+		else if (streq(k, "failmode")) {
+			if (get_enum(c, s, failmode_table, ELEMENTSOF(failmode_table), &v) >= 0) {
+				st->failmode = v;
+				if (v == POLICY_FAILMODE_OPEN)
+					warning(c, line_of(s),
+					        "failmode = \"open\": covered users get in without "
+					        "a key whenever keywardd cannot be reached");
+			}
+		} else if (streq(k, "audit_failure")) {
+			if (get_enum(c, s, audit_failure_table, ELEMENTSOF(audit_failure_table),
+			            &v) >= 0) {
+				st->audit_failure = v;
+				if (v == POLICY_AUDIT_FAILURE_ALERT)
+					warning(c, line_of(s),
+					        "audit_failure = \"alert\": authentications go on "
+					        "unrecorded when the audit trail cannot be "
+					        "written");
+			}
+		} else if (streq(k, "credentials_dir") || streq(k, "state_dir") ||
+		           streq(k, "runtime_dir") || streq(k, "audit_log")) {
+			if (get_string(c, s, PATH_MAX - 1, &v_str) < 0)
+				continue;
+			if (!valid_path(v_str)) {
+				error(c, line_of(s),
+				        "'%s' must be an absolute path without '.' or '..' "
+				        "components",
+				        k);
+				free(v_str);
+				continue;
+			}
+			target = streq(k, "credentials_dir") ? &st->credentials_dir
+			         : streq(k, "state_dir")     ? &st->state_dir
+			         : streq(k, "runtime_dir")   ? &st->runtime_dir
+			                                     : &st->audit_log;
+		} else if (streq(k, "admin_group")) {
+			if (get_string(c, s, 32, &v_str) < 0)
+				continue;
+			if (!valid_user_name(v_str)) {
+				error(c, line_of(s),
+				        "'admin_group' \"%s\" is not a valid group name", v_str);
+				free(v_str);
+				continue;
+			}
+			target = &st->admin_group;
+			c->admin_group_line = line_of(s);
+		} else if (streq(k, "cue")) {
+			bool ok = true;
+
+			if (get_string(c, s, POLICY_REASON_MAX, &v_str) < 0)
+				continue;
+			for (const char *p = v_str; (p = strchr(p, '%')); p += 2)
+				if (p[1] != 'u' && p[1] != '%') {
+					ok = false;
+					break;
+				}
+			if (!ok) {
+				error(c, line_of(s),
+				        "'cue' may contain only %%u (the user) and %%%% as %% "
+				        "sequences");
+				free(v_str);
+				continue;
+			}
+			target = &st->cue;
+		} else if (streq(k, "max_credentials_per_user"))
+			(void)get_uint(c, s, 1, 1024, "credentials", &st->max_credentials_per_user);
+		else if (streq(k, "max_bindings"))
+			(void)get_uint(c, s, 1, 1048576, "bindings", &st->max_bindings);
+
+		if (target) {
+			free(*target);
+			*target = v_str;
+		}
+	}
+}
+
+static int settings_defaults(PolicySettings *st)
+{
+	*st = (PolicySettings){
+	        .rp_id = strdup("pam://keyward"),
+	        .timeout_ms = 30000,
+	        .credentials_dir = strdup(KEYWARD_DEFAULT_CREDENTIALS_DIR),
+	        .state_dir = strdup(KEYWARD_DEFAULT_STATE_DIR),
+	        .runtime_dir = strdup(KEYWARD_DEFAULT_RUNTIME_DIR),
+	        .audit_log = strdup(KEYWARD_DEFAULT_AUDIT_LOG),
+	        .failmode = POLICY_FAILMODE_CLOSED,
+	        .audit_failure = POLICY_AUDIT_FAILURE_DENY,
+	        .cue = strdup("Touch your security key for %u"),
+	        .max_credentials_per_user = 16,
+	        .max_bindings = 65536,
+	};
+	if (!st->rp_id || !st->credentials_dir || !st->state_dir || !st->runtime_dir ||
+	        !st->audit_log || !st->cue)
+		return -ENOMEM;
+	return 0;
+}
+
+/* ---- shadowing (unreachable rules) ---- */
+
+static bool strv_subset(char *const *a, char *const *b) /* a ⊆ b */
+{
+	for (char *const *i = a; i && *i; i++)
+		if (!strv_contains(b, *i))
+			return false;
+	return true;
+}
+
+static bool strv_disjoint(char *const *a, char *const *b)
+{
+	for (char *const *i = a; i && *i; i++)
+		if (strv_contains(b, *i))
+			return false;
+	return true;
+}
+
+static bool range_in(UidRange r, const UidRange *l, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (l[i].lo <= r.lo && r.hi <= l[i].hi)
+			return true;
+	return false;
+}
+
+static bool ranges_disjoint(const UidRange *a, size_t na, const UidRange *b, size_t nb)
+{
+	for (size_t i = 0; i < na; i++)
+		for (size_t j = 0; j < nb; j++)
+			if (a[i].lo <= b[j].hi && b[j].lo <= a[i].hi)
+				return false;
+	return true;
+}
+
+/* An upper bound of the comparisons rule_shadows(A, B) makes. */
+static uint64_t shadow_cost(const PolicyRule *a, const PolicyRule *b)
+{
+	uint64_t cost = 1 + (uint64_t)a->match.n_uids * b->match.n_uids +
+	                (uint64_t)a->not .n_uids * (b->not .n_uids + b->match.n_uids);
+
+	for (size_t f = 0; f < _FIELD_STRV_MAX; f++)
+		cost += (uint64_t)(a->match.n_strv[f] + 1) * (b->match.n_strv[f] + 1) +
+		        (uint64_t)(a->not .n_strv[f] + 1) *
+		                (b->not .n_strv[f] + b->match.n_strv[f] + 1);
+	return cost;
+}
+
+/* Sound but conservative: true only when every request that B matches, A matches too. */
+static bool rule_shadows(const PolicyRule *a, const PolicyRule *b)
+{
+	for (size_t f = 0; f < _FIELD_STRV_MAX; f++) {
+		char **pa = a->match.strv[f], **pb = b->match.strv[f];
+
+		if (!pa)
+			continue;
+		if (!pb)
+			return false;
+		if (f == FIELD_TTYS && strv_contains(pa, "*"))
+			continue;
+		if (!strv_subset(pb, pa))
+			return false;
+	}
+	if (a->match.uids) {
+		if (!b->match.uids)
+			return false;
+		for (size_t i = 0; i < b->match.n_uids; i++)
+			if (!range_in(b->match.uids[i], a->match.uids, a->match.n_uids))
+				return false;
+	}
+	if (a->remote >= 0 && a->remote != b->remote)
+		return false;
+
+	/* A's exclusions must exclude nothing that B can match. */
+	for (size_t f = 0; f < _FIELD_STRV_MAX; f++) {
+		char **na = a->not .strv[f];
+		bool single = f == FIELD_USERS || f == FIELD_SERVICES; /* one value per request */
+
+		if (!na)
+			continue;
+		if (strv_subset(na, b->not .strv[f]))
+			continue;
+		if (single && b->match.strv[f] && strv_disjoint(b->match.strv[f], na))
+			continue;
+		return false;
+	}
+	if (a->not .uids) {
+		bool ok = true;
+
+		for (size_t i = 0; i < a->not .n_uids; i++)
+			if (!b->not .uids ||
+			        !range_in(a->not .uids[i], b->not .uids, b->not .n_uids))
+				ok = false;
+		if (!ok && !(b->match.uids && ranges_disjoint(b->match.uids, b->match.n_uids,
+		                                      a->not .uids, a->not .n_uids)))
+			return false;
+	}
+	return true;
+}
+
+static bool match_covers_root(const MatchSet *m)
+{
+	if (strv_contains(m->strv[FIELD_USERS], "root"))
+		return true;
+	return m->uids && range_in((UidRange){0, 0}, m->uids, m->n_uids);
+}
+
+/* ---- loading ---- */
+
+/* The line of an "@include" directive, or 0. libconfig would open the named file on its
+ * own: refused, the policy is one file. */
+static unsigned include_line(const char *text)
+{
+	unsigned line = 1;
+
+	for (const char *l = text; l; line++) {
+		l += strspn(l, " \t");
+		if (strneq(l, "@include", 8))
+			return line;
+		l = strchr(l, '\n');
+		if (l)
+			l++;
+	}
+	return 0;
+}
+
+static int sha256_hex(const void *data, size_t len, char ret[static 65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned n = 0;
+
+	if (EVP_Digest(data, len, md, &n, EVP_sha256(), NULL) != 1 || n != 32)
+		return -EIO;
+	for (unsigned i = 0; i < n; i++)
+		sprintf(ret + 2 * i, "%02x", md[i]);
+	ret[64] = '\0';
+	return 0;
+}
+
+static void config_destroyp(config_t **c)
+{
+	if (*c)
+		config_destroy(*c);
+}
+
+static int policy_parse(Ctx *c, const char *text, size_t len, Policy **ret)
+{
+	_cleanup_(policy_freep) Policy *p = NULL;
+	_cleanup_(config_destroyp) config_t *cfg = NULL;
+	config_t cfg_storage;
+	const config_setting_t *root, *s;
+	uint64_t budget = POLICY_SHADOW_BUDGET;
+	bool budget_spent = false;
+	size_t lines = 1;
+	unsigned line;
+	int r;
+
+	if (len > POLICY_FILE_MAX) {
+		error(c, 0, "the file is larger than %d bytes", POLICY_FILE_MAX);
+		return -EFBIG;
+	}
+	if (memchr(text, '\0', len)) {
+		error(c, 0, "the file contains a NUL byte; it is not a text file");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < len; i++)
+		lines += text[i] == '\n';
+	if (lines > POLICY_LINES_MAX) {
+		error(c, 0, "the file has more than %d lines", POLICY_LINES_MAX);
+		return -EFBIG;
+	}
+	if ((line = include_line(text)) > 0) {
+		error(c, line, "@include is not supported; keep the whole policy in one file");
+		return -EINVAL;
+	}
+
+	p = calloc(1, sizeof(Policy));
+	if (!p)
+		return -ENOMEM;
+	r = settings_defaults(&p->settings);
+	if (r < 0)
+		return r;
+	p->path = strdup(c->file);
+	if (!p->path)
+		return -ENOMEM;
+	r = sha256_hex(text, len, p->digest);
+	if (r < 0)
+		return r;
+
+	config_init(&cfg_storage);
+	cfg = &cfg_storage;
+	config_set_options(cfg, 0);
+	if (config_read_string(cfg, text) != CONFIG_TRUE) {
+		error(c, (unsigned)config_error_line(cfg), "%s", strna(config_error_text(cfg)));
+		return -EINVAL;
+	}
+	root = config_root_setting(cfg);
+	check_keys(c, root, top_keys, "the top level");
+
+	s = config_setting_get_member(root, "settings");
+	if (s)
+		parse_settings(c, s, &p->settings);
+
+	s = config_setting_get_member(root, "rules");
+	if (s) {
+		int n = config_setting_length(s);
+
+		if (config_setting_type(s) != CONFIG_TYPE_LIST) {
+			error(c, line_of(s), "'rules' must be a list ( { ... }, { ... } ), not %s",
+			        type_name(s));
+		} else if (n > POLICY_RULES_MAX) {
+			error(c, line_of(s), "'rules' has %d rules, at most %d are allowed", n,
+			        POLICY_RULES_MAX);
+		} else if (n > 0) {
+			p->rules = calloc((size_t)n, sizeof(PolicyRule));
+			if (!p->rules)
+				return -ENOMEM;
+			for (int i = 0; i < n; i++) {
+				PolicyRule *rule = &p->rules[p->n_rules++];
+
+				size_t errors_before = c->n_errors;
+
+				r = parse_rule(c, config_setting_get_elem(s, (unsigned)i),
+				        (size_t)i, rule);
+				if (r == -ENOMEM)
+					return r;
+				/* a rule with its own errors is left out of the cross-rule checks
+				 */
+				rule->invalid = c->n_errors > errors_before;
+			}
+		}
+	}
+
+	s = config_setting_get_member(root, "default");
+	if (!s) {
+		error(c, 0,
+		        "no 'default' outcome: add default = { require = \"none\"; }; (or "
+		        "\"key\"/\"deny\") to say what happens when no rule matches");
+		outcome_init(&p->def);
+	} else if (expect_group(c, s, "'default'")) {
+		check_keys(c, s, outcome_keys, "'default'");
+		parse_outcome(c, s, &p->def, "'default'");
+		p->default_line = line_of(s);
+	} else
+		outcome_init(&p->def);
+
+	/* Cross-rule checks. The reachability check is quadratic: bounded by a budget of
+	 * string comparisons (a few hundred ms), far above any real policy. */
+	for (size_t i = 0; i < p->n_rules; i++) {
+		PolicyRule *b = &p->rules[i];
+
+		for (size_t j = 0; j < i; j++) {
+			if (streq(p->rules[j].name, b->name)) {
+				error(c, b->line,
+				        "duplicate rule name '%s' (first defined at line %u)",
+				        b->name, p->rules[j].line);
+				break;
+			}
+		}
+		for (size_t j = 0; j < i && !budget_spent && !b->invalid; j++) {
+			uint64_t cost = shadow_cost(&p->rules[j], b);
+
+			if (cost > budget) {
+				/* Best effort by design: say so rather than stall the daemon. */
+				warning(c, b->line,
+				        "too many rules and entries to look for unreachable rules "
+				        "from rule '%s' on",
+				        b->name);
+				budget_spent = true;
+				break;
+			}
+			budget -= cost;
+			if (!p->rules[j].invalid && rule_shadows(&p->rules[j], b)) {
+				error(c, b->line,
+				        "rule '%s' can never match: the earlier rule '%s' (line "
+				        "%u) matches every request it matches",
+				        b->name, p->rules[j].name, p->rules[j].line);
+				break;
+			}
+		}
+		if (b->outcome.require == POLICY_REQUIRE_NONE && match_covers_root(&b->match))
+			warning(c, b->line,
+			        "rule '%s' exempts root from the security key (require = \"none\")",
+			        b->name);
+		if (b->outcome.require == POLICY_REQUIRE_KEY && b->remote == 1)
+			warning(c, b->line,
+			        "rule '%s' matches only remote logins, where a key cannot be "
+			        "touched: it always resolves to on_remote (%s)",
+			        b->name,
+			        b->outcome.on_remote_set
+			                ? policy_on_remote_to_string(b->outcome.on_remote)
+			                : "deny, not set");
+	}
+
+	p->admin_group_line = c->admin_group_line;
+	if (c->oom)
+		return -ENOMEM;
+	if (c->n_errors > 0)
+		return -EINVAL;
+	*ret = TAKE_PTR(p);
+	return 0;
+}
+
+/* Messages of one load in line order (stable: same-line messages keep their order). */
+static void sort_diagnostics(PolicyDiagnostics *d, size_t start)
+{
+	if (!d)
+		return;
+	for (size_t i = start + 1; i < d->n; i++) {
+		PolicyDiagnostic x = d->items[i];
+		size_t j = i;
+
+		for (; j > start && d->items[j - 1].line > x.line; j--)
+			d->items[j] = d->items[j - 1];
+		d->items[j] = x;
+	}
+}
+
+int policy_load_string(
+        const char *text, const char *filename, PolicyDiagnostics *diags, Policy **ret)
+{
+	Ctx c = {.file = filename ?: "<string>", .diags = diags};
+	size_t start = diags ? diags->n : 0;
+	int r;
+
+	if (!text || !ret)
+		return -EINVAL;
+	r = policy_parse(&c, text, strlen(text), ret);
+	sort_diagnostics(diags, start);
+	return r;
+}
+
+int policy_load_file(const char *path, PolicyDiagnostics *diags, Policy **ret)
+{
+	_cleanup_free_ char *text = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	Ctx c = {.file = path, .diags = diags};
+	const char *problem = NULL;
+	size_t len = 0, start;
+	int r;
+
+	if (!path || !ret)
+		return -EINVAL;
+	fd = safe_open(path, 0, NULL, &problem);
+	if (fd < 0) {
+		error(&c, 0, "%s", problem ?: "cannot be opened");
+		return fd;
+	}
+	r = read_full_fd(fd, POLICY_FILE_MAX, &text, &len);
+	if (r == -EFBIG) {
+		error(&c, 0, "the file is larger than %d bytes", POLICY_FILE_MAX);
+		return r;
+	}
+	if (r < 0) {
+		error(&c, 0, "cannot be read: %s", strerror(-r));
+		return r;
+	}
+	start = diags ? diags->n : 0;
+	r = policy_parse(&c, text, len, ret);
+	sort_diagnostics(diags, start);
+	return r;
+}
+
+const PolicySettings *policy_settings(const Policy *p)
+{
+	return p ? &p->settings : NULL;
+}
+
+const char *policy_digest(const Policy *p)
+{
+	return p ? p->digest : NULL;
+}
+
+const char *policy_path(const Policy *p)
+{
+	return p ? p->path : NULL;
+}
+
+/* ---- evaluation ---- */
+
+static bool any_in(char *const *have, char *const *want)
+{
+	for (char *const *i = have; i && *i; i++)
+		if (strv_contains(want, *i))
+			return true;
+	return false;
+}
+
+static bool tty_matches(char *const *patterns, const char *tty)
+{
+	for (char *const *i = patterns; i && *i; i++)
+		if (fnmatch(*i, tty, 0) == 0)
+			return true;
+	return false;
+}
+
+static bool uid_in(const UidRange *l, size_t n, uid_t uid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (l[i].lo <= (uint32_t)uid && (uint32_t)uid <= l[i].hi)
+			return true;
+	return false;
+}
+
+static bool rule_matches(const PolicyRule *r, const PolicyRequest *req, bool remote)
+{
+	const MatchSet *m = &r->match, *n = &r->not ;
+	const char *tty = strempty(req->tty);
+
+	if (m->strv[FIELD_USERS] && !strv_contains(m->strv[FIELD_USERS], req->user))
+		return false;
+	if (m->strv[FIELD_GROUPS] && !any_in(req->groups, m->strv[FIELD_GROUPS]))
+		return false;
+	if (m->uids && !uid_in(m->uids, m->n_uids, req->uid))
+		return false;
+	if (m->strv[FIELD_SERVICES] && !strv_contains(m->strv[FIELD_SERVICES], req->service))
+		return false;
+	if (m->strv[FIELD_TTYS] && !tty_matches(m->strv[FIELD_TTYS], tty))
+		return false;
+	if (r->remote >= 0 && (bool)r->remote != remote)
+		return false;
+
+	if (n->strv[FIELD_USERS] && strv_contains(n->strv[FIELD_USERS], req->user))
+		return false;
+	if (n->strv[FIELD_GROUPS] && any_in(req->groups, n->strv[FIELD_GROUPS]))
+		return false;
+	if (n->uids && uid_in(n->uids, n->n_uids, req->uid))
+		return false;
+	if (n->strv[FIELD_SERVICES] && strv_contains(n->strv[FIELD_SERVICES], req->service))
+		return false;
+	if (n->strv[FIELD_TTYS] && tty_matches(n->strv[FIELD_TTYS], tty))
+		return false;
+	return true;
+}
+
+int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *ret)
+{
+	const PolicyOutcome *o = NULL;
+	PolicyDecision d = {};
+	bool remote;
+
+	if (!p || !req || !ret || isempty(req->user) || isempty(req->service))
+		return -EINVAL;
+	for (char *const *g = req->groups; g && *g; g++)
+		if (!*g)
+			return -EINVAL;
+
+	/* Fail safe: a caller can only add "remote", never take it away. */
+	remote = req->remote || policy_is_remote(req->rhost, req->tty);
+
+	for (size_t i = 0; i < p->n_rules; i++)
+		if (rule_matches(&p->rules[i], req, remote)) {
+			o = &p->rules[i].outcome;
+			d.rule_name = p->rules[i].name;
+			d.line = p->rules[i].line;
+			break;
+		}
+	if (!o) {
+		o = &p->def;
+		d.rule_name = "default";
+		d.line = p->default_line;
+		d.is_default = true;
+	}
+	d.file = p->path;
+	d.require = o->require;
+	d.reason = o->require == POLICY_REQUIRE_DENY ? o->reason : NULL;
+	d.user_verification = o->uv;
+	d.user_presence = o->up;
+	d.aaguid_allow = (const uint8_t(*)[16])o->aaguid_allow;
+	d.n_aaguid_allow = o->n_aaguid_allow;
+	d.aaguid_deny = (const uint8_t(*)[16])o->aaguid_deny;
+	d.n_aaguid_deny = o->n_aaguid_deny;
+	d.attestation = o->attestation;
+	d.trust_anchors = o->trust_anchors;
+	d.counter = o->counter;
+	d.removal = o->removal;
+	d.grace_ms = o->grace_ms;
+	d.lock_verify_ms = o->lock_verify_ms;
+	d.on_lock_failure = o->on_lock_failure;
+	d.lockout_max_failures = o->lockout_max_failures;
+	d.lockout_window_s = o->lockout_window_s;
+	d.lockout_unlock_after_s = o->lockout_unlock_after_s;
+	d.remote = remote;
+	d.on_remote_set = o->on_remote_set;
+	d.on_remote = o->on_remote_set ? o->on_remote : POLICY_ON_REMOTE_DENY;
+
+	if (remote && o->require == POLICY_REQUIRE_KEY) {
+		d.remote_resolved = true;
+		if (o->on_remote_set && o->on_remote == POLICY_ON_REMOTE_NONE) {
+			d.require = POLICY_REQUIRE_NONE;
+		} else {
+			d.require = POLICY_REQUIRE_DENY;
+			if (!o->on_remote_set)
+				d.reason = "a security key cannot be touched over a remote login, "
+				           "and the rule sets no on_remote outcome";
+			else
+				d.reason = o->reason
+				                   ?: "the rule refuses remote logins (on_remote = "
+				                      "\"deny\")";
+		}
+	}
+	*ret = d;
+	return 0;
+}
+
+/* ---- remote detection ---- */
+
+static bool ipv4_is_loopback(const struct in_addr *a)
+{
+	return (ntohl(a->s_addr) >> 24) == 127;
+}
+
+/* An address or name with no port or brackets: local only when it is loopback. */
+static bool host_is_local(const char *h)
+{
+	static const char *const local_names[] = {"localhost", "localhost.",
+	        "localhost.localdomain", "ip6-localhost", "ip6-loopback", NULL};
+	char buf[INET6_ADDRSTRLEN + 1];
+	struct in6_addr a6;
+	struct in_addr a4;
+	const char *pct;
+	size_t n;
+
+	for (const char *const *l = local_names; *l; l++)
+		if (strcasecmp(h, *l) == 0)
+			return true;
+	if (inet_pton(AF_INET, h, &a4) == 1)
+		return ipv4_is_loopback(&a4);
+
+	/* IPv6, perhaps with a zone ("::1%lo"). */
+	pct = strchr(h, '%');
+	n = pct ? (size_t)(pct - h) : strlen(h);
+	if (n == 0 || n >= sizeof(buf))
+		return false;
+	memcpy(buf, h, n);
+	buf[n] = '\0';
+	if (inet_pton(AF_INET6, buf, &a6) != 1)
+		return false;
+	if (IN6_IS_ADDR_LOOPBACK(&a6))
+		return true;
+	if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+		memcpy(&a4.s_addr, &a6.s6_addr[12], 4);
+		return ipv4_is_loopback(&a4);
+	}
+	return false;
+}
+
+static bool all_digits(const char *s)
+{
+	return *s && strspn(s, "0123456789") == strlen(s);
+}
+
+/* Strips "[addr]:port", "[addr]" and "a.b.c.d:port" / "name:port" into BUF. */
+static bool host_is_local_with_port(const char *h)
+{
+	char buf[256];
+	const char *colon;
+	size_t n = strlen(h);
+
+	if (n == 0 || n >= sizeof(buf))
+		return false;
+	if (h[0] == '[') {
+		const char *close = strchr(h, ']');
+
+		if (!close || (close[1] && !(close[1] == ':' && all_digits(close + 2))))
+			return false;
+		n = (size_t)(close - h - 1);
+		memcpy(buf, h + 1, n);
+		buf[n] = '\0';
+		return buf[0] && host_is_local(buf);
+	}
+	colon = strchr(h, ':');
+	if (colon && !strchr(colon + 1, ':')) {
+		/* exactly one colon: host:port (IPv6 always has two or more) */
+		if (!all_digits(colon + 1))
+			return false;
+		n = (size_t)(colon - h);
+		memcpy(buf, h, n);
+		buf[n] = '\0';
+		return buf[0] && host_is_local(buf);
+	}
+	return host_is_local(h);
+}
+
+bool policy_is_remote(const char *rhost, const char *tty)
+{
+	if (!isempty(rhost))
+		return !host_is_local_with_port(rhost);
+
+	/* No rhost: the tty alone decides only for an X display on another host
+	 * ("host:0", "10.0.0.5:0.0"); ":0" is the local display. Anything else, such as
+	 * /dev/pts/N, is not evidence either way (callers OR in logind's Remote). */
+	if (!isempty(tty) && tty[0] != '/' && tty[0] != ':') {
+		const char *colon = strrchr(tty, ':');
+		char host[256];
+		size_t n;
+
+		if (colon && colon != tty) {
+			const char *disp = colon + 1;
+			const char *dot = strchr(disp, '.');
+			bool display =
+			        dot ? (dot > disp &&
+			                      strspn(disp, "0123456789") == (size_t)(dot - disp) &&
+			                      all_digits(dot + 1))
+			            : all_digits(disp);
+
+			n = (size_t)(colon - tty);
+			if (display && n >= sizeof(host))
+				return true; /* no local name is that long */
+			if (display) {
+				memcpy(host, tty, n);
+				host[n] = '\0';
+				if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
+					host[n - 1] = '\0';
+					return !host_is_local(host + 1);
+				}
+				return !host_is_local(host);
+			}
+		}
+	}
+	return false;
+}
+
+/* ---- explanation ---- */
+
+static int aaguid_list(FILE *f, const uint8_t (*l)[16], size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *b = l[i];
+
+		fprintf(f, "%s%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		        i ? ", " : "", b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
+		        b[10], b[11], b[12], b[13], b[14], b[15]);
+	}
+	return 0;
+}
+
+int policy_decision_explain(const PolicyDecision *d, char **ret)
+{
+	_cleanup_free_ char *buf = NULL;
+	_cleanup_fclose_ FILE *f = NULL;
+	size_t size = 0;
+	static const char *const uv_words[_POLICY_UV_MAX] = {
+	        [POLICY_UV_DISCOURAGED] = "discouraged (a touch is enough)",
+	        [POLICY_UV_PREFERRED] = "preferred (PIN or biometric when the key has one)",
+	        [POLICY_UV_REQUIRED] = "required (PIN or biometric on the key)",
+	};
+	static const char *const removal_words[_POLICY_REMOVAL_MAX] = {
+	        [POLICY_REMOVAL_NONE] = "nothing happens",
+	        [POLICY_REMOVAL_LOCK] = "the session is locked",
+	        [POLICY_REMOVAL_TERMINATE] = "the session is terminated",
+	        [POLICY_REMOVAL_END_ELEVATION] = "the elevated process (sudo, su) is ended",
+	};
+
+	if (!d || !ret || d->require < 0 || d->require >= _POLICY_REQUIRE_MAX)
+		return -EINVAL;
+	f = open_memstream(&buf, &size);
+	if (!f)
+		return -ENOMEM;
+
+	if (d->is_default)
+		fprintf(f, "Rule: default (no rule matched) at %s:%u\n", strna(d->file), d->line);
+	else
+		fprintf(f, "Rule: %s at %s:%u\n", strna(d->rule_name), strna(d->file), d->line);
+	fprintf(f, "Login: %s\n", d->remote ? "remote" : "local");
+
+	switch (d->require) {
+	case POLICY_REQUIRE_NONE:
+		if (d->remote_resolved)
+			fprintf(f, "Decision: not covered for this remote login (on_remote = "
+			           "\"none\"): keyward steps aside and the other PAM modules "
+			           "decide\n");
+		else
+			fprintf(f, "Decision: not covered: keyward steps aside and the other PAM "
+			           "modules decide\n");
+		break;
+	case POLICY_REQUIRE_DENY:
+		fprintf(f, "Decision: refused\n");
+		if (d->reason)
+			fprintf(f, "Reason: %s\n", d->reason);
+		break;
+	case POLICY_REQUIRE_KEY:
+	default:
+		fprintf(f, "Decision: a registered security key is required\n");
+		fprintf(f, "User presence (touch): %s\n",
+		        d->user_presence ? "required" : "NOT required (turned off by the policy)");
+		fprintf(f, "User verification: %s\n",
+		        d->user_verification >= 0 && d->user_verification < _POLICY_UV_MAX
+		                ? uv_words[d->user_verification]
+		                : "?");
+		fprintf(f, "Authenticators: ");
+		if (d->n_aaguid_allow > 0) {
+			fprintf(f, "only AAGUIDs ");
+			aaguid_list(f, d->aaguid_allow, d->n_aaguid_allow);
+		} else
+			fprintf(f, "any model");
+		if (d->n_aaguid_deny > 0) {
+			fprintf(f, "; never AAGUIDs ");
+			aaguid_list(f, d->aaguid_deny, d->n_aaguid_deny);
+		}
+		fprintf(f, "\n");
+		if (d->attestation == POLICY_ATTESTATION_VERIFIED) {
+			fprintf(f, "Attestation: must chain to one of:");
+			for (char *const *a = d->trust_anchors; a && *a; a++)
+				fprintf(f, " %s", *a);
+			fprintf(f, "\n");
+		} else
+			fprintf(f, "Attestation: not checked\n");
+		fprintf(f, "Sign counter: %s\n",
+		        d->counter == POLICY_COUNTER_ALLOW_ZERO
+		                ? "must increase, except that keys always reporting 0 are tolerated"
+		                : "must increase (a rewound counter is refused as a possible "
+		                  "clone)");
+		fprintf(f, "On key removal: %s",
+		        d->removal >= 0 && d->removal < _POLICY_REMOVAL_MAX
+		                ? removal_words[d->removal]
+		                : "?");
+		if (d->removal != POLICY_REMOVAL_NONE) {
+			if (d->grace_ms > 0)
+				fprintf(f, " unless the same key returns within %" PRIu32 " ms",
+				        d->grace_ms);
+			else
+				fprintf(f, " at once");
+		}
+		fprintf(f, "\n");
+		if (d->removal == POLICY_REMOVAL_LOCK)
+			fprintf(f,
+			        "Lock check: the lock must be confirmed within %" PRIu32
+			        " ms, otherwise %s\n",
+			        d->lock_verify_ms,
+			        d->on_lock_failure == POLICY_LOCK_FAILURE_ALERT
+			                ? "an alert is raised"
+			                : "the session is terminated");
+		if (d->lockout_max_failures > 0)
+			fprintf(f,
+			        "Lockout: after %" PRIu32 " failures within %" PRIu32
+			        " s, for %" PRIu32 " s\n",
+			        d->lockout_max_failures, d->lockout_window_s,
+			        d->lockout_unlock_after_s);
+		else
+			fprintf(f, "Lockout: none\n");
+		fprintf(f, "Remote logins: %s\n",
+		        !d->on_remote_set ? "refused (the rule sets no on_remote)"
+		        : d->on_remote == POLICY_ON_REMOTE_NONE
+		                ? "not covered (on_remote = \"none\")"
+		                : "refused (on_remote = \"deny\")");
+		break;
+	}
+	if (fflush(f) != 0 || ferror(f))
+		return -ENOMEM;
+	fclose(TAKE_PTR(f));
+	*ret = TAKE_PTR(buf);
+	return 0;
+}

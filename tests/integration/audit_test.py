@@ -1,0 +1,606 @@
+#!/usr/bin/python3
+"""audit_test.py: integration tests of the audit trail through keywardctl — tampering
+detected at the right line with the right exit code, rotation, crash-torn lines, and the
+compliance report in every format (HTML also rendered in headless chromium).
+
+Usage: audit_test.py --ctl KEYWARDCTL --tool AUDIT-TESTTOOL CASE
+The fixture trail for the report is written here, independently of the C writer (same
+format: compact JSON lines, prev = SHA-256 of the previous line, seal MAC = HMAC-SHA-256
+over the seal line up to ',"mac":'), so the verifier is also checked against a second
+implementation of the format."""
+
+import argparse
+import csv
+import hashlib
+import hmac
+import io
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+
+ZERO = "0" * 64
+
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+class Env:
+    def __init__(self, args):
+        self.ctl = args.ctl
+        self.tool = args.tool
+        self.dir = tempfile.mkdtemp(prefix="keyward-audit-test.")
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def run(self, argv, env=None, check_rc=None):
+        e = dict(os.environ)
+        e.update(env or {})
+        p = subprocess.run(argv, capture_output=True, text=True, env=e, timeout=120)
+        if check_rc is not None and p.returncode != check_rc:
+            fail("%s exited %d, expected %d\nstdout:\n%s\nstderr:\n%s"
+                 % (" ".join(argv), p.returncode, check_rc, p.stdout, p.stderr))
+        return p
+
+    def ctl_run(self, args, **kw):
+        # -c to a missing file is an error; a policy is given only where a case wants it
+        return self.run([self.ctl] + args, **kw)
+
+    def make_trail(self, name="t", count=60, every=8, extra=()):
+        log, key = self.path(name + ".log"), self.path(name + ".key")
+        self.run([self.tool, "append", "--log", log, "--key", key, "--every", str(every),
+                  "--count", str(count)] + list(extra), check_rc=0)
+        return log, key
+
+
+def read_lines(path):
+    with open(path, "rb") as f:
+        return f.read().split(b"\n")[:-1]
+
+
+def write_lines(path, lines):
+    with open(path, "wb") as f:
+        f.write(b"".join(l + b"\n" for l in lines))
+
+
+def expect_tampered(env, args, kind, line, fname=None):
+    p = env.ctl_run(["audit", "verify"] + args)
+    check(p.returncode == 1, "verify exit %d, expected 1 (tampered)\n%s%s" % (p.returncode, p.stdout, p.stderr))
+    m = re.search(r"^(.*):(\d+): TAMPERED \(([\w-]+)\): (.*)$", p.stdout, re.M)
+    check(m is not None, "no TAMPERED line in output:\n" + p.stdout)
+    check(m.group(3) == kind, "detected as %s, expected %s: %s" % (m.group(3), kind, m.group(0)))
+    check(int(m.group(2)) == line, "detected at line %s, expected %d: %s" % (m.group(2), line, m.group(0)))
+    if fname:
+        check(m.group(1).endswith(fname), "detected in %s, expected %s" % (m.group(1), fname))
+    print("ok: %s detected at line %d: %s" % (kind, line, m.group(4)))
+
+
+def expect_intact(env, args):
+    p = env.ctl_run(["audit", "verify"] + args)
+    check(p.returncode == 0 and "INTACT" in p.stdout,
+          "verify exit %d, expected 0 (intact)\n%s%s" % (p.returncode, p.stdout, p.stderr))
+    return p.stdout
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def rechain(lines, start):
+    """What an attacker without the seal key can do: recompute seq and prev from START on."""
+    prev_seq = json.loads(lines[start - 1])["seq"]
+    for i in range(start, len(lines)):
+        lines[i] = re.sub(rb'"seq":\d+', b'"seq":%d' % (prev_seq + 1), lines[i], count=1)
+        lines[i] = re.sub(rb'"prev":"[0-9a-f]{64}"', ('"prev":"%s"' % sha(lines[i - 1])).encode(), lines[i])
+        prev_seq += 1
+    return lines
+
+
+# Layout of make_trail(count=60, every=8): line 1 file header, 2 open seal, 3-10 records,
+# 11 seal, 12-19 records, 20 seal, 21-28, 29 seal, ... last line the stop seal.
+
+def case_intact(env):
+    log, key = env.make_trail()
+    out = expect_intact(env, ["--key", key, "--strict", log])
+    # header + open seal + 60 records + 7 interval seals + stop seal
+    check("records:        70 (seq 1..70)" in out and "seals:          9 verified" in out,
+          "unexpected counts:\n" + out)
+    # chain-only mode says so
+    p = env.ctl_run(["audit", "verify", "--no-key", log], check_rc=0)
+    check("seals not verified" in p.stdout, p.stdout)
+
+
+def case_edit(env):
+    log, key = env.make_trail()
+    lines = read_lines(log)
+    check(b'"user":"alice"' in lines[14], "fixture: line 15 is not a record")
+    lines[14] = lines[14].replace(b'"user":"alice"', b'"user":"mallo"')
+    write_lines(log, lines)
+    expect_tampered(env, ["--key", key, log], "edited", 15)
+
+
+def case_delete(env):
+    log, key = env.make_trail()
+    lines = read_lines(log)
+    del lines[14]
+    write_lines(log, lines)
+    expect_tampered(env, ["--key", key, log], "deleted", 15)
+
+
+def case_swap(env):
+    log, key = env.make_trail()
+    lines = read_lines(log)
+    lines[14], lines[15] = lines[15], lines[14]
+    write_lines(log, lines)
+    expect_tampered(env, ["--key", key, log], "reordered", 15)
+
+
+def case_truncate(env):
+    log, key = env.make_trail()
+    lines = read_lines(log)
+    n = len(lines)
+    # cut inside the last line
+    with open(log, "r+b") as f:
+        f.truncate(os.path.getsize(log) - 20)
+    expect_tampered(env, ["--key", key, log], "truncated", n)
+    # cut at a line boundary after the last seal: --strict says so ...
+    write_lines(log, lines[:n - 3])
+    expect_tampered(env, ["--key", key, "--strict", log], "truncated", n - 3)
+    # ... and without --strict the unsealed tail is reported, as documented
+    p = env.ctl_run(["audit", "verify", "--key", key, log], check_rc=0)
+    check("unsealed tail:  2 record(s)" in p.stdout, p.stdout)
+
+
+def case_recompute(env):
+    log, key = env.make_trail()
+    lines = read_lines(log)
+    check(b'"tty":"pts/0"' in lines[14], "fixture: line 15 is not a record")
+    lines[14] = lines[14].replace(b'"tty":"pts/0"', b'"tty":"pts/9"')
+    write_lines(log, rechain(lines, 15))
+    # The chain is consistent again; the next seal (line 20) cannot be forged.
+    expect_tampered(env, ["--key", key, log], "forged-seal", 20)
+    # Without the key the rewrite is invisible: that is why verify needs it.
+    env.ctl_run(["audit", "verify", "--no-key", log], check_rc=0)
+
+
+def case_drop_seals(env):
+    log, key = env.make_trail()
+    lines = read_lines(log)
+    lines[14] = lines[14].replace(b'"user":"alice"', b'"user":"mallo"')
+    kept = lines[:15] + [l for l in lines[15:] if b'"event":"seal"' not in l]
+    write_lines(log, rechain(kept, 15))
+    # 8 records after the seal at line 11 are allowed; the 9th (line 20) is one too many.
+    expect_tampered(env, ["--key", key, log], "missing-seal", 20)
+
+
+def case_forged_seal(env):
+    log, key = env.make_trail()
+    lines = read_lines(log)
+    check(b'"event":"seal"' in lines[19], "fixture: line 20 is not a seal")
+    mac = re.search(rb'"mac":"([0-9a-f]{64})"', lines[19]).group(1)
+    lines[19] = lines[19].replace(mac, (b"0" if mac[:1] != b"0" else b"1") + mac[1:])
+    write_lines(log, lines)
+    expect_tampered(env, ["--key", key, log], "forged-seal", 20)
+
+
+def case_rewrite(env):
+    """Rewriting the whole trail from the start with a key of one's own."""
+    log, key = env.make_trail()
+    fake_log, fake_key = env.make_trail("fake", count=60)
+    shutil.copy(fake_log, log)
+    expect_tampered(env, ["--key", key, log], "wrong-key", 2)
+
+
+def case_exit_codes(env):
+    log, key = env.make_trail()
+    env.ctl_run(["audit", "verify", "--bogus"], check_rc=2)
+    env.ctl_run(["audit", "verify", "--key", key, "--no-key", log], check_rc=2)
+    env.ctl_run(["audit", "frobnicate"], check_rc=2)
+    env.ctl_run(["audit", "verify", "--key", key, env.path("missing.log")], check_rc=3)
+    env.ctl_run(["audit", "verify", "--key", env.path("missing.key"), log], check_rc=3)
+    os.chmod(key, 0o644)
+    p = env.ctl_run(["audit", "verify", "--key", key, log], check_rc=3)
+    check("world-readable" in p.stderr or "group-readable" in p.stderr, p.stderr)
+    os.chmod(key, 0o600)
+    env.ctl_run(["audit", "verify", "--key", key, log], check_rc=0)
+
+
+def case_rotation(env):
+    log, key = env.make_trail(count=200, every=16, extra=["--rotate", "4096"])
+    rotated = sorted(f for f in os.listdir(env.dir) if re.match(r"t\.log\.\d{6}$", f))
+    check(len(rotated) >= 3, "expected several rotated files, got %s" % rotated)
+    files = [env.path(f) for f in rotated] + [log]
+    out = expect_intact(env, ["--key", key, "--strict"] + files)
+    check("files:          %d (chain starts at the genesis file)" % len(files) in out, out)
+    # the default file list (policy's audit_log and its rotated files)
+    conf = env.path("keyward.conf")
+    with open(conf, "w") as f:
+        f.write('settings = { audit_log = "%s"; state_dir = "%s"; };\nrules = ();\n'
+                'default = { require = "none"; };\n' % (log, env.dir))
+    shutil.copy(key, env.path("audit-seal.key"))
+    os.chmod(env.path("audit-seal.key"), 0o600)
+    p = env.ctl_run(["-c", conf, "audit", "verify", "--strict"], check_rc=0)
+    check("files:          %d" % len(files) in p.stdout, p.stdout)
+    # a missing middle file, files out of order, an edit in an older file
+    expect_tampered(env, ["--key", key] + files[:1] + files[2:], "file-gap", 1, os.path.basename(files[2]))
+    expect_tampered(env, ["--key", key] + [files[1], files[0]] + files[2:], "file-gap", 1, os.path.basename(files[0]))
+    lines = read_lines(files[1])
+    i = next(i for i, l in enumerate(lines) if b'"event":"auth"' in l)
+    lines[i] = lines[i].replace(b'"service":"sudo"', b'"service":"suda"')
+    write_lines(files[1], lines)
+    expect_tampered(env, ["--key", key] + files, "edited", i + 1, os.path.basename(files[1]))
+    # a rotated file whose closing seal was cut
+    lines[i] = lines[i].replace(b'"service":"suda"', b'"service":"sudo"')
+    write_lines(files[1], lines[:-1])
+    expect_tampered(env, ["--key", key] + files, "truncated", len(lines) - 1, os.path.basename(files[1]))
+
+
+def case_torn(env):
+    log, key = env.path("t.log"), env.path("t.key")
+    env.run([env.tool, "append", "--log", log, "--key", key, "--count", "10", "--crash"], check_rc=0)
+    n = len(read_lines(log))
+    with open(log, "ab") as f:
+        f.write(b'{"seq":99,"time":"2026-11-27T07:00:00.000Z","host":"x","event":"au')
+    expect_tampered(env, ["--key", key, log], "truncated", n + 1)
+    p = env.run([env.tool, "append", "--log", log, "--key", key, "--count", "5"], check_rc=0)
+    check(p.stdout.strip() == "torn", "the reopen did not report the torn line: %r" % p.stdout)
+    out = expect_intact(env, ["--key", key, "--strict", log])
+    check("torn lines:     1" in out, out)
+    lines = read_lines(log)
+    tt = json.loads(lines[n + 1])
+    check(tt["event"] == "torn-tail" and tt["prev"] == sha(lines[n - 1]),
+          "the torn-tail record must chain from the last good record: %s" % tt)
+    check(json.loads(lines[n + 2])["event"] == "seal", "the reopen is sealed")
+    # a torn-tail that does not describe the damaged line is rejected
+    lines[n] = lines[n].replace(b"au", b"xx")
+    write_lines(log, lines)
+    expect_tampered(env, ["--key", key, log], "malformed", n + 1)
+
+
+# ---------------------------------------------------------------- report fixture
+
+FIXTURE = [
+    # (time, event, result, fields)
+    ("2026-10-01T10:00:00.000Z", "auth", "success", {"user": "carol", "service": "sudo"}),  # before --since
+    ("2026-11-20T08:00:00.000Z", "policy-load", "success", {"detail": "sha256:aa11"}),
+    ("2026-11-20T08:05:00.000Z", "enroll", "success", {"user": "alice", "cred_label": "yk-a"}),
+    ("2026-11-20T08:06:00.000Z", "enroll", "success", {"user": "alice", "cred_label": "yk-b"}),
+    ("2026-11-20T09:00:00.000Z", "auth", "success", {"user": "alice", "service": "sudo"}),
+    ("2026-11-20T09:10:00.000Z", "auth", "failure", {"user": "alice", "service": "sudo", "reason": "no-touch"}),
+    ("2026-11-20T09:11:00.000Z", "auth", "success", {"user": "alice", "service": "sudo"}),
+    ("2026-11-20T12:00:00.000Z", "auth", "failure", {"user": "bob", "service": "su", "reason": "wrong-pin"}),
+    ("2026-11-20T12:01:00.000Z", "auth", "failure", {"user": "bob", "service": "su", "reason": "wrong-pin"}),
+    ("2026-11-20T12:02:00.000Z", "auth", "failure", {"user": "bob", "service": "su", "reason": "wrong-pin"}),
+    ("2026-11-20T12:02:01.000Z", "lockout", "info", {"user": "bob", "reason": "max-failures", "detail": "3 in 900 s"}),
+    ("2026-11-21T07:30:00.000Z", "auth", "success", {"user": "alice", "service": "sshd", "rhost": "192.0.2.7"}),
+    ("2026-11-21T07:31:00.000Z", "auth", "failure", {"user": "alice", "service": "sudo", "reason": "no-touch"}),
+    ("2026-11-21T08:00:00.000Z", "auth", "success", {"user": "alice", "service": "sudo"}),
+    ("2026-11-21T08:00:01.000Z", "session-bind", "success", {"user": "alice", "session": "pid:4242"}),
+    ("2026-11-21T08:20:00.000Z", "key-removed", "info", {"device": "/sys/devices/x/hidraw0"}),
+    ("2026-11-21T08:20:00.100Z", "action", "success", {"user": "alice", "action": "lock", "session": "3"}),
+    ("2026-11-21T08:20:00.900Z", "lock-verified", "success", {"user": "alice", "action": "lock", "session": "3"}),
+    ("2026-11-21T09:00:00.000Z", "key-removed", "info", {"device": "/sys/devices/x/hidraw1"}),
+    ("2026-11-21T09:00:00.100Z", "action", "success", {"user": "alice", "action": "lock", "session": "5"}),
+    ("2026-11-21T09:00:02.100Z", "lock-escalated", "failure", {"user": "alice", "action": "lock", "session": "5"}),
+    ("2026-11-21T10:00:00.000Z", "key-removed", "info", {"device": "/sys/devices/x/hidraw2"}),
+    ("2026-11-21T10:00:00.100Z", "action", "success", {"user": "bob", "action": "end-elevation", "session": "pid:77"}),
+    ("2026-11-21T10:00:01.000Z", "grace-cancelled", "success", {"user": "bob", "action": "end-elevation"}),
+    ("2026-11-22T06:00:00.000Z", "clone-alert", "failure", {"user": "alice", "cred_label": "yk-b", "reason": "counter-not-increased", "detail": "counter 17 <= 41"}),
+    ("2026-11-22T06:30:00.000Z", "revoke", "success", {"user": "alice", "cred_label": "yk-b"}),
+    ("2026-11-22T07:00:00.000Z", "policy-load", "failure", {"reason": "parse-error", "detail": "keyward.conf:12: <script>alert(1)</script>"}),
+    ("2026-11-22T07:05:00.000Z", "auth", "success", {"user": "alice", "service": "sudo"}),
+    ("2026-11-22T07:06:00.000Z", "auth", "success", {"user": "bob", "service": "su"}),
+    # an attacker-chosen user name with a terminal escape: reported, never emitted raw
+    ("2026-11-22T07:10:00.000Z", "auth", "failure", {"user": "eve\u001b[2J", "service": "sudo", "reason": "no-touch"}),
+]
+# What the report must say for --since 2026-11-01 --until 2026-12-01:
+EXPECT_AUTH = {("alice", "sudo"): (4, 2, {"no-touch": 2}), ("alice", "sshd"): (1, 0, {}),
+               ("bob", "su"): (1, 3, {"wrong-pin": 3}), ("eve?[2J", "sudo"): (0, 1, {"no-touch": 1})}
+EXPECT_ACTIONS = {"lock": {"issued": 2, "lock_verified": 1, "escalated": 1, "failed": 0, "grace_cancelled": 0},
+                  "end-elevation": {"issued": 1, "lock_verified": 0, "escalated": 0, "failed": 0, "grace_cancelled": 1}}
+
+
+def write_fixture_trail(path, key, every=8):
+    lines, unsealed, seq = [], 0, 0
+    key_id = hashlib.sha256(b"keyward-audit-seal-key-id-v1" + key).hexdigest()[:16]
+
+    def add(obj, seal=False):
+        nonlocal seq, unsealed
+        seq += 1
+        rec = {"seq": seq}
+        rec.update(obj)
+        if seal:
+            rec.update({"every": every, "key_id": key_id})
+        rec["prev"] = sha(lines[-1]) if lines else ZERO
+        text = json.dumps(rec, separators=(",", ":"), ensure_ascii=False).encode()
+        if seal:
+            mac = hmac.new(key, text[:-1], hashlib.sha256).hexdigest()
+            text = text[:-1] + (',"mac":"%s"}' % mac).encode()
+        lines.append(text)
+        unsealed = 0 if seal else unsealed + 1
+
+    t0 = FIXTURE[0][0]
+    add({"time": t0, "host": "fixture", "event": "rotate", "result": "info", "reason": "genesis", "file_seq": 1})
+    add({"time": t0, "host": "fixture", "event": "seal", "result": "info", "reason": "open"}, seal=True)
+    for t, ev, res, fields in FIXTURE:
+        rec = {"time": t, "host": "fixture", "event": ev, "result": res}
+        rec.update(fields)
+        add(rec)
+        if unsealed >= every:
+            add({"time": t, "host": "fixture", "event": "seal", "result": "info", "reason": "interval"}, seal=True)
+    add({"time": FIXTURE[-1][0], "host": "fixture", "event": "seal", "result": "info", "reason": "stop"}, seal=True)
+    write_lines(path, lines)
+
+
+def report_setup(env):
+    key = os.urandom(32)
+    keyfile, log = env.path("fixture.key"), env.path("fixture.log")
+    with open(keyfile, "wb") as f:
+        f.write(key)
+    os.chmod(keyfile, 0o600)
+    write_fixture_trail(log, key)
+    # accounts: alice and bob in "wheel" (covered for sudo/su), carol and dave not
+    passwd, group = env.path("passwd"), env.path("group")
+    with open(passwd, "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n"
+                "bob:x:1001:1001::/home/bob:/bin/sh\ncarol:x:1002:1002::/home/carol:/bin/sh\n"
+                "dave:x:1003:1003::/home/dave:/bin/sh\n")
+    with open(group, "w") as f:
+        f.write("root:x:0:\nwheel:x:10:alice,bob\nalice:x:1000:\nbob:x:1001:\ncarol:x:1002:\ndave:x:1003:\n")
+    creds = env.path("credentials")
+    env.run([env.tool, "creds", creds, "alice", "2"], check_rc=0)
+    env.run([env.tool, "creds", creds, "dave", "1"], check_rc=0)
+    conf = env.path("keyward.conf")
+    with open(conf, "w") as f:
+        f.write('settings = { credentials_dir = "%s"; state_dir = "%s"; audit_log = "%s"; };\n'
+                'rules = (\n  { name = "admins"; match = { groups = ["wheel"]; services = ["sudo", "su"]; };\n'
+                '    require = "key"; }\n);\ndefault = { require = "none"; };\n' % (creds, env.dir, log))
+    nss = {"LD_PRELOAD": "libnss_wrapper.so", "NSS_WRAPPER_PASSWD": passwd, "NSS_WRAPPER_GROUP": group,
+           "NSS_WRAPPER_DISABLE_DEEPBIND": "1",
+           # under KEYWARD_SANITIZE the preload comes before ASan's runtime: allow it
+           "ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))}
+    return conf, log, keyfile, nss
+
+
+def run_report(env, fmt, extra=()):
+    conf, log, keyfile, nss = report_setup(env) if not hasattr(env, "rep") else env.rep
+    env.rep = (conf, log, keyfile, nss)
+    out = env.path("report." + fmt)
+    env.ctl_run(["-c", conf, "report", "--since", "2026-11-01", "--until", "2026-12-01", "--format", fmt,
+                 "-o", out, "--key", keyfile] + list(extra), env=nss, check_rc=0)
+    with open(out, encoding="utf-8") as f:
+        return f.read()
+
+
+def case_report_json(env):
+    r = json.loads(run_report(env, "json"))
+    auth = {(a["user"], a["service"]): (a["success"], a["failure"], a["failure_reasons"])
+            for a in r["authentications"]["by_user_service"]}
+    check(auth == EXPECT_AUTH, "authentications: %s" % auth)
+    check(r["authentications"]["success"] == 6 and r["authentications"]["failure"] == 6, str(r["authentications"]))
+    check(sum(b["success"] for b in r["authentications"]["timeline"]["buckets"]) == 6, "timeline successes")
+    check(sum(b["failure"] for b in r["authentications"]["timeline"]["buckets"]) == 6, "timeline failures")
+    acts = {a["action"]: {k: a[k] for k in EXPECT_ACTIONS["lock"]} for a in r["removals"]["actions"]}
+    check(acts == EXPECT_ACTIONS, "actions: %s" % acts)
+    check(r["removals"]["key_removed"] == 3, "removals")
+    check(len(r["clone_alerts"]) == 1 and r["clone_alerts"][0]["credential"] == "yk-b", str(r["clone_alerts"]))
+    check(len(r["lockouts"]) == 1 and r["lockouts"][0]["user"] == "bob", str(r["lockouts"]))
+    check([p["result"] for p in r["policy_changes"]] == ["success", "failure"], str(r["policy_changes"]))
+    check(len(r["key_management"]) == 3, str(r["key_management"]))
+    cov = [(a["status"], a["user"], a["keys"]) for a in r["coverage"]["accounts"]]
+    check(cov == [("gap", "bob", 0), ("enrolled-not-covered", "dave", 1), ("ok", "alice", 2)], "coverage: %s" % cov)
+    check(r["coverage"]["gaps"] == 1, "gaps")
+    check(r["trail"]["status"] == "intact" and r["trail"]["seals_verified"] is True, str(r["trail"]))
+    check(r["trail"]["records"] == len(read_lines(env.rep[1])), "trail records")
+    check([s["id"] for s in r["sections"]][0] == "coverage", "coverage gaps come first")
+    check(all(s["controls"] for s in r["sections"]), "every section names its controls")
+
+
+def case_report_csv(env):
+    text = run_report(env, "csv")
+    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    auth = {(r[1], r[2]): (int(r[3]), int(r[4])) for r in rows if r[0] == "authentications"}
+    check(auth == {k: v[:2] for k, v in EXPECT_AUTH.items()}, "csv auth: %s" % auth)
+    acts = {r[1]: [int(x) for x in r[2:7]] for r in rows if r[0] == "removals"}
+    check(acts == {"lock": [2, 1, 1, 0, 0], "end-elevation": [1, 0, 0, 0, 1]}, "csv actions: %s" % acts)
+    cov = [(r[3], r[1], r[4]) for r in rows if r[0] == "coverage"]
+    check(cov == [("gap", "bob", "0"), ("enrolled-not-covered", "dave", "1"), ("ok", "alice", "2")], "csv coverage %s" % cov)
+    check(sum(1 for r in rows if r[0] == "clone_alerts") == 1, "csv clone alerts")
+    check(sum(1 for r in rows if r[0] == "lockouts") == 1, "csv lockouts")
+    check(sum(1 for r in rows if r[0] == "policy_changes") == 2, "csv policy changes")
+    trail = [r for r in rows if r[0] == "trail"]
+    check(len(trail) == 1 and trail[0][1] == "intact" and trail[0][5] == "yes", "csv trail %s" % trail)
+
+
+def case_report_text(env):
+    text = run_report(env, "text")
+    check("\x1b" not in text, "raw escape character in the text report")
+    for pat in [r"Total: 6 successful, 6 failed\.",
+                r"alice\s+sudo\s+4\s+2\s+no-touch=2", r"alice\s+sshd\s+1\s+0\s+-", r"bob\s+su\s+1\s+3\s+wrong-pin=3",
+                r"lock\s+2\s+1\s+1\s+0\s+0", r"end-elevation\s+1\s+0\s+0\s+0\s+1",
+                r"Key removals: 3;", r"1 account\(s\) need a key|2 account\(s\) need a key",
+                r"gap\s+bob\s+0", r"ok\s+alice\s+2", r"enrolled-not-covered\s+dave\s+1",
+                r"Trail:\s+INTACT: \d+ records in 1 file\(s\), \d+ seals verified",
+                r"Evidence for: NIST SP 800-53 AC-11", r"Evidence for: NIST SP 800-53 AU-9"]:
+        check(re.search(pat, text), "text report lacks /%s/:\n%s" % (pat, text))
+    check(text.index("Privileged accounts") < text.index("Authentications per user"), "coverage first")
+    check("carol" not in text.split("Authentications per user")[1].split("Key removals")[0], "--since filter")
+    # the trail named with --audit (options after it still parsed); no --since: carol counts
+    conf, log, keyfile, nss = env.rep
+    p = env.ctl_run(["-c", conf, "report", "--format", "json", "--audit", log, "--key", keyfile], env=nss,
+                    check_rc=0)
+    a = json.loads(p.stdout)["authentications"]
+    check(a["success"] == 7 and a["failure"] == 6, "--audit report: %s" % a)
+    env.ctl_run(["-c", conf, "report", log], env=nss, check_rc=2)
+    env.ctl_run(["-c", conf, "report", "--format", "pdf"], env=nss, check_rc=2)
+
+
+def case_show(env):
+    key = os.urandom(32)
+    log = env.path("fixture.log")
+    write_fixture_trail(log, key)
+    p = env.ctl_run(["audit", "show", "--user", "bob", "--event", "auth", log], check_rc=0)
+    rows = [l for l in p.stdout.splitlines() if re.match(r"^\d{4}-\d\d-\d\d ", l)]
+    check(len(rows) == 4 and all(" bob " in r and " auth " in r for r in rows), p.stdout)
+    check("4 record(s) shown." in p.stdout, p.stdout)
+    p = env.ctl_run(["audit", "show", "--event", "auth", "--since", "2026-11-21", "--until", "2026-11-22", log],
+                    check_rc=0)
+    check("3 record(s) shown." in p.stdout, p.stdout)
+    p = env.ctl_run(["audit", "show", "--json", "--event", "policy-load", log], check_rc=0)
+    objs = [json.loads(l) for l in p.stdout.splitlines()]
+    check(len(objs) == 2 and objs[1]["detail"] == "keyward.conf:12: <script>alert(1)</script>", str(objs))
+    check(objs[1]["result"] == "failure" and objs[1]["line"] > 0, str(objs))
+    p = env.ctl_run(["audit", "show", "--result", "failure", "--event", "auth", log], check_rc=0)
+    check("6 record(s) shown." in p.stdout and "\x1b" not in p.stdout, p.stdout)
+    p = env.ctl_run(["audit", "show", "--json", "--user", "eve\x1b[2J", log], check_rc=0)
+    check(json.loads(p.stdout)["user"] == "eve\x1b[2J" and "\x1b" not in p.stdout, p.stdout)
+    env.ctl_run(["audit", "show", "--event", "nope", log], check_rc=2)
+    env.ctl_run(["audit", "show", "--since", "yesterday", log], check_rc=2)
+    env.ctl_run(["audit", "show", env.path("missing.log")], check_rc=3)
+
+
+def html_counts(html):
+    bars_s = len(re.findall(r'class="bar-success"', html))
+    bars_f = len(re.findall(r'class="bar-failure"', html))
+    return bars_s, bars_f
+
+
+def case_report_html(env):
+    html = run_report(env, "html")
+    check(html.startswith("<!DOCTYPE html>"), "doctype")
+    check(not re.search(r"<script|src=\"http|href=\"http|<link", html), "self-contained, no script")
+    check("&lt;script&gt;alert(1)&lt;/script&gt;" in html, "escaping of trail content")
+    check("@media print" in html, "print CSS")
+    check(html.count("<svg") == 2, "two inline SVG charts")
+    s, f = html_counts(html)
+    # fixture: successes and failures on 11-20, 11-21, 11-22 (daily buckets)
+    check((s, f) == (3, 3), "bars: %d success, %d failure" % (s, f))
+    check("\x1b" not in html, "raw escape character in the HTML report")
+    for n in ["IA-2(1)", "AC-11", "AU-9", "AU-10"]:
+        check(n in html, "control %s named" % n)
+    check(re.search(r"<tr class=\"gap\"><td>gap</td><td>bob</td>", html), "gap row first")
+
+
+def png_pixels(path):
+    """Decodes an 8-bit RGB/RGBA non-interlaced PNG with zlib (no PIL needed)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    check(data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG")
+    pos, idat, w = 8, b"", None
+    while pos < len(data):
+        n, typ = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if typ == b"IHDR":
+            w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            check(depth == 8 and ctype in (2, 6) and interlace == 0, "PNG format %d/%d/%d" % (depth, ctype, interlace))
+            bpp = 3 if ctype == 2 else 4
+        elif typ == b"IDAT":
+            idat += body
+        pos += 12 + n
+    raw = zlib.decompress(idat)
+    stride = w * bpp
+    rows, prev = [], bytearray(stride)
+    i = 0
+    for _ in range(h):
+        ft, line = raw[i], bytearray(raw[i + 1:i + 1 + stride])
+        i += 1 + stride
+        for x in range(stride):
+            a = line[x - bpp] if x >= bpp else 0
+            b = prev[x]
+            c = prev[x - bpp] if x >= bpp else 0
+            if ft == 1:
+                line[x] = (line[x] + a) & 255
+            elif ft == 2:
+                line[x] = (line[x] + b) & 255
+            elif ft == 3:
+                line[x] = (line[x] + (a + b) // 2) & 255
+            elif ft == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return w, h, bpp, rows
+
+
+def colour_columns(w, h, bpp, rows, rgb):
+    """Pixel count of RGB and the number of separate column runs (bars side by side)."""
+    cols, count = set(), 0
+    for y in range(h):
+        r = rows[y]
+        for x in range(w):
+            if r[x * bpp] == rgb[0] and r[x * bpp + 1] == rgb[1] and r[x * bpp + 2] == rgb[2]:
+                count += 1
+                cols.add(x)
+    runs, last = 0, -2
+    for x in sorted(cols):
+        if x != last + 1:
+            runs += 1
+        last = x
+    return count, runs
+
+
+def case_report_render(env):
+    run_report(env, "html")
+    html = env.path("report.html")
+    chromium = shutil.which("chromium")
+    check(chromium is not None, "chromium is not installed (scripts/deps)")
+    shot = env.path("report.png")
+    profile = tempfile.mkdtemp(prefix="chromium.", dir=env.dir)
+    p = env.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--user-data-dir=" + profile, "--hide-scrollbars", "--screenshot=" + shot,
+                 "--window-size=1000,2000", "file://" + html])
+    check(os.path.exists(shot), "chromium wrote no screenshot (rc %d): %s" % (p.returncode, p.stderr[-2000:]))
+    keep = os.environ.get("KEYWARD_KEEP_SCREENSHOT")
+    if keep:
+        shutil.copy(shot, keep)
+    w, h, bpp, rows = png_pixels(shot)
+    succ = colour_columns(w, h, bpp, rows, (0x1f, 0x9e, 0x5a))
+    fail_ = colour_columns(w, h, bpp, rows, (0xe0, 0x45, 0x2b))
+    issued = colour_columns(w, h, bpp, rows, (0x3a, 0x6f, 0xd8))
+    esc = colour_columns(w, h, bpp, rows, (0xe8, 0xa3, 0x17))
+    print("pixels: success %s failure %s issued %s escalated %s" % (succ, fail_, issued, esc))
+    # success colour: 3 timeline bars + legend swatch + lock-verified bar + its legend swatch
+    check(succ[0] > 500, "success bars not rendered")
+    check(fail_[0] > 200, "failure bars not rendered")
+    check(issued[0] > 200 and esc[0] > 100, "outcome bars not rendered")
+    # the timeline's bars are separate columns: at least 3 runs of the success colour
+    check(succ[1] >= 3, "expected >= 3 separate success bars, got %d" % succ[1])
+
+
+CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ctl", required=True)
+    ap.add_argument("--tool", required=True)
+    ap.add_argument("case", choices=sorted(CASES))
+    args = ap.parse_args()
+    env = Env(args)
+    try:
+        CASES[args.case](env)
+    finally:
+        env.cleanup()
+    print("PASS: " + args.case)
+
+
+if __name__ == "__main__":
+    main()

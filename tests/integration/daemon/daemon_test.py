@@ -1,0 +1,728 @@
+#!/usr/bin/python3
+"""daemon_test.py: keywardd on the emulated-key bench, one case per run.
+
+    daemon_test.py --build-dir B --source-dir S CASE
+
+re-executes itself under `keyward-testbed` (emulated keys + a private system bus that
+loads dist/org.keyward.Keyward1.conf), starts keywardd from the build dir with a
+temporary policy and paths, drives it with keywardctl and D-Bus calls (dbus-python, for
+the pin_fd), and asserts on replies, files, the daemon's log and the audit trail.
+Needs Debian's /usr/bin/python3 (dbus). Never skips: a missing tool fails.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+AAGUID = "6b657977-6172-6420-7465-737430303031"
+OTHER_AAGUID = "6b657977-6172-6420-7465-737430303032"
+PIN = "4711"
+BUS_NAME = "org.keyward.Keyward1"
+BUS_PATH = "/org/keyward/Keyward1"
+IFACE = "org.keyward.Keyward1.Manager"
+
+# case -> testbed options
+CASES = {
+    "check": [],
+    "enroll": [],
+    "enroll-aaguid-refused": [],
+    "enroll-attestation-verified": [],
+    "enroll-attestation-other-ca": [],
+    "enroll-pin-required": ["--pin", PIN],
+    "auth-ok": [],
+    "auth-pin-ok": ["--pin", PIN],
+    "auth-wrong-pin": ["--pin", PIN],
+    "auth-no-touch": [],
+    "auth-touch-denied": [],
+    "auth-clone": [],
+    "auth-counter-zero": [],
+    "auth-two-keys": ["--keys", "2"],
+    "auth-no-key": [],
+    "auth-cancel": [],
+    "auth-lockout": ["--pin", PIN],
+    "non-root": [],
+    "unsafe-creds": [],
+    "revoke": [],
+    "sighup": [],
+    "import-pamu2fcfg": [],
+    "bind-session": [],
+    "introspection": [],
+}
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+class Env:
+    def __init__(self, args):
+        self.args = args
+        self.build = os.path.abspath(args.build_dir)
+        self.src = os.path.abspath(args.source_dir)
+        self.keywardd = os.path.join(self.build, "daemon", "keywardd")
+        self.keywardctl = os.path.join(self.build, "tools", "keywardctl")
+        self.testbed = os.path.join(self.build, "tests", "keyward-testbed")
+        self.tmp = tempfile.mkdtemp(prefix="keyward-daemon-test-")
+        os.chmod(self.tmp, 0o755)
+        self.creds = os.path.join(self.tmp, "creds")
+        self.state = os.path.join(self.tmp, "state")
+        self.audit = os.path.join(self.tmp, "log", "audit.log")
+        self.conf = os.path.join(self.tmp, "keyward.conf")
+        os.mkdir(self.creds, 0o755)
+        self.daemon = None
+        self.daemon_log = os.path.join(self.tmp, "keywardd.log")
+        self._bus = None
+
+    # --- policy and daemon ---
+    def write_policy(self, rule_extra="", settings_extra="", path=None):
+        text = f"""
+settings = {{
+	rp_id = "pam://keyward";
+	timeout = 2000;
+	credentials_dir = "{self.creds}";
+	state_dir = "{self.state}";
+	runtime_dir = "{self.tmp}/run";
+	audit_log = "{self.audit}";
+	{settings_extra}
+}};
+rules = (
+	{{
+		name = "root-sudo";
+		match = {{ users = ["root", "nobody"]; services = ["sudo"]; }};
+		require = "key";
+		{rule_extra}
+	}},
+	{{
+		name = "ssh-deny";
+		match = {{ users = ["root"]; services = ["sshd"]; }};
+		require = "deny";
+		reason = "no passwords over ssh";
+	}}
+);
+default = {{ require = "none"; }};
+"""
+        path = path or self.conf
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+
+    def start(self):
+        out = open(self.daemon_log, "a")
+        self.daemon = subprocess.Popen([self.keywardd, "-v", "-c", self.conf], stdout=out, stderr=out)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.daemon.poll() is not None:
+                raise Fail("keywardd exited at start:\n" + self.log_text())
+            if self.bus().name_has_owner(BUS_NAME):
+                return
+            time.sleep(0.05)
+        raise Fail("keywardd did not take its bus name:\n" + self.log_text())
+
+    def stop(self):
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(10)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+                raise Fail("keywardd did not stop on SIGTERM")
+            check(self.daemon.returncode == 0, f"keywardd exit code {self.daemon.returncode}")
+
+    def log_text(self):
+        with open(self.daemon_log) as f:
+            return f.read()
+
+    def audit_records(self):
+        if not os.path.exists(self.audit):
+            return []
+        with open(self.audit) as f:
+            return [json.loads(l) for l in f if l.strip()]
+
+    def audit_find(self, **kw):
+        return [r for r in self.audit_records() if all(r.get(k) == v for k, v in kw.items())]
+
+    # --- clients ---
+    def ctl(self, *args, stdin=None, expect=0, env_extra=None):
+        r = subprocess.run([self.keywardctl, *args], input=stdin, capture_output=True, text=True, timeout=60)
+        log(f"$ keywardctl {' '.join(args)} -> {r.returncode}\n{r.stdout}{r.stderr}")
+        if expect is not None:
+            check(r.returncode == expect, f"keywardctl {args[0]}: exit {r.returncode}, expected {expect}: {r.stderr}")
+        return r
+
+    def bed(self, *args):
+        r = subprocess.run([self.testbed, "ctl", "-", *args], capture_output=True, text=True, timeout=20)
+        check(r.returncode == 0, f"testbed ctl {args}: {r.stderr}")
+        return r.stdout
+
+    def bus(self):
+        import dbus
+        if self._bus is None:
+            self._bus = dbus.SystemBus()
+        return self._bus
+
+    def manager(self):
+        import dbus
+        return dbus.Interface(self.bus().get_object(BUS_NAME, BUS_PATH), IFACE)
+
+    def authenticate(self, user="root", service="sudo", pin=None, tty="", rhost="", timeout=30):
+        import dbus
+        rfd, wfd = os.pipe()
+        if pin is not None:
+            os.write(wfd, pin.encode())
+        os.close(wfd)
+        try:
+            t0 = time.monotonic()
+            reply = self.manager().Authenticate(user, service, tty, rhost, dbus.types.UnixFd(rfd),
+                                                dbus.Dictionary({}, signature="sv"), timeout=timeout)
+            dt = time.monotonic() - t0
+        finally:
+            os.close(rfd)
+        granted, reason, message, token, cred, device = [str(x) if i else bool(x) for i, x in enumerate(reply)]
+        log(f"Authenticate({user},{service}) -> granted={granted} reason={reason} message={message!r} "
+            f"token={'<%d chars>' % len(token)} cred={cred} device={device} ({dt:.2f}s)")
+        return dict(granted=granted, reason=reason, message=message, token=token, cred=cred, device=device, secs=dt)
+
+    def enroll(self, *extra, pin=None, expect=0):
+        args = ["enroll", "root", *extra]
+        if pin is not None:
+            args.append("--pin-stdin")
+        return self.ctl(*args, stdin=(pin + "\n") if pin is not None else None, expect=expect)
+
+    def cleanup(self):
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# --- cases --------------------------------------------------------------------------
+
+def case_check(e):
+    e.write_policy()
+    e.start()
+    m = e.manager()
+    r = m.Check("root", "sudo", "", "")
+    check(str(r[0]) == "key" and str(r[1]) == "preferred" and bool(r[2]) is True and int(r[3]) == 2000, f"Check: {r}")
+    check(str(r[4]).endswith("keyward.conf:12") and int(r[6]) == 0, f"Check rule/count: {r}")
+    r = m.Check("root", "sshd", "", "192.0.2.1")
+    check(str(r[0]) == "deny" and "no passwords over ssh" in str(r[5]), f"Check deny: {r}")
+    check(e.audit_find(event="auth", reason="policy-deny", service="sshd"), "deny not audited")
+    r = m.Check("daemon", "login", "", "")
+    check(str(r[0]) == "none", f"Check none: {r}")
+    # caps: a 33-character user name is InvalidArgs
+    try:
+        m.Check("a" * 33, "sudo", "", "")
+        raise Fail("long user accepted")
+    except Exception as x:
+        check("InvalidArgs" in str(getattr(x, "get_dbus_name", lambda: "")()), f"long user: {x}")
+
+
+def case_enroll(e):
+    e.write_policy()
+    e.start()
+    r = e.enroll("--label", "bench1")
+    check("attestation: unverified" in r.stdout and AAGUID in r.stdout, "enroll output")
+    r = e.ctl("list", "root")
+    check("bench1" in r.stdout and AAGUID in r.stdout, "list shows the key")
+    path = os.path.join(e.creds, "root.creds")
+    st = os.stat(path)
+    check(st.st_uid == 0 and (st.st_mode & 0o777) == 0o600, "creds file owner/mode")
+    text = open(path).read()
+    check("label=bench1" in text and "rp_id=pam://keyward" in text and f"aaguid={AAGUID}" in text, text)
+    check(e.audit_find(event="enroll", result="success", user="root"), "enroll audited")
+    # the same key again: excludeList makes the key refuse
+    r = e.enroll("--label", "bench2", expect=1)
+    check("already holds a credential" in r.stderr, "re-enroll of the same key refused")
+    check(e.audit_find(event="enroll", result="failure", user="root"), "refusal audited")
+
+
+def case_enroll_aaguid_refused(e):
+    e.write_policy(rule_extra=f'aaguid_deny = ["{AAGUID}"];')
+    e.start()
+    r = e.enroll(expect=1)
+    check("does not allow this model" in r.stderr and AAGUID in r.stderr, "aaguid refusal message")
+    check(not os.path.exists(os.path.join(e.creds, "root.creds")), "nothing stored")
+    check(e.audit_find(event="enroll", reason="aaguid-refused"), "aaguid refusal audited")
+    e.stop()
+    e.write_policy(rule_extra=f'aaguid_allow = ["{OTHER_AAGUID}"];')
+    e.start()
+    e.enroll(expect=1)
+    e.stop()
+    e.write_policy(rule_extra=f'aaguid_allow = ["{OTHER_AAGUID}", "{AAGUID}"];')
+    e.start()
+    e.enroll(expect=0)
+
+
+def case_enroll_attestation_verified(e):
+    ca = os.environ["KEYWARD_TESTBED_CA"]
+    anchor = os.path.join(e.tmp, "anchor.pem")
+    shutil.copy(ca, anchor)
+    os.chmod(anchor, 0o644)
+    e.write_policy(rule_extra=f'attestation = "verified"; trust_anchors = ["{anchor}"];')
+    e.start()
+    r = e.enroll()
+    check("attestation: verified" in r.stdout, "verified attestation")
+    check("attestation=verified" in open(os.path.join(e.creds, "root.creds")).read(), "stored as verified")
+
+
+def make_other_ca(e):
+    key = os.path.join(e.tmp, "other.key")
+    pem = os.path.join(e.tmp, "other-ca.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", pem, "-days", "30", "-subj", "/CN=Other CA"],
+                   check=True, capture_output=True)
+    os.chmod(pem, 0o644)
+    return pem
+
+
+def case_enroll_attestation_other_ca(e):
+    pem = make_other_ca(e)
+    e.write_policy(rule_extra=f'attestation = "verified"; trust_anchors = ["{pem}"];')
+    e.start()
+    r = e.enroll(expect=1)
+    check("does not chain to the policy's trust anchors" in r.stderr, "chain refusal message")
+    check(e.audit_find(event="enroll", reason="attestation-refused"), "attestation refusal audited")
+    check(not os.path.exists(os.path.join(e.creds, "root.creds")), "nothing stored")
+
+
+def case_enroll_pin_required(e):
+    e.write_policy(rule_extra='user_verification = "required";')
+    e.start()
+    r = e.ctl("enroll", "root", expect=None)  # no tty here: PinRequired, then no terminal
+    check(r.returncode != 0 and "PIN" in r.stderr, "PIN required without a PIN")
+    r = e.enroll(pin="0000", expect=1)
+    check("Wrong PIN" in r.stderr and "tries left" in r.stderr, "wrong PIN at enroll")
+    r = e.enroll(pin=PIN)
+    check("uv=yes" in open(os.path.join(e.creds, "root.creds")).read(), "enrolled with UV")
+
+
+def case_auth_ok(e):
+    e.write_policy()
+    e.start()
+    e.enroll("--label", "k1")
+    a = e.authenticate()
+    check(a["granted"] and a["reason"] == "ok", f"auth: {a}")
+    check(re.fullmatch(r"[0-9a-f]{32}", a["token"]), "token is 32 hex chars")
+    check(a["cred"] == "k1", "credential label")
+    check(a["device"].startswith("/sys/"), f"device sysfs path: {a['device']}")
+    recs = e.audit_find(event="auth", result="success", user="root")
+    check(recs and recs[-1].get("device") == a["device"] and recs[-1].get("cred_label") == "k1", f"audit: {recs}")
+    check(a["token"] not in e.log_text() and a["token"] not in open(e.audit).read(), "token never logged")
+    # the counter moved forward and was stored
+    counters = open(os.path.join(e.state, "counters", "root")).read()
+    check(re.search(r" [1-9][0-9]*$", counters.strip()), f"counter stored: {counters}")
+    a2 = e.authenticate()
+    check(a2["granted"] and a2["token"] != a["token"], "second auth")
+    # not covered / deny answers come back at once
+    a = e.authenticate(service="login")
+    check(not a["granted"] and a["reason"] == "not-covered", f"not covered: {a}")
+    a = e.authenticate(service="sshd", rhost="192.0.2.7")
+    check(not a["granted"] and a["reason"] in ("policy-deny", "remote"), f"deny: {a}")
+
+
+def case_auth_pin_ok(e):
+    e.write_policy(rule_extra='user_verification = "required";')
+    e.start()
+    e.enroll(pin=PIN)
+    a = e.authenticate(pin=PIN)
+    check(a["granted"], f"auth with PIN: {a}")
+    a = e.authenticate(pin=None)
+    check(not a["granted"] and a["reason"] == "pin-required", f"no PIN given: {a}")
+
+
+def case_auth_wrong_pin(e):
+    e.write_policy(rule_extra='user_verification = "required";')
+    e.start()
+    e.enroll(pin=PIN)
+    a = e.authenticate(pin="1111")
+    check(not a["granted"] and a["reason"] == "wrong-pin", f"wrong PIN: {a}")
+    check(re.search(r"\d+ tries left", a["message"]), f"tries left in message: {a['message']}")
+    check(e.audit_find(event="auth", reason="wrong-pin"), "wrong PIN audited")
+    check("1111" not in e.log_text() and "1111" not in open(e.audit).read(), "PIN never logged")
+
+
+def case_auth_no_touch(e):
+    e.write_policy()
+    e.start()
+    e.enroll()
+    e.bed("touch-mode", "0", "never")
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] in ("no-touch", "timeout"), f"never touched: {a}")
+    check(a["secs"] < 2.0 + 3.5, f"bounded by the policy timeout: {a['secs']}")
+    check("not touched" in a["message"] or "did not answer" in a["message"], a["message"])
+    e.bed("touch-mode", "0", "auto")
+    a = e.authenticate()
+    check(a["granted"], f"works again after: {a}")
+
+
+def case_auth_touch_denied(e):
+    e.write_policy()
+    e.start()
+    e.enroll()
+    e.bed("touch-mode", "0", "deny")
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "touch-denied", f"denied on the key: {a}")
+
+
+def case_auth_clone(e):
+    e.write_policy()
+    e.start()
+    e.enroll()
+    check(e.authenticate()["granted"], "first auth")
+    check(e.authenticate()["granted"], "second auth")
+    e.bed("counter-mode", "0", "rewound")
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "clone", f"rewound counter: {a}")
+    check(e.audit_find(event="clone-alert", user="root"), "clone-alert audited")
+    check("CLONE ALERT" in e.log_text(), "clone logged")
+
+
+def case_auth_counter_zero(e):
+    e.write_policy()
+    e.start()
+    e.enroll()
+    e.bed("counter-mode", "0", "zero")
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "clone", f"always-zero under strict: {a}")
+    e.stop()
+    e.write_policy(rule_extra='counter = "allow-zero";')
+    e.start()
+    a = e.authenticate()
+    check(a["granted"], f"always-zero with allow-zero: {a}")
+
+
+def case_auth_two_keys(e):
+    e.write_policy()
+    e.start()
+    e.enroll("--device", "/dev/hidraw1", "--label", "second")
+    # the first key would never be touched: asking it would fail the test with no-touch
+    e.bed("touch-mode", "0", "never")
+    a = e.authenticate()
+    check(a["granted"] and a["cred"] == "second", f"two keys: {a}")
+    check(a["secs"] < 1.5, f"the first key was not waited on: {a['secs']}")
+    r = e.ctl("enroll", "root", expect=None)
+    check(r.returncode != 0 and "choose one with --device" in r.stderr, "two keys need --device")
+
+
+def case_auth_no_key(e):
+    e.write_policy()
+    e.start()
+    e.enroll()
+    e.bed("unplug", "0")
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "no-key", f"no key: {a}")
+    a = e.authenticate(user="nobody")
+    check(not a["granted"] and a["reason"] == "not-enrolled", f"not enrolled: {a}")
+
+
+def case_auth_cancel(e):
+    import dbus
+    import dbus.bus
+    from dbus.mainloop.glib import DBusGMainLoop
+    from gi.repository import GLib
+    e.write_policy()
+    e.start()
+    e.enroll()
+    e.bed("touch-mode", "0", "never")
+    loop = GLib.MainLoop()
+    conn = dbus.bus.BusConnection(os.environ["DBUS_SYSTEM_BUS_ADDRESS"], mainloop=DBusGMainLoop())
+    m = dbus.Interface(conn.get_object(BUS_NAME, BUS_PATH), IFACE)
+    res = {}
+    rfd, wfd = os.pipe()
+    os.close(wfd)
+
+    def done(*reply):
+        res["reply"] = reply
+        res["secs"] = time.monotonic() - t0
+        loop.quit()
+
+    def err(x):
+        res["error"] = str(x)
+        loop.quit()
+
+    t0 = time.monotonic()
+    m.Authenticate("root", "sudo", "", "", dbus.types.UnixFd(rfd), dbus.Dictionary({}, signature="sv"),
+                   reply_handler=done, error_handler=err, timeout=30)
+    os.close(rfd)
+    # the same connection cancels its own request
+    GLib.timeout_add(500, lambda: m.Cancel(reply_handler=lambda: None, error_handler=err) and False)
+    GLib.timeout_add(10000, loop.quit)
+    loop.run()
+    log(f"cancel: {res}")
+    check("reply" in res, f"no reply: {res}")
+    check(not res["reply"][0] and str(res["reply"][1]) == "cancelled", f"cancelled: {res}")
+    check(res["secs"] < 1.5, f"answered at once: {res['secs']}")
+    check(e.audit_find(event="auth", reason="cancelled"), "cancel audited")
+    # a client that vanishes mid-request: cancelled too, and the key is free again at once
+    code = "import dbus,os\n" \
+           "m=dbus.Interface(dbus.SystemBus().get_object('%s','%s'),'%s')\n" \
+           "r,w=os.pipe(); os.close(w)\n" \
+           "m.Authenticate('root','sudo','','',dbus.types.UnixFd(r),dbus.Dictionary({},signature='sv'),timeout=30)\n" \
+           % (BUS_NAME, BUS_PATH, IFACE)
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code])
+    time.sleep(0.7)
+    p.kill()
+    p.wait()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and len(e.audit_find(event="auth", reason="cancelled")) < 2:
+        time.sleep(0.05)
+    check(len(e.audit_find(event="auth", reason="cancelled")) >= 2, "disconnect cancels")
+    check("disconnected" in e.log_text(), "disconnect logged")
+    e.bed("touch-mode", "0", "auto")
+    a = e.authenticate()
+    check(a["granted"], f"the key works right after: {a}")
+
+
+def case_auth_lockout(e):
+    e.write_policy(rule_extra='user_verification = "required"; lockout = { max_failures = 2; window = 600; unlock_after = 600; };')
+    e.start()
+    e.enroll(pin=PIN)
+    for _ in range(2):
+        check(e.authenticate(pin="1111")["reason"] == "wrong-pin", "wrong PIN")
+    a = e.authenticate(pin=PIN)
+    check(not a["granted"] and a["reason"] == "lockout", f"locked out: {a}")
+    check(e.audit_find(event="lockout", user="root"), "lockout audited")
+
+
+def open_bus_for_others():
+    """keyward-testbed keeps its private bus in a 0700 directory; let uid 65534 reach the
+    socket (and nothing else) for the non-root cases."""
+    addr = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", "")
+    m = re.match(r"unix:path=([^,]+)", addr)
+    check(m, f"unexpected bus address {addr}")
+    sock = m.group(1)
+    d = os.path.dirname(sock)
+    while d not in ("/", "/tmp", ""):
+        os.chmod(d, os.stat(d).st_mode | 0o011)
+        d = os.path.dirname(d)
+    os.chmod(sock, 0o777)
+
+
+def as_nobody(e, *pyargs):
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
+           os.path.abspath(__file__), "--client", *pyargs]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    log(f"as nobody {pyargs}: {r.returncode} {r.stdout.strip()} {r.stderr.strip()}")
+    return r.stdout.strip()
+
+
+def client_main(argv):
+    """Runs one call as whoever we are; prints OK:<reply> or the D-Bus error name."""
+    import dbus
+    m = dbus.Interface(dbus.SystemBus().get_object(BUS_NAME, BUS_PATH), IFACE)
+    rfd, wfd = os.pipe()
+    os.close(wfd)
+    try:
+        if argv[0] == "Authenticate":
+            r = m.Authenticate(argv[1], "sudo", "", "", dbus.types.UnixFd(rfd), dbus.Dictionary({}, signature="sv"))
+        elif argv[0] == "Enroll":
+            r = m.Enroll(argv[1], "x", dbus.types.UnixFd(rfd), dbus.Dictionary({}, signature="sv"))
+        elif argv[0] == "Check":
+            r = m.Check(argv[1], "sudo", "", "")
+        elif argv[0] == "ListCredentials":
+            r = m.ListCredentials(argv[1])
+        elif argv[0] == "Revoke":
+            r = m.Revoke(argv[1], "k1")
+        else:
+            r = getattr(m, argv[0])()
+        print("OK:" + repr(r))
+    except dbus.DBusException as x:
+        print(x.get_dbus_name())
+
+
+def case_non_root(e):
+    e.write_policy()
+    e.start()
+    open_bus_for_others()
+    e.enroll("--label", "k1")
+    check(as_nobody(e, "Authenticate", "root") == "org.keyward.Keyward1.Error.AccessDenied", "nobody authenticates root")
+    check(as_nobody(e, "Enroll", "nobody") == "org.keyward.Keyward1.Error.AccessDenied", "nobody enrolls")
+    check(as_nobody(e, "Revoke", "root") == "org.keyward.Keyward1.Error.AccessDenied", "nobody revokes")
+    check(as_nobody(e, "GetStatus") == "org.keyward.Keyward1.Error.AccessDenied", "nobody GetStatus")
+    check(as_nobody(e, "ListCredentials", "root") == "org.keyward.Keyward1.Error.AccessDenied", "nobody lists root")
+    check(as_nobody(e, "ListCredentials", "").endswith("AccessDenied"), "nobody lists all")
+    check(as_nobody(e, "Check", "root") == "org.keyward.Keyward1.Error.AccessDenied", "nobody checks root")
+    check(as_nobody(e, "Check", "nobody").startswith("OK:"), "nobody checks itself")
+    check(as_nobody(e, "ListCredentials", "nobody").startswith("OK:"), "nobody lists itself")
+    out = as_nobody(e, "Authenticate", "nobody")
+    check(out.startswith("OK:") and "not-enrolled" in out, f"nobody authenticates itself: {out}")
+    check("root.creds" in os.listdir(e.creds), "root's key still there")
+
+
+def case_unsafe_creds(e):
+    e.write_policy()
+    e.start()
+    e.enroll()
+    path = os.path.join(e.creds, "root.creds")
+    os.chmod(path, 0o606)
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "error", f"world-writable: {a}")
+    check(f"{path} is world-writable; run: chmod o-w {path}" in a["message"], a["message"])
+    r = e.manager().Check("root", "sudo", "", "")
+    check(str(r[0]) == "deny" and "world-writable" in str(r[5]), f"Check on unsafe file: {r}")
+    os.chmod(path, 0o600)
+    real = os.path.join(e.tmp, "real.creds")
+    shutil.move(path, real)
+    os.symlink(real, path)
+    a = e.authenticate()
+    check(not a["granted"] and f"{path} is a symbolic link" in a["message"], f"symlink: {a}")
+    os.unlink(path)
+    shutil.move(real, path)
+    with open(path, "a") as f:
+        f.write("garbage line\n")
+    a = e.authenticate()
+    check(not a["granted"] and f"{path}:" in a["message"] and "expected '[credential]'" in a["message"], f"corrupt: {a}")
+    check(e.audit_find(event="auth", reason="error"), "refusals audited")
+
+
+def case_revoke(e):
+    e.write_policy()
+    e.start()
+    e.enroll("--label", "k1")
+    e.ctl("revoke", "root", "nope", expect=1)
+    e.ctl("revoke", "root", "k1")
+    check(not os.path.exists(os.path.join(e.creds, "root.creds")), "file removed with the last key")
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "not-enrolled", f"after revoke: {a}")
+    check(e.audit_find(event="revoke", result="success"), "revoke audited")
+
+
+def case_sighup(e):
+    e.write_policy()
+    e.start()
+    good = open(e.conf).read()
+    with open(e.conf, "a") as f:
+        f.write("bogus = ;\n")
+    e.daemon.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "rejected" not in e.log_text():
+        time.sleep(0.05)
+    check(re.search(re.escape(e.conf) + r":\d+: error:", e.log_text()), "file:line in the log")
+    recs = e.audit_find(event="policy-load", result="failure", reason="rejected")
+    check(recs and e.conf in recs[-1].get("message", ""), f"rejection audited: {recs}")
+    r = e.manager().Check("root", "sudo", "", "")
+    check(str(r[0]) == "key", "old policy still in force")
+    with open(e.conf, "w") as f:
+        f.write(good.replace('"root-sudo"', '"root-sudo"; user_verification = "required"'))
+    e.manager().Reload()
+    r = e.manager().Check("root", "sudo", "", "")
+    check(str(r[1]) == "required", f"new policy after Reload: {r}")
+
+
+def case_import_pamu2fcfg(e):
+    e.write_policy()
+    e.start()
+    authfile = os.path.join(e.tmp, "u2f_keys")
+    r = subprocess.run(["pamu2fcfg", "-u", "root", "-o", "pam://oldhost", "-i", "pam://oldhost"],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0 and r.stdout.startswith("root:"), f"pamu2fcfg: {r.returncode} {r.stderr}")
+    with open(authfile, "w") as f:
+        f.write(r.stdout.strip() + "\n")
+    log("authfile: " + open(authfile).read())
+    e.ctl("import-pam-u2f", "--origin", "pam://oldhost", authfile)
+    text = open(os.path.join(e.creds, "root.creds")).read()
+    check("rp_id=pam://oldhost" in text and "attestation=imported" in text, text)
+    a = e.authenticate()
+    check(a["granted"] and a["cred"] == "root-u2f-1", f"imported key authenticates: {a}")
+    e.ctl("import-pam-u2f", "--origin", "pam://oldhost", authfile, expect=1)  # already there
+
+
+def case_bind_session(e):
+    e.write_policy()
+    e.start()
+    e.enroll()
+    a = e.authenticate()
+    m = e.manager()
+    bid = str(m.BindSession(a["token"], "c1", 0, "sudo", "", "root"))
+    check(re.fullmatch(r"[0-9a-f]{32}", bid), "binding id")
+    import dbus
+    try:
+        m.BindSession(a["token"], "c1", 0, "sudo", "", "root")
+        raise Fail("token bound twice")
+    except dbus.DBusException as x:
+        check(x.get_dbus_name().endswith("NotFound"), str(x))
+    m.UnbindSession(bid)
+    check(e.audit_find(event="session-bind", result="success"), "bind audited")
+
+
+def interface_signature(xml_text):
+    import xml.etree.ElementTree as ET
+    root = ET.fromstring(xml_text)
+    out = []
+    for iface in root.iter("interface"):
+        if iface.get("name") != IFACE:
+            continue
+        for m in iface.iter("method"):
+            out.append((m.get("name"), [(a.get("name"), a.get("type"), a.get("direction", "in")) for a in m.iter("arg")]))
+    return sorted(out)
+
+
+def case_introspection(e):
+    import dbus
+    e.write_policy()
+    e.start()
+    live = dbus.Interface(e.bus().get_object(BUS_NAME, BUS_PATH), "org.freedesktop.DBus.Introspectable").Introspect()
+    shipped = open(os.path.join(e.src, "dist", "org.keyward.Keyward1.xml")).read()
+    a, b = interface_signature(str(live)), interface_signature(shipped)
+    check(a and a == b, f"dist/org.keyward.Keyward1.xml differs from the daemon:\n{a}\n{b}")
+
+
+def run_case(args):
+    e = Env(args)
+    ok = False
+    try:
+        globals()["case_" + args.case.replace("-", "_")](e)
+        e.stop()
+        check(e.audit_find(event="daemon-stop"), "daemon-stop audited")
+        ok = True
+    except Fail as x:
+        log(f"FAIL: {x}")
+    finally:
+        if not ok:
+            log("--- keywardd log ---\n" + (e.log_text() if os.path.exists(e.daemon_log) else "(none)"))
+        e.cleanup()
+    log(f"{args.case}: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        client_main(sys.argv[2:])
+        return 0
+    p = argparse.ArgumentParser()
+    p.add_argument("--build-dir", required=True)
+    p.add_argument("--source-dir", required=True)
+    p.add_argument("case", choices=sorted(CASES))
+    args = p.parse_args()
+    if "KEYWARD_TESTBED_CTL" not in os.environ:
+        testbed = os.path.join(os.path.abspath(args.build_dir), "tests", "keyward-testbed")
+        conf = os.path.join(os.path.abspath(args.source_dir), "dist", "org.keyward.Keyward1.conf")
+        for tool in ("setpriv", "openssl", "pamu2fcfg"):
+            if not shutil.which(tool):
+                print(f"missing tool: {tool}", file=sys.stderr)
+                return 1
+        cmd = [testbed, "--aaguid", AAGUID, *CASES[args.case], "--bus", "--bus-policy", conf, "--",
+               "/usr/bin/python3", os.path.abspath(__file__), "--build-dir", args.build_dir,
+               "--source-dir", args.source_dir, args.case]
+        return subprocess.run(cmd).returncode
+    return run_case(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,603 @@
+#!/usr/bin/python3
+'''pam_mock_test.py: tests of pam_keyward.so against a scripted keywardd mock.
+
+Each test case runs on its own private dbus-daemon (system bus), with the mock template
+tests/pam/mock_keywardd.py in python-dbusmock, users and groups from nss_wrapper and the
+PAM stack from pam_wrapper; pam-driver (libpamtest) runs the PAM operations in-process.
+
+The stack makes the module's own return code visible:
+    auth    [success=done ignore=ignore default=die]  pam_keyward.so ...
+    auth    required  pam_debug.so auth=cred_unavail
+so PAM_CRED_UNAVAIL (never returned by pam_keyward) means "pam_keyward returned
+PAM_IGNORE"; any failure is pam_keyward's own code (default=die).
+
+usage: pam_mock_test.py --build-dir DIR --source-dir DIR CASE
+'''
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import dbus
+
+BUS_NAME = 'org.keyward.Keyward1'
+MAIN_OBJ = '/org/keyward/Keyward1'
+MOCK_IFACE = 'org.freedesktop.DBus.Mock'
+TOKEN = '00112233445566778899aabbccddeeff'
+PIN = '246810'
+NOT_RUNNING = ('keyward: the keyward daemon is not running; access for covered accounts is '
+               'denied. Start it with: systemctl start keywardd')
+
+PASSWD = '''root:x:0:0:root:/root:/bin/sh
+alice:x:1000:1000:Alice:/home/alice:/bin/sh
+bob:x:1001:1001:Bob:/home/bob:/bin/sh
+'''
+GROUP = '''root:x:0:
+alice:x:1000:
+bob:x:1001:
+wheel:x:10:alice
+'''
+POLICY = '''settings = {
+	timeout = 30000;
+	failmode = "%(failmode)s";
+};
+rules = (
+	{
+		name = "wheel-key";
+		match = { groups = ["wheel"]; };
+		require = "key";
+		user_verification = "required";
+	}
+);
+default = { require = "none"; };
+'''
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, what, output=''):
+    if not cond:
+        raise Failure(what + ('\n--- output ---\n' + output if output else ''))
+
+
+class Bench:
+    '''One private bus, optionally the mock, the PAM/NSS wrapper files.'''
+
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix='keyward-pam-')
+        os.chmod(self.tmp, 0o755)
+        self.bus_proc = None
+        self.mock_proc = None
+        self.address = None
+        self.bus = None
+        self.policy_path = os.path.join(self.tmp, 'keyward.conf')
+        self.write_policy()
+        with open(os.path.join(self.tmp, 'passwd'), 'w', encoding='utf-8') as f:
+            f.write(PASSWD)
+        with open(os.path.join(self.tmp, 'group'), 'w', encoding='utf-8') as f:
+            f.write(GROUP)
+        self.service_dir = os.path.join(self.tmp, 'pam.d')
+        os.mkdir(self.service_dir)
+        with open(os.path.join(self.service_dir, 'other'), 'w', encoding='utf-8') as f:
+            f.write('auth required pam_deny.so\naccount required pam_deny.so\n'
+                    'session required pam_deny.so\n')
+
+    def write_policy(self, text=None, failmode='closed'):
+        if os.path.lexists(self.policy_path):
+            os.unlink(self.policy_path)
+        with open(self.policy_path, 'w', encoding='utf-8') as f:
+            f.write(text if text is not None else POLICY % {'failmode': failmode})
+        os.chmod(self.policy_path, 0o644)
+
+    def write_service(self, options='', name='keyward-test', set_items=False):
+        module = os.path.abspath(self.args.module)
+        opts = f'config={self.policy_path} {options}'.strip()
+        lines = []
+        if set_items:
+            lines.append(f'auth optional {self.args.wrapper_modules}/pam_set_items.so')
+        lines += [
+            f'auth [success=done ignore=ignore default=die] {module} {opts}',
+            'auth required pam_debug.so auth=cred_unavail',
+            f'account [success=done ignore=ignore default=die] {module} {opts}',
+            'account required pam_debug.so acct=cred_unavail',
+            f'session required {module} {opts}',
+        ]
+        with open(os.path.join(self.service_dir, name), 'w', encoding='utf-8') as f:
+            f.write('\n'.join(lines) + '\n')
+
+    def start_bus(self):
+        sock = os.path.join(self.tmp, 'system_bus_socket')
+        conf = os.path.join(self.tmp, 'bus.conf')
+        include = ''
+        shipped = os.path.join(self.args.source_dir, 'dist', 'org.keyward.Keyward1.conf')
+        if os.path.exists(shipped):
+            include = f'<include>{shipped}</include>'
+        with open(conf, 'w', encoding='utf-8') as f:
+            f.write(f'''<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <listen>unix:path={sock}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+  {include}
+</busconfig>
+''')
+        self.bus_proc = subprocess.Popen(
+            ['dbus-daemon', f'--config-file={conf}', f'--address=unix:path={sock}', '--nofork',
+             '--nopidfile', '--print-address=1'],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = self.bus_proc.stdout.readline().decode().strip()
+        check(line.startswith('unix:'), 'dbus-daemon did not start: ' + line)
+        self.address = line
+        os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = self.address
+        self.bus = dbus.bus.BusConnection(self.address)
+
+    def start_mock(self):
+        log = os.path.join(self.tmp, 'mock.log')
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.address)
+        self.mock_proc = subprocess.Popen(
+            [self.args.python, '-m', 'dbusmock', '--system', '-t', self.args.template,
+             '-l', log], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 15
+        while not self.bus.name_has_owner(BUS_NAME):
+            if self.mock_proc.poll() is not None:
+                raise Failure('the mock exited: ' + self.mock_proc.stderr.read().decode())
+            check(time.monotonic() < deadline, 'the mock did not take its bus name in time')
+            time.sleep(0.02)
+        self.mock = dbus.Interface(self.bus.get_object(BUS_NAME, MAIN_OBJ), MOCK_IFACE)
+
+    def calls(self, name=None):
+        return [(str(n), [str(a) for a in args]) for n, args in self.mock.GetCalls2()
+                if name is None or str(n) == name]
+
+    def pins(self):
+        return [bytes(p) for p in self.mock.GetPins()]
+
+    def run(self, user, ops, pins=(), service='keyward-test', extra_env=None, timeout=60,
+            repeat=None, valgrind=None, as_uid=None):
+        '''Runs pam-driver; returns (rc, stdout, stderr, seconds).'''
+        expect = []
+        for op, code in ops:
+            # The pam_debug marker after pam_keyward: see the module docstring.
+            if code == 'PAM_IGNORE' and op in ('auth', 'acct'):
+                code = 'PAM_CRED_UNAVAIL'
+            expect.append(f'{op}:{code}')
+        argv = [self.args.driver]
+        if repeat:
+            argv += ['--repeat', str(repeat), '--quiet']
+        for p in pins:
+            argv += ['--pin', p]
+        argv += [service, user] + expect
+        if valgrind:
+            argv = valgrind + argv
+        if as_uid is not None:
+            argv = ['setpriv', f'--reuid={as_uid}', f'--regid={as_uid}', '--clear-groups'] + argv
+        env = dict(os.environ)
+        env.update({
+            'LD_PRELOAD': 'libpam_wrapper.so libnss_wrapper.so',
+            'PAM_WRAPPER': '1',
+            'PAM_WRAPPER_SERVICE_DIR': self.service_dir,
+            'PAM_WRAPPER_DEBUGLEVEL': '2',
+            'NSS_WRAPPER_PASSWD': os.path.join(self.tmp, 'passwd'),
+            'NSS_WRAPPER_GROUP': os.path.join(self.tmp, 'group'),
+        })
+        if self.args.sanitized:
+            # ASan's runtime is not first in the preload list; deep binding breaks it.
+            env['ASAN_OPTIONS'] = 'verify_asan_link_order=0:detect_leaks=1:abort_on_error=0'
+            env['PAM_WRAPPER_DISABLE_DEEPBIND'] = '1'
+            # pam_wrapper 1.1.4 actually reads this name (a copy-paste slip upstream).
+            env['UID_WRAPPER_DISABLE_DEEPBIND'] = '1'
+        if self.address:
+            env['DBUS_SYSTEM_BUS_ADDRESS'] = self.address
+        if extra_env:
+            env.update(extra_env)
+        start = time.monotonic()
+        proc = subprocess.run(argv, env=env, capture_output=True, timeout=timeout, check=False)
+        took = time.monotonic() - start
+        # pam_debug (the PAM_IGNORE marker) announces itself: not part of what we test.
+        out = ''.join(line for line in proc.stdout.decode(errors='replace').splitlines(True)
+                      if not line.startswith(('info: auth=', 'info: acct=')))
+        err = proc.stderr.decode(errors='replace')
+        sys.stdout.write(f'$ {" ".join(argv)}\n{out}')
+        sys.stderr.write(err[-4000:])
+        return proc.returncode, out, err, took
+
+    def close(self):
+        for p in (self.mock_proc, self.bus_proc):
+            if p and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def covered(b, user='alice', uv='required', n=1, timeout_ms=30000):
+    b.mock.SetCheck(user, 'key', uv, True, dbus.UInt32(timeout_ms), 'keyward.conf:6', '',
+                    dbus.UInt32(n))
+
+
+def expect_ok(rc, out, what):
+    check(rc == 0, what + ': unexpected PAM results', out)
+
+
+# --- the cases ------------------------------------------------------------------------
+
+def case_uncovered(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    rc, out, _, _ = b.run('bob', [('auth', 'PAM_IGNORE'), ('acct', 'PAM_IGNORE'),
+                                  ('open', 'PAM_SUCCESS'), ('close', 'PAM_SUCCESS')])
+    expect_ok(rc, out, 'uncovered user')
+    check('prompt-off' not in out and 'info:' not in out and 'error:' not in out,
+          'an uncovered user saw a prompt or message', out)
+    check(not b.calls('Authenticate'), 'Authenticate was called for an uncovered user')
+    check(not b.calls('BindSession'), 'BindSession was called without a token')
+    checks = b.calls('Check')
+    check(len(checks) == 2 and checks[0][1][:2] == ['bob', 'keyward-test'],
+          f'Check was not asked as expected: {checks}')
+
+
+def case_granted_pin(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    covered(b)
+    b.mock.SetAuth('alice', 'pin', True, 'ok', 'Wrong PIN for your security key; 7 tries left.',
+                   TOKEN, PIN)
+    b.mock.SetBind('ok', 'binding-42')
+    rc, out, err, _ = b.run('alice', [('auth', 'PAM_SUCCESS'), ('acct', 'PAM_SUCCESS'),
+                                      ('open', 'PAM_SUCCESS'), ('close', 'PAM_SUCCESS')],
+                            pins=[PIN])
+    expect_ok(rc, out, 'granted with PIN')
+    check('prompt-off: Security key PIN for alice: ' in out, 'no PIN prompt', out)
+    check('info: Touch your security key for alice' in out, 'no touch cue', out)
+    check(out.index('prompt-off:') < out.index('info: Touch'), 'cue shown before the PIN prompt',
+          out)
+    check(b.pins() == [PIN.encode()], f'the daemon did not get the PIN via the fd: {b.pins()}')
+    auth = b.calls('Authenticate')
+    check(len(auth) == 1 and PIN not in ' '.join(auth[0][1]),
+          f'the PIN travelled in the message body: {auth}')
+    bind = b.calls('BindSession')
+    check(len(bind) == 1, f'BindSession not called once: {bind}')
+    token, _sid, pid, service, _tty, user = bind[0][1]
+    check(token == TOKEN and user == 'alice' and service == 'keyward-test' and int(pid) > 0,
+          f'BindSession arguments: {bind}')
+    check(b.calls('UnbindSession') == [('UnbindSession', ['binding-42'])],
+          f'UnbindSession arguments: {b.calls("UnbindSession")}')
+    check(PIN not in err and TOKEN not in err, 'the PIN or the token reached the log', err)
+
+
+def case_pin_retry(b):
+    # uv=preferred: no PIN asked first; the daemon answers pin-required (the credential was
+    # enrolled with UV), the module asks once and tries again.
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    covered(b, uv='preferred')
+    b.mock.SetAuth('alice', 'pin', True, 'ok', 'Wrong PIN.', TOKEN, PIN)
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SUCCESS')], pins=[PIN])
+    expect_ok(rc, out, 'PIN asked after pin-required')
+    check(b.pins() == [b'', PIN.encode()], f'PIN attempts: {b.pins()}')
+    check(out.count('prompt-off: Security key PIN for alice: ') == 1, 'PIN not asked once', out)
+    check('error:' not in out, 'the pin-required answer was shown as an error', out)
+
+
+def case_wrong_pin(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    covered(b)
+    msg = 'Wrong PIN for your security key; 5 tries left.'
+    b.mock.SetAuth('alice', 'pin', True, 'ok', msg, TOKEN, PIN)
+    rc, out, err, _ = b.run('alice', [('auth', 'PAM_AUTH_ERR'), ('open', 'PAM_SUCCESS')],
+                            pins=['1111'])
+    expect_ok(rc, out, 'wrong PIN')
+    check('error: ' + msg in out, "the daemon's message was not shown", out)
+    check(b.pins() == [b'1111'], f'PIN bytes: {b.pins()}')
+    check(not b.calls('BindSession'), 'a failed authentication left a token behind')
+    check('1111' not in err, 'the PIN reached the log', err)
+
+
+def case_touch_only(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service('[cue=Tap the key, %u (100%%)]')
+    covered(b, uv='discouraged')
+    b.mock.SetAuth('alice', 'reply', True, 'ok', '', TOKEN, '')
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SUCCESS')])
+    expect_ok(rc, out, 'touch only')
+    check('prompt-off' not in out, 'a PIN was asked although uv is discouraged', out)
+    check('info: Tap the key, alice (100%)\n' in out, 'the cue= option was not used', out)
+    check(b.pins() == [b''], f'the pin fd was not empty: {b.pins()}')
+
+
+def case_nocue(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service('nocue')
+    covered(b, uv='discouraged')
+    b.mock.SetAuth('alice', 'reply', True, 'ok', '', TOKEN, '')
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SUCCESS')])
+    expect_ok(rc, out, 'nocue')
+    check('info:' not in out, 'nocue still showed a cue', out)
+
+
+def case_deny(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    msg = 'administrators log in over SSH with an SSH key, not a password'
+    b.mock.SetCheck('alice', 'deny', 'discouraged', False, dbus.UInt32(0),
+                    'keyward.conf:50', msg, dbus.UInt32(1))
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_PERM_DENIED'), ('acct', 'PAM_PERM_DENIED')])
+    expect_ok(rc, out, 'deny')
+    check(out.count('error: ' + msg) == 2, 'the deny message was not shown twice', out)
+    check(not b.calls('Authenticate'), 'Authenticate called for a denied login')
+
+
+def case_rhost(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service(set_items=True)
+    rc, out, _, _ = b.run('bob', [('auth', 'PAM_IGNORE')],
+                          extra_env={'PAM_RHOST': '::ffff:192.0.2.7', 'PAM_TTY': 'ssh'})
+    expect_ok(rc, out, 'rhost')
+    checks = b.calls('Check')
+    check(checks and checks[0][1] == ['bob', 'keyward-test', 'ssh', '::ffff:192.0.2.7'],
+          f'rhost/tty not passed to the daemon: {checks}')
+
+
+def case_nonroot_caller(b):
+    # A screen locker runs the stack as the user: the shipped bus policy must let it ask.
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    covered(b, uv='discouraged')
+    b.mock.SetAuth('alice', 'reply', True, 'ok', '', TOKEN, '')
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SUCCESS')], as_uid=1000)
+    expect_ok(rc, out, 'non-root caller')
+    auth = b.calls('Authenticate')
+    check(len(auth) == 1 and auth[0][1][-1] == 'uid=1000',
+          f'Authenticate was not called once by uid 1000: {auth}')
+
+
+def case_not_enrolled(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    covered(b, n=0)
+    rc, out, _, _ = b.run('alice', [('acct', 'PAM_PERM_DENIED'), ('auth', 'PAM_PERM_DENIED')])
+    expect_ok(rc, out, 'not enrolled')
+    msg = ('error: No security key is enrolled for alice. An administrator can enroll one '
+           'with: keywardctl enroll alice')
+    check(out.count(msg) == 2, 'the not-enrolled message was not shown', out)
+    check(not b.calls('Authenticate'), 'Authenticate called without credentials')
+
+
+def case_lockout(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    covered(b, uv='discouraged')
+    msg = 'Too many failed attempts; try again in 15 minutes.'
+    b.mock.SetAuth('alice', 'reply', False, 'lockout', msg, '', '')
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_MAXTRIES')])
+    expect_ok(rc, out, 'lockout')
+    check('error: ' + msg in out, 'the lockout message was not shown', out)
+
+
+def case_pin_cancelled(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    covered(b)
+    b.mock.SetAuth('alice', 'pin', True, 'ok', '', TOKEN, PIN)
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_CONV_ERR')])
+    expect_ok(rc, out, 'PIN prompt cancelled')
+    check(not b.calls('Authenticate'), 'Authenticate called without a PIN')
+
+
+def case_bind_fails(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    covered(b, uv='discouraged')
+    b.mock.SetAuth('alice', 'reply', True, 'ok', '', TOKEN, '')
+    b.mock.SetBind('fail', '')
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SUCCESS'), ('open', 'PAM_SESSION_ERR')])
+    expect_ok(rc, out, 'bind failure')
+    check('error: keyward: this session could not be bound to your security key' in out,
+          'no bind failure message', out)
+
+
+def daemon_down(b, user, ops, with_bus=True):
+    if with_bus:
+        b.start_bus()
+    else:
+        os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = 'unix:path=' + os.path.join(b.tmp, 'no-bus')
+        b.address = os.environ['DBUS_SYSTEM_BUS_ADDRESS']
+    b.write_service()
+    return b.run(user, ops)
+
+
+def case_down_covered(b):
+    rc, out, err, _ = daemon_down(b, 'alice', [('auth', 'PAM_AUTH_ERR'),
+                                               ('acct', 'PAM_PERM_DENIED')])
+    expect_ok(rc, out, 'daemon down, covered')
+    check(out.count('error: ' + NOT_RUNNING) == 2, 'no "daemon is not running" message', out)
+
+
+def case_nobus_covered(b):
+    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_AUTH_ERR')], with_bus=False)
+    expect_ok(rc, out, 'no system bus, covered')
+    check('error: ' + NOT_RUNNING in out, 'no "daemon is not running" message', out)
+
+
+def case_down_uncovered(b):
+    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_IGNORE'), ('acct', 'PAM_IGNORE')])
+    expect_ok(rc, out, 'daemon down, uncovered')
+    check('error:' not in out, 'an uncovered user saw an error', out)
+
+
+def case_down_failmode_open(b):
+    b.write_policy(failmode='open')
+    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_IGNORE')])
+    expect_ok(rc, out, 'failmode=open')
+    check('info: keyward: WARNING: the keyward daemon is not running' in out,
+          'failmode=open gave no warning', out)
+
+
+def case_down_corrupt_policy(b):
+    b.write_policy('settings = { timeout = ; };\nrules = (\n')
+    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_AUTH_ERR'), ('acct', 'PAM_AUTH_ERR')])
+    expect_ok(rc, out, 'corrupt policy')
+    check('has errors; access is denied. Check it with: keywardctl policy check' in out,
+          'no corrupt-policy message', out)
+
+
+def case_down_unsafe_policy(b):
+    os.chmod(b.policy_path, 0o666)
+    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_AUTH_ERR')])
+    expect_ok(rc, out, 'world-writable policy')
+    check(f'is world-writable; run: chmod o-w {b.policy_path}' in out,
+          'no unsafe-policy message', out)
+
+
+def case_down_symlink_policy(b):
+    real = b.policy_path + '.real'
+    os.rename(b.policy_path, real)
+    os.symlink(real, b.policy_path)
+    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_AUTH_ERR')])
+    expect_ok(rc, out, 'symlinked policy')
+    check('is a symbolic link' in out, 'no symlink message', out)
+
+
+def case_down_missing_policy(b):
+    os.unlink(b.policy_path)
+    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_AUTH_ERR')])
+    expect_ok(rc, out, 'missing policy')
+    check('does not exist; access is denied' in out, 'no missing-policy message', out)
+
+
+def case_auth_hangs(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service('timeout=1500')
+    covered(b, uv='discouraged')
+    b.mock.SetAuth('alice', 'hang', False, '', '', '', '')
+    rc, out, _, took = b.run('alice', [('auth', 'PAM_AUTH_ERR')])
+    expect_ok(rc, out, 'daemon hangs')
+    check('error: keyward: the keyward daemon did not answer in time; access denied.' in out,
+          'no timeout message', out)
+    check(took >= 1.4, f'gave up before the client timeout ({took:.2f} s)')
+    deadline = time.monotonic() + 5
+    while not b.calls('Cancel') and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check(b.calls('Cancel'), 'the module did not cancel the pending Authenticate')
+
+
+def case_check_hangs(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service('timeout=1000')
+    b.mock.SetCheckMode('hang')
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_AUTH_ERR')])
+    expect_ok(rc, out, 'Check hangs, covered')
+    check('keyward: the keyward daemon is not responding' in out, 'no not-responding message',
+          out)
+    rc, out, _, _ = b.run('bob', [('auth', 'PAM_IGNORE')])
+    expect_ok(rc, out, 'Check hangs, uncovered')
+
+
+def vanish(b, mode):
+    b.start_bus()
+    b.start_mock()
+    b.write_service('timeout=20000')
+    covered(b, uv='discouraged')
+    b.mock.SetAuth('alice', mode, False, '', '', '', '')
+    rc, out, _, took = b.run('alice', [('auth', 'PAM_AUTH_ERR')])
+    expect_ok(rc, out, f'daemon vanishes ({mode})')
+    check('error: keyward: the keyward daemon stopped during the authentication' in out,
+          'no "daemon stopped" message', out)
+    check(took < 10, f'the module waited for its timeout instead of noticing ({took:.1f} s)')
+
+
+def case_release_name(b):
+    vanish(b, 'release')
+
+
+def case_exit_mid_call(b):
+    vanish(b, 'exit')
+
+
+def case_valgrind(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    covered(b)
+    b.mock.SetAuth('alice', 'pin', True, 'ok', '', TOKEN, PIN)
+    vg = ['valgrind', '--quiet', '--error-exitcode=99', '--leak-check=full',
+          '--errors-for-leak-kinds=definite', '--show-leak-kinds=definite',
+          '--trace-children=no', '--num-callers=30']
+    rc, out, err, _ = b.run('alice', [('auth', 'PAM_SUCCESS'), ('open', 'PAM_SUCCESS'),
+                                      ('close', 'PAM_SUCCESS')],
+                            pins=[PIN], repeat=200, valgrind=vg, timeout=600,
+                            extra_env={'PAM_WRAPPER_DISABLE_DEEPBIND': '1',
+                                       'UID_WRAPPER_DISABLE_DEEPBIND': '1',
+                                       'PAM_WRAPPER_DEBUGLEVEL': '0'})
+    check(rc == 0, f'valgrind or the driver failed (exit {rc})', out + err[-6000:])
+    check(len(b.pins()) == 200, f'expected 200 authentications, the daemon saw {len(b.pins())}')
+
+
+CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith('case_')}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--module', required=True)
+    ap.add_argument('--driver', required=True)
+    ap.add_argument('--template', required=True)
+    ap.add_argument('--source-dir', required=True)
+    ap.add_argument('--wrapper-modules', default='/usr/lib/x86_64-linux-gnu/pam_wrapper')
+    ap.add_argument('--python', default='/usr/bin/python3')
+    ap.add_argument('--sanitized', action='store_true',
+                    help='the module and driver are built with ASan/UBSan')
+    ap.add_argument('case', choices=sorted(CASES))
+    args = ap.parse_args()
+
+    for tool in ('dbus-daemon', 'valgrind'):
+        check(shutil.which(tool), f'{tool} is not installed (run scripts/deps)')
+    for f in (args.module, args.driver, args.template):
+        check(os.path.exists(f), f'missing {f}')
+    check(os.geteuid() == 0, "these tests run as root: pam_keyward refuses a policy file not owned by root")
+    b = Bench(args)
+    try:
+        CASES[args.case](b)
+    except Failure as e:
+        print(f'FAIL {args.case}: {e}', file=sys.stderr)
+        return 1
+    finally:
+        b.close()
+    print(f'PASS {args.case}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,472 @@
+/* test-audit.c: unit tests of the audit trail library — JSON escaping and strict
+ * parsing, writing and verifying, reopen, torn tails, rotation, key checks, I/O errors. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit-json.h"
+#include "audit.h"
+#include "util.h"
+
+static int failures;
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
+			failures++;                                                                \
+		}                                                                                  \
+	} while (0)
+
+static char tmpdir[] = "/tmp/test-audit.XXXXXX";
+
+static char *path_in(const char *name)
+{
+	char *p;
+	if (asprintf(&p, "%s/%s", tmpdir, name) < 0)
+		abort();
+	return p;
+}
+
+static void test_escape(void)
+{
+	JsonBuf b = {};
+	JsonField *f = NULL;
+	size_t n = 0;
+	const char *why = NULL;
+
+	json_buf_put_string(&b,
+	        "a\"b\\c\nd\te\x01\x7f"
+	        "\xc3\xa9"
+	        "\xff"
+	        "z",
+	        SIZE_MAX);
+	CHECK(b.data && streq(b.data, "\"a\\\"b\\\\c\\nd\\te\\u0001\\u007f\xc3\xa9\\ufffdz\""));
+	json_buf_reset(&b);
+	/* A cut never splits a UTF-8 sequence into invalid output. */
+	json_buf_put_string(&b, "ab\xc3\xa9", 3);
+	CHECK(streq(b.data, "\"ab\\ufffd\""));
+	json_buf_reset(&b);
+	/* Overlong and surrogate encodings are invalid. */
+	json_buf_put_string(&b, "\xc0\xaf\xed\xa0\x80", SIZE_MAX);
+	CHECK(strstr(b.data, "\\ufffd") && !strchr(b.data, '\xc0'));
+	json_buf_reset(&b);
+
+	/* Round trip through the strict parser. */
+	json_buf_puts(&b, "{\"k\":");
+	json_buf_put_string(&b, "x\"y\\\n\x02\xe2\x82\xac", SIZE_MAX);
+	json_buf_puts(&b, ",\"n\":42}");
+	CHECK(json_parse_flat(b.data, b.len, &f, &n, &why) == 0);
+	CHECK(n == 2 && streq(f[0].key, "k") && streq(f[0].str, "x\"y\\\n\x02\xe2\x82\xac"));
+	CHECK(f[1].type == JSON_UINT && f[1].num == 42);
+	json_fields_free(f, JSON_FIELDS_MAX);
+	json_buf_free(&b);
+
+	static const char *const bad[] = {
+	        "",
+	        "[]",
+	        "{",
+	        "{\"a\":1,}",
+	        "{\"a\":1}x",
+	        "{\"a\":1,\"a\":2}",
+	        "{\"a\":{}}",
+	        "{\"a\":-1}",
+	        "{\"a\":1.5}",
+	        "{\"a\":01}",
+	        "{\"a\":true}",
+	        "{\"a\":\"\\x\"}",
+	        "{\"a\":\"\\ud800\"}",
+	        "{\"a\":\"\x01\"}",
+	        "{\"a\":\"\xff\"}",
+	        "{\"a\":\"\\u0000\"}",
+	        "{\"a\":99999999999999999999}",
+	        "{a:1}",
+	        "{\"a\" 1}",
+	};
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		f = NULL;
+		why = NULL;
+		int r = json_parse_flat(bad[i], strlen(bad[i]), &f, &n, &why);
+		if (r != -EBADMSG || !why)
+			fprintf(stderr, "accepted bad JSON: %s\n", bad[i]);
+		CHECK(r == -EBADMSG && why);
+	}
+	CHECK(json_parse_flat("{\"a\":\"\\ud83d\\ude00\"}", 20, &f, &n, &why) == 0);
+	CHECK(streq(f[0].str, "\xf0\x9f\x98\x80"));
+	json_fields_free(f, JSON_FIELDS_MAX);
+}
+
+static void test_tables(void)
+{
+	for (int i = 0; i < _AUDIT_EVENT_MAX; i++) {
+		CHECK(audit_event_to_string(i) != NULL);
+		CHECK(audit_event_from_string(audit_event_to_string(i)) == (AuditEvent)i);
+	}
+	for (int i = 0; i < _AUDIT_RESULT_MAX; i++)
+		CHECK(audit_result_from_string(audit_result_to_string(i)) == (AuditResult)i);
+	CHECK(audit_event_from_string("nope") == _AUDIT_EVENT_INVALID);
+	CHECK(audit_event_to_string(_AUDIT_EVENT_MAX) == NULL);
+	for (int i = 0; i < _AUDIT_VERIFY_STATUS_MAX; i++)
+		CHECK(audit_verify_status_to_string(i) != NULL);
+}
+
+static int sink_calls[_AUDIT_SINK_MAX];
+static void on_sink(AuditSink sink, int error, void *userdata)
+{
+	CHECK(error < 0);
+	sink_calls[sink]++;
+}
+
+static AuditOptions opts_for(const char *log, const char *key, unsigned every, uint64_t rotate)
+{
+	return (AuditOptions){
+	        .path = log,
+	        .seal_key_path = key,
+	        .seal_every = every,
+	        .fsync_each = false,
+	        .rotate_bytes = rotate,
+	};
+}
+
+static int append_n(AuditLog *l, unsigned n, const char *user)
+{
+	for (unsigned i = 0; i < n; i++) {
+		AuditRecord rec = AUDIT_RECORD_INIT;
+		rec.event = AUDIT_EVENT_AUTH;
+		rec.result = i % 3 ? AUDIT_RESULT_SUCCESS : AUDIT_RESULT_FAILURE;
+		rec.reason = i % 3 ? NULL : "no-touch";
+		rec.user = user;
+		rec.uid = 1000;
+		rec.service = "sudo";
+		rec.cred_label = "yubikey-5";
+		rec.rule = "/etc/keyward/keyward.conf:12";
+		rec.detail = "weird \"chars\"\n\t\x01 and \xff";
+		int r = audit_log_append(l, &rec);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static AuditVerifyStatus verify(char **files, const char *key, bool strict, AuditVerifyResult *res)
+{
+	uint8_t k[AUDIT_SEAL_KEY_SIZE];
+	AuditVerifyOptions o = {.strict = strict};
+
+	if (key) {
+		CHECK(audit_seal_key_load(key, false, k, NULL) == 0);
+		o.key = k;
+	}
+	CHECK(audit_verify_files(files, &o, res) == 0);
+	if (res->status != AUDIT_VERIFY_INTACT)
+		fprintf(stderr, "  verify: %s:%llu: %s: %s\n", res->file,
+		        (unsigned long long)res->line, audit_verify_status_to_string(res->status),
+		        res->message);
+	return res->status;
+}
+
+static void test_write_verify(void)
+{
+	_cleanup_free_ char *log = path_in("a.log"), *key = path_in("a.key");
+	AuditOptions o = opts_for(log, key, 8, 0);
+	AuditLog *l = NULL;
+	AuditVerifyResult res = {};
+	struct stat st;
+	bool torn = true;
+	char *files[] = {log, NULL};
+
+	o.to_syslog = true;
+	o.to_linux_audit = true;
+	o.on_sink_error = on_sink;
+	CHECK(audit_log_open(&o, &l, &torn) == 0);
+	CHECK(!torn);
+	CHECK(stat(key, &st) == 0 && (st.st_mode & 0777) == 0600 &&
+	        st.st_size == AUDIT_SEAL_KEY_SIZE);
+	CHECK(append_n(l, 50, "alice") == 0);
+	/* Secondary sinks may or may not exist here; either way each is reported once at most. */
+	CHECK(sink_calls[AUDIT_SINK_JOURNAL] <= 1 && sink_calls[AUDIT_SINK_LINUX_AUDIT] <= 1);
+	CHECK((sink_calls[AUDIT_SINK_JOURNAL] == 1) ==
+	        (audit_log_sink_error(l, AUDIT_SINK_JOURNAL) < 0));
+	CHECK(audit_log_seq(l) > 50);
+	audit_log_free(l);
+
+	CHECK(verify(files, key, true, &res) == AUDIT_VERIFY_INTACT);
+	CHECK(res.first_file_seq == 1 && res.first_seq == 1);
+	/* header + open seal + 50 records + 6 interval seals (every 8) + close seal */
+	CHECK(res.records == 2 + 50 + 6 + 1);
+	CHECK(res.seals == 1 + 6 + 1);
+	CHECK(res.unsealed_tail == 0);
+	audit_verify_result_clear(&res);
+
+	/* Reopen: the chain continues, the open is sealed. */
+	CHECK(audit_log_open(&o, &l, &torn) == 0);
+	CHECK(!torn);
+	CHECK(append_n(l, 3, "bob") == 0);
+	uint64_t seq = audit_log_seq(l);
+	audit_log_free(l);
+	CHECK(verify(files, key, false, &res) == AUDIT_VERIFY_INTACT);
+	CHECK(res.last_seq == seq + 1); /* close seal */
+	audit_verify_result_clear(&res);
+
+	/* Chain-only verification works without a key; a wrong key is named as such. */
+	CHECK(verify(files, NULL, false, &res) == AUDIT_VERIFY_INTACT);
+	audit_verify_result_clear(&res);
+	{
+		_cleanup_free_ char *other = path_in("other.key");
+		_cleanup_free_ char *olog = path_in("other.log");
+		AuditOptions o2 = opts_for(olog, other, 8, 0);
+		CHECK(audit_log_open(&o2, &l, NULL) == 0);
+		audit_log_free(l);
+		CHECK(verify(files, other, false, &res) == AUDIT_VERIFY_WRONG_KEY);
+		audit_verify_result_clear(&res);
+	}
+
+	/* Parsing reads back exactly what was written, escapes included. */
+	{
+		_cleanup_free_ char *text = NULL;
+		size_t len;
+		int fd = open(log, O_RDONLY | O_CLOEXEC);
+		CHECK(fd >= 0 && read_full_fd(fd, 1 << 24, &text, &len) == 0);
+		close(fd);
+		char *l3 = text;
+		for (int i = 0; i < 2; i++)
+			l3 = strchr(l3, '\n') + 1;
+		AuditEntry *e = NULL;
+		CHECK(audit_entry_parse(l3, (size_t)(strchr(l3, '\n') - l3), &e, NULL) == 0);
+		CHECK(e && e->seq == 3 && e->event == AUDIT_EVENT_AUTH && streq(e->user, "alice") &&
+		        e->uid == 1000);
+		CHECK(e && streq(e->detail, "weird \"chars\"\n\t\x01 and \xef\xbf\xbd"));
+		CHECK(e && streq(e->reason, "no-touch") && e->result == AUDIT_RESULT_FAILURE);
+		audit_entry_free(e);
+	}
+}
+
+static void append_bytes(const char *path, const char *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	CHECK(fd >= 0 && write(fd, data, len) == (ssize_t)len);
+	close(fd);
+}
+
+static void test_torn(void)
+{
+	_cleanup_free_ char *log = path_in("t.log"), *key = path_in("t.key");
+	AuditOptions o = opts_for(log, key, 8, 0);
+	AuditLog *l = NULL;
+	AuditVerifyResult res = {};
+	bool torn = false;
+	char *files[] = {log, NULL};
+	static const char partial[] =
+	        "{\"seq\":99,\"time\":\"2026-11-27T07:00:00.000Z\",\"host\":\"h\",\"ev";
+
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(append_n(l, 5, "alice") == 0);
+	audit_log_free(l);
+	/* A crash mid-write leaves part of a line. */
+	append_bytes(log, partial, strlen(partial));
+	CHECK(verify(files, key, false, &res) == AUDIT_VERIFY_TRUNCATED);
+	audit_verify_result_clear(&res);
+
+	CHECK(audit_log_open(&o, &l, &torn) == 0);
+	CHECK(torn);
+	CHECK(append_n(l, 4, "carol") == 0);
+	audit_log_free(l);
+	CHECK(verify(files, key, true, &res) == AUDIT_VERIFY_INTACT);
+	CHECK(res.torn_acknowledged == 1);
+	audit_verify_result_clear(&res);
+
+	/* A complete but garbled last line (zeros after a crash) is a torn line too. */
+	append_bytes(log, "\0\0\0\0\n", 5);
+	CHECK(audit_log_open(&o, &l, &torn) == 0);
+	CHECK(torn);
+	audit_log_free(l);
+	CHECK(verify(files, key, true, &res) == AUDIT_VERIFY_INTACT);
+	CHECK(res.torn_acknowledged == 2);
+	audit_verify_result_clear(&res);
+
+	/* More than one damaged line is not a crash: refuse to open (fail closed). */
+	append_bytes(log, "garbage\nmore garbage\n", 21);
+	CHECK(audit_log_open(&o, &l, &torn) == -EBADMSG);
+}
+
+static void test_rotation(void)
+{
+	_cleanup_free_ char *log = path_in("r.log"), *key = path_in("r.key");
+	AuditOptions o = opts_for(log, key, 16, 4096);
+	AuditLog *l = NULL;
+	AuditVerifyResult res = {};
+	_cleanup_strv_free_ char **files = NULL;
+
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(append_n(l, 100, "alice") == 0);
+	audit_log_free(l);
+	CHECK(audit_trail_files(log, &files) == 0);
+	CHECK(strv_length(files) >= 4);
+	CHECK(files && streq(files[strv_length(files) - 1], log));
+	CHECK(verify(files, key, true, &res) == AUDIT_VERIFY_INTACT);
+	CHECK(res.files == strv_length(files) && res.first_file_seq == 1);
+	audit_verify_result_clear(&res);
+
+	/* The last file alone verifies, anchored to a rotated file. */
+	{
+		char *last[] = {files[strv_length(files) - 1], NULL};
+		CHECK(verify(last, key, false, &res) == AUDIT_VERIFY_INTACT);
+		CHECK(res.first_file_seq == strv_length(files));
+		audit_verify_result_clear(&res);
+	}
+	/* Interrupted rotation (renamed, new file never written): the reopen continues the
+	 * chain from the newest rotated file instead of starting a new genesis. */
+	CHECK(unlink(log) == 0);
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(append_n(l, 3, "bob") == 0);
+	audit_log_free(l);
+	{
+		_cleanup_strv_free_ char **again = NULL;
+		CHECK(audit_trail_files(log, &again) == 0);
+		CHECK(strv_length(again) == strv_length(files));
+		CHECK(verify(again, key, true, &res) == AUDIT_VERIFY_INTACT);
+		CHECK(res.first_file_seq == 1 && res.files == strv_length(files));
+		audit_verify_result_clear(&res);
+	}
+	/* ... and a lost key is not replaced while rotated files exist. */
+	{
+		_cleanup_free_ char *moved = path_in("r.key.moved"), *live = path_in("r.log.live");
+		CHECK(rename(key, moved) == 0);
+		CHECK(rename(log, live) == 0);
+		CHECK(audit_log_open(&o, &l, NULL) == -ENOKEY);
+		CHECK(rename(moved, key) == 0);
+		CHECK(rename(live, log) == 0);
+	}
+
+	/* A missing middle file is a gap. */
+	{
+		_cleanup_strv_free_ char **gap = NULL;
+		for (size_t i = 0; files[i]; i++)
+			if (i != 1)
+				CHECK(strv_extend(&gap, files[i]) == 0);
+		CHECK(verify(gap, key, false, &res) == AUDIT_VERIFY_FILE_GAP);
+		CHECK(res.line == 1);
+		audit_verify_result_clear(&res);
+	}
+}
+
+static void test_key_checks(void)
+{
+	_cleanup_free_ char *log = path_in("k.log"), *key = path_in("k.key");
+	AuditOptions o = opts_for(log, key, 8, 0);
+	AuditLog *l = NULL;
+	uint8_t k[AUDIT_SEAL_KEY_SIZE];
+	const char *problem = NULL;
+
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	audit_log_free(l);
+	CHECK(chmod(key, 0640) == 0);
+	CHECK(audit_seal_key_load(key, false, k, &problem) == -EACCES && problem);
+	CHECK(audit_log_open(&o, &l, NULL) == -EACCES);
+	CHECK(chmod(key, 0604) == 0);
+	CHECK(audit_log_open(&o, &l, NULL) == -EACCES);
+	CHECK(chmod(key, 0600) == 0);
+	/* A lost key is not silently replaced while a trail exists. */
+	CHECK(unlink(key) == 0);
+	CHECK(audit_log_open(&o, &l, NULL) == -ENOKEY);
+	/* A symlinked key is refused. */
+	CHECK(symlink("/dev/null", key) == 0);
+	CHECK(audit_log_open(&o, &l, NULL) == -ELOOP);
+}
+
+static void test_single_writer_and_io_errors(void)
+{
+	_cleanup_free_ char *log = path_in("w.log"), *key = path_in("w.key");
+	AuditOptions o = opts_for(log, key, 8, 0);
+	AuditLog *l = NULL, *l2 = NULL;
+	AuditVerifyResult res = {};
+	char *files[] = {log, NULL};
+	struct rlimit old, lim;
+	struct stat st;
+
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(audit_log_open(&o, &l2, NULL) == -EBUSY);
+	CHECK(append_n(l, 2, "alice") == 0);
+
+	/* Disk full (simulated with RLIMIT_FSIZE): -errno, nothing half-written. */
+	CHECK(stat(log, &st) == 0);
+	CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+	signal(SIGXFSZ, SIG_IGN);
+	lim = old;
+	lim.rlim_cur = (rlim_t)st.st_size + 10;
+	CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+	CHECK(append_n(l, 1, "alice") == -EFBIG);
+	CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+	CHECK(stat(log, &st) == 0 && st.st_size < (off_t)lim.rlim_cur);
+	CHECK(append_n(l, 2, "alice") == 0);
+	audit_log_free(l);
+	CHECK(verify(files, key, true, &res) == AUDIT_VERIFY_INTACT);
+	audit_verify_result_clear(&res);
+
+	/* Hostile sizes: every field 4 KiB of control characters still makes one record. */
+	{
+		_cleanup_free_ char *big = malloc(4097);
+		AuditRecord rec = AUDIT_RECORD_INIT;
+		CHECK(big);
+		memset(big, 0x1b, 4096);
+		big[4096] = '\0';
+		rec.event = AUDIT_EVENT_AUTH;
+		rec.reason = rec.message = rec.user = rec.service = rec.tty = rec.rhost = big;
+		rec.cred_label = rec.cred_id = rec.aaguid = rec.device = rec.rule = big;
+		rec.session = rec.action = rec.detail = big;
+		CHECK(audit_log_open(&o, &l, NULL) == 0);
+		CHECK(audit_log_append(l, &rec) == 0);
+		audit_log_free(l);
+		CHECK(verify(files, key, true, &res) == AUDIT_VERIFY_INTACT);
+		audit_verify_result_clear(&res);
+	}
+
+	/* Bad arguments. */
+	CHECK(audit_log_open(NULL, &l, NULL) == -EINVAL);
+	AuditRecord seal = AUDIT_RECORD_INIT;
+	seal.event = AUDIT_EVENT_SEAL;
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(audit_log_append(l, &seal) == -EINVAL); /* seals come from the library only */
+	audit_log_free(l);
+}
+
+int main(void)
+{
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_escape();
+	test_tables();
+	test_write_verify();
+	test_torn();
+	test_rotation();
+	test_key_checks();
+	test_single_writer_and_io_errors();
+	{
+		char *argv[] = {"rm", "-rf", tmpdir, NULL};
+		pid_t pid = fork();
+		if (pid == 0) {
+			execvp("rm", argv);
+			_exit(127);
+		}
+		if (pid > 0) {
+			int status;
+			(void)waitpid(pid, &status, 0);
+		}
+	}
+	if (failures) {
+		fprintf(stderr, "%d check(s) failed\n", failures);
+		return 1;
+	}
+	printf("all audit unit checks passed\n");
+	return 0;
+}

@@ -1,0 +1,888 @@
+/* test-policy.c: the policy engine — evaluation table, malformed files with exact
+ * messages and lines, policy_is_remote() table, warnings, explain text, file loading. */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "policy.h"
+#include "util.h"
+
+static unsigned failures, checks;
+
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		checks++;                                                                          \
+		if (!(cond)) {                                                                     \
+			failures++;                                                                \
+			fprintf(stderr, "%s:%d: FAIL: %s: ", __FILE__, __LINE__, #cond);           \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+		}                                                                                  \
+	} while (0)
+
+static void dump(const PolicyDiagnostics *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		fprintf(stderr, "    %s:%u: %s: %s\n", d->items[i].file, d->items[i].line,
+		        d->items[i].severity == POLICY_SEVERITY_ERROR ? "error" : "warning",
+		        d->items[i].message);
+}
+
+/* ---- evaluation ---- */
+
+/* clang-format off */
+static const char eval_policy[] =
+	"# evaluation fixture\n"                                                               /* 1 */
+	"settings = { timeout = 15000; };\n"                                                   /* 2 */
+	"rules = (\n"                                                                          /* 3 */
+	"  { name = \"breakglass\"; match = { users = \"breakglass\"; }; require = \"none\"; },\n" /* 4 */
+	"  { name = \"remote-admins\"; match = { groups = [\"wheel\", \"sudo\"]; remote = true;\n" /* 5 */
+	"      services = \"sshd\"; }; require = \"deny\"; reason = \"no remote admins\"; },\n" /* 6 */
+	"  { name = \"admins-sudo\";\n"                                                        /* 7 */
+	"    match = { groups = [\"wheel\", \"sudo\"]; services = [\"sudo\", \"su\"];\n"       /* 8 */
+	"              not = { users = [\"carol\"]; }; };\n"                                   /* 9 */
+	"    require = \"key\"; user_verification = \"required\"; on_remote = \"none\";\n"     /* 10 */
+	"    removal = { action = \"end-elevation\"; grace = 0; }; },\n"                       /* 11 */
+	"  { name = \"carol-sudo\"; match = { users = \"carol\"; services = \"sudo\"; };\n"    /* 12 */
+	"    require = \"key\"; },\n"                                                          /* 13 */
+	"  { name = \"console\"; match = { groups = \"wheel\"; ttys = [\"tty[0-9]*\", \"/dev/tty[0-9]*\"]; };\n" /* 14 */
+	"    require = \"key\"; on_remote = \"deny\"; removal = { action = \"lock\"; grace = 1500; }; },\n" /* 15 */
+	"  { name = \"service-accounts\"; match = { uids = [\"100-999\"]; not = { uids = \"500\"; }; };\n" /* 16 */
+	"    require = \"deny\"; reason = \"service accounts do not log in\"; },\n"           /* 17 */
+	"  { name = \"kiosk-no-tty\"; match = { users = \"kiosk\"; ttys = \"\"; }; require = \"deny\"; },\n" /* 18 */
+	"  { name = \"remote-only\"; match = { users = \"xuser\"; remote = true; }; require = \"deny\"; },\n" /* 19 */
+	"  { name = \"local-only\"; match = { users = \"xuser\"; remote = false; }; require = \"key\"; },\n" /* 20 */
+	"  { name = \"staff\"; match = { groups = \"staff\";\n"                               /* 21 */
+	"      not = { services = \"gdm-password\"; groups = \"interns\"; }; };\n"              /* 22 */
+	"    require = \"key\"; user_presence = true; counter = \"strict\"; },\n"              /* 23 */
+	"  { name = \"root\"; match = { uids = \"0\"; }; require = \"key\"; on_remote = \"deny\"; },\n" /* 24 */
+	"  { name = \"pts\"; match = { ttys = \"/dev/pts/*\"; services = \"login\"; }; require = \"deny\"; }\n" /* 25 */
+	");\n"                                                                                 /* 26 */
+	"default = { require = \"none\"; };\n";                                                /* 27 */
+/* clang-format on */
+
+typedef struct EvalCase {
+	const char *user;
+	uid_t uid;
+	const char *groups; /* comma-separated */
+	const char *service;
+	const char *rhost;
+	const char *tty;
+	bool remote;
+	const char *rule;
+	PolicyRequire require;
+	unsigned line;
+} EvalCase;
+
+#define K POLICY_REQUIRE_KEY
+#define N POLICY_REQUIRE_NONE
+#define D POLICY_REQUIRE_DENY
+
+static const EvalCase eval_cases[] = {
+        /* first match: breakglass is in wheel but matched first */
+        {"breakglass", 1001, "wheel", "sudo", NULL, "/dev/pts/1", false, "breakglass", N, 4},
+        {"breakglass", 1001, "wheel", "sshd", "203.0.113.9", NULL, false, "breakglass", N, 4},
+        /* remote admins over sshd */
+        {"alice", 1000, "alice,wheel", "sshd", "203.0.113.9", "ssh", false, "remote-admins", D, 5},
+        {"alice", 1000, "alice,sudo", "sshd", "2001:db8::1", NULL, false, "remote-admins", D, 5},
+        {"alice", 1000, "alice,sudo", "sshd", "[2001:db8::1]:22", NULL, false, "remote-admins", D,
+                5},
+        {"alice", 1000, "alice,sudo", "sshd", "::ffff:198.51.100.7", NULL, false, "remote-admins",
+                D, 5},
+        {"alice", 1000, "alice,sudo", "sshd", "host.example.org", NULL, false, "remote-admins", D,
+                5},
+        {"alice", 1000, "alice,sudo", "sshd", NULL, NULL, true, "remote-admins", D, 5},
+        /* sshd from loopback is local: not remote-admins; falls through to staff? no: default */
+        {"alice", 1000, "alice,sudo", "sshd", "127.0.0.1", NULL, false, "default", N, 27},
+        {"alice", 1000, "alice,sudo", "sshd", "::1", NULL, false, "default", N, 27},
+        {"alice", 1000, "alice,sudo", "sshd", "::ffff:127.0.0.1", NULL, false, "default", N, 27},
+        {"alice", 1000, "alice,sudo", "sshd", "[::1]:2222", NULL, false, "default", N, 27},
+        {"alice", 1000, "alice,sudo", "sshd", "localhost", NULL, false, "default", N, 27},
+        /* admins-sudo: supplementary group, either group, local */
+        {"alice", 1000, "alice,wheel", "sudo", NULL, "/dev/pts/0", false, "admins-sudo", K, 7},
+        {"bob", 1002, "bob,users,sudo", "su", NULL, "/dev/pts/4", false, "admins-sudo", K, 7},
+        {"bob", 1002, "sudo", "sudo", "", NULL, false, "admins-sudo", K, 7},
+        /* admins-sudo from a remote session resolves to none (on_remote = "none") */
+        {"bob", 1002, "sudo", "sudo", NULL, "/dev/pts/4", true, "admins-sudo", N, 7},
+        {"bob", 1002, "sudo", "sudo", "192.0.2.1", NULL, false, "admins-sudo", N, 7},
+        /* carol is excluded from admins-sudo by `not`, caught by carol-sudo */
+        {"carol", 1003, "carol,wheel", "sudo", NULL, "/dev/pts/2", false, "carol-sudo", K, 12},
+        /* carol-sudo has no on_remote: a remote key requirement resolves to deny */
+        {"carol", 1003, "carol,wheel", "sudo", "fe80::1%eth0", NULL, false, "carol-sudo", D, 12},
+        /* carol with su: not admins-sudo (not), not carol-sudo (service), console? tty pts no */
+        {"carol", 1003, "carol,wheel", "su", NULL, "/dev/pts/2", false, "default", N, 27},
+        /* console: tty patterns */
+        {"carol", 1003, "carol,wheel", "login", NULL, "tty1", false, "console", K, 14},
+        {"alice", 1000, "wheel", "login", NULL, "/dev/tty3", false, "console", K, 14},
+        {"alice", 1000, "wheel", "login", NULL, "/dev/ttyS0", false, "default", N,
+                27}, /* S: no digit */
+        /* service accounts: uid ranges with a hole */
+        {"daemon1", 100, NULL, "login", NULL, NULL, false, "service-accounts", D, 16},
+        {"daemon2", 999, "daemon2", "cron", NULL, NULL, false, "service-accounts", D, 16},
+        {"daemon3", 500, NULL, "cron", NULL, NULL, false, "default", N, 27},
+        {"daemon4", 1000, NULL, "cron", NULL, NULL, false, "default", N, 27},
+        {"daemon5", 99, NULL, "cron", NULL, NULL, false, "default", N, 27},
+        /* empty tty pattern matches requests without a tty */
+        {"kiosk", 2000, NULL, "gdm-password", NULL, NULL, false, "kiosk-no-tty", D, 18},
+        {"kiosk", 2000, NULL, "gdm-password", NULL, ":0", false, "default", N, 27},
+        /* remote = true / false */
+        {"xuser", 2001, NULL, "login", "10.1.2.3", NULL, false, "remote-only", D, 19},
+        {"xuser", 2001, NULL, "login", NULL, NULL, false, "local-only", K, 20},
+        {"xuser", 2001, NULL, "login", NULL, "otherhost:0", false, "remote-only", D, 19},
+        {"xuser", 2001, NULL, "login", NULL, ":0", false, "local-only", K, 20},
+        /* staff with negated service and group */
+        {"dave", 3000, "dave,staff", "polkit-1", NULL, NULL, false, "staff", K, 21},
+        {"dave", 3000, "dave,staff", "gdm-password", NULL, NULL, false, "default", N, 27},
+        {"erin", 3001, "staff,interns", "polkit-1", NULL, NULL, false, "default", N, 27},
+        /* staff requires a key and sets no on_remote: remote → deny */
+        {"dave", 3000, "dave,staff", "polkit-1", NULL, NULL, true, "staff", D, 21},
+        /* root by uid, by any name */
+        {"root", 0, "root", "login", NULL, "/dev/pts/9", false, "root", K, 24},
+        {"toor", 0, NULL, "sudo", NULL, NULL, false, "root", K, 24},
+        {"root", 0, "root", "login", "[::ffff:8.8.8.8]", NULL, false, "root", D, 24},
+        /* pts pattern and default */
+        {"frank", 4000, "frank", "login", NULL, "/dev/pts/17", false, "pts", D, 25},
+        {"frank", 4000, "frank", "login", NULL, "/dev/tty2", false, "default", N, 27},
+        {"frank", 4000, "frank", "sudo", NULL, NULL, false, "default", N, 27},
+        /* the caller's remote verdict cannot be undone by a local rhost */
+        {"alice", 1000, "sudo", "sshd", "127.0.0.1", NULL, true, "remote-admins", D, 5},
+};
+
+static char **split(const char *s)
+{
+	char **l = calloc(1, sizeof(char *));
+	_cleanup_free_ char *copy = s ? strdup(s) : NULL;
+	char *save = NULL;
+
+	if (!l)
+		abort();
+	if (!copy)
+		return l;
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		if (strv_extend(&l, t) < 0)
+			abort();
+	return l;
+}
+
+static void test_evaluate(void)
+{
+	_cleanup_(policy_freep) Policy *p = NULL;
+	PolicyDiagnostics d = {};
+	int r;
+
+	r = policy_load_string(eval_policy, "eval.conf", &d, &p);
+	CHECK(r == 0 && p, "eval fixture loads (r=%d)", r);
+	if (r < 0) {
+		dump(&d);
+		return;
+	}
+	CHECK(policy_diagnostics_errors(&d) == 0, "no errors");
+	policy_diagnostics_clear(&d);
+	CHECK(policy_settings(p)->timeout_ms == 15000, "timeout");
+
+	for (size_t i = 0; i < ELEMENTSOF(eval_cases); i++) {
+		const EvalCase *c = &eval_cases[i];
+		_cleanup_strv_free_ char **groups = split(c->groups);
+		PolicyRequest req = {
+		        .user = c->user,
+		        .uid = c->uid,
+		        .groups = groups,
+		        .service = c->service,
+		        .rhost = c->rhost,
+		        .tty = c->tty,
+		        .remote = c->remote,
+		};
+		PolicyDecision dec;
+
+		r = policy_evaluate(p, &req, &dec);
+		CHECK(r == 0, "case %zu evaluates", i);
+		if (r < 0)
+			continue;
+		CHECK(streq(dec.rule_name, c->rule) && dec.require == c->require &&
+		                dec.line == c->line && streq(dec.file, "eval.conf"),
+		        "case %zu (%s/%s/%s/%s): got rule %s line %u require %s, want %s line %u "
+		        "%s",
+		        i, c->user, c->service, strna(c->rhost), strna(c->tty), dec.rule_name,
+		        dec.line, policy_require_to_string(dec.require), c->rule, c->line,
+		        policy_require_to_string(c->require));
+		CHECK(dec.is_default == streq(c->rule, "default"), "case %zu is_default", i);
+	}
+}
+
+static void test_decision_fields(void)
+{
+	_cleanup_(policy_freep) Policy *p = NULL;
+	char *groups[] = {"sudo", NULL};
+	PolicyRequest req = {.user = "bob", .uid = 1002, .groups = groups, .service = "sudo"};
+	PolicyDecision dec;
+	_cleanup_free_ char *text = NULL;
+
+	CHECK(policy_load_string(eval_policy, "eval.conf", NULL, &p) == 0, "load");
+	if (!p)
+		return;
+	CHECK(policy_evaluate(p, &req, &dec) == 0, "evaluate");
+	CHECK(dec.require == POLICY_REQUIRE_KEY && dec.user_verification == POLICY_UV_REQUIRED &&
+	                dec.user_presence && dec.removal == POLICY_REMOVAL_END_ELEVATION &&
+	                dec.grace_ms == 0 && dec.lock_verify_ms == 2000 &&
+	                dec.counter == POLICY_COUNTER_STRICT && !dec.remote &&
+	                !dec.remote_resolved && dec.on_remote_set &&
+	                dec.on_remote == POLICY_ON_REMOTE_NONE && dec.n_aaguid_allow == 0,
+	        "admins-sudo fields");
+	CHECK(policy_decision_explain(&dec, &text) == 0 &&
+	                strstr(text, "Rule: admins-sudo at eval.conf:7\n") &&
+	                strstr(text, "Decision: a registered security key is required\n") &&
+	                strstr(text,
+	                        "User verification: required (PIN or biometric on the key)\n") &&
+	                strstr(text, "On key removal: the elevated process (sudo, su) is ended at "
+	                             "once\n"),
+	        "explain text:\n%s", strna(text));
+	free(TAKE_PTR(text));
+
+	/* carol-sudo from remote: resolved deny with the built-in reason */
+	req.user = "carol";
+	req.remote = true;
+	CHECK(policy_evaluate(p, &req, &dec) == 0 && dec.require == POLICY_REQUIRE_DENY &&
+	                dec.remote_resolved && !dec.on_remote_set && dec.reason &&
+	                streq(dec.reason, "a security key cannot be touched over a remote login, "
+	                                  "and the rule sets no on_remote outcome"),
+	        "carol remote deny reason: %s", strna(dec.reason));
+	CHECK(policy_decision_explain(&dec, &text) == 0 && strstr(text, "Login: remote\n") &&
+	                strstr(text, "Decision: refused\nReason: a security key cannot be touched"),
+	        "explain remote:\n%s", strna(text));
+	free(TAKE_PTR(text));
+
+	/* deny with the rule's own reason */
+	req.user = "svc";
+	req.uid = 123;
+	req.groups = NULL;
+	req.remote = false;
+	CHECK(policy_evaluate(p, &req, &dec) == 0 && dec.require == POLICY_REQUIRE_DENY &&
+	                streq(strna(dec.reason), "service accounts do not log in"),
+	        "deny reason");
+	/* console removal fields */
+	{
+		char *wheel[] = {"wheel", NULL};
+		PolicyRequest r2 = {.user = "w",
+		        .uid = 5000,
+		        .groups = wheel,
+		        .service = "login",
+		        .tty = "tty2"};
+		CHECK(policy_evaluate(p, &r2, &dec) == 0 && dec.removal == POLICY_REMOVAL_LOCK &&
+		                dec.grace_ms == 1500 &&
+		                dec.on_lock_failure == POLICY_LOCK_FAILURE_TERMINATE,
+		        "console removal");
+	}
+	/* bad requests */
+	req.user = NULL;
+	CHECK(policy_evaluate(p, &req, &dec) == -EINVAL, "NULL user");
+	req.user = "x";
+	req.service = "";
+	CHECK(policy_evaluate(p, &req, &dec) == -EINVAL, "empty service");
+	CHECK(policy_evaluate(NULL, &req, &dec) == -EINVAL, "NULL policy");
+}
+
+/* ---- malformed files: the first error's line and exact message ---- */
+
+typedef struct BadCase {
+	const char *text;
+	unsigned line;
+	const char *message;
+} BadCase;
+
+#define DEF        "default = { require = \"none\"; };\n"
+#define DEF_SHA256 "b533291acb14f5a8f1879fc18567744e848fe089bbc8ab9991a02f73590e165d"
+
+static const BadCase bad_cases[] = {
+        {"settings = {\n  timeout = ;\n};\n" DEF, 2, "syntax error"},
+        {"settings = { colour = \"blue\"; };\n" DEF, 1,
+                "unknown key 'colour' in 'settings' (expected one of: rp_id, timeout, failmode, "
+                "audit_failure, credentials_dir, state_dir, runtime_dir, audit_log, admin_group, "
+                "cue, max_credentials_per_user, max_bindings)"},
+        {DEF "rulez = ();\n", 2,
+                "unknown key 'rulez' in the top level (expected one of: settings, rules, default)"},
+        {"settings = {\n  timeout = \"30\";\n};\n" DEF, 2,
+                "'timeout' must be an integer (milliseconds), not a string"},
+        {"settings = {\n\n  timeout = 50;\n};\n" DEF, 3,
+                "'timeout' is 50, expected 100..600000 (milliseconds)"},
+        {"settings = { timeout = 10000000000L; };\n" DEF, 1,
+                "'timeout' is 10000000000, expected 100..600000 (milliseconds)"},
+        {"settings = { failmode = \"ajar\"; };\n" DEF, 1,
+                "'failmode' is \"ajar\", expected one of: closed, open"},
+        {"settings = { failmode = true; };\n" DEF, 1,
+                "'failmode' must be a string (one of: closed, open), not a boolean"},
+        {"settings = { state_dir = \"var/lib/keyward\"; };\n" DEF, 1,
+                "'state_dir' must be an absolute path without '.' or '..' components"},
+        {"settings = { audit_log = \"/var/log/../tmp/x\"; };\n" DEF, 1,
+                "'audit_log' must be an absolute path without '.' or '..' components"},
+        {"settings = { rp_id = \"\"; };\n" DEF, 1,
+                "'rp_id' must be non-empty and contain no spaces"},
+        {"settings = { cue = \"touch %s\"; };\n" DEF, 1,
+                "'cue' may contain only %u (the user) and %% as % sequences"},
+        {"settings = { max_bindings = 0; };\n" DEF, 1,
+                "'max_bindings' is 0, expected 1..1048576 (bindings)"},
+        {"settings = { admin_group = \"bad:group\"; };\n" DEF, 1,
+                "'admin_group' \"bad:group\" is not a valid group name"},
+        {"settings = ( 1 );\n" DEF, 1, "'settings' must be a group { ... }, not a list"},
+        {"rules = ();\n", 0,
+                "no 'default' outcome: add default = { require = \"none\"; }; (or "
+                "\"key\"/\"deny\") to say what happens when no rule matches"},
+        {"default = { require = \"maybe\"; };\n", 1,
+                "'require' is \"maybe\", expected one of: none, key, deny"},
+        {"default = { };\n", 1,
+                "'default' has no 'require' (expected \"key\", \"none\" or \"deny\")"},
+        {"default = { require = \"none\"; name = \"x\"; };\n", 1,
+                "unknown key 'name' in 'default' (expected one of: require, reason, on_remote, "
+                "user_verification, user_presence, aaguid_allow, aaguid_deny, attestation, "
+                "trust_anchors, counter, removal, lockout)"},
+        {"rules = (\n  { match = { users = \"a\"; }; require = \"key\"; }\n);\n" DEF, 2,
+                "rule 1 has no 'name' (expected name = \"...\";)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\"; match = { users = \"x\"; }; },\n  { name "
+         "= \"a\"; require = \"key\"; match = { users = \"y\"; }; }\n);\n" DEF,
+                3, "duplicate rule name 'a' (first defined at line 2)"},
+        {"rules = (\n  { name = \"default\"; require = \"key\"; }\n);\n" DEF, 2,
+                "rule name \"default\" is not valid (letters, digits, '.', '_', '-'; not "
+                "\"default\")"},
+        {"rules = (\n  { name = \"a\"; require = \"key\"; colour = 1; }\n);\n" DEF, 2,
+                "unknown key 'colour' in rule 'a' (expected one of: name, match, require, reason, "
+                "on_remote, user_verification, user_presence, aaguid_allow, aaguid_deny, "
+                "attestation, trust_anchors, counter, removal, lockout)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { user = \"x\"; }; "
+         "}\n);\n" DEF,
+                3,
+                "unknown key 'user' in 'match' of rule 'a' (expected one of: users, groups, uids, "
+                "services, ttys, remote, not)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { not = { remote = true; }; "
+         "}; }\n);\n" DEF,
+                3,
+                "unknown key 'remote' in 'not' of rule 'a' (expected one of: users, groups, uids, "
+                "services, ttys)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { groups = []; }; "
+         "}\n);\n" DEF,
+                3, "'groups' is an empty list; remove it or name at least one entry"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { users = [\"ok\",\n "
+         "\"bad/name\"]; }; }\n);\n" DEF,
+                4, "'users' entry \"bad/name\" is not a valid user name"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { uids = 1000; }; "
+         "}\n);\n" DEF,
+                3, "'uids' takes strings such as \"0\" or \"1000-1999\", not an integer"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { uids = \"2000-1000\"; }; "
+         "}\n);\n" DEF,
+                3, "'uids' entry \"2000-1000\" is not a valid uid or uid range (\"N\" or \"N-M\")"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { remote = \"yes\"; }; "
+         "}\n);\n" DEF,
+                3, "'remote' must be true or false, not a string"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { services = [\"su do\"]; "
+         "}; }\n);\n" DEF,
+                3, "'services' entry \"su do\" is not a valid PAM service name"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { groups = (\"x\", 3); }; "
+         "}\n);\n" DEF,
+                3, "'groups' must list strings, entry 2 is an integer"},
+        {"rules = (\n  { name = \"all\"; require = \"key\"; },\n  { name = \"b\"; require = "
+         "\"deny\"; match = { users = \"x\"; }; }\n);\n" DEF,
+                3,
+                "rule 'b' can never match: the earlier rule 'all' (line 2) matches every request "
+                "it matches"},
+        {"rules = (\n  { name = \"a\"; require = \"key\"; match = { groups = [\"w\", \"s\"]; "
+         "services = \"sudo\"; }; },\n  { name = \"b\"; require = \"deny\"; match = { services = "
+         "\"sudo\"; groups = \"s\"; uids = \"5\"; }; }\n);\n" DEF,
+                3,
+                "rule 'b' can never match: the earlier rule 'a' (line 2) matches every request it "
+                "matches"},
+        {"rules = (\n  { name = \"a\"; require = \"key\"; match = { users = \"x\"; }; },\n  { name "
+         "= \"b\"; require = \"deny\"; match = { users = \"x\"; }; }\n);\n" DEF,
+                3,
+                "rule 'b' can never match: the earlier rule 'a' (line 2) matches every request it "
+                "matches"},
+        {"rules = (\n  { name = \"a\"; require = \"key\"; match = { uids = \"0-999\"; }; },\n  { "
+         "name = \"b\"; require = \"deny\"; match = { uids = [\"5-10\", \"900\"]; }; }\n);\n" DEF,
+                3,
+                "rule 'b' can never match: the earlier rule 'a' (line 2) matches every request it "
+                "matches"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    attestation = \"verified\"; "
+         "}\n);\n" DEF,
+                3,
+                "attestation = \"verified\" in rule 'a' needs 'trust_anchors' (PEM files of the "
+                "accepted roots)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    trust_anchors = \"relative.pem\"; "
+         "attestation = \"verified\"; }\n);\n" DEF,
+                3,
+                "'trust_anchors' entry \"relative.pem\" is not a valid absolute path to a PEM "
+                "file"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    aaguid_allow = [\"not-a-guid\"]; "
+         "}\n);\n" DEF,
+                3,
+                "'aaguid_allow' entry \"not-a-guid\" is not a valid AAGUID "
+                "(\"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx\" or 32 hex digits)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    user_verification = \"always\"; "
+         "}\n);\n" DEF,
+                3,
+                "'user_verification' is \"always\", expected one of: discouraged, preferred, "
+                "required"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    removal = { action = \"explode\"; "
+         "}; }\n);\n" DEF,
+                3,
+                "'action' is \"explode\", expected one of: none, lock, terminate, end-elevation"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    removal = { action = \"lock\";\n    "
+         "  lock_verify = 10; }; }\n);\n" DEF,
+                4, "'lock_verify' is 10, expected 100..60000 (milliseconds)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    removal = { grace = -1; }; "
+         "}\n);\n" DEF,
+                3, "'grace' is -1, expected 0..600000 (milliseconds)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    removal = { when = 1; }; "
+         "}\n);\n" DEF,
+                3,
+                "unknown key 'when' in 'removal' (expected one of: action, grace, lock_verify, "
+                "on_lock_failure)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    lockout = { max_failures = 5000; }; "
+         "}\n);\n" DEF,
+                3, "'max_failures' is 5000, expected 0..1000 (failures, 0 = no lockout)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    on_remote = \"allow\"; }\n);\n" DEF,
+                3, "'on_remote' is \"allow\", expected one of: deny, none"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    counter = \"lenient\"; }\n);\n" DEF,
+                3, "'counter' is \"lenient\", expected one of: strict, allow-zero"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    user_presence = 0; }\n);\n" DEF, 3,
+                "'user_presence' must be true or false, not an integer"},
+        {"rules = { a = 1; };\n" DEF, 1,
+                "'rules' must be a list ( { ... }, { ... } ), not a group"},
+        {"rules = ( \"a\" );\n" DEF, 1, "rule 1 must be a group { name = ...; ... }, not a string"},
+        {"rules = (\n  \"a\",\n  \"b\"\n);\n" DEF, 2,
+                "rule 1 must be a group { name = ...; ... }, not a string"},
+        {DEF "\n@include \"/etc/passwd\"\n", 3,
+                "@include is not supported; keep the whole policy in one file"},
+        {"settings = { failmode = \"\\x1b[31mred\"; };\n" DEF, 1,
+                "'failmode' is \"?[31mred\", expected one of: closed, open"},
+        {"# an @include in a comment is fine\n" DEF "  @include \"x\"\n", 3,
+                "@include is not supported; keep the whole policy in one file"},
+        {"default = { require = \"none\"; };\ndefault = { require = \"key\"; };\n", 2,
+                "duplicate setting name"},
+};
+
+static void test_malformed(void)
+{
+	for (size_t i = 0; i < ELEMENTSOF(bad_cases); i++) {
+		const BadCase *c = &bad_cases[i];
+		PolicyDiagnostics d = {};
+		Policy *p = (Policy *)0x1; /* must stay untouched */
+		const PolicyDiagnostic *first = NULL;
+		int r;
+
+		r = policy_load_string(c->text, "bad.conf", &d, &p);
+		for (size_t j = 0; j < d.n; j++)
+			if (d.items[j].severity == POLICY_SEVERITY_ERROR) {
+				first = &d.items[j];
+				break;
+			}
+		CHECK(r == -EINVAL && p == (Policy *)0x1, "bad case %zu refused (r=%d)", i, r);
+		CHECK(first && first->line == c->line && streq(first->message, c->message) &&
+		                streq(first->file, "bad.conf"),
+		        "bad case %zu: want %u: %s", i, c->line, c->message);
+		if (!first || first->line != c->line || !streq(first->message, c->message))
+			dump(&d);
+		policy_diagnostics_clear(&d);
+	}
+}
+
+/* ---- warnings (file loads) ---- */
+
+typedef struct WarnCase {
+	const char *text;
+	unsigned line;
+	const char *message;
+} WarnCase;
+
+static const WarnCase warn_cases[] = {
+        {"settings = { failmode = \"open\"; };\n" DEF, 1,
+                "failmode = \"open\": covered users get in without a key whenever keywardd cannot "
+                "be reached"},
+        {"settings = { audit_failure = \"alert\"; };\n" DEF, 1,
+                "audit_failure = \"alert\": authentications go on unrecorded when the audit trail "
+                "cannot be written"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    user_presence = false; }\n);\n" DEF,
+                3,
+                "user_presence = false in rule 'a': a key that is merely plugged in satisfies it "
+                "without a touch"},
+        {"rules = (\n  { name = \"r\"; match = { users = \"root\"; }; require = \"none\"; "
+         "}\n);\n" DEF,
+                2, "rule 'r' exempts root from the security key (require = \"none\")"},
+        {"rules = (\n  { name = \"r\"; match = { uids = \"0-10\"; }; require = \"none\"; "
+         "}\n);\n" DEF,
+                2, "rule 'r' exempts root from the security key (require = \"none\")"},
+        {"default = { require = \"deny\";\n  removal = { action = \"lock\"; }; };\n", 2,
+                "'removal' in 'default' has no effect unless require = \"key\""},
+        {"rules = (\n  { name = \"a\"; require = \"key\"; match = { remote = true; }; }\n);\n" DEF,
+                2,
+                "rule 'a' matches only remote logins, where a key cannot be touched: it always "
+                "resolves to on_remote (deny, not set)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    counter = \"allow-zero\"; "
+         "}\n);\n" DEF,
+                3,
+                "counter = \"allow-zero\" in rule 'a': a clone of an authenticator that always "
+                "reports 0 cannot be detected"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    trust_anchors = "
+         "\"/etc/keyward/yubico.pem\"; }\n);\n" DEF,
+                3, "'trust_anchors' in rule 'a' has no effect unless attestation = \"verified\""},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { users = [\"x\", \"x\"]; "
+         "}; }\n);\n" DEF,
+                3, "'users' lists \"x\" twice"},
+};
+
+static void test_warnings(void)
+{
+	for (size_t i = 0; i < ELEMENTSOF(warn_cases); i++) {
+		const WarnCase *c = &warn_cases[i];
+		_cleanup_(policy_freep) Policy *p = NULL;
+		PolicyDiagnostics d = {};
+		int r;
+
+		r = policy_load_string(c->text, "warn.conf", &d, &p);
+		CHECK(r == 0 && p && d.n == 1 && d.items[0].severity == POLICY_SEVERITY_WARNING &&
+		                d.items[0].line == c->line && streq(d.items[0].message, c->message),
+		        "warn case %zu: want %u: %s (r=%d)", i, c->line, c->message, r);
+		if (r < 0 || d.n != 1 || d.items[0].line != c->line ||
+		        !streq(d.items[0].message, c->message))
+			dump(&d);
+		policy_diagnostics_clear(&d);
+	}
+}
+
+/* ---- full settings, shadowing that must NOT be reported ---- */
+
+static void test_settings_and_reachability(void)
+{
+	static const char text[] =
+	        "settings = { rp_id = \"pam://example\"; timeout = 500; failmode = \"closed\";\n"
+	        "  audit_failure = \"deny\"; credentials_dir = \"/tmp/kw/creds\"; state_dir = "
+	        "\"/tmp/kw/state\";\n"
+	        "  runtime_dir = \"/tmp/kw/run\"; audit_log = \"/tmp/kw/audit.log\"; admin_group = "
+	        "\"kwadm\";\n"
+	        "  cue = \"Touch for %u (100%%)\"; max_credentials_per_user = 4; max_bindings = "
+	        "10; };\n"
+	        "rules = (\n"
+	        "  { name = \"a\"; match = { groups = \"wheel\"; not = { users = \"bob\"; }; }; "
+	        "require = \"key\"; },\n"
+	        "  { name = \"b\"; match = { groups = \"wheel\"; }; require = \"deny\"; },\n"
+	        "  { name = \"c\"; match = { uids = \"0-999\"; }; require = \"key\"; },\n"
+	        "  { name = \"d\"; match = { uids = [\"500-1500\"]; }; require = \"key\"; },\n"
+	        "  { name = \"e\"; match = { ttys = \"*\"; services = \"x\"; }; require = \"key\"; "
+	        "},\n"
+	        "  { name = \"f\"; match = { services = \"y\"; remote = true; }; require = "
+	        "\"deny\"; },\n"
+	        "  { name = \"g\"; match = { services = \"y\"; }; require = \"deny\"; },\n"
+	        "  { name = \"h\"; aaguid_allow = [\"cb69481e-8ff7-4039-93ec-0a2729a154a8\"];\n"
+	        "    aaguid_deny = \"00112233445566778899AABBCCDDEEFF\"; require = \"key\";\n"
+	        "    attestation = \"verified\"; trust_anchors = [\"/etc/keyward/a.pem\"];\n"
+	        "    lockout = { max_failures = 3; window = 60; unlock_after = 120; };\n"
+	        "    removal = { action = \"lock\"; grace = 0; lock_verify = 1000; on_lock_failure "
+	        "= \"alert\"; }; }\n"
+	        ");\n"
+	        "default = { require = \"deny\"; reason = \"nobody else\"; };\n";
+	_cleanup_(policy_freep) Policy *p = NULL;
+	PolicyDiagnostics d = {};
+	const PolicySettings *s;
+	PolicyDecision dec;
+	PolicyRequest req = {.user = "z", .uid = 5000, .service = "q"};
+	int r;
+
+	r = policy_load_string(text, "full.conf", &d, &p);
+	CHECK(r == 0 && d.n == 0, "full file loads cleanly (r=%d, %zu messages)", r, d.n);
+	if (r < 0 || d.n) {
+		dump(&d);
+		policy_diagnostics_clear(&d);
+		return;
+	}
+	s = policy_settings(p);
+	CHECK(streq(s->rp_id, "pam://example") && s->timeout_ms == 500 &&
+	                s->failmode == POLICY_FAILMODE_CLOSED &&
+	                s->audit_failure == POLICY_AUDIT_FAILURE_DENY &&
+	                streq(s->credentials_dir, "/tmp/kw/creds") &&
+	                streq(s->state_dir, "/tmp/kw/state") &&
+	                streq(s->runtime_dir, "/tmp/kw/run") &&
+	                streq(s->audit_log, "/tmp/kw/audit.log") &&
+	                streq(s->admin_group, "kwadm") && streq(s->cue, "Touch for %u (100%%)") &&
+	                s->max_credentials_per_user == 4 && s->max_bindings == 10,
+	        "settings");
+	CHECK(policy_evaluate(p, &req, &dec) == 0 && streq(dec.rule_name, "h") &&
+	                dec.n_aaguid_allow == 1 && dec.aaguid_allow[0][0] == 0xcb &&
+	                dec.aaguid_allow[0][15] == 0xa8 && dec.n_aaguid_deny == 1 &&
+	                dec.aaguid_deny[0][10] == 0xaa &&
+	                dec.attestation == POLICY_ATTESTATION_VERIFIED &&
+	                streq(dec.trust_anchors[0], "/etc/keyward/a.pem") &&
+	                !dec.trust_anchors[1] && dec.lockout_max_failures == 3 &&
+	                dec.lockout_window_s == 60 && dec.lockout_unlock_after_s == 120 &&
+	                dec.lock_verify_ms == 1000 &&
+	                dec.on_lock_failure == POLICY_LOCK_FAILURE_ALERT,
+	        "rule h fields");
+	CHECK(strlen(policy_digest(p)) == 64 && streq(policy_path(p), "full.conf"), "digest/path");
+
+	/* defaults */
+	{
+		_cleanup_(policy_freep) Policy *q = NULL;
+		CHECK(policy_load_string(DEF, "min.conf", NULL, &q) == 0, "minimal file");
+		if (q) {
+			s = policy_settings(q);
+			CHECK(streq(s->rp_id, "pam://keyward") && s->timeout_ms == 30000 &&
+			                s->failmode == POLICY_FAILMODE_CLOSED &&
+			                s->max_credentials_per_user == 16 &&
+			                s->max_bindings == 65536 && !s->admin_group &&
+			                s->credentials_dir[0] == '/',
+			        "defaults");
+		}
+	}
+}
+
+static void test_digest(void)
+{
+	_cleanup_(policy_freep) Policy *a = NULL, *b = NULL, *c = NULL;
+
+	CHECK(policy_load_string(DEF, "x", NULL, &a) == 0, "a");
+	CHECK(policy_load_string(DEF, "y", NULL, &b) == 0, "b");
+	CHECK(policy_load_string(DEF "# comment\n", "x", NULL, &c) == 0, "c");
+	if (!a || !b || !c)
+		return;
+	CHECK(streq(policy_digest(a), policy_digest(b)), "same content, same digest");
+	CHECK(!streq(policy_digest(a), policy_digest(c)), "different content, different digest");
+	/* sha256("default = { require = \"none\"; };\n"), computed with sha256sum */
+	CHECK(streq(policy_digest(a), DEF_SHA256), "known digest %s", policy_digest(a));
+}
+
+/* ---- files ---- */
+
+static void test_files(void)
+{
+	char dir[] = "/tmp/test-policy-XXXXXX", path[256], link[256];
+	_cleanup_(policy_freep) Policy *p = NULL;
+	PolicyDiagnostics d = {};
+	Policy *untouched = (Policy *)0x1;
+	int fd, r;
+
+	if (!mkdtemp(dir)) {
+		CHECK(false, "mkdtemp");
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/keyward.conf", dir);
+	snprintf(link, sizeof(link), "%s/link.conf", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	CHECK(fd >= 0 && write(fd, DEF, strlen(DEF)) == (ssize_t)strlen(DEF), "write");
+	if (fd >= 0)
+		close(fd);
+	r = policy_load_file(path, &d, &p);
+	CHECK(r == 0 && p && streq(policy_path(p), path), "load file (r=%d)", r);
+
+	CHECK(symlink(path, link) == 0, "symlink");
+	r = policy_load_file(link, &d, &untouched);
+	CHECK(r == -ELOOP && untouched == (Policy *)0x1, "symlink refused (r=%d)", r);
+	CHECK(d.n == 1 && d.items[0].line == 0 && streq(d.items[0].file, link) &&
+	                streq(d.items[0].message,
+	                        "is a symbolic link; replace it with a regular file"),
+	        "symlink message");
+	policy_diagnostics_clear(&d);
+
+	r = policy_load_file(dir, &d, &untouched);
+	CHECK(r == -EBADFD && d.n == 1 && streq(d.items[0].message, "is not a regular file"),
+	        "directory refused (r=%d)", r);
+	policy_diagnostics_clear(&d);
+
+	snprintf(link, sizeof(link), "%s/missing.conf", dir);
+	r = policy_load_file(link, &d, &untouched);
+	CHECK(r == -ENOENT && d.n == 1 && streq(d.items[0].message, "does not exist"),
+	        "missing (r=%d)", r);
+	policy_diagnostics_clear(&d);
+
+	/* too big: 1 MiB + 1 of comment */
+	{
+		char big[256];
+		FILE *f;
+
+		snprintf(big, sizeof(big), "%s/big.conf", dir);
+		f = fopen(big, "we");
+		CHECK(f != NULL, "fopen big");
+		if (f) {
+			fputs(DEF, f);
+			while (ftell(f) <= 1024 * 1024)
+				fputs("# padding padding padding padding padding padding padding "
+				      "pad\n",
+				        f);
+			fclose(f);
+		}
+		r = policy_load_file(big, &d, &untouched);
+		CHECK(r == -EFBIG && d.n == 1 &&
+		                streq(d.items[0].message, "the file is larger than 1048576 bytes"),
+		        "too big (r=%d)", r);
+		policy_diagnostics_clear(&d);
+		unlink(big);
+	}
+
+	/* "reload": a bad file never replaces a good policy */
+	{
+		Policy *live = TAKE_PTR(p), *next = NULL;
+
+		r = policy_load_string("default = { require = \"key\" ; ", "new.conf", &d, &next);
+		CHECK(r < 0 && !next, "bad reload refused");
+		if (r >= 0) {
+			policy_free(live);
+			live = next;
+		}
+		CHECK(live && streq(policy_path(live), path), "previous policy kept");
+		policy_free(live);
+		policy_diagnostics_clear(&d);
+	}
+
+	unlink(link);
+	snprintf(link, sizeof(link), "%s/link.conf", dir);
+	unlink(link);
+	unlink(path);
+	rmdir(dir);
+}
+
+/* ---- many rules / limits ---- */
+
+static void test_limits(void)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&text, &size);
+	PolicyDiagnostics d = {};
+	Policy *p = NULL;
+	int r;
+
+	if (!f)
+		abort();
+	fputs("rules = (\n", f);
+	for (int i = 0; i < 1025; i++)
+		fprintf(f,
+		        "%s{ name = \"r%d\"; match = { users = \"u%d\"; }; require = \"key\"; }\n",
+		        i ? "," : "", i, i);
+	fputs(");\n" DEF, f);
+	fclose(f);
+	r = policy_load_string(text, "many.conf", &d, &p);
+	CHECK(r == -EINVAL && d.n >= 1 && d.items[0].line == 1 &&
+	                streq(d.items[0].message,
+	                        "'rules' has 1025 rules, at most 1024 are allowed"),
+	        "1025 rules refused");
+	policy_diagnostics_clear(&d);
+
+	/* 1024 rules are fine, and evaluate to the last */
+	{
+		char *last = strstr(text, ",{ name = \"r1024\"");
+		char *groups[] = {NULL};
+		PolicyRequest req = {.user = "u1023", .uid = 1, .groups = groups, .service = "s"};
+		PolicyDecision dec;
+
+		CHECK(last != NULL, "find last");
+		if (!last)
+			return;
+		strcpy(last, ");\n" DEF);
+		r = policy_load_string(text, "many.conf", &d, &p);
+		CHECK(r == 0 && p, "1024 rules load (r=%d)", r);
+		if (r < 0)
+			dump(&d);
+		policy_diagnostics_clear(&d);
+		if (p) {
+			CHECK(policy_evaluate(p, &req, &dec) == 0 && streq(dec.rule_name, "r1023"),
+			        "last rule");
+			policy_free(p);
+		}
+	}
+}
+
+/* ---- policy_is_remote ---- */
+
+typedef struct RemoteCase {
+	const char *rhost, *tty;
+	bool remote;
+} RemoteCase;
+
+static const RemoteCase remote_cases[] = {
+        {NULL, NULL, false}, {"", NULL, false}, {"", "/dev/pts/3", false},
+        {NULL, "/dev/pts/3", false}, {NULL, "ssh", false}, {NULL, "tty1", false},
+        {NULL, ":0", false}, {NULL, ":1.0", false}, {NULL, "localhost:10.0", false},
+        {NULL, "otherhost:0", true}, {NULL, "192.0.2.5:0.0", true}, {NULL, "127.0.0.1:0", false},
+        {NULL, "[2001:db8::5]:0", true}, {NULL, "[::1]:0", false},
+        {NULL,
+                "a-very-long-host-name-that-goes-on-and-on-and-on-and-on-and-on-and-on-and-on-and-"
+                "on-and-on-and-on-and-"
+                "on-and-on-and-on-and-on-and-on-and-on-and-on-and-on-and-on-and-on-and-on-and-on-"
+                "and-on-and-on-and-on-and-on-and-on-and-on-and-on-and-on-and-on-and-on-and-on."
+                "localhost:0", /* longer than 255 before the colon */
+                true},
+        {"127.0.0.1", NULL, false}, {"127.1.2.3", NULL, false}, {"127.0.0.1:22", NULL, false},
+        {"::1", NULL, false}, {"0:0:0:0:0:0:0:1", NULL, false}, {"0000:0000::0001", NULL, false},
+        {"[::1]", NULL, false}, {"[::1]:22", NULL, false}, {"::1%lo", NULL, false},
+        {"::ffff:127.0.0.1", NULL, false}, {"::FFFF:127.0.0.2", NULL, false},
+        {"[::ffff:127.0.0.1]:2222", NULL, false}, {"::ffff:7f00:1", NULL, false},
+        {"localhost", NULL, false}, {"LOCALHOST", NULL, false},
+        {"localhost.localdomain", NULL, false}, {"ip6-localhost", NULL, false},
+        {"localhost", "otherhost:0", false}, /* rhost decides when present */
+        {"10.0.0.1", NULL, true}, {"10.0.0.1:22", NULL, true}, {"128.0.0.1", NULL, true},
+        {"0.0.0.0", NULL, true}, {"::", NULL, true}, {"2001:db8::1", NULL, true},
+        {"[2001:db8::1]:22", NULL, true}, {"fe80::1%eth0", NULL, true},
+        {"::ffff:10.1.2.3", NULL, true},
+        {"::127.0.0.1", NULL, true}, /* IPv4-compatible, deprecated: not loopback */
+        {"::2", NULL, true}, {"host.example.org", NULL, true},
+        {"localhost.evil.example", NULL, true}, {"mylocalhost", NULL, true},
+        {"127.0.0.1.evil.example", NULL, true},
+        {"127.1", NULL, true}, /* not a dotted quad: a name */
+        {"[::1", NULL, true}, {"[::1]x", NULL, true}, {"[::1]:", NULL, true}, {"[]", NULL, true},
+        {"127.0.0.1:abc", NULL, true}, {" 127.0.0.1", NULL, true},
+        {"localhost", "/dev/pts/0", false},
+        {"203.0.113.1", "tty1", true}, /* a console tty does not make it local */
+};
+
+static void test_is_remote(void)
+{
+	for (size_t i = 0; i < ELEMENTSOF(remote_cases); i++) {
+		const RemoteCase *c = &remote_cases[i];
+
+		CHECK(policy_is_remote(c->rhost, c->tty) == c->remote, "is_remote(%s, %s) != %s",
+		        c->rhost ? c->rhost : "NULL", c->tty ? c->tty : "NULL",
+		        c->remote ? "true" : "false");
+	}
+}
+
+/* ---- string tables ---- */
+
+static void test_tables(void)
+{
+#define ROUNDTRIP(name, max)                                                                       \
+	for (int i = 0; i < (max); i++)                                                            \
+		CHECK(policy_##name##_from_string(policy_##name##_to_string(i)) == i, #name " %d", \
+		        i);                                                                        \
+	CHECK(policy_##name##_from_string("bogus") == -EINVAL, #name " bogus");                    \
+	CHECK(policy_##name##_from_string(NULL) == -EINVAL, #name " NULL");                        \
+	CHECK(policy_##name##_to_string(max) == NULL, #name " max");                               \
+	CHECK(policy_##name##_to_string(-1) == NULL, #name " -1");
+	ROUNDTRIP(require, _POLICY_REQUIRE_MAX);
+	ROUNDTRIP(uv, _POLICY_UV_MAX);
+	ROUNDTRIP(attestation, _POLICY_ATTESTATION_MAX);
+	ROUNDTRIP(counter, _POLICY_COUNTER_MAX);
+	ROUNDTRIP(removal, _POLICY_REMOVAL_MAX);
+	ROUNDTRIP(lock_failure, _POLICY_LOCK_FAILURE_MAX);
+	ROUNDTRIP(failmode, _POLICY_FAILMODE_MAX);
+	ROUNDTRIP(on_remote, _POLICY_ON_REMOTE_MAX);
+	ROUNDTRIP(audit_failure, _POLICY_AUDIT_FAILURE_MAX);
+	CHECK(streq(policy_removal_to_string(POLICY_REMOVAL_END_ELEVATION), "end-elevation"),
+	        "names");
+	CHECK(streq(policy_counter_to_string(POLICY_COUNTER_ALLOW_ZERO), "allow-zero"), "names");
+}
+
+int main(void)
+{
+	test_evaluate();
+	test_decision_fields();
+	test_malformed();
+	test_warnings();
+	test_settings_and_reachability();
+	test_digest();
+	test_files();
+	test_limits();
+	test_is_remote();
+	test_tables();
+	fprintf(stderr,
+	        "test-policy: %u checks, %u failed (%zu evaluation cases, %zu malformed files, %zu "
+	        "remote cases)\n",
+	        checks, failures, ELEMENTSOF(eval_cases), ELEMENTSOF(bad_cases),
+	        ELEMENTSOF(remote_cases));
+	return failures ? 1 : 0;
+}

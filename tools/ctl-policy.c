@@ -1,0 +1,363 @@
+/* ctl-policy.c: `keywardctl policy check|explain` — validate keyward.conf with
+ * file:line diagnostics, and show which rule decides a given login and what it requires. */
+#include <getopt.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "policy.h"
+#include "util.h"
+
+#define CTL_GROUPS_MAX 1024
+
+static void policy_usage(FILE *f)
+{
+	fprintf(f, "Usage: keywardctl policy check [-c FILE]\n"
+	           "       keywardctl policy explain [-c FILE] --user USER --service SERVICE\n"
+	           "                 [--rhost HOST] [--tty TTY] [--groups G1,G2,...] [--uid UID] "
+	           "[--remote]\n\n"
+	           "check    validate the policy file; exit 0 when valid, 1 when not, 3 when "
+	           "unreadable\n"
+	           "explain  show the rule that decides a login and what it requires\n");
+}
+
+static void print_diagnostics(const PolicyDiagnostics *d, bool quiet)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		const PolicyDiagnostic *x = &d->items[i];
+
+		if (quiet && x->severity == POLICY_SEVERITY_WARNING)
+			continue;
+		if (x->line > 0)
+			fprintf(stderr, "%s:%u: %s: %s\n", x->file, x->line,
+			        x->severity == POLICY_SEVERITY_ERROR ? "error" : "warning",
+			        x->message);
+		else
+			fprintf(stderr, "%s: %s: %s\n", x->file,
+			        x->severity == POLICY_SEVERITY_ERROR ? "error" : "warning",
+			        x->message);
+	}
+}
+
+/* Loads the policy, printing diagnostics. Returns an exit code; *ret set on CTL_EXIT_OK. */
+static int load(
+        const char *path, bool names, Policy **ret, size_t *ret_warnings, size_t *ret_errors)
+{
+	_cleanup_(policy_freep) Policy *p = NULL;
+	PolicyDiagnostics d = {};
+	size_t errors;
+	int r;
+
+	r = policy_load_file(path, &d, &p);
+	if (r >= 0 && names) {
+		int k = policy_check_names(p, NULL, &d);
+		if (k < 0)
+			r = k;
+	}
+	errors = policy_diagnostics_errors(&d);
+	print_diagnostics(&d, ctl_global.quiet);
+	*ret_warnings = d.n - errors;
+	*ret_errors = errors;
+	policy_diagnostics_clear(&d);
+
+	if (r == -EINVAL || r == -EFBIG || (r >= 0 && errors > 0))
+		return CTL_EXIT_FAILURE; /* the content is wrong */
+	if (r < 0) {
+		/* could not read it at all (the reason was printed above), or out of memory */
+		if (r == -ENOMEM)
+			fprintf(stderr, "keywardctl: out of memory\n");
+		return CTL_EXIT_ERROR;
+	}
+	*ret = TAKE_PTR(p);
+	return CTL_EXIT_OK;
+}
+
+static int verb_policy_check(int argc, char *argv[])
+{
+	static const struct option options[] = {
+	        {"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'}, {}};
+	_cleanup_(policy_freep) Policy *p = NULL;
+	const char *path = ctl_global.config_path;
+	size_t warnings = 0, errors = 0;
+	int c, code;
+
+	while ((c = getopt_long(argc, argv, "c:h", options, NULL)) >= 0)
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'h':
+			policy_usage(stdout);
+			return CTL_EXIT_OK;
+		default:
+			policy_usage(stderr);
+			return CTL_EXIT_USAGE;
+		}
+	if (optind < argc) {
+		fprintf(stderr, "keywardctl policy check: unexpected argument '%s'\n",
+		        argv[optind]);
+		return CTL_EXIT_USAGE;
+	}
+
+	code = load(path, true, &p, &warnings, &errors);
+	if (code == CTL_EXIT_OK) {
+		_cleanup_close_ int fd = -EBADF;
+		const char *problem = NULL;
+
+		/* keywardd reads the policy as root: it should be root's alone to change. */
+		fd = safe_open(path, SAFE_FILE_DEFAULT, NULL, &problem);
+		if (fd < 0 && problem) {
+			if (!ctl_global.quiet)
+				fprintf(stderr, "%s: warning: %s\n", path, problem);
+			warnings++;
+		}
+	}
+	if (code == CTL_EXIT_OK) {
+		if (!ctl_global.quiet)
+			printf("%s: valid (%zu warning%s)\n", path, warnings,
+			        warnings == 1 ? "" : "s");
+	} else if (code == CTL_EXIT_FAILURE)
+		fprintf(stderr,
+		        "%s: NOT valid: %zu error%s, %zu warning%s; keyward will not apply it\n",
+		        path, errors, errors == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
+	else
+		fprintf(stderr, "%s: could not be checked\n", path);
+	return code;
+}
+
+/* The user's group names: primary and supplementary, via NSS. */
+static int user_groups(const char *user, gid_t primary, char ***ret)
+{
+	_cleanup_free_ gid_t *gids = NULL;
+	_cleanup_strv_free_ char **names = NULL;
+	int n = 64;
+
+	for (;;) {
+		int want = n;
+
+		free(gids);
+		gids = calloc((size_t)n, sizeof(gid_t));
+		if (!gids)
+			return -ENOMEM;
+		if (getgrouplist(user, primary, gids, &want) >= 0) {
+			n = want;
+			break;
+		}
+		if (want <= n || want > CTL_GROUPS_MAX * 64)
+			return -E2BIG;
+		n = want;
+	}
+	for (int i = 0; i < n; i++) {
+		struct group *g = getgrgid(gids[i]);
+		int r;
+
+		if (!g)
+			continue; /* a gid without a name cannot match a name in the policy */
+		if (strv_contains(names, g->gr_name))
+			continue;
+		r = strv_extend(&names, g->gr_name);
+		if (r < 0)
+			return r;
+	}
+	if (!names) {
+		names = calloc(1, sizeof(char *));
+		if (!names)
+			return -ENOMEM;
+	}
+	*ret = TAKE_PTR(names);
+	return 0;
+}
+
+static int split_groups(const char *s, char ***ret)
+{
+	_cleanup_strv_free_ char **l = NULL;
+	_cleanup_free_ char *copy = strdup(s);
+	char *save = NULL;
+
+	if (!copy)
+		return -ENOMEM;
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		int r;
+
+		if (!valid_user_name(t))
+			return -EINVAL;
+		if (strv_length(l) >= CTL_GROUPS_MAX)
+			return -E2BIG;
+		r = strv_extend(&l, t);
+		if (r < 0)
+			return r;
+	}
+	if (!l) {
+		l = calloc(1, sizeof(char *));
+		if (!l)
+			return -ENOMEM;
+	}
+	*ret = TAKE_PTR(l);
+	return 0;
+}
+
+static int verb_policy_explain(int argc, char *argv[])
+{
+	enum { ARG_RHOST = 0x100, ARG_TTY, ARG_GROUPS, ARG_REMOTE, ARG_UID };
+	static const struct option options[] = {{"config", required_argument, NULL, 'c'},
+	        {"user", required_argument, NULL, 'u'}, {"service", required_argument, NULL, 's'},
+	        {"rhost", required_argument, NULL, ARG_RHOST},
+	        {"tty", required_argument, NULL, ARG_TTY},
+	        {"groups", required_argument, NULL, ARG_GROUPS},
+	        {"uid", required_argument, NULL, ARG_UID},
+	        {"remote", no_argument, NULL, ARG_REMOTE}, {"help", no_argument, NULL, 'h'}, {}};
+	_cleanup_(policy_freep) Policy *p = NULL;
+	_cleanup_strv_free_ char **groups = NULL;
+	_cleanup_free_ char *text = NULL;
+	const char *path = ctl_global.config_path, *groups_arg = NULL, *uid_arg = NULL;
+	PolicyRequest req = {};
+	PolicyDecision d;
+	size_t warnings, errors;
+	bool have_uid = false;
+	int c, r, code;
+
+	while ((c = getopt_long(argc, argv, "c:u:s:h", options, NULL)) >= 0)
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'u':
+			req.user = optarg;
+			break;
+		case 's':
+			req.service = optarg;
+			break;
+		case ARG_RHOST:
+			req.rhost = optarg;
+			break;
+		case ARG_TTY:
+			req.tty = optarg;
+			break;
+		case ARG_GROUPS:
+			groups_arg = optarg;
+			break;
+		case ARG_UID:
+			uid_arg = optarg;
+			break;
+		case ARG_REMOTE:
+			req.remote = true;
+			break;
+		case 'h':
+			policy_usage(stdout);
+			return CTL_EXIT_OK;
+		default:
+			policy_usage(stderr);
+			return CTL_EXIT_USAGE;
+		}
+	if (optind < argc) {
+		fprintf(stderr, "keywardctl policy explain: unexpected argument '%s'\n",
+		        argv[optind]);
+		return CTL_EXIT_USAGE;
+	}
+	if (!req.user || !req.service) {
+		fprintf(stderr, "keywardctl policy explain: --user and --service are required\n");
+		return CTL_EXIT_USAGE;
+	}
+	if (!valid_user_name(req.user)) {
+		fprintf(stderr, "keywardctl policy explain: '%s' is not a valid user name\n",
+		        req.user);
+		return CTL_EXIT_USAGE;
+	}
+	if (uid_arg) {
+		char *end = NULL;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(uid_arg, &end, 10);
+		if (errno || !end || *end || end == uid_arg || uid_arg[0] == '-' ||
+		        v >= UINT32_MAX) {
+			fprintf(stderr, "keywardctl policy explain: --uid '%s' is not a uid\n",
+			        uid_arg);
+			return CTL_EXIT_USAGE;
+		}
+		req.uid = (uid_t)v;
+		have_uid = true;
+	}
+	if (groups_arg) {
+		r = split_groups(groups_arg, &groups);
+		if (r < 0) {
+			fprintf(stderr,
+			        "keywardctl policy explain: --groups '%s' is not a comma-separated "
+			        "list of group names\n",
+			        groups_arg);
+			return CTL_EXIT_USAGE;
+		}
+	}
+	if (!have_uid || !groups) {
+		struct passwd *pw;
+
+		errno = 0;
+		pw = getpwnam(req.user);
+		if (!pw) {
+			fprintf(stderr,
+			        "keywardctl policy explain: user '%s' is unknown to NSS%s%s; pass "
+			        "--uid and --groups to explain a hypothetical user\n",
+			        req.user, errno ? ": " : "", errno ? strerror(errno) : "");
+			return CTL_EXIT_ERROR;
+		}
+		if (!have_uid)
+			req.uid = pw->pw_uid;
+		if (!groups) {
+			r = user_groups(req.user, pw->pw_gid, &groups);
+			if (r < 0) {
+				fprintf(stderr,
+				        "keywardctl policy explain: cannot list the groups of "
+				        "'%s': %s\n",
+				        req.user, strerror(-r));
+				return CTL_EXIT_ERROR;
+			}
+		}
+	}
+	req.groups = groups;
+
+	code = load(path, false, &p, &warnings, &errors);
+	if (code != CTL_EXIT_OK) {
+		fprintf(stderr, "%s: NOT valid; nothing to explain\n", path);
+		return code;
+	}
+	r = policy_evaluate(p, &req, &d);
+	if (r < 0) {
+		fprintf(stderr, "keywardctl policy explain: cannot evaluate: %s\n", strerror(-r));
+		return CTL_EXIT_ERROR;
+	}
+	r = policy_decision_explain(&d, &text);
+	if (r < 0) {
+		fprintf(stderr, "keywardctl policy explain: %s\n", strerror(-r));
+		return CTL_EXIT_ERROR;
+	}
+	printf("User: %s (uid %u), groups: ", req.user, (unsigned)req.uid);
+	if (!groups || !groups[0])
+		printf("(none)");
+	for (char **g = groups; g && *g; g++)
+		printf("%s%s", g == groups ? "" : ",", *g);
+	printf("\nService: %s, tty: %s, rhost: %s\n", req.service, req.tty ?: "(none)",
+	        req.rhost ?: "(none)");
+	fputs(text, stdout);
+	return CTL_EXIT_OK;
+}
+
+int verb_policy(int argc, char *argv[])
+{
+	if (argc < 2) {
+		policy_usage(stderr);
+		return CTL_EXIT_USAGE;
+	}
+	if (streq(argv[1], "check"))
+		return verb_policy_check(argc - 1, argv + 1);
+	if (streq(argv[1], "explain"))
+		return verb_policy_explain(argc - 1, argv + 1);
+	if (streq(argv[1], "-h") || streq(argv[1], "--help")) {
+		policy_usage(stdout);
+		return CTL_EXIT_OK;
+	}
+	fprintf(stderr, "keywardctl policy: unknown command '%s' (check, explain)\n", argv[1]);
+	return CTL_EXIT_USAGE;
+}

@@ -1,0 +1,1604 @@
+/* ctl-report.c: `keywardctl report` — turns the policy, the credential store and the
+ * audit trail into compliance evidence (text, JSON, CSV, or one self-contained HTML). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "audit-json.h"
+#include "audit.h"
+#include "creds.h"
+#include "ctl.h"
+#include "keyward-config.h"
+#include "policy.h"
+#include "util.h"
+
+#define REPORT_MAX_ROWS    10000u /* user/service pairs, alerts, ... each */
+#define REPORT_MAX_REASONS 16u    /* distinct failure reasons kept per row */
+#define REPORT_MAX_BUCKETS 60u
+#define REPORT_MAX_USERS   65536u
+#define REPORT_GROUPS_MAX  4096
+
+/* Chart colours: distinctive, so that the rendering test can find the bars. */
+#define COLOR_SUCCESS   "#1f9e5a"
+#define COLOR_FAILURE   "#e0452b"
+#define COLOR_ISSUED    "#3a6fd8"
+#define COLOR_VERIFIED  "#1f9e5a"
+#define COLOR_ESCALATED "#e8a317"
+#define COLOR_LFAILED   "#e0452b"
+
+typedef enum ReportFormat {
+	FORMAT_TEXT,
+	FORMAT_JSON,
+	FORMAT_CSV,
+	FORMAT_HTML,
+	_FORMAT_MAX,
+	_FORMAT_INVALID = -EINVAL,
+} ReportFormat;
+
+static const char *const format_table[_FORMAT_MAX] = {
+        [FORMAT_TEXT] = "text",
+        [FORMAT_JSON] = "json",
+        [FORMAT_CSV] = "csv",
+        [FORMAT_HTML] = "html",
+};
+
+static ReportFormat format_from_string(const char *s)
+{
+	for (int i = 0; i < _FORMAT_MAX; i++)
+		if (streq(format_table[i], s))
+			return (ReportFormat)i;
+	return _FORMAT_INVALID;
+}
+
+typedef struct ReasonCount {
+	char *reason;
+	uint64_t n;
+} ReasonCount;
+
+typedef struct AuthRow {
+	char *user, *service;
+	uint64_t success, failure;
+	ReasonCount reasons[REPORT_MAX_REASONS];
+	size_t n_reasons;
+	uint64_t other_reasons;
+} AuthRow;
+
+/* Removal actions and what came of them. */
+typedef enum Outcome {
+	OUTCOME_ISSUED,
+	OUTCOME_VERIFIED,
+	OUTCOME_ESCALATED,
+	OUTCOME_FAILED,
+	OUTCOME_GRACE,
+	_OUTCOME_MAX,
+} Outcome;
+
+static const char *const outcome_names[_OUTCOME_MAX] = {
+        "issued",
+        "lock_verified",
+        "escalated",
+        "failed",
+        "grace_cancelled",
+};
+
+typedef struct ActionRow {
+	char *action;
+	uint64_t n[_OUTCOME_MAX];
+} ActionRow;
+
+/* One listed event: clone alert, lockout, policy change, key management. */
+typedef struct EventRow {
+	char *time, *user, *result, *reason, *cred, *detail;
+	AuditEvent event;
+} EventRow;
+
+typedef struct CoverageRow {
+	char *user;
+	int64_t uid;
+	char *services; /* where the policy requires a key; "" when none */
+	char *rule;
+	int64_t keys; /* -1: cannot read */
+	char *status; /* "gap", "ok", "enrolled-not-covered", "unknown-user", "unreadable" */
+} CoverageRow;
+
+typedef struct Bucket {
+	uint64_t start;
+	uint64_t success, failure;
+} Bucket;
+
+typedef struct Report {
+	uint64_t since, until;
+	AuthRow *auth;
+	size_t n_auth;
+	ActionRow *actions;
+	size_t n_actions;
+	uint64_t removals, key_added;
+	EventRow *clones, *lockouts, *policy, *keymgmt;
+	size_t n_clones, n_lockouts, n_policy, n_keymgmt;
+	uint64_t auth_success, auth_failure;
+	uint64_t t_min, t_max;
+	uint64_t *auth_times; /* (time << 1) | success, for the timeline */
+	size_t n_auth_times, alloc_auth_times;
+	bool truncated; /* a cap was hit */
+
+	CoverageRow *coverage;
+	size_t n_coverage;
+	char *coverage_note;
+	char *policy_path;
+
+	Bucket buckets[REPORT_MAX_BUCKETS];
+	size_t n_buckets;
+	uint64_t bucket_ms;
+
+	/* trail status */
+	char **files;
+	AuditVerifyResult verify;
+	int verify_error;
+	bool verify_keyed;
+	char *verify_note;
+	uint64_t malformed;
+} Report;
+
+/* Copies a string from the trail for the report: control characters (a user name or
+ * rhost is attacker-chosen) become '?', so no format can be broken or a terminal driven. */
+static char *xstrdup0(const char *s)
+{
+	char *c;
+
+	if (!s)
+		return NULL;
+	c = strdup(s);
+	if (c)
+		for (char *p = c; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = '?';
+	return c;
+}
+
+/* CLEAN (made by xstrdup0()) equals RAW once RAW is cleaned the same way. */
+static bool clean_streq(const char *clean, const char *raw)
+{
+	for (; *clean && *raw; clean++, raw++) {
+		char c = (unsigned char)*raw < 0x20 || *raw == 0x7f ? '?' : *raw;
+		if (c != *clean)
+			return false;
+	}
+	return !*clean && !*raw;
+}
+
+static void event_row_done(EventRow *r)
+{
+	free(r->time);
+	free(r->user);
+	free(r->result);
+	free(r->reason);
+	free(r->cred);
+	free(r->detail);
+}
+
+static void report_done(Report *r)
+{
+	for (size_t i = 0; i < r->n_auth; i++) {
+		free(r->auth[i].user);
+		free(r->auth[i].service);
+		for (size_t j = 0; j < r->auth[i].n_reasons; j++)
+			free(r->auth[i].reasons[j].reason);
+	}
+	free(r->auth);
+	for (size_t i = 0; i < r->n_actions; i++)
+		free(r->actions[i].action);
+	free(r->actions);
+	EventRow *lists[] = {r->clones, r->lockouts, r->policy, r->keymgmt};
+	size_t ns[] = {r->n_clones, r->n_lockouts, r->n_policy, r->n_keymgmt};
+	for (size_t l = 0; l < ELEMENTSOF(lists); l++) {
+		for (size_t i = 0; i < ns[l]; i++)
+			event_row_done(&lists[l][i]);
+		free(lists[l]);
+	}
+	for (size_t i = 0; i < r->n_coverage; i++) {
+		free(r->coverage[i].user);
+		free(r->coverage[i].services);
+		free(r->coverage[i].rule);
+		free(r->coverage[i].status);
+	}
+	free(r->coverage);
+	free(r->coverage_note);
+	free(r->policy_path);
+	free(r->auth_times);
+	strv_free(r->files);
+	audit_verify_result_clear(&r->verify);
+	free(r->verify_note);
+}
+
+/* Grows *arr (of *n elements of SIZE) by one zeroed element; NULL at the cap or OOM. */
+static void *grow(void *arr_p, size_t *n, size_t size, bool *truncated)
+{
+	void **arr = arr_p;
+	char *na;
+
+	if (*n >= REPORT_MAX_ROWS) {
+		*truncated = true;
+		return NULL;
+	}
+	na = realloc(*arr, (*n + 1) * size);
+	if (!na)
+		return NULL;
+	*arr = na;
+	memset(na + *n * size, 0, size);
+	return na + (*n)++ * size;
+}
+
+static int add_event_row(Report *r, EventRow **list, size_t *n, const AuditEntry *e)
+{
+	EventRow *row = grow(list, n, sizeof(EventRow), &r->truncated);
+
+	if (!row)
+		return r->truncated ? 0 : -ENOMEM;
+	row->event = e->event;
+	row->time = xstrdup0(e->time);
+	row->user = xstrdup0(e->user);
+	row->result = xstrdup0(audit_result_to_string(e->result));
+	row->reason = xstrdup0(e->reason);
+	row->cred = xstrdup0(e->cred_label ?: e->cred_id);
+	row->detail = xstrdup0(e->detail ?: e->message);
+	return 0;
+}
+
+static int count_auth(Report *r, const AuditEntry *e)
+{
+	const char *user = e->user ?: "(unknown)", *service = e->service ?: "(unknown)";
+	AuthRow *row = NULL;
+	bool ok = e->result == AUDIT_RESULT_SUCCESS;
+
+	for (size_t i = 0; i < r->n_auth; i++)
+		if (clean_streq(r->auth[i].user, user) &&
+		        clean_streq(r->auth[i].service, service)) {
+			row = &r->auth[i];
+			break;
+		}
+	if (!row) {
+		row = grow(&r->auth, &r->n_auth, sizeof(AuthRow), &r->truncated);
+		if (!row)
+			return r->truncated ? 0 : -ENOMEM;
+		row->user = xstrdup0(user);
+		row->service = xstrdup0(service);
+		if (!row->user || !row->service)
+			return -ENOMEM;
+	}
+	if (ok) {
+		row->success++;
+		r->auth_success++;
+	} else {
+		const char *reason = e->reason ?: "(none)";
+		size_t j;
+
+		row->failure++;
+		r->auth_failure++;
+		for (j = 0; j < row->n_reasons; j++)
+			if (clean_streq(row->reasons[j].reason, reason))
+				break;
+		if (j < row->n_reasons)
+			row->reasons[j].n++;
+		else if (row->n_reasons < REPORT_MAX_REASONS) {
+			row->reasons[j].reason = xstrdup0(reason);
+			if (!row->reasons[j].reason)
+				return -ENOMEM;
+			row->reasons[j].n = 1;
+			row->n_reasons++;
+		} else
+			row->other_reasons++;
+	}
+	if (r->n_auth_times < REPORT_MAX_ROWS * 100) {
+		if (r->n_auth_times == r->alloc_auth_times) {
+			size_t na = r->alloc_auth_times ? r->alloc_auth_times * 2 : 256;
+			uint64_t *t = realloc(r->auth_times, na * sizeof(uint64_t));
+			if (!t)
+				return -ENOMEM;
+			r->auth_times = t;
+			r->alloc_auth_times = na;
+		}
+		r->auth_times[r->n_auth_times++] = (e->time_ms << 1) | (ok ? 1 : 0);
+	} else
+		r->truncated = true;
+	if (r->t_min == 0 || e->time_ms < r->t_min)
+		r->t_min = e->time_ms;
+	if (e->time_ms > r->t_max)
+		r->t_max = e->time_ms;
+	return 0;
+}
+
+static int count_action(Report *r, const char *action, Outcome o)
+{
+	ActionRow *row = NULL;
+
+	action = action ?: "(unknown)";
+	for (size_t i = 0; i < r->n_actions; i++)
+		if (clean_streq(r->actions[i].action, action)) {
+			row = &r->actions[i];
+			break;
+		}
+	if (!row) {
+		row = grow(&r->actions, &r->n_actions, sizeof(ActionRow), &r->truncated);
+		if (!row)
+			return r->truncated ? 0 : -ENOMEM;
+		row->action = xstrdup0(action);
+		if (!row->action)
+			return -ENOMEM;
+	}
+	row->n[o]++;
+	return 0;
+}
+
+static int collect(const AuditEntry *e, const char *file, uint64_t line, void *userdata)
+{
+	Report *r = userdata;
+
+	if (r->since && e->time_ms < r->since)
+		return 0;
+	if (r->until && e->time_ms >= r->until)
+		return 0;
+	switch (e->event) {
+	case AUDIT_EVENT_AUTH:
+		return count_auth(r, e);
+	case AUDIT_EVENT_KEY_REMOVED:
+		r->removals++;
+		return 0;
+	case AUDIT_EVENT_KEY_ADDED:
+		r->key_added++;
+		return 0;
+	case AUDIT_EVENT_ACTION:
+		return count_action(r, e->action, OUTCOME_ISSUED);
+	case AUDIT_EVENT_LOCK_VERIFIED:
+		return count_action(r, e->action ?: "lock", OUTCOME_VERIFIED);
+	case AUDIT_EVENT_LOCK_ESCALATED:
+		return count_action(r, e->action ?: "lock", OUTCOME_ESCALATED);
+	case AUDIT_EVENT_LOCK_FAILED:
+		return count_action(r, e->action ?: "lock", OUTCOME_FAILED);
+	case AUDIT_EVENT_GRACE_CANCELLED:
+		return count_action(r, e->action, OUTCOME_GRACE);
+	case AUDIT_EVENT_CLONE_ALERT:
+		return add_event_row(r, &r->clones, &r->n_clones, e);
+	case AUDIT_EVENT_LOCKOUT:
+		return add_event_row(r, &r->lockouts, &r->n_lockouts, e);
+	case AUDIT_EVENT_POLICY_LOAD:
+		return add_event_row(r, &r->policy, &r->n_policy, e);
+	case AUDIT_EVENT_ENROLL:
+	case AUDIT_EVENT_REVOKE:
+	case AUDIT_EVENT_IMPORT:
+		return add_event_row(r, &r->keymgmt, &r->n_keymgmt, e);
+	default:
+		return 0;
+	}
+}
+
+static void make_buckets(Report *r)
+{
+	static const uint64_t sizes[] = {60000ULL * 5, 60000ULL * 15, 3600000ULL, 3600000ULL * 6,
+	        86400000ULL, 86400000ULL * 7, 86400000ULL * 30};
+	uint64_t lo, hi, size = sizes[ELEMENTSOF(sizes) - 1];
+
+	if (r->n_auth_times == 0)
+		return;
+	lo = r->since ?: r->t_min;
+	hi = r->until ? r->until - 1 : r->t_max;
+	if (hi < lo)
+		hi = lo;
+	for (size_t i = 0; i < ELEMENTSOF(sizes); i++)
+		if ((hi / sizes[i] - lo / sizes[i]) + 1 <= REPORT_MAX_BUCKETS) {
+			size = sizes[i];
+			break;
+		}
+	lo = lo / size * size;
+	r->bucket_ms = size;
+	r->n_buckets = (size_t)((hi - lo) / size + 1);
+	if (r->n_buckets > REPORT_MAX_BUCKETS)
+		r->n_buckets = REPORT_MAX_BUCKETS;
+	for (size_t i = 0; i < r->n_buckets; i++)
+		r->buckets[i].start = lo + i * size;
+	for (size_t i = 0; i < r->n_auth_times; i++) {
+		uint64_t t = r->auth_times[i] >> 1;
+		size_t b;
+		if (t < lo)
+			continue;
+		b = (size_t)((t - lo) / size);
+		if (b >= r->n_buckets)
+			continue;
+		if (r->auth_times[i] & 1)
+			r->buckets[b].success++;
+		else
+			r->buckets[b].failure++;
+	}
+}
+
+/* ---- coverage: the policy's privileged accounts against the credential store ---- */
+
+static const char *const coverage_services[] = {
+        "sudo",
+        "su",
+        "login",
+        "sshd",
+        "gdm-password",
+        "polkit-1",
+};
+
+static int user_groups(const struct passwd *pw, char ***ret)
+{
+	_cleanup_free_ gid_t *gids = NULL;
+	_cleanup_strv_free_ char **names = NULL;
+	int n = 64;
+
+	for (;;) {
+		int want = n;
+
+		free(gids);
+		gids = calloc((size_t)n, sizeof(gid_t));
+		if (!gids)
+			return -ENOMEM;
+		if (getgrouplist(pw->pw_name, pw->pw_gid, gids, &want) >= 0) {
+			n = want;
+			break;
+		}
+		if (want <= n || want > REPORT_GROUPS_MAX)
+			return -E2BIG;
+		n = want;
+	}
+	names = calloc(1, sizeof(char *));
+	if (!names)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		struct group *g = getgrgid(gids[i]);
+		int r;
+
+		if (!g || strv_contains(names, g->gr_name))
+			continue;
+		r = strv_extend(&names, g->gr_name);
+		if (r < 0)
+			return r;
+	}
+	*ret = TAKE_PTR(names);
+	return 0;
+}
+
+static int add_coverage(Report *r, const char *user, int64_t uid, const char *services,
+        const char *rule, int64_t keys, const char *status)
+{
+	CoverageRow *row = grow(&r->coverage, &r->n_coverage, sizeof(CoverageRow), &r->truncated);
+
+	if (!row)
+		return r->truncated ? 0 : -ENOMEM;
+	row->user = strdup(user);
+	row->uid = uid;
+	row->services = strdup(services);
+	row->rule = xstrdup0(rule);
+	row->keys = keys;
+	row->status = strdup(status);
+	if (!row->user || !row->services || !row->status || (rule && !row->rule))
+		return -ENOMEM;
+	return 0;
+}
+
+static int coverage_rank(const char *status)
+{
+	static const char *const order[] = {
+	        "gap", "unreadable", "unknown-user", "enrolled-not-covered", "ok"};
+	for (size_t i = 0; i < ELEMENTSOF(order); i++)
+		if (streq(order[i], status))
+			return (int)i;
+	return (int)ELEMENTSOF(order);
+}
+
+static int cmp_coverage(const void *a, const void *b)
+{
+	const CoverageRow *x = a, *y = b;
+	int d = coverage_rank(x->status) - coverage_rank(y->status);
+	return d ? d : strcmp(x->user, y->user);
+}
+
+static int compute_coverage(Report *r)
+{
+	PolicyDiagnostics diags = {};
+	_cleanup_(policy_freep) Policy *p = NULL;
+	_cleanup_strv_free_ char **enrolled = NULL;
+	const char *dir;
+	struct passwd *pw;
+	size_t n_users = 0;
+	int q;
+
+	q = policy_load_file(ctl_global.config_path, &diags, &p);
+	policy_diagnostics_clear(&diags);
+	if (q < 0) {
+		if (asprintf(&r->coverage_note,
+		            "not evaluated: the policy %s cannot be loaded (%s); run keywardctl "
+		            "policy check",
+		            ctl_global.config_path, strerror(-q)) < 0)
+			return -ENOMEM;
+		return 0;
+	}
+	r->policy_path = strdup(ctl_global.config_path);
+	dir = policy_settings(p)->credentials_dir ?: KEYWARD_DEFAULT_CREDENTIALS_DIR;
+	q = creds_list_users(dir, &enrolled);
+	if (q < 0) {
+		if (asprintf(&r->coverage_note, "credential store %s cannot be listed (%s)", dir,
+		            strerror(-q)) < 0)
+			return -ENOMEM;
+		enrolled = NULL;
+	}
+
+	setpwent();
+	while ((pw = getpwent()) && n_users++ < REPORT_MAX_USERS) {
+		_cleanup_strv_free_ char **groups = NULL;
+		char services[256] = "";
+		const char *rule = NULL;
+		char rulebuf[512];
+		size_t keys = 0;
+		int k;
+
+		if (!valid_user_name(pw->pw_name))
+			continue;
+		k = user_groups(pw, &groups);
+		if (k < 0)
+			continue;
+		for (size_t i = 0; i < ELEMENTSOF(coverage_services); i++) {
+			bool remote = streq(coverage_services[i], "sshd");
+			PolicyRequest req = {
+			        .user = pw->pw_name,
+			        .uid = pw->pw_uid,
+			        .groups = groups,
+			        .service = coverage_services[i],
+			        .rhost = remote ? "192.0.2.1" : NULL,
+			        .remote = remote,
+			};
+			PolicyDecision d;
+
+			if (policy_evaluate(p, &req, &d) < 0 || d.require != POLICY_REQUIRE_KEY)
+				continue;
+			if (!rule) {
+				snprintf(rulebuf, sizeof(rulebuf), "%s (%s:%u)", strna(d.rule_name),
+				        strna(d.file), d.line);
+				rule = rulebuf;
+			}
+			if (strlen(services) + strlen(coverage_services[i]) + 3 <
+			        sizeof(services)) {
+				if (services[0])
+					strcat(services, ", ");
+				strcat(services, coverage_services[i]);
+			}
+		}
+		k = creds_count_user(dir, pw->pw_name, &keys);
+		if (k < 0) {
+			if (services[0] || strv_contains(enrolled, pw->pw_name))
+				q = add_coverage(r, pw->pw_name, pw->pw_uid, services, rule, -1,
+				        "unreadable");
+			else
+				q = 0;
+		} else if (services[0])
+			q = add_coverage(r, pw->pw_name, pw->pw_uid, services, rule, (int64_t)keys,
+			        keys > 0 ? "ok" : "gap");
+		else if (keys > 0)
+			q = add_coverage(r, pw->pw_name, pw->pw_uid, "", NULL, (int64_t)keys,
+			        "enrolled-not-covered");
+		else
+			q = 0;
+		if (q < 0) {
+			endpwent();
+			return q;
+		}
+	}
+	endpwent();
+	/* Credential files of names NSS does not know. */
+	for (char **u = enrolled; u && *u; u++) {
+		bool seen = false;
+		size_t keys = 0;
+		for (size_t i = 0; i < r->n_coverage && !seen; i++)
+			seen = streq(r->coverage[i].user, *u);
+		if (seen || getpwnam(*u))
+			continue;
+		(void)creds_count_user(dir, *u, &keys);
+		q = add_coverage(r, *u, -1, "", NULL, (int64_t)keys, "unknown-user");
+		if (q < 0)
+			return q;
+	}
+	if (r->coverage)
+		qsort(r->coverage, r->n_coverage, sizeof(CoverageRow), cmp_coverage);
+	return 0;
+}
+
+static size_t coverage_count(const Report *r, const char *status)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < r->n_coverage; i++)
+		n += streq(r->coverage[i].status, status);
+	return n;
+}
+
+/* ---- output helpers ---- */
+
+static const char *verify_summary(const Report *r, char *buf, size_t size)
+{
+	if (r->verify_error < 0)
+		snprintf(buf, size, "NOT VERIFIED: cannot read %s (%s)", strna(r->verify.file),
+		        strerror(-r->verify_error));
+	else if (r->verify.status != AUDIT_VERIFY_INTACT)
+		snprintf(buf, size, "TAMPERED (%s) at %s:%" PRIu64 ": %s",
+		        audit_verify_status_to_string(r->verify.status), strna(r->verify.file),
+		        r->verify.line, strna(r->verify.message));
+	else
+		snprintf(buf, size,
+		        "INTACT%s: %" PRIu64 " records in %" PRIu64 " file(s), %" PRIu64
+		        " seals%s, %" PRIu64 " unsealed at the end",
+		        r->verify_keyed ? "" : " (chain only)", r->verify.records, r->verify.files,
+		        r->verify.seals,
+		        r->verify_keyed ? " verified" : " not verified (no seal key)",
+		        r->verify.unsealed_tail);
+	return buf;
+}
+
+static void fmt_time(uint64_t ms, char *buf, size_t size)
+{
+	if (format_rfc3339_ms(ms, buf, size) < 0)
+		snprintf(buf, size, "?");
+}
+
+static void reasons_string(const AuthRow *a, char *buf, size_t size)
+{
+	size_t len = 0;
+	buf[0] = '\0';
+	for (size_t j = 0; j < a->n_reasons; j++) {
+		int n = snprintf(buf + len, size - len, "%s%s=%" PRIu64, j ? " " : "",
+		        a->reasons[j].reason, a->reasons[j].n);
+		if (n < 0 || (size_t)n >= size - len)
+			return;
+		len += (size_t)n;
+	}
+	if (a->other_reasons)
+		snprintf(buf + len, size - len, " other=%" PRIu64, a->other_reasons);
+}
+
+/* "day", "6 hours", "15 minutes": the width of one timeline bucket. */
+static const char *bucket_name(uint64_t ms, char *buf, size_t size)
+{
+	static const struct {
+		uint64_t ms;
+		const char *one, *many;
+	} units[] = {
+	        {86400000, "day", "days"},
+	        {3600000, "hour", "hours"},
+	        {60000, "minute", "minutes"},
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(units); i++)
+		if (ms % units[i].ms == 0) {
+			if (ms == units[i].ms)
+				snprintf(buf, size, "%s", units[i].one);
+			else
+				snprintf(buf, size, "%" PRIu64 " %s", ms / units[i].ms,
+				        units[i].many);
+			return buf;
+		}
+	snprintf(buf, size, "%" PRIu64 " ms", ms);
+	return buf;
+}
+
+/* Sections: id, title, controls. The same list drives every format. */
+typedef enum Section {
+	SEC_COVERAGE,
+	SEC_AUTH,
+	SEC_REMOVAL,
+	SEC_CLONE,
+	SEC_LOCKOUT,
+	SEC_POLICY,
+	SEC_KEYMGMT,
+	SEC_TRAIL,
+	_SEC_MAX,
+} Section;
+
+static const struct {
+	const char *id, *title, *controls;
+} sections[_SEC_MAX] = {
+        [SEC_COVERAGE] = {"coverage", "Privileged accounts and enrolled keys",
+                "NIST SP 800-53 IA-2(1), IA-2(2); CIS Control 6.5 (MFA for administrative access)"},
+        [SEC_AUTH] = {"authentications", "Authentications per user and service",
+                "NIST SP 800-53 IA-2(1), IA-2(2), AU-10 (who used which key when); CIS Control "
+                "8.5"},
+        [SEC_REMOVAL] = {"removals", "Key removals and their outcomes",
+                "NIST SP 800-53 AC-11 (device lock), AC-12 (session termination)"},
+        [SEC_CLONE] = {"clone_alerts", "Clone alerts (sign counter did not increase)",
+                "NIST SP 800-53 IA-5, SI-4"},
+        [SEC_LOCKOUT] = {"lockouts", "Lockouts after failed attempts", "NIST SP 800-53 AC-7"},
+        [SEC_POLICY] = {"policy_changes", "Policy loads and changes", "NIST SP 800-53 CM-3, AU-12"},
+        [SEC_KEYMGMT] = {"key_management", "Enrolments, revocations and imports",
+                "NIST SP 800-53 IA-5, AC-2"},
+        [SEC_TRAIL] = {"trail", "Audit trail integrity",
+                "NIST SP 800-53 AU-9, AU-9(3) (cryptographic protection), AU-10; CIS Control 8.3"},
+};
+
+static EventRow *section_events(const Report *r, Section s, size_t *n)
+{
+	switch (s) {
+	case SEC_CLONE:
+		*n = r->n_clones;
+		return r->clones;
+	case SEC_LOCKOUT:
+		*n = r->n_lockouts;
+		return r->lockouts;
+	case SEC_POLICY:
+		*n = r->n_policy;
+		return r->policy;
+	case SEC_KEYMGMT:
+		*n = r->n_keymgmt;
+		return r->keymgmt;
+	default:
+		*n = 0;
+		return NULL;
+	}
+}
+
+/* ---- text ---- */
+
+static void emit_text(const Report *r, FILE *f)
+{
+	char buf[1024], t1[40], t2[40];
+
+	fprintf(f, "keyward compliance report\n=========================\n");
+	fmt_time(now_realtime_ms(), t1, sizeof(t1));
+	fprintf(f, "Generated: %s\n", t1);
+	if (r->since)
+		fmt_time(r->since, t1, sizeof(t1));
+	if (r->until)
+		fmt_time(r->until, t2, sizeof(t2));
+	fprintf(f, "Period:    %s .. %s\n", r->since ? t1 : "(start of trail)",
+	        r->until ? t2 : "(end of trail)");
+	fprintf(f, "Trail:     %s\n", verify_summary(r, buf, sizeof(buf)));
+	if (r->truncated)
+		fprintf(f, "NOTE: some tables were cut at %u rows.\n", REPORT_MAX_ROWS);
+
+	for (Section s = 0; s < _SEC_MAX; s++) {
+		fprintf(f, "\n%s\n", sections[s].title);
+		for (size_t i = 0; sections[s].title[i]; i++)
+			fputc('-', f);
+		fprintf(f, "\nEvidence for: %s\n", sections[s].controls);
+		switch (s) {
+		case SEC_COVERAGE:
+			if (r->coverage_note)
+				fprintf(f, "%s\n", r->coverage_note);
+			if (!r->policy_path)
+				break;
+			fprintf(f,
+			        "Policy %s: %zu account(s) need a key, %zu without one (gap), %zu "
+			        "enrolled but not covered.\n",
+			        r->policy_path,
+			        coverage_count(r, "gap") + coverage_count(r, "ok") +
+			                coverage_count(r, "unreadable"),
+			        coverage_count(r, "gap"),
+			        coverage_count(r, "enrolled-not-covered"));
+			fprintf(f, "%-22s %-16s %-5s %-22s %s\n", "STATUS", "USER", "KEYS",
+			        "REQUIRED FOR", "RULE");
+			for (size_t i = 0; i < r->n_coverage; i++) {
+				const CoverageRow *c = &r->coverage[i];
+				char keys[24];
+				snprintf(keys, sizeof(keys), c->keys < 0 ? "?" : "%" PRId64,
+				        c->keys);
+				fprintf(f, "%-22s %-16s %-5s %-22s %s\n", c->status, c->user, keys,
+				        c->services[0] ? c->services : "-", c->rule ?: "-");
+			}
+			break;
+		case SEC_AUTH:
+			fprintf(f, "Total: %" PRIu64 " successful, %" PRIu64 " failed.\n",
+			        r->auth_success, r->auth_failure);
+			fprintf(f, "%-16s %-16s %8s %8s  %s\n", "USER", "SERVICE", "SUCCESS",
+			        "FAILURE", "FAILURE REASONS");
+			for (size_t i = 0; i < r->n_auth; i++) {
+				reasons_string(&r->auth[i], buf, sizeof(buf));
+				fprintf(f, "%-16s %-16s %8" PRIu64 " %8" PRIu64 "  %s\n",
+				        r->auth[i].user, r->auth[i].service, r->auth[i].success,
+				        r->auth[i].failure, buf[0] ? buf : "-");
+			}
+			if (r->n_buckets) {
+				fprintf(f, "Over time (one line per %s with authentications):\n",
+				        bucket_name(r->bucket_ms, t2, sizeof(t2)));
+				for (size_t i = 0; i < r->n_buckets; i++) {
+					if (!r->buckets[i].success && !r->buckets[i].failure)
+						continue;
+					fmt_time(r->buckets[i].start, t1, sizeof(t1));
+					fprintf(f,
+					        "  %s  success %" PRIu64 "  failure %" PRIu64 "\n",
+					        t1, r->buckets[i].success, r->buckets[i].failure);
+				}
+			}
+			break;
+		case SEC_REMOVAL:
+			fprintf(f, "Key removals: %" PRIu64 "; key insertions: %" PRIu64 ".\n",
+			        r->removals, r->key_added);
+			fprintf(f, "%-14s %8s %14s %10s %8s %16s\n", "ACTION", "ISSUED",
+			        "LOCK_VERIFIED", "ESCALATED", "FAILED", "GRACE_CANCELLED");
+			for (size_t i = 0; i < r->n_actions; i++) {
+				const ActionRow *a = &r->actions[i];
+				fprintf(f,
+				        "%-14s %8" PRIu64 " %14" PRIu64 " %10" PRIu64 " %8" PRIu64
+				        " %16" PRIu64 "\n",
+				        a->action, a->n[OUTCOME_ISSUED], a->n[OUTCOME_VERIFIED],
+				        a->n[OUTCOME_ESCALATED], a->n[OUTCOME_FAILED],
+				        a->n[OUTCOME_GRACE]);
+			}
+			break;
+		case SEC_CLONE:
+		case SEC_LOCKOUT:
+		case SEC_POLICY:
+		case SEC_KEYMGMT: {
+			size_t n;
+			EventRow *rows = section_events(r, s, &n);
+			fprintf(f, "Count: %zu\n", n);
+			for (size_t i = 0; i < n; i++)
+				fprintf(f, "  %s  %-14s %-8s %-12s %-16s %-16s %s\n",
+				        strna(rows[i].time), audit_event_to_string(rows[i].event),
+				        strna(rows[i].result), rows[i].user ?: "-",
+				        rows[i].reason ?: "-", rows[i].cred ?: "-",
+				        rows[i].detail ?: "");
+			break;
+		}
+		case SEC_TRAIL:
+			fprintf(f, "%s\n", verify_summary(r, buf, sizeof(buf)));
+			for (size_t i = 0; r->files && r->files[i]; i++)
+				fprintf(f, "  file: %s\n", r->files[i]);
+			if (r->verify_note)
+				fprintf(f, "%s\n", r->verify_note);
+			if (r->malformed)
+				fprintf(f, "Malformed lines skipped while counting: %" PRIu64 "\n",
+				        r->malformed);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* ---- JSON ---- */
+
+static void j_str(JsonBuf *b, const char *key, const char *v, bool comma)
+{
+	json_buf_printf(b, "%s\"%s\":", comma ? "," : "", key);
+	if (v)
+		json_buf_put_string(b, v, SIZE_MAX);
+	else
+		json_buf_puts(b, "null");
+}
+
+static int emit_json(const Report *r, FILE *f)
+{
+	JsonBuf b = {};
+	char buf[1024], t[40];
+
+	fmt_time(now_realtime_ms(), t, sizeof(t));
+	json_buf_puts(&b, "{");
+	j_str(&b, "generated", t, false);
+	if (r->since)
+		fmt_time(r->since, t, sizeof(t));
+	j_str(&b, "since", r->since ? t : NULL, true);
+	if (r->until)
+		fmt_time(r->until, t, sizeof(t));
+	j_str(&b, "until", r->until ? t : NULL, true);
+	json_buf_printf(&b, ",\"truncated\":%s", r->truncated ? "true" : "false");
+
+	json_buf_puts(&b, ",\"sections\":[");
+	for (Section s = 0; s < _SEC_MAX; s++) {
+		json_buf_printf(&b, "%s{", s ? "," : "");
+		j_str(&b, "id", sections[s].id, false);
+		j_str(&b, "title", sections[s].title, true);
+		j_str(&b, "controls", sections[s].controls, true);
+		json_buf_puts(&b, "}");
+	}
+	json_buf_puts(&b, "]");
+
+	json_buf_puts(&b, ",\"coverage\":{");
+	j_str(&b, "policy", r->policy_path, false);
+	j_str(&b, "note", r->coverage_note, true);
+	json_buf_printf(&b, ",\"gaps\":%zu,\"ok\":%zu,\"enrolled_not_covered\":%zu,\"accounts\":[",
+	        coverage_count(r, "gap"), coverage_count(r, "ok"),
+	        coverage_count(r, "enrolled-not-covered"));
+	for (size_t i = 0; i < r->n_coverage; i++) {
+		const CoverageRow *c = &r->coverage[i];
+		json_buf_printf(&b, "%s{", i ? "," : "");
+		j_str(&b, "user", c->user, false);
+		if (c->uid >= 0)
+			json_buf_printf(&b, ",\"uid\":%" PRId64, c->uid);
+		j_str(&b, "status", c->status, true);
+		j_str(&b, "required_for", c->services, true);
+		j_str(&b, "rule", c->rule, true);
+		if (c->keys >= 0)
+			json_buf_printf(&b, ",\"keys\":%" PRId64, c->keys);
+		else
+			json_buf_puts(&b, ",\"keys\":null");
+		json_buf_puts(&b, "}");
+	}
+	json_buf_puts(&b, "]}");
+
+	json_buf_printf(&b,
+	        ",\"authentications\":{\"success\":%" PRIu64 ",\"failure\":%" PRIu64
+	        ",\"by_user_service\":[",
+	        r->auth_success, r->auth_failure);
+	for (size_t i = 0; i < r->n_auth; i++) {
+		const AuthRow *a = &r->auth[i];
+		json_buf_printf(&b, "%s{", i ? "," : "");
+		j_str(&b, "user", a->user, false);
+		j_str(&b, "service", a->service, true);
+		json_buf_printf(&b,
+		        ",\"success\":%" PRIu64 ",\"failure\":%" PRIu64 ",\"failure_reasons\":{",
+		        a->success, a->failure);
+		for (size_t j = 0; j < a->n_reasons; j++) {
+			json_buf_printf(&b, "%s", j ? "," : "");
+			json_buf_put_string(&b, a->reasons[j].reason, SIZE_MAX);
+			json_buf_printf(&b, ":%" PRIu64, a->reasons[j].n);
+		}
+		if (a->other_reasons)
+			json_buf_printf(&b, "%s\"(other)\":%" PRIu64, a->n_reasons ? "," : "",
+			        a->other_reasons);
+		json_buf_puts(&b, "}}");
+	}
+	json_buf_printf(&b, "],\"timeline\":{\"bucket_seconds\":%" PRIu64 ",\"buckets\":[",
+	        r->bucket_ms / 1000);
+	for (size_t i = 0; i < r->n_buckets; i++) {
+		fmt_time(r->buckets[i].start, t, sizeof(t));
+		json_buf_printf(&b,
+		        "%s{\"start\":\"%s\",\"success\":%" PRIu64 ",\"failure\":%" PRIu64 "}",
+		        i ? "," : "", t, r->buckets[i].success, r->buckets[i].failure);
+	}
+	json_buf_puts(&b, "]}}");
+
+	json_buf_printf(&b,
+	        ",\"removals\":{\"key_removed\":%" PRIu64 ",\"key_added\":%" PRIu64
+	        ",\"actions\":[",
+	        r->removals, r->key_added);
+	for (size_t i = 0; i < r->n_actions; i++) {
+		json_buf_printf(&b, "%s{", i ? "," : "");
+		j_str(&b, "action", r->actions[i].action, false);
+		for (int o = 0; o < _OUTCOME_MAX; o++)
+			json_buf_printf(
+			        &b, ",\"%s\":%" PRIu64, outcome_names[o], r->actions[i].n[o]);
+		json_buf_puts(&b, "}");
+	}
+	json_buf_puts(&b, "]}");
+
+	for (Section s = SEC_CLONE; s <= SEC_KEYMGMT; s++) {
+		size_t n;
+		EventRow *rows = section_events(r, s, &n);
+		json_buf_printf(&b, ",\"%s\":[", sections[s].id);
+		for (size_t i = 0; i < n; i++) {
+			json_buf_printf(&b, "%s{", i ? "," : "");
+			j_str(&b, "time", rows[i].time, false);
+			j_str(&b, "event", audit_event_to_string(rows[i].event), true);
+			j_str(&b, "result", rows[i].result, true);
+			j_str(&b, "user", rows[i].user, true);
+			j_str(&b, "reason", rows[i].reason, true);
+			j_str(&b, "credential", rows[i].cred, true);
+			j_str(&b, "detail", rows[i].detail, true);
+			json_buf_puts(&b, "}");
+		}
+		json_buf_puts(&b, "]");
+	}
+
+	json_buf_puts(&b, ",\"trail\":{");
+	j_str(&b, "status",
+	        r->verify_error < 0 ? "unreadable"
+	                            : audit_verify_status_to_string(r->verify.status),
+	        false);
+	json_buf_printf(&b, ",\"seals_verified\":%s", r->verify_keyed ? "true" : "false");
+	j_str(&b, "summary", verify_summary(r, buf, sizeof(buf)), true);
+	json_buf_printf(&b,
+	        ",\"records\":%" PRIu64 ",\"seals\":%" PRIu64 ",\"unsealed_tail\":%" PRIu64
+	        ",\"malformed_skipped\":%" PRIu64,
+	        r->verify.records, r->verify.seals, r->verify.unsealed_tail, r->malformed);
+	json_buf_puts(&b, ",\"files\":[");
+	for (size_t i = 0; r->files && r->files[i]; i++) {
+		if (i)
+			json_buf_puts(&b, ",");
+		json_buf_put_string(&b, r->files[i], SIZE_MAX);
+	}
+	json_buf_puts(&b, "]}}\n");
+	if (b.oom) {
+		json_buf_free(&b);
+		return -ENOMEM;
+	}
+	fputs(b.data, f);
+	json_buf_free(&b);
+	return 0;
+}
+
+/* ---- CSV (RFC 4180): one table per section, a blank line between them ---- */
+
+static void csv_field(FILE *f, const char *s, bool last)
+{
+	s = strempty(s);
+	if (strpbrk(s, ",\"\r\n") || (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@')) {
+		/* Quote; and defuse spreadsheet formulas with a leading apostrophe. */
+		fputc('"', f);
+		if (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@')
+			fputc('\'', f);
+		for (; *s; s++) {
+			if (*s == '"')
+				fputc('"', f);
+			fputc(*s, f);
+		}
+		fputc('"', f);
+	} else
+		fputs(s, f);
+	fputs(last ? "\r\n" : ",", f);
+}
+
+static void emit_csv(const Report *r, FILE *f)
+{
+	char buf[1024], n1[24], n2[24], n3[24], n4[24], n5[24];
+
+	fputs("section,user,uid,status,keys,required_for,rule\r\n", f);
+	for (size_t i = 0; i < r->n_coverage; i++) {
+		const CoverageRow *c = &r->coverage[i];
+		snprintf(n1, sizeof(n1), "%" PRId64, c->uid);
+		snprintf(n2, sizeof(n2), "%" PRId64, c->keys);
+		csv_field(f, "coverage", false);
+		csv_field(f, c->user, false);
+		csv_field(f, c->uid >= 0 ? n1 : "", false);
+		csv_field(f, c->status, false);
+		csv_field(f, c->keys >= 0 ? n2 : "", false);
+		csv_field(f, c->services, false);
+		csv_field(f, c->rule, true);
+	}
+	fputs("\r\nsection,user,service,success,failure,failure_reasons\r\n", f);
+	for (size_t i = 0; i < r->n_auth; i++) {
+		const AuthRow *a = &r->auth[i];
+		snprintf(n1, sizeof(n1), "%" PRIu64, a->success);
+		snprintf(n2, sizeof(n2), "%" PRIu64, a->failure);
+		reasons_string(a, buf, sizeof(buf));
+		csv_field(f, "authentications", false);
+		csv_field(f, a->user, false);
+		csv_field(f, a->service, false);
+		csv_field(f, n1, false);
+		csv_field(f, n2, false);
+		csv_field(f, buf, true);
+	}
+	fputs("\r\nsection,action,issued,lock_verified,escalated,failed,grace_cancelled\r\n", f);
+	for (size_t i = 0; i < r->n_actions; i++) {
+		const ActionRow *a = &r->actions[i];
+		snprintf(n1, sizeof(n1), "%" PRIu64, a->n[OUTCOME_ISSUED]);
+		snprintf(n2, sizeof(n2), "%" PRIu64, a->n[OUTCOME_VERIFIED]);
+		snprintf(n3, sizeof(n3), "%" PRIu64, a->n[OUTCOME_ESCALATED]);
+		snprintf(n4, sizeof(n4), "%" PRIu64, a->n[OUTCOME_FAILED]);
+		snprintf(n5, sizeof(n5), "%" PRIu64, a->n[OUTCOME_GRACE]);
+		csv_field(f, "removals", false);
+		csv_field(f, a->action, false);
+		csv_field(f, n1, false);
+		csv_field(f, n2, false);
+		csv_field(f, n3, false);
+		csv_field(f, n4, false);
+		csv_field(f, n5, true);
+	}
+	fputs("\r\nsection,time,event,result,user,reason,credential,detail\r\n", f);
+	for (Section s = SEC_CLONE; s <= SEC_KEYMGMT; s++) {
+		size_t n;
+		EventRow *rows = section_events(r, s, &n);
+		for (size_t i = 0; i < n; i++) {
+			csv_field(f, sections[s].id, false);
+			csv_field(f, rows[i].time, false);
+			csv_field(f, audit_event_to_string(rows[i].event), false);
+			csv_field(f, rows[i].result, false);
+			csv_field(f, rows[i].user, false);
+			csv_field(f, rows[i].reason, false);
+			csv_field(f, rows[i].cred, false);
+			csv_field(f, rows[i].detail, true);
+		}
+	}
+	fputs("\r\nsection,status,records,seals,unsealed_tail,seals_verified,summary\r\n", f);
+	snprintf(n1, sizeof(n1), "%" PRIu64, r->verify.records);
+	snprintf(n2, sizeof(n2), "%" PRIu64, r->verify.seals);
+	snprintf(n3, sizeof(n3), "%" PRIu64, r->verify.unsealed_tail);
+	csv_field(f, "trail", false);
+	csv_field(f,
+	        r->verify_error < 0 ? "unreadable"
+	                            : audit_verify_status_to_string(r->verify.status),
+	        false);
+	csv_field(f, n1, false);
+	csv_field(f, n2, false);
+	csv_field(f, n3, false);
+	csv_field(f, r->verify_keyed ? "yes" : "no", false);
+	csv_field(f, verify_summary(r, buf, sizeof(buf)), true);
+}
+
+/* ---- HTML: one file, inline CSS and SVG, no script, no external resource ---- */
+
+static void h(FILE *f, const char *s)
+{
+	for (s = strempty(s); *s; s++)
+		switch (*s) {
+		case '<':
+			fputs("&lt;", f);
+			break;
+		case '>':
+			fputs("&gt;", f);
+			break;
+		case '&':
+			fputs("&amp;", f);
+			break;
+		case '"':
+			fputs("&quot;", f);
+			break;
+		case '\'':
+			fputs("&#39;", f);
+			break;
+		default:
+			fputc(*s, f);
+		}
+}
+
+static void svg_timeline(const Report *r, FILE *f)
+{
+	const int W = 720, H = 220, L = 48, B = 36, T = 14;
+	uint64_t max = 1;
+	double bw;
+	char t[40];
+
+	for (size_t i = 0; i < r->n_buckets; i++)
+		if (r->buckets[i].success + r->buckets[i].failure > max)
+			max = r->buckets[i].success + r->buckets[i].failure;
+	fprintf(f,
+	        "<svg class=\"chart\" id=\"chart-auth\" width=\"%d\" height=\"%d\" viewBox=\"0 0 "
+	        "%d %d\" role=\"img\" "
+	        "aria-label=\"Authentications over time\" xmlns=\"http://www.w3.org/2000/svg\">\n",
+	        W, H, W, H);
+	fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#555\"/>\n", L, H - B,
+	        W - 8, H - B);
+	fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#555\"/>\n", L, T, L,
+	        H - B);
+	fprintf(f,
+	        "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"end\">%" PRIu64 "</text>\n",
+	        L - 4, T + 4, max);
+	fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"end\">0</text>\n", L - 4,
+	        H - B);
+	if (r->n_buckets == 0) {
+		fprintf(f,
+		        "<text x=\"%d\" y=\"%d\" font-size=\"13\">No authentications in this "
+		        "period.</text>\n",
+		        L + 10, H / 2);
+		fputs("</svg>\n", f);
+		return;
+	}
+	bw = (double)(W - 8 - L) / (double)r->n_buckets;
+	for (size_t i = 0; i < r->n_buckets; i++) {
+		double x = L + bw * (double)i + bw * 0.15, w = bw * 0.7;
+		double hs = (double)(H - B - T) * (double)r->buckets[i].success / (double)max;
+		double hf = (double)(H - B - T) * (double)r->buckets[i].failure / (double)max;
+		if (r->buckets[i].success)
+			fprintf(f,
+			        "<rect class=\"bar-success\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
+			        "height=\"%.1f\" fill=\"" COLOR_SUCCESS "\"><title>%" PRIu64
+			        " successful</title></rect>\n",
+			        x, H - B - hs, w, hs, r->buckets[i].success);
+		if (r->buckets[i].failure)
+			fprintf(f,
+			        "<rect class=\"bar-failure\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
+			        "height=\"%.1f\" fill=\"" COLOR_FAILURE "\"><title>%" PRIu64
+			        " failed</title></rect>\n",
+			        x, H - B - hs - hf, w, hf, r->buckets[i].failure);
+	}
+	fmt_time(r->buckets[0].start, t, sizeof(t));
+	fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\">%.16s</text>\n", L, H - B + 16, t);
+	fmt_time(r->buckets[r->n_buckets - 1].start, t, sizeof(t));
+	fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"end\">%.16s</text>\n",
+	        W - 8, H - B + 16, t);
+	fprintf(f,
+	        "<rect x=\"%d\" y=\"%d\" width=\"10\" height=\"10\" fill=\"" COLOR_SUCCESS
+	        "\"/><text x=\"%d\" y=\"%d\" font-size=\"11\">success</text>\n",
+	        L + 220, H - 12, L + 234, H - 3);
+	fprintf(f,
+	        "<rect x=\"%d\" y=\"%d\" width=\"10\" height=\"10\" fill=\"" COLOR_FAILURE
+	        "\"/><text x=\"%d\" y=\"%d\" font-size=\"11\">failure</text>\n",
+	        L + 300, H - 12, L + 314, H - 3);
+	fputs("</svg>\n", f);
+}
+
+static void svg_outcomes(const Report *r, FILE *f)
+{
+	static const char *const colors[_OUTCOME_MAX] = {
+	        COLOR_ISSUED, COLOR_VERIFIED, COLOR_ESCALATED, COLOR_LFAILED, "#8e6bbf"};
+	static const char *const labels[_OUTCOME_MAX] = {
+	        "issued", "lock verified", "escalated", "failed", "grace cancelled"};
+	const int W = 720, L = 110, row = 26, T = 10;
+	int H = T + (int)(r->n_actions ? r->n_actions : 1) * row * 1 + 40;
+	uint64_t max = 1;
+
+	for (size_t i = 0; i < r->n_actions; i++)
+		for (int o = 0; o < _OUTCOME_MAX; o++)
+			if (r->actions[i].n[o] > max)
+				max = r->actions[i].n[o];
+	fprintf(f,
+	        "<svg class=\"chart\" id=\"chart-outcomes\" width=\"%d\" height=\"%d\" viewBox=\"0 "
+	        "0 %d %d\" role=\"img\" "
+	        "aria-label=\"Outcomes per removal action\" "
+	        "xmlns=\"http://www.w3.org/2000/svg\">\n",
+	        W, H, W, H);
+	if (r->n_actions == 0)
+		fprintf(f, "<text x=\"10\" y=\"24\" font-size=\"13\">No removal actions in this "
+		           "period.</text>\n");
+	for (size_t i = 0; i < r->n_actions; i++) {
+		int y = T + (int)i * row;
+		double x = L;
+		fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"12\" text-anchor=\"end\">", L - 6,
+		        y + 15);
+		h(f, r->actions[i].action);
+		fputs("</text>\n", f);
+		for (int o = 0; o < _OUTCOME_MAX; o++) {
+			double w = (double)(W - L - 20) / 5.0 * (double)r->actions[i].n[o] /
+			           (double)max;
+			if (r->actions[i].n[o] == 0)
+				continue;
+			fprintf(f,
+			        "<rect class=\"bar-%s\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" "
+			        "height=\"18\" fill=\"%s\"><title>%s: %" PRIu64 "</title></rect>\n",
+			        outcome_names[o], x, y + 2, w, colors[o], labels[o],
+			        r->actions[i].n[o]);
+			x += w + 2;
+		}
+	}
+	for (int o = 0; o < _OUTCOME_MAX; o++)
+		fprintf(f,
+		        "<rect x=\"%d\" y=\"%d\" width=\"10\" height=\"10\" fill=\"%s\"/><text "
+		        "x=\"%d\" y=\"%d\" font-size=\"11\">%s</text>\n",
+		        L + o * 110, H - 18, colors[o], L + o * 110 + 14, H - 9, labels[o]);
+	fputs("</svg>\n", f);
+}
+
+static void emit_html(const Report *r, FILE *f)
+{
+	char buf[1024], t1[40], t2[40];
+
+	fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+	      "<title>keyward compliance report</title>\n"
+	      "<style>\n"
+	      "body{font-family:DejaVu "
+	      "Sans,Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:62em}\n"
+	      "h1{font-size:1.6em;border-bottom:2px solid #333;padding-bottom:.2em}\n"
+	      "h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #bbb}\n"
+	      ".controls{font-size:.85em;color:#555;margin:.2em 0 .6em}\n"
+	      "table{border-collapse:collapse;margin:.4em 0;font-size:.9em}\n"
+	      "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\n"
+	      "th{background:#f0f0f0}td.num{text-align:right}td.nw{white-space:nowrap}\n"
+	      ".gap{background:#fde2de;font-weight:bold}.ok{color:#14663a}\n"
+	      ".intact{color:#14663a;font-weight:bold}.tampered{color:#b3261e;font-weight:bold}\n"
+	      ".chart{display:block;margin:.6em 0}\n"
+	      "@media print{body{margin:0;max-width:none}h2{page-break-after:avoid}"
+	      "table,svg{page-break-inside:avoid}a{color:inherit}}\n"
+	      "</style></head><body>\n<h1>keyward compliance report</h1>\n",
+	        f);
+	fmt_time(now_realtime_ms(), t1, sizeof(t1));
+	fprintf(f, "<p>Generated %s on ", t1);
+	{
+		char host[256] = "";
+		(void)gethostname(host, sizeof(host) - 1);
+		h(f, host);
+	}
+	if (r->since)
+		fmt_time(r->since, t1, sizeof(t1));
+	if (r->until)
+		fmt_time(r->until, t2, sizeof(t2));
+	fprintf(f, ". Period: %s &ndash; %s.</p>\n", r->since ? t1 : "start of trail",
+	        r->until ? t2 : "end of trail");
+	fprintf(f, "<p>Trail: <span class=\"%s\">",
+	        r->verify_error == 0 && r->verify.status == AUDIT_VERIFY_INTACT ? "intact"
+	                                                                        : "tampered");
+	h(f, verify_summary(r, buf, sizeof(buf)));
+	fputs("</span></p>\n", f);
+
+	for (Section s = 0; s < _SEC_MAX; s++) {
+		fprintf(f, "<section id=\"%s\"><h2>", sections[s].id);
+		h(f, sections[s].title);
+		fputs("</h2>\n<p class=\"controls\">Evidence for: ", f);
+		h(f, sections[s].controls);
+		fputs("</p>\n", f);
+		switch (s) {
+		case SEC_COVERAGE:
+			if (r->coverage_note) {
+				fputs("<p>", f);
+				h(f, r->coverage_note);
+				fputs("</p>\n", f);
+			}
+			if (!r->policy_path)
+				break;
+			fprintf(f,
+			        "<p><b>%zu</b> account(s) without a key although the policy "
+			        "requires one; %zu covered with keys; %zu enrolled but not "
+			        "covered.</p>\n",
+			        coverage_count(r, "gap"), coverage_count(r, "ok"),
+			        coverage_count(r, "enrolled-not-covered"));
+			fputs("<table><tr><th>Status</th><th>User</th><th>UID</th><th>Keys</"
+			      "th><th>Key required for</th><th>Rule</th></tr>\n",
+			        f);
+			for (size_t i = 0; i < r->n_coverage; i++) {
+				const CoverageRow *c = &r->coverage[i];
+				fprintf(f, "<tr class=\"%s\"><td>",
+				        streq(c->status, "gap")  ? "gap"
+				        : streq(c->status, "ok") ? "ok"
+				                                 : "");
+				h(f, c->status);
+				fputs("</td><td>", f);
+				h(f, c->user);
+				fprintf(f, "</td><td class=\"num\">%s", "");
+				if (c->uid >= 0)
+					fprintf(f, "%" PRId64, c->uid);
+				fputs("</td><td class=\"num\">", f);
+				if (c->keys >= 0)
+					fprintf(f, "%" PRId64, c->keys);
+				else
+					fputs("?", f);
+				fputs("</td><td>", f);
+				h(f, c->services);
+				fputs("</td><td>", f);
+				h(f, c->rule);
+				fputs("</td></tr>\n", f);
+			}
+			fputs("</table>\n", f);
+			break;
+		case SEC_AUTH:
+			fprintf(f,
+			        "<p>%" PRIu64 " successful and %" PRIu64
+			        " failed authentications.</p>\n",
+			        r->auth_success, r->auth_failure);
+			if (r->n_buckets)
+				fprintf(f,
+				        "<p class=\"controls\">One bar per %s: successful (green) "
+				        "and failed (red) authentications.</p>\n",
+				        bucket_name(r->bucket_ms, buf, sizeof(buf)));
+			svg_timeline(r, f);
+			fputs("<table><tr><th>User</th><th>Service</th><th>Success</"
+			      "th><th>Failure</th><th>Failure reasons</th></tr>\n",
+			        f);
+			for (size_t i = 0; i < r->n_auth; i++) {
+				fputs("<tr><td>", f);
+				h(f, r->auth[i].user);
+				fputs("</td><td>", f);
+				h(f, r->auth[i].service);
+				fprintf(f,
+				        "</td><td class=\"num\">%" PRIu64
+				        "</td><td class=\"num\">%" PRIu64 "</td><td>",
+				        r->auth[i].success, r->auth[i].failure);
+				reasons_string(&r->auth[i], buf, sizeof(buf));
+				h(f, buf);
+				fputs("</td></tr>\n", f);
+			}
+			fputs("</table>\n", f);
+			break;
+		case SEC_REMOVAL:
+			fprintf(f, "<p>%" PRIu64 " key removal(s), %" PRIu64 " insertion(s).</p>\n",
+			        r->removals, r->key_added);
+			svg_outcomes(r, f);
+			fputs("<table><tr><th>Action</th><th>Issued</th><th>Lock "
+			      "verified</th><th>Escalated</th><th>Failed</th><th>Grace "
+			      "cancelled</th></tr>\n",
+			        f);
+			for (size_t i = 0; i < r->n_actions; i++) {
+				fputs("<tr><td>", f);
+				h(f, r->actions[i].action);
+				fputs("</td>", f);
+				for (int o = 0; o < _OUTCOME_MAX; o++)
+					fprintf(f, "<td class=\"num\">%" PRIu64 "</td>",
+					        r->actions[i].n[o]);
+				fputs("</tr>\n", f);
+			}
+			fputs("</table>\n", f);
+			break;
+		case SEC_CLONE:
+		case SEC_LOCKOUT:
+		case SEC_POLICY:
+		case SEC_KEYMGMT: {
+			size_t n;
+			EventRow *rows = section_events(r, s, &n);
+			fprintf(f, "<p>%zu event(s).</p>\n", n);
+			if (n == 0)
+				break;
+			fputs("<table><tr><th>Time "
+			      "(UTC)</th><th>Event</th><th>Result</th><th>User</th><th>Reason</"
+			      "th><th>Credential</th><th>Detail</th></tr>\n",
+			        f);
+			for (size_t i = 0; i < n; i++) {
+				const char *cells[] = {rows[i].time,
+				        audit_event_to_string(rows[i].event), rows[i].result,
+				        rows[i].user, rows[i].reason, rows[i].cred, rows[i].detail};
+				fputs("<tr>", f);
+				for (size_t c = 0; c < ELEMENTSOF(cells); c++) {
+					fputs(c < 2 ? "<td class=\"nw\">" : "<td>", f);
+					h(f, cells[c]);
+					fputs("</td>", f);
+				}
+				fputs("</tr>\n", f);
+			}
+			fputs("</table>\n", f);
+			break;
+		}
+		case SEC_TRAIL:
+			fprintf(f, "<p class=\"%s\">",
+			        r->verify_error == 0 && r->verify.status == AUDIT_VERIFY_INTACT
+			                ? "intact"
+			                : "tampered");
+			h(f, verify_summary(r, buf, sizeof(buf)));
+			fputs("</p>\n<ul>\n", f);
+			for (size_t i = 0; r->files && r->files[i]; i++) {
+				fputs("<li>", f);
+				h(f, r->files[i]);
+				fputs("</li>\n", f);
+			}
+			fputs("</ul>\n", f);
+			if (r->verify_note) {
+				fputs("<p>", f);
+				h(f, r->verify_note);
+				fputs("</p>\n", f);
+			}
+			break;
+		default:
+			break;
+		}
+		fputs("</section>\n", f);
+	}
+	fputs("</body></html>\n", f);
+}
+
+static void report_help(FILE *f)
+{
+	fprintf(f,
+	        "Usage: keywardctl report [--since T] [--until T] [--format text|json|csv|html]\n"
+	        "                         [-o FILE] [--key FILE] [--audit FILE...]\n\n"
+	        "Compliance evidence from the policy, the credential store and the audit trail:\n"
+	        "coverage gaps first, then authentications, removals and their outcomes, clone\n"
+	        "alerts, lockouts, policy changes, key management and the trail's integrity.\n"
+	        "--audit FILE... names the trail files, in chain order (default: the policy's).\n"
+	        "Exit: 0 written, 1 written but the trail failed verification, 2 usage, 3 "
+	        "error.\n");
+}
+
+int verb_report(int argc, char *argv[])
+{
+	static const struct option options[] = {{"since", required_argument, NULL, 'S'},
+	        {"until", required_argument, NULL, 'U'}, {"format", required_argument, NULL, 'f'},
+	        {"output", required_argument, NULL, 'o'}, {"key", required_argument, NULL, 'k'},
+	        {"audit", required_argument, NULL, 'a'}, {"help", no_argument, NULL, 'h'}, {}};
+	_cleanup_(report_done) Report r = {};
+	_cleanup_free_ char *default_key = NULL, *tmp = NULL;
+	ReportFormat fmt = FORMAT_TEXT;
+	const char *out = NULL, *key_path = NULL, *problem = NULL;
+	uint8_t key[AUDIT_SEAL_KEY_SIZE];
+	AuditVerifyOptions vo = {};
+	_cleanup_strv_free_ char **audit_files = NULL;
+	FILE *f = stdout;
+	int c, q, ret = CTL_EXIT_OK;
+
+	while ((c = getopt_long(argc, argv, "o:h", options, NULL)) >= 0) {
+		switch (c) {
+		case 'S':
+		case 'U':
+			if (parse_rfc3339_ms(optarg, c == 'S' ? &r.since : &r.until) < 0) {
+				fprintf(stderr,
+				        "keywardctl report: '%s' is not a date or RFC 3339 time\n",
+				        optarg);
+				return CTL_EXIT_USAGE;
+			}
+			break;
+		case 'f':
+			fmt = format_from_string(optarg);
+			if (fmt < 0) {
+				fprintf(stderr,
+				        "keywardctl report: unknown format '%s' (text, json, csv, "
+				        "html)\n",
+				        optarg);
+				return CTL_EXIT_USAGE;
+			}
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case 'k':
+			key_path = optarg;
+			break;
+		case 'a':
+			if (strv_extend(&audit_files, optarg) < 0)
+				return CTL_EXIT_ERROR;
+			break;
+		case 'h':
+			report_help(stdout);
+			return CTL_EXIT_OK;
+		default:
+			report_help(stderr);
+			return CTL_EXIT_USAGE;
+		}
+	}
+	/* --audit A B C: getopt moved B and C to the end; they are trail files too. */
+	if (optind < argc && !audit_files) {
+		fprintf(stderr,
+		        "keywardctl report: unexpected argument '%s' (trail files go after "
+		        "--audit)\n",
+		        argv[optind]);
+		return CTL_EXIT_USAGE;
+	}
+	for (int i = optind; i < argc; i++)
+		if (strv_extend(&audit_files, argv[i]) < 0)
+			return CTL_EXIT_ERROR;
+	if (r.since && r.until && r.until <= r.since) {
+		fprintf(stderr, "keywardctl report: --until must be later than --since\n");
+		return CTL_EXIT_USAGE;
+	}
+
+	q = ctl_audit_files(audit_files, strv_length(audit_files), &r.files);
+	if (q < 0)
+		return CTL_EXIT_ERROR;
+	q = audit_read_files(r.files, collect, &r, &r.malformed);
+	if (q < 0) {
+		fprintf(stderr, "keywardctl report: cannot read the audit trail: %s\n",
+		        strerror(-q));
+		return CTL_EXIT_ERROR;
+	}
+	make_buckets(&r);
+
+	if (!key_path && ctl_audit_paths(NULL, &default_key) >= 0)
+		key_path = default_key;
+	if (key_path && audit_seal_key_load(key_path, false, key, &problem) >= 0) {
+		vo.key = key;
+		r.verify_keyed = true;
+	} else if (asprintf(&r.verify_note,
+	                   "Seals were not verified: the seal key %s %s. Run as root or pass --key "
+	                   "FILE.",
+	                   strna(key_path), strna(problem)) < 0)
+		return CTL_EXIT_ERROR;
+	r.verify_error = audit_verify_files(r.files, &vo, &r.verify);
+	explicit_bzero(key, sizeof(key));
+	if (r.verify_error < 0 || r.verify.status != AUDIT_VERIFY_INTACT)
+		ret = CTL_EXIT_FAILURE;
+
+	q = compute_coverage(&r);
+	if (q < 0) {
+		fprintf(stderr, "keywardctl report: %s\n", strerror(-q));
+		return CTL_EXIT_ERROR;
+	}
+
+	if (out && !streq(out, "-")) {
+		if (asprintf(&tmp, "%s.tmp.XXXXXX", out) < 0)
+			return CTL_EXIT_ERROR;
+		int fd = mkostemp(tmp, O_CLOEXEC);
+		if (fd < 0) {
+			fprintf(stderr, "keywardctl report: cannot create %s: %m\n", tmp);
+			return CTL_EXIT_ERROR;
+		}
+		f = fdopen(fd, "w");
+		if (!f) {
+			close(fd);
+			(void)unlink(tmp);
+			return CTL_EXIT_ERROR;
+		}
+	}
+	switch (fmt) {
+	case FORMAT_TEXT:
+		emit_text(&r, f);
+		break;
+	case FORMAT_JSON:
+		q = emit_json(&r, f);
+		if (q < 0)
+			ret = CTL_EXIT_ERROR;
+		break;
+	case FORMAT_CSV:
+		emit_csv(&r, f);
+		break;
+	case FORMAT_HTML:
+		emit_html(&r, f);
+		break;
+	default:
+		break;
+	}
+	if (f != stdout) {
+		bool bad = ferror(f) != 0 || fflush(f) != 0 || fsync(fileno(f)) < 0;
+		if (fclose(f) != 0 || bad || rename(tmp, out) < 0) {
+			fprintf(stderr, "keywardctl report: cannot write %s: %m\n", out);
+			(void)unlink(tmp);
+			return CTL_EXIT_ERROR;
+		}
+	} else if (fflush(stdout) != 0)
+		return CTL_EXIT_ERROR;
+	return ret;
+}
