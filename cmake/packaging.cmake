@@ -49,10 +49,11 @@ set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://keyward.example.org/")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-# pam-auth-update (libpam-runtime), deb-systemd-helper (init-system-helpers), the bus.
+# pam-auth-update (libpam-runtime), deb-systemd-helper (init-system-helpers), the bus,
+# and udev: keywardd's removal watch listens to udevd's events.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-  "libpam-runtime (>= 1.0.1-6), init-system-helpers (>= 1.54~), dbus-system-bus | dbus")
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "udev, systemd")
+  "libpam-runtime (>= 1.0.1-6), init-system-helpers (>= 1.54~), dbus-system-bus | dbus, udev")
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)
 # The example policy lands in /etc as a conffile (dpkg keeps the admin's edits).
 file(WRITE ${CMAKE_BINARY_DIR}/deb/conffiles "${KEYWARD_SYSCONFDIR}/keyward.conf\n")

@@ -12,10 +12,10 @@
 #include "util.h"
 
 #define TRUST_ANCHOR_MAX_FILE (1024 * 1024)
-#define FIDO_AAGUID_OID "1.3.6.1.4.1.45724.1.1.4"
+#define FIDO_AAGUID_OID       "1.3.6.1.4.1.45724.1.1.4"
 
 int attestation_check_aaguid(const uint8_t aaguid[16], const uint8_t (*allow)[16], size_t n_allow,
-		const uint8_t (*deny)[16], size_t n_deny)
+        const uint8_t (*deny)[16], size_t n_deny)
 {
 	bool listed = false;
 
@@ -42,7 +42,8 @@ static int load_anchors(X509_STORE *store, char *const *files, char **ret_why)
 		X509 *x;
 		int r;
 
-		r = read_full_file_safe(*f, SAFE_FILE_DEFAULT, TRUST_ANCHOR_MAX_FILE, &pem, &len, &problem);
+		r = read_full_file_safe(
+		        *f, SAFE_FILE_DEFAULT, TRUST_ANCHOR_MAX_FILE, &pem, &len, &problem);
 		if (r < 0) {
 			if (asprintf(ret_why, "trust anchor %s %s", *f, strna(problem)) < 0)
 				*ret_why = NULL;
@@ -85,13 +86,15 @@ static int check_aaguid_extension(X509 *leaf, const uint8_t aaguid[16], char **r
 	os = ext ? X509_EXTENSION_get_data(ext) : NULL;
 	/* The extension value is an OCTET STRING holding the 16-byte AAGUID. */
 	if (!os || ASN1_STRING_length(os) != 18) {
-		if (asprintf(ret_why, "the attestation certificate's AAGUID extension is malformed") < 0)
+		if (asprintf(ret_why,
+		            "the attestation certificate's AAGUID extension is malformed") < 0)
 			*ret_why = NULL;
 		return -EBADMSG;
 	}
 	p = ASN1_STRING_get0_data(os);
 	if (p[0] != 0x04 || p[1] != 0x10 || memcmp(p + 2, aaguid, 16) != 0) {
-		if (asprintf(ret_why, "the attestation certificate names another AAGUID than the credential") < 0)
+		if (asprintf(ret_why, "the attestation certificate names another AAGUID than the "
+		                      "credential") < 0)
 			*ret_why = NULL;
 		return -EBADMSG;
 	}
@@ -99,7 +102,7 @@ static int check_aaguid_extension(X509 *leaf, const uint8_t aaguid[16], char **r
 }
 
 int attestation_verify_chain(const uint8_t *x5c, size_t x5c_len, char *const *trust_anchors,
-		const uint8_t aaguid[16], char **ret_why)
+        const uint8_t aaguid[16], char **ret_why)
 {
 	const unsigned char *p = x5c;
 	X509_STORE_CTX *ctx = NULL;
@@ -135,8 +138,10 @@ int attestation_verify_chain(const uint8_t *x5c, size_t x5c_len, char *const *tr
 		goto out;
 	}
 	if (X509_verify_cert(ctx) != 1) {
-		if (asprintf(ret_why, "the attestation certificate does not chain to the policy's trust anchors (%s)",
-				    X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx))) < 0)
+		if (asprintf(ret_why,
+		            "the attestation certificate does not chain to the policy's trust "
+		            "anchors (%s)",
+		            X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx))) < 0)
 			*ret_why = NULL;
 		r = -EPERM;
 		goto out;

@@ -13,10 +13,10 @@
 #include "log.h"
 #include "util.h"
 
-#define AUTH_MAX_DEVICES 16
+#define AUTH_MAX_DEVICES      16
 #define AUTH_PROBE_TIMEOUT_MS 2000
-#define FIDO_FLAG_UP 0x01
-#define FIDO_FLAG_UV 0x04
+#define FIDO_FLAG_UP          0x01
+#define FIDO_FLAG_UV          0x04
 
 typedef struct AuthData {
 	/* request (read by the worker) */
@@ -34,9 +34,9 @@ typedef struct AuthData {
 	const char *reason; /* NULL: an assertion to verify is in `assert` */
 	char message[256];
 	char *dev_path;
-	char *rp_id;        /* rp id the assertion was made for */
+	char *rp_id; /* rp id the assertion was made for */
 	fido_assert_t *assert;
-	bool uv_required;   /* policy or credential asked for UV */
+	bool uv_required; /* policy or credential asked for UV */
 	bool up_required;
 } AuthData;
 
@@ -72,7 +72,7 @@ static void auth_fail(AuthData *a, const char *reason, const char *fmt, ...)
 }
 
 /* Adds the user's credentials for RP to the allow list; returns how many. */
-static int allow_creds(const AuthData *a, fido_assert_t *as, const char *rp, const char *only_id)
+static int allow_creds(const AuthData *a, fido_assert_t *as, const char *rp)
 {
 	int n = 0;
 
@@ -82,8 +82,6 @@ static int allow_creds(const AuthData *a, fido_assert_t *as, const char *rp, con
 		size_t idlen;
 
 		if (!streq(c->rp_id, rp) || streq(c->id, CREDS_DISCOVERABLE_ID))
-			continue;
-		if (only_id && !streq(c->id, only_id))
 			continue;
 		if (base64_decode(c->id, &id, &idlen) < 0)
 			continue;
@@ -96,7 +94,8 @@ static int allow_creds(const AuthData *a, fido_assert_t *as, const char *rp, con
 static bool rp_has_discoverable(const AuthData *a, const char *rp)
 {
 	for (size_t i = 0; i < a->set->n; i++)
-		if (streq(a->set->items[i].rp_id, rp) && streq(a->set->items[i].id, CREDS_DISCOVERABLE_ID))
+		if (streq(a->set->items[i].rp_id, rp) &&
+		        streq(a->set->items[i].id, CREDS_DISCOVERABLE_ID))
 			return true;
 	return false;
 }
@@ -113,6 +112,38 @@ static int set_random_cdh(fido_assert_t *as)
 	return r;
 }
 
+/* Which of the probe's assertions is the user's: a stored id, or (discovery of imported
+ * resident credentials) one whose signature verifies with a stored "*" public key. Other
+ * users' resident credentials on the same key are skipped. */
+static bool probe_pick(const AuthData *a, const fido_assert_t *as, const char *rp, char **ret_id)
+{
+	for (size_t i = 0; i < fido_assert_count(as); i++) {
+		_cleanup_free_ char *id = NULL;
+
+		if (fido_assert_id_len(as, i) == 0 || base64_encode(fido_assert_id_ptr(as, i),
+		                                              fido_assert_id_len(as, i), &id) < 0)
+			continue;
+		if (creds_find_id(a->set, id)) {
+			*ret_id = TAKE_PTR(id);
+			return true;
+		}
+		for (size_t k = 0; k < a->set->n; k++) {
+			const Credential *c = &a->set->items[k];
+			_cleanup_free_ uint8_t *pk = NULL;
+			size_t pklen;
+
+			if (!streq(c->id, CREDS_DISCOVERABLE_ID) || !streq(c->rp_id, rp) ||
+			        base64_decode(c->public_key, &pk, &pklen) < 0)
+				continue;
+			if (fido_assert_verify_raw(as, i, c->cose_alg, pk, pklen) == FIDO_OK) {
+				*ret_id = TAKE_PTR(id);
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
 /* Silent probe: does DEV hold one of the user's credentials for RP? Never asks for a
  * touch (up=false) or PIN. *ret_id gets the base64 id it answered with (if any). */
 static bool probe_device(const AuthData *a, fido_dev_t *dev, const char *rp, char **ret_id)
@@ -124,13 +155,13 @@ static bool probe_device(const AuthData *a, fido_dev_t *dev, const char *rp, cha
 	*ret_id = NULL;
 	if (!as)
 		return false;
-	n = allow_creds(a, as, rp, NULL);
+	n = allow_creds(a, as, rp);
 	if (n == 0 && !rp_has_discoverable(a, rp))
 		goto out;
 	if (n == 0 && !fido_dev_is_fido2(dev))
 		goto out; /* U2F keys have no discoverable credentials */
 	if (fido_assert_set_rp(as, rp) != FIDO_OK || set_random_cdh(as) != FIDO_OK ||
-			fido_assert_set_up(as, FIDO_OPT_FALSE) != FIDO_OK)
+	        fido_assert_set_up(as, FIDO_OPT_FALSE) != FIDO_OK)
 		goto out;
 	(void)fido_dev_set_timeout(dev, AUTH_PROBE_TIMEOUT_MS);
 	r = fido_dev_get_assert(dev, as, NULL);
@@ -139,24 +170,15 @@ static bool probe_device(const AuthData *a, fido_dev_t *dev, const char *rp, cha
 	else
 		holds = r == FIDO_ERR_USER_PRESENCE_REQUIRED; /* U2F check-only: handle known */
 	log_debug("probe %s for rp %s: %s", strna(a->dev_path), rp, fido_strerr(r));
-	if (holds && r == FIDO_OK && fido_assert_count(as) >= 1 && fido_assert_id_len(as, 0) > 0)
-		(void)base64_encode(fido_assert_id_ptr(as, 0), fido_assert_id_len(as, 0), ret_id);
+	if (holds && r == FIDO_OK)
+		holds = probe_pick(a, as, rp, ret_id);
 out:
 	fido_assert_free(&as);
 	return holds;
 }
 
-static const Credential *find_cred_for_rp(const AuthData *a, const char *rp, const char *id)
-{
-	for (size_t i = 0; i < a->set->n; i++) {
-		const Credential *c = &a->set->items[i];
-		if (streq(c->rp_id, rp) && (!id || streq(c->id, id)))
-			return c;
-	}
-	return NULL;
-}
-
-static void auth_assert(DeviceOp *op, AuthData *a, fido_dev_t *dev, const char *rp, const char *matched_id)
+static void auth_assert(
+        DeviceOp *op, AuthData *a, fido_dev_t *dev, const char *rp, const char *matched_id)
 {
 	_cleanup_erase_ char *pin = NULL;
 	const Credential *c = matched_id ? creds_find_id(a->set, matched_id) : NULL;
@@ -166,14 +188,24 @@ static void auth_assert(DeviceOp *op, AuthData *a, fido_dev_t *dev, const char *
 	uint64_t t0;
 	int r;
 
-	if (!c)
-		c = find_cred_for_rp(a, rp, NULL);
-	a->uv_required = a->uv == POLICY_UV_REQUIRED || (c && c->uv);
-	a->up_required = a->up || (c && c->up);
+	a->uv_required = a->uv == POLICY_UV_REQUIRED;
+	a->up_required = a->up;
+	if (c) {
+		a->uv_required = a->uv_required || c->uv;
+		a->up_required = a->up_required || c->up;
+	} else
+		/* The key answered with an id we do not store (an imported discoverable
+		 * credential) or none (U2F): the strictest of the user's credentials for RP. */
+		for (size_t i = 0; i < a->set->n; i++)
+			if (streq(a->set->items[i].rp_id, rp)) {
+				a->uv_required = a->uv_required || a->set->items[i].uv;
+				a->up_required = a->up_required || a->set->items[i].up;
+			}
 	if (a->pin_fd >= 0) {
 		r = fido_pin_read_fd(a->pin_fd, &pin);
 		if (r < 0) {
-			auth_fail(a, "error", "The PIN could not be read from the PAM module (%s).", strerror(-r));
+			auth_fail(a, "error", "The PIN could not be read from the PAM module (%s).",
+			        strerror(-r));
 			return;
 		}
 	}
@@ -183,10 +215,13 @@ static void auth_assert(DeviceOp *op, AuthData *a, fido_dev_t *dev, const char *
 		else if (has_uv)
 			builtin_uv = true;
 		else if (!has_pin) {
-			auth_fail(a, "no-pin-set", "This key has no PIN set but the policy requires one: set a PIN with fido2-token -S.");
+			auth_fail(a, "no-pin-set",
+			        "This key has no PIN set but the policy requires one: set a PIN "
+			        "with fido2-token -S.");
 			return;
 		} else {
-			auth_fail(a, "pin-required", "The policy requires your security key's PIN; none was given.");
+			auth_fail(a, "pin-required",
+			        "The policy requires your security key's PIN; none was given.");
 			return;
 		}
 	} else if (a->uv == POLICY_UV_PREFERRED && pin && has_pin)
@@ -197,10 +232,16 @@ static void auth_assert(DeviceOp *op, AuthData *a, fido_dev_t *dev, const char *
 		auth_fail(a, "error", "Out of memory.");
 		return;
 	}
-	if (matched_id)
-		r = allow_creds(a, as, rp, matched_id) > 0 ? FIDO_OK : FIDO_ERR_INTERNAL;
-	else {
-		(void)allow_creds(a, as, rp, NULL);
+	if (matched_id) {
+		/* Exactly the credential the silent probe found on this key. */
+		_cleanup_free_ uint8_t *id = NULL;
+		size_t idlen;
+
+		r = base64_decode(matched_id, &id, &idlen) < 0
+		            ? FIDO_ERR_INTERNAL
+		            : fido_assert_allow_cred(as, id, idlen);
+	} else {
+		(void)allow_creds(a, as, rp);
 		r = FIDO_OK;
 	}
 	if (r == FIDO_OK)
@@ -219,8 +260,9 @@ static void auth_assert(DeviceOp *op, AuthData *a, fido_dev_t *dev, const char *
 	(void)fido_dev_set_timeout(dev, (int)op->timeout_ms);
 	t0 = now_monotonic_ms();
 	r = fido_dev_get_assert(dev, as, use_pin ? pin : NULL);
+	device_op_stamp(op); /* still holding the key: the order its counter moved in */
 	log_debug("assertion on %s: %s after %llu ms", strna(a->dev_path), fido_strerr(r),
-			(unsigned long long)(now_monotonic_ms() - t0));
+	        (unsigned long long)(now_monotonic_ms() - t0));
 	if (r == FIDO_OK) {
 		a->assert = as;
 		a->rp_id = strdup(rp);
@@ -236,18 +278,18 @@ static void auth_assert(DeviceOp *op, AuthData *a, fido_dev_t *dev, const char *
 	if (r == FIDO_ERR_PIN_INVALID || r == FIDO_ERR_PIN_AUTH_INVALID) {
 		int retries = -1;
 		if (fido_dev_get_retry_count(dev, &retries) == FIDO_OK && retries >= 0)
-			auth_fail(a, "wrong-pin", "Wrong PIN for your security key; %d %s left.", retries,
-					retries == 1 ? "try" : "tries");
+			auth_fail(a, "wrong-pin", "Wrong PIN for your security key; %d %s left.",
+			        retries, retries == 1 ? "try" : "tries");
 		else
 			auth_fail(a, "wrong-pin", "Wrong PIN for your security key.");
 		return;
 	}
 	if ((r == FIDO_ERR_RX || r == FIDO_ERR_TX || r == FIDO_ERR_USER_ACTION_TIMEOUT ||
-			    r == FIDO_ERR_ACTION_TIMEOUT) &&
-			now_monotonic_ms() - t0 + 100 >= op->timeout_ms) {
+	            r == FIDO_ERR_ACTION_TIMEOUT) &&
+	        now_monotonic_ms() - t0 + 100 >= op->timeout_ms) {
 		auth_fail(a, a->up_required ? "no-touch" : "timeout",
-				"Your security key was not touched within %u seconds.",
-				(unsigned)((op->timeout_ms + 999) / 1000));
+		        "Your security key was not touched within %u seconds.",
+		        (unsigned)((op->timeout_ms + 999) / 1000));
 		return;
 	}
 	auth_fail(a, fido_error_reason(r), "%s", fido_error_message(r));
@@ -257,6 +299,7 @@ static void auth_work(DeviceOp *op)
 {
 	AuthData *a = op->data;
 	fido_dev_info_t *devlist = NULL;
+	unsigned n_unopened = 0;
 	size_t ndevs = 0;
 	int r;
 
@@ -267,7 +310,9 @@ static void auth_work(DeviceOp *op)
 	}
 	r = fido_dev_info_manifest(devlist, AUTH_MAX_DEVICES, &ndevs);
 	if (r != FIDO_OK || ndevs == 0) {
-		auth_fail(a, "no-key", "No security key is plugged in: plug in your registered key and try again.");
+		auth_fail(a, "no-key",
+		        "No security key is plugged in: plug in your registered key and try "
+		        "again.");
 		goto out;
 	}
 	for (size_t i = 0; i < ndevs && !a->assert && !device_op_cancelled(op); i++) {
@@ -287,6 +332,7 @@ static void auth_work(DeviceOp *op)
 		if (r != FIDO_OK) {
 			log_debug("Cannot open %s: %s", path, fido_strerr(r));
 			fido_dev_free(&dev);
+			n_unopened++;
 			continue;
 		}
 		free(a->dev_path);
@@ -319,8 +365,17 @@ static void auth_work(DeviceOp *op)
 	else if (!a->reason && !a->assert) {
 		free(a->dev_path);
 		a->dev_path = NULL;
-		auth_fail(a, "no-key", "None of the plugged-in security keys is registered for %s: plug in your registered key.",
-				a->user);
+		if (n_unopened > 0)
+			auth_fail(a, "no-key",
+			        "%u security key(s) could not be used (busy with another request?) "
+			        "and no other "
+			        "holds a key registered for %s; try again.",
+			        n_unopened, a->user);
+		else
+			auth_fail(a, "no-key",
+			        "None of the plugged-in security keys is registered for %s: plug "
+			        "in your registered key.",
+			        a->user);
 	}
 out:
 	fido_dev_info_free(&devlist, AUTH_MAX_DEVICES);
@@ -368,12 +423,13 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 
 	if (granted) {
 		r = manager_token_add(m, a->user, a->uid, a->service, rec.cred_id, rec.cred_label,
-				a->dev_path, o->sysfs, &token);
+		        a->dev_path, o->sysfs, &token);
 		/* (extension) the token records the hidraw node and sysfs path for BindSession. */
 		if (r < 0) {
 			granted = false;
 			o->reason = "error";
-			snprintf(o->message, sizeof(o->message), "Internal error (%s).", strerror(-r));
+			snprintf(o->message, sizeof(o->message), "Internal error (%s).",
+			        strerror(-r));
 		}
 	}
 	if (granted) {
@@ -388,7 +444,8 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 			granted = false;
 			o->reason = "audit-unavailable";
 			snprintf(o->message, sizeof(o->message),
-					"The keyward audit trail cannot be written, so logins that need it are refused; tell an administrator.");
+			        "The keyward audit trail cannot be written, so logins that need it "
+			        "are refused; tell an administrator.");
 		}
 	}
 	if (!granted) {
@@ -402,12 +459,14 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 		m->n_auth_ok++;
 	else
 		m->n_auth_failed++;
-	log_info("Authenticate %s/%s: %s (%s)%s%s", a->user, a->service, granted ? "granted" : "denied",
-			o->reason, granted ? "" : ": ", granted ? "" : o->message);
+	log_info("Authenticate %s/%s: %s (%s)%s%s", a->user, a->service,
+	        granted ? "granted" : "denied", o->reason, granted ? "" : ": ",
+	        granted ? "" : o->message);
 	if (!op->replied) {
 		r = sd_bus_reply_method_return(op->request, "bsssss", granted, o->reason,
-				granted ? "" : o->message, token ? token->token : "",
-				granted && o->cred ? o->cred->label : "", granted ? strempty(rec.device) : "");
+		        granted ? "" : o->message, token ? token->token : "",
+		        granted && o->cred ? o->cred->label : "",
+		        granted ? strempty(rec.device) : "");
 		if (r < 0)
 			log_warning_errno(r, "Cannot reply to %s: %m", strna(op->sender));
 	}
@@ -415,8 +474,8 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 
 static bool reason_counts_for_lockout(const char *reason)
 {
-	return streq(reason, "wrong-pin") || streq(reason, "bad-signature") || streq(reason, "clone") ||
-	       streq(reason, "uv-missing");
+	return streq(reason, "wrong-pin") || streq(reason, "bad-signature") ||
+	       streq(reason, "clone") || streq(reason, "uv-missing");
 }
 
 static void auth_finish(DeviceOp *op, AuthOutcome *o, bool granted)
@@ -429,10 +488,11 @@ static void auth_finish(DeviceOp *op, AuthOutcome *o, bool granted)
 
 	if (!granted && reason_counts_for_lockout(o->reason)) {
 		r = lockout_record_failure(state_dir, a->user, a->lockout_max, a->lockout_window_s,
-				a->lockout_unlock_s, &locked);
+		        a->lockout_unlock_s, &locked);
 		if (r < 0)
-			log_error_errno(r, "Cannot record a failed authentication of %s in %s/lockout: %m",
-					a->user, state_dir);
+			log_error_errno(r,
+			        "Cannot record a failed authentication of %s in %s/lockout: %m",
+			        a->user, state_dir);
 		if (locked) {
 			AuditRecord rec = AUDIT_RECORD_INIT;
 			rec.event = AUDIT_EVENT_LOCKOUT;
@@ -445,7 +505,7 @@ static void auth_finish(DeviceOp *op, AuthOutcome *o, bool granted)
 			rec.result = AUDIT_RESULT_INFO;
 			(void)manager_audit(m, &rec);
 			log_warning("%s is locked out for %u s after %u failures.", a->user,
-					a->lockout_unlock_s, a->lockout_max);
+			        a->lockout_unlock_s, a->lockout_max);
 		}
 	} else if (granted && a->lockout_max > 0)
 		(void)lockout_reset(state_dir, a->user);
@@ -469,12 +529,13 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 
 	if (fido_assert_count(as) != 1) {
 		o->reason = "error";
-		snprintf(o->message, sizeof(o->message), "The security key returned %zu assertions; expected one.",
-				fido_assert_count(as));
+		snprintf(o->message, sizeof(o->message),
+		        "The security key returned %zu assertions; expected one.",
+		        fido_assert_count(as));
 		return false;
 	}
-	if (fido_assert_id_len(as, 0) > 0 &&
-			base64_encode(fido_assert_id_ptr(as, 0), fido_assert_id_len(as, 0), &o->cred_id) < 0)
+	if (fido_assert_id_len(as, 0) > 0 && base64_encode(fido_assert_id_ptr(as, 0),
+	                                             fido_assert_id_len(as, 0), &o->cred_id) < 0)
 		return false;
 	/* Owner: the credential the key used must be one of this user's, for this rp. */
 	if (o->cred_id)
@@ -498,8 +559,10 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 	}
 	if (!c) {
 		o->reason = "unknown-credential";
-		snprintf(o->message, sizeof(o->message), "The security key answered with a credential that is not registered for %s.",
-				a->user);
+		snprintf(o->message, sizeof(o->message),
+		        "The security key answered with a credential that is not registered for "
+		        "%s.",
+		        a->user);
 		return false;
 	}
 	o->cred = c;
@@ -507,19 +570,22 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 	flags = fido_assert_flags(as, 0);
 	if (a->up_required && !(flags & FIDO_FLAG_UP)) {
 		o->reason = "no-touch";
-		snprintf(o->message, sizeof(o->message), "The security key did not confirm a touch, which the policy requires.");
+		snprintf(o->message, sizeof(o->message),
+		        "The security key did not confirm a touch, which the policy requires.");
 		return false;
 	}
 	if (a->uv_required && !(flags & FIDO_FLAG_UV)) {
 		o->reason = "uv-missing";
 		snprintf(o->message, sizeof(o->message),
-				"The security key did not verify your PIN or fingerprint, which the policy requires.");
+		        "The security key did not verify your PIN or fingerprint, which the policy "
+		        "requires.");
 		return false;
 	}
 	r = base64_decode(c->public_key, &pk, &pklen);
 	if (r < 0) {
 		o->reason = "error";
-		snprintf(o->message, sizeof(o->message), "The stored public key of %s is damaged.", c->label);
+		snprintf(o->message, sizeof(o->message), "The stored public key of %s is damaged.",
+		        c->label);
 		return false;
 	}
 	/* Signature over authData||cdh, rp id hash (fido_assert_set_rp) and the UP/UV
@@ -527,16 +593,19 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 	r = fido_assert_verify_raw(as, 0, c->cose_alg, pk, pklen);
 	if (r != FIDO_OK) {
 		o->reason = "bad-signature";
-		snprintf(o->message, sizeof(o->message), "The security key's signature did not verify (%s).", fido_strerr(r));
+		snprintf(o->message, sizeof(o->message),
+		        "The security key's signature did not verify (%s).", fido_strerr(r));
 		return false;
 	}
 	if (c->user_id && fido_assert_user_id_len(as, 0) > 0) {
 		_cleanup_free_ uint8_t *uid = NULL;
 		size_t ul;
-		if (base64_decode(c->user_id, &uid, &ul) < 0 || ul != fido_assert_user_id_len(as, 0) ||
-				memcmp(uid, fido_assert_user_id_ptr(as, 0), ul) != 0) {
+		if (base64_decode(c->user_id, &uid, &ul) < 0 ||
+		        ul != fido_assert_user_id_len(as, 0) ||
+		        memcmp(uid, fido_assert_user_id_ptr(as, 0), ul) != 0) {
 			o->reason = "unknown-credential";
-			snprintf(o->message, sizeof(o->message), "The credential on the key belongs to another user.");
+			snprintf(o->message, sizeof(o->message),
+			        "The credential on the key belongs to another user.");
 			return false;
 		}
 	}
@@ -549,22 +618,26 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 		r = creds_counter_load(state_dir, a->user, cid, &stored, &found);
 		if (r < 0) {
 			o->reason = "error";
-			snprintf(o->message, sizeof(o->message), "The sign counters in %s/counters cannot be read (%s).",
-					state_dir, strerror(-r));
+			snprintf(o->message, sizeof(o->message),
+			        "The sign counters in %s/counters cannot be read (%s).", state_dir,
+			        strerror(-r));
 			return false;
 		}
 		if (count == 0 && (!found || stored == 0)) {
 			if (a->counter != POLICY_COUNTER_ALLOW_ZERO) {
 				o->reason = "clone";
 				snprintf(o->message, sizeof(o->message),
-						"This security key does not count its signatures, which the policy requires (counter = strict); it may be a clone.");
+				        "This security key does not count its signatures, which "
+				        "the policy requires (counter = strict); it may be a "
+				        "clone.");
 				return false;
 			}
 		} else if (found && count <= stored) {
 			AuditRecord rec = AUDIT_RECORD_INIT;
 			char detail[96];
 
-			snprintf(detail, sizeof(detail), "sign counter %u, last seen %u", count, stored);
+			snprintf(detail, sizeof(detail), "sign counter %u, last seen %u", count,
+			        stored);
 			rec.event = AUDIT_EVENT_CLONE_ALERT;
 			rec.reason = "clone";
 			rec.user = a->user;
@@ -575,20 +648,24 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 			rec.device = a->dev_path;
 			rec.rule = a->rule;
 			rec.detail = detail;
-			rec.message = "Sign counter did not increase: the key may have been cloned.";
+			rec.message =
+			        "Sign counter did not increase: the key may have been cloned.";
 			(void)manager_audit(m, &rec);
-			log_warning("CLONE ALERT: %s credential %s: %s.", a->user, c->label, detail);
+			log_warning(
+			        "CLONE ALERT: %s credential %s: %s.", a->user, c->label, detail);
 			o->reason = "clone";
 			snprintf(o->message, sizeof(o->message),
-					"Your security key's signature counter went backwards, which suggests a cloned key; access denied. Tell an administrator.");
+			        "Your security key's signature counter went backwards, which "
+			        "suggests a cloned key; access denied. Tell an administrator.");
 			return false;
 		}
 		if (count > stored || !found) {
 			r = creds_counter_store(state_dir, a->user, cid, count);
 			if (r < 0) {
 				o->reason = "error";
-				snprintf(o->message, sizeof(o->message), "The sign counter cannot be saved in %s/counters (%s).",
-						state_dir, strerror(-r));
+				snprintf(o->message, sizeof(o->message),
+				        "The sign counter cannot be saved in %s/counters (%s).",
+				        state_dir, strerror(-r));
 				return false;
 			}
 		}
@@ -629,10 +706,11 @@ static void auth_complete(DeviceOp *op)
 static void auth_abort(DeviceOp *op, const char *reason)
 {
 	AuthData *a = op->data;
-	AuthOutcome o = { .reason = reason };
+	AuthOutcome o = {.reason = reason};
 
 	snprintf(o.message, sizeof(o.message), "%s",
-			streq(reason, "timeout") ? "Your security key did not answer in time." : "The request was cancelled.");
+	        streq(reason, "timeout") ? "Your security key did not answer in time."
+	                                 : "The request was cancelled.");
 	(void)a;
 	reply_and_audit(op, &o, false, NULL);
 }
@@ -644,16 +722,16 @@ static void auth_done(DeviceOp *op)
 }
 
 static const DeviceOpVTable auth_vtable = {
-	.work = auth_work,
-	.complete = auth_complete,
-	.abort = auth_abort,
-	.done = auth_done,
+        .work = auth_work,
+        .complete = auth_complete,
+        .abort = auth_abort,
+        .done = auth_done,
 };
 
 /* --- the method --------------------------------------------------------------------- */
 
 static int reply_now(Manager *m, sd_bus_message *msg, AuditRecord *rec, const char *reason,
-		const char *message, AuditResult result)
+        const char *message, AuditResult result)
 {
 	rec->reason = reason;
 	rec->message = message;
@@ -661,7 +739,8 @@ static int reply_now(Manager *m, sd_bus_message *msg, AuditRecord *rec, const ch
 	(void)manager_audit(m, rec);
 	if (result != AUDIT_RESULT_SUCCESS && !streq(reason, "not-covered"))
 		m->n_auth_failed++;
-	log_info("Authenticate %s/%s: %s (%s)", strna(rec->user), strna(rec->service), reason, message);
+	log_info("Authenticate %s/%s: %s (%s)", strna(rec->user), strna(rec->service), reason,
+	        message);
 	return sd_bus_reply_method_return(msg, "bsssss", false, reason, message, "", "", "");
 }
 
@@ -676,14 +755,14 @@ static int skip_options(sd_bus_message *msg, sd_bus_error *error)
 	while ((r = sd_bus_message_skip(msg, "{sv}")) > 0)
 		if (++n > KEYWARD_MAX_OPTIONS)
 			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-					"Too many options (at most %d).", KEYWARD_MAX_OPTIONS);
+			        "Too many options (at most %d).", KEYWARD_MAX_OPTIONS);
 	if (r < 0)
 		return r;
 	return sd_bus_message_exit_container(msg);
 }
 
-int bus_method_authenticate(Manager *m, sd_bus_message *msg, const BusCaller *caller,
-		sd_bus_error *error)
+int bus_method_authenticate(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error)
 {
 	const char *user, *service, *tty, *rhost;
 	const PolicySettings *st = policy_settings(m->policy);
@@ -704,15 +783,16 @@ int bus_method_authenticate(Manager *m, sd_bus_message *msg, const BusCaller *ca
 	if (r < 0)
 		return r;
 	if ((r = bus_check_user(user, error)) < 0 ||
-			(r = bus_check_string(service, KEYWARD_MAX_SERVICE, false, "service", error)) < 0 ||
-			(r = bus_check_string(tty, KEYWARD_MAX_TTY, true, "tty", error)) < 0 ||
-			(r = bus_check_string(rhost, KEYWARD_MAX_RHOST, true, "rhost", error)) < 0)
+	        (r = bus_check_string(service, KEYWARD_MAX_SERVICE, false, "service", error)) < 0 ||
+	        (r = bus_check_string(tty, KEYWARD_MAX_TTY, true, "tty", error)) < 0 ||
+	        (r = bus_check_string(rhost, KEYWARD_MAX_RHOST, true, "rhost", error)) < 0)
 		return r;
 	if (!bus_caller_may_act_for(caller, user)) {
-		log_notice("Authenticate for %s refused to uid %u: only root may authenticate another user.",
-				user, (unsigned)caller->uid);
+		log_notice("Authenticate for %s refused to uid %u: only root may authenticate "
+		           "another user.",
+		        user, (unsigned)caller->uid);
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
-				"Only root may authenticate another user than yourself.");
+		        "Only root may authenticate another user than yourself.");
 	}
 
 	rec.event = AUDIT_EVENT_AUTH;
@@ -722,7 +802,8 @@ int bus_method_authenticate(Manager *m, sd_bus_message *msg, const BusCaller *ca
 	rec.rhost = rhost;
 	r = manager_evaluate(m, user, service, tty, rhost, caller->pid, &d, &remote, &uid);
 	if (r < 0)
-		return reply_now(m, msg, &rec, "error", "The keyward policy could not be evaluated.", AUDIT_RESULT_FAILURE);
+		return reply_now(m, msg, &rec, "error",
+		        "The keyward policy could not be evaluated.", AUDIT_RESULT_FAILURE);
 	rec.uid = uid;
 	if (d.is_default)
 		rule = strdup("default");
@@ -733,23 +814,29 @@ int bus_method_authenticate(Manager *m, sd_bus_message *msg, const BusCaller *ca
 	rec.rule = rule;
 
 	if (d.require == POLICY_REQUIRE_NONE)
-		return reply_now(m, msg, &rec, "not-covered", "The keyward policy does not cover this login.", AUDIT_RESULT_INFO);
+		return reply_now(m, msg, &rec, "not-covered",
+		        "The keyward policy does not cover this login.", AUDIT_RESULT_INFO);
 	if (d.require == POLICY_REQUIRE_DENY)
 		return reply_now(m, msg, &rec, d.remote_resolved ? "remote" : "policy-deny",
-				d.reason ? d.reason : "Access denied by the keyward policy.", AUDIT_RESULT_FAILURE);
+		        d.reason ? d.reason : "Access denied by the keyward policy.",
+		        AUDIT_RESULT_FAILURE);
 	if (d.require != POLICY_REQUIRE_KEY)
-		return reply_now(m, msg, &rec, "error", "Unknown policy outcome.", AUDIT_RESULT_FAILURE);
+		return reply_now(
+		        m, msg, &rec, "error", "Unknown policy outcome.", AUDIT_RESULT_FAILURE);
 
 	r = lockout_check(st->state_dir, user, &locked_until);
 	if (r < 0) {
-		log_error_errno(r, "Cannot read the lockout state of %s in %s/lockout: %m", user, st->state_dir);
-		return reply_now(m, msg, &rec, "error", "The lockout state cannot be read; tell an administrator.",
-				AUDIT_RESULT_FAILURE);
+		log_error_errno(r, "Cannot read the lockout state of %s in %s/lockout: %m", user,
+		        st->state_dir);
+		return reply_now(m, msg, &rec, "error",
+		        "The lockout state cannot be read; tell an administrator.",
+		        AUDIT_RESULT_FAILURE);
 	}
 	if (locked_until > 0) {
 		char msgbuf[160];
-		snprintf(msgbuf, sizeof(msgbuf), "Too many failed attempts: try again in %llu minute(s).",
-				(unsigned long long)((locked_until - now_realtime_ms()) / 60000 + 1));
+		snprintf(msgbuf, sizeof(msgbuf),
+		        "Too many failed attempts: try again in %llu minute(s).",
+		        (unsigned long long)((locked_until - now_realtime_ms()) / 60000 + 1));
 		return reply_now(m, msg, &rec, "lockout", msgbuf, AUDIT_RESULT_FAILURE);
 	}
 
@@ -761,14 +848,18 @@ int bus_method_authenticate(Manager *m, sd_bus_message *msg, const BusCaller *ca
 	if (r < 0) {
 		char msgbuf[256];
 		log_error("Credentials of %s cannot be used: %s", user, strna(why));
-		snprintf(msgbuf, sizeof(msgbuf), "Your security key registrations cannot be read (%s); ask an administrator.",
-				strna(why));
+		snprintf(msgbuf, sizeof(msgbuf),
+		        "Your security key registrations cannot be read (%s); ask an "
+		        "administrator.",
+		        strna(why));
 		auth_data_free(a);
 		return reply_now(m, msg, &rec, "error", msgbuf, AUDIT_RESULT_FAILURE);
 	}
 	if (a->set->n == 0) {
 		char msgbuf[160];
-		snprintf(msgbuf, sizeof(msgbuf), "No security key is registered for %s; ask an administrator to enroll one.", user);
+		snprintf(msgbuf, sizeof(msgbuf),
+		        "No security key is registered for %s; ask an administrator to enroll one.",
+		        user);
 		auth_data_free(a);
 		return reply_now(m, msg, &rec, "not-enrolled", msgbuf, AUDIT_RESULT_FAILURE);
 	}
@@ -792,9 +883,12 @@ int bus_method_authenticate(Manager *m, sd_bus_message *msg, const BusCaller *ca
 		auth_data_free(a);
 		return -ENOMEM;
 	}
-	r = device_op_new(m, DEVICE_OP_AUTHENTICATE, &auth_vtable, msg, caller->uid, st->timeout_ms, a, &op);
+	r = device_op_new(
+	        m, DEVICE_OP_AUTHENTICATE, &auth_vtable, msg, caller->uid, st->timeout_ms, a, &op);
 	if (r == -EBUSY)
-		return reply_now(m, msg, &rec, "error", "keywardd is busy with too many requests; try again.", AUDIT_RESULT_FAILURE);
+		return reply_now(m, msg, &rec, "error",
+		        "keywardd is busy with too many requests; try again.",
+		        AUDIT_RESULT_FAILURE);
 	if (r < 0)
 		return r;
 	r = device_op_start(op);

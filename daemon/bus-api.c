@@ -29,17 +29,17 @@ static int method_status(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 /* Who may call what. SELF methods check the user argument with
  * bus_caller_may_act_for() in the handler. */
 static const BusMethod bus_methods[] = {
-	{ "Check", BUS_ACCESS_ROOT | BUS_ACCESS_SELF, method_check },
-	{ "Authenticate", BUS_ACCESS_ROOT | BUS_ACCESS_SELF, bus_method_authenticate },
-	{ "Cancel", BUS_ACCESS_ROOT | BUS_ACCESS_SELF, method_cancel },
-	{ "BindSession", BUS_ACCESS_ROOT, bus_method_bind_session },
-	{ "UnbindSession", BUS_ACCESS_ROOT, bus_method_unbind_session },
-	{ "Enroll", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, bus_method_enroll },
-	{ "ListCredentials", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN | BUS_ACCESS_SELF, method_list },
-	{ "Revoke", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_revoke },
-	{ "ImportCredential", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_import },
-	{ "Reload", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_reload },
-	{ "GetStatus", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_status },
+        {"Check", BUS_ACCESS_ROOT | BUS_ACCESS_SELF, method_check},
+        {"Authenticate", BUS_ACCESS_ROOT | BUS_ACCESS_SELF, bus_method_authenticate},
+        {"Cancel", BUS_ACCESS_ROOT | BUS_ACCESS_SELF, method_cancel},
+        {"BindSession", BUS_ACCESS_ROOT, bus_method_bind_session},
+        {"UnbindSession", BUS_ACCESS_ROOT, bus_method_unbind_session},
+        {"Enroll", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, bus_method_enroll},
+        {"ListCredentials", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN | BUS_ACCESS_SELF, method_list},
+        {"Revoke", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_revoke},
+        {"ImportCredential", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_import},
+        {"Reload", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_reload},
+        {"GetStatus", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_status},
 };
 
 static bool uid_in_group(uid_t uid, const char *group)
@@ -69,7 +69,7 @@ static int bus_caller_get(Manager *m, sd_bus_message *msg, BusCaller *ret, sd_bu
 {
 	sd_bus_creds *creds = NULL;
 	struct passwd *pw;
-	BusCaller c = { .uid = (uid_t)-1, .sender = sd_bus_message_get_sender(msg) };
+	BusCaller c = {.uid = (uid_t)-1, .sender = sd_bus_message_get_sender(msg)};
 	int r;
 
 	r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
@@ -82,9 +82,10 @@ static int bus_caller_get(Manager *m, sd_bus_message *msg, BusCaller *ret, sd_bu
 	}
 	sd_bus_creds_unref(creds);
 	if (r < 0) {
-		log_warning_errno(r, "Cannot learn who called %s: %m", strna(sd_bus_message_get_member(msg)));
+		log_warning_errno(
+		        r, "Cannot learn who called %s: %m", strna(sd_bus_message_get_member(msg)));
 		return sd_bus_error_set(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
-				"keywardd cannot determine who you are; access denied.");
+		        "keywardd cannot determine who you are; access denied.");
 	}
 	c.is_root = c.uid == 0;
 	c.is_admin = !c.is_root && uid_in_group(c.uid, policy_settings(m->policy)->admin_group);
@@ -126,32 +127,37 @@ static int bus_dispatch(sd_bus_message *msg, void *userdata, sd_bus_error *error
 	if (r < 0)
 		return r;
 	c.allowed = method->access;
-	if (!((method->access & BUS_ACCESS_SELF) || ((method->access & BUS_ACCESS_ROOT) && c.is_root) ||
-			    ((method->access & BUS_ACCESS_ADMIN) && c.is_admin))) {
-		log_notice("%s denied to uid %u (%s): needs %s.", member, (unsigned)c.uid, strna(c.user),
-				method->access & BUS_ACCESS_ADMIN ? "root or the admin group" : "root");
+	if (!((method->access & BUS_ACCESS_SELF) ||
+	            ((method->access & BUS_ACCESS_ROOT) && c.is_root) ||
+	            ((method->access & BUS_ACCESS_ADMIN) && c.is_admin))) {
+		log_notice("%s denied to uid %u (%s): needs %s.", member, (unsigned)c.uid,
+		        strna(c.user),
+		        method->access & BUS_ACCESS_ADMIN ? "root or the admin group" : "root");
 		free(c.user);
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
-				"%s is only allowed to %s.", member,
-				method->access & BUS_ACCESS_ADMIN ? "root and members of the keyward admin group" : "root");
+		        "%s is only allowed to %s.", member,
+		        method->access & BUS_ACCESS_ADMIN
+		                ? "root and members of the keyward admin group"
+		                : "root");
 	}
 	r = method->handler(m, msg, &c, error);
 	free(c.user);
 	return r;
 }
 
-int bus_check_string(const char *s, size_t max, bool may_be_empty, const char *what,
-		sd_bus_error *error)
+int bus_check_string(
+        const char *s, size_t max, bool may_be_empty, const char *what, sd_bus_error *error)
 {
 	if (!s || (!may_be_empty && !*s))
-		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS, "Missing %s.", what);
+		return sd_bus_error_setf(
+		        error, KEYWARD_BUS_ERROR_INVALID_ARGS, "Missing %s.", what);
 	if (strlen(s) > max)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-				"%s is too long (at most %zu characters).", what, max);
+		        "%s is too long (at most %zu characters).", what, max);
 	for (const char *p = s; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-					"%s contains a control character.", what);
+			        "%s contains a control character.", what);
 	return 0;
 }
 
@@ -162,12 +168,13 @@ int bus_check_user(const char *user, sd_bus_error *error)
 	if (r < 0)
 		return r;
 	if (!valid_user_name(user))
-		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS, "Invalid user name.");
+		return sd_bus_error_setf(
+		        error, KEYWARD_BUS_ERROR_INVALID_ARGS, "Invalid user name.");
 	return 0;
 }
 
 int bus_read_options(sd_bus_message *msg, const char *const *known, bus_option_cb cb,
-		void *userdata, sd_bus_error *error)
+        void *userdata, sd_bus_error *error)
 {
 	unsigned n = 0;
 	int r;
@@ -181,7 +188,7 @@ int bus_read_options(sd_bus_message *msg, const char *const *known, bus_option_c
 
 		if (++n > KEYWARD_MAX_OPTIONS)
 			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-					"Too many options (at most %d).", KEYWARD_MAX_OPTIONS);
+			        "Too many options (at most %d).", KEYWARD_MAX_OPTIONS);
 		r = sd_bus_message_read(msg, "s", &key);
 		if (r < 0)
 			return r;
@@ -190,13 +197,13 @@ int bus_read_options(sd_bus_message *msg, const char *const *known, bus_option_c
 			return r;
 		for (const char *const *k = known; k && *k; k++) {
 			const char *colon = strchr(*k, ':');
-			if (colon && strlen(key) == (size_t)(colon - *k) && strneq(*k, key, strlen(key)) &&
-					streq(colon + 1, contents))
+			if (colon && strlen(key) == (size_t)(colon - *k) &&
+			        strneq(*k, key, strlen(key)) && streq(colon + 1, contents))
 				ok = true;
 		}
 		if (!ok)
 			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-					"Unknown option '%.64s' or wrong type '%.8s'.", key, contents);
+			        "Unknown option '%.64s' or wrong type '%.8s'.", key, contents);
 		r = sd_bus_message_enter_container(msg, 'v', contents);
 		if (r < 0)
 			return r;
@@ -232,17 +239,17 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 	if (r < 0)
 		return r;
 	if ((r = bus_check_user(user, error)) < 0 ||
-			(r = bus_check_string(service, KEYWARD_MAX_SERVICE, false, "service", error)) < 0 ||
-			(r = bus_check_string(tty, KEYWARD_MAX_TTY, true, "tty", error)) < 0 ||
-			(r = bus_check_string(rhost, KEYWARD_MAX_RHOST, true, "rhost", error)) < 0)
+	        (r = bus_check_string(service, KEYWARD_MAX_SERVICE, false, "service", error)) < 0 ||
+	        (r = bus_check_string(tty, KEYWARD_MAX_TTY, true, "tty", error)) < 0 ||
+	        (r = bus_check_string(rhost, KEYWARD_MAX_RHOST, true, "rhost", error)) < 0)
 		return r;
 	if (!bus_caller_may_act_for(c, user))
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
-				"Only root may ask about another user than yourself.");
+		        "Only root may ask about another user than yourself.");
 	r = manager_evaluate(m, user, service, tty, rhost, c->pid, &d, &remote, &uid);
 	if (r < 0)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
-				"Cannot evaluate the policy for %s: %s", user, strerror(-r));
+		        "Cannot evaluate the policy for %s: %s", user, strerror(-r));
 	if (d.is_default)
 		rule = strdup("default");
 	else if (asprintf(&rule, "%s:%u", strna(d.file), d.line) < 0)
@@ -253,7 +260,8 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 	if (d.require == POLICY_REQUIRE_DENY) {
 		AuditRecord rec = AUDIT_RECORD_INIT;
 
-		if (asprintf(&message, "%s", d.reason ? d.reason : "Access denied by the keyward policy.") < 0)
+		if (asprintf(&message, "%s",
+		            d.reason ? d.reason : "Access denied by the keyward policy.") < 0)
 			return -ENOMEM;
 		rec.event = AUDIT_EVENT_AUTH;
 		rec.reason = d.remote_resolved ? "remote" : "policy-deny";
@@ -269,20 +277,24 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 		r = creds_count_user(policy_settings(m->policy)->credentials_dir, user, &n_creds);
 		if (r < 0) {
 			_cleanup_credential_set_ CredentialSet *s = NULL;
-			(void)creds_load_user(policy_settings(m->policy)->credentials_dir, user, &s, &cred_error);
+			(void)creds_load_user(
+			        policy_settings(m->policy)->credentials_dir, user, &s, &cred_error);
 			log_error("Credentials of %s cannot be used: %s", user, strna(cred_error));
 			require = "deny";
-			if (asprintf(&message, "Your security key registrations cannot be read (%s); ask an administrator.",
-					    strna(cred_error)) < 0)
+			if (asprintf(&message,
+			            "Your security key registrations cannot be read (%s); ask an "
+			            "administrator.",
+			            strna(cred_error)) < 0)
 				return -ENOMEM;
-		} else if (n_creds == 0 && asprintf(&message, "No security key is registered for %s.", user) < 0)
+		} else if (n_creds == 0 &&
+		           asprintf(&message, "No security key is registered for %s.", user) < 0)
 			return -ENOMEM;
 	}
 	log_debug("Check %s/%s tty=%s rhost=%s remote=%s → %s (%s)", user, service, tty, rhost,
-			remote ? "yes" : "no", require, rule);
+	        remote ? "yes" : "no", require, rule);
 	return sd_bus_reply_method_return(msg, "ssbussu", require,
-			policy_uv_to_string(d.user_verification), d.user_presence,
-			policy_settings(m->policy)->timeout_ms, rule, strempty(message), (uint32_t)n_creds);
+	        policy_uv_to_string(d.user_verification), d.user_presence,
+	        policy_settings(m->policy)->timeout_ms, rule, strempty(message), (uint32_t)n_creds);
 }
 
 /* --- Cancel ------------------------------------------------------------------------- */
@@ -291,14 +303,15 @@ static int method_cancel(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 {
 	int n = device_op_cancel_sender(m, sd_bus_message_get_sender(msg));
 
-	log_debug("Cancel from %s: %d request(s) cancelled.", strna(sd_bus_message_get_sender(msg)), n);
+	log_debug("Cancel from %s: %d request(s) cancelled.", strna(sd_bus_message_get_sender(msg)),
+	        n);
 	return sd_bus_reply_method_return(msg, "");
 }
 
 /* --- ListCredentials / Revoke / ImportCredential ------------------------------------ */
 
-static int append_user_credentials(Manager *m, sd_bus_message *reply, const char *user,
-		sd_bus_error *error)
+static int append_user_credentials(
+        Manager *m, sd_bus_message *reply, const char *user, sd_bus_error *error)
 {
 	_cleanup_credential_set_ CredentialSet *s = NULL;
 	_cleanup_free_ char *why = NULL;
@@ -306,7 +319,8 @@ static int append_user_credentials(Manager *m, sd_bus_message *reply, const char
 
 	r = creds_load_user(policy_settings(m->policy)->credentials_dir, user, &s, &why);
 	if (r < 0)
-		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED, "%s", why ? why : strerror(-r));
+		return sd_bus_error_setf(
+		        error, KEYWARD_BUS_ERROR_FAILED, "%s", why ? why : strerror(-r));
 	for (size_t i = 0; i < s->n; i++) {
 		const Credential *cr = &s->items[i];
 		char aaguid[FIDO_AAGUID_STRING_MAX] = "";
@@ -315,9 +329,9 @@ static int append_user_credentials(Manager *m, sd_bus_message *reply, const char
 		if (cr->has_aaguid)
 			fido_aaguid_to_string(cr->aaguid, aaguid);
 		snprintf(flags, sizeof(flags), "%s%s%s%s", fido_cose_to_string(cr->cose_alg),
-				cr->resident ? ",resident" : "", cr->up ? ",up" : "", cr->uv ? ",uv" : "");
-		r = sd_bus_message_append(reply, "(sssssst)", user, cr->label, cr->id, aaguid, flags,
-				cred_attestation_to_string(cr->attestation), cr->created_ms * 1000);
+		        cr->resident ? ",resident" : "", cr->up ? ",up" : "", cr->uv ? ",uv" : "");
+		r = sd_bus_message_append(reply, "(sssssst)", user, cr->label, cr->id, aaguid,
+		        flags, cred_attestation_to_string(cr->attestation), cr->created_ms * 1000);
 		if (r < 0)
 			return r;
 	}
@@ -337,7 +351,7 @@ static int method_list(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_b
 		return r;
 	if (isempty(user) ? !(c->is_root || c->is_admin) : !bus_caller_may_act_for(c, user))
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
-				"You may only list your own credentials.");
+		        "You may only list your own credentials.");
 	r = sd_bus_message_new_method_return(msg, &reply);
 	if (r < 0)
 		return r;
@@ -350,7 +364,8 @@ static int method_list(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_b
 		r = creds_list_users(policy_settings(m->policy)->credentials_dir, &users);
 		if (r < 0)
 			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
-					"Cannot list %s: %s", policy_settings(m->policy)->credentials_dir, strerror(-r));
+			        "Cannot list %s: %s", policy_settings(m->policy)->credentials_dir,
+			        strerror(-r));
 		for (char **u = users; *u; u++) {
 			r = append_user_credentials(m, reply, *u, error);
 			if (r < 0)
@@ -380,7 +395,7 @@ static int method_revoke(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 	if (r < 0)
 		return r;
 	if ((r = bus_check_user(user, error)) < 0 ||
-			(r = bus_check_string(what, KEYWARD_MAX_ID, false, "label or id", error)) < 0)
+	        (r = bus_check_string(what, KEYWARD_MAX_ID, false, "label or id", error)) < 0)
 		return r;
 	rec.event = AUDIT_EVENT_REVOKE;
 	rec.user = user;
@@ -390,12 +405,13 @@ static int method_revoke(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 		rec.reason = "error";
 		rec.message = why;
 		(void)manager_audit(m, &rec);
-		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED, "%s", why ? why : strerror(-r));
+		return sd_bus_error_setf(
+		        error, KEYWARD_BUS_ERROR_FAILED, "%s", why ? why : strerror(-r));
 	}
 	cr = creds_find(s, what);
 	if (!cr)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_NOT_FOUND,
-				"%s has no credential with label or id '%s'.", user, what);
+		        "%s has no credential with label or id '%s'.", user, what);
 	label = strdup(cr->label);
 	id = strdup(cr->id);
 	if (!label || !id)
@@ -409,7 +425,7 @@ static int method_revoke(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 		rec.reason = "error";
 		(void)manager_audit(m, &rec);
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
-				"Cannot update the credentials of %s in %s: %s", user, dir, strerror(-r));
+		        "Cannot update the credentials of %s in %s: %s", user, dir, strerror(-r));
 	}
 	rec.result = AUDIT_RESULT_SUCCESS;
 	rec.reason = "ok";
@@ -452,7 +468,7 @@ static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 	_cleanup_free_ char *why = NULL, *owner = NULL, *id = NULL, *pkb = NULL;
 	_cleanup_free_ uint8_t *raw = NULL;
 	AuditRecord rec = AUDIT_RECORD_INIT;
-	Credential cr = { .attestation = CRED_ATTESTATION_IMPORTED };
+	Credential cr = {.attestation = CRED_ATTESTATION_IMPORTED};
 	size_t rawlen;
 	int r;
 
@@ -460,20 +476,20 @@ static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 	if (r < 0)
 		return r;
 	if ((r = bus_check_user(user, error)) < 0 ||
-			(r = bus_check_string(label, KEYWARD_MAX_LABEL, false, "label", error)) < 0 ||
-			(r = bus_check_string(kh, KEYWARD_MAX_ID, false, "key handle", error)) < 0 ||
-			(r = bus_check_string(pk, KEYWARD_MAX_ID, false, "public key", error)) < 0 ||
-			(r = bus_check_string(cose, 16, false, "COSE type", error)) < 0 ||
-			(r = bus_check_string(flags, KEYWARD_MAX_FLAGS, true, "flags", error)) < 0 ||
-			(r = bus_check_string(rp_id, KEYWARD_MAX_RP_ID, false, "rp id", error)) < 0)
+	        (r = bus_check_string(label, KEYWARD_MAX_LABEL, false, "label", error)) < 0 ||
+	        (r = bus_check_string(kh, KEYWARD_MAX_ID, false, "key handle", error)) < 0 ||
+	        (r = bus_check_string(pk, KEYWARD_MAX_ID, false, "public key", error)) < 0 ||
+	        (r = bus_check_string(cose, 16, false, "COSE type", error)) < 0 ||
+	        (r = bus_check_string(flags, KEYWARD_MAX_FLAGS, true, "flags", error)) < 0 ||
+	        (r = bus_check_string(rp_id, KEYWARD_MAX_RP_ID, false, "rp id", error)) < 0)
 		return r;
 	if (!creds_label_valid(label))
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-				"Invalid label (1-64 of A-Z a-z 0-9 . _ @ + -).");
+		        "Invalid label (1-64 of A-Z a-z 0-9 . _ @ + -).");
 	cr.cose_alg = fido_cose_from_string(cose);
 	if (cr.cose_alg == COSE_UNSPEC)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-				"Unknown COSE type '%s' (es256, eddsa or rs256).", cose);
+		        "Unknown COSE type '%s' (es256, eddsa or rs256).", cose);
 	if (streq(kh, CREDS_DISCOVERABLE_ID)) {
 		id = strdup(kh);
 		cr.resident = true;
@@ -483,7 +499,7 @@ static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 		size_t dl;
 		if (base64_decode(kh, &d, &dl) < 0 || dl == 0 || dl > 1023)
 			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-					"The key handle is not valid base64.");
+			        "The key handle is not valid base64.");
 		r = base64_encode(d, dl, &id);
 		if (r < 0)
 			return r;
@@ -492,7 +508,8 @@ static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 		return -ENOMEM;
 	if (base64_decode(pk, &raw, &rawlen) < 0 || !fido_pubkey_valid(cr.cose_alg, raw, rawlen))
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-				"The public key is not a valid %s key (base64 of libfido2's raw format).", cose);
+		        "The public key is not a valid %s key (base64 of libfido2's raw format).",
+		        cose);
 	r = base64_encode(raw, rawlen, &pkb);
 	if (r < 0)
 		return r;
@@ -510,7 +527,7 @@ static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 			f++;
 		} else
 			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-					"Unknown flag in '%s' (+presence, +pin, +verification).", flags);
+			        "Unknown flag in '%s' (+presence, +pin, +verification).", flags);
 	}
 	cr.id = id;
 	cr.label = (char *)label;
@@ -528,36 +545,39 @@ static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 		rec.reason = "exists";
 		(void)manager_audit(m, &rec);
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_EXISTS,
-				"This credential is already registered (for %s).", owner);
+		        "This credential is already registered (for %s).", owner);
 	}
 	r = creds_load_user(dir, user, &s, &why);
 	if (r < 0) {
 		rec.reason = "error";
 		rec.message = why;
 		(void)manager_audit(m, &rec);
-		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED, "%s", why ? why : strerror(-r));
+		return sd_bus_error_setf(
+		        error, KEYWARD_BUS_ERROR_FAILED, "%s", why ? why : strerror(-r));
 	}
 	r = creds_add(s, &cr, policy_settings(m->policy)->max_credentials_per_user);
 	if (r == -EEXIST)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_EXISTS,
-				"%s already has a credential labelled '%s' or with this id.", user, label);
+		        "%s already has a credential labelled '%s' or with this id.", user, label);
 	if (r == -E2BIG)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_POLICY_REFUSED,
-				"%s already has the most credentials the policy allows (%u).", user,
-				policy_settings(m->policy)->max_credentials_per_user);
+		        "%s already has the most credentials the policy allows (%u).", user,
+		        policy_settings(m->policy)->max_credentials_per_user);
 	if (r < 0)
-		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS, "Invalid credential: %s", strerror(-r));
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
+		        "Invalid credential: %s", strerror(-r));
 	r = creds_save_user(dir, s);
 	if (r < 0) {
 		rec.reason = "error";
 		(void)manager_audit(m, &rec);
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
-				"Cannot write the credentials of %s in %s: %s", user, dir, strerror(-r));
+		        "Cannot write the credentials of %s in %s: %s", user, dir, strerror(-r));
 	}
 	rec.result = AUDIT_RESULT_SUCCESS;
 	rec.reason = "ok";
 	(void)manager_audit(m, &rec);
-	log_info("Imported credential %s for %s (rp %s, by uid %u).", label, user, rp_id, (unsigned)c->uid);
+	log_info("Imported credential %s for %s (rp %s, by uid %u).", label, user, rp_id,
+	        (unsigned)c->uid);
 	return sd_bus_reply_method_return(msg, "");
 }
 
@@ -569,8 +589,9 @@ static int method_reload(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 
 	if (r < 0)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_POLICY_REFUSED,
-				"The policy %s was rejected (see the daemon log); the previous policy stays in force.",
-				m->config_path);
+		        "The policy %s was rejected (see the daemon log); the previous policy "
+		        "stays in force.",
+		        m->config_path);
 	return sd_bus_reply_method_return(msg, "");
 }
 
@@ -582,18 +603,13 @@ static int method_status(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 	r = sd_bus_message_new_method_return(msg, &reply);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_append(reply, "a{sv}", 11,
-			"version", "s", KEYWARD_VERSION,
-			"policy", "s", m->config_path,
-			"policy_digest", "s", policy_digest(m->policy),
-			"started_usec", "t", m->started_ms * 1000,
-			"pending_operations", "u", (uint32_t)m->n_ops,
-			"tokens", "u", (uint32_t)m->n_tokens,
-			"bindings", "u", (uint32_t)m->n_bindings,
-			"audit_log", "s", strempty(policy_settings(m->policy)->audit_log),
-			"audit_ok", "b", m->audit != NULL,
-			"authentications_ok", "t", m->n_auth_ok,
-			"authentications_failed", "t", m->n_auth_failed);
+	r = sd_bus_message_append(reply, "a{sv}", 11, "version", "s", KEYWARD_VERSION, "policy",
+	        "s", m->config_path, "policy_digest", "s", policy_digest(m->policy), "started_usec",
+	        "t", m->started_ms * 1000, "pending_operations", "u", (uint32_t)m->n_ops, "tokens",
+	        "u", (uint32_t)m->n_tokens, "bindings", "u", (uint32_t)m->n_bindings, "audit_log",
+	        "s", strempty(policy_settings(m->policy)->audit_log), "audit_ok", "b",
+	        m->audit != NULL, "authentications_ok", "t", m->n_auth_ok, "authentications_failed",
+	        "t", m->n_auth_failed);
 	if (r < 0)
 		return r;
 	return sd_bus_send(NULL, reply, NULL);
@@ -602,44 +618,43 @@ static int method_status(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 /* --- vtable ------------------------------------------------------------------------- */
 
 static const sd_bus_vtable manager_vtable[] = {
-	SD_BUS_VTABLE_START(0),
-	SD_BUS_METHOD_WITH_NAMES("Check", "ssss",
-			SD_BUS_PARAM(user) SD_BUS_PARAM(service) SD_BUS_PARAM(tty) SD_BUS_PARAM(rhost),
-			"ssbussu",
-			SD_BUS_PARAM(require) SD_BUS_PARAM(uv) SD_BUS_PARAM(up) SD_BUS_PARAM(timeout_ms)
-			SD_BUS_PARAM(rule) SD_BUS_PARAM(message) SD_BUS_PARAM(n_credentials),
-			bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_NAMES("Authenticate", "ssssha{sv}",
-			SD_BUS_PARAM(user) SD_BUS_PARAM(service) SD_BUS_PARAM(tty) SD_BUS_PARAM(rhost)
-			SD_BUS_PARAM(pin_fd) SD_BUS_PARAM(options),
-			"bsssss",
-			SD_BUS_PARAM(granted) SD_BUS_PARAM(reason) SD_BUS_PARAM(message) SD_BUS_PARAM(token)
-			SD_BUS_PARAM(credential) SD_BUS_PARAM(device),
-			bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD("Cancel", "", "", bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_NAMES("BindSession", "ssusss",
-			SD_BUS_PARAM(token) SD_BUS_PARAM(session_id) SD_BUS_PARAM(pid) SD_BUS_PARAM(service)
-			SD_BUS_PARAM(tty) SD_BUS_PARAM(user),
-			"s", SD_BUS_PARAM(binding_id), bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_NAMES("UnbindSession", "s", SD_BUS_PARAM(binding_id), "", "",
-			bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_NAMES("Enroll", "ssha{sv}",
-			SD_BUS_PARAM(user) SD_BUS_PARAM(label) SD_BUS_PARAM(pin_fd) SD_BUS_PARAM(options),
-			"sss", SD_BUS_PARAM(credential_id) SD_BUS_PARAM(aaguid) SD_BUS_PARAM(attestation),
-			bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_NAMES("ListCredentials", "s", SD_BUS_PARAM(user),
-			"a(sssssst)", SD_BUS_PARAM(credentials), bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_NAMES("Revoke", "ss", SD_BUS_PARAM(user) SD_BUS_PARAM(label_or_id), "", "",
-			bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_NAMES("ImportCredential", "sssssss",
-			SD_BUS_PARAM(user) SD_BUS_PARAM(label) SD_BUS_PARAM(key_handle)
-			SD_BUS_PARAM(public_key) SD_BUS_PARAM(cose_type) SD_BUS_PARAM(flags)
-			SD_BUS_PARAM(rp_id),
-			"", "", bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD("Reload", "", "", bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_NAMES("GetStatus", "", "", "a{sv}", SD_BUS_PARAM(status), bus_dispatch,
-			SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_VTABLE_END,
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD_WITH_NAMES("Check", "ssss",
+                SD_BUS_PARAM(user) SD_BUS_PARAM(service) SD_BUS_PARAM(tty) SD_BUS_PARAM(rhost),
+                "ssbussu",
+                SD_BUS_PARAM(require) SD_BUS_PARAM(uv) SD_BUS_PARAM(up) SD_BUS_PARAM(timeout_ms)
+                        SD_BUS_PARAM(rule) SD_BUS_PARAM(message) SD_BUS_PARAM(n_credentials),
+                bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("Authenticate", "ssssha{sv}",
+                SD_BUS_PARAM(user) SD_BUS_PARAM(service) SD_BUS_PARAM(tty) SD_BUS_PARAM(rhost)
+                        SD_BUS_PARAM(pin_fd) SD_BUS_PARAM(options),
+                "bsssss",
+                SD_BUS_PARAM(granted) SD_BUS_PARAM(reason) SD_BUS_PARAM(message) SD_BUS_PARAM(token)
+                        SD_BUS_PARAM(credential) SD_BUS_PARAM(device),
+                bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("Cancel", "", "", bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("BindSession", "ssusss",
+                SD_BUS_PARAM(token) SD_BUS_PARAM(session_id) SD_BUS_PARAM(pid) SD_BUS_PARAM(service)
+                        SD_BUS_PARAM(tty) SD_BUS_PARAM(user),
+                "s", SD_BUS_PARAM(binding_id), bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("UnbindSession", "s", SD_BUS_PARAM(binding_id), "", "",
+                bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("Enroll", "ssha{sv}",
+                SD_BUS_PARAM(user) SD_BUS_PARAM(label) SD_BUS_PARAM(pin_fd) SD_BUS_PARAM(options),
+                "sss", SD_BUS_PARAM(credential_id) SD_BUS_PARAM(aaguid) SD_BUS_PARAM(attestation),
+                bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ListCredentials", "s", SD_BUS_PARAM(user), "a(sssssst)",
+                SD_BUS_PARAM(credentials), bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("Revoke", "ss", SD_BUS_PARAM(user) SD_BUS_PARAM(label_or_id), "",
+                "", bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ImportCredential", "sssssss",
+                SD_BUS_PARAM(user) SD_BUS_PARAM(label) SD_BUS_PARAM(key_handle) SD_BUS_PARAM(
+                        public_key) SD_BUS_PARAM(cose_type) SD_BUS_PARAM(flags) SD_BUS_PARAM(rp_id),
+                "", "", bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("Reload", "", "", bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetStatus", "", "", "a{sv}", SD_BUS_PARAM(status), bus_dispatch,
+                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
 };
 
 int bus_api_setup(Manager *m)
@@ -649,15 +664,16 @@ int bus_api_setup(Manager *m)
 	r = sd_bus_open_system(&m->bus);
 	if (r < 0)
 		return log_error_errno(r, "Cannot connect to the system bus: %m");
-	r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, KEYWARD_BUS_PATH, KEYWARD_BUS_INTERFACE,
-			manager_vtable, m);
+	r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, KEYWARD_BUS_PATH,
+	        KEYWARD_BUS_INTERFACE, manager_vtable, m);
 	if (r < 0)
 		return log_error_errno(r, "Cannot register %s: %m", KEYWARD_BUS_PATH);
 	r = sd_bus_request_name(m->bus, KEYWARD_BUS_NAME, 0);
 	if (r < 0)
-		return log_error_errno(r, "Cannot own %s on the system bus (is another keywardd running, "
-					  "and is dist/org.keyward.Keyward1.conf installed?): %m",
-				KEYWARD_BUS_NAME);
+		return log_error_errno(r,
+		        "Cannot own %s on the system bus (is another keywardd running, "
+		        "and is dist/org.keyward.Keyward1.conf installed?): %m",
+		        KEYWARD_BUS_NAME);
 	r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
 	if (r < 0)
 		return log_error_errno(r, "Cannot attach the bus to the event loop: %m");

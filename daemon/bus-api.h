@@ -16,9 +16,9 @@ typedef enum BusAccess {
 } BusAccess;
 
 typedef struct BusCaller {
-	uid_t uid;       /* effective uid from the bus credentials */
-	pid_t pid;       /* 0 if unknown */
-	char *user;      /* name of uid (NSS), or NULL */
+	uid_t uid;  /* effective uid from the bus credentials */
+	pid_t pid;  /* 0 if unknown */
+	char *user; /* name of uid (NSS), or NULL */
 	bool is_root;
 	bool is_admin;
 	BusAccess allowed; /* what the dispatch table grants for this method */
@@ -31,29 +31,29 @@ int bus_api_setup(Manager *m);
  * else SELF with USER equal to the caller's own name. */
 bool bus_caller_may_act_for(const BusCaller *c, const char *user);
 /* Length/charset check of a string argument; sets InvalidArgs naming WHAT. */
-int bus_check_string(const char *s, size_t max, bool may_be_empty, const char *what,
-		sd_bus_error *error);
+int bus_check_string(
+        const char *s, size_t max, bool may_be_empty, const char *what, sd_bus_error *error);
 int bus_check_user(const char *user, sd_bus_error *error);
 /* Reads an a{sv} options argument: only KNOWN keys of the given types (string of
  * "name:type" pairs like "resident:b"), at most KEYWARD_MAX_OPTIONS entries. Calls
  * CB for each. */
-typedef int (*bus_option_cb)(const char *key, sd_bus_message *msg, void *userdata,
-		sd_bus_error *error);
+typedef int (*bus_option_cb)(
+        const char *key, sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int bus_read_options(sd_bus_message *msg, const char *const *known, bus_option_cb cb,
-		void *userdata, sd_bus_error *error);
+        void *userdata, sd_bus_error *error);
 
 /* The user holding credential ID among all users' files: 1 and *ret_user, 0 if none. */
 int bus_find_credential_owner(Manager *m, const char *id, char **ret_user);
 
 /* Method handlers living in their own files. */
-typedef int (*bus_method_handler)(Manager *m, sd_bus_message *msg, const BusCaller *caller,
-		sd_bus_error *error);
-int bus_method_authenticate(Manager *m, sd_bus_message *msg, const BusCaller *caller,
-		sd_bus_error *error);
-int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller,
-		sd_bus_error *error);
+typedef int (*bus_method_handler)(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
+int bus_method_authenticate(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
+int bus_method_enroll(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
 /* (extension) session binding (daemon/session.c) */
-int bus_method_bind_session(Manager *m, sd_bus_message *msg, const BusCaller *caller,
-		sd_bus_error *error);
-int bus_method_unbind_session(Manager *m, sd_bus_message *msg, const BusCaller *caller,
-		sd_bus_error *error);
+int bus_method_bind_session(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
+int bus_method_unbind_session(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);

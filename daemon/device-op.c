@@ -43,7 +43,8 @@ static void device_op_free(DeviceOp *op)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 3;
 		if (pthread_timedjoin_np(op->thread, NULL, &ts) != 0) {
-			log_warning("A device operation of %s does not finish; leaving it behind.", strna(op->sender));
+			log_warning("A device operation of %s does not finish; leaving it behind.",
+			        strna(op->sender));
 			(void)pthread_detach(op->thread);
 			return;
 		}
@@ -74,21 +75,28 @@ static int on_sender_gone(sd_bus_track *t, void *userdata)
 }
 
 int device_op_new(Manager *m, DeviceOpKind kind, const DeviceOpVTable *vt, sd_bus_message *request,
-		uid_t caller_uid, uint32_t timeout_ms, void *data, DeviceOp **ret)
+        uid_t caller_uid, uint32_t timeout_ms, void *data, DeviceOp **ret)
 {
 	DeviceOp *op;
 	int r;
 
-	if (m->n_ops >= DEVICE_OP_MAX) {
+	size_t mine = 0;
+
+	for (DeviceOp *o = m->ops; o; o = o->next)
+		if (o->caller_uid == caller_uid && !o->replied)
+			mine++;
+	/* A global cap, and a smaller one per non-root caller so one user cannot starve
+	 * the others. */
+	if (m->n_ops >= DEVICE_OP_MAX || (caller_uid != 0 && mine >= DEVICE_OP_MAX_PER_UID)) {
 		/* DATA is ours even on failure. */
-		DeviceOp tmp = { .manager = m, .vtable = vt, .data = data, .done_fd = -1 };
+		DeviceOp tmp = {.manager = m, .vtable = vt, .data = data, .done_fd = -1};
 		if (vt->done)
 			vt->done(&tmp);
 		return -EBUSY;
 	}
 	op = calloc(1, sizeof(*op));
 	if (!op) {
-		DeviceOp tmp = { .manager = m, .vtable = vt, .data = data, .done_fd = -1 };
+		DeviceOp tmp = {.manager = m, .vtable = vt, .data = data, .done_fd = -1};
 		if (vt->done)
 			vt->done(&tmp);
 		return -ENOMEM;
@@ -123,6 +131,13 @@ int device_op_new(Manager *m, DeviceOpKind kind, const DeviceOpVTable *vt, sd_bu
 	return 0;
 }
 
+static atomic_uint_fast64_t device_op_seq = 1;
+
+void device_op_stamp(DeviceOp *op)
+{
+	op->seq = atomic_fetch_add(&device_op_seq, 1);
+}
+
 static void *device_op_thread(void *p)
 {
 	DeviceOp *op = p;
@@ -130,16 +145,16 @@ static void *device_op_thread(void *p)
 
 	op->vtable->work(op);
 	device_op_set_active(op, NULL);
+	if (op->seq == 0)
+		device_op_stamp(op);
+	atomic_store(&op->finished, true);
 	while (write(op->done_fd, &one, sizeof(one)) < 0 && errno == EINTR)
 		;
 	return NULL;
 }
 
-static int on_thread_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+static void device_op_finish(DeviceOp *op)
 {
-	DeviceOp *op = userdata;
-	Manager *m = op->manager;
-
 	(void)pthread_join(op->thread, NULL);
 	op->thread_started = false;
 	if (!op->replied) {
@@ -148,7 +163,29 @@ static int on_thread_done(sd_event_source *s, int fd, uint32_t revents, void *us
 	}
 	device_op_unlink(op);
 	device_op_free(op);
-	(void)m;
+}
+
+static int on_thread_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	DeviceOp *op = userdata;
+	Manager *m = op->manager;
+
+	/* Every op whose thread has finished and that the key answered before this one is
+	 * completed first (their eventfds may be pending in this same iteration). */
+	for (;;) {
+		DeviceOp *first = NULL;
+
+		for (DeviceOp *o = m->ops; o; o = o->next)
+			if (atomic_load(&o->finished) && o->thread_started &&
+			        (!first || o->seq < first->seq))
+				first = o;
+		if (!first || first->seq > op->seq)
+			break;
+		if (first == op)
+			break;
+		device_op_finish(first);
+	}
+	device_op_finish(op);
 	return 0;
 }
 
@@ -179,8 +216,8 @@ int device_op_start(DeviceOp *op)
 	if (r < 0)
 		goto fail;
 	r = sd_event_add_time(m->event, &op->deadline_source, CLOCK_MONOTONIC,
-			now + ((uint64_t)op->timeout_ms + DEVICE_OP_DEADLINE_GRACE_MS) * 1000, 0,
-			on_deadline, op);
+	        now + ((uint64_t)op->timeout_ms + DEVICE_OP_DEADLINE_GRACE_MS) * 1000, 0,
+	        on_deadline, op);
 	if (r < 0)
 		goto fail;
 	r = -pthread_create(&op->thread, NULL, device_op_thread, op);

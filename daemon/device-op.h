@@ -6,6 +6,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -32,7 +33,7 @@ typedef struct DeviceOpVTable {
 	/* in the loop: reply now because of cancel/disconnect/deadline (REASON:
 	 * "cancelled" or "timeout"); the thread may still run. */
 	void (*abort)(DeviceOp *op, const char *reason);
-	void (*done)(DeviceOp *op);     /* frees kind-specific data */
+	void (*done)(DeviceOp *op); /* frees kind-specific data */
 } DeviceOpVTable;
 
 struct DeviceOp {
@@ -50,9 +51,15 @@ struct DeviceOp {
 	bool thread_started;
 	bool replied;
 
-	pthread_mutex_t lock;    /* guards the two fields below */
-	fido_dev_t *active_dev;  /* the key the thread has open (for fido_dev_cancel) */
+	pthread_mutex_t lock;   /* guards the two fields below */
+	fido_dev_t *active_dev; /* the key the thread has open (for fido_dev_cancel) */
 	bool cancel_requested;
+
+	/* Completion order: stamped by the thread while it still holds the key, so ops that
+	 * finish together are completed in the order the key answered them (sign counters
+	 * must be checked in that order). 0 = not stamped. */
+	uint64_t seq;
+	atomic_bool finished; /* set by the thread just before it signals done_fd */
 
 	uint32_t timeout_ms; /* per device operation (fido_dev_set_timeout) */
 	void *data;          /* kind-specific request/result (authenticate.c, enroll.c) */
@@ -65,7 +72,7 @@ int device_op_init(void); /* fido_init(), once */
 /* Creates an op for REQUEST (refs it, tracks its sender). Fails with -EBUSY past
  * DEVICE_OP_MAX pending ops. DATA is owned by the op from now on (vtable->done). */
 int device_op_new(Manager *m, DeviceOpKind kind, const DeviceOpVTable *vt, sd_bus_message *request,
-		uid_t caller_uid, uint32_t timeout_ms, void *data, DeviceOp **ret);
+        uid_t caller_uid, uint32_t timeout_ms, void *data, DeviceOp **ret);
 /* Starts the thread and the deadline (timeout_ms + grace). On failure the op is freed. */
 int device_op_start(DeviceOp *op);
 
@@ -73,6 +80,8 @@ int device_op_start(DeviceOp *op);
  * whether the op was cancelled. */
 void device_op_set_active(DeviceOp *op, fido_dev_t *dev);
 bool device_op_cancelled(DeviceOp *op);
+/* In the thread, right after the key answered (before closing it): orders completion. */
+void device_op_stamp(DeviceOp *op);
 
 /* Cancels OP (replies with REASON via vtable->abort if no reply was sent). */
 void device_op_cancel(DeviceOp *op, const char *reason);

@@ -14,7 +14,7 @@
 #include "log.h"
 #include "util.h"
 
-#define ENROLL_MAX_DEVICES 16
+#define ENROLL_MAX_DEVICES   16
 #define ENROLL_USER_ID_BYTES 32
 
 /* The enrollment restrictions of one policy rule that will use the credential. */
@@ -36,7 +36,7 @@ typedef struct EnrollData {
 	int pin_fd;
 	bool resident, want_uv;
 	uint8_t user_id[ENROLL_USER_ID_BYTES];
-	CredentialSet *set; /* exclude list */
+	CredentialSet *set;                 /* exclude list */
 	EnrollRule rules[ENROLL_MAX_RULES]; /* every rule that must accept the key */
 	size_t n_rules;
 	uid_t caller_uid;
@@ -99,7 +99,8 @@ static int pick_device(EnrollData *e, fido_dev_info_t *devlist, size_t n, const 
 				return 0;
 			}
 		}
-		enroll_fail(e, KEYWARD_BUS_ERROR_NO_DEVICE, "No security key at %s (see fido2-token -L).", e->device);
+		enroll_fail(e, KEYWARD_BUS_ERROR_NO_DEVICE,
+		        "No security key at %s (see fido2-token -L).", e->device);
 		return -ENODEV;
 	}
 	if (n > 1) {
@@ -107,12 +108,13 @@ static int pick_device(EnrollData *e, fido_dev_info_t *devlist, size_t n, const 
 		for (size_t i = 0; i < n && strlen(list) < 150; i++) {
 			const fido_dev_info_t *di = fido_dev_info_ptr(devlist, i);
 			if (di)
-				snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
-						fido_dev_info_path(di));
+				snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+				        i ? ", " : "", fido_dev_info_path(di));
 		}
 		enroll_fail(e, KEYWARD_BUS_ERROR_BUSY,
-				"%zu security keys are plugged in (%s): choose one with --device PATH, or unplug the others.",
-				n, list);
+		        "%zu security keys are plugged in (%s): choose one with --device PATH, or "
+		        "unplug the others.",
+		        n, list);
 		return -EBUSY;
 	}
 	*ret = fido_dev_info_path(fido_dev_info_ptr(devlist, 0));
@@ -130,18 +132,21 @@ static void enroll_make(DeviceOp *op, EnrollData *e, fido_dev_t *dev)
 	if (e->pin_fd >= 0) {
 		r = fido_pin_read_fd(e->pin_fd, &pin);
 		if (r < 0) {
-			enroll_fail(e, KEYWARD_BUS_ERROR_INVALID_ARGS, "The PIN could not be read (%s).", strerror(-r));
+			enroll_fail(e, KEYWARD_BUS_ERROR_INVALID_ARGS,
+			        "The PIN could not be read (%s).", strerror(-r));
 			return;
 		}
 	}
 	if (has_pin && !pin) {
 		enroll_fail(e, KEYWARD_BUS_ERROR_PIN_REQUIRED,
-				"The security key at %s has a PIN: give it to enroll the key.", e->dev_path);
+		        "The security key at %s has a PIN: give it to enroll the key.",
+		        e->dev_path);
 		return;
 	}
 	if (e->want_uv && !has_pin && !has_uv) {
 		enroll_fail(e, KEYWARD_BUS_ERROR_POLICY_REFUSED,
-				"This key has no PIN set but the policy requires one: set a PIN with fido2-token -S.");
+		        "This key has no PIN set but the policy requires one: set a PIN with "
+		        "fido2-token -S.");
 		return;
 	}
 	e->pin_used = has_pin && pin;
@@ -161,7 +166,8 @@ static void enroll_make(DeviceOp *op, EnrollData *e, fido_dev_t *dev)
 	if (r == FIDO_OK)
 		r = fido_cred_set_rp(cred, e->rp_id, "keyward");
 	if (r == FIDO_OK)
-		r = fido_cred_set_user(cred, e->user_id, sizeof(e->user_id), e->user, e->user, NULL);
+		r = fido_cred_set_user(
+		        cred, e->user_id, sizeof(e->user_id), e->user, e->user, NULL);
 	if (r == FIDO_OK)
 		r = fido_cred_set_rk(cred, e->resident ? FIDO_OPT_TRUE : FIDO_OPT_OMIT);
 	if (r == FIDO_OK && e->builtin_uv)
@@ -172,12 +178,13 @@ static void enroll_make(DeviceOp *op, EnrollData *e, fido_dev_t *dev)
 		size_t idlen;
 
 		if (!streq(e->set->items[i].rp_id, e->rp_id) ||
-				base64_decode(e->set->items[i].id, &id, &idlen) < 0)
+		        base64_decode(e->set->items[i].id, &id, &idlen) < 0)
 			continue;
 		r = fido_cred_exclude(cred, id, idlen);
 	}
 	if (r != FIDO_OK) {
-		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "Could not prepare the credential request: %s.", fido_strerr(r));
+		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED,
+		        "Could not prepare the credential request: %s.", fido_strerr(r));
 		fido_cred_free(&cred);
 		return;
 	}
@@ -192,19 +199,26 @@ static void enroll_make(DeviceOp *op, EnrollData *e, fido_dev_t *dev)
 		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "Enrollment was cancelled.");
 	else if (r == FIDO_ERR_CREDENTIAL_EXCLUDED)
 		enroll_fail(e, KEYWARD_BUS_ERROR_EXISTS,
-				"This security key already holds a credential of %s: it is enrolled already.", e->user);
+		        "This security key already holds a credential of %s: it is enrolled "
+		        "already.",
+		        e->user);
 	else if (r == FIDO_ERR_PIN_INVALID || r == FIDO_ERR_PIN_AUTH_INVALID) {
 		int retries = -1;
 		if (fido_dev_get_retry_count(dev, &retries) == FIDO_OK && retries >= 0)
-			enroll_fail(e, KEYWARD_BUS_ERROR_ACCESS_DENIED, "Wrong PIN for the security key; %d %s left.",
-					retries, retries == 1 ? "try" : "tries");
+			enroll_fail(e, KEYWARD_BUS_ERROR_ACCESS_DENIED,
+			        "Wrong PIN for the security key; %d %s left.", retries,
+			        retries == 1 ? "try" : "tries");
 		else
-			enroll_fail(e, KEYWARD_BUS_ERROR_ACCESS_DENIED, "Wrong PIN for the security key.");
-	} else if (r == FIDO_ERR_RX || r == FIDO_ERR_USER_ACTION_TIMEOUT || r == FIDO_ERR_ACTION_TIMEOUT)
-		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "The security key was not touched within %u seconds.",
-				(unsigned)((op->timeout_ms + 999) / 1000));
+			enroll_fail(e, KEYWARD_BUS_ERROR_ACCESS_DENIED,
+			        "Wrong PIN for the security key.");
+	} else if (r == FIDO_ERR_RX || r == FIDO_ERR_USER_ACTION_TIMEOUT ||
+	           r == FIDO_ERR_ACTION_TIMEOUT)
+		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED,
+		        "The security key was not touched within %u seconds.",
+		        (unsigned)((op->timeout_ms + 999) / 1000));
 	else
-		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "%s (%s)", fido_error_message(r), fido_strerr(r));
+		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "%s (%s)", fido_error_message(r),
+		        fido_strerr(r));
 }
 
 static void enroll_work(DeviceOp *op)
@@ -235,7 +249,8 @@ static void enroll_work(DeviceOp *op)
 	(void)fido_dev_set_timeout(dev, (int)op->timeout_ms);
 	r = fido_dev_open(dev, path);
 	if (r != FIDO_OK) {
-		enroll_fail(e, KEYWARD_BUS_ERROR_NO_DEVICE, "Cannot open the security key at %s: %s.", path, fido_strerr(r));
+		enroll_fail(e, KEYWARD_BUS_ERROR_NO_DEVICE,
+		        "Cannot open the security key at %s: %s.", path, fido_strerr(r));
 		goto out;
 	}
 	device_op_set_active(op, dev);
@@ -253,8 +268,8 @@ out:
 
 /* --- back in the loop --------------------------------------------------------------- */
 
-static void enroll_reply_error(DeviceOp *op, AuditRecord *rec, const char *reason, const char *name,
-		const char *message)
+static void enroll_reply_error(
+        DeviceOp *op, AuditRecord *rec, const char *reason, const char *name, const char *message)
 {
 	int r;
 
@@ -273,11 +288,12 @@ static void enroll_complete(DeviceOp *op)
 	Manager *m = op->manager;
 	EnrollData *e = op->data;
 	const char *dir = policy_settings(m->policy)->credentials_dir;
-	_cleanup_free_ char *id = NULL, *pk = NULL, *uid = NULL, *why = NULL, *owner = NULL, *sysfs = NULL;
+	_cleanup_free_ char *id = NULL, *pk = NULL, *uid = NULL, *why = NULL, *owner = NULL,
+	                    *sysfs = NULL;
 	_cleanup_credential_set_ CredentialSet *set = NULL;
 	AuditRecord rec = AUDIT_RECORD_INIT;
 	char aaguid_s[FIDO_AAGUID_STRING_MAX] = "", msg[400];
-	Credential c = { .up = true };
+	Credential c = {.up = true};
 	const char *fmt;
 	uint8_t aaguid[16] = {};
 	int r;
@@ -296,13 +312,15 @@ static void enroll_complete(DeviceOp *op)
 			rec.uid = pw->pw_uid;
 	}
 	if (!e->cred) {
-		enroll_reply_error(op, &rec, "error", e->error_name ? e->error_name : KEYWARD_BUS_ERROR_FAILED,
-				e->message[0] ? e->message : "Enrollment failed.");
+		enroll_reply_error(op, &rec, "error",
+		        e->error_name ? e->error_name : KEYWARD_BUS_ERROR_FAILED,
+		        e->message[0] ? e->message : "Enrollment failed.");
 		return;
 	}
 	if (base64_encode(fido_cred_id_ptr(e->cred), fido_cred_id_len(e->cred), &id) < 0 ||
-			base64_encode(fido_cred_pubkey_ptr(e->cred), fido_cred_pubkey_len(e->cred), &pk) < 0 ||
-			base64_encode(e->user_id, sizeof(e->user_id), &uid) < 0) {
+	        base64_encode(fido_cred_pubkey_ptr(e->cred), fido_cred_pubkey_len(e->cred), &pk) <
+	                0 ||
+	        base64_encode(e->user_id, sizeof(e->user_id), &uid) < 0) {
 		enroll_reply_error(op, &rec, "error", KEYWARD_BUS_ERROR_FAILED, "Out of memory.");
 		return;
 	}
@@ -319,18 +337,23 @@ static void enroll_complete(DeviceOp *op)
 	else if (fido_cred_x5c_len(e->cred) > 0) {
 		r = fido_cred_verify(e->cred);
 		if (r != FIDO_OK) {
-			snprintf(msg, sizeof(msg), "The key's attestation signature does not verify (%s): refusing it.",
-					fido_strerr(r));
-			enroll_reply_error(op, &rec, "attestation-refused", KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
+			snprintf(msg, sizeof(msg),
+			        "The key's attestation signature does not verify (%s): refusing "
+			        "it.",
+			        fido_strerr(r));
+			enroll_reply_error(op, &rec, "attestation-refused",
+			        KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
 			return;
 		}
 		c.attestation = CRED_ATTESTATION_UNVERIFIED;
 	} else {
 		r = fido_cred_verify_self(e->cred);
 		if (r != FIDO_OK) {
-			snprintf(msg, sizeof(msg), "The key's self attestation does not verify (%s): refusing it.",
-					fido_strerr(r));
-			enroll_reply_error(op, &rec, "attestation-refused", KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
+			snprintf(msg, sizeof(msg),
+			        "The key's self attestation does not verify (%s): refusing it.",
+			        fido_strerr(r));
+			enroll_reply_error(op, &rec, "attestation-refused",
+			        KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
 			return;
 		}
 		c.attestation = CRED_ATTESTATION_SELF;
@@ -340,28 +363,39 @@ static void enroll_complete(DeviceOp *op)
 		const EnrollRule *er = &e->rules[i];
 
 		rec.rule = er->rule;
-		if (attestation_check_aaguid(aaguid, (const uint8_t(*)[16])er->aaguid_allow, er->n_aaguid_allow,
-				    (const uint8_t(*)[16])er->aaguid_deny, er->n_aaguid_deny) < 0) {
-			snprintf(msg, sizeof(msg), "The policy (rule %s) does not allow this model of security key (AAGUID %s).",
-					er->rule, aaguid_s);
-			enroll_reply_error(op, &rec, "aaguid-refused", KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
+		if (attestation_check_aaguid(aaguid, (const uint8_t(*)[16])er->aaguid_allow,
+		            er->n_aaguid_allow, (const uint8_t(*)[16])er->aaguid_deny,
+		            er->n_aaguid_deny) < 0) {
+			snprintf(msg, sizeof(msg),
+			        "The policy (rule %s) does not allow this model of security key "
+			        "(AAGUID %s).",
+			        er->rule, aaguid_s);
+			enroll_reply_error(
+			        op, &rec, "aaguid-refused", KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
 			return;
 		}
 		if (er->attestation != POLICY_ATTESTATION_VERIFIED)
 			continue;
-		if (c.attestation != CRED_ATTESTATION_UNVERIFIED && c.attestation != CRED_ATTESTATION_VERIFIED) {
-			snprintf(msg, sizeof(msg), "The policy (rule %s) requires verified attestation, but the key sent %s attestation.",
-					er->rule, c.attestation == CRED_ATTESTATION_NONE ? "no" : "only self");
-			enroll_reply_error(op, &rec, "attestation-refused", KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
+		if (c.attestation != CRED_ATTESTATION_UNVERIFIED &&
+		        c.attestation != CRED_ATTESTATION_VERIFIED) {
+			snprintf(msg, sizeof(msg),
+			        "The policy (rule %s) requires verified attestation, but the key "
+			        "sent %s attestation.",
+			        er->rule,
+			        c.attestation == CRED_ATTESTATION_NONE ? "no" : "only self");
+			enroll_reply_error(op, &rec, "attestation-refused",
+			        KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
 			return;
 		}
 		free(why);
 		why = NULL;
 		r = attestation_verify_chain(fido_cred_x5c_ptr(e->cred), fido_cred_x5c_len(e->cred),
-				er->trust_anchors, aaguid, &why);
+		        er->trust_anchors, aaguid, &why);
 		if (r < 0) {
-			snprintf(msg, sizeof(msg), "Attestation refused: %s (rule %s).", why ? why : strerror(-r), er->rule);
-			enroll_reply_error(op, &rec, "attestation-refused", KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
+			snprintf(msg, sizeof(msg), "Attestation refused: %s (rule %s).",
+			        why ? why : strerror(-r), er->rule);
+			enroll_reply_error(op, &rec, "attestation-refused",
+			        KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
 			return;
 		}
 		c.attestation = CRED_ATTESTATION_VERIFIED;
@@ -382,7 +416,8 @@ static void enroll_complete(DeviceOp *op)
 
 	r = bus_find_credential_owner(m, id, &owner);
 	if (r > 0) {
-		snprintf(msg, sizeof(msg), "This credential is already registered (for %s).", owner);
+		snprintf(
+		        msg, sizeof(msg), "This credential is already registered (for %s).", owner);
 		enroll_reply_error(op, &rec, "exists", KEYWARD_BUS_ERROR_EXISTS, msg);
 		return;
 	}
@@ -394,26 +429,29 @@ static void enroll_complete(DeviceOp *op)
 		r = creds_save_user(dir, set);
 	if (r < 0) {
 		if (r == -EEXIST)
-			snprintf(msg, sizeof(msg), "%s already has a credential labelled '%s'.", e->user, e->label);
+			snprintf(msg, sizeof(msg), "%s already has a credential labelled '%s'.",
+			        e->user, e->label);
 		else if (r == -E2BIG)
-			snprintf(msg, sizeof(msg), "%s already has the most credentials the policy allows.", e->user);
+			snprintf(msg, sizeof(msg),
+			        "%s already has the most credentials the policy allows.", e->user);
 		else
-			snprintf(msg, sizeof(msg), "Cannot store the credential of %s in %s: %s", e->user, dir,
-					why ? why : strerror(-r));
+			snprintf(msg, sizeof(msg), "Cannot store the credential of %s in %s: %s",
+			        e->user, dir, why ? why : strerror(-r));
 		enroll_reply_error(op, &rec, r == -EEXIST ? "exists" : "error",
-				r == -EEXIST ? KEYWARD_BUS_ERROR_EXISTS : KEYWARD_BUS_ERROR_FAILED, msg);
+		        r == -EEXIST ? KEYWARD_BUS_ERROR_EXISTS : KEYWARD_BUS_ERROR_FAILED, msg);
 		return;
 	}
 	/* The counter the key starts from (usually 0). */
-	(void)creds_counter_store(policy_settings(m->policy)->state_dir, e->user, id,
-			fido_cred_sigcount(e->cred));
+	(void)creds_counter_store(
+	        policy_settings(m->policy)->state_dir, e->user, id, fido_cred_sigcount(e->cred));
 	rec.result = AUDIT_RESULT_SUCCESS;
 	rec.reason = "ok";
 	rec.detail = cred_attestation_to_string(c.attestation);
 	(void)manager_audit(m, &rec);
-	log_info("Enrolled credential %s for %s (AAGUID %s, attestation %s).", e->label, e->user, aaguid_s,
-			cred_attestation_to_string(c.attestation));
-	r = sd_bus_reply_method_return(op->request, "sss", id, aaguid_s, cred_attestation_to_string(c.attestation));
+	log_info("Enrolled credential %s for %s (AAGUID %s, attestation %s).", e->label, e->user,
+	        aaguid_s, cred_attestation_to_string(c.attestation));
+	r = sd_bus_reply_method_return(
+	        op->request, "sss", id, aaguid_s, cred_attestation_to_string(c.attestation));
 	if (r < 0)
 		log_warning_errno(r, "Cannot reply to %s: %m", strna(op->sender));
 }
@@ -428,7 +466,8 @@ static void enroll_abort(DeviceOp *op, const char *reason)
 	rec.cred_label = e->label;
 	rec.rule = e->rule;
 	enroll_reply_error(op, &rec, reason, KEYWARD_BUS_ERROR_FAILED,
-			streq(reason, "timeout") ? "The security key was not touched in time." : "Enrollment was cancelled.");
+	        streq(reason, "timeout") ? "The security key was not touched in time."
+	                                 : "Enrollment was cancelled.");
 }
 
 static void enroll_done(DeviceOp *op)
@@ -438,10 +477,10 @@ static void enroll_done(DeviceOp *op)
 }
 
 static const DeviceOpVTable enroll_vtable = {
-	.work = enroll_work,
-	.complete = enroll_complete,
-	.abort = enroll_abort,
-	.done = enroll_done,
+        .work = enroll_work,
+        .complete = enroll_complete,
+        .abort = enroll_abort,
+        .done = enroll_done,
 };
 
 /* --- the method --------------------------------------------------------------------- */
@@ -488,8 +527,21 @@ static int copy_aaguids(const uint8_t (*src)[16], size_t n, uint8_t (**ret)[16])
  * service, so each rule that would ask this user for a key must accept it (the strictest
  * wins). "keyward-enroll" lets a policy add a rule just for enrollment. */
 static const char *const enroll_services[] = {
-	"keyward-enroll", "sudo", "sudo-i", "su", "su-l", "login", "sshd", "gdm-password",
-	"gdm-fingerprint", "lightdm", "sddm", "polkit-1", "systemd-user", "runuser", "doas",
+        "keyward-enroll",
+        "sudo",
+        "sudo-i",
+        "su",
+        "su-l",
+        "login",
+        "sshd",
+        "gdm-password",
+        "gdm-fingerprint",
+        "lightdm",
+        "sddm",
+        "polkit-1",
+        "systemd-user",
+        "runuser",
+        "doas",
 };
 
 static int enroll_collect_rules(Manager *m, EnrollData *e, const char *user, bool *ret_uv)
@@ -546,11 +598,11 @@ static int enroll_collect_rules(Manager *m, EnrollData *e, const char *user, boo
 
 int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error)
 {
-	static const char *const known[] = { "resident:b", "uv:b", "device:s", NULL };
+	static const char *const known[] = {"resident:b", "uv:b", "device:s", NULL};
 	const PolicySettings *st = policy_settings(m->policy);
 	const char *user, *label;
 	_cleanup_free_ char *why = NULL, *auto_label = NULL;
-	EnrollOptions o = { .resident = 0, .uv = -1 };
+	EnrollOptions o = {.resident = 0, .uv = -1};
 	bool uv_required = false;
 	EnrollData *e;
 	DeviceOp *op;
@@ -563,13 +615,14 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	if (r < 0)
 		return r;
 	if ((r = bus_check_user(user, error)) < 0 ||
-			(r = bus_check_string(label, KEYWARD_MAX_LABEL, true, "label", error)) < 0)
+	        (r = bus_check_string(label, KEYWARD_MAX_LABEL, true, "label", error)) < 0)
 		return r;
 	if (!isempty(label) && !creds_label_valid(label))
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-				"Invalid label '%s' (1-64 of A-Z a-z 0-9 . _ @ + -).", label);
+		        "Invalid label '%s' (1-64 of A-Z a-z 0-9 . _ @ + -).", label);
 	if (!getpwnam(user))
-		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS, "No such user: %s.", user);
+		return sd_bus_error_setf(
+		        error, KEYWARD_BUS_ERROR_INVALID_ARGS, "No such user: %s.", user);
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
@@ -577,13 +630,15 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	r = creds_load_user(st->credentials_dir, user, &e->set, &why);
 	if (r < 0) {
 		enroll_data_free(e);
-		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED, "%s", why ? why : strerror(-r));
+		return sd_bus_error_setf(
+		        error, KEYWARD_BUS_ERROR_FAILED, "%s", why ? why : strerror(-r));
 	}
 	if (st->max_credentials_per_user > 0 && e->set->n >= st->max_credentials_per_user) {
 		enroll_data_free(e);
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_POLICY_REFUSED,
-				"%s already has %u credentials, the most the policy allows (max_credentials_per_user).",
-				user, st->max_credentials_per_user);
+		        "%s already has %u credentials, the most the policy allows "
+		        "(max_credentials_per_user).",
+		        user, st->max_credentials_per_user);
 	}
 	if (isempty(label)) {
 		for (unsigned i = 1; i <= CREDS_MAX_PER_FILE + 1; i++) {
@@ -603,7 +658,7 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	} else if (creds_find_label(e->set, label)) {
 		enroll_data_free(e);
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_EXISTS,
-				"%s already has a credential labelled '%s'.", user, label);
+		        "%s already has a credential labelled '%s'.", user, label);
 	}
 	e->user = strdup(user);
 	e->label = strdup(label);
@@ -614,7 +669,8 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	r = enroll_collect_rules(m, e, user, &uv_required);
 	if (r < 0) {
 		enroll_data_free(e);
-		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED, "Cannot evaluate the policy for %s.", user);
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
+		        "Cannot evaluate the policy for %s.", user);
 	}
 	e->want_uv = o.uv > 0 || (o.uv < 0 && uv_required);
 	e->rule = strdup(e->n_rules > 0 ? e->rules[0].rule : "default");
@@ -630,9 +686,11 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	if (e->pin_fd >= 0)
 		(void)fcntl(e->pin_fd, F_SETFL, O_NONBLOCK);
 	log_info("Enroll %s (label %s) requested by uid %u.", user, label, (unsigned)caller->uid);
-	r = device_op_new(m, DEVICE_OP_ENROLL, &enroll_vtable, msg, caller->uid, st->timeout_ms, e, &op);
+	r = device_op_new(
+	        m, DEVICE_OP_ENROLL, &enroll_vtable, msg, caller->uid, st->timeout_ms, e, &op);
 	if (r == -EBUSY)
-		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_BUSY, "keywardd is busy with too many requests; try again.");
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_BUSY,
+		        "keywardd is busy with too many requests; try again.");
 	if (r < 0)
 		return r;
 	r = device_op_start(op);

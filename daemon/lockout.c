@@ -6,7 +6,7 @@
 
 #include "util.h"
 
-#define LOCKOUT_MAX_FILE 65536
+#define LOCKOUT_MAX_FILE    65536
 #define LOCKOUT_MAX_ENTRIES 1000
 
 typedef struct LockoutState {
@@ -96,7 +96,7 @@ int lockout_check(const char *state_dir, const char *user, uint64_t *ret_until_m
 }
 
 int lockout_record_failure(const char *state_dir, const char *user, uint32_t max_failures,
-		uint32_t window_s, uint32_t unlock_after_s, bool *ret_locked)
+        uint32_t window_s, uint32_t unlock_after_s, bool *ret_locked)
 {
 	_cleanup_free_ char *path = NULL;
 	_cleanup_free_ LockoutState *s = NULL;

@@ -12,5 +12,5 @@ int lockout_check(const char *state_dir, const char *user, uint64_t *ret_until_m
  * window_s. *ret_locked says whether this failure started a lockout. max_failures 0:
  * nothing recorded. */
 int lockout_record_failure(const char *state_dir, const char *user, uint32_t max_failures,
-		uint32_t window_s, uint32_t unlock_after_s, bool *ret_locked);
+        uint32_t window_s, uint32_t unlock_after_s, bool *ret_locked);
 int lockout_reset(const char *state_dir, const char *user);

@@ -33,7 +33,7 @@ static bool stderr_is_journal(void)
 		return cached;
 	e = getenv("JOURNAL_STREAM");
 	cached = e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
-		 (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+	         (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 	return cached;
 }
 

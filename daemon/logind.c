@@ -5,7 +5,7 @@
 #include "util.h"
 
 static int logind_call(Manager *m, const char *path, const char *interface, const char *member,
-		sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot, const char *types, ...)
+        sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot, const char *types, ...)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
 	va_list ap;
@@ -27,34 +27,34 @@ static int logind_call(Manager *m, const char *path, const char *interface, cons
 }
 
 int logind_get_session(Manager *m, const char *session_id, sd_bus_message_handler_t cb,
-		void *userdata, sd_bus_slot **ret_slot)
+        void *userdata, sd_bus_slot **ret_slot)
 {
 	return logind_call(m, LOGIND_PATH, LOGIND_MANAGER_INTERFACE, "GetSession", cb, userdata,
-			ret_slot, "s", session_id);
+	        ret_slot, "s", session_id);
 }
 
 int logind_get_session_property(Manager *m, const char *path, const char *name,
-		sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot)
+        sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot)
 {
-	return logind_call(m, path, "org.freedesktop.DBus.Properties", "Get", cb, userdata, ret_slot,
-			"ss", LOGIND_SESSION_INTERFACE, name);
+	return logind_call(m, path, "org.freedesktop.DBus.Properties", "Get", cb, userdata,
+	        ret_slot, "ss", LOGIND_SESSION_INTERFACE, name);
 }
 
 int logind_lock_session(Manager *m, const char *path, sd_bus_message_handler_t cb, void *userdata,
-		sd_bus_slot **ret_slot)
+        sd_bus_slot **ret_slot)
 {
 	return logind_call(m, path, LOGIND_SESSION_INTERFACE, "Lock", cb, userdata, ret_slot, NULL);
 }
 
 int logind_terminate_session(Manager *m, const char *session_id, sd_bus_message_handler_t cb,
-		void *userdata, sd_bus_slot **ret_slot)
+        void *userdata, sd_bus_slot **ret_slot)
 {
-	return logind_call(m, LOGIND_PATH, LOGIND_MANAGER_INTERFACE, "TerminateSession", cb, userdata,
-			ret_slot, "s", session_id);
+	return logind_call(m, LOGIND_PATH, LOGIND_MANAGER_INTERFACE, "TerminateSession", cb,
+	        userdata, ret_slot, "s", session_id);
 }
 
 int logind_watch_session_properties(Manager *m, const char *path, sd_bus_message_handler_t cb,
-		void *userdata, sd_bus_slot **ret_slot)
+        void *userdata, sd_bus_slot **ret_slot)
 {
 	_cleanup_free_ char *rule = NULL;
 
@@ -63,25 +63,28 @@ int logind_watch_session_properties(Manager *m, const char *path, sd_bus_message
 	/* The object path comes from logind (GetSession); keep quotes out of the rule. */
 	if (strchr(path, '\'') || strchr(path, '\\'))
 		return -EINVAL;
-	if (asprintf(&rule, "type='signal',sender='" LOGIND_SERVICE "',path='%s',"
-			    "interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',"
-			    "arg0='" LOGIND_SESSION_INTERFACE "'", path) < 0)
+	if (asprintf(&rule,
+	            "type='signal',sender='" LOGIND_SERVICE "',path='%s',"
+	            "interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',"
+	            "arg0='" LOGIND_SESSION_INTERFACE "'",
+	            path) < 0)
 		return -ENOMEM;
 	/* AddMatch goes out before any later call on this connection, so the bus applies it
 	 * before it routes the reaction to our Lock. */
 	return sd_bus_add_match_async(m->bus, ret_slot, rule, cb, NULL, userdata);
 }
 
-int logind_watch_session_removed(Manager *m, sd_bus_message_handler_t cb, void *userdata,
-		sd_bus_slot **ret_slot)
+int logind_watch_session_removed(
+        Manager *m, sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot)
 {
 	if (!m->bus)
 		return -ENOTCONN;
 	return sd_bus_match_signal_async(m->bus, ret_slot, LOGIND_SERVICE, LOGIND_PATH,
-			LOGIND_MANAGER_INTERFACE, "SessionRemoved", cb, NULL, userdata);
+	        LOGIND_MANAGER_INTERFACE, "SessionRemoved", cb, NULL, userdata);
 }
 
-bool logind_reply_failed(sd_bus_message *reply, const char **ret_error_name, const char **ret_message)
+bool logind_reply_failed(
+        sd_bus_message *reply, const char **ret_error_name, const char **ret_message)
 {
 	const sd_bus_error *e = sd_bus_message_get_error(reply);
 
@@ -98,7 +101,7 @@ bool logind_error_is_gone(const char *error_name)
 {
 	/* Not UnknownMethod: that is a failure to lock, which escalates (fail closed). */
 	return error_name && (streq(error_name, LOGIND_ERROR_NO_SUCH_SESSION) ||
-					     streq(error_name, "org.freedesktop.DBus.Error.UnknownObject"));
+	                             streq(error_name, "org.freedesktop.DBus.Error.UnknownObject"));
 }
 
 int logind_properties_changed_bool(sd_bus_message *msg, const char *name)

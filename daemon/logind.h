@@ -7,10 +7,10 @@
 
 #include "manager.h"
 
-#define LOGIND_SERVICE "org.freedesktop.login1"
-#define LOGIND_PATH "/org/freedesktop/login1"
-#define LOGIND_MANAGER_INTERFACE "org.freedesktop.login1.Manager"
-#define LOGIND_SESSION_INTERFACE "org.freedesktop.login1.Session"
+#define LOGIND_SERVICE               "org.freedesktop.login1"
+#define LOGIND_PATH                  "/org/freedesktop/login1"
+#define LOGIND_MANAGER_INTERFACE     "org.freedesktop.login1.Manager"
+#define LOGIND_SESSION_INTERFACE     "org.freedesktop.login1.Session"
 #define LOGIND_ERROR_NO_SUCH_SESSION "org.freedesktop.login1.NoSuchSession"
 /* Every logind call of the removal path gives up after this long. */
 #define LOGIND_ASYNC_TIMEOUT_USEC (2 * 1000 * 1000ULL)
@@ -20,26 +20,27 @@
 
 /* Manager.GetSession(id) → o */
 int logind_get_session(Manager *m, const char *session_id, sd_bus_message_handler_t cb,
-		void *userdata, sd_bus_slot **ret_slot);
+        void *userdata, sd_bus_slot **ret_slot);
 /* Properties.Get(Session, NAME) → v */
 int logind_get_session_property(Manager *m, const char *path, const char *name,
-		sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot);
+        sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot);
 /* Session.Lock() on PATH */
 int logind_lock_session(Manager *m, const char *path, sd_bus_message_handler_t cb, void *userdata,
-		sd_bus_slot **ret_slot);
+        sd_bus_slot **ret_slot);
 /* Manager.TerminateSession(id) */
 int logind_terminate_session(Manager *m, const char *session_id, sd_bus_message_handler_t cb,
-		void *userdata, sd_bus_slot **ret_slot);
+        void *userdata, sd_bus_slot **ret_slot);
 /* Matches PropertiesChanged of the Session interface on PATH (installed before the Lock
  * call is sent, so no change can be missed). */
 int logind_watch_session_properties(Manager *m, const char *path, sd_bus_message_handler_t cb,
-		void *userdata, sd_bus_slot **ret_slot);
+        void *userdata, sd_bus_slot **ret_slot);
 /* Matches Manager.SessionRemoved(s id, o path). */
-int logind_watch_session_removed(Manager *m, sd_bus_message_handler_t cb, void *userdata,
-		sd_bus_slot **ret_slot);
+int logind_watch_session_removed(
+        Manager *m, sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot);
 
 /* Whether REPLY is an error; *ret_error_name (if given) gets its name. */
-bool logind_reply_failed(sd_bus_message *reply, const char **ret_error_name, const char **ret_message);
+bool logind_reply_failed(
+        sd_bus_message *reply, const char **ret_error_name, const char **ret_message);
 /* Whether the error means the session no longer exists (NoSuchSession, UnknownObject). */
 bool logind_error_is_gone(const char *error_name);
 /* Reads a b-typed value out of a PropertiesChanged message for NAME: 1 true, 0 false,

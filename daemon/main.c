@@ -12,28 +12,27 @@
 static void help(void)
 {
 	printf("Usage: keywardd [OPTIONS]\n\n"
-	       "The keyward daemon: FIDO2 security keys for privileged accounts, on the system bus\n"
+	       "The keyward daemon: FIDO2 security keys for privileged accounts, on the system "
+	       "bus\n"
 	       "as %s.\n\n"
 	       "  -c, --config FILE  policy file (default %s)\n"
-	       "      --foreground   stay in the foreground (the default; for symmetry with unit files)\n"
+	       "      --foreground   stay in the foreground (the default; for symmetry with unit "
+	       "files)\n"
 	       "  -v, --verbose      debug logging\n"
 	       "  -h, --help         show this help\n"
 	       "  -V, --version      show the version\n\n"
-	       "SIGHUP reloads the policy (a rejected file keeps the old policy). See keywardd(8).\n",
-			KEYWARD_BUS_NAME, KEYWARD_DEFAULT_CONFIG);
+	       "SIGHUP reloads the policy (a rejected file keeps the old policy). See "
+	       "keywardd(8).\n",
+	        KEYWARD_BUS_NAME, KEYWARD_DEFAULT_CONFIG);
 }
 
 static int parse_argv(int argc, char *argv[], ManagerOptions *o)
 {
 	enum { ARG_FOREGROUND = 0x100 };
-	static const struct option options[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "foreground", no_argument, NULL, ARG_FOREGROUND },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{}
-	};
+	static const struct option options[] = {{"config", required_argument, NULL, 'c'},
+	        {"foreground", no_argument, NULL, ARG_FOREGROUND},
+	        {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'}, {}};
 	int c;
 
 	while ((c = getopt_long(argc, argv, "c:vhV", options, NULL)) >= 0) {
@@ -66,7 +65,7 @@ static int parse_argv(int argc, char *argv[], ManagerOptions *o)
 static int run(int argc, char *argv[])
 {
 	_cleanup_(manager_freep) Manager *m = NULL;
-	ManagerOptions o = { .config_path = KEYWARD_DEFAULT_CONFIG };
+	ManagerOptions o = {.config_path = KEYWARD_DEFAULT_CONFIG};
 	int r;
 
 	r = parse_argv(argc, argv, &o);

@@ -14,6 +14,7 @@
 #include "bus-api.h"
 #include "device-op.h"
 #include "log.h"
+#include "removal.h"
 #include "session.h"
 #include "util.h"
 
@@ -258,6 +259,10 @@ int manager_startup(Manager *m)
 	r = bus_api_setup(m);
 	if (r < 0)
 		return r;
+	/* (extension, removal helper) bindings reload + prune, udev watch, keys gone at start. */
+	r = removal_startup(m);
+	if (r < 0)
+		return r;
 
 	rec.event = AUDIT_EVENT_POLICY_LOAD;
 	rec.result = AUDIT_RESULT_SUCCESS;
@@ -300,6 +305,7 @@ Manager *manager_free(Manager *m)
 	if (!m)
 		return NULL;
 	device_op_free_all(m);
+	removal_shutdown(m); /* (extension, removal helper) before the bindings are freed */
 	while (m->bindings) {
 		Binding *b = m->bindings;
 		m->bindings = b->next;

@@ -39,6 +39,7 @@ typedef struct AuthToken {
 #define AUTH_TOKEN_LIFETIME_MS (5 * 60 * 1000)
 #define AUTH_TOKEN_MAX 4096
 #define DEVICE_OP_MAX 64
+#define DEVICE_OP_MAX_PER_UID 4 /* non-root callers */
 
 typedef struct ManagerOptions {
 	const char *config_path;
@@ -68,6 +69,8 @@ struct Manager {
 	struct udev *udev;
 	struct udev_monitor *udev_monitor;
 	sd_event_source *udev_source;
+	/* (extension) removal state: proofs in flight, logind watches (daemon/removal.h). */
+	struct RemovalContext *removal;
 
 	sd_event_source *sighup_source;
 	sd_event_source *sigterm_source;

@@ -12,8 +12,9 @@ typedef struct ProofOp ProofOp;
 
 /* Removal state hung off the Manager (m->removal). */
 typedef struct RemovalContext {
-	sd_bus_slot *session_removed_slot; /* logind SessionRemoved: drop bindings of ended sessions */
-	ProofOp *proofs;                   /* silent assertions running in worker threads */
+	sd_bus_slot
+	        *session_removed_slot; /* logind SessionRemoved: drop bindings of ended sessions */
+	ProofOp *proofs;               /* silent assertions running in worker threads */
 	size_t n_proofs;
 } RemovalContext;
 
@@ -35,6 +36,6 @@ int removal_reconcile(Manager *m, const char *why);
 void removal_check_binding(Manager *m, Binding *b);
 
 #define PROOF_MAX_CREDENTIALS 16
-#define PROOF_MAX_PENDING 8
-#define PROOF_TIMEOUT_MS 2000
+#define PROOF_MAX_PENDING     8
+#define PROOF_TIMEOUT_MS      2000
 #define END_ELEVATION_KILL_MS 1500

@@ -5,7 +5,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <sys/random.h>
 
@@ -14,68 +13,6 @@
 #include "logind.h"
 #include "removal.h"
 #include "util.h"
-
-static const char *const binding_state_table[_BINDING_STATE_MAX] = {
-	[BINDING_BOUND] = "bound",
-	[BINDING_GRACE] = "grace",
-	[BINDING_ACTING] = "acting",
-	[BINDING_DONE] = "done",
-};
-
-const char *binding_state_to_string(BindingState s)
-{
-	if (s < 0 || s >= _BINDING_STATE_MAX)
-		return NULL;
-	return binding_state_table[s];
-}
-
-BindingState binding_state_from_string(const char *s)
-{
-	for (size_t i = 0; s && i < ELEMENTSOF(binding_state_table); i++)
-		if (binding_state_table[i] && streq(binding_state_table[i], s))
-			return (BindingState)i;
-	return _BINDING_STATE_INVALID;
-}
-
-void binding_free(Binding *b)
-{
-	if (!b)
-		return;
-	sd_event_source_disable_unref(b->grace_timer);
-	sd_event_source_disable_unref(b->verify_timer);
-	sd_event_source_disable_unref(b->kill_timer);
-	sd_event_source_disable_unref(b->pidfd_source);
-	if (b->pidfd >= 0)
-		close(b->pidfd);
-	sd_bus_slot_unref(b->call_slot);
-	sd_bus_slot_unref(b->match_slot);
-	sd_bus_slot_unref(b->resolve_slot);
-	free(b->user);
-	free(b->session_id);
-	free(b->session_path);
-	free(b->session_type);
-	free(b->service);
-	free(b->tty);
-	free(b->cred_id);
-	free(b->cred_label);
-	free(b->hidraw_path);
-	free(b->sysfs_path);
-	free(b->rule);
-	free(b->removed_device);
-	free(b);
-}
-
-static Binding *binding_new(Manager *m)
-{
-	Binding *b = calloc(1, sizeof(*b));
-
-	if (!b)
-		return NULL;
-	b->manager = m;
-	b->pidfd = -EBADF;
-	b->uid = (uid_t)-1;
-	return b;
-}
 
 static void binding_link(Manager *m, Binding *b)
 {
@@ -188,18 +125,6 @@ int bindings_dir(Manager *m, char **ret)
 	return 0;
 }
 
-static bool value_ok(const char *v)
-{
-	if (!v)
-		return true;
-	if (strlen(v) > BINDING_VALUE_MAX)
-		return false;
-	for (const char *p = v; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			return false;
-	return true;
-}
-
 static int binding_path(Binding *b, char **ret)
 {
 	_cleanup_free_ char *dir = NULL;
@@ -216,45 +141,12 @@ static int binding_path(Binding *b, char **ret)
 int binding_save(Binding *b)
 {
 	_cleanup_free_ char *path = NULL, *text = NULL;
-	const char *strings[] = { b->user, b->session_id, b->session_path, b->session_type, b->service,
-		b->tty, b->cred_id, b->cred_label, b->hidraw_path, b->sysfs_path, b->rule };
-	BindingState state = b->state == BINDING_DONE ? BINDING_DONE : BINDING_BOUND;
 	size_t len = 0;
-	FILE *f;
 	int r;
 
-	/* Grace and acting are not persisted: after a restart the key is looked for again
-	 * and, if it is still gone, the action runs again (fail closed). */
-	for (size_t i = 0; i < ELEMENTSOF(strings); i++)
-		if (!value_ok(strings[i]))
-			return -EINVAL;
-	f = open_memstream(&text, &len);
-	if (!f)
-		return -ENOMEM;
-	fprintf(f, "version=1\nuser=%s\nuid=%u\n", b->user, (unsigned)b->uid);
-	if (b->session_id)
-		fprintf(f, "session=%s\n", b->session_id);
-	if (b->session_path)
-		fprintf(f, "session_path=%s\n", b->session_path);
-	if (b->session_type)
-		fprintf(f, "session_type=%s\n", b->session_type);
-	fprintf(f, "pid=%d\npid_start=%" PRIu64 "\npgid=%d\n", (int)b->pid, b->pid_start, (int)b->pgid);
-	fprintf(f, "service=%s\ntty=%s\n", strempty(b->service), strempty(b->tty));
-	if (b->cred_id)
-		fprintf(f, "cred_id=%s\n", b->cred_id);
-	if (b->cred_label)
-		fprintf(f, "cred_label=%s\n", b->cred_label);
-	if (b->hidraw_path)
-		fprintf(f, "hidraw=%s\n", b->hidraw_path);
-	if (b->sysfs_path)
-		fprintf(f, "sysfs=%s\n", b->sysfs_path);
-	fprintf(f, "created=%" PRIu64 "\nrule=%s\nremoval=%s\ngrace_ms=%u\nlock_verify_ms=%u\n"
-		   "on_lock_failure=%s\nstate=%s\n",
-			b->created_ms, strempty(b->rule), policy_removal_to_string(b->removal), b->grace_ms,
-			b->lock_verify_ms, policy_lock_failure_to_string(b->on_lock_failure),
-			binding_state_to_string(state));
-	if (fclose(f) != 0 || !text)
-		return -ENOMEM;
+	r = binding_format(b, &text, &len);
+	if (r < 0)
+		return r;
 	r = binding_path(b, &path);
 	if (r < 0)
 		return r;
@@ -289,123 +181,6 @@ void binding_drop(Binding *b, const char *reason)
 	binding_free(b);
 }
 
-static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
-{
-	char *end;
-	unsigned long long v;
-
-	if (isempty(s) || *s == '-')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v > max)
-		return -EINVAL;
-	*ret = v;
-	return 0;
-}
-
-/* Parses one binding file; *ret_why gets a static reason on failure. */
-static int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const char **ret_why)
-{
-	Binding *b = binding_new(m);
-	char *line, *save = NULL;
-	bool have_state = false, have_version = false;
-	int r = 0;
-
-	if (!b)
-		return -ENOMEM;
-	snprintf(b->id, sizeof(b->id), "%s", id);
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *eq = strchr(line, '='), *v, **target = NULL;
-		uint64_t n;
-
-		if (!eq) {
-			*ret_why = "a line without '='";
-			goto fail;
-		}
-		*eq = '\0';
-		v = eq + 1;
-		if (!value_ok(v)) {
-			*ret_why = "a value that is too long or holds control characters";
-			goto fail;
-		}
-		if (streq(line, "version")) {
-			if (!streq(v, "1")) {
-				*ret_why = "an unknown version";
-				goto fail;
-			}
-			have_version = true;
-		} else if (streq(line, "user"))
-			target = &b->user;
-		else if (streq(line, "session"))
-			target = &b->session_id;
-		else if (streq(line, "session_path"))
-			target = &b->session_path;
-		else if (streq(line, "session_type"))
-			target = &b->session_type;
-		else if (streq(line, "service"))
-			target = &b->service;
-		else if (streq(line, "tty"))
-			target = &b->tty;
-		else if (streq(line, "cred_id"))
-			target = &b->cred_id;
-		else if (streq(line, "cred_label"))
-			target = &b->cred_label;
-		else if (streq(line, "hidraw"))
-			target = &b->hidraw_path;
-		else if (streq(line, "sysfs"))
-			target = &b->sysfs_path;
-		else if (streq(line, "rule"))
-			target = &b->rule;
-		else if (streq(line, "uid") && parse_u64(v, UINT32_MAX - 1, &n) >= 0)
-			b->uid = (uid_t)n;
-		else if (streq(line, "pid") && parse_u64(v, INT32_MAX, &n) >= 0)
-			b->pid = (pid_t)n;
-		else if (streq(line, "pgid") && parse_u64(v, INT32_MAX, &n) >= 0)
-			b->pgid = (pid_t)n;
-		else if (streq(line, "pid_start") && parse_u64(v, UINT64_MAX, &n) >= 0)
-			b->pid_start = n;
-		else if (streq(line, "created") && parse_u64(v, UINT64_MAX, &n) >= 0)
-			b->created_ms = n;
-		else if (streq(line, "grace_ms") && parse_u64(v, UINT32_MAX, &n) >= 0)
-			b->grace_ms = (uint32_t)n;
-		else if (streq(line, "lock_verify_ms") && parse_u64(v, UINT32_MAX, &n) >= 0)
-			b->lock_verify_ms = (uint32_t)n;
-		else if (streq(line, "removal") && policy_removal_from_string(v) >= 0)
-			b->removal = policy_removal_from_string(v);
-		else if (streq(line, "on_lock_failure") && policy_lock_failure_from_string(v) >= 0)
-			b->on_lock_failure = policy_lock_failure_from_string(v);
-		else if (streq(line, "state") && (streq(v, "bound") || streq(v, "done"))) {
-			b->state = binding_state_from_string(v);
-			have_state = true;
-		} else {
-			*ret_why = "an unknown key or an invalid value";
-			goto fail;
-		}
-		if (target) {
-			if (*target) {
-				*ret_why = "a key given twice";
-				goto fail;
-			}
-			*target = strdup(v);
-			if (!*target) {
-				r = -ENOMEM;
-				goto fail;
-			}
-		}
-	}
-	if (!have_version || !have_state || !b->user || !valid_user_name(b->user) || !b->service ||
-			(!b->session_id && b->pid <= 0) || (!b->sysfs_path && !b->hidraw_path)) {
-		*ret_why = "missing keys";
-		goto fail;
-	}
-	*ret = b;
-	return 0;
-fail:
-	binding_free(b);
-	return r < 0 ? r : -EBADMSG;
-}
-
 /* --- pruning ------------------------------------------------------------------------- */
 
 /* Whether the elevated process of B is still the one that was bound. */
@@ -437,13 +212,14 @@ static int on_prune_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
 		if (logind_error_is_gone(name)) {
 			for (Binding *b = q->manager->bindings, *next; b; b = next) {
 				next = b->next;
-				if (b->session_id && streq(b->session_id, q->session_id) && b->state != BINDING_ACTING)
+				if (b->session_id && streq(b->session_id, q->session_id) &&
+				        b->state != BINDING_ACTING)
 					binding_drop(b, "session-ended");
 			}
 		} else
 			/* logind did not answer: keep the bindings (fail closed). */
-			log_warning("logind: cannot check session %s (%s); keeping its bindings.", q->session_id,
-					strna(message));
+			log_warning("logind: cannot check session %s (%s); keeping its bindings.",
+			        q->session_id, strna(message));
 	}
 	free(q->session_id);
 	free(q);
@@ -478,8 +254,9 @@ static int bindings_prune_sessions(Manager *m)
 		if (i > 0 && streq(ids[i], ids[i - 1]))
 			continue;
 		if (asked >= PRUNE_MAX_QUERIES) {
-			log_warning("More than %d distinct sessions are bound: the rest are checked when logind reports them gone.",
-					PRUNE_MAX_QUERIES);
+			log_warning("More than %d distinct sessions are bound: the rest are "
+			            "checked when logind reports them gone.",
+			        PRUNE_MAX_QUERIES);
 			break;
 		}
 		q = calloc(1, sizeof(*q));
@@ -493,7 +270,8 @@ static int bindings_prune_sessions(Manager *m)
 		}
 		r = logind_get_session(m, q->session_id, on_prune_reply, q, NULL);
 		if (r < 0) {
-			log_warning_errno(r, "Cannot ask logind about session %s: %m", q->session_id);
+			log_warning_errno(
+			        r, "Cannot ask logind about session %s: %m", q->session_id);
 			free(q->session_id);
 			free(q);
 			continue;
@@ -514,12 +292,14 @@ int bindings_load(Manager *m)
 
 	r = bindings_dir(m, &dir);
 	if (r < 0)
-		return log_error_errno(r, "Cannot create the bindings directory under %s: %m", strna(s->runtime_dir));
+		return log_error_errno(r, "Cannot create the bindings directory under %s: %m",
+		        strna(s->runtime_dir));
 	if (lstat(dir, &st) < 0)
 		return log_error_errno(-errno, "Cannot inspect %s: %m", dir);
 	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022))
-		return log_error_errno(-EPERM, "%s must be a directory owned by uid %u and writable only by it.",
-				dir, (unsigned)geteuid());
+		return log_error_errno(-EPERM,
+		        "%s must be a directory owned by uid %u and writable only by it.", dir,
+		        (unsigned)geteuid());
 	d = opendir(dir);
 	if (!d)
 		return log_error_errno(-errno, "Cannot open %s: %m", dir);
@@ -539,23 +319,30 @@ int bindings_load(Manager *m)
 			return -ENOMEM;
 		}
 		if ((size_t)n >= s->max_bindings) {
-			log_error("More binding files in %s than max_bindings (%u); %s is not loaded.", dir,
-					s->max_bindings, path);
+			log_error("More binding files in %s than max_bindings (%u); %s is not "
+			          "loaded.",
+			        dir, s->max_bindings, path);
 			continue;
 		}
-		r = read_full_file_safe(path, SAFE_FILE_DEFAULT | SAFE_FILE_NO_WORLD_READ | SAFE_FILE_NO_GROUP_READ,
-				BINDING_FILE_MAX, &text, &len, &problem);
+		r = read_full_file_safe(path,
+		        SAFE_FILE_DEFAULT | SAFE_FILE_NO_WORLD_READ | SAFE_FILE_NO_GROUP_READ,
+		        BINDING_FILE_MAX, &text, &len, &problem);
 		if (r >= 0 && strlen(text) != len)
 			r = -EBADMSG, why = "a NUL byte";
 		if (r >= 0)
 			r = binding_parse(m, de->d_name, text, &b, &why);
 		if (r < 0) {
-			/* Left in place for an administrator to look at; never silently enforced less. */
+			/* Left in place for an administrator to look at; never silently enforced
+			 * less. */
 			log_error_errno(r, "Binding file %s cannot be used (%s): %m", path,
-					problem ? problem : strna(why));
+			        problem ? problem : strna(why));
 			continue;
 		}
-		if (!b->session_id && !binding_process_alive(b)) {
+		/* An elevation is its process: gone (or its pid reused) means the binding ended,
+		 * whether or not pam_keyward also named the desktop session it ran in. */
+		if ((!b->session_id ||
+		            (b->removal == POLICY_REMOVAL_END_ELEVATION && b->pid > 1)) &&
+		        !binding_process_alive(b)) {
 			binding_link(m, b);
 			binding_drop(b, "process-ended");
 			continue;
@@ -579,9 +366,10 @@ static int on_resolve_type(sd_bus_message *reply, void *userdata, sd_bus_error *
 	const char *type = NULL;
 
 	b->resolve_slot = sd_bus_slot_unref(b->resolve_slot);
-	if (logind_reply_failed(reply, NULL, NULL) || sd_bus_message_read(reply, "v", "s", &type) < 0)
+	if (logind_reply_failed(reply, NULL, NULL) ||
+	        sd_bus_message_read(reply, "v", "s", &type) < 0)
 		return 0;
-	if (!value_ok(type) || strlen(type) > 32)
+	if (!binding_value_ok(type) || strlen(type) > 32)
 		return 0;
 	free(b->session_type);
 	b->session_type = strdup(type);
@@ -598,25 +386,27 @@ static int on_resolve_session(sd_bus_message *reply, void *userdata, sd_bus_erro
 
 	b->resolve_slot = sd_bus_slot_unref(b->resolve_slot);
 	if (logind_reply_failed(reply, &name, &message)) {
-		log_warning("logind does not know session %s of binding %s (%s): %s", b->session_id, b->id,
-				strna(name), strna(message));
+		log_warning("logind does not know session %s of binding %s (%s): %s", b->session_id,
+		        b->id, strna(name), strna(message));
 		return 0;
 	}
-	if (sd_bus_message_read(reply, "o", &path) < 0 || !value_ok(path))
+	if (sd_bus_message_read(reply, "o", &path) < 0 || !binding_value_ok(path))
 		return 0;
 	if (!b->session_path) {
 		b->session_path = strdup(path);
 		if (!b->session_path)
 			return 0;
 	}
-	r = logind_get_session_property(b->manager, b->session_path, "Type", on_resolve_type, b,
-			&b->resolve_slot);
+	r = logind_get_session_property(
+	        b->manager, b->session_path, "Type", on_resolve_type, b, &b->resolve_slot);
 	if (r < 0)
-		log_warning_errno(r, "Cannot ask logind for the type of session %s: %m", b->session_id);
+		log_warning_errno(
+		        r, "Cannot ask logind for the type of session %s: %m", b->session_id);
 	return 0;
 }
 
-int bus_method_bind_session(Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error)
+int bus_method_bind_session(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error)
 {
 	const char *token, *session_id, *service, *tty, *user;
 	AuditRecord rec = AUDIT_RECORD_INIT;
@@ -633,32 +423,34 @@ int bus_method_bind_session(Manager *m, sd_bus_message *msg, const BusCaller *ca
 	if (r < 0)
 		return r;
 	if ((r = bus_check_string(token, KEYWARD_TOKEN_CHARS, false, "token", error)) < 0 ||
-			(r = bus_check_string(session_id, KEYWARD_MAX_SESSION_ID, true, "session id", error)) < 0 ||
-			(r = bus_check_string(service, KEYWARD_MAX_SERVICE, false, "service", error)) < 0 ||
-			(r = bus_check_string(tty, KEYWARD_MAX_TTY, true, "tty", error)) < 0 ||
-			(r = bus_check_user(user, error)) < 0)
+	        (r = bus_check_string(
+	                 session_id, KEYWARD_MAX_SESSION_ID, true, "session id", error)) < 0 ||
+	        (r = bus_check_string(service, KEYWARD_MAX_SERVICE, false, "service", error)) < 0 ||
+	        (r = bus_check_string(tty, KEYWARD_MAX_TTY, true, "tty", error)) < 0 ||
+	        (r = bus_check_user(user, error)) < 0)
 		return r;
 	if (isempty(session_id) && pid == 0)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-				"Give a logind session id or the pid of the elevated process.");
+		        "Give a logind session id or the pid of the elevated process.");
 	if (pid > INT32_MAX || pid == 1)
-		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS, "Invalid pid %u.", pid);
+		return sd_bus_error_setf(
+		        error, KEYWARD_BUS_ERROR_INVALID_ARGS, "Invalid pid %u.", pid);
 	if (m->n_bindings >= policy_settings(m->policy)->max_bindings)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_BUSY,
-				"Too many session bindings (max_bindings = %u).",
-				policy_settings(m->policy)->max_bindings);
+		        "Too many session bindings (max_bindings = %u).",
+		        policy_settings(m->policy)->max_bindings);
 	t = manager_token_take(m, token);
 	if (!t)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_NOT_FOUND,
-				"Unknown or expired authentication token.");
+		        "Unknown or expired authentication token.");
 	if (!streq(t->user, user)) {
 		auth_token_free(t);
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
-				"The token was issued for another user.");
+		        "The token was issued for another user.");
 	}
 	b = binding_new(m);
 	if (!b || getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd) ||
-			hex_encode(rnd, sizeof(rnd), &hex) < 0) {
+	        hex_encode(rnd, sizeof(rnd), &hex) < 0) {
 		binding_free(b);
 		auth_token_free(t);
 		return -ENOMEM;
@@ -687,7 +479,9 @@ int bus_method_bind_session(Manager *m, sd_bus_message *msg, const BusCaller *ca
 		if (r < 0 && !b->session_id) {
 			binding_free(b);
 			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-					"Process %u does not exist; an elevation must name a running process.", pid);
+			        "Process %u does not exist; an elevation must name a running "
+			        "process.",
+			        pid);
 		}
 		b->pgid = pg > 1 ? pg : 0;
 	}
@@ -718,26 +512,30 @@ int bus_method_bind_session(Manager *m, sd_bus_message *msg, const BusCaller *ca
 		log_error_errno(r, "Cannot bind %s of %s: %m", rec.session, b->user);
 		binding_free(b);
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
-				"The session cannot be bound to the key (%s).", strerror(-r));
+		        "The session cannot be bound to the key (%s).", strerror(-r));
 	}
 	binding_link(m, b);
 	rec.result = AUDIT_RESULT_SUCCESS;
 	rec.reason = "ok";
 	(void)manager_audit(m, &rec);
 	log_info("Bound %s of %s to key %s (binding %s, on removal: %s, grace %u ms).", rec.session,
-			b->user, strna(rec.device), b->id, policy_removal_to_string(b->removal), b->grace_ms);
+	        b->user, strna(rec.device), b->id, policy_removal_to_string(b->removal),
+	        b->grace_ms);
 	r = sd_bus_reply_method_return(msg, "s", b->id);
 	if (b->session_id) {
-		int q = logind_get_session(m, b->session_id, on_resolve_session, b, &b->resolve_slot);
+		int q = logind_get_session(
+		        m, b->session_id, on_resolve_session, b, &b->resolve_slot);
 		if (q < 0)
-			log_warning_errno(q, "Cannot ask logind about session %s: %m", b->session_id);
+			log_warning_errno(
+			        q, "Cannot ask logind about session %s: %m", b->session_id);
 	}
 	/* The key may have gone between Authenticate and BindSession. */
 	removal_check_binding(m, b);
 	return r;
 }
 
-int bus_method_unbind_session(Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error)
+int bus_method_unbind_session(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error)
 {
 	const char *id;
 	Binding *b;

@@ -19,9 +19,9 @@ typedef enum BindingState {
 } BindingState;
 
 /* Caps on what a binding file may hold (the files are ours, but never trusted blindly). */
-#define BINDING_FILE_MAX 8192
+#define BINDING_FILE_MAX  8192
 #define BINDING_VALUE_MAX 1024
-#define BINDINGS_SUBDIR "bindings"
+#define BINDINGS_SUBDIR   "bindings"
 
 struct Binding {
 	Manager *manager;
@@ -59,6 +59,7 @@ struct Binding {
 	sd_bus_slot *match_slot;   /* PropertiesChanged of the session (LockedHint) */
 	sd_bus_slot *resolve_slot; /* GetSession / Get Type at bind time */
 	bool lock_requested;       /* Session.Lock answered */
+	bool kill_sent;            /* end-elevation: SIGKILL was sent */
 
 	struct Binding *next, *prev;
 };
@@ -66,7 +67,18 @@ struct Binding {
 const char *binding_state_to_string(BindingState s);
 BindingState binding_state_from_string(const char *s);
 
+/* binding-file.c: a new binding (M may be NULL outside the daemon), freeing it (with its
+ * pending timers/calls), and the file format. */
+Binding *binding_new(Manager *m);
 void binding_free(Binding *b);
+/* Whether V may be stored (no control characters, at most BINDING_VALUE_MAX). */
+bool binding_value_ok(const char *v);
+/* B as the text of its file; -EINVAL if a value cannot be stored. */
+int binding_format(const Binding *b, char **ret, size_t *ret_len);
+/* Parses the text of file ID (modified in place); -EBADMSG with *ret_why (static) for a
+ * file that is not exactly what binding_format() writes (unknown, repeated or missing
+ * keys, bad numbers, control characters). */
+int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const char **ret_why);
 /* Finds a binding by id (NULL if none). */
 Binding *manager_binding_find(Manager *m, const char *id);
 /* "pid:N" for elevations, the session id otherwise (static buffer per call site). */

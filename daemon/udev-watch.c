@@ -24,7 +24,8 @@ static int on_udev_event(sd_event_source *s, int fd, uint32_t revents, void *use
 		d = udev_monitor_receive_device(m->udev_monitor);
 		if (!d) {
 			if (errno == ENOBUFS) {
-				log_warning("udev: events were lost (receive buffer overrun); rescanning the keys.");
+				log_warning("udev: events were lost (receive buffer overrun); "
+				            "rescanning the keys.");
 				(void)removal_reconcile(m, "rescan");
 			}
 			break;
@@ -47,7 +48,8 @@ int udev_watch_start(Manager *m)
 	int r;
 
 	if (!m->udev)
-		return log_error_errno(-ENOSYS, "libudev is not available: key removal cannot be watched.");
+		return log_error_errno(
+		        -ENOSYS, "libudev is not available: key removal cannot be watched.");
 	m->udev_monitor = udev_monitor_new_from_netlink(m->udev, "udev");
 	if (!m->udev_monitor)
 		return log_error_errno(-errno ?: -EIO, "Cannot create a udev monitor: %m");
@@ -58,8 +60,8 @@ int udev_watch_start(Manager *m)
 	r = udev_monitor_enable_receiving(m->udev_monitor);
 	if (r < 0)
 		return log_error_errno(r, "Cannot start the udev monitor: %m");
-	r = sd_event_add_io(m->event, &m->udev_source, udev_monitor_get_fd(m->udev_monitor), EPOLLIN,
-			on_udev_event, m);
+	r = sd_event_add_io(m->event, &m->udev_source, udev_monitor_get_fd(m->udev_monitor),
+	        EPOLLIN, on_udev_event, m);
 	if (r < 0)
 		return log_error_errno(r, "Cannot watch the udev monitor: %m");
 	/* Removals before anything else that is ready at the same time. */
@@ -88,7 +90,8 @@ int udev_watch_present(Manager *m, char ***ret_syspaths)
 	e = udev_enumerate_new(m->udev);
 	if (!e)
 		return -ENOMEM;
-	if (udev_enumerate_add_match_subsystem(e, "hidraw") < 0 || udev_enumerate_scan_devices(e) < 0) {
+	if (udev_enumerate_add_match_subsystem(e, "hidraw") < 0 ||
+	        udev_enumerate_scan_devices(e) < 0) {
 		udev_enumerate_unref(e);
 		return -EIO;
 	}
@@ -117,4 +120,26 @@ bool udev_watch_device_exists(Manager *m, const char *syspath)
 		return false;
 	udev_device_unref(d);
 	return true;
+}
+
+int udev_watch_devnode(Manager *m, const char *syspath, char **ret)
+{
+	struct udev_device *d;
+	const char *node;
+	char *c;
+
+	if (!m->udev || isempty(syspath))
+		return -ENODEV;
+	d = udev_device_new_from_syspath(m->udev, syspath);
+	if (!d)
+		return -ENODEV;
+	node = udev_device_get_devnode(d);
+	c = node ? strdup(node) : NULL;
+	udev_device_unref(d);
+	if (!node)
+		return -ENODEV;
+	if (!c)
+		return -ENOMEM;
+	*ret = c;
+	return 0;
 }

@@ -10,3 +10,5 @@ int udev_watch_start(Manager *m);
 int udev_watch_present(Manager *m, char ***ret_syspaths);
 /* Whether SYSPATH is a device udev knows now. */
 bool udev_watch_device_exists(Manager *m, const char *syspath);
+/* The device node (/dev/hidrawN) of SYSPATH; -ENODEV if udev does not know it. */
+int udev_watch_devnode(Manager *m, const char *syspath, char **ret);

@@ -16,11 +16,11 @@
 #include "util.h"
 
 static const char *const cred_attestation_table[_CRED_ATTESTATION_MAX] = {
-	[CRED_ATTESTATION_NONE] = "none",
-	[CRED_ATTESTATION_SELF] = "self",
-	[CRED_ATTESTATION_UNVERIFIED] = "unverified",
-	[CRED_ATTESTATION_VERIFIED] = "verified",
-	[CRED_ATTESTATION_IMPORTED] = "imported",
+        [CRED_ATTESTATION_NONE] = "none",
+        [CRED_ATTESTATION_SELF] = "self",
+        [CRED_ATTESTATION_UNVERIFIED] = "unverified",
+        [CRED_ATTESTATION_VERIFIED] = "verified",
+        [CRED_ATTESTATION_IMPORTED] = "imported",
 };
 
 const char *cred_attestation_to_string(CredAttestation a)
@@ -44,9 +44,9 @@ static const struct {
 	int cose;
 	const char *name;
 } cose_table[] = {
-	{ COSE_ES256, "es256" },
-	{ COSE_EDDSA, "eddsa" },
-	{ COSE_RS256, "rs256" },
+        {COSE_ES256, "es256"},
+        {COSE_EDDSA, "eddsa"},
+        {COSE_RS256, "rs256"},
 };
 
 static const char *cose_name(int cose)
@@ -315,7 +315,7 @@ static int replace_str(char **p, const char *v)
 
 /* Finishes the credential being parsed (if any) and appends it. */
 static int finish_block(CredentialSet *s, Credential *cur, bool *open, const char *filename,
-		unsigned block_line, char **ret_error)
+        unsigned block_line, char **ret_error)
 {
 	const char *why = NULL;
 	Credential *items;
@@ -330,13 +330,13 @@ static int finish_block(CredentialSet *s, Credential *cur, bool *open, const cha
 	}
 	if (creds_find_id(s, cur->id) || creds_find_label(s, cur->label)) {
 		set_error(ret_error, "%s:%u: credential: duplicate id or label '%s'", filename,
-				block_line, cur->label);
+		        block_line, cur->label);
 		credential_done(cur);
 		return -EINVAL;
 	}
 	if (s->n >= CREDS_MAX_PER_FILE) {
 		set_error(ret_error, "%s:%u: more than %d credentials", filename, block_line,
-				CREDS_MAX_PER_FILE);
+		        CREDS_MAX_PER_FILE);
 		credential_done(cur);
 		return -E2BIG;
 	}
@@ -450,7 +450,7 @@ static int parse_assignment(Credential *c, const char *key, const char *value, c
 }
 
 int creds_parse(const char *text, const char *filename, const char *user, CredentialSet **ret,
-		char **ret_error)
+        char **ret_error)
 {
 	_cleanup_credential_set_ CredentialSet *s = NULL;
 	Credential cur = {};
@@ -485,7 +485,8 @@ int creds_parse(const char *text, const char *filename, const char *user, Creden
 		k = l;
 		while (*k == ' ' || *k == '\t')
 			k++;
-		for (size_t n = strlen(k); n > 0 && (k[n - 1] == ' ' || k[n - 1] == '\t' || k[n - 1] == '\r'); n--)
+		for (size_t n = strlen(k);
+		        n > 0 && (k[n - 1] == ' ' || k[n - 1] == '\t' || k[n - 1] == '\r'); n--)
 			k[n - 1] = '\0';
 		if (*k == '\0' || *k == '#')
 			continue;
@@ -499,19 +500,21 @@ int creds_parse(const char *text, const char *filename, const char *user, Creden
 			r = finish_block(s, &cur, &open, filename, block_line, ret_error);
 			if (r < 0)
 				goto fail;
-			cur = (Credential){ .up = true, .attestation = CRED_ATTESTATION_NONE };
+			cur = (Credential){.up = true, .attestation = CRED_ATTESTATION_NONE};
 			open = true;
 			block_line = line;
 			continue;
 		}
 		eq = strchr(k, '=');
 		if (!eq) {
-			set_error(ret_error, "%s:%u: expected '[credential]' or key=value", filename, line);
+			set_error(ret_error, "%s:%u: expected '[credential]' or key=value",
+			        filename, line);
 			r = -EINVAL;
 			goto fail;
 		}
 		if (!open) {
-			set_error(ret_error, "%s:%u: key=value before the first '[credential]'", filename, line);
+			set_error(ret_error, "%s:%u: key=value before the first '[credential]'",
+			        filename, line);
 			r = -EINVAL;
 			goto fail;
 		}
@@ -532,7 +535,8 @@ int creds_parse(const char *text, const char *filename, const char *user, Creden
 			if (r < 0) {
 				if (r == -ENOMEM)
 					goto fail;
-				set_error(ret_error, "%s:%u: '%s': %s", filename, line, k, strna(why));
+				set_error(ret_error, "%s:%u: '%s': %s", filename, line, k,
+				        strna(why));
 				goto fail;
 			}
 		}
@@ -556,9 +560,11 @@ int creds_format(const CredentialSet *s, char **ret)
 	f = open_memstream(&buf, &size);
 	if (!f)
 		return -ENOMEM;
-	fprintf(f, "# keyward credentials of %s: public keys only. Managed by keywardd;\n"
-		   "# change with keywardctl (enroll, revoke, import-pam-u2f). See keyward credentials docs.\n",
-			s->user);
+	fprintf(f,
+	        "# keyward credentials of %s: public keys only. Managed by keywardd;\n"
+	        "# change with keywardctl (enroll, revoke, import-pam-u2f). Format: keyward "
+	        "docs/credentials.md.\n",
+	        s->user);
 	for (size_t i = 0; i < s->n; i++) {
 		const Credential *c = &s->items[i];
 		char created[32] = "";
@@ -572,16 +578,19 @@ int creds_format(const CredentialSet *s, char **ret)
 		if (c->user_id)
 			fprintf(f, "user_id=%s\n", c->user_id);
 		if (c->has_aaguid)
-			fprintf(f, "aaguid=%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x\n",
-					c->aaguid[0], c->aaguid[1], c->aaguid[2], c->aaguid[3], c->aaguid[4],
-					c->aaguid[5], c->aaguid[6], c->aaguid[7], c->aaguid[8], c->aaguid[9],
-					c->aaguid[10], c->aaguid[11], c->aaguid[12], c->aaguid[13],
-					c->aaguid[14], c->aaguid[15]);
+			fprintf(f,
+			        "aaguid=%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%"
+			        "02x%02x%02x\n",
+			        c->aaguid[0], c->aaguid[1], c->aaguid[2], c->aaguid[3],
+			        c->aaguid[4], c->aaguid[5], c->aaguid[6], c->aaguid[7],
+			        c->aaguid[8], c->aaguid[9], c->aaguid[10], c->aaguid[11],
+			        c->aaguid[12], c->aaguid[13], c->aaguid[14], c->aaguid[15]);
 		fprintf(f, "attestation=%s\n", cred_attestation_to_string(c->attestation));
 		fprintf(f, "resident=%s\n", c->resident ? "yes" : "no");
 		fprintf(f, "up=%s\n", c->up ? "yes" : "no");
 		fprintf(f, "uv=%s\n", c->uv ? "yes" : "no");
-		if (c->created_ms > 0 && format_rfc3339_ms(c->created_ms, created, sizeof(created)) == 0)
+		if (c->created_ms > 0 &&
+		        format_rfc3339_ms(c->created_ms, created, sizeof(created)) == 0)
 			fprintf(f, "created=%s\n", created);
 	}
 	if (fclose(f) != 0)
@@ -625,7 +634,7 @@ static int problem_error(char **ret_error, const char *path, const char *problem
 	if (!ph)
 		return set_error(ret_error, "%s %s", path, problem);
 	return set_error(ret_error, "%s %.*s%s%s", path, (int)(ph - problem), problem, path,
-			ph + strlen(word));
+	        ph + strlen(word));
 }
 
 int creds_load_user(const char *dir, const char *user, CredentialSet **ret, char **ret_error)
@@ -646,7 +655,8 @@ int creds_load_user(const char *dir, const char *user, CredentialSet **ret, char
 		problem_error(ret_error, dir, problem, "DIR");
 		return r;
 	}
-	r = read_full_file_safe(path, SAFE_FILE_DEFAULT, CREDS_MAX_FILE_SIZE, &text, NULL, &problem);
+	r = read_full_file_safe(
+	        path, SAFE_FILE_DEFAULT, CREDS_MAX_FILE_SIZE, &text, NULL, &problem);
 	if (r == -ENOENT)
 		return credential_set_new(user, ret);
 	if (r < 0) {
@@ -762,8 +772,8 @@ static int counters_path(const char *state_dir, const char *user, char **ret)
 
 #define COUNTERS_MAX_FILE (CREDS_MAX_PER_FILE * 1500)
 
-int creds_counter_load(const char *state_dir, const char *user, const char *id, uint32_t *ret,
-		bool *ret_found)
+int creds_counter_load(
+        const char *state_dir, const char *user, const char *id, uint32_t *ret, bool *ret_found)
 {
 	_cleanup_free_ char *path = NULL, *text = NULL;
 	size_t idlen = strlen(id);
@@ -870,8 +880,8 @@ static int websafe_to_base64(const char *in, char **ret)
 	return base64_encode(d, n, ret);
 }
 
-static int parse_pam_u2f_credential(char *s, const char *origin, const char *appid,
-		Credential *c, const char **why)
+static int parse_pam_u2f_credential(
+        char *s, const char *origin, const char *appid, Credential *c, const char **why)
 {
 	char *fields[5] = {};
 	size_t nf = 0;
@@ -881,7 +891,8 @@ static int parse_pam_u2f_credential(char *s, const char *origin, const char *app
 
 	for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 		if (nf >= 4) {
-			*why = "too many comma-separated fields (expected KeyHandle,UserKey,CoseType,Options)";
+			*why = "too many comma-separated fields (expected "
+			       "KeyHandle,UserKey,CoseType,Options)";
 			return -EINVAL;
 		}
 		fields[nf++] = t;
@@ -891,7 +902,7 @@ static int parse_pam_u2f_credential(char *s, const char *origin, const char *app
 		return -EINVAL;
 	}
 	old = nf == 2;
-	*c = (Credential){ .attestation = CRED_ATTESTATION_IMPORTED };
+	*c = (Credential){.attestation = CRED_ATTESTATION_IMPORTED};
 	if (old) {
 		_cleanup_free_ uint8_t *pk = NULL;
 		size_t pklen;
@@ -904,7 +915,8 @@ static int parse_pam_u2f_credential(char *s, const char *origin, const char *app
 		}
 		r = hex_decode(fields[1], &pk, &pklen);
 		if (r < 0 || pklen != 65 || pk[0] != 0x04) {
-			*why = "invalid public key (hex of a 65-byte uncompressed P-256 point expected in the old format)";
+			*why = "invalid public key (hex of a 65-byte uncompressed P-256 point "
+			       "expected in the old format)";
 			r = -EINVAL;
 			goto fail;
 		}
@@ -977,7 +989,7 @@ fail:
 }
 
 int creds_parse_pam_u2f(const char *text, const char *filename, const char *origin,
-		const char *appid, PamU2fEntry **ret, size_t *ret_n, char **ret_error)
+        const char *appid, PamU2fEntry **ret, size_t *ret_n, char **ret_error)
 {
 	PamU2fEntry *entries = NULL;
 	size_t n = 0;
@@ -1023,16 +1035,16 @@ int creds_parse_pam_u2f(const char *text, const char *filename, const char *orig
 
 			idx++;
 			if (n >= PAM_U2F_MAX_ENTRIES) {
-				set_error(ret_error, "%s:%u: more than %d credentials", filename, line,
-						PAM_U2F_MAX_ENTRIES);
+				set_error(ret_error, "%s:%u: more than %d credentials", filename,
+				        line, PAM_U2F_MAX_ENTRIES);
 				r = -E2BIG;
 				goto fail;
 			}
 			r = parse_pam_u2f_credential(cred, origin, appid, &c, &why);
 			if (r < 0) {
 				if (r != -ENOMEM)
-					set_error(ret_error, "%s:%u: user %s, credential %u: %s", filename,
-							line, user, idx, why);
+					set_error(ret_error, "%s:%u: user %s, credential %u: %s",
+					        filename, line, user, idx, why);
 				goto fail;
 			}
 			if (asprintf(&c.label, "%s-u2f-%u", user, idx) < 0) {
@@ -1058,8 +1070,8 @@ int creds_parse_pam_u2f(const char *text, const char *filename, const char *orig
 			n++;
 		}
 		if (idx == 0) {
-			set_error(ret_error, "%s:%u: user %s has no credentials after ':'", filename,
-					line, user);
+			set_error(ret_error, "%s:%u: user %s has no credentials after ':'",
+			        filename, line, user);
 			r = -EINVAL;
 			goto fail;
 		}

@@ -8,12 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CREDS_FILE_SUFFIX ".creds"
-#define CREDS_MAX_FILE_SIZE (256 * 1024)
-#define CREDS_MAX_PER_FILE 64     /* hard cap; the policy's max_credentials_per_user is lower */
-#define CREDS_MAX_USERS 65536     /* creds_list_users() cap */
-#define CREDS_MAX_VALUE 2048      /* characters of one value (base64 RS256 keys fit) */
-#define CREDS_DISCOVERABLE_ID "*" /* imported discoverable credential with unknown id */
+#define CREDS_FILE_SUFFIX     ".creds"
+#define CREDS_MAX_FILE_SIZE   (256 * 1024)
+#define CREDS_MAX_PER_FILE    64    /* hard cap; the policy's max_credentials_per_user is lower */
+#define CREDS_MAX_USERS       65536 /* creds_list_users() cap */
+#define CREDS_MAX_VALUE       2048  /* characters of one value (base64 RS256 keys fit) */
+#define CREDS_DISCOVERABLE_ID "*"   /* imported discoverable credential with unknown id */
 
 typedef enum CredAttestation {
 	CRED_ATTESTATION_NONE,       /* fmt "none": nothing to check */
@@ -26,7 +26,7 @@ typedef enum CredAttestation {
 } CredAttestation;
 
 typedef struct Credential {
-	char *id;         /* base64 (RFC 4648, padded) credential id, or "*" (discoverable, unknown id) */
+	char *id; /* base64 (RFC 4648, padded) credential id, or "*" (discoverable, unknown id) */
 	char *label;      /* unique per user, [A-Za-z0-9._@+-], <= 64 */
 	char *rp_id;      /* relying party the credential was made for */
 	int cose_alg;     /* COSE_ES256 / COSE_EDDSA / COSE_RS256 */
@@ -35,9 +35,9 @@ typedef struct Credential {
 	bool has_aaguid;
 	uint8_t aaguid[16];
 	CredAttestation attestation;
-	bool resident; /* discoverable credential */
-	bool up;       /* touch required (always, unless imported without +presence) */
-	bool uv;       /* enrolled with PIN/UV: assertions must carry UV */
+	bool resident;       /* discoverable credential */
+	bool up;             /* touch required (always, unless imported without +presence) */
+	bool uv;             /* enrolled with PIN/UV: assertions must carry UV */
 	uint64_t created_ms; /* realtime ms */
 } Credential;
 
@@ -70,7 +70,7 @@ int creds_path(const char *dir, const char *user, char **ret);
 int creds_load_user(const char *dir, const char *user, CredentialSet **ret, char **ret_error);
 /* Parses file content (tests, fuzzing). FILENAME is used in messages ("FILE:LINE: ..."). */
 int creds_parse(const char *text, const char *filename, const char *user, CredentialSet **ret,
-		char **ret_error);
+        char **ret_error);
 /* Serializes S; malloc()ed text. */
 int creds_format(const CredentialSet *s, char **ret);
 /* Atomically replaces the user's file (mode 0600); an empty set removes it. Creates
@@ -99,8 +99,8 @@ int creds_count_user(const char *dir, const char *user, size_t *ret);
 
 /* Sign counters: "<state_dir>/counters/<user>", one "<id> <counter>" line each.
  * Load gives 0 and *ret_found=false when there is no entry (or no file). */
-int creds_counter_load(const char *state_dir, const char *user, const char *id, uint32_t *ret,
-		bool *ret_found);
+int creds_counter_load(
+        const char *state_dir, const char *user, const char *id, uint32_t *ret, bool *ret_found);
 int creds_counter_store(const char *state_dir, const char *user, const char *id, uint32_t value);
 
 const char *cred_attestation_to_string(CredAttestation a);
@@ -119,7 +119,7 @@ typedef struct PamU2fEntry {
 } PamU2fEntry;
 
 int creds_parse_pam_u2f(const char *text, const char *filename, const char *origin,
-		const char *appid, PamU2fEntry **ret, size_t *ret_n, char **ret_error);
+        const char *appid, PamU2fEntry **ret, size_t *ret_n, char **ret_error);
 void pam_u2f_entries_free(PamU2fEntry *e, size_t n);
 #define PAM_U2F_MAX_ENTRIES 4096
-#define PAM_U2F_MAX_LINE 16384
+#define PAM_U2F_MAX_LINE    16384

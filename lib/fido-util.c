@@ -25,44 +25,68 @@ typedef struct FidoErrorMap {
 } FidoErrorMap;
 
 static const FidoErrorMap fido_error_map[] = {
-	{ FIDO_ERR_PIN_INVALID, EACCES, "wrong-pin", "Wrong PIN for your security key." },
-	{ FIDO_ERR_PIN_AUTH_INVALID, EACCES, "wrong-pin", "Wrong PIN for your security key." },
-	{ FIDO_ERR_PIN_BLOCKED, EPERM, "pin-blocked",
-			"Your security key's PIN is blocked after too many wrong tries: reset the key (fido2-token -R) and enroll it again." },
-	{ FIDO_ERR_PIN_AUTH_BLOCKED, EPERM, "pin-blocked",
-			"Your security key refuses more PIN tries until it is unplugged and plugged in again." },
-	{ FIDO_ERR_UV_BLOCKED, EPERM, "pin-blocked",
-			"Your security key's built-in user verification is blocked: use its PIN or reset it." },
-	{ FIDO_ERR_UV_INVALID, EACCES, "wrong-pin", "Your security key did not verify you (built-in user verification failed)." },
-	{ FIDO_ERR_PIN_NOT_SET, ENOKEY, "no-pin-set",
-			"This key has no PIN set but the policy requires one: set a PIN with fido2-token -S." },
-	{ FIDO_ERR_PIN_REQUIRED, ENOKEY, "pin-required", "Your security key needs its PIN for this." },
-	{ FIDO_ERR_PIN_POLICY_VIOLATION, EINVAL, "wrong-pin", "The PIN does not meet the key's PIN rules (length)." },
-	{ FIDO_ERR_PIN_TOKEN_EXPIRED, ETIMEDOUT, "timeout", "The PIN session on your security key expired; try again." },
-	{ FIDO_ERR_USER_ACTION_TIMEOUT, ETIMEDOUT, "no-touch", "Your security key was not touched in time." },
-	{ FIDO_ERR_ACTION_TIMEOUT, ETIMEDOUT, "no-touch", "Your security key was not touched in time." },
-	{ FIDO_ERR_OPERATION_DENIED, ECONNREFUSED, "touch-denied", "The request was refused on the security key." },
-	{ FIDO_ERR_KEEPALIVE_CANCEL, ECANCELED, "cancelled", "The request was cancelled." },
-	{ FIDO_ERR_NO_CREDENTIALS, ENOENT, "unknown-credential", "This security key holds none of your registered credentials." },
-	{ FIDO_ERR_INVALID_CREDENTIAL, ENOENT, "unknown-credential", "This security key does not know the credential." },
-	{ FIDO_ERR_CREDENTIAL_EXCLUDED, EEXIST, "error", "This security key already holds one of this user's credentials." },
-	{ FIDO_ERR_UNSUPPORTED_OPTION, EOPNOTSUPP, "uv-missing", "This security key does not support an option the policy requires." },
-	{ FIDO_ERR_UNSUPPORTED_ALGORITHM, EOPNOTSUPP, "error", "This security key supports none of the algorithms keyward uses (ES256, EdDSA, RS256)." },
-	{ FIDO_ERR_UP_REQUIRED, EPERM, "no-touch", "A touch of your security key is required." },
-	{ FIDO_ERR_USER_PRESENCE_REQUIRED, EPERM, "no-touch", "A touch of your security key is required." },
-	{ FIDO_ERR_KEY_STORE_FULL, ENOSPC, "error", "The security key has no room for another discoverable credential." },
-	{ FIDO_ERR_LIMIT_EXCEEDED, E2BIG, "error", "The request exceeds a limit of the security key." },
-	{ FIDO_ERR_CHANNEL_BUSY, EBUSY, "error", "The security key is busy with another request; try again." },
-	{ FIDO_ERR_TIMEOUT, ETIMEDOUT, "timeout", "The security key did not answer in time." },
-	{ FIDO_ERR_INVALID_SIG, EBADMSG, "bad-signature", "The security key's signature did not verify." },
-	{ FIDO_ERR_TX, EIO, "error", "Could not talk to the security key (write failed); replug it and try again." },
-	{ FIDO_ERR_RX, EIO, "error", "Could not talk to the security key (no or bad answer); replug it and try again." },
-	{ FIDO_ERR_RX_NOT_CBOR, EPROTO, "error", "The security key sent a malformed answer." },
-	{ FIDO_ERR_RX_INVALID_CBOR, EPROTO, "error", "The security key sent a malformed answer." },
-	{ FIDO_ERR_INVALID_PARAM, EINVAL, "error", "Invalid request to the security key." },
-	{ FIDO_ERR_INVALID_ARGUMENT, EINVAL, "error", "Invalid request to the security key." },
-	{ FIDO_ERR_INTERNAL, EIO, "error", "Internal error while talking to the security key." },
-	{ FIDO_ERR_NOTFOUND, ENODEV, "no-key", "No security key found." },
+        {FIDO_ERR_PIN_INVALID, EACCES, "wrong-pin", "Wrong PIN for your security key."},
+        {FIDO_ERR_PIN_AUTH_INVALID, EACCES, "wrong-pin", "Wrong PIN for your security key."},
+        {FIDO_ERR_PIN_BLOCKED, EPERM, "pin-blocked",
+                "Your security key's PIN is blocked after too many wrong tries: reset the key "
+                "(fido2-token -R) and enroll it again."},
+        {FIDO_ERR_PIN_AUTH_BLOCKED, EPERM, "pin-blocked",
+                "Your security key refuses more PIN tries until it is unplugged and plugged in "
+                "again."},
+        {FIDO_ERR_UV_BLOCKED, EPERM, "pin-blocked",
+                "Your security key's built-in user verification is blocked: use its PIN or reset "
+                "it."},
+        {FIDO_ERR_UV_INVALID, EACCES, "wrong-pin",
+                "Your security key did not verify you (built-in user verification failed)."},
+        {FIDO_ERR_PIN_NOT_SET, ENOKEY, "no-pin-set",
+                "This key has no PIN set but the policy requires one: set a PIN with fido2-token "
+                "-S."},
+        {FIDO_ERR_PIN_REQUIRED, ENOKEY, "pin-required",
+                "Your security key needs its PIN for this."},
+        {FIDO_ERR_PIN_POLICY_VIOLATION, EINVAL, "wrong-pin",
+                "The PIN does not meet the key's PIN rules (length)."},
+        {FIDO_ERR_PIN_TOKEN_EXPIRED, ETIMEDOUT, "timeout",
+                "The PIN session on your security key expired; try again."},
+        {FIDO_ERR_USER_ACTION_TIMEOUT, ETIMEDOUT, "no-touch",
+                "Your security key was not touched in time."},
+        {FIDO_ERR_ACTION_TIMEOUT, ETIMEDOUT, "no-touch",
+                "Your security key was not touched in time."},
+        {FIDO_ERR_OPERATION_DENIED, ECONNREFUSED, "touch-denied",
+                "The request was refused on the security key."},
+        {FIDO_ERR_KEEPALIVE_CANCEL, ECANCELED, "cancelled", "The request was cancelled."},
+        {FIDO_ERR_NO_CREDENTIALS, ENOENT, "unknown-credential",
+                "This security key holds none of your registered credentials."},
+        {FIDO_ERR_INVALID_CREDENTIAL, ENOENT, "unknown-credential",
+                "This security key does not know the credential."},
+        {FIDO_ERR_CREDENTIAL_EXCLUDED, EEXIST, "error",
+                "This security key already holds one of this user's credentials."},
+        {FIDO_ERR_UNSUPPORTED_OPTION, EOPNOTSUPP, "uv-missing",
+                "This security key does not support an option the policy requires."},
+        {FIDO_ERR_UNSUPPORTED_ALGORITHM, EOPNOTSUPP, "error",
+                "This security key supports none of the algorithms keyward uses (ES256, EdDSA, "
+                "RS256)."},
+        {FIDO_ERR_UP_REQUIRED, EPERM, "no-touch", "A touch of your security key is required."},
+        {FIDO_ERR_USER_PRESENCE_REQUIRED, EPERM, "no-touch",
+                "A touch of your security key is required."},
+        {FIDO_ERR_KEY_STORE_FULL, ENOSPC, "error",
+                "The security key has no room for another discoverable credential."},
+        {FIDO_ERR_LIMIT_EXCEEDED, E2BIG, "error",
+                "The request exceeds a limit of the security key."},
+        {FIDO_ERR_CHANNEL_BUSY, EBUSY, "error",
+                "The security key is busy with another request; try again."},
+        {FIDO_ERR_TIMEOUT, ETIMEDOUT, "timeout", "The security key did not answer in time."},
+        {FIDO_ERR_INVALID_SIG, EBADMSG, "bad-signature",
+                "The security key's signature did not verify."},
+        {FIDO_ERR_TX, EIO, "error",
+                "Could not talk to the security key (write failed); replug it and try again."},
+        {FIDO_ERR_RX, EIO, "error",
+                "Could not talk to the security key (no or bad answer); replug it and try again."},
+        {FIDO_ERR_RX_NOT_CBOR, EPROTO, "error", "The security key sent a malformed answer."},
+        {FIDO_ERR_RX_INVALID_CBOR, EPROTO, "error", "The security key sent a malformed answer."},
+        {FIDO_ERR_INVALID_PARAM, EINVAL, "error", "Invalid request to the security key."},
+        {FIDO_ERR_INVALID_ARGUMENT, EINVAL, "error", "Invalid request to the security key."},
+        {FIDO_ERR_INTERNAL, EIO, "error", "Internal error while talking to the security key."},
+        {FIDO_ERR_NOTFOUND, ENODEV, "no-key", "No security key found."},
 };
 
 static const FidoErrorMap *fido_error_lookup(int status)
@@ -107,9 +131,9 @@ static const struct {
 	int cose;
 	const char *name;
 } cose_names[] = {
-	{ COSE_ES256, "es256" },
-	{ COSE_EDDSA, "eddsa" },
-	{ COSE_RS256, "rs256" },
+        {COSE_ES256, "es256"},
+        {COSE_EDDSA, "eddsa"},
+        {COSE_RS256, "rs256"},
 };
 
 int fido_cose_from_string(const char *s)
@@ -133,10 +157,10 @@ const char *fido_cose_to_string(int cose)
 void fido_aaguid_to_string(const uint8_t aaguid[16], char buf[FIDO_AAGUID_STRING_MAX])
 {
 	snprintf(buf, FIDO_AAGUID_STRING_MAX,
-			"%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-			aaguid[0], aaguid[1], aaguid[2], aaguid[3], aaguid[4], aaguid[5], aaguid[6],
-			aaguid[7], aaguid[8], aaguid[9], aaguid[10], aaguid[11], aaguid[12],
-			aaguid[13], aaguid[14], aaguid[15]);
+	        "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", aaguid[0],
+	        aaguid[1], aaguid[2], aaguid[3], aaguid[4], aaguid[5], aaguid[6], aaguid[7],
+	        aaguid[8], aaguid[9], aaguid[10], aaguid[11], aaguid[12], aaguid[13], aaguid[14],
+	        aaguid[15]);
 }
 
 int fido_aaguid_from_string(const char *s, uint8_t ret[16])
@@ -157,9 +181,11 @@ int fido_aaguid_from_string(const char *s, uint8_t ret[16])
 		}
 		if (!isxdigit((unsigned char)s[i]) || !isxdigit((unsigned char)s[i + 1]))
 			return -EINVAL;
-		hi = isdigit((unsigned char)s[i]) ? s[i] - '0' : (tolower((unsigned char)s[i]) - 'a' + 10);
-		lo = isdigit((unsigned char)s[i + 1]) ? s[i + 1] - '0'
-						      : (tolower((unsigned char)s[i + 1]) - 'a' + 10);
+		hi = isdigit((unsigned char)s[i]) ? s[i] - '0'
+		                                  : (tolower((unsigned char)s[i]) - 'a' + 10);
+		lo = isdigit((unsigned char)s[i + 1])
+		             ? s[i + 1] - '0'
+		             : (tolower((unsigned char)s[i + 1]) - 'a' + 10);
 		out[j++] = (uint8_t)(hi << 4 | lo);
 		i += 2;
 	}
@@ -167,8 +193,8 @@ int fido_aaguid_from_string(const char *s, uint8_t ret[16])
 	return 0;
 }
 
-int fido_assert_verify_raw(const fido_assert_t *a, size_t idx, int cose, const void *pk,
-		size_t pk_len)
+int fido_assert_verify_raw(
+        const fido_assert_t *a, size_t idx, int cose, const void *pk, size_t pk_len)
 {
 	int r;
 
@@ -252,8 +278,9 @@ int fido_pin_read_fd(int fd, char **ret)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				/* Non-blocking pipe with nothing (yet): wait briefly for the writer. */
-				struct pollfd p = { .fd = fd, .events = POLLIN };
+				/* Non-blocking pipe with nothing (yet): wait briefly for the
+				 * writer. */
+				struct pollfd p = {.fd = fd, .events = POLLIN};
 				int k = poll(&p, 1, 1000);
 				if (k > 0)
 					continue;

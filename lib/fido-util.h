@@ -30,8 +30,8 @@ int fido_aaguid_from_string(const char *s, uint8_t ret[16]);
 /* Verifies assertion IDX of A against a public key in libfido2's raw format
  * (fido_cred_pubkey_ptr: ES256 64 bytes x||y or 65 with 0x04, EdDSA 32, RS256 259).
  * Returns the libfido2 status (FIDO_OK when the signature is valid). */
-int fido_assert_verify_raw(const fido_assert_t *a, size_t idx, int cose, const void *pk,
-		size_t pk_len);
+int fido_assert_verify_raw(
+        const fido_assert_t *a, size_t idx, int cose, const void *pk, size_t pk_len);
 /* Whether PK is a well-formed public key of type COSE (loads it with libfido2). */
 bool fido_pubkey_valid(int cose, const void *pk, size_t pk_len);
 

@@ -256,7 +256,7 @@ static void sanitize_message(const char *in, char *out, size_t size)
 		out[n] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
 	}
 	if (in && in[n])
-		while (n > 0 && ((unsigned char)out[n] & 0xc0) == 0x80)
+		while (n > 0 && ((unsigned char)in[n] & 0xc0) == 0x80)
 			n--;
 	out[n] = '\0';
 }
@@ -479,6 +479,9 @@ static int bus_call_wait(Ctx *c, sd_bus_message *m, uint64_t deadline_ms,
 			break;
 		if (c->daemon_vanished)
 			return -ECONNABORTED;
+		/* Busy or idle, the deadline holds: a peer flooding us cannot stretch it. */
+		if (now_monotonic_ms() >= deadline_ms)
+			return -ETIMEDOUT;
 		if (r > 0)
 			continue;
 		r = bus_wait_until(c->bus, deadline_ms);
@@ -1106,6 +1109,58 @@ static Outcome session_call(Ctx *c, const char *what, sd_bus_message *m, sd_bus_
 	return OUTCOME_SUCCESS;
 }
 
+/* The logind session this process belongs to: from its cgroup (sd_pid_get_session), else
+ * by asking logind (GetSessionByPID, then the session's Id). -ENXIO when there is none
+ * (an elevation outside any session). */
+static int logind_session_of_self(Ctx *c, char **ret)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL, *get = NULL,
+	                                                *value = NULL;
+	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+	_cleanup_free_ char *session = NULL;
+	const char *path = NULL, *id = NULL; /* point into reply and value */
+	int r;
+
+	if (sd_pid_get_session(0, &session) >= 0 && !isempty(session)) {
+		*ret = TAKE_PTR(session);
+		return 0;
+	}
+
+	r = sd_bus_message_new_method_call(c->bus, &m, "org.freedesktop.login1",
+	        "/org/freedesktop/login1", "org.freedesktop.login1.Manager", "GetSessionByPID");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "u", (uint32_t)getpid());
+	if (r >= 0)
+		r = bus_call_wait(c, m, now_monotonic_ms() + cap_timeout(c, SESSION_TIMEOUT_MS),
+		        &reply, &error);
+	if (r >= 0)
+		r = sd_bus_message_read(reply, "o", &path);
+	if (r < 0) {
+		log_debug(c, "no logind session for pid %d: %s", (int)getpid(),
+		        error.message ? error.message : strerror(-r));
+		return -ENXIO;
+	}
+
+	r = sd_bus_message_new_method_call(c->bus, &get, "org.freedesktop.login1", path,
+	        "org.freedesktop.DBus.Properties", "Get");
+	if (r >= 0)
+		r = sd_bus_message_append(get, "ss", "org.freedesktop.login1.Session", "Id");
+	if (r >= 0)
+		r = bus_call_wait(c, get, now_monotonic_ms() + cap_timeout(c, SESSION_TIMEOUT_MS),
+		        &value, &error);
+	if (r >= 0)
+		r = sd_bus_message_read(value, "v", "s", &id);
+	if (r < 0 || isempty(id) || strlen(id) > KEYWARD_MAX_SESSION_ID) {
+		log_debug(c, "cannot read the Id of logind session %s", path);
+		return -ENXIO;
+	}
+	session = strdup(id);
+	if (!session)
+		return -ENOMEM;
+	*ret = TAKE_PTR(session);
+	return 0;
+}
+
 static Outcome do_open_session(Ctx *c)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
@@ -1122,12 +1177,12 @@ static Outcome do_open_session(Ctx *c)
 	}
 	token = data;
 
+	r = bus_connect(c);
 	session_id = pam_getenv(c->pamh, "XDG_SESSION_ID");
-	if (isempty(session_id) && sd_pid_get_session(0, &logind_session) >= 0)
+	if (isempty(session_id) && r >= 0 && logind_session_of_self(c, &logind_session) >= 0)
 		session_id = logind_session;
 	session_id = strempty(session_id);
 
-	r = bus_connect(c);
 	if (r >= 0)
 		r = sd_bus_message_new_method_call(c->bus, &m, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH,
 		        KEYWARD_BUS_INTERFACE, "BindSession");

@@ -3,6 +3,7 @@
  * the policy and writes the files). */
 #include <fcntl.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <termios.h>
@@ -16,9 +17,9 @@
 #include "ctl.h"
 #include "util.h"
 
-#define CTL_BUS_TIMEOUT_USEC (10ULL * 1000 * 1000)
+#define CTL_BUS_TIMEOUT_USEC    (10ULL * 1000 * 1000)
 #define CTL_ENROLL_TIMEOUT_USEC (180ULL * 1000 * 1000)
-#define PAM_U2F_MAX_FILE (1024 * 1024)
+#define PAM_U2F_MAX_FILE        (1024 * 1024)
 
 static int bus_connect(sd_bus **ret)
 {
@@ -35,11 +36,15 @@ static int report_bus_error(const char *what, const sd_bus_error *e, int r)
 	const char *name = e && e->name ? e->name : NULL;
 
 	fprintf(stderr, "keywardctl: %s: %s\n", what, e && e->message ? e->message : strerror(-r));
-	if (name && (streq(name, KEYWARD_BUS_ERROR_ACCESS_DENIED) || streq(name, KEYWARD_BUS_ERROR_POLICY_REFUSED) ||
-			    streq(name, KEYWARD_BUS_ERROR_EXISTS) || streq(name, KEYWARD_BUS_ERROR_NOT_FOUND) ||
-			    streq(name, KEYWARD_BUS_ERROR_INVALID_ARGS) || streq(name, KEYWARD_BUS_ERROR_PIN_REQUIRED)))
+	if (name && (streq(name, KEYWARD_BUS_ERROR_ACCESS_DENIED) ||
+	                    streq(name, KEYWARD_BUS_ERROR_POLICY_REFUSED) ||
+	                    streq(name, KEYWARD_BUS_ERROR_EXISTS) ||
+	                    streq(name, KEYWARD_BUS_ERROR_NOT_FOUND) ||
+	                    streq(name, KEYWARD_BUS_ERROR_INVALID_ARGS) ||
+	                    streq(name, KEYWARD_BUS_ERROR_PIN_REQUIRED)))
 		return CTL_EXIT_FAILURE;
-	if (name && (streq(name, SD_BUS_ERROR_SERVICE_UNKNOWN) || streq(name, SD_BUS_ERROR_NAME_HAS_NO_OWNER)))
+	if (name && (streq(name, SD_BUS_ERROR_SERVICE_UNKNOWN) ||
+	                    streq(name, SD_BUS_ERROR_NAME_HAS_NO_OWNER)))
 		fprintf(stderr, "keywardctl: is keywardd running? (systemctl status keywardd)\n");
 	return CTL_EXIT_ERROR;
 }
@@ -54,7 +59,8 @@ static int read_pin_tty(const char *prompt, char **ret)
 	int r = 0;
 
 	if (fd < 0) {
-		fprintf(stderr, "keywardctl: no terminal to ask the PIN on (use --pin-stdin): %s\n", strerror(errno));
+		fprintf(stderr, "keywardctl: no terminal to ask the PIN on (use --pin-stdin): %s\n",
+		        strerror(errno));
 		return -errno;
 	}
 	if (tcgetattr(fd, &old) < 0)
@@ -62,8 +68,14 @@ static int read_pin_tty(const char *prompt, char **ret)
 	noecho = old;
 	noecho.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 	noecho.c_lflag |= ICANON;
-	if (write(fd, prompt, strlen(prompt)) < 0 || tcsetattr(fd, TCSAFLUSH, &noecho) < 0)
+	/* Echo off first, then the prompt: what is typed after the prompt is never flushed. */
+	if (tcsetattr(fd, TCSAFLUSH, &noecho) < 0)
 		return -errno;
+	if (write(fd, prompt, strlen(prompt)) < 0) {
+		int r2 = -errno;
+		(void)tcsetattr(fd, TCSAFLUSH, &old);
+		return r2;
+	}
 	for (;;) {
 		char ch;
 		ssize_t n = read(fd, &ch, 1);
@@ -123,8 +135,8 @@ static int pin_pipe(const char *pin, int *ret_read_fd)
 	return 0;
 }
 
-static int call_enroll(sd_bus *bus, const char *user, const char *label, const char *pin, bool resident,
-		int uv, const char *device, sd_bus_error *error, sd_bus_message **reply)
+static int call_enroll(sd_bus *bus, const char *user, const char *label, const char *pin,
+        bool resident, int uv, const char *device, sd_bus_error *error, sd_bus_message **reply)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
 	_cleanup_close_ int fd = -EBADF;
@@ -133,8 +145,8 @@ static int call_enroll(sd_bus *bus, const char *user, const char *label, const c
 	r = pin_pipe(pin, &fd);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_new_method_call(bus, &m, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH,
-			KEYWARD_BUS_INTERFACE, "Enroll");
+	r = sd_bus_message_new_method_call(
+	        bus, &m, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH, KEYWARD_BUS_INTERFACE, "Enroll");
 	if (r < 0)
 		return r;
 	r = sd_bus_message_append(m, "ssh", user, strempty(label), fd);
@@ -157,16 +169,10 @@ static int call_enroll(sd_bus *bus, const char *user, const char *label, const c
 int verb_enroll(int argc, char *argv[])
 {
 	enum { ARG_PIN_STDIN = 0x100, ARG_UV, ARG_NO_UV };
-	static const struct option options[] = {
-		{ "label", required_argument, NULL, 'l' },
-		{ "resident", no_argument, NULL, 'r' },
-		{ "device", required_argument, NULL, 'd' },
-		{ "pin-stdin", no_argument, NULL, ARG_PIN_STDIN },
-		{ "uv", no_argument, NULL, ARG_UV },
-		{ "no-uv", no_argument, NULL, ARG_NO_UV },
-		{ "help", no_argument, NULL, 'h' },
-		{}
-	};
+	static const struct option options[] = {{"label", required_argument, NULL, 'l'},
+	        {"resident", no_argument, NULL, 'r'}, {"device", required_argument, NULL, 'd'},
+	        {"pin-stdin", no_argument, NULL, ARG_PIN_STDIN}, {"uv", no_argument, NULL, ARG_UV},
+	        {"no-uv", no_argument, NULL, ARG_NO_UV}, {"help", no_argument, NULL, 'h'}, {}};
 	_cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -196,9 +202,11 @@ int verb_enroll(int argc, char *argv[])
 			uv = 0;
 			break;
 		case 'h':
-			printf("Usage: keywardctl enroll USER [--label L] [--resident] [--device /dev/hidrawN]\n"
+			printf("Usage: keywardctl enroll USER [--label L] [--resident] [--device "
+			       "/dev/hidrawN]\n"
 			       "                        [--uv|--no-uv] [--pin-stdin]\n"
-			       "Registers the plugged-in security key for USER (asks the key's PIN when it has one).\n");
+			       "Registers the plugged-in security key for USER (asks the key's PIN "
+			       "when it has one).\n");
 			return CTL_EXIT_OK;
 		default:
 			return CTL_EXIT_USAGE;
@@ -218,15 +226,18 @@ int verb_enroll(int argc, char *argv[])
 	if (bus_connect(&bus) < 0)
 		return CTL_EXIT_ERROR;
 	if (!ctl_global.quiet)
-		fprintf(stderr, "Touch your security key to register it for %s...\n", user);
+		fprintf(stderr, "Registering a security key for %s: touch it when it blinks...\n",
+		        user);
 	r = call_enroll(bus, user, label, pin, resident, uv, device, &error, &reply);
-	if (r < 0 && sd_bus_error_has_name(&error, KEYWARD_BUS_ERROR_PIN_REQUIRED) && !pin && !pin_stdin) {
+	if (r < 0 && sd_bus_error_has_name(&error, KEYWARD_BUS_ERROR_PIN_REQUIRED) && !pin &&
+	        !pin_stdin) {
 		sd_bus_error_free(&error);
 		r = read_pin_tty("Security key PIN: ", &pin);
 		if (r < 0)
 			return CTL_EXIT_ERROR;
 		if (!ctl_global.quiet)
-			fprintf(stderr, "Touch your security key to register it for %s...\n", user);
+			fprintf(stderr, "Touch your security key now to register it for %s...\n",
+			        user);
 		r = call_enroll(bus, user, label, pin, resident, uv, device, &error, &reply);
 	}
 	if (r < 0) {
@@ -240,7 +251,9 @@ int verb_enroll(int argc, char *argv[])
 		return CTL_EXIT_ERROR;
 	}
 	if (!ctl_global.quiet)
-		printf("Enrolled a security key for %s.\n  id: %s\n  aaguid: %s\n  attestation: %s\n", user, id, aaguid, att);
+		printf("Enrolled a security key for %s.\n  id: %s\n  aaguid: %s\n  attestation: "
+		       "%s\n",
+		        user, id, aaguid, att);
 	return CTL_EXIT_OK;
 }
 
@@ -256,13 +269,26 @@ int verb_list(int argc, char *argv[])
 	int r;
 
 	if (argc > 2 || (argc == 2 && (streq(argv[1], "-h") || streq(argv[1], "--help")))) {
-		printf("Usage: keywardctl list [USER]\nLists the registered security keys (of USER, or of everyone).\n");
+		printf("Usage: keywardctl list [USER]\nLists the registered security keys (of "
+		       "USER, or of everyone).\n");
 		return argc > 2 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
 	}
 	if (bus_connect(&bus) < 0)
 		return CTL_EXIT_ERROR;
 	r = sd_bus_call_method(bus, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH, KEYWARD_BUS_INTERFACE,
-			"ListCredentials", &error, &reply, "s", user);
+	        "ListCredentials", &error, &reply, "s", user);
+	if (r < 0 && !*user && sd_bus_error_has_name(&error, KEYWARD_BUS_ERROR_ACCESS_DENIED)) {
+		/* Not an administrator: "everyone" is just yourself. */
+		struct passwd *pw = getpwuid(getuid());
+
+		if (pw && valid_user_name(pw->pw_name)) {
+			sd_bus_error_free(&error);
+			user = pw->pw_name;
+			r = sd_bus_call_method(bus, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH,
+			        KEYWARD_BUS_INTERFACE, "ListCredentials", &error, &reply, "s",
+			        user);
+		}
+	}
 	if (r < 0) {
 		int code = report_bus_error("list", &error, r);
 		sd_bus_error_free(&error);
@@ -271,16 +297,18 @@ int verb_list(int argc, char *argv[])
 	r = sd_bus_message_enter_container(reply, 'a', "(sssssst)");
 	if (r < 0)
 		return CTL_EXIT_ERROR;
-	while ((r = sd_bus_message_read(reply, "(sssssst)", &u, &label, &id, &aaguid, &flags, &att, &created)) > 0) {
+	while ((r = sd_bus_message_read(reply, "(sssssst)", &u, &label, &id, &aaguid, &flags, &att,
+	                &created)) > 0) {
 		char when[32] = "-";
 
 		if (n++ == 0)
-			printf("%-16s %-20s %-22s %-36s %-10s %-24s %s\n", "USER", "LABEL", "FLAGS", "AAGUID",
-					"ATTEST", "CREATED", "ID");
+			printf("%-16s %-20s %-22s %-36s %-10s %-24s %s\n", "USER", "LABEL", "FLAGS",
+			        "AAGUID", "ATTEST", "CREATED", "ID");
 		if (created > 0)
 			(void)format_rfc3339_ms(created / 1000, when, sizeof(when));
-		printf("%-16s %-20s %-22s %-36s %-10s %-24s %.16s%s\n", u, label, flags, isempty(aaguid) ? "-" : aaguid,
-				att, when, id, strlen(id) > 16 ? "..." : "");
+		printf("%-16s %-20s %-22s %-36s %-10s %-24s %.16s%s\n", u, label, flags,
+		        isempty(aaguid) ? "-" : aaguid, att, when, id,
+		        strlen(id) > 16 ? "..." : "");
 	}
 	if (r < 0)
 		return CTL_EXIT_ERROR;
@@ -296,14 +324,18 @@ int verb_revoke(int argc, char *argv[])
 	int r;
 
 	if (argc != 3) {
-		fprintf(argc == 2 && (streq(argv[1], "-h") || streq(argv[1], "--help")) ? stdout : stderr,
-				"Usage: keywardctl revoke USER LABEL|ID\nRemoves one registered security key of USER.\n");
-		return argc == 2 && (streq(argv[1], "-h") || streq(argv[1], "--help")) ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+		fprintf(argc == 2 && (streq(argv[1], "-h") || streq(argv[1], "--help")) ? stdout
+		                                                                        : stderr,
+		        "Usage: keywardctl revoke USER LABEL|ID\nRemoves one registered security "
+		        "key of USER.\n");
+		return argc == 2 && (streq(argv[1], "-h") || streq(argv[1], "--help"))
+		               ? CTL_EXIT_OK
+		               : CTL_EXIT_USAGE;
 	}
 	if (bus_connect(&bus) < 0)
 		return CTL_EXIT_ERROR;
-	r = sd_bus_call_method(bus, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH, KEYWARD_BUS_INTERFACE, "Revoke",
-			&error, NULL, "ss", argv[1], argv[2]);
+	r = sd_bus_call_method(bus, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH, KEYWARD_BUS_INTERFACE,
+	        "Revoke", &error, NULL, "ss", argv[1], argv[2]);
 	if (r < 0) {
 		int code = report_bus_error("revoke", &error, r);
 		sd_bus_error_free(&error);
@@ -334,14 +366,10 @@ static int read_authfile(const char *path, char **ret)
 int verb_import_pam_u2f(int argc, char *argv[])
 {
 	enum { ARG_ORIGIN = 0x100, ARG_APPID, ARG_USER, ARG_DRY_RUN };
-	static const struct option options[] = {
-		{ "origin", required_argument, NULL, ARG_ORIGIN },
-		{ "appid", required_argument, NULL, ARG_APPID },
-		{ "user", required_argument, NULL, ARG_USER },
-		{ "dry-run", no_argument, NULL, ARG_DRY_RUN },
-		{ "help", no_argument, NULL, 'h' },
-		{}
-	};
+	static const struct option options[] = {{"origin", required_argument, NULL, ARG_ORIGIN},
+	        {"appid", required_argument, NULL, ARG_APPID},
+	        {"user", required_argument, NULL, ARG_USER},
+	        {"dry-run", no_argument, NULL, ARG_DRY_RUN}, {"help", no_argument, NULL, 'h'}, {}};
 	_cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
 	_cleanup_free_ char *text = NULL, *err = NULL, *default_origin = NULL;
 	const char *origin = NULL, *appid = NULL, *only_user = NULL;
@@ -366,9 +394,12 @@ int verb_import_pam_u2f(int argc, char *argv[])
 			dry_run = true;
 			break;
 		case 'h':
-			printf("Usage: keywardctl import-pam-u2f FILE [--origin pam://HOST] [--appid ID] [--user U] [--dry-run]\n"
-			       "Imports a pam_u2f authfile (u2f_keys / u2f_mappings) so its keys keep working without\n"
-			       "registering them again. --origin/--appid are pam_u2f's options of the same name\n"
+			printf("Usage: keywardctl import-pam-u2f FILE [--origin pam://HOST] "
+			       "[--appid ID] [--user U] [--dry-run]\n"
+			       "Imports a pam_u2f authfile (u2f_keys / u2f_mappings) so its keys "
+			       "keep working without\n"
+			       "registering them again. --origin/--appid are pam_u2f's options of "
+			       "the same name\n"
 			       "(default pam://<this host name>, appid = origin).\n");
 			return CTL_EXIT_OK;
 		default:
@@ -381,8 +412,10 @@ int verb_import_pam_u2f(int argc, char *argv[])
 	}
 	if (!origin) {
 		char host[256] = "";
-		if (gethostname(host, sizeof(host) - 1) < 0 || asprintf(&default_origin, "pam://%s", host) < 0) {
-			fprintf(stderr, "keywardctl: cannot determine the host name; give --origin\n");
+		if (gethostname(host, sizeof(host) - 1) < 0 ||
+		        asprintf(&default_origin, "pam://%s", host) < 0) {
+			fprintf(stderr,
+			        "keywardctl: cannot determine the host name; give --origin\n");
 			return CTL_EXIT_ERROR;
 		}
 		origin = default_origin;
@@ -390,7 +423,9 @@ int verb_import_pam_u2f(int argc, char *argv[])
 	r = read_authfile(argv[optind], &text);
 	if (r < 0) {
 		fprintf(stderr, "keywardctl: cannot read %s: %s\n", argv[optind],
-				r == -ELOOP ? "is a symbolic link" : r == -EFBIG ? "too large" : strerror(-r));
+		        r == -ELOOP   ? "is a symbolic link"
+		        : r == -EFBIG ? "too large"
+		                      : strerror(-r));
 		return CTL_EXIT_ERROR;
 	}
 	r = creds_parse_pam_u2f(text, argv[optind], origin, appid, &entries, &n, &err);
@@ -406,20 +441,24 @@ int verb_import_pam_u2f(int argc, char *argv[])
 		const Credential *cr = &entries[i].cred;
 		sd_bus_error error = SD_BUS_ERROR_NULL;
 		char flags[64];
-		const char *cose = cr->cose_alg == -7 ? "es256" : cr->cose_alg == -8 ? "eddsa" : "rs256";
+		const char *cose = cr->cose_alg == -7   ? "es256"
+		                   : cr->cose_alg == -8 ? "eddsa"
+		                                        : "rs256";
 
 		if (only_user && !streq(only_user, entries[i].user))
 			continue;
-		snprintf(flags, sizeof(flags), "%s%s", cr->up ? "+presence" : "", cr->uv ? "+pin" : "");
+		snprintf(flags, sizeof(flags), "%s%s", cr->up ? "+presence" : "",
+		        cr->uv ? "+pin" : "");
 		if (dry_run) {
-			printf("%s: %s (%s, %s, rp %s%s)\n", entries[i].user, cr->label, cose, *flags ? flags : "no flags",
-					cr->rp_id, cr->resident ? ", discoverable" : "");
+			printf("%s: %s (%s, %s, rp %s%s)\n", entries[i].user, cr->label, cose,
+			        *flags ? flags : "no flags", cr->rp_id,
+			        cr->resident ? ", discoverable" : "");
 			imported++;
 			continue;
 		}
-		r = sd_bus_call_method(bus, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH, KEYWARD_BUS_INTERFACE,
-				"ImportCredential", &error, NULL, "sssssss", entries[i].user, cr->label, cr->id,
-				cr->public_key, cose, flags, cr->rp_id);
+		r = sd_bus_call_method(bus, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH,
+		        KEYWARD_BUS_INTERFACE, "ImportCredential", &error, NULL, "sssssss",
+		        entries[i].user, cr->label, cr->id, cr->public_key, cose, flags, cr->rp_id);
 		if (r < 0) {
 			int e = report_bus_error(cr->label, &error, r);
 			if (e > code)
@@ -434,6 +473,7 @@ int verb_import_pam_u2f(int argc, char *argv[])
 	}
 	pam_u2f_entries_free(entries, n);
 	if (!ctl_global.quiet)
-		printf("%u credential(s) %s, %u failed.\n", imported, dry_run ? "would be imported" : "imported", failed);
+		printf("%u credential(s) %s, %u failed.\n", imported,
+		        dry_run ? "would be imported" : "imported", failed);
 	return code;
 }

@@ -794,18 +794,19 @@ static void check_installation(Doctor *d)
 	                : "install keyward (the package puts it into " KEYWARD_PAM_MODULE_DIR ")");
 
 	if (any_exists(d, udev_rules, &found))
-		finding(d, SEVERITY_OK, NULL, "udev: %s tags FIDO keys for keywardd", found);
+		finding(d, SEVERITY_OK, NULL, "udev: %s labels FIDO keys (TAG keyward)", found);
 	else
 		finding(d, SEVERITY_WARNING, "install udev/70-keyward.rules into /lib/udev/rules.d",
-		        "udev: 70-keyward.rules is missing: keywardd does not see keys come and go "
-		        "(removal actions do not run)");
+		        "udev: 70-keyward.rules is missing: the installation is incomplete "
+		        "(keywardd "
+		        "still watches every hidraw device; FIDO keys are just not labelled)");
 	if (any_exists(d, fido_id_rules, &found))
 		finding(d, SEVERITY_OK, NULL, "udev: %s detects FIDO keys (ID_FIDO_TOKEN)", found);
 	else
 		finding(d, SEVERITY_WARNING, "install the udev package (systemd >= 244)",
-		        "udev: 60-fido-id.rules is missing: no hidraw device gets ID_FIDO_TOKEN, "
-		        "so "
-		        "70-keyward.rules tags nothing");
+		        "udev: 60-fido-id.rules is missing: no hidraw device gets ID_FIDO_TOKEN "
+		        "(nor, through 70-keyward.rules, the keyward tag), and udev itself may be "
+		        "missing: then keywardd sees no key come or go");
 	if (any_exists(d, units, &found))
 		finding(d, SEVERITY_OK, NULL, "systemd: %s", found);
 	else
@@ -949,6 +950,12 @@ static void check_policy(Doctor *d)
 		return;
 	}
 	finding(d, SEVERITY_OK, NULL, "policy: %s is valid", d->config);
+	if (policy_settings(p)->failmode == POLICY_FAILMODE_OPEN)
+		finding(d, SEVERITY_WARNING,
+		        "if that is not intended: failmode = \"closed\"; keep keywardd running",
+		        "policy: failmode = \"open\": while keywardd is unreachable, covered users "
+		        "get "
+		        "in without a key");
 	d->policy = TAKE_PTR(p);
 }
 

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (creds_parse(text, "fuzz", "fuzz", &s, &err) >= 0) {
 		if (creds_format(s, &out) < 0 || creds_parse(out, "fuzz2", "fuzz", &t, NULL) < 0 ||
-				creds_format(t, &out2) < 0 || strcmp(out, out2) != 0)
+		        creds_format(t, &out2) < 0 || strcmp(out, out2) != 0)
 			abort(); /* the formatter must produce what the parser reads back */
 	}
 	credential_set_free(s);

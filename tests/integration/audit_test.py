@@ -475,6 +475,22 @@ def case_show(env):
     env.ctl_run(["audit", "show", env.path("missing.log")], check_rc=3)
 
 
+def case_report_tampered(env):
+    conf, log, keyfile, nss = report_setup(env)
+    lines = read_lines(log)
+    i = next(i for i, l in enumerate(lines) if b'"user":"bob"' in l)
+    lines[i] = lines[i].replace(b'"user":"bob"', b'"user":"rob"')
+    write_lines(log, lines)
+    out = env.path("r.html")
+    env.ctl_run(["-c", conf, "report", "--format", "html", "-o", out, "--key", keyfile], env=nss, check_rc=1)
+    with open(out) as f:
+        html = f.read()
+    check(re.search(r'<span class="tampered">TAMPERED \(edited\) at [^<]*fixture\.log:%d:' % (i + 1), html),
+          "the report names the tampering")
+    p = env.ctl_run(["-c", conf, "report", "--format", "json", "--key", keyfile], env=nss, check_rc=1)
+    check(json.loads(p.stdout)["trail"]["status"] == "edited", p.stdout[-500:])
+
+
 def html_counts(html):
     bars_s = len(re.findall(r'class="bar-success"', html))
     bars_f = len(re.findall(r'class="bar-failure"', html))
@@ -495,6 +511,15 @@ def case_report_html(env):
     for n in ["IA-2(1)", "AC-11", "AU-9", "AU-10"]:
         check(n in html, "control %s named" % n)
     check(re.search(r"<tr class=\"gap\"><td>gap</td><td>bob</td>", html), "gap row first")
+    for (user, service), (ok, bad, _) in EXPECT_AUTH.items():
+        row = '<tr><td>%s</td><td>%s</td><td class="num">%d</td><td class="num">%d</td>' % (user, service, ok, bad)
+        check(row in html, "HTML lacks the row " + row)
+    check("6 successful and 6 failed authentications" in html, "HTML totals")
+    for action, n in EXPECT_ACTIONS.items():
+        row = "<tr><td>%s</td>" % action + "".join('<td class="num">%d</td>' % n[k] for k in
+                                                  ["issued", "lock_verified", "escalated", "failed", "grace_cancelled"])
+        check(row in html, "HTML lacks the row " + row)
+    check("3 key removal(s)" in html and html.count("clone-alert</td>") == 1, "HTML removals / clone alerts")
 
 
 def png_pixels(path):

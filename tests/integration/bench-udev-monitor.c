@@ -25,7 +25,7 @@ static int fail(const char *what)
 static int run_ctl(const char *testbed, const char *verb, const char *key)
 {
 	const char *ctl = getenv("KEYWARD_TESTBED_CTL");
-	char *argv[] = { (char *) testbed, "ctl", (char *) ctl, (char *) verb, (char *) key, NULL };
+	char *argv[] = {(char *)testbed, "ctl", (char *)ctl, (char *)verb, (char *)key, NULL};
 	pid_t pid;
 	int st;
 
@@ -46,8 +46,10 @@ static int count_hidraw(struct udev *udev, char **ret_node)
 
 	udev_enumerate_add_match_subsystem(e, "hidraw");
 	udev_enumerate_scan_devices(e);
-	udev_list_entry_foreach(l, udev_enumerate_get_list_entry(e)) {
-		struct udev_device *d = udev_device_new_from_syspath(udev, udev_list_entry_get_name(l));
+	udev_list_entry_foreach(l, udev_enumerate_get_list_entry(e))
+	{
+		struct udev_device *d =
+		        udev_device_new_from_syspath(udev, udev_list_entry_get_name(l));
 
 		if (d && udev_device_get_devnode(d)) {
 			free(node);
@@ -67,7 +69,7 @@ static int count_hidraw(struct udev *udev, char **ret_node)
 /* Waits for the next hidraw event; the monitor must not deliver other subsystems. */
 static struct udev_device *next_event(struct udev_monitor *mon)
 {
-	struct pollfd p = { .fd = udev_monitor_get_fd(mon), .events = POLLIN };
+	struct pollfd p = {.fd = udev_monitor_get_fd(mon), .events = POLLIN};
 
 	for (;;) {
 		int r = poll(&p, 1, EVENT_TIMEOUT_MS);
@@ -82,7 +84,8 @@ static struct udev_device *next_event(struct udev_monitor *mon)
 	}
 }
 
-static int expect_event(struct udev_monitor *mon, const char *action, const char *devnode, char **ret_node)
+static int expect_event(
+        struct udev_monitor *mon, const char *action, const char *devnode, char **ret_node)
 {
 	struct udev_device *d = next_event(mon);
 	const char *a, *n, *s;
@@ -96,9 +99,9 @@ static int expect_event(struct udev_monitor *mon, const char *action, const char
 	s = udev_device_get_subsystem(d);
 	printf("event: %s %s %s\n", a ? a : "?", n ? n : "?", udev_device_get_syspath(d));
 	if (!a || strcmp(a, action) != 0 || !s || strcmp(s, "hidraw") != 0 || !n ||
-			(devnode && strcmp(n, devnode) != 0)) {
-		fprintf(stderr, "expected %s of hidraw %s, got %s of %s %s\n", action, devnode ? devnode : "(any)",
-				a ? a : "?", s ? s : "?", n ? n : "?");
+	        (devnode && strcmp(n, devnode) != 0)) {
+		fprintf(stderr, "expected %s of hidraw %s, got %s of %s %s\n", action,
+		        devnode ? devnode : "(any)", a ? a : "?", s ? s : "?", n ? n : "?");
 		udev_device_unref(d);
 		return -1;
 	}
@@ -115,7 +118,8 @@ int main(int argc, char *argv[])
 	char *before = NULL, *added = NULL, *after = NULL;
 
 	if (argc != 2 || !getenv("KEYWARD_TESTBED_CTL"))
-		return fail("usage: keyward-testbed -- bench-udev-monitor /path/to/keyward-testbed");
+		return fail(
+		        "usage: keyward-testbed -- bench-udev-monitor /path/to/keyward-testbed");
 
 	udev = udev_new();
 	if (!udev)
@@ -124,7 +128,7 @@ int main(int argc, char *argv[])
 	if (!mon)
 		return fail("udev_monitor_new_from_netlink(\"udev\")");
 	if (udev_monitor_filter_add_match_subsystem_devtype(mon, "hidraw", NULL) < 0 ||
-			udev_monitor_enable_receiving(mon) < 0)
+	        udev_monitor_enable_receiving(mon) < 0)
 		return fail("cannot start the udev monitor");
 
 	if (count_hidraw(udev, &before) != 1)
@@ -148,14 +152,14 @@ int main(int argc, char *argv[])
 
 	/* nothing else (no usb/hid parents) may pass the hidraw filter */
 	{
-		struct pollfd p = { .fd = udev_monitor_get_fd(mon), .events = POLLIN };
+		struct pollfd p = {.fd = udev_monitor_get_fd(mon), .events = POLLIN};
 
 		if (poll(&p, 1, 200) > 0) {
 			struct udev_device *d = udev_monitor_receive_device(mon);
 
 			if (d) {
-				fprintf(stderr, "unexpected extra event: %s %s\n", udev_device_get_action(d),
-						udev_device_get_syspath(d));
+				fprintf(stderr, "unexpected extra event: %s %s\n",
+				        udev_device_get_action(d), udev_device_get_syspath(d));
 				return fail("hidraw filter");
 			}
 		}

@@ -4,7 +4,8 @@ Implements Check, Authenticate, Cancel, BindSession, UnbindSession of docs/dbus-
 answers scripted per test through methods on org.freedesktop.DBus.Mock:
 
   SetCheck(user, require, uv, up, timeout_ms, rule, message, n_credentials)
-  SetCheckMode(mode)              'reply' (default) or 'hang' (Check never answers)
+  SetCheckMode(mode)              'reply' (default), 'hang' (Check never answers) or
+                                  'error' (Check answers org.keyward.Keyward1.Error.Failed)
   SetAuth(user, mode, granted, reason, message, token, pin)
       mode 'reply': answer (granted, reason, message, token) at once
       mode 'pin':   granted with token when the PIN read from the fd equals `pin`,
@@ -59,6 +60,9 @@ def _check(self, user, service, tty, rhost, reply_cb=None, error_cb=None):
     _record(self, 'Check', [user, service, tty, rhost])
     if self.kw_check_mode == 'hang':
         self.kw_pending.append((reply_cb, error_cb))
+        return
+    if self.kw_check_mode == 'error':
+        error_cb(dbus.exceptions.DBusException('the mock refuses Check', name=ERR_FAILED))
         return
     c = self.kw_check.get(str(user))
     if c is None:
@@ -155,7 +159,7 @@ def SetCheck(self, user, require, uv, up, timeout_ms, rule, message, n_credentia
 
 @dbus.service.method(MOCK_IFACE, in_signature='s', out_signature='')
 def SetCheckMode(self, mode):
-    ''''reply' or 'hang'.'''
+    ''''reply', 'hang' or 'error'.'''
     self.kw_check_mode = str(mode)
 
 

@@ -138,9 +138,9 @@ fail:
 
 static void usage(void)
 {
-	fprintf(stderr,
-	        "usage: pam-driver [--repeat N] [--quiet] [--timing] [--pin PIN]... SERVICE USER "
-	        "OP:EXPECTED...\n  OP: auth setcred acct open close\n");
+	fprintf(stderr, "usage: pam-driver [--repeat N] [--quiet] [--timing] [--silent] [--pin "
+	                "PIN]... SERVICE USER "
+	                "OP:EXPECTED...\n  OP: auth setcred acct open close\n");
 }
 
 int main(int argc, char *argv[])
@@ -150,6 +150,7 @@ int main(int argc, char *argv[])
 	const char *service, *user;
 	long repeat = 1;
 	bool timing = false;
+	int flags = 0;
 	size_t n_cases = 0;
 	int i = 1, failures = 0;
 
@@ -160,6 +161,8 @@ int main(int argc, char *argv[])
 			repeat = strtol(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--quiet") == 0)
 			conv.quiet = true;
+		else if (strcmp(argv[i], "--silent") == 0)
+			flags |= PAM_SILENT;
 		else if (strcmp(argv[i], "--timing") == 0)
 			timing = true;
 		else {
@@ -186,7 +189,8 @@ int main(int argc, char *argv[])
 		code = code_from_name(colon + 1);
 		for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++)
 			if (strcmp(ops[k].name, argv[i]) == 0) {
-				cases[n_cases++] = (struct pam_testcase)pam_test(ops[k].op, code);
+				cases[n_cases++] =
+				        (struct pam_testcase)pam_test_flags(ops[k].op, code, flags);
 				found = true;
 			}
 		if (!found || code < 0) {

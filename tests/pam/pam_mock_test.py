@@ -76,6 +76,7 @@ class Bench:
         os.chmod(self.tmp, 0o755)
         self.bus_proc = None
         self.mock_proc = None
+        self.logind_proc = None
         self.address = None
         self.bus = None
         self.policy_path = os.path.join(self.tmp, 'keyward.conf')
@@ -97,7 +98,7 @@ class Bench:
             f.write(text if text is not None else POLICY % {'failmode': failmode})
         os.chmod(self.policy_path, 0o644)
 
-    def write_service(self, options='', name='keyward-test', set_items=False):
+    def write_service(self, options='', name='keyward-test', set_items=False, session_env=None):
         module = os.path.abspath(self.args.module)
         opts = f'config={self.policy_path} {options}'.strip()
         lines = []
@@ -110,6 +111,12 @@ class Bench:
             'account required pam_debug.so acct=cred_unavail',
             f'session required {module} {opts}',
         ]
+        if session_env:
+            envfile = os.path.join(self.tmp, 'pam_env')
+            with open(envfile, 'w', encoding='utf-8') as f:
+                f.write(session_env)
+            lines.insert(-1, 'session required pam_env.so conffile=/dev/null '
+                         f'envfile={envfile} readenv=1 user_readenv=0')
         with open(os.path.join(self.service_dir, name), 'w', encoding='utf-8') as f:
             f.write('\n'.join(lines) + '\n')
 
@@ -159,6 +166,23 @@ class Bench:
             time.sleep(0.02)
         self.mock = dbus.Interface(self.bus.get_object(BUS_NAME, MAIN_OBJ), MOCK_IFACE)
 
+    def start_logind(self):
+        '''The bench's logind mock (tests/virtkey/logind_extra.py): GetSessionByPID.'''
+        template = os.path.join(self.args.source_dir, 'tests', 'virtkey', 'logind_extra.py')
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.address)
+        self.logind_proc = subprocess.Popen(
+            [self.args.python, '-m', 'dbusmock', '--system', '-t', template, '-l',
+             os.path.join(self.tmp, 'logind.log')], env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 15
+        while not self.bus.name_has_owner('org.freedesktop.login1'):
+            if self.logind_proc.poll() is not None:
+                raise Failure('the logind mock exited: ' + self.logind_proc.stderr.read().decode())
+            check(time.monotonic() < deadline, 'the logind mock did not start in time')
+            time.sleep(0.02)
+        return dbus.Interface(self.bus.get_object('org.freedesktop.login1',
+                                                  '/org/freedesktop/login1'), MOCK_IFACE)
+
     def calls(self, name=None):
         return [(str(n), [str(a) for a in args]) for n, args in self.mock.GetCalls2()
                 if name is None or str(n) == name]
@@ -167,7 +191,7 @@ class Bench:
         return [bytes(p) for p in self.mock.GetPins()]
 
     def run(self, user, ops, pins=(), service='keyward-test', extra_env=None, timeout=60,
-            repeat=None, valgrind=None, as_uid=None):
+            repeat=None, valgrind=None, as_uid=None, silent=False):
         '''Runs pam-driver; returns (rc, stdout, stderr, seconds).'''
         expect = []
         for op, code in ops:
@@ -178,6 +202,8 @@ class Bench:
         argv = [self.args.driver]
         if repeat:
             argv += ['--repeat', str(repeat), '--quiet']
+        if silent:
+            argv.append('--silent')
         for p in pins:
             argv += ['--pin', p]
         argv += [service, user] + expect
@@ -216,7 +242,7 @@ class Bench:
         return proc.returncode, out, err, took
 
     def close(self):
-        for p in (self.mock_proc, self.bus_proc):
+        for p in (self.mock_proc, self.logind_proc, self.bus_proc):
             if p and p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 try:
@@ -299,6 +325,45 @@ def case_pin_retry(b):
     check('error:' not in out, 'the pin-required answer was shown as an error', out)
 
 
+def bound_session_id(b):
+    bind = b.calls('BindSession')
+    check(len(bind) == 1, f'BindSession not called once: {bind}')
+    return bind[0][1][1]
+
+
+def case_session_logind(b):
+    # No XDG_SESSION_ID in the PAM environment: logind's GetSessionByPID names the session.
+    b.start_bus()
+    b.start_mock()
+    logind = b.start_logind()
+    logind.AddSession('c7', 'seat0', dbus.UInt32(1000), 'alice', True)
+    logind.SetSessionByPID(dbus.UInt32(0), 'c7')
+    b.write_service()
+    covered(b, uv='discouraged')
+    b.mock.SetAuth('alice', 'reply', True, 'ok', '', TOKEN, '')
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SUCCESS'), ('open', 'PAM_SUCCESS'),
+                                    ('close', 'PAM_SUCCESS')])
+    expect_ok(rc, out, 'session from logind')
+    sid = bound_session_id(b)
+    check(sid == 'c7', f'BindSession got session id {sid!r}, not logind\'s c7')
+
+
+def case_session_env(b):
+    # pam_systemd's XDG_SESSION_ID in the PAM environment wins over logind.
+    b.start_bus()
+    b.start_mock()
+    logind = b.start_logind()
+    logind.AddSession('c7', 'seat0', dbus.UInt32(1000), 'alice', True)
+    logind.SetSessionByPID(dbus.UInt32(0), 'c7')
+    b.write_service(session_env='XDG_SESSION_ID=42\n')
+    covered(b, uv='discouraged')
+    b.mock.SetAuth('alice', 'reply', True, 'ok', '', TOKEN, '')
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SUCCESS'), ('open', 'PAM_SUCCESS')])
+    expect_ok(rc, out, 'session from the PAM environment')
+    sid = bound_session_id(b)
+    check(sid == '42', f'BindSession got session id {sid!r}, not XDG_SESSION_ID 42')
+
+
 def case_wrong_pin(b):
     b.start_bus()
     b.start_mock()
@@ -337,6 +402,20 @@ def case_nocue(b):
     rc, out, _, _ = b.run('alice', [('auth', 'PAM_SUCCESS')])
     expect_ok(rc, out, 'nocue')
     check('info:' not in out, 'nocue still showed a cue', out)
+
+
+def case_silent(b):
+    # PAM_SILENT: no cue; a refusal still says why.
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    covered(b, uv='discouraged')
+    b.mock.SetAuth('alice', 'reply', False, 'no-touch', 'Your security key was not touched.',
+                   '', '')
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_AUTH_ERR')], silent=True)
+    expect_ok(rc, out, 'PAM_SILENT')
+    check('info:' not in out, 'a cue was shown under PAM_SILENT', out)
+    check('error: Your security key was not touched.' in out, 'the refusal was not shown', out)
 
 
 def case_deny(b):
@@ -526,6 +605,23 @@ def case_check_hangs(b):
     expect_ok(rc, out, 'Check hangs, uncovered')
 
 
+def case_check_error(b):
+    # The daemon answers Check with an error: the policy file decides coverage, and
+    # failmode=open does not apply (the daemon is there, it refused).
+    b.write_policy(failmode='open')
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    b.mock.SetCheckMode('error')
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_AUTH_ERR'), ('acct', 'PAM_PERM_DENIED')])
+    expect_ok(rc, out, 'Check error, covered')
+    check(out.count('error: keyward: the keyward daemon refused the request (the mock refuses '
+                    'Check); access for covered accounts is denied.') == 2,
+          'no "refused the request" message', out)
+    rc, out, _, _ = b.run('bob', [('auth', 'PAM_IGNORE'), ('acct', 'PAM_IGNORE')])
+    expect_ok(rc, out, 'Check error, uncovered')
+
+
 def vanish(b, mode):
     b.start_bus()
     b.start_mock()
@@ -550,6 +646,9 @@ def case_exit_mid_call(b):
 def case_valgrind(b):
     b.start_bus()
     b.start_mock()
+    logind = b.start_logind()  # the session phase also walks the GetSessionByPID path
+    logind.AddSession('c7', 'seat0', dbus.UInt32(1000), 'alice', True)
+    logind.SetSessionByPID(dbus.UInt32(0), 'c7')
     b.write_service()
     covered(b)
     b.mock.SetAuth('alice', 'pin', True, 'ok', '', TOKEN, PIN)
@@ -564,6 +663,9 @@ def case_valgrind(b):
                                        'PAM_WRAPPER_DEBUGLEVEL': '0'})
     check(rc == 0, f'valgrind or the driver failed (exit {rc})', out + err[-6000:])
     check(len(b.pins()) == 200, f'expected 200 authentications, the daemon saw {len(b.pins())}')
+    binds = b.calls('BindSession')
+    check(len(binds) == 200 and all(args[1] == 'c7' for _, args in binds),
+          'expected 200 bindings of logind session c7')
 
 
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith('case_')}

@@ -13,7 +13,7 @@ set_tests_properties(dist.unit-verify PROPERTIES LABELS "unit;dist")
 
 # keywardctl doctor on fixture trees (tests/unit/admin/doctor-test.sh builds them).
 foreach(_case good sufficient optional no-ignore ignored-error keyonly before-password
-    not-enabled no-session session-order pam-loop no-key no-key-tty bad-creds modes policy-private policy-writable no-module bad-policy no-policy
+    not-enabled no-session session-order pam-loop no-key no-key-tty bad-creds modes failmode-open policy-private policy-writable no-module bad-policy no-policy
     missing-files no-bus daemon-ok daemon-error
     daemon-audit-down usage)
   add_test(NAME doctor.${_case}
@@ -25,7 +25,7 @@ endforeach()
 # pam-auth-update on the shipped profiles, in a private mount namespace.
 add_test(NAME dist.pam-profiles
   COMMAND ${BASH_PROGRAM} ${_kw_admin}/pam-profile-test.sh ${PROJECT_SOURCE_DIR}/dist/pam-configs
-    $<TARGET_FILE:keywardctl>)
+    $<TARGET_FILE:keywardctl> ${PROJECT_SOURCE_DIR}/dist/deb)
 set_tests_properties(dist.pam-profiles PROPERTIES LABELS "unit;dist;doctor")
 
 # Man pages: mandoc lint (every docs/*.[0-9]) and options documented both ways.

@@ -732,6 +732,58 @@ static void test_touch_probe(void)
 	touch_probe(NULL);
 }
 
+static void test_slow_key(void)
+{
+	Bench b;
+	fido_cred_t *c;
+	fido_assert_t *a;
+
+	/* PROCESSING keepalives before every reply, then UPNEEDED until the touch */
+	bench_init(&b, false);
+	b.opts.processing_delay_ms = 120;
+	b.opts.touch_delay_ms = 130;
+	bench_start(&b);
+	CHECK_FIDO(make_cred(&b, COSE_EDDSA, true, NULL, "alice", NULL, &c), FIDO_OK);
+	CHECK(b.keepalives >= 2);
+	CHECK_FIDO(get_assert(&b, NULL, FIDO_OPT_OMIT, NULL, &a), FIDO_OK);
+	CHECK_FIDO(verify_assert(a, 0, c), FIDO_OK);
+	fido_assert_free(&a);
+	fido_cred_free(&c);
+	bench_done(&b);
+}
+
+static void test_long_allow_list(void)
+{
+	Bench b;
+	fido_cred_t *c;
+	fido_assert_t *a;
+	uint8_t cdh[32], junk[62];
+
+	/* a request of many continuation packets: 12 foreign handles, then ours */
+	bench_init(&b, false);
+	bench_start(&b);
+	CHECK_FIDO(make_cred(&b, COSE_ES256, false, NULL, "alice", NULL, &c), FIDO_OK);
+	a = fido_assert_new();
+	random_bytes(cdh, sizeof(cdh));
+	CHECK_FIDO(fido_assert_set_clientdata_hash(a, cdh, sizeof(cdh)), FIDO_OK);
+	CHECK_FIDO(fido_assert_set_rp(a, RP), FIDO_OK);
+	for (int i = 0; i < 12; i++) {
+		random_bytes(junk, sizeof(junk));
+		junk[0] = 1;
+		junk[1] = 1; /* looks like ours, but does not open */
+		CHECK_FIDO(fido_assert_allow_cred(a, junk, sizeof(junk)), FIDO_OK);
+	}
+	CHECK_FIDO(fido_assert_allow_cred(a, fido_cred_id_ptr(c), fido_cred_id_len(c)), FIDO_OK);
+	b.writes = 0;
+	CHECK_FIDO(fido_dev_get_assert(b.dev, a, NULL), FIDO_OK);
+	CHECK(b.writes > 12);
+	CHECK_EQ(fido_assert_count(a), 1);
+	CHECK_FIDO(verify_assert(a, 0, c), FIDO_OK);
+	fido_assert_free(&a);
+	fido_cred_free(&c);
+	bench_done(&b);
+}
+
 static void test_reset(void)
 {
 	Bench b;
@@ -827,6 +879,8 @@ static const struct {
         {"touch-never", test_touch_never},
         {"touch-deny", test_touch_deny},
         {"touch-probe", test_touch_probe},
+        {"slow-key", test_slow_key},
+        {"long-allow-list", test_long_allow_list},
         {"reset", test_reset},
         {"persistence", test_persistence},
 };

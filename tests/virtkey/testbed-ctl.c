@@ -28,8 +28,12 @@ static int parse_key(Testbed *t, const char *s, TestbedKey **ret, GString *err)
 
 	if (!s || !g_ascii_string_to_unsigned(s, 10, 0, TESTBED_MAX_KEYS - 1, &v, NULL) ||
 	        v >= t->n_keys) {
-		g_string_printf(err, "no key '%s' (keys are 0..%u)", strempty(s),
-		        t->n_keys ? t->n_keys - 1 : 0);
+		if (t->n_keys == 0)
+			g_string_printf(
+			        err, "no key '%s' (there are no keys; see plug-new)", strempty(s));
+		else
+			g_string_printf(
+			        err, "no key '%s' (keys are 0..%u)", strempty(s), t->n_keys - 1);
 		return -ENOENT;
 	}
 	*ret = t->keys[v];
@@ -279,7 +283,21 @@ int testbed_ctl_start(Testbed *t)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, salen) < 0 || listen(fd, 16) < 0)
+	if (bind(fd, (struct sockaddr *)&sa, salen) < 0) {
+		_cleanup_close_ int probe = -EBADF;
+
+		if (errno != EADDRINUSE)
+			return -errno;
+		/* left behind by a testbed that was killed? nobody answers on a stale one */
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe < 0)
+			return -errno;
+		if (connect(probe, (struct sockaddr *)&sa, salen) == 0 || errno != ECONNREFUSED)
+			return -EADDRINUSE;
+		if (unlink(t->ctl_path) < 0 || bind(fd, (struct sockaddr *)&sa, salen) < 0)
+			return -errno;
+	}
+	if (listen(fd, 16) < 0)
 		return -errno;
 	t->ctl_watch = g_unix_fd_add(fd, G_IO_IN, on_accept, t);
 	t->ctl_fd = TAKE_FD(fd);

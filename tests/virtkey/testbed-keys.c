@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
@@ -32,6 +35,7 @@ struct TestbedKeyNode {
 	UMockdevIoctlClient *pending_read; /* a read issued before a report was ready */
 	GSource *timer;
 	uint64_t timer_deadline;
+	pid_t ctty_holder;
 };
 
 /* CTAPHID report descriptor: usage page 0xF1D0, 64-byte input and output reports. */
@@ -89,6 +93,36 @@ static void post_wake_byte(TestbedKeyNode *n)
 
 static gboolean on_timer(gpointer userdata);
 static void node_free(TestbedKeyNode *n);
+
+/* A pty slave becomes the controlling terminal of a session leader that opens it, which a
+ * hidraw node never does (a client's /dev/tty would then be the key). A tiny child that
+ * holds it as its own controlling terminal rules that out. */
+static pid_t spawn_ctty_holder(int slave_fd)
+{
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid;
+	/* child of a threaded process: async-signal-safe calls only */
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	(void)prctl(PR_SET_NAME, "kw-tty-holder");
+	{
+		/* the parent's GLib handlers must not keep it alive */
+		struct sigaction sa = {.sa_handler = SIG_DFL};
+		sigset_t none;
+
+		(void)sigaction(SIGTERM, &sa, NULL);
+		(void)sigaction(SIGINT, &sa, NULL);
+		(void)sigaction(SIGHUP, &sa, NULL);
+		(void)sigemptyset(&none);
+		(void)sigprocmask(SIG_SETMASK, &none, NULL);
+	}
+	if (setsid() < 0 || syscall(SYS_ioctl, slave_fd, TIOCSCTTY, 0) < 0)
+		_exit(EXIT_FAILURE);
+	(void)syscall(SYS_close_range, 0U, ~0U, 0U);
+	for (;;)
+		pause();
+}
 
 static void complete_read_locked(
         TestbedKeyNode *n, UMockdevIoctlClient *client, const uint8_t report[VIRTKEY_REPORT_SIZE])
@@ -486,6 +520,12 @@ int testbed_key_plug(Testbed *t, TestbedKey *k)
 		g_printerr("keyward-testbed: cannot open the pty behind %s: %m\n", n->devnode);
 		goto fail;
 	}
+	n->ctty_holder = spawn_ctty_holder(n->drain_fd);
+	if (n->ctty_holder < 0) {
+		r = -errno;
+		g_printerr("keyward-testbed: cannot fork: %m\n");
+		goto fail;
+	}
 	virtkey_reset_transport(k->vk);
 	k->node = n;
 	g_free(k->last_devnode);
@@ -528,6 +568,12 @@ int testbed_key_unplug(Testbed *t, TestbedKey *k)
 	g_mutex_unlock(&k->lock);
 	if (!n)
 		return -EALREADY;
+	/* nobody can open the removed node any more: its terminal holder may go */
+	if (n->ctty_holder > 0) {
+		(void)kill(n->ctty_holder, SIGKILL);
+		(void)waitpid(n->ctty_holder, NULL, 0);
+		n->ctty_holder = 0;
+	}
 
 	/* remove uevents while sysfs still describes the device, children first */
 	for (int i = 0; i < 4; i++)
@@ -580,6 +626,10 @@ static void node_free(TestbedKeyNode *n)
 	g_clear_object(&n->pending_read);
 	g_weak_ref_clear(&n->last_writer);
 	g_clear_object(&n->handler);
+	if (n->ctty_holder > 0) {
+		(void)kill(n->ctty_holder, SIGKILL);
+		(void)waitpid(n->ctty_holder, NULL, 0);
+	}
 	if (n->drain_fd >= 0)
 		close(n->drain_fd);
 	for (size_t i = 0; i < ELEMENTSOF(n->syspath); i++)

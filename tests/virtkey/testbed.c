@@ -95,9 +95,19 @@ static char *ld_preload_without_umockdev(const char *v)
 }
 
 /* The owner of the testbed must itself run with umockdev's preload (uevents). */
+/* In a sanitizer build the preload comes before the ASan runtime: tell ASan that is fine.
+ * NULL when OPTS already says something about it. */
+static char *asan_options_with_link_order(const char *opts)
+{
+	if (opts && strstr(opts, "verify_asan_link_order"))
+		return NULL;
+	return g_strconcat(
+	        strempty(opts), isempty(opts) ? "" : ":", "verify_asan_link_order=0", NULL);
+}
+
 static void reexec_with_preload(char *argv[])
 {
-	g_autofree char *v = NULL;
+	g_autofree char *v = NULL, *asan = NULL;
 
 	if (preload_has_umockdev(getenv("LD_PRELOAD"))) {
 		unsetenv(REEXEC_GUARD);
@@ -111,6 +121,9 @@ static void reexec_with_preload(char *argv[])
 	v = ld_preload_with_umockdev(getenv("LD_PRELOAD"));
 	setenv("LD_PRELOAD", v, 1);
 	setenv(REEXEC_GUARD, "1", 1);
+	asan = asan_options_with_link_order(getenv("ASAN_OPTIONS"));
+	if (asan)
+		setenv("ASAN_OPTIONS", asan, 1);
 	execv("/proc/self/exe", argv);
 	fprintf(stderr, "keyward-testbed: cannot re-execute itself with %s: %m\n", PRELOAD_LIB);
 	exit(EXIT_FAILURE);
@@ -352,8 +365,9 @@ static int start_bus(void)
 	bus_dir = g_build_filename(T.tmpdir, "bus", NULL);
 	policydir = g_build_filename(bus_dir, "policy.d", NULL);
 	if (g_mkdir_with_parents(policydir, 0755) < 0) {
+		r = -errno;
 		fprintf(stderr, "keyward-testbed: cannot create %s: %m\n", policydir);
-		return -errno;
+		return r;
 	}
 	for (char **p = O.bus_policies; p && *p; p++) {
 		g_autofree char *contents = NULL, *base = g_path_get_basename(*p), *dest = NULL;
@@ -388,8 +402,9 @@ static int start_bus(void)
 		bus_log = g_build_filename(bus_dir, "dbus-daemon.log", NULL);
 		log_fd = open(bus_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (log_fd < 0) {
+			r = -errno;
 			fprintf(stderr, "keyward-testbed: cannot create %s: %m\n", bus_log);
-			return -errno;
+			return r;
 		}
 		if (!g_spawn_async_with_pipes_and_fds(bus_dir, (const char *const *)argv,
 		            (const char *const *)env,
@@ -442,8 +457,9 @@ static int start_bus(void)
 		close(log_fd);
 		log_fd = open(mock_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (log_fd < 0) {
+			r = -errno;
 			fprintf(stderr, "keyward-testbed: cannot create %s: %m\n", mock_log);
-			return -errno;
+			return r;
 		}
 		if (!g_spawn_async_with_pipes_and_fds(bus_dir, (const char *const *)argv,
 		            (const char *const *)env, G_SPAWN_DO_NOT_REAP_CHILD,
@@ -578,6 +594,69 @@ static int rm_rf(const char *path)
 	return unlink(path) < 0 ? -errno : 0;
 }
 
+/* Start time of PID (clock ticks since boot, /proc/PID/stat field 22), 0 if gone. */
+static unsigned long long process_start_time(pid_t pid)
+{
+	g_autofree char *path = g_strdup_printf("/proc/%d/stat", (int)pid), *s = NULL;
+	unsigned long long t = 0;
+	const char *p;
+
+	if (!g_file_get_contents(path, &s, NULL, NULL))
+		return 0;
+	p = strrchr(s, ')'); /* the command name may contain spaces */
+	if (!p || sscanf(p + 1,
+	                  " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+	                  "%*d %*d %llu",
+	                  &t) != 1)
+		return 0;
+	return t;
+}
+
+/* Records who owns our temporary directories, so that a later testbed can remove them
+ * should this one be killed with SIGKILL (no clean-up possible then). */
+static void write_owner_file(void)
+{
+	g_autofree char *path = g_build_filename(T.tmpdir, "owner", NULL), *root = NULL,
+	                *text = NULL;
+
+	root = umockdev_testbed_get_root_dir(T.tb);
+	text = g_strdup_printf("%d %llu %s\n", (int)getpid(), process_start_time(getpid()), root);
+	(void)g_file_set_contents(path, text, -1, NULL);
+}
+
+/* Removes keyward-testbed.* temporary directories (and their umockdev directories) of
+ * testbeds of our user that died without cleaning up. */
+static void sweep_stale_dirs(void)
+{
+	const char *tmp = g_get_tmp_dir(), *name;
+	g_autoptr(GDir) d = g_dir_open(tmp, 0, NULL);
+
+	while (d && (name = g_dir_read_name(d))) {
+		g_autofree char *dir = NULL, *owner = NULL, *text = NULL, *umockdev = NULL;
+		unsigned long long start;
+		struct stat st;
+		int pid;
+
+		if (!g_str_has_prefix(name, "keyward-testbed."))
+			continue;
+		dir = g_build_filename(tmp, name, NULL);
+		if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid())
+			continue;
+		owner = g_build_filename(dir, "owner", NULL);
+		if (!g_file_get_contents(owner, &text, NULL, NULL))
+			continue; /* being set up, or from an older testbed: leave it */
+		umockdev = g_malloc0(strlen(text) + 1);
+		if (sscanf(text, "%d %llu %s", &pid, &start, umockdev) != 3 || pid <= 0)
+			continue;
+		if (start != 0 && process_start_time(pid) == start)
+			continue; /* still running */
+		if (g_str_has_prefix(umockdev, tmp) && strstr(umockdev, "/umockdev.") &&
+		        !strstr(umockdev, ".."))
+			(void)rm_rf(umockdev);
+		(void)rm_rf(dir);
+	}
+}
+
 static void on_command_exit(GPid pid, gint status, gpointer userdata)
 {
 	command_status = status;
@@ -601,20 +680,16 @@ static char **command_env(void)
 {
 	char **env = g_get_environ();
 	g_autofree char *pre = ld_preload_with_umockdev(g_environ_getenv(env, "LD_PRELOAD"));
-	const char *asan = g_environ_getenv(env, "ASAN_OPTIONS");
-	g_autofree char *asan_new = NULL;
+	g_autofree char *asan = asan_options_with_link_order(g_environ_getenv(env, "ASAN_OPTIONS"));
+	g_autofree char *root = umockdev_testbed_get_root_dir(T.tb);
 
 	env = g_environ_setenv(env, "LD_PRELOAD", pre, TRUE);
-	env = g_environ_setenv(env, "UMOCKDEV_DIR", umockdev_testbed_get_root_dir(T.tb), TRUE);
+	env = g_environ_setenv(env, "UMOCKDEV_DIR", root, TRUE);
 	env = g_environ_setenv(env, "KEYWARD_TESTBED_CTL", T.ctl_path, TRUE);
 	env = g_environ_setenv(env, "KEYWARD_TESTBED_STATE", T.state_dir, TRUE);
 	env = g_environ_setenv(env, "KEYWARD_TESTBED_CA", T.ca_path, TRUE);
-	/* umockdev's preload comes before a sanitizer runtime linked into the command */
-	if (!asan || !strstr(asan, "verify_asan_link_order")) {
-		asan_new = g_strconcat(isempty(asan) ? "" : asan, isempty(asan) ? "" : ":",
-		        "verify_asan_link_order=0", NULL);
-		env = g_environ_setenv(env, "ASAN_OPTIONS", asan_new, TRUE);
-	}
+	if (asan)
+		env = g_environ_setenv(env, "ASAN_OPTIONS", asan, TRUE);
 	if (bus_address) {
 		env = g_environ_setenv(env, "DBUS_SYSTEM_BUS_ADDRESS", bus_address, TRUE);
 		env = g_environ_setenv(env, "KEYWARD_TESTBED_LOGIND_LOG", logind_log, TRUE);
@@ -627,6 +702,7 @@ static int setup(void)
 	g_autoptr(GError) err = NULL;
 	int r;
 
+	sweep_stale_dirs();
 	T.tmpdir = g_dir_make_tmp("keyward-testbed.XXXXXX", &err);
 	if (!T.tmpdir) {
 		fprintf(stderr, "keyward-testbed: cannot create a temporary directory: %s\n",
@@ -636,14 +712,19 @@ static int setup(void)
 	if (O.state) {
 		T.state_dir = g_canonicalize_filename(O.state, NULL);
 		if (g_mkdir_with_parents(T.state_dir, 0700) < 0) {
+			r = -errno;
 			fprintf(stderr, "keyward-testbed: cannot create state directory %s: %m\n",
 			        T.state_dir);
-			return -errno;
+			return r;
 		}
 	} else {
 		T.state_dir = g_build_filename(T.tmpdir, "state", NULL);
-		if (mkdir(T.state_dir, 0700) < 0)
-			return -errno;
+		if (mkdir(T.state_dir, 0700) < 0) {
+			r = -errno;
+			fprintf(stderr, "keyward-testbed: cannot create %s: %s\n", T.state_dir,
+			        strerror(-r));
+			return r;
+		}
 	}
 	T.ca_path = g_build_filename(T.state_dir, "ca.pem", NULL);
 	T.ctl_path = O.ctl ? g_canonicalize_filename(O.ctl, NULL)
@@ -654,6 +735,7 @@ static int setup(void)
 		fprintf(stderr, "keyward-testbed: cannot create the umockdev testbed\n");
 		return -EIO;
 	}
+	write_owner_file();
 	for (unsigned i = 0; i < O.keys; i++) {
 		TestbedKey *k;
 
@@ -694,16 +776,20 @@ static int setup(void)
 
 static void teardown(void)
 {
+	/* never hang here: a stuck teardown ends by SIGALRM (default action) */
+	(void)signal(SIGALRM, SIG_DFL);
+	(void)alarm(3 * CHILD_KILL_GRACE_MS / 1000);
+
 	testbed_ctl_stop(&T);
 	stop_pid(&mock_pid);
 	stop_pid(&bus_pid);
 	reap_orphans();
+	if (T.tmpdir)
+		(void)rm_rf(T.tmpdir);
 	/* the testbed object stops umockdev's worker thread before the keys go away */
 	g_clear_object(&T.tb);
 	for (unsigned i = 0; i < T.n_keys; i++)
 		testbed_key_free(T.keys[i]);
-	if (T.tmpdir)
-		(void)rm_rf(T.tmpdir);
 	g_free(T.tmpdir);
 	g_free(T.state_dir);
 	g_free(T.ca_path);

@@ -9,7 +9,7 @@
 
 #include "virtkey.h"
 
-#define TESTBED_MAX_KEYS 16
+#define TESTBED_MAX_KEYS     16
 #define TESTBED_CTL_LINE_MAX 512
 
 typedef struct TestbedKeyNode TestbedKeyNode;
@@ -32,8 +32,8 @@ typedef struct TestbedKey {
 
 typedef struct Testbed {
 	UMockdevTestbed *tb;
-	char *tmpdir;      /* ours, removed at exit */
-	char *state_dir;   /* --state or tmpdir/state */
+	char *tmpdir;    /* ours, removed at exit */
+	char *state_dir; /* --state or tmpdir/state */
 	char *ca_path;
 	char *ctl_path;
 	TestbedKey *keys[TESTBED_MAX_KEYS];

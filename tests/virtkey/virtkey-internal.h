@@ -188,6 +188,9 @@ struct VirtKey {
 	uint8_t asm_seq;
 	size_t asm_len, asm_got;
 	uint64_t asm_last_ms;
+
+	uint32_t lock_cid; /* CTAPHID_LOCK: only this channel until lock_until */
+	uint64_t lock_until;
 	uint8_t asm_buf[CTAPHID_MAX_MSG];
 
 	VkPhase phase;

@@ -240,6 +240,19 @@ static void dispatch(
 	case CTAPHID_PING:
 		send_msg(k, cid, CTAPHID_PING, data, len);
 		break;
+	case CTAPHID_LOCK:
+		if (len != 1) {
+			send_error(k, cid, CTAPHID_ERR_INVALID_LEN);
+			break;
+		}
+		if (data[0] > 10) {
+			send_error(k, cid, CTAPHID_ERR_INVALID_PAR);
+			break;
+		}
+		k->lock_cid = cid;
+		k->lock_until = data[0] == 0 ? 0 : now + 1000 * (uint64_t)data[0];
+		send_msg(k, cid, CTAPHID_LOCK, NULL, 0);
+		break;
 	case CTAPHID_WINK:
 		if (len != 0) {
 			send_error(k, cid, CTAPHID_ERR_INVALID_LEN);
@@ -268,7 +281,7 @@ static void dispatch(
 		} else
 			op_execute(k, false, now);
 		break;
-	default: /* MSG (U2F; we advertise NMSG), LOCK, KEEPALIVE, ERROR, unknown */
+	default: /* MSG (U2F; we advertise NMSG), KEEPALIVE, ERROR, unknown */
 		send_error(k, cid, CTAPHID_ERR_INVALID_CMD);
 		break;
 	}
@@ -339,6 +352,11 @@ int virtkey_hid_write(VirtKey *k, const uint8_t report[VIRTKEY_REPORT_SIZE], uin
 				op_finish(k);
 			}
 			return 0; /* CANCEL has no reply of its own */
+		}
+		if (now_ms < k->lock_until && k->lock_cid != cid) {
+			send_error(k, cid,
+			        CTAPHID_ERR_CHANNEL_BUSY); /* another channel holds the lock */
+			return 0;
 		}
 		if (k->asm_active) {
 			if (k->asm_cid != cid)
@@ -425,14 +443,15 @@ uint64_t virtkey_next_event_ms(VirtKey *k, uint64_t now_ms)
 
 	if (!k)
 		return UINT64_MAX;
+	/* bring timers up to now first (a touch setting changed meanwhile, a keepalive due),
+	 * so that the answer is exact */
+	tick(k, now_ms);
 	if (k->outq_n > 0)
 		return now_ms;
 	if (k->asm_active)
 		t = min_u64(t, k->asm_last_ms + CTAPHID_MSG_TIMEOUT_MS);
 	if (k->phase != VK_PHASE_NONE) {
 		t = min_u64(t, k->op_keepalive);
-		if (k->phase == VK_PHASE_WAIT_TOUCH && k->touch_changed)
-			t = min_u64(t, now_ms);
 		t = min_u64(t, k->op_deadline);
 		if (k->phase == VK_PHASE_WAIT_TOUCH)
 			t = min_u64(t, k->op_started + VK_USER_ACTION_TIMEOUT_MS);
@@ -446,6 +465,7 @@ void virtkey_reset_transport(VirtKey *k)
 		return;
 	k->n_channels = 0;
 	k->asm_active = false;
+	k->lock_until = 0;
 	op_finish(k);
 	k->outq_head = k->outq_n = 0;
 	k->next_n = k->next_pos = 0;

@@ -72,7 +72,8 @@ int virtkey_hid_write(VirtKey *k, const uint8_t report[VIRTKEY_REPORT_SIZE], uin
 int virtkey_hid_read(VirtKey *k, uint8_t report[VIRTKEY_REPORT_SIZE], uint64_t now_ms);
 /* Absolute time (ms, same clock as now_ms) at which a report will next become ready
  * (a keepalive, or the reply after touch), or UINT64_MAX when nothing is pending. A
- * report that is ready now gives a value <= now_ms. */
+ * report that is ready now gives a value <= now_ms. Advances the key's timers to now_ms
+ * (like read and write do), so the answer is exact. */
 uint64_t virtkey_next_event_ms(VirtKey *k, uint64_t now_ms);
 /* Forget per-client transport state (channels, partial messages): a new client opened
  * the device. */

@@ -278,6 +278,13 @@ modes)
 	expect '^warning +state: /var/lib/keyward has mode 0755 \(readable by others\)'
 	expect '^error +log: /var/log/keyward is owned by uid 1000, not root'
 	;;
+failmode-open)
+	sed -i 's/^settings = { rp_id = "pam:\/\/keyward";/settings = { rp_id = "pam:\/\/keyward"; failmode = "open";/' \
+		"$root/etc/keyward/keyward.conf"
+	grep -q 'failmode = "open"' "$root/etc/keyward/keyward.conf" || fail "fixture edit did not apply"
+	run_doctor 0 --offline
+	expect '^warning +policy: failmode = "open": while keywardd is unreachable, covered users get in without a key'
+	;;
 policy-private)
 	chmod 0600 "$root/etc/keyward/keyward.conf"
 	run_doctor 0 --offline

@@ -4,9 +4,9 @@
 # debconf database are throw-away copies (the machine's PAM files are never touched).
 # Checks the generated common-auth/common-session, then `keywardctl doctor --root` on
 # the result, then that --remove takes keyward out again.
-# Usage: pam-profile-test.sh PROFILE_DIR KEYWARDCTL
+# Usage: pam-profile-test.sh PROFILE_DIR KEYWARDCTL DEB_SCRIPT_DIR
 set -euo pipefail
-profiles=$1 ctl=$2
+profiles=$1 ctl=$2 debdir=$3
 
 fail() { echo "pam-profile-test: FAIL: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || fail "must run as root (mount namespace)"
@@ -88,9 +88,17 @@ grep -Eq '^warning +pam/sudo: /etc/pam.d/common-auth:[0-9]+: key-only mode' "$tm
 	{ cat "$tmp/doctor.out"; fail "doctor does not flag key-only mode"; }
 echo "pam-profile-test: keyward-keyonly + keyward-session: ok"
 
-# Package removal (prerm) takes every keyward line out before the module goes.
-pam-auth-update --package --remove keyward keyward-keyonly keyward-session
+# Package removal: the real prerm takes every keyward line out before dpkg deletes the
+# module (no systemd runs here, so it only does the PAM part).
+[ ! -d /run/systemd/system ] || fail "systemd is running: prerm would stop keywardd"
+sh "$debdir/prerm" remove
 ! grep -q pam_keyward /etc/pam.d/common-auth /etc/pam.d/common-session \
-	/etc/pam.d/common-session-noninteractive || fail "--remove left keyward lines behind"
-grep -q pam_unix.so /etc/pam.d/common-auth || fail "--remove broke common-auth"
-echo "pam-profile-test: --remove: ok"
+	/etc/pam.d/common-session-noninteractive || fail "prerm remove left keyward lines behind"
+grep -q pam_unix.so /etc/pam.d/common-auth || fail "prerm remove broke common-auth"
+echo "pam-profile-test: prerm remove: ok"
+
+# An upgrade must leave PAM alone.
+pam-auth-update --enable keyward
+sh "$debdir/prerm" upgrade 0.1.0-1
+grep -q pam_keyward /etc/pam.d/common-auth || fail "prerm upgrade took keyward out of PAM"
+echo "pam-profile-test: prerm upgrade: ok"

@@ -14,33 +14,33 @@
 
 static char tmpdir[] = "/tmp/keyward-test-creds-XXXXXX";
 
-#define PK64 "QMQcqZ5r4799hWDVgEnxoc9KlvCioNiyxLQgLaTthmorcdH70dvHIkQ7T8289qKXZ/X7+DXAdxbHph/V7gJ9nA=="
+#define PK64                                                                                       \
+	"QMQcqZ5r4799hWDVgEnxoc9KlvCioNiyxLQgLaTthmorcdH70dvHIkQ7T8289qKXZ/X7+DXAdxbHph/V7gJ9nA=="
 
-static const char good[] =
-	"# comment\n"
-	"\n"
-	"[credential]\n"
-	"label=yubi-1\n"
-	"id=AAECAwQFBgc=\n"
-	"rp_id=pam://keyward\n"
-	"alg=es256\n"
-	"public_key=" PK64 "\n"
-	"user_id=dXNlcg==\n"
-	"aaguid=cb69481e-8ff7-4039-93ec-0a2729a154a8\n"
-	"attestation=verified\n"
-	"resident=no\n"
-	"up=yes\n"
-	"uv=yes\n"
-	"created=2026-11-27T07:24:12.123Z\n"
-	"[credential]\n"
-	"  label = imported-1  \n"
-	"id=*\n"
-	"rp_id=pam://oldhost\n"
-	"alg=eddsa\n"
-	"public_key=" PK64 "\n"
-	"attestation=imported\n"
-	"resident=yes\n"
-	"up=no\n";
+static const char good[] = "# comment\n"
+                           "\n"
+                           "[credential]\n"
+                           "label=yubi-1\n"
+                           "id=AAECAwQFBgc=\n"
+                           "rp_id=pam://keyward\n"
+                           "alg=es256\n"
+                           "public_key=" PK64 "\n"
+                           "user_id=dXNlcg==\n"
+                           "aaguid=cb69481e-8ff7-4039-93ec-0a2729a154a8\n"
+                           "attestation=verified\n"
+                           "resident=no\n"
+                           "up=yes\n"
+                           "uv=yes\n"
+                           "created=2026-11-27T07:24:12.123Z\n"
+                           "[credential]\n"
+                           "  label = imported-1  \n"
+                           "id=*\n"
+                           "rp_id=pam://oldhost\n"
+                           "alg=eddsa\n"
+                           "public_key=" PK64 "\n"
+                           "attestation=imported\n"
+                           "resident=yes\n"
+                           "up=no\n";
 
 static void test_parse_good(void)
 {
@@ -102,21 +102,27 @@ static void test_parse_errors(void)
 	expect_parse_error("label=x\n", "u.creds:1: key=value before the first '[credential]'");
 	expect_parse_error("[credential]\ncolor=blue\n", "u.creds:2: 'color': unknown key");
 	expect_parse_error("[credential]\nlabel=a\nalg=es512\n",
-			"u.creds:3: 'alg': unknown 'alg' (use es256, eddsa or rs256)");
+	        "u.creds:3: 'alg': unknown 'alg' (use es256, eddsa or rs256)");
 	expect_parse_error("[credential]\nlabel=a\nrp_id=x\nalg=es256\npublic_key=" PK64 "\n",
-			"u.creds:1: credential: missing or invalid 'id' (base64 credential id)");
-	expect_parse_error("[credential]\nid=!!\n", "u.creds:1: credential: missing or invalid 'id' (base64 credential id)");
-	expect_parse_error("[credential]\nid=AAEC\nlabel=a b\nrp_id=x\nalg=es256\npublic_key=" PK64 "\n",
-			"u.creds:1: credential: missing or invalid 'label' (1-64 of A-Z a-z 0-9 . _ @ + -)");
-	expect_parse_error("[credential]\nresident=maybe\n", "u.creds:2: 'resident': expected yes or no");
+	        "u.creds:1: credential: missing or invalid 'id' (base64 credential id)");
+	expect_parse_error("[credential]\nid=!!\n",
+	        "u.creds:1: credential: missing or invalid 'id' (base64 credential id)");
+	expect_parse_error("[credential]\nid=AAEC\nlabel=a b\nrp_id=x\nalg=es256\npublic_key=" PK64
+	                   "\n",
+	        "u.creds:1: credential: missing or invalid 'label' (1-64 of A-Z a-z 0-9 . _ @ + "
+	        "-)");
+	expect_parse_error(
+	        "[credential]\nresident=maybe\n", "u.creds:2: 'resident': expected yes or no");
 	expect_parse_error("[credential]\naaguid=1234\n",
-			"u.creds:2: 'aaguid': invalid 'aaguid' (UUID like 01234567-89ab-cdef-0123-456789abcdef)");
+	        "u.creds:2: 'aaguid': invalid 'aaguid' (UUID like "
+	        "01234567-89ab-cdef-0123-456789abcdef)");
 	expect_parse_error("garbage\n", "u.creds:1: expected '[credential]' or key=value");
-	expect_parse_error("[credential]\nid=AAEC\nlabel=a\nrp_id=x\nalg=es256\npublic_key=" PK64 "\n"
-			   "[credential]\nid=AAED\nlabel=a\nrp_id=x\nalg=es256\npublic_key=" PK64 "\n",
-			"u.creds:7: credential: duplicate id or label 'a'");
+	expect_parse_error(
+	        "[credential]\nid=AAEC\nlabel=a\nrp_id=x\nalg=es256\npublic_key=" PK64 "\n"
+	        "[credential]\nid=AAED\nlabel=a\nrp_id=x\nalg=es256\npublic_key=" PK64 "\n",
+	        "u.creds:7: credential: duplicate id or label 'a'");
 	expect_parse_error("[credential]\nid=*\nlabel=a\nrp_id=x\nalg=es256\npublic_key=" PK64 "\n",
-			"u.creds:1: credential: 'id=*' needs 'resident=yes'");
+	        "u.creds:1: credential: 'id=*' needs 'resident=yes'");
 	expect_parse_error("[credential]\nlabel=\x01\n", "u.creds:2: control character");
 }
 
@@ -140,7 +146,8 @@ static void write_file(const char *path, const char *text, mode_t mode)
 	close(fd);
 }
 
-static void expect_load_error(const char *dir, const char *user, int expected_r, const char *message)
+static void expect_load_error(
+        const char *dir, const char *user, int expected_r, const char *message)
 {
 	_cleanup_credential_set_ CredentialSet *s = NULL;
 	_cleanup_free_ char *err = NULL;
@@ -153,7 +160,8 @@ static void expect_load_error(const char *dir, const char *user, int expected_r,
 static void test_load_files(void)
 {
 	_cleanup_free_ char *alice = path_in("alice.creds"), *bob = path_in("bob.creds"),
-			    *carol = path_in("carol.creds"), *target = path_in("target"), *msg = NULL;
+	                    *carol = path_in("carol.creds"), *target = path_in("target"),
+	                    *msg = NULL;
 	_cleanup_credential_set_ CredentialSet *s = NULL;
 	size_t n = 99;
 
@@ -223,7 +231,8 @@ static void test_load_files(void)
 
 	/* an unsafe directory refuses everything in it */
 	CHECK(chmod(tmpdir, 0777) == 0);
-	CHECK(asprintf(&msg, "%s is group- or world-writable; run: chmod go-w %s", tmpdir, tmpdir) > 0);
+	CHECK(asprintf(&msg, "%s is group- or world-writable; run: chmod go-w %s", tmpdir, tmpdir) >
+	        0);
 	expect_load_error(tmpdir, "alice", -EACCES, msg);
 	free(msg);
 	msg = NULL;
@@ -241,12 +250,12 @@ static void test_save_atomic(void)
 	_cleanup_credential_set_ CredentialSet *s = NULL, *t = NULL;
 	_cleanup_strv_free_ char **users = NULL;
 	Credential c = {
-		.id = (char *)"AAECAwQF",
-		.label = (char *)"k1",
-		.rp_id = (char *)"pam://keyward",
-		.cose_alg = COSE_ES256,
-		.public_key = (char *)PK64,
-		.up = true,
+	        .id = (char *)"AAECAwQF",
+	        .label = (char *)"k1",
+	        .rp_id = (char *)"pam://keyward",
+	        .cose_alg = COSE_ES256,
+	        .public_key = (char *)PK64,
+	        .up = true,
 	};
 	struct stat st1, st2;
 	size_t files = 0;
@@ -339,7 +348,8 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 int main(void)
 {
 	if (geteuid() != 0) {
-		fprintf(stderr, "test-creds must run as root (it checks root ownership of files)\n");
+		fprintf(stderr,
+		        "test-creds must run as root (it checks root ownership of files)\n");
 		return EXIT_FAILURE;
 	}
 	CHECK(mkdtemp(tmpdir));

@@ -15,22 +15,22 @@ static void test_errors(void)
 		int err;
 		const char *reason;
 	} cases[] = {
-		{ FIDO_ERR_PIN_INVALID, -EACCES, "wrong-pin" },
-		{ FIDO_ERR_PIN_BLOCKED, -EPERM, "pin-blocked" },
-		{ FIDO_ERR_PIN_AUTH_BLOCKED, -EPERM, "pin-blocked" },
-		{ FIDO_ERR_PIN_NOT_SET, -ENOKEY, "no-pin-set" },
-		{ FIDO_ERR_PIN_REQUIRED, -ENOKEY, "pin-required" },
-		{ FIDO_ERR_OPERATION_DENIED, -ECONNREFUSED, "touch-denied" },
-		{ FIDO_ERR_USER_ACTION_TIMEOUT, -ETIMEDOUT, "no-touch" },
-		{ FIDO_ERR_KEEPALIVE_CANCEL, -ECANCELED, "cancelled" },
-		{ FIDO_ERR_NO_CREDENTIALS, -ENOENT, "unknown-credential" },
-		{ FIDO_ERR_INVALID_SIG, -EBADMSG, "bad-signature" },
-		{ FIDO_ERR_UNSUPPORTED_OPTION, -EOPNOTSUPP, "uv-missing" },
-		{ FIDO_ERR_TX, -EIO, "error" },
-		{ FIDO_ERR_RX, -EIO, "error" },
-		{ FIDO_ERR_NOTFOUND, -ENODEV, "no-key" },
-		{ 0x7e, -EIO, "error" }, /* unknown CTAP status: a failure, never success */
-		{ -99, -EIO, "error" },
+	        {FIDO_ERR_PIN_INVALID, -EACCES, "wrong-pin"},
+	        {FIDO_ERR_PIN_BLOCKED, -EPERM, "pin-blocked"},
+	        {FIDO_ERR_PIN_AUTH_BLOCKED, -EPERM, "pin-blocked"},
+	        {FIDO_ERR_PIN_NOT_SET, -ENOKEY, "no-pin-set"},
+	        {FIDO_ERR_PIN_REQUIRED, -ENOKEY, "pin-required"},
+	        {FIDO_ERR_OPERATION_DENIED, -ECONNREFUSED, "touch-denied"},
+	        {FIDO_ERR_USER_ACTION_TIMEOUT, -ETIMEDOUT, "no-touch"},
+	        {FIDO_ERR_KEEPALIVE_CANCEL, -ECANCELED, "cancelled"},
+	        {FIDO_ERR_NO_CREDENTIALS, -ENOENT, "unknown-credential"},
+	        {FIDO_ERR_INVALID_SIG, -EBADMSG, "bad-signature"},
+	        {FIDO_ERR_UNSUPPORTED_OPTION, -EOPNOTSUPP, "uv-missing"},
+	        {FIDO_ERR_TX, -EIO, "error"},
+	        {FIDO_ERR_RX, -EIO, "error"},
+	        {FIDO_ERR_NOTFOUND, -ENODEV, "no-key"},
+	        {0x7e, -EIO, "error"}, /* unknown CTAP status: a failure, never success */
+	        {-99, -EIO, "error"},
 	};
 
 	CHECK_INT(fido_error_to_errno(FIDO_OK), 0);
@@ -41,7 +41,8 @@ static void test_errors(void)
 		CHECK(!isempty(fido_error_message(cases[i].fido)));
 	}
 	CHECK_STR(fido_error_message(FIDO_ERR_PIN_NOT_SET),
-			"This key has no PIN set but the policy requires one: set a PIN with fido2-token -S.");
+	        "This key has no PIN set but the policy requires one: set a PIN with fido2-token "
+	        "-S.");
 	/* every non-OK status of the libfido2 range maps to a negative errno */
 	for (int s = -12; s < 0xe0; s++)
 		if (s != FIDO_OK)
@@ -114,7 +115,9 @@ static void test_pin(void)
 	CHECK_INT(fido_pin_read_fd(fd, &pin), -EMSGSIZE);
 	close(fd);
 
-	fd = pipe_with("12\0" "34", 5, true, NULL);
+	fd = pipe_with("12\0"
+	               "34",
+	        5, true, NULL);
 	CHECK_INT(fido_pin_read_fd(fd, &pin), -EINVAL);
 	close(fd);
 

@@ -122,25 +122,31 @@ static void expect_error(const char *text, const char *message)
 	CHECK_STR(err, message);
 }
 
-#define PK "k3gWIBJld1m48EpOJI9fgmdWC62s4zBpX3jxv5geXrhcgiJSwmrLwuKef6saM+SzVXl6urCqHq8VLXzmhi5zjg=="
+#define PK                                                                                         \
+	"k3gWIBJld1m48EpOJI9fgmdWC62s4zBpX3jxv5geXrhcgiJSwmrLwuKef6saM+SzVXl6urCqHq8VLXzmhi5zjg=="
 
 static void test_errors(void)
 {
 	expect_error("alice\n", "af:1: user alice has no credentials after ':'");
 	expect_error("al/ice:x,y\n", "af:1: invalid user name before ':'");
-	expect_error("alice:AAAA\n", "af:1: user alice, credential 1: expected at least KeyHandle,UserKey");
+	expect_error("alice:AAAA\n",
+	        "af:1: user alice, credential 1: expected at least KeyHandle,UserKey");
 	expect_error("alice:AAAA," PK ",es384,+presence\n",
-			"af:1: user alice, credential 1: unknown COSE type (es256, eddsa or rs256 expected)");
+	        "af:1: user alice, credential 1: unknown COSE type (es256, eddsa or rs256 "
+	        "expected)");
 	expect_error("alice:AAAA," PK ",es256,+touch\n",
-			"af:1: user alice, credential 1: unknown option (only +presence, +pin, +verification)");
+	        "af:1: user alice, credential 1: unknown "
+	        "option (only +presence, +pin, +verification)");
 	expect_error("alice:AAAA," PK ",es256,+presence:BBBB,@@@,es256,\n",
-			"af:1: user alice, credential 2: invalid public key (base64 expected)");
+	        "af:1: user alice, credential 2: invalid public key (base64 expected)");
 	expect_error("# ok\nbob:AAAA,04abcd\n",
-			"af:2: user bob, credential 1: invalid public key (hex of a 65-byte uncompressed P-256 point expected in the old format)");
-	expect_error("bob:!!!!,04abcd\n",
-			"af:1: user bob, credential 1: invalid key handle (websafe base64 expected in the old format)");
+	        "af:2: user bob, credential 1: invalid public key (hex of a 65-byte uncompressed "
+	        "P-256 point expected in the old format)");
+	expect_error("bob:!!!!,04abcd\n", "af:1: user bob, credential 1: invalid key handle "
+	                                  "(websafe base64 expected in the old format)");
 	expect_error("bob:AAAA," PK ",es256,+presence,extra\n",
-			"af:1: user bob, credential 1: too many comma-separated fields (expected KeyHandle,UserKey,CoseType,Options)");
+	        "af:1: user bob, credential 1: too many comma-separated fields (expected "
+	        "KeyHandle,UserKey,CoseType,Options)");
 }
 
 int main(int argc, char *argv[])

@@ -1,0 +1,249 @@
+/* binding-file.c: a session binding in memory and on disk — the Binding object, its
+ * strict key=value file format (docs/removal.md), no I/O: pure formatting and parsing. */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "session.h"
+#include "util.h"
+
+static const char *const binding_state_table[_BINDING_STATE_MAX] = {
+        [BINDING_BOUND] = "bound",
+        [BINDING_GRACE] = "grace",
+        [BINDING_ACTING] = "acting",
+        [BINDING_DONE] = "done",
+};
+
+const char *binding_state_to_string(BindingState s)
+{
+	if (s < 0 || s >= _BINDING_STATE_MAX)
+		return NULL;
+	return binding_state_table[s];
+}
+
+BindingState binding_state_from_string(const char *s)
+{
+	for (size_t i = 0; s && i < ELEMENTSOF(binding_state_table); i++)
+		if (binding_state_table[i] && streq(binding_state_table[i], s))
+			return (BindingState)i;
+	return _BINDING_STATE_INVALID;
+}
+
+void binding_free(Binding *b)
+{
+	if (!b)
+		return;
+	sd_event_source_disable_unref(b->grace_timer);
+	sd_event_source_disable_unref(b->verify_timer);
+	sd_event_source_disable_unref(b->kill_timer);
+	sd_event_source_disable_unref(b->pidfd_source);
+	if (b->pidfd >= 0)
+		close(b->pidfd);
+	sd_bus_slot_unref(b->call_slot);
+	sd_bus_slot_unref(b->match_slot);
+	sd_bus_slot_unref(b->resolve_slot);
+	free(b->user);
+	free(b->session_id);
+	free(b->session_path);
+	free(b->session_type);
+	free(b->service);
+	free(b->tty);
+	free(b->cred_id);
+	free(b->cred_label);
+	free(b->hidraw_path);
+	free(b->sysfs_path);
+	free(b->rule);
+	free(b->removed_device);
+	free(b);
+}
+
+Binding *binding_new(Manager *m)
+{
+	Binding *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->manager = m;
+	b->pidfd = -EBADF;
+	b->uid = (uid_t)-1;
+	return b;
+}
+
+bool binding_value_ok(const char *v)
+{
+	if (!v)
+		return true;
+	if (strlen(v) > BINDING_VALUE_MAX)
+		return false;
+	for (const char *p = v; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+int binding_format(const Binding *b, char **ret, size_t *ret_len)
+{
+	char *text = NULL;
+	const char *strings[] = {b->user, b->session_id, b->session_path, b->session_type,
+	        b->service, b->tty, b->cred_id, b->cred_label, b->hidraw_path, b->sysfs_path,
+	        b->rule};
+	BindingState state = b->state == BINDING_DONE ? BINDING_DONE : BINDING_BOUND;
+	size_t len = 0;
+	FILE *f;
+
+	/* Grace and acting are not persisted: after a restart the key is looked for again
+	 * and, if it is still gone, the action runs again (fail closed). */
+	for (size_t i = 0; i < ELEMENTSOF(strings); i++)
+		if (!binding_value_ok(strings[i]))
+			return -EINVAL;
+	f = open_memstream(&text, &len);
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, "version=1\nuser=%s\nuid=%u\n", b->user, (unsigned)b->uid);
+	if (b->session_id)
+		fprintf(f, "session=%s\n", b->session_id);
+	if (b->session_path)
+		fprintf(f, "session_path=%s\n", b->session_path);
+	if (b->session_type)
+		fprintf(f, "session_type=%s\n", b->session_type);
+	fprintf(f, "pid=%d\npid_start=%" PRIu64 "\npgid=%d\n", (int)b->pid, b->pid_start,
+	        (int)b->pgid);
+	fprintf(f, "service=%s\ntty=%s\n", strempty(b->service), strempty(b->tty));
+	if (b->cred_id)
+		fprintf(f, "cred_id=%s\n", b->cred_id);
+	if (b->cred_label)
+		fprintf(f, "cred_label=%s\n", b->cred_label);
+	if (b->hidraw_path)
+		fprintf(f, "hidraw=%s\n", b->hidraw_path);
+	if (b->sysfs_path)
+		fprintf(f, "sysfs=%s\n", b->sysfs_path);
+	fprintf(f,
+	        "created=%" PRIu64 "\nrule=%s\nremoval=%s\ngrace_ms=%u\nlock_verify_ms=%u\n"
+	        "on_lock_failure=%s\nstate=%s\n",
+	        b->created_ms, strempty(b->rule), policy_removal_to_string(b->removal), b->grace_ms,
+	        b->lock_verify_ms, policy_lock_failure_to_string(b->on_lock_failure),
+	        binding_state_to_string(state));
+	if (fclose(f) != 0 || !text) {
+		free(text);
+		return -ENOMEM;
+	}
+	*ret = text;
+	*ret_len = len;
+	return 0;
+}
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+
+	if (isempty(s) || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v > max)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+/* Parses one binding file; *ret_why gets a static reason on failure. */
+int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const char **ret_why)
+{
+	Binding *b = binding_new(m);
+	char *line, *save = NULL;
+	bool have_state = false, have_version = false;
+	int r = 0;
+
+	if (!b)
+		return -ENOMEM;
+	snprintf(b->id, sizeof(b->id), "%s", id);
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strchr(line, '='), *v, **target = NULL;
+		uint64_t n;
+
+		if (!eq) {
+			*ret_why = "a line without '='";
+			goto fail;
+		}
+		*eq = '\0';
+		v = eq + 1;
+		if (!binding_value_ok(v)) {
+			*ret_why = "a value that is too long or holds control characters";
+			goto fail;
+		}
+		if (streq(line, "version")) {
+			if (!streq(v, "1")) {
+				*ret_why = "an unknown version";
+				goto fail;
+			}
+			have_version = true;
+		} else if (streq(line, "user"))
+			target = &b->user;
+		else if (streq(line, "session"))
+			target = &b->session_id;
+		else if (streq(line, "session_path"))
+			target = &b->session_path;
+		else if (streq(line, "session_type"))
+			target = &b->session_type;
+		else if (streq(line, "service"))
+			target = &b->service;
+		else if (streq(line, "tty"))
+			target = &b->tty;
+		else if (streq(line, "cred_id"))
+			target = &b->cred_id;
+		else if (streq(line, "cred_label"))
+			target = &b->cred_label;
+		else if (streq(line, "hidraw"))
+			target = &b->hidraw_path;
+		else if (streq(line, "sysfs"))
+			target = &b->sysfs_path;
+		else if (streq(line, "rule"))
+			target = &b->rule;
+		else if (streq(line, "uid") && parse_u64(v, UINT32_MAX - 1, &n) >= 0)
+			b->uid = (uid_t)n;
+		else if (streq(line, "pid") && parse_u64(v, INT32_MAX, &n) >= 0)
+			b->pid = (pid_t)n;
+		else if (streq(line, "pgid") && parse_u64(v, INT32_MAX, &n) >= 0)
+			b->pgid = (pid_t)n;
+		else if (streq(line, "pid_start") && parse_u64(v, UINT64_MAX, &n) >= 0)
+			b->pid_start = n;
+		else if (streq(line, "created") && parse_u64(v, UINT64_MAX, &n) >= 0)
+			b->created_ms = n;
+		else if (streq(line, "grace_ms") && parse_u64(v, UINT32_MAX, &n) >= 0)
+			b->grace_ms = (uint32_t)n;
+		else if (streq(line, "lock_verify_ms") && parse_u64(v, UINT32_MAX, &n) >= 0)
+			b->lock_verify_ms = (uint32_t)n;
+		else if (streq(line, "removal") && policy_removal_from_string(v) >= 0)
+			b->removal = policy_removal_from_string(v);
+		else if (streq(line, "on_lock_failure") && policy_lock_failure_from_string(v) >= 0)
+			b->on_lock_failure = policy_lock_failure_from_string(v);
+		else if (streq(line, "state") && (streq(v, "bound") || streq(v, "done"))) {
+			b->state = binding_state_from_string(v);
+			have_state = true;
+		} else {
+			*ret_why = "an unknown key or an invalid value";
+			goto fail;
+		}
+		if (target) {
+			if (*target) {
+				*ret_why = "a key given twice";
+				goto fail;
+			}
+			*target = strdup(v);
+			if (!*target) {
+				r = -ENOMEM;
+				goto fail;
+			}
+		}
+	}
+	if (!have_version || !have_state || !b->user || !valid_user_name(b->user) || !b->service ||
+	        (!b->session_id && b->pid <= 0) || (!b->sysfs_path && !b->hidraw_path)) {
+		*ret_why = "missing keys";
+		goto fail;
+	}
+	*ret = b;
+	return 0;
+fail:
+	binding_free(b);
+	return r < 0 ? r : -EBADMSG;
+}

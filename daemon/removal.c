@@ -1,0 +1,873 @@
+/* removal.c: a bound key went away — grace period, proof of return by a silent assertion
+ * (worker thread), the removal action (lock + LockedHint verification + escalation,
+ * terminate, end-elevation, none) and one audit record per step (failure until done). */
+#include "removal.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/pidfd.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <fido.h>
+
+#include "creds.h"
+#include "fido-util.h"
+#include "log.h"
+#include "logind.h"
+#include "session.h"
+#include "udev-watch.h"
+#include "util.h"
+
+static void binding_act(Binding *b, const char *why);
+
+static RemovalContext *ctx(Manager *m)
+{
+	return m->removal;
+}
+
+/* One audit record about B. RESULT/REASON/MESSAGE/DETAIL as given. */
+static void audit_binding(Binding *b, AuditEvent event, AuditResult result, const char *reason,
+        const char *message, const char *detail)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	char subject[32];
+
+	rec.event = event;
+	binding_audit_fill(b, &rec, subject, sizeof(subject));
+	rec.reason = reason;
+	rec.message = message;
+	rec.detail = detail;
+	rec.result = result;
+	(void)manager_audit(b->manager, &rec);
+}
+
+static void binding_cancel_pending(Binding *b)
+{
+	b->grace_timer = sd_event_source_disable_unref(b->grace_timer);
+	b->verify_timer = sd_event_source_disable_unref(b->verify_timer);
+	b->kill_timer = sd_event_source_disable_unref(b->kill_timer);
+	b->pidfd_source = sd_event_source_disable_unref(b->pidfd_source);
+	if (b->pidfd >= 0)
+		close(b->pidfd);
+	b->pidfd = -EBADF;
+	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	b->match_slot = sd_bus_slot_unref(b->match_slot);
+}
+
+/* The action has run its course; the binding stays (inert) until unbound. */
+static void binding_done(Binding *b)
+{
+	int r;
+
+	binding_cancel_pending(b);
+	b->state = BINDING_DONE;
+	r = binding_save(b);
+	if (r < 0)
+		log_error_errno(r, "Cannot record that binding %s has acted: %m", b->id);
+}
+
+static bool binding_matches(const Binding *b, const char *syspath, const char *devnode)
+{
+	if (b->sysfs_path)
+		return syspath && streq(b->sysfs_path, syspath);
+	/* No sysfs path was known at authentication: the device node decides. */
+	return b->hidraw_path && devnode && streq(b->hidraw_path, devnode);
+}
+
+/* --- terminate ------------------------------------------------------------------------ */
+
+static int on_terminate_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+	Binding *b = userdata;
+	bool escalation = b->lock_requested || b->removal == POLICY_REMOVAL_LOCK;
+	AuditEvent ev = escalation ? AUDIT_EVENT_LOCK_ESCALATED : AUDIT_EVENT_ACTION;
+	const char *name = NULL, *message = NULL;
+
+	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	if (logind_reply_failed(reply, &name, &message) && !logind_error_is_gone(name)) {
+		log_error(
+		        "SECURITY: cannot terminate session %s of %s after its key was removed: %s",
+		        b->session_id, b->user, strna(message));
+		audit_binding(b, ev, AUDIT_RESULT_FAILURE, "terminate-failed", message, name);
+		if (escalation)
+			audit_binding(b, AUDIT_EVENT_LOCK_FAILED, AUDIT_RESULT_FAILURE,
+			        "terminate-failed", "The session is neither locked nor terminated.",
+			        NULL);
+		binding_done(b);
+		return 0;
+	}
+	audit_binding(b, ev, AUDIT_RESULT_SUCCESS, name ? "session-ended" : "terminated",
+	        escalation ? "The lock was not confirmed: the session was terminated." : NULL,
+	        "terminate");
+	log_notice("Session %s of %s %s after its key was removed.", b->session_id, b->user,
+	        name ? "had already ended" : "terminated");
+	binding_drop(b, "session-terminated");
+	return 0;
+}
+
+static void terminate_start(Binding *b)
+{
+	bool escalation = b->removal == POLICY_REMOVAL_LOCK;
+	int r;
+
+	b->state = BINDING_ACTING;
+	r = logind_terminate_session(
+	        b->manager, b->session_id, on_terminate_reply, b, &b->call_slot);
+	if (r < 0) {
+		log_error_errno(r, "SECURITY: cannot ask logind to terminate session %s: %m",
+		        b->session_id);
+		audit_binding(b, escalation ? AUDIT_EVENT_LOCK_ESCALATED : AUDIT_EVENT_ACTION,
+		        AUDIT_RESULT_FAILURE, "terminate-failed", strerror(-r), "terminate");
+		if (escalation)
+			audit_binding(b, AUDIT_EVENT_LOCK_FAILED, AUDIT_RESULT_FAILURE,
+			        "terminate-failed", "The session is neither locked nor terminated.",
+			        NULL);
+		binding_done(b);
+	}
+}
+
+/* --- lock ----------------------------------------------------------------------------- */
+
+static void lock_failed(Binding *b, const char *reason, const char *message)
+{
+	b->verify_timer = sd_event_source_disable_unref(b->verify_timer);
+	b->match_slot = sd_bus_slot_unref(b->match_slot);
+	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	if (b->on_lock_failure == POLICY_LOCK_FAILURE_TERMINATE) {
+		log_warning("Session %s of %s: %s; terminating it (on_lock_failure = terminate).",
+		        b->session_id, b->user, message);
+		terminate_start(b);
+		return;
+	}
+	log_error("SECURITY: session %s of %s is NOT locked after its key was removed: %s "
+	          "(on_lock_failure = alert).",
+	        b->session_id, b->user, message);
+	audit_binding(b, AUDIT_EVENT_LOCK_FAILED, AUDIT_RESULT_FAILURE, reason, message, "alert");
+	binding_done(b);
+}
+
+static void lock_verified(Binding *b)
+{
+	b->verify_timer = sd_event_source_disable_unref(b->verify_timer);
+	audit_binding(b, AUDIT_EVENT_LOCK_VERIFIED, AUDIT_RESULT_SUCCESS, "locked",
+	        "logind reports the session locked (LockedHint).", NULL);
+	log_info("Session %s of %s is locked (LockedHint).", b->session_id, b->user);
+	binding_done(b);
+}
+
+static int on_verify_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Binding *b = userdata;
+	char message[128];
+
+	snprintf(message, sizeof(message), "LockedHint did not become true within %u ms.",
+	        b->lock_verify_ms);
+	lock_failed(b, "not-locked", message);
+	return 0;
+}
+
+static int on_properties_changed(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error)
+{
+	Binding *b = userdata;
+
+	if (b->state == BINDING_ACTING && b->removal == POLICY_REMOVAL_LOCK &&
+	        logind_properties_changed_bool(msg, "LockedHint") == 1)
+		lock_verified(b);
+	return 0;
+}
+
+static int on_locked_hint(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+	Binding *b = userdata;
+	int locked = 0;
+
+	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	if (!logind_reply_failed(reply, NULL, NULL) &&
+	        sd_bus_message_read(reply, "v", "b", &locked) >= 0 && locked &&
+	        b->state == BINDING_ACTING)
+		lock_verified(b);
+	return 0;
+}
+
+static int on_lock_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+	Binding *b = userdata;
+	const char *name = NULL, *message = NULL;
+	int r;
+
+	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	if (logind_reply_failed(reply, &name, &message)) {
+		if (logind_error_is_gone(name)) {
+			audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "session-ended",
+			        "The session had already ended.", name);
+			binding_drop(b, "session-ended");
+			return 0;
+		}
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
+		        message, name);
+		lock_failed(b, "lock-call-failed", strna(message));
+		return 0;
+	}
+	b->lock_requested = true;
+	audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "lock-requested",
+	        "logind was asked to lock the session; waiting for LockedHint.", NULL);
+	/* A session that was locked already sends no PropertiesChanged: ask once. */
+	r = logind_get_session_property(
+	        b->manager, b->session_path, "LockedHint", on_locked_hint, b, &b->call_slot);
+	if (r < 0)
+		log_debug_errno(r, "Cannot read LockedHint of %s: %m", b->session_id);
+	return 0;
+}
+
+static void lock_send(Binding *b)
+{
+	Manager *m = b->manager;
+	int r;
+
+	r = logind_watch_session_properties(
+	        m, b->session_path, on_properties_changed, b, &b->match_slot);
+	if (r >= 0)
+		r = logind_lock_session(m, b->session_path, on_lock_reply, b, &b->call_slot);
+	if (r >= 0)
+		r = sd_event_add_time_relative(m->event, &b->verify_timer, CLOCK_MONOTONIC,
+		        (uint64_t)b->lock_verify_ms * 1000, 0, on_verify_timeout, b);
+	if (r < 0) {
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
+		        strerror(-r), NULL);
+		lock_failed(b, "lock-call-failed", strerror(-r));
+	}
+}
+
+static int on_lock_resolved(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+	Binding *b = userdata;
+	const char *name = NULL, *message = NULL, *path = NULL;
+
+	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	if (logind_reply_failed(reply, &name, &message)) {
+		if (logind_error_is_gone(name)) {
+			audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "session-ended",
+			        "The session had already ended.", name);
+			binding_drop(b, "session-ended");
+			return 0;
+		}
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
+		        message, name);
+		lock_failed(b, "lock-call-failed", strna(message));
+		return 0;
+	}
+	if (sd_bus_message_read(reply, "o", &path) < 0 || !(b->session_path = strdup(path))) {
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
+		        "logind's answer to GetSession was not understood.", NULL);
+		lock_failed(b, "lock-call-failed", "no session object path");
+		return 0;
+	}
+	lock_send(b);
+	return 0;
+}
+
+static void lock_start(Binding *b)
+{
+	int r;
+
+	/* A text console has no screen locker: Lock would be a no-op. */
+	if (b->session_type && streq(b->session_type, "tty")) {
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "cannot-lock",
+		        "A text console (logind Type=tty) cannot be locked.", "Type=tty");
+		lock_failed(b, "cannot-lock", "a text console (Type=tty) cannot be locked");
+		return;
+	}
+	if (b->session_path) {
+		lock_send(b);
+		return;
+	}
+	r = logind_get_session(b->manager, b->session_id, on_lock_resolved, b, &b->call_slot);
+	if (r < 0) {
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
+		        strerror(-r), NULL);
+		lock_failed(b, "lock-call-failed", strerror(-r));
+	}
+}
+
+/* --- end-elevation ------------------------------------------------------------------ */
+
+static void elevation_signal(Binding *b, int sig)
+{
+	if (b->pgid > 1 && b->pgid != getpgrp() && kill(-b->pgid, sig) < 0 && errno != ESRCH)
+		log_warning_errno(-errno, "Cannot signal process group %d: %m", (int)b->pgid);
+	if (b->pidfd >= 0)
+		(void)pidfd_send_signal(b->pidfd, sig, NULL, 0);
+	else if (b->pid > 1)
+		(void)kill(b->pid, sig);
+}
+
+static int on_elevation_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	Binding *b = userdata;
+	bool killed = b->kill_sent;
+
+	audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, killed ? "killed" : "ended",
+	        killed ? "The elevated process did not end on SIGTERM and was killed."
+	               : "The elevated process ended on SIGTERM.",
+	        "end-elevation");
+	log_notice("Elevation pid %d of %s ended after its key was removed%s.", (int)b->pid,
+	        b->user, killed ? " (SIGKILL)" : "");
+	binding_drop(b, "process-ended");
+	return 0;
+}
+
+static int on_kill_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Binding *b = userdata;
+	int r;
+
+	if (!b->kill_sent) {
+		b->kill_sent = true;
+		log_warning("Elevation pid %d of %s still runs %d ms after SIGTERM: SIGKILL.",
+		        (int)b->pid, b->user, END_ELEVATION_KILL_MS);
+		elevation_signal(b, SIGKILL);
+		if (b->pidfd >= 0) {
+			b->kill_timer = sd_event_source_disable_unref(b->kill_timer);
+			r = sd_event_add_time_relative(b->manager->event, &b->kill_timer,
+			        CLOCK_MONOTONIC, END_ELEVATION_KILL_MS * 1000ULL, 0, on_kill_timer,
+			        b);
+			if (r >= 0)
+				return 0;
+		}
+		/* No pidfd to wait on: the signal was sent, that is all we can say. */
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_INFO, "killed",
+		        "SIGKILL sent; the process exit could not be observed (no pidfd).",
+		        "end-elevation");
+		binding_drop(b, "process-killed");
+		return 0;
+	}
+	log_error("SECURITY: elevation pid %d of %s survives SIGKILL.", (int)b->pid, b->user);
+	audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "survived",
+	        "The elevated process survived SIGKILL.", "end-elevation");
+	binding_done(b);
+	return 0;
+}
+
+static void end_elevation(Binding *b)
+{
+	Manager *m = b->manager;
+	uint64_t start = 0;
+	int fd, r;
+
+	b->state = BINDING_ACTING;
+	b->kill_sent = false;
+	fd = b->pid > 1 ? pidfd_open(b->pid, 0) : -1;
+	if (fd < 0 && errno != ENOSYS && errno != EINVAL) {
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "already-ended",
+		        "The elevated process had already ended.", "end-elevation");
+		binding_drop(b, "process-ended");
+		return;
+	}
+	b->pidfd = fd;
+	/* Checked after pidfd_open: from now on the pidfd pins this very process. */
+	if (pid_start_time(b->pid, &start) < 0 || (b->pid_start && start != b->pid_start)) {
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "already-ended",
+		        "The elevated process had already ended (its pid now names another "
+		        "process).",
+		        "end-elevation");
+		binding_drop(b, "process-ended");
+		return;
+	}
+	elevation_signal(b, SIGTERM);
+	if (fd >= 0) {
+		r = sd_event_add_io(m->event, &b->pidfd_source, fd, EPOLLIN, on_elevation_exit, b);
+		if (r < 0)
+			log_warning_errno(r, "Cannot watch pid %d: %m", (int)b->pid);
+	}
+	r = sd_event_add_time_relative(m->event, &b->kill_timer, CLOCK_MONOTONIC,
+	        END_ELEVATION_KILL_MS * 1000ULL, 0, on_kill_timer, b);
+	if (r < 0) {
+		elevation_signal(b, SIGKILL);
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_INFO, "killed",
+		        "SIGKILL sent at once.", "end-elevation");
+		binding_done(b);
+	}
+}
+
+/* --- the action ------------------------------------------------------------------- */
+
+static void binding_act(Binding *b, const char *why)
+{
+	b->grace_timer = sd_event_source_disable_unref(b->grace_timer);
+	b->state = BINDING_ACTING;
+	log_info("Key of binding %s (%s) gone (%s): action %s.", b->id, b->user, why,
+	        policy_removal_to_string(b->removal));
+	if (b->removal == POLICY_REMOVAL_NONE) {
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "record-only",
+		        "The policy asks for no action on removal.", why);
+		binding_done(b);
+		return;
+	}
+	/* An elevation is the process group it names: whatever the rule says, ending it is
+	 * the only action that applies (there is no screen to lock). */
+	if (!b->session_id || (b->removal == POLICY_REMOVAL_END_ELEVATION && b->pid > 1)) {
+		end_elevation(b);
+		return;
+	}
+	if (b->removal == POLICY_REMOVAL_LOCK)
+		lock_start(b);
+	else
+		terminate_start(b);
+}
+
+static int on_grace_expired(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Binding *b = userdata;
+
+	b->grace_timer = sd_event_source_disable_unref(b->grace_timer);
+	if (b->state == BINDING_GRACE)
+		binding_act(b, "grace-expired");
+	return 0;
+}
+
+void removal_key_removed(Manager *m, const char *syspath, const char *devnode, const char *why)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	char detail[64];
+	size_t n = 0, n_grace = 0;
+	int r;
+
+	for (Binding *b = m->bindings, *next; b; b = next) {
+		next = b->next;
+		if (b->state != BINDING_BOUND || !binding_matches(b, syspath, devnode))
+			continue;
+		n++;
+		free(b->removed_device);
+		b->removed_device = strdup(syspath ? syspath : strempty(devnode));
+		if (b->grace_ms > 0 && b->removal != POLICY_REMOVAL_NONE) {
+			b->state = BINDING_GRACE;
+			r = sd_event_add_time_relative(m->event, &b->grace_timer, CLOCK_MONOTONIC,
+			        (uint64_t)b->grace_ms * 1000, 0, on_grace_expired, b);
+			if (r >= 0) {
+				n_grace++;
+				continue;
+			}
+			log_error_errno(r,
+			        "Cannot start the grace period of binding %s; acting now: %m",
+			        b->id);
+		}
+		/* (calls go out first; the records follow) */
+		binding_act(b, why);
+	}
+	if (n == 0) {
+		log_debug("hidraw %s (%s) %s: no binding.", strna(syspath), strna(devnode), why);
+		return;
+	}
+	snprintf(detail, sizeof(detail), "%zu binding(s), %zu in grace", n, n_grace);
+	rec.event = AUDIT_EVENT_KEY_REMOVED;
+	rec.device = syspath ? syspath : devnode;
+	rec.reason = why;
+	rec.detail = detail;
+	rec.result = AUDIT_RESULT_SUCCESS;
+	(void)manager_audit(m, &rec);
+	log_notice("Bound key %s %s: %s.", strna(rec.device), why, detail);
+}
+
+/* --- proof of return (silent assertion in a worker thread) ------------------------ */
+
+typedef struct ProofItem {
+	char *user, *cred_id, *rp_id, *public_key;
+	int cose;
+	const char *result; /* "ok", "not-the-bound-key", "bad-signature", "no-answer",
+	                       "no-credential" */
+} ProofItem;
+
+struct ProofOp {
+	Manager *manager;
+	char *devnode, *syspath;
+	ProofItem items[PROOF_MAX_CREDENTIALS];
+	size_t n;
+	pthread_t thread;
+	bool thread_started;
+	int done_fd;
+	sd_event_source *done_source;
+	ProofOp *next;
+};
+
+static void proof_free(ProofOp *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++) {
+		free(p->items[i].user);
+		free(p->items[i].cred_id);
+		free(p->items[i].rp_id);
+		free(p->items[i].public_key);
+	}
+	sd_event_source_disable_unref(p->done_source);
+	if (p->done_fd >= 0)
+		close(p->done_fd);
+	free(p->devnode);
+	free(p->syspath);
+	free(p);
+}
+
+static const char *proof_one(fido_dev_t *dev, ProofItem *it)
+{
+	_cleanup_free_ uint8_t *id = NULL, *pk = NULL;
+	size_t idlen, pklen;
+	uint8_t cdh[32];
+	fido_assert_t *as;
+	const char *result = "no-answer";
+	int r;
+
+	if (base64_decode(it->cred_id, &id, &idlen) < 0 ||
+	        base64_decode(it->public_key, &pk, &pklen) < 0)
+		return "no-credential";
+	as = fido_assert_new();
+	if (!as)
+		return "no-answer";
+	if (getrandom(cdh, sizeof(cdh), 0) != (ssize_t)sizeof(cdh))
+		goto out;
+	/* Silent: no touch, no PIN; only the bound credential is allowed. */
+	if (fido_assert_set_rp(as, it->rp_id) != FIDO_OK ||
+	        fido_assert_set_clientdata_hash(as, cdh, sizeof(cdh)) != FIDO_OK ||
+	        fido_assert_allow_cred(as, id, idlen) != FIDO_OK ||
+	        fido_assert_set_up(as, FIDO_OPT_FALSE) != FIDO_OK)
+		goto out;
+	r = fido_dev_get_assert(dev, as, NULL);
+	if (r == FIDO_ERR_NO_CREDENTIALS) {
+		result = "not-the-bound-key";
+		goto out;
+	}
+	if (r != FIDO_OK || fido_assert_count(as) != 1)
+		goto out;
+	r = fido_assert_verify_raw(as, 0, it->cose, pk, pklen);
+	result = r == FIDO_OK ? "ok" : "bad-signature";
+out:
+	explicit_bzero(cdh, sizeof(cdh));
+	fido_assert_free(&as);
+	return result;
+}
+
+static void *proof_thread(void *userdata)
+{
+	ProofOp *p = userdata;
+	fido_dev_t *dev = fido_dev_new();
+	uint64_t one = 1;
+	int r = FIDO_ERR_INTERNAL;
+
+	if (dev) {
+		(void)fido_dev_set_timeout(dev, PROOF_TIMEOUT_MS);
+		/* The node may take a moment to become usable after its "add" uevent. */
+		for (int attempt = 0; attempt < 10; attempt++) {
+			r = fido_dev_open(dev, p->devnode);
+			if (r == FIDO_OK)
+				break;
+			nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+		}
+	}
+	for (size_t i = 0; i < p->n; i++)
+		if (!p->items[i].result)
+			p->items[i].result =
+			        r == FIDO_OK ? proof_one(dev, &p->items[i]) : "no-answer";
+	if (dev) {
+		if (r == FIDO_OK)
+			(void)fido_dev_close(dev);
+		fido_dev_free(&dev);
+	}
+	while (write(p->done_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+static void proof_unlink(Manager *m, ProofOp *p)
+{
+	for (ProofOp **q = &ctx(m)->proofs; *q; q = &(*q)->next)
+		if (*q == p) {
+			*q = p->next;
+			ctx(m)->n_proofs--;
+			return;
+		}
+}
+
+static int on_proof_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	ProofOp *p = userdata;
+	Manager *m = p->manager;
+
+	(void)pthread_join(p->thread, NULL);
+	p->thread_started = false;
+	for (size_t i = 0; i < p->n; i++) {
+		ProofItem *it = &p->items[i];
+		bool ok = streq(it->result, "ok");
+
+		for (Binding *b = m->bindings; b; b = b->next) {
+			char detail[128];
+
+			if (b->state != BINDING_GRACE || !streq(b->user, it->user) || !b->cred_id ||
+			        !streq(b->cred_id, it->cred_id))
+				continue;
+			if (!ok) {
+				AuditRecord rec = AUDIT_RECORD_INIT;
+				char subject[32];
+
+				rec.event = AUDIT_EVENT_KEY_ADDED;
+				binding_audit_fill(b, &rec, subject, sizeof(subject));
+				rec.device = p->syspath;
+				rec.reason = it->result;
+				rec.message = "The key plugged in during the grace period did not "
+				              "prove to be the bound key; the action runs when the "
+				              "grace period ends.";
+				(void)manager_audit(m, &rec);
+				log_notice("Key %s is not the bound key of binding %s (%s).",
+				        p->syspath, b->id, it->result);
+				continue;
+			}
+			b->grace_timer = sd_event_source_disable_unref(b->grace_timer);
+			b->state = BINDING_BOUND;
+			snprintf(detail, sizeof(detail), "was %s", strna(b->removed_device));
+			free(b->sysfs_path);
+			free(b->hidraw_path);
+			b->sysfs_path = strdup(p->syspath);
+			b->hidraw_path = p->devnode ? strdup(p->devnode) : NULL;
+			if (binding_save(b) < 0)
+				log_error("Cannot record the new device of binding %s.", b->id);
+			audit_binding(b, AUDIT_EVENT_GRACE_CANCELLED, AUDIT_RESULT_SUCCESS,
+			        "same-key",
+			        "The bound key came back within the grace period (proved by a "
+			        "silent assertion).",
+			        detail);
+			log_info("Binding %s: the same key is back (%s); no action.", b->id,
+			        p->syspath);
+		}
+	}
+	proof_unlink(m, p);
+	proof_free(p);
+	return 0;
+}
+
+static bool proof_has(const ProofOp *p, const char *user, const char *cred_id)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (streq(p->items[i].user, user) && streq(p->items[i].cred_id, cred_id))
+			return true;
+	return false;
+}
+
+void removal_key_added(Manager *m, const char *syspath, const char *devnode)
+{
+	const char *creds_dir = policy_settings(m->policy)->credentials_dir;
+	ProofOp *p;
+	int r;
+
+	if (!devnode)
+		return;
+	for (Binding *b = m->bindings; b; b = b->next)
+		if (b->state == BINDING_GRACE)
+			goto prove;
+	return;
+prove:
+	if (ctx(m)->n_proofs >= PROOF_MAX_PENDING) {
+		log_warning("Too many proofs running; key %s is not checked (the grace periods run "
+		            "out).",
+		        syspath);
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return;
+	p->manager = m;
+	p->done_fd = -EBADF;
+	p->devnode = strdup(devnode);
+	p->syspath = strdup(syspath);
+	if (!p->devnode || !p->syspath) {
+		proof_free(p);
+		return;
+	}
+	for (Binding *b = m->bindings; b && p->n < PROOF_MAX_CREDENTIALS; b = b->next) {
+		_cleanup_credential_set_ CredentialSet *s = NULL;
+		ProofItem *it;
+		const Credential *c;
+
+		if (b->state != BINDING_GRACE || !b->cred_id || proof_has(p, b->user, b->cred_id))
+			continue;
+		it = &p->items[p->n++];
+		it->user = strdup(b->user);
+		it->cred_id = strdup(b->cred_id);
+		if (!it->user || !it->cred_id) {
+			it->result = "no-credential";
+			continue;
+		}
+		/* The credential as registered now: a revoked one cannot prove anything. */
+		r = creds_load_user(creds_dir, b->user, &s, NULL);
+		c = r >= 0 ? creds_find_id(s, b->cred_id) : NULL;
+		if (!c && r >= 0 && b->cred_label)
+			c = creds_find_label(s, b->cred_label);
+		if (!c || !c->public_key || !c->rp_id) {
+			it->result = "no-credential";
+			continue;
+		}
+		it->rp_id = strdup(c->rp_id);
+		it->public_key = strdup(c->public_key);
+		it->cose = c->cose_alg;
+		if (!it->rp_id || !it->public_key)
+			it->result = "no-credential";
+	}
+	p->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->done_fd < 0 ||
+	        sd_event_add_io(m->event, &p->done_source, p->done_fd, EPOLLIN, on_proof_done, p) <
+	                0 ||
+	        pthread_create(&p->thread, NULL, proof_thread, p) != 0) {
+		log_error("Cannot start the proof of key %s; the grace periods run out.", syspath);
+		proof_free(p);
+		return;
+	}
+	p->thread_started = true;
+	p->next = ctx(m)->proofs;
+	ctx(m)->proofs = p;
+	ctx(m)->n_proofs++;
+	log_info("Key %s plugged in during a grace period: proving %zu credential(s) silently.",
+	        syspath, p->n);
+}
+
+/* --- reconcile, start, stop --------------------------------------------------------- */
+
+static int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int removal_reconcile(Manager *m, const char *why)
+{
+	_cleanup_strv_free_ char **present = NULL, **missing = NULL;
+	size_t n_present;
+	int r = 0;
+
+	r = udev_watch_present(m, &present);
+	if (r < 0)
+		return log_error_errno(r, "Cannot list the hidraw devices: %m");
+	n_present = strv_length(present);
+	missing = calloc(1, sizeof(char *));
+	if (!missing)
+		return -ENOMEM;
+	for (Binding *b = m->bindings; b; b = b->next) {
+		const char *key = b->sysfs_path;
+
+		if (b->state != BINDING_BOUND)
+			continue;
+		if (!key) {
+			/* Only a device node is known: it must still exist as a hidraw device. */
+			if (b->hidraw_path && access(b->hidraw_path, F_OK) < 0 &&
+			        !strv_contains(missing, b->hidraw_path))
+				r = strv_extend(&missing, b->hidraw_path);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		if (bsearch(&key, present, n_present, sizeof(char *), cmp_strp) ||
+		        strv_contains(missing, key))
+			continue;
+		r = strv_extend(&missing, key);
+		if (r < 0)
+			return r;
+	}
+	for (char **k = missing; *k; k++) {
+		bool node = strneq(*k, "/dev/", 5);
+		removal_key_removed(m, node ? NULL : *k, node ? *k : NULL, why);
+	}
+	/* A missing key may be back under a new device that appeared while nobody watched
+	 * (daemon down, events lost): offer the present keys no binding uses to the proof. */
+	if (missing[0]) {
+		unsigned offered = 0;
+
+		for (char **p = present; *p && offered < PROOF_MAX_PENDING; p++) {
+			_cleanup_free_ char *devnode = NULL;
+			bool used = false;
+
+			for (Binding *b = m->bindings; b && !used; b = b->next)
+				used = b->state == BINDING_BOUND && b->sysfs_path &&
+				       streq(b->sysfs_path, *p);
+			if (used || udev_watch_devnode(m, *p, &devnode) < 0)
+				continue;
+			removal_key_added(m, *p, devnode);
+			offered++;
+		}
+	}
+	return (int)strv_length(missing);
+}
+
+void removal_check_binding(Manager *m, Binding *b)
+{
+	if (b->state != BINDING_BOUND)
+		return;
+	if (b->sysfs_path ? udev_watch_device_exists(m, b->sysfs_path)
+	                  : (b->hidraw_path && access(b->hidraw_path, F_OK) >= 0))
+		return;
+	removal_key_removed(m, b->sysfs_path, b->hidraw_path, "missing-at-bind");
+}
+
+static int on_session_removed(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error)
+{
+	Manager *m = userdata;
+	const char *id, *path;
+
+	if (sd_bus_message_read(msg, "so", &id, &path) < 0)
+		return 0;
+	for (Binding *b = m->bindings, *next; b; b = next) {
+		next = b->next;
+		/* An action in flight finishes (and records) on its own. */
+		if (b->session_id && streq(b->session_id, id) && b->state != BINDING_ACTING)
+			binding_drop(b, "session-ended");
+	}
+	return 0;
+}
+
+int removal_startup(Manager *m)
+{
+	int r;
+
+	m->removal = calloc(1, sizeof(RemovalContext));
+	if (!m->removal)
+		return log_error_errno(-ENOMEM, "Out of memory.");
+	/* The watch first, so that nothing removed from now on is missed. */
+	r = udev_watch_start(m);
+	if (r < 0)
+		return r;
+	r = logind_watch_session_removed(m, on_session_removed, m, &ctx(m)->session_removed_slot);
+	if (r < 0)
+		log_warning_errno(r, "Cannot follow logind's SessionRemoved: %m");
+	r = bindings_load(m);
+	if (r < 0)
+		return r;
+	r = removal_reconcile(m, "missing-at-start");
+	if (r < 0)
+		return r;
+	return 0;
+}
+
+void removal_shutdown(Manager *m)
+{
+	RemovalContext *c = m->removal;
+
+	if (!c)
+		return;
+	for (Binding *b = m->bindings; b; b = b->next)
+		binding_cancel_pending(b);
+	while (c->proofs) {
+		ProofOp *p = c->proofs;
+		struct timespec ts;
+
+		c->proofs = p->next;
+		if (p->thread_started) {
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 3;
+			if (pthread_timedjoin_np(p->thread, NULL, &ts) != 0) {
+				log_warning("A key proof does not finish; leaving it behind.");
+				(void)pthread_detach(p->thread);
+				continue; /* its memory goes with the process */
+			}
+		}
+		proof_free(p);
+	}
+	sd_bus_slot_unref(c->session_removed_slot);
+	free(c);
+	m->removal = NULL;
+}

@@ -1,0 +1,782 @@
+#!/usr/bin/python3
+"""removal_test.py: key removal ends the access it granted (issue #5), one case per run.
+
+    removal_test.py --build-dir B --source-dir S CASE
+
+re-executes itself under `keyward-testbed --bus` (emulated keys, a private system bus
+loading dist/org.keyward.Keyward1.conf, the logind stand-in tests/virtkey/logind_extra.py),
+starts keywardd from the build dir with a temporary policy, authenticates and binds
+sessions over D-Bus as root (Authenticate + BindSession), pulls keys with
+`keyward-testbed ctl`, and asserts on what the logind stand-in received (dbusmock's
+GetMethodCalls) and on the audit records on disk. Never skips: a missing tool fails.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+BUS_NAME = "org.keyward.Keyward1"
+BUS_PATH = "/org/keyward/Keyward1"
+IFACE = "org.keyward.Keyward1.Manager"
+LOGIND = "org.freedesktop.login1"
+LOGIND_PATH = "/org/freedesktop/login1"
+MOCK_IFACE = "org.freedesktop.DBus.Mock"
+
+# case -> number of emulated keys
+CASES = {
+    "lock-verified": 2,
+    "lock-escalated": 1,
+    "lock-alert": 1,
+    "tty-cannot-lock": 1,
+    "terminate": 1,
+    "unrelated-keys": 3,
+    "two-sessions": 1,
+    "grace-same-key": 1,
+    "grace-other-key": 2,
+    "elevation": 1,
+    "elevation-sigkill": 1,
+    "restart-sigkill": 1,
+    "missing-at-start": 1,
+    "grace-across-restart": 1,
+    "prune": 1,
+    "unbind": 1,
+    "bind-limits": 1,
+    "bad-binding-files": 1,
+    "pam-session": 1,
+}
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def wait_for(pred, what, timeout=10.0, step=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise Fail(f"timed out after {timeout}s waiting for {what}")
+
+
+class Env:
+    def __init__(self, args):
+        self.args = args
+        self.build = os.path.abspath(args.build_dir)
+        self.src = os.path.abspath(args.source_dir)
+        self.keywardd = os.path.join(self.build, "daemon", "keywardd")
+        self.keywardctl = os.path.join(self.build, "tools", "keywardctl")
+        self.testbed = os.path.join(self.build, "tests", "keyward-testbed")
+        self.tmp = tempfile.mkdtemp(prefix="keyward-removal-test-")
+        os.chmod(self.tmp, 0o755)
+        self.creds = os.path.join(self.tmp, "creds")
+        self.state = os.path.join(self.tmp, "state")
+        self.run = os.path.join(self.tmp, "run")
+        self.audit = os.path.join(self.tmp, "log", "audit.log")
+        self.conf = os.path.join(self.tmp, "keyward.conf")
+        os.mkdir(self.creds, 0o755)
+        self.daemon = None
+        self.daemon_log = os.path.join(self.tmp, "keywardd.log")
+        self._bus = None
+        self.children = []
+
+    def write_policy(self, removal='action = "lock"; grace = 0; lock_verify = 10000; on_lock_failure = "terminate";',
+                     settings_extra=""):
+        text = f"""
+settings = {{
+	rp_id = "pam://keyward";
+	timeout = 3000;
+	credentials_dir = "{self.creds}";
+	state_dir = "{self.state}";
+	runtime_dir = "{self.run}";
+	audit_log = "{self.audit}";
+	{settings_extra}
+}};
+rules = (
+	{{
+		name = "bench";
+		match = {{ users = ["root", "nobody"]; }};
+		require = "key";
+		user_verification = "discouraged";
+		removal = {{ {removal} }};
+	}}
+);
+default = {{ require = "none"; }};
+"""
+        with open(self.conf, "w") as f:
+            f.write(text)
+        os.chmod(self.conf, 0o644)
+
+    def start(self):
+        out = open(self.daemon_log, "a")
+        self.daemon = subprocess.Popen([self.keywardd, "-v", "-c", self.conf], stdout=out, stderr=out)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.daemon.poll() is not None:
+                raise Fail("keywardd exited at start:\n" + self.log_text())
+            if self.name_owned():
+                return
+            time.sleep(0.05)
+        raise Fail("keywardd did not take its bus name:\n" + self.log_text())
+
+    def kill9(self):
+        self.daemon.send_signal(signal.SIGKILL)
+        self.daemon.wait()
+        check(self.daemon.returncode == -signal.SIGKILL, "keywardd was not killed by SIGKILL")
+        wait_for(lambda: not self.name_owned(), "the bus name to be released")
+
+    def name_owned(self):
+        return bool(self.bus().name_has_owner(BUS_NAME))
+
+    def stop(self):
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(10)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+                raise Fail("keywardd did not stop on SIGTERM")
+            check(self.daemon.returncode == 0, f"keywardd exit code {self.daemon.returncode}")
+
+    def log_text(self):
+        with open(self.daemon_log) as f:
+            return f.read()
+
+    def audit_records(self):
+        if not os.path.exists(self.audit):
+            return []
+        with open(self.audit) as f:
+            return [json.loads(l) for l in f if l.strip()]
+
+    def audit_find(self, **kw):
+        return [r for r in self.audit_records() if all(r.get(k) == v for k, v in kw.items())]
+
+    def wait_audit(self, what, timeout=10.0, **kw):
+        return wait_for(lambda: self.audit_find(**kw), f"audit record {what} {kw}", timeout)
+
+    # --- keys ---
+    def bed(self, *args):
+        r = subprocess.run([self.testbed, "ctl", "-", *args], capture_output=True, text=True, timeout=20)
+        check(r.returncode == 0, f"testbed ctl {args}: {r.stderr}")
+        return r.stdout
+
+    def keys(self):
+        out = {}
+        for line in self.bed("list").splitlines():
+            f = line.split()
+            out[int(f[0])] = {"node": f[1], "syspath": f[2], "state": f[3]}
+        return out
+
+    def enroll(self, user, key):
+        node = self.keys()[key]["node"]
+        r = subprocess.run([self.keywardctl, "enroll", user, "--device", node, "--label", f"{user}-key{key}"],
+                           capture_output=True, text=True, timeout=60)
+        log(f"$ keywardctl enroll {user} --device {node} -> {r.returncode}\n{r.stdout}{r.stderr}")
+        check(r.returncode == 0, f"enroll {user} on key {key}: {r.stderr}")
+
+    # --- bus ---
+    def bus(self):
+        import dbus
+        if self._bus is None:
+            self._bus = dbus.SystemBus()
+        return self._bus
+
+    def manager(self):
+        import dbus
+        return dbus.Interface(self.bus().get_object(BUS_NAME, BUS_PATH), IFACE)
+
+    def logind_mock(self, path=LOGIND_PATH):
+        import dbus
+        return dbus.Interface(self.bus().get_object(LOGIND, path), MOCK_IFACE)
+
+    def add_session(self, sid, uid=0, user="root", session_type=None):
+        import dbus
+        path = str(self.logind_mock().AddSession(sid, "seat0", dbus.UInt32(uid), user, True))
+        if session_type:
+            self.logind_mock(path).UpdateProperties("org.freedesktop.login1.Session",
+                                                    {"Type": dbus.String(session_type)})
+        return path
+
+    def calls(self, path, method):
+        """Calls logind received: the manager's from dbusmock's GetMethodCalls; a session's
+        Lock from the stand-in's log (the Session.Lock call emits "Lock" on that object),
+        which outlives a terminated session's object."""
+        if path == LOGIND_PATH:
+            return [c for c in self.logind_mock(path).GetMethodCalls(method)]
+        check(method == "Lock", f"calls({method}) on a session")
+        with open(os.environ["KEYWARD_TESTBED_LOGIND_LOG"]) as f:
+            return [l for l in f if l.split()[1:4] == ["emit", path, "org.freedesktop.login1.Session.Lock"]]
+
+    def set_locked_hint(self, path):
+        import dbus
+        obj = dbus.Interface(self.bus().get_object(LOGIND, path), "org.freedesktop.login1.Session")
+        obj.SetLockedHint(True)
+
+    def authenticate(self, user="root", service="login"):
+        import dbus
+        rfd, wfd = os.pipe()
+        os.close(wfd)
+        try:
+            reply = self.manager().Authenticate(user, service, "", "", dbus.types.UnixFd(rfd),
+                                                dbus.Dictionary({}, signature="sv"), timeout=30)
+        finally:
+            os.close(rfd)
+        granted, reason, token, device = bool(reply[0]), str(reply[1]), str(reply[3]), str(reply[5])
+        log(f"Authenticate({user},{service}) -> {granted} {reason} device={device}")
+        check(granted, f"authentication of {user} failed: {reason} {reply[2]}")
+        return token, device
+
+    def bind(self, session="", pid=0, user="root", service="login"):
+        import dbus
+        token, device = self.authenticate(user, service)
+        bid = str(self.manager().BindSession(token, session, dbus.UInt32(pid), service, "", user))
+        log(f"BindSession({session or 'pid:%d' % pid}) -> {bid} on {device}")
+        return bid, device
+
+    def status(self):
+        return {str(k): v for k, v in self.manager().GetStatus().items()}
+
+    def binding_files(self):
+        d = os.path.join(self.run, "bindings")
+        return sorted(f for f in os.listdir(d) if len(f) == 32) if os.path.isdir(d) else []
+
+    def cleanup(self):
+        try:
+            self.stop()
+        finally:
+            for p in self.children:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def nothing_for(e, seconds, paths):
+    """Waits SECONDS and asserts that no Lock/Terminate reached PATHS or the manager."""
+    time.sleep(seconds)
+    for p in paths:
+        check(not e.calls(p, "Lock"), f"unexpected Lock on {p}")
+    check(not e.calls(LOGIND_PATH, "TerminateSession"), "unexpected TerminateSession")
+
+
+# --- cases ------------------------------------------------------------------------------
+
+def case_lock_verified(e):
+    e.write_policy()
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("s1")
+    p2 = e.add_session("s2")
+    e.bind("s1")
+    t0 = time.monotonic()
+    e.bed("unplug", "0")
+    wait_for(lambda: e.calls(p1, "Lock"), "Lock on s1")
+    log(f"Lock arrived {1000 * (time.monotonic() - t0):.1f} ms after the unplug request")
+    e.wait_audit("action", event="action", action="lock", result="success", session="s1", reason="lock-requested")
+    e.set_locked_hint(p1)
+    e.wait_audit("lock-verified", event="lock-verified", result="success", session="s1")
+    rem = e.audit_find(event="key-removed")
+    check(len(rem) == 1 and rem[0]["result"] == "success" and rem[0]["reason"] == "removed", f"key-removed: {rem}")
+    check(not e.calls(p2, "Lock"), "s2 was locked too")
+    check(not e.calls(LOGIND_PATH, "TerminateSession"), "a verified lock was escalated")
+    check(not e.audit_find(event="lock-escalated"), "escalation recorded")
+    # key 1 was never bound: pulling it does nothing
+    e.bed("unplug", "1")
+    nothing_for(e, 0.5, [p2])
+    check(len(e.calls(p1, "Lock")) == 1, "s1 locked twice")
+
+
+def case_lock_escalated(e):
+    e.write_policy('action = "lock"; lock_verify = 400; on_lock_failure = "terminate";')
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("s1")
+    e.bind("s1")
+    e.bed("unplug", "0")
+    wait_for(lambda: e.calls(p1, "Lock"), "Lock on s1")
+    rec = e.wait_audit("lock-escalated", event="lock-escalated", session="s1")
+    check(rec[0]["result"] == "success" and rec[0]["reason"] == "terminated", f"escalation: {rec}")
+    term = e.calls(LOGIND_PATH, "TerminateSession")
+    check(len(term) == 1 and str(term[0][1][0]) == "s1", f"TerminateSession calls: {term}")
+    check(not e.audit_find(event="lock-verified"), "lock recorded as verified")
+    e.wait_audit("unbind", event="session-unbind", session="s1", reason="session-terminated")
+    check(e.binding_files() == [], "binding file left after termination")
+
+
+def case_lock_alert(e):
+    e.write_policy('action = "lock"; lock_verify = 300; on_lock_failure = "alert";')
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("s1")
+    e.bind("s1")
+    e.bed("unplug", "0")
+    wait_for(lambda: e.calls(p1, "Lock"), "Lock on s1")
+    rec = e.wait_audit("lock-failed", event="lock-failed", session="s1")
+    check(rec[0]["result"] == "failure" and rec[0]["reason"] == "not-locked" and rec[0]["detail"] == "alert",
+          f"lock-failed: {rec}")
+    nothing_for(e, 0.3, [])
+    check("is NOT locked" in e.log_text(), "no alert in the daemon log")
+
+
+def case_tty_cannot_lock(e):
+    e.write_policy('action = "lock"; lock_verify = 20000; on_lock_failure = "terminate";')
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("c1", session_type="tty")
+    e.bind("c1")
+    wait_for(lambda: "session_type=tty" in "".join(open(os.path.join(e.run, "bindings", f)).read()
+                                                    for f in e.binding_files()), "the session type to be recorded")
+    t0 = time.monotonic()
+    e.bed("unplug", "0")
+    rec = e.wait_audit("lock-escalated", event="lock-escalated", session="c1", timeout=15)
+    check(time.monotonic() - t0 < 15, "a text console waited for lock_verify")
+    check(not e.calls(p1, "Lock"), "Lock sent to a text console")
+    check(e.audit_find(event="action", reason="cannot-lock", session="c1"), "cannot-lock not recorded")
+    check(rec[0]["result"] == "success", f"{rec}")
+
+
+def case_terminate(e):
+    e.write_policy('action = "terminate";')
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("s1")
+    e.bind("s1")
+    e.bed("unplug", "0")
+    rec = e.wait_audit("action", event="action", session="s1", action="terminate")
+    check(rec[0]["result"] == "success", f"{rec}")
+    check(not e.calls(p1, "Lock"), "Lock sent for a terminate action")
+    term = e.calls(LOGIND_PATH, "TerminateSession")
+    check(len(term) == 1 and str(term[0][1][0]) == "s1", f"{term}")
+
+
+def case_unrelated_keys(e):
+    e.write_policy()
+    e.start()
+    e.enroll("root", 0)
+    e.enroll("nobody", 1)
+    p1 = e.add_session("s1")
+    p2 = e.add_session("s2", uid=65534, user="nobody")
+    e.bind("s1")
+    e.bind("s2", user="nobody")
+    e.bed("unplug", "2")  # nobody's key at all
+    nothing_for(e, 1.0, [p1, p2])
+    check(not e.audit_find(event="key-removed"), "an unbound key was recorded as a removal")
+    e.bed("unplug", "1")  # another user's key
+    wait_for(lambda: e.calls(p2, "Lock"), "Lock on nobody's session")
+    time.sleep(0.5)
+    check(not e.calls(p1, "Lock"), "root's session was locked by nobody's key")
+    check(e.audit_find(event="action", session="s2", user="nobody"), "nobody's action not recorded")
+    check(not e.audit_find(event="action", session="s1"), "root's session acted")
+
+
+def case_two_sessions(e):
+    e.write_policy()
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("s1")
+    p2 = e.add_session("s2")
+    p3 = e.add_session("s3")
+    e.bind("s1")
+    e.bind("s2")
+    e.bed("unplug", "0")
+    wait_for(lambda: e.calls(p1, "Lock") and e.calls(p2, "Lock"), "Lock on s1 and s2")
+    rec = e.wait_audit("key-removed", event="key-removed")
+    check(rec[0]["detail"].startswith("2 binding(s)"), f"{rec}")
+    check(not e.calls(p3, "Lock"), "an unbound session was locked")
+
+
+def case_grace_same_key(e):
+    e.write_policy('action = "lock"; grace = 6000; lock_verify = 1000; on_lock_failure = "terminate";')
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("s1")
+    e.bind("s1")
+    old = e.keys()[0]["syspath"]
+    e.bed("unplug", "0")
+    e.wait_audit("key-removed", event="key-removed")
+    e.bed("plug", "0")
+    new = e.keys()[0]["syspath"]
+    check(new != old, "the re-plugged key kept its sysfs path; the test would prove nothing")
+    rec = e.wait_audit("grace-cancelled", event="grace-cancelled", session="s1")
+    check(rec[0]["result"] == "success" and rec[0]["device"] == new, f"{rec}")
+    nothing_for(e, 6.5, [p1])
+    check(not e.audit_find(event="action"), "an action ran although the key came back")
+    # the binding follows the key to its new device: pulling it again acts
+    e.bed("unplug", "0")
+    e.wait_audit("second key-removed", event="key-removed", device=new)
+    wait_for(lambda: e.calls(p1, "Lock"), "Lock on s1 after the grace period", timeout=12)
+
+
+def case_grace_other_key(e):
+    e.write_policy('action = "lock"; grace = 4000; lock_verify = 500; on_lock_failure = "alert";')
+    e.start()
+    e.enroll("root", 0)
+    e.bed("unplug", "1")  # a key that holds nothing of root's, plugged in later
+    p1 = e.add_session("s1")
+    e.bind("s1")
+    t0 = time.monotonic()
+    e.bed("unplug", "0")
+    e.wait_audit("key-removed", event="key-removed")
+    e.bed("plug", "1")
+    rec = e.wait_audit("key-added", event="key-added", session="s1")
+    check(rec[0]["result"] == "failure" and rec[0]["reason"] == "not-the-bound-key", f"{rec}")
+    wait_for(lambda: e.calls(p1, "Lock"), "Lock on s1 once the grace period ends", timeout=12)
+    dt = time.monotonic() - t0
+    check(dt >= 3.9, f"the action ran before the grace period ended ({dt:.2f}s)")
+    check(not e.audit_find(event="grace-cancelled"), "a different key cancelled the grace period")
+
+
+def spawn_elevation(e):
+    # a sudo-style elevated command: its own process group
+    p = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    e.children.append(p)
+    return p
+
+
+def case_elevation(e):
+    e.write_policy('action = "end-elevation";')
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("s1")
+    proc = spawn_elevation(e)
+    # pam_keyward also names the desktop session sudo runs in: still only sudo ends
+    proc2 = spawn_elevation(e)
+    bystander = spawn_elevation(e)
+    e.bind("", pid=proc.pid, service="sudo")
+    e.bind("s1", pid=proc2.pid, service="sudo")
+    e.bed("unplug", "0")
+    wait_for(lambda: proc.poll() is not None, "the elevated process to end", timeout=5)
+    check(proc.returncode == -signal.SIGTERM, f"elevated process ended with {proc.returncode}")
+    wait_for(lambda: proc2.poll() is not None, "the elevated process in s1 to end", timeout=5)
+    e.wait_audit("action", event="action", session="s1", action="end-elevation", result="success")
+    rec = e.wait_audit("action", event="action", session=f"pid:{proc.pid}", action="end-elevation")
+    check(rec[0]["result"] == "success" and rec[0]["reason"] == "ended", f"{rec}")
+    check(bystander.poll() is None, "an unrelated process was ended")
+    check(e.daemon.poll() is None, "keywardd ended itself")
+    check(not e.calls(p1, "Lock"), "the desktop session was locked for an elevation")
+
+
+def case_elevation_sigkill(e):
+    e.write_policy('action = "end-elevation";')
+    e.start()
+    e.enroll("root", 0)
+    # an elevated shell that ignores SIGTERM
+    proc = subprocess.Popen(["sh", "-c", "trap '' TERM; while :; do sleep 0.2; done"], start_new_session=True)
+    e.children.append(proc)
+    time.sleep(0.2)
+    e.bind("", pid=proc.pid, service="sudo")
+    t0 = time.monotonic()
+    e.bed("unplug", "0")
+    wait_for(lambda: proc.poll() is not None, "the elevated shell to be killed", timeout=6)
+    dt = time.monotonic() - t0
+    check(proc.returncode == -signal.SIGKILL, f"ended with {proc.returncode}")
+    check(dt >= 1.3, f"SIGKILL came before the SIGTERM grace ({dt:.2f}s)")
+    rec = e.wait_audit("action", event="action", session=f"pid:{proc.pid}", action="end-elevation")
+    check(rec[0]["result"] == "success" and rec[0]["reason"] == "killed", f"{rec}")
+
+
+def case_restart_sigkill(e):
+    e.write_policy()
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("s1")
+    bid, _ = e.bind("s1")
+    check(e.binding_files() == [bid], f"binding file: {e.binding_files()}")
+    e.kill9()
+    e.start()
+    check(int(e.status()["bindings"]) == 1, "the binding was not reloaded")
+    e.bed("unplug", "0")
+    wait_for(lambda: e.calls(p1, "Lock"), "Lock on s1 after the restart")
+    e.set_locked_hint(p1)
+    e.wait_audit("lock-verified", event="lock-verified", session="s1")
+
+
+def case_missing_at_start(e):
+    e.write_policy()
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("s1")
+    e.bind("s1")
+    e.kill9()
+    e.bed("unplug", "0")
+    time.sleep(0.3)
+    check(not e.calls(p1, "Lock"), "Lock without a daemon?")
+    e.start()
+    wait_for(lambda: e.calls(p1, "Lock"), "Lock on s1 for a key gone while the daemon was down")
+    rec = e.wait_audit("key-removed", event="key-removed", reason="missing-at-start")
+    check(rec[0]["result"] == "success", f"{rec}")
+
+
+def case_grace_across_restart(e):
+    # the key is pulled and put back while keywardd is down: at start the binding's device
+    # is missing, the grace period starts, and the present key proves to be the same one
+    e.write_policy('action = "lock"; grace = 5000; lock_verify = 500; on_lock_failure = "terminate";')
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("s1")
+    e.bind("s1")
+    e.kill9()
+    e.bed("unplug", "0")
+    e.bed("plug", "0")
+    new = e.keys()[0]["syspath"]
+    e.start()
+    e.wait_audit("key-removed at start", event="key-removed", reason="missing-at-start")
+    rec = e.wait_audit("grace-cancelled", event="grace-cancelled", session="s1")
+    check(rec[0]["device"] == new, f"{rec}")
+    nothing_for(e, 5.5, [p1])
+
+
+def case_prune(e):
+    import dbus
+    e.write_policy()
+    e.start()
+    e.enroll("root", 0)
+    e.add_session("s1")
+    p2 = e.add_session("s2")
+    proc = spawn_elevation(e)
+    e.bind("s1")
+    e.bind("s2")
+    e.bind("", pid=proc.pid, service="sudo")
+    check(len(e.binding_files()) == 3, "three binding files")
+    e.kill9()
+    # while the daemon is down: s1 ends, the elevated process ends
+    dbus.Interface(e.bus().get_object(LOGIND, LOGIND_PATH), "org.freedesktop.login1.Manager").TerminateSession("s1")
+    proc.kill()
+    proc.wait()
+    e.start()
+    e.wait_audit("s1 pruned", event="session-unbind", session="s1", reason="session-ended")
+    e.wait_audit("elevation pruned", event="session-unbind", session=f"pid:{proc.pid}", reason="process-ended")
+    wait_for(lambda: int(e.status()["bindings"]) == 1, "one binding left")
+    check(len(e.binding_files()) == 1, f"binding files: {e.binding_files()}")
+    # the one left still enforces
+    e.bed("unplug", "0")
+    wait_for(lambda: e.calls(p2, "Lock"), "Lock on s2")
+
+
+def case_unbind(e):
+    e.write_policy()
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("s1")
+    bid, _ = e.bind("s1")
+    e.manager().UnbindSession(bid)
+    check(e.binding_files() == [], "binding file left after UnbindSession")
+    e.wait_audit("unbind", event="session-unbind", reason="unbound", session="s1")
+    e.bed("unplug", "0")
+    nothing_for(e, 0.7, [p1])
+
+
+NOBODY_BIND = """
+import dbus, sys
+m = dbus.Interface(dbus.SystemBus().get_object("org.keyward.Keyward1", "/org/keyward/Keyward1"),
+                   "org.keyward.Keyward1.Manager")
+try:
+    m.BindSession(sys.argv[1], "s9", dbus.UInt32(0), "login", "", "root")
+    print("bound")
+except dbus.DBusException as x:
+    print(x.get_dbus_name())
+"""
+
+
+def open_bus_for_others():
+    """keyward-testbed keeps its private bus in a 0700 directory; let uid 65534 reach the
+    socket (search permission only on the directories)."""
+    import re
+    m = re.match(r"unix:path=([^,]+)", os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", ""))
+    check(m, "unexpected bus address")
+    d = os.path.dirname(m.group(1))
+    while d not in ("/", "/tmp", ""):
+        os.chmod(d, os.stat(d).st_mode | 0o011)
+        d = os.path.dirname(d)
+    os.chmod(m.group(1), 0o777)
+
+
+def case_bind_limits(e):
+    import dbus
+    e.write_policy(settings_extra="max_bindings = 2;")
+    e.start()
+    e.enroll("root", 0)
+    for sid in ("s1", "s2", "s3"):
+        e.add_session(sid)
+    open_bus_for_others()
+    # only root may bind: the token of a real authentication, offered by uid 65534
+    token, _ = e.authenticate()
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
+                        "-c", NOBODY_BIND, token], capture_output=True, text=True, timeout=30)
+    log(f"BindSession as nobody: {r.stdout.strip()} {r.stderr.strip()}")
+    check(r.stdout.strip() == "org.keyward.Keyward1.Error.AccessDenied", "a non-root caller could bind")
+    check(e.binding_files() == [], "a binding file was written for a refused caller")
+    e.bind("s1")
+    b2, _ = e.bind("s2")
+    try:
+        e.bind("s3")
+        raise Fail("max_bindings was not enforced")
+    except dbus.DBusException as x:
+        check(x.get_dbus_name().endswith("Busy"), str(x))
+    check(len(e.binding_files()) == 2, "binding files")
+    # an elevation must name a running process
+    e.manager().UnbindSession(b2)
+    token, _ = e.authenticate()
+    try:
+        e.manager().BindSession(token, "", dbus.UInt32(4194304), "sudo", "", "root")
+        raise Fail("an elevation of a process that does not exist was bound")
+    except dbus.DBusException as x:
+        check(x.get_dbus_name().endswith("InvalidArgs"), str(x))
+    check(len(e.binding_files()) == 1, "binding files after the refused elevation")
+
+
+def case_bad_binding_files(e):
+    e.write_policy()
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("s1")
+    good, _ = e.bind("s1")
+    e.kill9()
+    d = os.path.join(e.run, "bindings")
+    text = open(os.path.join(d, good)).read()
+    bad = {
+        "a" * 32: text.replace("version=1", "version=2"),
+        "b" * 32: text + "evil=1\n",
+        "c" * 32: text.replace("user=root", "user=root\nuser=nobody"),
+        "d" * 32: "x" * 9000,
+        "e" * 32: text.replace("state=bound\n", ""),
+    }
+    for name, content in bad.items():
+        with open(os.open(os.path.join(d, name), os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(content)
+    ww = "f" * 32
+    with open(os.open(os.path.join(d, ww), os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(text)
+    os.chmod(os.path.join(d, ww), 0o666)
+    e.start()
+    check(int(e.status()["bindings"]) == 1, f"bindings loaded: {e.status()['bindings']}")
+    logtext = e.log_text()
+    for name in list(bad) + [ww]:
+        check(f"{name} cannot be used" in logtext, f"no error logged for {name}")
+    check(len(e.binding_files()) == 7, "a refused binding file was removed")
+    e.bed("unplug", "0")
+    wait_for(lambda: e.calls(p1, "Lock"), "Lock on s1 from the good binding")
+    check(len(e.calls(p1, "Lock")) == 1, "a refused file acted")
+
+
+def pam_driver(e, service, user, ops):
+    """pam-driver (libpamtest) under pam_wrapper with pam_keyward.so: OPS like
+    ["auth:PAM_SUCCESS", "open:PAM_SUCCESS"]. Returns its output."""
+    check(e.args.module and e.args.driver, "--module and --driver are needed for the PAM case")
+    pre = [p for p in os.environ.get("LD_PRELOAD", "").replace(":", " ").split() if p]
+    env = dict(os.environ, LD_PRELOAD=" ".join(pre + ["libpam_wrapper.so"]), PAM_WRAPPER="1",
+               PAM_WRAPPER_SERVICE_DIR=e.pam_dir)
+    r = subprocess.run([e.args.driver, service, user, *ops], env=env, capture_output=True, text=True,
+                       timeout=60)
+    log(f"$ pam-driver {service} {user} {' '.join(ops)} -> {r.returncode}\n{r.stdout}{r.stderr}")
+    check(r.returncode == 0, f"pam-driver {ops} failed")
+    return r.stdout
+
+
+def case_pam_session(e):
+    # the whole chain: pam_keyward.so auth + open_session (BindSession with the session
+    # logind names for the PAM process) → key pulled → that session is locked
+    import dbus
+    e.write_policy()
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("s1")
+    p2 = e.add_session("s2")
+    # GetSessionByPID of any pid not otherwise known: s1 (the PAM process's session)
+    e.logind_mock().SetSessionByPID(dbus.UInt32(0), "s1")
+    e.pam_dir = os.path.join(e.tmp, "pam.d")
+    os.mkdir(e.pam_dir)
+    module = os.path.abspath(e.args.module)
+    with open(os.path.join(e.pam_dir, "other"), "w") as f:
+        f.write("auth required pam_deny.so\naccount required pam_deny.so\nsession required pam_deny.so\n")
+    with open(os.path.join(e.pam_dir, "removal-login"), "w") as f:
+        f.write(f"auth required {module} config={e.conf}\n"
+                f"session required {module} config={e.conf}\n")
+    # open and close: the binding is made and removed again
+    pam_driver(e, "removal-login", "root", ["auth:PAM_SUCCESS", "open:PAM_SUCCESS", "close:PAM_SUCCESS"])
+    e.wait_audit("unbind", event="session-unbind", reason="unbound", session="s1", service="removal-login")
+    check(e.binding_files() == [], "close_session left a binding")
+    # open only: the session stays bound after the PAM process is gone
+    pam_driver(e, "removal-login", "root", ["auth:PAM_SUCCESS", "open:PAM_SUCCESS"])
+    rec = e.audit_find(event="session-bind", result="success", service="removal-login")
+    check(len(rec) == 2 and rec[1]["session"] == "s1", f"session-bind: {rec}")
+    check(len(e.binding_files()) == 1, "no binding after open_session")
+    e.bed("unplug", "0")
+    wait_for(lambda: e.calls(p1, "Lock"), "Lock on the PAM session s1")
+    e.set_locked_hint(p1)
+    e.wait_audit("lock-verified", event="lock-verified", session="s1", service="removal-login")
+    check(not e.calls(p2, "Lock"), "another session was locked")
+
+
+def run_case(args):
+    e = Env(args)
+    ok = False
+    try:
+        globals()["case_" + args.case.replace("-", "_")](e)
+        e.stop()
+        check(e.audit_find(event="daemon-stop"), "daemon-stop audited")
+        # under KEYWARD_SANITIZE the daemon's reports land in its log
+        for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            check(bad not in e.log_text(), f"keywardd log: {bad}")
+        # the trail the removal path wrote verifies
+        key = os.path.join(e.state, "audit-seal.key")
+        r = subprocess.run([e.keywardctl, "audit", "verify", "--key", key, "--strict", e.audit],
+                           capture_output=True, text=True)
+        log(f"$ keywardctl audit verify -> {r.returncode}\n{r.stdout}{r.stderr}")
+        check(r.returncode == 0, "the audit trail does not verify")
+        ok = True
+    except Fail as x:
+        log(f"FAIL: {x}")
+    finally:
+        if not ok:
+            log("--- keywardd log ---\n" + (e.log_text() if os.path.exists(e.daemon_log) else "(none)"))
+            for r in e.audit_records():
+                log(json.dumps(r))
+        e.cleanup()
+    log(f"{args.case}: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--build-dir", required=True)
+    p.add_argument("--source-dir", required=True)
+    p.add_argument("--module", help="pam_keyward.so (the pam-session case)")
+    p.add_argument("--driver", help="pam-driver (the pam-session case)")
+    p.add_argument("case", choices=sorted(CASES))
+    args = p.parse_args()
+    if "KEYWARD_TESTBED_CTL" not in os.environ:
+        testbed = os.path.join(os.path.abspath(args.build_dir), "tests", "keyward-testbed")
+        conf = os.path.join(os.path.abspath(args.source_dir), "dist", "org.keyward.Keyward1.conf")
+        for tool in ("busctl", "sleep", "setpriv", testbed):
+            if not shutil.which(tool):
+                print(f"missing tool: {tool}", file=sys.stderr)
+                return 1
+        cmd = [testbed, "--keys", str(CASES[args.case]), "--bus", "--bus-policy", conf, "--",
+               "/usr/bin/python3", os.path.abspath(__file__), "--build-dir", args.build_dir,
+               "--source-dir", args.source_dir]
+        if args.module:
+            cmd += ["--module", os.path.abspath(args.module), "--driver", os.path.abspath(args.driver)]
+        cmd.append(args.case)
+        return subprocess.run(cmd).returncode
+    return run_case(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
