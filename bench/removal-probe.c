@@ -37,7 +37,7 @@ static uint64_t now_us(void)
 
 static int bus_monitor_open(sd_bus **ret)
 {
-	sd_bus *bus = NULL, *plain = NULL;
+	sd_bus *bus = NULL;
 	const char *addr = getenv("DBUS_SYSTEM_BUS_ADDRESS");
 	sd_bus_message *m = NULL;
 	sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -81,7 +81,6 @@ static int bus_monitor_open(sd_bus **ret)
 		sd_bus_unref(bus);
 		return r;
 	}
-	(void)plain;
 	*ret = bus;
 	return 0;
 }

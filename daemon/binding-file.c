@@ -147,11 +147,63 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
 }
 
 /* Parses one binding file; *ret_why gets a static reason on failure. */
+/* The keys of a binding file; each at most once. */
+static const char *const binding_keys[] = {
+        "version",
+        "user",
+        "uid",
+        "session",
+        "session_path",
+        "session_type",
+        "pid",
+        "pid_start",
+        "pgid",
+        "service",
+        "tty",
+        "cred_id",
+        "cred_label",
+        "hidraw",
+        "sysfs",
+        "created",
+        "rule",
+        "removal",
+        "grace_ms",
+        "lock_verify_ms",
+        "on_lock_failure",
+        "state",
+};
+/* Those binding_format() always writes. */
+static const char *const binding_required[] = {
+        "version",
+        "user",
+        "uid",
+        "pid",
+        "pid_start",
+        "pgid",
+        "service",
+        "tty",
+        "created",
+        "rule",
+        "removal",
+        "grace_ms",
+        "lock_verify_ms",
+        "on_lock_failure",
+        "state",
+};
+
+static int binding_key_index(const char *k)
+{
+	for (size_t i = 0; i < ELEMENTSOF(binding_keys); i++)
+		if (streq(binding_keys[i], k))
+			return (int)i;
+	return -1;
+}
+
 int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const char **ret_why)
 {
 	Binding *b = binding_new(m);
 	char *line, *save = NULL;
-	bool have_state = false, have_version = false;
+	uint32_t seen = 0;
 	int r = 0;
 
 	if (!b)
@@ -160,6 +212,7 @@ int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const c
 	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char *eq = strchr(line, '='), *v, **target = NULL;
 		uint64_t n;
+		int k;
 
 		if (!eq) {
 			*ret_why = "a line without '='";
@@ -167,6 +220,16 @@ int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const c
 		}
 		*eq = '\0';
 		v = eq + 1;
+		k = binding_key_index(line);
+		if (k < 0) {
+			*ret_why = "an unknown key";
+			goto fail;
+		}
+		if (seen & (UINT32_C(1) << k)) {
+			*ret_why = "a key given twice";
+			goto fail;
+		}
+		seen |= UINT32_C(1) << k;
 		if (!binding_value_ok(v)) {
 			*ret_why = "a value that is too long or holds control characters";
 			goto fail;
@@ -176,7 +239,6 @@ int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const c
 				*ret_why = "an unknown version";
 				goto fail;
 			}
-			have_version = true;
 		} else if (streq(line, "user"))
 			target = &b->user;
 		else if (streq(line, "session"))
@@ -217,18 +279,13 @@ int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const c
 			b->removal = policy_removal_from_string(v);
 		else if (streq(line, "on_lock_failure") && policy_lock_failure_from_string(v) >= 0)
 			b->on_lock_failure = policy_lock_failure_from_string(v);
-		else if (streq(line, "state") && (streq(v, "bound") || streq(v, "done"))) {
+		else if (streq(line, "state") && (streq(v, "bound") || streq(v, "done")))
 			b->state = binding_state_from_string(v);
-			have_state = true;
-		} else {
-			*ret_why = "an unknown key or an invalid value";
+		else {
+			*ret_why = "an invalid value";
 			goto fail;
 		}
 		if (target) {
-			if (*target) {
-				*ret_why = "a key given twice";
-				goto fail;
-			}
 			*target = strdup(v);
 			if (!*target) {
 				r = -ENOMEM;
@@ -236,9 +293,14 @@ int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const c
 			}
 		}
 	}
-	if (!have_version || !have_state || !b->user || !valid_user_name(b->user) || !b->service ||
-	        (!b->session_id && b->pid <= 0) || (!b->sysfs_path && !b->hidraw_path)) {
-		*ret_why = "missing keys";
+	for (size_t i = 0; i < ELEMENTSOF(binding_required); i++)
+		if (!(seen & (UINT32_C(1) << binding_key_index(binding_required[i])))) {
+			*ret_why = "missing keys";
+			goto fail;
+		}
+	if (!valid_user_name(b->user) || (!b->session_id && b->pid <= 0) || b->pid == 1 ||
+	        (!b->sysfs_path && !b->hidraw_path)) {
+		*ret_why = "neither a session nor a process, no device, or an invalid user";
 		goto fail;
 	}
 	*ret = b;

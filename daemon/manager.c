@@ -27,8 +27,8 @@ static void log_diagnostics(const PolicyDiagnostics *d, int level_errors)
 		int level = x->severity == POLICY_SEVERITY_ERROR ? level_errors : LOG_WARNING;
 
 		log_internal(level, 0, "%s:%u: %s: %s", strna(x->file), x->line,
-				x->severity == POLICY_SEVERITY_ERROR ? "error" : "warning",
-				strna(x->message));
+		        x->severity == POLICY_SEVERITY_ERROR ? "error" : "warning",
+		        strna(x->message));
 	}
 }
 
@@ -39,7 +39,7 @@ static char *diagnostics_first_error(const PolicyDiagnostics *d)
 		if (d->items[i].severity == POLICY_SEVERITY_ERROR) {
 			char *s;
 			if (asprintf(&s, "%s:%u: %s", strna(d->items[i].file), d->items[i].line,
-					    strna(d->items[i].message)) < 0)
+			            strna(d->items[i].message)) < 0)
 				return NULL;
 			return s;
 		}
@@ -67,7 +67,8 @@ static int load_policy(const char *path, Policy **ret, char **ret_why)
 	if (r < 0) {
 		if (ret_why) {
 			*ret_why = diagnostics_first_error(&diags);
-			if (!*ret_why && asprintf(ret_why, "%s: cannot be loaded: %s", path, strerror(-r)) < 0)
+			if (!*ret_why && asprintf(ret_why, "%s: cannot be loaded: %s", path,
+			                         strerror(-r)) < 0)
 				*ret_why = NULL;
 		}
 		policy_diagnostics_clear(&diags);
@@ -83,11 +84,11 @@ static int open_audit(Manager *m)
 	const PolicySettings *s = policy_settings(m->policy);
 	_cleanup_free_ char *seal = NULL, *logdir = NULL;
 	AuditOptions o = {
-		.path = s->audit_log,
-		.seal_every = 64,
-		.fsync_each = true,
-		.to_syslog = true,
-		.to_linux_audit = true,
+	        .path = s->audit_log,
+	        .seal_every = 64,
+	        .fsync_each = true,
+	        .to_syslog = true,
+	        .to_linux_audit = true,
 	};
 	AuditLog *log = NULL;
 	bool torn = false;
@@ -108,11 +109,14 @@ static int open_audit(Manager *m)
 	}
 	r = audit_log_open(&o, &log, &torn);
 	if (r < 0)
-		return log_error_errno(r, "Cannot open the audit trail %s: %m. Decisions %s until it is writable.",
-				s->audit_log,
-				manager_audit_failure_denies(m) ? "that need it are denied" : "continue (audit_failure = alert)");
+		return log_error_errno(r,
+		        "Cannot open the audit trail %s: %m. Decisions %s until it is writable.",
+		        s->audit_log,
+		        manager_audit_failure_denies(m) ? "that need it are denied"
+		                                        : "continue (audit_failure = alert)");
 	if (torn)
-		log_warning("The audit trail %s ended with a torn record; it was chained over.", s->audit_log);
+		log_warning("The audit trail %s ended with a torn record; it was chained over.",
+		        s->audit_log);
 	audit_log_free(m->audit);
 	m->audit = log;
 	free(m->audit_path);
@@ -129,15 +133,15 @@ int manager_audit(Manager *m, const AuditRecord *rec)
 		r = m->policy ? open_audit(m) : -ENOTCONN;
 		if (r < 0 || !m->audit) {
 			log_error("audit: cannot record %s (%s): no audit trail open",
-					strna(audit_event_to_string(rec->event)), strna(rec->reason));
+			        strna(audit_event_to_string(rec->event)), strna(rec->reason));
 			return r < 0 ? r : -ENOTCONN;
 		}
 	}
 	r = audit_log_append(m->audit, rec);
 	if (r < 0)
 		log_error_errno(r, "audit: cannot record %s (%s) in %s: %m",
-				strna(audit_event_to_string(rec->event)), strna(rec->reason),
-				strna(m->audit_path));
+		        strna(audit_event_to_string(rec->event)), strna(rec->reason),
+		        strna(m->audit_path));
 	return r;
 }
 
@@ -161,7 +165,7 @@ int manager_reload(Manager *m, const char *trigger)
 	r = load_policy(m->config_path, &p, &why);
 	if (r < 0) {
 		log_error("Policy %s rejected (%s); keeping the policy loaded before (%s).",
-				m->config_path, strna(why), policy_digest(m->policy));
+		        m->config_path, strna(why), policy_digest(m->policy));
 		rec.reason = "rejected";
 		rec.message = why;
 		rec.detail = policy_digest(m->policy);
@@ -351,7 +355,7 @@ static int logind_session_remote(Manager *m, pid_t pid, bool *ret)
 	if (r < 0)
 		return r;
 	r = sd_bus_call_method(m->bus, "org.freedesktop.login1", "/org/freedesktop/login1",
-			"org.freedesktop.login1.Manager", "GetSession", &error, &reply, "s", session);
+	        "org.freedesktop.login1.Manager", "GetSession", &error, &reply, "s", session);
 	if (r >= 0)
 		r = sd_bus_message_read(reply, "o", &path);
 	if (r >= 0) {
@@ -362,12 +366,12 @@ static int logind_session_remote(Manager *m, pid_t pid, bool *ret)
 			r = -ENOMEM;
 		else
 			r = sd_bus_get_property_trivial(m->bus, "org.freedesktop.login1", p,
-					"org.freedesktop.login1.Session", "Remote", &error, 'b', &remote);
+			        "org.freedesktop.login1.Session", "Remote", &error, 'b', &remote);
 	}
 	sd_bus_message_unref(reply);
 	if (r < 0) {
 		log_debug("logind: no Remote property for session %s: %s", session,
-				error.message ? error.message : strerror(-r));
+		        error.message ? error.message : strerror(-r));
 		sd_bus_error_free(&error);
 		return r;
 	}
@@ -424,17 +428,17 @@ static int user_groups(const char *user, gid_t gid, char ***ret)
 }
 
 int manager_evaluate(Manager *m, const char *user, const char *service, const char *tty,
-		const char *rhost, pid_t caller_pid, PolicyDecision *ret_decision, bool *ret_remote,
-		uid_t *ret_uid)
+        const char *rhost, pid_t caller_pid, PolicyDecision *ret_decision, bool *ret_remote,
+        uid_t *ret_uid)
 {
 	_cleanup_strv_free_ char **groups = NULL;
 	struct passwd *pw;
 	PolicyRequest req = {
-		.user = user,
-		.uid = (uid_t)-1,
-		.service = service,
-		.tty = isempty(tty) ? NULL : tty,
-		.rhost = isempty(rhost) ? NULL : rhost,
+	        .user = user,
+	        .uid = (uid_t)-1,
+	        .service = service,
+	        .tty = isempty(tty) ? NULL : tty,
+	        .rhost = isempty(rhost) ? NULL : rhost,
 	};
 	int r;
 
@@ -503,8 +507,8 @@ static char *strdup_or_null(const char *s, bool *oom)
 }
 
 int manager_token_add(Manager *m, const char *user, uid_t uid, const char *service,
-		const char *cred_id, const char *cred_label, const char *hidraw_path,
-		const char *sysfs_path, const AuthToken **ret)
+        const char *cred_id, const char *cred_label, const char *hidraw_path,
+        const char *sysfs_path, const AuthToken **ret)
 {
 	uint8_t rnd[KEYWARD_TOKEN_BYTES];
 	_cleanup_free_ char *hex = NULL;
@@ -587,13 +591,15 @@ int manager_hidraw_to_syspath(Manager *m, const char *devnode, char **ret)
 	e = udev_enumerate_new(m->udev);
 	if (!e)
 		return -ENOMEM;
-	if (udev_enumerate_add_match_subsystem(e, "hidraw") < 0 || udev_enumerate_scan_devices(e) < 0) {
+	if (udev_enumerate_add_match_subsystem(e, "hidraw") < 0 ||
+	        udev_enumerate_scan_devices(e) < 0) {
 		udev_enumerate_unref(e);
 		return -EIO;
 	}
 	udev_list_entry_foreach(item, udev_enumerate_get_list_entry(e))
 	{
-		struct udev_device *d = udev_device_new_from_syspath(m->udev, udev_list_entry_get_name(item));
+		struct udev_device *d =
+		        udev_device_new_from_syspath(m->udev, udev_list_entry_get_name(item));
 		const char *node = d ? udev_device_get_devnode(d) : NULL;
 
 		if (node && streq(node, devnode)) {

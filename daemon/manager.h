@@ -26,10 +26,10 @@ typedef struct AuthToken {
 	char *user;
 	uid_t uid;
 	char *service;
-	char *cred_id;     /* base64, as stored */
+	char *cred_id; /* base64, as stored */
 	char *cred_label;
 	char *hidraw_path; /* /dev/hidrawN as libfido2 named it */
-	char *sysfs_path;  /* /sys/devices/... of the hidraw device (NULL if udev did not know it) */
+	char *sysfs_path; /* /sys/devices/... of the hidraw device (NULL if udev did not know it) */
 	uint64_t created_ms; /* CLOCK_MONOTONIC */
 	uint64_t realtime_ms;
 	struct AuthToken *next;
@@ -37,9 +37,9 @@ typedef struct AuthToken {
 
 /* Tokens not bound within this time are forgotten. */
 #define AUTH_TOKEN_LIFETIME_MS (5 * 60 * 1000)
-#define AUTH_TOKEN_MAX 4096
-#define DEVICE_OP_MAX 64
-#define DEVICE_OP_MAX_PER_UID 4 /* non-root callers */
+#define AUTH_TOKEN_MAX         4096
+#define DEVICE_OP_MAX          64
+#define DEVICE_OP_MAX_PER_UID  4 /* non-root callers */
 
 typedef struct ManagerOptions {
 	const char *config_path;
@@ -53,7 +53,8 @@ struct Manager {
 
 	char *config_path;
 	Policy *policy; /* never NULL after manager_startup() */
-	AuditLog *audit; /* NULL when the trail could not be opened (policy audit_failure applies) */
+	AuditLog
+	        *audit; /* NULL when the trail could not be opened (policy audit_failure applies) */
 	char *audit_path; /* path the trail was opened at (reopened when the policy moves it) */
 
 	DeviceOp *ops; /* pending Authenticate/Enroll, doubly linked */
@@ -76,7 +77,7 @@ struct Manager {
 	sd_event_source *sigterm_source;
 	sd_event_source *sigint_source;
 
-	uint64_t started_ms; /* realtime */
+	uint64_t started_ms;               /* realtime */
 	uint64_t n_auth_ok, n_auth_failed; /* GetStatus counters */
 	bool shutting_down;
 };
@@ -110,13 +111,13 @@ bool manager_is_remote(Manager *m, const char *rhost, const char *tty, pid_t cal
 
 /* Evaluates the policy for USER (resolving uid and groups through NSS). */
 int manager_evaluate(Manager *m, const char *user, const char *service, const char *tty,
-		const char *rhost, pid_t caller_pid, PolicyDecision *ret_decision, bool *ret_remote,
-		uid_t *ret_uid);
+        const char *rhost, pid_t caller_pid, PolicyDecision *ret_decision, bool *ret_remote,
+        uid_t *ret_uid);
 
 /* Tokens of successful authentications. */
 int manager_token_add(Manager *m, const char *user, uid_t uid, const char *service,
-		const char *cred_id, const char *cred_label, const char *hidraw_path,
-		const char *sysfs_path, const AuthToken **ret);
+        const char *cred_id, const char *cred_label, const char *hidraw_path,
+        const char *sysfs_path, const AuthToken **ret);
 /* Finds the token (constant time per entry) and removes it from the list; the caller
  * owns it (auth_token_free). NULL if unknown or expired. For BindSession. */
 AuthToken *manager_token_take(Manager *m, const char *token);

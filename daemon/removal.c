@@ -151,6 +151,12 @@ static void lock_failed(Binding *b, const char *reason, const char *message)
 static void lock_verified(Binding *b)
 {
 	b->verify_timer = sd_event_source_disable_unref(b->verify_timer);
+	/* The locker may report before logind's reply to Lock has arrived. */
+	if (!b->lock_requested) {
+		b->lock_requested = true;
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "lock-requested",
+		        "logind was asked to lock the session.", NULL);
+	}
 	audit_binding(b, AUDIT_EVENT_LOCK_VERIFIED, AUDIT_RESULT_SUCCESS, "locked",
 	        "logind reports the session locked (LockedHint).", NULL);
 	log_info("Session %s of %s is locked (LockedHint).", b->session_id, b->user);
@@ -164,6 +170,9 @@ static int on_verify_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 
 	snprintf(message, sizeof(message), "LockedHint did not become true within %u ms.",
 	        b->lock_verify_ms);
+	if (!b->lock_requested)
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
+		        "logind did not answer the Lock call in time.", NULL);
 	lock_failed(b, "not-locked", message);
 	return 0;
 }
@@ -358,7 +367,17 @@ static void end_elevation(Binding *b)
 
 	b->state = BINDING_ACTING;
 	b->kill_sent = false;
-	fd = b->pid > 1 ? pidfd_open(b->pid, 0) : -1;
+	/* Without a start time a pid could name anybody: it is never signalled. */
+	if (b->pid <= 1 || !b->pid_start) {
+		log_error("SECURITY: elevation binding %s names no verifiable process (pid %d).",
+		        b->id, (int)b->pid);
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "unknown-process",
+		        "The elevated process cannot be identified; nothing was signalled.",
+		        "end-elevation");
+		binding_done(b);
+		return;
+	}
+	fd = pidfd_open(b->pid, 0);
 	if (fd < 0 && errno != ENOSYS && errno != EINVAL) {
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "already-ended",
 		        "The elevated process had already ended.", "end-elevation");
@@ -367,7 +386,7 @@ static void end_elevation(Binding *b)
 	}
 	b->pidfd = fd;
 	/* Checked after pidfd_open: from now on the pidfd pins this very process. */
-	if (pid_start_time(b->pid, &start) < 0 || (b->pid_start && start != b->pid_start)) {
+	if (pid_start_time(b->pid, &start) < 0 || start != b->pid_start) {
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "already-ended",
 		        "The elevated process had already ended (its pid now names another "
 		        "process).",
@@ -407,7 +426,8 @@ static void binding_act(Binding *b, const char *why)
 	}
 	/* An elevation is the process group it names: whatever the rule says, ending it is
 	 * the only action that applies (there is no screen to lock). */
-	if (!b->session_id || (b->removal == POLICY_REMOVAL_END_ELEVATION && b->pid > 1)) {
+	if (!b->session_id ||
+	        (b->removal == POLICY_REMOVAL_END_ELEVATION && b->pid > 1 && b->pid_start)) {
 		end_elevation(b);
 		return;
 	}
@@ -867,6 +887,7 @@ void removal_shutdown(Manager *m)
 		}
 		proof_free(p);
 	}
+	prune_job_free(c->prune);
 	sd_bus_slot_unref(c->session_removed_slot);
 	free(c);
 	m->removal = NULL;

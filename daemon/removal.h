@@ -9,6 +9,7 @@
 #include "manager.h"
 
 typedef struct ProofOp ProofOp;
+typedef struct PruneJob PruneJob; /* daemon/session.c */
 
 /* Removal state hung off the Manager (m->removal). */
 typedef struct RemovalContext {
@@ -16,6 +17,7 @@ typedef struct RemovalContext {
 	        *session_removed_slot; /* logind SessionRemoved: drop bindings of ended sessions */
 	ProofOp *proofs;               /* silent assertions running in worker threads */
 	size_t n_proofs;
+	PruneJob *prune; /* start-up check of the bound sessions with logind */
 } RemovalContext;
 
 /* After the loop, policy and bus exist: loads and prunes the bindings, starts the udev

@@ -188,29 +188,82 @@ static bool binding_process_alive(const Binding *b)
 {
 	uint64_t start;
 
-	if (b->pid <= 0)
+	if (b->pid <= 1 || b->pid_start == 0)
 		return false;
 	if (kill(b->pid, 0) < 0 && errno == ESRCH)
 		return false;
 	if (pid_start_time(b->pid, &start) < 0)
 		return false;
 	/* A different start time: the pid was reused by another process. */
-	return b->pid_start == 0 || start == b->pid_start;
+	return start == b->pid_start;
 }
 
+/* The start-up check of the bound sessions: one GetSession per distinct session id, at
+ * most PRUNE_IN_FLIGHT at a time (the bus limits pending replies per connection). */
+#define PRUNE_IN_FLIGHT 16
+
 typedef struct PruneQuery {
-	Manager *manager;
-	char *session_id;
+	PruneJob *job;
+	const char *session_id; /* in job->ids */
+	sd_bus_slot *slot;
 } PruneQuery;
+
+struct PruneJob {
+	Manager *manager;
+	char **ids; /* sorted, distinct */
+	PruneQuery *queries;
+	size_t n, next;
+	unsigned in_flight;
+};
+
+void prune_job_free(PruneJob *j)
+{
+	if (!j)
+		return;
+	for (size_t i = 0; i < j->n; i++)
+		sd_bus_slot_unref(j->queries[i].slot);
+	strv_free(j->ids);
+	free(j->queries);
+	free(j);
+}
+
+static int on_prune_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error);
+
+/* Sends queries until PRUNE_IN_FLIGHT are pending; frees the job when all have answered. */
+static void prune_job_pump(PruneJob *j)
+{
+	Manager *m = j->manager;
+
+	while (j->next < j->n && j->in_flight < PRUNE_IN_FLIGHT) {
+		PruneQuery *q = &j->queries[j->next++];
+		int r = logind_get_session(m, q->session_id, on_prune_reply, q, &q->slot);
+
+		if (r < 0) {
+			log_warning_errno(r,
+			        "Cannot ask logind about session %s; keeping its bindings: %m",
+			        q->session_id);
+			continue;
+		}
+		j->in_flight++;
+	}
+	if (j->in_flight == 0 && j->next >= j->n) {
+		if (m->removal && m->removal->prune == j)
+			m->removal->prune = NULL;
+		prune_job_free(j);
+	}
+}
 
 static int on_prune_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
 {
 	PruneQuery *q = userdata;
+	PruneJob *j = q->job;
 	const char *name = NULL, *message = NULL;
 
+	q->slot = sd_bus_slot_unref(q->slot);
+	j->in_flight--;
 	if (logind_reply_failed(reply, &name, &message)) {
 		if (logind_error_is_gone(name)) {
-			for (Binding *b = q->manager->bindings, *next; b; b = next) {
+			for (Binding *b = j->manager->bindings, *next; b; b = next) {
 				next = b->next;
 				if (b->session_id && streq(b->session_id, q->session_id) &&
 				        b->state != BINDING_ACTING)
@@ -221,8 +274,7 @@ static int on_prune_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
 			log_warning("logind: cannot check session %s (%s); keeping its bindings.",
 			        q->session_id, strna(message));
 	}
-	free(q->session_id);
-	free(q);
+	prune_job_pump(j);
 	return 0;
 }
 
@@ -231,53 +283,55 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* One GetSession per distinct session id (floating calls; the bus limits pending
- * replies per connection, so at most PRUNE_MAX_QUERIES distinct sessions are asked; the
- * rest are pruned by the SessionRemoved watch or the next start). */
-#define PRUNE_MAX_QUERIES 96
 static int bindings_prune_sessions(Manager *m)
 {
-	_cleanup_free_ char **ids = NULL;
-	size_t n = 0, asked = 0;
+	PruneJob *j;
+	size_t n = 0, k = 0;
 
-	ids = calloc(m->n_bindings + 1, sizeof(char *));
-	if (!ids)
+	j = calloc(1, sizeof(*j));
+	if (!j)
 		return -ENOMEM;
-	for (Binding *b = m->bindings; b; b = b->next)
-		if (b->session_id)
-			ids[n++] = b->session_id;
-	qsort(ids, n, sizeof(char *), cmp_str);
-	for (size_t i = 0; i < n; i++) {
-		PruneQuery *q;
-		int r;
-
-		if (i > 0 && streq(ids[i], ids[i - 1]))
-			continue;
-		if (asked >= PRUNE_MAX_QUERIES) {
-			log_warning("More than %d distinct sessions are bound: the rest are "
-			            "checked when logind reports them gone.",
-			        PRUNE_MAX_QUERIES);
-			break;
-		}
-		q = calloc(1, sizeof(*q));
-		if (!q)
-			return -ENOMEM;
-		q->manager = m;
-		q->session_id = strdup(ids[i]);
-		if (!q->session_id) {
-			free(q);
-			return -ENOMEM;
-		}
-		r = logind_get_session(m, q->session_id, on_prune_reply, q, NULL);
-		if (r < 0) {
-			log_warning_errno(
-			        r, "Cannot ask logind about session %s: %m", q->session_id);
-			free(q->session_id);
-			free(q);
-			continue;
-		}
-		asked++;
+	j->manager = m;
+	j->ids = calloc(m->n_bindings + 1, sizeof(char *));
+	if (!j->ids) {
+		free(j);
+		return -ENOMEM;
 	}
+	for (Binding *b = m->bindings; b; b = b->next)
+		if (b->session_id) {
+			j->ids[n] = strdup(b->session_id);
+			if (!j->ids[n++]) {
+				prune_job_free(j);
+				return -ENOMEM;
+			}
+		}
+	qsort(j->ids, n, sizeof(char *), cmp_str);
+	/* keep the distinct ones */
+	for (size_t i = 0; i < n; i++) {
+		if (k > 0 && streq(j->ids[i], j->ids[k - 1])) {
+			free(j->ids[i]);
+			j->ids[i] = NULL;
+			continue;
+		}
+		j->ids[k++] = j->ids[i];
+		if (k - 1 != i)
+			j->ids[i] = NULL;
+	}
+	j->n = k;
+	j->queries = calloc(k + 1, sizeof(PruneQuery));
+	if (!j->queries) {
+		prune_job_free(j);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < k; i++) {
+		j->queries[i].job = j;
+		j->queries[i].session_id = j->ids[i];
+	}
+	if (m->removal) {
+		prune_job_free(m->removal->prune);
+		m->removal->prune = j;
+	}
+	prune_job_pump(j);
 	return 0;
 }
 
@@ -340,8 +394,8 @@ int bindings_load(Manager *m)
 		}
 		/* An elevation is its process: gone (or its pid reused) means the binding ended,
 		 * whether or not pam_keyward also named the desktop session it ran in. */
-		if ((!b->session_id ||
-		            (b->removal == POLICY_REMOVAL_END_ELEVATION && b->pid > 1)) &&
+		if ((!b->session_id || (b->removal == POLICY_REMOVAL_END_ELEVATION && b->pid > 1 &&
+		                               b->pid_start)) &&
 		        !binding_process_alive(b)) {
 			binding_link(m, b);
 			binding_drop(b, "process-ended");

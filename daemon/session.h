@@ -99,5 +99,9 @@ int bindings_dir(Manager *m, char **ret);
  * pruned) asynchronously. Returns the number loaded or -errno. */
 int bindings_load(Manager *m);
 
+/* Cancels the start-up check of the bound sessions (shutdown). */
+typedef struct PruneJob PruneJob;
+void prune_job_free(PruneJob *j);
+
 /* Start time of PID (clock ticks since boot, /proc/PID/stat field 22). */
 int pid_start_time(pid_t pid, uint64_t *ret);

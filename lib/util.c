@@ -331,7 +331,7 @@ int read_full_fd(int fd, size_t max, char **ret, size_t *ret_len)
 }
 
 int read_full_file_safe(const char *path, SafeFileFlags flags, size_t max, char **ret,
-		size_t *ret_len, const char **ret_problem)
+        size_t *ret_len, const char **ret_problem)
 {
 	_cleanup_close_ int fd = -EBADF;
 	int r;
@@ -341,7 +341,8 @@ int read_full_file_safe(const char *path, SafeFileFlags flags, size_t max, char 
 		return fd;
 	r = read_full_fd(fd, max, ret, ret_len);
 	if (r < 0 && ret_problem)
-		*ret_problem = r == -EFBIG ? "is larger than allowed" : "cannot be read (I/O error)";
+		*ret_problem =
+		        r == -EFBIG ? "is larger than allowed" : "cannot be read (I/O error)";
 	return r;
 }
 
@@ -371,7 +372,8 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 	if (r < 0)
 		return r;
 	for (int attempt = 0;; attempt++) {
-		uint64_t rnd = now_monotonic_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)attempt * 7919;
+		uint64_t rnd =
+		        now_monotonic_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)attempt * 7919;
 		free(tmp);
 		if (asprintf(&tmp, "%s.tmp-%016llx", path, (unsigned long long)rnd) < 0) {
 			tmp = NULL;
@@ -456,8 +458,8 @@ int format_rfc3339_ms(uint64_t realtime_ms, char *buf, size_t size)
 	if (!gmtime_r(&t, &tm))
 		return -EINVAL;
 	n = snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-			tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-			(unsigned)(realtime_ms % 1000));
+	        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	        (unsigned)(realtime_ms % 1000));
 	if (n < 0 || (size_t)n >= size)
 		return -ENOBUFS;
 	return 0;
@@ -510,7 +512,7 @@ bool valid_user_name(const char *s)
 		return false;
 	for (const char *c = s; *c; c++)
 		if (!(isalnum((unsigned char)*c) || *c == '_' || *c == '-' || *c == '.' ||
-				    (*c == '$' && c[1] == '\0')))
+		            (*c == '$' && c[1] == '\0')))
 			return false;
 	return true;
 }

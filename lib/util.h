@@ -13,13 +13,13 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _unused_ __attribute__((unused))
-#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _cleanup_(f)         __attribute__((cleanup(f)))
+#define _unused_             __attribute__((unused))
+#define _printf_(a, b)       __attribute__((format(printf, a, b)))
 #define _warn_unused_result_ __attribute__((warn_unused_result))
 
-#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
-#define streq(a, b) (strcmp((a), (b)) == 0)
+#define ELEMENTSOF(x)   (sizeof(x) / sizeof((x)[0]))
+#define streq(a, b)     (strcmp((a), (b)) == 0)
 #define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
 
 /* Hand over ownership: returns the pointer and clears the variable. */
@@ -61,9 +61,9 @@ static inline void strv_freep(char ***p)
 		free(*p);
 	}
 }
-#define _cleanup_free_ _cleanup_(freep)
-#define _cleanup_close_ _cleanup_(closep)
-#define _cleanup_fclose_ _cleanup_(fclosep)
+#define _cleanup_free_      _cleanup_(freep)
+#define _cleanup_close_     _cleanup_(closep)
+#define _cleanup_fclose_    _cleanup_(fclosep)
 #define _cleanup_strv_free_ _cleanup_(strv_freep)
 
 static inline const char *strempty(const char *s)
@@ -112,7 +112,8 @@ typedef enum SafeFileFlags {
 	SAFE_FILE_NO_WORLD_WRITE = 1 << 2, /* mode & 002 == 0 */
 	SAFE_FILE_NO_WORLD_READ = 1 << 3,  /* mode & 004 == 0 (secrets) */
 	SAFE_FILE_NO_GROUP_READ = 1 << 4,  /* mode & 040 == 0 (secrets) */
-	SAFE_FILE_DEFAULT = SAFE_FILE_ROOT_OWNED | SAFE_FILE_NO_GROUP_WRITE | SAFE_FILE_NO_WORLD_WRITE,
+	SAFE_FILE_DEFAULT =
+	        SAFE_FILE_ROOT_OWNED | SAFE_FILE_NO_GROUP_WRITE | SAFE_FILE_NO_WORLD_WRITE,
 } SafeFileFlags;
 
 /* Opens PATH read-only with O_NOFOLLOW|O_CLOEXEC and checks that it is a regular file
@@ -126,7 +127,7 @@ int safe_open(const char *path, SafeFileFlags flags, struct stat *ret_st, const 
 int read_full_fd(int fd, size_t max, char **ret, size_t *ret_len);
 /* safe_open() + read_full_fd(). */
 int read_full_file_safe(const char *path, SafeFileFlags flags, size_t max, char **ret,
-		size_t *ret_len, const char **ret_problem);
+        size_t *ret_len, const char **ret_problem);
 
 /* Atomically replaces PATH with DATA: a temp file in the same directory created with
  * O_EXCL, written, fsync()ed, fchmod(MODE), rename()d over PATH, then the directory

@@ -64,8 +64,9 @@ int ctl_audit_files(char **args, size_t n, char ***ret)
 		for (size_t i = 0; i < n; i++) {
 			if (access(args[i], R_OK) < 0) {
 				r = -errno;
-				fprintf(stderr, "keywardctl: cannot read the audit trail file %s: %s\n", args[i],
-				        strerror(-r));
+				fprintf(stderr,
+				        "keywardctl: cannot read the audit trail file %s: %s\n",
+				        args[i], strerror(-r));
 				return r;
 			}
 			r = strv_extend(&l, args[i]);

@@ -9,7 +9,7 @@
 #include "util.h"
 
 CtlGlobal ctl_global = {
-	.config_path = KEYWARD_DEFAULT_CONFIG,
+        .config_path = KEYWARD_DEFAULT_CONFIG,
 };
 
 typedef struct Verb {
@@ -20,27 +20,28 @@ typedef struct Verb {
 
 /* Verbs are declared here as their files land. */
 static const Verb verbs[] = {
-	{ "policy", verb_policy, "check the policy file, explain a decision" },
-	{ "doctor", verb_doctor, "check the installation and the live system" },
-	{ "audit", verb_audit, "verify the audit trail, show its records" },
-	{ "report", verb_report, "compliance report (text, JSON, CSV, HTML)" },
-	{ "enroll", verb_enroll, "register a security key for a user (through keywardd)" },
-	{ "list", verb_list, "list registered security keys" },
-	{ "revoke", verb_revoke, "remove a registered security key" },
-	{ "import-pam-u2f", verb_import_pam_u2f, "import a pam_u2f authfile" },
-	{ NULL, NULL, NULL },
+        {"policy", verb_policy, "check the policy file, explain a decision"},
+        {"doctor", verb_doctor, "check the installation and the live system"},
+        {"audit", verb_audit, "verify the audit trail, show its records"},
+        {"report", verb_report, "compliance report (text, JSON, CSV, HTML)"},
+        {"enroll", verb_enroll, "register a security key for a user (through keywardd)"},
+        {"list", verb_list, "list registered security keys"},
+        {"revoke", verb_revoke, "remove a registered security key"},
+        {"import-pam-u2f", verb_import_pam_u2f, "import a pam_u2f authfile"},
+        {NULL, NULL, NULL},
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: keywardctl [-c FILE] VERB [ARGS...]\n\n"
-		   "Manage keyward: FIDO2 security keys for privileged accounts.\n\n"
-		   "Options:\n"
-		   "  -c, --config FILE  policy file (default %s)\n"
-		   "  -q, --quiet        print only errors\n"
-		   "  -h, --help         show this help\n"
-		   "  -V, --version      show the version\n\nVerbs:\n",
-			KEYWARD_DEFAULT_CONFIG);
+	fprintf(f,
+	        "Usage: keywardctl [-c FILE] VERB [ARGS...]\n\n"
+	        "Manage keyward: FIDO2 security keys for privileged accounts.\n\n"
+	        "Options:\n"
+	        "  -c, --config FILE  policy file (default %s)\n"
+	        "  -q, --quiet        print only errors\n"
+	        "  -h, --help         show this help\n"
+	        "  -V, --version      show the version\n\nVerbs:\n",
+	        KEYWARD_DEFAULT_CONFIG);
 	for (const Verb *v = verbs; v->name; v++)
 		fprintf(f, "  %-16s %s\n", v->name, v->summary);
 	fprintf(f, "\nSee keywardctl(8).\n");
@@ -48,13 +49,9 @@ static void usage(FILE *f)
 
 int main(int argc, char *argv[])
 {
-	static const struct option options[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{}
-	};
+	static const struct option options[] = {{"config", required_argument, NULL, 'c'},
+	        {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'}, {}};
 	int c;
 
 	/* '+': stop at the verb; verbs parse their own options. */

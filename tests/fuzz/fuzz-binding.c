@@ -31,8 +31,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* out was parsed in place: format both again and compare */
 		free(out);
 		out = NULL;
-		if (binding_format(b, &out, &out_len) < 0 || binding_format(c, &again, &again_len) < 0 ||
-		        out_len != again_len || memcmp(out, again, out_len) != 0)
+		if (binding_format(b, &out, &out_len) < 0 ||
+		        binding_format(c, &again, &again_len) < 0 || out_len != again_len ||
+		        memcmp(out, again, out_len) != 0)
 			abort();
 	}
 	binding_free(b);

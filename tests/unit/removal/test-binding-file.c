@@ -34,7 +34,8 @@ static Binding *sample(void)
 	b->cred_id = strdup("AQF5ec7gQHCA+/m35a==");
 	b->cred_label = strdup("alice-key");
 	b->hidraw_path = strdup("/dev/hidraw3");
-	b->sysfs_path = strdup("/sys/devices/pci0000:00/usb1/1-1/1-1:1.0/0003:1050:0407.0009/hidraw/hidraw3");
+	b->sysfs_path = strdup(
+	        "/sys/devices/pci0000:00/usb1/1-1/1-1:1.0/0003:1050:0407.0009/hidraw/hidraw3");
 	b->created_ms = 1795766994222ULL;
 	b->rule = strdup("/etc/keyward/keyward.conf:74");
 	b->removal = POLICY_REMOVAL_LOCK;
@@ -74,10 +75,12 @@ static void test_round_trip(void)
 	CHECK(c->pid == 4242 && c->pid_start == 987654321 && c->pgid == 4240);
 	CHECK(strcmp(c->service, "gdm-password") == 0 && strcmp(c->tty, "") == 0);
 	CHECK(strcmp(c->cred_id, b->cred_id) == 0 && strcmp(c->cred_label, "alice-key") == 0);
-	CHECK(strcmp(c->hidraw_path, "/dev/hidraw3") == 0 && strcmp(c->sysfs_path, b->sysfs_path) == 0);
+	CHECK(strcmp(c->hidraw_path, "/dev/hidraw3") == 0 &&
+	        strcmp(c->sysfs_path, b->sysfs_path) == 0);
 	CHECK(c->created_ms == 1795766994222ULL);
 	CHECK(strcmp(c->rule, b->rule) == 0);
-	CHECK(c->removal == POLICY_REMOVAL_LOCK && c->grace_ms == 3000 && c->lock_verify_ms == 2000);
+	CHECK(c->removal == POLICY_REMOVAL_LOCK && c->grace_ms == 3000 &&
+	        c->lock_verify_ms == 2000);
 	CHECK(c->on_lock_failure == POLICY_LOCK_FAILURE_ALERT);
 	CHECK(c->state == BINDING_BOUND);
 	CHECK(c->pidfd < 0 && !c->grace_timer && !c->call_slot);
@@ -179,6 +182,7 @@ static void test_refusals(void)
 	        {"grace_ms=3000\n", "grace_ms=4294967296\n"},
 	        {"grace_ms=3000\n", "grace_ms=3s\n"},
 	        {"pid=4242\n", "pid=2147483648\n"},
+	        {"pid=4242\n", "pid=1\n"},
 	        {"removal=lock\n", "removal=explode\n"},
 	        {"on_lock_failure=alert\n", "on_lock_failure=ignore\n"},
 	        {"tty=\n", "tty\n"},
@@ -220,7 +224,8 @@ static void test_refusals(void)
 		free(text);
 		binding_free(b);
 	}
-	CHECK(binding_value_ok("/sys/devices/x") && binding_value_ok(NULL) && !binding_value_ok("a\tb"));
+	CHECK(binding_value_ok("/sys/devices/x") && binding_value_ok(NULL) &&
+	        !binding_value_ok("a\tb"));
 }
 
 int main(void)
