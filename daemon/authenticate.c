@@ -782,10 +782,8 @@ int bus_method_authenticate(
 	r = skip_options(msg, error);
 	if (r < 0)
 		return r;
-	if ((r = bus_check_user(user, error)) < 0 ||
-	        (r = bus_check_string(service, KEYWARD_MAX_SERVICE, false, "service", error)) < 0 ||
-	        (r = bus_check_string(tty, KEYWARD_MAX_TTY, true, "tty", error)) < 0 ||
-	        (r = bus_check_string(rhost, KEYWARD_MAX_RHOST, true, "rhost", error)) < 0)
+	r = bus_check_login(user, service, tty, rhost, error);
+	if (r < 0)
 		return r;
 	if (!bus_caller_may_act_for(caller, user)) {
 		log_notice("Authenticate for %s refused to uid %u: only root may authenticate "
@@ -805,12 +803,9 @@ int bus_method_authenticate(
 		return reply_now(m, msg, &rec, "error",
 		        "The keyward policy could not be evaluated.", AUDIT_RESULT_FAILURE);
 	rec.uid = uid;
-	if (d.is_default)
-		rule = strdup("default");
-	else if (asprintf(&rule, "%s:%u", strna(d.file), d.line) < 0)
-		rule = NULL;
-	if (!rule)
-		return -ENOMEM;
+	r = decision_rule_label(&d, &rule);
+	if (r < 0)
+		return r;
 	rec.rule = rule;
 
 	if (d.require == POLICY_REQUIRE_NONE)

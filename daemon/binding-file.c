@@ -13,20 +13,7 @@ static const char *const binding_state_table[_BINDING_STATE_MAX] = {
         [BINDING_DONE] = "done",
 };
 
-const char *binding_state_to_string(BindingState s)
-{
-	if (s < 0 || s >= _BINDING_STATE_MAX)
-		return NULL;
-	return binding_state_table[s];
-}
-
-BindingState binding_state_from_string(const char *s)
-{
-	for (size_t i = 0; s && i < ELEMENTSOF(binding_state_table); i++)
-		if (binding_state_table[i] && streq(binding_state_table[i], s))
-			return (BindingState)i;
-	return _BINDING_STATE_INVALID;
-}
+DEFINE_STRING_TABLE_LOOKUP(binding_state, BindingState, binding_state_table)
 
 void binding_free(Binding *b)
 {

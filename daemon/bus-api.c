@@ -173,6 +173,19 @@ int bus_check_user(const char *user, sd_bus_error *error)
 	return 0;
 }
 
+int bus_check_login(const char *user, const char *service, const char *tty, const char *rhost,
+        sd_bus_error *error)
+{
+	int r;
+
+	if ((r = bus_check_user(user, error)) < 0 ||
+	        (r = bus_check_string(service, KEYWARD_MAX_SERVICE, false, "service", error)) < 0 ||
+	        (r = bus_check_string(tty, KEYWARD_MAX_TTY, true, "tty", error)) < 0 ||
+	        (r = bus_check_string(rhost, KEYWARD_MAX_RHOST, true, "rhost", error)) < 0)
+		return r;
+	return 0;
+}
+
 int bus_read_options(sd_bus_message *msg, const char *const *known, bus_option_cb cb,
         void *userdata, sd_bus_error *error)
 {
@@ -238,10 +251,8 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 	r = sd_bus_message_read(msg, "ssss", &user, &service, &tty, &rhost);
 	if (r < 0)
 		return r;
-	if ((r = bus_check_user(user, error)) < 0 ||
-	        (r = bus_check_string(service, KEYWARD_MAX_SERVICE, false, "service", error)) < 0 ||
-	        (r = bus_check_string(tty, KEYWARD_MAX_TTY, true, "tty", error)) < 0 ||
-	        (r = bus_check_string(rhost, KEYWARD_MAX_RHOST, true, "rhost", error)) < 0)
+	r = bus_check_login(user, service, tty, rhost, error);
+	if (r < 0)
 		return r;
 	if (!bus_caller_may_act_for(c, user))
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
@@ -250,12 +261,9 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 	if (r < 0)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
 		        "Cannot evaluate the policy for %s: %s", user, strerror(-r));
-	if (d.is_default)
-		rule = strdup("default");
-	else if (asprintf(&rule, "%s:%u", strna(d.file), d.line) < 0)
-		rule = NULL;
-	if (!rule)
-		return -ENOMEM;
+	r = decision_rule_label(&d, &rule);
+	if (r < 0)
+		return r;
 	require = policy_require_to_string(d.require);
 	if (d.require == POLICY_REQUIRE_DENY) {
 		AuditRecord rec = AUDIT_RECORD_INIT;

@@ -34,6 +34,10 @@ bool bus_caller_may_act_for(const BusCaller *c, const char *user);
 int bus_check_string(
         const char *s, size_t max, bool may_be_empty, const char *what, sd_bus_error *error);
 int bus_check_user(const char *user, sd_bus_error *error);
+/* The four strings that describe a login (user, PAM service, tty, remote host), in
+ * that order; sets InvalidArgs naming the first bad one. */
+int bus_check_login(const char *user, const char *service, const char *tty, const char *rhost,
+        sd_bus_error *error);
 /* Reads an a{sv} options argument: only KNOWN keys of the given types (string of
  * "name:type" pairs like "resident:b"), at most KEYWARD_MAX_OPTIONS entries. Calls
  * CB for each. */

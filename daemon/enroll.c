@@ -560,12 +560,9 @@ static int enroll_collect_rules(Manager *m, EnrollData *e, const char *user, boo
 			return r;
 		if (d.require != POLICY_REQUIRE_KEY)
 			continue;
-		if (d.is_default)
-			rule = strdup("default");
-		else if (asprintf(&rule, "%s:%u", strna(d.file), d.line) < 0)
-			rule = NULL;
-		if (!rule)
-			return -ENOMEM;
+		r = decision_rule_label(&d, &rule);
+		if (r < 0)
+			return r;
 		for (size_t j = 0; j < e->n_rules; j++)
 			if (streq(e->rules[j].rule, rule))
 				seen = true;

@@ -465,6 +465,20 @@ int manager_evaluate(Manager *m, const char *user, const char *service, const ch
 	return 0;
 }
 
+int decision_rule_label(const PolicyDecision *d, char **ret)
+{
+	char *rule;
+
+	if (d->is_default)
+		rule = strdup("default");
+	else if (asprintf(&rule, "%s:%u", strna(d->file), d->line) < 0)
+		rule = NULL;
+	if (!rule)
+		return -ENOMEM;
+	*ret = rule;
+	return 0;
+}
+
 void auth_token_free(AuthToken *t)
 {
 	if (!t)

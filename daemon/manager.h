@@ -113,6 +113,9 @@ bool manager_is_remote(Manager *m, const char *rhost, const char *tty, pid_t cal
 int manager_evaluate(Manager *m, const char *user, const char *service, const char *tty,
         const char *rhost, pid_t caller_pid, PolicyDecision *ret_decision, bool *ret_remote,
         uid_t *ret_uid);
+/* The rule a decision came from, for replies, records and bindings: "file:line", or
+ * "default". Returns 0 or -ENOMEM (*RET untouched). */
+int decision_rule_label(const PolicyDecision *d, char **ret);
 
 /* Tokens of successful authentications. */
 int manager_token_add(Manager *m, const char *user, uid_t uid, const char *service,

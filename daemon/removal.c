@@ -200,25 +200,34 @@ static int on_locked_hint(sd_bus_message *reply, void *userdata, sd_bus_error *r
 	return 0;
 }
 
+/* A failed reply to a lock step: a session that is gone has ended (nothing to lock), any
+ * other error is a failed lock. Returns true when REPLY failed and was handled. */
+static bool lock_call_failed(Binding *b, sd_bus_message *reply)
+{
+	const char *name = NULL, *message = NULL;
+
+	if (!logind_reply_failed(reply, &name, &message))
+		return false;
+	if (logind_error_is_gone(name)) {
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "session-ended",
+		        "The session had already ended.", name);
+		binding_drop(b, "session-ended");
+		return true;
+	}
+	audit_binding(
+	        b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed", message, name);
+	lock_failed(b, "lock-call-failed", strna(message));
+	return true;
+}
+
 static int on_lock_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
 {
 	Binding *b = userdata;
-	const char *name = NULL, *message = NULL;
 	int r;
 
 	b->call_slot = sd_bus_slot_unref(b->call_slot);
-	if (logind_reply_failed(reply, &name, &message)) {
-		if (logind_error_is_gone(name)) {
-			audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "session-ended",
-			        "The session had already ended.", name);
-			binding_drop(b, "session-ended");
-			return 0;
-		}
-		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
-		        message, name);
-		lock_failed(b, "lock-call-failed", strna(message));
+	if (lock_call_failed(b, reply))
 		return 0;
-	}
 	b->lock_requested = true;
 	audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "lock-requested",
 	        "logind was asked to lock the session; waiting for LockedHint.", NULL);
@@ -252,21 +261,11 @@ static void lock_send(Binding *b)
 static int on_lock_resolved(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
 {
 	Binding *b = userdata;
-	const char *name = NULL, *message = NULL, *path = NULL;
+	const char *path = NULL;
 
 	b->call_slot = sd_bus_slot_unref(b->call_slot);
-	if (logind_reply_failed(reply, &name, &message)) {
-		if (logind_error_is_gone(name)) {
-			audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "session-ended",
-			        "The session had already ended.", name);
-			binding_drop(b, "session-ended");
-			return 0;
-		}
-		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
-		        message, name);
-		lock_failed(b, "lock-call-failed", strna(message));
+	if (lock_call_failed(b, reply))
 		return 0;
-	}
 	if (sd_bus_message_read(reply, "o", &path) < 0 || !(b->session_path = strdup(path))) {
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
 		        "logind's answer to GetSession was not understood.", NULL);

@@ -544,15 +544,11 @@ int bus_method_bind_session(
 	/* The removal behaviour of the rule that matches this login now. */
 	r = manager_evaluate(m, b->user, b->service, b->tty, "", b->pid, &d, NULL, NULL);
 	if (r >= 0) {
-		if (d.is_default)
-			b->rule = strdup("default");
-		else if (asprintf(&b->rule, "%s:%u", strna(d.file), d.line) < 0)
-			b->rule = NULL;
+		r = decision_rule_label(&d, &b->rule);
 		b->removal = d.removal;
 		b->grace_ms = d.grace_ms;
 		b->lock_verify_ms = d.lock_verify_ms;
 		b->on_lock_failure = d.on_lock_failure;
-		r = b->rule ? 0 : -ENOMEM;
 	}
 	if (r >= 0 && !b->sysfs_path && !b->hidraw_path)
 		r = -ENODEV;

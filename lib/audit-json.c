@@ -184,17 +184,6 @@ typedef struct Parser {
 	const char *why;
 } Parser;
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int parse_u4(Parser *ps, uint32_t *ret)
 {
 	uint32_t v = 0;
@@ -202,7 +191,7 @@ static int parse_u4(Parser *ps, uint32_t *ret)
 	if (ps->end - ps->p < 4)
 		return -EBADMSG;
 	for (int i = 0; i < 4; i++) {
-		int h = hexval(ps->p[i]);
+		int h = hex_digit_value(ps->p[i]);
 		if (h < 0)
 			return -EBADMSG;
 		v = (v << 4) | (uint32_t)h;

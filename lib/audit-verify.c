@@ -462,10 +462,7 @@ static const char *const verify_status_table[_AUDIT_VERIFY_STATUS_MAX] = {
         [AUDIT_VERIFY_FILE_GAP] = "file-gap",
 };
 
-const char *audit_verify_status_to_string(AuditVerifyStatus s)
-{
-	return s >= 0 && s < _AUDIT_VERIFY_STATUS_MAX ? verify_status_table[s] : NULL;
-}
+DEFINE_STRING_TABLE_LOOKUP_TO_STRING(audit_verify_status, AuditVerifyStatus, verify_status_table)
 
 void audit_verify_result_clear(AuditVerifyResult *r)
 {

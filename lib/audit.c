@@ -94,50 +94,11 @@ static const char *const audit_sink_table[_AUDIT_SINK_MAX] = {
         [AUDIT_SINK_LINUX_AUDIT] = "linux-audit",
 };
 
-const char *audit_event_to_string(AuditEvent e)
-{
-	return e >= 0 && e < _AUDIT_EVENT_MAX ? audit_event_table[e] : NULL;
-}
-
-AuditEvent audit_event_from_string(const char *s)
-{
-	if (s)
-		for (int i = 0; i < _AUDIT_EVENT_MAX; i++)
-			if (streq(audit_event_table[i], s))
-				return (AuditEvent)i;
-	return _AUDIT_EVENT_INVALID;
-}
-
-const char *audit_result_to_string(AuditResult r)
-{
-	return r >= 0 && r < _AUDIT_RESULT_MAX ? audit_result_table[r] : NULL;
-}
-
-AuditResult audit_result_from_string(const char *s)
-{
-	if (s)
-		for (int i = 0; i < _AUDIT_RESULT_MAX; i++)
-			if (streq(audit_result_table[i], s))
-				return (AuditResult)i;
-	return _AUDIT_RESULT_INVALID;
-}
-
-const char *audit_sink_to_string(AuditSink s)
-{
-	return s >= 0 && s < _AUDIT_SINK_MAX ? audit_sink_table[s] : NULL;
-}
+DEFINE_STRING_TABLE_LOOKUP(audit_event, AuditEvent, audit_event_table)
+DEFINE_STRING_TABLE_LOOKUP(audit_result, AuditResult, audit_result_table)
+DEFINE_STRING_TABLE_LOOKUP_TO_STRING(audit_sink, AuditSink, audit_sink_table)
 
 /* ---- hashing ---- */
-
-static void to_hex(const uint8_t *d, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hx[d[i] >> 4];
-		out[2 * i + 1] = hx[d[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
 
 int audit_line_hash(const char *line, size_t len, char ret_hex[static AUDIT_HASH_HEX_LEN + 1])
 {
@@ -162,7 +123,7 @@ int audit_line_hash(const char *line, size_t len, char ret_hex[static AUDIT_HASH
 	        EVP_DigestUpdate(ctx, line, len) != 1 || EVP_DigestFinal_ex(ctx, md, &n) != 1 ||
 	        n != sizeof(md))
 		return -EIO;
-	to_hex(md, sizeof(md), ret_hex);
+	hex_encode_to(md, sizeof(md), ret_hex);
 	return 0;
 }
 
@@ -176,7 +137,7 @@ int audit_seal_mac(const uint8_t key[static AUDIT_SEAL_KEY_SIZE], const char *pr
 	            &n) ||
 	        n != sizeof(md))
 		return -EIO;
-	to_hex(md, sizeof(md), ret_hex);
+	hex_encode_to(md, sizeof(md), ret_hex);
 	OPENSSL_cleanse(md, sizeof(md));
 	return 0;
 }
@@ -199,7 +160,7 @@ int audit_seal_key_id(const uint8_t key[static AUDIT_SEAL_KEY_SIZE], char ret_he
 	EVP_MD_CTX_free(ctx);
 	if (r < 0)
 		return r;
-	to_hex(md, 8, ret_hex);
+	hex_encode_to(md, 8, ret_hex);
 	return 0;
 }
 

@@ -23,22 +23,7 @@ static const char *const cred_attestation_table[_CRED_ATTESTATION_MAX] = {
         [CRED_ATTESTATION_IMPORTED] = "imported",
 };
 
-const char *cred_attestation_to_string(CredAttestation a)
-{
-	if (a < 0 || a >= _CRED_ATTESTATION_MAX)
-		return NULL;
-	return cred_attestation_table[a];
-}
-
-CredAttestation cred_attestation_from_string(const char *s)
-{
-	if (!s)
-		return _CRED_ATTESTATION_INVALID;
-	for (int i = 0; i < _CRED_ATTESTATION_MAX; i++)
-		if (streq(cred_attestation_table[i], s))
-			return (CredAttestation)i;
-	return _CRED_ATTESTATION_INVALID;
-}
+DEFINE_STRING_TABLE_LOOKUP(cred_attestation, CredAttestation, cred_attestation_table)
 
 static const struct {
 	int cose;

@@ -77,10 +77,37 @@ bool strv_contains(char *const *l, const char *s)
 	return false;
 }
 
-int hex_encode(const void *data, size_t len, char **ret)
+const char *string_table_lookup_to_string(const char *const *t, size_t n, int v)
+{
+	if (v < 0 || (size_t)v >= n)
+		return NULL;
+	return t[v];
+}
+
+int string_table_lookup_from_string(const char *const *t, size_t n, const char *s)
+{
+	if (!s)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (t[i] && streq(t[i], s))
+			return (int)i;
+	return -EINVAL;
+}
+
+void hex_encode_to(const void *data, size_t len, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
 	const uint8_t *d = data;
+
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[d[i] >> 4];
+		out[2 * i + 1] = digits[d[i] & 0xf];
+	}
+	out[len * 2] = '\0';
+}
+
+int hex_encode(const void *data, size_t len, char **ret)
+{
 	char *s;
 
 	if (len > SIZE_MAX / 2 - 1)
@@ -88,16 +115,12 @@ int hex_encode(const void *data, size_t len, char **ret)
 	s = malloc(len * 2 + 1);
 	if (!s)
 		return -ENOMEM;
-	for (size_t i = 0; i < len; i++) {
-		s[2 * i] = digits[d[i] >> 4];
-		s[2 * i + 1] = digits[d[i] & 0xf];
-	}
-	s[len * 2] = '\0';
+	hex_encode_to(data, len, s);
 	*ret = s;
 	return 0;
 }
 
-static int unhex_char(char c)
+int hex_digit_value(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -119,7 +142,7 @@ int hex_decode(const char *s, uint8_t **ret, size_t *ret_len)
 	if (!d)
 		return -ENOMEM;
 	for (size_t i = 0; i < n / 2; i++) {
-		int hi = unhex_char(s[2 * i]), lo = unhex_char(s[2 * i + 1]);
+		int hi = hex_digit_value(s[2 * i]), lo = hex_digit_value(s[2 * i + 1]);
 		if (hi < 0 || lo < 0) {
 			free(d);
 			return -EINVAL;

@@ -97,8 +97,32 @@ char **strv_free(char **l);
 int strv_extend(char ***l, const char *s);
 bool strv_contains(char *const *l, const char *s);
 
+/* Table-driven *_to_string / *_from_string (systemd style): T has N entries, indexed by an
+ * enum value; NULL entries are skipped. to_string: NULL when V is out of range.
+ * from_string: the index, or -EINVAL when S is NULL or not in T. */
+const char *string_table_lookup_to_string(const char *const *t, size_t n, int v);
+int string_table_lookup_from_string(const char *const *t, size_t n, const char *s);
+/* Define NAME_to_string() and/or NAME_from_string() for enum TYPE over TABLE. */
+#define DEFINE_STRING_TABLE_LOOKUP_TO_STRING(name, type, table)                                    \
+	const char *name##_to_string(type v)                                                       \
+	{                                                                                          \
+		return string_table_lookup_to_string(table, ELEMENTSOF(table), (int)v);            \
+	}
+#define DEFINE_STRING_TABLE_LOOKUP_FROM_STRING(name, type, table)                                  \
+	type name##_from_string(const char *s)                                                     \
+	{                                                                                          \
+		return (type)string_table_lookup_from_string(table, ELEMENTSOF(table), s);         \
+	}
+#define DEFINE_STRING_TABLE_LOOKUP(name, type, table)                                              \
+	DEFINE_STRING_TABLE_LOOKUP_TO_STRING(name, type, table)                                    \
+	DEFINE_STRING_TABLE_LOOKUP_FROM_STRING(name, type, table)
+
 /* Hex encoding; ret gets a malloc()ed NUL-terminated lower-case string. */
 int hex_encode(const void *data, size_t len, char **ret);
+/* The same into OUT, which has room for 2 * LEN + 1 bytes (digits and a NUL). */
+void hex_encode_to(const void *data, size_t len, char *out);
+/* The value of one hex digit (either case), or -EINVAL. */
+int hex_digit_value(char c);
 /* Strict hex decoding (even length, [0-9a-fA-F] only). */
 int hex_decode(const char *s, uint8_t **ret, size_t *ret_len);
 /* RFC 4648 base64 (with padding) and its strict decoder; also accepts base64url. */

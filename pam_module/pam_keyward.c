@@ -1250,16 +1250,22 @@ static Outcome do_close_session(Ctx *c)
 
 /* --- entry points -------------------------------------------------------------------- */
 
+/* One PAM phase: set up the context, run DO_PHASE on it (or map the setup failure), and
+ * turn the outcome into a PAM code. */
+static int run_phase(pam_handle_t *pamh, int flags, Phase phase, int argc, const char **argv,
+        Outcome (*do_phase)(Ctx *c))
+{
+	_cleanup_(ctx_done) Ctx c = {};
+	int r;
+
+	r = ctx_init(&c, pamh, flags, phase, argc, argv);
+	return outcome_to_pam(r < 0 ? init_failure(r, phase) : do_phase(&c));
+}
+
 _public_ PAM_EXTERN int pam_sm_authenticate(
         pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-	_cleanup_(ctx_done) Ctx c = {};
-	Outcome o = OUTCOME_ERROR;
-	int r;
-
-	r = ctx_init(&c, pamh, flags, PHASE_AUTH, argc, argv);
-	o = r < 0 ? init_failure(r, PHASE_AUTH) : do_authenticate(&c);
-	return outcome_to_pam(o);
+	return run_phase(pamh, flags, PHASE_AUTH, argc, argv, do_authenticate);
 }
 
 _public_ PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
@@ -1270,35 +1276,17 @@ _public_ PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, 
 
 _public_ PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-	_cleanup_(ctx_done) Ctx c = {};
-	Outcome o = OUTCOME_ERROR;
-	int r;
-
-	r = ctx_init(&c, pamh, flags, PHASE_ACCOUNT, argc, argv);
-	o = r < 0 ? init_failure(r, PHASE_ACCOUNT) : do_account(&c);
-	return outcome_to_pam(o);
+	return run_phase(pamh, flags, PHASE_ACCOUNT, argc, argv, do_account);
 }
 
 _public_ PAM_EXTERN int pam_sm_open_session(
         pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-	_cleanup_(ctx_done) Ctx c = {};
-	Outcome o = OUTCOME_SESSION_FAILED;
-	int r;
-
-	r = ctx_init(&c, pamh, flags, PHASE_SESSION, argc, argv);
-	o = r < 0 ? init_failure(r, PHASE_SESSION) : do_open_session(&c);
-	return outcome_to_pam(o);
+	return run_phase(pamh, flags, PHASE_SESSION, argc, argv, do_open_session);
 }
 
 _public_ PAM_EXTERN int pam_sm_close_session(
         pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-	_cleanup_(ctx_done) Ctx c = {};
-	Outcome o = OUTCOME_SESSION_FAILED;
-	int r;
-
-	r = ctx_init(&c, pamh, flags, PHASE_SESSION, argc, argv);
-	o = r < 0 ? init_failure(r, PHASE_SESSION) : do_close_session(&c);
-	return outcome_to_pam(o);
+	return run_phase(pamh, flags, PHASE_SESSION, argc, argv, do_close_session);
 }

@@ -9,11 +9,13 @@
 #include "policy-internal.h"
 #include "util.h"
 
-/* 0: unknown, 1: known, <0: lookup failed. */
-static int group_known(const char *name)
+/* Whether NSS knows NAME as a group (GROUP) or as a user: 0: unknown, 1: known, <0: the
+ * lookup failed. */
+static int nss_name_known(const char *name, bool group)
 {
 	_cleanup_free_ char *buf = NULL;
-	struct group g, *res = NULL;
+	struct group g, *gres = NULL;
+	struct passwd pw, *pres = NULL;
 	size_t size = 4096;
 
 	for (;;) {
@@ -23,39 +25,28 @@ static int group_known(const char *name)
 		buf = malloc(size);
 		if (!buf)
 			return -ENOMEM;
-		r = getgrnam_r(name, &g, buf, size, &res);
+		if (group)
+			r = getgrnam_r(name, &g, buf, size, &gres);
+		else
+			r = getpwnam_r(name, &pw, buf, size, &pres);
 		if (r == ERANGE && size < 1024 * 1024) {
 			size *= 2;
 			continue;
 		}
 		if (r != 0)
 			return -r;
-		return res != NULL;
+		return group ? gres != NULL : pres != NULL;
 	}
+}
+
+static int group_known(const char *name)
+{
+	return nss_name_known(name, true);
 }
 
 static int user_known(const char *name)
 {
-	_cleanup_free_ char *buf = NULL;
-	struct passwd pw, *res = NULL;
-	size_t size = 4096;
-
-	for (;;) {
-		int r;
-
-		free(buf);
-		buf = malloc(size);
-		if (!buf)
-			return -ENOMEM;
-		r = getpwnam_r(name, &pw, buf, size, &res);
-		if (r == ERANGE && size < 1024 * 1024) {
-			size *= 2;
-			continue;
-		}
-		if (r != 0)
-			return -r;
-		return res != NULL;
-	}
+	return nss_name_known(name, false);
 }
 
 static int add(PolicyDiagnostics *d, PolicySeverity sev, const char *file, unsigned line,

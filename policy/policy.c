@@ -66,42 +66,15 @@ static const char *const audit_failure_table[_POLICY_AUDIT_FAILURE_MAX] = {
         [POLICY_AUDIT_FAILURE_ALERT] = "alert",
 };
 
-static const char *table_to_string(const char *const *t, size_t n, int v)
-{
-	if (v < 0 || (size_t)v >= n)
-		return NULL;
-	return t[v];
-}
-
-static int table_from_string(const char *const *t, size_t n, const char *s)
-{
-	if (!s)
-		return -EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (t[i] && streq(t[i], s))
-			return (int)i;
-	return -EINVAL;
-}
-
-#define DEFINE_STRING_TABLE(name, type, table)                                                     \
-	const char *policy_##name##_to_string(type v)                                              \
-	{                                                                                          \
-		return table_to_string(table, ELEMENTSOF(table), (int)v);                          \
-	}                                                                                          \
-	type policy_##name##_from_string(const char *s)                                            \
-	{                                                                                          \
-		return (type)table_from_string(table, ELEMENTSOF(table), s);                       \
-	}
-
-DEFINE_STRING_TABLE(require, PolicyRequire, require_table)
-DEFINE_STRING_TABLE(uv, PolicyUV, uv_table)
-DEFINE_STRING_TABLE(attestation, PolicyAttestation, attestation_table)
-DEFINE_STRING_TABLE(counter, PolicyCounter, counter_table)
-DEFINE_STRING_TABLE(removal, PolicyRemoval, removal_table)
-DEFINE_STRING_TABLE(lock_failure, PolicyLockFailure, lock_failure_table)
-DEFINE_STRING_TABLE(failmode, PolicyFailMode, failmode_table)
-DEFINE_STRING_TABLE(on_remote, PolicyOnRemote, on_remote_table)
-DEFINE_STRING_TABLE(audit_failure, PolicyAuditFailure, audit_failure_table)
+DEFINE_STRING_TABLE_LOOKUP(policy_require, PolicyRequire, require_table)
+DEFINE_STRING_TABLE_LOOKUP(policy_uv, PolicyUV, uv_table)
+DEFINE_STRING_TABLE_LOOKUP(policy_attestation, PolicyAttestation, attestation_table)
+DEFINE_STRING_TABLE_LOOKUP(policy_counter, PolicyCounter, counter_table)
+DEFINE_STRING_TABLE_LOOKUP(policy_removal, PolicyRemoval, removal_table)
+DEFINE_STRING_TABLE_LOOKUP(policy_lock_failure, PolicyLockFailure, lock_failure_table)
+DEFINE_STRING_TABLE_LOOKUP(policy_failmode, PolicyFailMode, failmode_table)
+DEFINE_STRING_TABLE_LOOKUP(policy_on_remote, PolicyOnRemote, on_remote_table)
+DEFINE_STRING_TABLE_LOOKUP(policy_audit_failure, PolicyAuditFailure, audit_failure_table)
 
 /* ---- the keys ---- */
 
@@ -422,7 +395,7 @@ static int get_enum(Ctx *c, const config_setting_t *s, const char *const *table,
 
 	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
 		v = config_setting_get_string(s);
-		r = table_from_string(table, n, v);
+		r = string_table_lookup_from_string(table, n, v);
 		if (r >= 0) {
 			*ret = r;
 			return 0;

@@ -41,12 +41,9 @@ static const char *const severity_table[_SEVERITY_MAX] = {
         [SEVERITY_ERROR] = "error",
 };
 
-static const char *severity_to_string(Severity s)
-{
-	return s >= 0 && s < _SEVERITY_MAX ? severity_table[s] : NULL;
-}
+static DEFINE_STRING_TABLE_LOOKUP_TO_STRING(severity, Severity, severity_table)
 
-typedef struct Doctor {
+        typedef struct Doctor {
 	const char *root; /* "" for the live system */
 	const char *config;
 	bool offline;
@@ -959,44 +956,6 @@ static void check_policy(Doctor *d)
 	d->policy = TAKE_PTR(p);
 }
 
-static int user_group_names(const struct passwd *pw, char ***ret)
-{
-	_cleanup_free_ gid_t *gids = NULL;
-	_cleanup_strv_free_ char **names = NULL;
-	int n = 64;
-
-	for (;;) {
-		int want = n;
-
-		free(gids);
-		gids = calloc((size_t)n, sizeof(gid_t));
-		if (!gids)
-			return -ENOMEM;
-		if (getgrouplist(pw->pw_name, pw->pw_gid, gids, &want) >= 0) {
-			n = want;
-			break;
-		}
-		if (want <= n || want > DOCTOR_GROUPS_MAX)
-			return -E2BIG;
-		n = want;
-	}
-	names = calloc(1, sizeof(char *));
-	if (!names)
-		return -ENOMEM;
-	for (int i = 0; i < n; i++) {
-		struct group *g = getgrgid(gids[i]);
-		int r;
-
-		if (!g || strv_contains(names, g->gr_name))
-			continue;
-		r = strv_extend(&names, g->gr_name);
-		if (r < 0)
-			return r;
-	}
-	*ret = TAKE_PTR(names);
-	return 0;
-}
-
 static int strcmp_ptr(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -1111,7 +1070,7 @@ static void check_enrollment(Doctor *d)
 			        names[u], errno ? ": " : "", errno ? strerror(errno) : "");
 			continue;
 		}
-		r = user_group_names(pw, &groups);
+		r = ctl_user_groups(pw->pw_name, pw->pw_gid, DOCTOR_GROUPS_MAX, &groups);
 		if (r < 0) {
 			finding(d, SEVERITY_WARNING, "check NSS (getent group)",
 			        "enrollment: cannot resolve the groups of %s: %s", pw->pw_name,

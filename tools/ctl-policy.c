@@ -128,49 +128,6 @@ static int verb_policy_check(int argc, char *argv[])
 	return code;
 }
 
-/* The user's group names: primary and supplementary, via NSS. */
-static int user_groups(const char *user, gid_t primary, char ***ret)
-{
-	_cleanup_free_ gid_t *gids = NULL;
-	_cleanup_strv_free_ char **names = NULL;
-	int n = 64;
-
-	for (;;) {
-		int want = n;
-
-		free(gids);
-		gids = calloc((size_t)n, sizeof(gid_t));
-		if (!gids)
-			return -ENOMEM;
-		if (getgrouplist(user, primary, gids, &want) >= 0) {
-			n = want;
-			break;
-		}
-		if (want <= n || want > CTL_GROUPS_MAX * 64)
-			return -E2BIG;
-		n = want;
-	}
-	for (int i = 0; i < n; i++) {
-		struct group *g = getgrgid(gids[i]);
-		int r;
-
-		if (!g)
-			continue; /* a gid without a name cannot match a name in the policy */
-		if (strv_contains(names, g->gr_name))
-			continue;
-		r = strv_extend(&names, g->gr_name);
-		if (r < 0)
-			return r;
-	}
-	if (!names) {
-		names = calloc(1, sizeof(char *));
-		if (!names)
-			return -ENOMEM;
-	}
-	*ret = TAKE_PTR(names);
-	return 0;
-}
-
 static int split_groups(const char *s, char ***ret)
 {
 	_cleanup_strv_free_ char **l = NULL;
@@ -306,7 +263,7 @@ static int verb_policy_explain(int argc, char *argv[])
 		if (!have_uid)
 			req.uid = pw->pw_uid;
 		if (!groups) {
-			r = user_groups(req.user, pw->pw_gid, &groups);
+			r = ctl_user_groups(req.user, pw->pw_gid, CTL_GROUPS_MAX * 64, &groups);
 			if (r < 0) {
 				fprintf(stderr,
 				        "keywardctl policy explain: cannot list the groups of "

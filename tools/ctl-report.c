@@ -47,15 +47,9 @@ static const char *const format_table[_FORMAT_MAX] = {
         [FORMAT_HTML] = "html",
 };
 
-static ReportFormat format_from_string(const char *s)
-{
-	for (int i = 0; i < _FORMAT_MAX; i++)
-		if (streq(format_table[i], s))
-			return (ReportFormat)i;
-	return _FORMAT_INVALID;
-}
+static DEFINE_STRING_TABLE_LOOKUP_FROM_STRING(format, ReportFormat, format_table)
 
-typedef struct ReasonCount {
+        typedef struct ReasonCount {
 	char *reason;
 	uint64_t n;
 } ReasonCount;
@@ -426,44 +420,6 @@ static const char *const coverage_services[] = {
         "polkit-1",
 };
 
-static int user_groups(const struct passwd *pw, char ***ret)
-{
-	_cleanup_free_ gid_t *gids = NULL;
-	_cleanup_strv_free_ char **names = NULL;
-	int n = 64;
-
-	for (;;) {
-		int want = n;
-
-		free(gids);
-		gids = calloc((size_t)n, sizeof(gid_t));
-		if (!gids)
-			return -ENOMEM;
-		if (getgrouplist(pw->pw_name, pw->pw_gid, gids, &want) >= 0) {
-			n = want;
-			break;
-		}
-		if (want <= n || want > REPORT_GROUPS_MAX)
-			return -E2BIG;
-		n = want;
-	}
-	names = calloc(1, sizeof(char *));
-	if (!names)
-		return -ENOMEM;
-	for (int i = 0; i < n; i++) {
-		struct group *g = getgrgid(gids[i]);
-		int r;
-
-		if (!g || strv_contains(names, g->gr_name))
-			continue;
-		r = strv_extend(&names, g->gr_name);
-		if (r < 0)
-			return r;
-	}
-	*ret = TAKE_PTR(names);
-	return 0;
-}
-
 static int add_coverage(Report *r, const char *user, int64_t uid, const char *services,
         const char *rule, int64_t keys, const char *status)
 {
@@ -540,7 +496,7 @@ static int compute_coverage(Report *r)
 
 		if (!valid_user_name(pw->pw_name))
 			continue;
-		k = user_groups(pw, &groups);
+		k = ctl_user_groups(pw->pw_name, pw->pw_gid, REPORT_GROUPS_MAX, &groups);
 		if (k < 0)
 			continue;
 		for (size_t i = 0; i < ELEMENTSOF(coverage_services); i++) {

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 typedef struct CtlGlobal {
 	const char *config_path; /* -c/--config, default KEYWARD_DEFAULT_CONFIG */
@@ -33,6 +34,10 @@ int verb_report(int argc, char *argv[]);
  * read: ARGS if any, else the trail and its rotated files. */
 int ctl_audit_paths(char **ret_trail, char **ret_key);
 int ctl_audit_files(char **args, size_t n, char ***ret);
+/* ctl-common.c: USER's group names (primary group PRIMARY and supplementary ones, via
+ * NSS, each once; gids without a name are left out). -E2BIG when NSS reports more than
+ * MAX groups. *RET is a NULL-terminated list, never NULL on success. */
+int ctl_user_groups(const char *user, gid_t primary, int max, char ***ret);
 
 /* Credential verbs (ctl-creds.c): talk to keywardd over the system bus. */
 int verb_enroll(int argc, char *argv[]);
