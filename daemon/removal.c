@@ -168,7 +168,7 @@ static int on_verify_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 	Binding *b = userdata;
 	char message[128];
 
-	snprintf(message, sizeof(message), "LockedHint did not become true within %u ms.",
+	snprintf(message, sizeof(message), "LockedHint did not become true within %u ms",
 	        b->lock_verify_ms);
 	if (!b->lock_requested)
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
