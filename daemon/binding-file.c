@@ -1,6 +1,7 @@
 /* binding-file.c: a session binding in memory and on disk — the Binding object, its
  * strict key=value file format (docs/removal.md), no I/O: pure formatting and parsing. */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "session.h"
@@ -133,59 +134,59 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
 	return 0;
 }
 
-/* Parses one binding file; *ret_why gets a static reason on failure. */
-/* The keys of a binding file; each at most once. */
-static const char *const binding_keys[] = {
-        "version",
-        "user",
-        "uid",
-        "session",
-        "session_path",
-        "session_type",
-        "pid",
-        "pid_start",
-        "pgid",
-        "service",
-        "tty",
-        "cred_id",
-        "cred_label",
-        "hidraw",
-        "sysfs",
-        "created",
-        "rule",
-        "removal",
-        "grace_ms",
-        "lock_verify_ms",
-        "on_lock_failure",
-        "state",
+/* The keys of a binding file, each at most once: whether binding_format() always writes
+ * it, and for plain string values the Binding field it fills. */
+typedef struct BindingKey {
+	const char *name;
+	bool required;
+	bool string;
+	size_t offset; /* of the char * field, when string */
+} BindingKey;
+
+#define KEY(n, req)                                                                                \
+	{                                                                                          \
+		.name = (n), .required = (req)                                                     \
+	}
+#define STRING_KEY(n, req, field)                                                                  \
+	{                                                                                          \
+		.name = (n), .required = (req), .string = true, .offset = offsetof(Binding, field) \
+	}
+
+static const BindingKey binding_keys[] = {
+        KEY("version", true),
+        STRING_KEY("user", true, user),
+        KEY("uid", true),
+        STRING_KEY("session", false, session_id),
+        STRING_KEY("session_path", false, session_path),
+        STRING_KEY("session_type", false, session_type),
+        KEY("pid", true),
+        KEY("pid_start", true),
+        KEY("pgid", true),
+        STRING_KEY("service", true, service),
+        STRING_KEY("tty", true, tty),
+        STRING_KEY("cred_id", false, cred_id),
+        STRING_KEY("cred_label", false, cred_label),
+        STRING_KEY("hidraw", false, hidraw_path),
+        STRING_KEY("sysfs", false, sysfs_path),
+        KEY("created", true),
+        STRING_KEY("rule", true, rule),
+        KEY("removal", true),
+        KEY("grace_ms", true),
+        KEY("lock_verify_ms", true),
+        KEY("on_lock_failure", true),
+        KEY("state", true),
 };
-/* Those binding_format() always writes. */
-static const char *const binding_required[] = {
-        "version",
-        "user",
-        "uid",
-        "pid",
-        "pid_start",
-        "pgid",
-        "service",
-        "tty",
-        "created",
-        "rule",
-        "removal",
-        "grace_ms",
-        "lock_verify_ms",
-        "on_lock_failure",
-        "state",
-};
+_Static_assert(ELEMENTSOF(binding_keys) <= 32, "binding_parse() tracks seen keys in 32 bits");
 
 static int binding_key_index(const char *k)
 {
 	for (size_t i = 0; i < ELEMENTSOF(binding_keys); i++)
-		if (streq(binding_keys[i], k))
+		if (streq(binding_keys[i].name, k))
 			return (int)i;
 	return -1;
 }
 
+/* Parses one binding file; *ret_why gets a static reason on failure. */
 int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const char **ret_why)
 {
 	Binding *b = binding_new(m);
@@ -221,34 +222,14 @@ int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const c
 			*ret_why = "a value that is too long or holds control characters";
 			goto fail;
 		}
-		if (streq(line, "version")) {
+		if (binding_keys[k].string)
+			target = (char **)((uint8_t *)b + binding_keys[k].offset);
+		else if (streq(line, "version")) {
 			if (!streq(v, "1")) {
 				*ret_why = "an unknown version";
 				goto fail;
 			}
-		} else if (streq(line, "user"))
-			target = &b->user;
-		else if (streq(line, "session"))
-			target = &b->session_id;
-		else if (streq(line, "session_path"))
-			target = &b->session_path;
-		else if (streq(line, "session_type"))
-			target = &b->session_type;
-		else if (streq(line, "service"))
-			target = &b->service;
-		else if (streq(line, "tty"))
-			target = &b->tty;
-		else if (streq(line, "cred_id"))
-			target = &b->cred_id;
-		else if (streq(line, "cred_label"))
-			target = &b->cred_label;
-		else if (streq(line, "hidraw"))
-			target = &b->hidraw_path;
-		else if (streq(line, "sysfs"))
-			target = &b->sysfs_path;
-		else if (streq(line, "rule"))
-			target = &b->rule;
-		else if (streq(line, "uid") && parse_u64(v, UINT32_MAX - 1, &n) >= 0)
+		} else if (streq(line, "uid") && parse_u64(v, UINT32_MAX - 1, &n) >= 0)
 			b->uid = (uid_t)n;
 		else if (streq(line, "pid") && parse_u64(v, INT32_MAX, &n) >= 0)
 			b->pid = (pid_t)n;
@@ -280,8 +261,8 @@ int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const c
 			}
 		}
 	}
-	for (size_t i = 0; i < ELEMENTSOF(binding_required); i++)
-		if (!(seen & (UINT32_C(1) << binding_key_index(binding_required[i])))) {
+	for (size_t i = 0; i < ELEMENTSOF(binding_keys); i++)
+		if (binding_keys[i].required && !(seen & (UINT32_C(1) << i))) {
 			*ret_why = "missing keys";
 			goto fail;
 		}
