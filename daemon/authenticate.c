@@ -11,6 +11,7 @@
 #include "fido-util.h"
 #include "lockout.h"
 #include "log.h"
+#include "process.h"
 #include "util.h"
 
 #define AUTH_MAX_DEVICES      16
@@ -24,6 +25,16 @@ typedef struct AuthData {
 	uid_t uid;
 	char *service, *tty, *rhost, *rule;
 	int pin_fd;
+	/* A cached elevation proved silently: only this device, no touch, no PIN. */
+	bool silent_proof;
+	char *only_device;
+	/* What the token carries to BindSession: the deciding rule's removal behaviour and
+	 * the process that asked. */
+	PolicyRemoval removal;
+	uint32_t grace_ms, lock_verify_ms;
+	PolicyLockFailure on_lock_failure;
+	pid_t caller_pid;
+	uint64_t caller_start;
 	bool up;     /* policy: touch required */
 	PolicyUV uv; /* policy: user verification */
 	PolicyCounter counter;
@@ -49,6 +60,7 @@ static void auth_data_free(AuthData *a)
 	free(a->tty);
 	free(a->rhost);
 	free(a->rule);
+	free(a->only_device);
 	if (a->pin_fd >= 0)
 		close(a->pin_fd);
 	credential_set_free(a->set);
@@ -190,7 +202,13 @@ static void auth_assert(
 
 	a->uv_required = a->uv == POLICY_UV_REQUIRED;
 	a->up_required = a->up;
-	if (c) {
+	if (a->silent_proof) {
+		/* Proof that the key of the last authentication is still here: a fresh
+		 * signature over a random challenge, no touch (the method never asks for it
+		 * when user verification is required). */
+		a->uv_required = a->up_required = false;
+		c = NULL;
+	} else if (c) {
 		a->uv_required = a->uv_required || c->uv;
 		a->up_required = a->up_required || c->up;
 	} else
@@ -201,7 +219,7 @@ static void auth_assert(
 				a->uv_required = a->uv_required || a->set->items[i].uv;
 				a->up_required = a->up_required || a->set->items[i].up;
 			}
-	if (a->pin_fd >= 0) {
+	if (a->pin_fd >= 0 && !a->silent_proof) {
 		r = fido_pin_read_fd(a->pin_fd, &pin);
 		if (r < 0) {
 			auth_fail(a, "error", "The PIN could not be read from the PAM module (%s).",
@@ -309,6 +327,11 @@ static void auth_work(DeviceOp *op)
 		return;
 	}
 	r = fido_dev_info_manifest(devlist, AUTH_MAX_DEVICES, &ndevs);
+	if (a->silent_proof && (r != FIDO_OK || ndevs == 0)) {
+		auth_fail(a, "no-key",
+		        "The security key of your last authentication is no longer plugged in.");
+		goto out;
+	}
 	if (r != FIDO_OK || ndevs == 0) {
 		auth_fail(a, "no-key",
 		        "No security key is plugged in: plug in your registered key and try "
@@ -321,7 +344,7 @@ static void auth_work(DeviceOp *op)
 		fido_dev_t *dev;
 		bool found = false;
 
-		if (!path)
+		if (!path || (a->only_device && !streq(path, a->only_device)))
 			continue;
 		dev = fido_dev_new();
 		if (!dev)
@@ -365,7 +388,11 @@ static void auth_work(DeviceOp *op)
 	else if (!a->reason && !a->assert) {
 		free(a->dev_path);
 		a->dev_path = NULL;
-		if (n_unopened > 0)
+		if (a->silent_proof)
+			auth_fail(a, "no-key",
+			        "The security key of your last authentication is no longer "
+			        "plugged in.");
+		else if (n_unopened > 0)
 			auth_fail(a, "no-key",
 			        "%u security key(s) could not be used (busy with another request?) "
 			        "and no other "
@@ -422,10 +449,31 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 	rec.device = device;
 
 	if (granted) {
-		r = manager_token_add(m, a->user, a->uid, a->service, rec.cred_id, rec.cred_label,
-		        a->dev_path, o->sysfs, &token);
-		/* (extension) the token records the hidraw node and sysfs path for BindSession. */
+		AuthToken tmpl = {
+		        .user = a->user,
+		        .uid = a->uid,
+		        .service = a->service,
+		        .tty = a->tty,
+		        .cred_id = (char *)rec.cred_id,
+		        .cred_label = (char *)rec.cred_label,
+		        .hidraw_path = a->dev_path,
+		        .sysfs_path = o->sysfs,
+		        .rule = a->rule,
+		        .removal = a->removal,
+		        .grace_ms = a->grace_ms,
+		        .lock_verify_ms = a->lock_verify_ms,
+		        .on_lock_failure = a->on_lock_failure,
+		        .caller_pid = a->caller_pid,
+		        .caller_start = a->caller_start,
+		};
+
+		r = manager_token_add(m, &tmpl, &token);
+		if (r >= 0 && !a->silent_proof)
+			r = manager_grant_set(m, a->uid, rec.cred_id, a->dev_path, o->sysfs);
 		if (r < 0) {
+			if (token)
+				auth_token_free(manager_token_take(m, token->token));
+			token = NULL;
 			granted = false;
 			o->reason = "error";
 			snprintf(o->message, sizeof(o->message), "Internal error (%s).",
@@ -435,7 +483,11 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 	if (granted) {
 		rec.result = AUDIT_RESULT_SUCCESS;
 		rec.reason = "ok";
-		rec.message = "Authenticated with a security key.";
+		rec.message = a->silent_proof
+		                      ? "Cached elevation allowed: the key of the last "
+		                        "authentication is still plugged in (silent assertion)."
+		                      : "Authenticated with a security key.";
+		rec.detail = a->silent_proof ? "cached-elevation same-key" : NULL;
 		r = manager_audit(m, &rec);
 		if (r < 0 && manager_audit_failure_denies(m)) {
 			AuthToken *t = manager_token_take(m, token->token);
@@ -744,21 +796,17 @@ static int reply_now(Manager *m, sd_bus_message *msg, AuditRecord *rec, const ch
 	return sd_bus_reply_method_return(msg, "bsssss", false, reason, message, "", "", "");
 }
 
-static int skip_options(sd_bus_message *msg, sd_bus_error *error)
-{
-	unsigned n = 0;
-	int r;
+typedef struct AuthOptions {
+	int cached; /* the PAM application skipped authentication (account phase) */
+} AuthOptions;
 
-	r = sd_bus_message_enter_container(msg, 'a', "{sv}");
-	if (r < 0)
-		return r;
-	while ((r = sd_bus_message_skip(msg, "{sv}")) > 0)
-		if (++n > KEYWARD_MAX_OPTIONS)
-			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-			        "Too many options (at most %d).", KEYWARD_MAX_OPTIONS);
-	if (r < 0)
-		return r;
-	return sd_bus_message_exit_container(msg);
+static int auth_option(const char *key, sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+	AuthOptions *o = userdata;
+
+	if (streq(key, "cached"))
+		return sd_bus_message_read(msg, "b", &o->cached);
+	return 0;
 }
 
 int bus_method_authenticate(
@@ -774,12 +822,15 @@ int bus_method_authenticate(
 	uint64_t locked_until = 0;
 	bool remote = false;
 	uid_t uid = (uid_t)-1;
+	static const char *const known[] = {"cached:b", NULL};
+	AuthOptions opts = {};
+	const AuthGrant *grant = NULL;
 	int pin_fd, r;
 
 	r = sd_bus_message_read(msg, "ssssh", &user, &service, &tty, &rhost, &pin_fd);
 	if (r < 0)
 		return r;
-	r = skip_options(msg, error);
+	r = bus_read_options(msg, known, auth_option, &opts, error);
 	if (r < 0)
 		return r;
 	r = bus_check_login(user, service, tty, rhost, error);
@@ -870,6 +921,30 @@ int bus_method_authenticate(
 	a->lockout_max = d.lockout_max_failures;
 	a->lockout_window_s = d.lockout_window_s;
 	a->lockout_unlock_s = d.lockout_unlock_after_s;
+	a->removal = d.removal;
+	a->grace_ms = d.grace_ms;
+	a->lock_verify_ms = d.lock_verify_ms;
+	a->on_lock_failure = d.on_lock_failure;
+	a->caller_pid = caller->pid;
+	if (caller->pid > 0 && pid_start_time(caller->pid, &a->caller_start) < 0)
+		a->caller_start = 0;
+	/* A cached elevation under "same-key": the key of the user's last authentication,
+	 * if it was not removed since, proves itself without a touch. Anything else (no
+	 * such key, a rule that wants a touch or a PIN every time) is a full
+	 * authentication. */
+	if (opts.cached && d.cached_elevation == POLICY_CACHED_ELEVATION_SAME_KEY &&
+	        d.user_verification != POLICY_UV_REQUIRED)
+		grant = manager_grant_find(m, uid);
+	if (grant) {
+		a->silent_proof = true;
+		a->only_device = strdup(grant->hidraw_path);
+		if (!a->only_device) {
+			auth_data_free(a);
+			return -ENOMEM;
+		}
+	}
+	log_debug("Authenticate %s/%s%s%s", user, service, opts.cached ? " (cached elevation)" : "",
+	        grant ? ": proving the last key silently" : "");
 	/* Our own copy of the PIN pipe, non-blocking (the worker reads it). */
 	a->pin_fd = pin_fd >= 0 ? fcntl(pin_fd, F_DUPFD_CLOEXEC, 3) : -1;
 	if (a->pin_fd >= 0)

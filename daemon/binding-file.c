@@ -23,9 +23,7 @@ void binding_free(Binding *b)
 	sd_event_source_disable_unref(b->grace_timer);
 	sd_event_source_disable_unref(b->verify_timer);
 	sd_event_source_disable_unref(b->kill_timer);
-	sd_event_source_disable_unref(b->pidfd_source);
-	if (b->pidfd >= 0)
-		close(b->pidfd);
+	free(b->tree);
 	sd_bus_slot_unref(b->call_slot);
 	sd_bus_slot_unref(b->match_slot);
 	sd_bus_slot_unref(b->resolve_slot);
@@ -51,7 +49,6 @@ Binding *binding_new(Manager *m)
 	if (!b)
 		return NULL;
 	b->manager = m;
-	b->pidfd = -EBADF;
 	b->uid = (uid_t)-1;
 	return b;
 }

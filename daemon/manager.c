@@ -304,6 +304,8 @@ int manager_run(Manager *m)
 	return r;
 }
 
+static void grants_unlink(Manager *m, AuthGrant **link);
+
 Manager *manager_free(Manager *m)
 {
 	if (!m)
@@ -320,6 +322,8 @@ Manager *manager_free(Manager *m)
 		m->tokens = t->next;
 		auth_token_free(t);
 	}
+	while (m->grants)
+		grants_unlink(m, &m->grants);
 	sd_event_source_unref(m->sighup_source);
 	sd_event_source_unref(m->sigterm_source);
 	sd_event_source_unref(m->sigint_source);
@@ -486,10 +490,12 @@ void auth_token_free(AuthToken *t)
 	explicit_bzero(t->token, sizeof(t->token));
 	free(t->user);
 	free(t->service);
+	free(t->tty);
 	free(t->cred_id);
 	free(t->cred_label);
 	free(t->hidraw_path);
 	free(t->sysfs_path);
+	free(t->rule);
 	free(t);
 }
 
@@ -520,9 +526,7 @@ static char *strdup_or_null(const char *s, bool *oom)
 	return c;
 }
 
-int manager_token_add(Manager *m, const char *user, uid_t uid, const char *service,
-        const char *cred_id, const char *cred_label, const char *hidraw_path,
-        const char *sysfs_path, const AuthToken **ret)
+int manager_token_add(Manager *m, const AuthToken *tmpl, const AuthToken **ret)
 {
 	uint8_t rnd[KEYWARD_TOKEN_BYTES];
 	_cleanup_free_ char *hex = NULL;
@@ -551,18 +555,22 @@ int manager_token_add(Manager *m, const char *user, uid_t uid, const char *servi
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
+	*t = *tmpl;
 	memcpy(t->token, hex, KEYWARD_TOKEN_CHARS);
+	t->token[KEYWARD_TOKEN_CHARS] = '\0';
 	explicit_bzero(hex, strlen(hex));
-	t->user = strdup_or_null(user, &oom);
-	t->uid = uid;
-	t->service = strdup_or_null(service, &oom);
-	t->cred_id = strdup_or_null(cred_id, &oom);
-	t->cred_label = strdup_or_null(cred_label, &oom);
-	t->hidraw_path = strdup_or_null(hidraw_path, &oom);
-	t->sysfs_path = strdup_or_null(sysfs_path, &oom);
+	t->user = strdup_or_null(tmpl->user, &oom);
+	t->service = strdup_or_null(tmpl->service, &oom);
+	t->tty = strdup_or_null(tmpl->tty, &oom);
+	t->cred_id = strdup_or_null(tmpl->cred_id, &oom);
+	t->cred_label = strdup_or_null(tmpl->cred_label, &oom);
+	t->hidraw_path = strdup_or_null(tmpl->hidraw_path, &oom);
+	t->sysfs_path = strdup_or_null(tmpl->sysfs_path, &oom);
+	t->rule = strdup_or_null(tmpl->rule, &oom);
 	t->created_ms = now_monotonic_ms();
 	t->realtime_ms = now_realtime_ms();
-	if (oom) {
+	t->next = NULL;
+	if (oom || !t->user || !t->service) {
 		auth_token_free(t);
 		return -ENOMEM;
 	}
@@ -572,6 +580,88 @@ int manager_token_add(Manager *m, const char *user, uid_t uid, const char *servi
 	if (ret)
 		*ret = t;
 	return 0;
+}
+
+static void auth_grant_free(AuthGrant *g)
+{
+	if (!g)
+		return;
+	free(g->cred_id);
+	free(g->hidraw_path);
+	free(g->sysfs_path);
+	free(g);
+}
+
+static void grants_unlink(Manager *m, AuthGrant **link)
+{
+	AuthGrant *g = *link;
+
+	*link = g->next;
+	auth_grant_free(g);
+	m->n_grants--;
+}
+
+int manager_grant_set(
+        Manager *m, uid_t uid, const char *cred_id, const char *hidraw_path, const char *sysfs_path)
+{
+	AuthGrant *g;
+	bool oom = false;
+
+	for (AuthGrant **p = &m->grants; *p; p = &(*p)->next)
+		if ((*p)->uid == uid) {
+			grants_unlink(m, p);
+			break;
+		}
+	if (m->n_grants >= AUTH_TOKEN_MAX) {
+		/* Forget the oldest (the list is newest first): it then needs a touch. */
+		AuthGrant **p = &m->grants;
+		while (*p && (*p)->next)
+			p = &(*p)->next;
+		if (*p)
+			grants_unlink(m, p);
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->uid = uid;
+	g->cred_id = strdup_or_null(cred_id, &oom);
+	g->hidraw_path = strdup_or_null(hidraw_path, &oom);
+	g->sysfs_path = strdup_or_null(sysfs_path, &oom);
+	g->realtime_ms = now_realtime_ms();
+	if (oom || !g->cred_id || !g->hidraw_path) {
+		auth_grant_free(g);
+		return -ENOMEM;
+	}
+	g->next = m->grants;
+	m->grants = g;
+	m->n_grants++;
+	return 0;
+}
+
+const AuthGrant *manager_grant_find(Manager *m, uid_t uid)
+{
+	for (AuthGrant *g = m->grants; g; g = g->next)
+		if (g->uid == uid)
+			return g;
+	return NULL;
+}
+
+size_t manager_grants_forget_device(Manager *m, const char *syspath, const char *devnode)
+{
+	size_t n = 0;
+
+	for (AuthGrant **p = &m->grants; *p;) {
+		AuthGrant *g = *p;
+		bool match = g->sysfs_path ? (syspath && streq(g->sysfs_path, syspath))
+		                           : (devnode && streq(g->hidraw_path, devnode));
+
+		if (match) {
+			grants_unlink(m, p);
+			n++;
+		} else
+			p = &g->next;
+	}
+	return n;
 }
 
 AuthToken *manager_token_take(Manager *m, const char *token)

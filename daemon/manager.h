@@ -19,21 +19,42 @@ typedef struct Manager Manager;
 typedef struct DeviceOp DeviceOp; /* daemon/device-op.h */
 typedef struct Binding Binding;   /* (extension) daemon/session binding, defined by its file */
 
-/* What a successful Authenticate leaves behind for BindSession: which user, which
- * credential, which physical key. Looked up by token (constant-time compare). */
+/* What a successful Authenticate leaves behind for BindSession: who authenticated, for
+ * which service, from which process, with which credential on which physical key, and
+ * the removal behaviour of the rule that decided (frozen: a reload does not change it).
+ * Looked up by token (constant-time compare). */
 typedef struct AuthToken {
 	char token[KEYWARD_TOKEN_CHARS + 1];
-	char *user;
+	char *user; /* the authenticated user (PAM_USER at authentication) */
 	uid_t uid;
 	char *service;
+	char *tty;
 	char *cred_id; /* base64, as stored */
 	char *cred_label;
 	char *hidraw_path; /* /dev/hidrawN as libfido2 named it */
 	char *sysfs_path; /* /sys/devices/... of the hidraw device (NULL if udev did not know it) */
-	uint64_t created_ms; /* CLOCK_MONOTONIC */
+	char *rule;       /* decision_rule_label() of the deciding rule */
+	PolicyRemoval removal;
+	uint32_t grace_ms, lock_verify_ms;
+	PolicyLockFailure on_lock_failure;
+	pid_t caller_pid;      /* the PAM application that authenticated */
+	uint64_t caller_start; /* its start time (pid_start_time), 0 if unknown */
+	uint64_t created_ms;   /* CLOCK_MONOTONIC */
 	uint64_t realtime_ms;
 	struct AuthToken *next;
 } AuthToken;
+
+/* The key of a user's last successful authentication, while it stays plugged in: what a
+ * cached elevation (cached_elevation = "same-key") proves with a silent assertion.
+ * Forgotten when that key is removed. */
+typedef struct AuthGrant {
+	uid_t uid;
+	char *cred_id;
+	char *hidraw_path;
+	char *sysfs_path;
+	uint64_t realtime_ms;
+	struct AuthGrant *next;
+} AuthGrant;
 
 /* Tokens not bound within this time are forgotten. */
 #define AUTH_TOKEN_LIFETIME_MS (5 * 60 * 1000)
@@ -62,6 +83,8 @@ struct Manager {
 
 	AuthToken *tokens; /* successful authentications awaiting BindSession */
 	size_t n_tokens;
+	AuthGrant *grants; /* per uid: the key of the last successful authentication */
+	size_t n_grants;
 
 	/* (extension) session bindings: BindSession/UnbindSession, removal actions. */
 	Binding *bindings;
@@ -117,14 +140,21 @@ int manager_evaluate(Manager *m, const char *user, const char *service, const ch
  * "default". Returns 0 or -ENOMEM (*RET untouched). */
 int decision_rule_label(const PolicyDecision *d, char **ret);
 
-/* Tokens of successful authentications. */
-int manager_token_add(Manager *m, const char *user, uid_t uid, const char *service,
-        const char *cred_id, const char *cred_label, const char *hidraw_path,
-        const char *sysfs_path, const AuthToken **ret);
+/* Tokens of successful authentications: copies TMPL's fields (its token and next are
+ * ignored) into a new token with a fresh random value. */
+int manager_token_add(Manager *m, const AuthToken *tmpl, const AuthToken **ret);
 /* Finds the token (constant time per entry) and removes it from the list; the caller
  * owns it (auth_token_free). NULL if unknown or expired. For BindSession. */
 AuthToken *manager_token_take(Manager *m, const char *token);
 void auth_token_free(AuthToken *t);
+
+/* Grants: set (replacing the uid's earlier one), find, and forget those of a removed key
+ * (matched by sysfs path, else by device node). */
+int manager_grant_set(Manager *m, uid_t uid, const char *cred_id, const char *hidraw_path,
+        const char *sysfs_path);
+const AuthGrant *manager_grant_find(Manager *m, uid_t uid);
+/* Returns how many grants were forgotten. */
+size_t manager_grants_forget_device(Manager *m, const char *syspath, const char *devnode);
 
 /* Maps /dev/hidrawN to its sysfs path through libudev; -ENODEV if udev does not know it. */
 int manager_hidraw_to_syspath(Manager *m, const char *devnode, char **ret);

@@ -16,6 +16,7 @@
 #include "fido-util.h"
 #include "log.h"
 #include "logind.h"
+#include "process.h"
 #include "session.h"
 #include "udev-watch.h"
 #include "util.h"
@@ -48,10 +49,9 @@ static void binding_cancel_pending(Binding *b)
 	b->grace_timer = sd_event_source_disable_unref(b->grace_timer);
 	b->verify_timer = sd_event_source_disable_unref(b->verify_timer);
 	b->kill_timer = sd_event_source_disable_unref(b->kill_timer);
-	b->pidfd_source = sd_event_source_disable_unref(b->pidfd_source);
-	if (b->pidfd >= 0)
-		close(b->pidfd);
-	b->pidfd = -EBADF;
+	free(b->tree);
+	b->tree = NULL;
+	b->n_tree = 0;
 	b->call_slot = sd_bus_slot_unref(b->call_slot);
 	b->match_slot = sd_bus_slot_unref(b->match_slot);
 }
@@ -301,68 +301,111 @@ static void lock_start(Binding *b)
 
 /* --- end-elevation ------------------------------------------------------------------ */
 
-static void elevation_signal(Binding *b, int sig)
-{
-	if (b->pgid > 1 && b->pgid != getpgrp() && kill(-b->pgid, sig) < 0 && errno != ESRCH)
-		log_warning_errno(-errno, "Cannot signal process group %d: %m", (int)b->pgid);
-	if (b->pidfd >= 0)
-		(void)pidfd_send_signal(b->pidfd, sig, NULL, 0);
-	else if (b->pid > 1)
-		(void)kill(b->pid, sig);
-}
+/* The elevation is the process sudo/su opened the session in and every descendant of it,
+ * found through /proc ancestry (start times guard against reused pids). Never the
+ * process group: without job control that is the caller's own shell. The tree is
+ * rescanned on every poll, so children forked meanwhile, or reparented after their
+ * parent died, are still ended. Daemons that double-forked away before the removal are
+ * out of reach (docs/removal.md). */
+#define END_ELEVATION_POLL_MS 50
 
-static int on_elevation_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+static void elevation_scan(Binding *b)
 {
-	Binding *b = userdata;
-	bool killed = b->kill_sent;
-
-	audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, killed ? "killed" : "ended",
-	        killed ? "The elevated process did not end on SIGTERM and was killed."
-	               : "The elevated process ended on SIGTERM.",
-	        "end-elevation");
-	log_notice("Elevation pid %d of %s ended after its key was removed%s.", (int)b->pid,
-	        b->user, killed ? " (SIGKILL)" : "");
-	binding_drop(b, "process-ended");
-	return 0;
-}
-
-static int on_kill_timer(sd_event_source *s, uint64_t usec, void *userdata)
-{
-	Binding *b = userdata;
 	int r;
 
-	if (!b->kill_sent) {
-		b->kill_sent = true;
-		log_warning("Elevation pid %d of %s still runs %d ms after SIGTERM: SIGKILL.",
-		        (int)b->pid, b->user, END_ELEVATION_KILL_MS);
-		elevation_signal(b, SIGKILL);
-		if (b->pidfd >= 0) {
-			b->kill_timer = sd_event_source_disable_unref(b->kill_timer);
-			r = sd_event_add_time_relative(b->manager->event, &b->kill_timer,
-			        CLOCK_MONOTONIC, END_ELEVATION_KILL_MS * 1000ULL, 0, on_kill_timer,
-			        b);
-			if (r >= 0)
-				return 0;
-		}
-		/* No pidfd to wait on: the signal was sent, that is all we can say. */
-		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_INFO, "killed",
-		        "SIGKILL sent; the process exit could not be observed (no pidfd).",
+	r = process_tree_collect(&(ProcessId){b->pid, b->pid_start}, b->tree, &b->n_tree);
+	if (r < 0)
+		log_warning_errno(r, "Cannot list the processes of elevation %d: %m", (int)b->pid);
+}
+
+/* Drops members that are gone; returns how many live. */
+static size_t elevation_prune(Binding *b)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < b->n_tree; i++)
+		if (process_alive(&b->tree[i]))
+			b->tree[k++] = b->tree[i];
+	b->n_tree = k;
+	return k;
+}
+
+static void elevation_signal(Binding *b, int sig)
+{
+	for (size_t i = 0; i < b->n_tree; i++) {
+		ProcessId *p = &b->tree[i];
+		_cleanup_close_ int fd = pidfd_open(p->pid, 0);
+		uint64_t start;
+
+		/* The pidfd pins the process; its start time proves it is the member. */
+		if (fd < 0 || pid_start_time(p->pid, &start) < 0 || start != p->start)
+			continue;
+		if (pidfd_send_signal(fd, sig, NULL, 0) < 0 && errno != ESRCH)
+			log_warning_errno(
+			        -errno, "Cannot send signal %d to pid %d: %m", sig, (int)p->pid);
+	}
+}
+
+static int on_elevation_poll(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Binding *b = userdata;
+	uint64_t now = now_monotonic_ms();
+	char detail[64];
+	int r;
+
+	elevation_scan(b);
+	if (elevation_prune(b) == 0) {
+		bool killed = b->kill_sent;
+
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS,
+		        killed ? "killed" : "ended",
+		        killed ? "The elevated processes did not end on SIGTERM and were killed."
+		               : "The elevated processes ended on SIGTERM.",
 		        "end-elevation");
-		binding_drop(b, "process-killed");
+		log_notice("Elevation pid %d of %s ended after its key was removed%s.", (int)b->pid,
+		        b->user, killed ? " (SIGKILL)" : "");
+		binding_drop(b, "process-ended");
 		return 0;
 	}
-	log_error("SECURITY: elevation pid %d of %s survives SIGKILL.", (int)b->pid, b->user);
-	audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "survived",
-	        "The elevated process survived SIGKILL.", "end-elevation");
-	binding_done(b);
+	if (now - b->signal_ms >= END_ELEVATION_KILL_MS) {
+		if (b->kill_sent) {
+			snprintf(detail, sizeof(detail), "end-elevation: %zu process(es) left",
+			        b->n_tree);
+			log_error("SECURITY: %zu process(es) of elevation pid %d of %s survive "
+			          "SIGKILL.",
+			        b->n_tree, (int)b->pid, b->user);
+			audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "survived",
+			        "Elevated processes survived SIGKILL.", detail);
+			binding_done(b);
+			return 0;
+		}
+		b->kill_sent = true;
+		log_warning("%zu process(es) of elevation pid %d of %s still run %d ms after "
+		            "SIGTERM: SIGKILL.",
+		        b->n_tree, (int)b->pid, b->user, END_ELEVATION_KILL_MS);
+		elevation_signal(b, SIGKILL);
+		b->signal_ms = now;
+	} else
+		/* Children forked since the last look get the same signal. */
+		elevation_signal(b, b->kill_sent ? SIGKILL : SIGTERM);
+	r = sd_event_source_set_time_relative(s, END_ELEVATION_POLL_MS * 1000ULL);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+	if (r < 0) {
+		log_error_errno(r, "Cannot keep watching elevation pid %d: %m", (int)b->pid);
+		elevation_signal(b, SIGKILL);
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_INFO, "killed",
+		        "SIGKILL sent; the exit could not be watched.", "end-elevation");
+		binding_done(b);
+	}
 	return 0;
 }
 
 static void end_elevation(Binding *b)
 {
 	Manager *m = b->manager;
-	uint64_t start = 0;
-	int fd, r;
+	char detail[64];
+	int r;
 
 	b->state = BINDING_ACTING;
 	b->kill_sent = false;
@@ -376,31 +419,29 @@ static void end_elevation(Binding *b)
 		binding_done(b);
 		return;
 	}
-	fd = pidfd_open(b->pid, 0);
-	if (fd < 0 && errno != ENOSYS && errno != EINVAL) {
+	free(b->tree);
+	b->n_tree = 0;
+	b->tree = calloc(PROCESS_TREE_MAX, sizeof(ProcessId));
+	if (!b->tree) {
+		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "error",
+		        "Out of memory: the elevated processes were not signalled.",
+		        "end-elevation");
+		binding_done(b);
+		return;
+	}
+	elevation_scan(b);
+	if (b->n_tree == 0) {
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "already-ended",
 		        "The elevated process had already ended.", "end-elevation");
 		binding_drop(b, "process-ended");
 		return;
 	}
-	b->pidfd = fd;
-	/* Checked after pidfd_open: from now on the pidfd pins this very process. */
-	if (pid_start_time(b->pid, &start) < 0 || start != b->pid_start) {
-		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "already-ended",
-		        "The elevated process had already ended (its pid now names another "
-		        "process).",
-		        "end-elevation");
-		binding_drop(b, "process-ended");
-		return;
-	}
+	snprintf(detail, sizeof(detail), "%zu process(es)", b->n_tree);
+	log_info("Ending elevation pid %d of %s: SIGTERM to %s.", (int)b->pid, b->user, detail);
 	elevation_signal(b, SIGTERM);
-	if (fd >= 0) {
-		r = sd_event_add_io(m->event, &b->pidfd_source, fd, EPOLLIN, on_elevation_exit, b);
-		if (r < 0)
-			log_warning_errno(r, "Cannot watch pid %d: %m", (int)b->pid);
-	}
+	b->signal_ms = now_monotonic_ms();
 	r = sd_event_add_time_relative(m->event, &b->kill_timer, CLOCK_MONOTONIC,
-	        END_ELEVATION_KILL_MS * 1000ULL, 0, on_kill_timer, b);
+	        END_ELEVATION_POLL_MS * 1000ULL, 0, on_elevation_poll, b);
 	if (r < 0) {
 		elevation_signal(b, SIGKILL);
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_INFO, "killed",
@@ -423,7 +464,7 @@ static void binding_act(Binding *b, const char *why)
 		binding_done(b);
 		return;
 	}
-	/* An elevation is the process group it names: whatever the rule says, ending it is
+	/* An elevation is the process tree it names: whatever the rule says, ending it is
 	 * the only action that applies (there is no screen to lock). */
 	if (!b->session_id ||
 	        (b->removal == POLICY_REMOVAL_END_ELEVATION && b->pid > 1 && b->pid_start)) {
@@ -450,9 +491,14 @@ void removal_key_removed(Manager *m, const char *syspath, const char *devnode, c
 {
 	AuditRecord rec = AUDIT_RECORD_INIT;
 	char detail[64];
-	size_t n = 0, n_grace = 0;
+	size_t n = 0, n_grace = 0, n_grants;
 	int r;
 
+	/* Cached elevations of this key's users need a touch again. */
+	n_grants = manager_grants_forget_device(m, syspath, devnode);
+	if (n_grants > 0)
+		log_info("hidraw %s %s: cached elevations of %zu user(s) revoked.", strna(syspath),
+		        why, n_grants);
 	for (Binding *b = m->bindings, *next; b; b = next) {
 		next = b->next;
 		if (b->state != BINDING_BOUND || !binding_matches(b, syspath, devnode))

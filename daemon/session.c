@@ -11,6 +11,7 @@
 #include "bus-api.h"
 #include "log.h"
 #include "logind.h"
+#include "process.h"
 #include "removal.h"
 #include "util.h"
 
@@ -64,44 +65,6 @@ void binding_audit_fill(const Binding *b, AuditRecord *rec, char *subject_buf, s
 	rec->rule = b->rule;
 	rec->session = binding_subject(b, subject_buf, size);
 	rec->action = policy_removal_to_string(b->removal);
-}
-
-int pid_start_time(pid_t pid, uint64_t *ret)
-{
-	_cleanup_free_ char *text = NULL;
-	char path[64], *p, *save = NULL;
-	_cleanup_close_ int fd = -EBADF;
-	size_t len;
-	int r;
-
-	if (pid <= 0)
-		return -EINVAL;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	r = read_full_fd(fd, 4096, &text, &len);
-	if (r < 0)
-		return r;
-	/* The command name may hold spaces and ')': the fields start after the last ')'. */
-	p = strrchr(text, ')');
-	if (!p)
-		return -EBADMSG;
-	p++;
-	/* Field 3 (state) is the first token; starttime is field 22. */
-	for (int field = 3; (p = strtok_r(field == 3 ? p : NULL, " ", &save)); field++)
-		if (field == 22) {
-			char *end;
-			unsigned long long v;
-
-			errno = 0;
-			v = strtoull(p, &end, 10);
-			if (errno || *end || end == p)
-				return -EBADMSG;
-			*ret = v;
-			return 0;
-		}
-	return -EBADMSG;
 }
 
 /* --- files ------------------------------------------------------------------------- */
@@ -186,16 +149,8 @@ void binding_drop(Binding *b, const char *reason)
 /* Whether the elevated process of B is still the one that was bound. */
 static bool binding_process_alive(const Binding *b)
 {
-	uint64_t start;
-
-	if (b->pid <= 1 || b->pid_start == 0)
-		return false;
-	if (kill(b->pid, 0) < 0 && errno == ESRCH)
-		return false;
-	if (pid_start_time(b->pid, &start) < 0)
-		return false;
 	/* A different start time: the pid was reused by another process. */
-	return start == b->pid_start;
+	return process_alive(&(ProcessId){b->pid, b->pid_start});
 }
 
 /* The start-up check of the bound sessions: one GetSession per distinct session id, at
@@ -459,6 +414,33 @@ static int on_resolve_session(sd_bus_message *reply, void *userdata, sd_bus_erro
 	return 0;
 }
 
+/* A token that cannot bind what it is presented for: one audit record (the session or
+ * elevation does not start), the token is spent, the caller gets NAME and MESSAGE. */
+static int bind_refused(Manager *m, AuthToken *t, pid_t pid, const char *reason,
+        sd_bus_error *error, const char *name, const char *message)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	char subject[32];
+
+	snprintf(subject, sizeof(subject), "pid:%d", (int)pid);
+	rec.event = AUDIT_EVENT_SESSION_BIND;
+	rec.result = AUDIT_RESULT_FAILURE;
+	rec.user = t->user;
+	rec.uid = t->uid;
+	rec.service = t->service;
+	rec.tty = t->tty;
+	rec.cred_label = t->cred_label;
+	rec.cred_id = t->cred_id;
+	rec.rule = t->rule;
+	rec.session = subject;
+	rec.reason = reason;
+	rec.message = message;
+	(void)manager_audit(m, &rec);
+	log_notice("BindSession for %s/%s refused (%s): %s", t->user, t->service, reason, message);
+	auth_token_free(t);
+	return sd_bus_error_setf(error, name, "%s", message);
+}
+
 int bus_method_bind_session(
         Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error)
 {
@@ -467,7 +449,6 @@ int bus_method_bind_session(
 	uint32_t pid;
 	AuthToken *t;
 	Binding *b;
-	PolicyDecision d;
 	uint8_t rnd[KEYWARD_TOKEN_BYTES];
 	_cleanup_free_ char *hex = NULL;
 	char subject[32];
@@ -497,10 +478,38 @@ int bus_method_bind_session(
 	if (!t)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_NOT_FOUND,
 		        "Unknown or expired authentication token.");
-	if (!streq(t->user, user)) {
-		auth_token_free(t);
-		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
-		        "The token was issued for another user.");
+	/* The token binds what it was issued for: the authenticated user (sudo has set
+	 * PAM_USER to the target by now, so the module sends the user it authenticated),
+	 * the service, and the process that authenticated (or a child of it). */
+	if (!streq(t->user, user) || !streq(t->service, service))
+		return bind_refused(m, t, caller->pid, "token-mismatch", error,
+		        KEYWARD_BUS_ERROR_ACCESS_DENIED,
+		        "The token was issued for another user or service.");
+	if (t->caller_pid > 0) {
+		ProcessId issuer = {t->caller_pid, t->caller_start};
+		ProcessId presenter = {caller->pid, 0};
+
+		r = caller->pid > 0 ? pid_start_time(caller->pid, &presenter.start) : -ESRCH;
+		if (r >= 0)
+			r = process_in_tree(&presenter, &issuer);
+		if (r <= 0)
+			return bind_refused(m, t, caller->pid, "token-process", error,
+			        KEYWARD_BUS_ERROR_ACCESS_DENIED,
+			        "The token was issued to another process.");
+	}
+	if (pid > 0 && caller->pid > 0) {
+		/* The elevation is the caller or a process it started, never a stranger. */
+		ProcessId elevated = {(pid_t)pid, 0}, presenter = {caller->pid, 0};
+
+		r = pid_start_time((pid_t)pid, &elevated.start);
+		if (r >= 0)
+			r = pid_start_time(caller->pid, &presenter.start);
+		if (r >= 0)
+			r = process_in_tree(&elevated, &presenter);
+		if (r <= 0)
+			return bind_refused(m, t, (pid_t)pid, "foreign-process", error,
+			        KEYWARD_BUS_ERROR_INVALID_ARGS,
+			        "The process to bind is not the caller or one of its children.");
 	}
 	b = binding_new(m);
 	if (!b || getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd) ||
@@ -520,14 +529,23 @@ int bus_method_bind_session(
 	b->cred_label = TAKE_PTR(t->cred_label);
 	b->hidraw_path = TAKE_PTR(t->hidraw_path);
 	b->sysfs_path = TAKE_PTR(t->sysfs_path);
+	/* The removal behaviour of the rule that decided the authentication: a reload or
+	 * different arguments in between do not change it. */
+	b->rule = TAKE_PTR(t->rule);
+	b->removal = t->removal;
+	b->grace_ms = t->grace_ms;
+	b->lock_verify_ms = t->lock_verify_ms;
+	b->on_lock_failure = t->on_lock_failure;
 	b->created_ms = now_realtime_ms();
 	auth_token_free(t);
-	if (!b->service || !b->tty || (!isempty(session_id) && !b->session_id)) {
+	if (!b->service || !b->tty || !b->rule || (!isempty(session_id) && !b->session_id)) {
 		binding_free(b);
 		return -ENOMEM;
 	}
 	if (b->pid > 0) {
-		/* The elevation is the process group; its start time tells a reused pid apart. */
+		/* The elevation is the process tree under pid; its start time tells a reused
+		 * pid apart. The process group is recorded for the administrator only: it may
+		 * be the caller's shell (sudo without job control), so it is never signalled. */
 		pid_t pg = getpgid(b->pid);
 		r = pid_start_time(b->pid, &b->pid_start);
 		if (r < 0 && !b->session_id) {
@@ -541,16 +559,8 @@ int bus_method_bind_session(
 	}
 
 	rec.event = AUDIT_EVENT_SESSION_BIND;
-	/* The removal behaviour of the rule that matches this login now. */
-	r = manager_evaluate(m, b->user, b->service, b->tty, "", b->pid, &d, NULL, NULL);
-	if (r >= 0) {
-		r = decision_rule_label(&d, &b->rule);
-		b->removal = d.removal;
-		b->grace_ms = d.grace_ms;
-		b->lock_verify_ms = d.lock_verify_ms;
-		b->on_lock_failure = d.on_lock_failure;
-	}
-	if (r >= 0 && !b->sysfs_path && !b->hidraw_path)
+	r = 0;
+	if (!b->sysfs_path && !b->hidraw_path)
 		r = -ENODEV;
 	if (r >= 0)
 		r = binding_save(b);

@@ -31,9 +31,9 @@ struct Binding {
 	char *session_id;   /* logind session id, or NULL for an elevation */
 	char *session_path; /* logind object path (from GetSession), NULL until resolved */
 	char *session_type; /* logind Type ("x11", "wayland", "tty", ...), NULL if unknown */
-	pid_t pid;          /* elevated process (its process group is ended), or the PAM caller */
+	pid_t pid; /* elevated process (it and its descendants are ended), or the PAM caller */
 	uint64_t pid_start; /* start time of pid (/proc/PID/stat field 22), 0 if unknown */
-	pid_t pgid;         /* process group of pid at bind time (elevations), 0 if unknown */
+	pid_t pgid;         /* process group of pid at bind time: recorded, never signalled */
 	char *service, *tty;
 	char *cred_id, *cred_label;
 	char *hidraw_path, *sysfs_path; /* the physical key (from the AuthToken) */
@@ -52,9 +52,10 @@ struct Binding {
 	char *removed_device;          /* sysfs path the key had when it went away */
 	sd_event_source *grace_timer;  /* grace_ms after removal */
 	sd_event_source *verify_timer; /* lock_verify_ms after Session.Lock */
-	sd_event_source *kill_timer;   /* SIGKILL after SIGTERM (end-elevation) */
-	sd_event_source *pidfd_source; /* the elevated process exits */
-	int pidfd;
+	sd_event_source *kill_timer;   /* end-elevation: polls the tree, SIGKILL after SIGTERM */
+	struct ProcessId *tree;        /* end-elevation: the processes signalled so far */
+	size_t n_tree;
+	uint64_t signal_ms;        /* CLOCK_MONOTONIC of the last signal sent to the tree */
 	sd_bus_slot *call_slot;    /* pending logind call of the action */
 	sd_bus_slot *match_slot;   /* PropertiesChanged of the session (LockedHint) */
 	sd_bus_slot *resolve_slot; /* GetSession / Get Type at bind time */
@@ -102,6 +103,3 @@ int bindings_load(Manager *m);
 /* Cancels the start-up check of the bound sessions (shutdown). */
 typedef struct PruneJob PruneJob;
 void prune_job_free(PruneJob *j);
-
-/* Start time of PID (clock ticks since boot, /proc/PID/stat field 22). */
-int pid_start_time(pid_t pid, uint64_t *ret);

@@ -33,8 +33,9 @@
 #define MAX_GROUPS      4096 /* groups resolved for a user in fallback mode */
 #define PWBUF_MAX       (1024u * 1024u)
 
-#define DATA_TOKEN   "keyward_token"
-#define DATA_BINDING "keyward_binding"
+#define DATA_TOKEN      "keyward_token"
+#define DATA_TOKEN_USER "keyward_token_user" /* PAM_USER when the token was issued */
+#define DATA_BINDING    "keyward_binding"
 
 #define DEFAULT_CUE "Touch your security key for %u"
 #define MSG_DAEMON_DOWN                                                                            \
@@ -51,17 +52,18 @@
 /* What happened, independent of the PAM phase; outcome_to_pam() is the one place that turns
  * it into a PAM code, and everything it does not know is a failure. */
 typedef enum Outcome {
-	OUTCOME_SUCCESS,        /* granted, account usable, session bound */
-	OUTCOME_NOT_COVERED,    /* the policy does not cover this login */
-	OUTCOME_FAILOPEN,       /* daemon unreachable and the policy says failmode=open */
-	OUTCOME_NOTHING_TO_DO,  /* pam_sm_setcred */
-	OUTCOME_AUTH_FAILED,    /* the key did not prove presence/identity */
-	OUTCOME_REFUSED,        /* the policy refuses (deny rule, not enrolled, remote) */
-	OUTCOME_LOCKED_OUT,     /* lockout or PIN blocked */
-	OUTCOME_USER_UNKNOWN,   /* invalid or unknown user name */
-	OUTCOME_CONV_FAILED,    /* the application's conversation failed */
-	OUTCOME_SESSION_FAILED, /* binding/unbinding a covered session failed */
-	OUTCOME_ERROR,          /* anything else */
+	OUTCOME_SUCCESS,         /* granted, account usable, session bound */
+	OUTCOME_NOT_COVERED,     /* the policy does not cover this login */
+	OUTCOME_FAILOPEN,        /* daemon unreachable and the policy says failmode=open */
+	OUTCOME_NOTHING_TO_DO,   /* pam_sm_setcred */
+	OUTCOME_AUTH_FAILED,     /* the key did not prove presence/identity */
+	OUTCOME_REFUSED,         /* the policy refuses (deny rule, not enrolled, remote) */
+	OUTCOME_LOCKED_OUT,      /* lockout or PIN blocked */
+	OUTCOME_USER_UNKNOWN,    /* invalid or unknown user name */
+	OUTCOME_CONV_FAILED,     /* the application's conversation failed */
+	OUTCOME_SESSION_FAILED,  /* unbinding a covered session failed */
+	OUTCOME_SESSION_REFUSED, /* binding a covered session failed: it must not run */
+	OUTCOME_ERROR,           /* anything else */
 	_OUTCOME_MAX,
 } Outcome;
 
@@ -121,7 +123,10 @@ typedef struct CheckReply {
 			pam_syslog((c)->pamh, LOG_DEBUG, __VA_ARGS__);                             \
 	} while (0)
 
-static int outcome_to_pam(Outcome o)
+/* The PAM code for an outcome in a phase. Errors the application must not ignore: sudo
+ * treats PAM_SESSION_ERR from the session phase as harmless, and PAM_AUTH_ERR from the
+ * account phase as "is your account locked?", so refusals there are PAM_PERM_DENIED. */
+static int outcome_to_pam(Outcome o, Phase phase)
 {
 	switch (o) {
 	case OUTCOME_SUCCESS:
@@ -131,9 +136,10 @@ static int outcome_to_pam(Outcome o)
 	case OUTCOME_NOTHING_TO_DO:
 		return PAM_IGNORE;
 	case OUTCOME_REFUSED:
+	case OUTCOME_SESSION_REFUSED:
 		return PAM_PERM_DENIED;
 	case OUTCOME_LOCKED_OUT:
-		return PAM_MAXTRIES;
+		return phase == PHASE_AUTH ? PAM_MAXTRIES : PAM_PERM_DENIED;
 	case OUTCOME_USER_UNKNOWN:
 		return PAM_USER_UNKNOWN;
 	case OUTCOME_CONV_FAILED:
@@ -141,9 +147,10 @@ static int outcome_to_pam(Outcome o)
 	case OUTCOME_SESSION_FAILED:
 		return PAM_SESSION_ERR;
 	case OUTCOME_AUTH_FAILED:
+		return phase == PHASE_AUTH ? PAM_AUTH_ERR : PAM_PERM_DENIED;
 	case OUTCOME_ERROR:
 	default:
-		return PAM_AUTH_ERR;
+		return phase == PHASE_AUTH ? PAM_AUTH_ERR : PAM_PERM_DENIED;
 	}
 }
 
@@ -165,12 +172,6 @@ static Outcome reason_to_outcome(const char *reason)
 		if (streq(reason_table[i].reason, reason))
 			return reason_table[i].outcome;
 	return OUTCOME_AUTH_FAILED;
-}
-
-/* A failure of this module in a given phase. */
-static Outcome failure_for(Phase phase)
-{
-	return phase == PHASE_SESSION ? OUTCOME_SESSION_FAILED : OUTCOME_ERROR;
 }
 
 static void ctx_done(Ctx *c)
@@ -350,11 +351,17 @@ static int ctx_init(Ctx *c, pam_handle_t *pamh, int flags, Phase phase, int argc
 	return 0;
 }
 
-static Outcome init_failure(int r, Phase phase)
+/* A setup failure: in the session phase it refuses only a session that a key
+ * authenticated on this handle (it could not be bound). */
+static Outcome init_failure(pam_handle_t *pamh, int r, Phase phase)
 {
-	if (r == -ESRCH && phase != PHASE_SESSION)
-		return OUTCOME_USER_UNKNOWN;
-	return failure_for(phase);
+	const void *token = NULL;
+
+	if (phase != PHASE_SESSION)
+		return r == -ESRCH ? OUTCOME_USER_UNKNOWN : OUTCOME_ERROR;
+	if (pam_get_data(pamh, DATA_TOKEN, &token) == PAM_SUCCESS && token)
+		return OUTCOME_SESSION_REFUSED;
+	return OUTCOME_SESSION_FAILED;
 }
 
 /* --- the bus ------------------------------------------------------------------------ */
@@ -888,7 +895,7 @@ static void cancel_pending(Ctx *c)
  * *ret_retry_with_pin is set and nothing is shown: the caller asks the PIN and tries once
  * more. */
 static Outcome authenticate_once(
-        Ctx *c, const CheckReply *ck, bool ask_pin, bool *ret_retry_with_pin)
+        Ctx *c, const CheckReply *ck, bool cached, bool ask_pin, bool *ret_retry_with_pin)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
 	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -920,6 +927,8 @@ static Outcome authenticate_once(
 		        m, "ssssh", c->user, c->service, c->tty, c->rhost, pin_fd);
 	if (r >= 0)
 		r = sd_bus_message_open_container(m, 'a', "{sv}");
+	if (r >= 0 && cached)
+		r = sd_bus_message_append(m, "{sv}", "cached", "b", 1);
 	if (r >= 0)
 		r = sd_bus_message_close_container(m);
 	if (r < 0) {
@@ -1002,6 +1011,16 @@ static Outcome authenticate_once(
 		return OUTCOME_ERROR;
 	}
 
+	/* The user the token was issued for goes with it: sudo changes PAM_USER to the
+	 * target user before the session phase. */
+	copy = strdup(c->user);
+	if (!copy)
+		return OUTCOME_ERROR;
+	r = pam_set_data(c->pamh, DATA_TOKEN_USER, copy, plain_data_cleanup);
+	if (r != PAM_SUCCESS) {
+		free(copy);
+		return OUTCOME_ERROR;
+	}
 	copy = strdup(token);
 	if (!copy)
 		return OUTCOME_ERROR;
@@ -1017,14 +1036,14 @@ static Outcome authenticate_once(
 	return OUTCOME_SUCCESS;
 }
 
-static Outcome daemon_authenticate(Ctx *c, const CheckReply *ck)
+static Outcome daemon_authenticate(Ctx *c, const CheckReply *ck, bool cached)
 {
 	bool ask_pin = ck->uv == POLICY_UV_REQUIRED, retry = false;
 	Outcome o;
 
-	o = authenticate_once(c, ck, ask_pin, &retry);
+	o = authenticate_once(c, ck, cached, ask_pin, &retry);
 	if (retry)
-		o = authenticate_once(c, ck, true, &retry);
+		o = authenticate_once(c, ck, cached, true, &retry);
 	return o;
 }
 
@@ -1060,15 +1079,29 @@ static Outcome do_authenticate(Ctx *c)
 		show_not_enrolled(c);
 		return OUTCOME_REFUSED;
 	}
-	return daemon_authenticate(c, &ck);
+	return daemon_authenticate(c, &ck, false);
 }
 
+/* The account phase. After pam_authenticate on this handle it has nothing to add. Without
+ * it, a covered account's program skipped authentication: sudo within its
+ * timestamp_timeout does (and always runs this phase, and honours its failure). When the
+ * program runs with a real uid other than root, that is an elevation without the key:
+ * the daemon decides (cached_elevation) between a silent proof that the key of the last
+ * authentication is still plugged in and a fresh touch, and the token it issues binds
+ * the elevation like any other. Programs running as root (login, sshd, cron, systemd)
+ * elevate nobody and are not asked. */
 static Outcome do_account(Ctx *c)
 {
 	_cleanup_(check_reply_done) CheckReply ck = {};
 	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+	const void *token = NULL;
 	DaemonFailure why;
 	int r;
+
+	if (pam_get_data(c->pamh, DATA_TOKEN, &token) == PAM_SUCCESS && token) {
+		log_debug(c, "%s authenticated with a key on this handle", c->user);
+		return OUTCOME_SUCCESS;
+	}
 
 	r = daemon_check(c, &ck, &why, &error);
 	if (r < 0)
@@ -1086,7 +1119,12 @@ static Outcome do_account(Ctx *c)
 			show_not_enrolled(c);
 			return OUTCOME_REFUSED;
 		}
-		return OUTCOME_SUCCESS;
+		if (getuid() == 0)
+			return OUTCOME_SUCCESS;
+		pam_syslog(c->pamh, LOG_INFO,
+		        "%s elevates through %s without authenticating: asking for the key",
+		        c->user, c->service);
+		return daemon_authenticate(c, &ck, true);
 	default:
 		return OUTCOME_ERROR;
 	}
@@ -1165,10 +1203,11 @@ static Outcome do_open_session(Ctx *c)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
 	_cleanup_free_ char *logind_session = NULL;
-	const char *token = NULL, *session_id, *binding;
-	const void *data = NULL;
-	Outcome o;
-	char *copy;
+	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+	const char *token = NULL, *token_user = NULL, *session_id, *binding;
+	const void *data = NULL, *udata = NULL;
+	char *copy, msg[MESSAGE_MAX];
+	Outcome o = OUTCOME_SESSION_REFUSED;
 	int r;
 
 	if (pam_get_data(c->pamh, DATA_TOKEN, &data) != PAM_SUCCESS || !data) {
@@ -1176,6 +1215,11 @@ static Outcome do_open_session(Ctx *c)
 		return OUTCOME_SUCCESS;
 	}
 	token = data;
+	if (pam_get_data(c->pamh, DATA_TOKEN_USER, &udata) != PAM_SUCCESS || !udata) {
+		pam_syslog(c->pamh, LOG_ERR, "keyward token without its user; refusing");
+		return OUTCOME_SESSION_REFUSED;
+	}
+	token_user = udata;
 
 	r = bus_connect(c);
 	session_id = pam_getenv(c->pamh, "XDG_SESSION_ID");
@@ -1188,34 +1232,43 @@ static Outcome do_open_session(Ctx *c)
 		        KEYWARD_BUS_INTERFACE, "BindSession");
 	if (r >= 0)
 		r = sd_bus_message_append(m, "ssusss", token, session_id, (uint32_t)getpid(),
-		        c->service, c->tty, c->user);
-	if (r < 0) {
+		        c->service, c->tty, token_user);
+	if (r < 0)
 		pam_syslog(c->pamh, LOG_ERR, "cannot reach keywardd to bind the session of %s: %s",
-		        c->user, strerror(-r));
-		o = OUTCOME_SESSION_FAILED;
-	} else
-		o = session_call(c, "BindSession", m, &reply);
-	if (o == OUTCOME_SUCCESS) {
-		r = sd_bus_message_read(reply, "s", &binding);
-		if (r < 0 || isempty(binding) || strlen(binding) > KEYWARD_MAX_ID) {
+		        token_user, strerror(-r));
+	else {
+		r = bus_call_wait(c, m, now_monotonic_ms() + cap_timeout(c, SESSION_TIMEOUT_MS),
+		        &reply, &error);
+		if (r < 0)
+			pam_syslog(c->pamh, LOG_ERR, "BindSession for %s failed: %s", token_user,
+			        error.message ? error.message : strerror(-r));
+		else if (sd_bus_message_read(reply, "s", &binding) < 0 || isempty(binding) ||
+		         strlen(binding) > KEYWARD_MAX_ID) {
 			pam_syslog(c->pamh, LOG_ERR, "malformed BindSession reply");
-			o = OUTCOME_SESSION_FAILED;
-		}
+			r = -EBADMSG;
+		} else
+			o = OUTCOME_SUCCESS;
 	}
 	if (o != OUTCOME_SUCCESS) {
-		show_error(c, "keyward: this session could not be bound to your security key; "
-		              "the session is refused. Check: systemctl status keywardd");
+		/* A covered session or elevation that removing the key could not end must not
+		 * start: this phase's failure is fatal to sudo, su and login alike. */
+		(void)snprintf(msg, sizeof(msg),
+		        "keyward: this session could not be bound to your security key (%s), so "
+		        "it is not started. Check: systemctl status keywardd",
+		        error.message ? error.message : strerror(-r));
+		show_error(c, msg);
 		return o;
 	}
 	copy = strdup(binding);
 	if (!copy)
-		return OUTCOME_SESSION_FAILED;
+		return OUTCOME_SESSION_REFUSED;
 	r = pam_set_data(c->pamh, DATA_BINDING, copy, plain_data_cleanup);
 	if (r != PAM_SUCCESS) {
 		free(copy);
-		return OUTCOME_SESSION_FAILED;
+		return OUTCOME_SESSION_REFUSED;
 	}
-	log_debug(c, "session '%s' of %s bound as %s", session_id, c->user, binding);
+	log_debug(c, "session '%s' of %s (as %s) bound as %s", session_id, token_user, c->user,
+	        binding);
 	return OUTCOME_SUCCESS;
 }
 
@@ -1259,7 +1312,7 @@ static int run_phase(pam_handle_t *pamh, int flags, Phase phase, int argc, const
 	int r;
 
 	r = ctx_init(&c, pamh, flags, phase, argc, argv);
-	return outcome_to_pam(r < 0 ? init_failure(r, phase) : do_phase(&c));
+	return outcome_to_pam(r < 0 ? init_failure(pamh, r, phase) : do_phase(&c), phase);
 }
 
 _public_ PAM_EXTERN int pam_sm_authenticate(
@@ -1271,7 +1324,7 @@ _public_ PAM_EXTERN int pam_sm_authenticate(
 _public_ PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	/* keyward establishes no credentials; the binding happens in the session phase. */
-	return outcome_to_pam(OUTCOME_NOTHING_TO_DO);
+	return outcome_to_pam(OUTCOME_NOTHING_TO_DO, PHASE_AUTH);
 }
 
 _public_ PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)

@@ -45,6 +45,7 @@ typedef struct PolicyOutcome {
 	char **trust_anchors;
 	unsigned trust_anchors_line;
 	PolicyCounter counter;
+	PolicyCachedElevation cached_elevation;
 	PolicyRemoval removal;
 	uint32_t grace_ms;
 	uint32_t lock_verify_ms;

@@ -43,6 +43,10 @@ static const char *const counter_table[_POLICY_COUNTER_MAX] = {
         [POLICY_COUNTER_STRICT] = "strict",
         [POLICY_COUNTER_ALLOW_ZERO] = "allow-zero",
 };
+static const char *const cached_elevation_table[_POLICY_CACHED_ELEVATION_MAX] = {
+        [POLICY_CACHED_ELEVATION_SAME_KEY] = "same-key",
+        [POLICY_CACHED_ELEVATION_TOUCH] = "touch",
+};
 static const char *const removal_table[_POLICY_REMOVAL_MAX] = {
         [POLICY_REMOVAL_NONE] = "none",
         [POLICY_REMOVAL_LOCK] = "lock",
@@ -70,6 +74,7 @@ DEFINE_STRING_TABLE_LOOKUP(policy_require, PolicyRequire, require_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_uv, PolicyUV, uv_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_attestation, PolicyAttestation, attestation_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_counter, PolicyCounter, counter_table)
+DEFINE_STRING_TABLE_LOOKUP(policy_cached_elevation, PolicyCachedElevation, cached_elevation_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_removal, PolicyRemoval, removal_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_lock_failure, PolicyLockFailure, lock_failure_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_failmode, PolicyFailMode, failmode_table)
@@ -91,14 +96,14 @@ static const char *const lockout_keys[] = {"max_failures", "window", "unlock_aft
 /* Outcome keys, shared by rules and `default`; rules also take name and match. */
 static const char *const outcome_keys[] = {"require", "reason", "on_remote", "user_verification",
         "user_presence", "aaguid_allow", "aaguid_deny", "attestation", "trust_anchors", "counter",
-        "removal", "lockout", NULL};
+        "cached_elevation", "removal", "lockout", NULL};
 static const char *const rule_keys[] = {"name", "match", "require", "reason", "on_remote",
         "user_verification", "user_presence", "aaguid_allow", "aaguid_deny", "attestation",
-        "trust_anchors", "counter", "removal", "lockout", NULL};
+        "trust_anchors", "counter", "cached_elevation", "removal", "lockout", NULL};
 /* Outcome keys that only mean something when require = "key". */
 static const char *const key_only_keys[] = {"on_remote", "user_verification", "user_presence",
-        "aaguid_allow", "aaguid_deny", "attestation", "trust_anchors", "counter", "removal",
-        "lockout", NULL};
+        "aaguid_allow", "aaguid_deny", "attestation", "trust_anchors", "counter",
+        "cached_elevation", "removal", "lockout", NULL};
 
 const char *const policy_known_keys[] = {"settings", "rules", "default",
         /* settings */
@@ -109,9 +114,9 @@ const char *const policy_known_keys[] = {"settings", "rules", "default",
         "name", "match", "users", "groups", "uids", "services", "ttys", "remote", "not",
         /* outcome */
         "require", "reason", "on_remote", "user_verification", "user_presence", "aaguid_allow",
-        "aaguid_deny", "attestation", "trust_anchors", "counter", "removal", "action", "grace",
-        "lock_verify", "on_lock_failure", "lockout", "max_failures", "window", "unlock_after",
-        NULL};
+        "aaguid_deny", "attestation", "trust_anchors", "counter", "cached_elevation", "removal",
+        "action", "grace", "lock_verify", "on_lock_failure", "lockout", "max_failures", "window",
+        "unlock_after", NULL};
 
 /* ---- diagnostics ---- */
 
@@ -697,6 +702,7 @@ static void outcome_init(PolicyOutcome *o)
 	        .up = true,
 	        .attestation = POLICY_ATTESTATION_NONE,
 	        .counter = POLICY_COUNTER_STRICT,
+	        .cached_elevation = POLICY_CACHED_ELEVATION_SAME_KEY,
 	        .removal = POLICY_REMOVAL_NONE,
 	        .grace_ms = 0,
 	        .lock_verify_ms = 2000,
@@ -814,6 +820,10 @@ static void parse_outcome(Ctx *c, const config_setting_t *g, PolicyOutcome *o, c
 					        "detected",
 					        what);
 			}
+		} else if (streq(k, "cached_elevation")) {
+			if (get_enum(c, s, cached_elevation_table,
+			            ELEMENTSOF(cached_elevation_table), &v) >= 0)
+				o->cached_elevation = v;
 		} else if (streq(k, "removal"))
 			parse_removal(c, s, o);
 		else if (streq(k, "lockout"))
@@ -1490,6 +1500,7 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
 	d.attestation = o->attestation;
 	d.trust_anchors = o->trust_anchors;
 	d.counter = o->counter;
+	d.cached_elevation = o->cached_elevation;
 	d.removal = o->removal;
 	d.grace_ms = o->grace_ms;
 	d.lock_verify_ms = o->lock_verify_ms;
@@ -1728,6 +1739,11 @@ int policy_decision_explain(const PolicyDecision *d, char **ret)
 		                ? "must increase, except that keys always reporting 0 are tolerated"
 		                : "must increase (a rewound counter is refused as a possible "
 		                  "clone)");
+		fprintf(f, "Elevation without a password prompt (sudo's cached timestamp): %s\n",
+		        d->cached_elevation == POLICY_CACHED_ELEVATION_TOUCH
+		                ? "a fresh touch of the key every time"
+		                : "allowed while the key of the last authentication stays "
+		                  "plugged (proven by a silent assertion), else a touch");
 		fprintf(f, "On key removal: %s",
 		        d->removal >= 0 && d->removal < _POLICY_REMOVAL_MAX
 		                ? removal_words[d->removal]

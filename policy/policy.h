@@ -13,7 +13,7 @@
  *   default = { <outcome> };                                        (mandatory)
  *   <outcome>: require = "key"|"none"|"deny" (mandatory); reason; on_remote = "deny"|"none";
  *              user_verification; user_presence; aaguid_allow; aaguid_deny; attestation;
- *              trust_anchors; counter; removal = { action; grace; lock_verify;
+ *              trust_anchors; counter; cached_elevation; removal = { action; grace; lock_verify;
  *              on_lock_failure; }; lockout = { max_failures; window; unlock_after; };
  * Lists take one string or a list/array of strings; within a list any entry matches,
  * across keys all must. A remote request whose outcome is "key" resolves to on_remote
@@ -58,6 +58,16 @@ typedef enum PolicyCounter {
 	_POLICY_COUNTER_MAX,
 	_POLICY_COUNTER_INVALID = -EINVAL,
 } PolicyCounter;
+
+/* What an elevation that skipped authentication (sudo's cached timestamp) must show in
+ * the PAM account phase. */
+typedef enum PolicyCachedElevation {
+	POLICY_CACHED_ELEVATION_SAME_KEY, /* the key of the user's last authentication is still
+	                                   * plugged, proven by a silent assertion; else touch */
+	POLICY_CACHED_ELEVATION_TOUCH,    /* a fresh touch every time */
+	_POLICY_CACHED_ELEVATION_MAX,
+	_POLICY_CACHED_ELEVATION_INVALID = -EINVAL,
+} PolicyCachedElevation;
 
 typedef enum PolicyRemoval {
 	POLICY_REMOVAL_NONE,
@@ -135,6 +145,7 @@ typedef struct PolicyDecision {
 	char *const *trust_anchors; /* NULL-terminated PEM file paths */
 
 	PolicyCounter counter;
+	PolicyCachedElevation cached_elevation;
 
 	PolicyRemoval removal;
 	uint32_t grace_ms;       /* re-plug window; 0 = act at once */
@@ -240,6 +251,8 @@ const char *policy_attestation_to_string(PolicyAttestation v);
 PolicyAttestation policy_attestation_from_string(const char *s);
 const char *policy_counter_to_string(PolicyCounter v);
 PolicyCounter policy_counter_from_string(const char *s);
+const char *policy_cached_elevation_to_string(PolicyCachedElevation v);
+PolicyCachedElevation policy_cached_elevation_from_string(const char *s);
 const char *policy_removal_to_string(PolicyRemoval v);
 PolicyRemoval policy_removal_from_string(const char *s);
 const char *policy_lock_failure_to_string(PolicyLockFailure v);

@@ -433,17 +433,18 @@ typedef struct ServiceInfo {
 	const char *what;
 	bool display_manager;
 	const char *tty; /* a typical PAM_TTY, for evaluating tty-based rules */
+	bool elevation;  /* may skip authentication (cached timestamps): needs the account line */
 } ServiceInfo;
 
 static const ServiceInfo services[] = {
-        {"sudo", "sudo", false, "/dev/pts/0"},
-        {"su", "su", false, "/dev/pts/0"},
-        {"login", "console login", false, "/dev/tty1"},
-        {"sshd", "SSH logins", false, "ssh"},
-        {"gdm-password", "GDM (display manager)", true, "/dev/tty1"},
-        {"lightdm", "LightDM (display manager)", true, ":0"},
-        {"sddm", "SDDM (display manager)", true, "/dev/tty1"},
-        {"polkit-1", "polkit (pkexec, admin prompts)", false, NULL},
+        {"sudo", "sudo", false, "/dev/pts/0", true},
+        {"su", "su", false, "/dev/pts/0", false},
+        {"login", "console login", false, "/dev/tty1", false},
+        {"sshd", "SSH logins", false, "ssh", false},
+        {"gdm-password", "GDM (display manager)", true, "/dev/tty1", false},
+        {"lightdm", "LightDM (display manager)", true, ":0", false},
+        {"sddm", "SDDM (display manager)", true, "/dev/tty1", false},
+        {"polkit-1", "polkit (pkexec, admin prompts)", false, NULL, false},
 };
 
 /* Checks one keyward auth line of SERVICE in the flattened stack. */
@@ -528,9 +529,9 @@ static void check_keyward_auth_line(
 
 static int check_service(Doctor *d, const ServiceInfo *svc, bool *ret_present)
 {
-	PamStack auth = {}, session = {};
+	PamStack auth = {}, session = {}, account = {};
 	size_t first_password = SIZE_MAX, n_keyward = 0;
-	bool session_keyward = false;
+	bool session_keyward = false, account_keyward = false;
 	size_t systemd_session = SIZE_MAX, keyward_session = SIZE_MAX, n_session_keyward = 0;
 	int r;
 
@@ -549,6 +550,15 @@ static int check_service(Doctor *d, const ServiceInfo *svc, bool *ret_present)
 		                       : strerror(-r));
 		goto out;
 	}
+	r = pam_stack_load(d, svc->service, "account", 0, &account);
+	if (r < 0 && r != -ENOENT) {
+		finding(d, SEVERITY_ERROR, "fix the PAM configuration",
+		        "pam/%s: cannot read the account stack: %s", svc->service, strerror(-r));
+		goto out;
+	}
+	for (size_t i = 0; i < account.n; i++)
+		if (pam_line_is(&account.lines[i], "pam_keyward.so"))
+			account_keyward = true;
 	r = pam_stack_load(d, svc->service, "session", 0, &session);
 	if (r < 0 && r != -ENOENT) {
 		finding(d, SEVERITY_ERROR, "fix the PAM configuration",
@@ -611,9 +621,17 @@ static int check_service(Doctor *d, const ServiceInfo *svc, bool *ret_present)
 		        "pam/%s: no pam_keyward.so session line: sessions are not bound to the "
 		        "key, so pulling the key out does not lock or end them",
 		        svc->service);
+	if (!account_keyward && svc->elevation)
+		finding(d, SEVERITY_ERROR,
+		        "enable the keyward profile again (its Account line): pam-auth-update "
+		        "--enable keyward",
+		        "pam/%s: no pam_keyward.so account line: an elevation that skips "
+		        "authentication (sudo's cached timestamp) is not asked for the key",
+		        svc->service);
 	r = 0;
 out:
 	pam_stack_done(&auth);
+	pam_stack_done(&account);
 	pam_stack_done(&session);
 	return r;
 }
@@ -1153,6 +1171,282 @@ static void check_enrollment(Doctor *d)
 		        n_covered, n_users);
 }
 
+/* ---- sudo's own configuration ------------------------------------------------------ */
+
+#define DOCTOR_SUDOERS_MAX_FILE  (1024 * 1024)
+#define DOCTOR_SUDOERS_MAX_FILES 256
+
+typedef struct SudoScan {
+	Doctor *d;
+	char **covered;         /* users the policy covers for sudo */
+	char ***covered_groups; /* their groups, same order */
+	size_t n_covered;
+} SudoScan;
+
+/* Whether one entry of a sudoers user list ("alice", "%sudo", "ALL", "#1000") names a
+ * covered user; *ret_who gets that user. Aliases are not expanded (reported apart). */
+static bool sudo_entry_covers(const SudoScan *sc, const char *entry, const char **ret_who)
+{
+	bool neg = entry[0] == '!';
+
+	if (neg)
+		return false; /* an exclusion grants nobody */
+	for (size_t i = 0; i < sc->n_covered; i++) {
+		const char *u = sc->covered[i];
+		bool hit = streq(entry, "ALL") || streq(entry, u) ||
+		           (entry[0] == '%' && strv_contains(sc->covered_groups[i], entry + 1));
+
+		if (hit) {
+			*ret_who = u;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Whether the comma-separated user list LIST (modified) names a covered user. */
+static bool sudo_list_covers(const SudoScan *sc, char *list, const char **ret_who)
+{
+	char *save = NULL;
+
+	for (char *e = strtok_r(list, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
+		e += strspn(e, " \t");
+		e[strcspn(e, " \t")] = '\0';
+		if (*e && sudo_entry_covers(sc, e, ret_who))
+			return true;
+	}
+	return false;
+}
+
+static void sudo_check_line(const SudoScan *sc, const char *file, unsigned line, char *text)
+{
+	Doctor *d = sc->d;
+	const char *who = NULL;
+
+	text += strspn(text, " \t");
+	if (strneq(text, "Defaults", 8)) {
+		char *rest = text + 8, *settings;
+		bool applies = true;
+
+		/* Defaults:USERS applies to those users; @host, >runas and !cmnd to all. */
+		if (*rest == ':') {
+			_cleanup_free_ char *list = NULL;
+			size_t n = strcspn(rest + 1, " \t");
+
+			list = strndup(rest + 1, n);
+			if (!list) {
+				oom(d);
+				return;
+			}
+			applies = sudo_list_covers(sc, list, &who);
+			rest += 1 + n;
+		} else if (*rest != ' ' && *rest != '\t')
+			rest += strcspn(rest, " \t");
+		settings = rest;
+		if (!applies)
+			return;
+		if (strstr(settings, "!authenticate"))
+			finding(d, SEVERITY_ERROR,
+			        "remove !authenticate for accounts the keyward policy covers",
+			        "sudo: %s:%u: '!authenticate' applies to %s, whom the keyward "
+			        "policy "
+			        "covers: sudo then starts no authentication and the key is never "
+			        "asked for",
+			        file, line, who ? who : "every user");
+		if (strstr(settings, "!pam_acct_mgmt"))
+			finding(d, SEVERITY_ERROR, "remove !pam_acct_mgmt",
+			        "sudo: %s:%u: '!pam_acct_mgmt' skips the PAM account phase, where "
+			        "keyward checks elevations that use sudo's cached timestamp: "
+			        "covered "
+			        "users elevate without the key for timestamp_timeout",
+			        file, line);
+		if (strstr(settings, "!pam_session"))
+			finding(d, SEVERITY_ERROR, "remove !pam_session",
+			        "sudo: %s:%u: '!pam_session' skips the PAM session phase: "
+			        "elevations "
+			        "are not bound to the key and pulling it does not end them",
+			        file, line);
+		if (strstr(settings, "timestamp_type=global") ||
+		        strstr(settings, "timestamp_type = global"))
+			finding(d, SEVERITY_WARNING,
+			        "use the default timestamp_type=tty (or timestamp_timeout=0)",
+			        "sudo: %s:%u: timestamp_type=global: one sudo authentication "
+			        "counts "
+			        "for every terminal of the user (keyward still asks for the key in "
+			        "each elevation's account phase)",
+			        file, line);
+		if (strstr(settings, "timestamp_timeout=-") ||
+		        strstr(settings, "timestamp_timeout = -"))
+			finding(d, SEVERITY_WARNING, "give timestamp_timeout a limit in minutes",
+			        "sudo: %s:%u: a negative timestamp_timeout never expires sudo's "
+			        "cached authentication",
+			        file, line);
+		return;
+	}
+	if (strstr(text, "NOPASSWD")) {
+		_cleanup_free_ char *users = strndup(text, strcspn(text, " \t"));
+
+		if (!users) {
+			oom(d);
+			return;
+		}
+		if (strneq(text, "User_Alias", 10) || strneq(text, "Runas_Alias", 11) ||
+		        strneq(text, "Host_Alias", 10) || strneq(text, "Cmnd_Alias", 10))
+			return;
+		if (sudo_list_covers(sc, users, &who))
+			finding(d, SEVERITY_ERROR,
+			        "drop NOPASSWD from rules that covered users match (keyward adds "
+			        "the "
+			        "key to the password, it does not replace a missing "
+			        "authentication)",
+			        "sudo: %s:%u: a NOPASSWD rule matches %s, whom the keyward policy "
+			        "covers: that elevation runs no authentication",
+			        file, line, who);
+	}
+}
+
+static void sudo_check_file(const SudoScan *sc, const char *path)
+{
+	_cleanup_free_ char *text = NULL;
+	const char *problem = NULL;
+	size_t len;
+	unsigned lineno = 0, start = 0;
+	char *logical = NULL, *p, *save = NULL;
+	size_t llen = 0;
+	int r;
+
+	r = read_full_file_safe(
+	        path, SAFE_FILE_DEFAULT, DOCTOR_SUDOERS_MAX_FILE, &text, &len, &problem);
+	if (r == -ENOENT)
+		return;
+	if (r < 0) {
+		finding(sc->d, SEVERITY_WARNING,
+		        "check the file's owner and mode (sudo needs root, 0440)",
+		        "sudo: cannot read %s: %s", unrooted(sc->d, path), strerror(-r));
+		return;
+	}
+	/* Logical lines: a trailing backslash continues; '#' starts a comment unless it is
+	 * "#include"/"#includedir" or a uid ("#1000"). */
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		size_t n;
+		bool cont;
+		char *hash;
+
+		lineno++;
+		for (hash = strchr(line, '#'); hash; hash = strchr(hash + 1, '#'))
+			if (!(hash[1] >= '0' && hash[1] <= '9') && !strneq(hash, "#include", 8)) {
+				*hash = '\0';
+				break;
+			}
+		n = strlen(line);
+		cont = n > 0 && line[n - 1] == '\\';
+		if (cont)
+			line[--n] = '\0';
+		p = realloc(logical, llen + n + 2);
+		if (!p) {
+			free(logical);
+			oom(sc->d);
+			return;
+		}
+		logical = p;
+		if (llen == 0)
+			start = lineno;
+		memcpy(logical + llen, line, n);
+		llen += n;
+		logical[llen++] = ' ';
+		logical[llen] = '\0';
+		if (cont)
+			continue;
+		sudo_check_line(sc, unrooted(sc->d, path), start, logical);
+		llen = 0;
+	}
+	if (llen > 0)
+		sudo_check_line(sc, unrooted(sc->d, path), start, logical);
+	free(logical);
+}
+
+/* sudoers and sudoers.d against the policy: settings that let a covered account elevate
+ * without the key, or elevations that removal cannot end. */
+static void check_sudo(Doctor *d)
+{
+	_cleanup_free_ char *sudoers = rooted(d, "/etc/sudoers"),
+	                    *dropins = rooted(d, "/etc/sudoers.d");
+	_cleanup_strv_free_ char **names = NULL;
+	SudoScan sc = {.d = d};
+	size_t n_users = 0, errors_before = d->n_errors, warnings_before = d->n_warnings;
+	struct dirent **list = NULL;
+	struct stat st;
+	int n, q;
+
+	if (!sudoers || !dropins) {
+		oom(d);
+		return;
+	}
+	if (stat(sudoers, &st) < 0) {
+		finding(d, SEVERITY_OK, NULL, "sudo: no /etc/sudoers (sudo not installed)");
+		return;
+	}
+	if (!d->policy) {
+		finding(d, SEVERITY_WARNING, "fix the policy first",
+		        "sudo: configuration not checked (no valid policy)");
+		return;
+	}
+	q = collect_user_names(&names, &n_users);
+	if (q < 0) {
+		finding(d, SEVERITY_ERROR, "check NSS (getent passwd)",
+		        "sudo: cannot list the users: %s", strerror(-q));
+		return;
+	}
+	sc.covered = calloc(n_users + 1, sizeof(char *));
+	sc.covered_groups = calloc(n_users + 1, sizeof(char **));
+	if (!sc.covered || !sc.covered_groups) {
+		free(sc.covered);
+		free(sc.covered_groups);
+		oom(d);
+		return;
+	}
+	for (size_t u = 0; u < n_users; u++) {
+		char **groups = NULL;
+		PolicyDecision dec = {};
+		struct passwd *pw = getpwnam(names[u]);
+		PolicyRequest req = {.service = "sudo", .tty = "/dev/pts/0"};
+
+		if (!pw || ctl_user_groups(pw->pw_name, pw->pw_gid, DOCTOR_GROUPS_MAX, &groups) < 0)
+			continue;
+		req.user = pw->pw_name;
+		req.uid = pw->pw_uid;
+		req.groups = groups;
+		if (policy_evaluate(d->policy, &req, &dec) >= 0 &&
+		        dec.require == POLICY_REQUIRE_KEY) {
+			sc.covered[sc.n_covered] = names[u];
+			sc.covered_groups[sc.n_covered++] = groups;
+		} else
+			strv_free(groups);
+	}
+	sudo_check_file(&sc, sudoers);
+	n = scandir(dropins, &list, NULL, alphasort);
+	for (int i = 0; i < n; i++) {
+		const char *name = list[i]->d_name;
+		_cleanup_free_ char *path = NULL;
+
+		/* sudo's includedir skips names with a '.' or ending in '~'. */
+		if (i < DOCTOR_SUDOERS_MAX_FILES && !strchr(name, '.') &&
+		        name[strlen(name) - 1] != '~' &&
+		        asprintf(&path, "%s/%s", dropins, name) >= 0)
+			sudo_check_file(&sc, path);
+		free(list[i]);
+	}
+	free(list);
+	if (d->n_errors == errors_before && d->n_warnings == warnings_before)
+		finding(d, SEVERITY_OK, NULL,
+		        "sudo: no setting lets the %zu covered user(s) elevate without the key",
+		        sc.n_covered);
+	for (size_t i = 0; i < sc.n_covered; i++)
+		strv_free(sc.covered_groups[i]);
+	free(sc.covered_groups);
+	free(sc.covered);
+}
+
 /* ---- the live daemon ------------------------------------------------------------- */
 
 /* Prints one GetStatus entry; *ret_audit_down is set when it says the trail is not open. */
@@ -1331,6 +1625,7 @@ int verb_doctor(int argc, char *argv[])
 	check_pam(&d);
 	check_policy(&d);
 	check_enrollment(&d);
+	check_sudo(&d);
 	check_dirs(&d);
 	check_installation(&d);
 	check_daemon(&d);

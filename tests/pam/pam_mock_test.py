@@ -16,6 +16,7 @@ usage: pam_mock_test.py --build-dir DIR --source-dir DIR CASE
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -500,10 +501,59 @@ def case_bind_fails(b):
     covered(b, uv='discouraged')
     b.mock.SetAuth('alice', 'reply', True, 'ok', '', TOKEN, '')
     b.mock.SetBind('fail', '')
-    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SUCCESS'), ('open', 'PAM_SESSION_ERR')])
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SUCCESS'), ('open', 'PAM_PERM_DENIED')])
     expect_ok(rc, out, 'bind failure')
-    check('error: keyward: this session could not be bound to your security key' in out,
+    check('error: keyward: this session could not be bound to your security key (binding refused by the mock), so it is not started' in out,
           'no bind failure message', out)
+
+
+def case_cached_elevation(b):
+    # sudo within timestamp_timeout: no pam_authenticate, but pam_acct_mgmt from a process
+    # whose real uid is the user's. The account phase asks the daemon (cached = true) and
+    # the token it gets binds the elevation like an authenticated one.
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    covered(b, uv='discouraged')
+    b.mock.SetAuth('alice', 'reply', True, 'ok', '', TOKEN, '')
+    b.mock.SetBind('ok', 'binding-7')
+    rc, out, _, _ = b.run('alice', [('acct', 'PAM_SUCCESS'), ('open', 'PAM_SUCCESS')],
+                          as_uid=1000)
+    expect_ok(rc, out, 'cached elevation')
+    auth = b.calls('Authenticate')
+    # the mock records the options as text: "{'cached': dbus.Boolean(True, ...)}"
+    check(len(auth) == 1 and re.search(r"'cached'\)?: (dbus\.Boolean\()?True", auth[0][1][5]) and
+          auth[0][1][-1] == 'uid=1000',
+          f'Authenticate was not called once with cached = true: {auth}')
+    bind = b.calls('BindSession')
+    check(len(bind) == 1 and bind[0][1][0] == TOKEN and bind[0][1][5] == 'alice',
+          f'the cached elevation was not bound: {bind}')
+
+
+def case_cached_elevation_refused(b):
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    covered(b, uv='discouraged')
+    msg = 'The security key of your last authentication is no longer plugged in.'
+    b.mock.SetAuth('alice', 'reply', False, 'no-key', msg, '', '')
+    rc, out, _, _ = b.run('alice', [('acct', 'PAM_PERM_DENIED')], as_uid=1000)
+    expect_ok(rc, out, 'cached elevation refused')
+    check('error: ' + msg in out, 'the reason was not shown', out)
+    check(not b.calls('BindSession'), 'BindSession after a refused elevation')
+
+
+def case_account_as_root(b):
+    # Programs running as root (cron, login after its own auth, su by root) elevate nobody:
+    # the account phase does not ask for the key.
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    covered(b, uv='discouraged')
+    rc, out, _, _ = b.run('alice', [('acct', 'PAM_SUCCESS'), ('open', 'PAM_SUCCESS')])
+    expect_ok(rc, out, 'account as root')
+    check(not b.calls('Authenticate'), 'Authenticate called for a root program')
+    check(not b.calls('BindSession'), 'BindSession without a token')
 
 
 def daemon_down(b, user, ops, with_bus=True):
@@ -545,7 +595,7 @@ def case_down_failmode_open(b):
 
 def case_down_corrupt_policy(b):
     b.write_policy('settings = { timeout = ; };\nrules = (\n')
-    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_AUTH_ERR'), ('acct', 'PAM_AUTH_ERR')])
+    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_AUTH_ERR'), ('acct', 'PAM_PERM_DENIED')])
     expect_ok(rc, out, 'corrupt policy')
     check('has errors; access is denied. Check it with: keywardctl policy check' in out,
           'no corrupt-policy message', out)

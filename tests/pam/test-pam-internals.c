@@ -17,22 +17,30 @@ static int failures;
 
 static void test_outcome_to_pam(void)
 {
-	for (int o = -3; o < _OUTCOME_MAX + 3; o++) {
-		int code = outcome_to_pam((Outcome)o);
+	for (Phase ph = PHASE_AUTH; ph <= PHASE_SESSION; ph++)
+		for (int o = -3; o < _OUTCOME_MAX + 3; o++) {
+			int code = outcome_to_pam((Outcome)o, ph);
 
-		if (o == OUTCOME_SUCCESS)
-			CHECK(code == PAM_SUCCESS);
-		else if (o == OUTCOME_NOT_COVERED || o == OUTCOME_FAILOPEN ||
-		         o == OUTCOME_NOTHING_TO_DO)
-			CHECK(code == PAM_IGNORE);
-		else
-			CHECK(code != PAM_SUCCESS && code != PAM_IGNORE);
-	}
-	CHECK(outcome_to_pam((Outcome)_OUTCOME_MAX) == PAM_AUTH_ERR);
-	CHECK(outcome_to_pam(OUTCOME_ERROR) == PAM_AUTH_ERR);
-	CHECK(outcome_to_pam(OUTCOME_LOCKED_OUT) == PAM_MAXTRIES);
-	CHECK(outcome_to_pam(OUTCOME_REFUSED) == PAM_PERM_DENIED);
-	CHECK(outcome_to_pam(OUTCOME_SESSION_FAILED) == PAM_SESSION_ERR);
+			if (o == OUTCOME_SUCCESS)
+				CHECK(code == PAM_SUCCESS);
+			else if (o == OUTCOME_NOT_COVERED || o == OUTCOME_FAILOPEN ||
+			         o == OUTCOME_NOTHING_TO_DO)
+				CHECK(code == PAM_IGNORE);
+			else
+				CHECK(code != PAM_SUCCESS && code != PAM_IGNORE);
+		}
+	CHECK(outcome_to_pam((Outcome)_OUTCOME_MAX, PHASE_AUTH) == PAM_AUTH_ERR);
+	CHECK(outcome_to_pam(OUTCOME_ERROR, PHASE_AUTH) == PAM_AUTH_ERR);
+	CHECK(outcome_to_pam(OUTCOME_LOCKED_OUT, PHASE_AUTH) == PAM_MAXTRIES);
+	CHECK(outcome_to_pam(OUTCOME_REFUSED, PHASE_AUTH) == PAM_PERM_DENIED);
+	CHECK(outcome_to_pam(OUTCOME_SESSION_FAILED, PHASE_SESSION) == PAM_SESSION_ERR);
+	/* sudo ignores PAM_SESSION_ERR from pam_open_session and reads PAM_AUTH_ERR from
+	 * pam_acct_mgmt as "account locked": a refused binding or a refused cached
+	 * elevation must be a code it stops on and that says what happened. */
+	CHECK(outcome_to_pam(OUTCOME_SESSION_REFUSED, PHASE_SESSION) == PAM_PERM_DENIED);
+	CHECK(outcome_to_pam(OUTCOME_AUTH_FAILED, PHASE_ACCOUNT) == PAM_PERM_DENIED);
+	CHECK(outcome_to_pam(OUTCOME_ERROR, PHASE_ACCOUNT) == PAM_PERM_DENIED);
+	CHECK(outcome_to_pam(OUTCOME_LOCKED_OUT, PHASE_ACCOUNT) == PAM_PERM_DENIED);
 }
 
 static void test_reasons(void)

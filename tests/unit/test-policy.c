@@ -335,7 +335,7 @@ static const BadCase bad_cases[] = {
         {"default = { require = \"none\"; name = \"x\"; };\n", 1,
                 "unknown key 'name' in 'default' (expected one of: require, reason, on_remote, "
                 "user_verification, user_presence, aaguid_allow, aaguid_deny, attestation, "
-                "trust_anchors, counter, removal, lockout)"},
+                "trust_anchors, counter, cached_elevation, removal, lockout)"},
         {"rules = (\n  { match = { users = \"a\"; }; require = \"key\"; }\n);\n" DEF, 2,
                 "rule 1 has no 'name' (expected name = \"...\";)"},
         {"rules = (\n  { name = \"a\"; require = \"key\"; match = { users = \"x\"; }; },\n  { name "
@@ -347,7 +347,7 @@ static const BadCase bad_cases[] = {
         {"rules = (\n  { name = \"a\"; require = \"key\"; colour = 1; }\n);\n" DEF, 2,
                 "unknown key 'colour' in rule 'a' (expected one of: name, match, require, reason, "
                 "on_remote, user_verification, user_presence, aaguid_allow, aaguid_deny, "
-                "attestation, trust_anchors, counter, removal, lockout)"},
+                "attestation, trust_anchors, counter, cached_elevation, removal, lockout)"},
         {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { user = \"x\"; }; "
          "}\n);\n" DEF,
                 3,

@@ -654,7 +654,7 @@ def case_bind_limits(e):
     check(len(e.binding_files()) == 2, "binding files")
     # an elevation must name a running process
     e.manager().UnbindSession(b2)
-    token, _ = e.authenticate()
+    token, _ = e.authenticate("root", "sudo")
     try:
         e.manager().BindSession(token, "", dbus.UInt32(4194304), "sudo", "", "root")
         raise Fail("an elevation of a process that does not exist was bound")

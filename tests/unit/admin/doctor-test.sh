@@ -61,6 +61,12 @@ session	optional	pam_systemd.so
 session	optional	pam_keyward.so
 S
 	cp "$root/etc/pam.d/common-session" "$root/etc/pam.d/common-session-noninteractive"
+	cat >"$root/etc/pam.d/common-account" <<'T'
+account	[success=1 new_authtok_reqd=done default=ignore]	pam_unix.so
+account	requisite			pam_deny.so
+account	required			pam_permit.so
+account	required	pam_keyward.so
+T
 	for s in sudo login sshd lightdm; do
 		printf '#%%PAM-1.0\n@include common-auth\n@include common-account\nsession required pam_limits.so\n@include common-session\n' \
 			>"$root/etc/pam.d/$s"
@@ -352,6 +358,42 @@ daemon-ok | daemon-error | daemon-audit-down)
 		DBUS_SYSTEM_BUS_ADDRESS=$bus_address run_doctor 1
 		expect '^error +daemon: org.keyward.Keyward1 GetStatus failed: keyward is broken'
 	fi
+	;;
+sudo-no-account)
+	sed -i '/pam_keyward.so/d' "$root/etc/pam.d/common-account"
+	run_doctor 1 --offline
+	expect "^error +pam/sudo: no pam_keyward.so account line: an elevation that skips authentication \(sudo's cached timestamp\) is not asked for the key"
+	expect_not '^error +pam/login: no pam_keyward.so account line'
+	;;
+sudoers-good)
+	printf 'Defaults\tuse_pty\nroot ALL=(ALL:ALL) ALL\n%%wheel ALL=(ALL:ALL) ALL\n' >"$root/etc/sudoers"
+	mkdir -p "$root/etc/sudoers.d"
+	printf 'bob ALL=(ALL) NOPASSWD: ALL\n' >"$root/etc/sudoers.d/bob"
+	run_doctor 0 --offline
+	expect '^ok +sudo: no setting lets the 1 covered user\(s\) elevate without the key'
+	;;
+sudoers-bypass)
+	# Each setting that lets covered alice (group wheel) elevate without the key, or
+	# elevations that removal cannot end; bob is not covered and may keep NOPASSWD.
+	cat >"$root/etc/sudoers" <<'S'
+Defaults	timestamp_type=global
+Defaults:%wheel	!authenticate
+root ALL=(ALL:ALL) ALL
+%wheel ALL=(ALL:ALL) \
+	NOPASSWD: ALL
+@includedir /etc/sudoers.d
+S
+	mkdir -p "$root/etc/sudoers.d"
+	printf 'Defaults !pam_acct_mgmt, !pam_session # local tweak\nbob ALL=(ALL) NOPASSWD: ALL\n' >"$root/etc/sudoers.d/local"
+	printf 'alice ALL=(ALL) NOPASSWD: ALL\n' >"$root/etc/sudoers.d/skipped.bak"
+	run_doctor 1 --offline
+	expect "^warning +sudo: /etc/sudoers:1: timestamp_type=global"
+	expect "^error +sudo: /etc/sudoers:2: '!authenticate' applies to alice, whom the keyward policy covers"
+	expect "^error +sudo: /etc/sudoers:4: a NOPASSWD rule matches alice"
+	expect "^error +sudo: /etc/sudoers.d/local:1: '!pam_acct_mgmt' skips the PAM account phase"
+	expect "^error +sudo: /etc/sudoers.d/local:1: '!pam_session' skips the PAM session phase"
+	expect_not 'sudoers.d/local:2'
+	expect_not 'skipped.bak'
 	;;
 usage)
 	run_doctor 2 --no-such-option

@@ -43,6 +43,7 @@ has() { # MODE PATH
 has -rw-r--r-- "$pam_dir/pam_keyward.so"
 has -rwxr-xr-x /usr/bin/keywardctl
 has -rwxr-xr-x /usr/sbin/keywardd
+has -rwxr-xr-x /usr/bin/keyward-locked-hint
 has -rw-r--r-- /lib/systemd/system/keywardd.service
 has -rw-r--r-- /usr/lib/tmpfiles.d/keyward.conf
 has -rw-r--r-- /lib/udev/rules.d/70-keyward.rules
@@ -54,7 +55,7 @@ has drwxr-xr-x /etc/keyward/credentials
 has -rw-r--r-- /usr/share/doc/keyward/examples/keyward.conf
 has -rw-r--r-- /usr/share/doc/keyward/copyright
 has -rw-r--r-- /usr/share/doc/keyward/changelog.Debian.gz
-for m in man8/keywardd.8.gz man8/pam_keyward.8.gz man8/keywardctl.8.gz man5/keyward.conf.5.gz; do
+for m in man8/keywardd.8.gz man8/pam_keyward.8.gz man8/keywardctl.8.gz man5/keyward.conf.5.gz man1/keyward-locked-hint.1.gz; do
 	has -rw-r--r-- "/usr/share/man/$m"
 done
 ! grep -Eq ' /usr/share/man/man[0-9]/[^ ]*\.[0-9]$' "$tmp/list" || fail "uncompressed man page in the package"

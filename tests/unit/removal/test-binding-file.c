@@ -83,7 +83,7 @@ static void test_round_trip(void)
 	        c->lock_verify_ms == 2000);
 	CHECK(c->on_lock_failure == POLICY_LOCK_FAILURE_ALERT);
 	CHECK(c->state == BINDING_BOUND);
-	CHECK(c->pidfd < 0 && !c->grace_timer && !c->call_slot);
+	CHECK(!c->tree && c->n_tree == 0 && !c->grace_timer && !c->call_slot);
 	binding_free(c);
 
 	/* An elevation: no session. */
