@@ -611,13 +611,15 @@ static int method_status(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 	r = sd_bus_message_new_method_return(msg, &reply);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_append(reply, "a{sv}", 11, "version", "s", KEYWARD_VERSION, "policy",
-	        "s", m->config_path, "policy_digest", "s", policy_digest(m->policy), "started_usec",
-	        "t", m->started_ms * 1000, "pending_operations", "u", (uint32_t)m->n_ops, "tokens",
-	        "u", (uint32_t)m->n_tokens, "bindings", "u", (uint32_t)m->n_bindings, "audit_log",
-	        "s", strempty(policy_settings(m->policy)->audit_log), "audit_ok", "b",
-	        m->audit != NULL, "authentications_ok", "t", m->n_auth_ok, "authentications_failed",
-	        "t", m->n_auth_failed);
+	r = sd_bus_message_append(reply, "a{sv}", 14, "version", "s", KEYWARD_VERSION, "policy",
+	        "s", m->config_path, "policy_ok", "b", m->policy_rejected == NULL, "policy_error",
+	        "s", strempty(m->policy_rejected), "policy_in_force", "s", policy_path(m->policy),
+	        "policy_digest", "s", policy_digest(m->policy), "started_usec", "t",
+	        m->started_ms * 1000, "pending_operations", "u", (uint32_t)m->n_ops, "tokens", "u",
+	        (uint32_t)m->n_tokens, "bindings", "u", (uint32_t)m->n_bindings, "audit_log", "s",
+	        strempty(policy_settings(m->policy)->audit_log), "audit_ok", "b", m->audit != NULL,
+	        "authentications_ok", "t", m->n_auth_ok, "authentications_failed", "t",
+	        m->n_auth_failed);
 	if (r < 0)
 		return r;
 	return sd_bus_send(NULL, reply, NULL);
@@ -665,6 +667,19 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
+/* sd-bus turns a lost connection into this local signal. keywardd cannot serve logins
+ * or hear logind without the bus: it says so and exits with a failure, so that systemd
+ * (Restart=on-failure) starts it again once the bus is back; bindings stay on disk. */
+static int on_bus_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error)
+{
+	Manager *m = userdata;
+
+	log_error("Lost the connection to the system bus (dbus-daemon stopped or restarted): "
+	          "exiting so that systemd restarts keywardd; session bindings are kept in "
+	          "the runtime directory.");
+	return sd_event_exit(m->event, EXIT_FAILURE);
+}
+
 int bus_api_setup(Manager *m)
 {
 	int r;
@@ -682,6 +697,10 @@ int bus_api_setup(Manager *m)
 		        "Cannot own %s on the system bus (is another keywardd running, "
 		        "and is dist/org.keyward.Keyward1.conf installed?): %m",
 		        KEYWARD_BUS_NAME);
+	r = sd_bus_match_signal(m->bus, NULL, NULL, "/org/freedesktop/DBus/Local",
+	        "org.freedesktop.DBus.Local", "Disconnected", on_bus_disconnected, m);
+	if (r < 0)
+		return log_error_errno(r, "Cannot watch the bus connection: %m");
 	r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
 	if (r < 0)
 		return log_error_errno(r, "Cannot attach the bus to the event loop: %m");

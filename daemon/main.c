@@ -86,5 +86,6 @@ int main(int argc, char *argv[])
 {
 	int r = run(argc, argv);
 
-	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+	/* A positive r is the loop's exit code (EXIT_FAILURE after losing the bus). */
+	return r < 0 ? EXIT_FAILURE : r > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -46,23 +46,29 @@ static char *diagnostics_first_error(const PolicyDiagnostics *d)
 	return NULL;
 }
 
-static int load_policy(const char *path, Policy **ret, char **ret_why)
+/* Reads and parses PATH (root-owned, not writable by others, not a symlink). On success
+ * *ret_text (if given) gets the exact text that was parsed. */
+static int load_policy(const char *path, Policy **ret, char **ret_why, char **ret_text)
 {
 	PolicyDiagnostics diags = {};
-	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ char *text = NULL;
 	const char *problem = NULL;
 	Policy *p = NULL;
+	size_t len = 0;
 	int r;
 
-	/* Root-owned, not writable by others, not a symlink: checked before parsing. */
-	fd = safe_open(path, SAFE_FILE_DEFAULT, NULL, &problem);
-	if (fd < 0) {
-		log_error_errno(fd, "%s %s", path, strna(problem));
+	r = read_full_file_safe(path, SAFE_FILE_DEFAULT, POLICY_FILE_MAX, &text, &len, &problem);
+	if (r >= 0 && strlen(text) != len) {
+		r = -EBADMSG;
+		problem = "contains a NUL byte";
+	}
+	if (r < 0) {
+		log_error_errno(r, "%s %s", path, strna(problem));
 		if (ret_why && asprintf(ret_why, "%s %s", path, strna(problem)) < 0)
 			*ret_why = NULL;
-		return fd;
+		return r;
 	}
-	r = policy_load_file(path, &diags, &p);
+	r = policy_load_string(text, path, &diags, &p);
 	log_diagnostics(&diags, LOG_ERR);
 	if (r < 0) {
 		if (ret_why) {
@@ -76,6 +82,58 @@ static int load_policy(const char *path, Policy **ret, char **ret_why)
 	}
 	policy_diagnostics_clear(&diags);
 	*ret = p;
+	if (ret_text)
+		*ret_text = TAKE_PTR(text);
+	return 0;
+}
+
+/* Keeps TEXT (a policy that just loaded from the configured file) as the last good copy,
+ * replaced atomically. A failure is logged: it only weakens the next broken restart. */
+static void save_last_good(Manager *m, const char *text)
+{
+	_cleanup_free_ char *path = NULL;
+	int r;
+
+	r = policy_last_good_path(m->config_path, &path);
+	if (r >= 0) {
+		_cleanup_free_ char *dir = strdup(path);
+		char *slash = dir ? strrchr(dir, '/') : NULL;
+
+		if (slash && slash != dir) {
+			*slash = '\0';
+			(void)mkdir_parents(dir, 0700);
+		}
+		r = write_file_atomic(path, text, strlen(text), 0644);
+	}
+	if (r < 0)
+		log_warning_errno(
+		        r, "Cannot keep a copy of the good policy in %s: %m", strna(path));
+}
+
+/* At start, with the configured file rejected: the last good copy, if there is one. */
+static int load_last_good(Manager *m, const char *why)
+{
+	_cleanup_free_ char *path = NULL, *why_copy = NULL;
+	int r;
+
+	r = policy_last_good_path(m->config_path, &path);
+	if (r < 0)
+		return r;
+	if (access(path, F_OK) < 0)
+		return log_error_errno(-ENOENT,
+		        "No last good policy (%s) to fall back on: keywardd cannot start until "
+		        "%s is fixed (%s).",
+		        path, m->config_path, strna(why));
+	r = load_policy(path, &m->policy, &why_copy, NULL);
+	if (r < 0)
+		return log_error_errno(r, "The last good policy %s cannot be used either (%s).",
+		        path, strna(why_copy));
+	m->policy_rejected = strdup(strempty(why));
+	if (!m->policy_rejected)
+		return -ENOMEM;
+	log_error("POLICY REJECTED: %s cannot be used (%s). Running the last good policy from "
+	          "%s (sha256 %s) until it is fixed; check it with: keywardctl policy check %s",
+	        m->config_path, strna(why), path, policy_digest(m->policy), m->config_path);
 	return 0;
 }
 
@@ -152,9 +210,15 @@ bool manager_audit_failure_denies(Manager *m)
 	return policy_settings(m->policy)->audit_failure != POLICY_AUDIT_FAILURE_ALERT;
 }
 
+static char *mfree_str(char *p)
+{
+	free(p);
+	return NULL;
+}
+
 int manager_reload(Manager *m, const char *trigger)
 {
-	_cleanup_free_ char *why = NULL;
+	_cleanup_free_ char *why = NULL, *text = NULL;
 	AuditRecord rec = AUDIT_RECORD_INIT;
 	Policy *p = NULL;
 	int r;
@@ -162,7 +226,7 @@ int manager_reload(Manager *m, const char *trigger)
 	(void)sd_notifyf(false, "RELOADING=1\nSTATUS=Reloading %s", m->config_path);
 	rec.event = AUDIT_EVENT_POLICY_LOAD;
 	rec.action = trigger;
-	r = load_policy(m->config_path, &p, &why);
+	r = load_policy(m->config_path, &p, &why, &text);
 	if (r < 0) {
 		log_error("Policy %s rejected (%s); keeping the policy loaded before (%s).",
 		        m->config_path, strna(why), policy_digest(m->policy));
@@ -170,11 +234,15 @@ int manager_reload(Manager *m, const char *trigger)
 		rec.message = why;
 		rec.detail = policy_digest(m->policy);
 		(void)manager_audit(m, &rec);
+		free(m->policy_rejected);
+		m->policy_rejected = strdup(strempty(why));
 		(void)sd_notify(false, "READY=1\nSTATUS=Running (last reload rejected)");
 		return r;
 	}
 	policy_free(m->policy);
 	m->policy = p;
+	m->policy_rejected = mfree_str(m->policy_rejected);
+	save_last_good(m, text);
 	(void)open_audit(m);
 	log_info("Policy %s loaded (sha256 %s).", m->config_path, policy_digest(m->policy));
 	rec.reason = "reloaded";
@@ -225,7 +293,7 @@ int manager_new(const ManagerOptions *opts, Manager **ret)
 
 int manager_startup(Manager *m)
 {
-	_cleanup_free_ char *why = NULL;
+	_cleanup_free_ char *why = NULL, *text = NULL;
 	AuditRecord rec = AUDIT_RECORD_INIT;
 	sigset_t mask;
 	int r;
@@ -242,10 +310,18 @@ int manager_startup(Manager *m)
 	/* Writing to a client that went away must not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 
-	r = load_policy(m->config_path, &m->policy, &why);
-	if (r < 0)
-		return log_error_errno(r, "Cannot start without a valid policy: %s", strna(why));
-	log_info("Policy %s loaded (sha256 %s).", m->config_path, policy_digest(m->policy));
+	r = load_policy(m->config_path, &m->policy, &why, &text);
+	if (r >= 0) {
+		log_info("Policy %s loaded (sha256 %s).", m->config_path, policy_digest(m->policy));
+		save_last_good(m, text);
+	} else {
+		/* A broken file on disk must not take keyward down with it: uncovered users
+		 * would then wait on D-Bus activation and covered ones get the fail mode. */
+		r = load_last_good(m, why);
+		if (r < 0)
+			return log_error_errno(
+			        r, "Cannot start without a valid policy: %s", strna(why));
+	}
 	(void)open_audit(m);
 
 	m->udev = udev_new();
@@ -269,11 +345,19 @@ int manager_startup(Manager *m)
 		return r;
 
 	rec.event = AUDIT_EVENT_POLICY_LOAD;
-	rec.result = AUDIT_RESULT_SUCCESS;
-	rec.reason = "loaded";
 	rec.action = "start";
+	if (m->policy_rejected) {
+		rec.result = AUDIT_RESULT_FAILURE;
+		rec.reason = "rejected";
+		rec.message = m->policy_rejected;
+		rec.detail = policy_digest(m->policy);
+		(void)manager_audit(m, &rec);
+		rec.reason = "last-good";
+	} else
+		rec.reason = "loaded";
+	rec.result = AUDIT_RESULT_SUCCESS;
 	rec.detail = policy_digest(m->policy);
-	rec.message = m->config_path;
+	rec.message = policy_path(m->policy);
 	(void)manager_audit(m, &rec);
 
 	rec = (AuditRecord)AUDIT_RECORD_INIT;
@@ -282,7 +366,12 @@ int manager_startup(Manager *m)
 	rec.detail = policy_digest(m->policy);
 	rec.message = "keywardd " KEYWARD_VERSION " started";
 	(void)manager_audit(m, &rec);
-	(void)sd_notify(false, "READY=1\nSTATUS=Running");
+	if (m->policy_rejected)
+		(void)sd_notifyf(false,
+		        "READY=1\nSTATUS=Running the last good policy: %s is rejected (%s)",
+		        m->config_path, m->policy_rejected);
+	else
+		(void)sd_notify(false, "READY=1\nSTATUS=Running");
 	log_info("keywardd %s ready on the system bus as %s.", KEYWARD_VERSION, KEYWARD_BUS_NAME);
 	return 0;
 }
@@ -298,8 +387,8 @@ int manager_run(Manager *m)
 	m->shutting_down = true;
 	device_op_cancel_all(m);
 	rec.event = AUDIT_EVENT_DAEMON_STOP;
-	rec.result = r < 0 ? AUDIT_RESULT_FAILURE : AUDIT_RESULT_SUCCESS;
-	rec.reason = r < 0 ? "error" : "stopped";
+	rec.result = r != 0 ? AUDIT_RESULT_FAILURE : AUDIT_RESULT_SUCCESS;
+	rec.reason = r < 0 ? "error" : r > 0 ? "bus-lost" : "stopped";
 	(void)manager_audit(m, &rec);
 	return r;
 }
@@ -340,6 +429,7 @@ Manager *manager_free(Manager *m)
 	audit_log_free(m->audit);
 	free(m->audit_path);
 	free(m->config_path);
+	free(m->policy_rejected);
 	free(m);
 	return NULL;
 }

@@ -74,6 +74,10 @@ struct Manager {
 
 	char *config_path;
 	Policy *policy; /* never NULL after manager_startup() */
+	/* Why the file at config_path was last rejected ("file:line: message"), NULL while
+	 * it is the file in force; then m->policy is the one loaded before, or at start the
+	 * last good copy (policy_last_good_path()). */
+	char *policy_rejected;
 	AuditLog
 	        *audit; /* NULL when the trail could not be opened (policy audit_failure applies) */
 	char *audit_path; /* path the trail was opened at (reopened when the policy moves it) */

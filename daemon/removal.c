@@ -359,8 +359,9 @@ static int on_elevation_poll(sd_event_source *s, uint64_t usec, void *userdata)
 
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS,
 		        killed ? "killed" : "ended",
-		        killed ? "The elevated processes did not end on SIGTERM and were killed."
-		               : "The elevated processes ended on SIGTERM.",
+		        killed ? "The elevated processes did not end on SIGHUP/SIGTERM and were "
+		                 "killed."
+		               : "The elevated processes ended on SIGHUP/SIGTERM.",
 		        "end-elevation");
 		log_notice("Elevation pid %d of %s ended after its key was removed%s.", (int)b->pid,
 		        b->user, killed ? " (SIGKILL)" : "");
@@ -377,6 +378,8 @@ static int on_elevation_poll(sd_event_source *s, uint64_t usec, void *userdata)
 			audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "survived",
 			        "Elevated processes survived SIGKILL.", detail);
 			binding_done(b);
+			if (b->unbind_requested)
+				binding_drop(b, "unbound");
 			return 0;
 		}
 		b->kill_sent = true;
@@ -437,7 +440,11 @@ static void end_elevation(Binding *b)
 		return;
 	}
 	snprintf(detail, sizeof(detail), "%zu process(es)", b->n_tree);
-	log_info("Ending elevation pid %d of %s: SIGTERM to %s.", (int)b->pid, b->user, detail);
+	log_info("Ending elevation pid %d of %s: SIGHUP and SIGTERM to %s.", (int)b->pid, b->user,
+	        detail);
+	/* SIGHUP as when a terminal goes away: an interactive shell (su -, sudo -i) ignores
+	 * SIGTERM but ends on SIGHUP. */
+	elevation_signal(b, SIGHUP);
 	elevation_signal(b, SIGTERM);
 	b->signal_ms = now_monotonic_ms();
 	r = sd_event_add_time_relative(m->event, &b->kill_timer, CLOCK_MONOTONIC,

@@ -610,6 +610,14 @@ int bus_method_unbind_session(
 	b = manager_binding_find(m, id);
 	if (!b)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_NOT_FOUND, "No binding %s.", id);
+	if (b->state == BINDING_ACTING && b->tree) {
+		/* sudo and su close their PAM session when the SIGTERM of end-elevation reaches
+		 * them: the binding stays until the whole tree is gone, so that the outcome is
+		 * still recorded. */
+		b->unbind_requested = true;
+		log_debug("Binding %s: unbind deferred until its elevation has ended.", b->id);
+		return sd_bus_reply_method_return(msg, "");
+	}
 	binding_drop(b, "unbound");
 	return sd_bus_reply_method_return(msg, "");
 }

@@ -61,6 +61,7 @@ struct Binding {
 	sd_bus_slot *resolve_slot; /* GetSession / Get Type at bind time */
 	bool lock_requested;       /* Session.Lock answered */
 	bool kill_sent;            /* end-elevation: SIGKILL was sent */
+	bool unbind_requested;     /* UnbindSession while ending the elevation: drop when done */
 
 	struct Binding *next, *prev;
 };

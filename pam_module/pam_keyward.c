@@ -100,6 +100,7 @@ typedef struct Ctx {
 	sd_bus_slot *owner_match;
 	char *daemon_owner;   /* unique name that answered Check */
 	bool daemon_vanished; /* NameOwnerChanged took the name away from it */
+	bool cue_shown;       /* once per phase, also when the PIN is asked for a retry */
 } Ctx;
 
 /* The daemon's answer to Check; strings point into reply. */
@@ -150,7 +151,10 @@ static int outcome_to_pam(Outcome o, Phase phase)
 		return phase == PHASE_AUTH ? PAM_AUTH_ERR : PAM_PERM_DENIED;
 	case OUTCOME_ERROR:
 	default:
-		return phase == PHASE_AUTH ? PAM_AUTH_ERR : PAM_PERM_DENIED;
+		/* sudo counts PAM_AUTH_ERR as a wrong password ("Sorry, try again."); a fault
+		 * of keyward is reported as one: PAM_SYSTEM_ERR ends sudo with "PAM
+		 * authentication error: System error" after our message saying why. */
+		return phase == PHASE_SESSION ? PAM_PERM_DENIED : PAM_SYSTEM_ERR;
 	}
 }
 
@@ -164,6 +168,8 @@ static const struct {
         {"not-enrolled", OUTCOME_REFUSED},
         {"lockout", OUTCOME_LOCKED_OUT},
         {"pin-blocked", OUTCOME_LOCKED_OUT},
+        {"audit-unavailable", OUTCOME_ERROR},
+        {"error", OUTCOME_ERROR},
 };
 
 static Outcome reason_to_outcome(const char *reason)
@@ -674,34 +680,84 @@ static bool logind_says_remote(void)
 	return sd_session_is_remote(session) > 0;
 }
 
-/* Shows "the policy file PATH <problem>", with the FILE placeholder of safe_open()'s
- * problem text replaced by the path. */
-static void show_policy_problem(Ctx *c, const char *lead, const char *path, const char *problem)
+/* "the policy file PATH <problem>", with the FILE placeholder of safe_open()'s problem
+ * text replaced by the path, into OUT. */
+static void format_policy_problem(
+        const char *lead, const char *path, const char *problem, char *out, size_t size)
 {
-	char text[MESSAGE_MAX];
 	const char *file = strstr(strempty(problem), "FILE");
 
 	if (file)
-		(void)snprintf(text, sizeof(text),
-		        "%s the policy file %s %.*s%s%s; access is denied.", lead, path,
-		        (int)(file - problem), problem, path, file + 4);
+		(void)snprintf(out, size, "%s the policy file %s %.*s%s%s; access is denied.", lead,
+		        path, (int)(file - problem), problem, path, file + 4);
 	else
-		(void)snprintf(text, sizeof(text), "%s the policy file %s %s; access is denied.",
-		        lead, path, strempty(problem));
-	show_error(c, text);
+		(void)snprintf(out, size, "%s the policy file %s %s; access is denied.", lead, path,
+		        strempty(problem));
+}
+
+/* Parses the policy at PATH for the fallback. On failure logs why and leaves in WHY (for
+ * the user, if they turn out to be covered) a sentence that says so. */
+static int fallback_load(
+        Ctx *c, const char *lead, const char *path, Policy **ret, char *why, size_t why_size)
+{
+	_cleanup_(policy_diagnostics_clear) PolicyDiagnostics diags = {};
+	_cleanup_free_ char *text = NULL;
+	const char *problem = NULL;
+	int r;
+
+	r = read_full_file_safe(path, SAFE_FILE_DEFAULT, POLICY_MAX_SIZE, &text, NULL, &problem);
+	if (r < 0) {
+		pam_syslog(c->pamh, LOG_ERR, "refusing policy file %s: %s (%s)", path,
+		        strna(problem), strerror(-r));
+		format_policy_problem(lead, path, problem, why, why_size);
+		return r;
+	}
+	r = policy_load_string(text, path, &diags, ret);
+	if (r < 0) {
+		for (size_t i = 0; i < diags.n; i++)
+			if (diags.items[i].severity == POLICY_SEVERITY_ERROR) {
+				pam_syslog(c->pamh, LOG_ERR, "%s:%u: %s",
+				        strna(diags.items[i].file), diags.items[i].line,
+				        strna(diags.items[i].message));
+				break;
+			}
+		pam_syslog(
+		        c->pamh, LOG_ERR, "policy file %s cannot be used: %s", path, strerror(-r));
+		(void)snprintf(why, why_size,
+		        "%s the policy file %s has errors; access is denied. "
+		        "Check it with: keywardctl policy check",
+		        lead, path);
+	}
+	return r;
+}
+
+/* With no usable policy at all, who is covered cannot be known: an account with keys
+ * enrolled (a USER.creds file in the credentials directory beside the policy file, as
+ * /etc/keyward/credentials is beside /etc/keyward/keyward.conf) counts as covered (fail
+ * closed), any other is not (keyward's fault must not lock it out). "Cannot tell"
+ * (EACCES, EIO) counts as covered. */
+static bool has_enrolled_keys(const char *config_path, const char *user)
+{
+	const char *slash = strrchr(config_path, '/');
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (!slash || snprintf(path, sizeof(path), "%.*s/credentials/%s.creds",
+	                      (int)(slash - config_path), config_path, user) >= (int)sizeof(path))
+		return true;
+	return lstat(path, &st) == 0 || errno != ENOENT;
 }
 
 static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 {
-	_cleanup_(policy_diagnostics_clear) PolicyDiagnostics diags = {};
 	_cleanup_(policy_freep) Policy *policy = NULL;
 	_cleanup_strv_free_ char **groups = NULL;
-	_cleanup_free_ char *text = NULL;
+	_cleanup_free_ char *last_good = NULL;
 	const char *path = c->opt.config ? c->opt.config : KEYWARD_DEFAULT_CONFIG;
-	const char *problem = NULL, *lead;
+	const char *lead;
 	PolicyRequest req = {};
 	PolicyDecision d = {};
-	char msg[MESSAGE_MAX];
+	char msg[MESSAGE_MAX], why_text[MESSAGE_MAX] = "", ignored[MESSAGE_MAX];
 	uid_t uid = 0;
 	int r;
 
@@ -715,29 +771,23 @@ static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 		pam_syslog(c->pamh, LOG_ERR, "keywardd is %s; deciding coverage of %s from %s",
 		        why == DAEMON_HUNG ? "not responding" : "not reachable", c->user, path);
 
-	r = read_full_file_safe(path, SAFE_FILE_DEFAULT, POLICY_MAX_SIZE, &text, NULL, &problem);
-	if (r < 0) {
-		pam_syslog(c->pamh, LOG_ERR, "refusing policy file %s: %s (%s)", path,
-		        strna(problem), strerror(-r));
-		show_policy_problem(c, lead, path, problem);
-		return OUTCOME_ERROR;
+	/* The file on disk; if it is broken, the copy keywardd kept of the last policy that
+	 * loaded (what the daemon itself would run); if there is none, enrolled keys. */
+	r = fallback_load(c, lead, path, &policy, why_text, sizeof(why_text));
+	if (r < 0 && policy_last_good_path(path, &last_good) >= 0 &&
+	        fallback_load(c, lead, last_good, &policy, ignored, sizeof(ignored)) >= 0) {
+		pam_syslog(c->pamh, LOG_WARNING, "using the last good policy %s", last_good);
+		r = 0;
 	}
-	r = policy_load_string(text, path, &diags, &policy);
 	if (r < 0) {
-		for (size_t i = 0; i < diags.n; i++)
-			if (diags.items[i].severity == POLICY_SEVERITY_ERROR) {
-				pam_syslog(c->pamh, LOG_ERR, "%s:%u: %s",
-				        strna(diags.items[i].file), diags.items[i].line,
-				        strna(diags.items[i].message));
-				break;
-			}
-		pam_syslog(
-		        c->pamh, LOG_ERR, "policy file %s cannot be used: %s", path, strerror(-r));
-		(void)snprintf(msg, sizeof(msg),
-		        "%s the policy file %s has errors; access is denied. "
-		        "Check it with: keywardctl policy check",
-		        lead, path);
-		show_error(c, msg);
+		if (!has_enrolled_keys(path, c->user)) {
+			pam_syslog(c->pamh, LOG_WARNING,
+			        "no usable policy: %s has no enrolled key, so is not treated as "
+			        "covered",
+			        c->user);
+			return OUTCOME_NOT_COVERED;
+		}
+		show_error(c, why_text);
 		return OUTCOME_ERROR;
 	}
 
@@ -795,8 +845,10 @@ static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 		show_error(c, msg);
 	} else
 		show_error(c, why == DAEMON_HUNG ? MSG_DAEMON_HUNG : MSG_DAEMON_DOWN);
-	return c->phase == PHASE_ACCOUNT || d.require == POLICY_REQUIRE_DENY ? OUTCOME_REFUSED
-	                                                                     : OUTCOME_AUTH_FAILED;
+	if (d.require == POLICY_REQUIRE_DENY)
+		return OUTCOME_REFUSED;
+	/* The key was never asked: keyward's fault, not the user's. */
+	return OUTCOME_ERROR;
 }
 
 /* --- authentication ------------------------------------------------------------------ */
@@ -940,9 +992,13 @@ static Outcome authenticate_once(
 	closep(&pin_fd);
 	pin_fd = -EBADF;
 
-	if (ck->up && !c->opt.nocue) {
+	if (ck->up && !c->opt.nocue && !c->cue_shown) {
+		/* Shown even under PAM_SILENT (sudo's default): it asks the person to act, like
+		 * a prompt; without it a sudo user faces a terminal that seems to hang. */
 		format_cue(c->opt.cue ? c->opt.cue : DEFAULT_CUE, c->user, cue, sizeof(cue));
-		show_info(c, cue);
+		sanitize_message(cue, msg, sizeof(msg));
+		(void)pam_info(c->pamh, "%s", msg);
+		c->cue_shown = true;
 	}
 
 	timeout_ms = ck->timeout_ms > 0 ? ck->timeout_ms : AUTH_DEFAULT_TIMEOUT_MS;
@@ -978,7 +1034,7 @@ static Outcome authenticate_once(
 			        error.message ? error.message : strerror(-r));
 			show_error(c, msg);
 		}
-		return OUTCOME_AUTH_FAILED;
+		return OUTCOME_ERROR;
 	}
 
 	r = sd_bus_message_read(

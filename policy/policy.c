@@ -13,7 +13,6 @@
 #include "policy-internal.h"
 #include "util.h"
 
-#define POLICY_FILE_MAX      (1024 * 1024)
 #define POLICY_LINES_MAX     65535 /* libconfig keeps line numbers in an unsigned short */
 #define POLICY_RULES_MAX     1024
 #define POLICY_LIST_MAX      256
@@ -1355,6 +1354,22 @@ int policy_load_string(
 	r = policy_parse(&c, text, strlen(text), ret);
 	sort_diagnostics(diags, start);
 	return r;
+}
+
+int policy_last_good_path(const char *config_path, char **ret)
+{
+	char *p;
+
+	if (isempty(config_path) || config_path[0] != '/')
+		return -EINVAL;
+	if (streq(config_path, KEYWARD_DEFAULT_CONFIG))
+		p = strdup(KEYWARD_DEFAULT_STATE_DIR "/policy.last-good");
+	else if (asprintf(&p, "%s.last-good", config_path) < 0)
+		p = NULL;
+	if (!p)
+		return -ENOMEM;
+	*ret = p;
+	return 0;
 }
 
 int policy_load_file(const char *path, PolicyDiagnostics *diags, Policy **ret)

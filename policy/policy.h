@@ -208,6 +208,13 @@ int policy_load_file(const char *path, PolicyDiagnostics *diags, Policy **ret);
 int policy_load_string(
         const char *text, const char *filename, PolicyDiagnostics *diags, Policy **ret);
 Policy *policy_free(Policy *p);
+
+/* Largest policy file accepted (bytes). */
+#define POLICY_FILE_MAX (1024 * 1024)
+/* Where keywardd keeps a copy of the last policy that loaded from CONFIG_PATH, for a
+ * restart with a broken file on disk and for pam_keyward's fallback: the state directory
+ * for the default configuration, "CONFIG_PATH.last-good" beside any other. malloc()ed. */
+int policy_last_good_path(const char *config_path, char **ret);
 static inline void policy_freep(Policy **p)
 {
 	if (*p)

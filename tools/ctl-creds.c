@@ -306,9 +306,9 @@ int verb_list(int argc, char *argv[])
 			        "AAGUID", "ATTEST", "CREATED", "ID");
 		if (created > 0)
 			(void)format_rfc3339_ms(created / 1000, when, sizeof(when));
-		printf("%-16s %-20s %-22s %-36s %-10s %-24s %.16s%s\n", u, label, flags,
-		        isempty(aaguid) ? "-" : aaguid, att, when, id,
-		        strlen(id) > 16 ? "..." : "");
+		/* The whole id: it is what `revoke` takes (and labels may repeat). */
+		printf("%-16s %-20s %-22s %-36s %-10s %-24s %s\n", u, label, flags,
+		        isempty(aaguid) ? "-" : aaguid, att, when, id);
 	}
 	if (r < 0)
 		return CTL_EXIT_ERROR;

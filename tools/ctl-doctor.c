@@ -1450,7 +1450,13 @@ static void check_sudo(Doctor *d)
 /* ---- the live daemon ------------------------------------------------------------- */
 
 /* Prints one GetStatus entry; *ret_audit_down is set when it says the trail is not open. */
-static void print_status_value(sd_bus_message *m, const char *key, bool quiet, bool *ret_audit_down)
+typedef struct DaemonStatus {
+	bool audit_down;
+	bool policy_rejected;
+	char policy_error[512];
+} DaemonStatus;
+
+static void print_status_value(sd_bus_message *m, const char *key, bool quiet, DaemonStatus *st)
 {
 	char type;
 	const char *contents = NULL;
@@ -1462,7 +1468,11 @@ static void print_status_value(sd_bus_message *m, const char *key, bool quiet, b
 	switch (contents[0]) {
 	case 's': {
 		const char *v;
-		if (!quiet && sd_bus_message_read_basic(m, 's', &v) >= 0)
+		if (sd_bus_message_read_basic(m, 's', &v) < 0)
+			break;
+		if (streq(key, "policy_error"))
+			snprintf(st->policy_error, sizeof(st->policy_error), "%s", v);
+		if (!quiet)
 			printf("%-8s    %s: %s\n", "", key, v);
 		break;
 	}
@@ -1471,7 +1481,9 @@ static void print_status_value(sd_bus_message *m, const char *key, bool quiet, b
 		if (sd_bus_message_read_basic(m, 'b', &v) < 0)
 			break;
 		if (streq(key, "audit_ok") && !v)
-			*ret_audit_down = true;
+			st->audit_down = true;
+		if (streq(key, "policy_ok") && !v)
+			st->policy_rejected = true;
 		if (!quiet)
 			printf("%-8s    %s: %s\n", "", key, v ? "yes" : "no");
 		break;
@@ -1500,7 +1512,7 @@ static void check_daemon(Doctor *d)
 	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	Severity sev = d->n_pam_services > 0 ? SEVERITY_ERROR : SEVERITY_WARNING;
-	bool audit_down = false;
+	DaemonStatus st = {};
 	const char *todo =
 	        d->n_pam_services > 0
 	                ? "systemctl start keywardd; journalctl -u keywardd (until it runs, "
@@ -1535,11 +1547,17 @@ static void check_daemon(Doctor *d)
 
 		if (sd_bus_message_read_basic(reply, 's', &key) < 0)
 			break;
-		print_status_value(reply, key, d->quiet, &audit_down);
+		print_status_value(reply, key, d->quiet, &st);
 		if (sd_bus_message_exit_container(reply) < 0)
 			break;
 	}
-	if (audit_down)
+	if (st.policy_rejected)
+		finding(d, SEVERITY_ERROR,
+		        "fix the file (keywardctl policy check), then: systemctl reload keywardd",
+		        "daemon: the policy file on disk is REJECTED (%s); keywardd keeps "
+		        "enforcing the last policy that loaded",
+		        st.policy_error[0] ? st.policy_error : "no reason given");
+	if (st.audit_down)
 		finding(d, SEVERITY_ERROR,
 		        "check /var/log/keyward (root, 0750) and journalctl -u keywardd; then "
 		        "systemctl reload keywardd",
@@ -1548,6 +1566,27 @@ static void check_daemon(Doctor *d)
 }
 
 /* ---- the verb -------------------------------------------------------------------- */
+
+/* `keywardctl status`: the live daemon only (the last part of doctor): what it runs,
+ * whether the policy file on disk is rejected, whether the trail is open. */
+int verb_status(int argc, char *argv[])
+{
+	Doctor d = {.root = "", .config = ctl_global.config_path, .quiet = false};
+
+	if (argc > 1) {
+		bool help = streq(argv[1], "-h") || streq(argv[1], "--help");
+
+		fprintf(help ? stdout : stderr,
+		        "Usage: keywardctl status\n\nAsks keywardd for its status: version, the "
+		        "policy in force and whether the policy\nfile on disk was rejected, "
+		        "bindings, the audit trail.\nExit status: 0 all well, 1 a problem "
+		        "(daemon unreachable, policy rejected, trail not open).\n");
+		return help ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+	}
+	d.n_pam_services = 1; /* an unreachable daemon is an error here */
+	check_daemon(&d);
+	return d.n_errors > 0 ? CTL_EXIT_FAILURE : CTL_EXIT_OK;
+}
 
 static void doctor_usage(FILE *f)
 {
@@ -1573,7 +1612,7 @@ int verb_doctor(int argc, char *argv[])
 	        {"config", required_argument, NULL, 'c'},
 	        {"offline", no_argument, NULL, ARG_OFFLINE}, {"quiet", no_argument, NULL, 'q'},
 	        {"help", no_argument, NULL, 'h'}, {}};
-	_cleanup_free_ char *root = NULL;
+	_cleanup_free_ char *root = NULL, *config_abs = NULL;
 	Doctor d = {
 	        .root = "",
 	        .config = ctl_global.config_path,
@@ -1611,13 +1650,28 @@ int verb_doctor(int argc, char *argv[])
 		fprintf(stderr, "keywardctl doctor: unexpected argument '%s'\n", argv[optind]);
 		return CTL_EXIT_USAGE;
 	}
-	if (d.config[0] != '/') {
-		fprintf(stderr,
-		        "keywardctl doctor: -c needs an absolute path (as on the target system)\n");
-		return CTL_EXIT_USAGE;
-	}
 	if (root && !streq(root, "/"))
 		d.root = root;
+	if (d.config[0] != '/') {
+		/* Relative to the working directory; under --root it must lie in the tree and
+		 * is then named as on the target system. */
+		size_t n = strlen(d.root);
+
+		config_abs = realpath(d.config, NULL);
+		if (!config_abs) {
+			fprintf(stderr, "keywardctl doctor: -c %s: %m\n", d.config);
+			return CTL_EXIT_USAGE;
+		}
+		if (n > 0 && !(strneq(config_abs, d.root, n) && config_abs[n] == '/')) {
+			fprintf(stderr,
+			        "keywardctl doctor: -c %s is not inside --root %s; give the path "
+			        "as "
+			        "on the target system (e.g. /etc/keyward/keyward.conf)\n",
+			        d.config, d.root);
+			return CTL_EXIT_USAGE;
+		}
+		d.config = config_abs + n;
+	}
 
 	if (!d.quiet)
 		printf("keywardctl doctor: checking %s (policy %s)\n",

@@ -25,6 +25,7 @@ enum {
 int verb_policy(int argc, char *argv[]);
 /* ctl-doctor.c: doctor */
 int verb_doctor(int argc, char *argv[]);
+int verb_status(int argc, char *argv[]);
 /* ctl-audit.c: audit verify | show */
 int verb_audit(int argc, char *argv[]);
 /* ctl-report.c: report */

@@ -22,6 +22,7 @@ typedef struct Verb {
 static const Verb verbs[] = {
         {"policy", verb_policy, "check the policy file, explain a decision"},
         {"doctor", verb_doctor, "check the installation and the live system"},
+        {"status", verb_status, "the daemon's status: policy in force (or rejected), trail"},
         {"audit", verb_audit, "verify the audit trail, show its records"},
         {"report", verb_report, "compliance report (text, JSON, CSV, HTML)"},
         {"enroll", verb_enroll, "register a security key for a user (through keywardd)"},

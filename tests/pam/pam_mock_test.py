@@ -406,7 +406,8 @@ def case_nocue(b):
 
 
 def case_silent(b):
-    # PAM_SILENT: no cue; a refusal still says why.
+    # PAM_SILENT (sudo passes it by default): the touch cue still shows, since it asks the
+    # person to act; a refusal still says why.
     b.start_bus()
     b.start_mock()
     b.write_service()
@@ -415,7 +416,8 @@ def case_silent(b):
                    '', '')
     rc, out, _, _ = b.run('alice', [('auth', 'PAM_AUTH_ERR')], silent=True)
     expect_ok(rc, out, 'PAM_SILENT')
-    check('info:' not in out, 'a cue was shown under PAM_SILENT', out)
+    check(out.count('info: Touch your security key for alice') == 1,
+          'the touch cue was not shown (once) under PAM_SILENT', out)
     check('error: Your security key was not touched.' in out, 'the refusal was not shown', out)
 
 
@@ -567,14 +569,14 @@ def daemon_down(b, user, ops, with_bus=True):
 
 
 def case_down_covered(b):
-    rc, out, err, _ = daemon_down(b, 'alice', [('auth', 'PAM_AUTH_ERR'),
-                                               ('acct', 'PAM_PERM_DENIED')])
+    rc, out, err, _ = daemon_down(b, 'alice', [('auth', 'PAM_SYSTEM_ERR'),
+                                               ('acct', 'PAM_SYSTEM_ERR')])
     expect_ok(rc, out, 'daemon down, covered')
     check(out.count('error: ' + NOT_RUNNING) == 2, 'no "daemon is not running" message', out)
 
 
 def case_nobus_covered(b):
-    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_AUTH_ERR')], with_bus=False)
+    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SYSTEM_ERR')], with_bus=False)
     expect_ok(rc, out, 'no system bus, covered')
     check('error: ' + NOT_RUNNING in out, 'no "daemon is not running" message', out)
 
@@ -593,36 +595,63 @@ def case_down_failmode_open(b):
           'failmode=open gave no warning', out)
 
 
+def enrolled_marker(b, user):
+    # With no usable policy at all, the module counts an account as covered when it has a
+    # credential file in the credentials directory beside the policy (tmp/credentials).
+    d = os.path.join(b.tmp, 'credentials')
+    os.makedirs(d, mode=0o755, exist_ok=True)
+    open(os.path.join(d, f'{user}.creds'), 'w').close()
+
+
+def broken_policy_case(b, what, message):
+    # bob has no key: keyward's fault (daemon down, policy unusable) must not lock him out;
+    # alice has a key enrolled: she is refused, with a message that names the cause.
+    enrolled_marker(b, 'alice')
+    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_IGNORE'), ('acct', 'PAM_IGNORE')])
+    expect_ok(rc, out, f'{what}, uncovered')
+    check('access is denied' not in out, f'{what}: an uncovered user was told "denied"', out)
+    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SYSTEM_ERR'), ('acct', 'PAM_SYSTEM_ERR')])
+    expect_ok(rc, out, f'{what}, enrolled')
+    check(message in out, f'{what}: no message naming the cause', out)
+
+
 def case_down_corrupt_policy(b):
     b.write_policy('settings = { timeout = ; };\nrules = (\n')
-    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_AUTH_ERR'), ('acct', 'PAM_PERM_DENIED')])
-    expect_ok(rc, out, 'corrupt policy')
-    check('has errors; access is denied. Check it with: keywardctl policy check' in out,
-          'no corrupt-policy message', out)
+    broken_policy_case(b, 'corrupt policy',
+                       'has errors; access is denied. Check it with: keywardctl policy check')
 
 
 def case_down_unsafe_policy(b):
     os.chmod(b.policy_path, 0o666)
-    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_AUTH_ERR')])
-    expect_ok(rc, out, 'world-writable policy')
-    check(f'is world-writable; run: chmod o-w {b.policy_path}' in out,
-          'no unsafe-policy message', out)
+    broken_policy_case(b, 'world-writable policy', f'is world-writable; run: chmod o-w {b.policy_path}')
 
 
 def case_down_symlink_policy(b):
     real = b.policy_path + '.real'
     os.rename(b.policy_path, real)
     os.symlink(real, b.policy_path)
-    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_AUTH_ERR')])
-    expect_ok(rc, out, 'symlinked policy')
-    check('is a symbolic link' in out, 'no symlink message', out)
+    broken_policy_case(b, 'symlinked policy', 'is a symbolic link')
 
 
 def case_down_missing_policy(b):
     os.unlink(b.policy_path)
-    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_AUTH_ERR')])
-    expect_ok(rc, out, 'missing policy')
-    check('does not exist; access is denied' in out, 'no missing-policy message', out)
+    broken_policy_case(b, 'missing policy', 'does not exist; access is denied')
+
+
+def case_down_last_good(b):
+    # The file on disk is broken but keywardd kept a copy of the last policy that loaded
+    # (POLICY.last-good): the module decides from that copy, as the daemon would.
+    with open(b.policy_path) as f:
+        good = f.read()
+    with open(b.policy_path + '.last-good', 'w') as f:
+        f.write(good)
+    os.chmod(b.policy_path + '.last-good', 0o644)
+    b.write_policy('settings = { timeout = ; };\nrules = (\n')
+    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_IGNORE')])
+    expect_ok(rc, out, 'last good, uncovered')
+    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SYSTEM_ERR')])
+    expect_ok(rc, out, 'last good, covered')
+    check(NOT_RUNNING in out, 'the covered user was not told the daemon is down', out)
 
 
 def case_auth_hangs(b):
@@ -631,7 +660,7 @@ def case_auth_hangs(b):
     b.write_service('timeout=1500')
     covered(b, uv='discouraged')
     b.mock.SetAuth('alice', 'hang', False, '', '', '', '')
-    rc, out, _, took = b.run('alice', [('auth', 'PAM_AUTH_ERR')])
+    rc, out, _, took = b.run('alice', [('auth', 'PAM_SYSTEM_ERR')])
     expect_ok(rc, out, 'daemon hangs')
     check('error: keyward: the keyward daemon did not answer in time; access denied.' in out,
           'no timeout message', out)
@@ -647,7 +676,7 @@ def case_check_hangs(b):
     b.start_mock()
     b.write_service('timeout=1000')
     b.mock.SetCheckMode('hang')
-    rc, out, _, _ = b.run('alice', [('auth', 'PAM_AUTH_ERR')])
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SYSTEM_ERR')])
     expect_ok(rc, out, 'Check hangs, covered')
     check('keyward: the keyward daemon is not responding' in out, 'no not-responding message',
           out)
@@ -663,7 +692,7 @@ def case_check_error(b):
     b.start_mock()
     b.write_service()
     b.mock.SetCheckMode('error')
-    rc, out, _, _ = b.run('alice', [('auth', 'PAM_AUTH_ERR'), ('acct', 'PAM_PERM_DENIED')])
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SYSTEM_ERR'), ('acct', 'PAM_SYSTEM_ERR')])
     expect_ok(rc, out, 'Check error, covered')
     check(out.count('error: keyward: the keyward daemon refused the request (the mock refuses '
                     'Check); access for covered accounts is denied.') == 2,
@@ -678,7 +707,7 @@ def vanish(b, mode):
     b.write_service('timeout=20000')
     covered(b, uv='discouraged')
     b.mock.SetAuth('alice', mode, False, '', '', '', '')
-    rc, out, _, took = b.run('alice', [('auth', 'PAM_AUTH_ERR')])
+    rc, out, _, took = b.run('alice', [('auth', 'PAM_SYSTEM_ERR')])
     expect_ok(rc, out, f'daemon vanishes ({mode})')
     check('error: keyward: the keyward daemon stopped during the authentication' in out,
           'no "daemon stopped" message', out)

@@ -15,7 +15,7 @@ set_tests_properties(dist.unit-verify PROPERTIES LABELS "unit;dist")
 foreach(_case good sufficient optional no-ignore ignored-error keyonly before-password
     not-enabled no-session session-order pam-loop no-key no-key-tty bad-creds modes failmode-open policy-private policy-writable no-module bad-policy no-policy
     missing-files no-bus daemon-ok daemon-error
-    daemon-audit-down sudo-no-account sudoers-good sudoers-bypass usage)
+    daemon-audit-down sudo-no-account sudoers-good sudoers-bypass relative-config usage)
   add_test(NAME doctor.${_case}
     COMMAND ${BASH_PROGRAM} ${_kw_admin}/doctor-test.sh $<TARGET_FILE:keywardctl>
       ${KEYWARD_PAM_MODULE_DIR} ${_case})

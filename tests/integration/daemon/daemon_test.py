@@ -56,6 +56,9 @@ CASES = {
     "admin-group": [],
     "audit-unavailable": [],
     "auth-concurrent": ["--touch-delay", "300"],
+    "bus-lost": [],
+    "policy-last-good": [],
+    "policy-none-good": [],
 }
 
 
@@ -755,6 +758,98 @@ def case_sighup(e):
     check(str(r[1]) == "required", f"new policy after Reload: {r}")
 
 
+def case_policy_last_good(e):
+    # A policy that loaded once is kept; a restart with a broken file on disk runs that copy
+    # (loudly) instead of refusing to start, so uncovered users are never denied by it.
+    e.write_policy()
+    e.start()
+    last_good = e.conf + ".last-good"
+    check(os.path.exists(last_good), "no last good copy beside the policy after a good load")
+    check(open(last_good).read() == open(e.conf).read(), "the last good copy differs from the file")
+    check(os.stat(last_good).st_mode & 0o777 == 0o644, "last good copy mode")
+    e.stop()
+    with open(e.conf, "a") as f:
+        f.write("rules = ( { name = \"x\"; require = \"maybe\"; } );\n")
+    e.start()
+    check(re.search(r"POLICY REJECTED: " + re.escape(e.conf) + r" cannot be used \(" +
+                    re.escape(e.conf) + r":\d+: ", e.log_text()), "no loud rejection with file:line in the log")
+    st = {str(k): v for k, v in e.manager().GetStatus().items()}
+    log(f"GetStatus: {st}")
+    check(bool(st["policy_ok"]) is False and e.conf in str(st["policy_error"]), f"GetStatus: {st}")
+    check(str(st["policy_in_force"]) == last_good, f"policy in force: {st}")
+    r = e.manager().Check("daemon", "login", "", "")
+    check(str(r[0]) == "none", f"an uncovered user is refused with the last good policy: {r}")
+    r = e.manager().Check("root", "sudo", "", "")
+    check(str(r[0]) == "key", f"the covered user is not covered by the last good policy: {r}")
+    check(e.audit_find(event="policy-load", result="failure", reason="rejected", action="start"),
+          "the rejection at start is not audited")
+    check(e.audit_find(event="policy-load", result="success", reason="last-good", message=last_good),
+          "the last good policy in force is not audited")
+    # keywardctl status says so, and fails
+    r = e.ctl("-c", e.conf, "status", expect=1)
+    check("REJECTED" in r.stdout and "keeps enforcing the last policy that loaded" in r.stdout,
+          f"keywardctl status: {r.stdout}")
+    # the file is fixed: a reload takes it, status is clean again
+    e.write_policy()
+    e.manager().Reload()
+    st = {str(k): v for k, v in e.manager().GetStatus().items()}
+    check(bool(st["policy_ok"]) is True and str(st["policy_error"]) == "", f"after the fix: {st}")
+    e.ctl("-c", e.conf, "status", expect=0)
+
+
+def case_policy_none_good(e):
+    # Never a good policy (a broken file before the first start): keywardd does not start,
+    # and says why and that there is no copy to fall back on.
+    e.write_policy()
+    with open(e.conf, "a") as f:
+        f.write("rules = ( { name = \"x\"; require = \"maybe\"; } );\n")
+    out = open(e.daemon_log, "a")
+    e.daemon = subprocess.Popen([e.keywardd, "-v", "-c", e.conf], stdout=out, stderr=out)
+    rc = e.daemon.wait(10)
+    log(e.log_text())
+    check(rc == 1, f"keywardd exit code {rc}")
+    check("No last good policy" in e.log_text() and "cannot start until" in e.log_text(),
+          "no message about the missing last good policy")
+
+
+
+
+def case_bus_lost(e):
+    # keywardd on a bus of this test's own; the bus goes away: keywardd says so in its log,
+    # records the stop and exits with a failure (so that systemd's Restart=on-failure
+    # brings it back), instead of living on deaf.
+    e.write_policy()
+    conf = os.path.join(e.src, "tests", "lib", "permissive-bus.conf")
+    sock = os.path.join(e.tmp, "bus.sock")
+    bus = subprocess.Popen(["dbus-daemon", f"--config-file={conf}", f"--address=unix:path={sock}",
+                            "--nofork", "--nopidfile"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait = time.monotonic() + 10
+        while not os.path.exists(sock) and time.monotonic() < wait:
+            time.sleep(0.02)
+        check(os.path.exists(sock), "the private dbus-daemon did not start")
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={sock}")
+        out = open(e.daemon_log, "a")
+        e.daemon = subprocess.Popen([e.keywardd, "-v", "-c", e.conf], stdout=out, stderr=out, env=env)
+        wait = time.monotonic() + 10
+        while "ready on the system bus" not in e.log_text() and time.monotonic() < wait:
+            check(e.daemon.poll() is None, "keywardd exited at start:\n" + e.log_text())
+            time.sleep(0.05)
+        check("ready on the system bus" in e.log_text(), "keywardd did not get ready:\n" + e.log_text())
+    finally:
+        bus.kill()
+        bus.wait()
+    try:
+        rc = e.daemon.wait(10)
+    except subprocess.TimeoutExpired:
+        raise Fail("keywardd still runs 10 s after its bus went away:\n" + e.log_text())
+    log(e.log_text())
+    check(rc == 1, f"keywardd exit code {rc} after losing the bus (expected 1: a failure)")
+    check("Lost the connection to the system bus" in e.log_text(), "no log line about the lost bus")
+    check(e.audit_find(event="daemon-stop", reason="bus-lost", result="failure"),
+          f"no daemon-stop record with reason bus-lost: {e.audit_records()[-2:]}")
+
+
 def case_import_pamu2fcfg(e):
     e.write_policy()
     e.start()
@@ -813,7 +908,7 @@ def run_case(args):
     try:
         globals()["case_" + args.case.replace("-", "_")](e)
         e.stop()
-        if args.case != "audit-unavailable":
+        if args.case not in ("audit-unavailable", "policy-none-good"):
             check(e.audit_find(event="daemon-stop"), "daemon-stop audited")
         ok = True
     except Fail as x:

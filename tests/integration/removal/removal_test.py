@@ -465,7 +465,7 @@ def case_elevation(e):
     e.bind("s1", pid=proc2.pid, service="sudo")
     e.bed("unplug", "0")
     wait_for(lambda: proc.poll() is not None, "the elevated process to end", timeout=5)
-    check(proc.returncode == -signal.SIGTERM, f"elevated process ended with {proc.returncode}")
+    check(proc.returncode in (-signal.SIGTERM, -signal.SIGHUP), f"elevated process ended with {proc.returncode}")
     wait_for(lambda: proc2.poll() is not None, "the elevated process in s1 to end", timeout=5)
     e.wait_audit("action", event="action", session="s1", action="end-elevation", result="success")
     rec = e.wait_audit("action", event="action", session=f"pid:{proc.pid}", action="end-elevation")
@@ -479,8 +479,8 @@ def case_elevation_sigkill(e):
     e.write_policy('action = "end-elevation";')
     e.start()
     e.enroll("root", 0)
-    # an elevated shell that ignores SIGTERM
-    proc = subprocess.Popen(["sh", "-c", "trap '' TERM; while :; do sleep 0.2; done"], start_new_session=True)
+    # an elevated shell that ignores SIGTERM and SIGHUP
+    proc = subprocess.Popen(["sh", "-c", "trap '' TERM HUP; while :; do sleep 0.2; done"], start_new_session=True)
     e.children.append(proc)
     time.sleep(0.2)
     e.bind("", pid=proc.pid, service="sudo")

@@ -18,6 +18,7 @@ done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 root=$tmp/root
+out=$tmp/out
 
 cat >"$tmp/passwd" <<'P'
 root:x:0:0:root:/root:/bin/bash
@@ -124,27 +125,7 @@ start_mock_daemon() {
 	local py=/usr/bin/python3
 	command -v dbus-daemon >/dev/null || fail "dbus-daemon not found (apt-get install dbus)"
 	"$py" -c 'import dbusmock' 2>/dev/null || fail "python3-dbusmock not installed"
-	cat >"$tmp/bus.conf" <<'B'
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:tmpdir=/tmp</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_type="method_return"/>
-    <allow send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="signal"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-  </policy>
-</busconfig>
-B
+	cp "$(dirname "$0")/../../lib/permissive-bus.conf" "$tmp/bus.conf"
 	bus_address=unix:path=$tmp/bus.sock
 	dbus-daemon --config-file="$tmp/bus.conf" --address="$bus_address" --nofork --nopidfile \
 		>"$tmp/bus.log" 2>&1 &
@@ -398,7 +379,15 @@ S
 usage)
 	run_doctor 2 --no-such-option
 	run_doctor 2 extra-argument
-	run_doctor 2 -c relative.conf
+	run_doctor 2 -c relative.conf # no such file here
+	# outside the --root tree
+	(cd "$tmp" && run_doctor 2 -c passwd)
+	expect 'is not inside --root'
+	;;
+relative-config)
+	# -c relative to the working directory, inside --root: named as on the target.
+	(cd "$root/etc/keyward" && run_doctor 0 --offline -c keyward.conf)
+	expect '^ok +policy: /etc/keyward/keyward.conf is valid'
 	;;
 *)
 	fail "unknown case"

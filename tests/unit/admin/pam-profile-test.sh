@@ -102,3 +102,41 @@ pam-auth-update --enable keyward
 sh "$debdir/prerm" upgrade 0.1.0-1
 grep -q pam_keyward /etc/pam.d/common-auth || fail "prerm upgrade took keyward out of PAM"
 echo "pam-profile-test: prerm upgrade: ok"
+
+# The keyward profile puts the account line in common-account (cached sudo is checked there).
+grep -Eq '^account\s+required\s+pam_keyward.so' /etc/pam.d/common-account ||
+	fail "the keyward profile has no account line in common-account"
+echo "pam-profile-test: account line: ok"
+
+# Profiles that cannot be combined: enabling key-only next to keyward keeps only one.
+pam-auth-update --enable keyward-keyonly
+[ "$(grep -c pam_keyward.so /etc/pam.d/common-auth)" -eq 1 ] ||
+	fail "keyward and keyward-keyonly both enabled (Conflicts: not honoured)"
+pam-auth-update --disable keyward-keyonly --enable keyward
+echo "pam-profile-test: Conflicts: ok"
+
+# A line written by hand outside pam-auth-update's files: the removal stops BEFORE
+# changing anything and names the file and line.
+cp /etc/pam.d/common-auth "$tmp/common-auth.before"
+printf 'auth required pam_keyward.so\n' >/etc/pam.d/keyward-handmade
+rc=0
+sh "$debdir/prerm" remove >"$tmp/prerm.out" 2>&1 || rc=$?
+cat "$tmp/prerm.out"
+[ "$rc" -ne 0 ] || fail "prerm remove succeeded with a hand-written pam_keyward.so line"
+grep -q '/etc/pam.d/keyward-handmade:1:auth required pam_keyward.so' "$tmp/prerm.out" ||
+	fail "prerm did not name the hand-written line"
+cmp -s /etc/pam.d/common-auth "$tmp/common-auth.before" || fail "prerm changed common-auth before stopping"
+rm /etc/pam.d/keyward-handmade
+echo "pam-profile-test: prerm stops on a hand-written line: ok"
+
+# A comment added inside the managed block: pam-auth-update refuses to rewrite (and exits
+# 0); the prerm notices that pam_keyward.so is still there and stops.
+sed -i 's/^\(auth.*pam_keyward.so.*\)$/# local note\n\1/' /etc/pam.d/common-auth
+rc=0
+sh "$debdir/prerm" remove >"$tmp/prerm.out" 2>&1 || rc=$?
+cat "$tmp/prerm.out"
+[ "$rc" -ne 0 ] || fail "prerm remove succeeded although common-auth still loads pam_keyward.so"
+grep -q 'local modifications' "$tmp/prerm.out" && grep -q '/etc/pam.d/common-auth:' "$tmp/prerm.out" ||
+	fail "prerm did not explain the locally modified common-auth"
+grep -q pam_keyward.so /etc/pam.d/common-auth || fail "the test's premise failed: pam-auth-update rewrote anyway"
+echo "pam-profile-test: prerm stops on a locally modified managed block: ok"
