@@ -151,10 +151,13 @@ static int outcome_to_pam(Outcome o, Phase phase)
 		return phase == PHASE_AUTH ? PAM_AUTH_ERR : PAM_PERM_DENIED;
 	case OUTCOME_ERROR:
 	default:
-		/* sudo counts PAM_AUTH_ERR as a wrong password ("Sorry, try again."); a fault
-		 * of keyward is reported as one: PAM_SYSTEM_ERR ends sudo with "PAM
-		 * authentication error: System error" after our message saying why. */
-		return phase == PHASE_SESSION ? PAM_PERM_DENIED : PAM_SYSTEM_ERR;
+		/* sudo counts PAM_AUTH_ERR as a wrong password ("Sorry, try again.") and logs
+		 * an incorrect password attempt. A fault of keyward is PAM_SERVICE_ERR: sudo
+		 * ends with "PAM authentication error: Error in service module" after our
+		 * message saying why, su says "Error in service module". (PAM_SYSTEM_ERR would
+		 * do too, but sudo prints strerror(errno) for it, and libpam's own calls after
+		 * the module leave errno meaningless: "Unknown error -1".) */
+		return phase == PHASE_SESSION ? PAM_PERM_DENIED : PAM_SERVICE_ERR;
 	}
 }
 
@@ -518,7 +521,9 @@ static bool bus_error_is_unreachable(int r, const sd_bus_error *e)
 		               SD_BUS_ERROR_NAME_HAS_NO_OWNER, SD_BUS_ERROR_NO_REPLY,
 		               SD_BUS_ERROR_TIMEOUT, SD_BUS_ERROR_DISCONNECTED,
 		               SD_BUS_ERROR_NO_SERVER, "org.freedesktop.DBus.Error.TimedOut") ||
-		       strneq(e->name, "org.freedesktop.DBus.Error.Spawn.", 33);
+		       strneq(e->name, "org.freedesktop.DBus.Error.Spawn.", 33) ||
+		       /* bus activation through systemd failed: masked, missing, failed */
+		       strneq(e->name, "org.freedesktop.systemd1.", 25);
 	return r == -ETIMEDOUT || r == -ECONNREFUSED || r == -ENOENT || r == -ECONNRESET ||
 	       r == -ENOTCONN || r == -ECONNABORTED || r == -ESHUTDOWN || r == -EHOSTDOWN ||
 	       r == -EHOSTUNREACH || r == -ENXIO || r == -EPIPE;
@@ -758,6 +763,9 @@ static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 	PolicyRequest req = {};
 	PolicyDecision d = {};
 	char msg[MESSAGE_MAX], why_text[MESSAGE_MAX] = "", ignored[MESSAGE_MAX];
+	/* The account phase of a program running as root (su by root, cron, sshd after its
+	 * own authentication) elevates nobody: with the daemon up it asks no key either. */
+	bool account_as_root = c->phase == PHASE_ACCOUNT && getuid() == 0;
 	uid_t uid = 0;
 	int r;
 
@@ -780,6 +788,13 @@ static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 		r = 0;
 	}
 	if (r < 0) {
+		if (account_as_root) {
+			pam_syslog(c->pamh, LOG_WARNING,
+			        "no usable policy; the account phase of a program running as root "
+			        "asks nothing of %s",
+			        c->user);
+			return OUTCOME_NOT_COVERED;
+		}
 		if (!has_enrolled_keys(path, c->user)) {
 			pam_syslog(c->pamh, LOG_WARNING,
 			        "no usable policy: %s has no enrolled key, so is not treated as "
@@ -822,6 +837,13 @@ static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 		log_debug(c, "%s is not covered (rule %s, %s:%u); stepping aside", c->user,
 		        strna(d.rule_name), strna(d.file), d.line);
 		return OUTCOME_NOT_COVERED;
+	}
+	if (d.require == POLICY_REQUIRE_KEY && account_as_root) {
+		log_debug(c,
+		        "keywardd unreachable; the account phase of a program running as root "
+		        "asks no key of %s",
+		        c->user);
+		return OUTCOME_SUCCESS;
 	}
 	if (d.require == POLICY_REQUIRE_KEY && why != DAEMON_REFUSED &&
 	        policy_settings(policy)->failmode == POLICY_FAILMODE_OPEN) {
@@ -1364,11 +1386,13 @@ static Outcome do_close_session(Ctx *c)
 static int run_phase(pam_handle_t *pamh, int flags, Phase phase, int argc, const char **argv,
         Outcome (*do_phase)(Ctx *c))
 {
-	_cleanup_(ctx_done) Ctx c = {};
-	int r;
+	Ctx c = {};
+	int code, r;
 
 	r = ctx_init(&c, pamh, flags, phase, argc, argv);
-	return outcome_to_pam(r < 0 ? init_failure(pamh, r, phase) : do_phase(&c), phase);
+	code = outcome_to_pam(r < 0 ? init_failure(pamh, r, phase) : do_phase(&c), phase);
+	ctx_done(&c);
+	return code;
 }
 
 _public_ PAM_EXTERN int pam_sm_authenticate(

@@ -265,7 +265,7 @@ def case_uncovered(e):
 def case_daemon_down(e):
     ready(e)
     e.stop_daemon()
-    rc, out, err, _ = e.run('e2e-touch', 'alice', [('auth', 'PAM_SYSTEM_ERR')])
+    rc, out, err, _ = e.run('e2e-touch', 'alice', [('auth', 'PAM_SERVICE_ERR')])
     check(rc == 0, 'daemon down, covered: unexpected PAM results', out + err[-3000:])
     check('error: ' + NOT_RUNNING in out, 'no "daemon is not running" message', out)
     rc, out, err, _ = e.run('e2e-touch', 'bob', [('auth', 'PAM_IGNORE')])

@@ -569,14 +569,19 @@ def daemon_down(b, user, ops, with_bus=True):
 
 
 def case_down_covered(b):
-    rc, out, err, _ = daemon_down(b, 'alice', [('auth', 'PAM_SYSTEM_ERR'),
-                                               ('acct', 'PAM_SYSTEM_ERR')])
+    rc, out, err, _ = daemon_down(b, 'alice', [('auth', 'PAM_SERVICE_ERR'),
+                                               ('acct', 'PAM_SUCCESS')])
     expect_ok(rc, out, 'daemon down, covered')
-    check(out.count('error: ' + NOT_RUNNING) == 2, 'no "daemon is not running" message', out)
+    check(out.count('error: ' + NOT_RUNNING) == 1, 'no "daemon is not running" message', out)
+    # The account phase of a program running as root (su by root, cron) elevates nobody
+    # (above); one with the user's real uid (sudo's cached timestamp) is refused.
+    rc, out, _, _ = b.run('alice', [('acct', 'PAM_SERVICE_ERR')], as_uid=1000)
+    expect_ok(rc, out, 'daemon down, covered, cached elevation')
+    check('error: ' + NOT_RUNNING in out, 'no "daemon is not running" message', out)
 
 
 def case_nobus_covered(b):
-    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SYSTEM_ERR')], with_bus=False)
+    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SERVICE_ERR')], with_bus=False)
     expect_ok(rc, out, 'no system bus, covered')
     check('error: ' + NOT_RUNNING in out, 'no "daemon is not running" message', out)
 
@@ -610,9 +615,11 @@ def broken_policy_case(b, what, message):
     rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_IGNORE'), ('acct', 'PAM_IGNORE')])
     expect_ok(rc, out, f'{what}, uncovered')
     check('access is denied' not in out, f'{what}: an uncovered user was told "denied"', out)
-    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SYSTEM_ERR'), ('acct', 'PAM_SYSTEM_ERR')])
+    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SERVICE_ERR'), ('acct', 'PAM_IGNORE')])
     expect_ok(rc, out, f'{what}, enrolled')
     check(message in out, f'{what}: no message naming the cause', out)
+    rc, out, _, _ = b.run('alice', [('acct', 'PAM_SERVICE_ERR')], as_uid=1000)
+    expect_ok(rc, out, f'{what}, enrolled, cached elevation')
 
 
 def case_down_corrupt_policy(b):
@@ -649,7 +656,7 @@ def case_down_last_good(b):
     b.write_policy('settings = { timeout = ; };\nrules = (\n')
     rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_IGNORE')])
     expect_ok(rc, out, 'last good, uncovered')
-    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SYSTEM_ERR')])
+    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SERVICE_ERR')])
     expect_ok(rc, out, 'last good, covered')
     check(NOT_RUNNING in out, 'the covered user was not told the daemon is down', out)
 
@@ -660,7 +667,7 @@ def case_auth_hangs(b):
     b.write_service('timeout=1500')
     covered(b, uv='discouraged')
     b.mock.SetAuth('alice', 'hang', False, '', '', '', '')
-    rc, out, _, took = b.run('alice', [('auth', 'PAM_SYSTEM_ERR')])
+    rc, out, _, took = b.run('alice', [('auth', 'PAM_SERVICE_ERR')])
     expect_ok(rc, out, 'daemon hangs')
     check('error: keyward: the keyward daemon did not answer in time; access denied.' in out,
           'no timeout message', out)
@@ -676,7 +683,7 @@ def case_check_hangs(b):
     b.start_mock()
     b.write_service('timeout=1000')
     b.mock.SetCheckMode('hang')
-    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SYSTEM_ERR')])
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SERVICE_ERR')])
     expect_ok(rc, out, 'Check hangs, covered')
     check('keyward: the keyward daemon is not responding' in out, 'no not-responding message',
           out)
@@ -692,10 +699,10 @@ def case_check_error(b):
     b.start_mock()
     b.write_service()
     b.mock.SetCheckMode('error')
-    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SYSTEM_ERR'), ('acct', 'PAM_SYSTEM_ERR')])
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SERVICE_ERR'), ('acct', 'PAM_SUCCESS')])
     expect_ok(rc, out, 'Check error, covered')
     check(out.count('error: keyward: the keyward daemon refused the request (the mock refuses '
-                    'Check); access for covered accounts is denied.') == 2,
+                    'Check); access for covered accounts is denied.') == 1,
           'no "refused the request" message', out)
     rc, out, _, _ = b.run('bob', [('auth', 'PAM_IGNORE'), ('acct', 'PAM_IGNORE')])
     expect_ok(rc, out, 'Check error, uncovered')
@@ -707,7 +714,7 @@ def vanish(b, mode):
     b.write_service('timeout=20000')
     covered(b, uv='discouraged')
     b.mock.SetAuth('alice', mode, False, '', '', '', '')
-    rc, out, _, took = b.run('alice', [('auth', 'PAM_SYSTEM_ERR')])
+    rc, out, _, took = b.run('alice', [('auth', 'PAM_SERVICE_ERR')])
     expect_ok(rc, out, f'daemon vanishes ({mode})')
     check('error: keyward: the keyward daemon stopped during the authentication' in out,
           'no "daemon stopped" message', out)

@@ -30,8 +30,8 @@ static void test_outcome_to_pam(void)
 				CHECK(code != PAM_SUCCESS && code != PAM_IGNORE);
 		}
 	/* A fault of keyward (or anything unknown) is never "wrong password" for sudo. */
-	CHECK(outcome_to_pam((Outcome)_OUTCOME_MAX, PHASE_AUTH) == PAM_SYSTEM_ERR);
-	CHECK(outcome_to_pam(OUTCOME_ERROR, PHASE_AUTH) == PAM_SYSTEM_ERR);
+	CHECK(outcome_to_pam((Outcome)_OUTCOME_MAX, PHASE_AUTH) == PAM_SERVICE_ERR);
+	CHECK(outcome_to_pam(OUTCOME_ERROR, PHASE_AUTH) == PAM_SERVICE_ERR);
 	CHECK(outcome_to_pam(OUTCOME_AUTH_FAILED, PHASE_AUTH) == PAM_AUTH_ERR);
 	CHECK(outcome_to_pam(OUTCOME_LOCKED_OUT, PHASE_AUTH) == PAM_MAXTRIES);
 	CHECK(outcome_to_pam(OUTCOME_REFUSED, PHASE_AUTH) == PAM_PERM_DENIED);
@@ -41,7 +41,7 @@ static void test_outcome_to_pam(void)
 	 * elevation must be a code it stops on and that says what happened. */
 	CHECK(outcome_to_pam(OUTCOME_SESSION_REFUSED, PHASE_SESSION) == PAM_PERM_DENIED);
 	CHECK(outcome_to_pam(OUTCOME_AUTH_FAILED, PHASE_ACCOUNT) == PAM_PERM_DENIED);
-	CHECK(outcome_to_pam(OUTCOME_ERROR, PHASE_ACCOUNT) == PAM_SYSTEM_ERR);
+	CHECK(outcome_to_pam(OUTCOME_ERROR, PHASE_ACCOUNT) == PAM_SERVICE_ERR);
 	CHECK(outcome_to_pam(OUTCOME_ERROR, PHASE_SESSION) == PAM_PERM_DENIED);
 	CHECK(outcome_to_pam(OUTCOME_LOCKED_OUT, PHASE_ACCOUNT) == PAM_PERM_DENIED);
 }

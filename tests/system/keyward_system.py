@@ -551,21 +551,71 @@ ReadWritePaths={state} {run}
 """
 
 
+# The package version before this one (keyward 0.1.0, the last landing of the first
+# wave): what the upgrade scenario installs first. Built from the git history.
+PREVIOUS_COMMIT = "fe1b508b58f8652a096bf01ce37157ef4c5d1285"
+PREVIOUS_STAGED = "previous-keyward.deb"  # in the staged dir; not a keyward_*.deb name
+
+
+def previous_deb(source, kw_dir):
+    """Builds (once, cached beside the root) the .deb of PREVIOUS_COMMIT from the git
+    history of SOURCE, copies it into KW_DIR and returns its path in the container."""
+    out = os.path.join(cache_dir(), f"previous-{PREVIOUS_COMMIT[:12]}")
+    debs = [f for f in os.listdir(out) if f.endswith(".deb")] if os.path.isdir(out) else []
+    if not debs:
+        r = subprocess.run(["git", "-C", source, "cat-file", "-e", PREVIOUS_COMMIT + "^{commit}"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            raise SystemLayerError(
+                f"the upgrade scenario builds the previous package version from commit "
+                f"{PREVIOUS_COMMIT} (keyward 0.1.0), which is not in the git history of "
+                f"{source}: {r.stdout.strip()}. Run it from a full clone (not --depth).")
+        tmp = tempfile.mkdtemp(prefix="previous-", dir=cache_dir())
+        try:
+            src = os.path.join(tmp, "src")
+            os.mkdir(src)
+            archive = subprocess.run(["git", "-C", source, "archive", PREVIOUS_COMMIT],
+                                     stdout=subprocess.PIPE, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", src], input=archive, check=True)
+            deb = build_deb(src, os.path.join(tmp, "build"))
+            os.makedirs(out + ".tmp", exist_ok=True)
+            shutil.copy2(deb, out + ".tmp")
+            os.rename(out + ".tmp", out)  # atomically: a half build is never cached
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        debs = [f for f in os.listdir(out) if f.endswith(".deb")]
+    shutil.copy2(os.path.join(out, debs[0]), os.path.join(kw_dir, PREVIOUS_STAGED))
+    return f"{KW_MOUNT}/{PREVIOUS_STAGED}"
+
+
 class System(Container):
     """A container with keyward installed the way an admin does it (README)."""
 
-    def setup(self, keys=1, touch="auto", login_removal="lock", enroll=(("alice", 0),)):
-        t0 = time.monotonic()
-        self.sh('echo "127.0.1.1 $(hostname)" >> /etc/hosts')
-        self.hostname = self.run(["hostname"]).stdout.strip()
+    def staged_deb(self):
         debs = [f for f in os.listdir(self.kw_dir) if f.startswith("keyward_")
                 and f.endswith(".deb")]
         if len(debs) != 1:
             raise SystemLayerError(f"expected one keyward_*.deb in {self.kw_dir}, "
                                    f"found {debs}")
+        return f"{KW_MOUNT}/{debs[0]}"
+
+    def install(self, deb, timeout=120, check=True):
         # The container has no network: every dependency is in the root already.
-        self.run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
-                  "-o", "Dpkg::Use-Pty=0", f"{KW_MOUNT}/{debs[0]}"], timeout=120)
+        return self.run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
+                         "-o", "Dpkg::Use-Pty=0", deb], timeout=timeout, check=check,
+                        )
+
+    def setup(self, keys=1, touch="auto", login_removal="lock", enroll=(("alice", 0),),
+              deb=None):
+        """deb: None installs this tree's .deb; "previous" the version before it."""
+        t0 = time.monotonic()
+        self.sh('echo "127.0.1.1 $(hostname)" >> /etc/hosts')
+        self.hostname = self.run(["hostname"]).stdout.strip()
+        if deb == "previous":
+            source = os.path.dirname(os.path.dirname(os.path.dirname(
+                os.path.abspath(__file__))))
+            deb = previous_deb(source, self.kw_dir)
+        self.install(deb or self.staged_deb())
         # alice and carol administer (group sudo, covered); bob may sudo by a sudoers.d
         # line but is not in a covered group.
         self.sh("""
@@ -576,9 +626,7 @@ class System(Container):
             chmod 0440 /etc/sudoers.d/bob
         """)
         self.run(["chpasswd"], input="".join(f"{u}:{p}\n" for u, p in PASSWORDS.items()))
-        self.write("/etc/keyward/keyward.conf", POLICY.format(
-            timeout=TIMEOUT_MS, login_removal=LOGIN_REMOVAL[login_removal]))
-        self.run(["keywardctl", "policy", "check"])
+        self.write_policy(login_removal)
         self.run(["mkdir", "-p", "/etc/systemd/system/keywardd.service.d", TESTBED_STATE,
                   TESTBED_RUN])
         self.write("/etc/systemd/system/keywardd.service.d/testbed.conf", DROPIN.format(
@@ -593,6 +641,11 @@ class System(Container):
         self.run(["pam-auth-update", "--enable", "keyward"])
         self.cursor_after_setup = self.cursor()
         log(f"keyward set up in {time.monotonic() - t0:.1f} s")
+
+    def write_policy(self, login_removal="lock"):
+        self.write("/etc/keyward/keyward.conf", POLICY.format(
+            timeout=TIMEOUT_MS, login_removal=LOGIN_REMOVAL[login_removal]))
+        self.run(["keywardctl", "policy", "check"])
 
     def write(self, path, text, mode="0644"):
         self.run(["sh", "-ec", f'cat > "$1"; chmod {mode} "$1"', "-", path], input=text)
