@@ -26,6 +26,7 @@
 #define AUTH_MARGIN_MS          3000u          /* on top of the policy's touch/PIN timeout */
 #define AUTH_DEFAULT_TIMEOUT_MS 30000u         /* if the daemon names none */
 #define AUTH_MAX_TIMEOUT_MS     (600u * 1000u) /* whatever the daemon says */
+#define CACHED_CUE_DELAY_MS     400u           /* a silent proof answers well within this */
 
 #define POLICY_MAX_SIZE (1024u * 1024u)
 #define MESSAGE_MAX     512u /* bytes of a daemon message we show */
@@ -101,6 +102,11 @@ typedef struct Ctx {
 	char *daemon_owner;   /* unique name that answered Check */
 	bool daemon_vanished; /* NameOwnerChanged took the name away from it */
 	bool cue_shown;       /* once per phase, also when the PIN is asked for a retry */
+	/* A cue to show only if the pending call has not answered by cue_at_ms (0: none):
+	 * a cached elevation proved silently, or refused because no key is plugged in,
+	 * must not have told the user to touch a key. */
+	char late_cue[CUE_MAX];
+	uint64_t cue_at_ms;
 } Ctx;
 
 /* The daemon's answer to Check; strings point into reply. */
@@ -474,6 +480,17 @@ static int bus_wait_until(sd_bus *bus, uint64_t deadline_ms)
 /* Sends m and drives the bus until its reply, the deadline, or the daemon vanishing.
  * Returns 0 with *ret_reply set (never a method error), -ETIMEDOUT, -ECONNABORTED (the
  * daemon left), a bus errno, or, for a method error, its errno with ret_error filled. */
+static void show_cue(Ctx *c, const char *cue)
+{
+	char msg[MESSAGE_MAX];
+
+	/* Shown even under PAM_SILENT (sudo's default): it asks the person to act, like a
+	 * prompt; without it a sudo user faces a terminal that seems to hang. */
+	sanitize_message(cue, msg, sizeof(msg));
+	(void)pam_info(c->pamh, "%s", msg);
+	c->cue_shown = true;
+}
+
 static int bus_call_wait(Ctx *c, sd_bus_message *m, uint64_t deadline_ms,
         sd_bus_message **ret_reply, sd_bus_error *ret_error)
 {
@@ -496,11 +513,18 @@ static int bus_call_wait(Ctx *c, sd_bus_message *m, uint64_t deadline_ms,
 		if (c->daemon_vanished)
 			return -ECONNABORTED;
 		/* Busy or idle, the deadline holds: a peer flooding us cannot stretch it. */
-		if (now_monotonic_ms() >= deadline_ms)
+		now = now_monotonic_ms();
+		if (now >= deadline_ms)
 			return -ETIMEDOUT;
+		if (c->cue_at_ms > 0 && now >= c->cue_at_ms) {
+			c->cue_at_ms = 0;
+			show_cue(c, c->late_cue);
+		}
 		if (r > 0)
 			continue;
-		r = bus_wait_until(c->bus, deadline_ms);
+		r = bus_wait_until(c->bus, c->cue_at_ms > 0 && c->cue_at_ms < deadline_ms
+		                                   ? c->cue_at_ms
+		                                   : deadline_ms);
 		if (r < 0)
 			return r;
 	}
@@ -1015,12 +1039,13 @@ static Outcome authenticate_once(
 	pin_fd = -EBADF;
 
 	if (ck->up && !c->opt.nocue && !c->cue_shown) {
-		/* Shown even under PAM_SILENT (sudo's default): it asks the person to act, like
-		 * a prompt; without it a sudo user faces a terminal that seems to hang. */
 		format_cue(c->opt.cue ? c->opt.cue : DEFAULT_CUE, c->user, cue, sizeof(cue));
-		sanitize_message(cue, msg, sizeof(msg));
-		(void)pam_info(c->pamh, "%s", msg);
-		c->cue_shown = true;
+		if (cached) {
+			/* Only if a touch is really awaited (see Ctx.cue_at_ms). */
+			memcpy(c->late_cue, cue, sizeof(c->late_cue));
+			c->cue_at_ms = now_monotonic_ms() + CACHED_CUE_DELAY_MS;
+		} else
+			show_cue(c, cue);
 	}
 
 	timeout_ms = ck->timeout_ms > 0 ? ck->timeout_ms : AUTH_DEFAULT_TIMEOUT_MS;
@@ -1031,6 +1056,7 @@ static Outcome authenticate_once(
 	        c, "Authenticate %s for %s, waiting up to %u ms", c->user, c->service, timeout_ms);
 
 	r = bus_call_wait(c, m, now_monotonic_ms() + timeout_ms, &reply, &error);
+	c->cue_at_ms = 0; /* answered (or failed) before the late cue: it is not shown */
 	if (r < 0) {
 		if (r == -ECONNABORTED ||
 		        (sd_bus_error_is_set(&error) && bus_error_is_unreachable(r, &error) &&

@@ -11,6 +11,7 @@ answers scripted per test through methods on org.freedesktop.DBus.Mock:
       mode 'pin':   granted with token when the PIN read from the fd equals `pin`,
                     (false, 'pin-required', ...) when the fd was empty,
                     else (false, 'wrong-pin', message)
+      mode 'slow':  answer like 'reply', one second later (a touch being awaited)
       mode 'hang':  never answer
       mode 'release': give up the bus name, never answer (the name owner changes)
       mode 'exit':  the mock process exits without answering
@@ -27,6 +28,7 @@ import dbus
 import dbus.service
 
 from dbusmock import MOCK_IFACE
+from gi.repository import GLib
 
 BUS_NAME = 'org.keyward.Keyward1'
 MAIN_OBJ = '/org/keyward/Keyward1'
@@ -89,6 +91,12 @@ def _authenticate(self, user, service, tty, rhost, pin_fd, options, reply_cb=Non
         self.connection.release_name(BUS_NAME)
     elif mode == 'exit':
         os._exit(0)
+    elif mode == 'slow':
+        def later():
+            reply_cb(a['granted'], a['reason'], a['message'], a['token'] if a['granted'] else '',
+                     'key-1' if a['granted'] else '', '/sys/devices/virtual/hidraw0')
+            return False
+        GLib.timeout_add(1000, later)
     elif mode == 'pin':
         if not pin:
             reply_cb(False, 'pin-required',

@@ -530,6 +530,14 @@ def case_cached_elevation(b):
     bind = b.calls('BindSession')
     check(len(bind) == 1 and bind[0][1][0] == TOKEN and bind[0][1][5] == 'alice',
           f'the cached elevation was not bound: {bind}')
+    # Proved at once (silently): nobody was told to touch a key.
+    check('Touch your security key' not in out, 'a touch cue for a silent proof', out)
+    # A touch being awaited (the daemon answers late): the cue comes, once.
+    b.mock.SetAuth('alice', 'slow', True, 'ok', '', TOKEN, '')
+    rc, out, _, _ = b.run('alice', [('acct', 'PAM_SUCCESS')], as_uid=1000)
+    expect_ok(rc, out, 'cached elevation, touch')
+    check(out.count('info: Touch your security key for alice') == 1,
+          'no (or more than one) touch cue while a touch was awaited', out)
 
 
 def case_cached_elevation_refused(b):
@@ -542,6 +550,7 @@ def case_cached_elevation_refused(b):
     rc, out, _, _ = b.run('alice', [('acct', 'PAM_PERM_DENIED')], as_uid=1000)
     expect_ok(rc, out, 'cached elevation refused')
     check('error: ' + msg in out, 'the reason was not shown', out)
+    check('Touch your security key' not in out, 'told to touch a key that is not there', out)
     check(not b.calls('BindSession'), 'BindSession after a refused elevation')
 
 
