@@ -470,14 +470,18 @@ int bus_method_bind_session(
 	if (pid > INT32_MAX || pid == 1)
 		return sd_bus_error_setf(
 		        error, KEYWARD_BUS_ERROR_INVALID_ARGS, "Invalid pid %u.", pid);
-	if (m->n_bindings >= policy_settings(m->policy)->max_bindings)
-		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_BUSY,
-		        "Too many session bindings (max_bindings = %u).",
-		        policy_settings(m->policy)->max_bindings);
 	t = manager_token_take(m, token);
 	if (!t)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_NOT_FOUND,
 		        "Unknown or expired authentication token.");
+	if (m->n_bindings >= policy_settings(m->policy)->max_bindings) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "Too many session bindings (max_bindings = %u).",
+		        policy_settings(m->policy)->max_bindings);
+		return bind_refused(
+		        m, t, caller->pid, "too-many-bindings", error, KEYWARD_BUS_ERROR_BUSY, why);
+	}
 	/* The token binds what it was issued for: the authenticated user (sudo has set
 	 * PAM_USER to the target by now, so the module sends the user it authenticated),
 	 * the service, and the process that authenticated (or a child of it). */

@@ -222,6 +222,30 @@ def register(st):
         q.expect(r"sudo-rc=0", 15, what="bob's sudo while keywardd is down")
         bob_logs_in(c, "keywardd stopped")
 
+    @scenario("sudo-bind-refused")
+    def sudo_bind_refused(c):
+        """keywardd cannot bind alice's sudo (max_bindings = 1, and her console login
+        holds the one binding): sudo must not run the command unbound. It stops at the
+        session phase (pam_open_session: Permission denied), alice is told why, and the
+        refused binding is in the audit trail."""
+        text = ks.POLICY.format(timeout=ks.TIMEOUT_MS, login_removal=ks.LOGIN_REMOVAL["lock"])
+        text = text.replace('audit_failure = "deny";', 'audit_failure = "deny";\n\tmax_bindings = 1;')
+        check("max_bindings = 1;" in text, "the policy edit did not apply")
+        c.write("/etc/keyward/keyward.conf", text)
+        c.run(["systemctl", "reload", "keywardd"])
+        p, sid = c.login("alice")
+        n0 = len(c.audit())
+        p.sendline("sudo -k; sudo sh -c 'echo RAN-AS-$(id -u)'; echo sudo-rc=$?")
+        c.answer_password(p, "alice")
+        p.expect(r"sudo-rc=(\d+)", 15, what="the end of alice's refused sudo")
+        t = p.transcript()
+        check("RAN-AS-0" not in t, f"the elevated command ran although it could not be bound:\n{t}")
+        check("could not be bound to your security key" in t and "max_bindings" in t,
+              f"alice was not told why:\n{t}")
+        check("pam_open_session: Permission denied" in t, f"sudo did not stop at the session:\n{t}")
+        st.expect_audit(c, n0, "the refused binding", event="session-bind", result="failure",
+                        reason="too-many-bindings", user="alice", service="sudo")
+
     # --- upgrade --------------------------------------------------------------------------
 
     @scenario("upgrade", deb="previous", login_removal="terminate")

@@ -44,3 +44,7 @@ set_tests_properties(package.deb PROPERTIES LABELS "package" RUN_SERIAL TRUE TIM
 add_test(NAME dist.udev-rules
   COMMAND ${BASH_PROGRAM} ${_kw_admin}/udev-rules-check.sh ${PROJECT_SOURCE_DIR}/udev/70-keyward.rules)
 set_tests_properties(dist.udev-rules PROPERTIES LABELS "unit;dist")
+
+# A plain cmake installs where the docs say (/usr, /etc/keyward); other prefixes are errors.
+add_test(NAME dist.cmake-prefix COMMAND ${BASH_PROGRAM} ${_kw_admin}/cmake-prefix-test.sh ${PROJECT_SOURCE_DIR})
+set_tests_properties(dist.cmake-prefix PROPERTIES LABELS "unit;dist")

@@ -728,6 +728,10 @@ def case_revoke(e):
     e.write_policy()
     e.start()
     e.enroll("--label", "k1")
+    # `list` shows the whole credential id (what revoke takes), not a shortened one
+    cid = re.search(r"^id=(\S+)$", open(os.path.join(e.creds, "root.creds")).read(), re.M).group(1)
+    r = e.ctl("list", "root")
+    check(re.search(r"\s" + re.escape(cid) + r"$", r.stdout, re.M), f"list does not show the whole id {cid}")
     e.ctl("revoke", "root", "nope", expect=1)
     e.ctl("revoke", "root", "k1")
     check(not os.path.exists(os.path.join(e.creds, "root.creds")), "file removed with the last key")

@@ -40,6 +40,7 @@ CASES = {
     "grace-other-key": 2,
     "elevation": 1,
     "elevation-sigkill": 1,
+    "token-replay": 1,
     "restart-sigkill": 1,
     "missing-at-start": 1,
     "grace-across-restart": 1,
@@ -614,6 +615,72 @@ try:
 except dbus.DBusException as x:
     print(x.get_dbus_name())
 """
+
+
+CHILD_CALL = """
+import dbus, os, sys
+m = dbus.Interface(dbus.SystemBus().get_object("org.keyward.Keyward1", "/org/keyward/Keyward1"),
+                   "org.keyward.Keyward1.Manager")
+try:
+    if sys.argv[1] == "authenticate":
+        r, w = os.pipe()
+        os.close(w)
+        reply = m.Authenticate("root", "login", "", "", dbus.types.UnixFd(r),
+                               dbus.Dictionary({}, signature="sv"), timeout=30)
+        print(str(reply[3]))
+    else:
+        m.BindSession(sys.argv[2], "s1", dbus.UInt32(0), "login", "", "root")
+        print("bound")
+except dbus.DBusException as x:
+    print(x.get_dbus_name(), x.get_dbus_message())
+"""
+
+
+def child_call(*args):
+    r = subprocess.run(["/usr/bin/python3", "-c", CHILD_CALL, *args], capture_output=True,
+                       text=True, timeout=30)
+    log(f"child {args[0]}: {r.stdout.strip()} {r.stderr.strip()}")
+    return r.stdout.strip()
+
+
+def case_token_replay(e):
+    # A token binds only what it was issued for: the user and service that authenticated,
+    # presented by the process that authenticated or a child of it (a PAM application
+    # that opens the session in a child). Another process replaying it (here: the parent
+    # of the one that authenticated), or a token for another service, is refused and
+    # audited; a refused token is spent.
+    e.write_policy()
+    e.start()
+    e.enroll("root", 0)
+    e.add_session("s1")
+    import dbus
+    token = child_call("authenticate")
+    check(len(token) == 32, f"the child's Authenticate gave no token: {token}")
+    try:
+        e.manager().BindSession(token, "s1", dbus.UInt32(0), "login", "", "root")
+        raise Fail("a process that did not authenticate bound the token")
+    except dbus.DBusException as x:
+        check(x.get_dbus_name().endswith("AccessDenied") and
+              "issued to another process" in x.get_dbus_message(), str(x))
+    try:
+        e.manager().BindSession(token, "s1", dbus.UInt32(0), "login", "", "root")
+        raise Fail("a refused token could be used again")
+    except dbus.DBusException as x:
+        check(x.get_dbus_name().endswith("NotFound"), str(x))
+    token, _ = e.authenticate("root", "login")
+    try:
+        e.manager().BindSession(token, "s1", dbus.UInt32(0), "sudo", "", "root")
+        raise Fail("a token was bound for another service")
+    except dbus.DBusException as x:
+        check(x.get_dbus_name().endswith("AccessDenied"), str(x))
+    check(e.binding_files() == [], "a binding file was written for a refused token")
+    recs = [r for r in e.audit_records() if r.get("event") == "session-bind"
+            and r.get("result") == "failure"]
+    check({r.get("reason") for r in recs} == {"token-process", "token-mismatch"},
+          f"refusals not audited: {recs}")
+    token, _ = e.authenticate("root", "login")
+    check(child_call("bind", token) == "bound", "a child of the authenticating process was refused")
+    check(len(e.binding_files()) == 1, "no binding file for the child's binding")
 
 
 def open_bus_for_others():
