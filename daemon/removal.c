@@ -99,7 +99,10 @@ static int on_terminate_reply(sd_bus_message *reply, void *userdata, sd_bus_erro
 		return 0;
 	}
 	audit_binding(b, ev, AUDIT_RESULT_SUCCESS, name ? "session-ended" : "terminated",
-	        escalation ? "The lock was not confirmed: the session was terminated." : NULL,
+	        !escalation    ? NULL
+	        : b->lock_hint ? "The lock did not hold (LockedHint was set, then cleared "
+	                         "within lock_verify): the session was terminated."
+	                       : "The lock was not confirmed: the session was terminated.",
 	        "terminate");
 	log_notice("Session %s of %s %s after its key was removed.", b->session_id, b->user,
 	        name ? "had already ended" : "terminated");
@@ -163,27 +166,69 @@ static void lock_verified(Binding *b)
 	binding_done(b);
 }
 
+/* The end of lock_verify: the lock counts only if LockedHint is true NOW. A locker that
+ * set it and went away (crashed, failed to grab the screen: xss-lock sets it even when
+ * its locker cannot start, then clears it) is not a lock. */
+static int on_final_locked_hint(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+	Binding *b = userdata;
+	char message[160];
+	int locked = 0;
+
+	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	if (b->state != BINDING_ACTING)
+		return 0;
+	if (!logind_reply_failed(reply, NULL, NULL) &&
+	        sd_bus_message_read(reply, "v", "b", &locked) >= 0 && locked) {
+		lock_verified(b);
+		return 0;
+	}
+	snprintf(message, sizeof(message),
+	        b->lock_hint ? "LockedHint was set but did not stay true for %u ms"
+	                     : "LockedHint is not true %u ms after the lock request",
+	        b->lock_verify_ms);
+	lock_failed(b, "not-locked", message);
+	return 0;
+}
+
 static int on_verify_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	Binding *b = userdata;
 	char message[128];
+	int r;
 
-	snprintf(message, sizeof(message), "LockedHint did not become true within %u ms",
-	        b->lock_verify_ms);
-	if (!b->lock_requested)
+	b->verify_timer = sd_event_source_disable_unref(b->verify_timer);
+	if (!b->lock_requested) {
+		snprintf(message, sizeof(message),
+		        "logind did not answer the Lock call within %u ms", b->lock_verify_ms);
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
 		        "logind did not answer the Lock call in time.", NULL);
-	lock_failed(b, "not-locked", message);
+		lock_failed(b, "not-locked", message);
+		return 0;
+	}
+	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	r = logind_get_session_property(
+	        b->manager, b->session_path, "LockedHint", on_final_locked_hint, b, &b->call_slot);
+	if (r < 0) {
+		snprintf(message, sizeof(message), "cannot read LockedHint: %s", strerror(-r));
+		lock_failed(b, "not-locked", message);
+	}
 	return 0;
 }
 
 static int on_properties_changed(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error)
 {
 	Binding *b = userdata;
+	int hint;
 
-	if (b->state == BINDING_ACTING && b->removal == POLICY_REMOVAL_LOCK &&
-	        logind_properties_changed_bool(msg, "LockedHint") == 1)
-		lock_verified(b);
+	if (b->state != BINDING_ACTING || b->removal != POLICY_REMOVAL_LOCK)
+		return 0;
+	hint = logind_properties_changed_bool(msg, "LockedHint");
+	if (hint >= 0) {
+		b->lock_hint = b->lock_hint || hint;
+		log_debug("Session %s of %s: LockedHint=%s.", b->session_id, b->user,
+		        hint ? "yes" : "no");
+	}
 	return 0;
 }
 
@@ -194,9 +239,8 @@ static int on_locked_hint(sd_bus_message *reply, void *userdata, sd_bus_error *r
 
 	b->call_slot = sd_bus_slot_unref(b->call_slot);
 	if (!logind_reply_failed(reply, NULL, NULL) &&
-	        sd_bus_message_read(reply, "v", "b", &locked) >= 0 && locked &&
-	        b->state == BINDING_ACTING)
-		lock_verified(b);
+	        sd_bus_message_read(reply, "v", "b", &locked) >= 0)
+		b->lock_hint = b->lock_hint || locked;
 	return 0;
 }
 

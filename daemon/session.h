@@ -60,6 +60,7 @@ struct Binding {
 	sd_bus_slot *match_slot;   /* PropertiesChanged of the session (LockedHint) */
 	sd_bus_slot *resolve_slot; /* GetSession / Get Type at bind time */
 	bool lock_requested;       /* Session.Lock answered */
+	bool lock_hint;            /* LockedHint was seen true while verifying */
 	bool kill_sent;            /* end-elevation: SIGKILL was sent */
 	bool unbind_requested;     /* UnbindSession while ending the elevation: drop when done */
 

@@ -1773,8 +1773,8 @@ int policy_decision_explain(const PolicyDecision *d, char **ret)
 		fprintf(f, "\n");
 		if (d->removal == POLICY_REMOVAL_LOCK)
 			fprintf(f,
-			        "Lock check: the lock must be confirmed within %" PRIu32
-			        " ms, otherwise %s\n",
+			        "Lock check: logind must still report the session locked %" PRIu32
+			        " ms after the lock, otherwise %s\n",
 			        d->lock_verify_ms,
 			        d->on_lock_failure == POLICY_LOCK_FAILURE_ALERT
 			                ? "an alert is raised"

@@ -31,6 +31,7 @@ MOCK_IFACE = "org.freedesktop.DBus.Mock"
 CASES = {
     "lock-verified": 2,
     "lock-escalated": 1,
+    "lock-not-kept": 1,
     "lock-alert": 1,
     "tty-cannot-lock": 1,
     "terminate": 1,
@@ -96,7 +97,7 @@ class Env:
         self._bus = None
         self.children = []
 
-    def write_policy(self, removal='action = "lock"; grace = 0; lock_verify = 10000; on_lock_failure = "terminate";',
+    def write_policy(self, removal='action = "lock"; grace = 0; lock_verify = 1500; on_lock_failure = "terminate";',
                      settings_extra=""):
         text = f"""
 settings = {{
@@ -227,10 +228,10 @@ default = {{ require = "none"; }};
         with open(os.environ["KEYWARD_TESTBED_LOGIND_LOG"]) as f:
             return [l for l in f if l.split()[1:4] == ["emit", path, "org.freedesktop.login1.Session.Lock"]]
 
-    def set_locked_hint(self, path):
+    def set_locked_hint(self, path, value=True):
         import dbus
         obj = dbus.Interface(self.bus().get_object(LOGIND, path), "org.freedesktop.login1.Session")
-        obj.SetLockedHint(True)
+        obj.SetLockedHint(value)
 
     def authenticate(self, user="root", service="login"):
         import dbus
@@ -306,14 +307,21 @@ def case_lock_verified(e):
     check(len(e.calls(p1, "Lock")) == 1, "s1 locked twice")
 
 
-def case_lock_escalated(e):
-    e.write_policy('action = "lock"; lock_verify = 400; on_lock_failure = "terminate";')
+def lock_on_unplug(e, removal):
+    """Policy with these removal settings, root's session s1 bound to key 0, key 0
+    pulled: returns s1's object path once logind was asked to lock it."""
+    e.write_policy(removal)
     e.start()
     e.enroll("root", 0)
     p1 = e.add_session("s1")
     e.bind("s1")
     e.bed("unplug", "0")
     wait_for(lambda: e.calls(p1, "Lock"), "Lock on s1")
+    return p1
+
+
+def case_lock_escalated(e):
+    lock_on_unplug(e, 'action = "lock"; lock_verify = 400; on_lock_failure = "terminate";')
     rec = e.wait_audit("lock-escalated", event="lock-escalated", session="s1")
     check(rec[0]["result"] == "success" and rec[0]["reason"] == "terminated", f"escalation: {rec}")
     term = e.calls(LOGIND_PATH, "TerminateSession")
@@ -323,14 +331,23 @@ def case_lock_escalated(e):
     check(e.binding_files() == [], "binding file left after termination")
 
 
+def case_lock_not_kept(e):
+    # A locker that sets LockedHint and drops it again (crashed, could not grab the screen)
+    # has not locked anything: the lock counts only if the hint is still true when
+    # lock_verify ends.
+    p1 = lock_on_unplug(e, 'action = "lock"; lock_verify = 1500; on_lock_failure = "terminate";')
+    e.set_locked_hint(p1, True)
+    time.sleep(0.3)
+    e.set_locked_hint(p1, False)
+    rec = e.wait_audit("lock-escalated", event="lock-escalated", session="s1")
+    check(rec[0]["result"] == "success" and rec[0]["reason"] == "terminated", f"escalation: {rec}")
+    check(not e.audit_find(event="lock-verified"), "a lock that was dropped recorded as verified")
+    check("did not hold" in rec[0].get("message", ""), f"the record does not say the lock did not hold: {rec}")
+    check("did not stay true" in e.log_text(), "the daemon log does not say LockedHint was dropped")
+
+
 def case_lock_alert(e):
-    e.write_policy('action = "lock"; lock_verify = 300; on_lock_failure = "alert";')
-    e.start()
-    e.enroll("root", 0)
-    p1 = e.add_session("s1")
-    e.bind("s1")
-    e.bed("unplug", "0")
-    wait_for(lambda: e.calls(p1, "Lock"), "Lock on s1")
+    lock_on_unplug(e, 'action = "lock"; lock_verify = 300; on_lock_failure = "alert";')
     rec = e.wait_audit("lock-failed", event="lock-failed", session="s1")
     check(rec[0]["result"] == "failure" and rec[0]["reason"] == "not-locked" and rec[0]["detail"] == "alert",
           f"lock-failed: {rec}")
