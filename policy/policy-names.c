@@ -153,8 +153,8 @@ static int check_anchors(const char *file, const PolicyOutcome *o, const char *w
 	return 0;
 }
 
-static int check_rule_names(const char *file, const PolicyRule *rule, const char *pam_dir,
-        void **seen, PolicyDiagnostics *d, int *errors)
+static int check_rule_names(const char *file, const PolicyRule *rule, const char *root, void **seen,
+        PolicyDiagnostics *d, int *errors)
 {
 	for (int pass = 0; pass < 2; pass++) {
 		const MatchSet *m = pass == 0 ? &rule->match : &rule->not ;
@@ -176,7 +176,7 @@ static int check_rule_names(const char *file, const PolicyRule *rule, const char
 				return r;
 		}
 		for (char *const *s = m->strv[FIELD_SERVICES]; s && *s; s++) {
-			_cleanup_free_ char *path = NULL;
+			_cleanup_free_ char *path = NULL, *vendor = NULL;
 			struct stat st;
 
 			r = first_time(seen, 's', *s);
@@ -184,13 +184,16 @@ static int check_rule_names(const char *file, const PolicyRule *rule, const char
 				return r;
 			if (r == 0)
 				continue;
-			if (asprintf(&path, "%s/%s", pam_dir, *s) < 0)
+			/* Where libpam looks: /etc/pam.d, then the vendor directory. */
+			if (asprintf(&path, "%s/etc/pam.d/%s", root, *s) < 0 ||
+			        asprintf(&vendor, "%s/usr/lib/pam.d/%s", root, *s) < 0)
 				return -ENOMEM;
-			if (stat(path, &st) == 0)
+			if (stat(path, &st) == 0 || stat(vendor, &st) == 0)
 				continue;
 			r = add(d, POLICY_SEVERITY_WARNING, file, m->strv_line[FIELD_SERVICES],
-			        "rule '%s': PAM service \"%s\" has no %s (not installed?)",
-			        rule->name, *s, path);
+			        "rule '%s': PAM service \"%s\" has no /etc/pam.d/%s or "
+			        "/usr/lib/pam.d/%s (not installed?)",
+			        rule->name, *s, *s, *s);
 			if (r < 0)
 				return r;
 		}
@@ -198,7 +201,7 @@ static int check_rule_names(const char *file, const PolicyRule *rule, const char
 	return 0;
 }
 
-int policy_check_names(const Policy *p, const char *pam_dir, PolicyDiagnostics *d)
+int policy_check_names(const Policy *p, const char *root, PolicyDiagnostics *d)
 {
 	void *seen = NULL;
 	const char *file;
@@ -207,7 +210,7 @@ int policy_check_names(const Policy *p, const char *pam_dir, PolicyDiagnostics *
 	if (!p || !d)
 		return -EINVAL;
 	file = p->path;
-	pam_dir = pam_dir ?: "/etc/pam.d";
+	root = root ?: "";
 
 	if (p->settings.admin_group) {
 		int k = group_known(p->settings.admin_group);
@@ -235,7 +238,7 @@ int policy_check_names(const Policy *p, const char *pam_dir, PolicyDiagnostics *
 		}
 		r = check_anchors(file, &rule->outcome, what, d, &errors);
 		if (r >= 0)
-			r = check_rule_names(file, rule, pam_dir, &seen, d, &errors);
+			r = check_rule_names(file, rule, root, &seen, d, &errors);
 	}
 	tdestroy(seen, free);
 	return r < 0 ? r : errors;

@@ -242,10 +242,11 @@ bool policy_is_remote(const char *rhost, const char *tty);
 /* The one function in policy/ that does I/O (NSS and file-system look-ups), for
  * keywardctl: appends an error for each group (in matches and admin_group) unknown to
  * NSS, a warning for each user unknown to NSS, and a warning for each PAM service
- * with no PAM_DIR/<service> file (PAM_DIR NULL: /etc/pam.d), and an error for each
+ * with neither ROOT/etc/pam.d/<service> nor ROOT/usr/lib/pam.d/<service> (libpam's
+ * vendor directory; ROOT NULL: /), and an error for each
  * trust anchor of a `verified` outcome that is not a regular file. Returns the number
  * of errors it added (>= 0) or -ENOMEM. */
-int policy_check_names(const Policy *p, const char *pam_dir, PolicyDiagnostics *diags);
+int policy_check_names(const Policy *p, const char *root, PolicyDiagnostics *diags);
 
 /* Every setting/rule key the parser knows (NULL-terminated), for the man page check. */
 extern const char *const policy_known_keys[];

@@ -252,11 +252,12 @@ static int pam_stack_add(PamStack *s, const char *type, const char *control, con
 	return 0;
 }
 
-/* Reads /etc/pam.d/NAME (under --root) and appends its lines of TYPE (NULL: all) to S,
- * following @include, include and substack. -ENOENT when NAME does not exist. */
+/* Reads /etc/pam.d/NAME or else /usr/lib/pam.d/NAME (under --root) and appends its lines of TYPE
+ * (NULL: all) to S, following @include, include and substack. -ENOENT when NAME does not exist. */
 static int pam_stack_load(
         const Doctor *d, const char *name, const char *type, unsigned depth, PamStack *s)
 {
+	static const char *const pam_dirs[] = {"/etc/pam.d", "/usr/lib/pam.d"};
 	_cleanup_free_ char *path = NULL, *shown = NULL, *text = NULL;
 	_cleanup_close_ int fd = -EBADF;
 	char *cursor;
@@ -267,12 +268,23 @@ static int pam_stack_load(
 		return -ELOOP;
 	if (!pam_file_name_valid(name))
 		return -EINVAL;
-	if (asprintf(&shown, "/etc/pam.d/%s", name) < 0)
-		return -ENOMEM;
-	path = rooted(d, shown);
-	if (!path)
-		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* Where libpam looks: /etc/pam.d, then its vendor directory /usr/lib/pam.d (Debian's
+	 * polkit-1 and systemd-user live there). */
+	for (size_t i = 0; i < ELEMENTSOF(pam_dirs); i++) {
+		free(shown);
+		free(path);
+		path = NULL;
+		if (asprintf(&shown, "%s/%s", pam_dirs[i], name) < 0) {
+			shown = NULL;
+			return -ENOMEM;
+		}
+		path = rooted(d, shown);
+		if (!path)
+			return -ENOMEM;
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (fd >= 0 || errno != ENOENT)
+			break;
+	}
 	if (fd < 0)
 		return -errno;
 	r = read_full_fd(fd, DOCTOR_PAM_MAX_FILE, &text, NULL);
@@ -542,7 +554,7 @@ static int check_service(Doctor *d, const ServiceInfo *svc, bool *ret_present)
 	*ret_present = true;
 	if (r < 0) {
 		finding(d, SEVERITY_ERROR, "fix the PAM configuration",
-		        "pam/%s: cannot read /etc/pam.d/%s and its includes: %s", svc->service,
+		        "pam/%s: cannot read the PAM file of %s and its includes: %s", svc->service,
 		        svc->service,
 		        r == -ELOOP    ? "includes nest too deep (an include loop?)"
 		        : r == -E2BIG  ? "more than 1024 lines"
@@ -647,8 +659,9 @@ static void check_pam(Doctor *d)
 		if (present && services[i].display_manager)
 			any_dm = true;
 		else if (!present && !services[i].display_manager)
-			finding(d, SEVERITY_OK, NULL, "pam/%s: no /etc/pam.d/%s (not installed)",
-			        services[i].service, services[i].service);
+			finding(d, SEVERITY_OK, NULL,
+			        "pam/%s: no /etc/pam.d/%s or /usr/lib/pam.d/%s (not installed)",
+			        services[i].service, services[i].service, services[i].service);
 	}
 	if (!any_dm)
 		finding(d, SEVERITY_OK, NULL,
@@ -885,14 +898,14 @@ static void check_dirs(Doctor *d)
 
 static void check_policy(Doctor *d)
 {
-	_cleanup_free_ char *path = rooted(d, d->config), *pam_dir = rooted(d, "/etc/pam.d");
+	_cleanup_free_ char *path = rooted(d, d->config);
 	_cleanup_(policy_freep) Policy *p = NULL;
 	PolicyDiagnostics diags = {};
 	const char *problem = NULL;
 	struct stat st;
 	int r;
 
-	if (!path || !pam_dir) {
+	if (!path) {
 		oom(d);
 		return;
 	}
@@ -942,7 +955,7 @@ static void check_policy(Doctor *d)
 	}
 
 	r = policy_load_file(path, &diags, &p);
-	if (r >= 0 && policy_check_names(p, pam_dir, &diags) < 0)
+	if (r >= 0 && policy_check_names(p, d->root, &diags) < 0)
 		r = -ENOMEM;
 	for (size_t i = 0; i < diags.n; i++) {
 		const PolicyDiagnostic *x = &diags.items[i];

@@ -72,8 +72,10 @@ T
 		printf '#%%PAM-1.0\n@include common-auth\n@include common-account\nsession required pam_limits.so\n@include common-session\n' \
 			>"$root/etc/pam.d/$s"
 	done
+	# As on Debian 12: polkit's PAM file is in libpam's vendor directory only.
+	mkdir -p "$root/usr/lib/pam.d"
 	printf 'auth optional pam_gnome_keyring.so\nauth include common-auth\nsession substack common-session\n' \
-		>"$root/etc/pam.d/polkit-1"
+		>"$root/usr/lib/pam.d/polkit-1"
 	cat >"$root/etc/keyward/keyward.conf" <<'C'
 settings = { rp_id = "pam://keyward"; credentials_dir = "/etc/keyward/credentials";
 	     state_dir = "/var/lib/keyward"; runtime_dir = "/run/keyward";
@@ -154,6 +156,7 @@ good)
 		expect "^ok +pam/$s: /etc/pam.d/common-auth:[0-9]+: key in addition to the password"
 	done
 	expect '^ok +policy: /etc/keyward/keyward.conf is valid'
+	expect_not 'PAM service "polkit-1" has no'
 	expect '^ok +enrollment: 1 of 4 users are covered by the policy; all have a key enrolled'
 	expect '^ok +pam module: '"$pam_module_dir"'/pam_keyward.so is root-owned, mode 0644'
 	expect '^ok +state: /var/lib/keyward is root-owned, mode 0700'
@@ -226,7 +229,7 @@ session-order)
 pam-loop)
 	printf 'auth include sudo\n' >"$root/etc/pam.d/sudo"
 	run_doctor 1 --offline
-	expect '^error +pam/sudo: cannot read /etc/pam.d/sudo and its includes: includes nest too deep'
+	expect '^error +pam/sudo: cannot read the PAM file of sudo and its includes: includes nest too deep'
 	expect '^ok +pam/login: '
 	;;
 no-key)
