@@ -23,22 +23,18 @@ typedef struct AuthData {
 	/* request (read by the worker) */
 	char *user;
 	uid_t uid;
-	char *service, *tty, *rhost, *rule;
+	char *service, *tty, *rhost;
 	int pin_fd;
+	/* The login's decision (a reference; made by Check or, for a caller that did not
+	 * pass one, here): rule, requirements, removal behaviour, policy digest, caller. The
+	 * worker only reads it. The token of a success carries it to BindSession. */
+	Decision *decision;
+	/* The PAM account phase asked (the application skipped authentication): recorded
+	 * as event `account`. */
+	bool account;
 	/* A cached elevation proved silently: only this device, no touch, no PIN. */
 	bool silent_proof;
 	char *only_device;
-	/* What the token carries to BindSession: the deciding rule's removal behaviour and
-	 * the process that asked. */
-	PolicyRemoval removal;
-	uint32_t grace_ms, lock_verify_ms;
-	PolicyLockFailure on_lock_failure;
-	pid_t caller_pid;
-	uint64_t caller_start;
-	bool up;     /* policy: touch required */
-	PolicyUV uv; /* policy: user verification */
-	PolicyCounter counter;
-	uint32_t lockout_max, lockout_window_s, lockout_unlock_s;
 	CredentialSet *set; /* the user's credentials (worker reads ids/rp ids only) */
 
 	/* result (written by the worker) */
@@ -59,7 +55,7 @@ static void auth_data_free(AuthData *a)
 	free(a->service);
 	free(a->tty);
 	free(a->rhost);
-	free(a->rule);
+	decision_unref(a->decision);
 	free(a->only_device);
 	if (a->pin_fd >= 0)
 		close(a->pin_fd);
@@ -200,8 +196,8 @@ static void auth_assert(
 	uint64_t t0;
 	int r;
 
-	a->uv_required = a->uv == POLICY_UV_REQUIRED;
-	a->up_required = a->up;
+	a->uv_required = a->decision->user_verification == POLICY_UV_REQUIRED;
+	a->up_required = a->decision->user_presence;
 	if (a->silent_proof) {
 		/* Proof that the key of the last authentication is still here: a fresh
 		 * signature over a random challenge, no touch (the method never asks for it
@@ -242,7 +238,7 @@ static void auth_assert(
 			        "The policy requires your security key's PIN; none was given.");
 			return;
 		}
-	} else if (a->uv == POLICY_UV_PREFERRED && pin && has_pin)
+	} else if (a->decision->user_verification == POLICY_UV_PREFERRED && pin && has_pin)
 		use_pin = true;
 
 	as = fido_assert_new();
@@ -433,13 +429,13 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 	const AuthToken *token = NULL;
 	int r;
 
-	rec.event = AUDIT_EVENT_AUTH;
+	rec.event = a->account ? AUDIT_EVENT_ACCOUNT : AUDIT_EVENT_AUTH;
 	rec.user = a->user;
 	rec.uid = a->uid;
 	rec.service = a->service;
 	rec.tty = a->tty;
 	rec.rhost = a->rhost;
-	rec.rule = a->rule;
+	audit_record_set_decision(&rec, a->decision);
 	rec.cred_label = o->cred ? o->cred->label : NULL;
 	rec.cred_id = o->cred_id ? o->cred_id : (o->cred ? o->cred->id : NULL);
 	if (o->cred && o->cred->has_aaguid) {
@@ -458,15 +454,18 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 		        .cred_label = (char *)rec.cred_label,
 		        .hidraw_path = a->dev_path,
 		        .sysfs_path = o->sysfs,
-		        .rule = a->rule,
-		        .removal = a->removal,
-		        .grace_ms = a->grace_ms,
-		        .lock_verify_ms = a->lock_verify_ms,
-		        .on_lock_failure = a->on_lock_failure,
-		        .caller_pid = a->caller_pid,
-		        .caller_start = a->caller_start,
+		        .rule = a->decision->rule,
+		        .decision = a->decision,
+		        .removal = a->decision->removal,
+		        .grace_ms = a->decision->grace_ms,
+		        .lock_verify_ms = a->decision->lock_verify_ms,
+		        .on_lock_failure = a->decision->on_lock_failure,
+		        .caller_pid = a->decision->caller_pid,
+		        .caller_start = a->decision->caller_start,
 		};
 
+		/* A decision serves one successful authentication. */
+		a->decision->spent = true;
 		r = manager_token_add(m, &tmpl, &token);
 		if (r >= 0 && !a->silent_proof)
 			r = manager_grant_set(m, a->uid, rec.cred_id, a->dev_path, o->sysfs);
@@ -539,8 +538,9 @@ static void auth_finish(DeviceOp *op, AuthOutcome *o, bool granted)
 	int r;
 
 	if (!granted && reason_counts_for_lockout(o->reason)) {
-		r = lockout_record_failure(state_dir, a->user, a->lockout_max, a->lockout_window_s,
-		        a->lockout_unlock_s, &locked);
+		r = lockout_record_failure(state_dir, a->user, a->decision->lockout_max_failures,
+		        a->decision->lockout_window_s, a->decision->lockout_unlock_after_s,
+		        &locked);
 		if (r < 0)
 			log_error_errno(r,
 			        "Cannot record a failed authentication of %s in %s/lockout: %m",
@@ -552,14 +552,15 @@ static void auth_finish(DeviceOp *op, AuthOutcome *o, bool granted)
 			rec.user = a->user;
 			rec.uid = a->uid;
 			rec.service = a->service;
-			rec.rule = a->rule;
+			audit_record_set_decision(&rec, a->decision);
 			rec.message = "Too many failed authentications: locked out.";
 			rec.result = AUDIT_RESULT_INFO;
 			(void)manager_audit(m, &rec);
 			log_warning("%s is locked out for %u s after %u failures.", a->user,
-			        a->lockout_unlock_s, a->lockout_max);
+			        a->decision->lockout_unlock_after_s,
+			        a->decision->lockout_max_failures);
 		}
-	} else if (granted && a->lockout_max > 0)
+	} else if (granted && a->decision->lockout_max_failures > 0)
 		(void)lockout_reset(state_dir, a->user);
 	reply_and_audit(op, o, granted, o->sysfs ? o->sysfs : a->dev_path);
 }
@@ -676,7 +677,7 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 			return false;
 		}
 		if (count == 0 && (!found || stored == 0)) {
-			if (a->counter != POLICY_COUNTER_ALLOW_ZERO) {
+			if (a->decision->counter != POLICY_COUNTER_ALLOW_ZERO) {
 				o->reason = "clone";
 				snprintf(o->message, sizeof(o->message),
 				        "This security key does not count its signatures, which "
@@ -698,7 +699,7 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 			rec.cred_label = c->label;
 			rec.cred_id = cid;
 			rec.device = a->dev_path;
-			rec.rule = a->rule;
+			audit_record_set_decision(&rec, a->decision);
 			rec.detail = detail;
 			rec.message =
 			        "Sign counter did not increase: the key may have been cloned.";
@@ -797,7 +798,8 @@ static int reply_now(Manager *m, sd_bus_message *msg, AuditRecord *rec, const ch
 }
 
 typedef struct AuthOptions {
-	int cached; /* the PAM application skipped authentication (account phase) */
+	int cached;           /* the PAM application skipped authentication (account phase) */
+	const char *decision; /* id of the decision Check made for this login */
 } AuthOptions;
 
 static int auth_option(const char *key, sd_bus_message *msg, void *userdata, sd_bus_error *error)
@@ -806,6 +808,8 @@ static int auth_option(const char *key, sd_bus_message *msg, void *userdata, sd_
 
 	if (streq(key, "cached"))
 		return sd_bus_message_read(msg, "b", &o->cached);
+	if (streq(key, "decision"))
+		return sd_bus_message_read(msg, "s", &o->decision);
 	return 0;
 }
 
@@ -814,15 +818,14 @@ int bus_method_authenticate(
 {
 	const char *user, *service, *tty, *rhost;
 	const PolicySettings *st = policy_settings(m->policy);
-	_cleanup_free_ char *rule = NULL, *why = NULL;
+	_cleanup_free_ char *why = NULL;
+	_cleanup_decision_ Decision *d = NULL;
 	AuditRecord rec = AUDIT_RECORD_INIT;
 	AuthData *a = NULL;
 	DeviceOp *op = NULL;
-	PolicyDecision d;
 	uint64_t locked_until = 0;
-	bool remote = false;
 	uid_t uid = (uid_t)-1;
-	static const char *const known[] = {"cached:b", NULL};
+	static const char *const known[] = {"cached:b", "decision:s", NULL};
 	AuthOptions opts = {};
 	const AuthGrant *grant = NULL;
 	int pin_fd, r;
@@ -844,29 +847,49 @@ int bus_method_authenticate(
 		        "Only root may authenticate another user than yourself.");
 	}
 
-	rec.event = AUDIT_EVENT_AUTH;
+	/* The account phase's decisions (sudo's cached timestamp) are `account` events. */
+	rec.event = opts.cached ? AUDIT_EVENT_ACCOUNT : AUDIT_EVENT_AUTH;
 	rec.user = user;
 	rec.service = service;
 	rec.tty = tty;
 	rec.rhost = rhost;
-	r = manager_evaluate(m, user, service, tty, rhost, caller->pid, &d, &remote, &uid);
-	if (r < 0)
-		return reply_now(m, msg, &rec, "error",
-		        "The keyward policy could not be evaluated.", AUDIT_RESULT_FAILURE);
-	rec.uid = uid;
-	r = decision_rule_label(&d, &rule);
-	if (r < 0)
-		return r;
-	rec.rule = rule;
+	if (!isempty(opts.decision)) {
+		/* The decision Check made for this login, whatever policy is in force now: one
+		 * decision per login. It must be this login's, asked by the same process. */
+		Decision *found = decision_table_find(&m->decisions, opts.decision);
 
-	if (d.require == POLICY_REQUIRE_NONE)
+		if (!found)
+			return reply_now(m, msg, &rec, "decision-expired",
+			        "The login took too long (its policy decision expired); try again.",
+			        AUDIT_RESULT_FAILURE);
+		if (!decision_matches(found, user, service, tty, rhost, caller->pid)) {
+			log_notice("Authenticate %s/%s from pid %d: decision %.8s... was made for "
+			           "another login; refused.",
+			        user, service, (int)caller->pid, opts.decision);
+			return reply_now(m, msg, &rec, "decision-mismatch",
+			        "The policy decision given is not this login's.",
+			        AUDIT_RESULT_FAILURE);
+		}
+		d = decision_ref(found);
+	} else {
+		/* A caller that did not ask Check first (or an older module): decide now. */
+		r = manager_decide(m, user, service, tty, rhost, caller->pid, &d);
+		if (r < 0)
+			return reply_now(m, msg, &rec, "error",
+			        "The keyward policy could not be evaluated.", AUDIT_RESULT_FAILURE);
+	}
+	uid = d->uid;
+	rec.uid = uid;
+	audit_record_set_decision(&rec, d);
+
+	if (d->require == POLICY_REQUIRE_NONE)
 		return reply_now(m, msg, &rec, "not-covered",
 		        "The keyward policy does not cover this login.", AUDIT_RESULT_INFO);
-	if (d.require == POLICY_REQUIRE_DENY)
-		return reply_now(m, msg, &rec, d.remote_resolved ? "remote" : "policy-deny",
-		        d.reason ? d.reason : "Access denied by the keyward policy.",
+	if (d->require == POLICY_REQUIRE_DENY)
+		return reply_now(m, msg, &rec, d->remote_resolved ? "remote" : "policy-deny",
+		        d->reason ? d->reason : "Access denied by the keyward policy.",
 		        AUDIT_RESULT_FAILURE);
-	if (d.require != POLICY_REQUIRE_KEY)
+	if (d->require != POLICY_REQUIRE_KEY)
 		return reply_now(
 		        m, msg, &rec, "error", "Unknown policy outcome.", AUDIT_RESULT_FAILURE);
 
@@ -913,27 +936,15 @@ int bus_method_authenticate(
 	a->service = strdup(service);
 	a->tty = strdup(tty);
 	a->rhost = strdup(rhost);
-	a->rule = strdup(rule);
+	a->decision = decision_ref(d);
+	a->account = opts.cached;
 	a->uid = uid;
-	a->up = d.user_presence;
-	a->uv = d.user_verification;
-	a->counter = d.counter;
-	a->lockout_max = d.lockout_max_failures;
-	a->lockout_window_s = d.lockout_window_s;
-	a->lockout_unlock_s = d.lockout_unlock_after_s;
-	a->removal = d.removal;
-	a->grace_ms = d.grace_ms;
-	a->lock_verify_ms = d.lock_verify_ms;
-	a->on_lock_failure = d.on_lock_failure;
-	a->caller_pid = caller->pid;
-	if (caller->pid > 0 && pid_start_time(caller->pid, &a->caller_start) < 0)
-		a->caller_start = 0;
 	/* A cached elevation under "same-key": the key of the user's last authentication,
 	 * if it was not removed since, proves itself without a touch. Anything else (no
 	 * such key, a rule that wants a touch or a PIN every time) is a full
 	 * authentication. */
-	if (opts.cached && d.cached_elevation == POLICY_CACHED_ELEVATION_SAME_KEY &&
-	        d.user_verification != POLICY_UV_REQUIRED)
+	if (opts.cached && d->cached_elevation == POLICY_CACHED_ELEVATION_SAME_KEY &&
+	        d->user_verification != POLICY_UV_REQUIRED)
 		grant = manager_grant_find(m, uid);
 	if (grant) {
 		a->silent_proof = true;
@@ -949,12 +960,12 @@ int bus_method_authenticate(
 	a->pin_fd = pin_fd >= 0 ? fcntl(pin_fd, F_DUPFD_CLOEXEC, 3) : -1;
 	if (a->pin_fd >= 0)
 		(void)fcntl(a->pin_fd, F_SETFL, O_NONBLOCK);
-	if (!a->user || !a->service || !a->tty || !a->rhost || !a->rule) {
+	if (!a->user || !a->service || !a->tty || !a->rhost) {
 		auth_data_free(a);
 		return -ENOMEM;
 	}
-	r = device_op_new(
-	        m, DEVICE_OP_AUTHENTICATE, &auth_vtable, msg, caller->uid, st->timeout_ms, a, &op);
+	r = device_op_new(&m->ops, m, DEVICE_OP_AUTHENTICATE, &auth_vtable, msg, caller->uid,
+	        st->timeout_ms, a, &op);
 	if (r == -EBUSY)
 		return reply_now(m, msg, &rec, "error",
 		        "keywardd is busy with too many requests; try again.",

@@ -1,10 +1,11 @@
 /* binding-file.c: a session binding in memory and on disk — the Binding object, its
  * strict key=value file format (docs/removal.md), no I/O: pure formatting and parsing. */
+#include "binding.h"
+
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 
-#include "session.h"
 #include "util.h"
 
 static const char *const binding_state_table[_BINDING_STATE_MAX] = {
@@ -38,6 +39,8 @@ void binding_free(Binding *b)
 	free(b->hidraw_path);
 	free(b->sysfs_path);
 	free(b->rule);
+	free(b->rule_name);
+	free(b->policy);
 	free(b->removed_device);
 	free(b);
 }
@@ -101,6 +104,10 @@ int binding_format(const Binding *b, char **ret, size_t *ret_len)
 		fprintf(f, "hidraw=%s\n", b->hidraw_path);
 	if (b->sysfs_path)
 		fprintf(f, "sysfs=%s\n", b->sysfs_path);
+	if (b->rule_name)
+		fprintf(f, "rule_name=%s\n", b->rule_name);
+	if (b->policy)
+		fprintf(f, "policy=%s\n", b->policy);
 	fprintf(f,
 	        "created=%" PRIu64 "\nrule=%s\nremoval=%s\ngrace_ms=%u\nlock_verify_ms=%u\n"
 	        "on_lock_failure=%s\nstate=%s\n",
@@ -167,6 +174,8 @@ static const BindingKey binding_keys[] = {
         STRING_KEY("sysfs", false, sysfs_path),
         KEY("created", true),
         STRING_KEY("rule", true, rule),
+        STRING_KEY("rule_name", false, rule_name),
+        STRING_KEY("policy", false, policy),
         KEY("removal", true),
         KEY("grace_ms", true),
         KEY("lock_verify_ms", true),

@@ -3,13 +3,14 @@
  * bus_methods[] (the one table saying who may call what), then the handler. */
 #include "bus-api.h"
 
-#include <grp.h>
 #include <pwd.h>
 
+#include "accounts.h"
 #include "creds.h"
 #include "device-op.h"
 #include "fido-util.h"
 #include "log.h"
+#include "session.h"
 #include "util.h"
 
 typedef struct BusMethod {
@@ -42,33 +43,30 @@ static const BusMethod bus_methods[] = {
         {"GetStatus", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_status},
 };
 
-static bool uid_in_group(uid_t uid, const char *group)
+/* Whether USER (primary group PRIMARY) is a member of GROUP, through the one account
+ * lookup (lib/accounts.h). A lookup that fails is logged and is not membership. */
+static bool user_in_group(const char *user, gid_t primary, const char *group)
 {
-	struct passwd *pw;
-	struct group *gr;
-	gid_t gids[256];
-	int n = (int)ELEMENTSOF(gids);
+	_cleanup_strv_free_ char **names = NULL;
+	int r;
 
-	if (isempty(group))
+	if (isempty(group) || !user)
 		return false;
-	gr = getgrnam(group);
-	pw = getpwuid(uid);
-	if (!gr || !pw)
+	r = account_group_names(user, primary, &names);
+	if (r < 0) {
+		log_warning_errno(r,
+		        "Cannot list the groups of %s (not taken as a member of %s): %m", user,
+		        group);
 		return false;
-	if (pw->pw_gid == gr->gr_gid)
-		return true;
-	if (getgrouplist(pw->pw_name, pw->pw_gid, gids, &n) < 0)
-		return false; /* more than 256 groups: fail closed */
-	for (int i = 0; i < n; i++)
-		if (gids[i] == gr->gr_gid)
-			return true;
-	return false;
+	}
+	return strv_contains(names, group);
 }
 
 static int bus_caller_get(Manager *m, sd_bus_message *msg, BusCaller *ret, sd_bus_error *error)
 {
 	sd_bus_creds *creds = NULL;
-	struct passwd *pw;
+	struct passwd pwbuf, *pw = NULL;
+	char buf[4096];
 	BusCaller c = {.uid = (uid_t)-1, .sender = sd_bus_message_get_sender(msg)};
 	int r;
 
@@ -88,8 +86,12 @@ static int bus_caller_get(Manager *m, sd_bus_message *msg, BusCaller *ret, sd_bu
 		        "keywardd cannot determine who you are; access denied.");
 	}
 	c.is_root = c.uid == 0;
-	c.is_admin = !c.is_root && uid_in_group(c.uid, policy_settings(m->policy)->admin_group);
-	pw = getpwuid(c.uid);
+	/* No name (unknown uid or a failed lookup): neither admin nor SELF of anyone. */
+	if (getpwuid_r(c.uid, &pwbuf, buf, sizeof(buf), &pw) != 0)
+		pw = NULL;
+	c.is_admin =
+	        !c.is_root && pw &&
+	        user_in_group(pw->pw_name, pw->pw_gid, policy_settings(m->policy)->admin_group);
 	if (pw) {
 		c.user = strdup(pw->pw_name);
 		if (!c.user)
@@ -97,17 +99,6 @@ static int bus_caller_get(Manager *m, sd_bus_message *msg, BusCaller *ret, sd_bu
 	}
 	*ret = c;
 	return 0;
-}
-
-bool bus_caller_may_act_for(const BusCaller *c, const char *user)
-{
-	if ((c->allowed & BUS_ACCESS_ROOT) && c->is_root)
-		return true;
-	if ((c->allowed & BUS_ACCESS_ADMIN) && c->is_admin)
-		return true;
-	if ((c->allowed & BUS_ACCESS_SELF) && c->user && user && streq(c->user, user))
-		return true;
-	return false;
 }
 
 static int bus_dispatch(sd_bus_message *msg, void *userdata, sd_bus_error *error)
@@ -145,107 +136,15 @@ static int bus_dispatch(sd_bus_message *msg, void *userdata, sd_bus_error *error
 	return r;
 }
 
-int bus_check_string(
-        const char *s, size_t max, bool may_be_empty, const char *what, sd_bus_error *error)
-{
-	if (!s || (!may_be_empty && !*s))
-		return sd_bus_error_setf(
-		        error, KEYWARD_BUS_ERROR_INVALID_ARGS, "Missing %s.", what);
-	if (strlen(s) > max)
-		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-		        "%s is too long (at most %zu characters).", what, max);
-	for (const char *p = s; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-			        "%s contains a control character.", what);
-	return 0;
-}
-
-int bus_check_user(const char *user, sd_bus_error *error)
-{
-	int r = bus_check_string(user, KEYWARD_MAX_USER, false, "user name", error);
-
-	if (r < 0)
-		return r;
-	if (!valid_user_name(user))
-		return sd_bus_error_setf(
-		        error, KEYWARD_BUS_ERROR_INVALID_ARGS, "Invalid user name.");
-	return 0;
-}
-
-int bus_check_login(const char *user, const char *service, const char *tty, const char *rhost,
-        sd_bus_error *error)
-{
-	int r;
-
-	if ((r = bus_check_user(user, error)) < 0 ||
-	        (r = bus_check_string(service, KEYWARD_MAX_SERVICE, false, "service", error)) < 0 ||
-	        (r = bus_check_string(tty, KEYWARD_MAX_TTY, true, "tty", error)) < 0 ||
-	        (r = bus_check_string(rhost, KEYWARD_MAX_RHOST, true, "rhost", error)) < 0)
-		return r;
-	return 0;
-}
-
-int bus_read_options(sd_bus_message *msg, const char *const *known, bus_option_cb cb,
-        void *userdata, sd_bus_error *error)
-{
-	unsigned n = 0;
-	int r;
-
-	r = sd_bus_message_enter_container(msg, 'a', "{sv}");
-	if (r < 0)
-		return r;
-	while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
-		const char *key, *contents;
-		bool ok = false;
-
-		if (++n > KEYWARD_MAX_OPTIONS)
-			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-			        "Too many options (at most %d).", KEYWARD_MAX_OPTIONS);
-		r = sd_bus_message_read(msg, "s", &key);
-		if (r < 0)
-			return r;
-		r = sd_bus_message_peek_type(msg, NULL, &contents);
-		if (r < 0)
-			return r;
-		for (const char *const *k = known; k && *k; k++) {
-			const char *colon = strchr(*k, ':');
-			if (colon && strlen(key) == (size_t)(colon - *k) &&
-			        strneq(*k, key, strlen(key)) && streq(colon + 1, contents))
-				ok = true;
-		}
-		if (!ok)
-			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-			        "Unknown option '%.64s' or wrong type '%.8s'.", key, contents);
-		r = sd_bus_message_enter_container(msg, 'v', contents);
-		if (r < 0)
-			return r;
-		r = cb(key, msg, userdata, error);
-		if (r < 0)
-			return r;
-		r = sd_bus_message_exit_container(msg);
-		if (r < 0)
-			return r;
-		r = sd_bus_message_exit_container(msg);
-		if (r < 0)
-			return r;
-	}
-	if (r < 0)
-		return r;
-	return sd_bus_message_exit_container(msg);
-}
-
 /* --- Check -------------------------------------------------------------------------- */
 
 static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
 {
 	const char *user, *service, *tty, *rhost;
-	_cleanup_free_ char *rule = NULL, *message = NULL, *cred_error = NULL;
-	PolicyDecision d;
+	_cleanup_free_ char *message = NULL, *cred_error = NULL;
+	_cleanup_decision_ Decision *d = NULL;
 	const char *require;
-	bool remote = false;
 	size_t n_creds = 0;
-	uid_t uid;
 	int r;
 
 	r = sd_bus_message_read(msg, "ssss", &user, &service, &tty, &rhost);
@@ -257,31 +156,29 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 	if (!bus_caller_may_act_for(c, user))
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
 		        "Only root may ask about another user than yourself.");
-	r = manager_evaluate(m, user, service, tty, rhost, c->pid, &d, &remote, &uid);
+	/* The login's one decision: Authenticate (given its id) and BindSession use it. */
+	r = manager_decide(m, user, service, tty, rhost, c->pid, &d);
 	if (r < 0)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
 		        "Cannot evaluate the policy for %s: %s", user, strerror(-r));
-	r = decision_rule_label(&d, &rule);
-	if (r < 0)
-		return r;
-	require = policy_require_to_string(d.require);
-	if (d.require == POLICY_REQUIRE_DENY) {
+	require = policy_require_to_string(d->require);
+	if (d->require == POLICY_REQUIRE_DENY) {
 		AuditRecord rec = AUDIT_RECORD_INIT;
 
 		if (asprintf(&message, "%s",
-		            d.reason ? d.reason : "Access denied by the keyward policy.") < 0)
+		            d->reason ? d->reason : "Access denied by the keyward policy.") < 0)
 			return -ENOMEM;
 		rec.event = AUDIT_EVENT_AUTH;
-		rec.reason = d.remote_resolved ? "remote" : "policy-deny";
+		rec.reason = d->remote_resolved ? "remote" : "policy-deny";
 		rec.message = message;
 		rec.user = user;
-		rec.uid = uid;
+		rec.uid = d->uid;
 		rec.service = service;
 		rec.tty = tty;
 		rec.rhost = rhost;
-		rec.rule = rule;
+		audit_record_set_decision(&rec, d);
 		(void)manager_audit(m, &rec);
-	} else if (d.require == POLICY_REQUIRE_KEY) {
+	} else if (d->require == POLICY_REQUIRE_KEY) {
 		r = creds_count_user(policy_settings(m->policy)->credentials_dir, user, &n_creds);
 		if (r < 0) {
 			_cleanup_credential_set_ CredentialSet *s = NULL;
@@ -297,19 +194,24 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 		} else if (n_creds == 0 &&
 		           asprintf(&message, "No security key is registered for %s.", user) < 0)
 			return -ENOMEM;
+		/* Only a login that goes on to Authenticate needs its decision kept. */
+		if (n_creds > 0)
+			decision_table_add(&m->decisions, d);
 	}
-	log_debug("Check %s/%s tty=%s rhost=%s remote=%s → %s (%s)", user, service, tty, rhost,
-	        remote ? "yes" : "no", require, rule);
-	return sd_bus_reply_method_return(msg, "ssbussu", require,
-	        policy_uv_to_string(d.user_verification), d.user_presence,
-	        policy_settings(m->policy)->timeout_ms, rule, strempty(message), (uint32_t)n_creds);
+	log_debug("Check %s/%s tty=%s rhost=%s remote=%s → %s (%s, rule %s, policy %.12s)", user,
+	        service, tty, rhost, d->remote ? "yes" : "no", require, d->id[0] ? "decided" : "",
+	        d->rule_name, d->policy);
+	return sd_bus_reply_method_return(msg, "ssbussus", require,
+	        policy_uv_to_string(d->user_verification), d->user_presence,
+	        policy_settings(m->policy)->timeout_ms, d->rule, strempty(message),
+	        (uint32_t)n_creds, d->require == POLICY_REQUIRE_KEY && n_creds > 0 ? d->id : "");
 }
 
 /* --- Cancel ------------------------------------------------------------------------- */
 
 static int method_cancel(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
 {
-	int n = device_op_cancel_sender(m, sd_bus_message_get_sender(msg));
+	int n = device_op_cancel_sender(&m->ops, sd_bus_message_get_sender(msg));
 
 	log_debug("Cancel from %s: %d request(s) cancelled.", strna(sd_bus_message_get_sender(msg)),
 	        n);
@@ -615,7 +517,7 @@ static int method_status(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 	        "s", m->config_path, "policy_ok", "b", m->policy_rejected == NULL, "policy_error",
 	        "s", strempty(m->policy_rejected), "policy_in_force", "s", policy_path(m->policy),
 	        "policy_digest", "s", policy_digest(m->policy), "started_usec", "t",
-	        m->started_ms * 1000, "pending_operations", "u", (uint32_t)m->n_ops, "tokens", "u",
+	        m->started_ms * 1000, "pending_operations", "u", (uint32_t)m->ops.n, "tokens", "u",
 	        (uint32_t)m->n_tokens, "bindings", "u", (uint32_t)m->n_bindings, "audit_log", "s",
 	        strempty(policy_settings(m->policy)->audit_log), "audit_ok", "b", m->audit != NULL,
 	        "authentications_ok", "t", m->n_auth_ok, "authentications_failed", "t",
@@ -631,9 +533,10 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_NAMES("Check", "ssss",
                 SD_BUS_PARAM(user) SD_BUS_PARAM(service) SD_BUS_PARAM(tty) SD_BUS_PARAM(rhost),
-                "ssbussu",
+                "ssbussus",
                 SD_BUS_PARAM(require) SD_BUS_PARAM(uv) SD_BUS_PARAM(up) SD_BUS_PARAM(timeout_ms)
-                        SD_BUS_PARAM(rule) SD_BUS_PARAM(message) SD_BUS_PARAM(n_credentials),
+                        SD_BUS_PARAM(rule) SD_BUS_PARAM(message) SD_BUS_PARAM(n_credentials)
+                                SD_BUS_PARAM(decision),
                 bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("Authenticate", "ssssha{sv}",
                 SD_BUS_PARAM(user) SD_BUS_PARAM(service) SD_BUS_PARAM(tty) SD_BUS_PARAM(rhost)

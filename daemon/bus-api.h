@@ -7,44 +7,11 @@
 
 #include <systemd/sd-bus.h>
 
+#include "bus-util.h"
 #include "manager.h"
 
-typedef enum BusAccess {
-	BUS_ACCESS_ROOT = 1 << 0,  /* uid 0 */
-	BUS_ACCESS_ADMIN = 1 << 1, /* member of the policy's admin_group */
-	BUS_ACCESS_SELF = 1 << 2,  /* any caller, but only for its own user name */
-} BusAccess;
-
-typedef struct BusCaller {
-	uid_t uid;  /* effective uid from the bus credentials */
-	pid_t pid;  /* 0 if unknown */
-	char *user; /* name of uid (NSS), or NULL */
-	bool is_root;
-	bool is_admin;
-	BusAccess allowed; /* what the dispatch table grants for this method */
-	const char *sender;
-} BusCaller;
-
+/* Connects to the system bus, registers the object and the dispatch table, takes the name. */
 int bus_api_setup(Manager *m);
-
-/* Whether CALLER may act on USER for this method: root/admin when the table allows them,
- * else SELF with USER equal to the caller's own name. */
-bool bus_caller_may_act_for(const BusCaller *c, const char *user);
-/* Length/charset check of a string argument; sets InvalidArgs naming WHAT. */
-int bus_check_string(
-        const char *s, size_t max, bool may_be_empty, const char *what, sd_bus_error *error);
-int bus_check_user(const char *user, sd_bus_error *error);
-/* The four strings that describe a login (user, PAM service, tty, remote host), in
- * that order; sets InvalidArgs naming the first bad one. */
-int bus_check_login(const char *user, const char *service, const char *tty, const char *rhost,
-        sd_bus_error *error);
-/* Reads an a{sv} options argument: only KNOWN keys of the given types (string of
- * "name:type" pairs like "resident:b"), at most KEYWARD_MAX_OPTIONS entries. Calls
- * CB for each. */
-typedef int (*bus_option_cb)(
-        const char *key, sd_bus_message *msg, void *userdata, sd_bus_error *error);
-int bus_read_options(sd_bus_message *msg, const char *const *known, bus_option_cb cb,
-        void *userdata, sd_bus_error *error);
 
 /* The user holding credential ID among all users' files: 1 and *ret_user, 0 if none. */
 int bus_find_credential_owner(Manager *m, const char *id, char **ret_user);
@@ -55,9 +22,4 @@ typedef int (*bus_method_handler)(
 int bus_method_authenticate(
         Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
 int bus_method_enroll(
-        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
-/* (extension) session binding (daemon/session.c) */
-int bus_method_bind_session(
-        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
-int bus_method_unbind_session(
         Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);

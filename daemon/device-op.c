@@ -1,9 +1,7 @@
-/* device-op.c: thread-per-request device operations with eventfd completion,
- * cancellation (Cancel, caller disconnect, deadline) and bounded concurrency. */
+/* device-op.c: device operations of bus requests, each in its own worker thread
+ * (worker.h), completed in the order the key answered; cancellation (Cancel, caller
+ * disconnect, deadline) and bounded concurrency. */
 #include "device-op.h"
-
-#include <sys/eventfd.h>
-#include <time.h>
 
 #include "log.h"
 #include "util.h"
@@ -19,44 +17,35 @@ int device_op_init(void)
 
 static void device_op_unlink(DeviceOp *op)
 {
-	Manager *m = op->manager;
+	DeviceOpSet *set = op->set;
 
 	if (op->prev)
 		op->prev->next = op->next;
-	else if (m->ops == op)
-		m->ops = op->next;
+	else if (set->head == op)
+		set->head = op->next;
 	if (op->next)
 		op->next->prev = op->prev;
 	op->next = op->prev = NULL;
-	m->n_ops--;
+	set->n--;
 }
 
 static void device_op_free(DeviceOp *op)
 {
 	if (!op)
 		return;
-	if (op->thread_started) {
-		/* Only at shutdown: the op was cancelled; a key that ignores the cancel gets a
-		 * few seconds, then the thread (and its data) are abandoned to process exit. */
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 3;
-		if (pthread_timedjoin_np(op->thread, NULL, &ts) != 0) {
-			log_warning("A device operation of %s does not finish; leaving it behind.",
-			        strna(op->sender));
-			(void)pthread_detach(op->thread);
-			return;
-		}
+	/* A thread still running happens only at shutdown: the op was cancelled; a key that
+	 * ignores the cancel gets a few seconds, then the thread (and its data) are abandoned
+	 * to process exit. */
+	if (!worker_free(op->worker)) {
+		log_warning("A device operation of %s does not finish; leaving it behind.",
+		        strna(op->sender));
+		return;
 	}
 	if (op->vtable && op->vtable->done)
 		op->vtable->done(op);
-	sd_event_source_disable_unref(op->done_source);
 	sd_event_source_disable_unref(op->deadline_source);
 	sd_bus_track_unref(op->track);
 	sd_bus_message_unref(op->request);
-	if (op->done_fd >= 0)
-		close(op->done_fd);
 	pthread_mutex_destroy(&op->lock);
 	free(op->sender);
 	free(op);
@@ -74,38 +63,38 @@ static int on_sender_gone(sd_bus_track *t, void *userdata)
 	return 0;
 }
 
-int device_op_new(Manager *m, DeviceOpKind kind, const DeviceOpVTable *vt, sd_bus_message *request,
-        uid_t caller_uid, uint32_t timeout_ms, void *data, DeviceOp **ret)
+int device_op_new(DeviceOpSet *set, Manager *owner, DeviceOpKind kind, const DeviceOpVTable *vt,
+        sd_bus_message *request, uid_t caller_uid, uint32_t timeout_ms, void *data, DeviceOp **ret)
 {
 	DeviceOp *op;
 	int r;
 
 	size_t mine = 0;
 
-	for (DeviceOp *o = m->ops; o; o = o->next)
+	for (DeviceOp *o = set->head; o; o = o->next)
 		if (o->caller_uid == caller_uid && !o->replied)
 			mine++;
 	/* A global cap, and a smaller one per non-root caller so one user cannot starve
 	 * the others. */
-	if (m->n_ops >= DEVICE_OP_MAX || (caller_uid != 0 && mine >= DEVICE_OP_MAX_PER_UID)) {
+	if (set->n >= DEVICE_OP_MAX || (caller_uid != 0 && mine >= DEVICE_OP_MAX_PER_UID)) {
 		/* DATA is ours even on failure. */
-		DeviceOp tmp = {.manager = m, .vtable = vt, .data = data, .done_fd = -1};
+		DeviceOp tmp = {.set = set, .manager = owner, .vtable = vt, .data = data};
 		if (vt->done)
 			vt->done(&tmp);
 		return -EBUSY;
 	}
 	op = calloc(1, sizeof(*op));
 	if (!op) {
-		DeviceOp tmp = {.manager = m, .vtable = vt, .data = data, .done_fd = -1};
+		DeviceOp tmp = {.set = set, .manager = owner, .vtable = vt, .data = data};
 		if (vt->done)
 			vt->done(&tmp);
 		return -ENOMEM;
 	}
-	op->manager = m;
+	op->set = set;
+	op->manager = owner;
 	op->kind = kind;
 	op->vtable = vt;
 	op->data = data;
-	op->done_fd = -1;
 	op->caller_uid = caller_uid;
 	op->timeout_ms = timeout_ms;
 	pthread_mutex_init(&op->lock, NULL);
@@ -122,11 +111,11 @@ int device_op_new(Manager *m, DeviceOpKind kind, const DeviceOpVTable *vt, sd_bu
 		device_op_free(op);
 		return r;
 	}
-	op->next = m->ops;
-	if (m->ops)
-		m->ops->prev = op;
-	m->ops = op;
-	m->n_ops++;
+	op->next = set->head;
+	if (set->head)
+		set->head->prev = op;
+	set->head = op;
+	set->n++;
 	*ret = op;
 	return 0;
 }
@@ -138,25 +127,19 @@ void device_op_stamp(DeviceOp *op)
 	op->seq = atomic_fetch_add(&device_op_seq, 1);
 }
 
-static void *device_op_thread(void *p)
+static void device_op_work(void *p)
 {
 	DeviceOp *op = p;
-	uint64_t one = 1;
 
 	op->vtable->work(op);
 	device_op_set_active(op, NULL);
 	if (op->seq == 0)
 		device_op_stamp(op);
-	atomic_store(&op->finished, true);
-	while (write(op->done_fd, &one, sizeof(one)) < 0 && errno == EINTR)
-		;
-	return NULL;
 }
 
 static void device_op_finish(DeviceOp *op)
 {
-	(void)pthread_join(op->thread, NULL);
-	op->thread_started = false;
+	worker_join(op->worker);
 	if (!op->replied) {
 		op->vtable->complete(op);
 		op->replied = true;
@@ -165,19 +148,18 @@ static void device_op_finish(DeviceOp *op)
 	device_op_free(op);
 }
 
-static int on_thread_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+static void on_worker_done(void *userdata)
 {
 	DeviceOp *op = userdata;
-	Manager *m = op->manager;
+	DeviceOpSet *set = op->set;
 
 	/* Every op whose thread has finished and that the key answered before this one is
 	 * completed first (their eventfds may be pending in this same iteration). */
 	for (;;) {
 		DeviceOp *first = NULL;
 
-		for (DeviceOp *o = m->ops; o; o = o->next)
-			if (atomic_load(&o->finished) && o->thread_started &&
-			        (!first || o->seq < first->seq))
+		for (DeviceOp *o = set->head; o; o = o->next)
+			if (worker_finished(o->worker) && (!first || o->seq < first->seq))
 				first = o;
 		if (!first || first->seq > op->seq)
 			break;
@@ -186,7 +168,6 @@ static int on_thread_done(sd_event_source *s, int fd, uint32_t revents, void *us
 		device_op_finish(first);
 	}
 	device_op_finish(op);
-	return 0;
 }
 
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
@@ -200,30 +181,21 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
 
 int device_op_start(DeviceOp *op)
 {
-	Manager *m = op->manager;
+	DeviceOpSet *set = op->set;
 	uint64_t now;
 	int r;
 
-	op->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (op->done_fd < 0) {
-		r = -errno;
-		goto fail;
-	}
-	r = sd_event_add_io(m->event, &op->done_source, op->done_fd, EPOLLIN, on_thread_done, op);
+	r = sd_event_now(set->event, CLOCK_MONOTONIC, &now);
 	if (r < 0)
 		goto fail;
-	r = sd_event_now(m->event, CLOCK_MONOTONIC, &now);
-	if (r < 0)
-		goto fail;
-	r = sd_event_add_time(m->event, &op->deadline_source, CLOCK_MONOTONIC,
+	r = sd_event_add_time(set->event, &op->deadline_source, CLOCK_MONOTONIC,
 	        now + ((uint64_t)op->timeout_ms + DEVICE_OP_DEADLINE_GRACE_MS) * 1000, 0,
 	        on_deadline, op);
 	if (r < 0)
 		goto fail;
-	r = -pthread_create(&op->thread, NULL, device_op_thread, op);
+	r = worker_start(set->event, device_op_work, on_worker_done, op, &op->worker);
 	if (r < 0)
 		goto fail;
-	op->thread_started = true;
 	return 0;
 fail:
 	device_op_unlink(op);
@@ -269,11 +241,11 @@ void device_op_cancel(DeviceOp *op, const char *reason)
 	op->deadline_source = sd_event_source_disable_unref(op->deadline_source);
 }
 
-int device_op_cancel_sender(Manager *m, const char *sender)
+int device_op_cancel_sender(DeviceOpSet *set, const char *sender)
 {
 	int n = 0;
 
-	for (DeviceOp *op = m->ops; op; op = op->next)
+	for (DeviceOp *op = set->head; op; op = op->next)
 		if (!op->replied && sender && streq(op->sender, sender)) {
 			device_op_cancel(op, "cancelled");
 			n++;
@@ -281,16 +253,16 @@ int device_op_cancel_sender(Manager *m, const char *sender)
 	return n;
 }
 
-void device_op_cancel_all(Manager *m)
+void device_op_cancel_all(DeviceOpSet *set)
 {
-	for (DeviceOp *op = m->ops; op; op = op->next)
+	for (DeviceOp *op = set->head; op; op = op->next)
 		device_op_cancel(op, "cancelled");
 }
 
-void device_op_free_all(Manager *m)
+void device_op_free_all(DeviceOpSet *set)
 {
-	while (m->ops) {
-		DeviceOp *op = m->ops;
+	while (set->head) {
+		DeviceOp *op = set->head;
 		device_op_cancel(op, "cancelled");
 		device_op_unlink(op);
 		device_op_free(op);

@@ -16,8 +16,15 @@
 #include <systemd/sd-event.h>
 
 #include "creds.h"
-#include "manager.h"
 #include "policy.h"
+#include "worker.h"
+
+/* The owner of an op, for its kind's callbacks (authenticate.c, enroll.c); device-op.c
+ * never looks inside it. */
+typedef struct Manager Manager;
+
+#define DEVICE_OP_MAX         64
+#define DEVICE_OP_MAX_PER_UID 4 /* non-root callers */
 
 typedef enum DeviceOpKind {
 	DEVICE_OP_AUTHENTICATE,
@@ -26,6 +33,13 @@ typedef enum DeviceOpKind {
 } DeviceOpKind;
 
 typedef struct DeviceOp DeviceOp;
+
+/* The pending ops (doubly linked) and the loop their completions come in on. */
+typedef struct DeviceOpSet {
+	sd_event *event;
+	DeviceOp *head;
+	size_t n;
+} DeviceOpSet;
 
 typedef struct DeviceOpVTable {
 	void (*work)(DeviceOp *op);     /* in the thread: device I/O only */
@@ -37,18 +51,16 @@ typedef struct DeviceOpVTable {
 } DeviceOpVTable;
 
 struct DeviceOp {
-	Manager *manager;
+	DeviceOpSet *set;
+	Manager *manager; /* owner, for the vtable */
 	DeviceOpKind kind;
 	const DeviceOpVTable *vtable;
 	sd_bus_message *request; /* ref'd: the reply is deferred */
 	char *sender;            /* caller's unique bus name (Cancel matches on it) */
 	uid_t caller_uid;
 	sd_bus_track *track;
-	sd_event_source *done_source;
 	sd_event_source *deadline_source;
-	int done_fd; /* eventfd: the thread writes 1 when it has finished */
-	pthread_t thread;
-	bool thread_started;
+	Worker *worker; /* the thread doing the device I/O (worker.h) */
 	bool replied;
 
 	pthread_mutex_t lock;   /* guards the two fields below */
@@ -59,7 +71,6 @@ struct DeviceOp {
 	 * finish together are completed in the order the key answered them (sign counters
 	 * must be checked in that order). 0 = not stamped. */
 	uint64_t seq;
-	atomic_bool finished; /* set by the thread just before it signals done_fd */
 
 	uint32_t timeout_ms; /* per device operation (fido_dev_set_timeout) */
 	void *data;          /* kind-specific request/result (authenticate.c, enroll.c) */
@@ -71,8 +82,8 @@ int device_op_init(void); /* fido_init(), once */
 
 /* Creates an op for REQUEST (refs it, tracks its sender). Fails with -EBUSY past
  * DEVICE_OP_MAX pending ops. DATA is owned by the op from now on (vtable->done). */
-int device_op_new(Manager *m, DeviceOpKind kind, const DeviceOpVTable *vt, sd_bus_message *request,
-        uid_t caller_uid, uint32_t timeout_ms, void *data, DeviceOp **ret);
+int device_op_new(DeviceOpSet *set, Manager *owner, DeviceOpKind kind, const DeviceOpVTable *vt,
+        sd_bus_message *request, uid_t caller_uid, uint32_t timeout_ms, void *data, DeviceOp **ret);
 /* Starts the thread and the deadline (timeout_ms + grace). On failure the op is freed. */
 int device_op_start(DeviceOp *op);
 
@@ -86,7 +97,7 @@ void device_op_stamp(DeviceOp *op);
 /* Cancels OP (replies with REASON via vtable->abort if no reply was sent). */
 void device_op_cancel(DeviceOp *op, const char *reason);
 /* Cancels the pending ops whose caller is SENDER; returns how many. */
-int device_op_cancel_sender(Manager *m, const char *sender);
-void device_op_cancel_all(Manager *m);
+int device_op_cancel_sender(DeviceOpSet *set, const char *sender);
+void device_op_cancel_all(DeviceOpSet *set);
 /* Joins all threads and frees all ops (shutdown). */
-void device_op_free_all(Manager *m);
+void device_op_free_all(DeviceOpSet *set);

@@ -1,6 +1,8 @@
 /* enroll.c: the Enroll method — makeCredential on a plugged key (worker thread), then
  * in the loop: attestation signature, AAGUID lists, x5c chain per policy, duplicate
  * checks, store, audit. */
+#include "bus-api.h"
+
 #include <fcntl.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -8,10 +10,10 @@
 #include <sys/random.h>
 
 #include "attestation.h"
-#include "bus-api.h"
 #include "device-op.h"
 #include "fido-util.h"
 #include "log.h"
+#include "service-coverage.h"
 #include "util.h"
 
 #define ENROLL_MAX_DEVICES   16
@@ -523,71 +525,97 @@ static int copy_aaguids(const uint8_t (*src)[16], size_t n, uint8_t (**ret)[16])
 	return 0;
 }
 
-/* The PAM services whose rules decide which keys may be enrolled: a credential serves every
- * service, so each rule that would ask this user for a key must accept it (the strictest
- * wins). "keyward-enroll" lets a policy add a rule just for enrollment. */
-static const char *const enroll_services[] = {
-        "keyward-enroll",
-        "sudo",
-        "sudo-i",
-        "su",
-        "su-l",
-        "login",
-        "sshd",
-        "gdm-password",
-        "gdm-fingerprint",
-        "lightdm",
-        "sddm",
-        "polkit-1",
-        "systemd-user",
-        "runuser",
-        "doas",
-};
+/* The pseudo-service a policy can name to add a rule just for enrollment (no PAM file has it). */
+#define ENROLL_SERVICE "keyward-enroll"
 
+/* Records the restrictions of D (a `key` decision) unless its rule is already recorded.
+ * ASKS_UV: a login can reach the rule now, so its user_verification counts. */
+static int enroll_add_rule(EnrollData *e, const PolicyDecision *d, bool asks_uv, bool *uv)
+{
+	_cleanup_free_ char *rule = NULL;
+	EnrollRule *er;
+	int r;
+
+	if (asks_uv && d->user_verification == POLICY_UV_REQUIRED)
+		*uv = true;
+	r = decision_rule_label(d, &rule);
+	if (r < 0)
+		return r;
+	for (size_t j = 0; j < e->n_rules; j++)
+		if (streq(e->rules[j].rule, rule))
+			return 0;
+	if (e->n_rules >= ENROLL_MAX_RULES)
+		return 0;
+	er = &e->rules[e->n_rules++];
+	er->rule = TAKE_PTR(rule);
+	er->attestation = d->attestation;
+	er->n_aaguid_allow = d->n_aaguid_allow;
+	er->n_aaguid_deny = d->n_aaguid_deny;
+	r = copy_aaguids(d->aaguid_allow, d->n_aaguid_allow, &er->aaguid_allow);
+	if (r >= 0)
+		r = copy_aaguids(d->aaguid_deny, d->n_aaguid_deny, &er->aaguid_deny);
+	if (r < 0)
+		return r;
+	er->trust_anchors = calloc(1, sizeof(char *));
+	if (!er->trust_anchors)
+		return -ENOMEM;
+	for (char *const *t = d->trust_anchors; t && *t; t++) {
+		r = strv_extend(&er->trust_anchors, *t);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* service_coverage_user() asks through here: the decision every login gets. */
+static int enroll_evaluate(const PolicyRequest *req, PolicyDecision *ret, void *userdata)
+{
+	return manager_evaluate(
+	        userdata, req->user, req->service, req->tty ?: "", "", 0, ret, NULL, NULL);
+}
+
+/* A credential serves every service, so each rule that would ask this user for a key must
+ * accept it (the strictest wins): the rule for ENROLL_SERVICE first (its label names the
+ * enrollment in the audit record), then those of the PAM services present (the answer
+ * keywardctl doctor and report give too: service_coverage_user()) and of the services a
+ * rule names that are not installed yet: their AAGUID lists and attestation hold for the
+ * credential once they are (nothing checks them later), while a PIN is only wanted for
+ * what a login can reach now. */
 static int enroll_collect_rules(Manager *m, EnrollData *e, const char *user, bool *ret_uv)
 {
+	_cleanup_(service_coverage_freep) ServiceCoverage *cov = NULL;
+	_cleanup_free_ ServiceCoverageHit *hits = NULL;
+	size_t n_hits = 0;
+	PolicyDecision d;
 	bool uv = false;
 	int r;
 
-	for (size_t i = 0; i < ELEMENTSOF(enroll_services); i++) {
-		_cleanup_free_ char *rule = NULL;
-		EnrollRule *er;
-		PolicyDecision d;
-		bool seen = false;
-
-		r = manager_evaluate(m, user, enroll_services[i], "", "", 0, &d, NULL, NULL);
+	r = manager_evaluate(m, user, ENROLL_SERVICE, "", "", 0, &d, NULL, NULL);
+	if (r < 0)
+		return r;
+	if (d.require == POLICY_REQUIRE_KEY) {
+		r = enroll_add_rule(e, &d, true, &uv);
 		if (r < 0)
 			return r;
-		if (d.require != POLICY_REQUIRE_KEY)
-			continue;
-		r = decision_rule_label(&d, &rule);
+	}
+	r = service_coverage_load(m->policy, NULL, &cov);
+	if (r < 0)
+		return log_error_errno(
+		        r, "Cannot list the PAM services in /etc/pam.d and /usr/lib/pam.d: %m");
+	r = service_coverage_user(cov, m->policy,
+	        &(ServiceCoverageQuery){
+	                .user = user,
+	                .include_absent = true,
+	                .evaluate = enroll_evaluate,
+	                .userdata = m,
+	        },
+	        &hits, &n_hits);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n_hits; i++) {
+		r = enroll_add_rule(e, &hits[i].decision, hits[i].entry->present, &uv);
 		if (r < 0)
 			return r;
-		for (size_t j = 0; j < e->n_rules; j++)
-			if (streq(e->rules[j].rule, rule))
-				seen = true;
-		if (seen || e->n_rules >= ENROLL_MAX_RULES)
-			continue;
-		if (d.user_verification == POLICY_UV_REQUIRED)
-			uv = true;
-		er = &e->rules[e->n_rules++];
-		er->rule = TAKE_PTR(rule);
-		er->attestation = d.attestation;
-		er->n_aaguid_allow = d.n_aaguid_allow;
-		er->n_aaguid_deny = d.n_aaguid_deny;
-		r = copy_aaguids(d.aaguid_allow, d.n_aaguid_allow, &er->aaguid_allow);
-		if (r >= 0)
-			r = copy_aaguids(d.aaguid_deny, d.n_aaguid_deny, &er->aaguid_deny);
-		if (r < 0)
-			return r;
-		er->trust_anchors = calloc(1, sizeof(char *));
-		if (!er->trust_anchors)
-			return -ENOMEM;
-		for (char *const *t = d.trust_anchors; t && *t; t++) {
-			r = strv_extend(&er->trust_anchors, *t);
-			if (r < 0)
-				return r;
-		}
 	}
 	*ret_uv = uv;
 	return 0;
@@ -683,8 +711,8 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	if (e->pin_fd >= 0)
 		(void)fcntl(e->pin_fd, F_SETFL, O_NONBLOCK);
 	log_info("Enroll %s (label %s) requested by uid %u.", user, label, (unsigned)caller->uid);
-	r = device_op_new(
-	        m, DEVICE_OP_ENROLL, &enroll_vtable, msg, caller->uid, st->timeout_ms, e, &op);
+	r = device_op_new(&m->ops, m, DEVICE_OP_ENROLL, &enroll_vtable, msg, caller->uid,
+	        st->timeout_ms, e, &op);
 	if (r == -EBUSY)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_BUSY,
 		        "keywardd is busy with too many requests; try again.");

@@ -1,19 +1,22 @@
-/* logind.c: asynchronous sd-bus calls to org.freedesktop.login1 with explicit timeouts,
- * and the signal matches of the removal path (LockedHint, SessionRemoved). */
+/* logind.c: sd-bus calls to org.freedesktop.login1 with explicit timeouts (asynchronous,
+ * except the bounded Remote look-up a login decision waits for), and the signal matches of
+ * the removal path (LockedHint, SessionRemoved). */
 #include "logind.h"
+
+#include <systemd/sd-login.h>
 
 #include "util.h"
 
-static int logind_call(Manager *m, const char *path, const char *interface, const char *member,
+static int logind_call(sd_bus *bus, const char *path, const char *interface, const char *member,
         sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot, const char *types, ...)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
 	va_list ap;
 	int r;
 
-	if (!m->bus)
+	if (!bus)
 		return -ENOTCONN;
-	r = sd_bus_message_new_method_call(m->bus, &call, LOGIND_SERVICE, path, interface, member);
+	r = sd_bus_message_new_method_call(bus, &call, LOGIND_SERVICE, path, interface, member);
 	if (r < 0)
 		return r;
 	if (types) {
@@ -23,42 +26,43 @@ static int logind_call(Manager *m, const char *path, const char *interface, cons
 		if (r < 0)
 			return r;
 	}
-	return sd_bus_call_async(m->bus, ret_slot, call, cb, userdata, LOGIND_ASYNC_TIMEOUT_USEC);
+	return sd_bus_call_async(bus, ret_slot, call, cb, userdata, LOGIND_ASYNC_TIMEOUT_USEC);
 }
 
-int logind_get_session(Manager *m, const char *session_id, sd_bus_message_handler_t cb,
+int logind_get_session(sd_bus *bus, const char *session_id, sd_bus_message_handler_t cb,
         void *userdata, sd_bus_slot **ret_slot)
 {
-	return logind_call(m, LOGIND_PATH, LOGIND_MANAGER_INTERFACE, "GetSession", cb, userdata,
+	return logind_call(bus, LOGIND_PATH, LOGIND_MANAGER_INTERFACE, "GetSession", cb, userdata,
 	        ret_slot, "s", session_id);
 }
 
-int logind_get_session_property(Manager *m, const char *path, const char *name,
+int logind_get_session_property(sd_bus *bus, const char *path, const char *name,
         sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot)
 {
-	return logind_call(m, path, "org.freedesktop.DBus.Properties", "Get", cb, userdata,
+	return logind_call(bus, path, "org.freedesktop.DBus.Properties", "Get", cb, userdata,
 	        ret_slot, "ss", LOGIND_SESSION_INTERFACE, name);
 }
 
-int logind_lock_session(Manager *m, const char *path, sd_bus_message_handler_t cb, void *userdata,
+int logind_lock_session(sd_bus *bus, const char *path, sd_bus_message_handler_t cb, void *userdata,
         sd_bus_slot **ret_slot)
 {
-	return logind_call(m, path, LOGIND_SESSION_INTERFACE, "Lock", cb, userdata, ret_slot, NULL);
+	return logind_call(
+	        bus, path, LOGIND_SESSION_INTERFACE, "Lock", cb, userdata, ret_slot, NULL);
 }
 
-int logind_terminate_session(Manager *m, const char *session_id, sd_bus_message_handler_t cb,
+int logind_terminate_session(sd_bus *bus, const char *session_id, sd_bus_message_handler_t cb,
         void *userdata, sd_bus_slot **ret_slot)
 {
-	return logind_call(m, LOGIND_PATH, LOGIND_MANAGER_INTERFACE, "TerminateSession", cb,
+	return logind_call(bus, LOGIND_PATH, LOGIND_MANAGER_INTERFACE, "TerminateSession", cb,
 	        userdata, ret_slot, "s", session_id);
 }
 
-int logind_watch_session_properties(Manager *m, const char *path, sd_bus_message_handler_t cb,
+int logind_watch_session_properties(sd_bus *bus, const char *path, sd_bus_message_handler_t cb,
         void *userdata, sd_bus_slot **ret_slot)
 {
 	_cleanup_free_ char *rule = NULL;
 
-	if (!m->bus)
+	if (!bus)
 		return -ENOTCONN;
 	/* The object path comes from logind (GetSession); keep quotes out of the rule. */
 	if (strchr(path, '\'') || strchr(path, '\\'))
@@ -71,16 +75,71 @@ int logind_watch_session_properties(Manager *m, const char *path, sd_bus_message
 		return -ENOMEM;
 	/* AddMatch goes out before any later call on this connection, so the bus applies it
 	 * before it routes the reaction to our Lock. */
-	return sd_bus_add_match_async(m->bus, ret_slot, rule, cb, NULL, userdata);
+	return sd_bus_add_match_async(bus, ret_slot, rule, cb, NULL, userdata);
 }
 
 int logind_watch_session_removed(
-        Manager *m, sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot)
+        sd_bus *bus, sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot)
 {
-	if (!m->bus)
+	if (!bus)
 		return -ENOTCONN;
-	return sd_bus_match_signal_async(m->bus, ret_slot, LOGIND_SERVICE, LOGIND_PATH,
+	return sd_bus_match_signal_async(bus, ret_slot, LOGIND_SERVICE, LOGIND_PATH,
 	        LOGIND_MANAGER_INTERFACE, "SessionRemoved", cb, NULL, userdata);
+}
+
+/* One synchronous call with what is left of the deadline (CLOCK_MONOTONIC usec). */
+static int logind_call_sync(sd_bus *bus, uint64_t deadline, const char *path, const char *interface,
+        const char *member, sd_bus_error *error, sd_bus_message **ret_reply, const char *types, ...)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
+	uint64_t now = now_monotonic_ms() * 1000;
+	va_list ap;
+	int r;
+
+	if (now >= deadline)
+		return -ETIMEDOUT;
+	r = sd_bus_message_new_method_call(bus, &call, LOGIND_SERVICE, path, interface, member);
+	if (r < 0)
+		return r;
+	va_start(ap, types);
+	r = sd_bus_message_appendv(call, types, ap);
+	va_end(ap);
+	if (r < 0)
+		return r;
+	return sd_bus_call(bus, call, deadline - now, error, ret_reply);
+}
+
+int logind_session_is_remote(sd_bus *bus, pid_t pid, bool *ret)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	_cleanup_free_ char *session = NULL, *path = NULL;
+	sd_bus_error error = SD_BUS_ERROR_NULL;
+	uint64_t deadline = now_monotonic_ms() * 1000 + LOGIND_SYNC_TIMEOUT_USEC;
+	const char *p;
+	int remote = 0, r;
+
+	if (pid <= 0 || !bus)
+		return -ENXIO;
+	if (sd_pid_get_session(pid, &session) < 0)
+		return -ENXIO; /* not in a logind session */
+	r = logind_call_sync(bus, deadline, LOGIND_PATH, LOGIND_MANAGER_INTERFACE, "GetSession",
+	        &error, &reply, "s", session);
+	if (r >= 0)
+		r = sd_bus_message_read(reply, "o", &p);
+	if (r >= 0 && !(path = strdup(p)))
+		r = -ENOMEM;
+	if (r >= 0) {
+		reply = sd_bus_message_unref(reply);
+		r = logind_call_sync(bus, deadline, path, "org.freedesktop.DBus.Properties", "Get",
+		        &error, &reply, "ss", LOGIND_SESSION_INTERFACE, "Remote");
+	}
+	if (r >= 0)
+		r = sd_bus_message_read(reply, "v", "b", &remote);
+	sd_bus_error_free(&error);
+	if (r < 0)
+		return r;
+	*ret = remote;
+	return 0;
 }
 
 bool logind_reply_failed(

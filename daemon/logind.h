@@ -1,11 +1,13 @@
-/* logind.h: keywardd's asynchronous calls to systemd-logind (org.freedesktop.login1):
- * session look-up, Session.Lock, Manager.TerminateSession, LockedHint and Type, and the
- * signals keywardd follows. Every call has an explicit timeout; none blocks the loop. */
+/* logind.h: keywardd's calls to systemd-logind (org.freedesktop.login1): session look-up,
+ * Session.Lock, Manager.TerminateSession, LockedHint, Type and Remote, and the signals
+ * keywardd follows. Adapter layer: it knows only the bus connection it is given and
+ * reports through the caller's reply handlers. Every call has an explicit timeout. */
 #pragma once
 
-#include <systemd/sd-bus.h>
+#include <stdbool.h>
+#include <sys/types.h>
 
-#include "manager.h"
+#include <systemd/sd-bus.h>
 
 #define LOGIND_SERVICE               "org.freedesktop.login1"
 #define LOGIND_PATH                  "/org/freedesktop/login1"
@@ -14,29 +16,38 @@
 #define LOGIND_ERROR_NO_SUCH_SESSION "org.freedesktop.login1.NoSuchSession"
 /* Every logind call of the removal path gives up after this long. */
 #define LOGIND_ASYNC_TIMEOUT_USEC (2 * 1000 * 1000ULL)
+/* The one logind question a login's decision waits for (logind_session_is_remote): both
+ * of its calls together give up after this long. */
+#define LOGIND_SYNC_TIMEOUT_USEC (500 * 1000ULL)
 
 /* The callbacks are sd-bus reply handlers: REPLY is the method return or the error
  * (sd_bus_message_get_error()); a timeout arrives as an error reply too. */
 
 /* Manager.GetSession(id) → o */
-int logind_get_session(Manager *m, const char *session_id, sd_bus_message_handler_t cb,
+int logind_get_session(sd_bus *bus, const char *session_id, sd_bus_message_handler_t cb,
         void *userdata, sd_bus_slot **ret_slot);
 /* Properties.Get(Session, NAME) → v */
-int logind_get_session_property(Manager *m, const char *path, const char *name,
+int logind_get_session_property(sd_bus *bus, const char *path, const char *name,
         sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot);
 /* Session.Lock() on PATH */
-int logind_lock_session(Manager *m, const char *path, sd_bus_message_handler_t cb, void *userdata,
+int logind_lock_session(sd_bus *bus, const char *path, sd_bus_message_handler_t cb, void *userdata,
         sd_bus_slot **ret_slot);
 /* Manager.TerminateSession(id) */
-int logind_terminate_session(Manager *m, const char *session_id, sd_bus_message_handler_t cb,
+int logind_terminate_session(sd_bus *bus, const char *session_id, sd_bus_message_handler_t cb,
         void *userdata, sd_bus_slot **ret_slot);
 /* Matches PropertiesChanged of the Session interface on PATH (installed before the Lock
  * call is sent, so no change can be missed). */
-int logind_watch_session_properties(Manager *m, const char *path, sd_bus_message_handler_t cb,
+int logind_watch_session_properties(sd_bus *bus, const char *path, sd_bus_message_handler_t cb,
         void *userdata, sd_bus_slot **ret_slot);
 /* Matches Manager.SessionRemoved(s id, o path). */
 int logind_watch_session_removed(
-        Manager *m, sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot);
+        sd_bus *bus, sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot);
+
+/* Whether the logind session PID belongs to is remote (its Remote property): synchronous,
+ * because the policy decision of a login waits for it, but bounded by
+ * LOGIND_SYNC_TIMEOUT_USEC in all. -ENXIO without a bus, a pid or a session of the pid,
+ * else -errno of the failed call (the caller treats every failure as "not known to be remote"). */
+int logind_session_is_remote(sd_bus *bus, pid_t pid, bool *ret);
 
 /* Whether REPLY is an error; *ret_error_name (if given) gets its name. */
 bool logind_reply_failed(

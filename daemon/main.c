@@ -1,12 +1,12 @@
-/* main.c: keywardd entry point — options, then run(): manager_new → manager_startup →
- * manager_run. Everything else lives in manager.c and the bus API. */
+/* main.c: keywardd entry point — options, then run(): manager_new → daemon_startup →
+ * daemon_run. daemon.c wires the layers; the state lives in manager.c. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "daemon.h"
 #include "keyward-config.h"
 #include "log.h"
-#include "manager.h"
 #include "util.h"
 
 static void help(void)
@@ -64,7 +64,7 @@ static int parse_argv(int argc, char *argv[], ManagerOptions *o)
 
 static int run(int argc, char *argv[])
 {
-	_cleanup_(manager_freep) Manager *m = NULL;
+	_cleanup_(daemon_freep) Manager *m = NULL;
 	ManagerOptions o = {.config_path = KEYWARD_DEFAULT_CONFIG};
 	int r;
 
@@ -76,10 +76,10 @@ static int run(int argc, char *argv[])
 	r = manager_new(&o, &m);
 	if (r < 0)
 		return r;
-	r = manager_startup(m);
+	r = daemon_startup(m);
 	if (r < 0)
 		return r;
-	return manager_run(m);
+	return daemon_run(m);
 }
 
 int main(int argc, char *argv[])

@@ -1,9 +1,8 @@
-/* manager.c: keywardd's Manager — startup (policy, audit trail, bus), the event loop,
- * SIGHUP reload, shutdown, remote detection, policy evaluation and binding tokens. */
+/* manager.c: keywardd's Manager, the state layer — policy (load, SIGHUP reload), audit
+ * trail, the event loop, remote detection, policy evaluation, tokens and grants. The
+ * wiring of the layers above (bus API, removal) is daemon.c's. */
 #include "manager.h"
 
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/random.h>
 
@@ -11,14 +10,11 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-login.h>
 
-#include "bus-api.h"
-#include "device-op.h"
+#include "accounts.h"
+#include "coverage-publish.h"
 #include "log.h"
-#include "removal.h"
-#include "session.h"
+#include "logind.h"
 #include "util.h"
-
-#define LOGIND_CALL_TIMEOUT_USEC (1000 * 1000)
 
 static void log_diagnostics(const PolicyDiagnostics *d, int level_errors)
 {
@@ -108,6 +104,10 @@ static void save_last_good(Manager *m, const char *text)
 	if (r < 0)
 		log_warning_errno(
 		        r, "Cannot keep a copy of the good policy in %s: %m", strna(path));
+
+	/* coverage snapshot (daemon/coverage-publish.c): published with every policy that
+	 * loads, for pam_keyward's fallback. Keep this call when restructuring. */
+	(void)coverage_publish(m->policy, m->config_path);
 }
 
 /* At start, with the configured file rejected: the last good copy, if there is one. */
@@ -287,6 +287,7 @@ int manager_new(const ManagerOptions *opts, Manager **ret)
 	r = sd_event_default(&m->event);
 	if (r < 0)
 		return log_error_errno(r, "Cannot create the event loop: %m");
+	m->ops.event = m->event;
 	*ret = TAKE_PTR(m);
 	return 0;
 }
@@ -294,13 +295,9 @@ int manager_new(const ManagerOptions *opts, Manager **ret)
 int manager_startup(Manager *m)
 {
 	_cleanup_free_ char *why = NULL, *text = NULL;
-	AuditRecord rec = AUDIT_RECORD_INIT;
 	sigset_t mask;
 	int r;
 
-	r = device_op_init();
-	if (r < 0)
-		return r;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGTERM);
@@ -335,14 +332,12 @@ int manager_startup(Manager *m)
 		r = sd_event_add_signal(m->event, &m->sigint_source, SIGINT, on_terminate, m);
 	if (r < 0)
 		return log_error_errno(r, "Cannot watch signals: %m");
+	return 0;
+}
 
-	r = bus_api_setup(m);
-	if (r < 0)
-		return r;
-	/* (extension, removal helper) bindings reload + prune, udev watch, keys gone at start. */
-	r = removal_startup(m);
-	if (r < 0)
-		return r;
+void manager_announce_ready(Manager *m)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
 
 	rec.event = AUDIT_EVENT_POLICY_LOAD;
 	rec.action = "start";
@@ -373,24 +368,27 @@ int manager_startup(Manager *m)
 	else
 		(void)sd_notify(false, "READY=1\nSTATUS=Running");
 	log_info("keywardd %s ready on the system bus as %s.", KEYWARD_VERSION, KEYWARD_BUS_NAME);
-	return 0;
 }
 
 int manager_run(Manager *m)
 {
-	AuditRecord rec = AUDIT_RECORD_INIT;
 	int r;
 
 	r = sd_event_loop(m->event);
 	if (r < 0)
 		log_error_errno(r, "Event loop failed: %m");
 	m->shutting_down = true;
-	device_op_cancel_all(m);
+	return r;
+}
+
+void manager_record_stop(Manager *m, int r)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+
 	rec.event = AUDIT_EVENT_DAEMON_STOP;
 	rec.result = r != 0 ? AUDIT_RESULT_FAILURE : AUDIT_RESULT_SUCCESS;
 	rec.reason = r < 0 ? "error" : r > 0 ? "bus-lost" : "stopped";
 	(void)manager_audit(m, &rec);
-	return r;
 }
 
 static void grants_unlink(Manager *m, AuthGrant **link);
@@ -399,26 +397,19 @@ Manager *manager_free(Manager *m)
 {
 	if (!m)
 		return NULL;
-	device_op_free_all(m);
-	removal_shutdown(m); /* (extension, removal helper) before the bindings are freed */
-	while (m->bindings) {
-		Binding *b = m->bindings;
-		m->bindings = b->next;
-		binding_free(b);
-	}
+	/* The layers above (daemon.c) have freed what they hung off the manager: pending
+	 * device operations, removal state, the bindings. */
 	while (m->tokens) {
 		AuthToken *t = m->tokens;
 		m->tokens = t->next;
 		auth_token_free(t);
 	}
+	decision_table_clear(&m->decisions);
 	while (m->grants)
 		grants_unlink(m, &m->grants);
 	sd_event_source_unref(m->sighup_source);
 	sd_event_source_unref(m->sigterm_source);
 	sd_event_source_unref(m->sigint_source);
-	sd_event_source_unref(m->udev_source);
-	if (m->udev_monitor)
-		udev_monitor_unref(m->udev_monitor);
 	if (m->udev)
 		udev_unref(m->udev);
 	sd_bus_slot_unref(m->vtable_slot);
@@ -434,91 +425,20 @@ Manager *manager_free(Manager *m)
 	return NULL;
 }
 
-/* logind's Remote property of the session PID belongs to, if any. */
-static int logind_session_remote(Manager *m, pid_t pid, bool *ret)
-{
-	_cleanup_free_ char *session = NULL;
-	sd_bus_error error = SD_BUS_ERROR_NULL;
-	sd_bus_message *reply = NULL;
-	const char *path;
-	int remote = 0, r;
-
-	if (pid <= 0 || !m->bus)
-		return -ENXIO;
-	r = sd_pid_get_session(pid, &session);
-	if (r < 0)
-		return r;
-	r = sd_bus_call_method(m->bus, "org.freedesktop.login1", "/org/freedesktop/login1",
-	        "org.freedesktop.login1.Manager", "GetSession", &error, &reply, "s", session);
-	if (r >= 0)
-		r = sd_bus_message_read(reply, "o", &path);
-	if (r >= 0) {
-		_cleanup_free_ char *p = strdup(path);
-		sd_bus_message_unref(reply);
-		reply = NULL;
-		if (!p)
-			r = -ENOMEM;
-		else
-			r = sd_bus_get_property_trivial(m->bus, "org.freedesktop.login1", p,
-			        "org.freedesktop.login1.Session", "Remote", &error, 'b', &remote);
-	}
-	sd_bus_message_unref(reply);
-	if (r < 0) {
-		log_debug("logind: no Remote property for session %s: %s", session,
-		        error.message ? error.message : strerror(-r));
-		sd_bus_error_free(&error);
-		return r;
-	}
-	*ret = remote;
-	return 0;
-}
-
 bool manager_is_remote(Manager *m, const char *rhost, const char *tty, pid_t caller_pid)
 {
 	bool remote = false;
+	int r;
 
 	if (policy_is_remote(isempty(rhost) ? NULL : rhost, isempty(tty) ? NULL : tty))
 		return true;
-	if (logind_session_remote(m, caller_pid, &remote) >= 0 && remote)
-		return true;
-	return false;
-}
-
-static int user_groups(const char *user, gid_t gid, char ***ret)
-{
-	_cleanup_strv_free_ char **names = NULL;
-	_cleanup_free_ gid_t *gids = NULL;
-	int n = 64;
-
-	for (int attempt = 0; attempt < 4; attempt++) {
-		int want = n;
-		gid_t *g = reallocarray(gids, (size_t)n, sizeof(gid_t));
-		if (!g)
-			return -ENOMEM;
-		gids = g;
-		if (getgrouplist(user, gid, gids, &want) >= 0) {
-			n = want;
-			break;
-		}
-		if (want <= n || want > 65536)
-			return -E2BIG;
-		n = want;
-		if (attempt == 3)
-			return -E2BIG;
-	}
-	names = calloc(1, sizeof(char *));
-	if (!names)
-		return -ENOMEM;
-	for (int i = 0; i < n; i++) {
-		struct group *gr = getgrgid(gids[i]);
-		if (gr && gr->gr_name && !strv_contains(names, gr->gr_name)) {
-			int r = strv_extend(&names, gr->gr_name);
-			if (r < 0)
-				return r;
-		}
-	}
-	*ret = TAKE_PTR(names);
-	return 0;
+	/* Bounded (logind.h: LOGIND_SYNC_TIMEOUT_USEC): the decision waits for the answer. A
+	 * failed look-up is "not known to be remote", as the RHOST/TTY check stands. */
+	r = logind_session_is_remote(m->bus, caller_pid, &remote);
+	if (r < 0 && r != -ENXIO)
+		log_debug_errno(r, "logind: no Remote property for the session of pid %d: %m",
+		        (int)caller_pid);
+	return r >= 0 && remote;
 }
 
 int manager_evaluate(Manager *m, const char *user, const char *service, const char *tty,
@@ -526,7 +446,8 @@ int manager_evaluate(Manager *m, const char *user, const char *service, const ch
         uid_t *ret_uid)
 {
 	_cleanup_strv_free_ char **groups = NULL;
-	struct passwd *pw;
+	uid_t uid;
+	gid_t gid;
 	PolicyRequest req = {
 	        .user = user,
 	        .uid = (uid_t)-1,
@@ -536,17 +457,20 @@ int manager_evaluate(Manager *m, const char *user, const char *service, const ch
 	};
 	int r;
 
-	pw = getpwnam(user);
-	if (pw) {
-		req.uid = pw->pw_uid;
-		r = user_groups(user, pw->pw_gid, &groups);
+	/* Fail closed: only "NSS says there is no such user" means no uid and no groups; any
+	 * other lookup failure is an error, and the caller denies. */
+	r = account_lookup(user, &uid, &gid);
+	if (r >= 0) {
+		req.uid = uid;
+		r = account_group_names(user, gid, &groups);
 		if (r < 0)
 			return log_error_errno(r, "Cannot resolve the groups of %s: %m", user);
-	} else {
+	} else if (r == -ESRCH) {
 		groups = calloc(1, sizeof(char *));
 		if (!groups)
 			return -ENOMEM;
-	}
+	} else
+		return log_error_errno(r, "Cannot look up the account %s: %m", user);
 	req.groups = groups;
 	req.remote = manager_is_remote(m, rhost, tty, caller_pid);
 	r = policy_evaluate(m->policy, &req, ret_decision);
@@ -586,6 +510,7 @@ void auth_token_free(AuthToken *t)
 	free(t->hidraw_path);
 	free(t->sysfs_path);
 	free(t->rule);
+	decision_unref(t->decision);
 	free(t);
 }
 
@@ -657,6 +582,7 @@ int manager_token_add(Manager *m, const AuthToken *tmpl, const AuthToken **ret)
 	t->hidraw_path = strdup_or_null(tmpl->hidraw_path, &oom);
 	t->sysfs_path = strdup_or_null(tmpl->sysfs_path, &oom);
 	t->rule = strdup_or_null(tmpl->rule, &oom);
+	t->decision = decision_ref(tmpl->decision);
 	t->created_ms = now_monotonic_ms();
 	t->realtime_ms = now_realtime_ms();
 	t->next = NULL;
@@ -812,4 +738,26 @@ int manager_hidraw_to_syspath(Manager *m, const char *devnode, char **ret)
 	}
 	udev_enumerate_unref(e);
 	return r;
+}
+
+int manager_decide(Manager *m, const char *user, const char *service, const char *tty,
+        const char *rhost, pid_t caller_pid, Decision **ret)
+{
+	PolicyDecision pd;
+	uid_t uid = (uid_t)-1;
+	bool remote = false;
+	int r;
+
+	r = manager_evaluate(m, user, service, tty, rhost, caller_pid, &pd, &remote, &uid);
+	if (r < 0)
+		return r;
+	pd.remote = remote;
+	return decision_new(&(DecisionRequest){.user = user,
+	                            .uid = uid,
+	                            .service = service,
+	                            .tty = tty,
+	                            .rhost = rhost,
+	                            .caller_pid = caller_pid,
+	                            .policy_digest = policy_digest(m->policy)},
+	        &pd, ret);
 }

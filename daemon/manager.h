@@ -1,7 +1,7 @@
-/* manager.h: keywardd's state — the event loop, the bus connection, the loaded policy,
- * the audit trail, pending device operations and the tokens of successful
- * authentications (for BindSession). Extension points for session bindings and the
- * udev removal watch are marked "(extension)". */
+/* manager.h: keywardd's state layer — the event loop, the bus connection, the loaded
+ * policy, the audit trail, the tokens of successful authentications (for BindSession)
+ * and the tables the layers above keep here (device operations, bindings, removal). It
+ * includes nothing of the daemon above it; daemon.c wires the layers together. */
 #pragma once
 
 #include <stdbool.h>
@@ -13,11 +13,12 @@
 
 #include "audit.h"
 #include "bus-names.h"
+#include "decision.h"
+#include "device-op.h"
 #include "policy.h"
 
 typedef struct Manager Manager;
-typedef struct DeviceOp DeviceOp; /* daemon/device-op.h */
-typedef struct Binding Binding;   /* (extension) daemon/session binding, defined by its file */
+typedef struct Binding Binding; /* daemon/binding.h */
 
 /* What a successful Authenticate leaves behind for BindSession: who authenticated, for
  * which service, from which process, with which credential on which physical key, and
@@ -34,6 +35,7 @@ typedef struct AuthToken {
 	char *hidraw_path; /* /dev/hidrawN as libfido2 named it */
 	char *sysfs_path; /* /sys/devices/... of the hidraw device (NULL if udev did not know it) */
 	char *rule;       /* decision_rule_label() of the deciding rule */
+	Decision *decision; /* the login's decision (a reference), carried to BindSession */
 	PolicyRemoval removal;
 	uint32_t grace_ms, lock_verify_ms;
 	PolicyLockFailure on_lock_failure;
@@ -59,8 +61,6 @@ typedef struct AuthGrant {
 /* Tokens not bound within this time are forgotten. */
 #define AUTH_TOKEN_LIFETIME_MS (5 * 60 * 1000)
 #define AUTH_TOKEN_MAX         4096
-#define DEVICE_OP_MAX          64
-#define DEVICE_OP_MAX_PER_UID  4 /* non-root callers */
 
 typedef struct ManagerOptions {
 	const char *config_path;
@@ -82,10 +82,10 @@ struct Manager {
 	        *audit; /* NULL when the trail could not be opened (policy audit_failure applies) */
 	char *audit_path; /* path the trail was opened at (reopened when the policy moves it) */
 
-	DeviceOp *ops; /* pending Authenticate/Enroll, doubly linked */
-	size_t n_ops;
+	DeviceOpSet ops; /* pending Authenticate/Enroll (device-op.h) */
 
-	AuthToken *tokens; /* successful authentications awaiting BindSession */
+	DecisionTable decisions; /* made by Check, awaiting Authenticate (decision.h) */
+	AuthToken *tokens;       /* successful authentications awaiting BindSession */
 	size_t n_tokens;
 	AuthGrant *grants; /* per uid: the key of the last successful authentication */
 	size_t n_grants;
@@ -93,10 +93,8 @@ struct Manager {
 	/* (extension) session bindings: BindSession/UnbindSession, removal actions. */
 	Binding *bindings;
 	size_t n_bindings;
-	/* (extension) udev monitor for hidraw add/remove. */
-	struct udev *udev;
-	struct udev_monitor *udev_monitor;
-	sd_event_source *udev_source;
+	struct PruneJob *prune; /* start-up check of the bound sessions (binding.c) */
+	struct udev *udev;      /* for sysfs paths; removal.c's watch shares it */
 	/* (extension) removal state: proofs in flight, logind watches (daemon/removal.h). */
 	struct RemovalContext *removal;
 
@@ -116,10 +114,14 @@ static inline void manager_freep(Manager **m)
 	if (*m)
 		manager_free(*m);
 }
-/* Loads the policy, opens the audit trail, connects to the bus, takes the name. */
+/* Blocks and watches the signals, loads the policy, opens the audit trail, opens udev. */
 int manager_startup(Manager *m);
+/* Once every layer has started (daemon.c): the start records and READY=1. */
+void manager_announce_ready(Manager *m);
 /* Runs the event loop until SIGTERM/SIGINT; returns the exit code of the loop. */
 int manager_run(Manager *m);
+/* The daemon-stop record for the loop's exit code R. */
+void manager_record_stop(Manager *m, int r);
 
 /* (Re)loads the policy from m->config_path. On failure the old policy stays, the
  * reasons are logged (file:line: why) and audited; returns -errno. */
@@ -140,6 +142,11 @@ bool manager_is_remote(Manager *m, const char *rhost, const char *tty, pid_t cal
 int manager_evaluate(Manager *m, const char *user, const char *service, const char *tty,
         const char *rhost, pid_t caller_pid, PolicyDecision *ret_decision, bool *ret_remote,
         uid_t *ret_uid);
+/* Evaluates the policy for this login once and makes the Decision that the rest of the
+ * login carries (decision.h): with the uid, the remote verdict and the digest of the
+ * policy in force. */
+int manager_decide(Manager *m, const char *user, const char *service, const char *tty,
+        const char *rhost, pid_t caller_pid, Decision **ret);
 /* The rule a decision came from, for replies, records and bindings: "file:line", or
  * "default". Returns 0 or -ENOMEM (*RET untouched). */
 int decision_rule_label(const PolicyDecision *d, char **ret);

@@ -3,9 +3,7 @@
  * terminate, end-elevation, none) and one audit record per step (failure until done). */
 #include "removal.h"
 
-#include <pthread.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <sys/pidfd.h>
 #include <sys/random.h>
 #include <time.h>
@@ -17,9 +15,8 @@
 #include "log.h"
 #include "logind.h"
 #include "process.h"
-#include "session.h"
-#include "udev-watch.h"
 #include "util.h"
+#include "worker.h"
 
 static void binding_act(Binding *b, const char *why);
 
@@ -117,7 +114,7 @@ static void terminate_start(Binding *b)
 
 	b->state = BINDING_ACTING;
 	r = logind_terminate_session(
-	        b->manager, b->session_id, on_terminate_reply, b, &b->call_slot);
+	        b->manager->bus, b->session_id, on_terminate_reply, b, &b->call_slot);
 	if (r < 0) {
 		log_error_errno(r, "SECURITY: cannot ask logind to terminate session %s: %m",
 		        b->session_id);
@@ -207,8 +204,8 @@ static int on_verify_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 		return 0;
 	}
 	b->call_slot = sd_bus_slot_unref(b->call_slot);
-	r = logind_get_session_property(
-	        b->manager, b->session_path, "LockedHint", on_final_locked_hint, b, &b->call_slot);
+	r = logind_get_session_property(b->manager->bus, b->session_path, "LockedHint",
+	        on_final_locked_hint, b, &b->call_slot);
 	if (r < 0) {
 		snprintf(message, sizeof(message), "cannot read LockedHint: %s", strerror(-r));
 		lock_failed(b, "not-locked", message);
@@ -277,7 +274,7 @@ static int on_lock_reply(sd_bus_message *reply, void *userdata, sd_bus_error *re
 	        "logind was asked to lock the session; waiting for LockedHint.", NULL);
 	/* A session that was locked already sends no PropertiesChanged: ask once. */
 	r = logind_get_session_property(
-	        b->manager, b->session_path, "LockedHint", on_locked_hint, b, &b->call_slot);
+	        b->manager->bus, b->session_path, "LockedHint", on_locked_hint, b, &b->call_slot);
 	if (r < 0)
 		log_debug_errno(r, "Cannot read LockedHint of %s: %m", b->session_id);
 	return 0;
@@ -289,9 +286,9 @@ static void lock_send(Binding *b)
 	int r;
 
 	r = logind_watch_session_properties(
-	        m, b->session_path, on_properties_changed, b, &b->match_slot);
+	        m->bus, b->session_path, on_properties_changed, b, &b->match_slot);
 	if (r >= 0)
-		r = logind_lock_session(m, b->session_path, on_lock_reply, b, &b->call_slot);
+		r = logind_lock_session(m->bus, b->session_path, on_lock_reply, b, &b->call_slot);
 	if (r >= 0)
 		r = sd_event_add_time_relative(m->event, &b->verify_timer, CLOCK_MONOTONIC,
 		        (uint64_t)b->lock_verify_ms * 1000, 0, on_verify_timeout, b);
@@ -335,7 +332,7 @@ static void lock_start(Binding *b)
 		lock_send(b);
 		return;
 	}
-	r = logind_get_session(b->manager, b->session_id, on_lock_resolved, b, &b->call_slot);
+	r = logind_get_session(b->manager->bus, b->session_id, on_lock_resolved, b, &b->call_slot);
 	if (r < 0) {
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
 		        strerror(-r), NULL);
@@ -600,10 +597,7 @@ struct ProofOp {
 	char *devnode, *syspath;
 	ProofItem items[PROOF_MAX_CREDENTIALS];
 	size_t n;
-	pthread_t thread;
-	bool thread_started;
-	int done_fd;
-	sd_event_source *done_source;
+	Worker *worker; /* the silent assertion runs in it (worker.h) */
 	ProofOp *next;
 };
 
@@ -617,9 +611,6 @@ static void proof_free(ProofOp *p)
 		free(p->items[i].rp_id);
 		free(p->items[i].public_key);
 	}
-	sd_event_source_disable_unref(p->done_source);
-	if (p->done_fd >= 0)
-		close(p->done_fd);
 	free(p->devnode);
 	free(p->syspath);
 	free(p);
@@ -663,11 +654,10 @@ out:
 	return result;
 }
 
-static void *proof_thread(void *userdata)
+static void proof_work(void *userdata)
 {
 	ProofOp *p = userdata;
 	fido_dev_t *dev = fido_dev_new();
-	uint64_t one = 1;
 	int r = FIDO_ERR_INTERNAL;
 
 	if (dev) {
@@ -689,9 +679,6 @@ static void *proof_thread(void *userdata)
 			(void)fido_dev_close(dev);
 		fido_dev_free(&dev);
 	}
-	while (write(p->done_fd, &one, sizeof(one)) < 0 && errno == EINTR)
-		;
-	return NULL;
 }
 
 static void proof_unlink(Manager *m, ProofOp *p)
@@ -704,13 +691,11 @@ static void proof_unlink(Manager *m, ProofOp *p)
 		}
 }
 
-static int on_proof_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+static void on_proof_done(void *userdata)
 {
 	ProofOp *p = userdata;
 	Manager *m = p->manager;
 
-	(void)pthread_join(p->thread, NULL);
-	p->thread_started = false;
 	for (size_t i = 0; i < p->n; i++) {
 		ProofItem *it = &p->items[i];
 		bool ok = streq(it->result, "ok");
@@ -756,8 +741,8 @@ static int on_proof_done(sd_event_source *s, int fd, uint32_t revents, void *use
 		}
 	}
 	proof_unlink(m, p);
+	(void)worker_free(p->worker); /* joined already */
 	proof_free(p);
-	return 0;
 }
 
 static bool proof_has(const ProofOp *p, const char *user, const char *cred_id)
@@ -791,7 +776,6 @@ prove:
 	if (!p)
 		return;
 	p->manager = m;
-	p->done_fd = -EBADF;
 	p->devnode = strdup(devnode);
 	p->syspath = strdup(syspath);
 	if (!p->devnode || !p->syspath) {
@@ -827,16 +811,11 @@ prove:
 		if (!it->rp_id || !it->public_key)
 			it->result = "no-credential";
 	}
-	p->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (p->done_fd < 0 ||
-	        sd_event_add_io(m->event, &p->done_source, p->done_fd, EPOLLIN, on_proof_done, p) <
-	                0 ||
-	        pthread_create(&p->thread, NULL, proof_thread, p) != 0) {
+	if (worker_start(m->event, proof_work, on_proof_done, p, &p->worker) < 0) {
 		log_error("Cannot start the proof of key %s; the grace periods run out.", syspath);
 		proof_free(p);
 		return;
 	}
-	p->thread_started = true;
 	p->next = ctx(m)->proofs;
 	ctx(m)->proofs = p;
 	ctx(m)->n_proofs++;
@@ -857,7 +836,7 @@ int removal_reconcile(Manager *m, const char *why)
 	size_t n_present;
 	int r = 0;
 
-	r = udev_watch_present(m, &present);
+	r = udev_watch_present(m->udev, &present);
 	if (r < 0)
 		return log_error_errno(r, "Cannot list the hidraw devices: %m");
 	n_present = strv_length(present);
@@ -901,7 +880,7 @@ int removal_reconcile(Manager *m, const char *why)
 			for (Binding *b = m->bindings; b && !used; b = b->next)
 				used = b->state == BINDING_BOUND && b->sysfs_path &&
 				       streq(b->sysfs_path, *p);
-			if (used || udev_watch_devnode(m, *p, &devnode) < 0)
+			if (used || udev_watch_devnode(m->udev, *p, &devnode) < 0)
 				continue;
 			removal_key_added(m, *p, devnode);
 			offered++;
@@ -914,7 +893,7 @@ void removal_check_binding(Manager *m, Binding *b)
 {
 	if (b->state != BINDING_BOUND)
 		return;
-	if (b->sysfs_path ? udev_watch_device_exists(m, b->sysfs_path)
+	if (b->sysfs_path ? udev_watch_device_exists(m->udev, b->sysfs_path)
 	                  : (b->hidraw_path && access(b->hidraw_path, F_OK) >= 0))
 		return;
 	removal_key_removed(m, b->sysfs_path, b->hidraw_path, "missing-at-bind");
@@ -936,6 +915,27 @@ static int on_session_removed(sd_bus_message *msg, void *userdata, sd_bus_error 
 	return 0;
 }
 
+static void on_key_removed(const char *syspath, const char *devnode, void *userdata)
+{
+	removal_key_removed(userdata, syspath, devnode, "removed");
+}
+
+static void on_key_added(const char *syspath, const char *devnode, void *userdata)
+{
+	removal_key_added(userdata, syspath, devnode);
+}
+
+static void on_events_lost(void *userdata)
+{
+	(void)removal_reconcile(userdata, "rescan");
+}
+
+static const UdevWatchCallbacks udev_callbacks = {
+        .removed = on_key_removed,
+        .added = on_key_added,
+        .lost = on_events_lost,
+};
+
 int removal_startup(Manager *m)
 {
 	int r;
@@ -944,10 +944,11 @@ int removal_startup(Manager *m)
 	if (!m->removal)
 		return log_error_errno(-ENOMEM, "Out of memory.");
 	/* The watch first, so that nothing removed from now on is missed. */
-	r = udev_watch_start(m);
+	r = udev_watch_start(m->event, m->udev, &udev_callbacks, m, &ctx(m)->udev_watch);
 	if (r < 0)
 		return r;
-	r = logind_watch_session_removed(m, on_session_removed, m, &ctx(m)->session_removed_slot);
+	r = logind_watch_session_removed(
+	        m->bus, on_session_removed, m, &ctx(m)->session_removed_slot);
 	if (r < 0)
 		log_warning_errno(r, "Cannot follow logind's SessionRemoved: %m");
 	r = bindings_load(m);
@@ -969,21 +970,15 @@ void removal_shutdown(Manager *m)
 		binding_cancel_pending(b);
 	while (c->proofs) {
 		ProofOp *p = c->proofs;
-		struct timespec ts;
 
 		c->proofs = p->next;
-		if (p->thread_started) {
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += 3;
-			if (pthread_timedjoin_np(p->thread, NULL, &ts) != 0) {
-				log_warning("A key proof does not finish; leaving it behind.");
-				(void)pthread_detach(p->thread);
-				continue; /* its memory goes with the process */
-			}
+		if (!worker_free(p->worker)) {
+			log_warning("A key proof does not finish; leaving it behind.");
+			continue; /* its memory goes with the process */
 		}
 		proof_free(p);
 	}
-	prune_job_free(c->prune);
+	udev_watch_free(c->udev_watch);
 	sd_bus_slot_unref(c->session_removed_slot);
 	free(c);
 	m->removal = NULL;

@@ -6,10 +6,11 @@
 
 #include <stdbool.h>
 
+#include "binding.h"
 #include "manager.h"
+#include "udev-watch.h"
 
 typedef struct ProofOp ProofOp;
-typedef struct PruneJob PruneJob; /* daemon/session.c */
 
 /* Removal state hung off the Manager (m->removal). */
 typedef struct RemovalContext {
@@ -17,7 +18,7 @@ typedef struct RemovalContext {
 	        *session_removed_slot; /* logind SessionRemoved: drop bindings of ended sessions */
 	ProofOp *proofs;               /* silent assertions running in worker threads */
 	size_t n_proofs;
-	PruneJob *prune; /* start-up check of the bound sessions with logind */
+	UdevWatch *udev_watch; /* hidraw add/remove, reported to removal_key_*() */
 } RemovalContext;
 
 /* After the loop, policy and bus exist: loads and prunes the bindings, starts the udev

@@ -1,107 +1,14 @@
-/* session.h: bindings of logind sessions / elevated processes to the physical key that
- * authenticated them (BindSession/UnbindSession), kept on disk under runtime_dir so that
- * they survive a daemon restart, and pruned of sessions/processes that ended meanwhile. */
+/* session.h: BindSession / UnbindSession — the bus methods that turn the token of a
+ * successful Authenticate into a binding (binding.h) of the session or elevated process
+ * to the physical key, and drop it again. The handlers are in bus-api.h's table. */
 #pragma once
 
-#include <stdbool.h>
-#include <stdint.h>
-#include <sys/types.h>
-
+#include "binding.h"
+#include "bus-util.h"
 #include "manager.h"
 
-typedef enum BindingState {
-	BINDING_BOUND,  /* the key is plugged in (as far as we know) */
-	BINDING_GRACE,  /* the key is gone; waiting up to grace_ms for it to be proved back */
-	BINDING_ACTING, /* the removal action is under way (lock verification, process exit) */
-	BINDING_DONE,   /* the removal action has finished: the binding is inert until unbound */
-	_BINDING_STATE_MAX,
-	_BINDING_STATE_INVALID = -EINVAL,
-} BindingState;
-
-/* Caps on what a binding file may hold (the files are ours, but never trusted blindly). */
-#define BINDING_FILE_MAX  8192
-#define BINDING_VALUE_MAX 1024
-#define BINDINGS_SUBDIR   "bindings"
-
-struct Binding {
-	Manager *manager;
-	char id[KEYWARD_TOKEN_CHARS + 1]; /* binding id (random hex), also the file name */
-	char *user;
-	uid_t uid;
-	char *session_id;   /* logind session id, or NULL for an elevation */
-	char *session_path; /* logind object path (from GetSession), NULL until resolved */
-	char *session_type; /* logind Type ("x11", "wayland", "tty", ...), NULL if unknown */
-	pid_t pid; /* elevated process (it and its descendants are ended), or the PAM caller */
-	uint64_t pid_start; /* start time of pid (/proc/PID/stat field 22), 0 if unknown */
-	pid_t pgid;         /* process group of pid at bind time: recorded, never signalled */
-	char *service, *tty;
-	char *cred_id, *cred_label;
-	char *hidraw_path, *sysfs_path; /* the physical key (from the AuthToken) */
-	uint64_t created_ms;            /* realtime */
-
-	/* What the policy rule that matched at bind time says about removal. */
-	char *rule; /* "file:line" or "default" */
-	PolicyRemoval removal;
-	uint32_t grace_ms;
-	uint32_t lock_verify_ms;
-	PolicyLockFailure on_lock_failure;
-
-	BindingState state;
-
-	/* Run time only (daemon/removal.c). */
-	char *removed_device;          /* sysfs path the key had when it went away */
-	sd_event_source *grace_timer;  /* grace_ms after removal */
-	sd_event_source *verify_timer; /* lock_verify_ms after Session.Lock */
-	sd_event_source *kill_timer;   /* end-elevation: polls the tree, SIGKILL after SIGTERM */
-	struct ProcessId *tree;        /* end-elevation: the processes signalled so far */
-	size_t n_tree;
-	uint64_t signal_ms;        /* CLOCK_MONOTONIC of the last signal sent to the tree */
-	sd_bus_slot *call_slot;    /* pending logind call of the action */
-	sd_bus_slot *match_slot;   /* PropertiesChanged of the session (LockedHint) */
-	sd_bus_slot *resolve_slot; /* GetSession / Get Type at bind time */
-	bool lock_requested;       /* Session.Lock answered */
-	bool lock_hint;            /* LockedHint was seen true while verifying */
-	bool kill_sent;            /* end-elevation: SIGKILL was sent */
-	bool unbind_requested;     /* UnbindSession while ending the elevation: drop when done */
-
-	struct Binding *next, *prev;
-};
-
-const char *binding_state_to_string(BindingState s);
-BindingState binding_state_from_string(const char *s);
-
-/* binding-file.c: a new binding (M may be NULL outside the daemon), freeing it (with its
- * pending timers/calls), and the file format. */
-Binding *binding_new(Manager *m);
-void binding_free(Binding *b);
-/* Whether V may be stored (no control characters, at most BINDING_VALUE_MAX). */
-bool binding_value_ok(const char *v);
-/* B as the text of its file; -EINVAL if a value cannot be stored. */
-int binding_format(const Binding *b, char **ret, size_t *ret_len);
-/* Parses the text of file ID (modified in place); -EBADMSG with *ret_why (static) for a
- * file that is not exactly what binding_format() writes (unknown, repeated or missing
- * keys, bad numbers, control characters). */
-int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const char **ret_why);
-/* Finds a binding by id (NULL if none). */
-Binding *manager_binding_find(Manager *m, const char *id);
-/* "pid:N" for elevations, the session id otherwise (static buffer per call site). */
-const char *binding_subject(const Binding *b, char *buf, size_t size);
-/* Fills the common fields of an audit record for B. */
-void binding_audit_fill(const Binding *b, AuditRecord *rec, char *subject_buf, size_t size);
-
-/* Writes B's file (atomically) in the bindings directory. */
-int binding_save(Binding *b);
-/* Unlinks B from the manager, removes its file, audits session-unbind with REASON
- * (result success) and frees it. */
-void binding_drop(Binding *b, const char *reason);
-
-/* Directory of the binding files (runtime_dir/bindings), made 0700 if missing. */
-int bindings_dir(Manager *m, char **ret);
-/* Loads the binding files (at start); prunes elevations whose process is gone (or
- * whose pid was reused) at once, and asks logind about every session (NoSuchSession →
- * pruned) asynchronously. Returns the number loaded or -errno. */
-int bindings_load(Manager *m);
-
-/* Cancels the start-up check of the bound sessions (shutdown). */
-typedef struct PruneJob PruneJob;
-void prune_job_free(PruneJob *j);
+/* The handlers bus-api.c's dispatch table calls (root only). */
+int bus_method_bind_session(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
+int bus_method_unbind_session(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);

@@ -1,32 +1,54 @@
-/* udev-watch.c: hidraw uevents from a libudev monitor, dispatched to removal.c. A receive
+/* udev-watch.c: hidraw uevents from a libudev monitor, reported to the owner's callbacks
+ * (removal.c registers them). A receive
  * error that may have lost events (ENOBUFS) triggers a rescan, so a missed "remove"
  * still acts: the watch never stops enforcing silently. */
 #include "udev-watch.h"
 
-#include <libudev.h>
+#include <stdlib.h>
 
 #include "log.h"
-#include "removal.h"
 #include "util.h"
 
 #define UDEV_RECEIVE_BUFFER (4 * 1024 * 1024)
 #define UDEV_MAX_PER_WAKEUP 256
 
+struct UdevWatch {
+	struct udev *udev;
+	struct udev_monitor *monitor;
+	sd_event_source *source;
+	UdevWatchCallbacks cb;
+	void *userdata;
+};
+
+UdevWatch *udev_watch_free(UdevWatch *w)
+{
+	if (!w)
+		return NULL;
+	sd_event_source_disable_unref(w->source);
+	if (w->monitor)
+		udev_monitor_unref(w->monitor);
+	if (w->udev)
+		udev_unref(w->udev);
+	free(w);
+	return NULL;
+}
+
 static int on_udev_event(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
-	Manager *m = userdata;
+	UdevWatch *w = userdata;
 
 	for (unsigned i = 0; i < UDEV_MAX_PER_WAKEUP; i++) {
 		struct udev_device *d;
 		const char *action, *syspath, *devnode;
 
 		errno = 0;
-		d = udev_monitor_receive_device(m->udev_monitor);
+		d = udev_monitor_receive_device(w->monitor);
 		if (!d) {
 			if (errno == ENOBUFS) {
 				log_warning("udev: events were lost (receive buffer overrun); "
 				            "rescanning the keys.");
-				(void)removal_reconcile(m, "rescan");
+				if (w->cb.lost)
+					w->cb.lost(w->userdata);
 			}
 			break;
 		}
@@ -34,39 +56,53 @@ static int on_udev_event(sd_event_source *s, int fd, uint32_t revents, void *use
 		syspath = udev_device_get_syspath(d);
 		devnode = udev_device_get_devnode(d);
 		log_debug("udev: %s %s (%s)", strna(action), strna(syspath), strna(devnode));
-		if (action && syspath && streq(action, "remove"))
-			removal_key_removed(m, syspath, devnode, "removed");
-		else if (action && syspath && streq(action, "add"))
-			removal_key_added(m, syspath, devnode);
+		if (action && syspath && streq(action, "remove") && w->cb.removed)
+			w->cb.removed(syspath, devnode, w->userdata);
+		else if (action && syspath && streq(action, "add") && w->cb.added)
+			w->cb.added(syspath, devnode, w->userdata);
 		udev_device_unref(d);
 	}
 	return 0;
 }
 
-int udev_watch_start(Manager *m)
+static void udev_watch_freep(UdevWatch **w)
 {
+	udev_watch_free(*w);
+}
+
+int udev_watch_start(sd_event *event, struct udev *udev, const UdevWatchCallbacks *cb,
+        void *userdata, UdevWatch **ret)
+{
+	_cleanup_(udev_watch_freep) UdevWatch *w = NULL;
 	int r;
 
-	if (!m->udev)
+	if (!udev)
 		return log_error_errno(
 		        -ENOSYS, "libudev is not available: key removal cannot be watched.");
-	m->udev_monitor = udev_monitor_new_from_netlink(m->udev, "udev");
-	if (!m->udev_monitor)
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->udev = udev_ref(udev);
+	w->cb = *cb;
+	w->userdata = userdata;
+	w->monitor = udev_monitor_new_from_netlink(udev, "udev");
+	if (!w->monitor)
 		return log_error_errno(-errno ?: -EIO, "Cannot create a udev monitor: %m");
-	r = udev_monitor_filter_add_match_subsystem_devtype(m->udev_monitor, "hidraw", NULL);
+	r = udev_monitor_filter_add_match_subsystem_devtype(w->monitor, "hidraw", NULL);
 	if (r < 0)
 		return log_error_errno(r, "Cannot filter the udev monitor on hidraw: %m");
-	(void)udev_monitor_set_receive_buffer_size(m->udev_monitor, UDEV_RECEIVE_BUFFER);
-	r = udev_monitor_enable_receiving(m->udev_monitor);
+	(void)udev_monitor_set_receive_buffer_size(w->monitor, UDEV_RECEIVE_BUFFER);
+	r = udev_monitor_enable_receiving(w->monitor);
 	if (r < 0)
 		return log_error_errno(r, "Cannot start the udev monitor: %m");
-	r = sd_event_add_io(m->event, &m->udev_source, udev_monitor_get_fd(m->udev_monitor),
-	        EPOLLIN, on_udev_event, m);
+	r = sd_event_add_io(
+	        event, &w->source, udev_monitor_get_fd(w->monitor), EPOLLIN, on_udev_event, w);
 	if (r < 0)
 		return log_error_errno(r, "Cannot watch the udev monitor: %m");
 	/* Removals before anything else that is ready at the same time. */
-	(void)sd_event_source_set_priority(m->udev_source, SD_EVENT_PRIORITY_IMPORTANT);
-	(void)sd_event_source_set_description(m->udev_source, "udev-hidraw");
+	(void)sd_event_source_set_priority(w->source, SD_EVENT_PRIORITY_IMPORTANT);
+	(void)sd_event_source_set_description(w->source, "udev-hidraw");
+	*ret = TAKE_PTR(w);
 	return 0;
 }
 
@@ -75,19 +111,19 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int udev_watch_present(Manager *m, char ***ret_syspaths)
+int udev_watch_present(struct udev *udev, char ***ret_syspaths)
 {
 	_cleanup_strv_free_ char **l = NULL;
 	struct udev_enumerate *e;
 	struct udev_list_entry *item;
 	int r = 0;
 
-	if (!m->udev)
+	if (!udev)
 		return -ENOSYS;
 	l = calloc(1, sizeof(char *));
 	if (!l)
 		return -ENOMEM;
-	e = udev_enumerate_new(m->udev);
+	e = udev_enumerate_new(udev);
 	if (!e)
 		return -ENOMEM;
 	if (udev_enumerate_add_match_subsystem(e, "hidraw") < 0 ||
@@ -109,28 +145,28 @@ int udev_watch_present(Manager *m, char ***ret_syspaths)
 	return 0;
 }
 
-bool udev_watch_device_exists(Manager *m, const char *syspath)
+bool udev_watch_device_exists(struct udev *udev, const char *syspath)
 {
 	struct udev_device *d;
 
-	if (!m->udev || isempty(syspath))
+	if (!udev || isempty(syspath))
 		return false;
-	d = udev_device_new_from_syspath(m->udev, syspath);
+	d = udev_device_new_from_syspath(udev, syspath);
 	if (!d)
 		return false;
 	udev_device_unref(d);
 	return true;
 }
 
-int udev_watch_devnode(Manager *m, const char *syspath, char **ret)
+int udev_watch_devnode(struct udev *udev, const char *syspath, char **ret)
 {
 	struct udev_device *d;
 	const char *node;
 	char *c;
 
-	if (!m->udev || isempty(syspath))
+	if (!udev || isempty(syspath))
 		return -ENODEV;
-	d = udev_device_new_from_syspath(m->udev, syspath);
+	d = udev_device_new_from_syspath(udev, syspath);
 	if (!d)
 		return -ENODEV;
 	node = udev_device_get_devnode(d);

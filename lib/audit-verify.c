@@ -12,8 +12,9 @@
 
 #include <openssl/crypto.h>
 
-#include "audit-json.h"
 #include "audit.h"
+
+#include "audit-json.h"
 #include "util.h"
 
 #define SEAL_MAC_SUFFIX_LEN (8 + AUDIT_HASH_HEX_LEN + 2)
@@ -27,8 +28,8 @@ AuditEntry *audit_entry_free(AuditEntry *e)
 		return NULL;
 	char **strs[] = {&e->time, &e->host, &e->reason, &e->message, &e->user, &e->service,
 	        &e->tty, &e->rhost, &e->cred_label, &e->cred_id, &e->aaguid, &e->device, &e->rule,
-	        &e->session, &e->action, &e->detail, &e->prev_file, &e->torn_sha256, &e->key_id,
-	        &e->mac, &e->prev};
+	        &e->rule_name, &e->policy, &e->session, &e->action, &e->detail, &e->prev_file,
+	        &e->torn_sha256, &e->key_id, &e->mac, &e->prev};
 	for (size_t i = 0; i < ELEMENTSOF(strs); i++)
 		free(*strs[i]);
 	free(e);
@@ -84,6 +85,8 @@ static const struct {
         {"aaguid", F_STR, offsetof(AuditEntry, aaguid), HAS_OTHER},
         {"device", F_STR, offsetof(AuditEntry, device), HAS_OTHER},
         {"rule", F_STR, offsetof(AuditEntry, rule), HAS_OTHER},
+        {"rule_name", F_STR, offsetof(AuditEntry, rule_name), HAS_OTHER},
+        {"policy", F_STR, offsetof(AuditEntry, policy), HAS_OTHER},
         {"session", F_STR, offsetof(AuditEntry, session), HAS_OTHER},
         {"action", F_STR, offsetof(AuditEntry, action), HAS_OTHER},
         {"detail", F_STR, offsetof(AuditEntry, detail), HAS_OTHER},

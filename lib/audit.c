@@ -460,6 +460,8 @@ static int format_record(AuditLog *log, const AuditRecord *rec, const Extra *x, 
 	put_str(b, "aaguid", rec->aaguid, field_max);
 	put_str(b, "device", rec->device, field_max);
 	put_str(b, "rule", rec->rule, field_max);
+	put_str(b, "rule_name", rec->rule_name, field_max);
+	put_str(b, "policy", rec->policy, field_max);
 	put_str(b, "session", rec->session, field_max);
 	put_str(b, "action", rec->action, field_max);
 	put_str(b, "detail", rec->detail, field_max);
@@ -1014,7 +1016,8 @@ int audit_log_open(const AuditOptions *opts, AuditLog **ret, bool *ret_torn)
 		return r;
 	}
 
-	if (log->to_syslog && access("/run/systemd/journal/socket", F_OK) < 0) {
+	if (log->to_syslog &&
+	        access(opts->journal_socket ?: "/run/systemd/journal/socket", F_OK) < 0) {
 		/* sd_journal_send() succeeds silently without journald: notice it here. */
 		log->no_journal = true;
 		sink_failed(log, AUDIT_SINK_JOURNAL, -errno);

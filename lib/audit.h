@@ -77,13 +77,15 @@ typedef struct AuditRecord {
 	const char *tty;
 	const char *rhost;
 	const char *cred_label;
-	const char *cred_id; /* hex or base64 id as stored */
-	const char *aaguid;  /* canonical UUID text */
-	const char *device;  /* key's sysfs path */
-	const char *rule;    /* matched policy rule "file:line" */
-	const char *session; /* logind session id or "pid:N" for elevations */
-	const char *action;  /* removal action name */
-	const char *detail;  /* free-form extra, e.g. policy digest */
+	const char *cred_id;   /* hex or base64 id as stored */
+	const char *aaguid;    /* canonical UUID text */
+	const char *device;    /* key's sysfs path */
+	const char *rule;      /* matched policy rule "file:line" */
+	const char *rule_name; /* its name ("default" when no rule matched) */
+	const char *policy;    /* sha256 of the policy the decision came from */
+	const char *session;   /* logind session id or "pid:N" for elevations */
+	const char *action;    /* removal action name */
+	const char *detail;    /* free-form extra, e.g. policy digest */
 } AuditRecord;
 
 #define AUDIT_RECORD_INIT                                                                          \
@@ -92,14 +94,16 @@ typedef struct AuditRecord {
 	}
 
 typedef struct AuditOptions {
-	const char *path;          /* the trail (JSON lines) */
-	const char *seal_key_path; /* root-only HMAC key; created (0600) if missing */
-	unsigned seal_every;       /* a sealed checkpoint every N records (0: 64) */
-	bool fsync_each;           /* fdatasync after every record; keywardd sets it (the default
-	                            * durability); false only for benchmarks and tests */
-	uint64_t rotate_bytes;     /* rotate when the file grows past this (0: never) */
-	bool to_syslog;            /* also syslog/journald */
-	bool to_linux_audit;       /* also libaudit, if available */
+	const char *path;           /* the trail (JSON lines) */
+	const char *seal_key_path;  /* root-only HMAC key; created (0600) if missing */
+	unsigned seal_every;        /* a sealed checkpoint every N records (0: 64) */
+	bool fsync_each;            /* fdatasync after every record; keywardd sets it (the default
+	                             * durability); false only for benchmarks and tests */
+	uint64_t rotate_bytes;      /* rotate when the file grows past this (0: never) */
+	bool to_syslog;             /* also syslog/journald */
+	const char *journal_socket; /* where journald listens (NULL: /run/systemd/journal/socket);
+	                             * absent: the journal sink has failed */
+	bool to_linux_audit;        /* also libaudit, if available */
 	/* Called at most once per secondary sink (journald, Linux audit) the first time it
 	 * fails; the trail itself is unaffected. error is -errno. May be NULL: the caller can
 	 * ask audit_log_sink_error() instead. Library code does not log; the caller does. */
@@ -145,8 +149,8 @@ typedef struct AuditEntry {
 	AuditResult result;
 	char *reason, *message, *user;
 	int64_t uid; /* -1: absent */
-	char *service, *tty, *rhost, *cred_label, *cred_id, *aaguid, *device, *rule, *session,
-	        *action, *detail;
+	char *service, *tty, *rhost, *cred_label, *cred_id, *aaguid, *device, *rule, *rule_name,
+	        *policy, *session, *action, *detail;
 	/* rotate (file header) */
 	uint64_t file_seq;
 	char *prev_file;

@@ -49,6 +49,27 @@ char **strv_free(char **l)
 	return NULL;
 }
 
+static int strcmp_ptr(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+size_t strv_sort_uniq(char **l, size_t n)
+{
+	size_t out = 0;
+
+	qsort(l, n, sizeof(char *), strcmp_ptr);
+	for (size_t i = 0; i < n; i++) {
+		if (out > 0 && streq(l[out - 1], l[i])) {
+			free(l[i]);
+			continue;
+		}
+		l[out++] = l[i];
+	}
+	l[out] = NULL;
+	return out;
+}
+
 int strv_extend(char ***l, const char *s)
 {
 	size_t n = strv_length(*l);

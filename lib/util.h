@@ -95,6 +95,9 @@ size_t strv_length(char *const *l);
 char **strv_free(char **l);
 /* Appends a copy of s; returns 0 or -ENOMEM. */
 int strv_extend(char ***l, const char *s);
+/* Sorts the N strings of L, frees the duplicates and NULL-terminates L at the new length,
+ * which it returns. */
+size_t strv_sort_uniq(char **l, size_t n);
 bool strv_contains(char *const *l, const char *s);
 
 /* Table-driven *_to_string / *_from_string (systemd style): T has N entries, indexed by an

@@ -3,10 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
 #include <poll.h>
-#include <pwd.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -15,9 +13,10 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-login.h>
 
+#include "accounts.h"
 #include "bus-names.h"
+#include "coverage.h"
 #include "keyward-config.h"
-#include "policy.h"
 #include "util.h"
 
 /* Client-side timeouts. The option timeout= caps all of them (tests use it). */
@@ -28,11 +27,8 @@
 #define AUTH_MAX_TIMEOUT_MS     (600u * 1000u) /* whatever the daemon says */
 #define CACHED_CUE_DELAY_MS     400u           /* a silent proof answers well within this */
 
-#define POLICY_MAX_SIZE (1024u * 1024u)
-#define MESSAGE_MAX     512u /* bytes of a daemon message we show */
-#define CUE_MAX         256u /* bytes of the formatted cue */
-#define MAX_GROUPS      4096 /* groups resolved for a user in fallback mode */
-#define PWBUF_MAX       (1024u * 1024u)
+#define MESSAGE_MAX 512u /* bytes of a daemon message we show */
+#define CUE_MAX     256u /* bytes of the formatted cue */
 
 #define DATA_TOKEN      "keyward_token"
 #define DATA_TOKEN_USER "keyward_token_user" /* PAM_USER when the token was issued */
@@ -87,7 +83,8 @@ typedef struct Options {
 	bool nocue;
 	const char *cue;
 	const char *config;
-	uint32_t timeout_ms; /* 0: no client-side cap */
+	const char *runtime_dir; /* keywardd's, where the coverage snapshot is (fallback) */
+	uint32_t timeout_ms;     /* 0: no client-side cap */
 } Options;
 
 typedef struct Ctx {
@@ -119,6 +116,7 @@ typedef struct CheckReply {
 	const char *rule;
 	const char *message;
 	uint32_t n_credentials;
+	const char *decision; /* id of the login's decision ("" from an older keywardd) */
 } CheckReply;
 
 /* Built with hidden visibility; the version script lists the same five names. */
@@ -241,6 +239,13 @@ static int options_parse(pam_handle_t *pamh, int argc, const char **argv, Option
 				return -EINVAL;
 			}
 			o.config = a + 7;
+		} else if (strneq(a, "runtime_dir=", 12)) {
+			if (a[12] != '/') {
+				pam_syslog(pamh, LOG_ERR,
+				        "option runtime_dir= needs an absolute path: %s", a + 12);
+				return -EINVAL;
+			}
+			o.runtime_dir = a + 12;
 		} else if (strneq(a, "timeout=", 8)) {
 			if (parse_u32(a + 8, &o.timeout_ms) < 0 || o.timeout_ms == 0) {
 				pam_syslog(pamh, LOG_ERR,
@@ -603,6 +608,14 @@ static int daemon_check(
 	        reply, "ssbussu", &require, &uv, &up, &timeout_ms, &rule, &message, &n_credentials);
 	if (r < 0)
 		return r;
+	/* The id of the decision the daemon made for this login; Authenticate passes it back
+	 * so that the login is decided once. An older keywardd does not send it. */
+	ret->decision = "";
+	if (sd_bus_message_peek_type(reply, NULL, NULL) > 0) {
+		r = sd_bus_message_read(reply, "s", &ret->decision);
+		if (r < 0)
+			return r;
+	}
 	sender = sd_bus_message_get_sender(reply);
 	if (isempty(sender))
 		return -EBADMSG;
@@ -625,80 +638,7 @@ static int daemon_check(
 	return 0;
 }
 
-/* --- fallback: the daemon cannot answer, the policy file decides coverage ------------- */
-
-static int resolve_user(const char *user, uid_t *ret_uid, char ***ret_groups)
-{
-	_cleanup_free_ char *buf = NULL;
-	_cleanup_free_ gid_t *gids = NULL;
-	_cleanup_strv_free_ char **names = NULL;
-	struct passwd pw, *pwp = NULL;
-	size_t bufsize = 4096;
-	int n = 64, r;
-
-	for (;;) {
-		free(buf);
-		buf = malloc(bufsize);
-		if (!buf)
-			return -ENOMEM;
-		r = getpwnam_r(user, &pw, buf, bufsize, &pwp);
-		if (r != ERANGE)
-			break;
-		if (bufsize >= PWBUF_MAX)
-			return -ERANGE;
-		bufsize *= 2;
-	}
-	if (r != 0)
-		return -r;
-	if (!pwp)
-		return -ESRCH;
-
-	for (;;) {
-		int want = n;
-
-		free(gids);
-		gids = calloc((size_t)n, sizeof(gid_t));
-		if (!gids)
-			return -ENOMEM;
-		if (getgrouplist(user, pw.pw_gid, gids, &want) >= 0) {
-			n = want;
-			break;
-		}
-		if (want <= n || want > MAX_GROUPS)
-			return -E2BIG;
-		n = want;
-	}
-
-	names = calloc(1, sizeof(char *));
-	if (!names)
-		return -ENOMEM;
-	for (int i = 0; i < n; i++) {
-		struct group gr, *grp = NULL;
-
-		for (;;) {
-			r = getgrgid_r(gids[i], &gr, buf, bufsize, &grp);
-			if (r != ERANGE)
-				break;
-			if (bufsize >= PWBUF_MAX)
-				return -ERANGE;
-			bufsize *= 2;
-			free(buf);
-			buf = malloc(bufsize);
-			if (!buf)
-				return -ENOMEM;
-		}
-		if (r != 0)
-			return -r;
-		if (!grp || strv_contains(names, grp->gr_name))
-			continue;
-		r = strv_extend(&names, grp->gr_name);
-		if (r < 0)
-			return r;
-	}
-	*ret_uid = pw.pw_uid;
-	*ret_groups = TAKE_PTR(names);
-	return 0;
-}
+/* --- fallback: the daemon cannot answer, its coverage snapshot decides coverage ----- */
 
 static bool logind_says_remote(void)
 {
@@ -709,53 +649,62 @@ static bool logind_says_remote(void)
 	return sd_session_is_remote(session) > 0;
 }
 
-/* "the policy file PATH <problem>", with the FILE placeholder of safe_open()'s problem
- * text replaced by the path, into OUT. */
-static void format_policy_problem(
+/* "its coverage snapshot PATH <problem>", with the FILE placeholder of safe_open()'s
+ * problem text replaced by the path, into OUT. */
+static void format_snapshot_problem(
         const char *lead, const char *path, const char *problem, char *out, size_t size)
 {
 	const char *file = strstr(strempty(problem), "FILE");
 
 	if (file)
-		(void)snprintf(out, size, "%s the policy file %s %.*s%s%s; access is denied.", lead,
-		        path, (int)(file - problem), problem, path, file + 4);
+		(void)snprintf(out, size, "%s its coverage snapshot %s %.*s%s%s; access is denied.",
+		        lead, path, (int)(file - problem), problem, path, file + 4);
 	else
-		(void)snprintf(out, size, "%s the policy file %s %s; access is denied.", lead, path,
-		        strempty(problem));
+		(void)snprintf(out, size, "%s its coverage snapshot %s %s; access is denied.", lead,
+		        path, problem ?: "cannot be read");
 }
 
-/* Parses the policy at PATH for the fallback. On failure logs why and leaves in WHY (for
- * the user, if they turn out to be covered) a sentence that says so. */
-static int fallback_load(
-        Ctx *c, const char *lead, const char *path, Policy **ret, char *why, size_t why_size)
+/* Loads the coverage snapshot keywardd wrote with the policy in force (lib/coverage.h): the
+ * copy in the runtime directory, then the one beside the last good policy (it survives a
+ * reboot). On failure logs why and leaves in WHY (for the user, if they turn out to be
+ * covered) a sentence naming the first problem that is more than a missing file. */
+static int fallback_load(Ctx *c, const char *lead, const char *config, CoverageSnapshot **ret,
+        char *why, size_t why_size)
 {
-	_cleanup_(policy_diagnostics_clear) PolicyDiagnostics diags = {};
-	_cleanup_free_ char *text = NULL;
-	const char *problem = NULL;
-	int r;
+	_cleanup_free_ char *runtime = NULL, *state = NULL;
+	bool why_is_enoent = true;
+	int r = -ENOENT;
 
-	r = read_full_file_safe(path, SAFE_FILE_DEFAULT, POLICY_MAX_SIZE, &text, NULL, &problem);
-	if (r < 0) {
-		pam_syslog(c->pamh, LOG_ERR, "refusing policy file %s: %s (%s)", path,
-		        strna(problem), strerror(-r));
-		format_policy_problem(lead, path, problem, why, why_size);
-		return r;
+	/* The runtime directory is a setting of keyward.conf, which the module does not
+	 * parse: the default one for the default configuration, else option runtime_dir=. */
+	if (c->opt.runtime_dir) {
+		if (asprintf(&runtime, "%s/" COVERAGE_FILE_NAME, c->opt.runtime_dir) < 0)
+			return -ENOMEM;
+	} else if (streq(config, KEYWARD_DEFAULT_CONFIG)) {
+		runtime = strdup(KEYWARD_DEFAULT_RUNTIME_DIR "/" COVERAGE_FILE_NAME);
+		if (!runtime)
+			return -ENOMEM;
 	}
-	r = policy_load_string(text, path, &diags, ret);
-	if (r < 0) {
-		for (size_t i = 0; i < diags.n; i++)
-			if (diags.items[i].severity == POLICY_SEVERITY_ERROR) {
-				pam_syslog(c->pamh, LOG_ERR, "%s:%u: %s",
-				        strna(diags.items[i].file), diags.items[i].line,
-				        strna(diags.items[i].message));
-				break;
-			}
-		pam_syslog(
-		        c->pamh, LOG_ERR, "policy file %s cannot be used: %s", path, strerror(-r));
-		(void)snprintf(why, why_size,
-		        "%s the policy file %s has errors; access is denied. "
-		        "Check it with: keywardctl policy check",
-		        lead, path);
+	r = coverage_state_path(config, &state);
+	if (r < 0)
+		return r;
+
+	for (size_t i = 0; i < 2; i++) {
+		const char *path = i == 0 ? runtime : state, *problem = NULL;
+
+		if (!path)
+			continue;
+		r = coverage_snapshot_load(path, ret, &problem);
+		if (r >= 0) {
+			log_debug(c, "deciding coverage from the snapshot %s", path);
+			return 0;
+		}
+		pam_syslog(c->pamh, LOG_ERR, "cannot use the coverage snapshot %s: %s (%s)", path,
+		        strna(problem), strerror(-r));
+		if (why_is_enoent) {
+			format_snapshot_problem(lead, path, problem, why, why_size);
+			why_is_enoent = r == -ENOENT;
+		}
 	}
 	return r;
 }
@@ -779,18 +728,18 @@ static bool has_enrolled_keys(const char *config_path, const char *user)
 
 static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 {
-	_cleanup_(policy_freep) Policy *policy = NULL;
+	_cleanup_(coverage_snapshot_freep) CoverageSnapshot *snapshot = NULL;
 	_cleanup_strv_free_ char **groups = NULL;
-	_cleanup_free_ char *last_good = NULL;
 	const char *path = c->opt.config ? c->opt.config : KEYWARD_DEFAULT_CONFIG;
 	const char *lead;
-	PolicyRequest req = {};
-	PolicyDecision d = {};
-	char msg[MESSAGE_MAX], why_text[MESSAGE_MAX] = "", ignored[MESSAGE_MAX];
+	CoverageRequest req = {};
+	CoverageDecision d = {};
+	char msg[MESSAGE_MAX], why_text[MESSAGE_MAX] = "";
 	/* The account phase of a program running as root (su by root, cron, sshd after its
 	 * own authentication) elevates nobody: with the daemon up it asks no key either. */
 	bool account_as_root = c->phase == PHASE_ACCOUNT && getuid() == 0;
 	uid_t uid = 0;
+	gid_t gid = 0;
 	int r;
 
 	lead = why == DAEMON_REFUSED ? "keyward: the keyward daemon refused the request and"
@@ -800,17 +749,12 @@ static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 		pam_syslog(c->pamh, LOG_ERR, "keywardd refused Check for %s: %s", c->user,
 		        error && error->message ? error->message : "no reply");
 	else
-		pam_syslog(c->pamh, LOG_ERR, "keywardd is %s; deciding coverage of %s from %s",
-		        why == DAEMON_HUNG ? "not responding" : "not reachable", c->user, path);
+		pam_syslog(c->pamh, LOG_ERR,
+		        "keywardd is %s; deciding coverage of %s from its coverage snapshot",
+		        why == DAEMON_HUNG ? "not responding" : "not reachable", c->user);
 
-	/* The file on disk; if it is broken, the copy keywardd kept of the last policy that
-	 * loaded (what the daemon itself would run); if there is none, enrolled keys. */
-	r = fallback_load(c, lead, path, &policy, why_text, sizeof(why_text));
-	if (r < 0 && policy_last_good_path(path, &last_good) >= 0 &&
-	        fallback_load(c, lead, last_good, &policy, ignored, sizeof(ignored)) >= 0) {
-		pam_syslog(c->pamh, LOG_WARNING, "using the last good policy %s", last_good);
-		r = 0;
-	}
+	/* The snapshot keywardd wrote of the policy in force; if there is none, enrolled keys. */
+	r = fallback_load(c, lead, path, &snapshot, why_text, sizeof(why_text));
 	if (r < 0) {
 		if (account_as_root) {
 			pam_syslog(c->pamh, LOG_WARNING,
@@ -826,42 +770,54 @@ static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 			        c->user);
 			return OUTCOME_NOT_COVERED;
 		}
-		show_error(c, why_text);
+		show_error(c, isempty(why_text) ? MSG_DAEMON_DOWN : why_text);
 		return OUTCOME_ERROR;
 	}
 
-	r = resolve_user(c->user, &uid, &groups);
+	/* What cannot be looked up stays unknown: a rule that needs it counts as covering the
+	 * login (coverage_evaluate()), rules that do not are still decided. */
+	r = account_lookup(c->user, &uid, &gid);
 	if (r == -ESRCH) {
 		pam_syslog(c->pamh, LOG_NOTICE, "user %s is unknown", c->user);
 		return OUTCOME_USER_UNKNOWN;
 	}
 	if (r < 0) {
-		pam_syslog(c->pamh, LOG_ERR, "cannot resolve user %s: %s", c->user, strerror(-r));
-		show_error(c, "keyward: cannot look up your account; access is denied.");
-		return OUTCOME_ERROR;
+		pam_syslog(c->pamh, LOG_ERR, "cannot look up user %s: %s", c->user, strerror(-r));
+		req.uid_unknown = req.groups_unknown = true;
+	} else {
+		r = account_group_names(c->user, gid, &groups);
+		if (r < 0 || !groups) {
+			r = r < 0 ? r : -EIO;
+			pam_syslog(c->pamh, LOG_ERR, "cannot look up the groups of %s: %s", c->user,
+			        strerror(-r));
+			req.groups_unknown = true;
+		}
 	}
-	req = (PolicyRequest){
-	        .user = c->user,
-	        .uid = uid,
-	        .groups = groups,
-	        .service = c->service,
-	        .rhost = isempty(c->rhost) ? NULL : c->rhost,
-	        .tty = isempty(c->tty) ? NULL : c->tty,
-	        .remote = logind_says_remote(),
-	};
-	r = policy_evaluate(policy, &req, &d);
+	req.user = c->user;
+	req.uid = uid;
+	req.groups = groups;
+	req.service = c->service;
+	req.tty = c->tty;
+	req.remote = logind_says_remote() || coverage_is_remote(isempty(c->rhost) ? NULL : c->rhost,
+	                                             isempty(c->tty) ? NULL : c->tty);
+	r = coverage_evaluate(snapshot, &req, &d);
 	if (r < 0) {
-		pam_syslog(c->pamh, LOG_ERR, "cannot evaluate the policy for %s: %s", c->user,
-		        strerror(-r));
+		pam_syslog(c->pamh, LOG_ERR, "cannot evaluate the coverage snapshot for %s: %s",
+		        c->user, strerror(-r));
 		show_error(c, "keyward: the policy cannot be evaluated for this login; access is "
 		              "denied.");
 		return OUTCOME_ERROR;
 	}
 	if (d.require == POLICY_REQUIRE_NONE) {
-		log_debug(c, "%s is not covered (rule %s, %s:%u); stepping aside", c->user,
-		        strna(d.rule_name), strna(d.file), d.line);
+		log_debug(c, "%s is not covered (rule %s, policy sha256 %s); stepping aside",
+		        c->user, strna(d.rule_name), snapshot->digest);
 		return OUTCOME_NOT_COVERED;
 	}
+	if (d.undecidable)
+		pam_syslog(c->pamh, LOG_ERR,
+		        "rule %s may cover %s and the account lookup failed: treating %s as "
+		        "covered",
+		        strna(d.rule_name), c->user, c->user);
 	if (d.require == POLICY_REQUIRE_KEY && account_as_root) {
 		log_debug(c,
 		        "keywardd unreachable; the account phase of a program running as root "
@@ -869,8 +825,8 @@ static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 		        c->user);
 		return OUTCOME_SUCCESS;
 	}
-	if (d.require == POLICY_REQUIRE_KEY && why != DAEMON_REFUSED &&
-	        policy_settings(policy)->failmode == POLICY_FAILMODE_OPEN) {
+	if (d.require == POLICY_REQUIRE_KEY && !d.undecidable && why != DAEMON_REFUSED &&
+	        snapshot->failmode == POLICY_FAILMODE_OPEN) {
 		pam_syslog(c->pamh, LOG_WARNING,
 		        "failmode=open: letting covered user %s through without a security key",
 		        c->user);
@@ -878,10 +834,13 @@ static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 		             "(failmode=open) lets this login continue without a security key.");
 		return OUTCOME_FAILOPEN;
 	}
-	pam_syslog(c->pamh, LOG_NOTICE, "denying covered user %s (rule %s, %s:%u): daemon %s",
-	        c->user, strna(d.rule_name), strna(d.file), d.line,
+	pam_syslog(c->pamh, LOG_NOTICE,
+	        "denying covered user %s (rule %s, policy sha256 %s): daemon %s", c->user,
+	        strna(d.rule_name), snapshot->digest,
 	        why == DAEMON_REFUSED ? "refused" : "unavailable");
-	if (d.require == POLICY_REQUIRE_DENY && !isempty(d.reason))
+	if (d.undecidable)
+		show_error(c, "keyward: cannot look up your account; access is denied.");
+	else if (d.require == POLICY_REQUIRE_DENY && !isempty(d.reason))
 		show_error(c, d.reason);
 	else if (why == DAEMON_REFUSED) {
 		(void)snprintf(msg, sizeof(msg),
@@ -1027,6 +986,8 @@ static Outcome authenticate_once(
 		r = sd_bus_message_open_container(m, 'a', "{sv}");
 	if (r >= 0 && cached)
 		r = sd_bus_message_append(m, "{sv}", "cached", "b", 1);
+	if (r >= 0 && !isempty(ck->decision))
+		r = sd_bus_message_append(m, "{sv}", "decision", "s", ck->decision);
 	if (r >= 0)
 		r = sd_bus_message_close_container(m);
 	if (r < 0) {

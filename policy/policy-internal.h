@@ -7,16 +7,17 @@
 
 #include "policy.h"
 
-typedef struct UidRange {
-	uint32_t lo, hi;
-} UidRange;
+#include "coverage.h"
 
+typedef CoverageUidRange UidRange;
+
+/* The same fields in the same order as CoverageField: rule matching is coverage.c's. */
 typedef enum MatchField {
-	FIELD_USERS,
-	FIELD_GROUPS,
-	FIELD_SERVICES,
-	FIELD_TTYS,
-	_FIELD_STRV_MAX,
+	FIELD_USERS = COVERAGE_FIELD_USERS,
+	FIELD_GROUPS = COVERAGE_FIELD_GROUPS,
+	FIELD_SERVICES = COVERAGE_FIELD_SERVICES,
+	FIELD_TTYS = COVERAGE_FIELD_TTYS,
+	_FIELD_STRV_MAX = _COVERAGE_FIELD_MAX,
 } MatchField;
 
 static const char *const field_names[_FIELD_STRV_MAX] = {"users", "groups", "services", "ttys"};

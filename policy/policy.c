@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <stdarg.h>
 
+#include "coverage.h"
 #include "keyward-config.h"
 #include "policy-internal.h"
 #include "util.h"
@@ -24,16 +25,6 @@
 
 /* ---- enum tables ---- */
 
-static const char *const require_table[_POLICY_REQUIRE_MAX] = {
-        [POLICY_REQUIRE_NONE] = "none",
-        [POLICY_REQUIRE_KEY] = "key",
-        [POLICY_REQUIRE_DENY] = "deny",
-};
-static const char *const uv_table[_POLICY_UV_MAX] = {
-        [POLICY_UV_DISCOURAGED] = "discouraged",
-        [POLICY_UV_PREFERRED] = "preferred",
-        [POLICY_UV_REQUIRED] = "required",
-};
 static const char *const attestation_table[_POLICY_ATTESTATION_MAX] = {
         [POLICY_ATTESTATION_NONE] = "none",
         [POLICY_ATTESTATION_VERIFIED] = "verified",
@@ -56,28 +47,16 @@ static const char *const lock_failure_table[_POLICY_LOCK_FAILURE_MAX] = {
         [POLICY_LOCK_FAILURE_TERMINATE] = "terminate",
         [POLICY_LOCK_FAILURE_ALERT] = "alert",
 };
-static const char *const failmode_table[_POLICY_FAILMODE_MAX] = {
-        [POLICY_FAILMODE_CLOSED] = "closed",
-        [POLICY_FAILMODE_OPEN] = "open",
-};
-static const char *const on_remote_table[_POLICY_ON_REMOTE_MAX] = {
-        [POLICY_ON_REMOTE_DENY] = "deny",
-        [POLICY_ON_REMOTE_NONE] = "none",
-};
 static const char *const audit_failure_table[_POLICY_AUDIT_FAILURE_MAX] = {
         [POLICY_AUDIT_FAILURE_DENY] = "deny",
         [POLICY_AUDIT_FAILURE_ALERT] = "alert",
 };
 
-DEFINE_STRING_TABLE_LOOKUP(policy_require, PolicyRequire, require_table)
-DEFINE_STRING_TABLE_LOOKUP(policy_uv, PolicyUV, uv_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_attestation, PolicyAttestation, attestation_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_counter, PolicyCounter, counter_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_cached_elevation, PolicyCachedElevation, cached_elevation_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_removal, PolicyRemoval, removal_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_lock_failure, PolicyLockFailure, lock_failure_table)
-DEFINE_STRING_TABLE_LOOKUP(policy_failmode, PolicyFailMode, failmode_table)
-DEFINE_STRING_TABLE_LOOKUP(policy_on_remote, PolicyOnRemote, on_remote_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_audit_failure, PolicyAuditFailure, audit_failure_table)
 
 /* ---- the keys ---- */
@@ -775,17 +754,19 @@ static void parse_outcome(Ctx *c, const config_setting_t *g, PolicyOutcome *o, c
 		s = config_setting_get_elem(g, (unsigned)i);
 		k = config_setting_name(s);
 		if (streq(k, "require")) {
-			if (get_enum(c, s, require_table, ELEMENTSOF(require_table), &v) >= 0)
+			if (get_enum(c, s, policy_require_table, ELEMENTSOF(policy_require_table),
+			            &v) >= 0)
 				o->require = v;
 		} else if (streq(k, "reason"))
 			(void)get_string(c, s, POLICY_REASON_MAX, &o->reason);
 		else if (streq(k, "on_remote")) {
-			if (get_enum(c, s, on_remote_table, ELEMENTSOF(on_remote_table), &v) >= 0) {
+			if (get_enum(c, s, policy_on_remote_table,
+			            ELEMENTSOF(policy_on_remote_table), &v) >= 0) {
 				o->on_remote = v;
 				o->on_remote_set = true;
 			}
 		} else if (streq(k, "user_verification")) {
-			if (get_enum(c, s, uv_table, ELEMENTSOF(uv_table), &v) >= 0)
+			if (get_enum(c, s, policy_uv_table, ELEMENTSOF(policy_uv_table), &v) >= 0)
 				o->uv = v;
 		} else if (streq(k, "user_presence")) {
 			if (get_bool(c, s, &o->up) >= 0 && !o->up)
@@ -929,7 +910,8 @@ static void parse_settings(Ctx *c, const config_setting_t *g, PolicySettings *st
 		} else if (streq(k, "timeout"))
 			(void)get_uint(c, s, 100, 600000, "milliseconds", &st->timeout_ms);
 		else if (streq(k, "failmode")) {
-			if (get_enum(c, s, failmode_table, ELEMENTSOF(failmode_table), &v) >= 0) {
+			if (get_enum(c, s, policy_failmode_table, ELEMENTSOF(policy_failmode_table),
+			            &v) >= 0) {
 				st->failmode = v;
 				if (v == POLICY_FAILMODE_OPEN)
 					warning(c, line_of(s),
@@ -1420,64 +1402,48 @@ const char *policy_path(const Policy *p)
 
 /* ---- evaluation ---- */
 
-static bool any_in(char *const *have, char *const *want)
+/* A view of M for coverage_rule_matches(): the same lists, not copied. */
+static CoverageMatch match_view(const MatchSet *m)
 {
-	for (char *const *i = have; i && *i; i++)
-		if (strv_contains(want, *i))
-			return true;
-	return false;
+	CoverageMatch v = {.uids = m->uids, .n_uids = m->n_uids};
+
+	for (size_t f = 0; f < _FIELD_STRV_MAX; f++)
+		v.strv[f] = m->strv[f];
+	return v;
 }
 
-static bool tty_matches(char *const *patterns, const char *tty)
+static CoverageOutcome outcome_view(const PolicyOutcome *o)
 {
-	for (char *const *i = patterns; i && *i; i++)
-		if (fnmatch(*i, tty, 0) == 0)
-			return true;
-	return false;
+	return (CoverageOutcome){
+	        .require = o->require,
+	        .on_remote_set = o->on_remote_set,
+	        .on_remote = o->on_remote,
+	        .reason = o->reason,
+	};
 }
 
-static bool uid_in(const UidRange *l, size_t n, uid_t uid)
-{
-	for (size_t i = 0; i < n; i++)
-		if (l[i].lo <= (uint32_t)uid && (uint32_t)uid <= l[i].hi)
-			return true;
-	return false;
-}
-
+/* Which rule applies is decided by coverage.c, the code the PAM module's fallback runs on
+ * the snapshot: the two cannot disagree. */
 static bool rule_matches(const PolicyRule *r, const PolicyRequest *req, bool remote)
 {
-	const MatchSet *m = &r->match, *n = &r->not ;
-	const char *tty = strempty(req->tty);
+	CoverageMatch match = match_view(&r->match), not_ = match_view(&r->not );
+	CoverageRequest creq = {
+	        .user = req->user,
+	        .uid = req->uid,
+	        .groups = req->groups,
+	        .service = req->service,
+	        .tty = req->tty,
+	        .remote = remote,
+	};
 
-	if (m->strv[FIELD_USERS] && !strv_contains(m->strv[FIELD_USERS], req->user))
-		return false;
-	if (m->strv[FIELD_GROUPS] && !any_in(req->groups, m->strv[FIELD_GROUPS]))
-		return false;
-	if (m->uids && !uid_in(m->uids, m->n_uids, req->uid))
-		return false;
-	if (m->strv[FIELD_SERVICES] && !strv_contains(m->strv[FIELD_SERVICES], req->service))
-		return false;
-	if (m->strv[FIELD_TTYS] && !tty_matches(m->strv[FIELD_TTYS], tty))
-		return false;
-	if (r->remote >= 0 && (bool)r->remote != remote)
-		return false;
-
-	if (n->strv[FIELD_USERS] && strv_contains(n->strv[FIELD_USERS], req->user))
-		return false;
-	if (n->strv[FIELD_GROUPS] && any_in(req->groups, n->strv[FIELD_GROUPS]))
-		return false;
-	if (n->uids && uid_in(n->uids, n->n_uids, req->uid))
-		return false;
-	if (n->strv[FIELD_SERVICES] && strv_contains(n->strv[FIELD_SERVICES], req->service))
-		return false;
-	if (n->strv[FIELD_TTYS] && tty_matches(n->strv[FIELD_TTYS], tty))
-		return false;
-	return true;
+	return coverage_rule_matches(&match, &not_, r->remote, &creq) > 0;
 }
 
 int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *ret)
 {
 	const PolicyOutcome *o = NULL;
+	CoverageOutcome co;
+	CoverageDecision cd = {};
 	PolicyDecision d = {};
 	bool remote;
 
@@ -1488,7 +1454,7 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
 			return -EINVAL;
 
 	/* Fail safe: a caller can only add "remote", never take it away. */
-	remote = req->remote || policy_is_remote(req->rhost, req->tty);
+	remote = req->remote || coverage_is_remote(req->rhost, req->tty);
 
 	for (size_t i = 0; i < p->n_rules; i++)
 		if (rule_matches(&p->rules[i], req, remote)) {
@@ -1504,8 +1470,6 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
 		d.is_default = true;
 	}
 	d.file = p->path;
-	d.require = o->require;
-	d.reason = o->require == POLICY_REQUIRE_DENY ? o->reason : NULL;
 	d.user_verification = o->uv;
 	d.user_presence = o->up;
 	d.aaguid_allow = (const uint8_t(*)[16])o->aaguid_allow;
@@ -1527,141 +1491,52 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
 	d.on_remote_set = o->on_remote_set;
 	d.on_remote = o->on_remote_set ? o->on_remote : POLICY_ON_REMOTE_DENY;
 
-	if (remote && o->require == POLICY_REQUIRE_KEY) {
-		d.remote_resolved = true;
-		if (o->on_remote_set && o->on_remote == POLICY_ON_REMOTE_NONE) {
-			d.require = POLICY_REQUIRE_NONE;
-		} else {
-			d.require = POLICY_REQUIRE_DENY;
-			if (!o->on_remote_set)
-				d.reason = "a security key cannot be touched over a remote login, "
-				           "and the rule sets no on_remote outcome";
-			else
-				d.reason = o->reason
-				                   ?: "the rule refuses remote logins (on_remote = "
-				                      "\"deny\")";
-		}
-	}
+	/* require, reason and the remote resolution: coverage.c, as for the snapshot. */
+	co = outcome_view(o);
+	coverage_outcome_resolve(&co, remote, &cd);
+	d.require = cd.require;
+	d.reason = cd.reason;
+	d.remote_resolved = cd.remote_resolved;
 	*ret = d;
 	return 0;
 }
 
-/* ---- remote detection ---- */
-
-static bool ipv4_is_loopback(const struct in_addr *a)
+int policy_coverage(const Policy *p, CoverageSnapshot **ret)
 {
-	return (ntohl(a->s_addr) >> 24) == 127;
-}
+	_cleanup_(coverage_snapshot_freep) CoverageSnapshot *s = NULL;
 
-/* An address or name with no port or brackets: local only when it is loopback. */
-static bool host_is_local(const char *h)
-{
-	static const char *const local_names[] = {"localhost", "localhost.",
-	        "localhost.localdomain", "ip6-localhost", "ip6-loopback", NULL};
-	char buf[INET6_ADDRSTRLEN + 1];
-	struct in6_addr a6;
-	struct in_addr a4;
-	const char *pct;
-	size_t n;
-
-	for (const char *const *l = local_names; *l; l++)
-		if (strcasecmp(h, *l) == 0)
-			return true;
-	if (inet_pton(AF_INET, h, &a4) == 1)
-		return ipv4_is_loopback(&a4);
-
-	/* IPv6, perhaps with a zone ("::1%lo"). */
-	pct = strchr(h, '%');
-	n = pct ? (size_t)(pct - h) : strlen(h);
-	if (n == 0 || n >= sizeof(buf))
-		return false;
-	memcpy(buf, h, n);
-	buf[n] = '\0';
-	if (inet_pton(AF_INET6, buf, &a6) != 1)
-		return false;
-	if (IN6_IS_ADDR_LOOPBACK(&a6))
-		return true;
-	if (IN6_IS_ADDR_V4MAPPED(&a6)) {
-		memcpy(&a4.s_addr, &a6.s6_addr[12], 4);
-		return ipv4_is_loopback(&a4);
+	if (!p || !ret)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->borrowed = true;
+	memcpy(s->digest, p->digest, sizeof(s->digest));
+	s->failmode = p->settings.failmode;
+	if (p->n_rules > 0) {
+		s->rules = calloc(p->n_rules, sizeof(CoverageRule));
+		if (!s->rules)
+			return -ENOMEM;
 	}
-	return false;
+	for (size_t i = 0; i < p->n_rules; i++)
+		s->rules[i] = (CoverageRule){
+		        .name = p->rules[i].name,
+		        .match = match_view(&p->rules[i].match),
+		        .not = match_view(&p->rules[i].not ),
+		        .remote = p->rules[i].remote,
+		        .outcome = outcome_view(&p->rules[i].outcome),
+		};
+	s->n_rules = p->n_rules;
+	s->def = outcome_view(&p->def);
+	*ret = TAKE_PTR(s);
+	return 0;
 }
 
-static bool all_digits(const char *s)
-{
-	return *s && strspn(s, "0123456789") == strlen(s);
-}
-
-/* Strips "[addr]:port", "[addr]" and "a.b.c.d:port" / "name:port" into BUF. */
-static bool host_is_local_with_port(const char *h)
-{
-	char buf[256];
-	const char *colon;
-	size_t n = strlen(h);
-
-	if (n == 0 || n >= sizeof(buf))
-		return false;
-	if (h[0] == '[') {
-		const char *close = strchr(h, ']');
-
-		if (!close || (close[1] && !(close[1] == ':' && all_digits(close + 2))))
-			return false;
-		n = (size_t)(close - h - 1);
-		memcpy(buf, h + 1, n);
-		buf[n] = '\0';
-		return buf[0] && host_is_local(buf);
-	}
-	colon = strchr(h, ':');
-	if (colon && !strchr(colon + 1, ':')) {
-		/* exactly one colon: host:port (IPv6 always has two or more) */
-		if (!all_digits(colon + 1))
-			return false;
-		n = (size_t)(colon - h);
-		memcpy(buf, h, n);
-		buf[n] = '\0';
-		return buf[0] && host_is_local(buf);
-	}
-	return host_is_local(h);
-}
+/* ---- remote detection: lib/coverage.c, shared with the PAM module's fallback ---- */
 
 bool policy_is_remote(const char *rhost, const char *tty)
 {
-	if (!isempty(rhost))
-		return !host_is_local_with_port(rhost);
-
-	/* No rhost: the tty alone decides only for an X display on another host
-	 * ("host:0", "10.0.0.5:0.0"); ":0" is the local display. Anything else, such as
-	 * /dev/pts/N, is not evidence either way (callers OR in logind's Remote). */
-	if (!isempty(tty) && tty[0] != '/' && tty[0] != ':') {
-		const char *colon = strrchr(tty, ':');
-		char host[256];
-		size_t n;
-
-		if (colon && colon != tty) {
-			const char *disp = colon + 1;
-			const char *dot = strchr(disp, '.');
-			bool display =
-			        dot ? (dot > disp &&
-			                      strspn(disp, "0123456789") == (size_t)(dot - disp) &&
-			                      all_digits(dot + 1))
-			            : all_digits(disp);
-
-			n = (size_t)(colon - tty);
-			if (display && n >= sizeof(host))
-				return true; /* no local name is that long */
-			if (display) {
-				memcpy(host, tty, n);
-				host[n] = '\0';
-				if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
-					host[n - 1] = '\0';
-					return !host_is_local(host + 1);
-				}
-				return !host_is_local(host);
-			}
-		}
-	}
-	return false;
+	return coverage_is_remote(rhost, tty);
 }
 
 /* ---- explanation ---- */

@@ -26,24 +26,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "policy-enums.h" /* PolicyRequire, PolicyUV, PolicyFailMode, PolicyOnRemote */
+
 typedef struct Policy Policy;
 typedef struct PolicyRule PolicyRule;
-
-typedef enum PolicyRequire {
-	POLICY_REQUIRE_NONE, /* not covered: the PAM module steps aside (PAM_IGNORE) */
-	POLICY_REQUIRE_KEY,  /* a registered FIDO2 key must assert */
-	POLICY_REQUIRE_DENY, /* refused outright */
-	_POLICY_REQUIRE_MAX,
-	_POLICY_REQUIRE_INVALID = -EINVAL,
-} PolicyRequire;
-
-typedef enum PolicyUV {
-	POLICY_UV_DISCOURAGED,
-	POLICY_UV_PREFERRED,
-	POLICY_UV_REQUIRED,
-	_POLICY_UV_MAX,
-	_POLICY_UV_INVALID = -EINVAL,
-} PolicyUV;
+typedef struct CoverageSnapshot CoverageSnapshot;
 
 typedef enum PolicyAttestation {
 	POLICY_ATTESTATION_NONE,     /* attestation not checked */
@@ -84,22 +71,6 @@ typedef enum PolicyLockFailure {
 	_POLICY_LOCK_FAILURE_MAX,
 	_POLICY_LOCK_FAILURE_INVALID = -EINVAL,
 } PolicyLockFailure;
-
-typedef enum PolicyFailMode {
-	POLICY_FAILMODE_CLOSED, /* daemon unreachable: deny covered users (default) */
-	POLICY_FAILMODE_OPEN,   /* daemon unreachable: let covered users through (warned) */
-	_POLICY_FAILMODE_MAX,
-	_POLICY_FAILMODE_INVALID = -EINVAL,
-} PolicyFailMode;
-
-/* What a `key` requirement becomes for a remote login (a local key cannot be touched
- * over SSH). Unset in the rule: the login is denied with a reason naming the gap. */
-typedef enum PolicyOnRemote {
-	POLICY_ON_REMOTE_DENY, /* refuse the remote login */
-	POLICY_ON_REMOTE_NONE, /* step aside: other PAM modules decide (e.g. sshd keys) */
-	_POLICY_ON_REMOTE_MAX,
-	_POLICY_ON_REMOTE_INVALID = -EINVAL,
-} PolicyOnRemote;
 
 typedef enum PolicyAuditFailure {
 	POLICY_AUDIT_FAILURE_DENY,  /* trail unwritable: deny covered authentications (default) */
@@ -248,13 +219,14 @@ bool policy_is_remote(const char *rhost, const char *tty);
  * of errors it added (>= 0) or -ENOMEM. */
 int policy_check_names(const Policy *p, const char *root, PolicyDiagnostics *diags);
 
+/* The coverage snapshot of P (lib/coverage.h): for each rule in evaluation order what
+ * decides whether it applies and its outcome's requirement, then the default. The
+ * snapshot borrows P's strings (valid while P lives); free it with coverage_snapshot_free(). */
+int policy_coverage(const Policy *p, CoverageSnapshot **ret);
+
 /* Every setting/rule key the parser knows (NULL-terminated), for the man page check. */
 extern const char *const policy_known_keys[];
 
-const char *policy_require_to_string(PolicyRequire v);
-PolicyRequire policy_require_from_string(const char *s);
-const char *policy_uv_to_string(PolicyUV v);
-PolicyUV policy_uv_from_string(const char *s);
 const char *policy_attestation_to_string(PolicyAttestation v);
 PolicyAttestation policy_attestation_from_string(const char *s);
 const char *policy_counter_to_string(PolicyCounter v);
@@ -265,10 +237,6 @@ const char *policy_removal_to_string(PolicyRemoval v);
 PolicyRemoval policy_removal_from_string(const char *s);
 const char *policy_lock_failure_to_string(PolicyLockFailure v);
 PolicyLockFailure policy_lock_failure_from_string(const char *s);
-const char *policy_failmode_to_string(PolicyFailMode v);
-PolicyFailMode policy_failmode_from_string(const char *s);
-const char *policy_on_remote_to_string(PolicyOnRemote v);
-PolicyOnRemote policy_on_remote_from_string(const char *s);
 const char *policy_audit_failure_to_string(PolicyAuditFailure v);
 PolicyAuditFailure policy_audit_failure_from_string(const char *s);
 

@@ -16,12 +16,11 @@
 #include "creds.h"
 #include "ctl.h"
 #include "keyward-config.h"
+#include "pam-stack.h"
 #include "policy.h"
+#include "service-coverage.h"
 #include "util.h"
 
-#define DOCTOR_PAM_MAX_DEPTH      8    /* @include / include / substack nesting */
-#define DOCTOR_PAM_MAX_LINES      1024 /* lines of one flattened stack */
-#define DOCTOR_PAM_MAX_FILE       (256 * 1024)
 #define DOCTOR_MAX_USERS          65536 /* getpwent() entries examined */
 #define DOCTOR_MAX_REPORTED_USERS 20
 #define DOCTOR_GROUPS_MAX         65536
@@ -52,6 +51,7 @@ static DEFINE_STRING_TABLE_LOOKUP_TO_STRING(severity, Severity, severity_table)
 	size_t n_warnings;
 	size_t n_pam_services; /* services whose auth stack has pam_keyward */
 	Policy *policy;
+	ServiceCoverage *coverage; /* the PAM services present (check_pam()) */
 } Doctor;
 
 /* One finding: severity, what was found, and (for warnings/errors) what to do. */
@@ -160,187 +160,6 @@ typedef struct PamControl {
 	const char *failure_code; /* which code had it ("default" when from default=) */
 } PamControl;
 
-typedef struct PamLine {
-	char *type; /* auth, account, session, password ('-' prefix dropped) */
-	char *control;
-	char *module; /* as written: name or path */
-	char *args;
-	char *file; /* path on the target system, for messages */
-	unsigned line;
-} PamLine;
-
-typedef struct PamStack {
-	PamLine *lines;
-	size_t n;
-} PamStack;
-
-static void pam_stack_done(PamStack *s)
-{
-	for (size_t i = 0; i < s->n; i++) {
-		free(s->lines[i].type);
-		free(s->lines[i].control);
-		free(s->lines[i].module);
-		free(s->lines[i].args);
-		free(s->lines[i].file);
-	}
-	free(s->lines);
-	*s = (PamStack){};
-}
-
-static const char *basename_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-
-	return slash ? slash + 1 : path;
-}
-
-static bool pam_line_is(const PamLine *l, const char *module)
-{
-	return streq(basename_of(l->module), module);
-}
-
-static bool pam_file_name_valid(const char *name)
-{
-	return !isempty(name) && !strchr(name, '/') && !streq(name, ".") && !streq(name, "..") &&
-	       strlen(name) <= NAME_MAX;
-}
-
-/* Cuts the next whitespace-separated token (a [...] control counts as one). */
-static char *next_token(char **p)
-{
-	char *s = *p, *start;
-
-	s += strspn(s, " \t");
-	if (!*s)
-		return NULL;
-	start = s;
-	if (*s == '[') {
-		char *end = strchr(s, ']');
-
-		s = end ? end + 1 : s + strlen(s);
-	} else
-		s += strcspn(s, " \t");
-	if (*s)
-		*s++ = '\0';
-	*p = s;
-	return start;
-}
-
-static int pam_stack_add(PamStack *s, const char *type, const char *control, const char *module,
-        const char *args, const char *file, unsigned line)
-{
-	PamLine *n;
-
-	if (s->n >= DOCTOR_PAM_MAX_LINES)
-		return -E2BIG;
-	n = reallocarray(s->lines, s->n + 1, sizeof(PamLine));
-	if (!n)
-		return -ENOMEM;
-	s->lines = n;
-	n = &s->lines[s->n];
-	*n = (PamLine){
-	        .type = strdup(type),
-	        .control = strdup(control),
-	        .module = strdup(module),
-	        .args = strdup(args),
-	        .file = strdup(file),
-	        .line = line,
-	};
-	s->n++;
-	if (!n->type || !n->control || !n->module || !n->args || !n->file)
-		return -ENOMEM;
-	return 0;
-}
-
-/* Reads /etc/pam.d/NAME or else /usr/lib/pam.d/NAME (under --root) and appends its lines of TYPE
- * (NULL: all) to S, following @include, include and substack. -ENOENT when NAME does not exist. */
-static int pam_stack_load(
-        const Doctor *d, const char *name, const char *type, unsigned depth, PamStack *s)
-{
-	static const char *const pam_dirs[] = {"/etc/pam.d", "/usr/lib/pam.d"};
-	_cleanup_free_ char *path = NULL, *shown = NULL, *text = NULL;
-	_cleanup_close_ int fd = -EBADF;
-	char *cursor;
-	unsigned lineno = 0;
-	int r;
-
-	if (depth > DOCTOR_PAM_MAX_DEPTH)
-		return -ELOOP;
-	if (!pam_file_name_valid(name))
-		return -EINVAL;
-	/* Where libpam looks: /etc/pam.d, then its vendor directory /usr/lib/pam.d (Debian's
-	 * polkit-1 and systemd-user live there). */
-	for (size_t i = 0; i < ELEMENTSOF(pam_dirs); i++) {
-		free(shown);
-		free(path);
-		path = NULL;
-		if (asprintf(&shown, "%s/%s", pam_dirs[i], name) < 0) {
-			shown = NULL;
-			return -ENOMEM;
-		}
-		path = rooted(d, shown);
-		if (!path)
-			return -ENOMEM;
-		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-		if (fd >= 0 || errno != ENOENT)
-			break;
-	}
-	if (fd < 0)
-		return -errno;
-	r = read_full_fd(fd, DOCTOR_PAM_MAX_FILE, &text, NULL);
-	if (r < 0)
-		return r;
-
-	cursor = text;
-	/* Backslash-newline continues a line. */
-	for (char *c = text; (c = strstr(c, "\\\n"));) {
-		c[0] = ' ';
-		c[1] = ' ';
-	}
-	for (char *l; (l = strsep(&cursor, "\n"));) {
-		char *p = l, *hash, *t, *control, *module;
-		bool dash;
-
-		lineno++; /* approximate after continuation lines; good enough for messages */
-		hash = strchr(l, '#');
-		if (hash)
-			*hash = '\0';
-		t = next_token(&p);
-		if (!t)
-			continue;
-		if (streq(t, "@include")) {
-			char *inc = next_token(&p);
-
-			if (!inc)
-				continue;
-			r = pam_stack_load(d, inc, type, depth + 1, s);
-			if (r < 0 && r != -ENOENT)
-				return r;
-			continue;
-		}
-		dash = t[0] == '-';
-		if (dash)
-			t++;
-		if (type && !streq(t, type))
-			continue;
-		control = next_token(&p);
-		module = next_token(&p);
-		if (!control || !module)
-			continue;
-		if (streq(control, "include") || streq(control, "substack")) {
-			r = pam_stack_load(d, module, t, depth + 1, s);
-			if (r < 0 && r != -ENOENT)
-				return r;
-			continue;
-		}
-		p += strspn(p, " \t");
-		r = pam_stack_add(s, t, control, module, p, shown, lineno);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
 /* Parses a control field: a keyword or [value=action ...]. -EINVAL when unknown. */
 static int pam_control_parse(const char *control, PamControl *ret)
 {
@@ -440,24 +259,12 @@ static bool pam_line_is_password_module(const PamLine *l)
 	return false;
 }
 
+/* A PAM service being checked: its name, and what the hints know about it. */
 typedef struct ServiceInfo {
 	const char *service;
-	const char *what;
-	bool display_manager;
-	const char *tty; /* a typical PAM_TTY, for evaluating tty-based rules */
-	bool elevation;  /* may skip authentication (cached timestamps): needs the account line */
+	const char *what; /* for messages: "console login", else the service's name */
+	bool elevation;   /* may skip authentication (cached timestamps): needs the account line */
 } ServiceInfo;
-
-static const ServiceInfo services[] = {
-        {"sudo", "sudo", false, "/dev/pts/0", true},
-        {"su", "su", false, "/dev/pts/0", false},
-        {"login", "console login", false, "/dev/tty1", false},
-        {"sshd", "SSH logins", false, "ssh", false},
-        {"gdm-password", "GDM (display manager)", true, "/dev/tty1", false},
-        {"lightdm", "LightDM (display manager)", true, ":0", false},
-        {"sddm", "SDDM (display manager)", true, "/dev/tty1", false},
-        {"polkit-1", "polkit (pkexec, admin prompts)", false, NULL, false},
-};
 
 /* Checks one keyward auth line of SERVICE in the flattened stack. */
 static void check_keyward_auth_line(
@@ -539,7 +346,9 @@ static void check_keyward_auth_line(
 	        svc->service, l->file, l->line, l->control);
 }
 
-static int check_service(Doctor *d, const ServiceInfo *svc, bool *ret_present)
+/* The stacks of one present service that reaches pam_keyward.so or that keyward should
+ * protect (a rule names it, or the hints know it): the keyward lines and their order. */
+static int check_service(Doctor *d, const ServiceInfo *svc)
 {
 	PamStack auth = {}, session = {}, account = {};
 	size_t first_password = SIZE_MAX, n_keyward = 0;
@@ -547,11 +356,7 @@ static int check_service(Doctor *d, const ServiceInfo *svc, bool *ret_present)
 	size_t systemd_session = SIZE_MAX, keyward_session = SIZE_MAX, n_session_keyward = 0;
 	int r;
 
-	*ret_present = false;
-	r = pam_stack_load(d, svc->service, "auth", 0, &auth);
-	if (r == -ENOENT)
-		goto out;
-	*ret_present = true;
+	r = pam_stack_load(d->root, svc->service, "auth", &auth);
 	if (r < 0) {
 		finding(d, SEVERITY_ERROR, "fix the PAM configuration",
 		        "pam/%s: cannot read the PAM file of %s and its includes: %s", svc->service,
@@ -562,16 +367,14 @@ static int check_service(Doctor *d, const ServiceInfo *svc, bool *ret_present)
 		                       : strerror(-r));
 		goto out;
 	}
-	r = pam_stack_load(d, svc->service, "account", 0, &account);
+	r = pam_stack_load(d->root, svc->service, "account", &account);
 	if (r < 0 && r != -ENOENT) {
 		finding(d, SEVERITY_ERROR, "fix the PAM configuration",
 		        "pam/%s: cannot read the account stack: %s", svc->service, strerror(-r));
 		goto out;
 	}
-	for (size_t i = 0; i < account.n; i++)
-		if (pam_line_is(&account.lines[i], "pam_keyward.so"))
-			account_keyward = true;
-	r = pam_stack_load(d, svc->service, "session", 0, &session);
+	account_keyward = pam_stack_has(&account, "pam_keyward.so");
+	r = pam_stack_load(d->root, svc->service, "session", &session);
 	if (r < 0 && r != -ENOENT) {
 		finding(d, SEVERITY_ERROR, "fix the PAM configuration",
 		        "pam/%s: cannot read the session stack: %s", svc->service, strerror(-r));
@@ -648,21 +451,57 @@ out:
 	return r;
 }
 
+/* Every PAM service present (service_coverage_load()), not a fixed list: those that reach
+ * pam_keyward.so, that a rule names or that the hints know are checked; a rule naming a
+ * service with no PAM file and a keyward stack that no rule names are findings too. */
 static void check_pam(Doctor *d)
 {
 	bool any_dm = false;
+	int r;
 
-	for (size_t i = 0; i < ELEMENTSOF(services); i++) {
-		bool present;
+	r = service_coverage_load(d->policy, d->root, &d->coverage);
+	if (r < 0) {
+		finding(d, SEVERITY_ERROR, "check /etc/pam.d and /usr/lib/pam.d",
+		        "pam: cannot list the PAM services: %s", strerror(-r));
+		return;
+	}
+	for (size_t i = 0; i < d->coverage->n; i++) {
+		const ServiceCoverageEntry *e = &d->coverage->entries[i];
+		const ServiceHint *h = service_hint_lookup(e->name);
+		ServiceInfo svc = {
+		        .service = e->name,
+		        .what = h ? h->what : e->name,
+		        .elevation = h && h->elevation,
+		};
+		size_t n_rules = strv_length(e->rules);
 
-		(void)check_service(d, &services[i], &present);
-		if (present && services[i].display_manager)
+		if (!e->present) {
+			finding(d, SEVERITY_WARNING,
+			        "install the service, or take it out of the rule",
+			        "pam/%s: rule '%s'%s names the PAM service %s, which has no "
+			        "/etc/pam.d/%s or /usr/lib/pam.d/%s: not installed, so the rule "
+			        "applies to no login",
+			        e->name, e->rules[0], n_rules > 1 ? " (and others)" : "", e->name,
+			        e->name, e->name);
+			continue;
+		}
+		if (h && h->display_manager)
 			any_dm = true;
-		else if (!present && !services[i].display_manager)
+		/* Neither keyward nor the policy nor the hints have anything to do with it. */
+		if (e->error == 0 && !e->keyward_auth && n_rules == 0 && !h)
+			continue;
+		(void)check_service(d, &svc);
+		if (e->error == 0 && e->keyward_auth && n_rules == 0)
+			finding(d, SEVERITY_OK, NULL,
+			        "pam/%s: pam_keyward.so runs but no rule names %s: rules without a "
+			        "services condition and the default decide",
+			        e->name, e->name);
+	}
+	for (const ServiceHint *h = service_hints; h->service; h++)
+		if (!h->display_manager && !service_coverage_find(d->coverage, h->service))
 			finding(d, SEVERITY_OK, NULL,
 			        "pam/%s: no /etc/pam.d/%s or /usr/lib/pam.d/%s (not installed)",
-			        services[i].service, services[i].service, services[i].service);
-	}
+			        h->service, h->service, h->service);
 	if (!any_dm)
 		finding(d, SEVERITY_OK, NULL,
 		        "pam: no display manager PAM file (gdm-password, lightdm, sddm)");
@@ -987,11 +826,6 @@ static void check_policy(Doctor *d)
 	d->policy = TAKE_PTR(p);
 }
 
-static int strcmp_ptr(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Appends a copy of NAME (if valid and below the cap); the list stays NULL-terminated. */
 static int add_name(char ***names, size_t *n, size_t *alloc, const char *name)
 {
@@ -1040,15 +874,7 @@ static int collect_user_names(char ***ret, size_t *ret_n)
 	if (r < 0)
 		return r;
 
-	qsort(names, n, sizeof(char *), strcmp_ptr);
-	for (size_t i = 0; i < n; i++) {
-		if (out > 0 && streq(names[out - 1], names[i])) {
-			free(names[i]);
-			continue;
-		}
-		names[out++] = names[i];
-	}
-	names[out] = NULL;
+	out = strv_sort_uniq(names, n);
 	*ret_n = out;
 	*ret = TAKE_PTR(names);
 	return 0;
@@ -1069,6 +895,11 @@ static void check_enrollment(Doctor *d)
 		        "enrollment: not checked (no valid policy)");
 		return;
 	}
+	if (!d->coverage) {
+		finding(d, SEVERITY_WARNING, "fix the PAM directories first",
+		        "enrollment: not checked (the PAM services cannot be listed)");
+		return;
+	}
 	s = policy_settings(d->policy);
 	creds_dir = rooted(
 	        d, s->credentials_dir ? s->credentials_dir : KEYWARD_DEFAULT_CREDENTIALS_DIR);
@@ -1086,8 +917,9 @@ static void check_enrollment(Doctor *d)
 	for (size_t u = 0; u < n_users; u++) {
 		_cleanup_strv_free_ char **groups = NULL;
 		_cleanup_credential_set_ CredentialSet *set = NULL;
-		_cleanup_free_ char *error = NULL;
-		char covered[256] = "";
+		_cleanup_free_ char *error = NULL, *covered = NULL;
+		_cleanup_free_ ServiceCoverageHit *hits = NULL;
+		size_t n_hits = 0;
 		const char *rule = NULL, *file = NULL;
 		unsigned line = 0;
 		struct passwd *pw;
@@ -1108,44 +940,23 @@ static void check_enrollment(Doctor *d)
 			        strerror(-r));
 			continue;
 		}
-		for (size_t i = 0; i < ELEMENTSOF(services); i++) {
-			bool remote = streq(services[i].service, "sshd");
-			PolicyDecision dec = {};
-			bool key = false;
-
-			/* Without a tty and with the service's usual one: a rule on ttys must
-			 * not hide a covered user. */
-			for (int k = 0; k < 2 && !key; k++) {
-				PolicyRequest req = {
-				        .user = pw->pw_name,
-				        .uid = pw->pw_uid,
-				        .groups = groups,
-				        .service = services[i].service,
-				        .rhost = remote ? "192.0.2.1" : NULL,
-				        .tty = k == 0 ? NULL : services[i].tty,
-				        .remote = remote,
-				};
-
-				if (k == 1 && !services[i].tty)
-					break;
-				key = policy_evaluate(d->policy, &req, &dec) >= 0 &&
-				      dec.require == POLICY_REQUIRE_KEY;
-			}
-			if (!key)
-				continue;
-			if (!rule) {
-				rule = dec.rule_name;
-				file = dec.file;
-				line = dec.line;
-			}
-			if (strlen(covered) + strlen(services[i].service) + 3 < sizeof(covered)) {
-				if (covered[0])
-					strcat(covered, ", ");
-				strcat(covered, services[i].service);
-			}
-		}
-		if (!covered[0])
+		r = service_coverage_user(d->coverage, d->policy,
+		        &(ServiceCoverageQuery){
+		                .user = pw->pw_name, .uid = pw->pw_uid, .groups = groups},
+		        &hits, &n_hits);
+		if (r >= 0 && n_hits > 0)
+			r = service_coverage_hits_join(hits, n_hits, &covered);
+		if (r < 0) {
+			finding(d, SEVERITY_ERROR, "check the policy and NSS",
+			        "enrollment: cannot evaluate the policy for %s: %s", pw->pw_name,
+			        strerror(-r));
 			continue;
+		}
+		if (n_hits == 0)
+			continue;
+		rule = hits[0].decision.rule_name;
+		file = hits[0].decision.file;
+		line = hits[0].decision.line;
 		n_covered++;
 		/* creds_load_user(), not creds_count_user(): its error names the file and the fix.
 		 */
@@ -1689,8 +1500,8 @@ int verb_doctor(int argc, char *argv[])
 	if (!d.quiet)
 		printf("keywardctl doctor: checking %s (policy %s)\n",
 		        isempty(d.root) ? "/" : d.root, d.config);
-	check_pam(&d);
 	check_policy(&d);
+	check_pam(&d); /* after the policy: which rules name which service */
 	check_enrollment(&d);
 	check_sudo(&d);
 	check_dirs(&d);
@@ -1699,6 +1510,7 @@ int verb_doctor(int argc, char *argv[])
 
 	printf("%zu error%s, %zu warning%s\n", d.n_errors, d.n_errors == 1 ? "" : "s", d.n_warnings,
 	        d.n_warnings == 1 ? "" : "s");
+	service_coverage_freep(&d.coverage);
 	policy_freep(&d.policy);
 	return d.n_errors > 0 ? CTL_EXIT_FAILURE : CTL_EXIT_OK;
 }

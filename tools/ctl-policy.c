@@ -1,14 +1,14 @@
 /* ctl-policy.c: `keywardctl policy check|explain` — validate keyward.conf with
  * file:line diagnostics, and show which rule decides a given login and what it requires. */
 #include <getopt.h>
-#include <grp.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "accounts.h"
 #include "ctl.h"
 #include "policy.h"
+#include "service-coverage.h"
 #include "util.h"
 
 #define CTL_GROUPS_MAX 1024
@@ -18,10 +18,14 @@ static void policy_usage(FILE *f)
 	fprintf(f, "Usage: keywardctl policy check [-c FILE]\n"
 	           "       keywardctl policy explain [-c FILE] --user USER --service SERVICE\n"
 	           "                 [--rhost HOST] [--tty TTY] [--groups G1,G2,...] [--uid UID] "
-	           "[--remote]\n\n"
+	           "[--remote]\n"
+	           "       keywardctl policy explain [-c FILE] --user USER [--root DIR]\n"
+	           "                 [--groups G1,G2,...] [--uid UID]\n\n"
 	           "check    validate the policy file; exit 0 when valid, 1 when not, 3 when "
 	           "unreadable\n"
-	           "explain  show the rule that decides a login and what it requires\n");
+	           "explain  show the rule that decides a login and what it requires; without\n"
+	           "         --service, the PAM services present (under DIR) where the user must\n"
+	           "         use a key: the services whose rules keywardd's Enroll applies\n");
 }
 
 static void print_diagnostics(const PolicyDiagnostics *d, bool quiet)
@@ -156,20 +160,86 @@ static int split_groups(const char *s, char ***ret)
 	return 0;
 }
 
+static void print_user(const PolicyRequest *req)
+{
+	printf("User: %s (uid %u), groups: ", req->user, (unsigned)req->uid);
+	if (!req->groups || !req->groups[0])
+		printf("(none)");
+	for (char *const *g = req->groups; g && *g; g++)
+		printf("%s%s", g == req->groups ? "" : ",", *g);
+	putchar('\n');
+}
+
+/* Where the policy asks REQ's user for a key, over the PAM services present under ROOT and
+ * those a rule names without a PAM file: the services keywardd's Enroll collects rules for. */
+static int explain_coverage(const Policy *p, const char *root, const PolicyRequest *req)
+{
+	_cleanup_(service_coverage_freep) ServiceCoverage *cov = NULL;
+	_cleanup_free_ ServiceCoverageHit *hits = NULL;
+	size_t n_hits = 0, n_present = 0, n_absent = 0;
+	int r;
+
+	r = service_coverage_load(p, root, &cov);
+	if (r < 0) {
+		fprintf(stderr,
+		        "keywardctl policy explain: cannot list the PAM services under %s: %s\n",
+		        root ?: "/", strerror(-r));
+		return CTL_EXIT_ERROR;
+	}
+	r = service_coverage_user(cov, p,
+	        &(ServiceCoverageQuery){
+	                .user = req->user,
+	                .uid = req->uid,
+	                .groups = req->groups,
+	                .include_absent = true,
+	        },
+	        &hits, &n_hits);
+	if (r < 0) {
+		fprintf(stderr, "keywardctl policy explain: cannot evaluate: %s\n", strerror(-r));
+		return CTL_EXIT_ERROR;
+	}
+	print_user(req);
+	printf("Key required for (PAM services present): ");
+	for (size_t i = 0; i < n_hits; i++)
+		if (hits[i].entry->present)
+			printf("%s%s", n_present++ ? ", " : "", hits[i].entry->name);
+	printf("%s\n", n_present ? "" : "(none)");
+	for (size_t i = 0; i < n_hits; i++)
+		if (!hits[i].entry->present)
+			printf("%s%s (rule '%s')",
+			        n_absent++ ? ", "
+			                   : "Not installed, named by a rule (enrollment applies "
+			                     "its AAGUID and attestation limits): ",
+			        hits[i].entry->name, strna(hits[i].decision.rule_name));
+	if (n_absent)
+		putchar('\n');
+	for (size_t i = 0; i < n_hits; i++)
+		printf("  %s: rule '%s' (%s:%u)%s\n", hits[i].entry->name,
+		        strna(hits[i].decision.rule_name), strna(hits[i].decision.file),
+		        hits[i].decision.line,
+		        !hits[i].entry->present ? ", not installed"
+		        : !hits[i].entry->keyward_auth
+		                ? ", but pam_keyward.so is not in its auth stack"
+		                : "");
+	return CTL_EXIT_OK;
+}
+
 static int verb_policy_explain(int argc, char *argv[])
 {
-	enum { ARG_RHOST = 0x100, ARG_TTY, ARG_GROUPS, ARG_REMOTE, ARG_UID };
+	enum { ARG_RHOST = 0x100, ARG_TTY, ARG_GROUPS, ARG_REMOTE, ARG_UID, ARG_ROOT };
 	static const struct option options[] = {{"config", required_argument, NULL, 'c'},
 	        {"user", required_argument, NULL, 'u'}, {"service", required_argument, NULL, 's'},
 	        {"rhost", required_argument, NULL, ARG_RHOST},
 	        {"tty", required_argument, NULL, ARG_TTY},
 	        {"groups", required_argument, NULL, ARG_GROUPS},
 	        {"uid", required_argument, NULL, ARG_UID},
-	        {"remote", no_argument, NULL, ARG_REMOTE}, {"help", no_argument, NULL, 'h'}, {}};
+	        {"remote", no_argument, NULL, ARG_REMOTE},
+	        {"root", required_argument, NULL, ARG_ROOT}, {"help", no_argument, NULL, 'h'}, {}};
 	_cleanup_(policy_freep) Policy *p = NULL;
 	_cleanup_strv_free_ char **groups = NULL;
 	_cleanup_free_ char *text = NULL;
 	const char *path = ctl_global.config_path, *groups_arg = NULL, *uid_arg = NULL;
+	const char *root = NULL;
 	PolicyRequest req = {};
 	PolicyDecision d;
 	size_t warnings, errors;
@@ -202,6 +272,9 @@ static int verb_policy_explain(int argc, char *argv[])
 		case ARG_REMOTE:
 			req.remote = true;
 			break;
+		case ARG_ROOT:
+			root = optarg;
+			break;
 		case 'h':
 			policy_usage(stdout);
 			return CTL_EXIT_OK;
@@ -214,8 +287,14 @@ static int verb_policy_explain(int argc, char *argv[])
 		        argv[optind]);
 		return CTL_EXIT_USAGE;
 	}
-	if (!req.user || !req.service) {
-		fprintf(stderr, "keywardctl policy explain: --user and --service are required\n");
+	if (!req.user) {
+		fprintf(stderr, "keywardctl policy explain: --user is required\n");
+		return CTL_EXIT_USAGE;
+	}
+	if (req.service ? !!root : req.rhost || req.tty || req.remote) {
+		fprintf(stderr,
+		        "keywardctl policy explain: --root goes without --service; --rhost, "
+		        "--tty and --remote with it\n");
 		return CTL_EXIT_USAGE;
 	}
 	if (!valid_user_name(req.user)) {
@@ -249,21 +328,24 @@ static int verb_policy_explain(int argc, char *argv[])
 		}
 	}
 	if (!have_uid || !groups) {
-		struct passwd *pw;
+		uid_t uid;
+		gid_t gid;
 
-		errno = 0;
-		pw = getpwnam(req.user);
-		if (!pw) {
+		r = account_lookup(req.user, &uid, &gid);
+		if (r < 0) {
 			fprintf(stderr,
-			        "keywardctl policy explain: user '%s' is unknown to NSS%s%s; pass "
-			        "--uid and --groups to explain a hypothetical user\n",
-			        req.user, errno ? ": " : "", errno ? strerror(errno) : "");
+			        "keywardctl policy explain: user '%s' %s; pass --uid and --groups "
+			        "to explain a hypothetical user\n",
+			        req.user,
+			        r == -ESRCH ? "is unknown to NSS" : "cannot be looked up");
+			if (r != -ESRCH)
+				fprintf(stderr, "keywardctl policy explain: %s\n", strerror(-r));
 			return CTL_EXIT_ERROR;
 		}
 		if (!have_uid)
-			req.uid = pw->pw_uid;
+			req.uid = uid;
 		if (!groups) {
-			r = ctl_user_groups(req.user, pw->pw_gid, CTL_GROUPS_MAX * 64, &groups);
+			r = account_group_names(req.user, gid, &groups);
 			if (r < 0) {
 				fprintf(stderr,
 				        "keywardctl policy explain: cannot list the groups of "
@@ -280,6 +362,8 @@ static int verb_policy_explain(int argc, char *argv[])
 		fprintf(stderr, "%s: NOT valid; nothing to explain\n", path);
 		return code;
 	}
+	if (!req.service)
+		return explain_coverage(p, root, &req);
 	r = policy_evaluate(p, &req, &d);
 	if (r < 0) {
 		fprintf(stderr, "keywardctl policy explain: cannot evaluate: %s\n", strerror(-r));
@@ -290,12 +374,8 @@ static int verb_policy_explain(int argc, char *argv[])
 		fprintf(stderr, "keywardctl policy explain: %s\n", strerror(-r));
 		return CTL_EXIT_ERROR;
 	}
-	printf("User: %s (uid %u), groups: ", req.user, (unsigned)req.uid);
-	if (!groups || !groups[0])
-		printf("(none)");
-	for (char **g = groups; g && *g; g++)
-		printf("%s%s", g == groups ? "" : ",", *g);
-	printf("\nService: %s, tty: %s, rhost: %s\n", req.service, req.tty ?: "(none)",
+	print_user(&req);
+	printf("Service: %s, tty: %s, rhost: %s\n", req.service, req.tty ?: "(none)",
 	        req.rhost ?: "(none)");
 	fputs(text, stdout);
 	return CTL_EXIT_OK;

@@ -15,6 +15,7 @@
 #include "ctl.h"
 #include "keyward-config.h"
 #include "policy.h"
+#include "service-coverage.h"
 #include "util.h"
 
 #define REPORT_MAX_ROWS    10000u /* user/service pairs, alerts, ... each */
@@ -124,6 +125,7 @@ typedef struct Report {
 	size_t n_coverage;
 	char *coverage_note;
 	char *policy_path;
+	const char *root; /* --root: the tree read as / ("" for this system) */
 
 	Bucket buckets[REPORT_MAX_BUCKETS];
 	size_t n_buckets;
@@ -411,15 +413,6 @@ static void make_buckets(Report *r)
 
 /* ---- coverage: the policy's privileged accounts against the credential store ---- */
 
-static const char *const coverage_services[] = {
-        "sudo",
-        "su",
-        "login",
-        "sshd",
-        "gdm-password",
-        "polkit-1",
-};
-
 static int add_coverage(Report *r, const char *user, int64_t uid, const char *services,
         const char *rule, int64_t keys, const char *status)
 {
@@ -455,28 +448,55 @@ static int cmp_coverage(const void *a, const void *b)
 	return d ? d : strcmp(x->user, y->user);
 }
 
+/* A path of the target system under --root. */
+static char *rooted(const Report *r, const char *path)
+{
+	char *s = NULL;
+
+	if (asprintf(&s, "%s%s", r->root, path) < 0)
+		return NULL;
+	return s;
+}
+
+/* Who must use a key where: the services come from the PAM stacks present
+ * (service_coverage_load()), the same answer keywardctl doctor and keywardd's Enroll use. */
 static int compute_coverage(Report *r)
 {
 	PolicyDiagnostics diags = {};
 	_cleanup_(policy_freep) Policy *p = NULL;
+	_cleanup_(service_coverage_freep) ServiceCoverage *cov = NULL;
 	_cleanup_strv_free_ char **enrolled = NULL;
-	const char *dir;
+	_cleanup_free_ char *config = NULL, *dir = NULL;
 	struct passwd *pw;
 	size_t n_users = 0;
 	int q;
 
-	q = policy_load_file(ctl_global.config_path, &diags, &p);
+	config = rooted(r, ctl_global.config_path);
+	if (!config)
+		return -ENOMEM;
+	q = policy_load_file(config, &diags, &p);
 	policy_diagnostics_clear(&diags);
 	if (q < 0) {
 		if (asprintf(&r->coverage_note,
 		            "not evaluated: the policy %s cannot be loaded (%s); run keywardctl "
 		            "policy check",
-		            ctl_global.config_path, strerror(-q)) < 0)
+		            config, strerror(-q)) < 0)
+			return -ENOMEM;
+		return 0;
+	}
+	q = service_coverage_load(p, r->root, &cov);
+	if (q < 0) {
+		if (asprintf(&r->coverage_note,
+		            "not evaluated: the PAM services under %s/etc/pam.d and "
+		            "%s/usr/lib/pam.d cannot be listed (%s)",
+		            r->root, r->root, strerror(-q)) < 0)
 			return -ENOMEM;
 		return 0;
 	}
 	r->policy_path = strdup(ctl_global.config_path);
-	dir = policy_settings(p)->credentials_dir ?: KEYWARD_DEFAULT_CREDENTIALS_DIR;
+	dir = rooted(r, policy_settings(p)->credentials_dir ?: KEYWARD_DEFAULT_CREDENTIALS_DIR);
+	if (!r->policy_path || !dir)
+		return -ENOMEM;
 	q = creds_list_users(dir, &enrolled);
 	if (q < 0) {
 		if (asprintf(&r->coverage_note, "credential store %s cannot be listed (%s)", dir,
@@ -488,10 +508,11 @@ static int compute_coverage(Report *r)
 	setpwent();
 	while ((pw = getpwent()) && n_users++ < REPORT_MAX_USERS) {
 		_cleanup_strv_free_ char **groups = NULL;
-		char services[256] = "";
+		_cleanup_free_ ServiceCoverageHit *hits = NULL;
+		_cleanup_free_ char *services = NULL;
 		const char *rule = NULL;
 		char rulebuf[512];
-		size_t keys = 0;
+		size_t keys = 0, n_hits = 0;
 		int k;
 
 		if (!valid_user_name(pw->pw_name))
@@ -499,31 +520,21 @@ static int compute_coverage(Report *r)
 		k = ctl_user_groups(pw->pw_name, pw->pw_gid, REPORT_GROUPS_MAX, &groups);
 		if (k < 0)
 			continue;
-		for (size_t i = 0; i < ELEMENTSOF(coverage_services); i++) {
-			bool remote = streq(coverage_services[i], "sshd");
-			PolicyRequest req = {
-			        .user = pw->pw_name,
-			        .uid = pw->pw_uid,
-			        .groups = groups,
-			        .service = coverage_services[i],
-			        .rhost = remote ? "192.0.2.1" : NULL,
-			        .remote = remote,
-			};
-			PolicyDecision d;
-
-			if (policy_evaluate(p, &req, &d) < 0 || d.require != POLICY_REQUIRE_KEY)
-				continue;
-			if (!rule) {
-				snprintf(rulebuf, sizeof(rulebuf), "%s (%s:%u)", strna(d.rule_name),
-				        strna(d.file), d.line);
-				rule = rulebuf;
-			}
-			if (strlen(services) + strlen(coverage_services[i]) + 3 <
-			        sizeof(services)) {
-				if (services[0])
-					strcat(services, ", ");
-				strcat(services, coverage_services[i]);
-			}
+		q = service_coverage_user(cov, p,
+		        &(ServiceCoverageQuery){
+		                .user = pw->pw_name, .uid = pw->pw_uid, .groups = groups},
+		        &hits, &n_hits);
+		if (q >= 0)
+			q = service_coverage_hits_join(hits, n_hits, &services);
+		if (q < 0) {
+			endpwent();
+			return q;
+		}
+		if (n_hits > 0) {
+			snprintf(rulebuf, sizeof(rulebuf), "%s (%s:%u)",
+			        strna(hits[0].decision.rule_name), ctl_global.config_path,
+			        hits[0].decision.line);
+			rule = rulebuf;
 		}
 		k = creds_count_user(dir, pw->pw_name, &keys);
 		if (k < 0) {
@@ -1402,11 +1413,14 @@ static void report_help(FILE *f)
 {
 	fprintf(f,
 	        "Usage: keywardctl report [--since T] [--until T] [--format text|json|csv|html]\n"
-	        "                         [-o FILE] [--key FILE] [--audit FILE...]\n\n"
+	        "                         [-o FILE] [--key FILE] [--root DIR] [--audit FILE...]\n\n"
 	        "Compliance evidence from the policy, the credential store and the audit trail:\n"
 	        "coverage gaps first, then authentications, removals and their outcomes, clone\n"
 	        "alerts, lockouts, policy changes, key management and the trail's integrity.\n"
 	        "--audit FILE... names the trail files, in chain order (default: the policy's).\n"
+	        "Covered services are the PAM services present (/etc/pam.d, /usr/lib/pam.d).\n"
+	        "--root DIR reads the policy (-c, as on the target), its credential store and\n"
+	        "the PAM stacks under DIR; the trail is then given with --audit.\n"
 	        "Exit: 0 written, 1 written but the trail failed verification, 2 usage, 3 "
 	        "error.\n");
 }
@@ -1416,9 +1430,10 @@ int verb_report(int argc, char *argv[])
 	static const struct option options[] = {{"since", required_argument, NULL, 'S'},
 	        {"until", required_argument, NULL, 'U'}, {"format", required_argument, NULL, 'f'},
 	        {"output", required_argument, NULL, 'o'}, {"key", required_argument, NULL, 'k'},
-	        {"audit", required_argument, NULL, 'a'}, {"help", no_argument, NULL, 'h'}, {}};
-	_cleanup_(report_done) Report r = {};
-	_cleanup_free_ char *default_key = NULL, *tmp = NULL;
+	        {"audit", required_argument, NULL, 'a'}, {"root", required_argument, NULL, 'R'},
+	        {"help", no_argument, NULL, 'h'}, {}};
+	_cleanup_(report_done) Report r = {.root = ""};
+	_cleanup_free_ char *default_key = NULL, *tmp = NULL, *root = NULL;
 	ReportFormat fmt = FORMAT_TEXT;
 	const char *out = NULL, *key_path = NULL, *problem = NULL;
 	uint8_t key[AUDIT_SEAL_KEY_SIZE];
@@ -1458,6 +1473,14 @@ int verb_report(int argc, char *argv[])
 			if (strv_extend(&audit_files, optarg) < 0)
 				return CTL_EXIT_ERROR;
 			break;
+		case 'R':
+			free(root);
+			root = realpath(optarg, NULL);
+			if (!root) {
+				fprintf(stderr, "keywardctl report: --root %s: %m\n", optarg);
+				return CTL_EXIT_USAGE;
+			}
+			break;
 		case 'h':
 			report_help(stdout);
 			return CTL_EXIT_OK;
@@ -1481,6 +1504,17 @@ int verb_report(int argc, char *argv[])
 		fprintf(stderr, "keywardctl report: --until must be later than --since\n");
 		return CTL_EXIT_USAGE;
 	}
+	if (root && !streq(root, "/")) {
+		/* The policy, its credential store and the PAM stacks are read under the tree;
+		 * the trail is named on this system (--audit). */
+		if (ctl_global.config_path[0] != '/' || !audit_files) {
+			fprintf(stderr, "keywardctl report: --root needs the policy as seen on the "
+			                "target (-c /etc/keyward/keyward.conf) and the trail files "
+			                "(--audit FILE...)\n");
+			return CTL_EXIT_USAGE;
+		}
+		r.root = root;
+	}
 
 	q = ctl_audit_files(audit_files, strv_length(audit_files), &r.files);
 	if (q < 0)
@@ -1493,11 +1527,16 @@ int verb_report(int argc, char *argv[])
 	}
 	make_buckets(&r);
 
-	if (!key_path && ctl_audit_paths(NULL, &default_key) >= 0)
+	/* Under --root the host's seal key is not the tree's: only --key says which. */
+	if (!key_path && isempty(r.root) && ctl_audit_paths(NULL, &default_key) >= 0)
 		key_path = default_key;
 	if (key_path && audit_seal_key_load(key_path, false, key, &problem) >= 0) {
 		vo.key = key;
 		r.verify_keyed = true;
+	} else if (!key_path && !isempty(r.root)) {
+		if (asprintf(&r.verify_note, "Seals were not verified: with --root, pass the "
+		                             "tree's seal key with --key FILE.") < 0)
+			return CTL_EXIT_ERROR;
 	} else if (asprintf(&r.verify_note,
 	                   "Seals were not verified: the seal key %s %s. Run as root or pass --key "
 	                   "FILE.",

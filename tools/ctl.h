@@ -35,9 +35,9 @@ int verb_report(int argc, char *argv[]);
  * read: ARGS if any, else the trail and its rotated files. */
 int ctl_audit_paths(char **ret_trail, char **ret_key);
 int ctl_audit_files(char **args, size_t n, char ***ret);
-/* ctl-common.c: USER's group names (primary group PRIMARY and supplementary ones, via
- * NSS, each once; gids without a name are left out). -E2BIG when NSS reports more than
- * MAX groups. *RET is a NULL-terminated list, never NULL on success. */
+/* ctl-common.c: USER's group names (primary group PRIMARY and supplementary ones), from
+ * account_group_names() (lib/accounts.h: thread-safe, a failed lookup is an error). New
+ * code calls that directly. -E2BIG past MAX groups. *RET is NULL-terminated. */
 int ctl_user_groups(const char *user, gid_t primary, int max, char ***ret);
 
 /* Credential verbs (ctl-creds.c): talk to keywardd over the system bus. */

@@ -81,6 +81,11 @@ class Bench:
         self.address = None
         self.bus = None
         self.policy_path = os.path.join(self.tmp, 'keyward.conf')
+        # keywardd's coverage snapshot: the runtime copy (option runtime_dir=), then the one
+        # beside the policy (POLICY.coverage, as POLICY.last-good).
+        self.run_dir = os.path.join(self.tmp, 'run')
+        self.snapshot_run = os.path.join(self.run_dir, 'coverage')
+        self.snapshot_state = self.policy_path + '.coverage'
         self.write_policy()
         with open(os.path.join(self.tmp, 'passwd'), 'w', encoding='utf-8') as f:
             f.write(PASSWD)
@@ -101,7 +106,7 @@ class Bench:
 
     def write_service(self, options='', name='keyward-test', set_items=False, session_env=None):
         module = os.path.abspath(self.args.module)
-        opts = f'config={self.policy_path} {options}'.strip()
+        opts = f'config={self.policy_path} runtime_dir={self.run_dir} {options}'.strip()
         lines = []
         if set_items:
             lines.append(f'auth optional {self.args.wrapper_modules}/pam_set_items.so')
@@ -567,7 +572,30 @@ def case_account_as_root(b):
     check(not b.calls('BindSession'), 'BindSession without a token')
 
 
-def daemon_down(b, user, ops, with_bus=True):
+def publish(b, policy=None, paths=None):
+    '''What keywardd does at start and at each reload: the coverage snapshot of the policy
+    it loaded, in its runtime directory and beside the policy.'''
+    os.makedirs(b.run_dir, mode=0o755, exist_ok=True)
+    paths = paths or [b.snapshot_run, b.snapshot_state]
+    subprocess.run([b.args.coverage_write, policy or b.policy_path] + paths, check=True)
+
+
+def write_snapshot(b, text, paths=None):
+    '''A snapshot with the given content (bytes), root-owned 0644, at both places.'''
+    os.makedirs(b.run_dir, mode=0o755, exist_ok=True)
+    for path in paths or [b.snapshot_run, b.snapshot_state]:
+        if os.path.lexists(path):
+            os.unlink(path)
+        with open(path, 'wb') as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+
+
+def daemon_down(b, user, ops, with_bus=True, published=False):
+    # The daemon ran once with the current policy (and wrote its snapshot), then stopped;
+    # cases about a broken or missing snapshot prepare it themselves (published=True).
+    if not published:
+        publish(b)
     if with_bus:
         b.start_bus()
     else:
@@ -618,13 +646,16 @@ def enrolled_marker(b, user):
 
 
 def broken_policy_case(b, what, message):
-    # bob has no key: keyward's fault (daemon down, policy unusable) must not lock him out;
-    # alice has a key enrolled: she is refused, with a message that names the cause.
+    # No usable coverage snapshot: bob has no key, so keyward's fault (daemon down, snapshot
+    # unusable) must not lock him out; alice has a key enrolled: she is refused, with a
+    # message that names the cause.
     enrolled_marker(b, 'alice')
-    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_IGNORE'), ('acct', 'PAM_IGNORE')])
+    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_IGNORE'), ('acct', 'PAM_IGNORE')],
+                                published=True)
     expect_ok(rc, out, f'{what}, uncovered')
     check('access is denied' not in out, f'{what}: an uncovered user was told "denied"', out)
-    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SERVICE_ERR'), ('acct', 'PAM_IGNORE')])
+    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SERVICE_ERR'), ('acct', 'PAM_IGNORE')],
+                                published=True)
     expect_ok(rc, out, f'{what}, enrolled')
     check(message in out, f'{what}: no message naming the cause', out)
     rc, out, _, _ = b.run('alice', [('acct', 'PAM_SERVICE_ERR')], as_uid=1000)
@@ -632,42 +663,129 @@ def broken_policy_case(b, what, message):
 
 
 def case_down_corrupt_policy(b):
-    b.write_policy('settings = { timeout = ; };\nrules = (\n')
-    broken_policy_case(b, 'corrupt policy',
-                       'has errors; access is denied. Check it with: keywardctl policy check')
+    # The snapshot keywardd wrote is corrupt (the module never parses keyward.conf).
+    write_snapshot(b, b'keyward-coverage 1\ndigest 00\nrules = (\n')
+    broken_policy_case(b, 'corrupt snapshot',
+                       f'its coverage snapshot {b.snapshot_run} is malformed; access is denied.')
 
 
 def case_down_unsafe_policy(b):
-    os.chmod(b.policy_path, 0o666)
-    broken_policy_case(b, 'world-writable policy', f'is world-writable; run: chmod o-w {b.policy_path}')
+    publish(b)
+    os.chmod(b.snapshot_run, 0o666)
+    os.chmod(b.snapshot_state, 0o666)
+    broken_policy_case(b, 'world-writable snapshot',
+                       f'is world-writable; run: chmod o-w {b.snapshot_run}')
 
 
 def case_down_symlink_policy(b):
-    real = b.policy_path + '.real'
-    os.rename(b.policy_path, real)
-    os.symlink(real, b.policy_path)
-    broken_policy_case(b, 'symlinked policy', 'is a symbolic link')
+    publish(b)
+    for path in (b.snapshot_run, b.snapshot_state):
+        os.rename(path, path + '.real')
+        os.symlink(path + '.real', path)
+    broken_policy_case(b, 'symlinked snapshot', 'is a symbolic link')
 
 
 def case_down_missing_policy(b):
-    os.unlink(b.policy_path)
-    broken_policy_case(b, 'missing policy', 'does not exist; access is denied')
+    # keywardd never ran (or its snapshot is gone): no snapshot anywhere.
+    broken_policy_case(b, 'missing snapshot', 'does not exist; access is denied')
 
 
 def case_down_last_good(b):
-    # The file on disk is broken but keywardd kept a copy of the last policy that loaded
-    # (POLICY.last-good): the module decides from that copy, as the daemon would.
-    with open(b.policy_path) as f:
-        good = f.read()
-    with open(b.policy_path + '.last-good', 'w') as f:
-        f.write(good)
-    os.chmod(b.policy_path + '.last-good', 0o644)
-    b.write_policy('settings = { timeout = ; };\nrules = (\n')
-    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_IGNORE')])
-    expect_ok(rc, out, 'last good, uncovered')
-    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SERVICE_ERR')])
-    expect_ok(rc, out, 'last good, covered')
+    # After a reboot with keywardd down the runtime copy is gone; the copy beside the last
+    # good policy (POLICY.coverage) decides, as the daemon would.
+    publish(b, paths=[b.snapshot_state])
+    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_IGNORE')], published=True)
+    expect_ok(rc, out, 'state copy, uncovered')
+    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SERVICE_ERR')], published=True)
+    expect_ok(rc, out, 'state copy, covered')
     check(NOT_RUNNING in out, 'the covered user was not told the daemon is down', out)
+
+
+def case_down_broken_policy_file(b):
+    # keyward.conf is broken on disk but keywardd's snapshot is of the policy it loaded:
+    # the module decides from the snapshot and never reads keyward.conf.
+    publish(b)
+    b.write_policy('settings = { timeout = ; };\nrules = (\n')
+    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_IGNORE')], published=True)
+    expect_ok(rc, out, 'broken policy file, uncovered')
+    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SERVICE_ERR')], published=True)
+    expect_ok(rc, out, 'broken policy file, covered')
+    check(NOT_RUNNING in out, 'the covered user was not told the daemon is down', out)
+
+
+def case_down_snapshot_malformed(b):
+    # Whatever is wrong with the snapshot, it is "no usable policy": only accounts with a
+    # credential file are refused.
+    publish(b)
+    with open(b.snapshot_run, 'rb') as f:
+        good = f.read()
+    check(good.startswith(b'keyward-coverage 1\n') and good.endswith(b'\nend 1\n'),
+          'unexpected snapshot', good.decode())
+    variants = [
+        ('truncated mid-line', good[:len(good) // 2]),
+        ('truncated before the end line', good[:good.rindex(b'end 1\n')]),
+        ('unknown key', good.replace(b'group wheel\n', b'group wheel\nshell /bin/sh\n')),
+        ('newer format', good.replace(b'keyward-coverage 1', b'keyward-coverage 2')),
+        ('rule count', good.replace(b'end 1\n', b'end 2\n')),
+        ('oversized', good[:-len(b'end 1\n')] + b'reason x\n' * (512 * 1024) + b'end 1\n'),
+        ('empty', b''),
+    ]
+    for what, text in variants:
+        write_snapshot(b, text)
+        message = 'is too large' if what == 'oversized' else 'is malformed'
+        broken_policy_case(b, f'snapshot {what}', f'{b.snapshot_run} {message}; access is denied')
+
+
+def case_down_runtime_first(b):
+    # The runtime copy is read first: it covers bob (written by the daemon's latest load),
+    # the older copy beside the policy does not.
+    publish(b, paths=[b.snapshot_state])
+    bob_policy = os.path.join(b.tmp, 'bob.conf')
+    with open(bob_policy, 'w', encoding='utf-8') as f:
+        f.write(POLICY.replace('groups = ["wheel"]', 'users = ["bob"]') % {'failmode': 'closed'})
+    publish(b, policy=bob_policy, paths=[b.snapshot_run])
+    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_SERVICE_ERR')], published=True)
+    expect_ok(rc, out, 'runtime copy first, bob covered')
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_IGNORE')])
+    expect_ok(rc, out, 'runtime copy first, alice uncovered')
+    os.unlink(b.snapshot_run)
+    rc, out, _, _ = b.run('bob', [('auth', 'PAM_IGNORE')])
+    expect_ok(rc, out, 'no runtime copy, the state copy decides')
+
+
+def huge_group(members):
+    # A group whose entry is larger than the NSS buffer limit (1 MiB) of lib/accounts.c:
+    # looking up the groups of its members fails (ERANGE).
+    filler = ','.join(f'u{i:06d}' for i in range(160000))
+    return f'huge:x:3000:{",".join(members)},{filler}\n'
+
+
+def case_down_group_lookup_fails(b):
+    # alice's groups cannot be looked up and a group rule may cover her: she counts as
+    # covered (fail closed), even under failmode=open; bob's groups resolve: not covered.
+    b.write_policy(failmode='open')
+    with open(os.path.join(b.tmp, 'group'), 'a', encoding='utf-8') as f:
+        f.write(huge_group(['alice']))
+    rc, out, _, _ = daemon_down(b, 'alice', [('auth', 'PAM_SERVICE_ERR')])
+    expect_ok(rc, out, 'group lookup fails, group rule')
+    check('error: keyward: cannot look up your account; access is denied.' in out,
+          'no "cannot look up your account" message', out)
+    rc, out, _, _ = b.run('bob', [('auth', 'PAM_IGNORE')])
+    expect_ok(rc, out, 'group lookup fails for another user')
+
+
+def case_down_lookup_fails_uncovered(b):
+    # bob's groups cannot be looked up, but no rule that could cover him needs them: he is
+    # not covered, and keyward does not lock him out.
+    b.write_policy(POLICY.replace('groups = ["wheel"]', 'users = ["alice"]') % {'failmode': 'closed'})
+    with open(os.path.join(b.tmp, 'group'), 'a', encoding='utf-8') as f:
+        f.write(huge_group(['bob', 'alice']))
+    rc, out, _, _ = daemon_down(b, 'bob', [('auth', 'PAM_IGNORE'), ('acct', 'PAM_IGNORE')])
+    expect_ok(rc, out, 'lookup fails, uncovered')
+    check('error:' not in out, 'an uncovered user saw an error', out)
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SERVICE_ERR')])
+    expect_ok(rc, out, 'lookup fails, covered by user name')
+    check('error: ' + NOT_RUNNING in out, 'no "daemon is not running" message', out)
 
 
 def case_auth_hangs(b):
@@ -688,6 +806,7 @@ def case_auth_hangs(b):
 
 
 def case_check_hangs(b):
+    publish(b)
     b.start_bus()
     b.start_mock()
     b.write_service('timeout=1000')
@@ -701,9 +820,10 @@ def case_check_hangs(b):
 
 
 def case_check_error(b):
-    # The daemon answers Check with an error: the policy file decides coverage, and
+    # The daemon answers Check with an error: its coverage snapshot decides, and
     # failmode=open does not apply (the daemon is there, it refused).
     b.write_policy(failmode='open')
+    publish(b)
     b.start_bus()
     b.start_mock()
     b.write_service()
@@ -771,6 +891,7 @@ def main():
     ap.add_argument('--module', required=True)
     ap.add_argument('--driver', required=True)
     ap.add_argument('--template', required=True)
+    ap.add_argument('--coverage-write', required=True)
     ap.add_argument('--source-dir', required=True)
     ap.add_argument('--wrapper-modules', default='/usr/lib/x86_64-linux-gnu/pam_wrapper')
     ap.add_argument('--python', default='/usr/bin/python3')

@@ -22,6 +22,12 @@ foreach(_case good sufficient optional no-ignore ignored-error keyonly before-pa
   set_tests_properties(doctor.${_case} PROPERTIES LABELS "unit;doctor")
 endforeach()
 
+# One answer to "which services does the policy cover": doctor --root, report --root and the
+# enrollment's services (policy explain without --service) on one fixture tree.
+add_test(NAME doctor.coverage-services
+  COMMAND ${BASH_PROGRAM} ${_kw_admin}/coverage-test.sh $<TARGET_FILE:keywardctl>)
+set_tests_properties(doctor.coverage-services PROPERTIES LABELS "unit;doctor")
+
 # pam-auth-update on the shipped profiles, in a private mount namespace.
 add_test(NAME dist.pam-profiles
   COMMAND ${BASH_PROGRAM} ${_kw_admin}/pam-profile-test.sh ${PROJECT_SOURCE_DIR}/dist/pam-configs

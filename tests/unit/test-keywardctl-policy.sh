@@ -129,7 +129,10 @@ has check-symlink "$tmp/link.conf: error: is a symbolic link; replace it with a 
 run usage-noverb 2 "$ctl" policy
 run usage-sub 2 "$ctl" policy frobnicate
 run usage-arg 2 "$ctl" policy check extra
-run usage-explain 2 "$ctl" policy explain -c "$good" --user root
+run usage-explain 2 "$ctl" policy explain -c "$good" --service sudo
+# without --service it lists the covered PAM services (coverage-test.sh); --root goes with that
+run usage-explain-root 2 "$ctl" policy explain -c "$good" --user root --service sudo --root /
+run usage-explain-tty 2 "$ctl" policy explain -c "$good" --user root --tty /dev/tty1
 
 # the shipped example passes
 run check-dist 0 "$ctl" policy check -c "$dist"

@@ -10,6 +10,7 @@ the pin_fd), and asserts on replies, files, the daemon's log and the audit trail
 Needs Debian's /usr/bin/python3 (dbus). Never skips: a missing tool fails.
 """
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -59,6 +60,9 @@ CASES = {
     "bus-lost": [],
     "policy-last-good": [],
     "policy-none-good": [],
+    "coverage-snapshot": [],
+    "decision-once": [],
+    "account-event": [],
 }
 
 
@@ -186,7 +190,7 @@ default = {{ require = "none"; }};
         import dbus
         return dbus.Interface(self.bus().get_object(BUS_NAME, BUS_PATH), IFACE)
 
-    def authenticate(self, user="root", service="sudo", pin=None, tty="", rhost="", timeout=30):
+    def authenticate(self, user="root", service="sudo", pin=None, tty="", rhost="", timeout=30, options=None):
         import dbus
         rfd, wfd = os.pipe()
         if pin is not None:
@@ -195,7 +199,7 @@ default = {{ require = "none"; }};
         try:
             t0 = time.monotonic()
             reply = self.manager().Authenticate(user, service, tty, rhost, dbus.types.UnixFd(rfd),
-                                                dbus.Dictionary({}, signature="sv"), timeout=timeout)
+                                                dbus.Dictionary(options or {}, signature="sv"), timeout=timeout)
             dt = time.monotonic() - t0
         finally:
             os.close(rfd)
@@ -740,6 +744,95 @@ def case_revoke(e):
     check(e.audit_find(event="revoke", result="success"), "revoke audited")
 
 
+def case_decision_once(e):
+    """Check makes the login's decision and hands out its id; Authenticate with that id
+    uses it even after a stricter policy was loaded (the rule now denies); the next login
+    gets the new one. A decision is only for its own login and is spent by a success."""
+    e.write_policy()
+    e.start()
+    e.enroll()
+    old = e.audit_find(event="policy-load", result="success")[-1]["detail"]
+    r = e.manager().Check("root", "sudo", "", "")
+    check(len(r) == 8 and str(r[0]) == "key", f"Check: {r}")
+    first = str(r[7])
+    check(re.fullmatch(r"[0-9a-f]{32}", first), f"decision id: {first!r}")
+    # not covered: nothing to carry
+    check(str(e.manager().Check("root", "login", "", "")[7]) == "", "a decision id for an uncovered login")
+    with open(e.conf) as f:
+        strict = f.read().replace('name = "root-sudo";', 'name = "root-sudo-strict";').replace(
+            'require = "key";', 'require = "deny"; reason = "sudo is closed for maintenance";', 1)
+    check("root-sudo-strict" in strict and "closed for maintenance" in strict, "policy edit")
+    with open(e.conf, "w") as f:
+        f.write(strict)
+    e.manager().Reload()
+    new = e.audit_find(event="policy-load", result="success")[-1]["detail"]
+    check(new != old, "the stricter policy was not loaded")
+    # the decision is this login's only
+    a = e.authenticate(service="su", options={"decision": first})
+    check(not a["granted"] and a["reason"] == "decision-mismatch", f"another service: {a}")
+    a = e.authenticate(options={"decision": "0" * 32})
+    check(not a["granted"] and a["reason"] == "decision-expired", f"unknown id: {a}")
+    # the login in flight keeps its decision
+    a = e.authenticate(options={"decision": first})
+    check(a["granted"], f"the login in flight lost its decision: {a}")
+    rec = e.audit_find(event="auth", result="success")[-1]
+    check(rec.get("rule_name") == "root-sudo" and rec.get("policy") == old and rec.get("rule", "").startswith(e.conf + ":"),
+          f"the record does not quote the decision: {rec}")
+    # spent by the success
+    a = e.authenticate(options={"decision": first})
+    check(not a["granted"] and a["reason"] == "decision-expired", f"decision used twice: {a}")
+    # the next login gets the new policy
+    r = e.manager().Check("root", "sudo", "", "")
+    check(str(r[0]) == "deny" and str(r[7]) == "", f"Check after the reload: {r}")
+    deny = e.audit_find(event="auth", reason="policy-deny")[-1]
+    check(deny.get("rule_name") == "root-sudo-strict" and deny.get("policy") == new, f"deny record: {deny}")
+    # a caller that passes no decision gets one made now
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "policy-deny", f"no decision given: {a}")
+    # another process cannot use this process's decision
+    e.write_policy()
+    e.manager().Reload()
+    r = e.manager().Check("root", "sudo", "", "")
+    other = subprocess.run(["/usr/bin/python3", "-c", OTHER_PROCESS_AUTH, str(r[7])],
+                           capture_output=True, text=True, timeout=60)
+    check("decision-mismatch" in other.stdout, f"another process used the decision: {other.stdout}{other.stderr}")
+
+
+def case_account_event(e):
+    """The PAM account phase's Authenticate (option cached: sudo skipped authentication)
+    is recorded as event `account`, with the decision's rule and policy digest; the
+    authentication phase's as `auth`."""
+    import dbus
+    e.write_policy()
+    e.start()
+    e.enroll()
+    a = e.authenticate(options={"cached": dbus.Boolean(True)})
+    check(a["granted"], f"account phase, no earlier key: {a}")
+    acct = e.audit_find(event="account", result="success", user="root")
+    check(len(acct) == 1 and acct[0].get("service") == "sudo" and acct[0].get("rule_name") == "root-sudo"
+          and re.fullmatch(r"[0-9a-f]{64}", acct[0].get("policy", "")), f"account record: {acct}")
+    check(not e.audit_find(event="auth", result="success"), "the account phase was recorded as auth")
+    a = e.authenticate()
+    check(a["granted"] and len(e.audit_find(event="auth", result="success")) == 1, "auth phase record")
+    a = e.authenticate(options={"cached": dbus.Boolean(True)})
+    acct = e.audit_find(event="account", result="success", user="root")
+    check(a["granted"] and len(acct) == 2 and acct[1].get("detail") == "cached-elevation same-key",
+          f"silent proof of the last key: {acct}")
+    a = e.authenticate(service="login", options={"cached": dbus.Boolean(True)})
+    check(not a["granted"] and a["reason"] == "not-covered", f"uncovered: {a}")
+    check(e.audit_find(event="account", result="info", reason="not-covered"), "uncovered account phase record")
+
+
+OTHER_PROCESS_AUTH = """
+import os, sys, dbus
+m = dbus.Interface(dbus.SystemBus().get_object("org.keyward.Keyward1", "/org/keyward/Keyward1"),
+                   "org.keyward.Keyward1.Manager")
+r, w = os.pipe(); os.close(w)
+print(m.Authenticate("root", "sudo", "", "", dbus.types.UnixFd(r),
+                     dbus.Dictionary({"decision": sys.argv[1]}, signature="sv"), timeout=30)[1])
+"""
+
+
 def case_sighup(e):
     e.write_policy()
     e.start()
@@ -760,6 +853,52 @@ def case_sighup(e):
     e.manager().Reload()
     r = e.manager().Check("root", "sudo", "", "")
     check(str(r[1]) == "required", f"new policy after Reload: {r}")
+
+
+def case_coverage_snapshot(e):
+    # keywardd publishes the coverage snapshot of every policy it loads (at start, at each
+    # reload) for pam_keyward's fallback: in the runtime directory and beside the last good
+    # copy (POLICY.coverage), root-owned, 0644, in the strict format of lib/coverage.h.
+    def snapshots():
+        out = []
+        for path in (os.path.join(e.tmp, "run", "coverage"), e.conf + ".coverage"):
+            check(os.path.exists(path), f"no coverage snapshot at {path}")
+            st = os.lstat(path)
+            check(st.st_uid == 0 and st.st_mode & 0o7777 == 0o644, f"{path}: owner/mode {st}")
+            out.append(open(path).read())
+        check(out[0] == out[1], f"the two snapshots differ:\n{out[0]}\n---\n{out[1]}")
+        return out[0]
+
+    def digest():
+        return hashlib.sha256(open(e.conf, "rb").read()).hexdigest()
+
+    e.write_policy()
+    e.start()
+    text = snapshots()
+    expected = (f"keyward-coverage 1\ndigest {digest()}\nfailmode closed\n"
+                "rule root-sudo\nrequire key\nuser root\nuser nobody\nservice sudo\n"
+                "rule ssh-deny\nrequire deny\nreason no passwords over ssh\nuser root\nservice sshd\n"
+                "default\nrequire none\nend 2\n")
+    check(text == expected, f"snapshot at start:\n{text}\nexpected:\n{expected}")
+
+    # a reload rewrites it
+    e.write_policy(rule_extra='on_remote = "none";', settings_extra='failmode = "open";')
+    e.daemon.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and digest() not in open(e.conf + ".coverage").read():
+        time.sleep(0.05)
+    text = snapshots()
+    check(f"digest {digest()}\nfailmode open\n" in text and
+          "rule root-sudo\nrequire key\non-remote none\n" in text, f"snapshot after reload:\n{text}")
+
+    # a rejected reload leaves the snapshot of the policy still in force
+    with open(e.conf, "a") as f:
+        f.write("bogus = ;\n")
+    e.daemon.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "rejected" not in e.log_text():
+        time.sleep(0.05)
+    check(snapshots() == text, "a rejected policy changed the snapshot")
 
 
 def case_policy_last_good(e):

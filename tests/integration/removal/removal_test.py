@@ -32,6 +32,7 @@ CASES = {
     "lock-verified": 2,
     "lock-escalated": 1,
     "lock-not-kept": 1,
+    "decision-in-flight": 1,
     "lock-alert": 1,
     "tty-cannot-lock": 1,
     "terminate": 1,
@@ -98,7 +99,7 @@ class Env:
         self.children = []
 
     def write_policy(self, removal='action = "lock"; grace = 0; lock_verify = 1500; on_lock_failure = "terminate";',
-                     settings_extra=""):
+                     settings_extra="", name="bench"):
         text = f"""
 settings = {{
 	rp_id = "pam://keyward";
@@ -111,7 +112,7 @@ settings = {{
 }};
 rules = (
 	{{
-		name = "bench";
+		name = "{name}";
 		match = {{ users = ["root", "nobody"]; }};
 		require = "key";
 		user_verification = "discouraged";
@@ -344,6 +345,43 @@ def case_lock_not_kept(e):
     check(not e.audit_find(event="lock-verified"), "a lock that was dropped recorded as verified")
     check("did not hold" in rec[0].get("message", ""), f"the record does not say the lock did not hold: {rec}")
     check("did not stay true" in e.log_text(), "the daemon log does not say LockedHint was dropped")
+
+
+def case_decision_in_flight(e):
+    # One decision per login: a stricter policy loaded between Authenticate and
+    # BindSession does not change the login in flight (its binding keeps the rule, the
+    # removal action and the policy digest it was authenticated under); the next login
+    # gets the new policy.
+    import dbus
+    e.write_policy('action = "lock"; lock_verify = 1500; on_lock_failure = "terminate";')
+    e.start()
+    e.enroll("root", 0)
+    p1 = e.add_session("s1")
+    p2 = e.add_session("s2")
+    old = e.wait_audit("policy-load", event="policy-load", result="success")[-1]["detail"]
+    token, _ = e.authenticate("root", "login")
+    e.write_policy('action = "terminate";', name="bench-strict")
+    e.manager().Reload()
+    new = e.audit_find(event="policy-load", result="success")[-1]["detail"]
+    check(new != old, f"the stricter policy was not loaded: {old} / {new}")
+    e.manager().BindSession(token, "s1", dbus.UInt32(0), "login", "", "root")
+    b1 = e.wait_audit("bind s1", event="session-bind", result="success", session="s1")[0]
+    check(b1.get("action") == "lock" and b1.get("rule_name") == "bench" and b1.get("policy") == old,
+          f"the login in flight did not keep its decision: {b1}")
+    e.bind("s2")
+    b2 = e.wait_audit("bind s2", event="session-bind", result="success", session="s2")[0]
+    check(b2.get("action") == "terminate" and b2.get("rule_name") == "bench-strict" and b2.get("policy") == new,
+          f"the next login did not get the new policy: {b2}")
+    auth = e.audit_find(event="auth", result="success")
+    check([a.get("rule_name") for a in auth] == ["bench", "bench-strict"]
+          and [a.get("policy") for a in auth] == [old, new], f"auth records: {auth}")
+    e.bed("unplug", "0")
+    wait_for(lambda: e.calls(p1, "Lock"), "Lock on s1 (its decision: lock)")
+    wait_for(lambda: [c for c in e.calls(LOGIND_PATH, "TerminateSession") if str(c[1][0]) == "s2"],
+             "TerminateSession of s2 (its decision: terminate)")
+    check(not e.calls(p2, "Lock"), "s2 was locked: it got the old decision")
+    lock = e.wait_audit("lock s1", event="action", session="s1", reason="lock-requested")[0]
+    check(lock.get("rule_name") == "bench" and lock.get("policy") == old, f"removal record: {lock}")
 
 
 def case_lock_alert(e):

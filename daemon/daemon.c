@@ -1,0 +1,49 @@
+/* daemon.c: keywardd's wiring, the top of the layers — bus API and main above the
+ * services (session, removal), above the state (manager, bindings), above the adapters
+ * (udev-watch, logind, device-op, process), which report up through callbacks. */
+#include "daemon.h"
+
+#include "binding.h"
+#include "bus-api.h"
+#include "device-op.h"
+#include "removal.h"
+
+int daemon_startup(Manager *m)
+{
+	int r;
+
+	r = device_op_init();
+	if (r < 0)
+		return r;
+	r = manager_startup(m);
+	if (r < 0)
+		return r;
+	r = bus_api_setup(m);
+	if (r < 0)
+		return r;
+	/* Bindings reload + prune, udev watch, keys gone at start. */
+	r = removal_startup(m);
+	if (r < 0)
+		return r;
+	manager_announce_ready(m);
+	return 0;
+}
+
+int daemon_run(Manager *m)
+{
+	int r = manager_run(m);
+
+	device_op_cancel_all(&m->ops);
+	manager_record_stop(m, r);
+	return r;
+}
+
+Manager *daemon_free(Manager *m)
+{
+	if (!m)
+		return NULL;
+	device_op_free_all(&m->ops);
+	removal_shutdown(m); /* before the bindings are freed */
+	bindings_free_all(m);
+	return manager_free(m);
+}

@@ -1,0 +1,184 @@
+/* decision.c: one policy decision per login (decision.h). */
+#include "decision.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "process.h"
+#include "util.h"
+
+static int dup_or_null(const char *s, char **ret)
+{
+	*ret = NULL;
+	if (!s)
+		return 0;
+	*ret = strdup(s);
+	return *ret ? 0 : -ENOMEM;
+}
+
+int decision_new(const DecisionRequest *req, const PolicyDecision *pd, Decision **ret)
+{
+	_cleanup_decision_ Decision *d = NULL;
+	uint8_t rnd[KEYWARD_TOKEN_BYTES];
+	_cleanup_free_ char *hex = NULL;
+	int r;
+
+	if (!req || !req->user || !req->service || !pd || !ret)
+		return -EINVAL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->n_ref = 1;
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return -EIO;
+	r = hex_encode(rnd, sizeof(rnd), &hex);
+	explicit_bzero(rnd, sizeof(rnd));
+	if (r < 0)
+		return r;
+	memcpy(d->id, hex, KEYWARD_TOKEN_CHARS);
+	d->id[KEYWARD_TOKEN_CHARS] = '\0';
+	explicit_bzero(hex, strlen(hex));
+
+	d->uid = req->uid;
+	d->caller_pid = req->caller_pid;
+	if (req->caller_pid > 0 && pid_start_time(req->caller_pid, &d->caller_start) < 0)
+		d->caller_start = 0;
+	d->remote = pd->remote;
+	if (dup_or_null(req->user, &d->user) < 0 || dup_or_null(req->service, &d->service) < 0 ||
+	        dup_or_null(req->tty ?: "", &d->tty) < 0 ||
+	        dup_or_null(req->rhost ?: "", &d->rhost) < 0 ||
+	        dup_or_null(req->policy_digest ?: "", &d->policy) < 0 ||
+	        dup_or_null(pd->reason, &d->reason) < 0 ||
+	        dup_or_null(pd->is_default ? "default" : pd->rule_name, &d->rule_name) < 0)
+		return -ENOMEM;
+	if (!d->rule_name && !(d->rule_name = strdup("default")))
+		return -ENOMEM;
+	if (pd->is_default)
+		d->rule = strdup("default");
+	else if (asprintf(&d->rule, "%s:%u", strna(pd->file), pd->line) < 0)
+		d->rule = NULL;
+	if (!d->rule)
+		return -ENOMEM;
+
+	d->require = pd->require;
+	d->remote_resolved = pd->remote_resolved;
+	d->user_verification = pd->user_verification;
+	d->user_presence = pd->user_presence;
+	d->counter = pd->counter;
+	d->cached_elevation = pd->cached_elevation;
+	d->lockout_max_failures = pd->lockout_max_failures;
+	d->lockout_window_s = pd->lockout_window_s;
+	d->lockout_unlock_after_s = pd->lockout_unlock_after_s;
+	d->removal = pd->removal;
+	d->grace_ms = pd->grace_ms;
+	d->lock_verify_ms = pd->lock_verify_ms;
+	d->on_lock_failure = pd->on_lock_failure;
+	d->created_ms = now_monotonic_ms();
+	*ret = TAKE_PTR(d);
+	return 0;
+}
+
+Decision *decision_ref(Decision *d)
+{
+	if (d)
+		d->n_ref++;
+	return d;
+}
+
+Decision *decision_unref(Decision *d)
+{
+	if (!d || --d->n_ref > 0)
+		return NULL;
+	explicit_bzero(d->id, sizeof(d->id));
+	free(d->user);
+	free(d->service);
+	free(d->tty);
+	free(d->rhost);
+	free(d->rule);
+	free(d->rule_name);
+	free(d->policy);
+	free(d->reason);
+	free(d);
+	return NULL;
+}
+
+bool decision_matches(const Decision *d, const char *user, const char *service, const char *tty,
+        const char *rhost, pid_t caller_pid)
+{
+	uint64_t start = 0;
+
+	if (!d || !streq(d->user, strempty(user)) || !streq(d->service, strempty(service)) ||
+	        !streq(d->tty, strempty(tty)) || !streq(d->rhost, strempty(rhost)))
+		return false;
+	if (d->caller_pid != caller_pid)
+		return false;
+	/* The same pid must still be the same process. */
+	if (d->caller_start != 0 &&
+	        (pid_start_time(caller_pid, &start) < 0 || start != d->caller_start))
+		return false;
+	return true;
+}
+
+static void table_expire(DecisionTable *t)
+{
+	uint64_t now = now_monotonic_ms();
+
+	for (Decision **p = &t->head; *p;) {
+		Decision *d = *p;
+
+		if (now - d->created_ms > DECISION_LIFETIME_MS) {
+			*p = d->next;
+			d->next = NULL;
+			decision_unref(d);
+			t->n--;
+		} else
+			p = &d->next;
+	}
+}
+
+void decision_table_add(DecisionTable *t, Decision *d)
+{
+	table_expire(t);
+	if (t->n >= DECISION_TABLE_MAX) {
+		/* Drop the oldest (the list is newest first). */
+		Decision **p = &t->head;
+
+		while (*p && (*p)->next)
+			p = &(*p)->next;
+		if (*p) {
+			decision_unref(*p);
+			*p = NULL;
+			t->n--;
+		}
+	}
+	d->next = t->head;
+	t->head = decision_ref(d);
+	t->n++;
+}
+
+Decision *decision_table_find(DecisionTable *t, const char *id)
+{
+	Decision *found = NULL;
+
+	if (!id || strlen(id) != KEYWARD_TOKEN_CHARS)
+		return NULL;
+	table_expire(t);
+	for (Decision *d = t->head; d; d = d->next)
+		if (memcmp_const(d->id, id, KEYWARD_TOKEN_CHARS) == 0 && !found)
+			found = d;
+	return found && !found->spent ? found : NULL;
+}
+
+void decision_table_clear(DecisionTable *t)
+{
+	while (t->head) {
+		Decision *d = t->head;
+
+		t->head = d->next;
+		d->next = NULL;
+		decision_unref(d);
+	}
+	t->n = 0;
+}
