@@ -4,11 +4,11 @@
 #include "bus-api.h"
 
 #include <fcntl.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/random.h>
 
+#include "accounts.h"
 #include "attestation.h"
 #include "device-op.h"
 #include "fido-util.h"
@@ -309,9 +309,10 @@ static void enroll_complete(DeviceOp *op)
 	else
 		rec.device = e->dev_path;
 	{
-		struct passwd *pw = getpwnam(e->user);
-		if (pw)
-			rec.uid = pw->pw_uid;
+		uid_t user_uid;
+
+		if (account_lookup(e->user, &user_uid, NULL) >= 0)
+			rec.uid = user_uid;
 	}
 	if (!e->cred) {
 		enroll_reply_error(op, &rec, "error",
@@ -645,9 +646,13 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	if (!isempty(label) && !creds_label_valid(label))
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
 		        "Invalid label '%s' (1-64 of A-Z a-z 0-9 . _ @ + -).", label);
-	if (!getpwnam(user))
+	r = account_lookup(user, NULL, NULL);
+	if (r == -ESRCH)
 		return sd_bus_error_setf(
 		        error, KEYWARD_BUS_ERROR_INVALID_ARGS, "No such user: %s.", user);
+	if (r < 0)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
+		        "Cannot look up user %s: %s.", user, strerror(-r));
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;

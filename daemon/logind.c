@@ -87,58 +87,21 @@ int logind_watch_session_removed(
 	        LOGIND_MANAGER_INTERFACE, "SessionRemoved", cb, NULL, userdata);
 }
 
-/* One synchronous call with what is left of the deadline (CLOCK_MONOTONIC usec). */
-static int logind_call_sync(sd_bus *bus, uint64_t deadline, const char *path, const char *interface,
-        const char *member, sd_bus_error *error, sd_bus_message **ret_reply, const char *types, ...)
+int logind_session_is_remote(pid_t pid, bool *ret)
 {
-	_cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
-	uint64_t now = now_monotonic_ms() * 1000;
-	va_list ap;
+	_cleanup_free_ char *session = NULL;
 	int r;
 
-	if (now >= deadline)
-		return -ETIMEDOUT;
-	r = sd_bus_message_new_method_call(bus, &call, LOGIND_SERVICE, path, interface, member);
-	if (r < 0)
-		return r;
-	va_start(ap, types);
-	r = sd_bus_message_appendv(call, types, ap);
-	va_end(ap);
-	if (r < 0)
-		return r;
-	return sd_bus_call(bus, call, deadline - now, error, ret_reply);
-}
-
-int logind_session_is_remote(sd_bus *bus, pid_t pid, bool *ret)
-{
-	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-	_cleanup_free_ char *session = NULL, *path = NULL;
-	sd_bus_error error = SD_BUS_ERROR_NULL;
-	uint64_t deadline = now_monotonic_ms() * 1000 + LOGIND_SYNC_TIMEOUT_USEC;
-	const char *p;
-	int remote = 0, r;
-
-	if (pid <= 0 || !bus)
+	if (pid <= 0)
 		return -ENXIO;
 	if (sd_pid_get_session(pid, &session) < 0)
 		return -ENXIO; /* not in a logind session */
-	r = logind_call_sync(bus, deadline, LOGIND_PATH, LOGIND_MANAGER_INTERFACE, "GetSession",
-	        &error, &reply, "s", session);
-	if (r >= 0)
-		r = sd_bus_message_read(reply, "o", &p);
-	if (r >= 0 && !(path = strdup(p)))
-		r = -ENOMEM;
-	if (r >= 0) {
-		reply = sd_bus_message_unref(reply);
-		r = logind_call_sync(bus, deadline, path, "org.freedesktop.DBus.Properties", "Get",
-		        &error, &reply, "ss", LOGIND_SESSION_INTERFACE, "Remote");
-	}
-	if (r >= 0)
-		r = sd_bus_message_read(reply, "v", "b", &remote);
-	sd_bus_error_free(&error);
+	/* logind's own record of the session (/run/systemd/sessions/ID): no bus call, so
+	 * the event loop never waits for logind. */
+	r = sd_session_is_remote(session);
 	if (r < 0)
 		return r;
-	*ret = remote;
+	*ret = r > 0;
 	return 0;
 }
 

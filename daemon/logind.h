@@ -16,9 +16,6 @@
 #define LOGIND_ERROR_NO_SUCH_SESSION "org.freedesktop.login1.NoSuchSession"
 /* Every logind call of the removal path gives up after this long. */
 #define LOGIND_ASYNC_TIMEOUT_USEC (2 * 1000 * 1000ULL)
-/* The one logind question a login's decision waits for (logind_session_is_remote): both
- * of its calls together give up after this long. */
-#define LOGIND_SYNC_TIMEOUT_USEC (500 * 1000ULL)
 
 /* The callbacks are sd-bus reply handlers: REPLY is the method return or the error
  * (sd_bus_message_get_error()); a timeout arrives as an error reply too. */
@@ -43,11 +40,11 @@ int logind_watch_session_properties(sd_bus *bus, const char *path, sd_bus_messag
 int logind_watch_session_removed(
         sd_bus *bus, sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot);
 
-/* Whether the logind session PID belongs to is remote (its Remote property): synchronous,
- * because the policy decision of a login waits for it, but bounded by
- * LOGIND_SYNC_TIMEOUT_USEC in all. -ENXIO without a bus, a pid or a session of the pid,
- * else -errno of the failed call (the caller treats every failure as "not known to be remote"). */
-int logind_session_is_remote(sd_bus *bus, pid_t pid, bool *ret);
+/* Whether the logind session PID belongs to is remote, from logind's session records
+ * (sd-login: sd_pid_get_session, sd_session_is_remote): no bus call, so the decision of
+ * a login never waits for logind. -ENXIO without a pid or a session of the pid, else
+ * -errno (the caller treats every failure as "not known to be remote"). */
+int logind_session_is_remote(pid_t pid, bool *ret);
 
 /* Whether REPLY is an error; *ret_error_name (if given) gets its name. */
 bool logind_reply_failed(

@@ -432,9 +432,9 @@ bool manager_is_remote(Manager *m, const char *rhost, const char *tty, pid_t cal
 
 	if (policy_is_remote(isempty(rhost) ? NULL : rhost, isempty(tty) ? NULL : tty))
 		return true;
-	/* Bounded (logind.h: LOGIND_SYNC_TIMEOUT_USEC): the decision waits for the answer. A
-	 * failed look-up is "not known to be remote", as the RHOST/TTY check stands. */
-	r = logind_session_is_remote(m->bus, caller_pid, &remote);
+	/* From logind's session records, no bus call. A failed look-up is "not known to be
+	 * remote", as the RHOST/TTY check stands. */
+	r = logind_session_is_remote(caller_pid, &remote);
 	if (r < 0 && r != -ENXIO)
 		log_debug_errno(r, "logind: no Remote property for the session of pid %d: %m",
 		        (int)caller_pid);

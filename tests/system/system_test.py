@@ -84,6 +84,14 @@ def expect_bound(c, what, **match):
         time.sleep(0.1)
         recs = [r for r in c.audit() if r.get("event") in ("session-bind",)
                 and all(r.get(k) == v for k, v in match.items())]
+    # The binding carries the login's one decision: the rule's name and the digest of
+    # the policy in force (the detail of the latest policy-load before it).
+    bound = [r for r in recs if r.get("event") == "session-bind" and r.get("result") == "success"][-1]
+    loads = [r for r in c.audit() if r.get("event") == "policy-load" and r.get("result") == "success"
+             and r.get("seq", 0) < bound.get("seq", 0)]
+    check(bound.get("rule_name") and loads and bound.get("policy") == loads[-1].get("detail"),
+          f"{what}: the session-bind record does not quote the decision's rule name and "
+          f"the digest of the policy in force ({loads[-1].get('detail') if loads else 'no policy-load'}): {bound}")
     return recs
 
 
