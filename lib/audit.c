@@ -243,14 +243,64 @@ int audit_log_sink_error(const AuditLog *log, AuditSink sink)
 	return log->sink_error[sink];
 }
 
+/* Appends " NAME=VALUE" to the one-line summary. VALUE comes from outsiders (user,
+ * rhost, ...): anything that could end it early or start a new line or field (space,
+ * '=', quote, backslash, control characters, non-ASCII such as bidi overrides) puts it
+ * in double quotes with C escapes, so "user=x service=sshd" cannot pose as two fields. */
 static void summary_append(JsonBuf *m, const char *name, const char *value)
 {
+	static const char hex[] = "0123456789abcdef";
+	size_t len;
+	bool quote = false;
+
 	if (isempty(value))
 		return;
+	len = strnlen(value, 256);
+	for (size_t i = 0; i < len && !quote; i++) {
+		unsigned char c = (unsigned char)value[i];
+		quote = c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '=';
+	}
 	json_buf_printf(m, " %s=", name);
-	/* Summary for humans: keep it on one line. */
-	for (const char *p = value; *p && p - value < 256; p++)
-		json_buf_append(m, (unsigned char)*p < 0x20 || *p == 0x7f ? "?" : p, 1);
+	if (!quote) {
+		json_buf_append(m, value, len);
+		return;
+	}
+	json_buf_append(m, "\"", 1);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)value[i];
+		if (c == '"' || c == '\\') {
+			char e[2] = {'\\', (char)c};
+			json_buf_append(m, e, 2);
+		} else if (c < 0x20 || c >= 0x7f) {
+			char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 0x0f]};
+			json_buf_append(m, e, 4);
+		} else
+			json_buf_append(m, (const char *)&c, 1);
+	}
+	json_buf_append(m, "\"", 1);
+}
+
+int audit_journal_summary(const AuditRecord *rec, char **ret)
+{
+	JsonBuf msg = {};
+
+	if (!rec || !ret)
+		return -EINVAL;
+	json_buf_printf(&msg, "keyward %s %s", strna(audit_event_to_string(rec->event)),
+	        strna(audit_result_to_string(rec->result)));
+	summary_append(&msg, "user", rec->user);
+	summary_append(&msg, "service", rec->service);
+	summary_append(&msg, "reason", rec->reason);
+	summary_append(&msg, "credential", rec->cred_label);
+	summary_append(&msg, "session", rec->session);
+	summary_append(&msg, "action", rec->action);
+	summary_append(&msg, "rule", rec->rule);
+	if (msg.oom) {
+		json_buf_free(&msg);
+		return -ENOMEM;
+	}
+	*ret = TAKE_PTR(msg.data);
+	return 0;
 }
 
 static void send_journal(AuditLog *log, const AuditRecord *rec, uint64_t seq, const char *hash)
@@ -275,7 +325,7 @@ static void send_journal(AuditLog *log, const AuditRecord *rec, uint64_t seq, co
 	};
 	char *strs[ELEMENTSOF(fields) + 8] = {};
 	struct iovec iov[ELEMENTSOF(fields) + 8];
-	JsonBuf msg = {};
+	_cleanup_free_ char *msg = NULL;
 	size_t n = 0;
 	int r, prio;
 
@@ -283,21 +333,12 @@ static void send_journal(AuditLog *log, const AuditRecord *rec, uint64_t seq, co
 	                       rec->event == AUDIT_EVENT_LOCK_FAILED
 	               ? LOG_WARNING
 	               : LOG_INFO;
-	json_buf_printf(&msg, "keyward %s %s", audit_event_to_string(rec->event),
-	        strna(audit_result_to_string(rec->result)));
-	summary_append(&msg, "user", rec->user);
-	summary_append(&msg, "service", rec->service);
-	summary_append(&msg, "reason", rec->reason);
-	summary_append(&msg, "credential", rec->cred_label);
-	summary_append(&msg, "session", rec->session);
-	summary_append(&msg, "action", rec->action);
-	summary_append(&msg, "rule", rec->rule);
-	if (msg.oom)
+	if (audit_journal_summary(rec, &msg) < 0)
 		goto out;
 
 	if (!log->to_syslog)
 		goto out;
-	if (asprintf(&strs[n++], "MESSAGE=%s", msg.data) < 0 ||
+	if (asprintf(&strs[n++], "MESSAGE=%s", msg) < 0 ||
 	        asprintf(&strs[n++], "PRIORITY=%d", prio) < 0 ||
 	        asprintf(&strs[n++], "SYSLOG_FACILITY=%d", LOG_AUTHPRIV >> 3) < 0 ||
 	        asprintf(&strs[n++], "KEYWARD_EVENT=%s", audit_event_to_string(rec->event)) < 0 ||
@@ -328,12 +369,114 @@ static void send_journal(AuditLog *log, const AuditRecord *rec, uint64_t seq, co
 	if (r < 0) {
 		/* No journald (containers, early boot): plain syslog still reaches rsyslog. */
 		sink_failed(log, AUDIT_SINK_JOURNAL, r);
-		syslog(LOG_AUTHPRIV | prio, "%s", msg.data);
+		syslog(LOG_AUTHPRIV | prio, "%s", msg);
 	}
 out:
 	for (size_t i = 0; i < ELEMENTSOF(strs); i++)
 		free(strs[i]);
-	json_buf_free(&msg);
+}
+
+/* ---- Linux audit message ---- */
+
+/* Untrusted values are cut to this many bytes before encoding (hex doubles them), so a
+ * record stays far below libaudit's MAX_AUDIT_MESSAGE_LENGTH with every field set. */
+#define LINUX_AUDIT_VALUE_MAX 256u
+
+/* libaudit's audit_value_needs_encoding(): a value with a space, a quote, a control
+ * character, DEL or any byte >= 0x80 must be hex-encoded, or it could end the field
+ * and forge others ("x res=success acct=root"). */
+static bool linux_audit_needs_encoding(const char *v, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if (c == '"' || c < 0x21 || c >= 0x7f)
+			return true;
+	}
+	return false;
+}
+
+static void linux_audit_put_hex(JsonBuf *m, const char *v, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (size_t i = 0; i < len; i++) {
+		char h[2] = {hex[(unsigned char)v[i] >> 4], hex[(unsigned char)v[i] & 0x0f]};
+		json_buf_append(m, h, 2);
+	}
+}
+
+/* " NAME=HEX" or " NAME=\"VALUE\"", as audit_encode_nv_string() writes it. */
+static void linux_audit_put(JsonBuf *m, const char *name, const char *v)
+{
+	size_t len = strnlen(v, LINUX_AUDIT_VALUE_MAX);
+
+	json_buf_printf(m, " %s=", name);
+	if (linux_audit_needs_encoding(v, len))
+		linux_audit_put_hex(m, v, len);
+	else {
+		json_buf_append(m, "\"", 1);
+		json_buf_append(m, v, len);
+		json_buf_append(m, "\"", 1);
+	}
+}
+
+int audit_linux_message(const AuditRecord *rec, char **ret_message, char **ret_terminal)
+{
+	bool acct_event;
+	JsonBuf m = {}, t = {};
+
+	if (!rec || rec->event < 0 || rec->event >= _AUDIT_EVENT_MAX || !ret_message ||
+	        !ret_terminal)
+		return -EINVAL;
+	acct_event = rec->event == AUDIT_EVENT_AUTH || rec->event == AUDIT_EVENT_ACCOUNT;
+
+	if (rec->event == AUDIT_EVENT_AUTH)
+		json_buf_puts(&m, "op=PAM:keyward-authentication");
+	else if (rec->event == AUDIT_EVENT_ACCOUNT)
+		json_buf_puts(&m, "op=PAM:keyward-account");
+	else
+		json_buf_printf(&m, "op=keyward-%s", audit_event_to_string(rec->event));
+	/* The account the decision is about, by name (as pam's own records do): the uid in
+	 * "id=" only where there is no login and it really is the account's uid. */
+	if (!isempty(rec->user))
+		linux_audit_put(&m, "acct", rec->user);
+	else if (acct_event)
+		linux_audit_put(&m, "acct", "?");
+	if (!acct_event && rec->uid != (uid_t)-1)
+		json_buf_printf(&m, " id=%u", (unsigned)rec->uid);
+	/* The remote host goes in the message, never to libaudit's hostname parameter:
+	 * libaudit would resolve it (getaddrinfo) and print it unencoded. */
+	if (!isempty(rec->rhost))
+		linux_audit_put(&m, "rhost", rec->rhost);
+	if (!isempty(rec->reason))
+		linux_audit_put(&m, "reason", rec->reason);
+	if (!isempty(rec->cred_label))
+		linux_audit_put(&m, "cred", rec->cred_label);
+	if (!isempty(rec->session))
+		linux_audit_put(&m, "session", rec->session);
+	if (!isempty(rec->action))
+		linux_audit_put(&m, "action", rec->action);
+
+	/* libaudit prints the terminal as given (terminal=%s): give it only safe bytes, and
+	 * "?" rather than NULL, which would make it look up the daemon's own tty. */
+	if (isempty(rec->tty))
+		json_buf_puts(&t, "?");
+	else {
+		size_t len = strnlen(rec->tty, LINUX_AUDIT_VALUE_MAX);
+		if (linux_audit_needs_encoding(rec->tty, len))
+			linux_audit_put_hex(&t, rec->tty, len);
+		else
+			json_buf_append(&t, rec->tty, len);
+	}
+
+	if (m.oom || t.oom) {
+		json_buf_free(&m);
+		json_buf_free(&t);
+		return -ENOMEM;
+	}
+	*ret_message = TAKE_PTR(m.data);
+	*ret_terminal = TAKE_PTR(t.data);
+	return 0;
 }
 
 #if HAVE_LIBAUDIT
@@ -367,48 +510,22 @@ static int linux_audit_type(AuditEvent e)
 
 static void send_linux_audit(AuditLog *log, const AuditRecord *rec)
 {
+	_cleanup_free_ char *message = NULL, *terminal = NULL;
 	int type = linux_audit_type(rec->event), r, ok = rec->result != AUDIT_RESULT_FAILURE;
-	unsigned uid = rec->uid == (uid_t)-1 ? (unsigned)-1 : (unsigned)rec->uid;
-	JsonBuf m = {};
 
 	if (log->audit_fd < 0 || type == 0)
 		return;
-	errno = 0;
-	if (type == AUDIT_USER_AUTH || type == AUDIT_USER_ACCT)
-		r = audit_log_acct_message(log->audit_fd, type, NULL,
-		        type == AUDIT_USER_AUTH ? "PAM:keyward-authentication"
-		                                : "PAM:keyward-account",
-		        rec->user, uid, rec->rhost, NULL, rec->tty, ok);
-	else {
-		const struct {
-			const char *name, *value;
-		} kv[] = {
-		        {"acct", rec->user},
-		        {"reason", rec->reason},
-		        {"cred", rec->cred_label},
-		        {"session", rec->session},
-		        {"action", rec->action},
-		};
-
-		json_buf_printf(&m, "op=keyward-%s", audit_event_to_string(rec->event));
-		for (size_t i = 0; i < ELEMENTSOF(kv); i++) {
-			char *enc;
-			if (isempty(kv[i].value))
-				continue;
-			/* audit's own encoding: hex when the value has spaces, quotes, controls */
-			enc = audit_encode_nv_string(kv[i].name, kv[i].value, 0);
-			if (!enc)
-				continue;
-			json_buf_printf(&m, " %s", enc);
-			free(enc);
-		}
-		if (m.oom) {
-			json_buf_free(&m);
-			return;
-		}
-		r = audit_log_user_message(log->audit_fd, type, m.data, NULL, NULL, rec->tty, ok);
-		json_buf_free(&m);
+	r = audit_linux_message(rec, &message, &terminal);
+	if (r < 0) {
+		sink_failed(log, AUDIT_SINK_LINUX_AUDIT, r);
+		return;
 	}
+	/* hostname and addr NULL: libaudit resolves a hostname it is given (getaddrinfo)
+	 * unless addr is set; with NULL it prints "?" and looks nothing up. The encoded
+	 * rhost is in the message. audit_log_acct_message() is not used: it prints host and
+	 * tty unencoded and puts a known uid in "id=" instead of the account in "acct=". */
+	errno = 0;
+	r = audit_log_user_message(log->audit_fd, type, message, NULL, NULL, terminal, ok);
 	if (r <= 0)
 		sink_failed(log, AUDIT_SINK_LINUX_AUDIT, errno ? -errno : -EIO);
 }

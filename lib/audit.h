@@ -229,6 +229,15 @@ int audit_seal_mac(const uint8_t key[static AUDIT_SEAL_KEY_SIZE], const char *pr
         char ret_hex[static AUDIT_HASH_HEX_LEN + 1]);
 /* Short public id of a seal key (16 hex chars + NUL). */
 int audit_seal_key_id(const uint8_t key[static AUDIT_SEAL_KEY_SIZE], char ret_hex[static 17]);
+/* The Linux audit copy of REC, built without the audit socket: *ret_message is what
+ * audit_log_user_message() gets as its message ("op=... acct=... rhost=..."; libaudit
+ * appends exe, hostname=?, addr=?, terminal and the one res=), *ret_terminal its tty
+ * argument. Every outsider's value is encoded as libaudit's audit_encode_nv_string()
+ * does: hex when it holds a space, quote, control character or non-ASCII byte. */
+int audit_linux_message(const AuditRecord *rec, char **ret_message, char **ret_terminal);
+/* The journald MESSAGE / syslog line for REC: one line; values that hold spaces, '=',
+ * quotes, backslashes, control characters or non-ASCII are quoted and escaped. */
+int audit_journal_summary(const AuditRecord *rec, char **ret);
 
 const char *audit_event_to_string(AuditEvent e);
 AuditEvent audit_event_from_string(const char *s);

@@ -1,5 +1,6 @@
 /* test-audit.c: unit tests of the audit trail library — JSON escaping and strict
- * parsing, writing and verifying, reopen, torn tails, rotation, key checks, I/O errors. */
+ * parsing, writing and verifying, reopen, torn tails, rotation, key checks, I/O errors,
+ * and the journald / Linux audit copies of hostile values. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -466,6 +467,192 @@ static void test_single_writer_and_io_errors(void)
 	audit_log_free(l);
 }
 
+/* ---- Linux audit and journald copies: outsiders' values must not forge fields ---- */
+
+static char *hex_of(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(s);
+	char *h = malloc(2 * n + 1);
+
+	if (!h)
+		abort();
+	for (size_t i = 0; i < n; i++) {
+		h[2 * i] = hex[(unsigned char)s[i] >> 4];
+		h[2 * i + 1] = hex[(unsigned char)s[i] & 0x0f];
+	}
+	h[2 * n] = '\0';
+	return h;
+}
+
+/* The record as the kernel gets it: libaudit 3's audit_log_user_message() appends
+ * " exe=%s hostname=%s addr=%s terminal=%s res=%s" to the message; hostname and addr
+ * are "?" when keyward passes NULL (and nothing is resolved). */
+static char *linux_record(const char *message, const char *terminal, bool ok)
+{
+	char *r;
+	if (asprintf(&r, "%s exe=\"/usr/libexec/keywardd\" hostname=? addr=? terminal=%s res=%s",
+	            message, terminal, ok ? "success" : "failed") < 0)
+		abort();
+	return r;
+}
+
+/* How many space-separated fields of RECORD are NAME=..., and (if VALUE) how many are
+ * exactly NAME=VALUE. */
+static unsigned count_fields(
+        const char *record, const char *name, const char *value, unsigned *ret_exact)
+{
+	_cleanup_free_ char *copy = strdup(record);
+	unsigned n = 0, exact = 0;
+	size_t nl = strlen(name);
+	char *save = NULL;
+
+	if (!copy)
+		abort();
+	for (char *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save))
+		if (strncmp(t, name, nl) == 0 && t[nl] == '=') {
+			n++;
+			if (value && streq(t + nl + 1, value))
+				exact++;
+		}
+	if (ret_exact)
+		*ret_exact = exact;
+	return n;
+}
+
+static unsigned count_substr(const char *s, const char *sub)
+{
+	unsigned n = 0;
+	for (const char *p = strstr(s, sub); p; p = strstr(p + 1, sub))
+		n++;
+	return n;
+}
+
+#define EVIL_USER  "ev il\nuser"
+#define EVIL_RHOST "x res=success acct=root"
+#define EVIL_TTY   "pts/0\"q"
+
+/* Problems with a Linux audit record for the hostile auth record below (0: none). */
+static unsigned linux_record_problems(const char *record)
+{
+	_cleanup_free_ char *hu = hex_of(EVIL_USER), *hr = hex_of(EVIL_RHOST),
+	                    *ht = hex_of(EVIL_TTY);
+	unsigned problems = 0, exact = 0;
+
+	if (count_fields(record, "res", "failed", &exact) != 1 || exact != 1)
+		problems++, fprintf(stderr, "  not exactly one res=failed\n");
+	if (count_fields(record, "acct", hu, &exact) != 1 || exact != 1)
+		problems++, fprintf(stderr, "  not exactly one acct=<hex user>\n");
+	if (count_fields(record, "id", NULL, NULL) != 0)
+		problems++, fprintf(stderr, "  id= in a USER_AUTH record\n");
+	if (count_substr(record, hr) != 1 || count_fields(record, "rhost", hr, &exact) != 1 ||
+	        exact != 1)
+		problems++, fprintf(stderr, "  rhost not hex-encoded exactly once\n");
+	if (count_substr(record, ht) != 1 || count_fields(record, "terminal", ht, &exact) != 1 ||
+	        exact != 1)
+		problems++, fprintf(stderr, "  tty not hex-encoded exactly once\n");
+	if (count_fields(record, "hostname", "?", &exact) != 1 || exact != 1 ||
+	        count_fields(record, "addr", "?", &exact) != 1 || exact != 1)
+		problems++, fprintf(stderr, "  hostname/addr not \"?\" (a name lookup)\n");
+	if (strpbrk(record, "\n\r\t"))
+		problems++, fprintf(stderr, "  control character in the record\n");
+	return problems;
+}
+
+static void test_linux_audit_message(void)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	char *msg = NULL, *term = NULL, *record;
+
+	rec.event = AUDIT_EVENT_AUTH;
+	rec.result = AUDIT_RESULT_FAILURE;
+	rec.reason = "no-touch";
+	rec.user = EVIL_USER;
+	rec.uid = 1000;
+	rec.service = "sshd";
+	rec.tty = EVIL_TTY;
+	rec.rhost = EVIL_RHOST;
+
+	/* What keyward sent before (audit_log_acct_message(fd, USER_AUTH, NULL,
+	 * "PAM:keyward-authentication", user, uid, rhost, NULL, tty, ok)): libaudit 3
+	 * printed a known uid as id= instead of acct=, host and tty verbatim, and
+	 * resolved the host name for addr=. The checker must catch all of it. */
+	const char *old = "op=PAM:keyward-authentication id=1000 exe=\"/usr/libexec/keywardd\" "
+	                  "hostname=" EVIL_RHOST " addr=? terminal=" EVIL_TTY " res=failed";
+	fprintf(stderr, "(expected) the old format's problems:\n");
+	CHECK(linux_record_problems(old) >= 4);
+
+	CHECK(audit_linux_message(&rec, &msg, &term) == 0);
+	record = linux_record(msg, term, false);
+	CHECK(count_fields(msg, "res", NULL, NULL) == 0); /* libaudit adds the only one */
+	CHECK(linux_record_problems(record) == 0);
+	CHECK(strncmp(msg, "op=PAM:keyward-authentication ", 30) == 0);
+	CHECK(count_fields(msg, "reason", "\"no-touch\"", NULL) == 1);
+	free(record);
+	free(msg);
+	free(term);
+
+	/* A clean value is quoted, as audit_encode_nv_string() does; no tty: "?", not the
+	 * daemon's own tty; no user in an auth record: acct="?". */
+	rec.user = NULL;
+	rec.tty = NULL;
+	rec.rhost = "192.0.2.7";
+	rec.event = AUDIT_EVENT_ACCOUNT;
+	CHECK(audit_linux_message(&rec, &msg, &term) == 0);
+	CHECK(streq(msg, "op=PAM:keyward-account acct=\"?\" rhost=\"192.0.2.7\" "
+	                 "reason=\"no-touch\""));
+	CHECK(streq(term, "?"));
+	free(msg);
+	free(term);
+
+	/* Other events: the account by name and its uid in id= (really the uid there);
+	 * non-ASCII and DEL are encoded too; values are cut before encoding. */
+	char big[600];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	rec = (AuditRecord)AUDIT_RECORD_INIT;
+	rec.event = AUDIT_EVENT_ENROLL;
+	rec.result = AUDIT_RESULT_SUCCESS;
+	rec.user = "b\xc3\xb6rk";
+	rec.uid = 1001;
+	rec.cred_label = "key\x7f";
+	rec.session = big;
+	rec.tty = "pts/3";
+	CHECK(audit_linux_message(&rec, &msg, &term) == 0);
+	CHECK(strncmp(msg, "op=keyward-enroll acct=62C3B6726B id=1001 cred=6B65797F session=\"aaa",
+	              66) == 0);
+	CHECK(strlen(msg) < 400);
+	CHECK(streq(term, "pts/3"));
+	free(msg);
+	free(term);
+
+	CHECK(audit_linux_message(NULL, &msg, &term) == -EINVAL);
+}
+
+static void test_journal_summary(void)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	char *msg = NULL;
+
+	rec.event = AUDIT_EVENT_AUTH;
+	rec.user = "x service=sshd reason=ok\nkeyward auth success user=root";
+	rec.service = "sudo";
+	rec.reason = "no-touch";
+	rec.rule = "/etc/keyward/keyward.conf:3";
+	CHECK(audit_journal_summary(&rec, &msg) == 0);
+	CHECK(streq(msg, "keyward auth failure user=\"x service=sshd reason=ok\\x0akeyward auth "
+	                 "success user=root\" service=sudo reason=no-touch "
+	                 "rule=/etc/keyward/keyward.conf:3"));
+	CHECK(!strchr(msg, '\n'));
+	CHECK(count_substr(msg, "service=") == 2); /* one field, one inside the quotes */
+	free(msg);
+
+	rec.user = "a\"b\\c\xe2\x80\xae";
+	CHECK(audit_journal_summary(&rec, &msg) == 0);
+	CHECK(strstr(msg, " user=\"a\\\"b\\\\c\\xe2\\x80\\xae\" service=sudo"));
+	free(msg);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -480,6 +667,8 @@ int main(void)
 	test_rotation();
 	test_key_checks();
 	test_single_writer_and_io_errors();
+	test_linux_audit_message();
+	test_journal_summary();
 	{
 		char *argv[] = {"rm", "-rf", tmpdir, NULL};
 		pid_t pid = fork();
