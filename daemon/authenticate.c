@@ -152,37 +152,58 @@ static bool probe_pick(const AuthData *a, const fido_assert_t *as, const char *r
 	return false;
 }
 
-/* Silent probe: does DEV hold one of the user's credentials for RP? Never asks for a
- * touch (up=false) or PIN. *ret_id gets the base64 id it answered with (if any). */
-static bool probe_device(const AuthData *a, fido_dev_t *dev, const char *rp, char **ret_id)
+/* The ids of the user's credentials for RP, in the file's order (an imported
+ * discoverable credential has none). */
+static int rp_cred_ids(const AuthData *a, const char *rp, FidoCredIds *ret)
 {
-	fido_assert_t *as = fido_assert_new();
-	bool holds = false;
-	int n, r;
+	for (size_t i = 0; i < a->set->n; i++) {
+		const Credential *c = &a->set->items[i];
+		_cleanup_free_ uint8_t *id = NULL;
+		size_t idlen;
+		int r;
+
+		if (!streq(c->rp_id, rp) || streq(c->id, CREDS_DISCOVERABLE_ID))
+			continue;
+		if (base64_decode(c->id, &id, &idlen) < 0)
+			continue;
+		r = fido_cred_ids_add(ret, id, idlen);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Silent probe: does DEV hold one of the user's credentials for RP? Never asks for a
+ * touch (up=false) or PIN; sends the allow list in batches the key takes (LIM). Returns 1
+ * (*ret_id: the base64 id it answered with, if any), 0 when the key holds none, or -errno
+ * when the key refused the search (*ret_status: its libfido2 status). */
+static int probe_device(const AuthData *a, fido_dev_t *dev, const FidoListLimits *lim,
+        const char *rp, char **ret_id, int *ret_status)
+{
+	_cleanup_(fido_cred_ids_done) FidoCredIds ids = {};
+	fido_assert_t *as = NULL;
+	int status = FIDO_ERR_INTERNAL, r;
 
 	*ret_id = NULL;
-	if (!as)
-		return false;
-	n = allow_creds(a, as, rp);
-	if (n == 0 && !rp_has_discoverable(a, rp))
-		goto out;
-	if (n == 0 && !fido_dev_is_fido2(dev))
-		goto out; /* U2F keys have no discoverable credentials */
-	if (fido_assert_set_rp(as, rp) != FIDO_OK || set_random_cdh(as) != FIDO_OK ||
-	        fido_assert_set_up(as, FIDO_OPT_FALSE) != FIDO_OK)
-		goto out;
+	r = rp_cred_ids(a, rp, &ids);
+	if (r < 0) {
+		*ret_status = FIDO_ERR_INTERNAL;
+		return r;
+	}
+	if (ids.n == 0 && !rp_has_discoverable(a, rp))
+		return 0;
+	if (ids.n == 0 && !fido_dev_is_fido2(dev))
+		return 0; /* U2F keys have no discoverable credentials */
 	(void)fido_dev_set_timeout(dev, AUTH_PROBE_TIMEOUT_MS);
-	r = fido_dev_get_assert(dev, as, NULL);
-	if (fido_dev_is_fido2(dev))
-		holds = r == FIDO_OK;
-	else
-		holds = r == FIDO_ERR_USER_PRESENCE_REQUIRED; /* U2F check-only: handle known */
-	log_debug("probe %s for rp %s: %s", strna(a->dev_path), rp, fido_strerr(r));
-	if (holds && r == FIDO_OK)
-		holds = probe_pick(a, as, rp, ret_id);
-out:
+	r = fido_probe_batches(dev, rp, &ids, lim, &as, &status);
+	log_debug("probe %s for rp %s (%zu ids): %s", strna(a->dev_path), rp, ids.n,
+	        fido_strerr(status));
+	if (r > 0 && as)
+		r = probe_pick(a, as, rp, ret_id) ? 1 : 0;
 	fido_assert_free(&as);
-	return holds;
+	if (r < 0)
+		*ret_status = status;
+	return r;
 }
 
 static void auth_assert(
@@ -313,6 +334,8 @@ static void auth_work(DeviceOp *op)
 {
 	AuthData *a = op->data;
 	fido_dev_info_t *devlist = NULL;
+	_cleanup_free_ char *refused_path = NULL;
+	int refused_status = FIDO_OK; /* a key that refused the search (not "none held") */
 	unsigned n_unopened = 0;
 	size_t ndevs = 0;
 	int r;
@@ -337,6 +360,7 @@ static void auth_work(DeviceOp *op)
 	for (size_t i = 0; i < ndevs && !a->assert && !device_op_cancelled(op); i++) {
 		const fido_dev_info_t *di = fido_dev_info_ptr(devlist, i);
 		const char *path = di ? fido_dev_info_path(di) : NULL;
+		FidoListLimits lim;
 		fido_dev_t *dev;
 		bool found = false;
 
@@ -357,20 +381,29 @@ static void auth_work(DeviceOp *op)
 		free(a->dev_path);
 		a->dev_path = strdup(path);
 		device_op_set_active(op, dev);
+		fido_list_limits(dev, &lim);
 		/* Each distinct rp id of the user's credentials (imports may differ). */
 		for (size_t k = 0; k < a->set->n && !found && !device_op_cancelled(op); k++) {
 			const char *rp = a->set->items[k].rp_id;
 			_cleanup_free_ char *id = NULL;
 			bool seen = false;
+			int status;
 
 			for (size_t j = 0; j < k; j++)
 				if (streq(a->set->items[j].rp_id, rp))
 					seen = true;
 			if (seen)
 				continue;
-			if (probe_device(a, dev, rp, &id)) {
+			r = probe_device(a, dev, &lim, rp, &id, &status);
+			if (r > 0) {
 				found = true;
 				auth_assert(op, a, dev, rp, id);
+			} else if (r < 0) {
+				log_debug("%s refused the search for rp %s: %s", path, rp,
+				        fido_strerr(status));
+				refused_status = status;
+				free(refused_path);
+				refused_path = strdup(path);
 			}
 		}
 		device_op_set_active(op, NULL);
@@ -388,6 +421,12 @@ static void auth_work(DeviceOp *op)
 			auth_fail(a, "no-key",
 			        "The security key of your last authentication is no longer "
 			        "plugged in.");
+		else if (refused_status != FIDO_OK)
+			/* Not "not registered": the key was not (fully) asked. */
+			auth_fail(a, fido_error_reason(refused_status),
+			        "The security key at %s could not be searched for the credentials "
+			        "of %s: %s",
+			        strna(refused_path), a->user, fido_error_message(refused_status));
 		else if (n_unopened > 0)
 			auth_fail(a, "no-key",
 			        "%u security key(s) could not be used (busy with another request?) "

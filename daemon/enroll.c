@@ -16,8 +16,9 @@
 #include "service-coverage.h"
 #include "util.h"
 
-#define ENROLL_MAX_DEVICES   16
-#define ENROLL_USER_ID_BYTES 32
+#define ENROLL_MAX_DEVICES      16
+#define ENROLL_USER_ID_BYTES    32
+#define ENROLL_PROBE_TIMEOUT_MS 2000
 
 /* The enrollment restrictions of one policy rule that will use the credential. */
 typedef struct EnrollRule {
@@ -123,10 +124,66 @@ static int pick_device(EnrollData *e, fido_dev_info_t *devlist, size_t n, const 
 	return 0;
 }
 
+/* The ids of the user's credentials for the rp id being enrolled, in the file's order. */
+static int enroll_cred_ids(const EnrollData *e, FidoCredIds *ret)
+{
+	for (size_t i = 0; i < e->set->n; i++) {
+		const Credential *c = &e->set->items[i];
+		_cleanup_free_ uint8_t *id = NULL;
+		size_t idlen;
+		int r;
+
+		if (!streq(c->rp_id, e->rp_id) || streq(c->id, CREDS_DISCOVERABLE_ID) ||
+		        base64_decode(c->id, &id, &idlen) < 0)
+			continue;
+		r = fido_cred_ids_add(ret, id, idlen);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Whether DEV already holds one of IDS: a silent probe, batch by batch, for an exclude list
+ * longer than one makeCredential request takes. Returns 0 when it holds none; else fails
+ * the enrollment and returns -errno (-EEXIST: it holds one). */
+static int enroll_probe(DeviceOp *op, EnrollData *e, fido_dev_t *dev, const FidoCredIds *ids,
+        const FidoListLimits *lim)
+{
+	fido_assert_t *as = NULL;
+	int status = FIDO_ERR_INTERNAL, r;
+
+	(void)fido_dev_set_timeout(dev, ENROLL_PROBE_TIMEOUT_MS);
+	r = fido_probe_batches(dev, e->rp_id, ids, lim, &as, &status);
+	fido_assert_free(&as);
+	log_debug("probe %s for %zu credentials of %s: %s", e->dev_path, ids->n, e->user,
+	        fido_strerr(status));
+	if (r == 0)
+		return 0;
+	if (r > 0) {
+		enroll_fail(e, KEYWARD_BUS_ERROR_EXISTS,
+		        "This security key already holds a credential of %s: it is enrolled "
+		        "already.",
+		        e->user);
+		return -EEXIST;
+	}
+	if (device_op_cancelled(op) || status == FIDO_ERR_KEEPALIVE_CANCEL)
+		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "Enrollment was cancelled.");
+	else
+		/* Not "not enrolled": the key was not (fully) asked. */
+		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED,
+		        "The security key could not be searched for the credentials of %s: %s "
+		        "(%s)",
+		        e->user, fido_error_message(status), fido_strerr(status));
+	return r;
+}
+
 static void enroll_make(DeviceOp *op, EnrollData *e, fido_dev_t *dev)
 {
 	_cleanup_erase_ char *pin = NULL;
+	_cleanup_(fido_cred_ids_done) FidoCredIds ids = {};
 	bool has_pin = fido_dev_has_pin(dev), has_uv = fido_dev_has_uv(dev);
+	size_t overhead = FIDO_LIST_MAKE_CRED_OVERHEAD + strlen(e->rp_id), pos = 0;
+	FidoListLimits lim;
 	fido_cred_t *cred;
 	uint8_t cdh[32];
 	int r;
@@ -154,6 +211,19 @@ static void enroll_make(DeviceOp *op, EnrollData *e, fido_dev_t *dev)
 	e->pin_used = has_pin && pin;
 	e->builtin_uv = e->want_uv && !e->pin_used && has_uv;
 
+	if (enroll_cred_ids(e, &ids) < 0) {
+		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "Out of memory.");
+		return;
+	}
+	fido_list_limits(dev, &lim);
+	/* An exclude list the key takes in one request goes with makeCredential; a longer one
+	 * is asked batch by batch first, and makeCredential then goes without it. */
+	if (fido_list_batch_end(&ids, &lim, overhead, 0) < ids.n) {
+		if (enroll_probe(op, e, dev, &ids, &lim) < 0)
+			return;
+		pos = ids.n;
+	}
+
 	cred = fido_cred_new();
 	if (!cred) {
 		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "Out of memory.");
@@ -175,14 +245,10 @@ static void enroll_make(DeviceOp *op, EnrollData *e, fido_dev_t *dev)
 	if (r == FIDO_OK && e->builtin_uv)
 		r = fido_cred_set_uv(cred, FIDO_OPT_TRUE);
 	/* excludeList: a key that already holds one of the user's credentials refuses. */
-	for (size_t i = 0; r == FIDO_OK && i < e->set->n; i++) {
-		_cleanup_free_ uint8_t *id = NULL;
-		size_t idlen;
-
-		if (!streq(e->set->items[i].rp_id, e->rp_id) ||
-		        base64_decode(e->set->items[i].id, &id, &idlen) < 0)
-			continue;
-		r = fido_cred_exclude(cred, id, idlen);
+	if (r == FIDO_OK && pos < ids.n) {
+		int k = fido_cred_exclude_batch(cred, &ids, &lim, overhead, &pos);
+		if (k < 0)
+			r = FIDO_ERR_INTERNAL;
 	}
 	if (r != FIDO_OK) {
 		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED,

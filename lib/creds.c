@@ -147,9 +147,50 @@ static bool base64_valid(const char *s, size_t min, size_t max)
 	return n >= min && n <= max;
 }
 
-static int credential_check(const Credential *c, const char **ret_why)
+#define ES256_PK_LEN 64  /* libfido2's es256_pk_t: x | y, as fido_cred_pubkey_ptr() gives it */
+#define EDDSA_PK_LEN 32  /* eddsa_pk_t: the Ed25519 point */
+#define RS256_PK_LEN 259 /* rs256_pk_t: 2048-bit modulus n, 3-byte exponent e */
+
+/* Whether PK (raw, as stored) is key material of the right shape for COSE: a corrupt key
+ * must fail the load, not every signature check (each of which counts towards lockout).
+ * NULL if it fits, else what the algorithm takes. */
+static const char *public_key_problem(int cose, const uint8_t *pk, size_t n)
+{
+	switch (cose) {
+	case COSE_ES256:
+		/* libfido2 also takes the SEC1 uncompressed point, 0x04 | x | y. */
+		if (n == ES256_PK_LEN || (n == ES256_PK_LEN + 1 && pk[0] == 0x04))
+			return NULL;
+		return "64 bytes, the raw P-256 point x|y";
+	case COSE_EDDSA:
+		if (n == EDDSA_PK_LEN)
+			return NULL;
+		return "32 bytes, an Ed25519 point";
+	case COSE_RS256:
+		/* A full-width odd modulus n[256] and an odd exponent e[3] above 1. */
+		if (n == RS256_PK_LEN && (pk[0] & 0x80) && (pk[255] & 1) && (pk[258] & 1) &&
+		        (pk[256] | pk[257] | (pk[258] & 0xfe)) != 0)
+			return NULL;
+		return "259 bytes, a 2048-bit modulus and an odd exponent";
+	default:
+		return "es256, eddsa or rs256";
+	}
+}
+
+static const char *public_key_problem_b64(int cose, const char *b64)
+{
+	_cleanup_free_ uint8_t *d = NULL;
+	size_t n;
+
+	if (base64_decode(b64, &d, &n) < 0)
+		return "base64";
+	return public_key_problem(cose, d, n);
+}
+
+static int credential_check(const Credential *c, const char **ret_why, bool *ret_key_material)
 {
 	const char *why = NULL;
+	bool key_material = false;
 
 	if (!creds_id_valid(c->id))
 		why = "missing or invalid 'id' (base64 credential id)";
@@ -161,7 +202,10 @@ static int credential_check(const Credential *c, const char **ret_why)
 		why = "missing or invalid 'alg' (es256, eddsa or rs256)";
 	else if (!base64_valid(c->public_key, 32, 1024))
 		why = "missing or invalid 'public_key' (base64)";
-	else if (c->user_id && !base64_valid(c->user_id, 1, 64))
+	else if (public_key_problem_b64(c->cose_alg, c->public_key)) {
+		why = "'public_key' is not valid key material for its 'alg'";
+		key_material = true;
+	} else if (c->user_id && !base64_valid(c->user_id, 1, 64))
 		why = "invalid 'user_id' (base64 of 1-64 bytes)";
 	else if (c->attestation < 0 || c->attestation >= _CRED_ATTESTATION_MAX)
 		why = "invalid 'attestation'";
@@ -170,6 +214,8 @@ static int credential_check(const Credential *c, const char **ret_why)
 	if (why) {
 		if (ret_why)
 			*ret_why = why;
+		if (ret_key_material)
+			*ret_key_material = key_material;
 		return -EINVAL;
 	}
 	return 0;
@@ -224,7 +270,7 @@ int creds_add(CredentialSet *s, const Credential *c, size_t max)
 	Credential *items;
 	int r;
 
-	if (credential_check(c, NULL) < 0)
+	if (credential_check(c, NULL, NULL) < 0)
 		return -EINVAL;
 	if (max == 0 || max > CREDS_MAX_PER_FILE)
 		max = CREDS_MAX_PER_FILE;
@@ -300,16 +346,23 @@ static int replace_str(char **p, const char *v)
 
 /* Finishes the credential being parsed (if any) and appends it. */
 static int finish_block(CredentialSet *s, Credential *cur, bool *open, const char *filename,
-        unsigned block_line, char **ret_error)
+        unsigned block_line, unsigned key_line, char **ret_error)
 {
 	const char *why = NULL;
+	bool key_material = false;
 	Credential *items;
 
 	if (!*open)
 		return 0;
 	*open = false;
-	if (credential_check(cur, &why) < 0) {
-		set_error(ret_error, "%s:%u: credential: %s", filename, block_line, why);
+	if (credential_check(cur, &why, &key_material) < 0) {
+		if (key_material)
+			set_error(ret_error,
+			        "%s:%u: 'public_key' is not a valid %s public key (%s)", filename,
+			        key_line, cose_name(cur->cose_alg),
+			        public_key_problem_b64(cur->cose_alg, cur->public_key));
+		else
+			set_error(ret_error, "%s:%u: credential: %s", filename, block_line, why);
 		credential_done(cur);
 		return -EINVAL;
 	}
@@ -440,7 +493,7 @@ int creds_parse(const char *text, const char *filename, const char *user, Creden
 	_cleanup_credential_set_ CredentialSet *s = NULL;
 	Credential cur = {};
 	bool open = false;
-	unsigned line = 0, block_line = 0;
+	unsigned line = 0, block_line = 0, key_line = 0;
 	const char *p = text;
 	int r;
 
@@ -482,12 +535,13 @@ int creds_parse(const char *text, const char *filename, const char *user, Creden
 				goto fail;
 			}
 		if (streq(k, "[credential]")) {
-			r = finish_block(s, &cur, &open, filename, block_line, ret_error);
+			r = finish_block(s, &cur, &open, filename, block_line, key_line, ret_error);
 			if (r < 0)
 				goto fail;
 			cur = (Credential){.up = true, .attestation = CRED_ATTESTATION_NONE};
 			open = true;
 			block_line = line;
+			key_line = 0;
 			continue;
 		}
 		eq = strchr(k, '=');
@@ -516,6 +570,8 @@ int creds_parse(const char *text, const char *filename, const char *user, Creden
 		}
 		{
 			const char *why = NULL;
+			if (streq(k, "public_key"))
+				key_line = line;
 			r = parse_assignment(&cur, k, v, &why);
 			if (r < 0) {
 				if (r == -ENOMEM)
@@ -526,7 +582,7 @@ int creds_parse(const char *text, const char *filename, const char *user, Creden
 			}
 		}
 	}
-	r = finish_block(s, &cur, &open, filename, block_line, ret_error);
+	r = finish_block(s, &cur, &open, filename, block_line, key_line, ret_error);
 	if (r < 0)
 		goto fail;
 	*ret = TAKE_PTR(s);
@@ -856,7 +912,7 @@ static int websafe_to_base64(const char *in, char **ret)
 	size_t n;
 	int r;
 
-	/* base64_decode() accepts both alphabets, padded or not. */
+	/* base64_decode() takes base64url, padded or not, and padded standard base64. */
 	r = base64_decode(in, &d, &n);
 	if (r < 0)
 		return r;
@@ -942,6 +998,12 @@ static int parse_pam_u2f_credential(
 	c->cose_alg = cose_from_name(fields[2]);
 	if (c->cose_alg == 0) {
 		*why = "unknown COSE type (es256, eddsa or rs256 expected)";
+		r = -EINVAL;
+		goto fail;
+	}
+	if (public_key_problem_b64(c->cose_alg, c->public_key)) {
+		*why = "the public key does not fit its COSE type (es256: 64 bytes, eddsa: 32, "
+		       "rs256: 259)";
 		r = -EINVAL;
 		goto fail;
 	}

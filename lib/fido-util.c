@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <fido/eddsa.h>
@@ -72,6 +73,9 @@ static const FidoErrorMap fido_error_map[] = {
                 "The security key has no room for another discoverable credential."},
         {FIDO_ERR_LIMIT_EXCEEDED, E2BIG, "error",
                 "The request exceeds a limit of the security key."},
+        {FIDO_ERR_REQUEST_TOO_LARGE, EMSGSIZE, "error",
+                "The request is too large for the security key (too many credentials in one "
+                "list)."},
         {FIDO_ERR_CHANNEL_BUSY, EBUSY, "error",
                 "The security key is busy with another request; try again."},
         {FIDO_ERR_TIMEOUT, ETIMEDOUT, "timeout", "The security key did not answer in time."},
@@ -323,4 +327,210 @@ int fido_pin_read_fd(int fd, char **ret)
 out:
 	explicit_bzero(buf, sizeof(buf));
 	return r;
+}
+
+static size_t clamp_size(uint64_t v)
+{
+	return v > SIZE_MAX ? SIZE_MAX : (size_t)v;
+}
+
+void fido_list_limits(fido_dev_t *dev, FidoListLimits *ret)
+{
+	FidoListLimits lim = {
+	        .max_count = SIZE_MAX,
+	        .max_id_len = SIZE_MAX,
+	        .max_msg = FIDO_LIST_DEFAULT_MSG_SIZE,
+	};
+	fido_cbor_info_t *ci;
+
+	if (!fido_dev_is_fido2(dev)) {
+		lim.max_msg = SIZE_MAX; /* libfido2 asks a U2F key one key handle at a time */
+		*ret = lim;
+		return;
+	}
+	ci = fido_cbor_info_new();
+	if (ci && fido_dev_get_cbor_info(dev, ci) == FIDO_OK) {
+		if (fido_cbor_info_maxcredcntlst(ci) > 0)
+			lim.max_count = clamp_size(fido_cbor_info_maxcredcntlst(ci));
+		if (fido_cbor_info_maxcredidlen(ci) > 0)
+			lim.max_id_len = clamp_size(fido_cbor_info_maxcredidlen(ci));
+		/* CTAP: a key takes at least 1024 bytes, whatever it says. */
+		if (fido_cbor_info_maxmsgsiz(ci) > FIDO_LIST_DEFAULT_MSG_SIZE)
+			lim.max_msg = clamp_size(fido_cbor_info_maxmsgsiz(ci));
+	}
+	fido_cbor_info_free(&ci);
+	*ret = lim;
+}
+
+int fido_cred_ids_add(FidoCredIds *ids, const void *id, size_t len)
+{
+	FidoCredId *items;
+	uint8_t *copy;
+
+	if (len == 0)
+		return -EINVAL;
+	copy = malloc(len);
+	if (!copy)
+		return -ENOMEM;
+	items = reallocarray(ids->items, ids->n + 1, sizeof(*items));
+	if (!items) {
+		free(copy);
+		return -ENOMEM;
+	}
+	memcpy(copy, id, len);
+	items[ids->n++] = (FidoCredId){.ptr = copy, .len = len};
+	ids->items = items;
+	return 0;
+}
+
+void fido_cred_ids_done(FidoCredIds *ids)
+{
+	if (!ids)
+		return;
+	for (size_t i = 0; i < ids->n; i++)
+		free(ids->items[i].ptr);
+	free(ids->items);
+	*ids = (FidoCredIds){};
+}
+
+/* CBOR size of one PublicKeyCredentialDescriptor {"id": bytes, "type": "public-key"}. */
+static size_t descriptor_size(size_t id_len)
+{
+	size_t head = id_len < 24 ? 1 : id_len < 256 ? 2 : id_len < 65536 ? 3 : 5;
+
+	return 1 + 3 + head + id_len + 5 + 11;
+}
+
+typedef int (*ListAddFn)(void *target, const unsigned char *id, size_t len);
+
+size_t fido_list_batch_end(
+        const FidoCredIds *ids, const FidoListLimits *lim, size_t overhead, size_t start)
+{
+	/* 3: the array's header */
+	size_t budget = lim->max_msg > overhead + 3 ? lim->max_msg - overhead - 3 : 0;
+	size_t used = 0, n = 0, i;
+
+	for (i = start; i < ids->n && n < lim->max_count; i++) {
+		size_t sz;
+
+		if (ids->items[i].len > lim->max_id_len)
+			continue;
+		sz = descriptor_size(ids->items[i].len);
+		if (n > 0 && (sz > budget || used > budget - sz))
+			break;
+		used += sz;
+		n++;
+	}
+	return i;
+}
+
+static int list_add_batch(ListAddFn add, void *target, const FidoCredIds *ids,
+        const FidoListLimits *lim, size_t overhead, size_t *pos)
+{
+	size_t end = fido_list_batch_end(ids, lim, overhead, *pos);
+	int n = 0;
+
+	for (size_t i = *pos; i < end; i++) {
+		int r;
+
+		if (ids->items[i].len > lim->max_id_len)
+			continue;
+		r = add(target, ids->items[i].ptr, ids->items[i].len);
+		if (r != FIDO_OK)
+			return fido_error_to_errno(r);
+		n++;
+	}
+	*pos = end;
+	return n;
+}
+
+static int assert_add(void *target, const unsigned char *id, size_t len)
+{
+	return fido_assert_allow_cred(target, id, len);
+}
+
+static int cred_add(void *target, const unsigned char *id, size_t len)
+{
+	return fido_cred_exclude(target, id, len);
+}
+
+int fido_assert_allow_batch(fido_assert_t *as, const FidoCredIds *ids, const FidoListLimits *lim,
+        size_t overhead, size_t *pos)
+{
+	return list_add_batch(assert_add, as, ids, lim, overhead, pos);
+}
+
+int fido_cred_exclude_batch(fido_cred_t *cred, const FidoCredIds *ids, const FidoListLimits *lim,
+        size_t overhead, size_t *pos)
+{
+	return list_add_batch(cred_add, cred, ids, lim, overhead, pos);
+}
+
+/* One silent getAssertion with the next batch of IDS (all of discovery when IDS is empty).
+ * Returns 1 held (*ret_assert: the answer), 0 not held, -errno with *status otherwise;
+ * -ENODATA when no id was left to send. */
+static int probe_batch(fido_dev_t *dev, const char *rp, const FidoCredIds *ids,
+        const FidoListLimits *lim, size_t *pos, fido_assert_t **ret_assert, int *status)
+{
+	fido_assert_t *as = fido_assert_new();
+	uint8_t cdh[32];
+	int r;
+
+	*status = FIDO_ERR_INTERNAL;
+	if (!as)
+		return -ENOMEM;
+	if (ids->n > 0) {
+		r = fido_assert_allow_batch(
+		        as, ids, lim, FIDO_LIST_ASSERT_OVERHEAD + strlen(rp), pos);
+		if (r <= 0) {
+			fido_assert_free(&as);
+			return r < 0 ? r : -ENODATA;
+		}
+	}
+	if (getrandom(cdh, sizeof(cdh), 0) != (ssize_t)sizeof(cdh))
+		r = FIDO_ERR_INTERNAL;
+	else
+		r = fido_assert_set_clientdata_hash(as, cdh, sizeof(cdh));
+	if (r == FIDO_OK)
+		r = fido_assert_set_rp(as, rp);
+	if (r == FIDO_OK)
+		r = fido_assert_set_up(as, FIDO_OPT_FALSE);
+	if (r == FIDO_OK)
+		r = fido_dev_get_assert(dev, as, NULL);
+	*status = r;
+	if (r == FIDO_OK && fido_dev_is_fido2(dev)) {
+		*ret_assert = as;
+		return 1;
+	}
+	fido_assert_free(&as);
+	if (!fido_dev_is_fido2(dev)) /* U2F check-only: the handle is known */
+		return r == FIDO_ERR_USER_PRESENCE_REQUIRED ? 1 : 0;
+	if (r == FIDO_ERR_NO_CREDENTIALS)
+		return 0;
+	return fido_error_to_errno(r);
+}
+
+int fido_probe_batches(fido_dev_t *dev, const char *rp, const FidoCredIds *ids,
+        const FidoListLimits *lim, fido_assert_t **ret_assert, int *ret_status)
+{
+	size_t pos = 0;
+	int status = FIDO_OK, r;
+
+	do {
+		fido_assert_t *as = NULL;
+
+		r = probe_batch(dev, rp, ids, lim, &pos, &as, &status);
+		if (r == -ENODATA)
+			break;
+		if (r != 0) {
+			if (r > 0)
+				*ret_assert = as;
+			if (ret_status)
+				*ret_status = status;
+			return r;
+		}
+	} while (pos < ids->n);
+	if (ret_status)
+		*ret_status = FIDO_ERR_NO_CREDENTIALS;
+	return 0;
 }

@@ -220,9 +220,13 @@ static int unb64_char(char c)
 	return -EINVAL;
 }
 
+/* Strict: RFC 4648 section 4 (standard alphabet, always padded) or section 5 (base64url,
+ * padding optional), one alphabet per string. No whitespace, no stray or excess '=', and
+ * the bits after the last byte must be zero, so every byte string has one encoding. */
 int base64_decode(const char *s, uint8_t **ret, size_t *ret_len)
 {
 	size_t n = strlen(s), pad = 0, j = 0;
+	bool standard = false, url = false;
 	uint32_t acc = 0;
 	int bits = 0;
 	uint8_t *d;
@@ -232,6 +236,19 @@ int base64_decode(const char *s, uint8_t **ret, size_t *ret_len)
 		pad++;
 	}
 	if (pad > 2 || n % 4 == 1)
+		return -EINVAL;
+	/* Padding, when present, completes the last quantum exactly. */
+	if (pad > 0 && (n + pad) % 4 != 0)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '+' || s[i] == '/')
+			standard = true;
+		else if (s[i] == '-' || s[i] == '_')
+			url = true;
+	}
+	if (standard && url)
+		return -EINVAL;
+	if (standard && (n + pad) % 4 != 0)
 		return -EINVAL;
 	d = malloc(n * 3 / 4 + 1);
 	if (!d)
@@ -257,6 +274,30 @@ int base64_decode(const char *s, uint8_t **ret, size_t *ret_len)
 	*ret = d;
 	*ret_len = j;
 	return 0;
+}
+
+void csv_write_field(FILE *f, const char *s, bool last)
+{
+	bool formula;
+
+	s = strempty(s);
+	/* The characters a spreadsheet takes as the start of a formula (OWASP "CSV
+	 * injection"): TAB and CR too, which some strip before looking at the rest. */
+	formula = s[0] != '\0' && strchr("=+-@\t\r", s[0]);
+	if (formula || strpbrk(s, ",\"\r\n")) {
+		/* Quote; and defuse spreadsheet formulas with a leading apostrophe. */
+		fputc('"', f);
+		if (formula)
+			fputc('\'', f);
+		for (; *s; s++) {
+			if (*s == '"')
+				fputc('"', f);
+			fputc(*s, f);
+		}
+		fputc('"', f);
+	} else
+		fputs(s, f);
+	fputs(last ? "\r\n" : ",", f);
 }
 
 int safe_open(const char *path, SafeFileFlags flags, struct stat *ret_st, const char **ret_problem)

@@ -132,6 +132,10 @@ int hex_decode(const char *s, uint8_t **ret, size_t *ret_len);
 int base64_encode(const void *data, size_t len, char **ret);
 int base64_decode(const char *s, uint8_t **ret, size_t *ret_len);
 
+/* One RFC 4180 CSV cell, then ',' or (LAST) CRLF. Cells a spreadsheet would run as a
+ * formula get a leading apostrophe. */
+void csv_write_field(FILE *f, const char *s, bool last);
+
 /* What safe_open() demands of a file it opens. */
 typedef enum SafeFileFlags {
 	SAFE_FILE_ROOT_OWNED = 1 << 0,     /* owner uid 0 */

@@ -123,12 +123,26 @@ size_t policy_diagnostics_errors(const PolicyDiagnostics *d)
 	return n;
 }
 
+/* An integer literal whose value libconfig cannot hold: it wraps a number without an 'L'
+ * suffix to 32 bits (Debian's 1.5) and saturates one with it, so the value a getter sees
+ * is not the one written. Points into the policy text. */
+typedef struct BadInteger {
+	unsigned line; /* of the setting's name, as config_setting_source_line() has it */
+	const char *name;
+	size_t name_len;
+	const char *literal;
+	size_t literal_len;
+	bool reported;
+} BadInteger;
+
 typedef struct Ctx {
 	const char *file;
 	PolicyDiagnostics *diags;
 	size_t n_errors;
 	bool oom;
 	unsigned admin_group_line;
+	BadInteger *bad_integers;
+	size_t n_bad_integers;
 } Ctx;
 
 _printf_(4, 5) static void diag(Ctx *c, PolicySeverity sev, unsigned line, const char *fmt, ...)
@@ -336,9 +350,34 @@ static int get_string(Ctx *c, const config_setting_t *s, size_t max, char **ret)
 	return 0;
 }
 
+/* The out-of-range literal written for setting S, if any (see scan_integers()). */
+static BadInteger *bad_integer_of(Ctx *c, const config_setting_t *s)
+{
+	const char *name = config_setting_name(s);
+
+	if (!name)
+		return NULL;
+	for (size_t i = 0; i < c->n_bad_integers; i++) {
+		BadInteger *b = &c->bad_integers[i];
+
+		if (b->line == line_of(s) && b->name_len == strlen(name) &&
+		        strneq(b->name, name, b->name_len))
+			return b;
+	}
+	return NULL;
+}
+
+#define LITERAL_SHOWN_MAX 32 /* characters of an out-of-range literal quoted back */
+
+static int literal_shown(size_t len)
+{
+	return (int)(len < LITERAL_SHOWN_MAX ? len : LITERAL_SHOWN_MAX);
+}
+
 static int get_uint(Ctx *c, const config_setting_t *s, uint32_t lo, uint32_t hi, const char *unit,
         uint32_t *ret)
 {
+	BadInteger *bad;
 	long long v;
 
 	if (config_setting_type(s) != CONFIG_TYPE_INT &&
@@ -346,6 +385,15 @@ static int get_uint(Ctx *c, const config_setting_t *s, uint32_t lo, uint32_t hi,
 		error(c, line_of(s), "'%s' must be an integer (%s), not %s", config_setting_name(s),
 		        unit, type_name(s));
 		return -EINVAL;
+	}
+	/* libconfig's value is not the one written: judge the text. */
+	bad = bad_integer_of(c, s);
+	if (bad) {
+		bad->reported = true;
+		error(c, line_of(s), "'%s' is %.*s%s, expected %" PRIu32 "..%" PRIu32 " (%s)",
+		        config_setting_name(s), literal_shown(bad->literal_len), bad->literal,
+		        bad->literal_len > LITERAL_SHOWN_MAX ? "..." : "", lo, hi, unit);
+		return -ERANGE;
 	}
 	v = config_setting_get_int64(s);
 	if (v < (long long)lo || v > (long long)hi) {
@@ -1132,6 +1180,142 @@ static unsigned include_line(const char *text)
 	return 0;
 }
 
+#define BAD_INTEGERS_MAX 256
+
+static bool is_name_start(char ch)
+{
+	return isalpha((unsigned char)ch) || ch == '*';
+}
+
+static bool is_name_char(char ch)
+{
+	return ch != '\0' && (isalnum((unsigned char)ch) || strchr("-_*", ch));
+}
+
+/* Whether the integer literal T (libconfig's integer, integer64, hex or hex64 token) holds
+ * a value libconfig stores unchanged. Anything else (floats, garbage) is left to it. */
+static bool integer_literal_fits(const char *t, size_t n)
+{
+	bool negative = false, hex = false;
+	uint64_t v = 0, limit;
+	size_t i = 0, digits, suffix = 0;
+
+	if (n > 0 && (t[0] == '-' || t[0] == '+')) {
+		negative = t[0] == '-';
+		i++;
+	} else if (n > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) {
+		hex = true;
+		i = 2;
+	}
+	while (suffix < 2 && n - i > suffix && t[n - 1 - suffix] == 'L')
+		suffix++;
+	n -= suffix;
+	digits = n - i;
+	if (digits == 0)
+		return true;
+	for (size_t j = i; j < n; j++)
+		if (!(hex ? isxdigit((unsigned char)t[j]) : isdigit((unsigned char)t[j])))
+			return true; /* not an integer */
+	limit = suffix > 0 ? (uint64_t)INT64_MAX : (uint64_t)INT32_MAX;
+	limit += negative;
+	for (size_t j = i; j < n; j++) {
+		unsigned d = hex ? (unsigned)(isdigit((unsigned char)t[j])
+		                                      ? t[j] - '0'
+		                                      : tolower((unsigned char)t[j]) - 'a' + 10)
+		                 : (unsigned)(t[j] - '0');
+
+		if (v > (limit - d) / (hex ? 16 : 10))
+			return false;
+		v = v * (hex ? 16 : 10) + d;
+	}
+	return true;
+}
+
+/* libconfig 1.5 wraps integers without an 'L' suffix to 32 bits (and clamps those with
+ * one), so the value it returns may not be the one written: 4294972296 reads as 5000.
+ * Find such literals in the text, with the name of the setting they belong to; the
+ * getters refuse them. Skips strings and comments as libconfig's scanner does. */
+static int scan_integers(Ctx *c, const char *text)
+{
+	const char *name = NULL;
+	size_t name_len = 0;
+	unsigned line = 1, name_line = 0;
+
+	for (const char *p = text; *p;) {
+		if (*p == '\n') {
+			line++;
+			p++;
+		} else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+			p = strchrnul(p, '\n');
+		} else if (p[0] == '/' && p[1] == '*') {
+			for (p += 2; *p && !(p[0] == '*' && p[1] == '/'); p++)
+				line += *p == '\n';
+			if (*p)
+				p += 2;
+		} else if (*p == '"') {
+			for (p++; *p && *p != '"'; p++) {
+				if (*p == '\\' && p[1])
+					p++;
+				line += *p == '\n';
+			}
+			if (*p)
+				p++;
+		} else if (is_name_start(*p)) {
+			name = p;
+			name_line = line;
+			while (is_name_char(*p))
+				p++;
+			name_len = (size_t)(p - name);
+		} else if (isdigit((unsigned char)*p) || *p == '-' || *p == '+' || *p == '.') {
+			const char *t = p;
+			BadInteger *b;
+
+			for (p++; *p && (isalnum((unsigned char)*p) || strchr("._+-", *p)); p++)
+				;
+			if (integer_literal_fits(t, (size_t)(p - t)))
+				continue;
+			if (c->n_bad_integers >= BAD_INTEGERS_MAX) {
+				error(c, line, "more than %d integers out of range",
+				        BAD_INTEGERS_MAX);
+				return -EINVAL;
+			}
+			b = reallocarray(
+			        c->bad_integers, c->n_bad_integers + 1, sizeof(BadInteger));
+			if (!b) {
+				c->oom = true;
+				return -ENOMEM;
+			}
+			c->bad_integers = b;
+			b[c->n_bad_integers++] = (BadInteger){
+			        .line = name ? name_line : line,
+			        .name = name,
+			        .name_len = name_len,
+			        .literal = t,
+			        .literal_len = (size_t)(p - t),
+			};
+		} else
+			p++;
+	}
+	return 0;
+}
+
+/* Out-of-range integers no getter judged (a key that takes no number, an array entry):
+ * still an error, never a silently wrapped value. */
+static void report_bad_integers(Ctx *c)
+{
+	for (size_t i = 0; i < c->n_bad_integers; i++) {
+		const BadInteger *b = &c->bad_integers[i];
+
+		if (b->reported)
+			continue;
+		error(c, b->line,
+		        "the integer %.*s%s is out of range (%" PRId32 "..%" PRId32
+		        ", or 64 bits with an 'L' suffix)",
+		        literal_shown(b->literal_len), b->literal,
+		        b->literal_len > LITERAL_SHOWN_MAX ? "..." : "", INT32_MIN, INT32_MAX);
+	}
+}
+
 static int sha256_hex(const void *data, size_t len, char ret[static 65])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -1192,6 +1376,10 @@ static int policy_parse(Ctx *c, const char *text, size_t len, Policy **ret)
 	if (!p->path)
 		return -ENOMEM;
 	r = sha256_hex(text, len, p->digest);
+	if (r < 0)
+		return r;
+
+	r = scan_integers(c, text);
 	if (r < 0)
 		return r;
 
@@ -1300,6 +1488,7 @@ static int policy_parse(Ctx *c, const char *text, size_t len, Policy **ret)
 			                : "deny, not set");
 	}
 
+	report_bad_integers(c);
 	p->admin_group_line = c->admin_group_line;
 	if (c->oom)
 		return -ENOMEM;
@@ -1334,6 +1523,7 @@ int policy_load_string(
 	if (!text || !ret)
 		return -EINVAL;
 	r = policy_parse(&c, text, strlen(text), ret);
+	free(c.bad_integers);
 	sort_diagnostics(diags, start);
 	return r;
 }
@@ -1381,6 +1571,7 @@ int policy_load_file(const char *path, PolicyDiagnostics *diags, Policy **ret)
 	}
 	start = diags ? diags->n : 0;
 	r = policy_parse(&c, text, len, ret);
+	free(c.bad_integers);
 	sort_diagnostics(diags, start);
 	return r;
 }

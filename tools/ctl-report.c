@@ -979,21 +979,7 @@ static int emit_json(const Report *r, FILE *f)
 
 static void csv_field(FILE *f, const char *s, bool last)
 {
-	s = strempty(s);
-	if (strpbrk(s, ",\"\r\n") || (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@')) {
-		/* Quote; and defuse spreadsheet formulas with a leading apostrophe. */
-		fputc('"', f);
-		if (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@')
-			fputc('\'', f);
-		for (; *s; s++) {
-			if (*s == '"')
-				fputc('"', f);
-			fputc(*s, f);
-		}
-		fputc('"', f);
-	} else
-		fputs(s, f);
-	fputs(last ? "\r\n" : ",", f);
+	csv_write_field(f, s, last);
 }
 
 static void emit_csv(const Report *r, FILE *f)

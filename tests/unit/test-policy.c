@@ -308,6 +308,21 @@ static const BadCase bad_cases[] = {
                 "'timeout' is 50, expected 100..600000 (milliseconds)"},
         {"settings = { timeout = 10000000000L; };\n" DEF, 1,
                 "'timeout' is 10000000000, expected 100..600000 (milliseconds)"},
+        /* libconfig 1.5 wraps an integer without 'L' to 32 bits before we see it */
+        {"settings = { timeout = 4294972296; };\n" DEF, 1,
+                "'timeout' is 4294972296, expected 100..600000 (milliseconds)"},
+        {"settings = {\n  timeout = 99999999999999999999999;\n};\n" DEF, 2,
+                "'timeout' is 99999999999999999999999, expected 100..600000 (milliseconds)"},
+        {"settings = { timeout = 99999999999999999999999L; };\n" DEF, 1,
+                "'timeout' is 99999999999999999999999L, expected 100..600000 (milliseconds)"},
+        {"settings = { timeout = 0x100000000; };\n" DEF, 1,
+                "'timeout' is 0x100000000, expected 100..600000 (milliseconds)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    lockout = { window = 60; "
+         "max_failures = 4294967296; }; }\n);\n" DEF,
+                3, "'max_failures' is 4294967296, expected 0..1000 (failures, 0 = no lockout)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    removal = { grace = "
+         "-4294967296; }; }\n);\n" DEF,
+                3, "'grace' is -4294967296, expected 0..600000 (milliseconds)"},
         {"settings = { failmode = \"ajar\"; };\n" DEF, 1,
                 "'failmode' is \"ajar\", expected one of: closed, open"},
         {"settings = { failmode = true; };\n" DEF, 1,
@@ -736,6 +751,59 @@ static void test_files(void)
 	rmdir(dir);
 }
 
+/* ---- integers libconfig would wrap ---- */
+
+static bool has_error(const PolicyDiagnostics *d, unsigned line, const char *message)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->items[i].severity == POLICY_SEVERITY_ERROR && d->items[i].line == line &&
+		        streq(d->items[i].message, message))
+			return true;
+	return false;
+}
+
+static void test_wide_integers(void)
+{
+	static const char ok[] = "# 99999999999 in a comment\n"
+	                         "/* 4294972296 */ // 4294967296\n"
+	                         "settings = { timeout = 2000L; max_bindings = 0x400; };\n"
+	                         "rules = ( { name = \"a\"; require = \"key\";\n"
+	                         "  reason = \"99999999999 \\\" 99999999999\";\n"
+	                         "  lockout = { max_failures = 3; window = 600; }; } );\n" DEF;
+	_cleanup_(policy_freep) Policy *p = NULL;
+	PolicyDiagnostics d = {};
+	int r;
+
+	r = policy_load_string(ok, "ok.conf", &d, &p);
+	CHECK(r == 0 && p, "numbers in comments and strings, L and hex (r=%d)", r);
+	if (r < 0)
+		dump(&d);
+	policy_diagnostics_clear(&d);
+	policy_free(TAKE_PTR(p));
+
+	/* a literal no getter reads is refused too */
+	r = policy_load_string("settings = { rp_id = 4294967296; };\n" DEF, "wide.conf", &d, &p);
+	CHECK(r == -EINVAL && !p, "wide literal in a string key refused (r=%d)", r);
+	CHECK(has_error(&d, 1,
+	              "the integer 4294967296 is out of range (-2147483648..2147483647, or 64 "
+	              "bits with an 'L' suffix)"),
+	        "wide literal reported");
+	CHECK(d.n == 2, "two errors, type and range (%zu)", d.n);
+	policy_diagnostics_clear(&d);
+
+	/* long literals are quoted back shortened */
+	r = policy_load_string("settings = { timeout = "
+	                       "1234567890123456789012345678901234567890; };\n" DEF,
+	        "long.conf", &d, &p);
+	CHECK(r == -EINVAL && has_error(&d, 1,
+	                              "'timeout' is 12345678901234567890123456789012..., "
+	                              "expected 100..600000 (milliseconds)"),
+	        "long literal shortened");
+	if (r != -EINVAL || d.n != 1)
+		dump(&d);
+	policy_diagnostics_clear(&d);
+}
+
 /* ---- many rules / limits ---- */
 
 static void test_limits(void)
@@ -877,6 +945,7 @@ int main(void)
 	test_digest();
 	test_files();
 	test_limits();
+	test_wide_integers();
 	test_is_remote();
 	test_tables();
 	fprintf(stderr,

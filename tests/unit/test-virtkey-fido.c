@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "fido-util.h"
 #include "util.h"
 #include "virtkey-bench.h"
 
@@ -759,7 +760,8 @@ static void test_long_allow_list(void)
 	fido_assert_t *a;
 	uint8_t cdh[32], junk[62];
 
-	/* a request of many continuation packets: 12 foreign handles, then ours */
+	/* a request of many continuation packets: 7 foreign handles, then ours (8: the most
+	 * the key takes, like a YubiKey 5) */
 	bench_init(&b, false);
 	bench_start(&b);
 	CHECK_FIDO(make_cred(&b, COSE_ES256, false, NULL, "alice", NULL, &c), FIDO_OK);
@@ -767,7 +769,7 @@ static void test_long_allow_list(void)
 	random_bytes(cdh, sizeof(cdh));
 	CHECK_FIDO(fido_assert_set_clientdata_hash(a, cdh, sizeof(cdh)), FIDO_OK);
 	CHECK_FIDO(fido_assert_set_rp(a, RP), FIDO_OK);
-	for (int i = 0; i < 12; i++) {
+	for (int i = 0; i < 7; i++) {
 		random_bytes(junk, sizeof(junk));
 		junk[0] = 1;
 		junk[1] = 1; /* looks like ours, but does not open */
@@ -776,10 +778,83 @@ static void test_long_allow_list(void)
 	CHECK_FIDO(fido_assert_allow_cred(a, fido_cred_id_ptr(c), fido_cred_id_len(c)), FIDO_OK);
 	b.writes = 0;
 	CHECK_FIDO(fido_dev_get_assert(b.dev, a, NULL), FIDO_OK);
-	CHECK(b.writes > 12);
+	CHECK(b.writes > 10);
 	CHECK_EQ(fido_assert_count(a), 1);
 	CHECK_FIDO(verify_assert(a, 0, c), FIDO_OK);
+	/* one more than maxCredentialCountInList: refused as a whole, not "no credentials" */
+	CHECK_FIDO(fido_assert_allow_cred(a, junk, sizeof(junk) - 1), FIDO_OK);
+	CHECK_FIDO(fido_dev_get_assert(b.dev, a, NULL), FIDO_ERR_LIMIT_EXCEEDED);
 	fido_assert_free(&a);
+	fido_cred_free(&c);
+	bench_done(&b);
+}
+
+/* lib/fido-util's batching against the key: 39 foreign handles, ours last, found by a
+ * silent probe batch by batch; limits the key does not keep are an error, never "none". */
+static void test_batched_probe(void)
+{
+	FidoCredIds ids = {}, foreign = {}, big = {};
+	uint8_t big_id[200];
+	FidoListLimits lim, lie;
+	fido_assert_t *a = NULL;
+	fido_cred_t *c;
+	uint8_t junk[62];
+	size_t pos = 0, n_batches = 0;
+	int status = FIDO_OK;
+	Bench b;
+
+	bench_init(&b, false);
+	bench_start(&b);
+	CHECK_FIDO(make_cred(&b, COSE_ES256, false, NULL, "alice", NULL, &c), FIDO_OK);
+	fido_list_limits(b.dev, &lim);
+	CHECK_EQ(lim.max_count, 8);
+	CHECK_EQ(lim.max_id_len, 62);
+	CHECK_EQ(lim.max_msg, VIRTKEY_MAX_CBOR_MSG);
+	for (int i = 0; i < 39; i++) {
+		random_bytes(junk, sizeof(junk));
+		CHECK_EQ(fido_cred_ids_add(&ids, junk, sizeof(junk)), 0);
+		CHECK_EQ(fido_cred_ids_add(&foreign, junk, sizeof(junk)), 0);
+	}
+	CHECK_EQ(fido_cred_ids_add(&ids, fido_cred_id_ptr(c), fido_cred_id_len(c)), 0);
+	/* 40 ids of 62 bytes: 5 batches of 8 */
+	while (pos < ids.n) {
+		pos = fido_list_batch_end(&ids, &lim, FIDO_LIST_ASSERT_OVERHEAD + strlen(RP), pos);
+		n_batches++;
+	}
+	CHECK_EQ(n_batches, 5);
+	/* no count advertised: what fits in 1,024 bytes */
+	lie = (FidoListLimits){.max_count = SIZE_MAX, .max_id_len = SIZE_MAX, .max_msg = 1024};
+	pos = fido_list_batch_end(&ids, &lie, FIDO_LIST_ASSERT_OVERHEAD + strlen(RP), 0);
+	CHECK(pos >= 8 && pos <= 10);
+
+	CHECK_EQ(fido_probe_batches(b.dev, RP, &ids, &lim, &a, &status), 1);
+	CHECK_FIDO(status, FIDO_OK);
+	CHECK(a && fido_assert_count(a) == 1);
+	CHECK(fido_assert_id_len(a, 0) == fido_cred_id_len(c) &&
+	        memcmp(fido_assert_id_ptr(a, 0), fido_cred_id_ptr(c), fido_cred_id_len(c)) == 0);
+	CHECK_EQ(fido_assert_flags(a, 0) & 0x01, 0); /* silent: no touch */
+	fido_assert_free(&a);
+	CHECK_EQ(fido_probe_batches(b.dev, RP, &foreign, &lim, &a, &status), 0);
+	CHECK_FIDO(status, FIDO_ERR_NO_CREDENTIALS);
+	/* a key that takes less than it says: too many ids, then too many bytes */
+	lie = (FidoListLimits){.max_count = 9, .max_id_len = SIZE_MAX, .max_msg = 4096};
+	CHECK(fido_probe_batches(b.dev, RP, &foreign, &lie, &a, &status) < 0);
+	CHECK_FIDO(status, FIDO_ERR_LIMIT_EXCEEDED);
+	CHECK(fido_error_to_errno(status) != fido_error_to_errno(FIDO_ERR_NO_CREDENTIALS));
+	lie = (FidoListLimits){.max_count = 8, .max_id_len = SIZE_MAX, .max_msg = 4096};
+	for (int i = 0; i < 8; i++) { /* 8 ids of 200 bytes: more than 1,200 */
+		random_bytes(big_id, sizeof(big_id));
+		CHECK_EQ(fido_cred_ids_add(&big, big_id, sizeof(big_id)), 0);
+	}
+	CHECK(fido_probe_batches(b.dev, RP, &big, &lie, &a, &status) < 0);
+	CHECK_FIDO(status, FIDO_ERR_REQUEST_TOO_LARGE);
+	CHECK(streq(fido_error_reason(status), "error"));
+	/* ids longer than the key's maxCredentialIdLength are not sent to it */
+	CHECK_EQ(fido_probe_batches(b.dev, RP, &big, &lim, &a, &status), 0);
+	CHECK(a == NULL);
+	fido_cred_ids_done(&ids);
+	fido_cred_ids_done(&foreign);
+	fido_cred_ids_done(&big);
 	fido_cred_free(&c);
 	bench_done(&b);
 }
@@ -881,6 +956,7 @@ static const struct {
         {"touch-probe", test_touch_probe},
         {"slow-key", test_slow_key},
         {"long-allow-list", test_long_allow_list},
+        {"batched-probe", test_batched_probe},
         {"reset", test_reset},
         {"persistence", test_persistence},
 };

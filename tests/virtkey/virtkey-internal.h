@@ -95,7 +95,7 @@ enum {
 #define VK_PIN_AUTH_BLOCK  3
 #define VK_MAX_RESIDENT    25
 #define VK_MAX_CREDENTIALS 1024
-#define VK_MAX_ALLOW_LIST  16
+#define VK_MAX_ALLOW_LIST  8 /* a YubiKey 5 takes 8 */
 #define VK_MAX_USER_ID     64
 #define VK_MAX_NAME        128
 #define VK_MAX_RP_ID       128

@@ -63,6 +63,7 @@ CASES = {
     "coverage-snapshot": [],
     "decision-once": [],
     "account-event": [],
+    "auth-many-creds": [],
 }
 
 
@@ -1021,6 +1022,54 @@ def case_import_pamu2fcfg(e):
     check(a["granted"] and a["cred"] == "nobody-u2f-1", f"imported resident key authenticates: {a}")
     a = e.authenticate()
     check(a["granted"] and a["cred"] == "root-u2f-1", f"root's key still works: {a}")
+
+
+def case_auth_many_creds(e):
+    """A user with 40 credentials (more than one getAssertion or makeCredential list a key
+    takes: the virtkey, like a YubiKey 5, takes 8 ids in 1,200 bytes) logs in with the
+    credential stored last, cannot enrol the same key twice, and enrols a 41st key."""
+    import base64
+    e.write_policy(settings_extra="max_credentials_per_user = 48;")
+    e.start()
+    e.enroll("--label", "real")
+    path = os.path.join(e.creds, "root.creds")
+    real = open(path).read()
+    block = real[real.index("[credential]"):]
+    pk = re.search(r"^public_key=(\S+)$", block, re.M).group(1)
+    uid = re.search(r"^user_id=(\S+)$", block, re.M).group(1)
+    # 39 credentials of keys that are not plugged in (ids as long as the virtkey's), the
+    # plugged key's own last: the worst case for a search batch by batch
+    decoys = []
+    for i in range(39):
+        cid = base64.b64encode(os.urandom(62)).decode()
+        decoys.append(f"[credential]\nlabel=gone-{i:02d}\nid={cid}\nrp_id=pam://keyward\nalg=es256\n"
+                      f"public_key={pk}\nuser_id={uid}\nattestation=none\nresident=no\nup=yes\nuv=no\n\n")
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write("# 39 credentials of absent keys, then the plugged one\n" + "".join(decoys) + block)
+    os.chmod(tmp, 0o600)
+    os.rename(tmp, path)
+    r = e.ctl("list", "root")
+    check(r.stdout.count("gone-") == 39 and "real" in r.stdout, "40 credentials listed")
+    a = e.authenticate()
+    check(a["granted"] and a["cred"] == "real", f"login with 40 credentials: {a}")
+    # the key holds the 40th credential: enrolling it again is refused as such
+    r = e.enroll("--label", "again", expect=1)
+    check("already holds a credential" in r.stderr, f"re-enroll with 40 credentials: {r.stderr}")
+    # a 41st key enrols (its exclude list is the 40), then logs in alone
+    node = e.bed("plug-new").split()[1]
+    e.enroll("--device", node, "--label", "forty-one")
+    r = e.ctl("list", "root")
+    check("forty-one" in r.stdout and open(path).read().count("[credential]") == 41, "41 credentials")
+    e.bed("unplug", "0")
+    a = e.authenticate()
+    check(a["granted"] and a["cred"] == "forty-one", f"login with the 41st: {a}")
+    # a key that holds none of the 41 is "not registered", after every batch was asked
+    node = e.bed("plug-new").split()[1]
+    e.bed("unplug", "1")
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "no-key" and "None of the plugged-in" in a["message"],
+          f"unregistered key with 41 credentials: {a}")
 
 
 def interface_signature(xml_text):

@@ -16,6 +16,13 @@ static char tmpdir[] = "/tmp/keyward-test-creds-XXXXXX";
 
 #define PK64                                                                                       \
 	"QMQcqZ5r4799hWDVgEnxoc9KlvCioNiyxLQgLaTthmorcdH70dvHIkQ7T8289qKXZ/X7+DXAdxbHph/V7gJ9nA=="
+/* Key material of the wrong length for its algorithm, and of the right one. */
+#define PK63 "QMQcqZ5r4799hWDVgEnxoc9KlvCioNiyxLQgLaTthmorcdH70dvHIkQ7T8289qKXZ/X7+DXAdxbHph/V7gJ9"
+#define PK65                                                                                       \
+	"BEDEHKmea+O/fYVg1YBJ8aHPSpbwoqDYssS0IC2k7YZqK3HR+9HbxyJEO0/NvPail2f1+/g1wHcWx6Yf1e4CfZw="
+#define PK65_BAD                                                                                   \
+	"BUDEHKmea+O/fYVg1YBJ8aHPSpbwoqDYssS0IC2k7YZqK3HR+9HbxyJEO0/NvPail2f1+/g1wHcWx6Yf1e4CfZw="
+#define PK32 "QMQcqZ5r4799hWDVgEnxoc9KlvCioNiyxLQgLaTthmo="
 
 static const char good[] = "# comment\n"
                            "\n"
@@ -37,7 +44,7 @@ static const char good[] = "# comment\n"
                            "id=*\n"
                            "rp_id=pam://oldhost\n"
                            "alg=eddsa\n"
-                           "public_key=" PK64 "\n"
+                           "public_key=" PK32 "\n"
                            "attestation=imported\n"
                            "resident=yes\n"
                            "up=no\n";
@@ -124,6 +131,63 @@ static void test_parse_errors(void)
 	expect_parse_error("[credential]\nid=*\nlabel=a\nrp_id=x\nalg=es256\npublic_key=" PK64 "\n",
 	        "u.creds:1: credential: 'id=*' needs 'resident=yes'");
 	expect_parse_error("[credential]\nlabel=\x01\n", "u.creds:2: control character");
+}
+
+#define RS259                                                                                      \
+	"xQECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+"     \
+	"P0BBQkNERU"                                                                               \
+	"ZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+"            \
+	"AgYKDhIWGh4iJiouMjY"                                                                      \
+	"6PkJGSk5SVlpeYmZqbnJ2en6ChoqOkpaanqKmqq6ytrq+wsbKztLW2t7i5uru8vb6/"                       \
+	"wMHCw8TFxsfIycrLzM3Oz9DR0tPU1d"                                                           \
+	"bX2Nna29zd3t/g4eLj5OXm5+jp6uvs7e7v8PHy8/T19vf4+fr7/P3+GwEAAQ=="
+#define RS259_ZERO                                                                                 \
+	"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" \
+	"AAAAAA"                                                                                   \
+	"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" \
+	"AAAAAA"                                                                                   \
+	"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" \
+	"AAAAAA"                                                                                   \
+	"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAEAAQ=="
+
+static void expect_key_material(const char *alg, const char *pk, bool ok)
+{
+	_cleanup_credential_set_ CredentialSet *s = NULL;
+	_cleanup_free_ char *text = NULL, *err = NULL, *msg = NULL;
+
+	CHECK(asprintf(&text,
+	              "# x\n[credential]\nid=AAEC\nlabel=a\nrp_id=x\nalg=%s\npublic_key=%s\n", alg,
+	              pk) > 0);
+	if (ok) {
+		CHECK_INT(creds_parse(text, "k.creds", "alice", &s, &err), 0);
+		CHECK_INT(s->n, 1);
+		return;
+	}
+	CHECK_INT(creds_parse(text, "k.creds", "alice", &s, &err), -EINVAL);
+	CHECK(!s);
+	CHECK(asprintf(&msg, "k.creds:7: 'public_key' is not a valid %s public key (%s)", alg,
+	              streq(alg, "es256") ? "64 bytes, the raw P-256 point x|y"
+	              : streq(alg, "eddsa")
+	                      ? "32 bytes, an Ed25519 point"
+	                      : "259 bytes, a 2048-bit modulus and an odd exponent") > 0);
+	CHECK_STR(err, msg);
+}
+
+/* A corrupt key must fail the load (file:line), never reach verification: a signature
+ * that cannot verify counts towards lockout. */
+static void test_key_material(void)
+{
+	expect_key_material("es256", PK64, true);
+	expect_key_material("es256", PK65, true); /* 0x04 | x | y, as libfido2 accepts */
+	expect_key_material("eddsa", PK32, true);
+	expect_key_material("rs256", RS259, true);
+	expect_key_material("es256", PK63, false);
+	expect_key_material("es256", PK65_BAD, false);
+	expect_key_material("es256", PK32, false);
+	expect_key_material("eddsa", PK64, false);
+	expect_key_material("eddsa", PK63, false);
+	expect_key_material("rs256", PK64, false);
+	expect_key_material("rs256", RS259_ZERO, false);
 }
 
 static char *path_in(const char *name)
@@ -357,6 +421,7 @@ int main(void)
 	test_parse_good();
 	test_roundtrip();
 	test_parse_errors();
+	test_key_material();
 	test_fields();
 	test_load_files();
 	test_save_atomic();

@@ -29,6 +29,8 @@ static void test_errors(void)
 	        {FIDO_ERR_TX, -EIO, "error"},
 	        {FIDO_ERR_RX, -EIO, "error"},
 	        {FIDO_ERR_NOTFOUND, -ENODEV, "no-key"},
+	        {FIDO_ERR_REQUEST_TOO_LARGE, -EMSGSIZE, "error"}, /* never "not registered" */
+	        {FIDO_ERR_LIMIT_EXCEEDED, -E2BIG, "error"},
 	        {0x7e, -EIO, "error"}, /* unknown CTAP status: a failure, never success */
 	        {-99, -EIO, "error"},
 	};

@@ -144,6 +144,10 @@ static void test_errors(void)
 	        "P-256 point expected in the old format)");
 	expect_error("bob:!!!!,04abcd\n", "af:1: user bob, credential 1: invalid key handle "
 	                                  "(websafe base64 expected in the old format)");
+	/* key material that cannot fit its algorithm: an import error, not a lockout */
+	expect_error("alice:AAAA," PK ",eddsa,+presence\n",
+	        "af:1: user alice, credential 1: the public key does not fit its COSE type "
+	        "(es256: 64 bytes, eddsa: 32, rs256: 259)");
 	expect_error("bob:AAAA," PK ",es256,+presence,extra\n",
 	        "af:1: user bob, credential 1: too many comma-separated fields (expected "
 	        "KeyHandle,UserKey,CoseType,Options)");
