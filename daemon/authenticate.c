@@ -7,6 +7,8 @@
 #include <sys/random.h>
 
 #include "bus-api.h"
+
+#include "attestation.h"
 #include "device-op.h"
 #include "fido-util.h"
 #include "lockout.h"
@@ -658,6 +660,32 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 		return false;
 	}
 	o->cred = c;
+	/* The authenticator rules of the login's decision, against what was recorded at
+	 * enrolment: a policy change applies to keys enrolled before it. A credential
+	 * without a known model (imported) passes an allow list only if the list is empty. */
+	if ((a->decision->n_aaguid_allow > 0 || a->decision->n_aaguid_deny > 0) &&
+	        (c->has_aaguid ? attestation_check_aaguid(c->aaguid,
+	                                 (const uint8_t(*)[16])a->decision->aaguid_allow,
+	                                 a->decision->n_aaguid_allow,
+	                                 (const uint8_t(*)[16])a->decision->aaguid_deny,
+	                                 a->decision->n_aaguid_deny) < 0
+	                       : a->decision->n_aaguid_allow > 0)) {
+		o->reason = "aaguid-refused";
+		snprintf(o->message, sizeof(o->message),
+		        "The policy (rule %s) no longer allows this model of security key (%s); "
+		        "enroll an allowed key.",
+		        a->decision->rule_name, c->label);
+		return false;
+	}
+	if (a->decision->attestation == POLICY_ATTESTATION_VERIFIED &&
+	        c->attestation != CRED_ATTESTATION_VERIFIED) {
+		o->reason = "attestation-refused";
+		snprintf(o->message, sizeof(o->message),
+		        "The policy (rule %s) requires a key whose attestation was verified at "
+		        "enrolment, and %s's was not; enroll it again.",
+		        a->decision->rule_name, c->label);
+		return false;
+	}
 	/* Every flag the policy requires (CVE-2021-31924): checked here, not assumed. */
 	flags = fido_assert_flags(as, 0);
 	if (a->up_required && !(flags & FIDO_FLAG_UP)) {

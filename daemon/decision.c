@@ -9,6 +9,13 @@
 #include "process.h"
 #include "util.h"
 
+static void *memdup(const void *p, size_t n)
+{
+	void *c = malloc(n);
+
+	return c ? memcpy(c, p, n) : NULL;
+}
+
 static int dup_or_null(const char *s, char **ret)
 {
 	*ret = NULL;
@@ -68,6 +75,19 @@ int decision_new(const DecisionRequest *req, const PolicyDecision *pd, Decision 
 	d->user_presence = pd->user_presence;
 	d->counter = pd->counter;
 	d->cached_elevation = pd->cached_elevation;
+	d->attestation = pd->attestation;
+	if (pd->n_aaguid_allow > 0) {
+		d->aaguid_allow = memdup(pd->aaguid_allow, pd->n_aaguid_allow * 16);
+		if (!d->aaguid_allow)
+			return -ENOMEM;
+		d->n_aaguid_allow = pd->n_aaguid_allow;
+	}
+	if (pd->n_aaguid_deny > 0) {
+		d->aaguid_deny = memdup(pd->aaguid_deny, pd->n_aaguid_deny * 16);
+		if (!d->aaguid_deny)
+			return -ENOMEM;
+		d->n_aaguid_deny = pd->n_aaguid_deny;
+	}
 	d->lockout_max_failures = pd->lockout_max_failures;
 	d->lockout_window_s = pd->lockout_window_s;
 	d->lockout_unlock_after_s = pd->lockout_unlock_after_s;
@@ -100,6 +120,8 @@ Decision *decision_unref(Decision *d)
 	free(d->rule_name);
 	free(d->policy);
 	free(d->reason);
+	free(d->aaguid_allow);
+	free(d->aaguid_deny);
 	free(d);
 	return NULL;
 }

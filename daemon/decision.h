@@ -45,6 +45,13 @@ typedef struct Decision {
 	bool user_presence;
 	PolicyCounter counter;
 	PolicyCachedElevation cached_elevation;
+	/* Which authenticators may be used: checked at every login against the credential's
+	 * stored AAGUID and attestation, not only at enrolment. */
+	uint8_t (*aaguid_allow)[16];
+	size_t n_aaguid_allow; /* 0: any model not denied */
+	uint8_t (*aaguid_deny)[16];
+	size_t n_aaguid_deny;
+	PolicyAttestation attestation;
 	uint32_t lockout_max_failures, lockout_window_s, lockout_unlock_after_s;
 
 	/* What removal of the key does to what this login opens. */

@@ -64,6 +64,7 @@ CASES = {
     "decision-once": [],
     "account-event": [],
     "auth-many-creds": [],
+    "auth-authenticator-rules": [],
 }
 
 
@@ -822,6 +823,38 @@ def case_account_event(e):
     a = e.authenticate(service="login", options={"cached": dbus.Boolean(True)})
     check(not a["granted"] and a["reason"] == "not-covered", f"uncovered: {a}")
     check(e.audit_find(event="account", result="info", reason="not-covered"), "uncovered account phase record")
+
+
+def case_auth_authenticator_rules(e):
+    """AAGUID allow/deny and attestation = "verified" apply at every login, to keys
+    enrolled before the policy said so: change the policy after enrolment, the next
+    login obeys it."""
+    e.write_policy()
+    e.start()
+    e.enroll()
+    check(e.authenticate()["granted"], "login before the policy change")
+
+    def reload(extra):
+        e.write_policy(rule_extra=extra)
+        e.manager().Reload()
+
+    reload(f'aaguid_deny = ["{AAGUID}"];')
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "aaguid-refused" and "no longer allows this model" in a["message"],
+          f"denied model: {a}")
+    check(e.audit_find(event="auth", reason="aaguid-refused", rule_name="root-sudo"), "refusal audited")
+    reload(f'aaguid_allow = ["{OTHER_AAGUID}"];')
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "aaguid-refused", f"model not in the allow list: {a}")
+    reload(f'aaguid_allow = ["{OTHER_AAGUID}", "{AAGUID}"];')
+    check(e.authenticate()["granted"], "model in the allow list")
+    ca = os.environ["KEYWARD_TESTBED_CA"]
+    anchor = os.path.join(e.tmp, "anchor.pem")
+    shutil.copy(ca, anchor)
+    os.chmod(anchor, 0o644)
+    reload(f'attestation = "verified"; trust_anchors = ["{anchor}"];')
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "attestation-refused", f"unverified enrolment: {a}")
 
 
 OTHER_PROCESS_AUTH = """
