@@ -368,6 +368,9 @@ static void auth_work(DeviceOp *op)
 
 		if (!path || (a->only_device && !streq(path, a->only_device)))
 			continue;
+		device_op_yield_to_root(op);
+		if (device_op_cancelled(op))
+			break;
 		dev = fido_dev_new();
 		if (!dev)
 			break;
@@ -850,17 +853,19 @@ static const DeviceOpVTable auth_vtable = {
 
 /* --- the method --------------------------------------------------------------------- */
 
-static int reply_now(Manager *m, sd_bus_message *msg, AuditRecord *rec, const char *reason,
-        const char *message, AuditResult result)
+/* Answers at once, without the key: the record goes through manager_audit_self_call(), so a
+ * non-root caller asking again and again costs no fsync per call. */
+static int reply_now(Manager *m, sd_bus_message *msg, const BusCaller *caller, AuditRecord *rec,
+        const char *reason, const char *message, AuditResult result)
 {
 	rec->reason = reason;
 	rec->message = message;
 	rec->result = result;
-	(void)manager_audit(m, rec);
 	if (result != AUDIT_RESULT_SUCCESS && !streq(reason, "not-covered"))
 		m->n_auth_failed++;
-	log_info("Authenticate %s/%s: %s (%s)", strna(rec->user), strna(rec->service), reason,
-	        message);
+	if (manager_audit_self_call(m, rec, caller->uid))
+		log_info("Authenticate %s/%s: %s (%s)", strna(rec->user), strna(rec->service),
+		        reason, message);
 	return sd_bus_reply_method_return(msg, "bsssss", false, reason, message, "", "", "");
 }
 
@@ -926,23 +931,23 @@ int bus_method_authenticate(
 		Decision *found = decision_table_find(&m->decisions, opts.decision);
 
 		if (!found)
-			return reply_now(m, msg, &rec, "decision-expired",
+			return reply_now(m, msg, caller, &rec, "decision-expired",
 			        "The login took too long (its policy decision expired); try again.",
 			        AUDIT_RESULT_FAILURE);
 		if (!decision_matches(found, user, service, tty, rhost, caller->pid)) {
 			log_notice("Authenticate %s/%s from pid %d: decision %.8s... was made for "
 			           "another login; refused.",
 			        user, service, (int)caller->pid, opts.decision);
-			return reply_now(m, msg, &rec, "decision-mismatch",
+			return reply_now(m, msg, caller, &rec, "decision-mismatch",
 			        "The policy decision given is not this login's.",
 			        AUDIT_RESULT_FAILURE);
 		}
 		d = decision_ref(found);
 	} else {
 		/* A caller that did not ask Check first (or an older module): decide now. */
-		r = manager_decide(m, user, service, tty, rhost, caller->pid, &d);
+		r = manager_decide(m, user, service, tty, rhost, caller->pid, caller->uid, &d);
 		if (r < 0)
-			return reply_now(m, msg, &rec, "error",
+			return reply_now(m, msg, caller, &rec, "error",
 			        "The keyward policy could not be evaluated.", AUDIT_RESULT_FAILURE);
 	}
 	uid = d->uid;
@@ -950,21 +955,22 @@ int bus_method_authenticate(
 	audit_record_set_decision(&rec, d);
 
 	if (d->require == POLICY_REQUIRE_NONE)
-		return reply_now(m, msg, &rec, "not-covered",
+		return reply_now(m, msg, caller, &rec, "not-covered",
 		        "The keyward policy does not cover this login.", AUDIT_RESULT_INFO);
 	if (d->require == POLICY_REQUIRE_DENY)
-		return reply_now(m, msg, &rec, d->remote_resolved ? "remote" : "policy-deny",
+		return reply_now(m, msg, caller, &rec,
+		        d->remote_resolved ? "remote" : "policy-deny",
 		        d->reason ? d->reason : "Access denied by the keyward policy.",
 		        AUDIT_RESULT_FAILURE);
 	if (d->require != POLICY_REQUIRE_KEY)
-		return reply_now(
-		        m, msg, &rec, "error", "Unknown policy outcome.", AUDIT_RESULT_FAILURE);
+		return reply_now(m, msg, caller, &rec, "error", "Unknown policy outcome.",
+		        AUDIT_RESULT_FAILURE);
 
 	r = lockout_check(st->state_dir, user, &locked_until);
 	if (r < 0) {
 		log_error_errno(r, "Cannot read the lockout state of %s in %s/lockout: %m", user,
 		        st->state_dir);
-		return reply_now(m, msg, &rec, "error",
+		return reply_now(m, msg, caller, &rec, "error",
 		        "The lockout state cannot be read; tell an administrator.",
 		        AUDIT_RESULT_FAILURE);
 	}
@@ -973,7 +979,7 @@ int bus_method_authenticate(
 		snprintf(msgbuf, sizeof(msgbuf),
 		        "Too many failed attempts: try again in %llu minute(s).",
 		        (unsigned long long)((locked_until - now_realtime_ms()) / 60000 + 1));
-		return reply_now(m, msg, &rec, "lockout", msgbuf, AUDIT_RESULT_FAILURE);
+		return reply_now(m, msg, caller, &rec, "lockout", msgbuf, AUDIT_RESULT_FAILURE);
 	}
 
 	a = calloc(1, sizeof(*a));
@@ -989,7 +995,7 @@ int bus_method_authenticate(
 		        "administrator.",
 		        strna(why));
 		auth_data_free(a);
-		return reply_now(m, msg, &rec, "error", msgbuf, AUDIT_RESULT_FAILURE);
+		return reply_now(m, msg, caller, &rec, "error", msgbuf, AUDIT_RESULT_FAILURE);
 	}
 	if (a->set->n == 0) {
 		char msgbuf[160];
@@ -997,7 +1003,8 @@ int bus_method_authenticate(
 		        "No security key is registered for %s; ask an administrator to enroll one.",
 		        user);
 		auth_data_free(a);
-		return reply_now(m, msg, &rec, "not-enrolled", msgbuf, AUDIT_RESULT_FAILURE);
+		return reply_now(
+		        m, msg, caller, &rec, "not-enrolled", msgbuf, AUDIT_RESULT_FAILURE);
 	}
 	a->user = strdup(user);
 	a->service = strdup(service);
@@ -1034,7 +1041,7 @@ int bus_method_authenticate(
 	r = device_op_new(&m->ops, m, DEVICE_OP_AUTHENTICATE, &auth_vtable, msg, caller->uid,
 	        st->timeout_ms, a, &op);
 	if (r == -EBUSY)
-		return reply_now(m, msg, &rec, "error",
+		return reply_now(m, msg, caller, &rec, "error",
 		        "keywardd is busy with too many requests; try again.",
 		        AUDIT_RESULT_FAILURE);
 	if (r < 0)

@@ -6,12 +6,17 @@
 #include <pwd.h>
 
 #include "accounts.h"
+#include "bus-fair.h"
 #include "creds.h"
 #include "device-op.h"
 #include "fido-util.h"
 #include "log.h"
 #include "session.h"
 #include "util.h"
+
+/* After root's Check asked for a key: how long non-root key searches hold back for its
+ * Authenticate (device_op_expect_root()). */
+#define ROOT_LOGIN_EXPECTED_MS 1000
 
 typedef struct BusMethod {
 	const char *member;
@@ -62,29 +67,14 @@ static bool user_in_group(const char *user, gid_t primary, const char *group)
 	return strv_contains(names, group);
 }
 
-static int bus_caller_get(Manager *m, sd_bus_message *msg, BusCaller *ret, sd_bus_error *error)
+/* The caller's details for UID/PID (from bus_fair_identify(): the bus's word, never an
+ * argument). */
+static int bus_caller_get(Manager *m, sd_bus_message *msg, uid_t uid, pid_t pid, BusCaller *ret)
 {
-	sd_bus_creds *creds = NULL;
 	struct passwd pwbuf, *pw = NULL;
 	char buf[4096];
-	BusCaller c = {.uid = (uid_t)-1, .sender = sd_bus_message_get_sender(msg)};
-	int r;
+	BusCaller c = {.uid = uid, .pid = pid, .sender = sd_bus_message_get_sender(msg)};
 
-	r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
-	if (r >= 0) {
-		r = sd_bus_creds_get_euid(creds, &c.uid);
-		if (r < 0)
-			r = sd_bus_creds_get_uid(creds, &c.uid);
-		if (sd_bus_creds_get_pid(creds, &c.pid) < 0)
-			c.pid = 0;
-	}
-	sd_bus_creds_unref(creds);
-	if (r < 0) {
-		log_warning_errno(
-		        r, "Cannot learn who called %s: %m", strna(sd_bus_message_get_member(msg)));
-		return sd_bus_error_set(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
-		        "keywardd cannot determine who you are; access denied.");
-	}
 	c.is_root = c.uid == 0;
 	/* No name (unknown uid or a failed lookup): neither admin nor SELF of anyone. */
 	if (getpwuid_r(c.uid, &pwbuf, buf, sizeof(buf), &pw) != 0)
@@ -101,20 +91,15 @@ static int bus_caller_get(Manager *m, sd_bus_message *msg, BusCaller *ret, sd_bu
 	return 0;
 }
 
-static int bus_dispatch(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+/* Checks the caller's right to METHOD and runs its handler (which replies, now or later). */
+static int bus_serve(Manager *m, sd_bus_message *msg, const BusMethod *method, uid_t uid, pid_t pid,
+        sd_bus_error *error)
 {
-	Manager *m = userdata;
-	const char *member = sd_bus_message_get_member(msg);
-	const BusMethod *method = NULL;
+	const char *member = method->member;
 	BusCaller c;
 	int r;
 
-	for (size_t i = 0; i < ELEMENTSOF(bus_methods); i++)
-		if (member && streq(bus_methods[i].member, member))
-			method = &bus_methods[i];
-	if (!method)
-		return sd_bus_error_set(error, SD_BUS_ERROR_UNKNOWN_METHOD, "Unknown method.");
-	r = bus_caller_get(m, msg, &c, error);
+	r = bus_caller_get(m, msg, uid, pid, &c);
 	if (r < 0)
 		return r;
 	c.allowed = method->access;
@@ -134,6 +119,85 @@ static int bus_dispatch(sd_bus_message *msg, void *userdata, sd_bus_error *error
 	r = method->handler(m, msg, &c, error);
 	free(c.user);
 	return r;
+}
+
+/* Where a call goes once its sender is known: root's are served at once, everyone
+ * else's wait their turn (bus-fair.h). Returns like a method handler. */
+static int bus_route(Manager *m, sd_bus_message *msg, const BusMethod *method, uid_t uid, pid_t pid,
+        sd_bus_error *error)
+{
+	int r;
+
+	if (uid == (uid_t)-1)
+		return sd_bus_error_set(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
+		        "keywardd cannot determine who you are; access denied.");
+	if (uid == 0)
+		return bus_serve(m, msg, method, uid, pid, error);
+	r = bus_fair_enqueue(m->fair, msg, method, uid, pid);
+	if (r == -EBUSY)
+		return sd_bus_error_set(error, KEYWARD_BUS_ERROR_BUSY,
+		        "keywardd is busy with your earlier requests; try again shortly.");
+	if (r < 0)
+		return r;
+	return 1; /* answered when served */
+}
+
+/* Replies the error of a handler run outside sd-bus's own dispatch, as sd-bus would. */
+static void reply_error(sd_bus_message *msg, int r, const sd_bus_error *error)
+{
+	if (sd_bus_error_is_set(error))
+		(void)sd_bus_reply_method_error(msg, error);
+	else if (r < 0)
+		(void)sd_bus_reply_method_errno(msg, r, NULL);
+}
+
+/* A non-root call that waited its turn. */
+static void bus_serve_queued(
+        sd_bus_message *msg, const void *method, uid_t uid, pid_t pid, void *userdata)
+{
+	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+	reply_error(msg, bus_serve(userdata, msg, method, uid, pid, &error), &error);
+}
+
+/* A call whose sender the bus has just named. */
+static void bus_route_identified(
+        sd_bus_message *msg, const void *method, uid_t uid, pid_t pid, void *userdata)
+{
+	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+	if (uid == (uid_t)-1)
+		log_warning("Cannot learn who called %s (the bus did not say): refused.",
+		        strna(sd_bus_message_get_member(msg)));
+	reply_error(msg, bus_route(userdata, msg, method, uid, pid, &error), &error);
+}
+
+static int bus_dispatch(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+	Manager *m = userdata;
+	const char *member = sd_bus_message_get_member(msg);
+	const BusMethod *method = NULL;
+	uid_t uid;
+	pid_t pid;
+	int r;
+
+	for (size_t i = 0; i < ELEMENTSOF(bus_methods); i++)
+		if (member && streq(bus_methods[i].member, member))
+			method = &bus_methods[i];
+	if (!method)
+		return sd_bus_error_set(error, SD_BUS_ERROR_UNKNOWN_METHOD, "Unknown method.");
+	r = bus_fair_identify(m->fair, msg, method, &uid, &pid);
+	if (r == 0)
+		return 1; /* routed when the bus says who sent it */
+	if (r == -EBUSY)
+		return sd_bus_error_set(
+		        error, KEYWARD_BUS_ERROR_BUSY, "keywardd is busy; try again shortly.");
+	if (r < 0) {
+		log_warning_errno(r, "Cannot learn who called %s: %m", member);
+		return sd_bus_error_set(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
+		        "keywardd cannot determine who you are; access denied.");
+	}
+	return bus_route(m, msg, method, uid, pid, error);
 }
 
 /* --- Check -------------------------------------------------------------------------- */
@@ -157,7 +221,7 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_ACCESS_DENIED,
 		        "Only root may ask about another user than yourself.");
 	/* The login's one decision: Authenticate (given its id) and BindSession use it. */
-	r = manager_decide(m, user, service, tty, rhost, c->pid, &d);
+	r = manager_decide(m, user, service, tty, rhost, c->pid, c->uid, &d);
 	if (r < 0)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
 		        "Cannot evaluate the policy for %s: %s", user, strerror(-r));
@@ -177,7 +241,7 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 		rec.tty = tty;
 		rec.rhost = rhost;
 		audit_record_set_decision(&rec, d);
-		(void)manager_audit(m, &rec);
+		(void)manager_audit_self_call(m, &rec, c->uid);
 	} else if (d->require == POLICY_REQUIRE_KEY) {
 		r = creds_count_user(policy_settings(m->policy)->credentials_dir, user, &n_creds);
 		if (r < 0) {
@@ -194,9 +258,13 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 		} else if (n_creds == 0 &&
 		           asprintf(&message, "No security key is registered for %s.", user) < 0)
 			return -ENOMEM;
-		/* Only a login that goes on to Authenticate needs its decision kept. */
-		if (n_creds > 0)
+		/* Only a login that goes on to Authenticate needs its decision kept; a PAM
+		 * application's (root's) Authenticate is about to use the keys. */
+		if (n_creds > 0) {
 			decision_table_add(&m->decisions, d);
+			if (c->is_root)
+				device_op_expect_root(&m->ops, ROOT_LOGIN_EXPECTED_MS);
+		}
 	}
 	log_debug("Check %s/%s tty=%s rhost=%s remote=%s → %s (%s, rule %s, policy %.12s)", user,
 	        service, tty, rhost, d->remote ? "yes" : "no", require, d->id[0] ? "decided" : "",
@@ -508,12 +576,14 @@ static int method_reload(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 static int method_status(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	BusFairStats fs;
 	int r;
 
+	bus_fair_stats(m->fair, &fs);
 	r = sd_bus_message_new_method_return(msg, &reply);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_append(reply, "a{sv}", 14, "version", "s", KEYWARD_VERSION, "policy",
+	r = sd_bus_message_append(reply, "a{sv}", 16, "version", "s", KEYWARD_VERSION, "policy",
 	        "s", m->config_path, "policy_ok", "b", m->policy_rejected == NULL, "policy_error",
 	        "s", strempty(m->policy_rejected), "policy_in_force", "s", policy_path(m->policy),
 	        "policy_digest", "s", policy_digest(m->policy), "started_usec", "t",
@@ -521,7 +591,8 @@ static int method_status(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 	        (uint32_t)m->n_tokens, "bindings", "u", (uint32_t)m->n_bindings, "audit_log", "s",
 	        strempty(policy_settings(m->policy)->audit_log), "audit_ok", "b", m->audit != NULL,
 	        "authentications_ok", "t", m->n_auth_ok, "authentications_failed", "t",
-	        m->n_auth_failed);
+	        m->n_auth_failed, "calls_waiting", "u", (uint32_t)fs.waiting, "calls_refused_busy",
+	        "t", fs.refused_busy);
 	if (r < 0)
 		return r;
 	return sd_bus_send(NULL, reply, NULL);
@@ -607,5 +678,13 @@ int bus_api_setup(Manager *m)
 	r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
 	if (r < 0)
 		return log_error_errno(r, "Cannot attach the bus to the event loop: %m");
+	r = bus_fair_new(m->event, bus_serve_queued, bus_route_identified, m, &m->fair);
+	if (r < 0)
+		return log_error_errno(r, "Cannot set up the request queues: %m");
 	return 0;
+}
+
+void bus_api_shutdown(Manager *m)
+{
+	m->fair = bus_fair_free(m->fair);
 }

@@ -12,6 +12,8 @@
 
 /* Connects to the system bus, registers the object and the dispatch table, takes the name. */
 int bus_api_setup(Manager *m);
+/* Drops the calls still waiting (bus-fair.h); before the bus goes. */
+void bus_api_shutdown(Manager *m);
 
 /* The user holding credential ID among all users' files: 1 and *ret_user, 0 if none. */
 int bus_find_credential_owner(Manager *m, const char *id, char **ret_user);

@@ -43,6 +43,7 @@ Manager *daemon_free(Manager *m)
 	if (!m)
 		return NULL;
 	device_op_free_all(&m->ops);
+	bus_api_shutdown(m);
 	removal_shutdown(m); /* before the bindings are freed */
 	bindings_free_all(m);
 	return manager_free(m);

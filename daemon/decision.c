@@ -50,6 +50,7 @@ int decision_new(const DecisionRequest *req, const PolicyDecision *pd, Decision 
 
 	d->uid = req->uid;
 	d->caller_pid = req->caller_pid;
+	d->caller_uid = req->caller_uid;
 	if (req->caller_pid > 0 && pid_start_time(req->caller_pid, &d->caller_start) < 0)
 		d->caller_start = 0;
 	d->remote = pd->remote;
@@ -160,21 +161,53 @@ static void table_expire(DecisionTable *t)
 	}
 }
 
+/* Unlinks and drops the oldest decision for which PICK is true; false if none. */
+static bool table_drop_oldest(DecisionTable *t, bool (*pick)(const Decision *, uid_t), uid_t uid)
+{
+	Decision **oldest = NULL;
+
+	/* The list is newest first: the last match is the oldest. */
+	for (Decision **p = &t->head; *p; p = &(*p)->next)
+		if (pick(*p, uid))
+			oldest = p;
+	if (!oldest)
+		return false;
+	Decision *d = *oldest;
+	*oldest = d->next;
+	d->next = NULL;
+	decision_unref(d);
+	t->n--;
+	return true;
+}
+
+static bool made_for_caller(const Decision *d, uid_t uid)
+{
+	return d->caller_uid == uid;
+}
+
+static bool made_for_non_root(const Decision *d, uid_t uid)
+{
+	return d->caller_uid != 0;
+}
+
+static bool any_decision(const Decision *d, uid_t uid)
+{
+	return true;
+}
+
 void decision_table_add(DecisionTable *t, Decision *d)
 {
-	table_expire(t);
-	if (t->n >= DECISION_TABLE_MAX) {
-		/* Drop the oldest (the list is newest first). */
-		Decision **p = &t->head;
+	size_t mine = 0;
 
-		while (*p && (*p)->next)
-			p = &(*p)->next;
-		if (*p) {
-			decision_unref(*p);
-			*p = NULL;
-			t->n--;
-		}
+	table_expire(t);
+	if (d->caller_uid != 0) {
+		for (Decision *o = t->head; o; o = o->next)
+			mine += o->caller_uid == d->caller_uid;
+		if (mine >= DECISION_MAX_PER_CALLER)
+			(void)table_drop_oldest(t, made_for_caller, d->caller_uid);
 	}
+	if (t->n >= DECISION_TABLE_MAX && !table_drop_oldest(t, made_for_non_root, 0))
+		(void)table_drop_oldest(t, any_decision, 0);
 	d->next = t->head;
 	t->head = decision_ref(d);
 	t->n++;

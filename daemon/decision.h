@@ -31,6 +31,7 @@ typedef struct Decision {
 	bool remote;
 	pid_t caller_pid;      /* the PAM application that asked */
 	uint64_t caller_start; /* its start time (pid_start_time), 0 if unknown */
+	uid_t caller_uid;      /* its uid on the bus: root's decisions are kept first */
 
 	/* Where it came from. */
 	char *rule;      /* "file:line" of the deciding rule, or "default" */
@@ -69,6 +70,7 @@ typedef struct DecisionRequest {
 	uid_t uid;
 	const char *service, *tty, *rhost;
 	pid_t caller_pid;
+	uid_t caller_uid;
 	const char *policy_digest;
 } DecisionRequest;
 
@@ -88,10 +90,14 @@ static inline void decision_unrefp(Decision **d)
 bool decision_matches(const Decision *d, const char *user, const char *service, const char *tty,
         const char *rhost, pid_t caller_pid);
 
-/* Decisions handed out by Check and not yet expired, newest first. Bounded: at most
- * DECISION_TABLE_MAX (the oldest goes), each for DECISION_LIFETIME_MS. */
-#define DECISION_LIFETIME_MS (5 * 60 * 1000)
-#define DECISION_TABLE_MAX   4096
+/* Decisions handed out by Check and not yet expired, newest first, each for
+ * DECISION_LIFETIME_MS. Bounded so that no caller can push out another's: a non-root
+ * caller (a user asking for itself) keeps at most DECISION_MAX_PER_CALLER (its own oldest
+ * goes); when the table is full, the oldest decision of a non-root caller goes first,
+ * root's (the PAM applications') only when there is no other. */
+#define DECISION_LIFETIME_MS    (5 * 60 * 1000)
+#define DECISION_TABLE_MAX      4096
+#define DECISION_MAX_PER_CALLER 16
 
 typedef struct DecisionTable {
 	Decision *head;

@@ -3,6 +3,8 @@
  * disconnect, deadline) and bounded concurrency. */
 #include "device-op.h"
 
+#include <unistd.h>
+
 #include "log.h"
 #include "util.h"
 
@@ -44,23 +46,40 @@ static void device_op_free(DeviceOp *op)
 	if (op->vtable && op->vtable->done)
 		op->vtable->done(op);
 	sd_event_source_disable_unref(op->deadline_source);
-	sd_bus_track_unref(op->track);
 	sd_bus_message_unref(op->request);
 	pthread_mutex_destroy(&op->lock);
 	free(op->sender);
 	free(op);
 }
 
-static int on_sender_gone(sd_bus_track *t, void *userdata)
+/* A caller that disconnects gives up its ops. One match on the bus driver's
+ * NameOwnerChanged serves all ops and is added without waiting (sd_bus_track would ask the
+ * bus synchronously whether each caller still exists: a round trip on the event loop per
+ * request, which a flood of requests turns into a stall). */
+static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error)
 {
-	DeviceOp *op = userdata;
+	DeviceOpSet *set = userdata;
+	const char *name, *old_owner, *new_owner;
 
-	log_info("Caller %s disconnected: cancelling its request.", strna(op->sender));
-	/* Once is enough: the track stays empty and would fire again. (sd-bus holds its
-	 * own reference while this handler runs.) */
-	op->track = sd_bus_track_unref(op->track);
-	device_op_cancel(op, "cancelled");
+	if (sd_bus_message_read(msg, "sss", &name, &old_owner, &new_owner) < 0)
+		return 0;
+	if (name[0] != ':' || !isempty(new_owner))
+		return 0;
+	for (DeviceOp *op = set->head; op; op = op->next)
+		if (!op->replied && streq(op->sender, name)) {
+			log_info("Caller %s disconnected: cancelling its request.", name);
+			device_op_cancel(op, "cancelled");
+		}
 	return 0;
+}
+
+static int watch_senders(DeviceOpSet *set, sd_bus *bus)
+{
+	if (set->name_slot)
+		return 0;
+	return sd_bus_match_signal_async(bus, &set->name_slot, "org.freedesktop.DBus",
+	        "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameOwnerChanged",
+	        on_name_owner_changed, NULL, set);
 }
 
 int device_op_new(DeviceOpSet *set, Manager *owner, DeviceOpKind kind, const DeviceOpVTable *vt,
@@ -69,14 +88,19 @@ int device_op_new(DeviceOpSet *set, Manager *owner, DeviceOpKind kind, const Dev
 	DeviceOp *op;
 	int r;
 
-	size_t mine = 0;
+	size_t mine = 0, non_root = 0;
 
 	for (DeviceOp *o = set->head; o; o = o->next)
-		if (o->caller_uid == caller_uid && !o->replied)
-			mine++;
-	/* A global cap, and a smaller one per non-root caller so one user cannot starve
-	 * the others. */
-	if (set->n >= DEVICE_OP_MAX || (caller_uid != 0 && mine >= DEVICE_OP_MAX_PER_UID)) {
+		if (!o->replied) {
+			mine += o->caller_uid == caller_uid;
+			non_root += o->caller_uid != 0;
+		}
+	/* A global cap; non-root callers together never take the part kept for root (the
+	 * PAM applications), and each of them a small share, so that no user starves
+	 * another. */
+	if (set->n >= DEVICE_OP_MAX ||
+	        (caller_uid != 0 &&
+	                (mine >= DEVICE_OP_MAX_PER_UID || non_root >= DEVICE_OP_MAX_NON_ROOT))) {
 		/* DATA is ours even on failure. */
 		DeviceOp tmp = {.set = set, .manager = owner, .vtable = vt, .data = data};
 		if (vt->done)
@@ -104,9 +128,7 @@ int device_op_new(DeviceOpSet *set, Manager *owner, DeviceOpKind kind, const Dev
 		device_op_free(op);
 		return -ENOMEM;
 	}
-	r = sd_bus_track_new(sd_bus_message_get_bus(request), &op->track, on_sender_gone, op);
-	if (r >= 0 && sd_bus_message_get_sender(request))
-		r = sd_bus_track_add_sender(op->track, request);
+	r = watch_senders(set, sd_bus_message_get_bus(request));
 	if (r < 0) {
 		device_op_free(op);
 		return r;
@@ -132,6 +154,8 @@ static void device_op_work(void *p)
 	DeviceOp *op = p;
 
 	op->vtable->work(op);
+	if (op->caller_uid == 0)
+		atomic_fetch_sub(&op->set->root_active, 1);
 	device_op_set_active(op, NULL);
 	if (op->seq == 0)
 		device_op_stamp(op);
@@ -193,9 +217,14 @@ int device_op_start(DeviceOp *op)
 	        on_deadline, op);
 	if (r < 0)
 		goto fail;
+	if (op->caller_uid == 0)
+		atomic_fetch_add(&set->root_active, 1);
 	r = worker_start(set->event, device_op_work, on_worker_done, op, &op->worker);
-	if (r < 0)
+	if (r < 0) {
+		if (op->caller_uid == 0)
+			atomic_fetch_sub(&set->root_active, 1);
 		goto fail;
+	}
 	return 0;
 fail:
 	device_op_unlink(op);
@@ -225,6 +254,21 @@ bool device_op_cancelled(DeviceOp *op)
 	return c;
 }
 
+void device_op_expect_root(DeviceOpSet *set, uint32_t ms)
+{
+	atomic_store(&set->root_expected_until_ms, now_monotonic_ms() + ms);
+}
+
+void device_op_yield_to_root(DeviceOp *op)
+{
+	if (op->caller_uid == 0)
+		return;
+	while ((atomic_load(&op->set->root_active) > 0 ||
+	               now_monotonic_ms() < atomic_load(&op->set->root_expected_until_ms)) &&
+	        !device_op_cancelled(op))
+		(void)usleep(5000);
+}
+
 void device_op_cancel(DeviceOp *op, const char *reason)
 {
 	pthread_mutex_lock(&op->lock);
@@ -236,8 +280,7 @@ void device_op_cancel(DeviceOp *op, const char *reason)
 		op->vtable->abort(op, reason);
 		op->replied = true;
 	}
-	/* No deadline needed any more; the thread's eventfd frees the op. (The track is
-	 * left alone: this may run inside its own handler.) */
+	/* No deadline needed any more; the thread's eventfd frees the op. */
 	op->deadline_source = sd_event_source_disable_unref(op->deadline_source);
 }
 
@@ -261,6 +304,7 @@ void device_op_cancel_all(DeviceOpSet *set)
 
 void device_op_free_all(DeviceOpSet *set)
 {
+	set->name_slot = sd_bus_slot_unref(set->name_slot);
 	while (set->head) {
 		DeviceOp *op = set->head;
 		device_op_cancel(op, "cancelled");

@@ -1,7 +1,7 @@
 /* device-op.h: one pending device operation (Authenticate, Enroll). libfido2 calls block,
  * so each operation runs in its own thread; the thread touches only the DeviceOp (copies
  * of everything it needs), signals completion through an eventfd watched by the event
- * loop, and the loop joins it and replies. Cancel, caller disconnect (sd_bus_track) and
+ * loop, and the loop joins it and replies. Cancel, caller disconnect (NameOwnerChanged) and
  * the deadline reply at once and fido_dev_cancel() the key the thread is using. */
 #pragma once
 
@@ -23,8 +23,9 @@
  * never looks inside it. */
 typedef struct Manager Manager;
 
-#define DEVICE_OP_MAX         64
-#define DEVICE_OP_MAX_PER_UID 4 /* non-root callers */
+#define DEVICE_OP_MAX          64
+#define DEVICE_OP_MAX_PER_UID  2  /* non-root callers: one conversation, one spare */
+#define DEVICE_OP_MAX_NON_ROOT 32 /* all non-root callers together */
 
 typedef enum DeviceOpKind {
 	DEVICE_OP_AUTHENTICATE,
@@ -39,6 +40,9 @@ typedef struct DeviceOpSet {
 	sd_event *event;
 	DeviceOp *head;
 	size_t n;
+	sd_bus_slot *name_slot;  /* NameOwnerChanged: callers that disconnect */
+	atomic_uint root_active; /* root's ops whose thread runs (device_op_yield_to_root) */
+	_Atomic uint64_t root_expected_until_ms; /* a root login is about to use the keys */
 } DeviceOpSet;
 
 typedef struct DeviceOpVTable {
@@ -58,7 +62,6 @@ struct DeviceOp {
 	sd_bus_message *request; /* ref'd: the reply is deferred */
 	char *sender;            /* caller's unique bus name (Cancel matches on it) */
 	uid_t caller_uid;
-	sd_bus_track *track;
 	sd_event_source *deadline_source;
 	Worker *worker; /* the thread doing the device I/O (worker.h) */
 	bool replied;
@@ -91,6 +94,13 @@ int device_op_start(DeviceOp *op);
  * whether the op was cancelled. */
 void device_op_set_active(DeviceOp *op, fido_dev_t *dev);
 bool device_op_cancelled(DeviceOp *op);
+/* In the thread of a non-root caller's op, before it opens a key: waits while root's ops
+ * (the PAM applications') use the keys, so that a user's requests never keep a login's key
+ * busy. Returns at once for root's ops, or when OP is cancelled (its deadline). */
+void device_op_yield_to_root(DeviceOp *op);
+/* In the loop: root's Check handed out a decision that asks for a key; its Authenticate
+ * follows within moments, and non-root key searches yield for MS already. */
+void device_op_expect_root(DeviceOpSet *set, uint32_t ms);
 /* In the thread, right after the key answered (before closing it): orders completion. */
 void device_op_stamp(DeviceOp *op);
 

@@ -3,11 +3,14 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include "daemon.h"
 #include "keyward-config.h"
 #include "log.h"
 #include "util.h"
+
+#define KEYWARD_FD_LIMIT 16384
 
 static void help(void)
 {
@@ -62,6 +65,21 @@ static int parse_argv(int argc, char *argv[], ManagerOptions *o)
 	return 1;
 }
 
+/* Calls set aside for their turn or their Busy answer (bus-fair.h) hold the file
+ * descriptors they carry: the soft limit goes up to what the hard limit allows (keywardd
+ * uses poll/epoll only, never select). */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= KEYWARD_FD_LIMIT ||
+	        rl.rlim_cur == rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max < KEYWARD_FD_LIMIT ? rl.rlim_max : KEYWARD_FD_LIMIT;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_warning_errno(errno, "Cannot raise the file descriptor limit: %m");
+}
+
 static int run(int argc, char *argv[])
 {
 	_cleanup_(daemon_freep) Manager *m = NULL;
@@ -73,6 +91,7 @@ static int run(int argc, char *argv[])
 		return r;
 	if (o.verbose)
 		log_set_max_level(LOG_DEBUG);
+	raise_fd_limit();
 	r = manager_new(&o, &m);
 	if (r < 0)
 		return r;

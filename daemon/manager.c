@@ -3,6 +3,8 @@
  * wiring of the layers above (bus API, removal) is daemon.c's. */
 #include "manager.h"
 
+#include <inttypes.h>
+
 #include <signal.h>
 #include <sys/random.h>
 
@@ -203,6 +205,130 @@ int manager_audit(Manager *m, const AuditRecord *rec)
 	return r;
 }
 
+/* --- non-root callers' calls answered without a key ------------------------------------ */
+
+#define SELF_CALL_KINDS 8
+
+typedef struct SelfCallTally {
+	uid_t uid;
+	char *user;
+	unsigned written; /* records written one by one in this window */
+	struct {
+		AuditEvent event;
+		AuditResult result;
+		char reason[32];
+		uint64_t n;
+	} kinds[SELF_CALL_KINDS];
+	unsigned n_kinds;
+	uint64_t n_other; /* outcomes beyond SELF_CALL_KINDS kinds */
+	struct SelfCallTally *next;
+} SelfCallTally;
+
+void manager_flush_self_calls(Manager *m)
+{
+	while (m->self_calls) {
+		SelfCallTally *t = m->self_calls;
+		char message[200], detail[32];
+
+		m->self_calls = t->next;
+		for (unsigned i = 0; i < t->n_kinds; i++) {
+			AuditRecord rec = AUDIT_RECORD_INIT;
+
+			rec.event = t->kinds[i].event;
+			rec.result = t->kinds[i].result;
+			rec.reason = t->kinds[i].reason;
+			rec.user = t->user;
+			rec.uid = t->uid;
+			snprintf(message, sizeof(message),
+			        "%" PRIu64
+			        " calls of uid %u for itself answered \"%s\" within %u s, "
+			        "recorded as this one record",
+			        t->kinds[i].n, (unsigned)t->uid, t->kinds[i].reason,
+			        AUDIT_SELF_CALL_WINDOW_MS / 1000);
+			snprintf(detail, sizeof(detail), "count=%" PRIu64, t->kinds[i].n);
+			rec.message = message;
+			rec.detail = detail;
+			(void)manager_audit(m, &rec);
+		}
+		uint64_t total = t->n_other;
+		for (unsigned i = 0; i < t->n_kinds; i++)
+			total += t->kinds[i].n;
+		if (total > 0)
+			log_warning("uid %u (%s) made %" PRIu64
+			            " calls for itself in %u s that were "
+			            "answered without a key; recorded as %u summary record(s).",
+			        (unsigned)t->uid, strna(t->user), total,
+			        AUDIT_SELF_CALL_WINDOW_MS / 1000, t->n_kinds);
+		free(t->user);
+		free(t);
+	}
+	(void)sd_event_source_set_enabled(m->self_call_flush, SD_EVENT_OFF);
+}
+
+static int on_self_call_flush(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	manager_flush_self_calls(userdata);
+	return 0;
+}
+
+static SelfCallTally *self_call_tally(Manager *m, uid_t uid, const char *user)
+{
+	SelfCallTally *t;
+	uint64_t now;
+
+	for (t = m->self_calls; t; t = t->next)
+		if (t->uid == uid)
+			return t;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->uid = uid;
+	t->user = user ? strdup(user) : NULL;
+	t->next = m->self_calls;
+	m->self_calls = t;
+	/* The window starts with the first call of anyone counted in it. */
+	if (m->self_call_flush && sd_event_source_get_enabled(m->self_call_flush, NULL) == 0 &&
+	        sd_event_now(m->event, CLOCK_MONOTONIC, &now) >= 0 &&
+	        sd_event_source_set_time(
+	                m->self_call_flush, now + (uint64_t)AUDIT_SELF_CALL_WINDOW_MS * 1000) >= 0)
+		(void)sd_event_source_set_enabled(m->self_call_flush, SD_EVENT_ONESHOT);
+	return t;
+}
+
+bool manager_audit_self_call(Manager *m, const AuditRecord *rec, uid_t caller_uid)
+{
+	bool not_covered = rec->reason && streq(rec->reason, "not-covered");
+	SelfCallTally *t;
+
+	if (caller_uid == 0)
+		return manager_audit(m, rec), true;
+	t = self_call_tally(m, caller_uid, rec->user);
+	if (!t) /* out of memory: the record is written */
+		return manager_audit(m, rec), true;
+	if (!not_covered && t->written < AUDIT_SELF_CALL_BURST) {
+		t->written++;
+		(void)manager_audit(m, rec);
+		return true;
+	}
+	for (unsigned i = 0; i < t->n_kinds; i++)
+		if (t->kinds[i].event == rec->event && t->kinds[i].result == rec->result &&
+		        streq(t->kinds[i].reason, strempty(rec->reason))) {
+			t->kinds[i].n++;
+			return false;
+		}
+	if (t->n_kinds < SELF_CALL_KINDS) {
+		unsigned i = t->n_kinds++;
+
+		t->kinds[i].event = rec->event;
+		t->kinds[i].result = rec->result;
+		snprintf(t->kinds[i].reason, sizeof(t->kinds[i].reason), "%s",
+		        strempty(rec->reason));
+		t->kinds[i].n = 1;
+	} else
+		t->n_other++;
+	return false;
+}
+
 bool manager_audit_failure_denies(Manager *m)
 {
 	if (!m->policy)
@@ -258,6 +384,8 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 	Manager *m = userdata;
 
 	log_info("SIGHUP: reloading the policy.");
+	/* A reload also closes the window of the non-root callers' counted calls. */
+	manager_flush_self_calls(m);
 	(void)manager_reload(m, "sighup");
 	return 0;
 }
@@ -325,6 +453,12 @@ int manager_startup(Manager *m)
 	if (!m->udev)
 		log_warning("libudev is not available: device sysfs paths will not be recorded.");
 
+	r = sd_event_add_time(m->event, &m->self_call_flush, CLOCK_MONOTONIC, UINT64_MAX, 0,
+	        on_self_call_flush, m);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(m->self_call_flush, SD_EVENT_OFF);
+	if (r < 0)
+		return log_error_errno(r, "Cannot set up the self-call summary timer: %m");
 	r = sd_event_add_signal(m->event, &m->sighup_source, SIGHUP, on_sighup, m);
 	if (r >= 0)
 		r = sd_event_add_signal(m->event, &m->sigterm_source, SIGTERM, on_terminate, m);
@@ -385,6 +519,7 @@ void manager_record_stop(Manager *m, int r)
 {
 	AuditRecord rec = AUDIT_RECORD_INIT;
 
+	manager_flush_self_calls(m);
 	rec.event = AUDIT_EVENT_DAEMON_STOP;
 	rec.result = r != 0 ? AUDIT_RESULT_FAILURE : AUDIT_RESULT_SUCCESS;
 	rec.reason = r < 0 ? "error" : r > 0 ? "bus-lost" : "stopped";
@@ -405,6 +540,8 @@ Manager *manager_free(Manager *m)
 		auth_token_free(t);
 	}
 	decision_table_clear(&m->decisions);
+	manager_flush_self_calls(m);
+	sd_event_source_disable_unref(m->self_call_flush);
 	while (m->grants)
 		grants_unlink(m, &m->grants);
 	sd_event_source_unref(m->sighup_source);
@@ -741,7 +878,7 @@ int manager_hidraw_to_syspath(Manager *m, const char *devnode, char **ret)
 }
 
 int manager_decide(Manager *m, const char *user, const char *service, const char *tty,
-        const char *rhost, pid_t caller_pid, Decision **ret)
+        const char *rhost, pid_t caller_pid, uid_t caller_uid, Decision **ret)
 {
 	PolicyDecision pd;
 	uid_t uid = (uid_t)-1;
@@ -758,6 +895,7 @@ int manager_decide(Manager *m, const char *user, const char *service, const char
 	                            .tty = tty,
 	                            .rhost = rhost,
 	                            .caller_pid = caller_pid,
+	                            .caller_uid = caller_uid,
 	                            .policy_digest = policy_digest(m->policy)},
 	        &pd, ret);
 }

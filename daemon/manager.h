@@ -83,6 +83,9 @@ struct Manager {
 	char *audit_path; /* path the trail was opened at (reopened when the policy moves it) */
 
 	DeviceOpSet ops; /* pending Authenticate/Enroll (device-op.h) */
+	/* (extension) the non-root callers' queues and the connection identities
+	 * (daemon/bus-fair.h, the bus API's). */
+	struct BusFair *fair;
 
 	DecisionTable decisions; /* made by Check, awaiting Authenticate (decision.h) */
 	AuthToken *tokens;       /* successful authentications awaiting BindSession */
@@ -101,6 +104,10 @@ struct Manager {
 	sd_event_source *sighup_source;
 	sd_event_source *sigterm_source;
 	sd_event_source *sigint_source;
+
+	/* Non-root callers' answered-without-a-key calls, counted (manager_audit_self_call). */
+	struct SelfCallTally *self_calls;
+	sd_event_source *self_call_flush;
 
 	uint64_t started_ms;               /* realtime */
 	uint64_t n_auth_ok, n_auth_failed; /* GetStatus counters */
@@ -130,6 +137,18 @@ int manager_reload(Manager *m, const char *trigger);
 /* Appends an audit record; applies nothing (callers decide with policy audit_failure).
  * Returns 0 or -errno (also when no trail is open). Never fails silently: logs. */
 int manager_audit(Manager *m, const AuditRecord *rec);
+/* The record of a call a non-root caller made for itself and that was answered without
+ * a key (not covered, locked out, refused by the policy, an expired decision): root's
+ * (the PAM applications') calls are recorded one by one; a non-root uid's are, up to
+ * AUDIT_SELF_CALL_BURST per AUDIT_SELF_CALL_WINDOW_MS, and beyond that counted and written
+ * as one summary record per uid and outcome at the end of the window, so that a user
+ * flooding keywardd costs no fsync per call. "not-covered" answers to non-root callers are
+ * only counted. Returns whether REC was written now (the caller may then log it). */
+#define AUDIT_SELF_CALL_WINDOW_MS (60 * 1000)
+#define AUDIT_SELF_CALL_BURST     5
+bool manager_audit_self_call(Manager *m, const AuditRecord *rec, uid_t caller_uid);
+/* Writes the pending summary records now (at shutdown, and in tests through SIGHUP). */
+void manager_flush_self_calls(Manager *m);
 /* Whether a failed audit write must deny (policy audit_failure = deny). */
 bool manager_audit_failure_denies(Manager *m);
 
@@ -144,9 +163,9 @@ int manager_evaluate(Manager *m, const char *user, const char *service, const ch
         uid_t *ret_uid);
 /* Evaluates the policy for this login once and makes the Decision that the rest of the
  * login carries (decision.h): with the uid, the remote verdict and the digest of the
- * policy in force. */
+ * policy in force. CALLER_PID/CALLER_UID: who asked on the bus. */
 int manager_decide(Manager *m, const char *user, const char *service, const char *tty,
-        const char *rhost, pid_t caller_pid, Decision **ret);
+        const char *rhost, pid_t caller_pid, uid_t caller_uid, Decision **ret);
 /* The rule a decision came from, for replies, records and bindings: "file:line", or
  * "default". Returns 0 or -ENOMEM (*RET untouched). */
 int decision_rule_label(const PolicyDecision *d, char **ret);

@@ -496,7 +496,7 @@ static void show_cue(Ctx *c, const char *cue)
 	c->cue_shown = true;
 }
 
-static int bus_call_wait(Ctx *c, sd_bus_message *m, uint64_t deadline_ms,
+static int bus_call_once(Ctx *c, sd_bus_message *m, uint64_t deadline_ms,
         sd_bus_message **ret_reply, sd_bus_error *ret_error)
 {
 	_cleanup_(pending_call_done) PendingCall p = {};
@@ -541,6 +541,43 @@ static int bus_call_wait(Ctx *c, sd_bus_message *m, uint64_t deadline_ms,
 	}
 	*ret_reply = TAKE_PTR(p.reply);
 	return 0;
+}
+
+/* Like bus_call_once(), but a call the bus refused because the daemon's queue was full
+ * (LimitsExceeded: dbus-daemon holds at most max_outgoing_unix_fds/bytes for a
+ * connection, and a local user can fill that with calls of its own) is sent again, after
+ * a short pause, until the deadline: a full queue is a moment, not an answer. */
+static int bus_call_wait(Ctx *c, sd_bus_message *m, uint64_t deadline_ms,
+        sd_bus_message **ret_reply, sd_bus_error *ret_error)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *again = NULL;
+	uint64_t pause_ms = 10;
+	int r;
+
+	for (;;) {
+		r = bus_call_once(c, again ? again : m, deadline_ms, ret_reply, ret_error);
+		if (r >= 0 || !sd_bus_error_has_name(ret_error, SD_BUS_ERROR_LIMITS_EXCEEDED) ||
+		        now_monotonic_ms() + pause_ms >= deadline_ms)
+			return r;
+		log_debug(c, "the bus refused the call (%s); trying again in %" PRIu64 " ms",
+		        ret_error->message ? ret_error->message : "queue full", pause_ms);
+		sd_bus_error_free(ret_error);
+		(void)usleep(pause_ms * 1000);
+		pause_ms = pause_ms * 2 > 200 ? 200 : pause_ms * 2;
+		/* A sent message is sealed: the same call again is a copy. */
+		again = sd_bus_message_unref(again);
+		r = sd_bus_message_new_method_call(c->bus, &again,
+		        sd_bus_message_get_destination(m), sd_bus_message_get_path(m),
+		        sd_bus_message_get_interface(m), sd_bus_message_get_member(m));
+		if (r >= 0)
+			r = sd_bus_message_rewind(m, true);
+		if (r >= 0)
+			r = sd_bus_message_copy(again, m, true);
+		if (r >= 0)
+			r = sd_bus_message_set_expect_reply(again, true);
+		if (r < 0)
+			return r;
+	}
 }
 
 static bool bus_error_is_unreachable(int r, const sd_bus_error *e)
@@ -825,7 +862,10 @@ static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 		        c->user);
 		return OUTCOME_SUCCESS;
 	}
-	if (d.require == POLICY_REQUIRE_KEY && !d.undecidable && why != DAEMON_REFUSED &&
+	/* failmode=open is for a daemon that is absent (not running, its name not owned,
+	 * activation failed), never for one that is busy or slow: a caller flooding keywardd
+	 * must not turn covered logins into logins without a key. */
+	if (d.require == POLICY_REQUIRE_KEY && !d.undecidable && why == DAEMON_DOWN &&
 	        snapshot->failmode == POLICY_FAILMODE_OPEN) {
 		pam_syslog(c->pamh, LOG_WARNING,
 		        "failmode=open: letting covered user %s through without a security key",

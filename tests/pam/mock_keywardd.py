@@ -4,8 +4,10 @@ Implements Check, Authenticate, Cancel, BindSession, UnbindSession of docs/dbus-
 answers scripted per test through methods on org.freedesktop.DBus.Mock:
 
   SetCheck(user, require, uv, up, timeout_ms, rule, message, n_credentials)
-  SetCheckMode(mode)              'reply' (default), 'hang' (Check never answers) or
+  SetCheckMode(mode)              'reply' (default), 'hang' (Check never answers),
                                   'error' (Check answers org.keyward.Keyward1.Error.Failed)
+                                  or 'full-N' (the next N Checks answer LimitsExceeded, as
+                                  dbus-daemon does when the daemon's queue is full)
   SetAuth(user, mode, granted, reason, message, token, pin)
       mode 'reply': answer (granted, reason, message, token) at once
       mode 'pin':   granted with token when the PIN read from the fd equals `pin`,
@@ -65,6 +67,13 @@ def _check(self, user, service, tty, rhost, reply_cb=None, error_cb=None):
         return
     if self.kw_check_mode == 'error':
         error_cb(dbus.exceptions.DBusException('the mock refuses Check', name=ERR_FAILED))
+        return
+    if self.kw_check_mode.startswith('full-'):
+        left = int(self.kw_check_mode[5:])
+        self.kw_check_mode = f'full-{left - 1}' if left > 1 else 'reply'
+        error_cb(dbus.exceptions.DBusException(
+            'Rejected: destination has a full message queue',
+            name='org.freedesktop.DBus.Error.LimitsExceeded'))
         return
     c = self.kw_check.get(str(user))
     if c is None:
@@ -167,7 +176,7 @@ def SetCheck(self, user, require, uv, up, timeout_ms, rule, message, n_credentia
 
 @dbus.service.method(MOCK_IFACE, in_signature='s', out_signature='')
 def SetCheckMode(self, mode):
-    ''''reply', 'hang' or 'error'.'''
+    ''''reply', 'hang', 'error' or 'full-N'.'''
     self.kw_check_mode = str(mode)
 
 

@@ -399,6 +399,21 @@ def case_touch_only(b):
     check(b.pins() == [b''], f'the pin fd was not empty: {b.pins()}')
 
 
+def case_check_queue_full(b):
+    # dbus-daemon refuses a call when the daemon's queue is full (a local user can fill it
+    # with calls of its own): the module sends it again until its deadline.
+    b.start_bus()
+    b.start_mock()
+    b.write_service()
+    covered(b, uv='discouraged')
+    b.mock.SetAuth('alice', 'reply', True, 'ok', '', TOKEN, '')
+    b.mock.SetCheckMode('full-3')
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SUCCESS')])
+    expect_ok(rc, out, 'Check refused three times with LimitsExceeded, then answered')
+    checks = [c for c in b.calls() if c[0] == 'Check']
+    check(len(checks) == 4, f'expected 4 Check calls (3 refused, 1 answered): {checks}')
+
+
 def case_nocue(b):
     b.start_bus()
     b.start_mock()
@@ -805,18 +820,30 @@ def case_auth_hangs(b):
     check(b.calls('Cancel'), 'the module did not cancel the pending Authenticate')
 
 
-def case_check_hangs(b):
+def check_hangs(b, failmode):
+    b.write_policy(failmode=failmode)
     publish(b)
     b.start_bus()
     b.start_mock()
     b.write_service('timeout=1000')
     b.mock.SetCheckMode('hang')
     rc, out, _, _ = b.run('alice', [('auth', 'PAM_SERVICE_ERR')])
-    expect_ok(rc, out, 'Check hangs, covered')
+    expect_ok(rc, out, f'Check hangs (failmode={failmode}), covered')
     check('keyward: the keyward daemon is not responding' in out, 'no not-responding message',
           out)
+    check('failmode=open' not in out, 'failmode=open applied to a daemon that is busy', out)
     rc, out, _, _ = b.run('bob', [('auth', 'PAM_IGNORE')])
-    expect_ok(rc, out, 'Check hangs, uncovered')
+    expect_ok(rc, out, f'Check hangs (failmode={failmode}), uncovered')
+
+
+def case_check_hangs(b):
+    check_hangs(b, 'closed')
+
+
+def case_check_hangs_failmode_open(b):
+    # A daemon that is there but does not answer in time (busy, flooded) is not an absent
+    # one: failmode=open does not let the covered user through.
+    check_hangs(b, 'open')
 
 
 def case_check_error(b):

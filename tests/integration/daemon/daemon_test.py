@@ -65,6 +65,7 @@ CASES = {
     "account-event": [],
     "auth-many-creds": [],
     "auth-authenticator-rules": [],
+    "flood-fair": [],
 }
 
 
@@ -702,6 +703,72 @@ def case_auth_concurrent(e):
         outs = [p.communicate(timeout=30)[0].strip() for p in procs]
         check(all("'ok'" in o for o in outs), f"all granted, no clone: {outs}")
     check(not e.audit_find(event="clone-alert"), "no clone alert")
+
+
+def flood_as_nobody(e, service, seconds, connections=4, inflight=16):
+    """keyward-bench-flood as nobody (Check + Authenticate for itself) for SECONDS; returns
+    its counts."""
+    flood = os.path.join(e.build, "bench", "keyward-bench-flood")
+    p = subprocess.Popen([flood, "--uid", "65534", "--gid", "65534", "--user", "nobody",
+                          "--service", service, "--connections", str(connections),
+                          "--inflight", str(inflight)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    check(p.stdout.readline().strip() == "ready", "the flood did not start")
+    return p
+
+
+def flood_counts(p):
+    p.stdin.close()
+    out = p.stdout.read()
+    p.wait(timeout=30)
+    m = re.search(r"sent=(\d+) replies=(\d+) errors=(\d+) busy=(\d+)", out)
+    check(m, f"no flood summary: {out!r}")
+    return dict(zip(("sent", "replies", "errors", "busy"), map(int, m.groups())))
+
+
+def case_flood_fair(e):
+    # An unprivileged user keeps 64 calls for itself in flight: its excess calls are
+    # answered Busy (never queued without bound), root's calls are served meanwhile, and
+    # its calls answered without a key cost no audit record each (summaries instead).
+    e.write_policy()
+    e.start()
+    e.enroll()
+    open_bus_for_others()
+    p = flood_as_nobody(e, "sudo", 3)
+    try:
+        time.sleep(1)
+        r = e.manager().Check("root", "sudo", "", "")
+        check(str(r[0]) == "key" and int(r[6]) == 1, f"root's Check during the flood: {r}")
+        a = e.authenticate()
+        check(a["granted"], f"root's Authenticate during the flood: {a}")
+        time.sleep(1)
+    finally:
+        n = flood_counts(p)
+    log(f"flood (covered, not enrolled): {n}")
+    check(n["replies"] > 50 and n["busy"] > 0, f"the flood was not refused in part: {n}")
+    st = e.manager().GetStatus()
+    check(int(st["calls_refused_busy"]) >= n["busy"], f"GetStatus calls_refused_busy: {st}")
+    # One by one: at most the burst; the rest counted.
+    own = [r for r in e.audit_records() if r.get("uid") == 65534]
+    check(0 < len(own) <= 5, f"nobody's not-enrolled answers recorded one by one: {len(own)}")
+    p = flood_as_nobody(e, "flood", 2)
+    time.sleep(2)
+    m = flood_counts(p)
+    log(f"flood (not covered): {m}")
+    check(not e.audit_find(uid=65534, reason="not-covered"), "a not-covered answer recorded alone")
+    e.daemon.send_signal(signal.SIGHUP)  # closes the counting window
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not e.audit_find(uid=65534, reason="not-covered"):
+        time.sleep(0.1)
+    summary = e.audit_find(uid=65534, reason="not-covered")
+    check(len(summary) == 1, f"one not-covered summary record: {summary}")
+    count = int(summary[0]["detail"].split("=")[1])
+    check(1 <= count <= m["replies"], f"summary count {count} vs {m}")
+    s2 = e.audit_find(uid=65534, reason="not-enrolled")
+    check(len(s2) >= 6 and any(str(r.get("detail", "")).startswith("count=") for r in s2),
+          f"not-enrolled: the burst plus a summary: {s2[-2:]}")
+    check(e.daemon.poll() is None, "keywardd died")
+    check(int(e.manager().GetStatus()["pending_operations"]) == 0, "operations left pending")
 
 
 def case_unsafe_creds(e):
