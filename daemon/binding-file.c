@@ -192,94 +192,254 @@ static int binding_key_index(const char *k)
 	return -1;
 }
 
+#define KEY_BIT(k) (UINT32_C(1) << (k))
+
+/* Splits TEXT (LEN bytes, modified) into the value of each key, in table order
+ * (pointers into TEXT). Strict: the first line that is not "known key=value", a key given
+ * twice or a NUL byte fails (-EBADMSG, *ret_why). Salvage: such lines are skipped and the
+ * first problem noted; a key given twice with different values is marked in
+ * *ret_conflict; an unterminated last line (binding_format() ends every line) is skipped,
+ * as it may have been cut short. */
+static int binding_split(char *text, size_t len, bool salvage, const char **values,
+        uint32_t *ret_conflict, const char **ret_why)
+{
+	const char *why = NULL;
+	uint32_t conflict = 0;
+	char *end = text + len;
+
+	for (char *line = text, *nl; line < end; line = nl + 1) {
+		const char *problem = NULL;
+		char *eq;
+		int k;
+
+		nl = memchr(line, '\n', (size_t)(end - line));
+		if (!nl) {
+			if (salvage) {
+				why = why ?: "a last line that is cut short";
+				break;
+			}
+			nl = end;
+		}
+		*nl = '\0';
+		if (line == nl)
+			continue;
+		eq = strchr(line, '=');
+		if (strlen(line) != (size_t)(nl - line))
+			problem = "a NUL byte";
+		else if (!eq)
+			problem = "a line without '='";
+		else {
+			*eq = '\0';
+			k = binding_key_index(line);
+			if (k < 0)
+				problem = "an unknown key";
+			else if (!values[k])
+				values[k] = eq + 1;
+			else if (!salvage)
+				problem = "a key given twice";
+			else if (!streq(values[k], eq + 1)) {
+				conflict |= KEY_BIT(k);
+				why = why ?: "a key given twice with different values";
+			}
+		}
+		if (!problem)
+			continue;
+		if (!salvage) {
+			*ret_why = problem;
+			return -EBADMSG;
+		}
+		why = why ?: problem;
+	}
+	if (ret_conflict)
+		*ret_conflict = conflict;
+	if (why)
+		*ret_why = why;
+	return 0;
+}
+
+/* Sets the field of key K from V: -EINVAL (*ret_why) for a value binding_format() would
+ * not write, -ENOMEM. */
+static int binding_set(Binding *b, size_t k, const char *v, const char **ret_why)
+{
+	const char *key = binding_keys[k].name;
+	uint64_t n;
+
+	if (!binding_value_ok(v)) {
+		*ret_why = "a value that is too long or holds control characters";
+		return -EINVAL;
+	}
+	if (binding_keys[k].string) {
+		char **target = (char **)((uint8_t *)b + binding_keys[k].offset);
+
+		free(*target);
+		*target = strdup(v);
+		return *target ? 0 : -ENOMEM;
+	}
+	if (streq(key, "version")) {
+		if (streq(v, "1"))
+			return 0;
+		*ret_why = "an unknown version";
+		return -EINVAL;
+	}
+	if (streq(key, "uid") && parse_u64(v, UINT32_MAX - 1, &n) >= 0)
+		b->uid = (uid_t)n;
+	else if (streq(key, "pid") && parse_u64(v, INT32_MAX, &n) >= 0)
+		b->pid = (pid_t)n;
+	else if (streq(key, "pgid") && parse_u64(v, INT32_MAX, &n) >= 0)
+		b->pgid = (pid_t)n;
+	else if (streq(key, "pid_start") && parse_u64(v, UINT64_MAX, &n) >= 0)
+		b->pid_start = n;
+	else if (streq(key, "created") && parse_u64(v, UINT64_MAX, &n) >= 0)
+		b->created_ms = n;
+	else if (streq(key, "grace_ms") && parse_u64(v, UINT32_MAX, &n) >= 0)
+		b->grace_ms = (uint32_t)n;
+	else if (streq(key, "lock_verify_ms") && parse_u64(v, UINT32_MAX, &n) >= 0)
+		b->lock_verify_ms = (uint32_t)n;
+	else if (streq(key, "removal") && policy_removal_from_string(v) >= 0)
+		b->removal = policy_removal_from_string(v);
+	else if (streq(key, "on_lock_failure") && policy_lock_failure_from_string(v) >= 0)
+		b->on_lock_failure = policy_lock_failure_from_string(v);
+	else if (streq(key, "state") && (streq(v, "bound") || streq(v, "done")))
+		b->state = binding_state_from_string(v);
+	else {
+		*ret_why = "an invalid value";
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Parses one binding file; *ret_why gets a static reason on failure. */
 int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const char **ret_why)
 {
+	const char *values[ELEMENTSOF(binding_keys)] = {};
 	Binding *b = binding_new(m);
-	char *line, *save = NULL;
-	uint32_t seen = 0;
-	int r = 0;
+	int r;
 
 	if (!b)
 		return -ENOMEM;
 	snprintf(b->id, sizeof(b->id), "%s", id);
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *eq = strchr(line, '='), *v, **target = NULL;
-		uint64_t n;
-		int k;
-
-		if (!eq) {
-			*ret_why = "a line without '='";
-			goto fail;
-		}
-		*eq = '\0';
-		v = eq + 1;
-		k = binding_key_index(line);
-		if (k < 0) {
-			*ret_why = "an unknown key";
-			goto fail;
-		}
-		if (seen & (UINT32_C(1) << k)) {
-			*ret_why = "a key given twice";
-			goto fail;
-		}
-		seen |= UINT32_C(1) << k;
-		if (!binding_value_ok(v)) {
-			*ret_why = "a value that is too long or holds control characters";
-			goto fail;
-		}
-		if (binding_keys[k].string)
-			target = (char **)((uint8_t *)b + binding_keys[k].offset);
-		else if (streq(line, "version")) {
-			if (!streq(v, "1")) {
-				*ret_why = "an unknown version";
-				goto fail;
-			}
-		} else if (streq(line, "uid") && parse_u64(v, UINT32_MAX - 1, &n) >= 0)
-			b->uid = (uid_t)n;
-		else if (streq(line, "pid") && parse_u64(v, INT32_MAX, &n) >= 0)
-			b->pid = (pid_t)n;
-		else if (streq(line, "pgid") && parse_u64(v, INT32_MAX, &n) >= 0)
-			b->pgid = (pid_t)n;
-		else if (streq(line, "pid_start") && parse_u64(v, UINT64_MAX, &n) >= 0)
-			b->pid_start = n;
-		else if (streq(line, "created") && parse_u64(v, UINT64_MAX, &n) >= 0)
-			b->created_ms = n;
-		else if (streq(line, "grace_ms") && parse_u64(v, UINT32_MAX, &n) >= 0)
-			b->grace_ms = (uint32_t)n;
-		else if (streq(line, "lock_verify_ms") && parse_u64(v, UINT32_MAX, &n) >= 0)
-			b->lock_verify_ms = (uint32_t)n;
-		else if (streq(line, "removal") && policy_removal_from_string(v) >= 0)
-			b->removal = policy_removal_from_string(v);
-		else if (streq(line, "on_lock_failure") && policy_lock_failure_from_string(v) >= 0)
-			b->on_lock_failure = policy_lock_failure_from_string(v);
-		else if (streq(line, "state") && (streq(v, "bound") || streq(v, "done")))
-			b->state = binding_state_from_string(v);
-		else {
-			*ret_why = "an invalid value";
-			goto fail;
-		}
-		if (target) {
-			*target = strdup(v);
-			if (!*target) {
-				r = -ENOMEM;
-				goto fail;
-			}
-		}
-	}
-	for (size_t i = 0; i < ELEMENTSOF(binding_keys); i++)
-		if (binding_keys[i].required && !(seen & (UINT32_C(1) << i))) {
+	r = binding_split(text, strlen(text), false, values, NULL, ret_why);
+	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(binding_keys); i++)
+		if (values[i])
+			r = binding_set(b, i, values[i], ret_why);
+		else if (binding_keys[i].required) {
 			*ret_why = "missing keys";
-			goto fail;
+			r = -EBADMSG;
 		}
-	if (!valid_user_name(b->user) || (!b->session_id && b->pid <= 0) || b->pid == 1 ||
-	        (!b->sysfs_path && !b->hidraw_path)) {
+	if (r >= 0 && (!valid_user_name(b->user) || (!b->session_id && b->pid <= 0) ||
+	                      b->pid == 1 || (!b->sysfs_path && !b->hidraw_path))) {
 		*ret_why = "neither a session nor a process, no device, or an invalid user";
-		goto fail;
+		r = -EBADMSG;
+	}
+	if (r < 0) {
+		binding_free(b);
+		return r == -ENOMEM ? r : -EBADMSG;
 	}
 	*ret = b;
 	return 0;
-fail:
-	binding_free(b);
-	return r < 0 ? r : -EBADMSG;
+}
+
+static void free_and_null(char **p)
+{
+	free(*p);
+	*p = NULL;
+}
+
+/* A corrupt binding of the VALUES binding_split() salvaged, less CONFLICT and the invalid
+ * ones; *ret_set gets the keys it took. */
+static int binding_from_values(Manager *m, const char *id, const char *const *values,
+        uint32_t conflict, uint32_t *ret_set, Binding **ret)
+{
+	Binding *b = binding_new(m);
+	uint32_t set = 0;
+
+	if (!b)
+		return -ENOMEM;
+	snprintf(b->id, sizeof(b->id), "%s", id);
+	for (size_t i = 0; i < ELEMENTSOF(binding_keys); i++) {
+		const char *problem = NULL;
+		int r;
+
+		if (!values[i] || (conflict & KEY_BIT(i)))
+			continue;
+		r = binding_set(b, i, values[i], &problem);
+		if (r == -ENOMEM) {
+			binding_free(b);
+			return r;
+		}
+		if (r >= 0)
+			set |= KEY_BIT(i);
+	}
+	/* What a session id or a user name must look like; anything else names nobody. The
+	 * session's object path and type are asked of logind again, not taken from a file
+	 * that may not match its own session id. */
+	if (b->session_id &&
+	        (isempty(b->session_id) || strlen(b->session_id) > KEYWARD_MAX_SESSION_ID))
+		free_and_null(&b->session_id);
+	free_and_null(&b->session_path);
+	free_and_null(&b->session_type);
+	if (b->user && !valid_user_name(b->user))
+		free_and_null(&b->user);
+	b->corrupt = true;
+	b->state = BINDING_BOUND; /* state=done of a corrupt file proves nothing */
+	*ret_set = set;
+	*ret = b;
+	return 0;
+}
+
+int binding_salvage(Manager *m, const char *id, const char *text, size_t len,
+        Binding *ret[static 2], bool *ret_rule_action)
+{
+	_cleanup_free_ char *copy = NULL;
+	const char *values[ELEMENTSOF(binding_keys)] = {}, *why = NULL;
+	uint32_t conflict = 0, set = 0,
+	         both = KEY_BIT(binding_key_index("pid")) | KEY_BIT(binding_key_index("pid_start"));
+	bool rule_action, session, process;
+	PolicyRemoval read;
+	Binding *b = NULL, *e = NULL;
+	int r;
+
+	copy = malloc(len + 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	(void)binding_split(copy, len, true, values, &conflict, &why);
+	r = binding_from_values(m, id, values, conflict, &set, &b);
+	if (r < 0)
+		return r;
+	rule_action = set & KEY_BIT(binding_key_index("removal"));
+	read = b->removal;
+	session = b->session_id != NULL;
+	process = (set & both) == both && b->pid > 1 && b->pid_start > 0;
+	if (!process)
+		b->pid = 0, b->pid_start = 0;
+	if (!session && !process) {
+		binding_free(b);
+		ret[0] = ret[1] = NULL;
+		*ret_rule_action = false;
+		return 0;
+	}
+	/* The rule's action where it can be read and applies to what is identified; else the
+	 * strictest: the session is terminated, the elevation ended — both when the file
+	 * names both (the session id may be garbled while the process is not, or the other
+	 * way round). */
+	if (!rule_action && session && process) {
+		r = binding_from_values(m, id, values, conflict, &set, &e);
+		if (r < 0) {
+			binding_free(b);
+			return r;
+		}
+		free_and_null(&e->session_id);
+		e->removal = POLICY_REMOVAL_END_ELEVATION;
+		b->pid = 0, b->pid_start = 0;
+		b->removal = POLICY_REMOVAL_TERMINATE;
+	} else if (!session)
+		b->removal = POLICY_REMOVAL_END_ELEVATION;
+	else if (!rule_action || (b->removal == POLICY_REMOVAL_END_ELEVATION && !process))
+		b->removal = POLICY_REMOVAL_TERMINATE;
+	ret[0] = b;
+	ret[1] = e;
+	*ret_rule_action = rule_action && b->removal == read;
+	return e ? 2 : 1;
 }

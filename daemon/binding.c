@@ -106,6 +106,8 @@ int binding_save(Binding *b)
 	size_t len = 0;
 	int r;
 
+	if (b->corrupt)
+		return 0; /* its file stays as it was found */
 	r = binding_format(b, &text, &len);
 	if (r < 0)
 		return r;
@@ -119,8 +121,8 @@ static void binding_remove_file(Binding *b)
 {
 	_cleanup_free_ char *path = NULL;
 
-	if (binding_path(b, &path) < 0)
-		return;
+	if (b->corrupt || binding_path(b, &path) < 0)
+		return; /* a corrupt binding's file stays for inspection */
 	if (unlink(path) < 0 && errno != ENOENT)
 		log_error_errno(-errno, "Cannot remove the binding file %s: %m", path);
 }
@@ -139,7 +141,7 @@ void binding_drop(Binding *b, const char *reason)
 	rec.reason = reason;
 	rec.result = AUDIT_RESULT_SUCCESS;
 	(void)manager_audit(m, &rec);
-	log_info("Binding %s (%s of %s) removed: %s.", b->id, rec.session, b->user, reason);
+	log_info("Binding %s (%s of %s) removed: %s.", b->id, rec.session, strna(b->user), reason);
 	binding_free(b);
 }
 
@@ -287,6 +289,83 @@ static int bindings_prune_sessions(Manager *m)
 	return 0;
 }
 
+/* --- binding files that cannot be used ------------------------------------------------ */
+
+/* A binding file nothing is done about: one alert record (session-bind, failure, REASON)
+ * and an error an administrator can act on. The file stays where it is. */
+static void binding_file_alert(Manager *m, const char *id, const char *path, const char *reason,
+        const char *why, const char *message)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	char detail[192];
+
+	snprintf(detail, sizeof(detail), "file %s: %s; nothing done, the file is kept", id, why);
+	rec.event = AUDIT_EVENT_SESSION_BIND;
+	rec.reason = reason;
+	rec.message = message;
+	rec.detail = detail;
+	(void)manager_audit(m, &rec);
+	log_error("SECURITY: binding file %s cannot be used (%s): %s The file is kept for "
+	          "inspection; remove it once inspected.",
+	        path, why, message);
+}
+
+/* A corrupt binding salvaged from PATH (binding_salvage()), about to be acted on: one alert
+ * record saying what is done, and an error line. */
+static void binding_corrupt_alert(Binding *b, const char *path, const char *why, bool rule_action)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	char subject[32], what[128], detail[256];
+
+	binding_audit_fill(b, &rec, subject, sizeof(subject));
+	snprintf(what, sizeof(what), "%s %s (%s)", rec.action, rec.session,
+	        rule_action ? "the rule's removal action"
+	                    : "the strictest action: the rule's cannot be read");
+	snprintf(detail, sizeof(detail), "file %s: %s; %s now", b->id, why, what);
+	rec.event = AUDIT_EVENT_SESSION_BIND;
+	rec.reason = "binding-corrupt";
+	rec.message = "The binding file cannot be read as keywardd wrote it and the key it was "
+	              "bound to is not known: the removal action runs now. The file is kept for "
+	              "inspection.";
+	rec.detail = detail;
+	(void)manager_audit(b->manager, &rec);
+	log_error("SECURITY: binding file %s cannot be used (%s) and the key it was bound to is "
+	          "not known, so it is acted on now: %s. The file is kept for inspection; remove "
+	          "it once inspected.",
+	        path, why, what);
+}
+
+/* File ID (TEXT, LEN bytes) that binding_parse() refused for WHY: what can be identified in
+ * it is linked as corrupt bindings (removal.c acts on them at once), else only an alert.
+ * Returns how many were linked, or -ENOMEM. */
+static int bindings_load_corrupt(
+        Manager *m, const char *id, const char *path, const char *text, size_t len, const char *why)
+{
+	Binding *salvaged[2];
+	bool rule_action;
+	int n;
+
+	n = binding_salvage(m, id, text, len, salvaged, &rule_action);
+	if (n < 0)
+		return n;
+	if (n == 0)
+		binding_file_alert(m, id, path, "binding-corrupt", why,
+		        "It names no session or process that can be identified: removal is not "
+		        "enforced for whatever it bound.");
+	for (int i = 0; i < n; i++) {
+		binding_corrupt_alert(salvaged[i], path, why, rule_action);
+		binding_link(m, salvaged[i]);
+	}
+	return n;
+}
+
+/* Errors of read_full_file_safe() that mean someone else than root could have written the
+ * file, or it is no regular file: nothing it says may be acted on. */
+static bool binding_file_untrusted(int r)
+{
+	return r == -EPERM || r == -EACCES || r == -ELOOP || r == -EBADFD;
+}
+
 int bindings_load(Manager *m)
 {
 	_cleanup_free_ char *dir = NULL;
@@ -310,7 +389,7 @@ int bindings_load(Manager *m)
 	if (!d)
 		return log_error_errno(-errno, "Cannot open %s: %m", dir);
 	while ((de = readdir(d))) {
-		_cleanup_free_ char *path = NULL, *text = NULL;
+		_cleanup_free_ char *path = NULL, *text = NULL, *copy = NULL;
 		const char *problem = NULL, *why = NULL;
 		Binding *b = NULL;
 		size_t len;
@@ -330,18 +409,39 @@ int bindings_load(Manager *m)
 			        dir, s->max_bindings, path);
 			continue;
 		}
-		r = read_full_file_safe(path,
-		        SAFE_FILE_DEFAULT | SAFE_FILE_NO_WORLD_READ | SAFE_FILE_NO_GROUP_READ,
-		        BINDING_FILE_MAX, &text, &len, &problem);
-		if (r >= 0 && strlen(text) != len)
-			r = -EBADMSG, why = "a NUL byte";
-		if (r >= 0)
-			r = binding_parse(m, de->d_name, text, &b, &why);
+		/* Only root can have written a root-owned file nobody else may write in this
+		 * root-only directory (readable by others or not): what it says is root's. */
+		r = read_full_file_safe(
+		        path, SAFE_FILE_DEFAULT, BINDING_FILE_MAX, &text, &len, &problem);
 		if (r < 0) {
-			/* Left in place for an administrator to look at; never silently enforced
-			 * less. */
-			log_error_errno(r, "Binding file %s cannot be used (%s): %m", path,
-			        problem ? problem : strna(why));
+			bool untrusted = binding_file_untrusted(r);
+
+			binding_file_alert(m, de->d_name, path,
+			        untrusted ? "binding-untrusted" : "binding-corrupt",
+			        problem ?: strerror(-r),
+			        untrusted
+			                ? "Someone else than root could have written it (or it is "
+			                  "not a regular file), so nothing it names is acted on: "
+			                  "removal is not enforced for it."
+			                : "It cannot be read: removal is not enforced for whatever "
+			                  "it bound.");
+			continue;
+		}
+		if (strlen(text) != len)
+			r = -EBADMSG, why = "a NUL byte";
+		else if (!(copy = strdup(text)))
+			r = -ENOMEM;
+		else
+			r = binding_parse(m, de->d_name, copy, &b, &why);
+		if (r == -EBADMSG)
+			/* Never silently enforced less: acted on at once, or an alert. */
+			r = bindings_load_corrupt(m, de->d_name, path, text, len, strna(why));
+		if (r < 0) {
+			closedir(d);
+			return log_error_errno(r, "Cannot load the binding file %s: %m", path);
+		}
+		if (!b) {
+			n += r;
 			continue;
 		}
 		/* An elevation is its process: gone (or its pid reused) means the binding ended,

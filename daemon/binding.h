@@ -50,6 +50,9 @@ struct Binding {
 	PolicyLockFailure on_lock_failure;
 
 	BindingState state;
+	/* Salvaged from a file binding_parse() refused (binding_salvage()): acted on at
+	 * start; its file is left as it was found, for an administrator to inspect. */
+	bool corrupt;
 
 	/* Run time only (daemon/removal.c). */
 	char *removed_device;          /* sysfs path the key had when it went away */
@@ -85,6 +88,17 @@ int binding_format(const Binding *b, char **ret, size_t *ret_len);
  * file that is not exactly what binding_format() writes (unknown, repeated or missing
  * keys, bad numbers, control characters). */
 int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const char **ret_why);
+/* What can still be acted on in the text of file ID that binding_parse() refused (LEN
+ * bytes, NULs included): the lines with a known key and a valid value, but not a key
+ * given twice with different values, nor an unterminated last line (it may be cut short).
+ * A session id, or a pid with its start time, identifies something; nothing else does.
+ * Returns 0 (nothing identified), 1 or 2, with that many corrupt bindings (->corrupt, state
+ * bound) in RET, each with the removal action to apply at once: the rule's where it can be
+ * read and applies to what is identified; else the strictest — terminate for a session,
+ * end-elevation for a process, two bindings when both are named; *ret_rule_action tells
+ * whether that is the rule's action as read. */
+int binding_salvage(Manager *m, const char *id, const char *text, size_t len,
+        Binding *ret[static 2], bool *ret_rule_action);
 /* Finds a binding by id (NULL if none). */
 Binding *manager_binding_find(Manager *m, const char *id);
 /* "pid:N" for elevations, the session id otherwise (static buffer per call site). */
@@ -102,7 +116,10 @@ void binding_drop(Binding *b, const char *reason);
 int bindings_dir(Manager *m, char **ret);
 /* Loads the binding files (at start); prunes elevations whose process is gone (or
  * whose pid was reused) at once, and asks logind about every session (NoSuchSession →
- * pruned) asynchronously. Returns the number loaded or -errno. */
+ * pruned) asynchronously. A file that cannot be used raises an alert (session-bind
+ * record, error log) and stays; what a root-written corrupt one identifies is linked as
+ * corrupt bindings (binding_salvage()) for removal.c to act on at once. Returns the number
+ * loaded or -errno. */
 int bindings_load(Manager *m);
 
 /* Binds B (new) into the manager's table. */

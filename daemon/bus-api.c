@@ -438,6 +438,48 @@ int bus_find_credential_owner(Manager *m, const char *id, char **ret_user)
 	return 0;
 }
 
+/* An imported credential's model is unknown and its attestation was never seen: every rule
+ * that would use it (the rules Enroll checks) must ask for neither. Returns 0, or records
+ * the refusal (REC's fields and a reason) and sets the D-Bus error. */
+static int import_check_rules(
+        Manager *m, const char *user, const AuditRecord *rec, sd_bus_error *error)
+{
+	_cleanup_(enroll_rules_done) EnrollRules rules = {};
+	AuditRecord refused = *rec;
+	const EnrollRule *er;
+	const char *reason = "error", *name = KEYWARD_BUS_ERROR_FAILED;
+	char text[512];
+	int r;
+
+	r = enroll_rules_collect(m, user, &rules);
+	if (r < 0)
+		snprintf(text, sizeof(text), "Cannot evaluate the policy for %s: %s.", user,
+		        strerror(-r));
+	else {
+		er = enroll_rules_refusing_unknown_model(&rules, &reason);
+		if (!er)
+			return 0;
+		snprintf(text, sizeof(text),
+		        "The policy (rule %s, %s) %s: enroll the key with 'keywardctl enroll "
+		        "%s' instead.",
+		        er->name, er->rule,
+		        streq(reason, "aaguid-refused")
+		                ? "allows only the key models in its aaguid_allow list, and an "
+		                  "imported credential's model is unknown"
+		                : "requires verified attestation, which an imported credential "
+		                  "does not have",
+		        user);
+		refused.rule = er->rule;
+		refused.rule_name = er->name;
+		name = KEYWARD_BUS_ERROR_POLICY_REFUSED;
+	}
+	refused.reason = reason;
+	refused.message = text;
+	(void)manager_audit(m, &refused);
+	log_info("Import %s for %s: refused (%s): %s", strna(rec->cred_label), user, reason, text);
+	return sd_bus_error_setf(error, name, "%s", text);
+}
+
 static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
 {
 	const char *user, *label, *kh, *pk, *cose, *flags, *rp_id;
@@ -518,6 +560,9 @@ static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 	rec.cred_label = label;
 	rec.cred_id = id;
 	rec.detail = c->user;
+	r = import_check_rules(m, user, &rec, error);
+	if (r < 0)
+		return r;
 	r = bus_find_credential_owner(m, id, &owner);
 	if (r > 0) {
 		rec.reason = "exists";

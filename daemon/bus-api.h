@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <systemd/sd-bus.h>
@@ -25,3 +26,34 @@ int bus_method_authenticate(
         Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
 int bus_method_enroll(
         Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
+
+/* The authenticator rules of one policy rule that would use a new credential. */
+typedef struct EnrollRule {
+	char *rule; /* "file:line" or "default" */
+	char *name; /* the rule's name */
+	uint8_t (*aaguid_allow)[16];
+	size_t n_aaguid_allow;
+	uint8_t (*aaguid_deny)[16];
+	size_t n_aaguid_deny;
+	PolicyAttestation attestation;
+	char **trust_anchors;
+} EnrollRule;
+
+/* Every rule that would ask USER for a key, each once: what a new credential of USER
+ * must satisfy, whether enrolled (Enroll) or imported (ImportCredential). */
+typedef struct EnrollRules {
+	EnrollRule *items;
+	size_t n;
+	bool uv_required; /* a rule a login can reach now requires user verification */
+} EnrollRules;
+
+/* The rules of USER under the policy in force (enroll.c), in *RET (untouched on failure;
+ * free with enroll_rules_done()). Returns 0 or -errno: a failed account lookup is an
+ * error (fail closed), never "no rules". */
+int enroll_rules_collect(Manager *m, const char *user, EnrollRules *ret);
+void enroll_rules_done(EnrollRules *rules);
+/* The first of RULES that refuses a credential whose model and attestation are unknown (an
+ * imported one): it has an aaguid_allow list (*ret_reason "aaguid-refused") or requires
+ * verified attestation ("attestation-refused"). NULL when every rule accepts it. */
+const EnrollRule *enroll_rules_refusing_unknown_model(
+        const EnrollRules *rules, const char **ret_reason);

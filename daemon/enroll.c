@@ -20,28 +20,14 @@
 #define ENROLL_USER_ID_BYTES    32
 #define ENROLL_PROBE_TIMEOUT_MS 2000
 
-/* The enrollment restrictions of one policy rule that will use the credential. */
-typedef struct EnrollRule {
-	char *rule; /* "file:line" or "default" */
-	uint8_t (*aaguid_allow)[16];
-	size_t n_aaguid_allow;
-	uint8_t (*aaguid_deny)[16];
-	size_t n_aaguid_deny;
-	PolicyAttestation attestation;
-	char **trust_anchors;
-} EnrollRule;
-
-#define ENROLL_MAX_RULES 16
-
 typedef struct EnrollData {
 	/* request */
 	char *user, *label, *rp_id, *device, *rule;
 	int pin_fd;
 	bool resident, want_uv;
 	uint8_t user_id[ENROLL_USER_ID_BYTES];
-	CredentialSet *set;                 /* exclude list */
-	EnrollRule rules[ENROLL_MAX_RULES]; /* every rule that must accept the key */
-	size_t n_rules;
+	CredentialSet *set; /* exclude list */
+	EnrollRules rules;  /* every rule that must accept the key */
 	uid_t caller_uid;
 
 	/* result */
@@ -64,12 +50,7 @@ static void enroll_data_free(EnrollData *e)
 	if (e->pin_fd >= 0)
 		close(e->pin_fd);
 	credential_set_free(e->set);
-	for (size_t i = 0; i < e->n_rules; i++) {
-		free(e->rules[i].rule);
-		free(e->rules[i].aaguid_allow);
-		free(e->rules[i].aaguid_deny);
-		strv_free(e->rules[i].trust_anchors);
-	}
+	enroll_rules_done(&e->rules);
 	free(e->dev_path);
 	fido_cred_free(&e->cred);
 	free(e);
@@ -428,8 +409,8 @@ static void enroll_complete(DeviceOp *op)
 		c.attestation = CRED_ATTESTATION_SELF;
 	}
 	/* Every rule that would use this credential must accept the key. */
-	for (size_t i = 0; i < e->n_rules; i++) {
-		const EnrollRule *er = &e->rules[i];
+	for (size_t i = 0; i < e->rules.n; i++) {
+		const EnrollRule *er = &e->rules.items[i];
 
 		rec.rule = er->rule;
 		if (attestation_check_aaguid(aaguid, (const uint8_t(*)[16])er->aaguid_allow,
@@ -595,37 +576,58 @@ static int copy_aaguids(const uint8_t (*src)[16], size_t n, uint8_t (**ret)[16])
 /* The pseudo-service a policy can name to add a rule just for enrollment (no PAM file has it). */
 #define ENROLL_SERVICE "keyward-enroll"
 
+void enroll_rules_done(EnrollRules *rules)
+{
+	if (!rules)
+		return;
+	for (size_t i = 0; i < rules->n; i++) {
+		free(rules->items[i].rule);
+		free(rules->items[i].name);
+		free(rules->items[i].aaguid_allow);
+		free(rules->items[i].aaguid_deny);
+		strv_free(rules->items[i].trust_anchors);
+	}
+	free(rules->items);
+	*rules = (EnrollRules){};
+}
+
 /* Records the restrictions of D (a `key` decision) unless its rule is already recorded.
- * ASKS_UV: a login can reach the rule now, so its user_verification counts. */
-static int enroll_add_rule(EnrollData *e, const PolicyDecision *d, bool asks_uv, bool *uv)
+ * ASKS_UV: a login can reach the rule now, so its user_verification counts. Every rule is
+ * kept (the policy bounds their number): one left out would go unchecked. */
+static int enroll_add_rule(EnrollRules *rules, const PolicyDecision *d, bool asks_uv)
 {
 	_cleanup_free_ char *rule = NULL;
-	EnrollRule *er;
+	EnrollRule *er, *items;
 	int r;
 
 	if (asks_uv && d->user_verification == POLICY_UV_REQUIRED)
-		*uv = true;
+		rules->uv_required = true;
 	r = decision_rule_label(d, &rule);
 	if (r < 0)
 		return r;
-	for (size_t j = 0; j < e->n_rules; j++)
-		if (streq(e->rules[j].rule, rule))
+	for (size_t j = 0; j < rules->n; j++)
+		if (streq(rules->items[j].rule, rule))
 			return 0;
-	if (e->n_rules >= ENROLL_MAX_RULES)
-		return 0;
-	er = &e->rules[e->n_rules++];
-	er->rule = TAKE_PTR(rule);
-	er->attestation = d->attestation;
-	er->n_aaguid_allow = d->n_aaguid_allow;
-	er->n_aaguid_deny = d->n_aaguid_deny;
+	items = reallocarray(rules->items, rules->n + 1, sizeof(EnrollRule));
+	if (!items)
+		return -ENOMEM;
+	rules->items = items;
+	er = &rules->items[rules->n++];
+	*er = (EnrollRule){
+	        .rule = TAKE_PTR(rule),
+	        .name = strdup(strna(d->rule_name)),
+	        .attestation = d->attestation,
+	        .n_aaguid_allow = d->n_aaguid_allow,
+	        .n_aaguid_deny = d->n_aaguid_deny,
+	        .trust_anchors = calloc(1, sizeof(char *)),
+	};
+	if (!er->name || !er->trust_anchors)
+		return -ENOMEM;
 	r = copy_aaguids(d->aaguid_allow, d->n_aaguid_allow, &er->aaguid_allow);
 	if (r >= 0)
 		r = copy_aaguids(d->aaguid_deny, d->n_aaguid_deny, &er->aaguid_deny);
 	if (r < 0)
 		return r;
-	er->trust_anchors = calloc(1, sizeof(char *));
-	if (!er->trust_anchors)
-		return -ENOMEM;
 	for (char *const *t = d->trust_anchors; t && *t; t++) {
 		r = strv_extend(&er->trust_anchors, *t);
 		if (r < 0)
@@ -648,20 +650,20 @@ static int enroll_evaluate(const PolicyRequest *req, PolicyDecision *ret, void *
  * rule names that are not installed yet: their AAGUID lists and attestation hold for the
  * credential once they are (nothing checks them later), while a PIN is only wanted for
  * what a login can reach now. */
-static int enroll_collect_rules(Manager *m, EnrollData *e, const char *user, bool *ret_uv)
+int enroll_rules_collect(Manager *m, const char *user, EnrollRules *ret)
 {
 	_cleanup_(service_coverage_freep) ServiceCoverage *cov = NULL;
 	_cleanup_free_ ServiceCoverageHit *hits = NULL;
+	_cleanup_(enroll_rules_done) EnrollRules rules = {};
 	size_t n_hits = 0;
 	PolicyDecision d;
-	bool uv = false;
 	int r;
 
 	r = manager_evaluate(m, user, ENROLL_SERVICE, "", "", 0, &d, NULL, NULL);
 	if (r < 0)
 		return r;
 	if (d.require == POLICY_REQUIRE_KEY) {
-		r = enroll_add_rule(e, &d, true, &uv);
+		r = enroll_add_rule(&rules, &d, true);
 		if (r < 0)
 			return r;
 	}
@@ -680,12 +682,34 @@ static int enroll_collect_rules(Manager *m, EnrollData *e, const char *user, boo
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n_hits; i++) {
-		r = enroll_add_rule(e, &hits[i].decision, hits[i].entry->present, &uv);
+		r = enroll_add_rule(&rules, &hits[i].decision, hits[i].entry->present);
 		if (r < 0)
 			return r;
 	}
-	*ret_uv = uv;
+	*ret = rules;
+	rules = (EnrollRules){}; /* transferred */
 	return 0;
+}
+
+const EnrollRule *enroll_rules_refusing_unknown_model(
+        const EnrollRules *rules, const char **ret_reason)
+{
+	/* The same test a login makes (authenticate.c): a credential without a known model
+	 * passes an allow list only if it is empty, and verified attestation needs a chain
+	 * checked at enrolment. A deny list cannot name an unknown model. */
+	for (size_t i = 0; i < rules->n; i++) {
+		const EnrollRule *er = &rules->items[i];
+
+		if (er->n_aaguid_allow > 0) {
+			*ret_reason = "aaguid-refused";
+			return er;
+		}
+		if (er->attestation == POLICY_ATTESTATION_VERIFIED) {
+			*ret_reason = "attestation-refused";
+			return er;
+		}
+	}
+	return NULL;
 }
 
 int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error)
@@ -695,7 +719,6 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	const char *user, *label;
 	_cleanup_free_ char *why = NULL, *auto_label = NULL;
 	EnrollOptions o = {.resident = 0, .uv = -1};
-	bool uv_required = false;
 	EnrollData *e;
 	DeviceOp *op;
 	int pin_fd, r;
@@ -762,14 +785,14 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	e->device = o.device ? strdup(o.device) : NULL;
 	e->resident = o.resident;
 	e->caller_uid = caller->uid;
-	r = enroll_collect_rules(m, e, user, &uv_required);
+	r = enroll_rules_collect(m, user, &e->rules);
 	if (r < 0) {
 		enroll_data_free(e);
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
 		        "Cannot evaluate the policy for %s.", user);
 	}
-	e->want_uv = o.uv > 0 || (o.uv < 0 && uv_required);
-	e->rule = strdup(e->n_rules > 0 ? e->rules[0].rule : "default");
+	e->want_uv = o.uv > 0 || (o.uv < 0 && e->rules.uv_required);
+	e->rule = strdup(e->rules.n > 0 ? e->rules.items[0].rule : "default");
 	if (!e->user || !e->label || !e->rp_id || !e->rule || (o.device && !e->device)) {
 		enroll_data_free(e);
 		return -ENOMEM;

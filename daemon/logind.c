@@ -36,6 +36,29 @@ int logind_get_session(sd_bus *bus, const char *session_id, sd_bus_message_handl
 	        ret_slot, "s", session_id);
 }
 
+int logind_get_session_by_pid(
+        sd_bus *bus, pid_t pid, sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot)
+{
+	return logind_call(bus, LOGIND_PATH, LOGIND_MANAGER_INTERFACE, "GetSessionByPID", cb,
+	        userdata, ret_slot, "u", (uint32_t)pid);
+}
+
+int logind_session_id_from_path(const char *path, char **ret)
+{
+	char *id = NULL;
+	int r;
+
+	r = sd_bus_path_decode(path, LOGIND_PATH "/session", &id);
+	if (r < 0)
+		return r;
+	if (r == 0 || isempty(id)) {
+		free(id);
+		return -EBADMSG;
+	}
+	*ret = id;
+	return 0;
+}
+
 int logind_get_session_property(sd_bus *bus, const char *path, const char *name,
         sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot)
 {

@@ -9,11 +9,12 @@
 
 #include <systemd/sd-bus.h>
 
-#define LOGIND_SERVICE               "org.freedesktop.login1"
-#define LOGIND_PATH                  "/org/freedesktop/login1"
-#define LOGIND_MANAGER_INTERFACE     "org.freedesktop.login1.Manager"
-#define LOGIND_SESSION_INTERFACE     "org.freedesktop.login1.Session"
-#define LOGIND_ERROR_NO_SUCH_SESSION "org.freedesktop.login1.NoSuchSession"
+#define LOGIND_SERVICE                  "org.freedesktop.login1"
+#define LOGIND_PATH                     "/org/freedesktop/login1"
+#define LOGIND_MANAGER_INTERFACE        "org.freedesktop.login1.Manager"
+#define LOGIND_SESSION_INTERFACE        "org.freedesktop.login1.Session"
+#define LOGIND_ERROR_NO_SUCH_SESSION    "org.freedesktop.login1.NoSuchSession"
+#define LOGIND_ERROR_NO_SESSION_FOR_PID "org.freedesktop.login1.NoSessionForPID"
 /* Every logind call of the removal path gives up after this long. */
 #define LOGIND_ASYNC_TIMEOUT_USEC (2 * 1000 * 1000ULL)
 
@@ -23,6 +24,12 @@
 /* Manager.GetSession(id) → o */
 int logind_get_session(sd_bus *bus, const char *session_id, sd_bus_message_handler_t cb,
         void *userdata, sd_bus_slot **ret_slot);
+/* Manager.GetSessionByPID(pid) → o; NoSessionForPID when PID is in no session */
+int logind_get_session_by_pid(sd_bus *bus, pid_t pid, sd_bus_message_handler_t cb, void *userdata,
+        sd_bus_slot **ret_slot);
+/* The session id in a session object PATH logind gave (it escapes the id into the last
+ * element); -EBADMSG for a path that is no session's. */
+int logind_session_id_from_path(const char *path, char **ret);
 /* Properties.Get(Session, NAME) → v */
 int logind_get_session_property(sd_bus *bus, const char *path, const char *name,
         sd_bus_message_handler_t cb, void *userdata, sd_bus_slot **ret_slot);

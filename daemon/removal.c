@@ -86,7 +86,7 @@ static int on_terminate_reply(sd_bus_message *reply, void *userdata, sd_bus_erro
 	if (logind_reply_failed(reply, &name, &message) && !logind_error_is_gone(name)) {
 		log_error(
 		        "SECURITY: cannot terminate session %s of %s after its key was removed: %s",
-		        b->session_id, b->user, strna(message));
+		        b->session_id, strna(b->user), strna(message));
 		audit_binding(b, ev, AUDIT_RESULT_FAILURE, "terminate-failed", message, name);
 		if (escalation)
 			audit_binding(b, AUDIT_EVENT_LOCK_FAILED, AUDIT_RESULT_FAILURE,
@@ -101,7 +101,7 @@ static int on_terminate_reply(sd_bus_message *reply, void *userdata, sd_bus_erro
 	                         "within lock_verify): the session was terminated."
 	                       : "The lock was not confirmed: the session was terminated.",
 	        "terminate");
-	log_notice("Session %s of %s %s after its key was removed.", b->session_id, b->user,
+	log_notice("Session %s of %s %s after its key was removed.", b->session_id, strna(b->user),
 	        name ? "had already ended" : "terminated");
 	binding_drop(b, "session-terminated");
 	return 0;
@@ -137,13 +137,13 @@ static void lock_failed(Binding *b, const char *reason, const char *message)
 	b->call_slot = sd_bus_slot_unref(b->call_slot);
 	if (b->on_lock_failure == POLICY_LOCK_FAILURE_TERMINATE) {
 		log_warning("Session %s of %s: %s; terminating it (on_lock_failure = terminate).",
-		        b->session_id, b->user, message);
+		        b->session_id, strna(b->user), message);
 		terminate_start(b);
 		return;
 	}
 	log_error("SECURITY: session %s of %s is NOT locked after its key was removed: %s "
 	          "(on_lock_failure = alert).",
-	        b->session_id, b->user, message);
+	        b->session_id, strna(b->user), message);
 	audit_binding(b, AUDIT_EVENT_LOCK_FAILED, AUDIT_RESULT_FAILURE, reason, message, "alert");
 	binding_done(b);
 }
@@ -159,7 +159,7 @@ static void lock_verified(Binding *b)
 	}
 	audit_binding(b, AUDIT_EVENT_LOCK_VERIFIED, AUDIT_RESULT_SUCCESS, "locked",
 	        "logind reports the session locked (LockedHint).", NULL);
-	log_info("Session %s of %s is locked (LockedHint).", b->session_id, b->user);
+	log_info("Session %s of %s is locked (LockedHint).", b->session_id, strna(b->user));
 	binding_done(b);
 }
 
@@ -223,7 +223,7 @@ static int on_properties_changed(sd_bus_message *msg, void *userdata, sd_bus_err
 	hint = logind_properties_changed_bool(msg, "LockedHint");
 	if (hint >= 0) {
 		b->lock_hint = b->lock_hint || hint;
-		log_debug("Session %s of %s: LockedHint=%s.", b->session_id, b->user,
+		log_debug("Session %s of %s: LockedHint=%s.", b->session_id, strna(b->user),
 		        hint ? "yes" : "no");
 	}
 	return 0;
@@ -405,7 +405,7 @@ static int on_elevation_poll(sd_event_source *s, uint64_t usec, void *userdata)
 		               : "The elevated processes ended on SIGHUP/SIGTERM.",
 		        "end-elevation");
 		log_notice("Elevation pid %d of %s ended after its key was removed%s.", (int)b->pid,
-		        b->user, killed ? " (SIGKILL)" : "");
+		        strna(b->user), killed ? " (SIGKILL)" : "");
 		binding_drop(b, "process-ended");
 		return 0;
 	}
@@ -415,7 +415,7 @@ static int on_elevation_poll(sd_event_source *s, uint64_t usec, void *userdata)
 			        b->n_tree);
 			log_error("SECURITY: %zu process(es) of elevation pid %d of %s survive "
 			          "SIGKILL.",
-			        b->n_tree, (int)b->pid, b->user);
+			        b->n_tree, (int)b->pid, strna(b->user));
 			audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "survived",
 			        "Elevated processes survived SIGKILL.", detail);
 			binding_done(b);
@@ -426,7 +426,7 @@ static int on_elevation_poll(sd_event_source *s, uint64_t usec, void *userdata)
 		b->kill_sent = true;
 		log_warning("%zu process(es) of elevation pid %d of %s still run %d ms after "
 		            "SIGTERM: SIGKILL.",
-		        b->n_tree, (int)b->pid, b->user, END_ELEVATION_KILL_MS);
+		        b->n_tree, (int)b->pid, strna(b->user), END_ELEVATION_KILL_MS);
 		elevation_signal(b, SIGKILL);
 		b->signal_ms = now;
 	} else
@@ -481,8 +481,8 @@ static void end_elevation(Binding *b)
 		return;
 	}
 	snprintf(detail, sizeof(detail), "%zu process(es)", b->n_tree);
-	log_info("Ending elevation pid %d of %s: SIGHUP and SIGTERM to %s.", (int)b->pid, b->user,
-	        detail);
+	log_info("Ending elevation pid %d of %s: SIGHUP and SIGTERM to %s.", (int)b->pid,
+	        strna(b->user), detail);
 	/* SIGHUP as when a terminal goes away: an interactive shell (su -, sudo -i) ignores
 	 * SIGTERM but ends on SIGHUP. */
 	elevation_signal(b, SIGHUP);
@@ -504,7 +504,7 @@ static void binding_act(Binding *b, const char *why)
 {
 	b->grace_timer = sd_event_source_disable_unref(b->grace_timer);
 	b->state = BINDING_ACTING;
-	log_info("Key of binding %s (%s) gone (%s): action %s.", b->id, b->user, why,
+	log_info("Key of binding %s (%s) gone (%s): action %s.", b->id, strna(b->user), why,
 	        policy_removal_to_string(b->removal));
 	if (b->removal == POLICY_REMOVAL_NONE) {
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "record-only",
@@ -954,6 +954,13 @@ int removal_startup(Manager *m)
 	r = bindings_load(m);
 	if (r < 0)
 		return r;
+	/* A binding file that could not be read as written names no key to wait for: what it
+	 * identifies gets its action now (binding.c has recorded the alert). */
+	for (Binding *b = m->bindings, *next; b; b = next) {
+		next = b->next;
+		if (b->corrupt && b->state == BINDING_BOUND)
+			binding_act(b, "binding-corrupt");
+	}
 	r = removal_reconcile(m, "missing-at-start");
 	if (r < 0)
 		return r;

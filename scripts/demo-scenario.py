@@ -377,6 +377,10 @@ class Demo:
         if not m:
             raise DemoFailure(f'the logind stand-in made no session object: {text}')
         self.session_path = m.group(1)
+        # pam-driver, our child, is the session's process as far as logind knows: keywardd
+        # checks that the caller of BindSession is in the session it names.
+        self.gdbus('--dest', LOGIND, '--object-path', LOGIND_PATH, '--method',
+                   'org.freedesktop.DBus.Mock.SetSessionByPID', str(os.getpid()), SESSION_ID)
         self.gdbus('--dest', LOGIND, '--object-path', self.session_path, '--method',
                    'org.freedesktop.DBus.Mock.UpdateProperties', 'org.freedesktop.login1.Session',
                    f'{{"Type": <"x11">, "Service": <"{SERVICE}">}}')

@@ -114,6 +114,14 @@ def expect_elevation_ended_audit(c, n0, *users):
         time.sleep(0.1)
 
 
+def session_of_shell(c, p, user):
+    """The logind session id of user's interactive shell p (from its XDG_SESSION_ID)."""
+    p.sendline("echo SID=$XDG_SESSION_ID")
+    sid = p.expect(r"SID=(\w+)\r?\n", 5, what=f"the logind session of {user}'s shell")["groups"][0]
+    p.expect(c.prompt(user), 5)
+    return sid
+
+
 def caller_survives(c, p, user, marker="shell-alive"):
     """The `bash -c '...; echo elevation-ended rc=$?; read x; echo shell-alive $x'` caller
     is still there and reads input, and so is user's interactive shell behind it."""
@@ -143,12 +151,14 @@ def su(c):
     credential is on key 0): the elevation is bound; pulling the key ends the command's
     tree within 2 s (su itself within 4 s); alice's shells survive."""
     p = c.shell("alice")
+    sid = session_of_shell(c, p, "alice")
     p.sendline(NOJOBS.format(cmd='su -c "sleep 300 & sleep 301; wait" root'))
     c.answer_password(p, "root", prompt=r"Password: $")
     p.expect(r"Touch your security key for root", 10,
              what="keyward's touch cue for root (su authenticates the TARGET user)")
     tree = c.elevation(p, "su")
-    expect_bound(c, "su's elevation of alice to root", user="root")
+    # su runs in alice's session, names it, and logind confirms su is in it
+    expect_bound(c, "su's elevation of alice to root", user="root", session=sid)
     n0 = len(c.audit())
     c.pull(0, tree, within=2.0, what="su and its command (sleep 300 & sleep 301)",
            slower=SU_SLOWER)
@@ -498,6 +508,8 @@ def sudo_in_session(c):
     expect_bound(c, f"alice's login session {sid}", user="alice", session=sid)
     sudo_elevation(c, "sudo sleep 300", p=p)
     tree = c.elevation(p, "sudo")
+    # sudo names the session it runs in, and logind confirms sudo is in it
+    expect_bound(c, f"alice's sudo inside her session {sid}", service="sudo", session=sid)
     session_procs = p.tree()
     n0 = len(c.audit())
     c.pull(0, tree, within=2.0, what="sudo sleep 300 inside alice's session")

@@ -6,16 +6,20 @@ Loaded by keyward-testbed --bus as
 
 Added or changed (Manager = org.freedesktop.login1.Manager on /org/freedesktop/login1):
 - GetSession(id): org.freedesktop.login1.NoSuchSession for an unknown id.
-- GetSessionByPID(pid): the session set with Mock.SetSessionByPID(pid, id); else the
-  session whose Leader is pid; else the one set for pid 0 (a default); else
-  org.freedesktop.login1.NoSessionForPID.
+- GetSessionByPID(pid): like logind, the session the process is in: the session whose
+  Leader is pid; else Mock.SetSessionByPID(pid, id) for it or, failing
+  that, for its nearest ancestor (a child stays in its parent's session scope, as in
+  logind's cgroups); else the one set for pid 0 (a default: "any other pid"); else
+  org.freedesktop.login1.NoSessionForPID, as logind answers for a pid outside any session.
+  Mock.HangGetSessionByPID(True): it never answers (a logind that hangs; callers time out).
 - LockSession(id) / LockSessions(): emit Lock on the session object(s) (like logind);
   UnlockSession(id) / UnlockSessions(): emit Unlock. Unknown id: NoSuchSession.
   LockedHint stays as it is unless Mock.SetScreenLocker(True) was called: then a Lock
   sets LockedHint to true (a screen locker that works) and Unlock sets it false.
 - TerminateSession(id): removes the session object (also from its seat and user),
   emits SessionRemoved(id, path). Unknown id: NoSuchSession.
-- Mock.AddSession(...) emits SessionNew(id, path).
+- Mock.AddSession(...) emits SessionNew(id, path) and, like CreateSession, places its
+  caller in the new session unless the caller is in one already (logind's SessionBusy).
 - Session.SetLockedHint(b) (stock) and org.freedesktop.DBus.Properties.Set of LockedHint
   both change LockedHint; Mock.UpdateProperties works as usual.
 Every call is recorded by dbusmock (GetMethodCalls on the object, the -l log file, the
@@ -39,7 +43,7 @@ SEAT_IFACE = 'org.freedesktop.login1.Seat'
 USER_IFACE = 'org.freedesktop.login1.User'
 SESSION_PREFIX = '/org/freedesktop/login1/session/'
 
-_state = {'pid_sessions': {}, 'screen_locker': False}
+_state = {'pid_sessions': {}, 'screen_locker': False, 'hang_by_pid': False}
 
 
 def _no_such_session(session_id):
@@ -69,6 +73,7 @@ def load(mock, parameters):
     stock.load(mock, parameters)
     _state['pid_sessions'] = {}
     _state['screen_locker'] = False
+    _state['hang_by_pid'] = False
     # stock.load() just replaced our versions of these with its no-ops: put ours back,
     # the way dbusmock's AddTemplate() installs template methods
     for fn in (GetSession, LockSession, LockSessions, UnlockSession, UnlockSessions, TerminateSession):
@@ -84,19 +89,44 @@ def GetSession(self, session_id):
     return dbus.ObjectPath(path)
 
 
-@dbus.service.method(MAIN_IFACE, in_signature='u', out_signature='o')
-def GetSessionByPID(self, pid):
-    mapped = _state['pid_sessions'].get(int(pid))
-    if mapped is not None:
-        return dbus.ObjectPath(_session_obj(mapped)[0])
-    for _, path, obj in _sessions():
-        if int(obj.props[SESSION_IFACE]['Leader']) == int(pid) and int(pid) != 0:
-            return dbus.ObjectPath(path)
-    default = _state['pid_sessions'].get(0)
-    if default is not None:
-        return dbus.ObjectPath(_session_obj(default)[0])
-    raise dbus.exceptions.DBusException(f'PID {int(pid)} does not belong to any known session',
-                                        name='org.freedesktop.login1.NoSessionForPID')
+def _parent(pid):
+    try:
+        with open(f'/proc/{pid}/stat', encoding='ascii', errors='replace') as f:
+            return int(f.read().rsplit(')', 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _session_of(pid):
+    """logind's order: a session's leader first, then the process's own scope."""
+    for sid, _, obj in _sessions():
+        if int(obj.props[SESSION_IFACE]['Leader']) == pid and pid != 0:
+            return sid
+    seen = set()
+    p = pid
+    while p > 1 and p not in seen:
+        seen.add(p)
+        mapped = _state['pid_sessions'].get(p)
+        if mapped is not None:
+            return mapped
+        p = _parent(p)
+    return _state['pid_sessions'].get(0)
+
+
+@dbus.service.method(MAIN_IFACE, in_signature='u', out_signature='o',
+                     async_callbacks=('reply', 'error'))
+def GetSessionByPID(self, pid, reply, error):
+    if _state['hang_by_pid']:
+        return  # neither reply nor error: the caller's timeout decides
+    sid = _session_of(int(pid))
+    if sid is None:
+        error(dbus.exceptions.DBusException(f'PID {int(pid)} does not belong to any known session',
+                                            name='org.freedesktop.login1.NoSessionForPID'))
+        return
+    try:
+        reply(dbus.ObjectPath(_session_obj(sid)[0]))
+    except dbus.exceptions.DBusException as x:
+        error(x)
 
 
 @dbus.service.method(MAIN_IFACE, in_signature='s', out_signature='')
@@ -140,10 +170,19 @@ def TerminateSession(self, session_id):
     self.EmitSignal(MAIN_IFACE, 'SessionRemoved', 'so', [session_id, dbus.ObjectPath(path)])
 
 
-@dbus.service.method(MOCK_IFACE, in_signature='ssusb', out_signature='s')
-def AddSession(self, session_id, seat, uid, username, active):
-    '''Like the stock AddSession, and emits SessionNew.'''
+@dbus.service.method(MOCK_IFACE, in_signature='ssusb', out_signature='s', sender_keyword='sender')
+def AddSession(self, session_id, seat, uid, username, active, sender=None):
+    '''Like the stock AddSession, and emits SessionNew. Like logind's CreateSession, it
+    places the calling process in the new session, unless it is in one already.'''
     path = stock.AddSession(self, session_id, seat, uid, username, active)
+    try:
+        pid = int(self.connection.call_blocking('org.freedesktop.DBus', '/org/freedesktop/DBus',
+                                                'org.freedesktop.DBus', 'GetConnectionUnixProcessID',
+                                                's', (sender,)))
+    except (dbus.exceptions.DBusException, TypeError, ValueError):
+        pid = 0
+    if pid > 1 and _session_of(pid) is None:
+        _state['pid_sessions'][pid] = str(session_id)
     self.EmitSignal(MAIN_IFACE, 'SessionNew', 'so', [session_id, dbus.ObjectPath(path)])
     return path
 
@@ -157,6 +196,12 @@ def SetSessionByPID(self, pid, session_id):
         _state['pid_sessions'][int(pid)] = str(session_id)
     else:
         _state['pid_sessions'].pop(int(pid), None)
+
+
+@dbus.service.method(MOCK_IFACE, in_signature='b', out_signature='')
+def HangGetSessionByPID(self, hang):
+    '''True: GetSessionByPID never answers (a hung logind).'''
+    _state['hang_by_pid'] = bool(hang)
 
 
 @dbus.service.method(MOCK_IFACE, in_signature='b', out_signature='')

@@ -65,6 +65,10 @@ CASES = {
     "account-event": [],
     "auth-many-creds": [],
     "auth-authenticator-rules": [],
+    "import-aaguid-refused": [],
+    "import-attestation-refused": [],
+    "import-policy-change": [],
+    "nss-failure": [],
     "flood-fair": [],
 }
 
@@ -102,7 +106,7 @@ class Env:
         self._bus = None
 
     # --- policy and daemon ---
-    def write_policy(self, rule_extra="", settings_extra="", path=None):
+    def write_policy(self, rule_extra="", settings_extra="", path=None, rules_extra=""):
         text = f"""
 settings = {{
 	rp_id = "pam://keyward";
@@ -119,7 +123,7 @@ rules = (
 		match = {{ users = ["root", "nobody"]; services = ["sudo"]; }};
 		require = "key";
 		{rule_extra}
-	}},
+	}},{rules_extra}
 	{{
 		name = "ssh-deny";
 		match = {{ users = ["root"]; services = ["sshd"]; }};
@@ -134,9 +138,9 @@ default = {{ require = "none"; }};
             f.write(text)
         os.chmod(path, 0o644)
 
-    def start(self):
+    def start(self, env=None):
         out = open(self.daemon_log, "a")
-        self.daemon = subprocess.Popen([self.keywardd, "-v", "-c", self.conf], stdout=out, stderr=out)
+        self.daemon = subprocess.Popen([self.keywardd, "-v", "-c", self.conf], stdout=out, stderr=out, env=env)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.daemon.poll() is not None:
@@ -282,12 +286,16 @@ def case_enroll_aaguid_refused(e):
     e.enroll(expect=0)
 
 
-def case_enroll_attestation_verified(e):
-    ca = os.environ["KEYWARD_TESTBED_CA"]
+def verified_attestation(e):
+    """Rule settings requiring attestation verified against the testbed's CA."""
     anchor = os.path.join(e.tmp, "anchor.pem")
-    shutil.copy(ca, anchor)
+    shutil.copy(os.environ["KEYWARD_TESTBED_CA"], anchor)
     os.chmod(anchor, 0o644)
-    e.write_policy(rule_extra=f'attestation = "verified"; trust_anchors = ["{anchor}"];')
+    return f'attestation = "verified"; trust_anchors = ["{anchor}"];'
+
+
+def case_enroll_attestation_verified(e):
+    e.write_policy(rule_extra=verified_attestation(e))
     e.start()
     r = e.enroll()
     check("attestation: verified" in r.stdout, "verified attestation")
@@ -915,11 +923,7 @@ def case_auth_authenticator_rules(e):
     check(not a["granted"] and a["reason"] == "aaguid-refused", f"model not in the allow list: {a}")
     reload(f'aaguid_allow = ["{OTHER_AAGUID}", "{AAGUID}"];')
     check(e.authenticate()["granted"], "model in the allow list")
-    ca = os.environ["KEYWARD_TESTBED_CA"]
-    anchor = os.path.join(e.tmp, "anchor.pem")
-    shutil.copy(ca, anchor)
-    os.chmod(anchor, 0o644)
-    reload(f'attestation = "verified"; trust_anchors = ["{anchor}"];')
+    reload(verified_attestation(e))
     a = e.authenticate()
     check(not a["granted"] and a["reason"] == "attestation-refused", f"unverified enrolment: {a}")
 
@@ -1094,34 +1098,201 @@ def case_bus_lost(e):
           f"no daemon-stop record with reason bus-lost: {e.audit_records()[-2:]}")
 
 
-def case_import_pamu2fcfg(e):
-    e.write_policy()
-    e.start()
+def pamu2fcfg_authfile(e, user="root", *extra):
+    """A pam_u2f authfile holding one credential of USER, made by pamu2fcfg on the plugged
+    key for the relying party pam://oldhost."""
     authfile = os.path.join(e.tmp, "u2f_keys")
-    r = subprocess.run(["pamu2fcfg", "-u", "root", "-o", "pam://oldhost", "-i", "pam://oldhost"],
+    r = subprocess.run(["pamu2fcfg", "-u", user, *extra, "-o", "pam://oldhost", "-i", "pam://oldhost"],
                        capture_output=True, text=True, timeout=60)
-    check(r.returncode == 0 and r.stdout.startswith("root:"), f"pamu2fcfg: {r.returncode} {r.stderr}")
+    check(r.returncode == 0 and r.stdout.startswith(user + ":"), f"pamu2fcfg: {r.returncode} {r.stdout} {r.stderr}")
     with open(authfile, "w") as f:
         f.write(r.stdout.strip() + "\n")
     log("authfile: " + open(authfile).read())
-    e.ctl("import-pam-u2f", "--origin", "pam://oldhost", authfile)
+    return authfile
+
+
+def import_authfile(e, authfile, expect=0):
+    return e.ctl("import-pam-u2f", "--origin", "pam://oldhost", authfile, expect=expect)
+
+
+def case_import_pamu2fcfg(e):
+    e.write_policy()
+    e.start()
+    authfile = pamu2fcfg_authfile(e)
+    import_authfile(e, authfile)
     text = open(os.path.join(e.creds, "root.creds")).read()
     check("rp_id=pam://oldhost" in text and "attestation=imported" in text, text)
     a = e.authenticate()
     check(a["granted"] and a["cred"] == "root-u2f-1", f"imported key authenticates: {a}")
-    e.ctl("import-pam-u2f", "--origin", "pam://oldhost", authfile, expect=1)  # already there
+    import_authfile(e, authfile, expect=1)  # already there
     # a resident credential ("*" key handle): found by discovery, matched by its public key
-    r = subprocess.run(["pamu2fcfg", "-u", "nobody", "-r", "-o", "pam://oldhost", "-i", "pam://oldhost"],
-                       capture_output=True, text=True, timeout=60)
-    check(r.returncode == 0 and r.stdout.startswith("nobody:*,"), f"pamu2fcfg -r: {r.returncode} {r.stdout} {r.stderr}")
-    with open(authfile, "w") as f:
-        f.write(r.stdout.strip() + "\n")
-    e.ctl("import-pam-u2f", "--origin", "pam://oldhost", authfile)
+    authfile = pamu2fcfg_authfile(e, "nobody", "-r")
+    check(open(authfile).read().startswith("nobody:*,"), "pamu2fcfg -r made no resident credential")
+    import_authfile(e, authfile)
     check("id=*" in open(os.path.join(e.creds, "nobody.creds")).read(), "stored as discoverable")
     a = e.authenticate(user="nobody")
     check(a["granted"] and a["cred"] == "nobody-u2f-1", f"imported resident key authenticates: {a}")
     a = e.authenticate()
     check(a["granted"] and a["cred"] == "root-u2f-1", f"root's key still works: {a}")
+
+
+# A second rule for root, for a service other than the first rule's.
+ROOT_LOGIN_RULE = """
+	{
+		name = "root-login";
+		match = { users = ["root"]; services = ["login"]; };
+		require = "key";
+		%s
+	},"""
+
+
+def import_refused(e, authfile, reason, rule_name, words):
+    """The import of AUTHFILE is refused by rule RULE_NAME: keywardctl says why and what to
+    do instead, nothing is stored, the refusal is recorded."""
+    records = len(e.audit_find(event="import", reason=reason))
+    r = import_authfile(e, authfile, expect=1)
+    check(f"rule {rule_name}" in r.stderr and words in r.stderr and "keywardctl enroll root" in r.stderr,
+          f"refusal message: {r.stderr}")
+    check("0 credential(s) imported, 1 failed." in r.stdout, f"summary: {r.stdout}")
+    check(not os.path.exists(os.path.join(e.creds, "root.creds")), "a refused credential was stored")
+    recs = e.audit_find(event="import", reason=reason)
+    check(len(recs) == records + 1 and recs[-1].get("result") == "failure"
+          and recs[-1].get("rule_name") == rule_name and recs[-1].get("user") == "root"
+          and recs[-1].get("cred_label") == "root-u2f-1", f"refusal record: {recs}")
+
+
+def case_import_aaguid_refused(e):
+    """ImportCredential obeys the rules Enroll obeys: an imported credential's model is
+    unknown, so a rule with an aaguid_allow list refuses it, even a list naming the key's
+    real model, and so does such a rule for another service of the same user."""
+    import dbus
+    e.write_policy(rule_extra=f'aaguid_allow = ["{AAGUID}"];')
+    e.start()
+    authfile = pamu2fcfg_authfile(e)
+    import_refused(e, authfile, "aaguid-refused", "root-sudo", "aaguid_allow")
+    # the error name, for other clients than keywardctl
+    kh, pk, cose, flags = open(authfile).read().strip().split(":", 1)[1].split(",")
+    try:
+        e.manager().ImportCredential("root", "direct", kh, pk, cose, flags, "pam://oldhost")
+        raise Fail("ImportCredential accepted a credential the policy refuses")
+    except dbus.exceptions.DBusException as x:
+        check(x.get_dbus_name() == "org.keyward.Keyward1.Error.PolicyRefused", f"error name: {x}")
+    # root's sudo rule accepts any model; the rule for login does not
+    e.write_policy(rules_extra=ROOT_LOGIN_RULE % f'aaguid_allow = ["{AAGUID}"];')
+    e.manager().Reload()
+    import_refused(e, authfile, "aaguid-refused", "root-login", "aaguid_allow")
+
+
+def case_import_attestation_refused(e):
+    """A rule that requires verified attestation refuses an imported credential (it has no
+    attestation); enrolling the same key, as the message says, works."""
+    e.write_policy(rule_extra=verified_attestation(e))
+    e.start()
+    import_refused(e, pamu2fcfg_authfile(e), "attestation-refused", "root-sudo", "verified attestation")
+    r = e.enroll()
+    check("attestation: verified" in r.stdout, f"enroll instead: {r.stdout}")
+
+
+def case_import_policy_change(e):
+    """A credential imported under a permissive rule (a deny list cannot name an unknown
+    model) logs in; change the policy after the import, the next login obeys it."""
+    e.write_policy(rule_extra=f'aaguid_deny = ["{OTHER_AAGUID}"];')
+    e.start()
+    import_authfile(e, pamu2fcfg_authfile(e))
+    text = open(os.path.join(e.creds, "root.creds")).read()
+    check("attestation=imported" in text and "aaguid=" not in text, text)
+    check(e.audit_find(event="import", result="success", user="root"), "import not recorded")
+    a = e.authenticate()
+    check(a["granted"] and a["cred"] == "root-u2f-1", f"imported credential under a permissive rule: {a}")
+
+    def reload(extra):
+        e.write_policy(rule_extra=extra)
+        e.manager().Reload()
+
+    reload(f'aaguid_allow = ["{AAGUID}"];')
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "aaguid-refused", f"allow list after the import: {a}")
+    check(e.audit_find(event="auth", reason="aaguid-refused", rule_name="root-sudo", cred_label="root-u2f-1"),
+          "login refusal not recorded")
+    reload(verified_attestation(e))
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "attestation-refused", f"verified attestation after the import: {a}")
+    reload("")
+    a = e.authenticate()
+    check(a["granted"] and a["cred"] == "root-u2f-1", f"permissive again: {a}")
+
+
+# Entries larger than the NSS buffer limit of lib/accounts.c (1 MiB): looking them up
+# fails with ERANGE, as a broken NSS source would fail.
+NSS_HUGE = 1100 * 1024
+NSS_PASSWD = """root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+alice:x:1001:1001::/home/alice:/bin/sh
+bob:x:1002:1002:%s:/home/bob:/bin/sh
+carol:x:1003:1003::/home/carol:/bin/sh
+dave:x:1004:1004::/home/dave:/bin/sh
+""" % ("b" * NSS_HUGE)
+NSS_GROUP = """root:x:0:
+nogroup:x:65534:
+wheel:x:10:carol
+alice:x:1001:
+bob:x:1002:
+carol:x:1003:
+dave:x:1004:
+huge:x:3000:alice,%s
+""" % ",".join(f"u{i:06d}" for i in range(NSS_HUGE // 8))
+WHEEL_RULE = """
+	{
+		name = "wheel-sudo";
+		match = { groups = ["wheel"]; services = ["sudo"]; };
+		require = "key";
+	},"""
+
+
+def case_nss_failure(e):
+    """keywardd's account lookups fail closed (lib/accounts.c through manager_evaluate):
+    under nss_wrapper, alice's groups cannot be listed and bob's passwd entry cannot be
+    read, and a rule covers the group wheel. Neither is answered "not covered": Check fails
+    with an error naming the user (the PAM module then decides from the coverage snapshot,
+    where the same lookup counts as covered), Authenticate refuses with reason `error` and
+    records it, an import is refused. Users whose lookups work are decided as before."""
+    import dbus
+    files = {}
+    for name, text in (("passwd", NSS_PASSWD), ("group", NSS_GROUP)):
+        files[name] = os.path.join(e.tmp, name)
+        with open(files[name], "w") as f:
+            f.write(text)
+    preload = [p for p in os.environ.get("LD_PRELOAD", "").replace(":", " ").split() if p]
+    env = dict(os.environ, LD_PRELOAD=" ".join(preload + ["libnss_wrapper.so"]),
+               NSS_WRAPPER_PASSWD=files["passwd"], NSS_WRAPPER_GROUP=files["group"])
+    e.write_policy(rules_extra=WHEEL_RULE)
+    e.start(env=env)
+    m = e.manager()
+    r = m.Check("carol", "sudo", "", "")
+    wheel_line = open(e.conf).read().split('name = "wheel-sudo"')[0].count("\n")  # the rule's '{'
+    check(str(r[0]) == "key" and str(r[4]).endswith(f"keyward.conf:{wheel_line}"), f"carol, in wheel: {r}")
+    r = m.Check("dave", "sudo", "", "")
+    check(str(r[0]) == "none", f"dave, in no covered group: {r}")
+    for user, logged in (("alice", "Cannot resolve the groups of alice"),
+                         ("bob", "Cannot look up the account bob")):
+        try:
+            r = m.Check(user, "sudo", "", "")
+            raise Fail(f"Check({user}) answered {r} although the lookup fails")
+        except dbus.exceptions.DBusException as x:
+            log(f"Check({user}) -> {x.get_dbus_name()}: {x.get_dbus_message()}")
+            check(x.get_dbus_name() == "org.keyward.Keyward1.Error.Failed"
+                  and f"Cannot evaluate the policy for {user}" in x.get_dbus_message(), f"Check({user}): {x}")
+        a = e.authenticate(user=user)
+        check(not a["granted"] and a["reason"] == "error" and a["message"] == "The keyward policy could not be evaluated.",
+              f"Authenticate({user}): {a}")
+        check(e.audit_find(event="auth", result="failure", reason="error", user=user, service="sudo"),
+              f"Authenticate({user}) refusal not recorded")
+        check(logged in e.log_text(), f"no log line '{logged}'")
+    # an import for alice cannot know which rules would use the credential: refused
+    r = import_authfile(e, pamu2fcfg_authfile(e, "alice"), expect=3)
+    check("Cannot evaluate the policy for alice" in r.stderr, f"import for alice: {r.stderr}")
+    check(not os.path.exists(os.path.join(e.creds, "alice.creds")), "alice's import was stored")
+    check(e.audit_find(event="import", reason="error", user="alice"), "refused import not recorded")
 
 
 def case_auth_many_creds(e):

@@ -50,6 +50,9 @@ CASES = {
     "unbind": 1,
     "bind-limits": 1,
     "bad-binding-files": 1,
+    "corrupt-binding-acts": 1,
+    "bind-session-check": 1,
+    "bind-logind-silent": 1,
     "pam-session": 1,
 }
 
@@ -219,6 +222,12 @@ default = {{ require = "none"; }};
                                                     {"Type": dbus.String(session_type)})
         return path
 
+    def in_session(self, sid):
+        """logind (the stand-in) places this process, and so its children, in session sid
+        (None: in no session), as pam_systemd does for the PAM application of a login."""
+        import dbus
+        self.logind_mock().SetSessionByPID(dbus.UInt32(os.getpid()), sid or "")
+
     def calls(self, path, method):
         """Calls logind received: the manager's from dbusmock's GetMethodCalls; a session's
         Lock from the stand-in's log (the Session.Lock call emits "Lock" on that object),
@@ -251,6 +260,8 @@ default = {{ require = "none"; }};
     def bind(self, session="", pid=0, user="root", service="login"):
         import dbus
         token, device = self.authenticate(user, service)
+        if session:
+            self.in_session(session)  # BindSession checks that the caller is in it
         bid = str(self.manager().BindSession(token, session, dbus.UInt32(pid), service, "", user))
         log(f"BindSession({session or 'pid:%d' % pid}) -> {bid} on {device}")
         return bid, device
@@ -364,6 +375,7 @@ def case_decision_in_flight(e):
     e.manager().Reload()
     new = e.audit_find(event="policy-load", result="success")[-1]["detail"]
     check(new != old, f"the stricter policy was not loaded: {old} / {new}")
+    e.in_session("s1")
     e.manager().BindSession(token, "s1", dbus.UInt32(0), "login", "", "root")
     b1 = e.wait_audit("bind s1", event="session-bind", result="success", session="s1")[0]
     check(b1.get("action") == "lock" and b1.get("rule_name") == "bench" and b1.get("policy") == old,
@@ -734,6 +746,7 @@ def case_token_replay(e):
     check({r.get("reason") for r in recs} == {"token-process", "token-mismatch"},
           f"refusals not audited: {recs}")
     token, _ = e.authenticate("root", "login")
+    e.in_session("s1")  # and so is the child that binds it
     check(child_call("bind", token) == "bound", "a child of the authenticating process was refused")
     check(len(e.binding_files()) == 1, "no binding file for the child's binding")
 
@@ -785,38 +798,258 @@ def case_bind_limits(e):
     check(len(e.binding_files()) == 1, "binding files after the refused elevation")
 
 
+def edited(text, **keys):
+    """A binding file's TEXT with the value of each key in KEYS replaced (None: the line
+    dropped)."""
+    out = []
+    for line in text.splitlines(True):
+        k = line.split("=", 1)[0]
+        if k in keys:
+            if keys[k] is not None:
+                out.append(f"{k}={keys[k]}\n")
+        else:
+            out.append(line)
+    return "".join(out)
+
+
+def write_binding_file(e, name, content, mode=0o600, owner=None):
+    path = os.path.join(e.run, "bindings", name)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(content)
+    os.chmod(path, mode)
+    if owner is not None:
+        os.chown(path, owner, owner)
+
+
+def alerts(e, name):
+    """The alert records about binding file NAME (session-bind, failure)."""
+    return [r for r in e.audit_find(event="session-bind", result="failure")
+            if r.get("reason", "").startswith("binding-") and name in r.get("detail", "")]
+
+
 def case_bad_binding_files(e):
+    # Binding files keywardd did not write as they are. A root-owned file in the root-only
+    # directory that does not parse is corrupt: what it names (here each its own session)
+    # gets the rule's removal action at once (lock) with an alert; one that names nothing
+    # (an oversized file) and one anybody could have written (mode 0666) are not acted on:
+    # alert only. All stay for inspection; the good binding still waits for its key.
     e.write_policy()
     e.start()
     e.enroll("root", 0)
     p1 = e.add_session("s1")
     good, _ = e.bind("s1")
     e.kill9()
-    d = os.path.join(e.run, "bindings")
-    text = open(os.path.join(d, good)).read()
-    bad = {
-        "a" * 32: text.replace("version=1", "version=2"),
-        "b" * 32: text + "evil=1\n",
-        "c" * 32: text.replace("user=root", "user=root\nuser=nobody"),
-        "d" * 32: "x" * 9000,
-        "e" * 32: text.replace("state=bound\n", ""),
+    text = open(os.path.join(e.run, "bindings", good)).read()
+    acting = {
+        "a" * 32: ("sa", edited(text, session="sa", session_path=None).replace("version=1", "version=2")),
+        "b" * 32: ("sb", edited(text, session="sb", session_path=None) + "evil=1\n"),
+        "c" * 32: ("sc", edited(text, session="sc", session_path=None).replace("user=root", "user=root\nuser=nobody")),
+        "e" * 32: ("se", edited(text, session="se", session_path=None, state=None)),
     }
-    for name, content in bad.items():
-        with open(os.open(os.path.join(d, name), os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(content)
-    ww = "f" * 32
-    with open(os.open(os.path.join(d, ww), os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-        f.write(text)
-    os.chmod(os.path.join(d, ww), 0o666)
+    paths = {sid: e.add_session(sid) for sid, _ in acting.values()}
+    paths["sf"] = e.add_session("sf")
+    for name, (_, content) in acting.items():
+        write_binding_file(e, name, content)
+    write_binding_file(e, "d" * 32, "x" * 9000)
+    write_binding_file(e, "f" * 32, edited(text, session="sf"), mode=0o666)
     e.start()
-    check(int(e.status()["bindings"]) == 1, f"bindings loaded: {e.status()['bindings']}")
+    for name, (sid, _) in acting.items():
+        wait_for(lambda: e.calls(paths[sid], "Lock"), f"Lock on {sid} (named by the corrupt file {name})")
+        rec = alerts(e, name)
+        check(len(rec) == 1 and rec[0]["reason"] == "binding-corrupt" and rec[0]["session"] == sid
+              and rec[0]["action"] == "lock" and "the rule's removal action" in rec[0]["detail"], f"alert for {name}: {rec}")
+    rec = alerts(e, "d" * 32)
+    check(len(rec) == 1 and rec[0]["reason"] == "binding-corrupt" and "session" not in rec[0], f"alert for d: {rec}")
+    rec = alerts(e, "f" * 32)
+    check(len(rec) == 1 and rec[0]["reason"] == "binding-untrusted" and "session" not in rec[0], f"alert for f: {rec}")
     logtext = e.log_text()
-    for name in list(bad) + [ww]:
+    for name in list(acting) + ["d" * 32, "f" * 32]:
         check(f"{name} cannot be used" in logtext, f"no error logged for {name}")
+    check("kept for inspection" in logtext, "the log does not say the files are kept")
     check(len(e.binding_files()) == 7, "a refused binding file was removed")
+    check(not e.calls(paths["sf"], "Lock"), "a world-writable file was acted on")
+    check(not e.calls(p1, "Lock"), "the good binding acted although its key is plugged in")
     e.bed("unplug", "0")
     wait_for(lambda: e.calls(p1, "Lock"), "Lock on s1 from the good binding")
-    check(len(e.calls(p1, "Lock")) == 1, "a refused file acted")
+    time.sleep(0.3)
+    check(len(e.calls(p1, "Lock")) == 1, "s1 locked twice")
+    check(not e.calls(paths["sf"], "Lock"), "a world-writable file was acted on")
+
+
+def case_corrupt_binding_acts(e):
+    # What a corrupt file acts on, and with which action: the rule's when it can be read,
+    # else the strictest (terminate the session, end the elevation); a session id, or a pid
+    # whose start time matches, identifies something; a file naming nothing, or one that
+    # someone else than root could have written (wrong owner), is an alert only.
+    e.write_policy()
+    e.start()
+    e.enroll("root", 0)
+    e.add_session("s1")
+    good, _ = e.bind("s1")
+    e.kill9()
+    text = open(os.path.join(e.run, "bindings", good)).read()
+    os.unlink(os.path.join(e.run, "bindings", good))
+    for sid in ("st", "sboth", "so"):
+        e.add_session(sid)
+    elevated = spawn_elevation(e)
+    elevated2 = spawn_elevation(e)
+    start = int(open(f"/proc/{elevated.pid}/stat").read().rsplit(")", 1)[1].split()[19])
+    start2 = int(open(f"/proc/{elevated2.pid}/stat").read().rsplit(")", 1)[1].split()[19])
+    truncated = edited(text, session="st", session_path=None)
+    truncated = truncated[:truncated.index("created=") + 6]  # cut short before removal=
+    files = {
+        # truncated: no removal= left, and the last line is unterminated (dropped)
+        "1" * 32: truncated,
+        # an elevation (no session) that lost its removal= line and gained garbage
+        "2" * 32: edited(text, session=None, session_path=None, removal=None, pid=elevated.pid,
+                         pid_start=start) + "\x00\x01garbage\n",
+        # a session and an elevation, removal unreadable: both get the strictest action
+        "3" * 32: edited(text, session="sboth", session_path=None, removal="explode",
+                         pid=elevated2.pid, pid_start=start2),
+        # a pid whose start time does not match: nothing is signalled
+        "4" * 32: edited(text, session=None, session_path=None, removal=None, pid=os.getpid(),
+                         pid_start=1),
+        # nothing to identify
+        "5" * 32: "hello\nsession\npid=12\n",
+    }
+    for name, content in files.items():
+        write_binding_file(e, name, content)
+    # owned by somebody else: not root's word, not acted on
+    write_binding_file(e, "6" * 32, edited(text, session="so", session_path=None, version="2"), owner=65534)
+    e.start()
+    wait_for(lambda: [c for c in e.calls(LOGIND_PATH, "TerminateSession") if str(c[1][0]) == "st"],
+             "TerminateSession of st (truncated file: the strictest action)")
+    wait_for(lambda: [c for c in e.calls(LOGIND_PATH, "TerminateSession") if str(c[1][0]) == "sboth"],
+             "TerminateSession of sboth")
+    wait_for(lambda: elevated.poll() is not None, "the elevation of the garbled file to end", timeout=5)
+    wait_for(lambda: elevated2.poll() is not None, "the elevation named with sboth to end", timeout=5)
+    term = [str(c[1][0]) for c in e.calls(LOGIND_PATH, "TerminateSession")]
+    check(sorted(term) == ["sboth", "st"], f"TerminateSession calls: {term}")
+    e.wait_audit("st terminated", event="action", session="st", action="terminate", result="success")
+    e.wait_audit("elevation ended", event="action", session=f"pid:{elevated.pid}", action="end-elevation",
+                 result="success", reason="ended")
+    e.wait_audit("elevation 2 ended", event="action", session=f"pid:{elevated2.pid}", action="end-elevation",
+                 result="success", reason="ended")
+    e.wait_audit("reused pid left alone", event="action", session=f"pid:{os.getpid()}", reason="already-ended")
+    for name, sid, action in (("1" * 32, "st", "terminate"), ("2" * 32, f"pid:{elevated.pid}", "end-elevation")):
+        rec = alerts(e, name)
+        check(len(rec) == 1 and rec[0]["session"] == sid and rec[0]["action"] == action
+              and "strictest" in rec[0]["detail"], f"alert for {name}: {rec}")
+    rec = alerts(e, "3" * 32)
+    check(sorted(r["session"] for r in rec) == sorted(["sboth", f"pid:{elevated2.pid}"]), f"alerts for 3: {rec}")
+    rec = alerts(e, "5" * 32)
+    check(len(rec) == 1 and rec[0]["reason"] == "binding-corrupt" and "session" not in rec[0], f"alert for 5: {rec}")
+    rec = alerts(e, "6" * 32)
+    check(len(rec) == 1 and rec[0]["reason"] == "binding-untrusted", f"alert for 6: {rec}")
+    check(not [c for c in e.calls(LOGIND_PATH, "TerminateSession") if str(c[1][0]) == "so"],
+          "a file owned by another user was acted on")
+    check(e.daemon.poll() is None, "keywardd ended itself")
+    check(sorted(e.binding_files()) == sorted(list(files) + ["6" * 32]), f"files: {e.binding_files()}")
+    # the files stay for an administrator; a restart acts again (fail loud until removed)
+    e.stop()
+    n = len(alerts(e, "1" * 32))
+    e.start()
+    wait_for(lambda: len(alerts(e, "1" * 32)) == n + 1, "the alert again after a restart")
+
+
+def bind_expect_refused(e, session, name, words):
+    """BindSession(session) with a fresh token is refused with NAME, its message holding
+    WORDS; returns the refusal's audit record."""
+    import dbus
+    token, _ = e.authenticate()
+    n = len(e.audit_find(event="session-bind", result="failure"))
+    files = e.binding_files()
+    try:
+        e.manager().BindSession(token, session, dbus.UInt32(0), "login", "", "root", timeout=30)
+        raise Fail(f"BindSession({session}) was not refused")
+    except dbus.DBusException as x:
+        log(f"BindSession({session}) refused: {x.get_dbus_name()}: {x.get_dbus_message()}")
+        check(x.get_dbus_name() == name and words in x.get_dbus_message(), str(x))
+    check(e.binding_files() == files, "a refused BindSession left a binding file")
+    rec = e.audit_find(event="session-bind", result="failure")[n:]
+    check(len(rec) == 1, f"refusal records: {rec}")
+    return rec[0]
+
+
+def case_bind_session_check(e):
+    # BindSession binds a session only for a caller logind places in it (GetSessionByPID of
+    # the calling process): the right session binds; another live session, or none, is
+    # refused with session-mismatch; an elevation without a session is not asked about.
+    e.write_policy()
+    e.start()
+    e.enroll("root", 0)
+    e.add_session("s1")
+    e.add_session("s2")
+    e.bind("s1")
+    asked = [c for c in e.calls(LOGIND_PATH, "GetSessionByPID") if int(c[1][0]) == os.getpid()]
+    check(asked, "keywardd did not ask logind which session the caller is in")
+    rec = e.audit_find(event="session-bind", result="success", session="s1")
+    check(len(rec) == 1 and len(e.binding_files()) == 1, f"the right session was not bound: {rec}")
+    # in s1, naming s2 (another live session)
+    e.in_session("s1")
+    rec = bind_expect_refused(e, "s2", "org.keyward.Keyward1.Error.AccessDenied", "not in logind session s2")
+    check(rec["reason"] == "session-mismatch" and "logind places it in s1" in rec["message"], f"{rec}")
+    # in no session at all
+    e.in_session(None)
+    rec = bind_expect_refused(e, "s1", "org.keyward.Keyward1.Error.AccessDenied", "not in logind session s1")
+    check(rec["reason"] == "session-mismatch" and "no session" in rec["message"], f"{rec}")
+    check("session-mismatch" in e.log_text(), "the refusal is not in the daemon log")
+    # an elevation outside any session binds (no session id, nothing to check)
+    proc = spawn_elevation(e)
+    n = len(e.calls(LOGIND_PATH, "GetSessionByPID"))
+    e.bind("", pid=proc.pid, service="sudo")
+    check(len(e.calls(LOGIND_PATH, "GetSessionByPID")) == n, "logind asked about an elevation without a session")
+    check(len(e.binding_files()) == 2, f"binding files: {e.binding_files()}")
+
+
+def case_bind_logind_silent(e):
+    # logind does not answer GetSessionByPID: the binding is refused when the bounded wait
+    # ends (fail closed), and keywardd keeps serving other calls meanwhile.
+    e.write_policy()
+    e.start()
+    e.enroll("root", 0)
+    e.add_session("s1")
+    e.in_session("s1")
+    e.logind_mock().HangGetSessionByPID(True)
+    token, _ = e.authenticate()
+    n = len(e.audit_find(event="session-bind", result="failure"))
+    t0 = time.monotonic()
+    # a child of this process binds (the token's process tree; it is in s1 too)
+    child = subprocess.Popen(["/usr/bin/python3", "-c", CHILD_CALL, "bind", token],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    e.children.append(child)
+    wait_for(lambda: e.calls(LOGIND_PATH, "GetSessionByPID"), "keywardd to ask logind")
+    t1 = time.monotonic()
+    status = e.status()
+    check(time.monotonic() - t1 < 1.0 and child.poll() is None,
+          "GetStatus waited for the BindSession that waits for logind")
+    log(f"GetStatus answered while BindSession waits for logind: bindings={status['bindings']}")
+    out, err = child.communicate(timeout=20)
+    dt = time.monotonic() - t0
+    log(f"child bind after {dt:.2f}s: {out.strip()} {err.strip()}")
+    check(out.startswith("org.keyward.Keyward1.Error.Failed") and "cannot be verified" in out, out)
+    check(1.5 <= dt < 6, f"refused after {dt:.2f}s")
+    rec = e.audit_find(event="session-bind", result="failure")[n:]
+    check(len(rec) == 1 and rec[0]["reason"] == "session-unverified", f"{rec}")
+    check(e.binding_files() == [], "a binding file was written")
+    check("session-unverified" in e.log_text(), "the refusal is not in the daemon log")
+    # keywardd stopping while logind has not answered: the call is answered, not dropped
+    token, _ = e.authenticate()
+    asked = len(e.calls(LOGIND_PATH, "GetSessionByPID"))
+    child = subprocess.Popen(["/usr/bin/python3", "-c", CHILD_CALL, "bind", token],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    e.children.append(child)
+    wait_for(lambda: len(e.calls(LOGIND_PATH, "GetSessionByPID")) > asked, "keywardd to ask logind again")
+    e.stop()
+    out, err = child.communicate(timeout=20)
+    log(f"child bind while keywardd stops: {out.strip()} {err.strip()}")
+    check(out.startswith("org.keyward.Keyward1.Error.Failed") and "stopped" in out, out)
+    check(e.binding_files() == [], "a binding file was written")
+    # logind answers again: the next login binds
+    e.logind_mock().HangGetSessionByPID(False)
+    e.start()
+    e.bind("s1")
+    check(len(e.binding_files()) == 1, "no binding once logind answers")
 
 
 def pam_driver(e, service, user, ops):
@@ -842,14 +1075,14 @@ def pam_driver(e, service, user, ops):
 def case_pam_session(e):
     # the whole chain: pam_keyward.so auth + open_session (BindSession with the session
     # logind names for the PAM process) → key pulled → that session is locked
-    import dbus
     e.write_policy()
     e.start()
     e.enroll("root", 0)
     p1 = e.add_session("s1")
     p2 = e.add_session("s2")
-    # GetSessionByPID of any pid not otherwise known: s1 (the PAM process's session)
-    e.logind_mock().SetSessionByPID(dbus.UInt32(0), "s1")
+    # the PAM process (pam-driver, a child of this one) is in s1, as pam_systemd would have
+    # placed it: GetSessionByPID names s1 to the module and to keywardd's check
+    e.in_session("s1")
     e.pam_dir = os.path.join(e.tmp, "pam.d")
     os.mkdir(e.pam_dir)
     module = os.path.abspath(e.args.module)
