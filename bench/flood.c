@@ -2,10 +2,11 @@
  * system bus and keeps keywardd busy with Check and Authenticate calls for itself (the only
  * account an unprivileged caller may name), as fast as the answers come back.
  *
- *   keyward-bench-flood --uid UID --gid GID --user NAME [--connections N] [--inflight K]
+ *   keyward-bench-flood [--uid UID --gid GID] --user NAME [--connections N] [--inflight K]
  *                       [--method check|authenticate|both] [--service S]
  *
- * Drops to UID/GID (no supplementary groups) before it connects, prints "ready" once every
+ * Run as root, drops to UID/GID (no supplementary groups, both needed) before it connects;
+ * run as the unprivileged user itself, needs neither. Prints "ready" once every
  * connection is up, floods until stdin closes, then prints one line:
  *   "flood: sent=N replies=N errors=N busy=N seconds=S"
  * Runs inside keyward-testbed --bus (DBUS_SYSTEM_BUS_ADDRESS). */
@@ -137,11 +138,13 @@ int main(int argc, char **argv)
 		}
 		i++;
 	}
-	if (uid <= 0 || gid <= 0 || !f.user || n_conn == 0 || inflight == 0) {
-		fprintf(stderr, "flood: --uid, --gid (not root) and --user are needed\n");
+	if (!f.user || n_conn == 0 || inflight == 0 || (getuid() == 0 && (uid <= 0 || gid <= 0))) {
+		fprintf(stderr,
+		        "flood: --user is needed, and as root --uid and --gid (not root)\n");
 		return 2;
 	}
-	if (setgroups(0, NULL) < 0 || setgid((gid_t)gid) < 0 || setuid((uid_t)uid) < 0) {
+	if (getuid() == 0 &&
+	        (setgroups(0, NULL) < 0 || setgid((gid_t)gid) < 0 || setuid((uid_t)uid) < 0)) {
 		fprintf(stderr, "flood: cannot drop to uid %ld: %s\n", uid, strerror(errno));
 		return 1;
 	}

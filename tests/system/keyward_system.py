@@ -891,18 +891,20 @@ def check_testbed_libraries(testbed, root):
             f"the testbed is not supported in the container).")
 
 
-def prepare(source, deb_build, testbed, out):
+def prepare(source, deb_build, testbed, out, flood):
     """Everything the scenarios need: the cached root, a fresh .deb of SOURCE, and OUT/
-    with the .deb, keyward-testbed and ptydrive.py (mounted at /mnt/kw)."""
+    with the .deb, keyward-testbed, keyward-bench-flood and ptydrive.py (mounted at
+    /mnt/kw)."""
     check_host()
     root = ensure_root()
     deb = build_deb(source, deb_build)
     check_testbed_libraries(testbed, root)
+    check_testbed_libraries(flood, root)
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(out):
         os.unlink(os.path.join(out, f))
     here = os.path.dirname(os.path.abspath(__file__))
-    for src in (deb, testbed, os.path.join(here, "ptydrive.py")):
+    for src in (deb, testbed, flood, os.path.join(here, "ptydrive.py")):
         shutil.copy2(src, out)
     log(f"staged {sorted(os.listdir(out))} in {out}; root {root}")
     return root
@@ -918,6 +920,7 @@ def main(argv=None):
     p.add_argument("--source", required=True)
     p.add_argument("--deb-build", required=True)
     p.add_argument("--testbed", required=True)
+    p.add_argument("--flood", required=True, help="keyward-bench-flood (bench/flood.c)")
     p.add_argument("--out", required=True)
     p = sub.add_parser("shell", help="boot a container with keyward set up and open a "
                                      "root shell in it; exiting the shell tears it down")
@@ -930,7 +933,7 @@ def main(argv=None):
             check_host()
             print(ensure_root())
         elif a.cmd == "prepare":
-            prepare(a.source, a.deb_build, a.testbed, a.out)
+            prepare(a.source, a.deb_build, a.testbed, a.out, a.flood)
         elif a.cmd == "shell":
             enroll = [("alice", 0), ("root", 0)] + ([("carol", 1)] if a.keys > 1 else [])
             with System(ensure_root(), a.kw, f"kw-shell-{os.getpid()}") as c:
