@@ -93,7 +93,8 @@ def main():
         e2e.check(os.path.exists(f), f'missing {f}')
     bench = e2e.E2E(argparse.Namespace(keywardd=args.keywardd, keywardctl=args.keywardctl,
                                        module=args.module, driver=args.driver,
-                                       testbed=args.testbed, policy_timeout=30000))
+                                       testbed=args.testbed, policy_timeout=30000,
+                                       verbose=False))
     rows = []
     try:
         with open(bench.nss_env['NSS_WRAPPER_PASSWD'], 'a', encoding='utf-8') as f:

@@ -121,7 +121,9 @@ class E2E:
 
     def start_daemon(self):
         env = dict(os.environ, LD_PRELOAD=preload('libnss_wrapper.so'), **self.nss_env)
-        self.daemon = subprocess.Popen([self.args.keywardd, '-c', self.policy, '-v'], env=env,
+        # -v (debug log) unless the caller says verbose=False (bench/flood: as in production)
+        verbose = ['-v'] if getattr(self.args, 'verbose', True) else []
+        self.daemon = subprocess.Popen([self.args.keywardd, '-c', self.policy] + verbose, env=env,
                                        stdout=subprocess.DEVNULL,
                                        stderr=open(self.daemon_log, 'wb'))
         deadline = time.monotonic() + 15
