@@ -10,8 +10,10 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -21,6 +23,10 @@
 #define HIDRAW_MAJOR 240
 #define YUBICO_VID   0x1050
 #define VIRTKEY_PID  0x0407
+
+/* private ioctl handler (no device, no uevents) used once to meet umockdev's worker thread */
+#define WORKER_SYNC_DEV        "/dev/kw-worker-sync"
+#define WORKER_SYNC_TIMEOUT_MS 10000
 
 /* One plug instance of a key: a hidraw node name is never reused. */
 struct TestbedKeyNode {
@@ -652,4 +658,104 @@ void testbed_key_free(TestbedKey *k)
 	g_free(k->last_syspath);
 	g_mutex_clear(&k->lock);
 	g_free(k);
+}
+
+/* umockdev (0.17.16, and its master alike) runs every ioctl handler, ours included, in one
+ * worker thread that umockdev_testbed_new() starts. Finalizing the testbed only calls
+ * g_main_loop_quit() on that thread's loop; nothing joins it. So the worker used to wind
+ * down (or still finish a HID request: credentials and assertions use OpenSSL and libcbor)
+ * while the main thread freed the keys, returned from main() and ran the exit handlers.
+ * OpenSSL's atexit OPENSSL_cleanup() assumes a single thread: it frees every thread's
+ * stop-handler list without a lock and deletes the thread-local key, while the exiting
+ * worker's destructor frees its own list and per-thread DRBGs. Overlapping: a double free;
+ * the worker too late: its two DRBGs leak (LSan: EVP_RAND_CTX_new from RAND_get0_public
+ * and RAND_get0_private under on_read/on_write).
+ *
+ * umockdev does not expose the thread, so we meet it: a connection to a private ioctl
+ * socket makes the worker emit "client-connected" for our handler, where we take a
+ * reference to g_thread_self(). testbed_worker_join() joins it, as its owner should. */
+static void on_worker_sync_connected(
+        UMockdevIoctlBase *handler, UMockdevIoctlClient *client, gpointer userdata)
+{
+	Testbed *t = userdata;
+
+	g_mutex_lock(&t->worker_lock);
+	if (!t->worker)
+		t->worker = g_thread_ref(g_thread_self());
+	g_cond_broadcast(&t->worker_cond);
+	g_mutex_unlock(&t->worker_lock);
+}
+
+int testbed_worker_grab(Testbed *t)
+{
+	g_autoptr(UMockdevIoctlBase) handler = umockdev_ioctl_base_new();
+	g_autofree char *root = umockdev_testbed_get_root_dir(t->tb), *path = NULL;
+	g_autoptr(GError) err = NULL;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	_cleanup_close_ int fd = -EBADF;
+	gint64 deadline;
+	bool found;
+	int r = 0;
+
+	g_signal_connect(handler, "client-connected", G_CALLBACK(on_worker_sync_connected), t);
+	if (!umockdev_testbed_attach_ioctl(t->tb, WORKER_SYNC_DEV, handler, &err)) {
+		g_printerr("keyward-testbed: cannot attach an ioctl handler: %s\n", err->message);
+		return -EINVAL;
+	}
+	/* umockdev listens for DEV on $UMOCKDEV_DIR/ioctl/DEV (where its preload connects) */
+	path = g_build_filename(root, "ioctl", WORKER_SYNC_DEV, NULL);
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		r = -ENAMETOOLONG;
+		g_printerr("keyward-testbed: umockdev socket path too long: %s\n", path);
+		goto out;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		g_printerr("keyward-testbed: cannot connect to umockdev's %s: %m\n", path);
+		goto out;
+	}
+	deadline = g_get_monotonic_time() + WORKER_SYNC_TIMEOUT_MS * G_TIME_SPAN_MILLISECOND;
+	g_mutex_lock(&t->worker_lock);
+	while (!t->worker && g_cond_wait_until(&t->worker_cond, &t->worker_lock, deadline))
+		;
+	found = t->worker;
+	g_mutex_unlock(&t->worker_lock);
+	if (!found) {
+		r = -ETIMEDOUT;
+		g_printerr("keyward-testbed: umockdev's worker thread did not accept a connection "
+		           "within %d ms\n",
+		        WORKER_SYNC_TIMEOUT_MS);
+	}
+out:
+	/* the worker reads EOF and closes its end; the socket file goes with the handler */
+	closep(&fd);
+	fd = -EBADF;
+	(void)umockdev_testbed_detach_ioctl(t->tb, WORKER_SYNC_DEV, NULL);
+	return r;
+}
+
+void testbed_worker_join(Testbed *t)
+{
+	UMockdevTestbed *tb = g_steal_pointer(&t->tb);
+	GThread *worker;
+
+	if (tb) {
+		/* finalizing it unregisters our handlers and quits the worker's main loop */
+		g_object_add_weak_pointer(G_OBJECT(tb), (gpointer *)&tb);
+		g_object_unref(tb);
+	}
+	g_mutex_lock(&t->worker_lock);
+	worker = g_steal_pointer(&t->worker);
+	g_mutex_unlock(&t->worker_lock);
+	if (!worker)
+		return;
+	if (tb) {
+		/* cannot happen: nothing else holds the testbed. Joining would hang. */
+		g_printerr("keyward-testbed: the umockdev testbed is still referenced at exit\n");
+		abort();
+	}
+	/* returns after the worker's thread-exit destructors (OpenSSL's included) ran */
+	(void)g_thread_join(worker);
 }

@@ -735,6 +735,9 @@ static int setup(void)
 		fprintf(stderr, "keyward-testbed: cannot create the umockdev testbed\n");
 		return -EIO;
 	}
+	r = testbed_worker_grab(&T);
+	if (r < 0)
+		return r;
 	write_owner_file();
 	for (unsigned i = 0; i < O.keys; i++) {
 		TestbedKey *k;
@@ -786,8 +789,11 @@ static void teardown(void)
 	reap_orphans();
 	if (T.tmpdir)
 		(void)rm_rf(T.tmpdir);
-	/* the testbed object stops umockdev's worker thread before the keys go away */
-	g_clear_object(&T.tb);
+	/* No client is left (reap_orphans). Finalize the umockdev testbed and join its worker
+	 * thread, which runs the keys' HID handlers: only then may the keys (OpenSSL and
+	 * libcbor objects) go, and only then may main() return to the exit handlers
+	 * (OpenSSL's atexit clean-up must not race the worker's thread-exit clean-up). */
+	testbed_worker_join(&T);
 	for (unsigned i = 0; i < T.n_keys; i++)
 		testbed_key_free(T.keys[i]);
 	g_free(T.tmpdir);

@@ -32,6 +32,13 @@ typedef struct TestbedKey {
 
 typedef struct Testbed {
 	UMockdevTestbed *tb;
+	/* umockdev's worker thread, which runs our HID handlers (so it uses OpenSSL and
+	 * libcbor through the keys). umockdev only asks it to quit when the testbed object
+	 * is finalized and never joins it: we hold a reference and join it ourselves
+	 * (testbed_worker_join), before the keys are freed and before exit handlers run. */
+	GThread *worker;
+	GMutex worker_lock;
+	GCond worker_cond;
 	char *tmpdir;    /* ours, removed at exit */
 	char *state_dir; /* --state or tmpdir/state */
 	char *ca_path;
@@ -56,6 +63,13 @@ int testbed_key_unplug(Testbed *t, TestbedKey *k);
 void testbed_key_set_touch(TestbedKey *k, VirtKeyTouch touch, uint32_t delay_ms);
 void testbed_key_set_counter(TestbedKey *k, VirtKeyCounter mode);
 void testbed_key_free(TestbedKey *k);
+/* Finds umockdev's worker thread (a handshake on a private ioctl socket) and keeps a
+ * reference to it. Call right after umockdev_testbed_new(). */
+int testbed_worker_grab(Testbed *t);
+/* Finalizes t->tb (umockdev quits its worker loop) and joins the worker thread: when this
+ * returns no HID handler runs or will run, and the worker's thread-local OpenSSL state has
+ * been freed. */
+void testbed_worker_join(Testbed *t);
 /* Prints one `list` line for K into S. */
 void testbed_key_describe(TestbedKey *k, GString *s);
 
