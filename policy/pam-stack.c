@@ -161,6 +161,8 @@ static int pam_stack_load_depth(
 		}
 		if (t[0] == '-')
 			t++;
+		if (!*t)
+			continue; /* a lone '-' names no type */
 		if (type && !streq(t, type))
 			continue;
 		control = next_token(&p);

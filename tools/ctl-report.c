@@ -140,8 +140,23 @@ typedef struct Report {
 	uint64_t malformed;
 } Report;
 
+/* The bytes of the control character S starts with, 0 if none: C0 controls, DEL, and the
+ * C1 controls U+0080..U+009F (0xC2 0x80..0x9F; U+009B is CSI, an escape sequence for
+ * terminals that honour C1). */
+static size_t control_len(const char *s)
+{
+	unsigned char c = (unsigned char)s[0];
+
+	if (c < 0x20 || c == 0x7f)
+		return 1;
+	if (c == 0xc2 && (unsigned char)s[1] >= 0x80 && (unsigned char)s[1] <= 0x9f)
+		return 2;
+	return 0;
+}
+
 /* Copies a string from the trail for the report: control characters (a user name or
- * rhost is attacker-chosen) become '?', so no format can be broken or a terminal driven. */
+ * rhost is attacker-chosen) become '?' (one per byte), so no format can be broken or a
+ * terminal driven. */
 static char *xstrdup0(const char *s)
 {
 	char *c;
@@ -150,19 +165,32 @@ static char *xstrdup0(const char *s)
 		return NULL;
 	c = strdup(s);
 	if (c)
-		for (char *p = c; *p; p++)
-			if ((unsigned char)*p < 0x20 || *p == 0x7f)
-				*p = '?';
+		for (char *p = c; *p;) {
+			size_t k = control_len(p);
+
+			if (k == 0)
+				p++;
+			else
+				for (; k > 0; k--)
+					*p++ = '?';
+		}
 	return c;
 }
 
 /* CLEAN (made by xstrdup0()) equals RAW once RAW is cleaned the same way. */
 static bool clean_streq(const char *clean, const char *raw)
 {
-	for (; *clean && *raw; clean++, raw++) {
-		char c = (unsigned char)*raw < 0x20 || *raw == 0x7f ? '?' : *raw;
-		if (c != *clean)
-			return false;
+	while (*clean && *raw) {
+		size_t k = control_len(raw);
+
+		if (k == 0) {
+			if (*clean++ != *raw++)
+				return false;
+			continue;
+		}
+		for (; k > 0; k--, raw++)
+			if (*clean++ != '?' || (k > 1 && !*clean))
+				return false;
 	}
 	return !*clean && !*raw;
 }
@@ -422,7 +450,7 @@ static int add_coverage(Report *r, const char *user, int64_t uid, const char *se
 		return r->truncated ? 0 : -ENOMEM;
 	row->user = strdup(user);
 	row->uid = uid;
-	row->services = strdup(services);
+	row->services = xstrdup0(services); /* PAM file names (--root: any tree) */
 	row->rule = xstrdup0(rule);
 	row->keys = keys;
 	row->status = strdup(status);
