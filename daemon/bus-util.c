@@ -58,21 +58,6 @@ int bus_check_login(const char *user, const char *service, const char *tty, cons
 	return 0;
 }
 
-/* The length of S cut to at most MAX bytes without splitting a UTF-8 sequence: an error
- * message that quotes a (valid UTF-8) argument must stay valid UTF-8, or sd-bus cannot
- * send the error back. */
-static int utf8_prefix(const char *s, size_t max)
-{
-	size_t n = strnlen(s, max + 1);
-
-	if (n <= max)
-		return (int)n;
-	n = max;
-	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-		n--;
-	return (int)n;
-}
-
 int bus_read_options(sd_bus_message *msg, const char *const *known, bus_option_cb cb,
         void *userdata, sd_bus_error *error)
 {
@@ -101,10 +86,11 @@ int bus_read_options(sd_bus_message *msg, const char *const *known, bus_option_c
 			        strneq(*k, key, strlen(key)) && streq(colon + 1, contents))
 				ok = true;
 		}
+		/* The quoted key stays valid UTF-8, or sd-bus cannot send the error back. */
 		if (!ok)
 			return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
-			        "Unknown option '%.*s' or wrong type '%.8s'.", utf8_prefix(key, 64),
-			        key, contents);
+			        "Unknown option '%.*s' or wrong type '%.8s'.",
+			        (int)utf8_prefix_len(key, 64), key, contents);
 		r = sd_bus_message_enter_container(msg, 'v', contents);
 		if (r < 0)
 			return r;

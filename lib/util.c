@@ -586,6 +586,16 @@ int parse_rfc3339_ms(const char *s, uint64_t *ret)
 	return 0;
 }
 
+size_t utf8_prefix_len(const char *s, size_t max)
+{
+	size_t n = strnlen(s, max);
+
+	/* s[n] is the NUL or the first byte cut off: back off while it continues a sequence */
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	return n;
+}
+
 bool valid_user_name(const char *s)
 {
 	size_t n;

@@ -177,5 +177,9 @@ int format_rfc3339_ms(uint64_t realtime_ms, char *buf, size_t size);
 /* Parses "2026-11-27", "2026-11-27T07:24:12Z", with optional .mmm, to realtime ms. */
 int parse_rfc3339_ms(const char *s, uint64_t *ret);
 
+/* The length of S cut to at most MAX bytes without splitting a UTF-8 sequence (S valid
+ * UTF-8): what a bounded copy or a "%.*s" of S may take and stay valid UTF-8. */
+size_t utf8_prefix_len(const char *s, size_t max);
+
 /* Valid user/group name as shadow-utils accepts (no '/', ':', control chars, <= 32). */
 bool valid_user_name(const char *s);

@@ -270,15 +270,12 @@ static uint32_t cap_timeout(const Ctx *c, uint32_t ms)
  * cut at a UTF-8 character boundary. */
 static void sanitize_message(const char *in, char *out, size_t size)
 {
-	size_t n = 0;
+	size_t n = in ? utf8_prefix_len(in, size - 1) : 0;
 
-	for (; in && in[n] && n + 1 < size; n++) {
-		unsigned char ch = (unsigned char)in[n];
-		out[n] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)in[i];
+		out[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
 	}
-	if (in && in[n])
-		while (n > 0 && ((unsigned char)in[n] & 0xc0) == 0x80)
-			n--;
 	out[n] = '\0';
 }
 

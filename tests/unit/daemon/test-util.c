@@ -101,14 +101,41 @@ static void test_csv(void)
 	expect_csv("a\tb", "a\tb,");
 }
 
+static void test_utf8_prefix(void)
+{
+	/* "é" is 0xc3 0xa9, "€" 0xe2 0x82 0xac */
+	CHECK_INT((int)utf8_prefix_len("abc", 3), 3);
+	CHECK_INT((int)utf8_prefix_len("abc", 8), 3);
+	CHECK_INT((int)utf8_prefix_len("abcd", 3), 3);
+	CHECK_INT((int)utf8_prefix_len("ab\xc3\xa9", 3), 2); /* never half of "é" */
+	CHECK_INT((int)utf8_prefix_len("ab\xc3\xa9", 4), 4);
+	CHECK_INT((int)utf8_prefix_len("a\xe2\x82\xac"
+	                               "b",
+	                  2),
+	        1); /* nor of "€" */
+	CHECK_INT((int)utf8_prefix_len("a\xe2\x82\xac"
+	                               "b",
+	                  3),
+	        1);
+	CHECK_INT((int)utf8_prefix_len("a\xe2\x82\xac"
+	                               "b",
+	                  4),
+	        4);
+	CHECK_INT((int)utf8_prefix_len("\xe2\x82\xac", 2), 0);
+	CHECK_INT((int)utf8_prefix_len("", 0), 0);
+	CHECK_INT((int)utf8_prefix_len("x", 0), 0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && streq(argv[1], "base64"))
 		test_base64();
 	else if (argc > 1 && streq(argv[1], "csv"))
 		test_csv();
+	else if (argc > 1 && streq(argv[1], "utf8"))
+		test_utf8_prefix();
 	else {
-		fprintf(stderr, "usage: %s base64|csv\n", argv[0]);
+		fprintf(stderr, "usage: %s base64|csv|utf8\n", argv[0]);
 		return EXIT_FAILURE;
 	}
 	return EXIT_SUCCESS;
