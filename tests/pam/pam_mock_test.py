@@ -127,6 +127,11 @@ class Bench:
             f.write('\n'.join(lines) + '\n')
 
     def start_bus(self):
+        # A case may ask twice (daemon_down() per login): stop the bus it started before,
+        # else that dbus-daemon is never stopped and outlives the test.
+        if self.bus_proc and self.bus_proc.poll() is None:
+            self.bus_proc.terminate()
+            self.bus_proc.wait(timeout=5)
         sock = os.path.join(self.tmp, 'system_bus_socket')
         conf = os.path.join(self.tmp, 'bus.conf')
         include = ''
