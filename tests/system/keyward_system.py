@@ -48,6 +48,7 @@ ROOT_PACKAGES = sorted("""
     udev init-system-helpers
     policykit-1
     xvfb xss-lock i3lock x11-utils
+    systemd-journal-remote
 """.split())
 # Bump when the recipe below changes in a way the package list does not show.
 ROOT_RECIPE = "1"
@@ -224,8 +225,11 @@ class Container:
     to nspawn (the container halts), SIGKILL after 10 s, then the cgroups are removed.
     """
 
-    def __init__(self, root, kw_dir, name):
+    def __init__(self, root, kw_dir, name, private_network=True):
         self.root = root
+        # False: the host's network namespace (a scenario that talks to a collector
+        # the harness runs on the host, e.g. systemd-journal-remote on loopback).
+        self.private_network = private_network
         self.kw_dir = os.path.abspath(kw_dir)
         self.name = name
         self.console_log = os.path.join(tempfile.gettempdir(),
@@ -266,8 +270,10 @@ class Container:
             # Should the harness die (a ctest timeout kills it), the container halts.
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
-        argv = ["systemd-nspawn", "--register=no", "--keep-unit", "--private-network",
-                "--console=pipe", "--volatile=overlay", "-M", self.name, "-D", self.root,
+        argv = ["systemd-nspawn", "--register=no", "--keep-unit"]
+        if self.private_network:
+            argv.append("--private-network")
+        argv += ["--console=pipe", "--volatile=overlay", "-M", self.name, "-D", self.root,
                 f"--bind-ro={self.kw_dir}:{KW_MOUNT}", "-b"]
         self.console = open(self.console_log, "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.console,
@@ -499,6 +505,7 @@ TESTBED_STATE = "/var/lib/keyward-testbed"
 TESTBED_RUN = "/run/keyward-testbed"
 TESTBED_CTL = f"{TESTBED_RUN}/ctl"
 AUDIT_LOG = "/var/log/keyward/audit.log"
+AUDITOR_CTL = "auditor-keywardctl"  # in the staged dir; run on the host, not in containers
 TIMEOUT_MS = 5000
 LOCK_VERIFY_MS = 1500
 
@@ -891,10 +898,11 @@ def check_testbed_libraries(testbed, root):
             f"the testbed is not supported in the container).")
 
 
-def prepare(source, deb_build, testbed, out, flood):
+def prepare(source, deb_build, testbed, out, flood, ctl):
     """Everything the scenarios need: the cached root, a fresh .deb of SOURCE, and OUT/
     with the .deb, keyward-testbed, keyward-bench-flood and ptydrive.py (mounted at
-    /mnt/kw)."""
+    /mnt/kw), and the build tree's keywardctl as AUDITOR_CTL: the auditor's copy, run on
+    the host (another machine, as far as the container's root is concerned)."""
     check_host()
     root = ensure_root()
     deb = build_deb(source, deb_build)
@@ -906,6 +914,7 @@ def prepare(source, deb_build, testbed, out, flood):
     here = os.path.dirname(os.path.abspath(__file__))
     for src in (deb, testbed, flood, os.path.join(here, "ptydrive.py")):
         shutil.copy2(src, out)
+    shutil.copy2(ctl, os.path.join(out, AUDITOR_CTL))
     log(f"staged {sorted(os.listdir(out))} in {out}; root {root}")
     return root
 
@@ -921,6 +930,8 @@ def main(argv=None):
     p.add_argument("--deb-build", required=True)
     p.add_argument("--testbed", required=True)
     p.add_argument("--flood", required=True, help="keyward-bench-flood (bench/flood.c)")
+    p.add_argument("--ctl", required=True, help="keywardctl of the build tree (the "
+                                                "auditor's, run on the host)")
     p.add_argument("--out", required=True)
     p = sub.add_parser("shell", help="boot a container with keyward set up and open a "
                                      "root shell in it; exiting the shell tears it down")
@@ -933,7 +944,7 @@ def main(argv=None):
             check_host()
             print(ensure_root())
         elif a.cmd == "prepare":
-            prepare(a.source, a.deb_build, a.testbed, a.out, a.flood)
+            prepare(a.source, a.deb_build, a.testbed, a.out, a.flood, a.ctl)
         elif a.cmd == "shell":
             enroll = [("alice", 0), ("root", 0)] + ([("carol", 1)] if a.keys > 1 else [])
             with System(ensure_root(), a.kw, f"kw-shell-{os.getpid()}") as c:

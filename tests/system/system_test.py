@@ -553,12 +553,14 @@ def main():
     if a.name not in SCENARIOS or not a.kw:
         ap.error(f"give --kw DIR and a scenario: {', '.join(SCENARIOS)}")
     fn, setup = SCENARIOS[a.name]
+    setup = dict(setup)
+    boot = {"private_network": setup.pop("private_network", True)}
     t0 = time.monotonic()
     try:
         ks.check_host()
         root = ks.ensure_root()
         name = f"kw-{a.name}-{os.getpid()}"
-        with ks.System(root, a.kw, name) as c:
+        with ks.System(root, a.kw, name, **boot) as c:
             c.setup(**setup)
             try:
                 fn(c)
