@@ -666,8 +666,10 @@ static int seal_done(AuditLog *log)
 		AuditAnchor a = {.epoch = log->epoch, .seq = log->seq, .file_seq = log->file_seq};
 		memcpy(a.hash, log->head, sizeof(a.hash));
 		snprintf(a.host, sizeof(a.host), "%s", log->host);
-		if (audit_anchor_send(&a) < 0)
-			sink_failed(log, AUDIT_SINK_JOURNAL, -EIO);
+		r = audit_anchor_send(&a);
+		if (r < 0)
+			sink_failed(log, AUDIT_SINK_JOURNAL, r);
+		r = 0;
 	}
 	if (log->epoch == AUDIT_SEAL_EPOCH_NONE)
 		return 0;
@@ -1229,6 +1231,13 @@ int audit_log_open(const AuditOptions *opts, AuditLog **ret, bool *ret_torn)
 			return r;
 	}
 
+	if (log->to_syslog &&
+	        access(opts->journal_socket ?: "/run/systemd/journal/socket", F_OK) < 0) {
+		/* sd_journal_send() succeeds silently without journald: notice it here, before
+		 * the first record and anchor are sent. */
+		log->no_journal = true;
+		sink_failed(log, AUDIT_SINK_JOURNAL, -errno);
+	}
 	log->broken = false;
 	if (log->size == 0) {
 		_cleanup_free_ char *prev_file = NULL;
@@ -1270,12 +1279,6 @@ int audit_log_open(const AuditOptions *opts, AuditLog **ret, bool *ret_torn)
 		return r;
 	}
 
-	if (log->to_syslog &&
-	        access(opts->journal_socket ?: "/run/systemd/journal/socket", F_OK) < 0) {
-		/* sd_journal_send() succeeds silently without journald: notice it here. */
-		log->no_journal = true;
-		sink_failed(log, AUDIT_SINK_JOURNAL, -errno);
-	}
 #if HAVE_LIBAUDIT
 	if (log->to_linux_audit) {
 		log->audit_fd = audit_open();

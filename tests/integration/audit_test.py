@@ -853,6 +853,66 @@ def case_anchor_rollback(env):
                               env.path("good.log")])
     check("anchors:        1 matched" in out or "1 matched" in out, out)
 
+
+# Runs ARGV in a private mount namespace whose /run/systemd/journal/socket is ours: every
+# datagram journald would get (the native protocol: the export format's fields) is written
+# to OUT as one export-format entry, for systemd-journal-remote.
+JOURNAL_CAPTURE = r"""
+import os, socket, subprocess, sys, threading
+out, argv = sys.argv[1], sys.argv[2:]
+subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run"], check=True)
+os.makedirs("/run/systemd/journal")
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/run/systemd/journal/socket")
+s.settimeout(0.2)
+got, done = [], threading.Event()
+def drain():  # the sender blocks when a few datagrams wait: read as they come
+    while True:
+        try:
+            got.append(s.recv(1 << 20))
+        except socket.timeout:
+            if done.is_set():
+                return
+t = threading.Thread(target=drain)
+t.start()
+rc = subprocess.run(argv).returncode
+done.set()
+t.join()
+with open(out, "wb") as f:
+    for i, d in enumerate(got):
+        f.write(b"__REALTIME_TIMESTAMP=%d\n__MONOTONIC_TIMESTAMP=%d\n_BOOT_ID=%s\n_HOSTNAME=%s\n"
+                % (1764979200000000 + i, 1000 + i, b"0123456789abcdef0123456789abcdef", os.uname().nodename.encode()))
+        f.write(d if d.endswith(b"\n") else d + b"\n")
+        f.write(b"\n")
+sys.exit(rc)
+"""
+
+
+def case_anchor_journal_writer(env):
+    """The writer's own anchors, as journald receives them, stored by a real
+    systemd-journal-remote: verify reads them back and catches a cut trail."""
+    conf, log, key, vk = fss_setup(env)
+    export = env.path("native.export")
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", JOURNAL_CAPTURE,
+                        export, env.tool, "append", "--log", log, "--key", key, "--every", "8", "--count", "30",
+                        "--journal"], capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0, "capture: %s%s" % (p.stdout, p.stderr))
+    with open(export, "rb") as f:
+        data = f.read()
+    seals = [json.loads(l) for l in read_lines(log) if b'"event":"seal"' in l]
+    check(data.count(b"MESSAGE_ID=" + anchor_message_id().encode()) == len(seals),
+          "one anchor message per seal (%d seals)" % len(seals))
+    j = env.path("collector.journal")
+    r = subprocess.run([JOURNAL_REMOTE, "-o", j, "-"], input=data, capture_output=True, timeout=60)
+    check(r.returncode == 0, "systemd-journal-remote: %s" % r.stderr)
+    out = expect_intact(env, ["--verification-key", vk, "--anchor-journal", j, "--strict", log])
+    check("anchors:        %d matched" % len(seals) in out, out)
+    # cut back to the first seal: the collector's anchors show it
+    lines = read_lines(log)
+    write_lines(log, lines[:2])
+    expect_intact(env, ["--verification-key", vk, log])
+    expect_tampered(env, ["--verification-key", vk, "--anchor-journal", j, log], "truncated", 2)
+
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 

@@ -893,6 +893,32 @@ static void test_forward_secure_forgery(void)
 	audit_seal_key_clear(&now);
 }
 
+/* Rotation keeps the epochs running across files; a chain starting at a rotated file is
+ * proved from its first seal's epoch on. */
+static void test_forward_secure_rotation(void)
+{
+	_cleanup_free_ char *log = path_in("fr.log"), *key = path_in("fr.key");
+	_cleanup_strv_free_ char **files = NULL;
+	AuditOptions o = {.path = log, .seal_key_path = key, .seal_every = 4, .rotate_bytes = 4096};
+	AuditSealKey k0 = {};
+	AuditVerifyResult res = {};
+	AuditLog *l = NULL;
+
+	CHECK(audit_seal_key_create(key, true, &k0) == 0);
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(append_n(l, 40, "alice") == 0);
+	audit_log_free(l);
+	CHECK(audit_trail_files(log, &files) == 0);
+	CHECK(strv_length(files) >= 3);
+	CHECK(verify_fs(files, &k0, NULL, 0, &res) == AUDIT_VERIFY_INTACT);
+	CHECK(res.seals > 0 && res.seals_proven == res.seals && res.first_file_seq == 1);
+	audit_verify_result_clear(&res);
+	CHECK(verify_fs(files + 1, &k0, NULL, 0, &res) == AUDIT_VERIFY_INTACT);
+	CHECK(res.first_file_seq == 2 && res.seals_proven == res.seals);
+	audit_verify_result_clear(&res);
+	audit_seal_key_clear(&k0);
+}
+
 static void test_anchors(void)
 {
 	_cleanup_free_ char *log = path_in("an.log"), *key = path_in("an.key");
@@ -978,6 +1004,7 @@ int main(void)
 	test_seal_keys();
 	test_forward_secure();
 	test_forward_secure_forgery();
+	test_forward_secure_rotation();
 	test_anchors();
 	test_single_writer_and_io_errors();
 	test_linux_audit_message();
