@@ -73,9 +73,9 @@ int main(int argc, char *argv[])
 	unsigned long n_sync = 2000, n_nosync = 200000;
 	_cleanup_free_ char *log_sync = NULL, *log_nosync = NULL, *log_big = NULL, *key = NULL;
 	double t_sync, t_nosync, t_big, t_verify;
-	uint8_t k[AUDIT_SEAL_KEY_SIZE];
+	AuditSealKey k0 = {};
 	AuditVerifyResult res = {};
-	AuditVerifyOptions vo = {.key = k};
+	AuditVerifyOptions vo = {.verification_key = &k0};
 	struct stat st;
 	int r;
 
@@ -92,17 +92,17 @@ int main(int argc, char *argv[])
 		return 1;
 
 	r = append_records(log_sync, key, true, n_sync, &t_sync);
+	(void)unlink(key); /* one key chain per trail */
 	if (r >= 0)
 		r = append_records(log_nosync, key, false, n_nosync, &t_nosync);
+	(void)unlink(key);
+	/* forward-secure, as set up with keywardctl audit setup-keys: verify proves every seal */
+	if (r >= 0)
+		r = audit_seal_key_create(key, true, &k0);
 	if (r >= 0)
 		r = append_records(log_big, key, false, n_verify, &t_big);
 	if (r < 0) {
 		fprintf(stderr, "keyward-bench-audit: append failed: %s\n", strerror(-r));
-		return 1;
-	}
-	r = audit_seal_key_load(key, false, k, NULL);
-	if (r < 0) {
-		fprintf(stderr, "keyward-bench-audit: key: %s\n", strerror(-r));
 		return 1;
 	}
 	{
@@ -133,7 +133,7 @@ int main(int argc, char *argv[])
 	printf("\nverify input: %.1f MB, %" PRIu64 " seals (every %u records)\n",
 	        (double)st.st_size / 1e6, res.seals, AUDIT_SEAL_EVERY_DEFAULT);
 	audit_verify_result_clear(&res);
-	explicit_bzero(k, sizeof(k));
+	audit_seal_key_clear(&k0);
 	if (argc <= 1) {
 		unlink(log_sync);
 		unlink(log_nosync);

@@ -139,6 +139,27 @@ static int load_last_good(Manager *m, const char *why)
 	return 0;
 }
 
+/* Says once per open what the seals can prove off this machine (docs/audit.md). */
+static void log_audit_key_state(const AuditLog *log, const char *key_path)
+{
+	if (audit_log_seal_epoch(log) == AUDIT_SEAL_EPOCH_NONE)
+		log_notice("The audit seal key %s is a legacy static key: whoever holds it can "
+		           "re-seal the trail. For forward-secure sealing see keywardctl audit "
+		           "setup-keys.",
+		        key_path);
+	else if (!audit_log_key_exported(log))
+		log_warning(
+		        "The audit verification key has not been exported: keywardd created the "
+		        "forward-secure seal key %s itself, so the trail's seals cannot be proved "
+		        "off this machine (keywardctl audit verify says NOT PROVEN). Run "
+		        "keywardctl audit setup-keys before keywardd first starts.",
+		        key_path);
+	if (audit_log_key_recovered_from(log) != AUDIT_SEAL_EPOCH_NONE)
+		log_notice("The audit seal key was behind the trail (epoch %" PRIu64
+		           "); moved on to epoch %" PRIu64 " so that no key seals twice.",
+		        audit_log_key_recovered_from(log), audit_log_seal_epoch(log));
+}
+
 static int open_audit(Manager *m)
 {
 	const PolicySettings *s = policy_settings(m->policy);
@@ -177,6 +198,7 @@ static int open_audit(Manager *m)
 	if (torn)
 		log_warning("The audit trail %s ended with a torn record; it was chained over.",
 		        s->audit_log);
+	log_audit_key_state(log, seal);
 	audit_log_free(m->audit);
 	m->audit = log;
 	free(m->audit_path);

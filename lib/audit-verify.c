@@ -60,6 +60,7 @@ enum {
 	HAS_MAC = 1 << 12,
 	HAS_PREV_FILE = 1 << 13,
 	HAS_OTHER = 1 << 14,
+	HAS_EPOCH = 1 << 15,
 };
 
 static const struct {
@@ -96,6 +97,7 @@ static const struct {
         {"torn_length", F_U64, offsetof(AuditEntry, torn_length), HAS_TORN_LEN},
         {"torn_sha256", F_STR, offsetof(AuditEntry, torn_sha256), HAS_TORN_SHA},
         {"every", F_U64, offsetof(AuditEntry, every), HAS_EVERY},
+        {"epoch", F_U64, offsetof(AuditEntry, epoch), HAS_EPOCH},
         {"key_id", F_STR, offsetof(AuditEntry, key_id), HAS_KEY_ID},
         {"mac", F_STR, offsetof(AuditEntry, mac), HAS_MAC},
         {"prev", F_STR, offsetof(AuditEntry, prev), HAS_PREV},
@@ -134,6 +136,7 @@ int audit_entry_parse(const char *line, size_t len, AuditEntry **ret, const char
 		goto out;
 	}
 	e->uid = -1;
+	e->epoch = AUDIT_SEAL_EPOCH_NONE;
 	e->event = _AUDIT_EVENT_INVALID;
 	e->result = _AUDIT_RESULT_INVALID;
 	for (size_t i = 0, hint = 0; i < n; i++) {
@@ -223,6 +226,11 @@ int audit_entry_parse(const char *line, size_t len, AuditEntry **ret, const char
 	                                            e->every == 0 || !is_lower_hex(e->key_id, 16) ||
 	                                            !is_lower_hex(e->mac, AUDIT_HASH_HEX_LEN))) {
 		why = "seal record lacks a valid every, key_id or mac";
+		goto out;
+	}
+	if ((have & HAS_EPOCH) &&
+	        (e->event != AUDIT_EVENT_SEAL || e->epoch == AUDIT_SEAL_EPOCH_NONE)) {
+		why = "epoch on a record that is not a seal, or out of range";
 		goto out;
 	}
 	if (e->event != AUDIT_EVENT_ROTATE && (have & (HAS_FILE_SEQ | HAS_PREV_FILE))) {
@@ -463,6 +471,7 @@ static const char *const verify_status_table[_AUDIT_VERIFY_STATUS_MAX] = {
         [AUDIT_VERIFY_WRONG_KEY] = "wrong-key",
         [AUDIT_VERIFY_MISSING_SEAL] = "missing-seal",
         [AUDIT_VERIFY_FILE_GAP] = "file-gap",
+        [AUDIT_VERIFY_ROLLBACK] = "rollback",
 };
 
 DEFINE_STRING_TABLE_LOOKUP_TO_STRING(audit_verify_status, AuditVerifyStatus, verify_status_table)
@@ -482,7 +491,8 @@ typedef struct ChainState {
 	char hash[AUDIT_HASH_HEX_LEN + 1]; /* hash of the last accepted line */
 	uint64_t seq;
 	uint64_t unsealed;
-	uint64_t every; /* interval announced by the last seal (0: none yet) */
+	uint64_t every;      /* interval announced by the last seal (0: none yet) */
+	uint64_t last_epoch; /* epoch of the last forward-secure seal (NONE: none yet) */
 } ChainState;
 
 typedef struct Verifier {
@@ -507,6 +517,15 @@ typedef struct Verifier {
 	const char *jump_file;
 	uint64_t jump_line, jump_from, jump_to;
 	uint64_t file_seq;
+	/* forward-secure seals: the key of the last epoch, derived from k_0 */
+	AuditSealKey epoch_key;
+	bool have_epoch_key;
+	char chain_id[17];
+	/* anchors sorted by seq; the next one not yet reached */
+	AuditAnchor *anchors;
+	size_t n_anchors, next_anchor;
+	uint64_t anchor_epoch_floor; /* epoch of the last anchored seal passed (NONE: none) */
+	uint64_t anchor_floor_seq;
 	char *fragbuf;
 	char *lastbuf; /* copy of the last accepted line */
 } Verifier;
@@ -540,6 +559,83 @@ static int hash_with_newline(
 	return audit_line_hash(v->fragbuf, len + 1, out);
 }
 
+/* The MAC at the end of a canonical seal line, checked with KEY. */
+static int check_seal_mac(Verifier *v, const AuditEntry *e, const char *file, uint64_t line,
+        const char *raw, size_t len, const uint8_t *key)
+{
+	char mac[AUDIT_HASH_HEX_LEN + 1];
+	int r;
+
+	if (len < SEAL_MAC_SUFFIX_LEN ||
+	        !strneq(raw + len - SEAL_MAC_SUFFIX_LEN, ",\"mac\":\"", 8) ||
+	        !strneq(raw + len - SEAL_MAC_SUFFIX_LEN + 8, e->mac, AUDIT_HASH_HEX_LEN))
+		return fail(v, AUDIT_VERIFY_FORGED_SEAL, file, line,
+		        "seal is not in canonical form (mac must be last)");
+	r = audit_seal_mac(key, raw, len - SEAL_MAC_SUFFIX_LEN, mac);
+	if (r < 0)
+		return r;
+	if (memcmp_const(mac, e->mac, AUDIT_HASH_HEX_LEN) != 0)
+		return fail(v, AUDIT_VERIFY_FORGED_SEAL, file, line,
+		        "seal of epoch %" PRIu64 " does not verify with the key derived from the "
+		        "verification key: records before it (after the seal at line %" PRIu64
+		        ") were edited and re-sealed, or this seal was forged (by someone "
+		        "holding a later seal key)",
+		        e->epoch, v->last_seal_line);
+	return 0;
+}
+
+/* A forward-secure seal: epochs only go up; with k_0 its MAC is checked with k_epoch. */
+static int check_epoch_seal(Verifier *v, const AuditEntry *e, const char *file, uint64_t line,
+        const char *raw, size_t len)
+{
+	const AuditSealKey *k0 = v->opts->verification_key;
+	int r;
+
+	/* The writer evolves the key after every seal and catches up at open, so epochs
+	 * count up by one. A jump is what someone holding a later key must make to re-seal
+	 * earlier records; going back or repeating is a key used twice. */
+	if (v->st.last_epoch != AUDIT_SEAL_EPOCH_NONE && e->epoch <= v->st.last_epoch)
+		return fail(v, AUDIT_VERIFY_FORGED_SEAL, file, line,
+		        "seal epoch %" PRIu64 " does not follow epoch %" PRIu64
+		        ": each seal key is used once, so this seal was made again or forged",
+		        e->epoch, v->st.last_epoch);
+	if (v->st.last_epoch != AUDIT_SEAL_EPOCH_NONE && e->epoch != v->st.last_epoch + 1)
+		return fail(v, AUDIT_VERIFY_FORGED_SEAL, file, line,
+		        "seal epoch jumps from %" PRIu64 " to %" PRIu64
+		        ": the records since the seal at line %" PRIu64
+		        " were re-sealed with a later key (the one root holds now)",
+		        v->st.last_epoch, e->epoch, v->last_seal_line);
+	if (v->st.last_epoch == AUDIT_SEAL_EPOCH_NONE && v->res->first_file_seq == 1 &&
+	        e->epoch != 0)
+		return fail(v, AUDIT_VERIFY_FORGED_SEAL, file, line,
+		        "the trail's first seal has epoch %" PRIu64
+		        ", not 0: the trail was rewritten from its start with a later key",
+		        e->epoch);
+	v->st.last_epoch = e->epoch;
+	v->res->epoch_seals++;
+	if (!k0) {
+		v->res->seals_unproven++;
+		return 0;
+	}
+	if (!streq(e->key_id, k0->key_id))
+		return fail(v, AUDIT_VERIFY_WRONG_KEY, file, line,
+		        "seal made with the key chain %s, not with the given verification key %s "
+		        "(wrong --verification-key, or seals forged with another key)",
+		        e->key_id, k0->key_id);
+	if (!v->have_epoch_key || v->epoch_key.epoch > e->epoch) {
+		r = audit_seal_key_derive(k0, e->epoch, &v->epoch_key);
+		v->have_epoch_key = true;
+	} else
+		r = audit_seal_key_derive(&v->epoch_key, e->epoch, &v->epoch_key);
+	if (r < 0)
+		return r;
+	r = check_seal_mac(v, e, file, line, raw, len, v->epoch_key.key);
+	if (r != 0)
+		return r;
+	v->res->seals_proven++;
+	return 0;
+}
+
 /* The record continues the chain (seq, prev) and, if a seal, verifies. */
 static int check_link_and_seal(Verifier *v, const AuditEntry *e, const char *file, uint64_t line,
         const char *raw, size_t len, bool first_in_file)
@@ -563,8 +659,18 @@ static int check_link_and_seal(Verifier *v, const AuditEntry *e, const char *fil
 		        line, file);
 	}
 
+	if (e->event == AUDIT_EVENT_SEAL && e->epoch != AUDIT_SEAL_EPOCH_NONE) {
+		r = check_epoch_seal(v, e, file, line, raw, len);
+		if (r != 0)
+			return r;
+	} else if (e->event == AUDIT_EVENT_SEAL && v->st.last_epoch != AUDIT_SEAL_EPOCH_NONE) {
+		return fail(v, AUDIT_VERIFY_FORGED_SEAL, file, line,
+		        "a seal without an epoch after forward-secure seals: seals were rewritten "
+		        "to escape the verification key");
+	} else if (e->event == AUDIT_EVENT_SEAL && !v->opts->key)
+		v->res->seals_unproven++;
 	if (e->event == AUDIT_EVENT_SEAL) {
-		if (v->opts->key) {
+		if (v->opts->key && e->epoch == AUDIT_SEAL_EPOCH_NONE) {
 			char mac[AUDIT_HASH_HEX_LEN + 1];
 
 			if (!streq(e->key_id, v->key_id))
@@ -594,6 +700,7 @@ static int check_link_and_seal(Verifier *v, const AuditEntry *e, const char *fil
 				        "rewritten with recomputed hashes, or this seal was "
 				        "forged");
 			}
+			v->res->seals_proven++;
 		}
 		v->res->seals++;
 		v->st.unsealed = 0;
@@ -609,6 +716,42 @@ static int check_link_and_seal(Verifier *v, const AuditEntry *e, const char *fil
 			        v->st.unsealed, v->st.every);
 	}
 
+	return 0;
+}
+
+/* An anchored seq must be this very seal; epochs after an anchored seal stay above its. */
+static int check_anchors(
+        Verifier *v, const AuditEntry *e, const char *file, uint64_t line, const char *hash)
+{
+	while (v->next_anchor < v->n_anchors) {
+		const AuditAnchor *a = &v->anchors[v->next_anchor];
+
+		if (a->seq > e->seq)
+			break;
+		v->next_anchor++;
+		if (a->seq < e->seq) {
+			v->res->anchors_before++; /* before the first file given */
+			continue;
+		}
+		if (e->event != AUDIT_EVENT_SEAL || !streq(a->hash, hash))
+			return fail(v, AUDIT_VERIFY_ROLLBACK, file, line,
+			        "the anchor of seal seq %" PRIu64 " (hash %.16s...) does not match "
+			        "this record: the trail was replaced by another history (an older "
+			        "copy restored and continued, or rewritten)",
+			        a->seq, a->hash);
+		v->res->anchors_matched++;
+		if (a->epoch != AUDIT_SEAL_EPOCH_NONE) {
+			v->anchor_epoch_floor = a->epoch;
+			v->anchor_floor_seq = a->seq;
+		}
+	}
+	if (e->event == AUDIT_EVENT_SEAL && e->epoch != AUDIT_SEAL_EPOCH_NONE &&
+	        v->anchor_epoch_floor != AUDIT_SEAL_EPOCH_NONE && e->seq > v->anchor_floor_seq &&
+	        e->epoch <= v->anchor_epoch_floor)
+		return fail(v, AUDIT_VERIFY_ROLLBACK, file, line,
+		        "seal epoch %" PRIu64 " comes after the anchored seal of epoch %" PRIu64
+		        ": the epoch went back, the key file was restored from an older copy",
+		        e->epoch, v->anchor_epoch_floor);
 	return 0;
 }
 
@@ -681,7 +824,15 @@ static int check_entry(Verifier *v, const AuditEntry *e, const char *file, uint6
 		return r;
 	memcpy(v->st.hash, hash, sizeof(hash));
 	v->st.seq = e->seq;
-	return 0;
+	if (e->event == AUDIT_EVENT_SEAL) {
+		v->res->last_seal_seq = e->seq;
+		v->res->last_seal_epoch = e->epoch;
+		v->res->last_seal_file_seq = v->file_seq;
+		memcpy(v->res->last_seal_hash, hash, sizeof(hash));
+		snprintf(v->res->last_seal_host, sizeof(v->res->last_seal_host), "%s",
+		        strempty(e->host));
+	}
+	return check_anchors(v, e, file, line, hash);
 }
 
 static int verify_file(Verifier *v, const char *file, bool first_file, bool last_file)
@@ -833,6 +984,12 @@ out:
 	return r < 0 ? r : 0;
 }
 
+static int cmp_anchor(const void *a, const void *b)
+{
+	const AuditAnchor *x = a, *y = b;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 int audit_verify_files(char *const *files, const AuditVerifyOptions *opts, AuditVerifyResult *ret)
 {
 	AuditVerifyOptions def = {};
@@ -845,9 +1002,21 @@ int audit_verify_files(char *const *files, const AuditVerifyOptions *opts, Audit
 	*ret = (AuditVerifyResult){};
 	v.opts = opts ?: &def;
 	v.res = ret;
+	v.st.last_epoch = v.anchor_epoch_floor = AUDIT_SEAL_EPOCH_NONE;
+	if (v.opts->verification_key && v.opts->verification_key->epoch != 0)
+		return -EINVAL; /* only k_0 proves every epoch */
+	if (v.opts->n_anchors > 0) {
+		v.anchors = malloc(v.opts->n_anchors * sizeof(AuditAnchor));
+		if (!v.anchors)
+			return -ENOMEM;
+		memcpy(v.anchors, v.opts->anchors, v.opts->n_anchors * sizeof(AuditAnchor));
+		v.n_anchors = v.opts->n_anchors;
+		qsort(v.anchors, v.n_anchors, sizeof(AuditAnchor), cmp_anchor);
+	}
 	v.fragbuf = malloc(AUDIT_LINE_MAX + 2);
 	v.lastbuf = malloc(AUDIT_LINE_MAX + 2);
 	if (!v.fragbuf || !v.lastbuf) {
+		free(v.anchors);
 		free(v.fragbuf);
 		free(v.lastbuf);
 		return -ENOMEM;
@@ -868,8 +1037,19 @@ int audit_verify_files(char *const *files, const AuditVerifyOptions *opts, Audit
 	}
 	ret->last_seq = v.st.seq;
 	ret->unsealed_tail = v.st.unsealed;
+	if (ret->status == AUDIT_VERIFY_INTACT && v.next_anchor < v.n_anchors) {
+		const AuditAnchor *a = &v.anchors[v.n_anchors - 1];
+		fail(&v, AUDIT_VERIFY_TRUNCATED, v.last_file, v.last_line,
+		        "the trail ends at seq %" PRIu64
+		        ", but an anchor proves that seal seq %" PRIu64 " (file %" PRIu64
+		        ") was written: records were cut off, or an older copy of "
+		        "the trail was restored",
+		        v.st.seq, a->seq, a->file_seq);
+	}
 	r = 0;
 out:
+	audit_seal_key_clear(&v.epoch_key);
+	free(v.anchors);
 	free(v.fragbuf);
 	free(v.lastbuf);
 	return r;

@@ -35,6 +35,10 @@ struct AuditLog {
 	char *seal_key_path;
 	uint8_t key[AUDIT_SEAL_KEY_SIZE];
 	char key_id[17];
+	uint64_t epoch;              /* the key's epoch; AUDIT_SEAL_EPOCH_NONE: legacy key */
+	bool key_exported;           /* k_0 left the machine (setup-keys) */
+	uint64_t last_seal_epoch;    /* epoch of the trail's last seal found at open */
+	uint64_t key_recovered_from; /* key file epoch skipped at open (NONE: no skip) */
 	unsigned seal_every;
 	bool fsync_each;
 	uint64_t rotate_bytes;
@@ -169,60 +173,19 @@ int audit_seal_key_id(const uint8_t key[static AUDIT_SEAL_KEY_SIZE], char ret_he
 int audit_seal_key_load(const char *path, bool require_root,
         uint8_t ret_key[static AUDIT_SEAL_KEY_SIZE], const char **ret_problem)
 {
-	SafeFileFlags flags = SAFE_FILE_NO_GROUP_WRITE | SAFE_FILE_NO_WORLD_WRITE |
-	                      SAFE_FILE_NO_WORLD_READ | SAFE_FILE_NO_GROUP_READ;
-	_cleanup_close_ int fd = -EBADF;
-	uint8_t k[AUDIT_SEAL_KEY_SIZE + 1];
-	ssize_t n;
+	AuditSealKey k = {};
+	int r;
 
-	if (require_root)
-		flags |= SAFE_FILE_ROOT_OWNED;
-	fd = safe_open(path, flags, NULL, ret_problem);
-	if (fd < 0)
-		return fd;
-	n = read(fd, k, sizeof(k));
-	if (n < 0) {
+	r = audit_seal_key_read(path, require_root, &k, ret_problem);
+	if (r >= 0 && k.epoch != AUDIT_SEAL_EPOCH_NONE) {
 		if (ret_problem)
-			*ret_problem = "cannot be read";
-		return -errno;
+			*ret_problem = "is a forward-secure seal key, not a static one";
+		r = -EBADMSG;
 	}
-	if ((size_t)n != AUDIT_SEAL_KEY_SIZE) {
-		OPENSSL_cleanse(k, sizeof(k));
-		if (ret_problem)
-			*ret_problem = "is not a keyward seal key (must be exactly 32 bytes)";
-		return -EBADMSG;
-	}
-	memcpy(ret_key, k, AUDIT_SEAL_KEY_SIZE);
-	OPENSSL_cleanse(k, sizeof(k));
-	return 0;
-}
-
-/* Creates a new key file with O_EXCL and mode 0600. */
-static int seal_key_create(const char *path, uint8_t key[static AUDIT_SEAL_KEY_SIZE])
-{
-	_cleanup_close_ int fd = -EBADF;
-	size_t done = 0;
-
-	while (done < AUDIT_SEAL_KEY_SIZE) {
-		ssize_t n = getrandom(key + done, AUDIT_SEAL_KEY_SIZE - done, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		done += (size_t)n;
-	}
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (fchmod(fd, 0600) < 0 ||
-	        write(fd, key, AUDIT_SEAL_KEY_SIZE) != (ssize_t)AUDIT_SEAL_KEY_SIZE ||
-	        fsync(fd) < 0) {
-		int r = errno ? -errno : -EIO;
-		(void)unlink(path);
-		return r;
-	}
-	return 0;
+	if (r >= 0)
+		memcpy(ret_key, k.key, AUDIT_SEAL_KEY_SIZE);
+	audit_seal_key_clear(&k);
+	return r;
 }
 
 /* ---- secondary sinks ---- */
@@ -591,8 +554,12 @@ static int format_record(AuditLog *log, const AuditRecord *rec, const Extra *x, 
 		        ",\"torn_offset\":%" PRIu64 ",\"torn_length\":%" PRIu64
 		        ",\"torn_sha256\":\"%s\"",
 		        x->torn_offset, x->torn_length, x->torn_sha256);
-	if (x->seal)
-		json_buf_printf(b, ",\"every\":%u,\"key_id\":\"%s\"", log->seal_every, log->key_id);
+	if (x->seal) {
+		json_buf_printf(b, ",\"every\":%u", log->seal_every);
+		if (log->epoch != AUDIT_SEAL_EPOCH_NONE)
+			json_buf_printf(b, ",\"epoch\":%" PRIu64, log->epoch);
+		json_buf_printf(b, ",\"key_id\":\"%s\"", log->key_id);
+	}
 	json_buf_printf(b, ",\"prev\":\"%s\"", log->head);
 	if (x->seal) {
 		char mac[AUDIT_HASH_HEX_LEN + 1];
@@ -684,10 +651,49 @@ static int append_internal(AuditLog *log, const AuditRecord *rec, const Extra *x
 	return 0;
 }
 
-int audit_log_seal(AuditLog *log, const char *reason, bool force)
+/* After a seal is in the trail: make it durable, publish its anchor, and evolve the
+ * key (k_e erased in memory and in the file) so that nobody who takes the machine later
+ * can make another seal of this epoch. A crash before the key file is replaced leaves
+ * the file at k_e: audit_log_open() sees the trail's last seal at that epoch and moves on. */
+static int seal_done(AuditLog *log)
+{
+	AuditSealKey k = {};
+	int r = 0;
+
+	if (!log->fsync_each && log->epoch != AUDIT_SEAL_EPOCH_NONE && fdatasync(log->fd) < 0)
+		return -errno; /* the key must not move past a seal that is not on disk */
+	if (log->to_syslog && !log->no_journal) {
+		AuditAnchor a = {.epoch = log->epoch, .seq = log->seq, .file_seq = log->file_seq};
+		memcpy(a.hash, log->head, sizeof(a.hash));
+		snprintf(a.host, sizeof(a.host), "%s", log->host);
+		r = audit_anchor_send(&a);
+		if (r < 0)
+			sink_failed(log, AUDIT_SINK_JOURNAL, r);
+		r = 0;
+	}
+	if (log->epoch == AUDIT_SEAL_EPOCH_NONE)
+		return 0;
+	k.epoch = log->epoch;
+	k.exported = log->key_exported;
+	memcpy(k.key, log->key, sizeof(k.key));
+	memcpy(k.key_id, log->key_id, sizeof(k.key_id));
+	r = audit_seal_key_evolve(&k);
+	if (r >= 0) {
+		/* In memory first: even if the file cannot be replaced, k_e is never used again. */
+		memcpy(log->key, k.key, sizeof(k.key));
+		log->epoch = k.epoch;
+		r = audit_seal_key_write(log->seal_key_path, &k);
+	}
+	audit_seal_key_clear(&k);
+	return r;
+}
+
+static int seal_with_detail(AuditLog *log, const char *reason, bool force, const char *detail)
 {
 	AuditRecord rec = AUDIT_RECORD_INIT;
 	Extra x = {.seal = true};
+	uint64_t size_before;
+	int r, q;
 
 	if (!log)
 		return -EINVAL;
@@ -696,7 +702,19 @@ int audit_log_seal(AuditLog *log, const char *reason, bool force)
 	rec.event = AUDIT_EVENT_SEAL;
 	rec.result = AUDIT_RESULT_INFO;
 	rec.reason = reason ?: "interval";
-	return append_internal(log, &rec, &x);
+	rec.detail = detail;
+	size_before = log->size;
+	r = append_internal(log, &rec, &x);
+	if (log->size == size_before)
+		return r; /* not written: this epoch's key is still unused */
+	/* Written (even if fsync failed): its key is spent. */
+	q = seal_done(log);
+	return r < 0 ? r : q;
+}
+
+int audit_log_seal(AuditLog *log, const char *reason, bool force)
+{
+	return seal_with_detail(log, reason, force, NULL);
 }
 
 static int write_header(AuditLog *log, const char *reason, const char *prev_file)
@@ -823,6 +841,21 @@ uint64_t audit_log_seq(const AuditLog *log)
 	return log ? log->seq : 0;
 }
 
+uint64_t audit_log_seal_epoch(const AuditLog *log)
+{
+	return log ? log->epoch : AUDIT_SEAL_EPOCH_NONE;
+}
+
+bool audit_log_key_exported(const AuditLog *log)
+{
+	return log && log->key_exported;
+}
+
+uint64_t audit_log_key_recovered_from(const AuditLog *log)
+{
+	return log ? log->key_recovered_from : AUDIT_SEAL_EPOCH_NONE;
+}
+
 /* ---- opening and recovery ---- */
 
 static int read_exact_at(int fd, void *buf, size_t len, uint64_t off)
@@ -840,6 +873,22 @@ static int read_exact_at(int fd, void *buf, size_t len, uint64_t off)
 			return -EIO;
 		done += (size_t)n;
 	}
+	return 0;
+}
+
+/* BYTES [start, start+len) of the trail into a new NUL-terminated buffer (2 spare bytes). */
+static int read_window(AuditLog *log, uint64_t start, size_t len, char **ret)
+{
+	_cleanup_free_ char *buf = malloc(len + 2);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = read_exact_at(log->fd, buf, len, start);
+	if (r < 0)
+		return r;
+	buf[len] = '\0';
+	*ret = TAKE_PTR(buf);
 	return 0;
 }
 
@@ -881,6 +930,8 @@ static bool take_head(AuditLog *log, const char *buf, size_t start, size_t end)
 	if (audit_line_hash(buf + start, end - start, log->head) < 0)
 		return false;
 	log->seq = e->seq;
+	if (e->event == AUDIT_EVENT_SEAL)
+		log->last_seal_epoch = e->epoch;
 	return true;
 }
 
@@ -902,13 +953,9 @@ static int recover_tail(AuditLog *log, bool *ret_torn)
 	char *nl;
 	int r;
 
-	buf = malloc(len + 2);
-	if (!buf)
-		return -ENOMEM;
-	r = read_exact_at(log->fd, buf, len, start);
+	r = read_window(log, start, len, &buf);
 	if (r < 0)
 		return r;
-	buf[len] = '\0';
 
 	nl = memrchr(buf, '\n', len);
 	if (!nl)
@@ -1022,6 +1069,72 @@ static int chain_from_rotated(AuditLog *log, char **ret_prev_file)
 	return 1;
 }
 
+/* The epoch of the last seal in the current file (when the last line is not one):
+ * seals come at least every seal_every records, so it is near the end. */
+static int scan_last_seal_epoch(AuditLog *log)
+{
+	_cleanup_free_ char *buf = NULL;
+	uint64_t window = ((uint64_t)log->seal_every + 8) * (AUDIT_LINE_MAX + 1), start;
+	size_t len, end;
+	int r;
+
+	if (window > 64u * 1024 * 1024)
+		window = 64u * 1024 * 1024;
+	start = log->size > window ? log->size - window : 0;
+	len = (size_t)(log->size - start);
+	r = read_window(log, start, len, &buf);
+	if (r < 0)
+		return r;
+	end = len;
+	while (end > 0) {
+		_cleanup_(audit_entry_freep) AuditEntry *e = NULL;
+		size_t lend = buf[end - 1] == '\n' ? end - 1 : end;
+		size_t s = line_start_before(buf, lend);
+
+		if ((s > 0 || start == 0) && memmem(buf + s, lend - s, "\"event\":\"seal\"", 14) &&
+		        audit_entry_parse(buf + s, lend - s, &e, NULL) >= 0 &&
+		        e->event == AUDIT_EVENT_SEAL) {
+			log->last_seal_epoch = e->epoch;
+			return 1;
+		}
+		end = s;
+	}
+	return 0;
+}
+
+/* The key file must be ahead of every seal in the trail: one that is not (a crash
+ * between a seal and the key update, or a key file restored from an older copy) is
+ * moved to the epoch after the trail's last seal, so no key ever makes two seals. */
+static int seal_key_catch_up(AuditLog *log)
+{
+	AuditSealKey k = {};
+	int r;
+
+	if (log->epoch == AUDIT_SEAL_EPOCH_NONE)
+		return 0;
+	if (log->last_seal_epoch == AUDIT_SEAL_EPOCH_NONE && log->size > 0) {
+		r = scan_last_seal_epoch(log);
+		if (r < 0)
+			return r;
+	}
+	if (log->last_seal_epoch == AUDIT_SEAL_EPOCH_NONE || log->epoch > log->last_seal_epoch)
+		return 0;
+	k.epoch = log->epoch;
+	k.exported = log->key_exported;
+	memcpy(k.key, log->key, sizeof(k.key));
+	memcpy(k.key_id, log->key_id, sizeof(k.key_id));
+	r = audit_seal_key_derive(&k, log->last_seal_epoch + 1, &k);
+	if (r >= 0)
+		r = audit_seal_key_write(log->seal_key_path, &k);
+	if (r >= 0) {
+		log->key_recovered_from = log->epoch;
+		log->epoch = k.epoch;
+		memcpy(log->key, k.key, sizeof(k.key));
+	}
+	audit_seal_key_clear(&k);
+	return r;
+}
+
 AuditLog *audit_log_free(AuditLog *log)
 {
 	if (!log)
@@ -1071,6 +1184,7 @@ int audit_log_open(const AuditOptions *opts, AuditLog **ret, bool *ret_torn)
 	if (gethostname(log->host, sizeof(log->host) - 1) < 0)
 		strcpy(log->host, "localhost");
 	memcpy(log->head, ZERO_HASH, sizeof(log->head));
+	log->epoch = log->last_seal_epoch = log->key_recovered_from = AUDIT_SEAL_EPOCH_NONE;
 
 	{
 		_cleanup_free_ char *dir = strdup(log->path);
@@ -1091,22 +1205,39 @@ int audit_log_open(const AuditOptions *opts, AuditLog **ret, bool *ret_torn)
 	log->fd = r;
 	log->size = (uint64_t)st.st_size;
 
-	r = audit_seal_key_load(log->seal_key_path, geteuid() == 0, log->key, NULL);
-	if (r == -ENOENT) {
-		/* A new key only for a new trail: otherwise the old seals could no longer be
-		 * checked and a deleted key would silently restart the evidence. */
-		_cleanup_strv_free_ char **files = NULL;
-		if (log->size > 0 ||
-		        (audit_trail_files(log->path, &files) >= 0 && strv_length(files) > 1))
-			return -ENOKEY;
-		r = seal_key_create(log->seal_key_path, log->key);
+	{
+		AuditSealKey k = {};
+		r = audit_seal_key_read(log->seal_key_path, geteuid() == 0, &k, NULL);
+		if (r == -ENOENT) {
+			/* A new key only for a new trail: otherwise the old seals could no longer
+			 * be checked and a deleted key would silently restart the evidence. The
+			 * writer's own key is forward-secure but not exported: k_0 is gone with
+			 * the first seal (keywardctl audit setup-keys before the first start
+			 * exports it). */
+			_cleanup_strv_free_ char **files = NULL;
+			if (log->size > 0 || (audit_trail_files(log->path, &files) >= 0 &&
+			                             strv_length(files) > 1))
+				return -ENOKEY;
+			r = audit_seal_key_create(log->seal_key_path, false, &k);
+		}
+		if (r >= 0) {
+			memcpy(log->key, k.key, sizeof(log->key));
+			memcpy(log->key_id, k.key_id, sizeof(log->key_id));
+			log->epoch = k.epoch;
+			log->key_exported = k.exported;
+		}
+		audit_seal_key_clear(&k);
+		if (r < 0)
+			return r;
 	}
-	if (r < 0)
-		return r;
-	r = audit_seal_key_id(log->key, log->key_id);
-	if (r < 0)
-		return r;
 
+	if (log->to_syslog &&
+	        access(opts->journal_socket ?: "/run/systemd/journal/socket", F_OK) < 0) {
+		/* sd_journal_send() succeeds silently without journald: notice it here, before
+		 * the first record and anchor are sent. */
+		log->no_journal = true;
+		sink_failed(log, AUDIT_SINK_JOURNAL, -errno);
+	}
 	log->broken = false;
 	if (log->size == 0) {
 		_cleanup_free_ char *prev_file = NULL;
@@ -1122,23 +1253,32 @@ int audit_log_open(const AuditOptions *opts, AuditLog **ret, bool *ret_torn)
 		if (r >= 0)
 			r = recover_tail(log, &torn);
 	}
+	if (r >= 0)
+		r = seal_key_catch_up(log);
 	if (r < 0) {
 		log->broken = true;
 		return r;
 	}
 	/* Every open is sealed: it anchors what was recovered and marks the restart. */
-	r = audit_log_seal(log, "open", true);
+	{
+		_cleanup_free_ char *detail = NULL;
+		if (log->key_recovered_from != AUDIT_SEAL_EPOCH_NONE &&
+		        asprintf(&detail,
+		                "seal key moved from epoch %" PRIu64 " to %" PRIu64
+		                " at open: the key file was not ahead of the trail's last seal "
+		                "(stopped between a seal and the key update, or restored)",
+		                log->key_recovered_from, log->epoch) < 0)
+			detail = NULL;
+		else if (!detail && log->epoch != AUDIT_SEAL_EPOCH_NONE && !log->key_exported)
+			detail = strdup("verification key not exported: seals cannot be proved off "
+			                "this machine");
+		r = seal_with_detail(log, "open", true, detail);
+	}
 	if (r < 0) {
 		log->broken = true;
 		return r;
 	}
 
-	if (log->to_syslog &&
-	        access(opts->journal_socket ?: "/run/systemd/journal/socket", F_OK) < 0) {
-		/* sd_journal_send() succeeds silently without journald: notice it here. */
-		log->no_journal = true;
-		sink_failed(log, AUDIT_SINK_JOURNAL, -errno);
-	}
 #if HAVE_LIBAUDIT
 	if (log->to_linux_audit) {
 		log->audit_fd = audit_open();

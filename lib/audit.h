@@ -20,6 +20,55 @@ typedef struct AuditLog AuditLog;
 /* The seal key's file name in the policy's state_dir (daemon and keywardctl agree). */
 #define AUDIT_SEAL_KEY_FILENAME "audit-seal.key"
 
+/* Forward-secure sealing (lib/audit-seal.c). The seal key evolves after every seal:
+ * k_{e+1} = HMAC-SHA256(k_e, "keyward-audit-seal-evolve-v1"), k_e is erased and the key
+ * file replaced atomically; a seal carries its "epoch". k_0 is the verification key: it
+ * leaves the machine at setup and proves every epoch's seals. A legacy key file (32 raw
+ * bytes) is a static key: its seals have no epoch. */
+#define AUDIT_SEAL_EPOCH_NONE UINT64_MAX
+typedef struct AuditSealKey {
+	uint64_t epoch; /* AUDIT_SEAL_EPOCH_NONE: a legacy static key */
+	uint8_t key[AUDIT_SEAL_KEY_SIZE];
+	char key_id[17]; /* id of k_0 (names the chain of keys); legacy: of the key */
+	bool exported;   /* k_0 was handed out (setup-keys); false: created by keywardd */
+} AuditSealKey;
+
+/* Reads a key file, either format ("keyward-seal-key v1 epoch=N id=... exported=yes|no
+ * key=<hex>\n" or 32 raw bytes); same file checks as audit_seal_key_load(). */
+int audit_seal_key_read(
+        const char *path, bool require_root, AuditSealKey *ret, const char **ret_problem);
+int audit_seal_key_parse(const char *text, size_t len, AuditSealKey *ret, const char **ret_problem);
+/* Atomically replaces PATH (temp file, fsync, rename, fsync dir) with K, mode 0600. */
+int audit_seal_key_write(const char *path, const AuditSealKey *k);
+/* Creates a new epoch-0 key at PATH (O_EXCL, 0600); *ret (may be NULL) gets k_0. */
+int audit_seal_key_create(const char *path, bool exported, AuditSealKey *ret);
+/* k_e -> k_{e+1} in place, the old key overwritten. */
+int audit_seal_key_evolve(AuditSealKey *k);
+/* The key of EPOCH (>= k0->epoch) derived from K0. */
+int audit_seal_key_derive(const AuditSealKey *k0, uint64_t epoch, AuditSealKey *ret);
+/* The key file's text (a secret: wipe it). */
+int audit_seal_key_to_string(const AuditSealKey *k, char **ret);
+void audit_seal_key_clear(AuditSealKey *k);
+
+/* Anchors: the head of a seal, published where root on this host cannot take it back
+ * (journald forwarded to a collector; `keywardctl audit anchor` output). Text form:
+ * "keyward-anchor v1 host=H epoch=E|none seq=N file_seq=F hash=<sha256 of the seal line>".
+ * journald: MESSAGE_ID=AUDIT_ANCHOR_MESSAGE_ID with KEYWARD_ANCHOR_HOST, _EPOCH, _SEQ,
+ * _FILE_SEQ and _HASH. */
+#define AUDIT_ANCHOR_MESSAGE_ID "5b16eb6313ee4944a6befdc85437dcaf"
+typedef struct AuditAnchor {
+	uint64_t epoch; /* AUDIT_SEAL_EPOCH_NONE: a legacy seal */
+	uint64_t seq, file_seq;
+	char hash[AUDIT_HASH_HEX_LEN + 1];
+	char host[65];
+} AuditAnchor;
+int audit_anchor_format(const AuditAnchor *a, char **ret);
+int audit_anchor_parse(const char *line, AuditAnchor *ret);
+int audit_anchor_from_fields(const char *host, const char *epoch, const char *seq,
+        const char *file_seq, const char *hash, AuditAnchor *ret);
+/* Sends the anchor to journald (its own structured message). */
+int audit_anchor_send(const AuditAnchor *a);
+
 /* Where else records go besides the trail. */
 typedef enum AuditSink {
 	AUDIT_SINK_JOURNAL,     /* sd_journal_send (syslog fallback) */
@@ -126,6 +175,13 @@ int audit_log_seal(AuditLog *log, const char *reason, bool force);
 int audit_log_sink_error(const AuditLog *log, AuditSink sink);
 /* Sequence number of the last record written (0 before any). */
 uint64_t audit_log_seq(const AuditLog *log);
+/* The next seal's epoch (AUDIT_SEAL_EPOCH_NONE with a legacy key), whether k_0 was
+ * exported (false: created by the writer itself; seals cannot be proved off the machine),
+ * and the epoch the open had to skip ahead from (AUDIT_SEAL_EPOCH_NONE if none): the key
+ * file was older than the trail's last seal (crash between a seal and the key update). */
+uint64_t audit_log_seal_epoch(const AuditLog *log);
+bool audit_log_key_exported(const AuditLog *log);
+uint64_t audit_log_key_recovered_from(const AuditLog *log);
 static inline void audit_log_freep(AuditLog **l)
 {
 	if (*l)
@@ -159,6 +215,7 @@ typedef struct AuditEntry {
 	char *torn_sha256;
 	/* seal */
 	uint64_t every;
+	uint64_t epoch; /* AUDIT_SEAL_EPOCH_NONE: absent (legacy seal, or not a seal) */
 	char *key_id, *mac;
 	char *prev;
 } AuditEntry;
@@ -192,22 +249,35 @@ typedef enum AuditVerifyStatus {
 	AUDIT_VERIFY_WRONG_KEY,    /* seals made with another key than the one given */
 	AUDIT_VERIFY_MISSING_SEAL, /* more records without a seal than the trail's interval */
 	AUDIT_VERIFY_FILE_GAP,     /* a rotated file is missing, out of order or re-anchored */
+	AUDIT_VERIFY_ROLLBACK, /* an anchored seal is not in the trail: an older copy restored */
 	_AUDIT_VERIFY_STATUS_MAX,
 	_AUDIT_VERIFY_STATUS_INVALID = -EINVAL,
 } AuditVerifyStatus;
 
 typedef struct AuditVerifyOptions {
-	const uint8_t *key; /* AUDIT_SEAL_KEY_SIZE bytes; NULL: chain only (seals unchecked) */
-	bool strict;        /* the last file must end with a seal (stopped daemon / archive) */
+	const uint8_t *key; /* legacy static key, AUDIT_SEAL_KEY_SIZE bytes; NULL: legacy seals
+	                     * are not checked */
+	const AuditSealKey *verification_key; /* k_0 (epoch 0); NULL: epoch seals unchecked */
+	const AuditAnchor *anchors;           /* seal heads published elsewhere (any order) */
+	size_t n_anchors;
+	bool strict; /* the last file must end with a seal (stopped daemon / archive) */
 } AuditVerifyOptions;
 
 typedef struct AuditVerifyResult {
 	AuditVerifyStatus status;
-	char *file;       /* where the first problem is (NULL when intact) */
-	uint64_t line;    /* 1-based line in that file (0: the file as a whole) */
-	char *message;    /* what is wrong, in words */
-	uint64_t records; /* lines checked, seals included */
-	uint64_t seals;   /* seals verified */
+	char *file;              /* where the first problem is (NULL when intact) */
+	uint64_t line;           /* 1-based line in that file (0: the file as a whole) */
+	char *message;           /* what is wrong, in words */
+	uint64_t records;        /* lines checked, seals included */
+	uint64_t seals;          /* seals in the chain (proven or not) */
+	uint64_t seals_proven;   /* seals whose MAC was checked with the key they need */
+	uint64_t seals_unproven; /* seals not checked: their key was not given */
+	uint64_t epoch_seals;    /* forward-secure seals among them */
+	uint64_t anchors_matched, anchors_before; /* anchors found / before the first file */
+	/* The last seal (for `audit anchor`); last_seal_seq 0: none. */
+	uint64_t last_seal_seq, last_seal_epoch, last_seal_file_seq;
+	char last_seal_hash[AUDIT_HASH_HEX_LEN + 1];
+	char last_seal_host[65];
 	uint64_t files;
 	uint64_t first_seq, last_seq;
 	uint64_t first_file_seq;    /* 1: anchored at the genesis file */

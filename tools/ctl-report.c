@@ -613,24 +613,17 @@ static size_t coverage_count(const Report *r, const char *status)
 
 /* ---- output helpers ---- */
 
+/* The integrity line is exactly `audit verify`'s verdict (ctl_audit_verdict()). */
 static const char *verify_summary(const Report *r, char *buf, size_t size)
 {
-	if (r->verify_error < 0)
-		snprintf(buf, size, "NOT VERIFIED: cannot read %s (%s)", strna(r->verify.file),
-		        strerror(-r->verify_error));
-	else if (r->verify.status != AUDIT_VERIFY_INTACT)
-		snprintf(buf, size, "TAMPERED (%s) at %s:%" PRIu64 ": %s",
-		        audit_verify_status_to_string(r->verify.status), strna(r->verify.file),
-		        r->verify.line, strna(r->verify.message));
-	else
-		snprintf(buf, size,
-		        "INTACT%s: %" PRIu64 " records in %" PRIu64 " file(s), %" PRIu64
-		        " seals%s, %" PRIu64 " unsealed at the end",
-		        r->verify_keyed ? "" : " (chain only)", r->verify.records, r->verify.files,
-		        r->verify.seals,
-		        r->verify_keyed ? " verified" : " not verified (no seal key)",
-		        r->verify.unsealed_tail);
+	(void)ctl_audit_verdict(r->verify_error, &r->verify, buf, size);
 	return buf;
+}
+
+static bool verify_intact(const Report *r)
+{
+	char buf[8];
+	return ctl_audit_verdict(r->verify_error, &r->verify, buf, sizeof(buf)) == CTL_AUDIT_INTACT;
 }
 
 static void fmt_time(uint64_t ms, char *buf, size_t size)
@@ -977,11 +970,8 @@ static int emit_json(const Report *r, FILE *f)
 	}
 
 	json_buf_puts(&b, ",\"trail\":{");
-	j_str(&b, "status",
-	        r->verify_error < 0 ? "unreadable"
-	                            : audit_verify_status_to_string(r->verify.status),
-	        false);
-	json_buf_printf(&b, ",\"seals_verified\":%s", r->verify_keyed ? "true" : "false");
+	j_str(&b, "status", ctl_audit_verdict_status(r->verify_error, &r->verify), false);
+	json_buf_printf(&b, ",\"seals_verified\":%s", verify_intact(r) ? "true" : "false");
 	j_str(&b, "summary", verify_summary(r, buf, sizeof(buf)), true);
 	json_buf_printf(&b,
 	        ",\"records\":%" PRIu64 ",\"seals\":%" PRIu64 ",\"unsealed_tail\":%" PRIu64
@@ -1076,14 +1066,11 @@ static void emit_csv(const Report *r, FILE *f)
 	snprintf(n2, sizeof(n2), "%" PRIu64, r->verify.seals);
 	snprintf(n3, sizeof(n3), "%" PRIu64, r->verify.unsealed_tail);
 	csv_field(f, "trail", false);
-	csv_field(f,
-	        r->verify_error < 0 ? "unreadable"
-	                            : audit_verify_status_to_string(r->verify.status),
-	        false);
+	csv_field(f, ctl_audit_verdict_status(r->verify_error, &r->verify), false);
 	csv_field(f, n1, false);
 	csv_field(f, n2, false);
 	csv_field(f, n3, false);
-	csv_field(f, r->verify_keyed ? "yes" : "no", false);
+	csv_field(f, verify_intact(r) ? "yes" : "no", false);
 	csv_field(f, verify_summary(r, buf, sizeof(buf)), true);
 }
 
@@ -1265,9 +1252,7 @@ static void emit_html(const Report *r, FILE *f)
 		fmt_time(r->until, t2, sizeof(t2));
 	fprintf(f, ". Period: %s &ndash; %s.</p>\n", r->since ? t1 : "start of trail",
 	        r->until ? t2 : "end of trail");
-	fprintf(f, "<p>Trail: <span class=\"%s\">",
-	        r->verify_error == 0 && r->verify.status == AUDIT_VERIFY_INTACT ? "intact"
-	                                                                        : "tampered");
+	fprintf(f, "<p>Trail: <span class=\"%s\">", verify_intact(r) ? "intact" : "tampered");
 	h(f, verify_summary(r, buf, sizeof(buf)));
 	fputs("</span></p>\n", f);
 
@@ -1397,10 +1382,7 @@ static void emit_html(const Report *r, FILE *f)
 			break;
 		}
 		case SEC_TRAIL:
-			fprintf(f, "<p class=\"%s\">",
-			        r->verify_error == 0 && r->verify.status == AUDIT_VERIFY_INTACT
-			                ? "intact"
-			                : "tampered");
+			fprintf(f, "<p class=\"%s\">", verify_intact(r) ? "intact" : "tampered");
 			h(f, verify_summary(r, buf, sizeof(buf)));
 			fputs("</p>\n<ul>\n", f);
 			for (size_t i = 0; r->files && r->files[i]; i++) {
@@ -1427,7 +1409,8 @@ static void report_help(FILE *f)
 {
 	fprintf(f,
 	        "Usage: keywardctl report [--since T] [--until T] [--format text|json|csv|html]\n"
-	        "                         [-o FILE] [--key FILE] [--root DIR] [--audit FILE...]\n\n"
+	        "                         [-o FILE] [--verification-key FILE | --key FILE]\n"
+	        "                         [--root DIR] [--audit FILE...]\n\n"
 	        "Compliance evidence from the policy, the credential store and the audit trail:\n"
 	        "coverage gaps first, then authentications, removals and their outcomes, clone\n"
 	        "alerts, lockouts, policy changes, key management and the trail's integrity.\n"
@@ -1435,8 +1418,9 @@ static void report_help(FILE *f)
 	        "Covered services are the PAM services present (/etc/pam.d, /usr/lib/pam.d).\n"
 	        "--root DIR reads the policy (-c, as on the target), its credential store and\n"
 	        "the PAM stacks under DIR; the trail is then given with --audit.\n"
-	        "Exit: 0 written, 1 written but the trail failed verification, 2 usage, 3 "
-	        "error.\n");
+	        "The integrity line is `keywardctl audit verify`'s verdict.\n"
+	        "Exit: 0 written, trail INTACT; 1 written but the trail failed verification; 2 "
+	        "usage;\n3 error; 4 written, trail NOT PROVEN (no key for its seals).\n");
 }
 
 int verb_report(int argc, char *argv[])
@@ -1444,13 +1428,14 @@ int verb_report(int argc, char *argv[])
 	static const struct option options[] = {{"since", required_argument, NULL, 'S'},
 	        {"until", required_argument, NULL, 'U'}, {"format", required_argument, NULL, 'f'},
 	        {"output", required_argument, NULL, 'o'}, {"key", required_argument, NULL, 'k'},
+	        {"verification-key", required_argument, NULL, 'k'},
 	        {"audit", required_argument, NULL, 'a'}, {"root", required_argument, NULL, 'R'},
 	        {"help", no_argument, NULL, 'h'}, {}};
 	_cleanup_(report_done) Report r = {.root = ""};
 	_cleanup_free_ char *default_key = NULL, *tmp = NULL, *root = NULL;
 	ReportFormat fmt = FORMAT_TEXT;
-	const char *out = NULL, *key_path = NULL, *problem = NULL;
-	uint8_t key[AUDIT_SEAL_KEY_SIZE];
+	const char *out = NULL, *key_path = NULL;
+	AuditSealKey key = {};
 	AuditVerifyOptions vo = {};
 	_cleanup_strv_free_ char **audit_files = NULL;
 	FILE *f = stdout;
@@ -1544,22 +1529,25 @@ int verb_report(int argc, char *argv[])
 	/* Under --root the host's seal key is not the tree's: only --key says which. */
 	if (!key_path && isempty(r.root) && ctl_audit_paths(NULL, &default_key) >= 0)
 		key_path = default_key;
-	if (key_path && audit_seal_key_load(key_path, false, key, &problem) >= 0) {
-		vo.key = key;
-		r.verify_keyed = true;
-	} else if (!key_path && !isempty(r.root)) {
-		if (asprintf(&r.verify_note, "Seals were not verified: with --root, pass the "
-		                             "tree's seal key with --key FILE.") < 0)
+	if (key_path) {
+		q = ctl_audit_load_key(
+		        "keywardctl report", key_path, false, &key, &vo, &r.verify_note);
+		if (q < 0)
 			return CTL_EXIT_ERROR;
-	} else if (asprintf(&r.verify_note,
-	                   "Seals were not verified: the seal key %s %s. Run as root or pass --key "
-	                   "FILE.",
-	                   strna(key_path), strna(problem)) < 0)
+		r.verify_keyed = q > 0;
+	} else if (asprintf(&r.verify_note, "Seals were not verified: with --root, pass the "
+	                                    "tree's verification key with --verification-key "
+	                                    "FILE.") < 0)
 		return CTL_EXIT_ERROR;
 	r.verify_error = audit_verify_files(r.files, &vo, &r.verify);
-	explicit_bzero(key, sizeof(key));
-	if (r.verify_error < 0 || r.verify.status != AUDIT_VERIFY_INTACT)
-		ret = CTL_EXIT_FAILURE;
+	audit_seal_key_clear(&key);
+	{
+		char buf[8];
+		ret = ctl_audit_verdict_exit(
+		        ctl_audit_verdict(r.verify_error, &r.verify, buf, sizeof(buf)));
+		if (ret == CTL_EXIT_ERROR)
+			ret = CTL_EXIT_FAILURE; /* the report is written and says why */
+	}
 
 	q = compute_coverage(&r);
 	if (q < 0) {

@@ -16,9 +16,11 @@ extern CtlGlobal ctl_global;
 /* Exit codes shared by all verbs (documented in keywardctl(8)). */
 enum {
 	CTL_EXIT_OK = 0,
-	CTL_EXIT_FAILURE = 1, /* the check failed / the operation was refused */
-	CTL_EXIT_USAGE = 2,   /* bad command line */
-	CTL_EXIT_ERROR = 3,   /* could not do it: I/O, daemon unreachable, ... */
+	CTL_EXIT_FAILURE = 1,    /* the check failed / the operation was refused */
+	CTL_EXIT_USAGE = 2,      /* bad command line */
+	CTL_EXIT_ERROR = 3,      /* could not do it: I/O, daemon unreachable, ... */
+	CTL_EXIT_NOT_PROVEN = 4, /* audit verify/report: no tampering found, but the seals
+	                          * could not be proved (no verification key) */
 };
 
 /* ctl-policy.c: policy check | explain */
@@ -35,6 +37,33 @@ int verb_report(int argc, char *argv[]);
  * read: ARGS if any, else the trail and its rotated files. */
 int ctl_audit_paths(char **ret_trail, char **ret_key);
 int ctl_audit_files(char **args, size_t n, char ***ret);
+
+/* The one verdict on a trail, shared by `audit verify` and the report's integrity line:
+ * INTACT only when the chain holds and every seal was proved with the key it needs. */
+typedef enum CtlAuditVerdict {
+	CTL_AUDIT_INTACT,
+	CTL_AUDIT_NOT_PROVEN, /* chain intact, some seals not proved (no key for them) */
+	CTL_AUDIT_TAMPERED,
+	CTL_AUDIT_UNREADABLE,
+	_CTL_AUDIT_VERDICT_MAX,
+} CtlAuditVerdict;
+struct AuditVerifyResult;
+/* VERIFY_ERROR is audit_verify_files()'s return. Writes the one-line summary to BUF. */
+CtlAuditVerdict ctl_audit_verdict(
+        int verify_error, const struct AuditVerifyResult *res, char *buf, size_t size);
+/* Machine word: "intact", "not-proven", "unreadable" or the tamper kind ("edited", ...). */
+const char *ctl_audit_verdict_status(int verify_error, const struct AuditVerifyResult *res);
+/* Exit code of a verdict: 0, 4, 1, 3. */
+int ctl_audit_verdict_exit(CtlAuditVerdict v);
+/* Loads the key that proves seals from PATH (EXPLICIT: named by the user; else the
+ * policy's seal key file): a legacy static key or a verification key (epoch 0) goes into
+ * *K and O. The machine's evolved key (epoch > 0) proves nothing about earlier seals: it
+ * is not used. Returns 1 when a key is in O, 0 when not (*ret_note says why), -errno
+ * when an explicitly named key cannot be used (message printed with PROG). */
+struct AuditSealKey;
+struct AuditVerifyOptions;
+int ctl_audit_load_key(const char *prog, const char *path, bool explicit_path,
+        struct AuditSealKey *k, struct AuditVerifyOptions *o, char **ret_note);
 /* ctl-common.c: USER's group names (primary group PRIMARY and supplementary ones), from
  * account_group_names() (lib/accounts.h: thread-safe, a failed lookup is an error). New
  * code calls that directly. -E2BIG past MAX groups. *RET is NULL-terminated. */

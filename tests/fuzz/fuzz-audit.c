@@ -1,5 +1,6 @@
 /* fuzz-audit.c: libFuzzer target for the audit trail's readers — the strict JSON parser,
- * the record parser, and the verifier over a whole (possibly hostile) trail file. */
+ * the record parser, key files and anchor lines, and the verifier over a whole (possibly
+ * hostile) trail file, with a static key, a verification key and an anchor. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		json_fields_free(f, JSON_FIELDS_MAX);
 	if (audit_entry_parse((const char *)data, size, &e, &why) == 0)
 		audit_entry_free(e);
+	/* key files and anchor lines (both are read from files a person hands over) */
+	{
+		AuditSealKey k = {};
+		AuditAnchor a = {};
+		char *line = strndup((const char *)data, size);
+		(void)audit_seal_key_parse((const char *)data, size, &k, &why);
+		audit_seal_key_clear(&k);
+		if (line && audit_anchor_parse(line, &a) == 0) {
+			char *again = NULL;
+			if (audit_anchor_format(&a, &again) == 0)
+				free(again);
+		}
+		free(line);
+	}
 
 	/* The same bytes as a trail file, verified with and without a key. */
 	fd = mkstemp(path);
@@ -45,6 +60,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		o.key = NULL;
 		(void)audit_verify_files(files, &o, &r);
 		audit_verify_result_clear(&r);
+		/* forward-secure seals with a verification key, against an anchor */
+		{
+			AuditSealKey k0 = {.epoch = 0, .key = {1, 2, 3}};
+			AuditAnchor an = {.epoch = 2, .seq = 5, .file_seq = 1};
+			memset(an.hash, 'a', AUDIT_HASH_HEX_LEN);
+			(void)audit_seal_key_id(k0.key, k0.key_id);
+			o.verification_key = &k0;
+			o.anchors = &an;
+			o.n_anchors = 1;
+			(void)audit_verify_files(files, &o, &r);
+			audit_verify_result_clear(&r);
+		}
 	}
 	unlink(path);
 	return 0;

@@ -16,7 +16,7 @@ static int cmd_append(int argc, char *argv[])
 	        {"key", required_argument, NULL, 'k'}, {"every", required_argument, NULL, 'e'},
 	        {"rotate", required_argument, NULL, 'r'}, {"count", required_argument, NULL, 'n'},
 	        {"user", required_argument, NULL, 'u'}, {"crash", no_argument, NULL, 'c'},
-	        {"fsync", no_argument, NULL, 'f'}, {}};
+	        {"fsync", no_argument, NULL, 'f'}, {"journal", no_argument, NULL, 'j'}, {}};
 	AuditOptions o = {.seal_every = 8};
 	const char *user = "alice";
 	unsigned long count = 10;
@@ -49,6 +49,9 @@ static int cmd_append(int argc, char *argv[])
 			break;
 		case 'f':
 			o.fsync_each = true;
+			break;
+		case 'j':
+			o.to_syslog = true; /* records and seal anchors to journald */
 			break;
 		default:
 			return 2;

@@ -62,8 +62,18 @@ class Env:
         # -c to a missing file is an error; a policy is given only where a case wants it
         return self.run([self.ctl] + args, **kw)
 
-    def make_trail(self, name="t", count=60, every=8, extra=()):
+    def legacy_key(self, key):
+        """A legacy static seal key (32 raw bytes): the cases written before forward-secure
+        sealing keep writing and verifying legacy trails with --key."""
+        if not os.path.exists(key):
+            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, os.urandom(32))
+            os.close(fd)
+
+    def make_trail(self, name="t", count=60, every=8, extra=(), fss=False):
         log, key = self.path(name + ".log"), self.path(name + ".key")
+        if not fss:
+            self.legacy_key(key)
         self.run([self.tool, "append", "--log", log, "--key", key, "--every", str(every),
                   "--count", str(count)] + list(extra), check_rc=0)
         return log, key
@@ -119,11 +129,12 @@ def case_intact(env):
     log, key = env.make_trail()
     out = expect_intact(env, ["--key", key, "--strict", log])
     # header + open seal + 60 records + 7 interval seals + stop seal
-    check("records:        70 (seq 1..70)" in out and "seals:          9 verified" in out,
+    check("records:        70 (seq 1..70)" in out and
+          "seals:          9 (0 forward-secure), 9 proved, 0 NOT checked" in out,
           "unexpected counts:\n" + out)
-    # chain-only mode says so
-    p = env.ctl_run(["audit", "verify", "--no-key", log], check_rc=0)
-    check("seals not verified" in p.stdout, p.stdout)
+    # chain-only mode says so, and is not a green INTACT (exit 4)
+    p = env.ctl_run(["audit", "verify", "--no-key", log], check_rc=4)
+    check("NOT PROVEN" in p.stdout and "\nINTACT" not in "\n" + p.stdout, p.stdout)
 
 
 def case_edit(env):
@@ -175,8 +186,9 @@ def case_recompute(env):
     write_lines(log, rechain(lines, 15))
     # The chain is consistent again; the next seal (line 20) cannot be forged.
     expect_tampered(env, ["--key", key, log], "forged-seal", 20)
-    # Without the key the rewrite is invisible: that is why verify needs it.
-    env.ctl_run(["audit", "verify", "--no-key", log], check_rc=0)
+    # Without the key the rewrite is invisible: that is why verify needs it, and says
+    # NOT PROVEN (exit 4) without it.
+    env.ctl_run(["audit", "verify", "--no-key", log], check_rc=4)
 
 
 def case_drop_seals(env):
@@ -253,6 +265,7 @@ def case_rotation(env):
 
 def case_torn(env):
     log, key = env.path("t.log"), env.path("t.key")
+    env.legacy_key(key)
     env.run([env.tool, "append", "--log", log, "--key", key, "--count", "10", "--crash"], check_rc=0)
     n = len(read_lines(log))
     with open(log, "ab") as f:
@@ -609,6 +622,296 @@ def case_report_render(env):
     # the timeline's bars are separate columns: at least 3 runs of the success colour
     check(succ[1] >= 3, "expected >= 3 separate success bars, got %d" % succ[1])
 
+
+# --- forward-secure sealing, anchors, the one verdict -----------------------------------
+
+JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
+ANCHOR_MESSAGE_ID = None  # read from lib/audit.h below
+
+
+def anchor_message_id():
+    global ANCHOR_MESSAGE_ID
+    if ANCHOR_MESSAGE_ID is None:
+        h = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib", "audit.h")
+        with open(h, encoding="utf-8") as f:
+            ANCHOR_MESSAGE_ID = re.search(r'#define AUDIT_ANCHOR_MESSAGE_ID "([0-9a-f]{32})"', f.read()).group(1)
+    return ANCHOR_MESSAGE_ID
+
+
+def read_key_file(path):
+    with open(path, encoding="ascii") as f:
+        m = re.fullmatch(r"keyward-seal-key v1 epoch=(\d+) id=([0-9a-f]{16}) exported=(yes|no) key=([0-9a-f]{64})\n",
+                         f.read())
+    check(m is not None, "%s is not a forward-secure key file" % path)
+    return int(m.group(1)), m.group(2), bytes.fromhex(m.group(4))
+
+
+def evolve(key):
+    return hmac.new(key, b"keyward-audit-seal-evolve-v1", hashlib.sha256).digest()
+
+
+def fss_setup(env, name="fs"):
+    """A policy, `audit setup-keys --output VK` before the writer's first start, then a
+    trail written by the real library with the forward-secure key."""
+    state = env.path(name + "-state")
+    log = env.path(name + ".log")
+    conf = env.path(name + ".conf")
+    with open(conf, "w") as f:
+        f.write('settings = { audit_log = "%s"; state_dir = "%s"; credentials_dir = "%s"; };\n'
+                'rules = ();\ndefault = { require = "none"; };\n' % (log, state, env.path(name + "-creds")))
+    os.makedirs(env.path(name + "-creds"), exist_ok=True)
+    vk = env.path(name + ".verification-key")
+    p = env.ctl_run(["-c", conf, "audit", "setup-keys", "--output", vk], check_rc=0)
+    check("OFF this machine" in p.stdout, "setup-keys does not tell where the key belongs:\n" + p.stdout)
+    check(os.stat(vk).st_mode & 0o777 == 0o600, "the verification key file is not 0600")
+    return conf, log, os.path.join(state, "audit-seal.key"), vk
+
+
+def fss_append(env, log, key, count, every=8, extra=()):
+    env.run([env.tool, "append", "--log", log, "--key", key, "--every", str(every),
+             "--count", str(count)] + list(extra), check_rc=0)
+
+
+def anchor_of(env, log):
+    p = env.ctl_run(["audit", "anchor", log], check_rc=0)
+    line = p.stdout.strip()
+    check(re.fullmatch(r"keyward-anchor v1 host=\S+ epoch=\d+ seq=\d+ file_seq=\d+ hash=[0-9a-f]{64}", line),
+          "audit anchor printed: %r" % line)
+    return line
+
+
+def case_fss_verify(env):
+    conf, log, key, vk = fss_setup(env)
+    p = env.ctl_run(["-c", conf, "audit", "setup-keys"], check_rc=1)
+    check("only once" in p.stderr, p.stderr)
+    fss_append(env, log, key, 40)
+    epoch, _, _ = read_key_file(key)
+    seals = [json.loads(l) for l in read_lines(log) if b'"event":"seal"' in l]
+    check([s_["epoch"] for s_ in seals] == list(range(len(seals))), "seal epochs: %s" % seals)
+    check(epoch == len(seals), "the key file is at epoch %d after %d seals" % (epoch, len(seals)))
+    out = env.ctl_run(["-c", conf, "audit", "verify", "--verification-key", vk, "--strict"], check_rc=0).stdout
+    check(out.splitlines()[-1] == "INTACT", out)
+    check("seals:          %d (%d forward-secure), %d proved, 0 NOT checked" % ((len(seals),) * 3) in out, out)
+    # without the verification key: NOT PROVEN (exit 4), never a green INTACT
+    for args in ([], ["--no-key"]):
+        p = env.ctl_run(["-c", conf, "audit", "verify"] + args, check_rc=4)
+        check(p.stdout.splitlines()[-1].startswith("NOT PROVEN"), p.stdout)
+        check("\nINTACT\n" not in "\n" + p.stdout, p.stdout)
+    p = env.ctl_run(["-c", conf, "audit", "verify"], check_rc=4)
+    check("current forward-secure seal key" in p.stdout, p.stdout)
+    # the machine's evolved key named explicitly proves nothing: refused, said why
+    p = env.ctl_run(["audit", "verify", "--verification-key", key, log], check_rc=3)
+    check("cannot prove earlier seals" in p.stderr, p.stderr)
+    # the verification key cannot be exported again now that the first seal was made
+    p = env.ctl_run(["-c", conf, "audit", "setup-keys"], check_rc=1)
+    check("already exported" in p.stderr or "epoch" in p.stderr, p.stderr)
+    # the report's integrity line is verify's verdict: green only with the key
+    out = env.path("r.json")
+    env.ctl_run(["-c", conf, "report", "--format", "json", "-o", out, "--verification-key", vk], check_rc=0)
+    with open(out) as f:
+        t = json.load(f)["trail"]
+    check(t["status"] == "intact" and t["summary"].startswith("INTACT") and t["seals_verified"], t)
+    for fmt in ("json", "text", "csv", "html"):
+        out = env.path("r." + fmt)
+        env.ctl_run(["-c", conf, "report", "--format", fmt, "-o", out], check_rc=4)
+        with open(out, encoding="utf-8") as f:
+            text = f.read()
+        check("NOT PROVEN" in text and "INTACT:" not in text, "%s report without the key:\n%s" % (fmt, text[-800:]))
+        if fmt == "json":
+            check(json.loads(text)["trail"]["status"] == "not-proven", text[-400:])
+        if fmt == "html":
+            check('class="intact"' not in text, "green trail line in the HTML report without the key")
+
+
+def reseal(lines, start, key, epoch, keep_epochs):
+    """The intruder's rewrite: from line START (0-based) on, recompute seq/prev and MAC every
+    seal with the key they hold (KEY at EPOCH, evolved forward as they go)."""
+    prev_seq = json.loads(lines[start - 1])["seq"]
+    for i in range(start, len(lines)):
+        lines[i] = re.sub(rb'"seq":\d+', b'"seq":%d' % (prev_seq + 1), lines[i], count=1)
+        lines[i] = re.sub(rb'"prev":"[0-9a-f]{64}"', ('"prev":"%s"' % sha(lines[i - 1])).encode(), lines[i])
+        prev_seq += 1
+        if b'"event":"seal"' in lines[i]:
+            if not keep_epochs:
+                lines[i] = re.sub(rb'"epoch":\d+', b'"epoch":%d' % epoch, lines[i])
+            body = lines[i][:lines[i].index(b',"mac":"')]
+            lines[i] = body + (',"mac":"%s"}' % hmac.new(key, body, hashlib.sha256).hexdigest()).encode()
+            if not keep_epochs:
+                key, epoch = evolve(key), epoch + 1
+    return lines
+
+
+def case_fss_reseal(env):
+    conf, log, key, vk = fss_setup(env)
+    fss_append(env, log, key, 60)
+    original = read_lines(log)
+    epoch, _, k_now = read_key_file(key)  # all that root holds now
+    for keep in (True, False):
+        lines = list(original)
+        check(b'"tty":"pts/0"' in lines[14] and b'"event":"seal"' in lines[19], "fixture layout")
+        lines[14] = lines[14].replace(b'"tty":"pts/0"', b'"tty":"pts/9"')
+        write_lines(log, reseal(lines, 14, k_now, epoch, keep))
+        # chain and MACs are consistent with root's key, but not with the verification key
+        expect_tampered(env, ["--verification-key", vk, log], "forged-seal", 20)
+        if keep:
+            # same epochs, root's key: only the verification key can tell; without it
+            # verify does not say INTACT
+            p = env.ctl_run(["audit", "verify", "--no-key", log], check_rc=4)
+            check("NOT PROVEN" in p.stdout, p.stdout)
+        else:
+            # later epochs: the jump shows even without the key
+            expect_tampered(env, ["--no-key", log], "forged-seal", 20)
+
+
+def cut_after_seq(log, seq):
+    lines = read_lines(log)
+    i = next(i for i, l in enumerate(lines) if json.loads(l)["seq"] == seq)
+    write_lines(log, lines[:i + 1])
+
+
+def case_anchor_truncate(env):
+    conf, log, key, vk = fss_setup(env)
+    fss_append(env, log, key, 30)
+    a1 = anchor_of(env, log)
+    fss_append(env, log, key, 30)
+    a2 = anchor_of(env, log)
+    afile = env.path("anchors.txt")
+    with open(afile, "w") as f:
+        f.write("# anchors kept by the compliance team\n%s\n%s\n" % (a1, a2))
+    out = expect_intact(env, ["--verification-key", vk, "--anchor", afile, "--strict", log])
+    check("anchors:        2 matched" in out, out)
+    # cut back to the first anchored seal: a valid trail by itself...
+    seq1 = int(re.search(r"seq=(\d+)", a1).group(1))
+    cut_after_seq(log, seq1)
+    expect_intact(env, ["--verification-key", vk, "--strict", log])
+    # ... but not against the later anchor
+    n = len(read_lines(log))
+    expect_tampered(env, ["--verification-key", vk, "--anchor", a2, log], "truncated", n)
+    expect_tampered(env, ["--verification-key", vk, "--anchor", afile, log], "truncated", n)
+    env.ctl_run(["audit", "verify", "--anchor", "keyward-anchor v1 nonsense", log], check_rc=2)
+
+
+def journal_export(entries):
+    out = []
+    for i, fields in enumerate(entries):
+        out.append("__REALTIME_TIMESTAMP=%d\n__MONOTONIC_TIMESTAMP=%d\n_BOOT_ID=%s\n"
+                   % (1764979200000000 + i * 1000000, 1000 + i, "0123456789abcdef0123456789abcdef"))
+        out.append("".join("%s=%s\n" % kv for kv in fields.items()) + "\n")
+    return "".join(out)
+
+
+def anchor_fields(line, host=None):
+    f = dict(kv.split("=", 1) for kv in line.split()[2:])
+    return {"_HOSTNAME": host or f["host"], "SYSLOG_IDENTIFIER": "keywardd", "MESSAGE": line,
+            "MESSAGE_ID": anchor_message_id(), "KEYWARD_ANCHOR_HOST": host or f["host"],
+            "KEYWARD_ANCHOR_EPOCH": f["epoch"], "KEYWARD_ANCHOR_SEQ": f["seq"],
+            "KEYWARD_ANCHOR_FILE_SEQ": f["file_seq"], "KEYWARD_ANCHOR_HASH": f["hash"]}
+
+
+def make_journal(env, name, anchors):
+    """The collector's copy: export-format entries fed to a real systemd-journal-remote."""
+    check(os.access(JOURNAL_REMOTE, os.X_OK), "%s missing (scripts/deps installs systemd-journal-remote)"
+          % JOURNAL_REMOTE)
+    path = env.path(name + ".journal")
+    p = subprocess.run([JOURNAL_REMOTE, "-o", path, "-"], input=journal_export(anchors),
+                       capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0 and os.path.exists(path), "systemd-journal-remote: %s" % p.stderr)
+    return path
+
+
+def case_anchor_rollback(env):
+    conf, log, key, vk = fss_setup(env)
+    fss_append(env, log, key, 30)
+    shutil.copy2(log, env.path("old.log"))
+    shutil.copy2(key, env.path("old.key"))
+    fss_append(env, log, key, 30)
+    a_old = anchor_of(env, env.path("old.log"))
+    a = anchor_of(env, log)
+    # root restores the older trail and key file, and the daemon carries on from there
+    shutil.copy2(env.path("old.log"), log)
+    shutil.copy2(env.path("old.key"), key)
+    fss_append(env, log, key, 40)
+    expect_intact(env, ["--verification-key", vk, "--strict", log])  # alone, it looks fine
+    expect_tampered(env, ["--verification-key", vk, "--anchor", a, log], "rollback",
+                    int(re.search(r"seq=(\d+)", a).group(1)))
+    # the anchors as the collector received them from journald
+    other = a.replace("host=", "host=other-")
+    other = re.sub(r"hash=[0-9a-f]{64}", "hash=" + "ab" * 32, other)
+    j = make_journal(env, "collector", [anchor_fields(a_old), {"MESSAGE": "unrelated", "_HOSTNAME": "x"},
+                                        anchor_fields(a), anchor_fields(other, host="other-host")])
+    p = env.ctl_run(["audit", "verify", "--verification-key", vk, "--anchor-journal", j, log], check_rc=2)
+    check("--anchor-host" in p.stderr, p.stderr)
+    host = re.search(r"host=(\S+)", a).group(1)
+    expect_tampered(env, ["--verification-key", vk, "--anchor-journal", j, "--anchor-host", host, log],
+                    "rollback", int(re.search(r"seq=(\d+)", a).group(1)))
+    # a journal directory works the same; an untampered trail matches its anchors
+    d = env.path("journal-dir")
+    os.makedirs(d)
+    shutil.copy2(env.path("old.log"), env.path("good.log"))
+    shutil.copy(make_journal(env, "early", [anchor_fields(a_old)]), os.path.join(d, "remote.journal"))
+    out = expect_intact(env, ["--verification-key", vk, "--anchor-journal", d, "--anchor-host", host,
+                              env.path("good.log")])
+    check("anchors:        1 matched" in out or "1 matched" in out, out)
+
+
+# Runs ARGV in a private mount namespace whose /run/systemd/journal/socket is ours: every
+# datagram journald would get (the native protocol: the export format's fields) is written
+# to OUT as one export-format entry, for systemd-journal-remote.
+JOURNAL_CAPTURE = r"""
+import os, socket, subprocess, sys, threading
+out, argv = sys.argv[1], sys.argv[2:]
+subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run"], check=True)
+os.makedirs("/run/systemd/journal")
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/run/systemd/journal/socket")
+s.settimeout(0.2)
+got, done = [], threading.Event()
+def drain():  # the sender blocks when a few datagrams wait: read as they come
+    while True:
+        try:
+            got.append(s.recv(1 << 20))
+        except socket.timeout:
+            if done.is_set():
+                return
+t = threading.Thread(target=drain)
+t.start()
+rc = subprocess.run(argv).returncode
+done.set()
+t.join()
+with open(out, "wb") as f:
+    for i, d in enumerate(got):
+        f.write(b"__REALTIME_TIMESTAMP=%d\n__MONOTONIC_TIMESTAMP=%d\n_BOOT_ID=%s\n_HOSTNAME=%s\n"
+                % (1764979200000000 + i, 1000 + i, b"0123456789abcdef0123456789abcdef", os.uname().nodename.encode()))
+        f.write(d if d.endswith(b"\n") else d + b"\n")
+        f.write(b"\n")
+sys.exit(rc)
+"""
+
+
+def case_anchor_journal_writer(env):
+    """The writer's own anchors, as journald receives them, stored by a real
+    systemd-journal-remote: verify reads them back and catches a cut trail."""
+    conf, log, key, vk = fss_setup(env)
+    export = env.path("native.export")
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", JOURNAL_CAPTURE,
+                        export, env.tool, "append", "--log", log, "--key", key, "--every", "8", "--count", "30",
+                        "--journal"], capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0, "capture: %s%s" % (p.stdout, p.stderr))
+    with open(export, "rb") as f:
+        data = f.read()
+    seals = [json.loads(l) for l in read_lines(log) if b'"event":"seal"' in l]
+    check(data.count(b"MESSAGE_ID=" + anchor_message_id().encode()) == len(seals),
+          "one anchor message per seal (%d seals)" % len(seals))
+    j = env.path("collector.journal")
+    r = subprocess.run([JOURNAL_REMOTE, "-o", j, "-"], input=data, capture_output=True, timeout=60)
+    check(r.returncode == 0, "systemd-journal-remote: %s" % r.stderr)
+    out = expect_intact(env, ["--verification-key", vk, "--anchor-journal", j, "--strict", log])
+    check("anchors:        %d matched" % len(seals) in out, out)
+    # cut back to the first seal: the collector's anchors show it
+    lines = read_lines(log)
+    write_lines(log, lines[:2])
+    expect_intact(env, ["--verification-key", vk, log])
+    expect_tampered(env, ["--verification-key", vk, "--anchor-journal", j, log], "truncated", 2)
 
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
 

@@ -94,10 +94,14 @@ def main():
               events.index(('key-removed', 'success', 'removed')), 'lock verified before removal')
         check(not any(e[0] in ('lock-failed', 'lock-escalated') for e in events),
               f'the lock was not clean: {events}')
-        v = subprocess.run([os.path.join(build, 'tools', 'keywardctl'), '-c',
-                            os.path.join(prefix, 'etc', 'keyward', 'keyward.conf'), 'audit', 'verify', audit],
+        ctl = [os.path.join(build, 'tools', 'keywardctl'), '-c', os.path.join(prefix, 'etc', 'keyward', 'keyward.conf')]
+        v = subprocess.run(ctl + ['audit', 'verify', '--verification-key',
+                                  os.path.join(prefix, 'audit-verification.key'), audit],
                            capture_output=True, text=True, timeout=60, check=False)
-        check(v.returncode == 0 and 'INTACT' in v.stdout, f'audit verify: {v.stdout}{v.stderr}')
+        check(v.returncode == 0 and v.stdout.splitlines()[-1] == 'INTACT', f'audit verify: {v.stdout}{v.stderr}')
+        # without the verification key the same trail is NOT PROVEN, never a green INTACT
+        v = subprocess.run(ctl + ['audit', 'verify', audit], capture_output=True, text=True, timeout=60, check=False)
+        check(v.returncode == 4 and 'NOT PROVEN' in v.stdout, f'audit verify without the key: {v.stdout}{v.stderr}')
         report = os.path.join(prefix, 'keyward-report.html')
         check(os.path.isfile(report), 'no HTML report')
         with open(report, encoding='utf-8') as f:

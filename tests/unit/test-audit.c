@@ -126,8 +126,26 @@ static void on_sink(AuditSink sink, int error, void *userdata)
 	sink_calls[sink]++;
 }
 
+/* A legacy static key (32 raw bytes): the tests below that predate forward-secure
+ * sealing run against it, so legacy trails keep being written and verified. */
+static void legacy_key(const char *key)
+{
+	uint8_t k[AUDIT_SEAL_KEY_SIZE];
+	int fd;
+
+	if (access(key, F_OK) == 0)
+		return;
+	for (size_t i = 0; i < sizeof(k); i++)
+		k[i] = (uint8_t)(rand() & 0xff);
+	fd = open(key, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	CHECK(fd >= 0 && write(fd, k, sizeof(k)) == (ssize_t)sizeof(k));
+	if (fd >= 0)
+		close(fd);
+}
+
 static AuditOptions opts_for(const char *log, const char *key, unsigned every, uint64_t rotate)
 {
+	legacy_key(key);
 	return (AuditOptions){
 	        .path = log,
 	        .seal_key_path = key,
@@ -157,6 +175,17 @@ static int append_n(AuditLog *l, unsigned n, const char *user)
 	return 0;
 }
 
+static AuditVerifyStatus verify_with(
+        char **files, const AuditVerifyOptions *o, AuditVerifyResult *res)
+{
+	CHECK(audit_verify_files(files, o, res) == 0);
+	if (res->status != AUDIT_VERIFY_INTACT)
+		fprintf(stderr, "  verify: %s:%llu: %s: %s\n", res->file,
+		        (unsigned long long)res->line, audit_verify_status_to_string(res->status),
+		        res->message);
+	return res->status;
+}
+
 static AuditVerifyStatus verify(char **files, const char *key, bool strict, AuditVerifyResult *res)
 {
 	uint8_t k[AUDIT_SEAL_KEY_SIZE];
@@ -166,12 +195,7 @@ static AuditVerifyStatus verify(char **files, const char *key, bool strict, Audi
 		CHECK(audit_seal_key_load(key, false, k, NULL) == 0);
 		o.key = k;
 	}
-	CHECK(audit_verify_files(files, &o, res) == 0);
-	if (res->status != AUDIT_VERIFY_INTACT)
-		fprintf(stderr, "  verify: %s:%llu: %s: %s\n", res->file,
-		        (unsigned long long)res->line, audit_verify_status_to_string(res->status),
-		        res->message);
-	return res->status;
+	return verify_with(files, &o, res);
 }
 
 /* A journal that is not there: the sink fails once, with -ENOENT, the trail is whole. */
@@ -653,6 +677,317 @@ static void test_journal_summary(void)
 	free(msg);
 }
 
+/* ---- forward-secure sealing ---- */
+
+static void test_seal_keys(void)
+{
+	_cleanup_free_ char *path = path_in("fs.key"), *legacy = path_in("fs-legacy.key");
+	AuditSealKey k0 = {}, k = {}, d = {};
+	const char *problem = NULL;
+	struct stat st;
+
+	CHECK(audit_seal_key_create(path, true, &k0) == 0);
+	CHECK(k0.epoch == 0 && k0.exported);
+	CHECK(audit_seal_key_create(path, true, NULL) == -EEXIST);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+	CHECK(audit_seal_key_read(path, false, &k, NULL) == 0);
+	CHECK(k.epoch == 0 && memcmp(k.key, k0.key, sizeof(k.key)) == 0 &&
+	        streq(k.key_id, k0.key_id));
+	/* k3 = evolve(evolve(evolve(k0))) = derive(k0, 3); the old key is gone from K. */
+	for (int i = 0; i < 3; i++)
+		CHECK(audit_seal_key_evolve(&k) == 0);
+	CHECK(k.epoch == 3 && memcmp(k.key, k0.key, sizeof(k.key)) != 0);
+	CHECK(audit_seal_key_derive(&k0, 3, &d) == 0);
+	CHECK(d.epoch == 3 && memcmp(k.key, d.key, sizeof(k.key)) == 0);
+	CHECK(audit_seal_key_derive(&k, 2, &d) == -EINVAL); /* no way back */
+	CHECK(audit_seal_key_write(path, &k) == 0);
+	CHECK(audit_seal_key_read(path, false, &d, NULL) == 0);
+	CHECK(d.epoch == 3 && memcmp(k.key, d.key, sizeof(k.key)) == 0 &&
+	        streq(d.key_id, k0.key_id));
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+	/* A damaged epoch-0 key (its id no longer matches) and garbage are refused. */
+	{
+		_cleanup_free_ char *text = NULL;
+		CHECK(audit_seal_key_to_string(&k0, &text) == 0);
+		char *h = strstr(text, "key=");
+		CHECK(h != NULL);
+		if (h)
+			h[4] = h[4] == '0' ? '1' : '0';
+		CHECK(audit_seal_key_parse(text, strlen(text), &d, &problem) == -EBADMSG &&
+		        problem);
+		CHECK(audit_seal_key_parse("keyward-seal-key v1 epoch=x\n", 28, &d, NULL) ==
+		        -EBADMSG);
+	}
+	legacy_key(legacy);
+	CHECK(audit_seal_key_read(legacy, false, &d, NULL) == 0);
+	CHECK(d.epoch == AUDIT_SEAL_EPOCH_NONE);
+	audit_seal_key_clear(&k0);
+	audit_seal_key_clear(&k);
+	audit_seal_key_clear(&d);
+}
+
+/* Rewrites the key file at EPOCH, derived from K0: what a crash between a seal and the key
+ * update leaves (the file still at the last seal's epoch), or an older copy restored. */
+static void key_file_at(const char *path, const AuditSealKey *k0, uint64_t epoch)
+{
+	AuditSealKey k = {};
+	CHECK(audit_seal_key_derive(k0, epoch, &k) == 0);
+	CHECK(audit_seal_key_write(path, &k) == 0);
+	audit_seal_key_clear(&k);
+}
+
+static AuditVerifyStatus verify_fs(char **files, const AuditSealKey *k0, const AuditAnchor *a,
+        size_t n, AuditVerifyResult *res)
+{
+	AuditVerifyOptions o = {.verification_key = k0, .anchors = a, .n_anchors = n};
+
+	return verify_with(files, &o, res);
+}
+
+static void test_forward_secure(void)
+{
+	_cleanup_free_ char *log = path_in("fs.log"), *key = path_in("fs-trail.key");
+	AuditOptions o = {.path = log, .seal_key_path = key, .seal_every = 4};
+	AuditSealKey k0 = {}, cur = {};
+	AuditVerifyResult res = {};
+	AuditLog *l = NULL;
+	char *files[] = {log, NULL};
+	uint64_t last_epoch;
+
+	CHECK(audit_seal_key_create(key, true, &k0) == 0);
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(audit_log_seal_epoch(l) == 1); /* the open seal used epoch 0 */
+	CHECK(audit_log_key_exported(l));
+	CHECK(audit_log_key_recovered_from(l) == AUDIT_SEAL_EPOCH_NONE);
+	CHECK(append_n(l, 10, "alice") == 0);
+	audit_log_free(l);
+
+	/* Every seal was proved with its epoch's key; epochs count 0, 1, 2, ... */
+	CHECK(verify_fs(files, &k0, NULL, 0, &res) == AUDIT_VERIFY_INTACT);
+	/* open (epoch 0), after 4 and 8 records, close: 4 seals */
+	CHECK(res.seals == 4 && res.seals_proven == 4 && res.epoch_seals == 4 &&
+	        res.seals_unproven == 0);
+	CHECK(res.last_seal_epoch == 3);
+	last_epoch = res.last_seal_epoch;
+	audit_verify_result_clear(&res);
+	/* The key file moved on past the last seal: k_0..k_3 are gone from the machine. */
+	CHECK(audit_seal_key_read(key, false, &cur, NULL) == 0);
+	CHECK(cur.epoch == last_epoch + 1 && streq(cur.key_id, k0.key_id));
+
+	/* Without the verification key nothing is proved, and the result says so. */
+	CHECK(verify_fs(files, NULL, NULL, 0, &res) == AUDIT_VERIFY_INTACT);
+	CHECK(res.seals_proven == 0 && res.seals_unproven == 4);
+	audit_verify_result_clear(&res);
+
+	/* Crash between the last seal and the key update: the key file is still at the
+	 * last seal's epoch. The open moves past it; no key makes two seals; no alarm. */
+	key_file_at(key, &k0, last_epoch);
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(audit_log_key_recovered_from(l) == last_epoch);
+	CHECK(audit_log_seal_epoch(l) == last_epoch + 2);
+	CHECK(append_n(l, 3, "bob") == 0);
+	audit_log_free(l);
+	CHECK(verify_fs(files, &k0, NULL, 0, &res) == AUDIT_VERIFY_INTACT);
+	CHECK(res.seals_unproven == 0 && res.seals_proven == res.seals);
+	last_epoch = res.last_seal_epoch;
+	audit_verify_result_clear(&res);
+	{
+		_cleanup_free_ char *text = NULL;
+		size_t len;
+		int fd = open(log, O_RDONLY | O_CLOEXEC);
+		CHECK(fd >= 0 && read_full_fd(fd, 1 << 24, &text, &len) == 0);
+		if (fd >= 0)
+			close(fd);
+		CHECK(text && strstr(text, "seal key moved from epoch"));
+	}
+	/* A key file restored from a much older copy: the same, without reuse. */
+	key_file_at(key, &k0, 1);
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(audit_log_key_recovered_from(l) == 1);
+	audit_log_free(l);
+	CHECK(verify_fs(files, &k0, NULL, 0, &res) == AUDIT_VERIFY_INTACT);
+	CHECK(res.last_seal_epoch == last_epoch + 1);
+	audit_verify_result_clear(&res);
+
+	/* Another chain's verification key is named as the wrong key. */
+	{
+		_cleanup_free_ char *other = path_in("fs-other.key");
+		AuditSealKey o0 = {};
+		CHECK(audit_seal_key_create(other, true, &o0) == 0);
+		CHECK(verify_fs(files, &o0, NULL, 0, &res) == AUDIT_VERIFY_WRONG_KEY);
+		audit_verify_result_clear(&res);
+		audit_seal_key_clear(&o0);
+	}
+	audit_seal_key_clear(&k0);
+	audit_seal_key_clear(&cur);
+}
+
+/* Forging with root's current key: an edited record re-sealed with k_now. */
+static void test_forward_secure_forgery(void)
+{
+	_cleanup_free_ char *log = path_in("ff.log"), *key = path_in("ff.key");
+	_cleanup_free_ char *text = NULL;
+	AuditOptions o = {.path = log, .seal_key_path = key, .seal_every = 4};
+	AuditSealKey k0 = {}, now = {};
+	AuditVerifyResult res = {};
+	AuditLog *l = NULL;
+	char *files[] = {log, NULL};
+	size_t len;
+	int fd;
+
+	CHECK(audit_seal_key_create(key, true, &k0) == 0);
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(append_n(l, 8, "alice") == 0);
+	audit_log_free(l);
+	CHECK(audit_seal_key_read(key, false, &now, NULL) == 0);
+
+	/* The intruder takes the last seal line and re-MACs it with the key they hold (at
+	 * the next epoch, the only ones they can make): the epoch jumps or the MAC fails. */
+	fd = open(log, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0 && read_full_fd(fd, 1 << 24, &text, &len) == 0);
+	if (fd >= 0)
+		close(fd);
+	if (text) {
+		char *last = text + len - 1, *mac, *ep;
+		char buf[AUDIT_HASH_HEX_LEN + 1];
+		*last = '\0';
+		last = strrchr(text, '\n') + 1;
+		mac = strstr(last, ",\"mac\":\"");
+		CHECK(mac != NULL);
+		/* same epoch, current key: the MAC does not verify */
+		CHECK(audit_seal_mac(now.key, last, (size_t)(mac - last), buf) == 0);
+		memcpy(mac + 8, buf, AUDIT_HASH_HEX_LEN);
+		fd = open(log, O_WRONLY | O_TRUNC | O_CLOEXEC);
+		CHECK(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text) &&
+		        write(fd, "\n", 1) == 1);
+		close(fd);
+		CHECK(verify_fs(files, &k0, NULL, 0, &res) == AUDIT_VERIFY_FORGED_SEAL);
+		audit_verify_result_clear(&res);
+		/* Without the verification key it is not proved either way (NOT PROVEN). */
+		CHECK(verify_fs(files, NULL, NULL, 0, &res) == AUDIT_VERIFY_INTACT);
+		CHECK(res.seals_unproven == res.seals && res.seals_proven == 0);
+		audit_verify_result_clear(&res);
+		/* relabelled with root's epoch: valid MAC, but the epoch jumps */
+		ep = strstr(last, "\"epoch\":");
+		CHECK(ep != NULL);
+		if (ep) {
+			char line[AUDIT_LINE_MAX];
+			uint64_t old = strtoull(ep + 8, NULL, 10);
+			int pre = (int)(ep - last);
+			char *after = strchr(ep + 8, ',');
+			CHECK(now.epoch > old + 1 || now.epoch == old + 1);
+			snprintf(line, sizeof(line), "%.*s\"epoch\":%llu%.*s", pre, last,
+			        (unsigned long long)(now.epoch + 1), (int)(mac - after), after);
+			CHECK(audit_seal_key_evolve(&now) == 0);
+			CHECK(audit_seal_mac(now.key, line, strlen(line), buf) == 0);
+			*last = '\0';
+			fd = open(log, O_WRONLY | O_TRUNC | O_CLOEXEC);
+			dprintf(fd, "%s%s,\"mac\":\"%s\"}\n", text, line, buf);
+			close(fd);
+			CHECK(verify_fs(files, &k0, NULL, 0, &res) == AUDIT_VERIFY_FORGED_SEAL);
+			CHECK(res.message && strstr(res.message, "jumps"));
+			audit_verify_result_clear(&res);
+		}
+	}
+	audit_seal_key_clear(&k0);
+	audit_seal_key_clear(&now);
+}
+
+/* Rotation keeps the epochs running across files; a chain starting at a rotated file is
+ * proved from its first seal's epoch on. */
+static void test_forward_secure_rotation(void)
+{
+	_cleanup_free_ char *log = path_in("fr.log"), *key = path_in("fr.key");
+	_cleanup_strv_free_ char **files = NULL;
+	AuditOptions o = {.path = log, .seal_key_path = key, .seal_every = 4, .rotate_bytes = 4096};
+	AuditSealKey k0 = {};
+	AuditVerifyResult res = {};
+	AuditLog *l = NULL;
+
+	CHECK(audit_seal_key_create(key, true, &k0) == 0);
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(append_n(l, 40, "alice") == 0);
+	audit_log_free(l);
+	CHECK(audit_trail_files(log, &files) == 0);
+	CHECK(strv_length(files) >= 3);
+	CHECK(verify_fs(files, &k0, NULL, 0, &res) == AUDIT_VERIFY_INTACT);
+	CHECK(res.seals > 0 && res.seals_proven == res.seals && res.first_file_seq == 1);
+	audit_verify_result_clear(&res);
+	CHECK(verify_fs(files + 1, &k0, NULL, 0, &res) == AUDIT_VERIFY_INTACT);
+	CHECK(res.first_file_seq == 2 && res.seals_proven == res.seals);
+	audit_verify_result_clear(&res);
+	audit_seal_key_clear(&k0);
+}
+
+static void test_anchors(void)
+{
+	_cleanup_free_ char *log = path_in("an.log"), *key = path_in("an.key");
+	AuditOptions o = {.path = log, .seal_key_path = key, .seal_every = 4};
+	AuditSealKey k0 = {};
+	AuditVerifyResult res = {};
+	AuditAnchor early = {}, late = {}, parsed = {};
+	_cleanup_free_ char *line = NULL;
+	AuditLog *l = NULL;
+	char *files[] = {log, NULL};
+	struct stat st;
+	off_t early_size;
+
+	CHECK(audit_seal_key_create(key, true, &k0) == 0);
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(append_n(l, 6, "alice") == 0);
+	audit_log_free(l);
+	CHECK(stat(log, &st) == 0);
+	early_size = st.st_size;
+	CHECK(verify_fs(files, &k0, NULL, 0, &res) == AUDIT_VERIFY_INTACT);
+	early = (AuditAnchor){.epoch = res.last_seal_epoch,
+	        .seq = res.last_seal_seq,
+	        .file_seq = res.last_seal_file_seq};
+	memcpy(early.hash, res.last_seal_hash, sizeof(early.hash));
+	snprintf(early.host, sizeof(early.host), "%s", res.last_seal_host);
+	audit_verify_result_clear(&res);
+	/* the text form reads back */
+	CHECK(audit_anchor_format(&early, &line) == 0);
+	CHECK(audit_anchor_parse(line, &parsed) == 0);
+	CHECK(parsed.seq == early.seq && parsed.epoch == early.epoch &&
+	        streq(parsed.hash, early.hash) && streq(parsed.host, early.host));
+	CHECK(audit_anchor_parse(
+	              "keyward-anchor v1 host=h epoch=1 seq=0 file_seq=1 hash=00", &parsed) < 0);
+
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(append_n(l, 6, "bob") == 0);
+	audit_log_free(l);
+	CHECK(verify_fs(files, &k0, NULL, 0, &res) == AUDIT_VERIFY_INTACT);
+	late = (AuditAnchor){.epoch = res.last_seal_epoch,
+	        .seq = res.last_seal_seq,
+	        .file_seq = res.last_seal_file_seq};
+	memcpy(late.hash, res.last_seal_hash, sizeof(late.hash));
+	audit_verify_result_clear(&res);
+	{
+		AuditAnchor both[] = {late, early};
+		CHECK(verify_fs(files, &k0, both, 2, &res) == AUDIT_VERIFY_INTACT);
+		CHECK(res.anchors_matched == 2);
+		audit_verify_result_clear(&res);
+	}
+
+	/* Cut back to the earlier seal: a valid trail by itself, not against the anchor. */
+	CHECK(truncate(log, early_size) == 0);
+	CHECK(verify_fs(files, &k0, NULL, 0, &res) == AUDIT_VERIFY_INTACT);
+	audit_verify_result_clear(&res);
+	CHECK(verify_fs(files, &k0, &late, 1, &res) == AUDIT_VERIFY_TRUNCATED);
+	audit_verify_result_clear(&res);
+
+	/* ... and continued from there (rollback): the anchored seq is another record. */
+	key_file_at(key, &k0, early.epoch + 1);
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(append_n(l, 10, "mallory") == 0);
+	audit_log_free(l);
+	CHECK(verify_fs(files, &k0, NULL, 0, &res) == AUDIT_VERIFY_INTACT);
+	audit_verify_result_clear(&res);
+	CHECK(verify_fs(files, &k0, &late, 1, &res) == AUDIT_VERIFY_ROLLBACK);
+	audit_verify_result_clear(&res);
+	audit_seal_key_clear(&k0);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -666,6 +1001,11 @@ int main(void)
 	test_torn();
 	test_rotation();
 	test_key_checks();
+	test_seal_keys();
+	test_forward_secure();
+	test_forward_secure_forgery();
+	test_forward_secure_rotation();
+	test_anchors();
 	test_single_writer_and_io_errors();
 	test_linux_audit_message();
 	test_journal_summary();

@@ -70,6 +70,8 @@ CASES = {
     "import-policy-change": [],
     "nss-failure": [],
     "flood-fair": [],
+    "audit-forward-secure": [],
+    "audit-key-not-exported": [],
 }
 
 
@@ -683,6 +685,49 @@ def case_audit_unavailable(e):
     e.start()
     a = e.authenticate()
     check(a["granted"], f"audit_failure = alert: {a}")
+
+
+def case_audit_forward_secure(e):
+    # setup-keys before the first start; keywardd seals with evolving keys; after stop the
+    # exported verification key proves every seal, the machine's key alone proves none
+    e.write_policy()
+    vk = os.path.join(e.tmp, "verification.key")
+    r = e.ctl("-c", e.conf, "audit", "setup-keys", "--output", vk)
+    check("OFF this machine" in r.stdout, r.stdout)
+    e.start()
+    e.enroll("--label", "k1")
+    for _ in range(3):
+        check(e.authenticate()["granted"], "auth")
+    anchor = e.ctl("-c", e.conf, "audit", "anchor").stdout.strip()
+    e.stop()
+    check("has not been exported" not in e.log_text(), "no warning with an exported key")
+    seals = e.audit_find(event="seal")
+    check(len(seals) >= 2 and [s["epoch"] for s in seals] == list(range(len(seals))), f"seal epochs: {seals}")
+    r = e.ctl("-c", e.conf, "audit", "verify", "--verification-key", vk, "--strict", "--anchor", anchor)
+    check(r.stdout.splitlines()[-1] == "INTACT" and "anchors:        1 matched" in r.stdout, r.stdout)
+    r = e.ctl("-c", e.conf, "audit", "verify", expect=4)
+    check("NOT PROVEN" in r.stdout, r.stdout)
+    # restarted: the chain and the epochs continue, still proved
+    e.start()
+    check(e.authenticate()["granted"], "auth after restart")
+    e.stop()
+    e.ctl("-c", e.conf, "audit", "verify", "--verification-key", vk, "--strict", "--anchor", anchor)
+
+
+def case_audit_key_not_exported(e):
+    # no key at first start: keywardd makes a forward-secure key itself, says that its
+    # verification key was never exported, and setup-keys cannot export it afterwards
+    e.write_policy()
+    e.start()
+    e.enroll("--label", "k1")
+    e.stop()
+    check("verification key has not been exported" in e.log_text(), "the daemon warns")
+    opens = [s for s in e.audit_find(event="seal") if s.get("reason") == "open"]
+    check(opens and "not exported" in opens[0].get("detail", ""), f"the trail records it: {opens}")
+    r = e.ctl("-c", e.conf, "audit", "setup-keys", expect=1)
+    check("erased" in r.stderr and "epoch" in r.stderr, r.stderr)
+    r = e.ctl("-c", e.conf, "audit", "verify", expect=4)
+    check("NOT PROVEN" in r.stdout, r.stdout)
 
 
 def case_auth_concurrent(e):
