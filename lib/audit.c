@@ -1102,9 +1102,11 @@ int audit_log_append(AuditLog *log, const AuditRecord *rec)
 	r = append_checked(log, rec);
 	if (r == -ENOSPC && disk_full(log) > 0) {
 		/* Room was made: retry once — the record itself if it did not get in, else
-		 * the seal or rotation that failed after it. */
+		 * what failed after it went in (its fsync, the seal, the rotation). */
 		if (log->seq == seq_before)
 			r = append_checked(log, rec);
+		else if (log->fsync_each && fdatasync(log->fd) < 0)
+			r = -errno;
 		else if (log->unsealed >= log->seal_every)
 			r = audit_log_seal(log, "interval", false);
 		else
