@@ -538,9 +538,12 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 			token = NULL;
 			granted = false;
 			o->reason = "audit-unavailable";
-			snprintf(o->message, sizeof(o->message),
-			        "The keyward audit trail cannot be written, so logins that need it "
-			        "are refused; tell an administrator.");
+			snprintf(o->message, sizeof(o->message), "%s",
+			        r == -ENOSPC
+			                ? "The disk holding the keyward audit trail is full, so "
+			                  "logins that need it are refused; tell an administrator."
+			                : "The keyward audit trail cannot be written, so logins "
+			                  "that need it are refused; tell an administrator.");
 		}
 	}
 	if (!granted) {

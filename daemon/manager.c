@@ -160,23 +160,57 @@ static void log_audit_key_state(const AuditLog *log, const char *key_path)
 		        audit_log_key_recovered_from(log), audit_log_seal_epoch(log));
 }
 
+/* The policy's `audit` settings as the library's limits. */
+static AuditLimits audit_limits_from_policy(const PolicyAuditSettings *a)
+{
+	/* PolicyAuditSpaceAction and AuditSpaceAction list the same actions in the same order. */
+	static const AuditSpaceAction action[_POLICY_AUDIT_SPACE_MAX] = {
+	        [POLICY_AUDIT_SPACE_IGNORE] = AUDIT_SPACE_IGNORE,
+	        [POLICY_AUDIT_SPACE_ALERT] = AUDIT_SPACE_ALERT,
+	        [POLICY_AUDIT_SPACE_ROTATE] = AUDIT_SPACE_ROTATE,
+	        [POLICY_AUDIT_SPACE_DENY] = AUDIT_SPACE_DENY,
+	};
+
+	return (AuditLimits){
+	        .seal_every = a->seal_every,
+	        .rotate_bytes = a->rotate_size,
+	        .rotate_age_s = a->rotate_age_s,
+	        .keep_files = a->keep_files,
+	        .keep_age_s = a->keep_age_s,
+	        .keep_min_files = a->keep_min_files,
+	        .space_left = {.bytes = a->space_left.bytes, .percent = a->space_left.percent},
+	        .space_left_action = action[a->space_left_action],
+	        .admin_space_left = {.bytes = a->admin_space_left.bytes,
+	                .percent = a->admin_space_left.percent},
+	        .admin_space_left_action = action[a->admin_space_left_action],
+	        .disk_full_action = action[a->disk_full_action],
+	};
+}
+
 static int open_audit(Manager *m)
 {
 	const PolicySettings *s = policy_settings(m->policy);
 	_cleanup_free_ char *seal = NULL, *logdir = NULL;
 	AuditOptions o = {
 	        .path = s->audit_log,
-	        .seal_every = 64,
 	        .fsync_each = true,
 	        .to_syslog = true,
 	        .to_linux_audit = true,
+	        .has_limits = true,
+	        .limits = audit_limits_from_policy(&s->audit),
 	};
 	AuditLog *log = NULL;
 	bool torn = false;
 	int r;
 
-	if (m->audit && m->audit_path && streq(m->audit_path, s->audit_log))
+	if (m->audit && m->audit_path && streq(m->audit_path, s->audit_log)) {
+		/* Same trail (reload): new limits, the chain goes on in the same file. */
+		r = audit_log_set_limits(m->audit, &o.limits);
+		if (r < 0)
+			log_warning_errno(
+			        r, "Cannot apply the audit settings to %s now: %m", s->audit_log);
 		return 0;
+	}
 	if (asprintf(&seal, "%s/audit-seal.key", s->state_dir) < 0)
 		return -ENOMEM;
 	o.seal_key_path = seal;
@@ -220,7 +254,21 @@ int manager_audit(Manager *m, const AuditRecord *rec)
 		}
 	}
 	r = audit_log_append(m->audit, rec);
-	if (r < 0)
+	if (r == -ENOSPC)
+		log_error("audit: cannot record %s (%s) in %s: the file system is full "
+		          "(disk_full_action = %s%s). %s",
+		        strna(audit_event_to_string(rec->event)), strna(rec->reason),
+		        strna(m->audit_path),
+		        policy_audit_space_action_to_string(
+		                policy_settings(m->policy)->audit.disk_full_action),
+		        policy_settings(m->policy)->audit.disk_full_action ==
+		                        POLICY_AUDIT_SPACE_ROTATE
+		                ? ", and no rotated file could be removed"
+		                : "",
+		        manager_audit_failure_denies(m)
+		                ? "Covered logins are refused until space is freed."
+		                : "Logins continue unrecorded (audit_failure = alert).");
+	else if (r < 0)
 		log_error_errno(r, "audit: cannot record %s (%s) in %s: %m",
 		        strna(audit_event_to_string(rec->event)), strna(rec->reason),
 		        strna(m->audit_path));
@@ -290,6 +338,23 @@ void manager_flush_self_calls(Manager *m)
 static int on_self_call_flush(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	manager_flush_self_calls(userdata);
+	return 0;
+}
+
+/* Every AUDIT_MAINTAIN_USEC: rotation by age, retention and the free-space check also
+ * happen when no record is written. */
+static int on_audit_maintain(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Manager *m = userdata;
+	int r;
+
+	if (m->audit) {
+		r = audit_log_maintain(m->audit);
+		if (r < 0)
+			log_warning_errno(
+			        r, "audit: housekeeping of %s failed: %m", strna(m->audit_path));
+	}
+	(void)sd_event_source_set_time(s, usec + AUDIT_MAINTAIN_USEC);
 	return 0;
 }
 
@@ -481,6 +546,12 @@ int manager_startup(Manager *m)
 		r = sd_event_source_set_enabled(m->self_call_flush, SD_EVENT_OFF);
 	if (r < 0)
 		return log_error_errno(r, "Cannot set up the self-call summary timer: %m");
+	r = sd_event_add_time_relative(m->event, &m->audit_maintain, CLOCK_MONOTONIC,
+	        AUDIT_MAINTAIN_USEC, 0, on_audit_maintain, m);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(m->audit_maintain, SD_EVENT_ON);
+	if (r < 0)
+		return log_error_errno(r, "Cannot set up the audit housekeeping timer: %m");
 	r = sd_event_add_signal(m->event, &m->sighup_source, SIGHUP, on_sighup, m);
 	if (r >= 0)
 		r = sd_event_add_signal(m->event, &m->sigterm_source, SIGTERM, on_terminate, m);
@@ -564,6 +635,7 @@ Manager *manager_free(Manager *m)
 	decision_table_clear(&m->decisions);
 	manager_flush_self_calls(m);
 	sd_event_source_disable_unref(m->self_call_flush);
+	sd_event_source_disable_unref(m->audit_maintain);
 	while (m->grants)
 		grants_unlink(m, &m->grants);
 	sd_event_source_unref(m->sighup_source);

@@ -108,6 +108,7 @@ struct Manager {
 	/* Non-root callers' answered-without-a-key calls, counted (manager_audit_self_call). */
 	struct SelfCallTally *self_calls;
 	sd_event_source *self_call_flush;
+	sd_event_source *audit_maintain; /* rotation by age, retention, free space (timer) */
 
 	uint64_t started_ms;               /* realtime */
 	uint64_t n_auth_ok, n_auth_failed; /* GetStatus counters */
@@ -145,7 +146,9 @@ int manager_audit(Manager *m, const AuditRecord *rec);
  * flooding keywardd costs no fsync per call. "not-covered" answers to non-root callers are
  * only counted. Returns whether REC was written now (the caller may then log it). */
 #define AUDIT_SELF_CALL_WINDOW_MS (60 * 1000)
-#define AUDIT_SELF_CALL_BURST     5
+/* How often keywardd checks the trail without a record (rotate_age, keep_age, space). */
+#define AUDIT_MAINTAIN_USEC   (UINT64_C(60) * 1000 * 1000)
+#define AUDIT_SELF_CALL_BURST 5
 bool manager_audit_self_call(Manager *m, const AuditRecord *rec, uid_t caller_uid);
 /* Writes the pending summary records now (at shutdown, and in tests through SIGHUP). */
 void manager_flush_self_calls(Manager *m);

@@ -11,6 +11,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -41,7 +42,7 @@ struct AuditLog {
 	uint64_t key_recovered_from; /* key file epoch skipped at open (NONE: no skip) */
 	unsigned seal_every;
 	bool fsync_each;
-	uint64_t rotate_bytes;
+	AuditLimits limits; /* rotation (rotate_bytes, age), retention, space: see below */
 	bool to_syslog;
 	bool to_linux_audit;
 	void (*on_sink_error)(AuditSink sink, int error, void *userdata);
@@ -53,7 +54,9 @@ struct AuditLog {
 	uint64_t file_seq;                 /* this file's number in the chain (1 = genesis) */
 	char head[AUDIT_HASH_HEX_LEN + 1]; /* hash of the last line written */
 	unsigned unsealed;                 /* records since the last seal */
-	bool broken; /* the file is in an unknown state: refuse until reopened */
+	bool broken;              /* the file is in an unknown state: refuse until reopened */
+	uint64_t file_started_ms; /* time of this file's header (rotation by age) */
+	int space_level;          /* see audit_log_space_level() */
 	char host[HOST_NAME_MAX + 1];
 
 	int sink_error[_AUDIT_SINK_MAX];
@@ -85,6 +88,8 @@ static const char *const audit_event_table[_AUDIT_EVENT_MAX] = {
         [AUDIT_EVENT_SEAL] = "seal",
         [AUDIT_EVENT_ROTATE] = "rotate",
         [AUDIT_EVENT_TORN_TAIL] = "torn-tail",
+        [AUDIT_EVENT_RETENTION] = "retention",
+        [AUDIT_EVENT_SPACE] = "space",
 };
 
 static const char *const audit_result_table[_AUDIT_RESULT_MAX] = {
@@ -293,7 +298,9 @@ static void send_journal(AuditLog *log, const AuditRecord *rec, uint64_t seq, co
 	int r, prio;
 
 	prio = rec->result == AUDIT_RESULT_FAILURE || rec->event == AUDIT_EVENT_CLONE_ALERT ||
-	                       rec->event == AUDIT_EVENT_LOCK_FAILED
+	                       rec->event == AUDIT_EVENT_LOCK_FAILED ||
+	                       (rec->event == AUDIT_EVENT_SPACE &&
+	                               !(rec->reason && streq(rec->reason, "recovered")))
 	               ? LOG_WARNING
 	               : LOG_INFO;
 	if (audit_journal_summary(rec, &msg) < 0)
@@ -450,6 +457,7 @@ static int linux_audit_type(AuditEvent e)
 	case AUDIT_EVENT_SEAL:
 	case AUDIT_EVENT_ROTATE:
 	case AUDIT_EVENT_TORN_TAIL:
+	case AUDIT_EVENT_RETENTION:
 		return 0; /* trail bookkeeping */
 	case AUDIT_EVENT_AUTH:
 		return AUDIT_USER_AUTH;
@@ -725,6 +733,7 @@ static int write_header(AuditLog *log, const char *reason, const char *prev_file
 	rec.event = AUDIT_EVENT_ROTATE;
 	rec.result = AUDIT_RESULT_INFO;
 	rec.reason = reason;
+	log->file_started_ms = now_realtime_ms();
 	return append_internal(log, &rec, &x);
 }
 
@@ -775,6 +784,262 @@ static int open_trail_fd(const char *path, bool create_new, struct stat *ret_st)
 	return TAKE_FD(fd);
 }
 
+/* ---- retention and free space ---- */
+
+static int read_exact_at(int fd, void *buf, size_t len, uint64_t off);
+static size_t line_start_before(const char *buf, size_t end);
+
+static const char *const audit_space_action_table[_AUDIT_SPACE_ACTION_MAX] = {
+        [AUDIT_SPACE_IGNORE] = "ignore",
+        [AUDIT_SPACE_ALERT] = "alert",
+        [AUDIT_SPACE_ROTATE] = "rotate",
+        [AUDIT_SPACE_DENY] = "deny",
+};
+
+DEFINE_STRING_TABLE_LOOKUP(audit_space_action, AuditSpaceAction, audit_space_action_table)
+
+/* Whether rotated FILE ends with a seal on a complete line: only such a file may be
+ * removed (never data that no MAC protects). */
+static bool rotated_file_sealed(const char *file)
+{
+	_cleanup_(audit_entry_freep) AuditEntry *e = NULL;
+	_cleanup_free_ char *buf = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+	uint64_t start;
+	size_t len, s1;
+
+	fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+		return false;
+	start = (uint64_t)st.st_size > AUDIT_LINE_MAX + 1
+	                ? (uint64_t)st.st_size - AUDIT_LINE_MAX - 1
+	                : 0;
+	len = (size_t)((uint64_t)st.st_size - start);
+	buf = malloc(len + 1);
+	if (!buf || read_exact_at(fd, buf, len, start) < 0 || buf[len - 1] != '\n')
+		return false;
+	s1 = line_start_before(buf, len - 1);
+	if (!(s1 > 0 || start == 0))
+		return false;
+	if (audit_entry_parse(buf + s1, len - 1 - s1, &e, NULL) < 0)
+		return false;
+	return e->event == AUDIT_EVENT_SEAL;
+}
+
+/* Free bytes (for the daemon: available to unprivileged users is not the point, the
+ * trail's writer is root) and the threshold in bytes on this file system. */
+static uint64_t threshold_bytes(const AuditSpaceThreshold *t, const struct statvfs *sv)
+{
+	if (t->percent > 0)
+		return (uint64_t)sv->f_blocks * sv->f_frsize / 100 * t->percent;
+	return t->bytes;
+}
+
+static int space_free(AuditLog *log, struct statvfs *ret_sv, uint64_t *ret_free)
+{
+	if (fstatvfs(log->fd, ret_sv) < 0)
+		return -errno;
+	*ret_free = (uint64_t)ret_sv->f_bavail * ret_sv->f_frsize;
+	return 0;
+}
+
+typedef enum RetentionWhy {
+	RETENTION_LIMITS, /* keep_files, keep_age */
+	RETENTION_ROOM,   /* free space below NEED: remove down to keep_min_files */
+} RetentionWhy;
+
+/* Removes rotated files, oldest first, while WHY asks for it; each must be sealed, and
+ * the live file is never one of them. One retention record names what went. Returns
+ * the number of files removed. */
+static int retention_remove(AuditLog *log, RetentionWhy why, uint64_t need, const char *reason)
+{
+	_cleanup_strv_free_ char **files = NULL;
+	JsonBuf names = {};
+	size_t n_rotated, removed = 0;
+	uint64_t now_s = now_realtime_ms() / 1000;
+	int r;
+
+	r = audit_trail_files(log->path, &files);
+	if (r < 0)
+		return r;
+	n_rotated = strv_length(files);
+	if (n_rotated > 0 && streq(files[n_rotated - 1], log->path))
+		n_rotated--;
+	for (size_t i = 0; i < n_rotated; i++) {
+		size_t remaining = n_rotated - i;
+		const char *base = strrchr(files[i], '/');
+		bool go;
+
+		if (why == RETENTION_LIMITS) {
+			struct stat st;
+			go = (log->limits.keep_files > 0 && remaining > log->limits.keep_files) ||
+			     (log->limits.keep_age_s > 0 && stat(files[i], &st) >= 0 &&
+			             (uint64_t)st.st_mtime + log->limits.keep_age_s <= now_s);
+		} else {
+			struct statvfs sv;
+			uint64_t avail = 0;
+			go = remaining > log->limits.keep_min_files &&
+			     space_free(log, &sv, &avail) >= 0 && avail < need;
+		}
+		if (!go || !rotated_file_sealed(files[i]))
+			break;
+		if (unlink(files[i]) < 0) {
+			r = -errno;
+			break;
+		}
+		json_buf_printf(&names, "%s%s", removed ? "," : "", base ? base + 1 : files[i]);
+		removed++;
+	}
+	if (removed > 0) {
+		AuditRecord rec = AUDIT_RECORD_INIT;
+		Extra x = {};
+		char message[160];
+		int k;
+
+		(void)fsync_parent_dir(log->path);
+		snprintf(message, sizeof(message),
+		        "%zu rotated, sealed trail file(s) removed (%s); the chain goes on from "
+		        "the "
+		        "oldest file kept",
+		        removed,
+		        why == RETENTION_ROOM ? "to make room on the file system"
+		                              : "beyond keep_files/keep_age");
+		rec.event = AUDIT_EVENT_RETENTION;
+		rec.result = AUDIT_RESULT_INFO;
+		rec.reason = reason;
+		rec.message = message;
+		rec.detail = names.oom ? "?" : names.data;
+		k = append_internal(log, &rec, &x);
+		if (k < 0 && r >= 0)
+			r = k;
+	}
+	json_buf_free(&names);
+	return r < 0 ? r : (int)removed;
+}
+
+static int retention_apply(AuditLog *log)
+{
+	if (log->limits.keep_files == 0 && log->limits.keep_age_s == 0)
+		return 0;
+	return retention_remove(log, RETENTION_LIMITS, 0, "retention");
+}
+
+/* Compares free space with the thresholds; on crossing down into a level writes one
+ * "space" record and applies the level's action; crossing back up writes "recovered". */
+static int space_check(AuditLog *log)
+{
+	static const char *const level_name[] = {"ok", "space_left", "admin_space_left"};
+	const AuditSpaceThreshold *th[] = {
+	        NULL, &log->limits.space_left, &log->limits.admin_space_left};
+	const AuditSpaceAction act[] = {AUDIT_SPACE_IGNORE, log->limits.space_left_action,
+	        log->limits.admin_space_left_action};
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	Extra x = {};
+	struct statvfs sv;
+	uint64_t avail = 0, limit = 0;
+	char message[200];
+	int level = 0, r;
+
+	if (log->broken)
+		return -EIO;
+	r = space_free(log, &sv, &avail);
+	if (r < 0)
+		return r;
+	for (int l = 1; l <= 2; l++) {
+		uint64_t b = threshold_bytes(th[l], &sv);
+		if (b > 0 && avail < b) {
+			level = l;
+			limit = b;
+		}
+	}
+	if (level == log->space_level)
+		return 0;
+	if (level < log->space_level) {
+		int was = log->space_level;
+		log->space_level = level;
+		if (was > 0 && was <= 2 && act[was] == AUDIT_SPACE_IGNORE)
+			return 0;
+		rec.reason = "recovered";
+		snprintf(message, sizeof(message),
+		        "%" PRIu64 " bytes free on the audit trail's file system: above %s again",
+		        avail, level_name[was > 2 ? 2 : was]);
+	} else {
+		log->space_level = level;
+		if (act[level] == AUDIT_SPACE_IGNORE)
+			return 0;
+		rec.reason = level_name[level];
+		snprintf(message, sizeof(message),
+		        "%" PRIu64
+		        " bytes free on the audit trail's file system, below %s (%" PRIu64
+		        " bytes); action: %s",
+		        avail, level_name[level], limit, audit_space_action_to_string(act[level]));
+	}
+	rec.event = AUDIT_EVENT_SPACE;
+	rec.result = AUDIT_RESULT_INFO;
+	rec.message = message;
+	rec.action = rec.reason && streq(rec.reason, "recovered")
+	                     ? NULL
+	                     : audit_space_action_to_string(act[level]);
+	r = append_internal(log, &rec, &x);
+	if (r < 0)
+		return r;
+	if (!streq(rec.reason, "recovered") && act[level] == AUDIT_SPACE_ROTATE) {
+		r = retention_remove(log, RETENTION_ROOM, limit, level_name[level]);
+		if (r > 0)
+			return space_check(log); /* may be back above: "recovered" */
+	}
+	return r < 0 ? r : 0;
+}
+
+/* The record could not be written for want of space: with disk_full_action = rotate,
+ * remove the oldest sealed rotated files (down to keep_min_files) and say so. Returns
+ * > 0 when something was removed (worth one retry). */
+static int disk_full(AuditLog *log)
+{
+	struct statvfs sv;
+	uint64_t avail = 0;
+	int r;
+
+	log->space_level = 3;
+	if (log->limits.disk_full_action != AUDIT_SPACE_ROTATE || log->broken)
+		return 0;
+	r = space_free(log, &sv, &avail);
+	if (r < 0)
+		return r;
+	/* Room for this record, its seal and the retention record itself, and then some. */
+	r = retention_remove(log, RETENTION_ROOM, avail + 4 * AUDIT_LINE_MAX, "disk_full");
+	if (r > 0)
+		log->space_level = 2; /* re-checked (and recorded) after the retry */
+	return r;
+}
+
+static bool age_rotation_due(const AuditLog *log)
+{
+	return log->limits.rotate_age_s > 0 && log->file_started_ms > 0 &&
+	       now_realtime_ms() >= log->file_started_ms + log->limits.rotate_age_s * 1000;
+}
+
+static int rotate(AuditLog *log);
+
+/* A rotation whose new file got no header (the disk was full): write it now, before any
+ * record, naming the file before it. */
+static int header_resume(AuditLog *log)
+{
+	_cleanup_free_ char *prev = NULL;
+	const char *base = strrchr(log->path, '/');
+	int r;
+
+	if (log->size > 0 || log->broken)
+		return 0;
+	if (asprintf(&prev, "%s.%06" PRIu64, base ? base + 1 : log->path, log->file_seq - 1) < 0)
+		return -ENOMEM;
+	r = write_header(log, "rotate", log->file_seq > 1 ? prev : NULL);
+	if (r < 0)
+		return r;
+	return audit_log_seal(log, "rotate", true);
+}
+
 static int rotate(AuditLog *log)
 {
 	_cleanup_free_ char *rotated = NULL;
@@ -810,10 +1075,13 @@ static int rotate(AuditLog *log)
 	r = audit_log_seal(log, "rotate", true);
 	if (r < 0)
 		return r;
-	return fsync_parent_dir(log->path);
+	r = fsync_parent_dir(log->path);
+	if (r < 0)
+		return r;
+	return retention_apply(log);
 }
 
-int audit_log_append(AuditLog *log, const AuditRecord *rec)
+static int append_checked(AuditLog *log, const AuditRecord *rec)
 {
 	Extra x = {};
 	int r;
@@ -831,9 +1099,84 @@ int audit_log_append(AuditLog *log, const AuditRecord *rec)
 		if (r < 0)
 			return r;
 	}
-	if (log->rotate_bytes > 0 && log->size >= log->rotate_bytes)
+	if (log->limits.rotate_bytes > 0 && log->size >= log->limits.rotate_bytes)
 		return rotate(log);
 	return 0;
+}
+
+int audit_log_append(AuditLog *log, const AuditRecord *rec)
+{
+	uint64_t seq_before;
+	int r;
+
+	if (!log)
+		return -EINVAL;
+	r = header_resume(log);
+	if (r == -ENOSPC && disk_full(log) > 0)
+		r = header_resume(log);
+	if (r < 0)
+		return r;
+	seq_before = log->seq;
+	r = append_checked(log, rec);
+	if (r == -ENOSPC && disk_full(log) > 0) {
+		/* Room was made: retry once — the record itself if it did not get in, else
+		 * what failed after it went in (its fsync, the seal, the rotation). */
+		if (log->seq == seq_before)
+			r = append_checked(log, rec);
+		else if (log->fsync_each && fdatasync(log->fd) < 0)
+			r = -errno;
+		else if (log->unsealed >= log->seal_every)
+			r = audit_log_seal(log, "interval", false);
+		else
+			r = 0;
+	}
+	if (r < 0)
+		return r;
+	if (age_rotation_due(log)) {
+		r = rotate(log);
+		if (r < 0)
+			return r;
+	}
+	/* Best effort: a failed check must not fail a record that is in the trail. */
+	(void)space_check(log);
+	return 0;
+}
+
+int audit_log_set_limits(AuditLog *log, const AuditLimits *limits)
+{
+	if (!log || !limits)
+		return -EINVAL;
+	log->limits = *limits;
+	log->seal_every = limits->seal_every ?: AUDIT_SEAL_EVERY_DEFAULT;
+	return audit_log_maintain(log);
+}
+
+int audit_log_maintain(AuditLog *log)
+{
+	int r;
+
+	if (!log)
+		return -EINVAL;
+	if (log->broken)
+		return -EIO;
+	if (age_rotation_due(log) ||
+	        (log->limits.rotate_bytes > 0 && log->size >= log->limits.rotate_bytes))
+		r = rotate(log); /* applies retention */
+	else
+		r = retention_apply(log);
+	if (r < 0)
+		return r;
+	r = space_check(log);
+	if (r < 0)
+		return r;
+	if (log->unsealed >= log->seal_every)
+		return audit_log_seal(log, "interval", false);
+	return 0;
+}
+
+int audit_log_space_level(const AuditLog *log)
+{
+	return log ? log->space_level : -EINVAL;
 }
 
 uint64_t audit_log_seq(const AuditLog *log)
@@ -917,6 +1260,7 @@ static int read_header(AuditLog *log)
 	if (e->event != AUDIT_EVENT_ROTATE || e->file_seq == 0)
 		return -EBADMSG;
 	log->file_seq = e->file_seq;
+	log->file_started_ms = e->time_ms;
 	return 0;
 }
 
@@ -1174,9 +1518,14 @@ int audit_log_open(const AuditOptions *opts, AuditLog **ret, bool *ret_torn)
 	log->seal_key_path = strdup(opts->seal_key_path);
 	if (!log->path || !log->seal_key_path)
 		return -ENOMEM;
-	log->seal_every = opts->seal_every ?: AUDIT_SEAL_EVERY_DEFAULT;
+	if (opts->has_limits)
+		log->limits = opts->limits;
+	else
+		log->limits = (AuditLimits){.seal_every = opts->seal_every,
+		        .rotate_bytes = opts->rotate_bytes,
+		        .disk_full_action = AUDIT_SPACE_DENY};
+	log->seal_every = log->limits.seal_every ?: AUDIT_SEAL_EVERY_DEFAULT;
 	log->fsync_each = opts->fsync_each;
-	log->rotate_bytes = opts->rotate_bytes;
 	log->to_syslog = opts->to_syslog;
 	log->to_linux_audit = opts->to_linux_audit;
 	log->on_sink_error = opts->on_sink_error;
@@ -1278,6 +1627,7 @@ int audit_log_open(const AuditOptions *opts, AuditLog **ret, bool *ret_torn)
 		log->broken = true;
 		return r;
 	}
+	(void)retention_apply(log); /* limits may have shrunk while keywardd was down */
 
 #if HAVE_LIBAUDIT
 	if (log->to_linux_audit) {

@@ -101,6 +101,8 @@ typedef enum AuditEvent {
 	AUDIT_EVENT_SEAL,      /* checkpoint record (written by the library itself) */
 	AUDIT_EVENT_ROTATE,    /* first record of every trail file (file header) */
 	AUDIT_EVENT_TORN_TAIL, /* acknowledges a torn line left by a crash (library) */
+	AUDIT_EVENT_RETENTION, /* rotated files removed; names them (library) */
+	AUDIT_EVENT_SPACE,     /* free space crossed a threshold, or came back (library) */
 	_AUDIT_EVENT_MAX,
 	_AUDIT_EVENT_INVALID = -EINVAL,
 } AuditEvent;
@@ -142,6 +144,40 @@ typedef struct AuditRecord {
 		.result = AUDIT_RESULT_FAILURE, .uid = (uid_t)-1                                   \
 	}
 
+/* What to do when free space on the trail's file system falls below a threshold
+ * (space_left, admin_space_left) or runs out (disk_full). */
+typedef enum AuditSpaceAction {
+	AUDIT_SPACE_IGNORE, /* nothing (thresholds only) */
+	AUDIT_SPACE_ALERT,  /* a "space" record (journald: warning), once per crossing */
+	AUDIT_SPACE_ROTATE, /* alert, then remove the oldest rotated files (keeping keep_min_files)
+	                     * until the threshold is met again */
+	AUDIT_SPACE_DENY,   /* disk full only: the record fails (-ENOSPC); the caller denies */
+	_AUDIT_SPACE_ACTION_MAX,
+	_AUDIT_SPACE_ACTION_INVALID = -EINVAL,
+} AuditSpaceAction;
+
+/* A free-space threshold: an absolute byte count or a percentage of the file system. */
+typedef struct AuditSpaceThreshold {
+	uint64_t bytes;   /* used when percent is 0 */
+	unsigned percent; /* 1..99; 0: use bytes (0 bytes: threshold off) */
+} AuditSpaceThreshold;
+
+/* Rotation, retention and free-space limits; set at open and again with
+ * audit_log_set_limits() (policy reload) without reopening the trail. */
+typedef struct AuditLimits {
+	unsigned seal_every;     /* a sealed checkpoint every N records (0: 64) */
+	uint64_t rotate_bytes;   /* rotate when the file grows past this (0: never) */
+	uint64_t rotate_age_s;   /* rotate a file older than this (0: never) */
+	unsigned keep_files;     /* rotated files kept (0: no limit) */
+	uint64_t keep_age_s;     /* rotated files older than this are removed (0: no limit) */
+	unsigned keep_min_files; /* rotated files never removed to make room (space actions) */
+	AuditSpaceThreshold space_left;
+	AuditSpaceAction space_left_action; /* ignore | alert | rotate */
+	AuditSpaceThreshold admin_space_left;
+	AuditSpaceAction admin_space_left_action; /* ignore | alert | rotate */
+	AuditSpaceAction disk_full_action;        /* deny | rotate */
+} AuditLimits;
+
 typedef struct AuditOptions {
 	const char *path;           /* the trail (JSON lines) */
 	const char *seal_key_path;  /* root-only HMAC key; created (0600) if missing */
@@ -158,6 +194,10 @@ typedef struct AuditOptions {
 	 * ask audit_log_sink_error() instead. Library code does not log; the caller does. */
 	void (*on_sink_error)(AuditSink sink, int error, void *userdata);
 	void *userdata;
+	/* Rotation, retention, space: used when has_limits (else only seal_every and
+	 * rotate_bytes above count, as before). */
+	bool has_limits;
+	AuditLimits limits;
 } AuditOptions;
 
 /* Opens (creating) the trail; recovers the chain from the last good record. A torn last
@@ -171,6 +211,15 @@ int audit_log_append(AuditLog *log, const AuditRecord *rec);
  * and FORCE is false. audit_log_free() seals with reason "close" on its own (best
  * effort); call this first when the result matters (daemon stop). */
 int audit_log_seal(AuditLog *log, const char *reason, bool force);
+/* Replaces the rotation, retention and space limits (policy reload); the chain goes on in
+ * the same file. Applies them at once: a rotation or retention now due is done. */
+int audit_log_set_limits(AuditLog *log, const AuditLimits *limits);
+/* Housekeeping without a record (a timer calls it): rotation by age, retention by count
+ * and age, the free-space check with its alert and action. */
+int audit_log_maintain(AuditLog *log);
+/* Free-space level of the trail's file system, as last checked: 0 above space_left,
+ * 1 below space_left, 2 below admin_space_left, 3 full (an append failed with ENOSPC). */
+int audit_log_space_level(const AuditLog *log);
 /* The first error of a secondary sink (0 if none, -ENOTSUP if not built in). */
 int audit_log_sink_error(const AuditLog *log, AuditSink sink);
 /* Sequence number of the last record written (0 before any). */
@@ -314,3 +363,5 @@ AuditEvent audit_event_from_string(const char *s);
 const char *audit_result_to_string(AuditResult r);
 AuditResult audit_result_from_string(const char *s);
 const char *audit_sink_to_string(AuditSink s);
+const char *audit_space_action_to_string(AuditSpaceAction a);
+AuditSpaceAction audit_space_action_from_string(const char *s);

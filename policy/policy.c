@@ -51,7 +51,14 @@ static const char *const audit_failure_table[_POLICY_AUDIT_FAILURE_MAX] = {
         [POLICY_AUDIT_FAILURE_DENY] = "deny",
         [POLICY_AUDIT_FAILURE_ALERT] = "alert",
 };
+static const char *const audit_space_table[_POLICY_AUDIT_SPACE_MAX] = {
+        [POLICY_AUDIT_SPACE_IGNORE] = "ignore",
+        [POLICY_AUDIT_SPACE_ALERT] = "alert",
+        [POLICY_AUDIT_SPACE_ROTATE] = "rotate",
+        [POLICY_AUDIT_SPACE_DENY] = "deny",
+};
 
+DEFINE_STRING_TABLE_LOOKUP(policy_audit_space_action, PolicyAuditSpaceAction, audit_space_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_attestation, PolicyAttestation, attestation_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_counter, PolicyCounter, counter_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_cached_elevation, PolicyCachedElevation, cached_elevation_table)
@@ -64,7 +71,10 @@ DEFINE_STRING_TABLE_LOOKUP(policy_audit_failure, PolicyAuditFailure, audit_failu
 static const char *const top_keys[] = {"settings", "rules", "default", NULL};
 static const char *const settings_keys[] = {"rp_id", "timeout", "failmode", "audit_failure",
         "credentials_dir", "state_dir", "runtime_dir", "audit_log", "admin_group", "cue",
-        "max_credentials_per_user", "max_bindings", NULL};
+        "max_credentials_per_user", "max_bindings", "audit", NULL};
+static const char *const audit_keys[] = {"rotate_size", "rotate_age", "keep_files", "keep_age",
+        "keep_min_files", "seal_every", "space_left", "space_left_action", "admin_space_left",
+        "admin_space_left_action", "disk_full_action", NULL};
 static const char *const match_keys[] = {
         "users", "groups", "uids", "services", "ttys", "remote", "not", NULL};
 static const char *const not_keys[] = {"users", "groups", "uids", "services", "ttys", NULL};
@@ -87,7 +97,11 @@ const char *const policy_known_keys[] = {"settings", "rules", "default",
         /* settings */
         "rp_id", "timeout", "failmode", "audit_failure", "credentials_dir", "state_dir",
         "runtime_dir", "audit_log", "admin_group", "cue", "max_credentials_per_user",
-        "max_bindings",
+        "max_bindings", "audit",
+        /* settings.audit */
+        "rotate_size", "rotate_age", "keep_files", "keep_age", "keep_min_files", "seal_every",
+        "space_left", "space_left_action", "admin_space_left", "admin_space_left_action",
+        "disk_full_action",
         /* rules */
         "name", "match", "users", "groups", "uids", "services", "ttys", "remote", "not",
         /* outcome */
@@ -932,6 +946,233 @@ static int parse_rule(Ctx *c, const config_setting_t *g, size_t index, PolicyRul
 	return 0;
 }
 
+/* ---- settings.audit ---- */
+
+#define AUDIT_SIZE_MIN UINT64_C(4096)
+#define AUDIT_SIZE_MAX (UINT64_C(1) << 40) /* 1 TiB */
+#define AUDIT_AGE_MAX  (UINT64_C(10) * 366 * 86400)
+
+/* "<n>" with an optional suffix from SUFFIXES (each with its factor); -EINVAL when the
+ * text is not that, -ERANGE when it overflows. */
+static int parse_scaled(const char *v, const char *suffixes, const uint64_t *factors, uint64_t *ret)
+{
+	uint64_t n = 0, f = 1;
+	const char *p = v;
+
+	if (!(*p >= '0' && *p <= '9'))
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (n > (UINT64_MAX - 9) / 10)
+			return -ERANGE;
+		n = n * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p) {
+		const char *at = strchr(suffixes, *p);
+		if (!at || p[1])
+			return -EINVAL;
+		f = factors[at - suffixes];
+	}
+	if (n > UINT64_MAX / f)
+		return -ERANGE;
+	*ret = n * f;
+	return 0;
+}
+
+/* An integer setting as written, 0..UINT64 (libconfig's own value is not trusted when the
+ * literal was out of range: scan_integers()). */
+static int get_u64_literal(Ctx *c, const config_setting_t *s, uint64_t *ret)
+{
+	BadInteger *bad = bad_integer_of(c, s);
+	long long v;
+
+	if (bad) {
+		bad->reported = true;
+		return -ERANGE;
+	}
+	v = config_setting_get_int64(s);
+	if (v < 0)
+		return -ERANGE;
+	*ret = (uint64_t)v;
+	return 0;
+}
+
+/* A size: bytes as an integer or "<n>[K|M|G|T]" (powers of 1024); 0 or LO..HI. With
+ * RET_PERCENT also "<n>%" (1..99). */
+static int get_size(Ctx *c, const config_setting_t *s, uint64_t lo, uint64_t hi, uint64_t *ret,
+        unsigned *ret_percent)
+{
+	static const uint64_t factors[] = {
+	        1024, UINT64_C(1) << 20, UINT64_C(1) << 30, UINT64_C(1) << 40};
+	const char *name = config_setting_name(s), *v;
+	uint64_t n = 0;
+	int r;
+
+	if (config_setting_type(s) == CONFIG_TYPE_INT ||
+	        config_setting_type(s) == CONFIG_TYPE_INT64)
+		r = get_u64_literal(c, s, &n);
+	else if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		v = config_setting_get_string(s);
+		if (ret_percent && *v && v[strlen(v) - 1] == '%') {
+			_cleanup_free_ char *num = strndup(v, strlen(v) - 1);
+			uint64_t pct = 0;
+
+			if (!num) {
+				c->oom = true;
+				return -ENOMEM;
+			}
+			if (parse_scaled(num, "", NULL, &pct) < 0 || pct < 1 || pct > 99) {
+				error(c, line_of(s), "'%s' is \"%.32s\", expected 1%%..99%%", name,
+				        v);
+				return -ERANGE;
+			}
+			*ret_percent = (unsigned)pct;
+			*ret = 0;
+			return 0;
+		}
+		r = parse_scaled(v, "KMGT", factors, &n);
+		if (r == -EINVAL) {
+			error(c, line_of(s),
+			        "'%s' is \"%.32s\", expected a size: bytes, or a number with K, M, "
+			        "G "
+			        "or T%s",
+			        name, v, ret_percent ? ", or a percentage such as \"5%\"" : "");
+			return r;
+		}
+	} else {
+		error(c, line_of(s),
+		        "'%s' must be a size (an integer or a string such as \"64M\"), "
+		        "not %s",
+		        name, type_name(s));
+		return -EINVAL;
+	}
+	if (r < 0 || (n != 0 && (n < lo || n > hi))) {
+		error(c, line_of(s),
+		        "'%s' is out of range: expected 0 (off) or %" PRIu64 "..%" PRIu64 " bytes",
+		        name, lo, hi);
+		return -ERANGE;
+	}
+	*ret = n;
+	if (ret_percent)
+		*ret_percent = 0;
+	return 0;
+}
+
+/* A duration: seconds as an integer or "<n>[s|m|h|d|w]"; 0 (off) or up to ten years. */
+static int get_duration(Ctx *c, const config_setting_t *s, uint64_t *ret)
+{
+	static const uint64_t factors[] = {1, 60, 3600, 86400, 7 * 86400};
+	const char *name = config_setting_name(s);
+	uint64_t n = 0;
+	int r;
+
+	if (config_setting_type(s) == CONFIG_TYPE_INT ||
+	        config_setting_type(s) == CONFIG_TYPE_INT64)
+		r = get_u64_literal(c, s, &n);
+	else if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		r = parse_scaled(config_setting_get_string(s), "smhdw", factors, &n);
+		if (r == -EINVAL) {
+			error(c, line_of(s),
+			        "'%s' is \"%.32s\", expected a duration: seconds, or a number with "
+			        "s, m, h, d or w (\"30d\")",
+			        name, config_setting_get_string(s));
+			return r;
+		}
+	} else {
+		error(c, line_of(s),
+		        "'%s' must be a duration (an integer or a string such as "
+		        "\"30d\"), not %s",
+		        name, type_name(s));
+		return -EINVAL;
+	}
+	if (r < 0 || n > AUDIT_AGE_MAX) {
+		error(c, line_of(s), "'%s' is out of range: expected 0 (off) up to 10 years", name);
+		return -ERANGE;
+	}
+	*ret = n;
+	return 0;
+}
+
+/* A threshold's action: ignore, alert or rotate (deny only for disk_full_action). */
+static int get_space_action(Ctx *c, const config_setting_t *s, bool disk_full, int *ret)
+{
+	static const char *const space_table[] = {"ignore", "alert", "rotate"};
+	static const char *const full_table[] = {"deny", "rotate"};
+	int v;
+
+	if (disk_full) {
+		if (get_enum(c, s, full_table, ELEMENTSOF(full_table), &v) < 0)
+			return -EINVAL;
+		*ret = v == 0 ? POLICY_AUDIT_SPACE_DENY : POLICY_AUDIT_SPACE_ROTATE;
+		return 0;
+	}
+	if (get_enum(c, s, space_table, ELEMENTSOF(space_table), &v) < 0)
+		return -EINVAL;
+	*ret = v; /* same order as audit_space_table */
+	return 0;
+}
+
+static void parse_audit(Ctx *c, const config_setting_t *g, PolicyAuditSettings *a)
+{
+	unsigned space_line = 0, admin_line = 0;
+	int n, v;
+
+	if (!expect_group(c, g, "'audit'"))
+		return;
+	check_keys(c, g, audit_keys, "'audit'");
+	n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *k = config_setting_name(s);
+
+		if (streq(k, "rotate_size"))
+			(void)get_size(c, s, AUDIT_SIZE_MIN, AUDIT_SIZE_MAX, &a->rotate_size, NULL);
+		else if (streq(k, "rotate_age"))
+			(void)get_duration(c, s, &a->rotate_age_s);
+		else if (streq(k, "keep_age"))
+			(void)get_duration(c, s, &a->keep_age_s);
+		else if (streq(k, "keep_files"))
+			(void)get_uint(
+			        c, s, 0, 100000, "rotated files, 0 = no limit", &a->keep_files);
+		else if (streq(k, "keep_min_files"))
+			(void)get_uint(c, s, 0, 100000, "rotated files", &a->keep_min_files);
+		else if (streq(k, "seal_every"))
+			(void)get_uint(c, s, 1, 100000, "records", &a->seal_every);
+		else if (streq(k, "space_left")) {
+			if (get_size(c, s, 1, AUDIT_SIZE_MAX, &a->space_left.bytes,
+			            &a->space_left.percent) >= 0)
+				space_line = line_of(s);
+		} else if (streq(k, "admin_space_left")) {
+			if (get_size(c, s, 1, AUDIT_SIZE_MAX, &a->admin_space_left.bytes,
+			            &a->admin_space_left.percent) >= 0)
+				admin_line = line_of(s);
+		} else if (streq(k, "space_left_action")) {
+			if (get_space_action(c, s, false, &v) >= 0)
+				a->space_left_action = v;
+		} else if (streq(k, "admin_space_left_action")) {
+			if (get_space_action(c, s, false, &v) >= 0)
+				a->admin_space_left_action = v;
+		} else if (streq(k, "disk_full_action")) {
+			if (get_space_action(c, s, true, &v) >= 0)
+				a->disk_full_action = v;
+		}
+	}
+	/* admin_space_left is the later, graver threshold: it must not be above space_left
+	 * when both are in the same unit. */
+	if ((space_line || admin_line) &&
+	        ((a->space_left.percent && a->admin_space_left.percent &&
+	                 a->admin_space_left.percent > a->space_left.percent) ||
+	                (!a->space_left.percent && !a->admin_space_left.percent &&
+	                        a->space_left.bytes &&
+	                        a->admin_space_left.bytes > a->space_left.bytes)))
+		error(c, admin_line ?: space_line,
+		        "'admin_space_left' must not be more than 'space_left' (it is the later, "
+		        "graver threshold)");
+	if (a->keep_files > 0 && a->keep_min_files > a->keep_files)
+		error(c, line_of(g),
+		        "'keep_min_files' (%" PRIu32 ") is more than 'keep_files' (%" PRIu32 ")",
+		        a->keep_min_files, a->keep_files);
+}
+
 static void parse_settings(Ctx *c, const config_setting_t *g, PolicySettings *st)
 {
 	int n, v;
@@ -1025,6 +1266,8 @@ static void parse_settings(Ctx *c, const config_setting_t *g, PolicySettings *st
 			(void)get_uint(c, s, 1, 1024, "credentials", &st->max_credentials_per_user);
 		else if (streq(k, "max_bindings"))
 			(void)get_uint(c, s, 1, 1048576, "bindings", &st->max_bindings);
+		else if (streq(k, "audit"))
+			parse_audit(c, s, &st->audit);
 
 		if (target) {
 			free(*target);
@@ -1047,6 +1290,18 @@ static int settings_defaults(PolicySettings *st)
 	        .cue = strdup("Touch your security key for %u"),
 	        .max_credentials_per_user = 16,
 	        .max_bindings = 65536,
+	        .audit =
+	                {
+	                        .rotate_size = UINT64_C(64) << 20,
+	                        .keep_files = 16,
+	                        .keep_min_files = 1,
+	                        .seal_every = 64,
+	                        .space_left = {.percent = 5},
+	                        .space_left_action = POLICY_AUDIT_SPACE_ALERT,
+	                        .admin_space_left = {.percent = 1},
+	                        .admin_space_left_action = POLICY_AUDIT_SPACE_ALERT,
+	                        .disk_full_action = POLICY_AUDIT_SPACE_DENY,
+	                },
 	};
 	if (!st->rp_id || !st->credentials_dir || !st->state_dir || !st->runtime_dir ||
 	        !st->audit_log || !st->cue)
@@ -1741,6 +1996,63 @@ static int aaguid_list(FILE *f, const uint8_t (*l)[16], size_t n)
 		        i ? ", " : "", b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
 		        b[10], b[11], b[12], b[13], b[14], b[15]);
 	}
+	return 0;
+}
+
+static void explain_space(FILE *f, const char *name, const PolicySpace *sp)
+{
+	if (sp->percent)
+		fprintf(f, "%s: below %u%% of the file system free\n", name, sp->percent);
+	else if (sp->bytes)
+		fprintf(f, "%s: below %" PRIu64 " bytes free\n", name, sp->bytes);
+	else
+		fprintf(f, "%s: off\n", name);
+}
+
+int policy_audit_explain(const PolicyAuditSettings *a, char **ret)
+{
+	_cleanup_free_ char *buf = NULL;
+	_cleanup_fclose_ FILE *f = NULL;
+	size_t size = 0;
+
+	if (!a || !ret)
+		return -EINVAL;
+	f = open_memstream(&buf, &size);
+	if (!f)
+		return -ENOMEM;
+	if (a->rotate_size)
+		fprintf(f, "Rotation by size: when the trail passes %" PRIu64 " bytes\n",
+		        a->rotate_size);
+	else
+		fprintf(f, "Rotation by size: off\n");
+	if (a->rotate_age_s)
+		fprintf(f, "Rotation by age: when the trail file is %" PRIu64 " s old\n",
+		        a->rotate_age_s);
+	else
+		fprintf(f, "Rotation by age: off\n");
+	fprintf(f, "Rotated files kept: %s", a->keep_files ? "" : "no limit");
+	if (a->keep_files)
+		fprintf(f, "the newest %" PRIu32, a->keep_files);
+	if (a->keep_age_s)
+		fprintf(f, ", none older than %" PRIu64 " s", a->keep_age_s);
+	fprintf(f, " (oldest removed first, only when sealed)\n");
+	fprintf(f, "Seal: every %" PRIu32 " records\n", a->seal_every);
+	explain_space(f, "space_left", &a->space_left);
+	fprintf(f, "space_left_action: %s\n",
+	        strna(policy_audit_space_action_to_string(a->space_left_action)));
+	explain_space(f, "admin_space_left", &a->admin_space_left);
+	fprintf(f, "admin_space_left_action: %s\n",
+	        strna(policy_audit_space_action_to_string(a->admin_space_left_action)));
+	fprintf(f, "disk_full_action: %s\n",
+	        a->disk_full_action == POLICY_AUDIT_SPACE_ROTATE
+	                ? "rotate (remove the oldest sealed rotated files, keeping "
+	                  "keep_min_files, and retry the record once)"
+	                : "deny (covered logins are denied while the record cannot be written)");
+	fprintf(f, "Rotated files never removed to make room: %" PRIu32 "\n", a->keep_min_files);
+	if (fflush(f) != 0 || ferror(f))
+		return -ENOMEM;
+	fclose(TAKE_PTR(f));
+	*ret = TAKE_PTR(buf);
 	return 0;
 }
 

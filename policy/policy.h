@@ -4,7 +4,10 @@
  *
  *   settings = { rp_id; timeout (ms); failmode; audit_failure; credentials_dir; state_dir;
  *                runtime_dir; audit_log; admin_group; cue; max_credentials_per_user;
- *                max_bindings; };                                  (all optional)
+ *                max_bindings;
+ *                audit = { rotate_size; rotate_age; keep_files; keep_age; keep_min_files;
+ *                          seal_every; space_left; space_left_action; admin_space_left;
+ *                          admin_space_left_action; disk_full_action; }; } (all optional)
  *   rules = ( { name = "x";                                         (mandatory, unique)
  *               match = { users; groups; uids ("N" | "N-M"); services; ttys (fnmatch);
  *                         remote = true|false;
@@ -79,6 +82,39 @@ typedef enum PolicyAuditFailure {
 	_POLICY_AUDIT_FAILURE_INVALID = -EINVAL,
 } PolicyAuditFailure;
 
+/* What keywardd does when free space under the audit trail falls below a threshold, or
+ * runs out (disk_full_action: deny or rotate only). Same order as lib/audit.h's
+ * AuditSpaceAction. */
+typedef enum PolicyAuditSpaceAction {
+	POLICY_AUDIT_SPACE_IGNORE,
+	POLICY_AUDIT_SPACE_ALERT,  /* a "space" record, journald warning, once per crossing */
+	POLICY_AUDIT_SPACE_ROTATE, /* alert, then remove the oldest rotated (sealed) files */
+	POLICY_AUDIT_SPACE_DENY,   /* disk full: covered logins are denied (audit_failure) */
+	_POLICY_AUDIT_SPACE_MAX,
+	_POLICY_AUDIT_SPACE_INVALID = -EINVAL,
+} PolicyAuditSpaceAction;
+
+/* A free-space threshold: percent of the file system (1..99) or bytes (percent 0). */
+typedef struct PolicySpace {
+	uint64_t bytes;
+	unsigned percent;
+} PolicySpace;
+
+/* The `audit` group in `settings`: rotation, retention and free space of the trail. */
+typedef struct PolicyAuditSettings {
+	uint64_t rotate_size;    /* bytes, default 64 MiB; 0: no rotation by size */
+	uint64_t rotate_age_s;   /* default 0: no rotation by age */
+	uint32_t keep_files;     /* rotated files kept, default 16; 0: no limit */
+	uint64_t keep_age_s;     /* rotated files kept at most this long; 0 (default): no limit */
+	uint32_t keep_min_files; /* never removed to make room, default 1 */
+	uint32_t seal_every;     /* records per seal, default 64 */
+	PolicySpace space_left;  /* default 5% */
+	PolicyAuditSpaceAction space_left_action;       /* default alert */
+	PolicySpace admin_space_left;                   /* default 1% */
+	PolicyAuditSpaceAction admin_space_left_action; /* default alert */
+	PolicyAuditSpaceAction disk_full_action;        /* default deny */
+} PolicyAuditSettings;
+
 /* Global settings (the `settings` group). Strings owned by the Policy. */
 typedef struct PolicySettings {
 	char *rp_id;           /* default "pam://keyward" */
@@ -93,6 +129,7 @@ typedef struct PolicySettings {
 	char *cue;         /* prompt text, "%u" -> user; default "Touch your security key for %u" */
 	uint32_t max_credentials_per_user; /* default 16 */
 	uint32_t max_bindings;             /* default 65536 */
+	PolicyAuditSettings audit;
 } PolicySettings;
 
 /* Everything a matching rule requires; what policy_evaluate() hands back. */
@@ -239,6 +276,11 @@ const char *policy_lock_failure_to_string(PolicyLockFailure v);
 PolicyLockFailure policy_lock_failure_from_string(const char *s);
 const char *policy_audit_failure_to_string(PolicyAuditFailure v);
 PolicyAuditFailure policy_audit_failure_from_string(const char *s);
+
+const char *policy_audit_space_action_to_string(PolicyAuditSpaceAction v);
+PolicyAuditSpaceAction policy_audit_space_action_from_string(const char *s);
+/* The effective audit settings in plain words (keywardctl policy explain --audit). */
+int policy_audit_explain(const PolicyAuditSettings *a, char **ret);
 
 /* Formats a decision in plain words (keywardctl policy explain); malloc()ed. */
 int policy_decision_explain(const PolicyDecision *d, char **ret);

@@ -20,12 +20,15 @@ static void policy_usage(FILE *f)
 	           "                 [--rhost HOST] [--tty TTY] [--groups G1,G2,...] [--uid UID] "
 	           "[--remote]\n"
 	           "       keywardctl policy explain [-c FILE] --user USER [--root DIR]\n"
-	           "                 [--groups G1,G2,...] [--uid UID]\n\n"
+	           "                 [--groups G1,G2,...] [--uid UID]\n"
+	           "       keywardctl policy explain [-c FILE] --audit\n\n"
 	           "check    validate the policy file; exit 0 when valid, 1 when not, 3 when "
 	           "unreadable\n"
 	           "explain  show the rule that decides a login and what it requires; without\n"
 	           "         --service, the PAM services present (under DIR) where the user must\n"
-	           "         use a key: the services whose rules keywardd's Enroll applies\n");
+	           "         use a key: the services whose rules keywardd's Enroll applies;\n"
+	           "         with --audit, the effective audit trail settings (rotation,\n"
+	           "         retention, free space, disk full)\n");
 }
 
 static void print_diagnostics(const PolicyDiagnostics *d, bool quiet)
@@ -224,9 +227,35 @@ static int explain_coverage(const Policy *p, const char *root, const PolicyReque
 	return CTL_EXIT_OK;
 }
 
+static int explain_audit(const char *path, const PolicyRequest *req, const char *root)
+{
+	_cleanup_(policy_freep) Policy *p = NULL;
+	_cleanup_free_ char *text = NULL;
+	size_t warnings, errors;
+	int code, r;
+
+	if (req->user || req->service || req->rhost || req->tty || req->remote || root) {
+		fprintf(stderr, "keywardctl policy explain: --audit takes only -c FILE\n");
+		return CTL_EXIT_USAGE;
+	}
+	code = load(path, false, &p, &warnings, &errors);
+	if (code != CTL_EXIT_OK) {
+		fprintf(stderr, "%s: NOT valid; nothing to explain\n", path);
+		return code;
+	}
+	r = policy_audit_explain(&policy_settings(p)->audit, &text);
+	if (r < 0) {
+		fprintf(stderr, "keywardctl policy explain: %s\n", strerror(-r));
+		return CTL_EXIT_ERROR;
+	}
+	printf("Audit trail: %s\n", policy_settings(p)->audit_log);
+	fputs(text, stdout);
+	return CTL_EXIT_OK;
+}
+
 static int verb_policy_explain(int argc, char *argv[])
 {
-	enum { ARG_RHOST = 0x100, ARG_TTY, ARG_GROUPS, ARG_REMOTE, ARG_UID, ARG_ROOT };
+	enum { ARG_RHOST = 0x100, ARG_TTY, ARG_GROUPS, ARG_REMOTE, ARG_UID, ARG_ROOT, ARG_AUDIT };
 	static const struct option options[] = {{"config", required_argument, NULL, 'c'},
 	        {"user", required_argument, NULL, 'u'}, {"service", required_argument, NULL, 's'},
 	        {"rhost", required_argument, NULL, ARG_RHOST},
@@ -234,7 +263,8 @@ static int verb_policy_explain(int argc, char *argv[])
 	        {"groups", required_argument, NULL, ARG_GROUPS},
 	        {"uid", required_argument, NULL, ARG_UID},
 	        {"remote", no_argument, NULL, ARG_REMOTE},
-	        {"root", required_argument, NULL, ARG_ROOT}, {"help", no_argument, NULL, 'h'}, {}};
+	        {"root", required_argument, NULL, ARG_ROOT},
+	        {"audit", no_argument, NULL, ARG_AUDIT}, {"help", no_argument, NULL, 'h'}, {}};
 	_cleanup_(policy_freep) Policy *p = NULL;
 	_cleanup_strv_free_ char **groups = NULL;
 	_cleanup_free_ char *text = NULL;
@@ -243,7 +273,7 @@ static int verb_policy_explain(int argc, char *argv[])
 	PolicyRequest req = {};
 	PolicyDecision d;
 	size_t warnings, errors;
-	bool have_uid = false;
+	bool have_uid = false, audit = false;
 	int c, r, code;
 
 	while ((c = getopt_long(argc, argv, "c:u:s:h", options, NULL)) >= 0)
@@ -275,6 +305,9 @@ static int verb_policy_explain(int argc, char *argv[])
 		case ARG_ROOT:
 			root = optarg;
 			break;
+		case ARG_AUDIT:
+			audit = true;
+			break;
 		case 'h':
 			policy_usage(stdout);
 			return CTL_EXIT_OK;
@@ -287,6 +320,8 @@ static int verb_policy_explain(int argc, char *argv[])
 		        argv[optind]);
 		return CTL_EXIT_USAGE;
 	}
+	if (audit)
+		return explain_audit(path, &req, root);
 	if (!req.user) {
 		fprintf(stderr, "keywardctl policy explain: --user is required\n");
 		return CTL_EXIT_USAGE;

@@ -411,6 +411,193 @@ static void test_rotation(void)
 	}
 }
 
+/* Counts records of one event (and reason, if given) across the trail's files. */
+typedef struct EventCount {
+	AuditEvent event;
+	const char *reason;
+	unsigned n;
+	char last_detail[256];
+} EventCount;
+
+static int count_cb(const AuditEntry *e, const char *file, uint64_t line, void *userdata)
+{
+	EventCount *c = userdata;
+
+	if (e->event == c->event && (!c->reason || (e->reason && streq(e->reason, c->reason)))) {
+		c->n++;
+		snprintf(c->last_detail, sizeof(c->last_detail), "%s", e->detail ? e->detail : "");
+	}
+	return 0;
+}
+
+static unsigned count_events(const char *log, AuditEvent event, const char *reason, char *detail)
+{
+	_cleanup_strv_free_ char **files = NULL;
+	EventCount c = {.event = event, .reason = reason};
+
+	CHECK(audit_trail_files(log, &files) == 0);
+	CHECK(audit_read_files(files, count_cb, &c, NULL) == 0);
+	if (detail)
+		strcpy(detail, c.last_detail);
+	return c.n;
+}
+
+static size_t rotated_count(const char *log)
+{
+	_cleanup_strv_free_ char **files = NULL;
+
+	CHECK(audit_trail_files(log, &files) == 0);
+	return files ? strv_length(files) - 1 : 0;
+}
+
+static AuditVerifyStatus verify_trail(
+        const char *log, const char *key, bool strict, uint64_t *ret_first_file_seq)
+{
+	_cleanup_strv_free_ char **files = NULL;
+	AuditVerifyResult res = {};
+	AuditVerifyStatus st;
+
+	CHECK(audit_trail_files(log, &files) == 0);
+	st = verify(files, key, strict, &res);
+	if (ret_first_file_seq)
+		*ret_first_file_seq = res.first_file_seq;
+	audit_verify_result_clear(&res);
+	return st;
+}
+
+/* keep_files: the oldest rotated files go, a retention record names them, and what is
+ * left verifies as a chain anchored past the genesis file. */
+static void test_retention_keep_files(void)
+{
+	_cleanup_free_ char *log = path_in("keep.log"), *key = path_in("keep.key");
+	AuditOptions o = opts_for(log, key, 16, 0);
+	AuditLog *l = NULL;
+	char detail[256];
+	uint64_t first = 0;
+
+	o.has_limits = true;
+	o.limits = (AuditLimits){.seal_every = 16,
+	        .rotate_bytes = 4096,
+	        .keep_files = 2,
+	        .disk_full_action = AUDIT_SPACE_DENY};
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(append_n(l, 150, "alice") == 0);
+	audit_log_free(l);
+	CHECK(rotated_count(log) == 2);
+	CHECK(count_events(log, AUDIT_EVENT_RETENTION, "retention", detail) >= 1);
+	CHECK(strstr(detail, "keep.log.0000") != NULL);
+	CHECK(verify_trail(log, key, true, &first) == AUDIT_VERIFY_INTACT);
+	CHECK(first > 1);
+
+	/* A rotated file that does not end with a seal is never removed. */
+	{
+		_cleanup_strv_free_ char **files = NULL;
+		int fd;
+
+		CHECK(audit_trail_files(log, &files) == 0);
+		fd = open(files[0], O_WRONLY | O_APPEND);
+		CHECK(fd >= 0 && write(fd, "{\"x\":1}\n", 8) == 8);
+		close(fd);
+		o.limits.keep_files = 1;
+		CHECK(audit_log_open(&o, &l, NULL) == 0);
+		audit_log_free(l);
+		CHECK(access(files[0], F_OK) == 0);
+		CHECK(rotated_count(log) == 2);
+	}
+}
+
+/* keep_age removes rotated files last written longer ago; newer ones stay. */
+static void test_retention_keep_age(void)
+{
+	_cleanup_free_ char *log = path_in("age.log"), *key = path_in("age.key");
+	_cleanup_strv_free_ char **files = NULL;
+	AuditOptions o = opts_for(log, key, 16, 0);
+	AuditLimits lim = {.seal_every = 16, .rotate_bytes = 4096};
+	AuditLog *l = NULL;
+	struct timespec old[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+
+	o.has_limits = true;
+	o.limits = lim;
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(append_n(l, 100, "alice") == 0);
+	CHECK(audit_trail_files(log, &files) == 0);
+	CHECK(strv_length(files) >= 4);
+	/* The two oldest were written in 2001. */
+	CHECK(utimensat(AT_FDCWD, files[0], old, 0) == 0);
+	CHECK(utimensat(AT_FDCWD, files[1], old, 0) == 0);
+	lim.keep_age_s = 30 * 86400;
+	CHECK(audit_log_set_limits(l, &lim) == 0);
+	CHECK(access(files[0], F_OK) < 0 && access(files[1], F_OK) < 0);
+	CHECK(access(files[2], F_OK) == 0);
+	CHECK(append_n(l, 5, "bob") == 0);
+	audit_log_free(l);
+	CHECK(count_events(log, AUDIT_EVENT_RETENTION, "retention", NULL) == 1);
+	CHECK(verify_trail(log, key, true, NULL) == AUDIT_VERIFY_INTACT);
+}
+
+/* rotate_age: a file older than the limit is rotated at the next record or timer. */
+static void test_rotate_age(void)
+{
+	_cleanup_free_ char *log = path_in("rage.log"), *key = path_in("rage.key");
+	AuditOptions o = opts_for(log, key, 16, 0);
+	AuditLog *l = NULL;
+
+	o.has_limits = true;
+	o.limits = (AuditLimits){.seal_every = 16, .rotate_age_s = 1};
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(append_n(l, 3, "alice") == 0);
+	usleep(1100 * 1000); /* the file is now older than rotate_age, whatever the load */
+	CHECK(audit_log_maintain(l) == 0);
+	CHECK(rotated_count(log) == 1);
+	CHECK(append_n(l, 3, "alice") == 0);
+	audit_log_free(l);
+	CHECK(verify_trail(log, key, true, NULL) == AUDIT_VERIFY_INTACT);
+}
+
+/* Thresholds: one "space" record per crossing (not per record), one "recovered" when
+ * the threshold is lifted; with action rotate the oldest rotated files go, keeping
+ * keep_min_files. */
+static void test_space_thresholds(void)
+{
+	_cleanup_free_ char *log = path_in("space.log"), *key = path_in("space.key");
+	AuditOptions o = opts_for(log, key, 16, 0);
+	AuditLimits lim = {.seal_every = 16,
+	        .rotate_bytes = 4096,
+	        .space_left = {.bytes = UINT64_MAX / 2}, /* always below */
+	        .space_left_action = AUDIT_SPACE_ALERT};
+	AuditLog *l = NULL;
+	char detail[256];
+
+	o.has_limits = true;
+	o.limits = lim;
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	CHECK(append_n(l, 100, "alice") == 0);
+	CHECK(audit_log_space_level(l) == 1);
+	CHECK(count_events(log, AUDIT_EVENT_SPACE, "space_left", NULL) == 1);
+	CHECK(rotated_count(log) >= 4);
+
+	lim.space_left = (AuditSpaceThreshold){};
+	CHECK(audit_log_set_limits(l, &lim) == 0);
+	CHECK(audit_log_space_level(l) == 0);
+	CHECK(count_events(log, AUDIT_EVENT_SPACE, "recovered", NULL) == 1);
+
+	lim.admin_space_left = (AuditSpaceThreshold){.bytes = UINT64_MAX / 2};
+	lim.admin_space_left_action = AUDIT_SPACE_ROTATE;
+	lim.keep_min_files = 1;
+	CHECK(audit_log_set_limits(l, &lim) == 0);
+	CHECK(audit_log_space_level(l) == 2);
+	CHECK(rotated_count(log) == 1);
+	CHECK(count_events(log, AUDIT_EVENT_SPACE, "admin_space_left", NULL) == 1);
+	CHECK(count_events(log, AUDIT_EVENT_RETENTION, "admin_space_left", detail) == 1);
+	CHECK(strstr(detail, "space.log.000001") != NULL);
+	CHECK(append_n(l, 10, "alice") == 0);
+	CHECK(count_events(log, AUDIT_EVENT_SPACE, "admin_space_left", NULL) == 1);
+	audit_log_free(l);
+	CHECK(verify_trail(log, key, true, NULL) == AUDIT_VERIFY_INTACT);
+	CHECK(audit_space_action_from_string("rotate") == AUDIT_SPACE_ROTATE);
+	CHECK(audit_space_action_from_string("halt") == _AUDIT_SPACE_ACTION_INVALID);
+}
+
 static void test_key_checks(void)
 {
 	_cleanup_free_ char *log = path_in("k.log"), *key = path_in("k.key");
@@ -1000,6 +1187,10 @@ int main(void)
 	test_write_verify();
 	test_torn();
 	test_rotation();
+	test_retention_keep_files();
+	test_retention_keep_age();
+	test_rotate_age();
+	test_space_thresholds();
 	test_key_checks();
 	test_seal_keys();
 	test_forward_secure();

@@ -299,7 +299,55 @@ static const BadCase bad_cases[] = {
         {"settings = { colour = \"blue\"; };\n" DEF, 1,
                 "unknown key 'colour' in 'settings' (expected one of: rp_id, timeout, failmode, "
                 "audit_failure, credentials_dir, state_dir, runtime_dir, audit_log, admin_group, "
-                "cue, max_credentials_per_user, max_bindings)"},
+                "cue, max_credentials_per_user, max_bindings, audit)"},
+        /* settings.audit: every malformed value is an error at its line */
+        {"settings = {\n  audit = {\n    rotate_size = \"64Q\";\n  };\n};\n" DEF, 3,
+                "'rotate_size' is \"64Q\", expected a size: bytes, or a number with K, M, G or "
+                "T"},
+        {"settings = { audit = { rotate_size = 100; }; };\n" DEF, 1,
+                "'rotate_size' is out of range: expected 0 (off) or 4096..1099511627776 bytes"},
+        {"settings = { audit = { rotate_size = \"99999999999999999999M\"; }; };\n" DEF, 1,
+                "'rotate_size' is out of range: expected 0 (off) or 4096..1099511627776 bytes"},
+        {"settings = { audit = { rotate_size = true; }; };\n" DEF, 1,
+                "'rotate_size' must be a size (an integer or a string such as \"64M\"), not a "
+                "boolean"},
+        {"settings = { audit = { rotate_age = \"1 month\"; }; };\n" DEF, 1,
+                "'rotate_age' is \"1 month\", expected a duration: seconds, or a number with s, "
+                "m, h, d or w (\"30d\")"},
+        {"settings = { audit = { keep_age = \"5000w\"; }; };\n" DEF, 1,
+                "'keep_age' is out of range: expected 0 (off) up to 10 years"},
+        {"settings = { audit = { space_left = \"0%\"; }; };\n" DEF, 1,
+                "'space_left' is \"0%\", expected 1%..99%"},
+        {"settings = { audit = { admin_space_left = \"100%\"; }; };\n" DEF, 1,
+                "'admin_space_left' is \"100%\", expected 1%..99%"},
+        {"settings = { audit = { space_left = \"5 %\"; }; };\n" DEF, 1,
+                "'space_left' is \"5 %\", expected 1%..99%"},
+        {"settings = { audit = { space_left_action = \"halt\"; }; };\n" DEF, 1,
+                "'space_left_action' is \"halt\", expected one of: ignore, alert, rotate"},
+        {"settings = { audit = { admin_space_left_action = \"deny\"; }; };\n" DEF, 1,
+                "'admin_space_left_action' is \"deny\", expected one of: ignore, alert, rotate"},
+        {"settings = { audit = { disk_full_action = \"alert\"; }; };\n" DEF, 1,
+                "'disk_full_action' is \"alert\", expected one of: deny, rotate"},
+        {"settings = { audit = { seal_every = 0; }; };\n" DEF, 1,
+                "'seal_every' is 0, expected 1..100000 (records)"},
+        {"settings = { audit = { keep_files = -1; }; };\n" DEF, 1,
+                "'keep_files' is -1, expected 0..100000 (rotated files, 0 = no limit)"},
+        {"settings = {\n  audit = {\n    space_left = \"2%\";\n    admin_space_left = "
+         "\"3%\";\n  };\n};\n" DEF,
+                4,
+                "'admin_space_left' must not be more than 'space_left' (it is the later, graver "
+                "threshold)"},
+        {"settings = { audit = { space_left = \"1M\"; admin_space_left = \"2M\"; }; };\n" DEF, 1,
+                "'admin_space_left' must not be more than 'space_left' (it is the later, graver "
+                "threshold)"},
+        {"settings = {\n  audit = {\n    keep_files = 2;\n    keep_min_files = 3;\n  };\n};\n" DEF,
+                2, "'keep_min_files' (3) is more than 'keep_files' (2)"},
+        {"settings = { audit = { rotate = \"daily\"; }; };\n" DEF, 1,
+                "unknown key 'rotate' in 'audit' (expected one of: rotate_size, rotate_age, "
+                "keep_files, keep_age, keep_min_files, seal_every, space_left, space_left_action, "
+                "admin_space_left, admin_space_left_action, disk_full_action)"},
+        {"settings = { audit = \"on\"; };\n" DEF, 1,
+                "'audit' must be a group { ... }, not a string"},
         {DEF "rulez = ();\n", 2,
                 "unknown key 'rulez' in the top level (expected one of: settings, rules, default)"},
         {"settings = {\n  timeout = \"30\";\n};\n" DEF, 2,
@@ -647,6 +695,68 @@ static void test_settings_and_reachability(void)
 	}
 }
 
+/* settings.audit: defaults, every key parsed, sizes, percentages and durations. */
+static void test_audit_settings(void)
+{
+	PolicyDiagnostics d = {};
+	Policy *p = NULL;
+	const PolicyAuditSettings *a;
+	_cleanup_free_ char *text = NULL;
+
+	CHECK(policy_load_string(DEF, "t.conf", &d, &p) == 0, "defaults load");
+	a = &policy_settings(p)->audit;
+	CHECK(a->rotate_size == 64u << 20 && a->rotate_age_s == 0 && a->keep_files == 16 &&
+	                a->keep_age_s == 0 && a->keep_min_files == 1 && a->seal_every == 64,
+	        "audit defaults: rotation and retention");
+	CHECK(a->space_left.percent == 5 && a->admin_space_left.percent == 1 &&
+	                a->space_left_action == POLICY_AUDIT_SPACE_ALERT &&
+	                a->admin_space_left_action == POLICY_AUDIT_SPACE_ALERT &&
+	                a->disk_full_action == POLICY_AUDIT_SPACE_DENY,
+	        "audit defaults: space");
+	policy_free(p);
+	p = NULL;
+
+	CHECK(policy_load_string(
+	              "settings = { audit = {\n"
+	              "  rotate_size = \"8K\"; rotate_age = \"1w\";\n"
+	              "  keep_files = 4; keep_age = 86400; keep_min_files = 2;\n"
+	              "  seal_every = 8; space_left = \"2G\"; admin_space_left = 1048576;\n"
+	              "  space_left_action = \"rotate\"; admin_space_left_action = "
+	              "\"ignore\";\n"
+	              "  disk_full_action = \"rotate\"; }; };\n" DEF,
+	              "t.conf", &d, &p) == 0,
+	        "every audit key loads");
+	CHECK(policy_diagnostics_errors(&d) == 0, "no errors");
+	a = &policy_settings(p)->audit;
+	CHECK(a->rotate_size == 8192 && a->rotate_age_s == 7 * 86400 && a->keep_files == 4 &&
+	                a->keep_age_s == 86400 && a->keep_min_files == 2 && a->seal_every == 8,
+	        "audit rotation values");
+	CHECK(a->space_left.percent == 0 && a->space_left.bytes == (uint64_t)2 << 30 &&
+	                a->admin_space_left.bytes == 1048576 &&
+	                a->space_left_action == POLICY_AUDIT_SPACE_ROTATE &&
+	                a->admin_space_left_action == POLICY_AUDIT_SPACE_IGNORE &&
+	                a->disk_full_action == POLICY_AUDIT_SPACE_ROTATE,
+	        "audit space values");
+	CHECK(policy_audit_explain(a, &text) == 0 && strstr(text, "passes 8192 bytes") &&
+	                strstr(text, "space_left: below 2147483648 bytes free") &&
+	                strstr(text, "disk_full_action: rotate"),
+	        "explain --audit");
+	policy_free(p);
+	policy_diagnostics_clear(&d);
+
+	/* "0" turns rotation by size off. */
+	p = NULL;
+	CHECK(policy_load_string(
+	              "settings = { audit = { rotate_size = \"0\"; space_left = 0; }; };\n" DEF,
+	              "t.conf", &d, &p) == 0 &&
+	                policy_settings(p)->audit.rotate_size == 0 &&
+	                policy_settings(p)->audit.space_left.bytes == 0 &&
+	                policy_settings(p)->audit.space_left.percent == 0,
+	        "rotate_size 0 is off");
+	policy_free(p);
+	policy_diagnostics_clear(&d);
+}
+
 static void test_digest(void)
 {
 	_cleanup_(policy_freep) Policy *a = NULL, *b = NULL, *c = NULL;
@@ -942,6 +1052,7 @@ int main(void)
 	test_malformed();
 	test_warnings();
 	test_settings_and_reachability();
+	test_audit_settings();
 	test_digest();
 	test_files();
 	test_limits();
