@@ -108,6 +108,8 @@ int binding_format(const Binding *b, char **ret, size_t *ret_len)
 		fprintf(f, "rule_name=%s\n", b->rule_name);
 	if (b->policy)
 		fprintf(f, "policy=%s\n", b->policy);
+	if (b->action_seq)
+		fprintf(f, "action_seq=%" PRIu64 "\n", b->action_seq);
 	fprintf(f,
 	        "created=%" PRIu64 "\nrule=%s\nremoval=%s\ngrace_ms=%u\nlock_verify_ms=%u\n"
 	        "on_lock_failure=%s\nstate=%s\n",
@@ -181,6 +183,7 @@ static const BindingKey binding_keys[] = {
         KEY("lock_verify_ms", true),
         KEY("on_lock_failure", true),
         KEY("state", true),
+        KEY("action_seq", false),
 };
 _Static_assert(ELEMENTSOF(binding_keys) <= 32, "binding_parse() tracks seen keys in 32 bits");
 
@@ -289,6 +292,8 @@ static int binding_set(Binding *b, size_t k, const char *v, const char **ret_why
 		b->pgid = (pid_t)n;
 	else if (streq(key, "pid_start") && parse_u64(v, UINT64_MAX, &n) >= 0)
 		b->pid_start = n;
+	else if (streq(key, "action_seq") && parse_u64(v, UINT64_MAX, &n) >= 0 && n > 0)
+		b->action_seq = n;
 	else if (streq(key, "created") && parse_u64(v, UINT64_MAX, &n) >= 0)
 		b->created_ms = n;
 	else if (streq(key, "grace_ms") && parse_u64(v, UINT32_MAX, &n) >= 0)

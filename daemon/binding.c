@@ -66,6 +66,26 @@ void binding_audit_fill(const Binding *b, AuditRecord *rec, char *subject_buf, s
 	rec->action = policy_removal_to_string(b->removal);
 }
 
+void binding_outcome(Binding *b, const char *outcome, const char *detail, const char *message)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	char subject[32];
+
+	if (!b->action_seq)
+		return;
+	rec.event = AUDIT_EVENT_OUTCOME;
+	binding_audit_fill(b, &rec, subject, sizeof(subject));
+	rec.action_seq = b->action_seq;
+	rec.reason = outcome;
+	rec.detail = detail;
+	rec.message = message;
+	rec.result = streq(outcome, "failed") || streq(outcome, "interrupted")
+	                     ? AUDIT_RESULT_FAILURE
+	                     : AUDIT_RESULT_SUCCESS;
+	(void)manager_audit(b->manager, &rec);
+	b->action_seq = 0;
+}
+
 /* --- files ------------------------------------------------------------------------- */
 
 int bindings_dir(Manager *m, char **ret)
@@ -133,6 +153,8 @@ void binding_drop(Binding *b, const char *reason)
 	AuditRecord rec = AUDIT_RECORD_INIT;
 	char subject[32];
 
+	/* An action still under way ends with its target. */
+	binding_outcome(b, "gone", reason, "The session or process ended before the action did.");
 	binding_unlink(m, b);
 	binding_remove_file(b);
 	rec.event = AUDIT_EVENT_SESSION_UNBIND;
@@ -443,6 +465,18 @@ int bindings_load(Manager *m)
 		if (!b) {
 			n += r;
 			continue;
+		}
+		/* The keywardd before us stopped or died during a removal action: that action
+		 * never got an outcome. Recorded now; the action itself runs again below if the
+		 * key is still gone (removal_reconcile). */
+		if (b->action_seq) {
+			log_warning("Binding %s: the removal action (audit seq %" PRIu64
+			            ") was interrupted by a stop of keywardd.",
+			        b->id, b->action_seq);
+			binding_outcome(b, "interrupted", "daemon-stopped",
+			        "keywardd stopped before the action's outcome was known.");
+			if (!b->corrupt && binding_save(b) < 0)
+				log_warning("Cannot save binding %s.", b->id);
 		}
 		/* An elevation is its process: gone (or its pid reused) means the binding ended,
 		 * whether or not pam_keyward also named the desktop session it ran in. */

@@ -50,6 +50,10 @@ struct Binding {
 	PolicyLockFailure on_lock_failure;
 
 	BindingState state;
+	/* Seq of the first audit record of a removal action that has no outcome record yet
+	 * (0: none pending). Persisted: a keywardd that dies mid-action leaves it in the file
+	 * and the next start records the outcome "interrupted" (binding_outcome()). */
+	uint64_t action_seq;
 	/* Salvaged from a file binding_parse() refused (binding_salvage()): acted on at
 	 * start; its file is left as it was found, for an administrator to inspect. */
 	bool corrupt;
@@ -72,6 +76,11 @@ struct Binding {
 
 	struct Binding *next, *prev;
 };
+
+/* The outcome record of B's pending removal action (OUTCOME: done, verified, escalated,
+ * failed, gone, interrupted; DETAIL the machine cause) and clears b->action_seq. A no-op
+ * when no action is pending. Does not save the file (the caller saves or drops). */
+void binding_outcome(Binding *b, const char *outcome, const char *detail, const char *message);
 
 const char *binding_state_to_string(BindingState s);
 BindingState binding_state_from_string(const char *s);

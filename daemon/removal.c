@@ -38,7 +38,13 @@ static void audit_binding(Binding *b, AuditEvent event, AuditResult result, cons
 	rec.message = message;
 	rec.detail = detail;
 	rec.result = result;
-	(void)manager_audit(b->manager, &rec);
+	if (manager_audit(b->manager, &rec) < 0 || event != AUDIT_EVENT_ACTION || b->action_seq)
+		return;
+	/* The removal's first action record: its outcome record names it. Persisted, so a
+	 * restart can conclude it. */
+	b->action_seq = audit_log_seq(b->manager->audit);
+	if (binding_save(b) < 0)
+		log_warning("Cannot record the pending action of binding %s.", b->id);
 }
 
 static void binding_cancel_pending(Binding *b)
@@ -92,6 +98,7 @@ static int on_terminate_reply(sd_bus_message *reply, void *userdata, sd_bus_erro
 			audit_binding(b, AUDIT_EVENT_LOCK_FAILED, AUDIT_RESULT_FAILURE,
 			        "terminate-failed", "The session is neither locked nor terminated.",
 			        NULL);
+		binding_outcome(b, "failed", "terminate-failed", message);
 		binding_done(b);
 		return 0;
 	}
@@ -103,6 +110,11 @@ static int on_terminate_reply(sd_bus_message *reply, void *userdata, sd_bus_erro
 	        "terminate");
 	log_notice("Session %s of %s %s after its key was removed.", b->session_id, strna(b->user),
 	        name ? "had already ended" : "terminated");
+	binding_outcome(b,
+	        name         ? "gone"
+	        : escalation ? "escalated"
+	                     : "done",
+	        name ? "session-ended" : "terminated", NULL);
 	binding_drop(b, "session-terminated");
 	return 0;
 }
@@ -124,6 +136,7 @@ static void terminate_start(Binding *b)
 			audit_binding(b, AUDIT_EVENT_LOCK_FAILED, AUDIT_RESULT_FAILURE,
 			        "terminate-failed", "The session is neither locked nor terminated.",
 			        NULL);
+		binding_outcome(b, "failed", "terminate-failed", strerror(-r));
 		binding_done(b);
 	}
 }
@@ -145,6 +158,7 @@ static void lock_failed(Binding *b, const char *reason, const char *message)
 	          "(on_lock_failure = alert).",
 	        b->session_id, strna(b->user), message);
 	audit_binding(b, AUDIT_EVENT_LOCK_FAILED, AUDIT_RESULT_FAILURE, reason, message, "alert");
+	binding_outcome(b, "failed", reason, message);
 	binding_done(b);
 }
 
@@ -160,6 +174,7 @@ static void lock_verified(Binding *b)
 	audit_binding(b, AUDIT_EVENT_LOCK_VERIFIED, AUDIT_RESULT_SUCCESS, "locked",
 	        "logind reports the session locked (LockedHint).", NULL);
 	log_info("Session %s of %s is locked (LockedHint).", b->session_id, strna(b->user));
+	binding_outcome(b, "verified", "locked", NULL);
 	binding_done(b);
 }
 
@@ -406,6 +421,7 @@ static int on_elevation_poll(sd_event_source *s, uint64_t usec, void *userdata)
 		        "end-elevation");
 		log_notice("Elevation pid %d of %s ended after its key was removed%s.", (int)b->pid,
 		        strna(b->user), killed ? " (SIGKILL)" : "");
+		binding_outcome(b, "done", killed ? "killed" : "ended", NULL);
 		binding_drop(b, "process-ended");
 		return 0;
 	}
@@ -418,6 +434,7 @@ static int on_elevation_poll(sd_event_source *s, uint64_t usec, void *userdata)
 			        b->n_tree, (int)b->pid, strna(b->user));
 			audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "survived",
 			        "Elevated processes survived SIGKILL.", detail);
+			binding_outcome(b, "failed", "survived", detail);
 			binding_done(b);
 			if (b->unbind_requested)
 				binding_drop(b, "unbound");
@@ -440,6 +457,8 @@ static int on_elevation_poll(sd_event_source *s, uint64_t usec, void *userdata)
 		elevation_signal(b, SIGKILL);
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_INFO, "killed",
 		        "SIGKILL sent; the exit could not be watched.", "end-elevation");
+		binding_outcome(b, "failed", "unwatched",
+		        "SIGKILL was sent but the processes' exit could not be watched.");
 		binding_done(b);
 	}
 	return 0;
@@ -460,6 +479,7 @@ static void end_elevation(Binding *b)
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "unknown-process",
 		        "The elevated process cannot be identified; nothing was signalled.",
 		        "end-elevation");
+		binding_outcome(b, "failed", "unknown-process", NULL);
 		binding_done(b);
 		return;
 	}
@@ -470,6 +490,7 @@ static void end_elevation(Binding *b)
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "error",
 		        "Out of memory: the elevated processes were not signalled.",
 		        "end-elevation");
+		binding_outcome(b, "failed", "error", NULL);
 		binding_done(b);
 		return;
 	}
@@ -494,6 +515,8 @@ static void end_elevation(Binding *b)
 		elevation_signal(b, SIGKILL);
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_INFO, "killed",
 		        "SIGKILL sent at once.", "end-elevation");
+		binding_outcome(b, "failed", "unwatched",
+		        "SIGKILL was sent but the processes' exit could not be watched.");
 		binding_done(b);
 	}
 }
@@ -509,6 +532,7 @@ static void binding_act(Binding *b, const char *why)
 	if (b->removal == POLICY_REMOVAL_NONE) {
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "record-only",
 		        "The policy asks for no action on removal.", why);
+		binding_outcome(b, "done", "record-only", NULL);
 		binding_done(b);
 		return;
 	}

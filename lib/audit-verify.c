@@ -91,6 +91,7 @@ static const struct {
         {"session", F_STR, offsetof(AuditEntry, session), HAS_OTHER},
         {"action", F_STR, offsetof(AuditEntry, action), HAS_OTHER},
         {"detail", F_STR, offsetof(AuditEntry, detail), HAS_OTHER},
+        {"action_seq", F_U64, offsetof(AuditEntry, action_seq), HAS_OTHER},
         {"file_seq", F_U64, offsetof(AuditEntry, file_seq), HAS_FILE_SEQ},
         {"prev_file", F_STR, offsetof(AuditEntry, prev_file), HAS_PREV_FILE},
         {"torn_offset", F_U64, offsetof(AuditEntry, torn_offset), HAS_TORN},

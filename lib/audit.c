@@ -80,6 +80,7 @@ static const char *const audit_event_table[_AUDIT_EVENT_MAX] = {
         [AUDIT_EVENT_LOCK_VERIFIED] = "lock-verified",
         [AUDIT_EVENT_LOCK_ESCALATED] = "lock-escalated",
         [AUDIT_EVENT_LOCK_FAILED] = "lock-failed",
+        [AUDIT_EVENT_OUTCOME] = "outcome",
         [AUDIT_EVENT_GRACE_CANCELLED] = "grace-cancelled",
         [AUDIT_EVENT_CLONE_ALERT] = "clone-alert",
         [AUDIT_EVENT_LOCKOUT] = "lockout",
@@ -553,6 +554,8 @@ static int format_record(AuditLog *log, const AuditRecord *rec, const Extra *x, 
 	put_str(b, "session", rec->session, field_max);
 	put_str(b, "action", rec->action, field_max);
 	put_str(b, "detail", rec->detail, field_max);
+	if (rec->action_seq)
+		json_buf_printf(b, ",\"action_seq\":%" PRIu64, rec->action_seq);
 	if (rec->event == AUDIT_EVENT_ROTATE) {
 		json_buf_printf(b, ",\"file_seq\":%" PRIu64, x->file_seq);
 		put_str(b, "prev_file", x->prev_file, field_max);

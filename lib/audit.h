@@ -93,6 +93,7 @@ typedef enum AuditEvent {
 	AUDIT_EVENT_LOCK_VERIFIED,
 	AUDIT_EVENT_LOCK_ESCALATED,
 	AUDIT_EVENT_LOCK_FAILED,
+	AUDIT_EVENT_OUTCOME,         /* how a removal action ended (action_seq names the action) */
 	AUDIT_EVENT_GRACE_CANCELLED, /* same key proved back within grace */
 	AUDIT_EVENT_CLONE_ALERT,
 	AUDIT_EVENT_LOCKOUT,
@@ -137,6 +138,7 @@ typedef struct AuditRecord {
 	const char *session;   /* logind session id or "pid:N" for elevations */
 	const char *action;    /* removal action name */
 	const char *detail;    /* free-form extra, e.g. policy digest */
+	uint64_t action_seq;   /* outcome: seq of the removal action's record (0: omitted) */
 } AuditRecord;
 
 #define AUDIT_RECORD_INIT                                                                          \
@@ -267,6 +269,8 @@ typedef struct AuditEntry {
 	uint64_t epoch; /* AUDIT_SEAL_EPOCH_NONE: absent (legacy seal, or not a seal) */
 	char *key_id, *mac;
 	char *prev;
+	/* outcome: seq of the action record it concludes (0: absent) */
+	uint64_t action_seq;
 } AuditEntry;
 
 AuditEntry *audit_entry_free(AuditEntry *e);

@@ -63,23 +63,48 @@ typedef struct AuthRow {
 	uint64_t other_reasons;
 } AuthRow;
 
-/* Removal actions and what came of them. */
+/* Removal actions and what came of them: ISSUED counts actions, DONE..MISSING how each
+ * ended (exactly one per action), GRACE the removals the key came back from in time. */
 typedef enum Outcome {
 	OUTCOME_ISSUED,
+	OUTCOME_DONE,
 	OUTCOME_VERIFIED,
 	OUTCOME_ESCALATED,
 	OUTCOME_FAILED,
+	OUTCOME_GONE,
+	OUTCOME_INTERRUPTED,
+	OUTCOME_MISSING,
 	OUTCOME_GRACE,
 	_OUTCOME_MAX,
 } Outcome;
 
 static const char *const outcome_names[_OUTCOME_MAX] = {
         "issued",
-        "lock_verified",
+        "done",
+        "verified",
         "escalated",
         "failed",
+        "gone",
+        "interrupted",
+        "missing",
         "grace_cancelled",
 };
+
+/* One removal action: its first record, and how it ended (OUTCOME_MISSING until a record
+ * says). RECORDED: an `outcome` record said so (it beats what older records imply). */
+typedef struct ActionInst {
+	uint64_t seq;
+	char *time, *user, *session, *action, *why;
+	Outcome outcome;
+	bool recorded;
+} ActionInst;
+
+/* One bound session or elevation (session-bind) and how it ended. */
+typedef struct ElevRow {
+	char *time, *user, *service, *key, *from, *session;
+	size_t inst; /* 1 + index of its removal action in Report.inst; 0: none */
+	bool ended;  /* session-unbind seen */
+} ElevRow;
 
 typedef struct ActionRow {
 	char *action;
@@ -113,6 +138,11 @@ typedef struct Report {
 	ActionRow *actions;
 	size_t n_actions;
 	uint64_t removals, key_added;
+	ActionInst *inst;
+	size_t n_inst;
+	ElevRow *elev;
+	size_t n_elev;
+	char *last_rhost; /* rhost of the last successful authentication (for ElevRow.from) */
 	EventRow *clones, *lockouts, *policy, *keymgmt;
 	size_t n_clones, n_lockouts, n_policy, n_keymgmt;
 	uint64_t auth_success, auth_failure;
@@ -217,6 +247,18 @@ static void report_done(Report *r)
 	for (size_t i = 0; i < r->n_actions; i++)
 		free(r->actions[i].action);
 	free(r->actions);
+	for (size_t i = 0; i < r->n_inst; i++) {
+		ActionInst *a = &r->inst[i];
+		free(a->time), free(a->user), free(a->session), free(a->action), free(a->why);
+	}
+	free(r->inst);
+	for (size_t i = 0; i < r->n_elev; i++) {
+		ElevRow *v = &r->elev[i];
+		free(v->time), free(v->user), free(v->service), free(v->key), free(v->from);
+		free(v->session);
+	}
+	free(r->elev);
+	free(r->last_rhost);
 	EventRow *lists[] = {r->clones, r->lockouts, r->policy, r->keymgmt};
 	size_t ns[] = {r->n_clones, r->n_lockouts, r->n_policy, r->n_keymgmt};
 	for (size_t l = 0; l < ELEMENTSOF(lists); l++) {
@@ -358,6 +400,201 @@ static int count_action(Report *r, const char *action, Outcome o)
 	return 0;
 }
 
+static Outcome outcome_from_string(const char *s)
+{
+	for (Outcome o = OUTCOME_DONE; o < OUTCOME_GRACE; o++)
+		if (s && streq(s, outcome_names[o]))
+			return o;
+	return OUTCOME_FAILED; /* an outcome nobody knows is not a success */
+}
+
+/* The newest action about SESSION (NULL if none). */
+static ActionInst *inst_latest(Report *r, const char *session)
+{
+	for (size_t i = r->n_inst; i > 0; i--)
+		if (r->inst[i - 1].session && session && streq(r->inst[i - 1].session, session))
+			return &r->inst[i - 1];
+	return NULL;
+}
+
+static ElevRow *elev_open(Report *r, const char *session)
+{
+	for (size_t i = r->n_elev; i > 0; i--)
+		if (!r->elev[i - 1].ended && r->elev[i - 1].session && session &&
+		        streq(r->elev[i - 1].session, session))
+			return &r->elev[i - 1];
+	return NULL;
+}
+
+static ActionInst *inst_new(Report *r, const AuditEntry *e, const char *action)
+{
+	ActionInst *a;
+	ElevRow *v;
+
+	if (count_action(r, action, OUTCOME_ISSUED) < 0)
+		return NULL;
+	a = grow(&r->inst, &r->n_inst, sizeof(ActionInst), &r->truncated);
+	if (!a)
+		return NULL;
+	a->seq = e->event == AUDIT_EVENT_OUTCOME ? e->action_seq : e->seq;
+	a->outcome = OUTCOME_MISSING;
+	a->time = xstrdup0(e->time);
+	a->user = xstrdup0(e->user);
+	a->session = xstrdup0(e->session);
+	a->action = xstrdup0(action);
+	v = elev_open(r, e->session);
+	if (v && !v->inst)
+		v->inst = r->n_inst;
+	return a;
+}
+
+static void inst_set(ActionInst *a, Outcome o, const char *why, bool recorded)
+{
+	if (a->recorded && !recorded)
+		return;
+	a->outcome = o;
+	a->recorded = recorded;
+	free(a->why);
+	a->why = xstrdup0(why);
+}
+
+/* What a trail written before `outcome` records existed implies: the lock-* events
+ * conclude a lock; the action record that reports an end concludes the others. */
+static Outcome implied_outcome(const AuditEntry *e)
+{
+	const char *why = e->reason ?: "";
+
+	switch (e->event) {
+	case AUDIT_EVENT_LOCK_VERIFIED:
+		return OUTCOME_VERIFIED;
+	case AUDIT_EVENT_LOCK_ESCALATED:
+		return e->result == AUDIT_RESULT_SUCCESS
+		               ? (streq(why, "session-ended") ? OUTCOME_GONE : OUTCOME_ESCALATED)
+		               : OUTCOME_FAILED;
+	case AUDIT_EVENT_LOCK_FAILED:
+		return OUTCOME_FAILED;
+	default:
+		break;
+	}
+	if (streq(why, "session-ended") || streq(why, "already-ended"))
+		return OUTCOME_GONE;
+	if (e->action && streq(e->action, "lock"))
+		return _OUTCOME_MAX; /* lock-requested, lock-call-failed: a later record ends it */
+	if (e->result == AUDIT_RESULT_SUCCESS &&
+	        (streq(why, "terminated") || streq(why, "ended") || streq(why, "killed") ||
+	                streq(why, "record-only")))
+		return OUTCOME_DONE;
+	if (e->result != AUDIT_RESULT_SUCCESS)
+		return OUTCOME_FAILED; /* survived, terminate-failed, unknown-process, killed
+		                        * without watching the exit */
+	return _OUTCOME_MAX;
+}
+
+static int collect_removal(Report *r, const AuditEntry *e)
+{
+	ActionInst *a = NULL;
+	Outcome o;
+
+	if (e->event == AUDIT_EVENT_OUTCOME) {
+		for (size_t i = 0; i < r->n_inst && e->action_seq; i++)
+			if (r->inst[i].seq == e->action_seq)
+				a = &r->inst[i];
+		/* Its action is outside the period (or lost): the outcome still counts. */
+		if (!a)
+			a = inst_new(r, e, e->action ?: "(unknown)");
+		if (!a)
+			return r->truncated ? 0 : -ENOMEM;
+		inst_set(a, outcome_from_string(e->reason), e->detail ?: e->message, true);
+		return 0;
+	}
+	a = inst_latest(r, e->session);
+	if (e->event == AUDIT_EVENT_ACTION) {
+		/* The first record of an action, or one more step of the open one. */
+		if (!a || a->outcome != OUTCOME_MISSING)
+			a = inst_new(r, e, e->action ?: "(unknown)");
+	} else if (!a)
+		a = inst_new(r, e, e->action ?: "lock");
+	if (!a)
+		return r->truncated ? 0 : -ENOMEM;
+	o = implied_outcome(e);
+	if (o != _OUTCOME_MAX)
+		inst_set(a, o, e->reason, false);
+	return 0;
+}
+
+/* The rhost of the authentication right before the session-bind E, if it was the same
+ * user's for the same service. */
+static const char *elev_rhost(const Report *r, const AuditEntry *e)
+{
+	const char *p = r->last_rhost, *nl;
+	size_t ul = strlen(strempty(e->user)), sl = strlen(strempty(e->service));
+
+	if (!p || strncmp(p, strempty(e->user), ul) != 0 || p[ul] != '\n')
+		return NULL;
+	p += ul + 1;
+	nl = strchr(p, '\n');
+	if (!nl || (size_t)(nl - p) != sl || strncmp(p, strempty(e->service), sl) != 0)
+		return NULL;
+	return nl + 1;
+}
+
+static int collect_elevation(Report *r, const AuditEntry *e)
+{
+	ElevRow *v;
+
+	if (e->event == AUDIT_EVENT_SESSION_UNBIND) {
+		v = elev_open(r, e->session);
+		if (v)
+			v->ended = true;
+		return 0;
+	}
+	v = grow(&r->elev, &r->n_elev, sizeof(ElevRow), &r->truncated);
+	if (!v)
+		return r->truncated ? 0 : -ENOMEM;
+	v->time = xstrdup0(e->time);
+	v->user = xstrdup0(e->user);
+	v->service = xstrdup0(e->service);
+	v->key = xstrdup0(e->cred_label ?: e->cred_id);
+	v->from = xstrdup0(e->rhost ?: elev_rhost(r, e) ?: e->tty);
+	v->session = xstrdup0(e->session);
+	return 0;
+}
+
+/* After the walk: every action's outcome in its row's counts. */
+static void count_outcomes(Report *r)
+{
+	for (size_t i = 0; i < r->n_inst; i++)
+		for (size_t j = 0; j < r->n_actions; j++)
+			if (clean_streq(r->actions[j].action, strna(r->inst[i].action))) {
+				r->actions[j].n[r->inst[i].outcome]++;
+				break;
+			}
+}
+
+/* Needs attention: no outcome, failed, or interrupted. */
+static bool inst_attention(const ActionInst *a)
+{
+	return a->outcome == OUTCOME_MISSING || a->outcome == OUTCOME_FAILED ||
+	       a->outcome == OUTCOME_INTERRUPTED;
+}
+
+static size_t attention_count(const Report *r)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->n_inst; i++)
+		n += inst_attention(&r->inst[i]);
+	return n;
+}
+
+/* How the elevation V ended, as the report says it. */
+static const char *elev_end(const Report *r, const ElevRow *v)
+{
+	if (v->inst)
+		return outcome_names[r->inst[v->inst - 1].outcome];
+	return v->ended ? "session ended" : "still open";
+}
+
 static int collect(const AuditEntry *e, const char *file, uint64_t line, void *userdata)
 {
 	Report *r = userdata;
@@ -368,6 +605,15 @@ static int collect(const AuditEntry *e, const char *file, uint64_t line, void *u
 		return 0;
 	switch (e->event) {
 	case AUDIT_EVENT_AUTH:
+		if (e->result == AUDIT_RESULT_SUCCESS) {
+			/* "user service rhost": a session-bind of the same user and service
+			 * right after it came from there. */
+			free(r->last_rhost);
+			r->last_rhost = NULL;
+			if (e->rhost && asprintf(&r->last_rhost, "%s\n%s\n%s", strempty(e->user),
+			                        strempty(e->service), e->rhost) < 0)
+				return -ENOMEM;
+		}
 		return count_auth(r, e);
 	case AUDIT_EVENT_KEY_REMOVED:
 		r->removals++;
@@ -376,13 +622,14 @@ static int collect(const AuditEntry *e, const char *file, uint64_t line, void *u
 		r->key_added++;
 		return 0;
 	case AUDIT_EVENT_ACTION:
-		return count_action(r, e->action, OUTCOME_ISSUED);
+	case AUDIT_EVENT_OUTCOME:
 	case AUDIT_EVENT_LOCK_VERIFIED:
-		return count_action(r, e->action ?: "lock", OUTCOME_VERIFIED);
 	case AUDIT_EVENT_LOCK_ESCALATED:
-		return count_action(r, e->action ?: "lock", OUTCOME_ESCALATED);
 	case AUDIT_EVENT_LOCK_FAILED:
-		return count_action(r, e->action ?: "lock", OUTCOME_FAILED);
+		return collect_removal(r, e);
+	case AUDIT_EVENT_SESSION_BIND:
+	case AUDIT_EVENT_SESSION_UNBIND:
+		return collect_elevation(r, e);
 	case AUDIT_EVENT_GRACE_CANCELLED:
 		return count_action(r, e->action, OUTCOME_GRACE);
 	case AUDIT_EVENT_CLONE_ALERT:
@@ -674,9 +921,11 @@ static const char *bucket_name(uint64_t ms, char *buf, size_t size)
 
 /* Sections: id, title, controls. The same list drives every format. */
 typedef enum Section {
+	SEC_ATTENTION, /* first: what went wrong before any summary */
 	SEC_COVERAGE,
 	SEC_AUTH,
 	SEC_REMOVAL,
+	SEC_ELEVATION,
 	SEC_CLONE,
 	SEC_LOCKOUT,
 	SEC_POLICY,
@@ -688,6 +937,8 @@ typedef enum Section {
 static const struct {
 	const char *id, *title, *controls;
 } sections[_SEC_MAX] = {
+        [SEC_ATTENTION] = {"attention", "Removal actions that failed or have no outcome",
+                "NIST SP 800-53 AC-11, AC-12, AU-5 (response to failures)"},
         [SEC_COVERAGE] = {"coverage", "Privileged accounts and enrolled keys",
                 "NIST SP 800-53 IA-2(1), IA-2(2); CIS Control 6.5 (MFA for administrative access)"},
         [SEC_AUTH] = {"authentications", "Authentications per user and service",
@@ -695,6 +946,9 @@ static const struct {
                 "8.5"},
         [SEC_REMOVAL] = {"removals", "Key removals and their outcomes",
                 "NIST SP 800-53 AC-11 (device lock), AC-12 (session termination)"},
+        [SEC_ELEVATION] = {"elevations",
+                "Elevations and sessions: who, when, with which key, from where, how it ended",
+                "NIST SP 800-53 AC-6(9) (log use of privileged functions), AU-3, AU-10"},
         [SEC_CLONE] = {"clone_alerts", "Clone alerts (sign counter did not increase)",
                 "NIST SP 800-53 IA-5, SI-4"},
         [SEC_LOCKOUT] = {"lockouts", "Lockouts after failed attempts", "NIST SP 800-53 AC-7"},
@@ -751,6 +1005,31 @@ static void emit_text(const Report *r, FILE *f)
 			fputc('-', f);
 		fprintf(f, "\nEvidence for: %s\n", sections[s].controls);
 		switch (s) {
+		case SEC_ATTENTION:
+			fprintf(f, "Count: %zu\n", attention_count(r));
+			fprintf(f, "%-24s %-12s %-14s %-14s %-12s %s\n", "TIME", "USER", "SESSION",
+			        "ACTION", "OUTCOME", "WHY");
+			for (size_t i = 0; i < r->n_inst; i++) {
+				const ActionInst *a = &r->inst[i];
+				if (inst_attention(a))
+					fprintf(f, "%-24s %-12s %-14s %-14s %-12s %s\n",
+					        a->time ?: "-", a->user ?: "-", a->session ?: "-",
+					        a->action ?: "-", outcome_names[a->outcome],
+					        a->why ?: "-");
+			}
+			break;
+		case SEC_ELEVATION:
+			fprintf(f, "Count: %zu\n", r->n_elev);
+			fprintf(f, "%-24s %-12s %-10s %-16s %-16s %-12s %s\n", "TIME", "USER",
+			        "SERVICE", "KEY", "FROM", "SESSION", "ENDED");
+			for (size_t i = 0; i < r->n_elev; i++) {
+				const ElevRow *v = &r->elev[i];
+				fprintf(f, "%-24s %-12s %-10s %-16s %-16s %-12s %s\n",
+				        v->time ?: "-", v->user ?: "-", v->service ?: "-",
+				        v->key ?: "-", v->from ?: "-", v->session ?: "-",
+				        elev_end(r, v));
+			}
+			break;
 		case SEC_COVERAGE:
 			if (r->coverage_note)
 				fprintf(f, "%s\n", r->coverage_note);
@@ -802,16 +1081,16 @@ static void emit_text(const Report *r, FILE *f)
 		case SEC_REMOVAL:
 			fprintf(f, "Key removals: %" PRIu64 "; key insertions: %" PRIu64 ".\n",
 			        r->removals, r->key_added);
-			fprintf(f, "%-14s %8s %14s %10s %8s %16s\n", "ACTION", "ISSUED",
-			        "LOCK_VERIFIED", "ESCALATED", "FAILED", "GRACE_CANCELLED");
+			fprintf(f, "%-14s", "ACTION");
+			for (Outcome o = 0; o < _OUTCOME_MAX; o++)
+				fprintf(f, " %s", outcome_names[o]);
+			fputc('\n', f);
 			for (size_t i = 0; i < r->n_actions; i++) {
-				const ActionRow *a = &r->actions[i];
-				fprintf(f,
-				        "%-14s %8" PRIu64 " %14" PRIu64 " %10" PRIu64 " %8" PRIu64
-				        " %16" PRIu64 "\n",
-				        a->action, a->n[OUTCOME_ISSUED], a->n[OUTCOME_VERIFIED],
-				        a->n[OUTCOME_ESCALATED], a->n[OUTCOME_FAILED],
-				        a->n[OUTCOME_GRACE]);
+				fprintf(f, "%-14s", r->actions[i].action);
+				for (Outcome o = 0; o < _OUTCOME_MAX; o++)
+					fprintf(f, " %*" PRIu64, (int)strlen(outcome_names[o]),
+					        r->actions[i].n[o]);
+				fputc('\n', f);
 			}
 			break;
 		case SEC_CLONE:
@@ -879,6 +1158,22 @@ static int emit_json(const Report *r, FILE *f)
 		j_str(&b, "title", sections[s].title, true);
 		j_str(&b, "controls", sections[s].controls, true);
 		json_buf_puts(&b, "}");
+	}
+	json_buf_puts(&b, "]");
+
+	json_buf_puts(&b, ",\"attention\":[");
+	for (size_t i = 0, k = 0; i < r->n_inst; i++) {
+		const ActionInst *a = &r->inst[i];
+		if (!inst_attention(a))
+			continue;
+		json_buf_printf(&b, "%s{", k++ ? "," : "");
+		j_str(&b, "time", a->time, false);
+		j_str(&b, "user", a->user, true);
+		j_str(&b, "session", a->session, true);
+		j_str(&b, "action", a->action, true);
+		j_str(&b, "outcome", outcome_names[a->outcome], true);
+		j_str(&b, "reason", a->why, true);
+		json_buf_printf(&b, ",\"action_seq\":%" PRIu64 "}", a->seq);
 	}
 	json_buf_puts(&b, "]");
 
@@ -951,6 +1246,21 @@ static int emit_json(const Report *r, FILE *f)
 	}
 	json_buf_puts(&b, "]}");
 
+	json_buf_puts(&b, ",\"elevations\":[");
+	for (size_t i = 0; i < r->n_elev; i++) {
+		const ElevRow *v = &r->elev[i];
+		json_buf_printf(&b, "%s{", i ? "," : "");
+		j_str(&b, "time", v->time, false);
+		j_str(&b, "user", v->user, true);
+		j_str(&b, "service", v->service, true);
+		j_str(&b, "key", v->key, true);
+		j_str(&b, "from", v->from, true);
+		j_str(&b, "session", v->session, true);
+		j_str(&b, "ended", elev_end(r, v), true);
+		json_buf_puts(&b, "}");
+	}
+	json_buf_puts(&b, "]");
+
 	for (Section s = SEC_CLONE; s <= SEC_KEYMGMT; s++) {
 		size_t n;
 		EventRow *rows = section_events(r, s, &n);
@@ -1002,9 +1312,24 @@ static void csv_field(FILE *f, const char *s, bool last)
 
 static void emit_csv(const Report *r, FILE *f)
 {
-	char buf[1024], n1[24], n2[24], n3[24], n4[24], n5[24];
+	char buf[1024], n1[24], n2[24], n3[24];
 
-	fputs("section,user,uid,status,keys,required_for,rule\r\n", f);
+	fputs("section,time,user,session,action,outcome,reason,action_seq\r\n", f);
+	for (size_t i = 0; i < r->n_inst; i++) {
+		const ActionInst *a = &r->inst[i];
+		if (!inst_attention(a))
+			continue;
+		snprintf(n1, sizeof(n1), "%" PRIu64, a->seq);
+		csv_field(f, "attention", false);
+		csv_field(f, a->time, false);
+		csv_field(f, a->user, false);
+		csv_field(f, a->session, false);
+		csv_field(f, a->action, false);
+		csv_field(f, outcome_names[a->outcome], false);
+		csv_field(f, a->why, false);
+		csv_field(f, n1, true);
+	}
+	fputs("\r\nsection,user,uid,status,keys,required_for,rule\r\n", f);
 	for (size_t i = 0; i < r->n_coverage; i++) {
 		const CoverageRow *c = &r->coverage[i];
 		snprintf(n1, sizeof(n1), "%" PRId64, c->uid);
@@ -1030,21 +1355,30 @@ static void emit_csv(const Report *r, FILE *f)
 		csv_field(f, n2, false);
 		csv_field(f, buf, true);
 	}
-	fputs("\r\nsection,action,issued,lock_verified,escalated,failed,grace_cancelled\r\n", f);
+	fputs("\r\nsection,action", f);
+	for (Outcome o = 0; o < _OUTCOME_MAX; o++)
+		fprintf(f, ",%s", outcome_names[o]);
+	fputs("\r\n", f);
 	for (size_t i = 0; i < r->n_actions; i++) {
 		const ActionRow *a = &r->actions[i];
-		snprintf(n1, sizeof(n1), "%" PRIu64, a->n[OUTCOME_ISSUED]);
-		snprintf(n2, sizeof(n2), "%" PRIu64, a->n[OUTCOME_VERIFIED]);
-		snprintf(n3, sizeof(n3), "%" PRIu64, a->n[OUTCOME_ESCALATED]);
-		snprintf(n4, sizeof(n4), "%" PRIu64, a->n[OUTCOME_FAILED]);
-		snprintf(n5, sizeof(n5), "%" PRIu64, a->n[OUTCOME_GRACE]);
 		csv_field(f, "removals", false);
 		csv_field(f, a->action, false);
-		csv_field(f, n1, false);
-		csv_field(f, n2, false);
-		csv_field(f, n3, false);
-		csv_field(f, n4, false);
-		csv_field(f, n5, true);
+		for (Outcome o = 0; o < _OUTCOME_MAX; o++) {
+			snprintf(n1, sizeof(n1), "%" PRIu64, a->n[o]);
+			csv_field(f, n1, o == _OUTCOME_MAX - 1);
+		}
+	}
+	fputs("\r\nsection,time,user,service,key,from,session,ended\r\n", f);
+	for (size_t i = 0; i < r->n_elev; i++) {
+		const ElevRow *v = &r->elev[i];
+		csv_field(f, "elevations", false);
+		csv_field(f, v->time, false);
+		csv_field(f, v->user, false);
+		csv_field(f, v->service, false);
+		csv_field(f, v->key, false);
+		csv_field(f, v->from, false);
+		csv_field(f, v->session, false);
+		csv_field(f, elev_end(r, v), true);
 	}
 	fputs("\r\nsection,time,event,result,user,reason,credential,detail\r\n", f);
 	for (Section s = SEC_CLONE; s <= SEC_KEYMGMT; s++) {
@@ -1168,12 +1502,13 @@ static void svg_timeline(const Report *r, FILE *f)
 
 static void svg_outcomes(const Report *r, FILE *f)
 {
-	static const char *const colors[_OUTCOME_MAX] = {
-	        COLOR_ISSUED, COLOR_VERIFIED, COLOR_ESCALATED, COLOR_LFAILED, "#8e6bbf"};
-	static const char *const labels[_OUTCOME_MAX] = {
-	        "issued", "lock verified", "escalated", "failed", "grace cancelled"};
+	static const char *const colors[_OUTCOME_MAX] = {COLOR_ISSUED, "#2c7f8a", COLOR_VERIFIED,
+	        COLOR_ESCALATED, COLOR_LFAILED, "#9a9a9a", "#b05a1e", "#6b0f1a", "#8e6bbf"};
+	static const char *const labels[_OUTCOME_MAX] = {"issued", "done", "lock verified",
+	        "escalated", "failed", "target gone", "interrupted", "no outcome",
+	        "grace cancelled"};
 	const int W = 720, L = 110, row = 26, T = 10;
-	int H = T + (int)(r->n_actions ? r->n_actions : 1) * row * 1 + 40;
+	int H = T + (int)(r->n_actions ? r->n_actions : 1) * row * 1 + 54;
 	uint64_t max = 1;
 
 	for (size_t i = 0; i < r->n_actions; i++)
@@ -1197,8 +1532,8 @@ static void svg_outcomes(const Report *r, FILE *f)
 		h(f, r->actions[i].action);
 		fputs("</text>\n", f);
 		for (int o = 0; o < _OUTCOME_MAX; o++) {
-			double w = (double)(W - L - 20) / 5.0 * (double)r->actions[i].n[o] /
-			           (double)max;
+			double w = (double)(W - L - 20) / (double)_OUTCOME_MAX *
+			           (double)r->actions[i].n[o] / (double)max;
 			if (r->actions[i].n[o] == 0)
 				continue;
 			fprintf(f,
@@ -1213,7 +1548,8 @@ static void svg_outcomes(const Report *r, FILE *f)
 		fprintf(f,
 		        "<rect x=\"%d\" y=\"%d\" width=\"10\" height=\"10\" fill=\"%s\"/><text "
 		        "x=\"%d\" y=\"%d\" font-size=\"11\">%s</text>\n",
-		        L + o * 110, H - 18, colors[o], L + o * 110 + 14, H - 9, labels[o]);
+		        L + (o % 5) * 110, H - 30 + (o / 5) * 14, colors[o], L + (o % 5) * 110 + 14,
+		        H - 21 + (o / 5) * 14, labels[o]);
 	fputs("</svg>\n", f);
 }
 
@@ -1263,6 +1599,53 @@ static void emit_html(const Report *r, FILE *f)
 		h(f, sections[s].controls);
 		fputs("</p>\n", f);
 		switch (s) {
+		case SEC_ATTENTION:
+			fprintf(f,
+			        "<p><b>%zu</b> removal action(s) failed or have no outcome.</p>\n",
+			        attention_count(r));
+			if (attention_count(r) == 0)
+				break;
+			fputs("<table><tr><th>Time "
+			      "(UTC)</th><th>User</th><th>Session</th><th>Action"
+			      "</th><th>Outcome</th><th>Why</th></tr>\n",
+			        f);
+			for (size_t i = 0; i < r->n_inst; i++) {
+				const ActionInst *a = &r->inst[i];
+				const char *cells[] = {a->time, a->user, a->session, a->action,
+				        outcome_names[a->outcome], a->why};
+				if (!inst_attention(a))
+					continue;
+				fputs("<tr class=\"gap\">", f);
+				for (size_t c = 0; c < ELEMENTSOF(cells); c++) {
+					fputs("<td>", f);
+					h(f, cells[c]);
+					fputs("</td>", f);
+				}
+				fputs("</tr>\n", f);
+			}
+			fputs("</table>\n", f);
+			break;
+		case SEC_ELEVATION:
+			fprintf(f, "<p>%zu bound session(s) and elevation(s).</p>\n", r->n_elev);
+			if (r->n_elev == 0)
+				break;
+			fputs("<table><tr><th>Time (UTC)</th><th>User</th><th>Service</th><th>Key"
+			      "</th><th>From</th><th>Session</th><th>Ended</th></tr>\n",
+			        f);
+			for (size_t i = 0; i < r->n_elev; i++) {
+				const ElevRow *v = &r->elev[i];
+				const char *cells[] = {v->time, v->user, v->service, v->key,
+				        v->from, v->session, elev_end(r, v)};
+				fputs("<tr>", f);
+				for (size_t c = 0; c < ELEMENTSOF(cells); c++) {
+					fputs(c == 0 ? "<td class=\"nw\">" : "<td>", f);
+					h(f, cells[c]);
+					fputs("</td>", f);
+				}
+				fputs("</tr>\n", f);
+			}
+			fputs("</table>\n", f);
+			break;
 		case SEC_COVERAGE:
 			if (r->coverage_note) {
 				fputs("<p>", f);
@@ -1338,10 +1721,10 @@ static void emit_html(const Report *r, FILE *f)
 			fprintf(f, "<p>%" PRIu64 " key removal(s), %" PRIu64 " insertion(s).</p>\n",
 			        r->removals, r->key_added);
 			svg_outcomes(r, f);
-			fputs("<table><tr><th>Action</th><th>Issued</th><th>Lock "
-			      "verified</th><th>Escalated</th><th>Failed</th><th>Grace "
-			      "cancelled</th></tr>\n",
-			        f);
+			fputs("<table><tr><th>Action</th>", f);
+			for (Outcome o = 0; o < _OUTCOME_MAX; o++)
+				fprintf(f, "<th>%s</th>", outcome_names[o]);
+			fputs("</tr>\n", f);
 			for (size_t i = 0; i < r->n_actions; i++) {
 				fputs("<tr><td>", f);
 				h(f, r->actions[i].action);
@@ -1412,8 +1795,10 @@ static void report_help(FILE *f)
 	        "                         [-o FILE] [--verification-key FILE | --key FILE]\n"
 	        "                         [--root DIR] [--audit FILE...]\n\n"
 	        "Compliance evidence from the policy, the credential store and the audit trail:\n"
-	        "coverage gaps first, then authentications, removals and their outcomes, clone\n"
-	        "alerts, lockouts, policy changes, key management and the trail's integrity.\n"
+	        "removal actions that failed or have no outcome first, then coverage gaps,\n"
+	        "authentications, removals and their outcomes, elevations (who, when, key, from\n"
+	        "where, how it ended), clone alerts, lockouts, policy changes, key management\n"
+	        "and the trail's integrity.\n"
 	        "--audit FILE... names the trail files, in chain order (default: the policy's).\n"
 	        "Covered services are the PAM services present (/etc/pam.d, /usr/lib/pam.d).\n"
 	        "--root DIR reads the policy (-c, as on the target), its credential store and\n"
@@ -1525,6 +1910,7 @@ int verb_report(int argc, char *argv[])
 		return CTL_EXIT_ERROR;
 	}
 	make_buckets(&r);
+	count_outcomes(&r);
 
 	/* Under --root the host's seal key is not the tree's: only --key says which. */
 	if (!key_path && isempty(r.root) && ctl_audit_paths(NULL, &default_key) >= 0)

@@ -314,6 +314,17 @@ FIXTURE = [
     ("2026-11-21T10:00:00.000Z", "key-removed", "info", {"device": "/sys/devices/x/hidraw2"}),
     ("2026-11-21T10:00:00.100Z", "action", "success", {"user": "bob", "action": "end-elevation", "session": "pid:77"}),
     ("2026-11-21T10:00:01.000Z", "grace-cancelled", "success", {"user": "bob", "action": "end-elevation"}),
+    # honest outcomes: an elevation whose processes survived SIGKILL (outcome record), a
+    # terminate that was done, and the legacy records above (lock 5 escalation failed,
+    # end-elevation pid:77 never concluded)
+    ("2026-11-21T10:59:59.000Z", "auth", "success", {"user": "bob", "service": "sudo", "rhost": "198.51.100.9"}),
+    ("2026-11-21T11:00:00.000Z", "session-bind", "success", {"user": "bob", "service": "sudo", "session": "pid:88", "cred_label": "yk-bob", "tty": "pts/3"}),
+    ("2026-11-21T11:00:05.100Z", "action", "failure", {"user": "bob", "action": "end-elevation", "session": "pid:88", "reason": "survived"}),
+    ("2026-11-21T11:00:05.200Z", "outcome", "failure", {"user": "bob", "action": "end-elevation", "session": "pid:88", "reason": "failed", "detail": "survived", "action_seq": "LAST_ACTION"}),
+    ("2026-11-21T12:00:00.000Z", "session-bind", "success", {"user": "alice", "service": "gdm-password", "session": "9", "cred_label": "yk-a", "tty": "seat0"}),
+    ("2026-11-21T12:00:00.100Z", "action", "success", {"user": "alice", "action": "terminate", "session": "9", "reason": "terminated"}),
+    ("2026-11-21T12:00:00.200Z", "outcome", "success", {"user": "alice", "action": "terminate", "session": "9", "reason": "done", "detail": "terminated", "action_seq": "LAST_ACTION"}),
+    ("2026-11-21T12:00:00.300Z", "session-unbind", "success", {"user": "alice", "session": "9", "reason": "session-terminated"}),
     ("2026-11-22T06:00:00.000Z", "clone-alert", "failure", {"user": "alice", "cred_label": "yk-b", "reason": "counter-not-increased", "detail": "counter 17 <= 41"}),
     ("2026-11-22T06:30:00.000Z", "revoke", "success", {"user": "alice", "cred_label": "yk-b"}),
     ("2026-11-22T07:00:00.000Z", "policy-load", "failure", {"reason": "parse-error", "detail": "keyward.conf:12: <script>alert(1)</script>"}),
@@ -324,20 +335,39 @@ FIXTURE = [
 ]
 # What the report must say for --since 2026-11-01 --until 2026-12-01:
 EXPECT_AUTH = {("alice", "sudo"): (4, 2, {"no-touch": 2}), ("alice", "sshd"): (1, 0, {}),
-               ("bob", "su"): (1, 3, {"wrong-pin": 3}), ("eve?[2J", "sudo"): (0, 1, {"no-touch": 1})}
-EXPECT_ACTIONS = {"lock": {"issued": 2, "lock_verified": 1, "escalated": 1, "failed": 0, "grace_cancelled": 0},
-                  "end-elevation": {"issued": 1, "lock_verified": 0, "escalated": 0, "failed": 0, "grace_cancelled": 1}}
+               ("bob", "su"): (1, 3, {"wrong-pin": 3}), ("eve?[2J", "sudo"): (0, 1, {"no-touch": 1}),
+               ("bob", "sudo"): (1, 0, {})}
+OUTCOMES = ["issued", "done", "verified", "escalated", "failed", "gone", "interrupted", "missing",
+            "grace_cancelled"]
+# lock 5's escalation failed (legacy lock-escalated failure), pid:77 never got an outcome,
+# pid:88 survived SIGKILL: none of them is counted as done.
+EXPECT_ACTIONS = {"lock": dict(zip(OUTCOMES, [2, 0, 1, 0, 1, 0, 0, 0, 0])),
+                  "end-elevation": dict(zip(OUTCOMES, [2, 0, 0, 0, 1, 0, 0, 1, 1])),
+                  "terminate": dict(zip(OUTCOMES, [1, 1, 0, 0, 0, 0, 0, 0, 0]))}
+# Listed first, in trail order: (user, session, action, outcome)
+EXPECT_ATTENTION = [("alice", "5", "lock", "failed"), ("bob", "pid:77", "end-elevation", "missing"),
+                    ("bob", "pid:88", "end-elevation", "failed")]
+# (user, service, key, from, session, ended)
+EXPECT_ELEVATIONS = [("alice", None, None, None, "pid:4242", "still open"),
+                     ("bob", "sudo", "yk-bob", "198.51.100.9", "pid:88", "failed"),
+                     ("alice", "gdm-password", "yk-a", "seat0", "9", "done")]
 
 
 def write_fixture_trail(path, key, every=8):
     lines, unsealed, seq = [], 0, 0
     key_id = hashlib.sha256(b"keyward-audit-seal-key-id-v1" + key).hexdigest()[:16]
 
+    last_action = 0
+
     def add(obj, seal=False):
-        nonlocal seq, unsealed
+        nonlocal seq, unsealed, last_action
         seq += 1
         rec = {"seq": seq}
         rec.update(obj)
+        if rec.get("action_seq") == "LAST_ACTION":
+            rec["action_seq"] = last_action
+        if rec.get("event") == "action":
+            last_action = seq
         if seal:
             rec.update({"every": every, "key_id": key_id})
         rec["prev"] = sha(lines[-1]) if lines else ZERO
@@ -406,8 +436,8 @@ def case_report_json(env):
     auth = {(a["user"], a["service"]): (a["success"], a["failure"], a["failure_reasons"])
             for a in r["authentications"]["by_user_service"]}
     check(auth == EXPECT_AUTH, "authentications: %s" % auth)
-    check(r["authentications"]["success"] == 6 and r["authentications"]["failure"] == 6, str(r["authentications"]))
-    check(sum(b["success"] for b in r["authentications"]["timeline"]["buckets"]) == 6, "timeline successes")
+    check(r["authentications"]["success"] == 7 and r["authentications"]["failure"] == 6, str(r["authentications"]))
+    check(sum(b["success"] for b in r["authentications"]["timeline"]["buckets"]) == 7, "timeline successes")
     check(sum(b["failure"] for b in r["authentications"]["timeline"]["buckets"]) == 6, "timeline failures")
     acts = {a["action"]: {k: a[k] for k in EXPECT_ACTIONS["lock"]} for a in r["removals"]["actions"]}
     check(acts == EXPECT_ACTIONS, "actions: %s" % acts)
@@ -421,7 +451,14 @@ def case_report_json(env):
     check(r["coverage"]["gaps"] == 1, "gaps")
     check(r["trail"]["status"] == "intact" and r["trail"]["seals_verified"] is True, str(r["trail"]))
     check(r["trail"]["records"] == len(read_lines(env.rep[1])), "trail records")
-    check([s["id"] for s in r["sections"]][0] == "coverage", "coverage gaps come first")
+    check([s["id"] for s in r["sections"]][:2] == ["attention", "coverage"],
+          "failed actions, then coverage gaps come first")
+    check(list(r).index("attention") < list(r).index("coverage"), "attention before the summaries")
+    att = [(a["user"], a["session"], a["action"], a["outcome"]) for a in r["attention"]]
+    check(att == EXPECT_ATTENTION, "attention: %s" % att)
+    check(all(a["action_seq"] > 0 for a in r["attention"]), "attention names the action records")
+    elev = [(e["user"], e["service"], e["key"], e["from"], e["session"], e["ended"]) for e in r["elevations"]]
+    check(elev == EXPECT_ELEVATIONS, "elevations: %s" % elev)
     check(all(s["controls"] for s in r["sections"]), "every section names its controls")
 
 
@@ -430,8 +467,15 @@ def case_report_csv(env):
     rows = [row for row in csv.reader(io.StringIO(text)) if row]
     auth = {(r[1], r[2]): (int(r[3]), int(r[4])) for r in rows if r[0] == "authentications"}
     check(auth == {k: v[:2] for k, v in EXPECT_AUTH.items()}, "csv auth: %s" % auth)
-    acts = {r[1]: [int(x) for x in r[2:7]] for r in rows if r[0] == "removals"}
-    check(acts == {"lock": [2, 1, 1, 0, 0], "end-elevation": [1, 0, 0, 0, 1]}, "csv actions: %s" % acts)
+    acts = {r[1]: [int(x) for x in r[2:]] for r in rows if r[0] == "removals"}
+    check(acts == {a: [n[k] for k in OUTCOMES] for a, n in EXPECT_ACTIONS.items()}, "csv actions: %s" % acts)
+    check(rows[0] == ["section", "time", "user", "session", "action", "outcome", "reason", "action_seq"],
+          "csv starts with the attention table: %s" % rows[0])
+    att = [(r[2], r[3], r[4], r[5]) for r in rows if r[0] == "attention"]
+    check(att == EXPECT_ATTENTION, "csv attention: %s" % att)
+    check(rows[1][0] == "attention", "attention rows come first")
+    elev = [tuple(r[2:]) for r in rows if r[0] == "elevations"]
+    check(elev == [tuple(x or "" for x in e[:5]) + (e[5],) for e in EXPECT_ELEVATIONS], "csv elevations: %s" % elev)
     cov = [(r[3], r[1], r[4]) for r in rows if r[0] == "coverage"]
     check(cov == [("gap", "bob", "0"), ("enrolled-not-covered", "dave", "1"), ("ok", "alice", "2")], "csv coverage %s" % cov)
     check(sum(1 for r in rows if r[0] == "clone_alerts") == 1, "csv clone alerts")
@@ -444,22 +488,32 @@ def case_report_csv(env):
 def case_report_text(env):
     text = run_report(env, "text")
     check("\x1b" not in text, "raw escape character in the text report")
-    for pat in [r"Total: 6 successful, 6 failed\.",
+    for pat in [r"Total: 7 successful, 6 failed\.",
                 r"alice\s+sudo\s+4\s+2\s+no-touch=2", r"alice\s+sshd\s+1\s+0\s+-", r"bob\s+su\s+1\s+3\s+wrong-pin=3",
-                r"lock\s+2\s+1\s+1\s+0\s+0", r"end-elevation\s+1\s+0\s+0\s+0\s+1",
+                r"lock\s+2\s+0\s+1\s+0\s+1\s+0\s+0\s+0\s+0\n",
+                r"end-elevation\s+2\s+0\s+0\s+0\s+1\s+0\s+0\s+1\s+1\n",
+                r"terminate\s+1\s+1\s+0\s+0\s+0\s+0\s+0\s+0\s+0\n",
+                r"pid:88\s+end-elevation\s+failed\s+survived",
+                r"bob\s+sudo\s+yk-bob\s+198\.51\.100\.9\s+pid:88\s+failed",
+                r"alice\s+gdm-password\s+yk-a\s+seat0\s+9\s+done",
                 r"Key removals: 3;", r"1 account\(s\) need a key|2 account\(s\) need a key",
                 r"gap\s+bob\s+0", r"ok\s+alice\s+2", r"enrolled-not-covered\s+dave\s+1",
                 r"Trail:\s+INTACT: \d+ records in 1 file\(s\), \d+ seals verified",
                 r"Evidence for: NIST SP 800-53 AC-11", r"Evidence for: NIST SP 800-53 AU-9"]:
         check(re.search(pat, text), "text report lacks /%s/:\n%s" % (pat, text))
     check(text.index("Privileged accounts") < text.index("Authentications per user"), "coverage first")
+    att = text.index("Removal actions that failed or have no outcome")
+    check(att < text.index("Privileged accounts"), "failed actions come before every summary")
+    body = text[att:text.index("Privileged accounts")]
+    rows = re.findall(r"^\S+Z\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s", body, re.M)
+    check(re.search(r"Count: 3\n", body) and rows == EXPECT_ATTENTION, "attention section: %s\n%s" % (rows, body))
     check("carol" not in text.split("Authentications per user")[1].split("Key removals")[0], "--since filter")
     # the trail named with --audit (options after it still parsed); no --since: carol counts
     conf, log, keyfile, nss = env.rep
     p = env.ctl_run(["-c", conf, "report", "--format", "json", "--audit", log, "--key", keyfile], env=nss,
                     check_rc=0)
     a = json.loads(p.stdout)["authentications"]
-    check(a["success"] == 7 and a["failure"] == 6, "--audit report: %s" % a)
+    check(a["success"] == 8 and a["failure"] == 6, "--audit report: %s" % a)
     env.ctl_run(["-c", conf, "report", log], env=nss, check_rc=2)
     env.ctl_run(["-c", conf, "report", "--format", "pdf"], env=nss, check_rc=2)
 
@@ -470,11 +524,11 @@ def case_show(env):
     write_fixture_trail(log, key)
     p = env.ctl_run(["audit", "show", "--user", "bob", "--event", "auth", log], check_rc=0)
     rows = [l for l in p.stdout.splitlines() if re.match(r"^\d{4}-\d\d-\d\d ", l)]
-    check(len(rows) == 4 and all(" bob " in r and " auth " in r for r in rows), p.stdout)
-    check("4 record(s) shown." in p.stdout, p.stdout)
+    check(len(rows) == 5 and all(" bob " in r and " auth " in r for r in rows), p.stdout)
+    check("5 record(s) shown." in p.stdout, p.stdout)
     p = env.ctl_run(["audit", "show", "--event", "auth", "--since", "2026-11-21", "--until", "2026-11-22", log],
                     check_rc=0)
-    check("3 record(s) shown." in p.stdout, p.stdout)
+    check("4 record(s) shown." in p.stdout, p.stdout)
     p = env.ctl_run(["audit", "show", "--json", "--event", "policy-load", log], check_rc=0)
     objs = [json.loads(l) for l in p.stdout.splitlines()]
     check(len(objs) == 2 and objs[1]["detail"] == "keyward.conf:12: <script>alert(1)</script>", str(objs))
@@ -527,11 +581,21 @@ def case_report_html(env):
     for (user, service), (ok, bad, _) in EXPECT_AUTH.items():
         row = '<tr><td>%s</td><td>%s</td><td class="num">%d</td><td class="num">%d</td>' % (user, service, ok, bad)
         check(row in html, "HTML lacks the row " + row)
-    check("6 successful and 6 failed authentications" in html, "HTML totals")
+    check("7 successful and 6 failed authentications" in html, "HTML totals")
     for action, n in EXPECT_ACTIONS.items():
-        row = "<tr><td>%s</td>" % action + "".join('<td class="num">%d</td>' % n[k] for k in
-                                                  ["issued", "lock_verified", "escalated", "failed", "grace_cancelled"])
+        row = "<tr><td>%s</td>" % action + "".join('<td class="num">%d</td>' % n[k] for k in OUTCOMES)
         check(row in html, "HTML lacks the row " + row)
+    # failures first: the attention section comes before every summary table
+    check(html.index('<section id="attention">') < html.index('<section id="coverage">'), "attention first")
+    att = html.split('<section id="attention">')[1].split("</section>")[0]
+    check("<b>3</b> removal action(s) failed or have no outcome" in att, "attention count: " + att)
+    rows = re.findall(r'<tr class="gap"><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>'
+                      r'<td>([^<]*)</td>', att)
+    check(rows == EXPECT_ATTENTION, "HTML attention rows: %s" % rows)
+    elev = html.split('<section id="elevations">')[1].split("</section>")[0]
+    rows = re.findall(r'<tr><td class="nw">[^<]*</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>'
+                      r'<td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>', elev)
+    check(rows == [tuple(x or "" for x in e) for e in EXPECT_ELEVATIONS], "HTML elevations: %s" % rows)
     check("3 key removal(s)" in html and html.count("clone-alert</td>") == 1, "HTML removals / clone alerts")
 
 
@@ -613,12 +677,12 @@ def case_report_render(env):
     succ = colour_columns(w, h, bpp, rows, (0x1f, 0x9e, 0x5a))
     fail_ = colour_columns(w, h, bpp, rows, (0xe0, 0x45, 0x2b))
     issued = colour_columns(w, h, bpp, rows, (0x3a, 0x6f, 0xd8))
-    esc = colour_columns(w, h, bpp, rows, (0xe8, 0xa3, 0x17))
-    print("pixels: success %s failure %s issued %s escalated %s" % (succ, fail_, issued, esc))
+    done = colour_columns(w, h, bpp, rows, (0x2c, 0x7f, 0x8a))
+    print("pixels: success %s failure %s issued %s done %s" % (succ, fail_, issued, done))
     # success colour: 3 timeline bars + legend swatch + lock-verified bar + its legend swatch
     check(succ[0] > 500, "success bars not rendered")
     check(fail_[0] > 200, "failure bars not rendered")
-    check(issued[0] > 200 and esc[0] > 100, "outcome bars not rendered")
+    check(issued[0] > 200 and done[0] > 100, "outcome bars not rendered")
     # the timeline's bars are separate columns: at least 3 runs of the success colour
     check(succ[1] >= 3, "expected >= 3 separate success bars, got %d" % succ[1])
 

@@ -302,6 +302,47 @@ static void test_write_verify(void)
 	}
 }
 
+/* An outcome record names its action by action_seq; the reader gets it back. */
+static void test_outcome_action_seq(void)
+{
+	_cleanup_free_ char *log = path_in("o.log"), *key = path_in("o.key");
+	_cleanup_free_ char *text = NULL;
+	AuditOptions o = opts_for(log, key, 8, 0);
+	AuditRecord act = AUDIT_RECORD_INIT, out = AUDIT_RECORD_INIT;
+	AuditLog *l = NULL;
+	AuditEntry *e = NULL;
+	uint64_t seq;
+	size_t len;
+	int fd;
+
+	CHECK(audit_log_open(&o, &l, NULL) == 0);
+	act.event = AUDIT_EVENT_ACTION;
+	act.action = "lock";
+	act.reason = "lock-requested";
+	CHECK(audit_log_append(l, &act) == 0);
+	seq = audit_log_seq(l);
+	out.event = AUDIT_EVENT_OUTCOME;
+	out.action = "lock";
+	out.reason = "failed";
+	out.action_seq = seq;
+	CHECK(audit_log_append(l, &out) == 0);
+	audit_log_free(l);
+	fd = open(log, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0 && read_full_fd(fd, 1 << 20, &text, &len) == 0);
+	close(fd);
+	char *line = strstr(text, "\"event\":\"outcome\"");
+	CHECK(line);
+	while (line > text && line[-1] != '\n')
+		line--;
+	CHECK(audit_entry_parse(line, (size_t)(strchr(line, '\n') - line), &e, NULL) == 0);
+	CHECK(e && e->event == AUDIT_EVENT_OUTCOME && e->action_seq == seq && seq > 0);
+	audit_entry_free(e);
+	/* the action record itself carries none */
+	line = strstr(text, "\"event\":\"action\"");
+	CHECK(line && !memmem(line, (size_t)(strchr(line, '\n') - line), "action_seq", 10));
+	CHECK(audit_event_from_string("outcome") == AUDIT_EVENT_OUTCOME);
+}
+
 static void append_bytes(const char *path, const char *data, size_t len)
 {
 	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
@@ -1185,6 +1226,7 @@ int main(void)
 	test_tables();
 	test_sink_failure();
 	test_write_verify();
+	test_outcome_action_seq();
 	test_torn();
 	test_rotation();
 	test_retention_keep_files();

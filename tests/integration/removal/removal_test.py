@@ -54,6 +54,9 @@ CASES = {
     "bind-session-check": 1,
     "bind-logind-silent": 1,
     "pam-session": 1,
+    "outcome-gone": 1,
+    "outcome-survived": 1,
+    "outcome-interrupted": 1,
 }
 
 
@@ -97,6 +100,7 @@ class Env:
         self.conf = os.path.join(self.tmp, "keyward.conf")
         os.mkdir(self.creds, 0o755)
         self.daemon = None
+        self.wrapper = []  # runs keywardd (e.g. setpriv dropping a capability)
         self.daemon_log = os.path.join(self.tmp, "keywardd.log")
         self._bus = None
         self.children = []
@@ -139,7 +143,7 @@ default = {{ require = "none"; }};
         out = open(self.daemon_log, "a")
         # KEYWARD_REMOVAL_DAEMON_WRAPPER, e.g. "valgrind --error-exitcode=99 --leak-check=full":
         # a manual check run; the daemon's reports land in its log
-        wrapper = os.environ.get("KEYWARD_REMOVAL_DAEMON_WRAPPER", "").split()
+        wrapper = self.wrapper + os.environ.get("KEYWARD_REMOVAL_DAEMON_WRAPPER", "").split()
         self.daemon = subprocess.Popen(wrapper + [self.keywardd, "-v", "-c", self.conf], stdout=out, stderr=out)
         deadline = time.monotonic() + (60 if wrapper else 10)
         while time.monotonic() < deadline:
@@ -179,6 +183,21 @@ default = {{ require = "none"; }};
             return []
         with open(self.audit) as f:
             return [json.loads(l) for l in f if l.strip()]
+
+    def outcome(self, session, expect, timeout=10.0):
+        """Waits for the outcome record of the removal action about SESSION and checks it:
+        exactly one, naming the action's first record by action_seq, saying EXPECT."""
+        rec = self.wait_audit(f"outcome of {session}", timeout, event="outcome", session=session)
+        time.sleep(0.2)  # a second (wrong) outcome would follow at once
+        recs = self.audit_find(event="outcome", session=session)
+        acts = self.audit_find(event="action", session=session)
+        check(len(recs) == 1, f"not exactly one outcome for {session}: {recs}")
+        check(acts and recs[0].get("action_seq") == acts[0]["seq"],
+              f"the outcome does not name the action's record: {recs} / {acts}")
+        check(recs[0]["reason"] == expect, f"outcome of {session}: {recs[0]} (expected {expect})")
+        check(recs[0]["result"] == ("failure" if expect in ("failed", "interrupted") else "success"),
+              f"outcome result: {recs[0]}")
+        return recs[0]
 
     def audit_find(self, **kw):
         return [r for r in self.audit_records() if all(r.get(k) == v for k, v in kw.items())]
@@ -320,6 +339,7 @@ def case_lock_verified(e):
     check(not e.calls(p2, "Lock"), "s2 was locked too")
     check(not e.calls(LOGIND_PATH, "TerminateSession"), "a verified lock was escalated")
     check(not e.audit_find(event="lock-escalated"), "escalation recorded")
+    e.outcome("s1", "verified")
     # key 1 was never bound: pulling it does nothing
     e.bed("unplug", "1")
     nothing_for(e, 0.5, [p2])
@@ -348,6 +368,7 @@ def case_lock_escalated(e):
     check(not e.audit_find(event="lock-verified"), "lock recorded as verified")
     e.wait_audit("unbind", event="session-unbind", session="s1", reason="session-terminated")
     check(e.binding_files() == [], "binding file left after termination")
+    e.outcome("s1", "escalated")
 
 
 def case_lock_not_kept(e):
@@ -410,6 +431,7 @@ def case_lock_alert(e):
           f"lock-failed: {rec}")
     nothing_for(e, 0.3, [])
     check("is NOT locked" in e.log_text(), "no alert in the daemon log")
+    check(e.outcome("s1", "failed")["detail"] == "not-locked", "the failed outcome names its cause")
 
 
 def case_tty_cannot_lock(e):
@@ -441,6 +463,7 @@ def case_terminate(e):
     check(not e.calls(p1, "Lock"), "Lock sent for a terminate action")
     term = e.calls(LOGIND_PATH, "TerminateSession")
     check(len(term) == 1 and str(term[0][1][0]) == "s1", f"{term}")
+    e.outcome("s1", "done")
 
 
 def case_unrelated_keys(e):
@@ -567,6 +590,70 @@ def case_elevation_sigkill(e):
     check(dt >= 1.3, f"SIGKILL came before the SIGTERM grace ({dt:.2f}s)")
     rec = e.wait_audit("action", event="action", session=f"pid:{proc.pid}", action="end-elevation")
     check(rec[0]["result"] == "success" and rec[0]["reason"] == "killed", f"{rec}")
+    e.outcome(f"pid:{proc.pid}", "done")
+
+
+def case_outcome_gone(e):
+    # the elevated command ended before the key was pulled: the target is already gone
+    e.write_policy('action = "end-elevation";')
+    e.start()
+    e.enroll("root", 0)
+    proc = spawn_elevation(e)
+    e.bind("", pid=proc.pid, service="sudo")
+    proc.kill()
+    proc.wait()
+    e.bed("unplug", "0")
+    rec = e.wait_audit("action", event="action", session=f"pid:{proc.pid}", action="end-elevation")
+    check(rec[0]["reason"] == "already-ended", f"{rec}")
+    e.outcome(f"pid:{proc.pid}", "gone")
+
+
+def case_outcome_survived(e):
+    # processes keywardd cannot end: it runs without CAP_KILL, the elevated command as
+    # another user. SIGTERM, then SIGKILL, and it still runs: the action failed.
+    e.wrapper = ["setpriv", "--bounding-set=-kill", "--inh-caps=-kill"]
+    e.write_policy('action = "end-elevation";')
+    e.start()
+    e.enroll("root", 0)
+    proc = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "300"],
+                            start_new_session=True)
+    e.children.append(proc)
+    time.sleep(0.2)
+    e.bind("", pid=proc.pid, service="sudo")
+    e.bed("unplug", "0")
+    rec = e.outcome(f"pid:{proc.pid}", "failed", timeout=15)
+    check(rec["detail"] == "survived" and rec["message"].startswith("end-elevation: 1 process"), f"{rec}")
+    check(proc.poll() is None, "the process ended although keywardd could not signal it")
+    check("survive" in e.log_text(), "the daemon log does not say the processes survived")
+    # the report lists it before its summaries, as failed
+    r = subprocess.run([e.keywardctl, "report", "--format", "json", "--audit", e.audit], capture_output=True, text=True)
+    att = json.loads(r.stdout)["attention"]
+    check([(a["session"], a["outcome"]) for a in att] == [(f"pid:{proc.pid}", "failed")], f"report: {att}")
+
+
+def case_outcome_interrupted(e):
+    # keywardd dies while verifying a lock: the next start concludes that action as
+    # interrupted (the binding file kept its action_seq), then acts again
+    p1 = lock_on_unplug(e, 'action = "lock"; lock_verify = 3000; on_lock_failure = "terminate";')
+    act = e.wait_audit("action", event="action", session="s1", reason="lock-requested")[0]
+    wait_for(lambda: any("action_seq=%d" % act["seq"] in open(os.path.join(e.run, "bindings", f)).read()
+                         for f in e.binding_files()), "the pending action in the binding file")
+    e.kill9()
+    check(not e.audit_find(event="outcome"), "an outcome before the restart")
+    e.start()
+    rec = e.wait_audit("interrupted", event="outcome", session="s1", reason="interrupted")
+    check(len(rec) == 1 and rec[0]["action_seq"] == act["seq"] and rec[0]["result"] == "failure", f"{rec}")
+    # the key is still gone: the lock runs again, with an outcome of its own
+    wait_for(lambda: len(e.calls(p1, "Lock")) == 2, "Lock on s1 again after the restart")
+    e.set_locked_hint(p1)
+    e.wait_audit("verified", timeout=15, event="outcome", session="s1", reason="verified")
+    outs = e.audit_find(event="outcome", session="s1")
+    acts = [a["seq"] for a in e.audit_find(event="action", session="s1", reason="lock-requested")]
+    check([o["reason"] for o in outs] == ["interrupted", "verified"] and len(acts) == 2
+          and [o["action_seq"] for o in outs] == acts, f"outcomes {outs} / actions {acts}")
+    # the file is rewritten (state=done, no action pending) right after the outcome record
+    wait_for(lambda: not any("action_seq=" in open(os.path.join(e.run, "bindings", f)).read()
+                             for f in e.binding_files()), "the binding file to drop the pending action")
 
 
 def case_restart_sigkill(e):

@@ -83,8 +83,17 @@ static void test_round_trip(void)
 	        c->lock_verify_ms == 2000);
 	CHECK(c->on_lock_failure == POLICY_LOCK_FAILURE_ALERT);
 	CHECK(c->state == BINDING_BOUND);
+	CHECK(c->action_seq == 0); /* no action pending: none written, none read */
 	CHECK(!c->tree && c->n_tree == 0 && !c->grace_timer && !c->call_slot);
 	binding_free(c);
+
+	/* A removal action under way keeps the seq of its first record (the next start
+	 * records it as interrupted). */
+	b->action_seq = 123456789012ULL;
+	c = reparse(b, &why);
+	CHECK(c && c->action_seq == 123456789012ULL);
+	binding_free(c);
+	b->action_seq = 0;
 
 	/* An elevation: no session. */
 	free(b->session_id);
@@ -228,8 +237,27 @@ static void test_refusals(void)
 	        !binding_value_ok("a\tb"));
 }
 
+static void test_action_seq_refused(void)
+{
+	Binding *b = sample(), *c = NULL;
+	char *text = NULL, *edited = NULL;
+	size_t len = 0;
+	const char *why = NULL;
+
+	CHECK(binding_format(b, &text, &len) >= 0);
+	CHECK(asprintf(&edited, "%saction_seq=0\n", text) > 0);
+	CHECK(binding_parse(NULL, ID, edited, &c, &why) < 0 && !c);
+	free(edited);
+	CHECK(asprintf(&edited, "%saction_seq=12x\n", text) > 0);
+	CHECK(binding_parse(NULL, ID, edited, &c, &why) < 0 && !c);
+	free(edited);
+	free(text);
+	binding_free(b);
+}
+
 int main(void)
 {
+	test_action_seq_refused();
 	test_round_trip();
 	test_states();
 	test_unstorable();
