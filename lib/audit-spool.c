@@ -90,27 +90,6 @@ static int spool_check(int fd, struct stat *ret_st)
 	return 0;
 }
 
-static int fsync_dir_of(const char *path)
-{
-	_cleanup_free_ char *d = strdup(path);
-	_cleanup_close_ int fd = -EBADF;
-	char *slash;
-
-	if (!d)
-		return -ENOMEM;
-	slash = strrchr(d, '/');
-	if (!slash)
-		strcpy(d, ".");
-	else if (slash == d)
-		d[1] = '\0';
-	else
-		*slash = '\0';
-	fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	return fsync(fd) < 0 ? -errno : 0;
-}
-
 int audit_spool_append(const char *path, const AuditRecord *rec, uint64_t max_bytes)
 {
 	_cleanup_close_ int fd = -EBADF;
@@ -163,7 +142,7 @@ int audit_spool_append(const char *path, const AuditRecord *rec, uint64_t max_by
 	if (fdatasync(fd) < 0)
 		return -errno;
 	if (st.st_size == 0)
-		(void)fsync_dir_of(path);
+		(void)fsync_parent_dir(path);
 	return 0;
 }
 
@@ -304,7 +283,7 @@ int audit_spool_take(AuditLog *log, const char *path, const char *trail_path)
 	else {
 		if (renameat2(AT_FDCWD, path, AT_FDCWD, taking, RENAME_NOREPLACE) < 0)
 			return errno == ENOENT ? 0 : -errno;
-		r = fsync_dir_of(taking);
+		r = fsync_parent_dir(taking);
 		if (r < 0)
 			return r;
 	}
@@ -359,7 +338,7 @@ int audit_spool_take(AuditLog *log, const char *path, const char *trail_path)
 		r = -errno;
 		goto out;
 	}
-	(void)fsync_dir_of(taking);
+	(void)fsync_parent_dir(taking);
 	r = n_taken > INT32_MAX ? INT32_MAX : (int)n_taken;
 out:
 	for (size_t i = 0; i < done.n; i++)

@@ -887,27 +887,6 @@ static int write_header(AuditLog *log, const char *reason, const char *prev_file
 	return append_internal(log, &rec, &x);
 }
 
-static int fsync_parent_dir(const char *path)
-{
-	_cleanup_free_ char *d = strdup(path);
-	_cleanup_close_ int fd = -EBADF;
-	char *slash;
-
-	if (!d)
-		return -ENOMEM;
-	slash = strrchr(d, '/');
-	if (!slash)
-		strcpy(d, ".");
-	else if (slash == d)
-		d[1] = '\0';
-	else
-		*slash = '\0';
-	fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	return fsync(fd) < 0 ? -errno : 0;
-}
-
 static int open_trail_fd(const char *path, bool create_new, struct stat *ret_st)
 {
 	_cleanup_close_ int fd = -EBADF;

@@ -3,11 +3,11 @@
  * the audit-sink records when the Linux audit copy cannot be sent. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "audit-json.h"
@@ -388,6 +388,14 @@ static void test_spool_limits(void)
 	}
 }
 
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) < 0 ? -1 : 0;
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -399,18 +407,8 @@ int main(void)
 	test_spool();
 	test_spool_crash_mid_intake();
 	test_spool_limits();
-	{
-		char *argv[] = {"rm", "-rf", tmpdir, NULL};
-		pid_t pid = fork();
-		if (pid == 0) {
-			execvp("rm", argv);
-			_exit(127);
-		}
-		if (pid > 0) {
-			int status;
-			(void)waitpid(pid, &status, 0);
-		}
-	}
+	if (nftw(tmpdir, remove_one, 16, FTW_DEPTH | FTW_PHYS) < 0)
+		perror(tmpdir);
 	if (failures) {
 		fprintf(stderr, "%d check(s) failed\n", failures);
 		return 1;

@@ -669,8 +669,9 @@ def case_admin_group(e):
         check(x.get_dbus_name().endswith("InvalidArgs") and "not a valid es256 key" in str(x), str(x))
 
 
-def case_audit_unavailable(e):
-    # the trail's directory is a regular file: nothing can be recorded
+def start_without_trail(e):
+    """keywardd with a trail that cannot be written (its directory is a regular file),
+    root enrolled; returns the refused authentication."""
     blocker = os.path.join(e.tmp, "notadir")
     open(blocker, "w").close()
     e.audit = os.path.join(blocker, "audit.log")
@@ -679,6 +680,12 @@ def case_audit_unavailable(e):
     e.enroll()
     a = e.authenticate()
     check(not a["granted"] and a["reason"] == "audit-unavailable", f"audit_failure = deny: {a}")
+    return a
+
+
+def case_audit_unavailable(e):
+    # the trail's directory is a regular file: nothing can be recorded
+    a = start_without_trail(e)
     check("audit" in a["message"], a["message"])
     check("cannot record" in e.log_text(), "the daemon says why")
     e.stop()
@@ -903,14 +910,7 @@ def case_audit_spool(e):
     """Refused logins while the trail cannot be written go to the spool (0600, in
     state_dir) and the journal; the trail takes them in once when it is back."""
     good_audit = e.audit
-    blocker = os.path.join(e.tmp, "notadir")
-    open(blocker, "w").close()
-    e.audit = os.path.join(blocker, "audit.log")
-    e.write_policy()
-    e.start()
-    e.enroll()
-    a = e.authenticate()
-    check(not a["granted"] and a["reason"] == "audit-unavailable", f"audit_failure = deny: {a}")
+    a = start_without_trail(e)
     a = e.authenticate(service="sshd", rhost="192.0.2.7")
     check(not a["granted"], f"deny: {a}")
     spool = os.path.join(e.state, "audit-spool")
