@@ -883,6 +883,10 @@ def case_audit_actor(e):
     check_actor(e.audit_find(event="enroll", result="success")[-1], "enroll")
     e.ctl("revoke", "root", "k1")
     check_actor(e.audit_find(event="revoke", result="success")[-1], "revoke")
+    r = e.ctl("audit", "show", "--json", "--event", "revoke", e.audit)
+    shown = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+    check(shown and shown[-1].get("actor_uid") == 0 and shown[-1].get("actor") == "root",
+          f"audit show --json without the actor: {shown}")
     e.ctl("revoke", "root", "nope", expect=1)
     import_authfile(e, pamu2fcfg_authfile(e))
     recs = e.audit_find(event="import", result="success")
