@@ -36,6 +36,9 @@ typedef struct AuthData {
 	bool account;
 	/* A cached elevation proved silently: only this device, no touch, no PIN. */
 	bool silent_proof;
+	/* The module asked the user for the PIN (the pipe holds what was typed): a
+	 * `pin-required` answer now is a refusal, not the prompt it asks for. */
+	bool pin_asked;
 	char *only_device;
 	CredentialSet *set; /* the user's credentials (worker reads ids/rp ids only) */
 
@@ -462,6 +465,12 @@ typedef struct AuthOutcome {
 	char *sysfs;
 } AuthOutcome;
 
+/* A `pin-required` answer to a call that did not ask the PIN: the module's cue to ask it. */
+static bool auth_is_pin_prompt(const AuthData *a, const char *reason)
+{
+	return !a->pin_asked && !a->silent_proof && streq(reason, "pin-required");
+}
+
 /* DEVICE: the key's sysfs path or hidraw node for the record (read by the caller: in the
  * abort path the worker may still be writing AuthData's result fields). */
 static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const char *device)
@@ -546,16 +555,28 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 			                  "that need it are refused; tell an administrator.");
 		}
 	}
-	if (!granted) {
+	if (!granted && auth_is_pin_prompt(a, o->reason)) {
+		/* Not a failure: the module asks the PIN and tries again; that try is the
+		 * login's outcome. Not counted for lockout either (auth_finish). */
+		rec.event = AUDIT_EVENT_PIN_PROMPT;
+		rec.result = AUDIT_RESULT_INFO;
+		rec.reason = o->reason;
+		rec.message = "The security key needs its PIN; the PIN is asked and the "
+		              "authentication tried again.";
+		(void)manager_audit(m, &rec);
+	} else if (!granted) {
 		rec.result = AUDIT_RESULT_FAILURE;
 		rec.reason = o->reason;
 		rec.message = o->message;
 		if (!streq(o->reason, "audit-unavailable"))
 			(void)manager_audit(m, &rec);
+		else
+			/* refused because the trail failed: the journal and the spool have it */
+			manager_audit_outage(m, &rec);
 	}
 	if (granted)
 		m->n_auth_ok++;
-	else
+	else if (rec.event != AUDIT_EVENT_PIN_PROMPT)
 		m->n_auth_failed++;
 	log_info("Authenticate %s/%s: %s (%s)%s%s", a->user, a->service,
 	        granted ? "granted" : "denied", o->reason, granted ? "" : ": ",
@@ -874,6 +895,7 @@ static int reply_now(Manager *m, sd_bus_message *msg, const BusCaller *caller, A
 
 typedef struct AuthOptions {
 	int cached;           /* the PAM application skipped authentication (account phase) */
+	int pin_asked;        /* the module asked the user for the PIN */
 	const char *decision; /* id of the decision Check made for this login */
 } AuthOptions;
 
@@ -885,6 +907,8 @@ static int auth_option(const char *key, sd_bus_message *msg, void *userdata, sd_
 		return sd_bus_message_read(msg, "b", &o->cached);
 	if (streq(key, "decision"))
 		return sd_bus_message_read(msg, "s", &o->decision);
+	if (streq(key, "pin-asked"))
+		return sd_bus_message_read(msg, "b", &o->pin_asked);
 	return 0;
 }
 
@@ -900,7 +924,7 @@ int bus_method_authenticate(
 	DeviceOp *op = NULL;
 	uint64_t locked_until = 0;
 	uid_t uid = (uid_t)-1;
-	static const char *const known[] = {"cached:b", "decision:s", NULL};
+	static const char *const known[] = {"cached:b", "decision:s", "pin-asked:b", NULL};
 	AuthOptions opts = {};
 	const AuthGrant *grant = NULL;
 	int pin_fd, r;
@@ -1015,6 +1039,7 @@ int bus_method_authenticate(
 	a->rhost = strdup(rhost);
 	a->decision = decision_ref(d);
 	a->account = opts.cached;
+	a->pin_asked = opts.pin_asked;
 	a->uid = uid;
 	/* A cached elevation under "same-key": the key of the user's last authentication,
 	 * if it was not removed since, proves itself without a touch. Anything else (no

@@ -362,6 +362,7 @@ static int method_list(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_b
 
 static int method_revoke(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
 {
+	_cleanup_(bus_actor_done) AuditActor actor = {};
 	_cleanup_credential_set_ CredentialSet *s = NULL;
 	_cleanup_free_ char *why = NULL, *label = NULL, *id = NULL;
 	AuditRecord rec = AUDIT_RECORD_INIT;
@@ -378,6 +379,10 @@ static int method_revoke(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 	rec.event = AUDIT_EVENT_REVOKE;
 	rec.user = user;
 	rec.detail = c->user;
+	r = bus_actor_get(msg, c, &actor);
+	if (r < 0)
+		return r;
+	rec.actor = &actor;
 	r = creds_load_user(dir, user, &s, &why);
 	if (r < 0) {
 		rec.reason = "error";
@@ -484,6 +489,7 @@ static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 {
 	const char *user, *label, *kh, *pk, *cose, *flags, *rp_id;
 	const char *dir = policy_settings(m->policy)->credentials_dir;
+	_cleanup_(bus_actor_done) AuditActor actor = {};
 	_cleanup_credential_set_ CredentialSet *s = NULL;
 	_cleanup_free_ char *why = NULL, *owner = NULL, *id = NULL, *pkb = NULL;
 	_cleanup_free_ uint8_t *raw = NULL;
@@ -560,6 +566,10 @@ static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 	rec.cred_label = label;
 	rec.cred_id = id;
 	rec.detail = c->user;
+	r = bus_actor_get(msg, c, &actor);
+	if (r < 0)
+		return r;
+	rec.actor = &actor;
 	r = import_check_rules(m, user, &rec, error);
 	if (r < 0)
 		return r;
@@ -608,7 +618,12 @@ static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 
 static int method_reload(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
 {
-	int r = manager_reload(m, "bus");
+	_cleanup_(bus_actor_done) AuditActor actor = {};
+	int r = bus_actor_get(msg, c, &actor);
+
+	if (r < 0)
+		return r;
+	r = manager_reload_by(m, "bus", &actor);
 
 	if (r < 0)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_POLICY_REFUSED,

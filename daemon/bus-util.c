@@ -2,6 +2,9 @@
  * checks (lengths, control characters, user names, a{sv} options) and the caller's rights. */
 #include "bus-util.h"
 
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
@@ -107,4 +110,54 @@ int bus_read_options(sd_bus_message *msg, const char *const *known, bus_option_c
 	if (r < 0)
 		return r;
 	return sd_bus_message_exit_container(msg);
+}
+
+static char *user_name_of(uid_t uid)
+{
+	struct passwd pwbuf, *pw = NULL;
+	char buf[4096];
+
+	if (uid == (uid_t)-1 || getpwuid_r(uid, &pwbuf, buf, sizeof(buf), &pw) != 0 || !pw)
+		return NULL;
+	return strdup(pw->pw_name);
+}
+
+void bus_actor_done(AuditActor *a)
+{
+	if (!a)
+		return;
+	free((char *)a->user);
+	free((char *)a->login);
+	free((char *)a->session);
+	free((char *)a->tty);
+	*a = (AuditActor){.uid = (uid_t)-1, .loginuid = (uid_t)-1};
+}
+
+int bus_actor_get(sd_bus_message *msg, const BusCaller *caller, AuditActor *ret)
+{
+	_cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+	AuditActor a = {.uid = caller->uid, .loginuid = (uid_t)-1};
+	uint32_t ses;
+	const char *tty;
+	uid_t luid;
+
+	if (caller->user && !(a.user = strdup(caller->user)))
+		return -ENOMEM;
+	if (sd_bus_query_sender_creds(msg,
+	            SD_BUS_CREDS_AUDIT_LOGIN_UID | SD_BUS_CREDS_AUDIT_SESSION_ID |
+	                    SD_BUS_CREDS_TTY | SD_BUS_CREDS_AUGMENT,
+	            &creds) >= 0) {
+		/* (uid_t)-1 is "not set" (a daemon started by systemd, not by a login) */
+		if (sd_bus_creds_get_audit_login_uid(creds, &luid) >= 0 && luid != (uid_t)-1) {
+			a.loginuid = luid;
+			a.login = user_name_of(luid);
+		}
+		if (sd_bus_creds_get_audit_session_id(creds, &ses) >= 0 && ses != UINT32_MAX &&
+		        asprintf((char **)&a.session, "%u", ses) < 0)
+			a.session = NULL;
+		if (sd_bus_creds_get_tty(creds, &tty) >= 0 && !isempty(tty))
+			a.tty = strdup(tty);
+	}
+	*ret = a;
+	return 0;
 }

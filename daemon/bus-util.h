@@ -9,6 +9,7 @@
 
 #include <systemd/sd-bus.h>
 
+#include "audit.h"
 #include "bus-names.h"
 
 typedef enum BusAccess {
@@ -45,3 +46,11 @@ typedef int (*bus_option_cb)(
         const char *key, sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int bus_read_options(sd_bus_message *msg, const char *const *known, bus_option_cb cb,
         void *userdata, sd_bus_error *error);
+
+/* Who is behind the call MSG of CALLER, for the audit record of a change (enrol, revoke,
+ * import, policy reload): its uid and name, and from its process (sd-bus reads /proc;
+ * informative, not authorization) the audit login uid and its name, the audit session
+ * and the controlling terminal. What cannot be learned stays unset. The strings are
+ * owned: free with bus_actor_done(). */
+int bus_actor_get(sd_bus_message *msg, const BusCaller *caller, AuditActor *ret);
+void bus_actor_done(AuditActor *a);

@@ -29,6 +29,7 @@ typedef struct EnrollData {
 	CredentialSet *set; /* exclude list */
 	EnrollRules rules;  /* every rule that must accept the key */
 	uid_t caller_uid;
+	AuditActor actor; /* who asked, for the record */
 
 	/* result */
 	const char *error_name; /* NULL: cred holds the new credential */
@@ -53,6 +54,7 @@ static void enroll_data_free(EnrollData *e)
 	enroll_rules_done(&e->rules);
 	free(e->dev_path);
 	fido_cred_free(&e->cred);
+	bus_actor_done(&e->actor);
 	free(e);
 }
 
@@ -348,6 +350,7 @@ static void enroll_complete(DeviceOp *op)
 	int r;
 
 	rec.event = AUDIT_EVENT_ENROLL;
+	rec.actor = &e->actor;
 	rec.user = e->user;
 	rec.cred_label = e->label;
 	rec.rule = e->rule;
@@ -512,6 +515,7 @@ static void enroll_abort(DeviceOp *op, const char *reason)
 	AuditRecord rec = AUDIT_RECORD_INIT;
 
 	rec.event = AUDIT_EVENT_ENROLL;
+	rec.actor = &e->actor;
 	rec.user = e->user;
 	rec.cred_label = e->label;
 	rec.rule = e->rule;
@@ -746,6 +750,7 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	if (!e)
 		return -ENOMEM;
 	e->pin_fd = -1;
+	e->actor = (AuditActor){.uid = (uid_t)-1, .loginuid = (uid_t)-1};
 	r = creds_load_user(st->credentials_dir, user, &e->set, &why);
 	if (r < 0) {
 		enroll_data_free(e);
@@ -785,6 +790,11 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	e->device = o.device ? strdup(o.device) : NULL;
 	e->resident = o.resident;
 	e->caller_uid = caller->uid;
+	r = bus_actor_get(msg, caller, &e->actor);
+	if (r < 0) {
+		enroll_data_free(e);
+		return r;
+	}
 	r = enroll_rules_collect(m, user, &e->rules);
 	if (r < 0) {
 		enroll_data_free(e);

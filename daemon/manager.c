@@ -13,6 +13,7 @@
 #include <systemd/sd-login.h>
 
 #include "accounts.h"
+#include "audit-spool.h"
 #include "coverage-publish.h"
 #include "log.h"
 #include "logind.h"
@@ -240,6 +241,75 @@ static int open_audit(Manager *m)
 	return 0;
 }
 
+/* --- when the trail cannot take a record -------------------------------------------- */
+
+static bool audit_record_is_refusal(const AuditRecord *rec)
+{
+	return ((rec->event == AUDIT_EVENT_AUTH || rec->event == AUDIT_EVENT_ACCOUNT) &&
+	               rec->result == AUDIT_RESULT_FAILURE) ||
+	       rec->event == AUDIT_EVENT_LOCKOUT || rec->event == AUDIT_EVENT_CLONE_ALERT;
+}
+
+static char *spool_path(Manager *m)
+{
+	char *p = NULL;
+
+	if (!m->policy ||
+	        asprintf(&p, "%s/" AUDIT_SPOOL_FILENAME, policy_settings(m->policy)->state_dir) < 0)
+		return NULL;
+	return p;
+}
+
+void manager_audit_outage(Manager *m, const AuditRecord *rec)
+{
+	_cleanup_free_ char *path = NULL;
+	int r;
+
+	if (!audit_record_is_refusal(rec))
+		return;
+	r = audit_journal_send(rec, NULL);
+	if (r < 0)
+		log_error_errno(r,
+		        "audit: cannot send the %s record of %s to the journal either: %m",
+		        strna(rec->reason), strna(rec->user));
+	path = spool_path(m);
+	r = path ? audit_spool_append(path, rec, AUDIT_SPOOL_MAX_BYTES) : -ENOMEM;
+	if (r < 0)
+		log_error_errno(r,
+		        "audit: cannot spool the %s record of %s in %s (%m); it is in the journal "
+		        "only.",
+		        strna(rec->reason), strna(rec->user), strna(path));
+	else
+		m->spool_clean = false;
+}
+
+/* The trail took a record: it takes what was spooled during an outage, once. */
+static void audit_take_spool(Manager *m)
+{
+	_cleanup_free_ char *path = NULL;
+	int r;
+
+	if (m->spool_clean || !m->audit || !m->audit_path)
+		return;
+	path = spool_path(m);
+	if (!path)
+		return;
+	m->spool_clean = true; /* the intake's own records come through here too */
+	if (!audit_spool_pending(path))
+		return;
+	r = audit_spool_take(m->audit, path, m->audit_path);
+	if (r < 0) {
+		m->spool_clean = false;
+		log_error_errno(r,
+		        "audit: cannot take the spooled records of %s into the trail: "
+		        "%m; trying again with the next record.",
+		        path);
+	} else if (r > 0)
+		log_notice("audit: %d record(s) spooled while the trail could not be written were "
+		           "taken into %s.",
+		        r, m->audit_path);
+}
+
 int manager_audit(Manager *m, const AuditRecord *rec)
 {
 	int r;
@@ -250,28 +320,33 @@ int manager_audit(Manager *m, const AuditRecord *rec)
 		if (r < 0 || !m->audit) {
 			log_error("audit: cannot record %s (%s): no audit trail open",
 			        strna(audit_event_to_string(rec->event)), strna(rec->reason));
+			manager_audit_outage(m, rec);
 			return r < 0 ? r : -ENOTCONN;
 		}
 	}
 	r = audit_log_append(m->audit, rec);
-	if (r == -ENOSPC)
-		log_error("audit: cannot record %s (%s) in %s: the file system is full "
-		          "(disk_full_action = %s%s). %s",
-		        strna(audit_event_to_string(rec->event)), strna(rec->reason),
-		        strna(m->audit_path),
-		        policy_audit_space_action_to_string(
-		                policy_settings(m->policy)->audit.disk_full_action),
-		        policy_settings(m->policy)->audit.disk_full_action ==
-		                        POLICY_AUDIT_SPACE_ROTATE
-		                ? ", and no rotated file could be removed"
-		                : "",
-		        manager_audit_failure_denies(m)
-		                ? "Covered logins are refused until space is freed."
-		                : "Logins continue unrecorded (audit_failure = alert).");
-	else if (r < 0)
-		log_error_errno(r, "audit: cannot record %s (%s) in %s: %m",
-		        strna(audit_event_to_string(rec->event)), strna(rec->reason),
-		        strna(m->audit_path));
+	if (r < 0) {
+		if (r == -ENOSPC)
+			log_error("audit: cannot record %s (%s) in %s: the file system is full "
+			          "(disk_full_action = %s%s). %s",
+			        strna(audit_event_to_string(rec->event)), strna(rec->reason),
+			        strna(m->audit_path),
+			        policy_audit_space_action_to_string(
+			                policy_settings(m->policy)->audit.disk_full_action),
+			        policy_settings(m->policy)->audit.disk_full_action ==
+			                        POLICY_AUDIT_SPACE_ROTATE
+			                ? ", and no rotated file could be removed"
+			                : "",
+			        manager_audit_failure_denies(m)
+			                ? "Covered logins are refused until space is freed."
+			                : "Logins continue unrecorded (audit_failure = alert).");
+		else
+			log_error_errno(r, "audit: cannot record %s (%s) in %s: %m",
+			        strna(audit_event_to_string(rec->event)), strna(rec->reason),
+			        strna(m->audit_path));
+		manager_audit_outage(m, rec);
+	} else
+		audit_take_spool(m);
 	return r;
 }
 
@@ -431,6 +506,11 @@ static char *mfree_str(char *p)
 
 int manager_reload(Manager *m, const char *trigger)
 {
+	return manager_reload_by(m, trigger, NULL);
+}
+
+int manager_reload_by(Manager *m, const char *trigger, const AuditActor *actor)
+{
 	_cleanup_free_ char *why = NULL, *text = NULL;
 	AuditRecord rec = AUDIT_RECORD_INIT;
 	Policy *p = NULL;
@@ -439,6 +519,7 @@ int manager_reload(Manager *m, const char *trigger)
 	(void)sd_notifyf(false, "RELOADING=1\nSTATUS=Reloading %s", m->config_path);
 	rec.event = AUDIT_EVENT_POLICY_LOAD;
 	rec.action = trigger;
+	rec.actor = actor;
 	r = load_policy(m->config_path, &p, &why, &text);
 	if (r < 0) {
 		log_error("Policy %s rejected (%s); keeping the policy loaded before (%s).",

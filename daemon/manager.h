@@ -81,6 +81,8 @@ struct Manager {
 	AuditLog
 	        *audit; /* NULL when the trail could not be opened (policy audit_failure applies) */
 	char *audit_path; /* path the trail was opened at (reopened when the policy moves it) */
+	bool spool_clean; /* the outage spool was found empty (set false when a record goes there)
+	                   */
 
 	DeviceOpSet ops; /* pending Authenticate/Enroll (device-op.h) */
 	/* (extension) the non-root callers' queues and the connection identities
@@ -134,6 +136,12 @@ void manager_record_stop(Manager *m, int r);
 /* (Re)loads the policy from m->config_path. On failure the old policy stays, the
  * reasons are logged (file:line: why) and audited; returns -errno. */
 int manager_reload(Manager *m, const char *trigger);
+/* A record the trail could not take: a refused login (auth/account failure, lockout, clone
+ * alert) goes to the journal (KEYWARD_TRAIL=unavailable) and to the outage spool in
+ * state_dir, which the trail takes in with its next record. manager_audit() calls it. */
+void manager_audit_outage(Manager *m, const AuditRecord *rec);
+/* The same, asked by ACTOR (a bus caller; NULL: a signal), who is named in the record. */
+int manager_reload_by(Manager *m, const char *trigger, const AuditActor *actor);
 
 /* Appends an audit record; applies nothing (callers decide with policy audit_failure).
  * Returns 0 or -errno (also when no trail is open). Never fails silently: logs. */

@@ -28,8 +28,9 @@ AuditEntry *audit_entry_free(AuditEntry *e)
 		return NULL;
 	char **strs[] = {&e->time, &e->host, &e->reason, &e->message, &e->user, &e->service,
 	        &e->tty, &e->rhost, &e->cred_label, &e->cred_id, &e->aaguid, &e->device, &e->rule,
-	        &e->rule_name, &e->policy, &e->session, &e->action, &e->detail, &e->prev_file,
-	        &e->torn_sha256, &e->key_id, &e->mac, &e->prev};
+	        &e->rule_name, &e->policy, &e->session, &e->action, &e->detail, &e->actor,
+	        &e->actor_login, &e->actor_session, &e->actor_tty, &e->spooled, &e->spool_id,
+	        &e->prev_file, &e->torn_sha256, &e->key_id, &e->mac, &e->prev};
 	for (size_t i = 0; i < ELEMENTSOF(strs); i++)
 		free(*strs[i]);
 	free(e);
@@ -92,6 +93,14 @@ static const struct {
         {"action", F_STR, offsetof(AuditEntry, action), HAS_OTHER},
         {"detail", F_STR, offsetof(AuditEntry, detail), HAS_OTHER},
         {"action_seq", F_U64, offsetof(AuditEntry, action_seq), HAS_OTHER},
+        {"actor_uid", F_UID, offsetof(AuditEntry, actor_uid), HAS_OTHER},
+        {"actor", F_STR, offsetof(AuditEntry, actor), HAS_OTHER},
+        {"actor_loginuid", F_UID, offsetof(AuditEntry, actor_loginuid), HAS_OTHER},
+        {"actor_login", F_STR, offsetof(AuditEntry, actor_login), HAS_OTHER},
+        {"actor_session", F_STR, offsetof(AuditEntry, actor_session), HAS_OTHER},
+        {"actor_tty", F_STR, offsetof(AuditEntry, actor_tty), HAS_OTHER},
+        {"spooled", F_STR, offsetof(AuditEntry, spooled), HAS_OTHER},
+        {"spool_id", F_STR, offsetof(AuditEntry, spool_id), HAS_OTHER},
         {"file_seq", F_U64, offsetof(AuditEntry, file_seq), HAS_FILE_SEQ},
         {"prev_file", F_STR, offsetof(AuditEntry, prev_file), HAS_PREV_FILE},
         {"torn_offset", F_U64, offsetof(AuditEntry, torn_offset), HAS_TORN},
@@ -136,7 +145,7 @@ int audit_entry_parse(const char *line, size_t len, AuditEntry **ret, const char
 		r = -ENOMEM;
 		goto out;
 	}
-	e->uid = -1;
+	e->uid = e->actor_uid = e->actor_loginuid = -1;
 	e->epoch = AUDIT_SEAL_EPOCH_NONE;
 	e->event = _AUDIT_EVENT_INVALID;
 	e->result = _AUDIT_RESULT_INVALID;

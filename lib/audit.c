@@ -62,6 +62,9 @@ struct AuditLog {
 	int sink_error[_AUDIT_SINK_MAX];
 	bool no_journal; /* journald's socket is absent: sd_journal_send() would drop silently */
 	int audit_fd;
+	int (*linux_audit_send)(
+	        const AuditRecord *rec, const char *message, const char *terminal, void *userdata);
+	bool linux_audit_down; /* an audit-sink record says so; the next success says "back" */
 	JsonBuf buf;
 };
 
@@ -91,6 +94,9 @@ static const char *const audit_event_table[_AUDIT_EVENT_MAX] = {
         [AUDIT_EVENT_TORN_TAIL] = "torn-tail",
         [AUDIT_EVENT_RETENTION] = "retention",
         [AUDIT_EVENT_SPACE] = "space",
+        [AUDIT_EVENT_PIN_PROMPT] = "pin-prompt",
+        [AUDIT_EVENT_AUDIT_SINK] = "audit-sink",
+        [AUDIT_EVENT_SPOOL_TAKEN] = "spool-taken",
 };
 
 static const char *const audit_result_table[_AUDIT_RESULT_MAX] = {
@@ -272,7 +278,12 @@ int audit_journal_summary(const AuditRecord *rec, char **ret)
 	return 0;
 }
 
-static void send_journal(AuditLog *log, const AuditRecord *rec, uint64_t seq, const char *hash)
+#define JOURNAL_FIELDS_MAX 40
+
+/* The journald fields of REC, after the ones the caller put in STRS[0..*n): each value
+ * its own entry, so a newline or '=' stays inside it. -ENOMEM leaves *n consistent. */
+static int journal_record_fields(
+        const AuditRecord *rec, const char *msg, int prio, char **strs, size_t *n)
 {
 	static const struct {
 		const char *field;
@@ -291,60 +302,123 @@ static void send_journal(AuditLog *log, const AuditRecord *rec, uint64_t seq, co
 	        {"KEYWARD_SESSION", offsetof(AuditRecord, session)},
 	        {"KEYWARD_ACTION", offsetof(AuditRecord, action)},
 	        {"KEYWARD_DETAIL", offsetof(AuditRecord, detail)},
+	        {"KEYWARD_SPOOLED", offsetof(AuditRecord, spooled)},
 	};
-	char *strs[ELEMENTSOF(fields) + 8] = {};
-	struct iovec iov[ELEMENTSOF(fields) + 8];
-	_cleanup_free_ char *msg = NULL;
-	size_t n = 0;
-	int r, prio;
+	const AuditActor *a = rec->actor;
 
-	prio = rec->result == AUDIT_RESULT_FAILURE || rec->event == AUDIT_EVENT_CLONE_ALERT ||
+#define ADD(...)                                                                                   \
+	do {                                                                                       \
+		if (*n >= JOURNAL_FIELDS_MAX || asprintf(&strs[*n], __VA_ARGS__) < 0) {            \
+			strs[*n] = NULL;                                                           \
+			return -ENOMEM;                                                            \
+		}                                                                                  \
+		(*n)++;                                                                            \
+	} while (0)
+	ADD("MESSAGE=%s", msg);
+	ADD("PRIORITY=%d", prio);
+	ADD("SYSLOG_FACILITY=%d", LOG_AUTHPRIV >> 3);
+	ADD("KEYWARD_EVENT=%s", strna(audit_event_to_string(rec->event)));
+	ADD("KEYWARD_RESULT=%s", strna(audit_result_to_string(rec->result)));
+	if (rec->uid != (uid_t)-1)
+		ADD("KEYWARD_UID=%u", (unsigned)rec->uid);
+	for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+		const char *v = *(const char *const *)((const char *)rec + fields[i].offset);
+		if (!isempty(v))
+			ADD("%s=%.*s", fields[i].field, (int)AUDIT_FIELD_MAX, v);
+	}
+	if (rec->action_seq)
+		ADD("KEYWARD_ACTION_SEQ=%" PRIu64, rec->action_seq);
+	if (a && a->uid != (uid_t)-1)
+		ADD("KEYWARD_ACTOR_UID=%u", (unsigned)a->uid);
+	if (a && !isempty(a->user))
+		ADD("KEYWARD_ACTOR=%s", a->user);
+	if (a && a->loginuid != (uid_t)-1)
+		ADD("KEYWARD_ACTOR_LOGINUID=%u", (unsigned)a->loginuid);
+	if (a && !isempty(a->login))
+		ADD("KEYWARD_ACTOR_LOGIN=%s", a->login);
+	if (a && !isempty(a->session))
+		ADD("KEYWARD_ACTOR_SESSION=%s", a->session);
+	if (a && !isempty(a->tty))
+		ADD("KEYWARD_ACTOR_TTY=%.*s", (int)AUDIT_FIELD_MAX, a->tty);
+#undef ADD
+	return 0;
+}
+
+static int journal_priority(const AuditRecord *rec)
+{
+	return rec->result == AUDIT_RESULT_FAILURE || rec->event == AUDIT_EVENT_CLONE_ALERT ||
 	                       rec->event == AUDIT_EVENT_LOCK_FAILED ||
 	                       (rec->event == AUDIT_EVENT_SPACE &&
 	                               !(rec->reason && streq(rec->reason, "recovered")))
 	               ? LOG_WARNING
 	               : LOG_INFO;
+}
+
+/* Sends STRS[0..n) (MESSAGE first); without journald (containers, early boot) the
+ * summary goes to plain syslog, which still reaches rsyslog. */
+static int journal_sendv(char **strs, size_t n, bool no_journal, const char *msg, int prio)
+{
+	struct iovec iov[JOURNAL_FIELDS_MAX];
+	int r;
+
+	for (size_t i = 0; i < n; i++)
+		iov[i] = (struct iovec){.iov_base = strs[i], .iov_len = strlen(strs[i])};
+	r = no_journal ? -ENOENT : sd_journal_sendv(iov, (int)n);
+	if (r < 0)
+		syslog(LOG_AUTHPRIV | prio, "%s", msg);
+	return r;
+}
+
+static void send_journal(AuditLog *log, const AuditRecord *rec, uint64_t seq, const char *hash)
+{
+	char *strs[JOURNAL_FIELDS_MAX] = {};
+	_cleanup_free_ char *msg = NULL;
+	size_t n = 0;
+	int r, prio = journal_priority(rec);
+
 	if (audit_journal_summary(rec, &msg) < 0)
 		goto out;
-
 	if (!log->to_syslog)
 		goto out;
-	if (asprintf(&strs[n++], "MESSAGE=%s", msg) < 0 ||
-	        asprintf(&strs[n++], "PRIORITY=%d", prio) < 0 ||
-	        asprintf(&strs[n++], "SYSLOG_FACILITY=%d", LOG_AUTHPRIV >> 3) < 0 ||
-	        asprintf(&strs[n++], "KEYWARD_EVENT=%s", audit_event_to_string(rec->event)) < 0 ||
-	        asprintf(&strs[n++], "KEYWARD_RESULT=%s",
-	                strna(audit_result_to_string(rec->result))) < 0 ||
+	if (journal_record_fields(rec, msg, prio, strs, &n) < 0 ||
 	        asprintf(&strs[n++], "KEYWARD_SEQ=%" PRIu64, seq) < 0 ||
 	        asprintf(&strs[n++], "KEYWARD_HASH=%s", hash) < 0) {
 		strs[--n] = NULL;
 		goto out;
 	}
-	if (rec->uid != (uid_t)-1 &&
-	        asprintf(&strs[n++], "KEYWARD_UID=%u", (unsigned)rec->uid) < 0) {
-		strs[--n] = NULL;
-		goto out;
-	}
-	for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
-		const char *v = *(const char *const *)((const char *)rec + fields[i].offset);
-		if (isempty(v))
-			continue;
-		if (asprintf(&strs[n++], "%s=%.*s", fields[i].field, (int)AUDIT_FIELD_MAX, v) < 0) {
-			strs[--n] = NULL;
-			goto out;
-		}
-	}
-	for (size_t i = 0; i < n; i++)
-		iov[i] = (struct iovec){.iov_base = strs[i], .iov_len = strlen(strs[i])};
-	r = log->no_journal ? -ENOENT : sd_journal_sendv(iov, (int)n);
-	if (r < 0) {
-		/* No journald (containers, early boot): plain syslog still reaches rsyslog. */
+	r = journal_sendv(strs, n, log->no_journal, msg, prio);
+	if (r < 0)
 		sink_failed(log, AUDIT_SINK_JOURNAL, r);
-		syslog(LOG_AUTHPRIV | prio, "%s", msg);
-	}
 out:
 	for (size_t i = 0; i < ELEMENTSOF(strs); i++)
 		free(strs[i]);
+}
+
+int audit_journal_send(const AuditRecord *rec, const char *decided_by)
+{
+	char *strs[JOURNAL_FIELDS_MAX] = {};
+	_cleanup_free_ char *msg = NULL;
+	size_t n = 0;
+	int r, prio;
+
+	if (!rec || rec->event < 0 || rec->event >= _AUDIT_EVENT_MAX)
+		return -EINVAL;
+	prio = journal_priority(rec);
+	r = audit_journal_summary(rec, &msg);
+	if (r >= 0)
+		r = journal_record_fields(rec, msg, prio, strs, &n);
+	if (r >= 0 && (asprintf(&strs[n++], "KEYWARD_TRAIL=unavailable") < 0 ||
+	                      (decided_by && asprintf(&strs[n++], "KEYWARD_DECIDED_BY=%s",
+	                                             decided_by) < 0))) {
+		strs[--n] = NULL;
+		r = -ENOMEM;
+	}
+	if (r >= 0)
+		r = journal_sendv(
+		        strs, n, access("/run/systemd/journal/socket", F_OK) < 0, msg, prio);
+	for (size_t i = 0; i < ELEMENTSOF(strs); i++)
+		free(strs[i]);
+	return r;
 }
 
 /* ---- Linux audit message ---- */
@@ -391,6 +465,22 @@ static void linux_audit_put(JsonBuf *m, const char *name, const char *v)
 	}
 }
 
+/* Who asked for it: the kernel stamps auid= and ses= of keywardd itself (libaudit has no
+ * call that sets another's), so the caller's login uid and session are in the message. */
+static void linux_audit_put_actor(JsonBuf *m, const AuditActor *a)
+{
+	if (!a)
+		return;
+	if (a->uid != (uid_t)-1)
+		json_buf_printf(m, " actor_uid=%u", (unsigned)a->uid);
+	if (!isempty(a->user))
+		linux_audit_put(m, "actor", a->user);
+	if (a->loginuid != (uid_t)-1)
+		json_buf_printf(m, " actor_auid=%u", (unsigned)a->loginuid);
+	if (!isempty(a->session))
+		linux_audit_put(m, "actor_ses", a->session);
+}
+
 int audit_linux_message(const AuditRecord *rec, char **ret_message, char **ret_terminal)
 {
 	bool acct_event;
@@ -409,10 +499,7 @@ int audit_linux_message(const AuditRecord *rec, char **ret_message, char **ret_t
 		json_buf_printf(&m, "op=keyward-%s", audit_event_to_string(rec->event));
 	/* The account the decision is about, by name (as pam's own records do): the uid in
 	 * "id=" only where there is no login and it really is the account's uid. */
-	if (!isempty(rec->user))
-		linux_audit_put(&m, "acct", rec->user);
-	else if (acct_event)
-		linux_audit_put(&m, "acct", "?");
+	linux_audit_put(&m, "acct", isempty(rec->user) ? "?" : rec->user);
 	if (!acct_event && rec->uid != (uid_t)-1)
 		json_buf_printf(&m, " id=%u", (unsigned)rec->uid);
 	/* The remote host goes in the message, never to libaudit's hostname parameter:
@@ -427,6 +514,7 @@ int audit_linux_message(const AuditRecord *rec, char **ret_message, char **ret_t
 		linux_audit_put(&m, "session", rec->session);
 	if (!isempty(rec->action))
 		linux_audit_put(&m, "action", rec->action);
+	linux_audit_put_actor(&m, rec->actor);
 
 	/* libaudit prints the terminal as given (terminal=%s): give it only safe bytes, and
 	 * "?" rather than NULL, which would make it look up the daemon's own tty. */
@@ -459,6 +547,7 @@ static int linux_audit_type(AuditEvent e)
 	case AUDIT_EVENT_ROTATE:
 	case AUDIT_EVENT_TORN_TAIL:
 	case AUDIT_EVENT_RETENTION:
+	case AUDIT_EVENT_AUDIT_SINK:
 		return 0; /* trail bookkeeping */
 	case AUDIT_EVENT_AUTH:
 		return AUDIT_USER_AUTH;
@@ -480,26 +569,35 @@ static int linux_audit_type(AuditEvent e)
 	}
 }
 
-static void send_linux_audit(AuditLog *log, const AuditRecord *rec)
+/* One message through libaudit: > 0 sent, -errno not. "Auditing is off" is not an error
+ * to libaudit (the kernel drops the message and says nothing): asked while the sink is
+ * down, so that its return is noticed. */
+static int linux_audit_send_libaudit(
+        AuditLog *log, const AuditRecord *rec, const char *message, const char *terminal)
 {
-	_cleanup_free_ char *message = NULL, *terminal = NULL;
-	int type = linux_audit_type(rec->event), r, ok = rec->result != AUDIT_RESULT_FAILURE;
+	int r;
 
-	if (log->audit_fd < 0 || type == 0)
-		return;
-	r = audit_linux_message(rec, &message, &terminal);
-	if (r < 0) {
-		sink_failed(log, AUDIT_SINK_LINUX_AUDIT, r);
-		return;
+	if (log->audit_fd < 0) {
+		log->audit_fd = audit_open();
+		if (log->audit_fd < 0)
+			return errno ? -errno : -EIO;
+	}
+	if (log->linux_audit_down) {
+		errno = 0;
+		r = audit_is_enabled(log->audit_fd);
+		if (r == 0)
+			return -ENODATA;
+		if (r < 0)
+			return errno ? -errno : -EIO;
 	}
 	/* hostname and addr NULL: libaudit resolves a hostname it is given (getaddrinfo)
 	 * unless addr is set; with NULL it prints "?" and looks nothing up. The encoded
 	 * rhost is in the message. audit_log_acct_message() is not used: it prints host and
 	 * tty unencoded and puts a known uid in "id=" instead of the account in "acct=". */
 	errno = 0;
-	r = audit_log_user_message(log->audit_fd, type, message, NULL, NULL, terminal, ok);
-	if (r <= 0)
-		sink_failed(log, AUDIT_SINK_LINUX_AUDIT, errno ? -errno : -EIO);
+	r = audit_log_user_message(log->audit_fd, linux_audit_type(rec->event), message, NULL, NULL,
+	        terminal, rec->result != AUDIT_RESULT_FAILURE);
+	return r > 0 ? 1 : errno ? -errno : -EIO;
 }
 #endif
 
@@ -520,6 +618,20 @@ static void put_str(JsonBuf *b, const char *key, const char *v, size_t max)
 		return;
 	json_buf_printf(b, ",\"%s\":", key);
 	json_buf_put_string(b, v, max);
+}
+
+static void put_actor(JsonBuf *b, const AuditActor *a, size_t max)
+{
+	if (!a)
+		return;
+	if (a->uid != (uid_t)-1)
+		json_buf_printf(b, ",\"actor_uid\":%u", (unsigned)a->uid);
+	put_str(b, "actor", a->user, max);
+	if (a->loginuid != (uid_t)-1)
+		json_buf_printf(b, ",\"actor_loginuid\":%u", (unsigned)a->loginuid);
+	put_str(b, "actor_login", a->login, max);
+	put_str(b, "actor_session", a->session, max);
+	put_str(b, "actor_tty", a->tty, max);
 }
 
 static int format_record(AuditLog *log, const AuditRecord *rec, const Extra *x, uint64_t seq,
@@ -556,6 +668,9 @@ static int format_record(AuditLog *log, const AuditRecord *rec, const Extra *x, 
 	put_str(b, "detail", rec->detail, field_max);
 	if (rec->action_seq)
 		json_buf_printf(b, ",\"action_seq\":%" PRIu64, rec->action_seq);
+	put_actor(b, rec->actor, field_max);
+	put_str(b, "spooled", rec->spooled, field_max);
+	put_str(b, "spool_id", rec->spool_id, field_max);
 	if (rec->event == AUDIT_EVENT_ROTATE) {
 		json_buf_printf(b, ",\"file_seq\":%" PRIu64, x->file_seq);
 		put_str(b, "prev_file", x->prev_file, field_max);
@@ -630,6 +745,8 @@ static int write_line(AuditLog *log)
 	return 0;
 }
 
+static void linux_audit_forward(AuditLog *log, const AuditRecord *rec);
+
 static int append_internal(AuditLog *log, const AuditRecord *rec, const Extra *x)
 {
 	uint64_t size_before = log->size;
@@ -655,11 +772,73 @@ static int append_internal(AuditLog *log, const AuditRecord *rec, const Extra *x
 	if (log->to_syslog)
 		/* journald keeps seq and the line's hash: the trail can be checked against it */
 		send_journal(log, rec, log->seq, log->head);
-#if HAVE_LIBAUDIT
 	if (log->to_linux_audit)
-		send_linux_audit(log, rec);
-#endif
+		linux_audit_forward(log, rec);
 	return 0;
+}
+
+/* ---- Linux audit copies, and their outages in the trail ---- */
+
+/* An outage of the Linux audit copy (or its end) as one audit-sink record: the copy
+ * may be dropped, the fact that it was may not. */
+static void linux_audit_note(AuditLog *log, int error)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	Extra x = {};
+	char detail[96];
+
+	rec.event = AUDIT_EVENT_AUDIT_SINK;
+	rec.result = AUDIT_RESULT_INFO;
+	rec.detail = audit_sink_to_string(AUDIT_SINK_LINUX_AUDIT);
+	if (error < 0) {
+		rec.reason = error == -ENODATA ? "disabled" : "unavailable";
+		snprintf(detail, sizeof(detail), "%s: %s", rec.detail,
+		        error == -ENODATA ? "auditing is off" : strerror(-error));
+		rec.detail = detail;
+		rec.message = "Records are not reaching the Linux audit subsystem; the trail "
+		              "keeps them. Another audit-sink record says when they do again.";
+	} else {
+		rec.reason = "recovered";
+		rec.message = "Records reach the Linux audit subsystem again.";
+	}
+	(void)append_internal(log, &rec, &x);
+}
+
+static bool linux_audit_skips(AuditEvent e)
+{
+	/* trail bookkeeping, and the sink's own outage records */
+	return e == AUDIT_EVENT_SEAL || e == AUDIT_EVENT_ROTATE || e == AUDIT_EVENT_TORN_TAIL ||
+	       e == AUDIT_EVENT_RETENTION || e == AUDIT_EVENT_AUDIT_SINK;
+}
+
+static void linux_audit_forward(AuditLog *log, const AuditRecord *rec)
+{
+	_cleanup_free_ char *message = NULL, *terminal = NULL;
+	int r;
+
+	if (linux_audit_skips(rec->event))
+		return;
+	r = audit_linux_message(rec, &message, &terminal);
+	if (r >= 0) {
+		if (log->linux_audit_send)
+			r = log->linux_audit_send(rec, message, terminal, log->userdata);
+		else
+#if HAVE_LIBAUDIT
+			r = linux_audit_send_libaudit(log, rec, message, terminal);
+#else
+			return; /* not built in: reported once at open */
+#endif
+	}
+	if (r < 0) {
+		sink_failed(log, AUDIT_SINK_LINUX_AUDIT, r);
+		if (!log->linux_audit_down) {
+			log->linux_audit_down = true;
+			linux_audit_note(log, r);
+		}
+	} else if (log->linux_audit_down) {
+		log->linux_audit_down = false;
+		linux_audit_note(log, 0);
+	}
 }
 
 /* After a seal is in the trail: make it durable, publish its anchor, and evolve the
@@ -738,27 +917,6 @@ static int write_header(AuditLog *log, const char *reason, const char *prev_file
 	rec.reason = reason;
 	log->file_started_ms = now_realtime_ms();
 	return append_internal(log, &rec, &x);
-}
-
-static int fsync_parent_dir(const char *path)
-{
-	_cleanup_free_ char *d = strdup(path);
-	_cleanup_close_ int fd = -EBADF;
-	char *slash;
-
-	if (!d)
-		return -ENOMEM;
-	slash = strrchr(d, '/');
-	if (!slash)
-		strcpy(d, ".");
-	else if (slash == d)
-		d[1] = '\0';
-	else
-		*slash = '\0';
-	fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	return fsync(fd) < 0 ? -errno : 0;
 }
 
 static int open_trail_fd(const char *path, bool create_new, struct stat *ret_st)
@@ -1533,6 +1691,7 @@ int audit_log_open(const AuditOptions *opts, AuditLog **ret, bool *ret_torn)
 	log->to_linux_audit = opts->to_linux_audit;
 	log->on_sink_error = opts->on_sink_error;
 	log->userdata = opts->userdata;
+	log->linux_audit_send = opts->linux_audit_send;
 	if (gethostname(log->host, sizeof(log->host) - 1) < 0)
 		strcpy(log->host, "localhost");
 	memcpy(log->head, ZERO_HASH, sizeof(log->head));
@@ -1633,13 +1792,13 @@ int audit_log_open(const AuditOptions *opts, AuditLog **ret, bool *ret_torn)
 	(void)retention_apply(log); /* limits may have shrunk while keywardd was down */
 
 #if HAVE_LIBAUDIT
-	if (log->to_linux_audit) {
+	if (log->to_linux_audit && !log->linux_audit_send) {
 		log->audit_fd = audit_open();
 		if (log->audit_fd < 0)
 			sink_failed(log, AUDIT_SINK_LINUX_AUDIT, -errno);
 	}
 #else
-	if (log->to_linux_audit)
+	if (log->to_linux_audit && !log->linux_audit_send)
 		sink_failed(log, AUDIT_SINK_LINUX_AUDIT, -ENOTSUP);
 #endif
 	if (ret_torn)

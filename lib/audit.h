@@ -104,6 +104,9 @@ typedef enum AuditEvent {
 	AUDIT_EVENT_TORN_TAIL, /* acknowledges a torn line left by a crash (library) */
 	AUDIT_EVENT_RETENTION, /* rotated files removed; names them (library) */
 	AUDIT_EVENT_SPACE,     /* free space crossed a threshold, or came back (library) */
+	AUDIT_EVENT_PIN_PROMPT,  /* the key wants its PIN: the module asks it and retries (info) */
+	AUDIT_EVENT_AUDIT_SINK,  /* a copy (Linux audit) stopped or resumed being sent (info) */
+	AUDIT_EVENT_SPOOL_TAKEN, /* records spooled during a trail outage were taken in (info) */
 	_AUDIT_EVENT_MAX,
 	_AUDIT_EVENT_INVALID = -EINVAL,
 } AuditEvent;
@@ -115,6 +118,16 @@ typedef enum AuditResult {
 	_AUDIT_RESULT_MAX,
 	_AUDIT_RESULT_INVALID = -EINVAL,
 } AuditResult;
+
+/* The person behind a request (the D-Bus caller of enrol, revoke, import, reload). */
+typedef struct AuditActor {
+	uid_t uid;           /* the caller's uid */
+	const char *user;    /* its name; NULL: none */
+	uid_t loginuid;      /* audit login uid (who logged in, before sudo); (uid_t)-1: unset */
+	const char *login;   /* the login uid's name */
+	const char *session; /* audit session id (decimal); NULL: unset */
+	const char *tty;     /* the caller's controlling terminal ("pts/3"); NULL: none */
+} AuditActor;
 
 /* One decision. Every string may be NULL (omitted from the record). Never put a
  * secret (PIN, token) here. */
@@ -139,6 +152,9 @@ typedef struct AuditRecord {
 	const char *action;    /* removal action name */
 	const char *detail;    /* free-form extra, e.g. policy digest */
 	uint64_t action_seq;   /* outcome: seq of the removal action's record (0: omitted) */
+	const AuditActor *actor; /* who asked (enrol, revoke, import, policy reload); NULL: none */
+	const char *spooled;     /* original time of a record taken in from the spool */
+	const char *spool_id; /* its id in the spool (taken in once); the batch's on spool-taken */
 } AuditRecord;
 
 #define AUDIT_RECORD_INIT                                                                          \
@@ -200,6 +216,10 @@ typedef struct AuditOptions {
 	 * rotate_bytes above count, as before). */
 	bool has_limits;
 	AuditLimits limits;
+	/* Sends one Linux audit message in place of libaudit (tests): > 0 sent, -errno not.
+	 * NULL: libaudit. */
+	int (*linux_audit_send)(
+	        const AuditRecord *rec, const char *message, const char *terminal, void *userdata);
 } AuditOptions;
 
 /* Opens (creating) the trail; recovers the chain from the last good record. A torn last
@@ -258,6 +278,8 @@ typedef struct AuditEntry {
 	int64_t uid; /* -1: absent */
 	char *service, *tty, *rhost, *cred_label, *cred_id, *aaguid, *device, *rule, *rule_name,
 	        *policy, *session, *action, *detail;
+	int64_t actor_uid, actor_loginuid; /* -1: absent */
+	char *actor, *actor_login, *actor_session, *actor_tty, *spooled, *spool_id;
 	/* rotate (file header) */
 	uint64_t file_seq;
 	char *prev_file;
@@ -358,6 +380,10 @@ int audit_seal_key_id(const uint8_t key[static AUDIT_SEAL_KEY_SIZE], char ret_he
  * argument. Every outsider's value is encoded as libaudit's audit_encode_nv_string()
  * does: hex when it holds a space, quote, control character or non-ASCII byte. */
 int audit_linux_message(const AuditRecord *rec, char **ret_message, char **ret_terminal);
+/* Sends REC to journald (syslog without it) on its own, outside the trail: a refused
+ * login the trail could not take (keywardd) carries KEYWARD_TRAIL=unavailable. DECIDED_BY
+ * (KEYWARD_DECIDED_BY) may be NULL. No seq, no hash: it is not part of the chain. */
+int audit_journal_send(const AuditRecord *rec, const char *decided_by);
 /* The journald MESSAGE / syslog line for REC: one line; values that hold spaces, '=',
  * quotes, backslashes, control characters or non-ASCII are quoted and escaped. */
 int audit_journal_summary(const AuditRecord *rec, char **ret);

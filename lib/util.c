@@ -611,3 +611,24 @@ bool valid_user_name(const char *s)
 			return false;
 	return true;
 }
+
+int fsync_parent_dir(const char *path)
+{
+	_cleanup_free_ char *d = strdup(path);
+	_cleanup_close_ int fd = -EBADF;
+	char *slash;
+
+	if (!d)
+		return -ENOMEM;
+	slash = strrchr(d, '/');
+	if (!slash)
+		strcpy(d, ".");
+	else if (slash == d)
+		d[1] = '\0';
+	else
+		*slash = '\0';
+	fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return fsync(fd) < 0 ? -errno : 0;
+}

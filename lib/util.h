@@ -167,6 +167,8 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 
 /* mkdir -p with MODE for components it creates. */
 int mkdir_parents(const char *path, mode_t mode);
+/* fsync()s the directory PATH is in (a rename or a new file in it made durable). */
+int fsync_parent_dir(const char *path);
 
 /* Milliseconds of CLOCK_MONOTONIC / CLOCK_REALTIME. */
 uint64_t now_monotonic_ms(void);

@@ -10,7 +10,9 @@
 
 #include <security/pam_ext.h>
 #include <security/pam_modules.h>
+#include <sys/uio.h>
 #include <systemd/sd-bus.h>
+#include <systemd/sd-journal.h>
 #include <systemd/sd-login.h>
 
 #include "accounts.h"
@@ -760,6 +762,63 @@ static bool has_enrolled_keys(const char *config_path, const char *user)
 	return lstat(path, &st) == 0 || errno != ENOENT;
 }
 
+#define JOURNAL_FIELDS 16
+
+/* The module's own decision while keywardd cannot answer goes to the journal as a record:
+ * the KEYWARD_* fields of keywardd's records (docs/audit.md) and
+ * KEYWARD_DECIDED_BY=pam_keyward, since the trail (keywardd's) cannot take it. RESULT is
+ * "failure" for a refusal, "success" for failmode=open; RULE and POLICY may be NULL. */
+static void journal_decision(Ctx *c, DaemonFailure why, const char *result, const char *reason,
+        const char *rule, const char *policy)
+{
+	const char *event = c->phase == PHASE_ACCOUNT ? "account" : "auth";
+	const char *daemon = why == DAEMON_REFUSED ? "refused"
+	                     : why == DAEMON_HUNG  ? "hung"
+	                                           : "down";
+	char *strs[JOURNAL_FIELDS] = {};
+	struct iovec iov[JOURNAL_FIELDS];
+	int n = 0, prio = streq(result, "failure") ? LOG_WARNING : LOG_NOTICE;
+	bool oom = false;
+
+#define ADD(...)                                                                                   \
+	do {                                                                                       \
+		if (!oom && n < JOURNAL_FIELDS && asprintf(&strs[n], __VA_ARGS__) >= 0)            \
+			n++;                                                                       \
+		else                                                                               \
+			oom = true;                                                                \
+	} while (0)
+	ADD("MESSAGE=keyward %s %s user=%s service=%s reason=%s (decided by pam_keyward: "
+	    "keywardd %s)",
+	        event, result, c->user, c->service, reason, daemon);
+	ADD("PRIORITY=%d", prio);
+	ADD("SYSLOG_FACILITY=%d", LOG_AUTHPRIV >> 3);
+	ADD("SYSLOG_IDENTIFIER=pam_keyward");
+	ADD("KEYWARD_EVENT=%s", event);
+	ADD("KEYWARD_RESULT=%s", result);
+	ADD("KEYWARD_REASON=%s", reason);
+	ADD("KEYWARD_USER=%s", c->user);
+	ADD("KEYWARD_SERVICE=%s", c->service);
+	if (!isempty(c->tty))
+		ADD("KEYWARD_TTY=%s", c->tty);
+	if (!isempty(c->rhost))
+		ADD("KEYWARD_RHOST=%s", c->rhost);
+	if (!isempty(rule))
+		ADD("KEYWARD_RULE_NAME=%s", rule);
+	if (!isempty(policy))
+		ADD("KEYWARD_POLICY=%s", policy);
+	ADD("KEYWARD_DAEMON=%s", daemon);
+	ADD("KEYWARD_DECIDED_BY=pam_keyward");
+#undef ADD
+	for (int i = 0; i < n; i++)
+		iov[i] = (struct iovec){.iov_base = strs[i], .iov_len = strlen(strs[i])};
+	/* The pam_syslog() lines stay; without journald this is what is lost. */
+	if (oom || sd_journal_sendv(iov, n) < 0)
+		pam_syslog(c->pamh, LOG_ERR, "cannot send the %s record of %s to the journal",
+		        reason, c->user);
+	for (int i = 0; i < n; i++)
+		free(strs[i]);
+}
+
 static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 {
 	_cleanup_(coverage_snapshot_freep) CoverageSnapshot *snapshot = NULL;
@@ -804,6 +863,7 @@ static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 			        c->user);
 			return OUTCOME_NOT_COVERED;
 		}
+		journal_decision(c, why, "failure", "no-policy", NULL, NULL);
 		show_error(c, isempty(why_text) ? MSG_DAEMON_DOWN : why_text);
 		return OUTCOME_ERROR;
 	}
@@ -838,6 +898,7 @@ static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 	if (r < 0) {
 		pam_syslog(c->pamh, LOG_ERR, "cannot evaluate the coverage snapshot for %s: %s",
 		        c->user, strerror(-r));
+		journal_decision(c, why, "failure", "error", NULL, snapshot->digest);
 		show_error(c, "keyward: the policy cannot be evaluated for this login; access is "
 		              "denied.");
 		return OUTCOME_ERROR;
@@ -867,6 +928,7 @@ static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 		pam_syslog(c->pamh, LOG_WARNING,
 		        "failmode=open: letting covered user %s through without a security key",
 		        c->user);
+		journal_decision(c, why, "success", "failmode-open", d.rule_name, snapshot->digest);
 		show_info(c, "keyward: WARNING: the keyward daemon is not running; the policy "
 		             "(failmode=open) lets this login continue without a security key.");
 		return OUTCOME_FAILOPEN;
@@ -875,6 +937,11 @@ static Outcome fallback(Ctx *c, DaemonFailure why, const sd_bus_error *error)
 	        "denying covered user %s (rule %s, policy sha256 %s): daemon %s", c->user,
 	        strna(d.rule_name), snapshot->digest,
 	        why == DAEMON_REFUSED ? "refused" : "unavailable");
+	journal_decision(c, why, "failure",
+	        d.undecidable                      ? "account-unknown"
+	        : d.require == POLICY_REQUIRE_DENY ? "policy-deny"
+	                                           : "daemon-unavailable",
+	        d.rule_name, snapshot->digest);
 	if (d.undecidable)
 		show_error(c, "keyward: cannot look up your account; access is denied.");
 	else if (d.require == POLICY_REQUIRE_DENY && !isempty(d.reason))
@@ -1025,6 +1092,9 @@ static Outcome authenticate_once(
 		r = sd_bus_message_append(m, "{sv}", "cached", "b", 1);
 	if (r >= 0 && !isempty(ck->decision))
 		r = sd_bus_message_append(m, "{sv}", "decision", "s", ck->decision);
+	/* A pin-required answer to a PIN the user was asked for is a refusal, not a prompt. */
+	if (r >= 0 && ask_pin)
+		r = sd_bus_message_append(m, "{sv}", "pin-asked", "b", 1);
 	if (r >= 0)
 		r = sd_bus_message_close_container(m);
 	if (r < 0) {
@@ -1098,7 +1168,9 @@ static Outcome authenticate_once(
 		pam_syslog(c->pamh, LOG_NOTICE,
 		        "security key authentication of %s for %s denied: %s", c->user, c->service,
 		        reason);
-		if (!isempty(message))
+		if (streq(reason, "not-enrolled"))
+			show_not_enrolled(c);
+		else if (!isempty(message))
 			show_error(c, message);
 		else {
 			(void)snprintf(msg, sizeof(msg),
@@ -1149,6 +1221,20 @@ static Outcome daemon_authenticate(Ctx *c, const CheckReply *ck, bool cached)
 	return o;
 }
 
+/* Covered, and Check counted no enrolled key. The refusal is the daemon's to record:
+ * Authenticate with the login's decision answers not-enrolled and writes the record,
+ * under the same decision (no PIN asked, no touch cue: no key is awaited). */
+static Outcome refuse_not_enrolled(Ctx *c, const CheckReply *ck, bool cached)
+{
+	CheckReply quiet = *ck;
+	bool retry = false;
+
+	pam_syslog(c->pamh, LOG_NOTICE, "%s is covered but has no enrolled key", c->user);
+	quiet.up = false;
+	quiet.reply = NULL; /* borrowed from CK, which keeps it */
+	return authenticate_once(c, &quiet, cached, false, &retry);
+}
+
 static Outcome do_authenticate(Ctx *c)
 {
 	_cleanup_(check_reply_done) CheckReply ck = {};
@@ -1176,11 +1262,8 @@ static Outcome do_authenticate(Ctx *c)
 	default:
 		return OUTCOME_ERROR;
 	}
-	if (ck.n_credentials == 0) {
-		pam_syslog(c->pamh, LOG_NOTICE, "%s is covered but has no enrolled key", c->user);
-		show_not_enrolled(c);
-		return OUTCOME_REFUSED;
-	}
+	if (ck.n_credentials == 0)
+		return refuse_not_enrolled(c, &ck, false);
 	return daemon_authenticate(c, &ck, false);
 }
 
@@ -1215,12 +1298,8 @@ static Outcome do_account(Ctx *c)
 	case POLICY_REQUIRE_DENY:
 		return check_denied(c, &ck);
 	case POLICY_REQUIRE_KEY:
-		if (ck.n_credentials == 0) {
-			pam_syslog(c->pamh, LOG_NOTICE, "%s is covered but has no enrolled key",
-			        c->user);
-			show_not_enrolled(c);
-			return OUTCOME_REFUSED;
-		}
+		if (ck.n_credentials == 0)
+			return refuse_not_enrolled(c, &ck, true);
 		if (getuid() == 0)
 			return OUTCOME_SUCCESS;
 		pam_syslog(c->pamh, LOG_INFO,

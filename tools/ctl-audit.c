@@ -789,11 +789,17 @@ static int show_one(const AuditEntry *e, const char *file, uint64_t line, void *
 		        {"tty", e->tty}, {"rhost", e->rhost}, {"cred_label", e->cred_label},
 		        {"cred_id", e->cred_id}, {"aaguid", e->aaguid}, {"device", e->device},
 		        {"rule", e->rule}, {"session", e->session}, {"action", e->action},
-		        {"detail", e->detail}};
+		        {"detail", e->detail}, {"actor", e->actor}, {"actor_login", e->actor_login},
+		        {"actor_session", e->actor_session}, {"actor_tty", e->actor_tty},
+		        {"spooled", e->spooled}, {"spool_id", e->spool_id}};
 
 		json_buf_printf(&b, "{\"line\":%" PRIu64 ",\"seq\":%" PRIu64, line, e->seq);
 		if (e->uid >= 0)
 			json_buf_printf(&b, ",\"uid\":%" PRId64, e->uid);
+		if (e->actor_uid >= 0)
+			json_buf_printf(&b, ",\"actor_uid\":%" PRId64, e->actor_uid);
+		if (e->actor_loginuid >= 0)
+			json_buf_printf(&b, ",\"actor_loginuid\":%" PRId64, e->actor_loginuid);
 		for (size_t i = 0; i < ELEMENTSOF(kv); i++) {
 			if (!kv[i].v)
 				continue;

@@ -78,7 +78,8 @@ def _check(self, user, service, tty, rhost, reply_cb=None, error_cb=None):
     c = self.kw_check.get(str(user))
     if c is None:
         c = ('none', 'discouraged', False, dbus.UInt32(0), 'default', '', dbus.UInt32(0))
-    reply_cb(*c)
+    # the id of the login's decision, which Authenticate gets back ("decision" option)
+    reply_cb(*c, 'dec-%s' % user)
 
 
 def _authenticate(self, user, service, tty, rhost, pin_fd, options, reply_cb=None,
@@ -140,7 +141,7 @@ def _unbind_session(self, binding_id):
 # dbusmock wraps module-level methods in loggedmethod, which re-marshals arguments and
 # does not suit a file descriptor; _record() keeps our own call log.
 _MANAGER_METHODS = {
-    'Check': (_check, 'ssss', 'ssbussu', True),
+    'Check': (_check, 'ssss', 'ssbussus', True),
     'Authenticate': (_authenticate, 'ssssha{sv}', 'bsssss', True),
     'Cancel': (_cancel, '', '', False),
     'BindSession': (_bind_session, 'ssusss', 's', False),

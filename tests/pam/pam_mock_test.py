@@ -334,6 +334,11 @@ def case_pin_retry(b):
     check(b.pins() == [b'', PIN.encode()], f'PIN attempts: {b.pins()}')
     check(out.count('prompt-off: Security key PIN for alice: ') == 1, 'PIN not asked once', out)
     check('error:' not in out, 'the pin-required answer was shown as an error', out)
+    # the daemon tells the prompt (first call) from a refusal after asking (second)
+    auth = b.calls('Authenticate')
+    check(len(auth) == 2 and 'pin-asked' not in auth[0][1][5] and
+          re.search(r"'pin-asked'\)?: (dbus\.Boolean\()?True", auth[1][1][5]),
+          f'pin-asked options: {auth}')
 
 
 def bound_session_id(b):
@@ -495,7 +500,16 @@ def case_not_enrolled(b):
     msg = ('error: No security key is enrolled for alice. An administrator can enroll one '
            'with: keywardctl enroll alice')
     check(out.count(msg) == 2, 'the not-enrolled message was not shown', out)
-    check(not b.calls('Authenticate'), 'Authenticate called without credentials')
+    # The refusal is the daemon's to record: Authenticate with the login's decision (it
+    # answers not-enrolled), no PIN asked, no touch cue.
+    auth = b.calls('Authenticate')
+    check(len(auth) == 2, f'the refusals did not reach the daemon: {auth}')
+    check('cached' in auth[0][1][5] and 'cached' not in auth[1][1][5],
+          f'account phase first, then authentication: {auth}')
+    check(all('dec-alice' in a[1][5] for a in auth),
+          f"the login's decision was not passed back: {auth}")
+    check(b.pins() == [b'', b''] and 'prompt-off' not in out and 'Touch your' not in out,
+          'a PIN or a touch was asked of a user without a key', out)
 
 
 def case_lockout(b):
@@ -655,6 +669,55 @@ def case_down_failmode_open(b):
     expect_ok(rc, out, 'failmode=open')
     check('info: keyward: WARNING: the keyward daemon is not running' in out,
           'failmode=open gave no warning', out)
+
+
+def journal_entries(path):
+    '''The entries journal-capture wrote: a list of {FIELD: value}.'''
+    if not os.path.exists(path):
+        return []
+    entries = []
+    for block in open(path, encoding='utf-8').read().split('\n\n'):
+        fields = dict(l.split('=', 1) for l in block.splitlines() if '=' in l)
+        if fields:
+            entries.append(fields)
+    return entries
+
+
+def case_down_journal(b):
+    # keywardd down: the module's own refusals (and failmode=open) reach the journal as
+    # records with KEYWARD_* fields and KEYWARD_DECIDED_BY=pam_keyward.
+    journal = os.path.join(b.tmp, 'journal')
+    env = {'LD_PRELOAD': f'libpam_wrapper.so libnss_wrapper.so {b.args.journal_capture}',
+           'PAM_WRAPPER_DISABLE_DEEPBIND': '1', 'UID_WRAPPER_DISABLE_DEEPBIND': '1',
+           'KEYWARD_TEST_JOURNAL': journal}
+    publish(b)
+    b.start_bus()
+    b.write_service()
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_SERVICE_ERR')], extra_env=env)
+    expect_ok(rc, out, 'daemon down, covered')
+    rc, out, _, _ = b.run('bob', [('auth', 'PAM_IGNORE')], extra_env=env)
+    expect_ok(rc, out, 'daemon down, uncovered')
+    entries = journal_entries(journal)
+    check(len(entries) == 1, f'one record (the refusal; not the uncovered login): {entries}')
+    e = entries[0]
+    want = {'KEYWARD_EVENT': 'auth', 'KEYWARD_RESULT': 'failure',
+            'KEYWARD_REASON': 'daemon-unavailable', 'KEYWARD_USER': 'alice',
+            'KEYWARD_SERVICE': 'keyward-test', 'KEYWARD_DECIDED_BY': 'pam_keyward',
+            'KEYWARD_DAEMON': 'down', 'SYSLOG_FACILITY': '10', 'PRIORITY': '4'}
+    check(all(e.get(k) == v for k, v in want.items()), f'record fields: {e}')
+    check(len(e.get('KEYWARD_POLICY', '')) == 64 and e.get('KEYWARD_RULE_NAME'),
+          f'rule and policy digest: {e}')
+    check(e.get('MESSAGE', '').startswith('keyward auth failure user=alice'), f'MESSAGE: {e}')
+    # failmode=open lets the login through: recorded as a success for that reason
+    os.unlink(journal)
+    b.write_policy(failmode='open')
+    publish(b)
+    rc, out, _, _ = b.run('alice', [('auth', 'PAM_IGNORE')], extra_env=env)
+    expect_ok(rc, out, 'failmode=open')
+    entries = journal_entries(journal)
+    check(len(entries) == 1 and entries[0].get('KEYWARD_RESULT') == 'success' and
+          entries[0].get('KEYWARD_REASON') == 'failmode-open' and
+          entries[0].get('KEYWARD_DECIDED_BY') == 'pam_keyward', f'failmode=open: {entries}')
 
 
 def enrolled_marker(b, user):
@@ -924,6 +987,8 @@ def main():
     ap.add_argument('--driver', required=True)
     ap.add_argument('--template', required=True)
     ap.add_argument('--coverage-write', required=True)
+    ap.add_argument('--journal-capture', required=True,
+                    help='LD_PRELOAD library that writes sd_journal_sendv() entries to a file')
     ap.add_argument('--source-dir', required=True)
     ap.add_argument('--wrapper-modules', default='/usr/lib/x86_64-linux-gnu/pam_wrapper')
     ap.add_argument('--python', default='/usr/bin/python3')

@@ -75,6 +75,9 @@ CASES = {
     "audit-rotate-reload": [],
     "audit-disk-full-deny": [],
     "audit-disk-full-rotate": [],
+    "auth-pin-prompt": ["--pin", PIN],
+    "audit-actor": [],
+    "audit-spool": [],
 }
 
 # cases that run in a private mount namespace with the trail on a small tmpfs
@@ -677,8 +680,9 @@ def case_admin_group(e):
         check(x.get_dbus_name().endswith("InvalidArgs") and "not a valid es256 key" in str(x), str(x))
 
 
-def case_audit_unavailable(e):
-    # the trail's directory is a regular file: nothing can be recorded
+def start_without_trail(e):
+    """keywardd with a trail that cannot be written (its directory is a regular file),
+    root enrolled; returns the refused authentication."""
     blocker = os.path.join(e.tmp, "notadir")
     open(blocker, "w").close()
     e.audit = os.path.join(blocker, "audit.log")
@@ -687,6 +691,12 @@ def case_audit_unavailable(e):
     e.enroll()
     a = e.authenticate()
     check(not a["granted"] and a["reason"] == "audit-unavailable", f"audit_failure = deny: {a}")
+    return a
+
+
+def case_audit_unavailable(e):
+    # the trail's directory is a regular file: nothing can be recorded
+    a = start_without_trail(e)
     check("audit" in a["message"], a["message"])
     check("cannot record" in e.log_text(), "the daemon says why")
     e.stop()
@@ -873,6 +883,123 @@ def case_revoke(e):
     a = e.authenticate()
     check(not a["granted"] and a["reason"] == "not-enrolled", f"after revoke: {a}")
     check(e.audit_find(event="revoke", result="success"), "revoke audited")
+
+
+def case_auth_pin_prompt(e):
+    """The first call of a PIN login goes without the PIN; the daemon's pin-required answer
+    is the module's cue to ask it: a pin-prompt (info), no failure, no lockout count. A
+    pin-required answer to a PIN the user was asked for is a failure."""
+    e.write_policy(rule_extra='user_verification = "required"; lockout = { max_failures = 2; };')
+    e.start()
+    e.enroll(pin=PIN)
+    a = e.authenticate(pin=None)
+    check(not a["granted"] and a["reason"] == "pin-required", f"no PIN given: {a}")
+    a = e.authenticate(pin=PIN, options={"pin-asked": True})
+    check(a["granted"], f"then with the PIN: {a}")
+    for _ in range(3):
+        e.authenticate(pin=None)
+    check(not e.audit_find(event="auth", result="failure"), f"a PIN login left a failure: {e.audit_find(event='auth', result='failure')}")
+    prompts = e.audit_find(event="pin-prompt")
+    check(len(prompts) == 4 and all(p["result"] == "info" and p["reason"] == "pin-required"
+                                    and p["user"] == "root" for p in prompts), f"pin-prompt records: {prompts}")
+    lockfile = os.path.join(e.state, "lockout", "root")
+    check(not os.path.exists(lockfile) or "failure" not in open(lockfile).read(), "pin prompts counted for lockout")
+    check(e.authenticate(pin=PIN, options={"pin-asked": True})["granted"], "not locked out")
+    # the user was asked and typed nothing: that is a refusal
+    a = e.authenticate(pin="", options={"pin-asked": True})
+    check(not a["granted"] and a["reason"] == "pin-required", f"empty PIN: {a}")
+    check(e.audit_find(event="auth", result="failure", reason="pin-required"), "the refusal after asking is a failure")
+
+
+def proc_value(name):
+    """/proc/self/NAME as an int; None when unset (-1 as unsigned)."""
+    try:
+        v = int(open(f"/proc/self/{name}").read().strip())
+    except (OSError, ValueError):
+        return None
+    return None if v == 4294967295 else v
+
+
+def check_actor(rec, what, tty=None):
+    check(rec.get("actor_uid") == 0 and rec.get("actor") == "root", f"{what}: actor {rec}")
+    luid, ses = proc_value("loginuid"), proc_value("sessionid")
+    check(rec.get("actor_loginuid") == luid, f"{what}: actor_loginuid {rec.get('actor_loginuid')} != {luid}")
+    check(rec.get("actor_session") == (str(ses) if ses is not None else None), f"{what}: actor_session {rec}")
+    if tty:
+        check(rec.get("actor_tty") == tty, f"{what}: actor_tty {rec.get('actor_tty')} != {tty}")
+
+
+def case_audit_actor(e):
+    """enrol, revoke, import and reload name who asked: uid, name, login uid, session, tty."""
+    e.write_policy()
+    e.start()
+    e.enroll("--label", "k1")
+    check_actor(e.audit_find(event="enroll", result="success")[-1], "enroll")
+    e.ctl("revoke", "root", "k1")
+    check_actor(e.audit_find(event="revoke", result="success")[-1], "revoke")
+    r = e.ctl("audit", "show", "--json", "--event", "revoke", e.audit)
+    shown = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+    check(shown and shown[-1].get("actor_uid") == 0 and shown[-1].get("actor") == "root",
+          f"audit show --json without the actor: {shown}")
+    e.ctl("revoke", "root", "nope", expect=1)
+    import_authfile(e, pamu2fcfg_authfile(e))
+    recs = e.audit_find(event="import", result="success")
+    check(recs, "import audited")
+    check_actor(recs[-1], "import")
+    # a reload asked from a terminal: the terminal is named
+    text = run_on_pty(["/bin/sh", "-c", "tty; exec busctl --system call " + BUS_NAME + " " + BUS_PATH + " " + IFACE + " Reload"],
+                      "\x00never", "")
+    tty = text.splitlines()[0].strip()
+    check(tty.startswith("/dev/"), f"tty: {text}")
+    recs = e.audit_find(event="policy-load", action="bus")
+    check(recs, f"reload audited: {e.audit_find(event='policy-load')}")
+    log(f"reload record: {recs[-1]}")
+    check_actor(recs[-1], "reload", tty=tty[len("/dev/"):])
+    # a reload by signal has no caller: no actor
+    e.daemon.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not e.audit_find(event="policy-load", action="sighup"):
+        time.sleep(0.05)
+    recs = e.audit_find(event="policy-load", action="sighup")
+    check(recs and "actor_uid" not in recs[-1], f"sighup reload: {recs}")
+
+
+def case_audit_spool(e):
+    """Refused logins while the trail cannot be written go to the spool (0600, in
+    state_dir) and the journal; the trail takes them in once when it is back."""
+    good_audit = e.audit
+    a = start_without_trail(e)
+    a = e.authenticate(service="sshd", rhost="192.0.2.7")
+    check(not a["granted"], f"deny: {a}")
+    spool = os.path.join(e.state, "audit-spool")
+    check(os.path.exists(spool), f"no spool: {os.listdir(e.state)}")
+    st = os.stat(spool)
+    check(st.st_uid == 0 and (st.st_mode & 0o777) == 0o600, f"spool mode {oct(st.st_mode)}")
+    lines = [json.loads(l) for l in open(spool)]
+    check([l["reason"] for l in lines] == ["audit-unavailable", "policy-deny"], f"spooled: {lines}")
+    e.stop()
+    # the trail is back
+    e.audit = good_audit
+    e.write_policy()
+    e.start()
+    taken = [r for r in e.audit_records() if "spooled" in r]
+    check(len(taken) == 2 and {r["reason"] for r in taken} == {"audit-unavailable", "policy-deny"},
+          f"taken in: {taken}")
+    check(all(r["spooled"] == l["time"] and r["spool_id"] == l["spool_id"] for r, l in zip(taken, lines)),
+          f"original times and ids: {taken} {lines}")
+    st_taken = e.audit_find(event="spool-taken")
+    check(len(st_taken) == 1 and st_taken[0]["result"] == "info" and st_taken[0]["detail"] == "records=2 bad=0",
+          f"spool-taken: {st_taken}")
+    check(not os.path.exists(spool) and not os.path.exists(spool + ".taking"), "spool left behind")
+    # never twice: a restart takes nothing more
+    e.stop()
+    e.start()
+    e.authenticate(service="login")
+    check(len([r for r in e.audit_records() if "spooled" in r]) == 2, "taken in twice")
+    check(len(e.audit_find(event="spool-taken")) == 1, "a second spool-taken")
+    e.stop()
+    r = e.ctl("audit", "verify", "--key", os.path.join(e.state, "audit-seal.key"), e.audit, expect=None)
+    check(r.returncode == 0, f"trail with taken-in records verifies: {r.stdout}{r.stderr}")
 
 
 def case_decision_once(e):
