@@ -99,11 +99,11 @@ typedef enum AuditEvent {
 	AUDIT_EVENT_LOCKOUT,
 	AUDIT_EVENT_DAEMON_START,
 	AUDIT_EVENT_DAEMON_STOP,
-	AUDIT_EVENT_SEAL,      /* checkpoint record (written by the library itself) */
-	AUDIT_EVENT_ROTATE,    /* first record of every trail file (file header) */
-	AUDIT_EVENT_TORN_TAIL, /* acknowledges a torn line left by a crash (library) */
-	AUDIT_EVENT_RETENTION, /* rotated files removed; names them (library) */
-	AUDIT_EVENT_SPACE,     /* free space crossed a threshold, or came back (library) */
+	AUDIT_EVENT_SEAL,        /* checkpoint record (written by the library itself) */
+	AUDIT_EVENT_ROTATE,      /* first record of every trail file (file header) */
+	AUDIT_EVENT_TORN_TAIL,   /* acknowledges a torn line left by a crash (library) */
+	AUDIT_EVENT_RETENTION,   /* rotated files removed; names them (library) */
+	AUDIT_EVENT_SPACE,       /* free space crossed a threshold, or came back (library) */
 	AUDIT_EVENT_PIN_PROMPT,  /* the key wants its PIN: the module asks it and retries (info) */
 	AUDIT_EVENT_AUDIT_SINK,  /* a copy (Linux audit) stopped or resumed being sent (info) */
 	AUDIT_EVENT_SPOOL_TAKEN, /* records spooled during a trail outage were taken in (info) */
@@ -142,16 +142,16 @@ typedef struct AuditRecord {
 	const char *tty;
 	const char *rhost;
 	const char *cred_label;
-	const char *cred_id;   /* hex or base64 id as stored */
-	const char *aaguid;    /* canonical UUID text */
-	const char *device;    /* key's sysfs path */
-	const char *rule;      /* matched policy rule "file:line" */
-	const char *rule_name; /* its name ("default" when no rule matched) */
-	const char *policy;    /* sha256 of the policy the decision came from */
-	const char *session;   /* logind session id or "pid:N" for elevations */
-	const char *action;    /* removal action name */
-	const char *detail;    /* free-form extra, e.g. policy digest */
-	uint64_t action_seq;   /* outcome: seq of the removal action's record (0: omitted) */
+	const char *cred_id;     /* hex or base64 id as stored */
+	const char *aaguid;      /* canonical UUID text */
+	const char *device;      /* key's sysfs path */
+	const char *rule;        /* matched policy rule "file:line" */
+	const char *rule_name;   /* its name ("default" when no rule matched) */
+	const char *policy;      /* sha256 of the policy the decision came from */
+	const char *session;     /* logind session id or "pid:N" for elevations */
+	const char *action;      /* removal action name */
+	const char *detail;      /* free-form extra, e.g. policy digest */
+	uint64_t action_seq;     /* outcome: seq of the removal action's record (0: omitted) */
 	const AuditActor *actor; /* who asked (enrol, revoke, import, policy reload); NULL: none */
 	const char *spooled;     /* original time of a record taken in from the spool */
 	const char *spool_id; /* its id in the spool (taken in once); the batch's on spool-taken */

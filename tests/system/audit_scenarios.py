@@ -24,7 +24,8 @@ import time
 import keyward_system as ks
 
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
-ANCHOR_MATCH = ["KEYWARD_EVENT=auth"]  # placeholder until anchors land
+# keywardd's anchor messages (lib/audit.h AUDIT_ANCHOR_MESSAGE_ID)
+ANCHOR_MATCH = ["MESSAGE_ID=5b16eb6313ee4944a6befdc85437dcaf"]
 EXIT_INTACT = 0
 EXIT_NOT_PROVEN = 4
 ROLLBACK_WORDS = re.compile(r"roll(ed)?[ -]?back", re.I)
@@ -164,8 +165,15 @@ def register(st):
         work = tempfile.mkdtemp(prefix="keyward-auditor-")
         c_journal_upload = lambda _col: c.journal("-u", "systemd-journal-upload", "-n", "30")
         try:
-            # The verification key leaves the machine at setup (the compliance team's).
+            # The package started keywardd with a key nobody can prove: start the trail
+            # over with a verification key, as the README says; the key leaves the machine
+            # (the compliance team's).
+            c.sh("systemctl stop keywardd && mkdir -p /var/log/keyward/pre-setup && "
+                 "mv /var/log/keyward/audit.log* /var/lib/keyward/audit-seal.key "
+                 "/var/log/keyward/pre-setup/")
             c.run(["keywardctl", "audit", "setup-keys", "--output", "/root/verification.key"])
+            c.run(["systemctl", "start", "keywardd"])
+            c.wait_daemon()
             vkey = os.path.join(work, "verification.key")
             with open(vkey, "w") as f:
                 f.write(c.run(["cat", "/root/verification.key"]).stdout)
@@ -186,8 +194,6 @@ def register(st):
             covered_su(c, p, 1)
             seal_now(c)
             wait_anchors(col, host, n1 + 1)
-            if os.environ.get("KEYWARD_COLLECTOR_ONLY"):
-                raise st.Failure("KEYWARD_COLLECTOR_ONLY: forwarding works; stopping here")
             # The auditor, before the intruder acts: INTACT with key and anchors.
             good = auditor_copy(c, work, "good")
             r = auditor_verify(c, vkey, col, host, good)

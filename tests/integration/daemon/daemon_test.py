@@ -680,6 +680,14 @@ def case_admin_group(e):
         check(x.get_dbus_name().endswith("InvalidArgs") and "not a valid es256 key" in str(x), str(x))
 
 
+def export_vk(e):
+    """keywardctl audit setup-keys before keywardd first starts (the documented setup):
+    the verification key goes to e.vk, with which verify proves every seal."""
+    e.vk = os.path.join(e.tmp, "verification.key")
+    e.ctl("-c", e.conf, "audit", "setup-keys", "--output", e.vk)
+    return e.vk
+
+
 def start_without_trail(e):
     """keywardd with a trail that cannot be written (its directory is a regular file),
     root enrolled; returns the refused authentication."""
@@ -968,6 +976,8 @@ def case_audit_spool(e):
     """Refused logins while the trail cannot be written go to the spool (0600, in
     state_dir) and the journal; the trail takes them in once when it is back."""
     good_audit = e.audit
+    e.write_policy()
+    export_vk(e)
     a = start_without_trail(e)
     a = e.authenticate(service="sshd", rhost="192.0.2.7")
     check(not a["granted"], f"deny: {a}")
@@ -998,7 +1008,7 @@ def case_audit_spool(e):
     check(len([r for r in e.audit_records() if "spooled" in r]) == 2, "taken in twice")
     check(len(e.audit_find(event="spool-taken")) == 1, "a second spool-taken")
     e.stop()
-    r = e.ctl("audit", "verify", "--key", os.path.join(e.state, "audit-seal.key"), e.audit, expect=None)
+    r = e.ctl("audit", "verify", "--verification-key", e.vk, e.audit, expect=None)
     check(r.returncode == 0, f"trail with taken-in records verifies: {r.stdout}{r.stderr}")
 
 
@@ -1568,7 +1578,7 @@ def trail_find(e, **kw):
 
 
 def verify_trail(e, strict=False):
-    args = ["audit", "verify", "--key", os.path.join(e.state, "audit-seal.key")]
+    args = ["audit", "verify", "--verification-key", e.vk]
     if strict:
         args.append("--strict")
     r = e.ctl(*args, *trail_files(e), expect=None)
@@ -1622,6 +1632,7 @@ def case_audit_rotate_reload(e):
     genesis), files rotate at the new size, keep_files removes the oldest with a retention
     record, and verify passes on what is left. policy explain --audit shows the settings."""
     e.write_policy()
+    export_vk(e)
     e.start()
     reload_n(e, 3)
     check(len(trail_files(e)) == 1, "rotated with the default 64M limit")
@@ -1663,6 +1674,7 @@ def case_audit_disk_full_deny(e):
     mount_small_tmpfs(e, 256 * 1024)
     e.write_policy(settings_extra='audit = { space_left = "50%"; space_left_action = "alert"; '
                                   'admin_space_left = "10%"; disk_full_action = "deny"; };')
+    export_vk(e)
     e.start()
     e.enroll()
     check(e.authenticate()["granted"], "login before the disk fills")
@@ -1708,6 +1720,7 @@ def case_audit_disk_full_rotate(e):
     e.write_policy(settings_extra='audit = { rotate_size = "4K"; keep_files = 0; keep_min_files = 2; '
                                   'space_left = "30%"; space_left_action = "alert"; admin_space_left = "5%"; '
                                   'disk_full_action = "rotate"; };')
+    export_vk(e)
     e.start()
     e.enroll()
     reload_n(e, 60)
