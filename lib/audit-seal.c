@@ -282,8 +282,9 @@ int audit_anchor_format(const AuditAnchor *a, char **ret)
 	else
 		snprintf(epoch, sizeof(epoch), "%" PRIu64, a->epoch);
 	r = asprintf(ret,
-	        ANCHOR_MAGIC " host=%s epoch=%s seq=%" PRIu64 " file_seq=%" PRIu64 " hash=%s",
-	        a->host[0] ? a->host : "-", epoch, a->seq, a->file_seq, a->hash);
+	        ANCHOR_MAGIC " host=%s epoch=%s seq=%" PRIu64 " file_seq=%" PRIu64 " hash=%s%s%s",
+	        a->host[0] ? a->host : "-", epoch, a->seq, a->file_seq, a->hash,
+	        a->key_id[0] ? " key_id=" : "", a->key_id);
 	return r < 0 ? -ENOMEM : 0;
 }
 
@@ -300,8 +301,8 @@ static bool anchor_host_ok(const char *h)
 int audit_anchor_parse(const char *line, AuditAnchor *ret)
 {
 	AuditAnchor a = {};
-	char epoch[24] = {}, hash[AUDIT_HASH_HEX_LEN + 2] = {};
-	int consumed = 0;
+	char epoch[24] = {}, hash[AUDIT_HASH_HEX_LEN + 2] = {}, key_id[18] = {};
+	int consumed = 0, consumed_id = 0;
 	size_t len;
 
 	if (!line || !ret)
@@ -313,9 +314,15 @@ int audit_anchor_parse(const char *line, AuditAnchor *ret)
 	            ANCHOR_MAGIC " host=%64s epoch=%23s seq=%" SCNu64 " file_seq=%" SCNu64
 	                         " hash=%65[0-9a-f]%n",
 	            a.host, epoch, &a.seq, &a.file_seq, hash, &consumed) != 5 ||
-	        (size_t)consumed != len || strlen(hash) != AUDIT_HASH_HEX_LEN || a.seq == 0 ||
-	        !anchor_host_ok(a.host))
+	        strlen(hash) != AUDIT_HASH_HEX_LEN || a.seq == 0 || !anchor_host_ok(a.host))
 		return -EBADMSG;
+	if ((size_t)consumed != len) {
+		/* the optional key id */
+		if (sscanf(line + consumed, " key_id=%17[0-9a-f]%n", key_id, &consumed_id) != 1 ||
+		        (size_t)(consumed + consumed_id) != len || strlen(key_id) != 16)
+			return -EBADMSG;
+		memcpy(a.key_id, key_id, sizeof(a.key_id));
+	}
 	if (streq(epoch, "none"))
 		a.epoch = AUDIT_SEAL_EPOCH_NONE;
 	else if (safe_atou64(epoch, &a.epoch) < 0 || a.epoch == AUDIT_SEAL_EPOCH_NONE)
@@ -326,7 +333,7 @@ int audit_anchor_parse(const char *line, AuditAnchor *ret)
 }
 
 int audit_anchor_from_fields(const char *host, const char *epoch, const char *seq,
-        const char *file_seq, const char *hash, AuditAnchor *ret)
+        const char *file_seq, const char *hash, const char *key_id, AuditAnchor *ret)
 {
 	AuditAnchor a = {};
 
@@ -343,6 +350,14 @@ int audit_anchor_from_fields(const char *host, const char *epoch, const char *se
 		a.epoch = AUDIT_SEAL_EPOCH_NONE;
 	else if (safe_atou64(epoch, &a.epoch) < 0 || a.epoch == AUDIT_SEAL_EPOCH_NONE)
 		return -EBADMSG;
+	if (key_id) {
+		if (strlen(key_id) != 16)
+			return -EBADMSG;
+		for (const char *p = key_id; *p; p++)
+			if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+				return -EBADMSG;
+		strcpy(a.key_id, key_id);
+	}
 	strcpy(a.host, host);
 	memcpy(a.hash, hash, AUDIT_HASH_HEX_LEN + 1);
 	*ret = a;
@@ -367,5 +382,5 @@ int audit_anchor_send(const AuditAnchor *a)
 	        "SYSLOG_IDENTIFIER=keywardd", "KEYWARD_ANCHOR_HOST=%s", a->host,
 	        "KEYWARD_ANCHOR_EPOCH=%s", epoch, "KEYWARD_ANCHOR_SEQ=%" PRIu64, a->seq,
 	        "KEYWARD_ANCHOR_FILE_SEQ=%" PRIu64, a->file_seq, "KEYWARD_ANCHOR_HASH=%s", a->hash,
-	        NULL);
+	        "KEYWARD_ANCHOR_KEY_ID=%s", a->key_id[0] ? a->key_id : "-", NULL);
 }

@@ -729,16 +729,30 @@ static int check_link_and_seal(Verifier *v, const AuditEntry *e, const char *fil
 	return 0;
 }
 
+/* An anchor of another key chain (the same host's trail before setup-keys started it
+ * over, say) proves nothing about this one. The chain is the verification key's (or the
+ * legacy key's) when given, else that of the trail's first seal. */
+static bool anchor_other_chain(const Verifier *v, const AuditAnchor *a)
+{
+	return a->key_id[0] && v->chain_id[0] && !streq(a->key_id, v->chain_id);
+}
+
 /* An anchored seq must be this very seal; epochs after an anchored seal stay above its. */
 static int check_anchors(
         Verifier *v, const AuditEntry *e, const char *file, uint64_t line, const char *hash)
 {
+	if (e->event == AUDIT_EVENT_SEAL && !v->chain_id[0] && e->key_id)
+		snprintf(v->chain_id, sizeof(v->chain_id), "%s", e->key_id);
 	while (v->next_anchor < v->n_anchors) {
 		const AuditAnchor *a = &v->anchors[v->next_anchor];
 
 		if (a->seq > e->seq)
 			break;
 		v->next_anchor++;
+		if (anchor_other_chain(v, a)) {
+			v->res->anchors_other_chain++;
+			continue;
+		}
 		if (a->seq < e->seq) {
 			v->res->anchors_before++; /* before the first file given */
 			continue;
@@ -841,6 +855,8 @@ static int check_entry(Verifier *v, const AuditEntry *e, const char *file, uint6
 		memcpy(v->res->last_seal_hash, hash, sizeof(hash));
 		snprintf(v->res->last_seal_host, sizeof(v->res->last_seal_host), "%s",
 		        strempty(e->host));
+		snprintf(v->res->last_seal_key_id, sizeof(v->res->last_seal_key_id), "%s",
+		        strempty(e->key_id));
 	}
 	return check_anchors(v, e, file, line, hash);
 }
@@ -1036,6 +1052,10 @@ int audit_verify_files(char *const *files, const AuditVerifyOptions *opts, Audit
 		if (r < 0)
 			goto out;
 	}
+	if (v.opts->verification_key)
+		snprintf(v.chain_id, sizeof(v.chain_id), "%s", v.opts->verification_key->key_id);
+	else if (v.opts->key)
+		memcpy(v.chain_id, v.key_id, sizeof(v.chain_id));
 	for (size_t i = 0; i < n && ret->status == AUDIT_VERIFY_INTACT; i++) {
 		ret->files++;
 		r = verify_file(&v, files[i], i == 0, i == n - 1);
@@ -1047,6 +1067,14 @@ int audit_verify_files(char *const *files, const AuditVerifyOptions *opts, Audit
 	}
 	ret->last_seq = v.st.seq;
 	ret->unsealed_tail = v.st.unsealed;
+	/* The last anchor of this chain beyond the end of the trail, if any. */
+	while (v.n_anchors > v.next_anchor && anchor_other_chain(&v, &v.anchors[v.n_anchors - 1])) {
+		ret->anchors_other_chain++;
+		v.n_anchors--;
+	}
+	for (size_t i = v.next_anchor; i + 1 < v.n_anchors; i++)
+		if (anchor_other_chain(&v, &v.anchors[i]))
+			ret->anchors_other_chain++;
 	if (ret->status == AUDIT_VERIFY_INTACT && v.next_anchor < v.n_anchors) {
 		const AuditAnchor *a = &v.anchors[v.n_anchors - 1];
 		fail(&v, AUDIT_VERIFY_TRUNCATED, v.last_file, v.last_line,

@@ -856,6 +856,7 @@ static int seal_done(AuditLog *log)
 		AuditAnchor a = {.epoch = log->epoch, .seq = log->seq, .file_seq = log->file_seq};
 		memcpy(a.hash, log->head, sizeof(a.hash));
 		snprintf(a.host, sizeof(a.host), "%s", log->host);
+		snprintf(a.key_id, sizeof(a.key_id), "%s", log->key_id);
 		r = audit_anchor_send(&a);
 		if (r < 0)
 			sink_failed(log, AUDIT_SINK_JOURNAL, r);

@@ -52,20 +52,23 @@ void audit_seal_key_clear(AuditSealKey *k);
 
 /* Anchors: the head of a seal, published where root on this host cannot take it back
  * (journald forwarded to a collector; `keywardctl audit anchor` output). Text form:
- * "keyward-anchor v1 host=H epoch=E|none seq=N file_seq=F hash=<sha256 of the seal line>".
+ * "keyward-anchor v1 host=H epoch=E|none seq=N file_seq=F hash=<sha256 of the seal line>
+ * key_id=K" (key_id: the seal's key id, which names the key chain; optional when reading).
  * journald: MESSAGE_ID=AUDIT_ANCHOR_MESSAGE_ID with KEYWARD_ANCHOR_HOST, _EPOCH, _SEQ,
- * _FILE_SEQ and _HASH. */
+ * _FILE_SEQ, _HASH and _KEY_ID. An anchor of another key chain (a trail started over with
+ * setup-keys on the same host) says nothing about this one: verify counts and skips it. */
 #define AUDIT_ANCHOR_MESSAGE_ID "5b16eb6313ee4944a6befdc85437dcaf"
 typedef struct AuditAnchor {
 	uint64_t epoch; /* AUDIT_SEAL_EPOCH_NONE: a legacy seal */
 	uint64_t seq, file_seq;
 	char hash[AUDIT_HASH_HEX_LEN + 1];
 	char host[65];
+	char key_id[17]; /* "" : not known (an anchor line without key_id) */
 } AuditAnchor;
 int audit_anchor_format(const AuditAnchor *a, char **ret);
 int audit_anchor_parse(const char *line, AuditAnchor *ret);
 int audit_anchor_from_fields(const char *host, const char *epoch, const char *seq,
-        const char *file_seq, const char *hash, AuditAnchor *ret);
+        const char *file_seq, const char *hash, const char *key_id, AuditAnchor *ret);
 /* Sends the anchor to journald (its own structured message). */
 int audit_anchor_send(const AuditAnchor *a);
 
@@ -349,10 +352,12 @@ typedef struct AuditVerifyResult {
 	uint64_t seals_unproven; /* seals not checked: their key was not given */
 	uint64_t epoch_seals;    /* forward-secure seals among them */
 	uint64_t anchors_matched, anchors_before; /* anchors found / before the first file */
+	uint64_t anchors_other_chain;             /* anchors of another key chain (skipped) */
 	/* The last seal (for `audit anchor`); last_seal_seq 0: none. */
 	uint64_t last_seal_seq, last_seal_epoch, last_seal_file_seq;
 	char last_seal_hash[AUDIT_HASH_HEX_LEN + 1];
 	char last_seal_host[65];
+	char last_seal_key_id[17];
 	uint64_t files;
 	uint64_t first_seq, last_seq;
 	uint64_t first_file_seq;    /* 1: anchored at the genesis file */

@@ -307,7 +307,8 @@ static int anchors_from_journal(
 		goto fail;
 	SD_JOURNAL_FOREACH(j)
 	{
-		_cleanup_free_ char *h = NULL, *ep = NULL, *sq = NULL, *fs = NULL, *hs = NULL;
+		_cleanup_free_ char *h = NULL, *ep = NULL, *sq = NULL, *fs = NULL, *hs = NULL,
+		                    *kid = NULL;
 		AuditAnchor a;
 
 		if (journal_field(j, "KEYWARD_ANCHOR_HOST", &h) < 0 ||
@@ -315,7 +316,12 @@ static int anchors_from_journal(
 		        journal_field(j, "KEYWARD_ANCHOR_SEQ", &sq) < 0 ||
 		        journal_field(j, "KEYWARD_ANCHOR_FILE_SEQ", &fs) < 0 ||
 		        journal_field(j, "KEYWARD_ANCHOR_HASH", &hs) < 0 ||
-		        audit_anchor_from_fields(h, ep, sq, fs, hs, &a) < 0) {
+		        audit_anchor_from_fields(h, ep, sq, fs, hs,
+		                journal_field(j, "KEYWARD_ANCHOR_KEY_ID", &kid) < 0 ||
+		                                streq(kid, "-")
+		                        ? NULL
+		                        : kid,
+		                &a) < 0) {
 			bad++;
 			continue;
 		}
@@ -515,13 +521,19 @@ static int audit_verify_cmd(int argc, char *argv[])
 				       " (crash during a write, acknowledged by torn-tail "
 				       "records)\n",
 				        res.torn_acknowledged);
-			if (n_anchors > 0)
-				printf("anchors:        %" PRIu64 " matched, %" PRIu64
-				       " before the first file (not checked)\n",
-				        res.anchors_matched, res.anchors_before);
-			else
+			if (n_anchors == 0)
 				printf("anchors:        none given: a cut back to a seal or a "
 				       "restored older copy would not show\n");
+			else
+				printf("anchors:        %" PRIu64 " matched, %" PRIu64
+				       " before the first file (not checked)%s\n",
+				        res.anchors_matched, res.anchors_before,
+				        res.anchors_other_chain ? "," : "");
+			if (n_anchors > 0 && res.anchors_other_chain)
+				printf("                %" PRIu64
+				       " of another key chain (a trail started over with "
+				       "setup-keys; not checked)\n",
+				        res.anchors_other_chain);
 			if (note)
 				printf("%s\n", note);
 		}
@@ -727,6 +739,7 @@ static int audit_anchor_cmd(int argc, char *argv[])
 	a.file_seq = res.last_seal_file_seq;
 	memcpy(a.hash, res.last_seal_hash, sizeof(a.hash));
 	snprintf(a.host, sizeof(a.host), "%s", res.last_seal_host);
+	snprintf(a.key_id, sizeof(a.key_id), "%s", res.last_seal_key_id);
 	audit_verify_result_clear(&res);
 	if (audit_anchor_format(&a, &line) < 0)
 		return CTL_EXIT_ERROR;

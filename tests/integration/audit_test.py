@@ -739,7 +739,7 @@ def fss_append(env, log, key, count, every=8, extra=()):
 def anchor_of(env, log):
     p = env.ctl_run(["audit", "anchor", log], check_rc=0)
     line = p.stdout.strip()
-    check(re.fullmatch(r"keyward-anchor v1 host=\S+ epoch=\d+ seq=\d+ file_seq=\d+ hash=[0-9a-f]{64}", line),
+    check(re.fullmatch(r"keyward-anchor v1 host=\S+ epoch=\d+ seq=\d+ file_seq=\d+ hash=[0-9a-f]{64} key_id=[0-9a-f]{16}", line),
           "audit anchor printed: %r" % line)
     return line
 

@@ -1204,6 +1204,35 @@ static void test_anchors(void)
 	audit_verify_result_clear(&res);
 	CHECK(verify_fs(files, &k0, &late, 1, &res) == AUDIT_VERIFY_TRUNCATED);
 	audit_verify_result_clear(&res);
+	{
+		/* Anchors of another key chain (the host's trail before setup-keys started
+		 * it over) say nothing about this one, at a seq inside the trail or beyond
+		 * it; the same anchors with this chain's key id do. */
+		AuditAnchor other[] = {late, early};
+		for (size_t i = 0; i < 2; i++) {
+			snprintf(
+			        other[i].key_id, sizeof(other[i].key_id), "%s", "0123456789abcdef");
+			other[i].hash[0] = other[i].hash[0] == '0' ? '1' : '0';
+		}
+		CHECK(verify_fs(files, &k0, other, 2, &res) == AUDIT_VERIFY_INTACT);
+		CHECK(res.anchors_other_chain == 2 && res.anchors_matched == 0);
+		audit_verify_result_clear(&res);
+		for (size_t i = 0; i < 2; i++)
+			snprintf(other[i].key_id, sizeof(other[i].key_id), "%s", k0.key_id);
+		CHECK(verify_fs(files, &k0, other, 2, &res) != AUDIT_VERIFY_INTACT);
+		audit_verify_result_clear(&res);
+		/* the key id survives the text form; a malformed one is refused */
+		free(line);
+		line = NULL;
+		CHECK(audit_anchor_format(&other[0], &line) == 0);
+		CHECK(audit_anchor_parse(line, &parsed) == 0 && streq(parsed.key_id, k0.key_id));
+		CHECK(audit_anchor_parse(
+		              "keyward-anchor v1 host=h epoch=1 seq=3 file_seq=1 "
+		              "hash="
+		              "0000000000000000000000000000000000000000000000000000000000000000"
+		              " key_id=xyz",
+		              &parsed) < 0);
+	}
 
 	/* ... and continued from there (rollback): the anchored seq is another record. */
 	key_file_at(key, &k0, early.epoch + 1);
