@@ -130,8 +130,10 @@ int audit_spool_append(const char *path, const AuditRecord *rec, uint64_t max_by
 			continue;
 		if (n <= 0) {
 			r = n < 0 ? -errno : -EIO;
-			/* Take a partial line back. */
-			(void)ftruncate(fd, st.st_size);
+			/* Take a partial line back; should that fail too, the intake counts
+			 * the cut-off line as bad and skips it. */
+			int q = ftruncate(fd, st.st_size);
+			(void)q;
 			break;
 		}
 		done += (size_t)n;

@@ -13,6 +13,7 @@ at setup and the collector's journal file.
 """
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -228,3 +229,63 @@ def register(st):
             col.close()
             shutil.rmtree(work, ignore_errors=True)
             col.remove()
+
+    @scenario("audit-refusals", enroll=(("alice", 0),))
+    def audit_refusals(c):
+        """Every refusal reaches the evidence with the real su: carol is covered (group
+        sudo) but has no key; root's `su - carol` is refused with the enrol hint and the
+        trail holds the refusal (not-enrolled, with the rule's name and the policy digest,
+        decided by keywardd for the module). With keywardd stopped (masked), carol's own
+        sudo is refused and is in the journal with the module's structured fields
+        (KEYWARD_DECIDED_BY=pam_keyward), since no trail can take it."""
+        def su_carol(what):
+            r = c.run(["su", "-", "carol", "-c", "echo carol-in"], check=False, timeout=30)
+            out = r.stdout + r.stderr
+            check(r.returncode != 0 and "carol-in" not in out,
+                  f"su to carol without an enrolled key succeeded ({what}): {out}")
+            return out
+
+        n0 = len(c.audit())
+        out = su_carol("keywardd up")
+        check("No security key is enrolled for carol" in out,
+              f"su did not tell why carol was refused: {out!r}")
+        deadline = time.monotonic() + 5
+        while True:
+            recs = [r for r in c.audit()[n0:] if r.get("user") == "carol"
+                    and r.get("result") == "failure"]
+            if recs or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        check(recs and recs[0].get("reason") == "not-enrolled"
+              and recs[0].get("service") in ("su", "su-l"),
+              lambda: "no not-enrolled refusal of su to carol in the trail: "
+                      f"{c.audit()[n0:]}")
+        check(recs[0].get("rule_name") and recs[0].get("policy"),
+              f"the refusal lacks the rule's name or the policy digest: {recs[0]}")
+        # keywardd down: the module decides alone; its refusal goes to the journal.
+        # (root's su to carol is an account phase run by root: with keywardd down the
+        # module lets it through, so carol gets a shell and runs sudo herself.)
+        c.run(["systemctl", "mask", "--now", "keywardd"])
+        p = c.shell("carol", cid="carol-down")
+        p.sendline("sudo -k; sudo id -u; echo sudo-rc=$?")
+        c.answer_password(p, "carol")
+        p.expect(r"sudo-rc=(\d+)", 15, what="carol's sudo with keywardd down")
+        check(not re.search(r"sudo-rc=0", p.transcript()),
+              f"carol's sudo succeeded with keywardd down:\n{p.transcript()}")
+        deadline = time.monotonic() + 5
+        while True:
+            # (no cursor: the record is in carol's user journal file, since sudo runs
+            # with her real uid, and a cursor of the system file does not seek in it)
+            r = c.run(["journalctl", "--no-pager", "-o", "json",
+                       "KEYWARD_DECIDED_BY=pam_keyward", "KEYWARD_USER=carol",
+                       "KEYWARD_SERVICE=sudo"], check=False)
+            ents = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+            if ents or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        check(ents and ents[0].get("KEYWARD_RESULT") == "failure"
+              and ents[0].get("KEYWARD_SERVICE") == "sudo",
+              lambda: "carol's sudo refused with keywardd down is not in the journal with "
+                      f"KEYWARD_DECIDED_BY=pam_keyward: {ents} {r.stderr}\n"
+                      + c.run(["journalctl", "-o", "verbose", "-n", "2", "--no-pager",
+                               "SYSLOG_IDENTIFIER=pam_keyward"], check=False).stdout)
