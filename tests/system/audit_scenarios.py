@@ -169,12 +169,7 @@ def register(st):
             # The package started keywardd with a key nobody can prove: start the trail
             # over with a verification key, as the README says; the key leaves the machine
             # (the compliance team's).
-            c.sh("systemctl stop keywardd && mkdir -p /var/log/keyward/pre-setup && "
-                 "mv /var/log/keyward/audit.log* /var/lib/keyward/audit-seal.key "
-                 "/var/log/keyward/pre-setup/")
-            c.run(["keywardctl", "audit", "setup-keys", "--output", "/root/verification.key"])
-            c.run(["systemctl", "start", "keywardd"])
-            c.wait_daemon()
+            c.start_trail_over("/root/verification.key")
             vkey = os.path.join(work, "verification.key")
             with open(vkey, "w") as f:
                 f.write(c.run(["cat", "/root/verification.key"]).stdout)

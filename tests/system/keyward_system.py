@@ -649,6 +649,18 @@ class System(Container):
         self.cursor_after_setup = self.cursor()
         log(f"keyward set up in {time.monotonic() - t0:.1f} s")
 
+    def start_trail_over(self, vk="/root/verification.key"):
+        """The README's steps after installing: the package started keywardd with a
+        seal key nobody can prove, so stop it, archive the trail and key, export a
+        verification key with setup-keys (to VK, in the container) and start again."""
+        self.sh("systemctl stop keywardd && mkdir -p -m 0700 /var/backups/keyward-pre-setup && "
+                "mv /var/log/keyward/audit.log* /var/lib/keyward/audit-seal.key "
+                "/var/backups/keyward-pre-setup/")
+        self.run(["keywardctl", "audit", "setup-keys", "--output", vk])
+        self.run(["systemctl", "start", "keywardd"])
+        self.wait_daemon()
+        return vk
+
     def write_policy(self, login_removal="lock"):
         self.write("/etc/keyward/keyward.conf", POLICY.format(
             timeout=TIMEOUT_MS, login_removal=LOGIN_REMOVAL[login_removal]))
