@@ -137,7 +137,7 @@ def register(st):
         c.run(["systemctl", "restart", "keywardd"])
         c.wait_daemon()
 
-    def wait_anchors(col, host, n, timeout=20):
+    def wait_anchors(c, col, host, n, timeout=20):
         deadline = time.monotonic() + timeout
         while True:
             got = col.entries(*ANCHOR_MATCH, f"_HOSTNAME={host}")
@@ -147,11 +147,11 @@ def register(st):
                 raise st.Failure(
                     f"the collector holds {len(got)} keyward anchor(s) from {host}, expected "
                     f"at least {n} within {timeout} s; systemd-journal-upload in the "
-                    f"container:\n" + c_journal_upload(col) + "\ncollector log:\n"
+                    f"container:\n" + c.journal("-u", "systemd-journal-upload", "-n", "30")
+                    + "\ncollector log:\n"
                     + col.output())
             time.sleep(0.2)
 
-    c_journal_upload = None  # set per run (needs the container)
 
     @scenario("audit-collector", private_network=False, enroll=(("alice", 0), ("root", 0)))
     def audit_collector(c):
@@ -161,10 +161,8 @@ def register(st):
         seal: the auditor's keywardctl on the host, with the verification key exported at
         setup and the collector's journal, says INTACT before, and detects the rollback
         and the truncation after (exit status and words)."""
-        nonlocal c_journal_upload
         col = Collector()
         work = tempfile.mkdtemp(prefix="keyward-auditor-")
-        c_journal_upload = lambda _col: c.journal("-u", "systemd-journal-upload", "-n", "30")
         try:
             # The package started keywardd with a key nobody can prove: start the trail
             # over with a verification key, as the README says; the key leaves the machine
@@ -183,13 +181,13 @@ def register(st):
             p = c.shell("alice")
             covered_su(c, p, 0)
             seal_now(c)
-            n1 = len(wait_anchors(col, host, 1))
+            n1 = len(wait_anchors(c, col, host, 1))
             # root keeps a copy of the trail, its key and keyward's state
             c.sh("mkdir -p /root/old/log /root/old/lib && "
                  "cp -a /var/log/keyward /root/old/log/ && cp -a /var/lib/keyward /root/old/lib/")
             covered_su(c, p, 1)
             seal_now(c)
-            wait_anchors(col, host, n1 + 1)
+            wait_anchors(c, col, host, n1 + 1)
             # The auditor, before the intruder acts: INTACT with key and anchors.
             good = auditor_copy(c, work, "good")
             r = auditor_verify(c, vkey, col, host, good)
@@ -244,15 +242,9 @@ def register(st):
         out = su_carol("keywardd up")
         check("No security key is enrolled for carol" in out,
               f"su did not tell why carol was refused: {out!r}")
-        deadline = time.monotonic() + 5
-        while True:
-            recs = [r for r in c.audit()[n0:] if r.get("user") == "carol"
-                    and r.get("result") == "failure"]
-            if recs or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        check(recs and recs[0].get("reason") == "not-enrolled"
-              and recs[0].get("service") in ("su", "su-l"),
+        recs = st.expect_audit(c, n0, "the refusal of su to carol", user="carol",
+                               result="failure", reason="not-enrolled")
+        check(recs[0].get("service") in ("su", "su-l"),
               lambda: "no not-enrolled refusal of su to carol in the trail: "
                       f"{c.audit()[n0:]}")
         check(recs[0].get("rule_name") and recs[0].get("policy"),
