@@ -463,7 +463,147 @@ typedef struct AuthOutcome {
 	const Credential *cred;
 	char *cred_id; /* base64 id the key answered with */
 	char *sysfs;
+	char counter_detail[32]; /* "sign-counter=N" when auth_verify() stored it */
 } AuthOutcome;
+
+/* --- the answer, once the record is durable (group commit) ------------------------- */
+
+/* What an Authenticate call answers, held until the audit commit that covers its record
+ * returned: nothing is granted (nor refused) before the trail holds it. */
+typedef struct AuthReply {
+	Manager *m;
+	sd_bus_message *request;
+	bool granted, pin_prompt;
+	char *token; /* granted: taken back if the record fails */
+	char *reason, *message, *label, *device;
+	/* the record again, for the journal and spool if the trail fails it */
+	Decision *decision;
+	AuditEvent event;
+	char *user, *service, *tty, *rhost;
+	uid_t uid;
+} AuthReply;
+
+static void auth_reply_free(AuthReply *p)
+{
+	if (!p)
+		return;
+	sd_bus_message_unref(p->request);
+	free(p->token);
+	free(p->reason);
+	free(p->message);
+	free(p->label);
+	free(p->device);
+	decision_unref(p->decision);
+	free(p->user);
+	free(p->service);
+	free(p->tty);
+	free(p->rhost);
+	free(p);
+}
+
+static void auth_reply_send(AuthReply *p)
+{
+	Manager *m = p->m;
+	int r;
+
+	if (p->granted)
+		m->n_auth_ok++;
+	else if (!p->pin_prompt)
+		m->n_auth_failed++;
+	log_info("Authenticate %s/%s: %s (%s)%s%s", p->user, p->service,
+	        p->granted ? "granted" : "denied", p->reason, p->granted ? "" : ": ",
+	        p->granted ? "" : strempty(p->message));
+	r = sd_bus_reply_method_return(p->request, "bsssss", p->granted, p->reason,
+	        p->granted ? "" : strempty(p->message), p->granted ? strempty(p->token) : "",
+	        p->granted ? strempty(p->label) : "", p->granted ? strempty(p->device) : "");
+	if (r < 0)
+		log_warning_errno(
+		        r, "Cannot reply to %s: %m", strna(sd_bus_message_get_sender(p->request)));
+}
+
+/* The commit of the login's record returned. A failure refuses a grant (audit_failure =
+ * deny), and the refusal goes to the journal and the spool instead of the trail. */
+static void on_auth_record_durable(int error, void *userdata)
+{
+	AuthReply *p = userdata;
+	Manager *m = p->m;
+
+	if (error < 0) {
+		AuditRecord rec = AUDIT_RECORD_INIT;
+
+		if (p->granted && manager_audit_failure_denies(m)) {
+			auth_token_free(manager_token_take(m, p->token));
+			p->granted = false;
+			free(p->reason);
+			free(p->message);
+			p->reason = strdup("audit-unavailable");
+			p->message = strdup("The keyward audit trail cannot be written, so logins "
+			                    "that need it are refused; tell an administrator.");
+		}
+		rec.event = p->event;
+		rec.result = p->granted ? AUDIT_RESULT_SUCCESS : AUDIT_RESULT_FAILURE;
+		rec.reason = p->reason;
+		rec.message = p->message;
+		rec.user = p->user;
+		rec.uid = p->uid;
+		rec.service = p->service;
+		rec.tty = p->tty;
+		rec.rhost = p->rhost;
+		rec.device = p->device;
+		if (p->decision)
+			audit_record_set_decision(&rec, p->decision);
+		manager_audit_outage(m, &rec);
+	}
+	auth_reply_send(p);
+	auth_reply_free(p);
+}
+
+/* Records REC and answers with O's reason and message once it is durable: > 0. 0: not
+ * tried (no *REPLY, or out of memory): the caller records in line and answers. < 0: the
+ * trail did not take it (logged, outage applied): the caller answers. *REPLY is taken. */
+static int auth_reply_defer(
+        Manager *m, AuthReply **reply, const AuditRecord *rec, const AuthOutcome *o)
+{
+	AuthReply *p = TAKE_PTR(*reply);
+	int r;
+
+	if (!p)
+		return 0;
+	p->reason = strdup(o->reason);
+	p->message = strdup(o->message);
+	if (!p->reason || !p->message) {
+		auth_reply_free(p);
+		return 0;
+	}
+	r = manager_audit_async(m, rec, on_auth_record_durable, p);
+	if (r < 0) {
+		auth_reply_free(p);
+		return r;
+	}
+	return 1;
+}
+
+static AuthReply *auth_reply_new(Manager *m, DeviceOp *op, const AuthData *a)
+{
+	AuthReply *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->m = m;
+	p->request = sd_bus_message_ref(op->request);
+	p->decision = a->decision ? decision_ref(a->decision) : NULL;
+	p->event = a->account ? AUDIT_EVENT_ACCOUNT : AUDIT_EVENT_AUTH;
+	p->uid = a->uid;
+	p->user = strdup(strempty(a->user));
+	p->service = strdup(strempty(a->service));
+	p->tty = a->tty ? strdup(a->tty) : NULL;
+	p->rhost = a->rhost ? strdup(a->rhost) : NULL;
+	if (!p->user || !p->service || (a->tty && !p->tty) || (a->rhost && !p->rhost)) {
+		auth_reply_free(p);
+		return NULL;
+	}
+	return p;
+}
 
 /* A `pin-required` answer to a call that did not ask the PIN: the module's cue to ask it. */
 static bool auth_is_pin_prompt(const AuthData *a, const char *reason)
@@ -480,6 +620,7 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 	AuditRecord rec = AUDIT_RECORD_INIT;
 	char aaguid[FIDO_AAGUID_STRING_MAX] = "";
 	const AuthToken *token = NULL;
+	AuthReply *reply = NULL;
 	int r;
 
 	rec.event = a->account ? AUDIT_EVENT_ACCOUNT : AUDIT_EVENT_AUTH;
@@ -496,6 +637,8 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 		rec.aaguid = aaguid;
 	}
 	rec.device = device;
+	if (!op->replied)
+		reply = auth_reply_new(m, op, a);
 
 	if (granted) {
 		AuthToken tmpl = {
@@ -539,8 +682,30 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 		                      ? "Cached elevation allowed: the key of the last "
 		                        "authentication is still plugged in (silent assertion)."
 		                      : "Authenticated with a security key.";
-		rec.detail = a->silent_proof ? "cached-elevation same-key" : NULL;
-		r = manager_audit(m, &rec);
+		rec.detail = a->silent_proof        ? "cached-elevation same-key"
+		             : o->counter_detail[0] ? o->counter_detail
+		                                    : NULL;
+		if (reply) {
+			reply->granted = true;
+			reply->token = strdup(token->token);
+			reply->reason = strdup("ok");
+			reply->label = o->cred ? strdup(o->cred->label) : NULL;
+			reply->device = rec.device ? strdup(rec.device) : NULL;
+			if (!reply->token || !reply->reason || (o->cred && !reply->label) ||
+			        (rec.device && !reply->device))
+				reply = (auth_reply_free(reply), NULL);
+		}
+		/* The answer waits for the commit (on_auth_record_durable()); without a reply
+		 * object (out of memory, or already answered) the record is written in line. */
+		r = reply ? manager_audit_async(m, &rec, on_auth_record_durable, reply)
+		          : manager_audit(m, &rec);
+		if (r >= 0 && reply)
+			return;
+		if (reply) {
+			reply->granted = false;
+			free(reply->token);
+			reply->token = NULL;
+		}
 		if (r < 0 && manager_audit_failure_denies(m)) {
 			AuthToken *t = manager_token_take(m, token->token);
 			auth_token_free(t);
@@ -563,17 +728,30 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 		rec.reason = o->reason;
 		rec.message = "The security key needs its PIN; the PIN is asked and the "
 		              "authentication tried again.";
-		(void)manager_audit(m, &rec);
+		if (reply)
+			reply->pin_prompt = true;
+		r = auth_reply_defer(m, &reply, &rec, o);
+		if (r > 0)
+			return;
+		if (r == 0)
+			(void)manager_audit(m, &rec);
 	} else if (!granted) {
 		rec.result = AUDIT_RESULT_FAILURE;
 		rec.reason = o->reason;
 		rec.message = o->message;
-		if (!streq(o->reason, "audit-unavailable"))
-			(void)manager_audit(m, &rec);
-		else
+		rec.detail = o->counter_detail[0] ? o->counter_detail : NULL;
+		if (!streq(o->reason, "audit-unavailable")) {
+			/* A refusal is answered once it is durable too (or, failed, journaled). */
+			r = auth_reply_defer(m, &reply, &rec, o);
+			if (r > 0)
+				return;
+			if (r == 0)
+				(void)manager_audit(m, &rec);
+		} else
 			/* refused because the trail failed: the journal and the spool have it */
 			manager_audit_outage(m, &rec);
 	}
+	auth_reply_free(reply);
 	if (granted)
 		m->n_auth_ok++;
 	else if (rec.event != AUDIT_EVENT_PIN_PROMPT)
@@ -807,7 +985,18 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 			return false;
 		}
 		if (count > stored || !found) {
-			r = creds_counter_store(state_dir, a->user, cid, count);
+			/* Without its own sync: the login's record carries the value
+			 * (detail sign-counter=N) and is durable before the login is answered;
+			 * manager_counters_recover() takes it from there after a crash.
+			 * A silent proof's record says only that (its detail is fixed), and with
+			 * audit_failure = alert a login goes on without its record: then the
+			 * counter is synced on its own. */
+			bool lazy = !a->silent_proof && m->audit && manager_audit_failure_denies(m);
+
+			r = creds_counter_store_full(state_dir, a->user, cid, count, !lazy);
+			if (!a->silent_proof)
+				snprintf(o->counter_detail, sizeof(o->counter_detail),
+				        AUDIT_SIGN_COUNTER_DETAIL "%u", count);
 			if (r < 0) {
 				o->reason = "error";
 				snprintf(o->message, sizeof(o->message),

@@ -15,6 +15,7 @@
 #include "accounts.h"
 #include "audit-spool.h"
 #include "coverage-publish.h"
+#include "creds.h"
 #include "log.h"
 #include "logind.h"
 #include "util.h"
@@ -188,6 +189,108 @@ static AuditLimits audit_limits_from_policy(const PolicyAuditSettings *a)
 	};
 }
 
+/* Sign counters ride on the trail (docs/audit.md, "Group commit"): before a rotation moves
+ * the live file (the one the recovery at start reads) away, they are made durable. */
+static int audit_before_rotate(void *userdata)
+{
+	Manager *m = userdata;
+
+	return creds_counters_sync(policy_settings(m->policy)->state_dir);
+}
+
+typedef struct CounterRecovery {
+	const char *state_dir;
+	unsigned recovered;
+	int error;
+} CounterRecovery;
+
+static int counter_from_record(const AuditEntry *e, const char *file, uint64_t line, void *userdata)
+{
+	CounterRecovery *c = userdata;
+	const char *p;
+	char *end;
+	unsigned long v;
+	uint32_t stored = 0;
+	bool found = false;
+	int r;
+
+	if ((e->event != AUDIT_EVENT_AUTH && e->event != AUDIT_EVENT_ACCOUNT) || !e->user ||
+	        !e->cred_id || !e->detail)
+		return 0;
+	p = strstr(e->detail, AUDIT_SIGN_COUNTER_DETAIL);
+	if (!p)
+		return 0;
+	errno = 0;
+	v = strtoul(p + strlen(AUDIT_SIGN_COUNTER_DETAIL), &end, 10);
+	if (errno != 0 || end == p + strlen(AUDIT_SIGN_COUNTER_DETAIL) || v > UINT32_MAX)
+		return 0;
+	r = creds_counter_load(c->state_dir, e->user, e->cred_id, &stored, &found);
+	if (r >= 0 && found && stored >= v)
+		return 0;
+	if (r >= 0)
+		r = creds_counter_store(c->state_dir, e->user, e->cred_id, (uint32_t)v);
+	if (r < 0) {
+		c->error = r;
+		return r;
+	}
+	c->recovered++;
+	return 0;
+}
+
+/* A sign counter is written without its own sync: the trail's auth record (detail
+ * "sign-counter=N") is its durable copy. After a crash a counter file may be behind the
+ * trail: take the trail's value, so a replayed lower counter is still refused. Counters
+ * are made durable before a rotation, so the live file is all there is to read. */
+int manager_counters_recover(Manager *m)
+{
+	const char *state_dir = policy_settings(m->policy)->state_dir;
+	CounterRecovery c = {.state_dir = state_dir};
+	char *files[] = {m->audit_path, NULL};
+	int r;
+
+	if (!m->audit_path)
+		return 0;
+	r = audit_read_files(files, counter_from_record, &c, NULL);
+	if (r < 0 && r != -ENOENT)
+		return log_error_errno(c.error < 0 ? c.error : r,
+		        "Cannot recover the sign counters in %s/counters from the audit trail %s: "
+		        "%m. Logins that check them are refused until it works.",
+		        state_dir, m->audit_path);
+	if (c.recovered > 0)
+		log_warning("%u sign counter(s) in %s/counters were behind the audit trail (a "
+		            "crash before they reached the disk); taken from the trail.",
+		        c.recovered, state_dir);
+	return 0;
+}
+
+static void audit_close(Manager *m)
+{
+	m->audit_commit = sd_event_source_disable_unref(m->audit_commit);
+	m->audit = audit_log_free(m->audit);
+}
+
+/* The sync thread finished a commit: the requests it covered are answered now. A failed
+ * sync fails them (their logins are refused) and closes the trail: what the disk holds is
+ * unknown, so the next record reopens it, which checks and chains over the tail. */
+static int on_audit_commit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	Manager *m = userdata;
+	int r;
+
+	/* Said before the refusals it causes go out. */
+	r = audit_log_sync_error(m->audit);
+	if (r < 0)
+		log_error_errno(r,
+		        "audit: the trail %s could not be made durable (%m): the records waiting "
+		        "for it failed, and the logins among them are refused. It is reopened "
+		        "with the next record.",
+		        strna(m->audit_path));
+	r = audit_log_commit_dispatch(m->audit);
+	if (r < 0)
+		audit_close(m);
+	return 0;
+}
+
 static int open_audit(Manager *m)
 {
 	const PolicySettings *s = policy_settings(m->policy);
@@ -195,6 +298,9 @@ static int open_audit(Manager *m)
 	AuditOptions o = {
 	        .path = s->audit_log,
 	        .fsync_each = true,
+	        .group_commit = true,
+	        .before_rotate = audit_before_rotate,
+	        .userdata = m,
 	        .to_syslog = true,
 	        .to_linux_audit = true,
 	        .has_limits = true,
@@ -215,6 +321,13 @@ static int open_audit(Manager *m)
 	if (asprintf(&seal, "%s/audit-seal.key", s->state_dir) < 0)
 		return -ENOMEM;
 	o.seal_key_path = seal;
+	if (m->audit) {
+		/* The trail moves: the counters it holds must not depend on it any more. */
+		r = creds_counters_sync(s->state_dir);
+		if (r < 0)
+			return log_error_errno(
+			        r, "Cannot make the sign counters in %s durable: %m", s->state_dir);
+	}
 	(void)mkdir_parents(s->state_dir, 0700);
 	logdir = strdup(s->audit_log);
 	if (!logdir)
@@ -234,10 +347,21 @@ static int open_audit(Manager *m)
 		log_warning("The audit trail %s ended with a torn record; it was chained over.",
 		        s->audit_log);
 	log_audit_key_state(log, seal);
-	audit_log_free(m->audit);
+	audit_close(m);
 	m->audit = log;
+	r = sd_event_add_io(
+	        m->event, &m->audit_commit, audit_log_commit_fd(log), EPOLLIN, on_audit_commit, m);
+	if (r < 0) {
+		audit_close(m);
+		return log_error_errno(r, "Cannot watch the audit trail's commits: %m");
+	}
 	free(m->audit_path);
 	m->audit_path = strdup(s->audit_log);
+	r = manager_counters_recover(m);
+	if (r < 0) {
+		audit_close(m);
+		return r;
+	}
 	return 0;
 }
 
@@ -325,6 +449,21 @@ int manager_audit(Manager *m, const AuditRecord *rec)
 		}
 	}
 	r = audit_log_append(m->audit, rec);
+	manager_audit_failed(m, rec, r);
+	return r;
+}
+
+/* Logs why REC is not in the trail (R < 0) and keeps it where it can (outage); on success
+ * the trail takes what was spooled. */
+void manager_audit_failed(Manager *m, const AuditRecord *rec, int r)
+{
+	if (r < 0 && m->audit && audit_log_sync_error(m->audit) < 0) {
+		log_error_errno(r,
+		        "audit: the trail %s could not be made durable (%m); it is reopened with "
+		        "the next record.",
+		        strna(m->audit_path));
+		audit_close(m);
+	}
 	if (r < 0) {
 		if (r == -ENOSPC)
 			log_error("audit: cannot record %s (%s) in %s: the file system is full "
@@ -347,6 +486,22 @@ int manager_audit(Manager *m, const AuditRecord *rec)
 		manager_audit_outage(m, rec);
 	} else
 		audit_take_spool(m);
+}
+
+int manager_audit_async(Manager *m, const AuditRecord *rec, AuditCommitFn done, void *userdata)
+{
+	int r;
+
+	if (!m->audit) {
+		r = m->policy ? open_audit(m) : -ENOTCONN;
+		if (r >= 0 && !m->audit)
+			r = -ENOTCONN;
+	}
+	if (m->audit)
+		r = audit_log_append_async(m->audit, rec, done, userdata);
+	/* a failure is logged and kept; a success takes in the spool (nothing to do when it
+	 * is known clean) */
+	manager_audit_failed(m, rec, r);
 	return r;
 }
 
@@ -722,6 +877,8 @@ Manager *manager_free(Manager *m)
 	sd_event_source_unref(m->sighup_source);
 	sd_event_source_unref(m->sigterm_source);
 	sd_event_source_unref(m->sigint_source);
+	if (m->audit)
+		(void)audit_log_flush(m->audit); /* answers what waits for it, bus still open */
 	if (m->udev)
 		udev_unref(m->udev);
 	sd_bus_slot_unref(m->vtable_slot);
@@ -729,7 +886,7 @@ Manager *manager_free(Manager *m)
 		sd_bus_flush_close_unref(m->bus);
 	sd_event_unref(m->event);
 	policy_free(m->policy);
-	audit_log_free(m->audit);
+	audit_close(m);
 	free(m->audit_path);
 	free(m->config_path);
 	free(m->policy_rejected);

@@ -81,6 +81,7 @@ struct Manager {
 	AuditLog
 	        *audit; /* NULL when the trail could not be opened (policy audit_failure applies) */
 	char *audit_path; /* path the trail was opened at (reopened when the policy moves it) */
+	sd_event_source *audit_commit; /* the trail's group commits (audit_log_commit_fd) */
 	bool spool_clean; /* the outage spool was found empty (set false when a record goes there)
 	                   */
 
@@ -146,6 +147,15 @@ int manager_reload_by(Manager *m, const char *trigger, const AuditActor *actor);
 /* Appends an audit record; applies nothing (callers decide with policy audit_failure).
  * Returns 0 or -errno (also when no trail is open). Never fails silently: logs. */
 int manager_audit(Manager *m, const AuditRecord *rec);
+/* Group commit: appends REC and calls DONE(0) on the event loop once it is durable, or
+ * DONE(-errno) when the sync failed (the record's outcome must then fail closed). A
+ * return < 0: not taken (logged, outage applied), DONE never called. */
+int manager_audit_async(Manager *m, const AuditRecord *rec, AuditCommitFn done, void *userdata);
+/* What manager_audit() does when the trail failed REC with R (< 0): log, close a trail
+ * whose sync failed, journal and spool a refusal. R >= 0: takes in the spool. */
+void manager_audit_failed(Manager *m, const AuditRecord *rec, int r);
+/* Sign counters behind the trail after a crash are taken from it (at every open). */
+int manager_counters_recover(Manager *m);
 /* The record of a call a non-root caller made for itself and that was answered without
  * a key (not covered, locked out, refused by the policy, an expired decision): root's
  * (the PAM applications') calls are recorded one by one; a non-root uid's are, up to

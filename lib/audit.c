@@ -5,12 +5,14 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/eventfd.h>
 #include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <syslog.h>
@@ -30,6 +32,32 @@
 #define ZERO_HASH           "0000000000000000000000000000000000000000000000000000000000000000"
 #define SEAL_MAC_SUFFIX_LEN (8 + AUDIT_HASH_HEX_LEN + 2) /* ,"mac":"<64 hex>"} */
 #define TAIL_WINDOW         (4 * AUDIT_LINE_MAX)
+#define SINK_QUEUE_MAX      4096u /* copies waiting for the sync thread (group commit) */
+
+/* A record durable before its callback runs (group commit; owned by the event loop). */
+typedef struct CommitWaiter {
+	struct CommitWaiter *next;
+	uint64_t seq;
+	AuditCommitFn done;
+	void *userdata;
+} CommitWaiter;
+
+/* A copy for journald or Linux audit, or a seal's anchor, sent by the sync thread once
+ * record SEQ is durable (in trail order). */
+typedef enum SinkKind { SINK_ITEM_JOURNAL, SINK_ITEM_LINUX_AUDIT, SINK_ITEM_ANCHOR } SinkKind;
+typedef struct SinkItem {
+	struct SinkItem *next;
+	uint64_t seq;
+	SinkKind kind;
+	char **strs; /* journal: fields, MESSAGE first */
+	size_t n;
+	char *msg;
+	int prio;
+	AuditEvent event; /* linux audit */
+	AuditResult result;
+	char *message, *terminal;
+	AuditAnchor anchor;
+} SinkItem;
 
 struct AuditLog {
 	char *path;
@@ -66,6 +94,39 @@ struct AuditLog {
 	        const AuditRecord *rec, const char *message, const char *terminal, void *userdata);
 	bool linux_audit_down; /* an audit-sink record says so; the next success says "back" */
 	JsonBuf buf;
+
+	/* Group commit. The event loop writes lines and queues waiters; the sync thread makes
+	 * them durable. Fields under `lock` are shared; the rest belong to the loop. */
+	bool group;
+	int (*sync_fn)(int fd, void *userdata);
+	int (*before_rotate)(void *userdata);
+	CommitWaiter *waiters, *waiters_tail;
+	size_t n_waiting;
+	bool sink_overflow;     /* an audit-sink "overflow" record is out, no "recovered" yet */
+	uint64_t dropped_noted; /* sinks_dropped at the end of the last overflow */
+	int commit_fd;          /* eventfd: the thread says a commit (or a sink state) changed */
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t work, done;
+	uint64_t requested, synced; /* under lock: seq wanted durable / made durable */
+	int sync_error;             /* under lock: sticky; the trail is broken */
+	bool stopping;              /* under lock */
+	bool seal_pending;          /* under lock: key file to write once seal_seq is durable */
+	uint64_t seal_seq;
+	AuditSealKey seal_key;
+	pthread_t key_thread; /* writes the key file after its seal is durable */
+	bool key_thread_started;
+	pthread_cond_t key_work;
+	bool key_ready; /* under lock: key_next waits to be written */
+	AuditSealKey key_next;
+	SinkItem *sinks, *sinks_tail; /* under lock */
+	size_t n_sinks;
+	uint64_t sinks_dropped;   /* under lock */
+	int thread_journal_error; /* under lock: first journald failure in the thread */
+	int thread_la_error;      /* under lock: last Linux audit failure */
+	bool thread_la_down;      /* under lock: Linux audit copies fail now */
+	bool thread_la_changed;   /* under lock: thread_la_down moved since the loop looked */
 };
 
 static const char *const audit_event_table[_AUDIT_EVENT_MAX] = {
@@ -369,6 +430,8 @@ static int journal_sendv(char **strs, size_t n, bool no_journal, const char *msg
 	return r;
 }
 
+static int sink_push(AuditLog *log, SinkItem *it);
+
 static void send_journal(AuditLog *log, const AuditRecord *rec, uint64_t seq, const char *hash)
 {
 	char *strs[JOURNAL_FIELDS_MAX] = {};
@@ -384,6 +447,25 @@ static void send_journal(AuditLog *log, const AuditRecord *rec, uint64_t seq, co
 	        asprintf(&strs[n++], "KEYWARD_SEQ=%" PRIu64, seq) < 0 ||
 	        asprintf(&strs[n++], "KEYWARD_HASH=%s", hash) < 0) {
 		strs[--n] = NULL;
+		goto out;
+	}
+	if (log->group) {
+		/* The sync thread sends it once the record is durable. */
+		SinkItem *it = calloc(1, sizeof(*it));
+		if (it)
+			it->strs = calloc(n, sizeof(char *));
+		if (!it || !it->strs) {
+			free(it);
+			goto out;
+		}
+		it->kind = SINK_ITEM_JOURNAL;
+		it->seq = seq;
+		it->n = n;
+		it->prio = prio;
+		it->msg = TAKE_PTR(msg);
+		memcpy(it->strs, strs, n * sizeof(char *));
+		memset(strs, 0, sizeof(strs));
+		(void)sink_push(log, it);
 		goto out;
 	}
 	r = journal_sendv(strs, n, log->no_journal, msg, prio);
@@ -573,7 +655,7 @@ static int linux_audit_type(AuditEvent e)
  * to libaudit (the kernel drops the message and says nothing): asked while the sink is
  * down, so that its return is noticed. */
 static int linux_audit_send_libaudit(
-        AuditLog *log, const AuditRecord *rec, const char *message, const char *terminal)
+        AuditLog *log, const AuditRecord *rec, const char *message, const char *terminal, bool down)
 {
 	int r;
 
@@ -582,7 +664,7 @@ static int linux_audit_send_libaudit(
 		if (log->audit_fd < 0)
 			return errno ? -errno : -EIO;
 	}
-	if (log->linux_audit_down) {
+	if (down) {
 		errno = 0;
 		r = audit_is_enabled(log->audit_fd);
 		if (r == 0)
@@ -818,13 +900,31 @@ static void linux_audit_forward(AuditLog *log, const AuditRecord *rec)
 
 	if (linux_audit_skips(rec->event))
 		return;
+#if !HAVE_LIBAUDIT
+	if (!log->linux_audit_send)
+		return; /* not built in: reported once at open */
+#endif
 	r = audit_linux_message(rec, &message, &terminal);
+	if (r >= 0 && log->group) {
+		SinkItem *it = calloc(1, sizeof(*it));
+		if (!it)
+			return;
+		it->kind = SINK_ITEM_LINUX_AUDIT;
+		it->seq = log->seq;
+		it->event = rec->event;
+		it->result = rec->result;
+		it->message = TAKE_PTR(message);
+		it->terminal = TAKE_PTR(terminal);
+		(void)sink_push(log, it);
+		return;
+	}
 	if (r >= 0) {
 		if (log->linux_audit_send)
 			r = log->linux_audit_send(rec, message, terminal, log->userdata);
 		else
 #if HAVE_LIBAUDIT
-			r = linux_audit_send_libaudit(log, rec, message, terminal);
+			r = linux_audit_send_libaudit(
+			        log, rec, message, terminal, log->linux_audit_down);
 #else
 			return; /* not built in: reported once at open */
 #endif
@@ -844,23 +944,36 @@ static void linux_audit_forward(AuditLog *log, const AuditRecord *rec)
 /* After a seal is in the trail: make it durable, publish its anchor, and evolve the
  * key (k_e erased in memory and in the file) so that nobody who takes the machine later
  * can make another seal of this epoch. A crash before the key file is replaced leaves
- * the file at k_e: audit_log_open() sees the trail's last seal at that epoch and moves on. */
+ * the file at k_e: audit_log_open() sees the trail's last seal at that epoch and moves on.
+ * Group commit: the anchor goes out and the key file is replaced by the sync threads once
+ * the seal is durable; the key evolves in memory now (k_e is never used again). */
 static int seal_done(AuditLog *log)
 {
 	AuditSealKey k = {};
 	int r = 0;
 
-	if (!log->fsync_each && log->epoch != AUDIT_SEAL_EPOCH_NONE && fdatasync(log->fd) < 0)
+	if (!log->group && !log->fsync_each && log->epoch != AUDIT_SEAL_EPOCH_NONE &&
+	        fdatasync(log->fd) < 0)
 		return -errno; /* the key must not move past a seal that is not on disk */
 	if (log->to_syslog && !log->no_journal) {
 		AuditAnchor a = {.epoch = log->epoch, .seq = log->seq, .file_seq = log->file_seq};
 		memcpy(a.hash, log->head, sizeof(a.hash));
 		snprintf(a.host, sizeof(a.host), "%s", log->host);
 		snprintf(a.key_id, sizeof(a.key_id), "%s", log->key_id);
-		r = audit_anchor_send(&a);
-		if (r < 0)
-			sink_failed(log, AUDIT_SINK_JOURNAL, r);
-		r = 0;
+		if (log->group) {
+			SinkItem *it = calloc(1, sizeof(*it));
+			if (it) {
+				it->kind = SINK_ITEM_ANCHOR;
+				it->seq = log->seq;
+				it->anchor = a;
+				(void)sink_push(log, it);
+			}
+		} else {
+			r = audit_anchor_send(&a);
+			if (r < 0)
+				sink_failed(log, AUDIT_SINK_JOURNAL, r);
+			r = 0;
+		}
 	}
 	if (log->epoch == AUDIT_SEAL_EPOCH_NONE)
 		return 0;
@@ -873,7 +986,15 @@ static int seal_done(AuditLog *log)
 		/* In memory first: even if the file cannot be replaced, k_e is never used again. */
 		memcpy(log->key, k.key, sizeof(k.key));
 		log->epoch = k.epoch;
-		r = audit_seal_key_write(log->seal_key_path, &k);
+		if (log->group) {
+			pthread_mutex_lock(&log->lock);
+			audit_seal_key_clear(&log->seal_key);
+			log->seal_key = k;
+			log->seal_seq = log->seq;
+			log->seal_pending = true;
+			pthread_mutex_unlock(&log->lock);
+		} else
+			r = audit_seal_key_write(log->seal_key_path, &k);
 	}
 	audit_seal_key_clear(&k);
 	return r;
@@ -903,9 +1024,15 @@ static int seal_with_detail(AuditLog *log, const char *reason, bool force, const
 	return r < 0 ? r : q;
 }
 
+static void commit_request(AuditLog *log);
+
 int audit_log_seal(AuditLog *log, const char *reason, bool force)
 {
-	return seal_with_detail(log, reason, force, NULL);
+	int r = seal_with_detail(log, reason, force, NULL);
+
+	if (log)
+		commit_request(log); /* group commit: the seal and its key update go out */
+	return r;
 }
 
 static int write_header(AuditLog *log, const char *reason, const char *prev_file)
@@ -1212,6 +1339,16 @@ static int rotate(AuditLog *log)
 	r = audit_log_seal(log, "rotate", true);
 	if (r < 0)
 		return r;
+	/* Group commit: the file that goes away is durable and the sync thread is idle (it
+	 * does not touch the descriptor swapped below). */
+	r = audit_log_flush(log);
+	if (r < 0)
+		return r;
+	if (log->before_rotate) {
+		r = log->before_rotate(log->userdata);
+		if (r < 0)
+			return r;
+	}
 	if (asprintf(&rotated, "%s.%06" PRIu64, log->path, log->file_seq) < 0)
 		return -ENOMEM;
 	if (renameat2(AT_FDCWD, log->path, AT_FDCWD, rotated, RENAME_NOREPLACE) < 0)
@@ -1224,8 +1361,10 @@ static int rotate(AuditLog *log)
 	fd = open_trail_fd(log->path, true, &st);
 	if (fd < 0)
 		return fd;
+	pthread_mutex_lock(&log->lock);
 	close(log->fd);
 	log->fd = fd;
+	pthread_mutex_unlock(&log->lock);
 	log->size = 0;
 	log->file_seq++;
 	log->broken = false;
@@ -1266,7 +1405,7 @@ static int append_checked(AuditLog *log, const AuditRecord *rec)
 	return 0;
 }
 
-int audit_log_append(AuditLog *log, const AuditRecord *rec)
+static int audit_log_append_nowait(AuditLog *log, const AuditRecord *rec)
 {
 	uint64_t seq_before;
 	int r;
@@ -1304,6 +1443,18 @@ int audit_log_append(AuditLog *log, const AuditRecord *rec)
 	return 0;
 }
 
+int audit_log_append(AuditLog *log, const AuditRecord *rec)
+{
+	int r;
+
+	r = audit_log_append_nowait(log, rec);
+	if (r < 0)
+		return r;
+	/* Group commit: joins the sync under way (blocks; the daemon's logins use
+	 * audit_log_append_async() instead). */
+	return audit_log_flush(log);
+}
+
 int audit_log_set_limits(AuditLog *log, const AuditLimits *limits)
 {
 	if (!log || !limits)
@@ -1329,11 +1480,10 @@ int audit_log_maintain(AuditLog *log)
 	if (r < 0)
 		return r;
 	r = space_check(log);
-	if (r < 0)
-		return r;
-	if (log->unsealed >= log->seal_every)
-		return audit_log_seal(log, "interval", false);
-	return 0;
+	if (r >= 0 && log->unsealed >= log->seal_every)
+		r = audit_log_seal(log, "interval", false);
+	commit_request(log); /* records written here are made durable too */
+	return r;
 }
 
 int audit_log_space_level(const AuditLog *log)
@@ -1359,6 +1509,458 @@ bool audit_log_key_exported(const AuditLog *log)
 uint64_t audit_log_key_recovered_from(const AuditLog *log)
 {
 	return log ? log->key_recovered_from : AUDIT_SEAL_EPOCH_NONE;
+}
+
+/* ---- group commit: the sync thread ---- */
+
+static void sink_item_free(SinkItem *it)
+{
+	if (!it)
+		return;
+	for (size_t i = 0; i < it->n; i++)
+		free(it->strs[i]);
+	free(it->strs);
+	free(it->msg);
+	free(it->message);
+	free(it->terminal);
+	free(it);
+}
+
+static void commit_kick(AuditLog *log)
+{
+	uint64_t one = 1;
+
+	while (write(log->commit_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+/* Queues a copy for the sync thread; a full queue drops it (counted: the loop writes an
+ * audit-sink record about it in audit_log_commit_dispatch()). Takes IT in any case. */
+static int sink_push(AuditLog *log, SinkItem *it)
+{
+	bool full;
+
+	pthread_mutex_lock(&log->lock);
+	full = log->n_sinks >= SINK_QUEUE_MAX;
+	if (full)
+		log->sinks_dropped++;
+	else {
+		if (log->sinks_tail)
+			log->sinks_tail->next = it;
+		else
+			log->sinks = it;
+		log->sinks_tail = it;
+		log->n_sinks++;
+		pthread_cond_signal(&log->work);
+	}
+	pthread_mutex_unlock(&log->lock);
+	if (full) {
+		sink_item_free(it);
+		return -ENOBUFS;
+	}
+	return 0;
+}
+
+/* In the sync thread, without the lock: one copy. */
+static void sink_send(
+        AuditLog *log, const SinkItem *it, bool la_down, int *ret_journal_error, int *ret_la_result)
+{
+	int r;
+
+	switch (it->kind) {
+	case SINK_ITEM_JOURNAL:
+		r = journal_sendv(it->strs, it->n, log->no_journal, it->msg, it->prio);
+		if (r < 0 && *ret_journal_error == 0)
+			*ret_journal_error = r;
+		break;
+	case SINK_ITEM_ANCHOR:
+		r = audit_anchor_send(&it->anchor);
+		if (r < 0 && *ret_journal_error == 0)
+			*ret_journal_error = r;
+		break;
+	case SINK_ITEM_LINUX_AUDIT: {
+		AuditRecord rec = AUDIT_RECORD_INIT;
+
+		rec.event = it->event;
+		rec.result = it->result;
+		if (log->linux_audit_send)
+			r = log->linux_audit_send(&rec, it->message, it->terminal, log->userdata);
+		else
+#if HAVE_LIBAUDIT
+			r = linux_audit_send_libaudit(
+			        log, &rec, it->message, it->terminal, la_down);
+#else
+			r = -ENOTSUP;
+#endif
+		*ret_la_result = r < 0 ? r : 1;
+		break;
+	}
+	}
+}
+
+static void *commit_thread(void *p)
+{
+	AuditLog *log = p;
+
+	pthread_mutex_lock(&log->lock);
+	for (;;) {
+		bool need_sync = !log->sync_error && log->requested > log->synced;
+		bool have_sinks = log->sinks && log->sinks->seq <= log->synced;
+
+		if (!need_sync && !have_sinks) {
+			if (log->stopping)
+				break;
+			pthread_cond_wait(&log->work, &log->lock);
+			continue;
+		}
+		if (need_sync) {
+			uint64_t target = log->requested;
+			int fd = log->fd, r;
+			AuditSealKey k = {};
+			bool key = log->seal_pending && log->seal_seq <= target;
+
+			if (key) {
+				k = log->seal_key;
+				audit_seal_key_clear(&log->seal_key);
+				log->seal_pending = false;
+			}
+			pthread_mutex_unlock(&log->lock);
+			/* Everything up to TARGET was written before it was requested. */
+			if (log->sync_fn)
+				r = log->sync_fn(fd, log->userdata);
+			else
+				r = fdatasync(fd) < 0 ? -errno : 0;
+			pthread_mutex_lock(&log->lock);
+			if (r < 0)
+				log->sync_error = r;
+			else
+				log->synced = target;
+			pthread_cond_broadcast(&log->done);
+			commit_kick(log);
+			/* The seal is on disk: only now may the key file move past it. The key
+			 * thread writes it while the next batch is synced (the newest key wins). */
+			if (r >= 0 && key) {
+				audit_seal_key_clear(&log->key_next);
+				log->key_next = k;
+				log->key_ready = true;
+				pthread_cond_signal(&log->key_work);
+			}
+			audit_seal_key_clear(&k);
+			continue;
+		}
+		/* Copies of durable records, in trail order. */
+		{
+			SinkItem *batch = NULL, **tail = &batch;
+			bool la_down = log->thread_la_down;
+			int journal_error = 0, la_result = 0;
+
+			while (log->sinks && log->sinks->seq <= log->synced) {
+				SinkItem *it = log->sinks;
+				log->sinks = it->next;
+				log->n_sinks--;
+				it->next = NULL;
+				*tail = it;
+				tail = &it->next;
+			}
+			if (!log->sinks)
+				log->sinks_tail = NULL;
+			pthread_mutex_unlock(&log->lock);
+			while (batch) {
+				SinkItem *it = batch;
+				int la = 0;
+
+				batch = it->next;
+				sink_send(log, it, la_down, &journal_error, &la);
+				if (la != 0) {
+					la_result = la;
+					la_down = la < 0;
+				}
+				sink_item_free(it);
+			}
+			pthread_mutex_lock(&log->lock);
+			if (journal_error < 0 && log->thread_journal_error == 0)
+				log->thread_journal_error = journal_error;
+			if (la_result != 0 && la_down != log->thread_la_down) {
+				log->thread_la_down = la_down;
+				log->thread_la_changed = true;
+			}
+			if (la_result < 0)
+				log->thread_la_error = la_result;
+			commit_kick(log);
+		}
+	}
+	pthread_mutex_unlock(&log->lock);
+	return NULL;
+}
+
+/* Replaces the key file with each key the sync thread hands over. A failure breaks the
+ * trail (the key in memory is ahead of the file: the reopen catches up). */
+static void *key_thread(void *p)
+{
+	AuditLog *log = p;
+
+	pthread_mutex_lock(&log->lock);
+	for (;;) {
+		AuditSealKey k;
+		int r;
+
+		if (!log->key_ready) {
+			if (log->stopping)
+				break;
+			pthread_cond_wait(&log->key_work, &log->lock);
+			continue;
+		}
+		k = log->key_next;
+		audit_seal_key_clear(&log->key_next);
+		log->key_ready = false;
+		pthread_mutex_unlock(&log->lock);
+		r = audit_seal_key_write(log->seal_key_path, &k);
+		audit_seal_key_clear(&k);
+		pthread_mutex_lock(&log->lock);
+		if (r < 0 && log->sync_error == 0) {
+			log->sync_error = r;
+			pthread_cond_broadcast(&log->done);
+			commit_kick(log);
+		}
+	}
+	pthread_mutex_unlock(&log->lock);
+	return NULL;
+}
+
+static void commit_request(AuditLog *log)
+{
+	if (!log->group)
+		return;
+	pthread_mutex_lock(&log->lock);
+	if (log->seq > log->requested) {
+		log->requested = log->seq;
+		pthread_cond_signal(&log->work);
+	}
+	pthread_mutex_unlock(&log->lock);
+}
+
+static int commit_start(AuditLog *log)
+{
+	int r;
+
+	log->commit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (log->commit_fd < 0)
+		return -errno;
+	log->requested = log->synced = log->seq; /* open made everything durable */
+	r = -pthread_create(&log->key_thread, NULL, key_thread, log);
+	if (r < 0)
+		return r;
+	log->key_thread_started = true;
+	r = -pthread_create(&log->thread, NULL, commit_thread, log);
+	if (r < 0)
+		return r;
+	log->thread_started = true;
+	log->group = true;
+	return 0;
+}
+
+static void commit_stop(AuditLog *log)
+{
+	if (log->thread_started) {
+		pthread_mutex_lock(&log->lock);
+		log->stopping = true;
+		pthread_cond_signal(&log->work);
+		pthread_mutex_unlock(&log->lock);
+		(void)pthread_join(log->thread, NULL);
+		log->thread_started = false;
+	}
+	if (log->key_thread_started) {
+		/* after the sync thread: it may hand over one more key */
+		pthread_mutex_lock(&log->lock);
+		log->stopping = true;
+		pthread_cond_signal(&log->key_work);
+		pthread_mutex_unlock(&log->lock);
+		(void)pthread_join(log->key_thread, NULL);
+		log->key_thread_started = false;
+	}
+	audit_seal_key_clear(&log->key_next);
+	while (log->sinks) {
+		SinkItem *it = log->sinks;
+		log->sinks = it->next;
+		sink_item_free(it);
+	}
+	log->sinks_tail = NULL;
+	log->n_sinks = 0;
+	audit_seal_key_clear(&log->seal_key);
+	if (log->commit_fd >= 0)
+		close(log->commit_fd);
+	log->commit_fd = -EBADF;
+}
+
+int audit_log_sync_error(const AuditLog *log)
+{
+	int r;
+
+	if (!log || !log->group)
+		return 0;
+	pthread_mutex_lock((pthread_mutex_t *)&log->lock);
+	r = log->sync_error;
+	pthread_mutex_unlock((pthread_mutex_t *)&log->lock);
+	return r;
+}
+
+int audit_log_commit_fd(const AuditLog *log)
+{
+	return log && log->group ? log->commit_fd : -EBADF;
+}
+
+size_t audit_log_commit_waiting(const AuditLog *log)
+{
+	return log ? log->n_waiting : 0;
+}
+
+uint64_t audit_log_sink_dropped(const AuditLog *log)
+{
+	uint64_t n;
+
+	if (!log || !log->group)
+		return 0;
+	pthread_mutex_lock((pthread_mutex_t *)&log->lock);
+	n = log->sinks_dropped;
+	pthread_mutex_unlock((pthread_mutex_t *)&log->lock);
+	return n;
+}
+
+/* An overflow of the sink queue (or its end) as one audit-sink record: copies may be
+ * dropped when journald or the audit daemon cannot keep up, never silently. */
+static void sink_overflow_note(AuditLog *log, uint64_t dropped)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	Extra x = {};
+	char detail[128];
+
+	rec.event = AUDIT_EVENT_AUDIT_SINK;
+	rec.result = AUDIT_RESULT_INFO;
+	if (!log->sink_overflow) {
+		rec.reason = "overflow";
+		snprintf(detail, sizeof(detail),
+		        "journal,linux-audit: queue full (%u copies waiting)", SINK_QUEUE_MAX);
+		rec.message = "Copies for journald and Linux audit are dropped: they do not keep "
+		              "up. The trail keeps every record. Another audit-sink record says "
+		              "how many were dropped when they keep up again.";
+		log->sink_overflow = true;
+	} else {
+		rec.reason = "recovered";
+		snprintf(detail, sizeof(detail), "journal,linux-audit: %" PRIu64 " copies dropped",
+		        dropped - log->dropped_noted);
+		rec.message = "Copies reach journald and Linux audit again.";
+		log->sink_overflow = false;
+		log->dropped_noted = dropped;
+	}
+	rec.detail = detail;
+	(void)append_internal(log, &rec, &x);
+}
+
+int audit_log_commit_dispatch(AuditLog *log)
+{
+	uint64_t synced, dropped, counter;
+	int error, journal_error, la_error;
+	bool la_changed, la_down;
+	size_t n_sinks;
+
+	if (!log || !log->group)
+		return 0;
+	while (read(log->commit_fd, &counter, sizeof(counter)) < 0 && errno == EINTR)
+		;
+	pthread_mutex_lock(&log->lock);
+	synced = log->synced;
+	error = log->sync_error;
+	journal_error = log->thread_journal_error;
+	la_changed = log->thread_la_changed;
+	la_down = log->thread_la_down;
+	la_error = log->thread_la_error;
+	log->thread_la_changed = false;
+	dropped = log->sinks_dropped;
+	n_sinks = log->n_sinks;
+	pthread_mutex_unlock(&log->lock);
+
+	if (error < 0)
+		log->broken = true; /* what the disk holds is unknown: refuse until reopened */
+	while (log->waiters && (log->waiters->seq <= synced || error < 0)) {
+		CommitWaiter *w = log->waiters;
+
+		log->waiters = w->next;
+		if (!log->waiters)
+			log->waiters_tail = NULL;
+		log->n_waiting--;
+		w->done(w->seq <= synced ? 0 : error, w->userdata);
+		free(w);
+	}
+	if (error < 0)
+		return error;
+	if (journal_error < 0)
+		sink_failed(log, AUDIT_SINK_JOURNAL, journal_error);
+	if (la_changed && la_down != log->linux_audit_down) {
+		log->linux_audit_down = la_down;
+		if (la_down)
+			sink_failed(log, AUDIT_SINK_LINUX_AUDIT, la_error);
+		linux_audit_note(log, la_down ? la_error : 0);
+	}
+	if ((!log->sink_overflow && dropped > log->dropped_noted) ||
+	        (log->sink_overflow && n_sinks < SINK_QUEUE_MAX / 2))
+		sink_overflow_note(log, dropped);
+	commit_request(log); /* the notes above */
+	return 0;
+}
+
+int audit_log_flush(AuditLog *log)
+{
+	int r;
+
+	if (!log)
+		return -EINVAL;
+	if (!log->group)
+		return 0;
+	pthread_mutex_lock(&log->lock);
+	if (log->seq > log->requested) {
+		log->requested = log->seq;
+		pthread_cond_signal(&log->work);
+	}
+	while (!log->sync_error && log->synced < log->requested)
+		pthread_cond_wait(&log->done, &log->lock);
+	r = log->sync_error;
+	pthread_mutex_unlock(&log->lock);
+	return audit_log_commit_dispatch(log) ?: r;
+}
+
+int audit_log_append_async(
+        AuditLog *log, const AuditRecord *rec, AuditCommitFn done, void *userdata)
+{
+	CommitWaiter *w;
+	int r;
+
+	if (!log || !done)
+		return -EINVAL;
+	if (!log->group) {
+		r = audit_log_append(log, rec);
+		if (r >= 0)
+			done(0, userdata);
+		return r;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	r = audit_log_append_nowait(log, rec);
+	if (r < 0) {
+		free(w);
+		return r;
+	}
+	w->seq = log->seq;
+	w->done = done;
+	w->userdata = userdata;
+	if (log->waiters_tail)
+		log->waiters_tail->next = w;
+	else
+		log->waiters = w;
+	log->waiters_tail = w;
+	log->n_waiting++;
+	commit_request(log);
+	return 0;
 }
 
 /* ---- opening and recovery ---- */
@@ -1647,6 +2249,13 @@ AuditLog *audit_log_free(AuditLog *log)
 		return NULL;
 	if (log->fd >= 0 && !log->broken)
 		(void)audit_log_seal(log, "close", false);
+	if (log->group)
+		(void)audit_log_flush(log); /* runs every waiter's callback */
+	commit_stop(log);
+	pthread_mutex_destroy(&log->lock);
+	pthread_cond_destroy(&log->work);
+	pthread_cond_destroy(&log->done);
+	pthread_cond_destroy(&log->key_work);
 	if (log->fd >= 0)
 		close(log->fd);
 #if HAVE_LIBAUDIT
@@ -1675,6 +2284,11 @@ int audit_log_open(const AuditOptions *opts, AuditLog **ret, bool *ret_torn)
 		return -ENOMEM;
 	log->fd = -EBADF;
 	log->audit_fd = -EBADF;
+	log->commit_fd = -EBADF;
+	pthread_mutex_init(&log->lock, NULL);
+	pthread_cond_init(&log->work, NULL);
+	pthread_cond_init(&log->done, NULL);
+	pthread_cond_init(&log->key_work, NULL);
 	log->broken = true; /* until recovered: audit_log_free() must not write */
 	log->path = strdup(opts->path);
 	log->seal_key_path = strdup(opts->seal_key_path);
@@ -1687,7 +2301,10 @@ int audit_log_open(const AuditOptions *opts, AuditLog **ret, bool *ret_torn)
 		        .rotate_bytes = opts->rotate_bytes,
 		        .disk_full_action = AUDIT_SPACE_DENY};
 	log->seal_every = log->limits.seal_every ?: AUDIT_SEAL_EVERY_DEFAULT;
-	log->fsync_each = opts->fsync_each;
+	/* Group commit starts once open is done: until then every line is synced at once. */
+	log->fsync_each = opts->fsync_each || opts->group_commit;
+	log->sync_fn = opts->sync;
+	log->before_rotate = opts->before_rotate;
 	log->to_syslog = opts->to_syslog;
 	log->to_linux_audit = opts->to_linux_audit;
 	log->on_sink_error = opts->on_sink_error;
@@ -1802,6 +2419,12 @@ int audit_log_open(const AuditOptions *opts, AuditLog **ret, bool *ret_torn)
 	if (log->to_linux_audit && !log->linux_audit_send)
 		sink_failed(log, AUDIT_SINK_LINUX_AUDIT, -ENOTSUP);
 #endif
+	if (opts->group_commit) {
+		r = commit_start(log);
+		if (r < 0)
+			return r;
+		log->fsync_each = false;
+	}
 	if (ret_torn)
 		*ret_torn = torn;
 	*ret = TAKE_PTR(log);

@@ -19,6 +19,9 @@ typedef struct AuditLog AuditLog;
 #define AUDIT_HASH_HEX_LEN       64u
 /* The seal key's file name in the policy's state_dir (daemon and keywardctl agree). */
 #define AUDIT_SEAL_KEY_FILENAME "audit-seal.key"
+/* In the "detail" of an auth/account record: the sign counter stored with it. keywardd
+ * writes the counter file without its own sync and recovers it from here at start. */
+#define AUDIT_SIGN_COUNTER_DETAIL "sign-counter="
 
 /* Forward-secure sealing (lib/audit-seal.c). The seal key evolves after every seal:
  * k_{e+1} = HMAC-SHA256(k_e, "keyward-audit-seal-evolve-v1"), k_e is erased and the key
@@ -223,6 +226,18 @@ typedef struct AuditOptions {
 	 * NULL: libaudit. */
 	int (*linux_audit_send)(
 	        const AuditRecord *rec, const char *message, const char *terminal, void *userdata);
+	/* Group commit (keywardd): a record is written at once and made durable by a sync
+	 * thread, one fdatasync for every record written while the previous one ran; seals'
+	 * anchors and key updates follow in that thread once the seal is on disk. fsync_each is
+	 * then ignored. See audit_log_append_async(). */
+	bool group_commit;
+	/* Makes the trail durable in place of fdatasync() (tests: a slow or failing disk);
+	 * runs in the sync thread. 0 or -errno. NULL: fdatasync(). */
+	int (*sync)(int fd, void *userdata);
+	/* Called before a rotation moves the live file away, after everything in it is
+	 * durable (keywardd: makes the sign counters durable, which it recovers from the live
+	 * file only). -errno stops the rotation. May be NULL. */
+	int (*before_rotate)(void *userdata);
 } AuditOptions;
 
 /* Opens (creating) the trail; recovers the chain from the last good record. A torn last
@@ -232,6 +247,30 @@ AuditLog *audit_log_free(AuditLog *log);
 /* Appends one record (adds time, host, seq, prev hash). -errno when it could not be
  * made durable: the caller applies the policy's audit_failure. */
 int audit_log_append(AuditLog *log, const AuditRecord *rec);
+/* Group commit (opts->group_commit). Appends REC like audit_log_append() but does not
+ * wait for the disk: DONE(0) is called from audit_log_commit_dispatch() once the sync that
+ * covers the record (and everything written before it) returned, DONE(-errno) if it
+ * failed (then the trail is broken until reopened: fail closed). A return < 0 means the
+ * record was not taken and DONE is never called. Without group commit, DONE runs before
+ * this returns. */
+typedef void (*AuditCommitFn)(int error, void *userdata);
+int audit_log_append_async(
+        AuditLog *log, const AuditRecord *rec, AuditCommitFn done, void *userdata);
+/* An eventfd that becomes readable when a commit finished (-EBADF without group commit):
+ * the event loop then calls audit_log_commit_dispatch(). */
+int audit_log_commit_fd(const AuditLog *log);
+/* Runs the callbacks of the records now durable (or failed). Returns the sync error (the
+ * trail is then broken), else 0. */
+int audit_log_commit_dispatch(AuditLog *log);
+/* The sync thread's error (-errno; 0: none): the trail is then broken until reopened. */
+int audit_log_sync_error(const AuditLog *log);
+/* Waits until everything written is durable and runs the callbacks (blocks). */
+int audit_log_flush(AuditLog *log);
+/* Records waiting for a commit (their callbacks not run yet). */
+size_t audit_log_commit_waiting(const AuditLog *log);
+/* Copies to journald and Linux audit that found the sink queue full and were dropped
+ * (each such drop also writes one audit-sink record with reason "overflow"). */
+uint64_t audit_log_sink_dropped(const AuditLog *log);
 /* Writes a sealed checkpoint now (REASON e.g. "stop"); no-op when nothing is unsealed
  * and FORCE is false. audit_log_free() seals with reason "close" on its own (best
  * effort); call this first when the result matters (daemon stop). */

@@ -102,6 +102,13 @@ int creds_count_user(const char *dir, const char *user, size_t *ret);
 int creds_counter_load(
         const char *state_dir, const char *user, const char *id, uint32_t *ret, bool *ret_found);
 int creds_counter_store(const char *state_dir, const char *user, const char *id, uint32_t value);
+/* DURABLE false: replaced without waiting for the disk (temp file and rename, no fsync):
+ * for a caller that holds a durable record of VALUE elsewhere (keywardd's audit trail) and
+ * recovers from it after a crash (manager_counters_recover()). */
+int creds_counter_store_full(
+        const char *state_dir, const char *user, const char *id, uint32_t value, bool durable);
+/* Makes every counter file under STATE_DIR/counters, and the directory, durable. */
+int creds_counters_sync(const char *state_dir);
 
 const char *cred_attestation_to_string(CredAttestation a);
 CredAttestation cred_attestation_from_string(const char *s);
