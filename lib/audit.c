@@ -696,10 +696,29 @@ typedef struct Extra {
 
 static void put_str(JsonBuf *b, const char *key, const char *v, size_t max)
 {
+	size_t klen, len;
+	bool plain = true;
+
 	if (!v)
 		return;
-	json_buf_printf(b, ",\"%s\":", key);
-	json_buf_put_string(b, v, max);
+	klen = strlen(key);
+	json_buf_append(b, ",\"", 2);
+	json_buf_append(b, key, klen);
+	json_buf_append(b, "\":", 2);
+	/* Most values are printable ASCII with nothing to escape: copied in one go (the
+	 * event loop formats every record; escaping byte by byte was most of its time). */
+	len = strnlen(v, max + 1);
+	for (size_t i = 0; i < len && plain; i++) {
+		unsigned char c = (unsigned char)v[i];
+		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+	}
+	if (!plain || len > max) {
+		json_buf_put_string(b, v, max);
+		return;
+	}
+	json_buf_append(b, "\"", 1);
+	json_buf_append(b, v, len);
+	json_buf_append(b, "\"", 1);
 }
 
 static void put_actor(JsonBuf *b, const AuditActor *a, size_t max)
