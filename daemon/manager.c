@@ -207,7 +207,7 @@ typedef struct CounterRecovery {
 static int counter_from_record(const AuditEntry *e, const char *file, uint64_t line, void *userdata)
 {
 	CounterRecovery *c = userdata;
-	const char *p;
+	const size_t plen = strlen(AUDIT_SIGN_COUNTER_DETAIL);
 	char *end;
 	unsigned long v;
 	uint32_t stored = 0;
@@ -217,16 +217,15 @@ static int counter_from_record(const AuditEntry *e, const char *file, uint64_t l
 	if ((e->event != AUDIT_EVENT_AUTH && e->event != AUDIT_EVENT_ACCOUNT) || !e->user ||
 	        !e->cred_id || !e->detail)
 		return 0;
-	p = strstr(e->detail, AUDIT_SIGN_COUNTER_DETAIL);
-	if (!p)
+	if (!strneq(e->detail, AUDIT_SIGN_COUNTER_DETAIL, plen))
 		return 0;
 	errno = 0;
-	v = strtoul(p + strlen(AUDIT_SIGN_COUNTER_DETAIL), &end, 10);
-	if (errno != 0 || end == p + strlen(AUDIT_SIGN_COUNTER_DETAIL) || v > UINT32_MAX)
+	v = strtoul(e->detail + plen, &end, 10);
+	if (errno != 0 || end == e->detail + plen || *end != '\0' || v > UINT32_MAX)
 		return 0;
 	r = creds_counter_load(c->state_dir, e->user, e->cred_id, &stored, &found);
-	if (r >= 0 && found && stored >= v)
-		return 0;
+	if (r == -EINVAL || (r >= 0 && found && stored >= v))
+		return 0; /* not a name keywardd keeps counters for; or not behind */
 	if (r >= 0)
 		r = creds_counter_store(c->state_dir, e->user, e->cred_id, (uint32_t)v);
 	if (r < 0) {
@@ -245,12 +244,12 @@ int manager_counters_recover(Manager *m)
 {
 	const char *state_dir = policy_settings(m->policy)->state_dir;
 	CounterRecovery c = {.state_dir = state_dir};
-	char *files[] = {m->audit_path, NULL};
 	int r;
 
 	if (!m->audit_path)
 		return 0;
-	r = audit_read_files(files, counter_from_record, &c, NULL);
+	r = audit_scan_file(
+	        m->audit_path, "\"detail\":\"" AUDIT_SIGN_COUNTER_DETAIL, counter_from_record, &c);
 	if (r < 0 && r != -ENOENT)
 		return log_error_errno(c.error < 0 ? c.error : r,
 		        "Cannot recover the sign counters in %s/counters from the audit trail %s: "

@@ -1982,6 +1982,64 @@ int audit_log_append_async(
 	return 0;
 }
 
+/* ---- reading back what the writer needs ---- */
+
+#define SCAN_CHUNK (1024 * 1024)
+
+int audit_scan_file(const char *path, const char *needle, AuditEntryFn cb, void *userdata)
+{
+	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ char *buf = NULL;
+	size_t have = 0, nlen;
+	uint64_t line = 0;
+	int r = 0;
+
+	if (!path || isempty(needle) || !cb)
+		return -EINVAL;
+	nlen = strlen(needle);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	/* A chunk plus the longest line a reader accepts: a line always fits. */
+	buf = malloc(SCAN_CHUNK + AUDIT_LINE_MAX + 2);
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t n = read(fd, buf + have, SCAN_CHUNK);
+		size_t start = 0;
+		char *nl;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		have += (size_t)n;
+		while ((nl = memchr(buf + start, '\n', have - start))) {
+			size_t len = (size_t)(nl - (buf + start));
+
+			line++;
+			if (memmem(buf + start, len, needle, nlen)) {
+				_cleanup_(audit_entry_freep) AuditEntry *e = NULL;
+
+				if (audit_entry_parse(buf + start, len, &e, NULL) >= 0) {
+					r = cb(e, path, line, userdata);
+					if (r < 0)
+						return r;
+				}
+			}
+			start += len + 1;
+		}
+		/* Keep the unfinished line; one longer than any record is skipped. */
+		memmove(buf, buf + start, have - start);
+		have -= start;
+		if (have > AUDIT_LINE_MAX)
+			have = 0;
+		if (n == 0)
+			return 0; /* a torn last line is not a record */
+	}
+}
+
 /* ---- opening and recovery ---- */
 
 static int read_exact_at(int fd, void *buf, size_t len, uint64_t off)

@@ -354,6 +354,10 @@ int audit_trail_files(const char *path, char ***ret);
  * in *ret_bad (if given) and skipped. CB returning < 0 stops the walk with that value. */
 typedef int (*AuditEntryFn)(const AuditEntry *e, const char *file, uint64_t line, void *userdata);
 int audit_read_files(char *const *files, AuditEntryFn cb, void *userdata, uint64_t *ret_bad);
+/* Calls CB for every well-formed record of the one file PATH whose line contains NEEDLE
+ * (a cheap filter before parsing: keywardd's sign-counter recovery at open). CB returning
+ * < 0 stops with that value. Reads in chunks: the file may be large. */
+int audit_scan_file(const char *path, const char *needle, AuditEntryFn cb, void *userdata);
 
 typedef enum AuditVerifyStatus {
 	AUDIT_VERIFY_INTACT,
