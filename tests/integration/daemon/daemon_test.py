@@ -1618,6 +1618,7 @@ def async_authenticate(e, n=1):
                        reply_handler=lambda *r: results.append(("reply", r)),
                        error_handler=lambda x: results.append(("error", str(x))), timeout=60)
         os.close(rfd)
+    conn.keyward_manager = m
     return GLib.MainContext.default(), results, conn
 
 
@@ -1638,8 +1639,13 @@ def case_audit_commit_durable(e):
     # waits: the login must not be answered yet.
     check(pump_until(ctx, lambda: len(e.audit_find(event="auth", result="success")) > before),
           "the login's record is written while the sync waits")
-    for _ in range(50):
-        ctx.iteration(False)
+    # A call behind it on the same connection is answered (the loop does not wait for the
+    # disk), and the daemon's messages to us keep their order: had the login been
+    # answered, its reply would be here first.
+    status = []
+    conn.keyward_manager.GetStatus(reply_handler=lambda s: status.append(s),
+                                   error_handler=lambda x: status.append(x))
+    check(pump_until(ctx, lambda: status), "GetStatus answered while the sync waits")
     check(not results, f"no answer before the record is durable: {results}")
     os.unlink(e.hold)
     check(pump_until(ctx, lambda: results), "answered once the sync returned")
