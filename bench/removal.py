@@ -161,7 +161,8 @@ class Bench:
         self.dbus = dbus
         self.args = args
         self.build = os.path.abspath(args.build_dir)
-        self.keywardd = os.path.join(self.build, "daemon", "keywardd")
+        self.keywardd = os.path.abspath(args.keywardd) if args.keywardd else \
+            os.path.join(self.build, "daemon", "keywardd")
         self.testbed = os.path.join(self.build, "tests", "keyward-testbed")
         self.probe_bin = os.path.join(self.build, "bench", "keyward-bench-removal-probe")
         self.tmp = tempfile.mkdtemp(prefix="keyward-bench-removal-")
@@ -284,7 +285,7 @@ default = {{ require = "none"; }};
     def place(self, position, syspath):
         """Makes the file at POSITION (of keywardd's list: the reverse of readdir) the
         measured binding and the previous measured one a bulk binding again. Returns its
-        index in keywardd's scan order (0 = scanned first = newest)."""
+        position in keywardd's load order (0 = the newest, the last file readdir returns)."""
         names = [d for d in os.listdir(self.bdir) if len(d) == 32]  # readdir order
         n = len(names)
         scan = n - 1 - {"oldest": 0, "newest": n - 1, "random": self.rng.randrange(n)}[position]
@@ -429,10 +430,10 @@ def inner(args):
                f"page cache dropped for cold rows: {'yes' if b.drop_caches else 'NO'}; "
                f"load average {' '.join(load0)} at start, {' '.join(load1)} at end.")
     out.append("")
-    out.append("keywardd, the measured binding among N (scan index: 0 = scanned first):")
+    out.append("keywardd, the measured binding among N (position in keywardd's load order, 0 = the newest, linked last):")
     out.append("")
     out.append("| bindings | binding | process | emission→Lock p50 | p95 | max | receipt→Lock (keyward) "
-               "p50 | p95 | max | delivery (umockdev) p50 | scan index | samples |")
+               "p50 | p95 | max | delivery (umockdev) p50 | position | samples |")
     out.append("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n, pos, mode, ss in rows:
         idx = sorted({s[3] for s in ss})
@@ -485,6 +486,7 @@ def main():
     p.add_argument("--no-drop-caches", action="store_true")
     p.add_argument("--seed", type=int, default=16)
     p.add_argument("--markdown")
+    p.add_argument("--keywardd", help="another keywardd binary (default: BUILD's)")
     p.add_argument("--sabotage", action="store_true",
                    help="test of the self-check: deafen the probe; the bench must fail")
     args = p.parse_args()
