@@ -194,6 +194,25 @@ static int booted_namespace(void)
 	return 0;
 }
 
+/* Reads every pending uevent (the monitor's socket is non-blocking). */
+static void drain_uevents(struct udev_monitor *mon, bool spawn)
+{
+	struct udev_device *d;
+
+	while ((d = udev_monitor_receive_device(mon))) {
+		const char *action = udev_device_get_action(d);
+		uint64_t t = now_ns();
+
+		if (action && strcmp(action, "remove") == 0) {
+			if (spawn)
+				spawn_recipe(d);
+			printf("recv syspath=%s t_ns=%llu\n", udev_device_get_syspath(d) ?: "?",
+			        (unsigned long long)t);
+		}
+		udev_device_unref(d);
+	}
+}
+
 int main(void)
 {
 	struct udev *udev = udev_new();
@@ -239,7 +258,10 @@ int main(void)
 		};
 		sd_bus_message *m = NULL;
 
-		/* Drain the bus first: messages may already be buffered. */
+		/* Uevents before bus messages: a uevent is always sent before the Lock call it
+		 * causes, so its receipt is stamped (and printed) first even when both wait. */
+		drain_uevents(mon, spawn);
+		/* then the bus: messages may already be buffered */
 		while ((r = sd_bus_process(bus, &m)) > 0) {
 			uint8_t type = 0;
 
@@ -267,23 +289,6 @@ int main(void)
 		 * interrupts the wait, so its end is reported at once */
 		if (ppoll(p, 3, NULL, &waitmask) < 0 && errno != EINTR)
 			return 1;
-		if (p[0].revents & POLLIN) {
-			struct udev_device *d;
-
-			while ((d = udev_monitor_receive_device(mon))) {
-				const char *action = udev_device_get_action(d);
-				uint64_t t = now_ns();
-
-				if (action && strcmp(action, "remove") == 0) {
-					if (spawn)
-						spawn_recipe(d);
-					printf("recv syspath=%s t_ns=%llu\n",
-					        udev_device_get_syspath(d) ?: "?",
-					        (unsigned long long)t);
-				}
-				udev_device_unref(d);
-			}
-		}
 		if (p[2].revents & (POLLIN | POLLHUP)) {
 			char buf[64];
 			ssize_t n = read(STDIN_FILENO, buf, sizeof(buf) - 1);

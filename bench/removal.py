@@ -118,10 +118,6 @@ class Probe:
         except queue.Empty:
             return ""
 
-    def event(self, kind, timeout=5):
-        """The next line of KIND ("recv", "call", "child") as a dict; other kinds are errors."""
-        return self.events([kind], timeout)[kind]
-
     def events(self, kinds, timeout=5):
         """One line of each of KINDS, in any order, as dicts (None: not within TIMEOUT)."""
         got = {k: None for k in kinds}
@@ -219,21 +215,24 @@ default = {{ require = "none"; }};
             k = self.key(index)
         return k
 
-    def unplug(self, index, probe):
-        """Unplugs key INDEX; returns (t_emit, t_recv) in ns. The probe must hear it."""
+    def unplug(self, index, probe, also=()):
+        """Unplugs key INDEX; returns (t_emit, t_recv, {kind: line} for ALSO) in ns. The
+        probe must hear it. The lines of ALSO ("call", "child") may come in any order with
+        the receipt (the probe stamps each when it reads it)."""
         syspath = self.key(index)["syspath"]
         out = self.bed("unplug", str(index))
         stamp = [ln for ln in out.splitlines() if ln.startswith("remove_uevent_ns=")]
         if not stamp:
             die(f"ctl unplug printed no emission stamp: {out!r}")
         t_emit = int(stamp[0].split("=", 1)[1])
-        ev = probe.event("recv")
+        got = probe.events(["recv", *also], timeout=10 if also else 5)
+        ev = got.pop("recv")
         if ev is None:
             die(f"the probe missed the remove uevent of key {index} ({syspath}): its umockdev "
                 "listener socket was taken over (fd collision) or the uevent was lost")
         if ev["syspath"] != syspath:
             die(f"the probe heard the removal of {ev['syspath']}, expected {syspath}")
-        return t_emit, int(ev["t_ns"])
+        return t_emit, int(ev["t_ns"]), got
 
     def start(self):
         log = open(os.path.join(self.tmp, "keywardd.log"), "a")
@@ -332,8 +331,8 @@ def keyward_sample(b, probe, n, position, cold, warmups):
             b.unplug(2, probe)
             b.plugged(2)
     probe.quiet("the start")
-    t_emit, t_recv = b.unplug(0, probe)
-    call = probe.event("call")
+    t_emit, t_recv, got = b.unplug(0, probe, ("call",))
+    call = got["call"]
     if call is None:
         die(f"keywardd put no Lock call on the bus ({position} binding of {n})")
     if call["member"] != "Lock" or call["path"] != SESSION_PATH + "s1":
@@ -348,9 +347,8 @@ def recipe_sample(b, probe, cold):
     probe.spawn(True)
     if cold:
         b.do_drop_caches()
-    t_emit, t_recv = b.unplug(0, probe)
-    ev = probe.events(["call", "child"], timeout=10)
-    call, child = ev["call"], ev["child"]
+    t_emit, t_recv, got = b.unplug(0, probe, ("call", "child"))
+    call, child = got["call"], got["child"]
     if call is None or call["member"] != "LockSessions":
         die(f"the recipe put no LockSessions call on the bus (saw {call}, shell {child})")
     if child is None or child["status"] != "0":
