@@ -417,6 +417,16 @@ def inner(args):
             per_n.append((n, rss, (c1 - c0) * 60.0 / args.idle_seconds, starts, gen_s))
             print(f"  {n} binding(s) done", flush=True)
         probe.close()
+    except BaseException:
+        # what keywardd said last is the first thing to read when a run fails
+        log = os.path.join(b.tmp, "keywardd.log")
+        if os.path.exists(log):
+            with open(log, errors="replace") as f:
+                tail = f.readlines()[-25:]
+            print("bench/removal: the end of keywardd's log:\n" + "".join(tail), file=sys.stderr)
+        if b.daemon and b.daemon.poll() is not None:
+            print(f"bench/removal: keywardd exited with status {b.daemon.returncode}", file=sys.stderr)
+        raise
     finally:
         b.stop()
         shutil.rmtree(b.tmp, ignore_errors=True)
