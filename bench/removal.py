@@ -17,8 +17,8 @@ The clocks (all CLOCK_MONOTONIC, one clock for every process):
   t_lock  the Lock call seen on the bus (the probe is a D-Bus monitor, BecomeMonitor)
 emission->Lock is what a user gets; receipt->Lock is keyward's own part; emission->receipt
 is umockdev's delivery (a glob of listener sockets, a sysfs read and a sendmsg per
-listener: 0.4-1.3 ms here; the kernel's netlink multicast takes microseconds) - the floor
-of this bench, not of keywardd.
+listener: 0.4-3.5 ms medians here, with the load; a kernel's netlink multicast takes
+microseconds) - the floor of this bench, not of keywardd.
 
 The two paths, sample by sample in turn so that machine load hits both alike:
   keyward    keywardd with N bindings loaded from binding files; the measured one (s1 on
@@ -62,7 +62,8 @@ BUS_PATH = "/org/keyward/Keyward1"
 IFACE = "org.keyward.Keyward1.Manager"
 SESSION_PATH = "/org/freedesktop/login1/session/"
 FLOOR_NOTE = ("the delivery column (emission->receipt) is umockdev's: it globs the listener sockets, "
-              "reads the device from the mocked sysfs and sends to each listener (~0.4-1.3 ms); a "
+              "reads the device from the mocked sysfs and sends to each listener (a millisecond or "
+              "more, with the machine's load); a "
               "kernel's netlink multicast delivers a uevent in microseconds. So on real hardware "
               "emission->Lock is receipt->Lock plus microseconds (plus udevd's own processing for "
               "the recipe, which real udevd does before it forks its worker and this bench does not).")
