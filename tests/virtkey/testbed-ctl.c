@@ -2,6 +2,7 @@
  * "error TEXT" plus output lines back) and its client, `keyward-testbed ctl`. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <glib-unix.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,13 +44,17 @@ static int parse_key(Testbed *t, const char *s, TestbedKey **ret, GString *err)
 static int verb_unplug(Testbed *t, char **args, GString *out, GString *err)
 {
 	TestbedKey *k;
+	uint64_t emitted_ns = 0;
 	int r = parse_key(t, args[0], &k, err);
 
 	if (r < 0)
 		return r;
-	r = testbed_key_unplug(t, k);
+	r = testbed_key_unplug(t, k, &emitted_ns);
 	if (r == -EALREADY)
 		g_string_printf(err, "key %u is not plugged in", k->index);
+	else if (r >= 0)
+		/* the emitter's clock, for bench/removal's t0 */
+		g_string_printf(out, "remove_uevent_ns=%" PRIu64 "\n", emitted_ns);
 	return r;
 }
 

@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testbed.h"
@@ -549,9 +550,10 @@ fail:
 	return r;
 }
 
-int testbed_key_unplug(Testbed *t, TestbedKey *k)
+int testbed_key_unplug(Testbed *t, TestbedKey *k, uint64_t *ret_emitted_ns)
 {
 	TestbedKeyNode *n;
+	struct timespec ts;
 
 	g_mutex_lock(&k->lock);
 	n = TAKE_PTR(k->node);
@@ -581,9 +583,14 @@ int testbed_key_unplug(Testbed *t, TestbedKey *k)
 		n->ctty_holder = 0;
 	}
 
-	/* remove uevents while sysfs still describes the device, children first */
+	/* remove uevents while sysfs still describes the device, children first; the hidraw
+	 * one's emission time is bench/removal's t0 (CLOCK_MONOTONIC is shared by all
+	 * processes) */
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
 	for (int i = 0; i < 4; i++)
 		umockdev_testbed_uevent(t->tb, n->syspath[i], "remove");
+	if (ret_emitted_ns)
+		*ret_emitted_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	for (int i = 0; i < 4; i++)
 		umockdev_testbed_remove_device(t->tb, n->syspath[i]);
 	return 0;

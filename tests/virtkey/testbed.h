@@ -59,7 +59,8 @@ typedef struct Testbed {
 /* testbed-keys.c */
 int testbed_key_add(Testbed *t, const uint8_t aaguid[16], TestbedKey **ret);
 int testbed_key_plug(Testbed *t, TestbedKey *k);
-int testbed_key_unplug(Testbed *t, TestbedKey *k);
+/* ret_emitted_ns (may be NULL): CLOCK_MONOTONIC just before the hidraw "remove" uevent. */
+int testbed_key_unplug(Testbed *t, TestbedKey *k, uint64_t *ret_emitted_ns);
 void testbed_key_set_touch(TestbedKey *k, VirtKeyTouch touch, uint32_t delay_ms);
 void testbed_key_set_counter(TestbedKey *k, VirtKeyCounter mode);
 void testbed_key_free(TestbedKey *k);
