@@ -7,40 +7,11 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "intern.h"
 #include "log.h"
 #include "logind.h"
 #include "process.h"
 #include "util.h"
-
-void binding_link(Manager *m, Binding *b)
-{
-	b->prev = NULL;
-	b->next = m->bindings;
-	if (m->bindings)
-		m->bindings->prev = b;
-	m->bindings = b;
-	m->n_bindings++;
-}
-
-static void binding_unlink(Manager *m, Binding *b)
-{
-	if (b->prev)
-		b->prev->next = b->next;
-	else if (m->bindings == b)
-		m->bindings = b->next;
-	if (b->next)
-		b->next->prev = b->prev;
-	b->next = b->prev = NULL;
-	m->n_bindings--;
-}
-
-Binding *manager_binding_find(Manager *m, const char *id)
-{
-	for (Binding *b = m->bindings; b; b = b->next)
-		if (streq(b->id, id))
-			return b;
-	return NULL;
-}
 
 const char *binding_subject(const Binding *b, char *buf, size_t size)
 {
@@ -508,4 +479,6 @@ void bindings_free_all(Manager *m)
 		binding_free(b);
 	}
 	m->n_bindings = 0;
+	m->by_device.overflow = NULL;
+	binding_index_free(m);
 }
