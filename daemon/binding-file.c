@@ -214,12 +214,21 @@ static const BindingKey binding_keys[] = {
 };
 _Static_assert(ELEMENTSOF(binding_keys) <= 32, "binding_parse() tracks seen keys in 32 bits");
 
-static int binding_key_index(const char *k)
+/* The index of key K; HINT is tried first (binding_format() writes the keys in an order
+ * close to the table's, so the key after the last one found is usually it). */
+static int binding_key_index_from(const char *k, size_t hint)
 {
+	if (hint < ELEMENTSOF(binding_keys) && streq(binding_keys[hint].name, k))
+		return (int)hint;
 	for (size_t i = 0; i < ELEMENTSOF(binding_keys); i++)
 		if (streq(binding_keys[i].name, k))
 			return (int)i;
 	return -1;
+}
+
+static int binding_key_index(const char *k)
+{
+	return binding_key_index_from(k, 0);
 }
 
 #define KEY_BIT(k) (UINT32_C(1) << (k))
@@ -236,6 +245,7 @@ static int binding_split(char *text, size_t len, bool salvage, const char **valu
 	const char *why = NULL;
 	uint32_t conflict = 0;
 	char *end = text + len;
+	size_t hint = 0;
 
 	for (char *line = text, *nl; line < end; line = nl + 1) {
 		const char *problem = NULL;
@@ -260,7 +270,8 @@ static int binding_split(char *text, size_t len, bool salvage, const char **valu
 			problem = "a line without '='";
 		else {
 			*eq = '\0';
-			k = binding_key_index(line);
+			k = binding_key_index_from(line, hint);
+			hint = k < 0 ? 0 : (size_t)k + 1;
 			if (k < 0)
 				problem = "an unknown key";
 			else if (!values[k])

@@ -27,6 +27,14 @@ typedef enum BindingState {
 struct Binding {
 	Manager *manager;
 	char id[KEYWARD_TOKEN_CHARS + 1]; /* binding id (random hex), also the file name */
+	/* (small enums in a byte each, and grace_ms: they fill the padding after id) */
+	uint8_t removal;         /* PolicyRemoval: what the rule says about removal */
+	uint8_t on_lock_failure; /* PolicyLockFailure */
+	uint8_t state : 7;       /* BindingState */
+	/* Salvaged from a file binding_parse() refused (binding_salvage()): acted on at
+	 * start; its file is left as it was found, for an administrator to inspect. */
+	bool corrupt : 1;
+	uint32_t grace_ms;
 	/* The strings are interned (intern.h): shared with the other bindings that hold the
 	 * same value, set with intern_replace() and never freed directly. */
 	const char *user;
@@ -51,14 +59,7 @@ struct Binding {
 	uid_t uid;
 	pid_t pid;  /* elevated process (it and its descendants are ended), or the PAM caller */
 	pid_t pgid; /* process group of pid at bind time: recorded, never signalled */
-	uint32_t grace_ms;
 	uint32_t lock_verify_ms;
-	PolicyRemoval removal;
-	PolicyLockFailure on_lock_failure;
-	BindingState state;
-	/* Salvaged from a file binding_parse() refused (binding_salvage()): acted on at
-	 * start; its file is left as it was found, for an administrator to inspect. */
-	bool corrupt;
 
 	/* Run time only (daemon/removal.c, session.c): NULL while the binding is idle. */
 	struct BindingRun *run;

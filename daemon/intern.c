@@ -85,18 +85,21 @@ const char *intern_str(const char *s)
 
 	if (!s)
 		return NULL;
+	h = intern_hash(s);
+	if (pool.n > 0) {
+		i = intern_slot(s, h);
+		if (pool.slots[i]) {
+			pool.slots[i]->refs++;
+			return pool.slots[i]->s;
+		}
+	}
 	/* at most 3/4 full, so that a probe always ends */
 	if ((pool.n + 1) * 4 > pool.size * 3 &&
 	        intern_resize(pool.size ? pool.size * 2 : INTERN_MIN_SIZE) < 0) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	h = intern_hash(s);
 	i = intern_slot(s, h);
-	if (pool.slots[i]) {
-		pool.slots[i]->refs++;
-		return pool.slots[i]->s;
-	}
 	len = strlen(s);
 	e = malloc(sizeof(*e) + len + 1);
 	if (!e) {
@@ -110,6 +113,13 @@ const char *intern_str(const char *s)
 	pool.n++;
 	pool.bytes += sizeof(*e) + len + 1;
 	return e->s;
+}
+
+const char *intern_ref(const char *s)
+{
+	if (s)
+		intern_of(s)->refs++;
+	return s;
 }
 
 void intern_unref(const char *s)

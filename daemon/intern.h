@@ -8,6 +8,8 @@
 /* The shared copy of S with one more reference: NULL for NULL, and NULL with errno ENOMEM
  * when out of memory. */
 const char *intern_str(const char *s);
+/* One more reference of S (interned, or NULL); returns S. */
+const char *intern_ref(const char *s);
 /* Drops one reference of S (from intern_str(), NULL allowed); the last frees it. */
 void intern_unref(const char *s);
 /* The shared copy of S if one exists (no reference taken), else NULL. */

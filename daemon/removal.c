@@ -1011,12 +1011,16 @@ static int on_session_removed(sd_bus_message *msg, void *userdata, sd_bus_error 
 
 	if (sd_bus_message_read(msg, "so", &id, &path) < 0)
 		return 0;
-	for (Binding *b = m->bindings, *next; b; b = next) {
+	/* Bindings hold interned ids (NULL: none has it); held, as the last binding dropped
+	 * would free it. */
+	id = intern_ref(intern_lookup(id));
+	for (Binding *b = m->bindings, *next; b && id; b = next) {
 		next = b->next;
 		/* An action in flight finishes (and records) on its own. */
-		if (b->session_id && streq(b->session_id, id) && b->state != BINDING_ACTING)
+		if (b->session_id == id && b->state != BINDING_ACTING)
 			binding_drop(b, "session-ended");
 	}
+	intern_unref(id);
 	return 0;
 }
 

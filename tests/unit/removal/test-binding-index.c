@@ -54,6 +54,8 @@ static void test_intern(void)
 	b = intern_str(buf);
 	CHECK(a && a == b && strcmp(a, "alice") == 0 && intern_count() == 1);
 	CHECK(intern_lookup("alice") == a && intern_lookup("bob") == NULL);
+	CHECK(intern_ref(a) == a && intern_ref(NULL) == NULL);
+	intern_unref(a);
 	intern_unref(a);
 	CHECK(intern_lookup("alice") == b); /* one reference left */
 	intern_unref(b);
