@@ -21,6 +21,9 @@
 
 static void binding_act(Binding *b, const char *why);
 
+/* How late a grace timer may fire and still find its binding in grace (removal.h). */
+#define GRACE_SLACK_MS (60 * 1000)
+
 static RemovalContext *ctx(Manager *m)
 {
 	return m->removal;
@@ -296,11 +299,14 @@ static void lock_send(Binding *b)
 	Manager *m = b->manager;
 	int r;
 
-	r = logind_watch_session_properties(
-	        m->bus, b->session_path, on_properties_changed, b, &b->run->match_slot);
+	/* The Lock first, then the watch of LockedHint: the locker's answer takes a round trip
+	 * through logind and the locker, so the bus has the match long before it. The verdict
+	 * does not hang on the signal anyway: on_lock_reply() and the end of lock_verify read
+	 * LockedHint (the signal only tells "set, then cleared" apart). */
+	r = logind_lock_session(m->bus, b->session_path, on_lock_reply, b, &b->run->call_slot);
 	if (r >= 0)
-		r = logind_lock_session(
-		        m->bus, b->session_path, on_lock_reply, b, &b->run->call_slot);
+		r = logind_watch_session_properties(
+		        m->bus, b->session_path, on_properties_changed, b, &b->run->match_slot);
 	if (r >= 0)
 		r = sd_event_add_time_relative(m->event, &b->run->verify_timer, CLOCK_MONOTONIC,
 		        (uint64_t)b->lock_verify_ms * 1000, 0, on_verify_timeout, b);
@@ -579,9 +585,11 @@ static bool binding_lock_now(const Binding *b)
  * terminated array in *RET (NULL when there are none). */
 static int bindings_removed(Manager *m, const char *syspath, const char *devnode, Binding ***ret)
 {
+	/* (a binding is filed under one key: the chains are disjoint unless both name one) */
 	Binding *chains[3] = {
 	        syspath ? bindings_of_device(m, syspath) : NULL,
-	        devnode ? bindings_of_device(m, devnode) : NULL,
+	        devnode && !(syspath && streq(syspath, devnode)) ? bindings_of_device(m, devnode)
+	                                                         : NULL,
 	        bindings_overflow(m),
 	};
 	Binding **l = NULL;
@@ -662,6 +670,10 @@ void removal_key_removed(Manager *m, const char *syspath, const char *devnode, c
 			        CLOCK_MONOTONIC, (uint64_t)b->grace_ms * 1000, 0, on_grace_expired,
 			        b);
 			if (r >= 0) {
+				uint64_t until = now_monotonic_ms() + b->grace_ms + GRACE_SLACK_MS;
+
+				if (until > ctx(m)->grace_until_ms)
+					ctx(m)->grace_until_ms = until;
 				n_grace++;
 				continue;
 			}
@@ -864,8 +876,8 @@ void removal_key_added(Manager *m, const char *syspath, const char *devnode)
 	ProofOp *p;
 	int r;
 
-	if (!devnode)
-		return;
+	if (!devnode || now_monotonic_ms() > ctx(m)->grace_until_ms)
+		return; /* no grace period can be running */
 	for (Binding *b = m->bindings; b; b = b->next)
 		if (b->state == BINDING_GRACE)
 			goto prove;
