@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "intern.h"
 #include "util.h"
 
 static const char *const binding_state_table[_BINDING_STATE_MAX] = {
@@ -17,31 +18,57 @@ static const char *const binding_state_table[_BINDING_STATE_MAX] = {
 
 DEFINE_STRING_TABLE_LOOKUP(binding_state, BindingState, binding_state_table)
 
+BindingRun *binding_run(Binding *b)
+{
+	if (!b->run)
+		b->run = calloc(1, sizeof(BindingRun));
+	return b->run;
+}
+
+static void binding_run_free(BindingRun *r)
+{
+	if (!r)
+		return;
+	sd_event_source_disable_unref(r->grace_timer);
+	sd_event_source_disable_unref(r->verify_timer);
+	sd_event_source_disable_unref(r->kill_timer);
+	free(r->tree);
+	sd_bus_slot_unref(r->call_slot);
+	sd_bus_slot_unref(r->match_slot);
+	sd_bus_slot_unref(r->resolve_slot);
+	intern_unref(r->removed_device);
+	free(r);
+}
+
+void binding_run_release(Binding *b)
+{
+	BindingRun *r = b->run;
+
+	if (!r || r->grace_timer || r->verify_timer || r->kill_timer || r->tree || r->call_slot ||
+	        r->match_slot || r->resolve_slot || r->unbind_requested)
+		return;
+	binding_run_free(r);
+	b->run = NULL;
+}
+
 void binding_free(Binding *b)
 {
 	if (!b)
 		return;
-	sd_event_source_disable_unref(b->grace_timer);
-	sd_event_source_disable_unref(b->verify_timer);
-	sd_event_source_disable_unref(b->kill_timer);
-	free(b->tree);
-	sd_bus_slot_unref(b->call_slot);
-	sd_bus_slot_unref(b->match_slot);
-	sd_bus_slot_unref(b->resolve_slot);
-	free(b->user);
-	free(b->session_id);
-	free(b->session_path);
-	free(b->session_type);
-	free(b->service);
-	free(b->tty);
-	free(b->cred_id);
-	free(b->cred_label);
-	free(b->hidraw_path);
-	free(b->sysfs_path);
-	free(b->rule);
-	free(b->rule_name);
-	free(b->policy);
-	free(b->removed_device);
+	binding_run_free(b->run);
+	intern_unref(b->user);
+	intern_unref(b->session_id);
+	intern_unref(b->session_path);
+	intern_unref(b->session_type);
+	intern_unref(b->service);
+	intern_unref(b->tty);
+	intern_unref(b->cred_id);
+	intern_unref(b->cred_label);
+	intern_unref(b->hidraw_path);
+	intern_unref(b->sysfs_path);
+	intern_unref(b->rule);
+	intern_unref(b->rule_name);
+	intern_unref(b->policy);
 	free(b);
 }
 
@@ -187,12 +214,21 @@ static const BindingKey binding_keys[] = {
 };
 _Static_assert(ELEMENTSOF(binding_keys) <= 32, "binding_parse() tracks seen keys in 32 bits");
 
-static int binding_key_index(const char *k)
+/* The index of key K; HINT is tried first (binding_format() writes the keys in an order
+ * close to the table's, so the key after the last one found is usually it). */
+static int binding_key_index_from(const char *k, size_t hint)
 {
+	if (hint < ELEMENTSOF(binding_keys) && streq(binding_keys[hint].name, k))
+		return (int)hint;
 	for (size_t i = 0; i < ELEMENTSOF(binding_keys); i++)
 		if (streq(binding_keys[i].name, k))
 			return (int)i;
 	return -1;
+}
+
+static int binding_key_index(const char *k)
+{
+	return binding_key_index_from(k, 0);
 }
 
 #define KEY_BIT(k) (UINT32_C(1) << (k))
@@ -209,6 +245,7 @@ static int binding_split(char *text, size_t len, bool salvage, const char **valu
 	const char *why = NULL;
 	uint32_t conflict = 0;
 	char *end = text + len;
+	size_t hint = 0;
 
 	for (char *line = text, *nl; line < end; line = nl + 1) {
 		const char *problem = NULL;
@@ -233,7 +270,8 @@ static int binding_split(char *text, size_t len, bool salvage, const char **valu
 			problem = "a line without '='";
 		else {
 			*eq = '\0';
-			k = binding_key_index(line);
+			k = binding_key_index_from(line, hint);
+			hint = k < 0 ? 0 : (size_t)k + 1;
 			if (k < 0)
 				problem = "an unknown key";
 			else if (!values[k])
@@ -272,11 +310,10 @@ static int binding_set(Binding *b, size_t k, const char *v, const char **ret_why
 		return -EINVAL;
 	}
 	if (binding_keys[k].string) {
-		char **target = (char **)((uint8_t *)b + binding_keys[k].offset);
+		const char **target =
+		        (const char **)(void *)((uint8_t *)b + binding_keys[k].offset);
 
-		free(*target);
-		*target = strdup(v);
-		return *target ? 0 : -ENOMEM;
+		return intern_replace(target, v);
 	}
 	if (streq(key, "version")) {
 		if (streq(v, "1"))
@@ -344,9 +381,9 @@ int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const c
 	return 0;
 }
 
-static void free_and_null(char **p)
+static void free_and_null(const char **p)
 {
-	free(*p);
+	intern_unref(*p);
 	*p = NULL;
 }
 

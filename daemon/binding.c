@@ -7,40 +7,11 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "intern.h"
 #include "log.h"
 #include "logind.h"
 #include "process.h"
 #include "util.h"
-
-void binding_link(Manager *m, Binding *b)
-{
-	b->prev = NULL;
-	b->next = m->bindings;
-	if (m->bindings)
-		m->bindings->prev = b;
-	m->bindings = b;
-	m->n_bindings++;
-}
-
-static void binding_unlink(Manager *m, Binding *b)
-{
-	if (b->prev)
-		b->prev->next = b->next;
-	else if (m->bindings == b)
-		m->bindings = b->next;
-	if (b->next)
-		b->next->prev = b->prev;
-	b->next = b->prev = NULL;
-	m->n_bindings--;
-}
-
-Binding *manager_binding_find(Manager *m, const char *id)
-{
-	for (Binding *b = m->bindings; b; b = b->next)
-		if (streq(b->id, id))
-			return b;
-	return NULL;
-}
 
 const char *binding_subject(const Binding *b, char *buf, size_t size)
 {
@@ -188,7 +159,7 @@ typedef struct PruneQuery {
 
 struct PruneJob {
 	Manager *manager;
-	char **ids; /* sorted, distinct */
+	char **ids; /* distinct */
 	PruneQuery *queries;
 	size_t n, next;
 	unsigned in_flight;
@@ -241,12 +212,15 @@ static int on_prune_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
 	j->in_flight--;
 	if (logind_reply_failed(reply, &name, &message)) {
 		if (logind_error_is_gone(name)) {
-			for (Binding *b = j->manager->bindings, *next; b; b = next) {
+			/* (held: the last binding dropped would free it) */
+			const char *id = intern_ref(intern_lookup(q->session_id));
+
+			for (Binding *b = j->manager->bindings, *next; b && id; b = next) {
 				next = b->next;
-				if (b->session_id && streq(b->session_id, q->session_id) &&
-				        b->state != BINDING_ACTING)
+				if (b->session_id == id && b->state != BINDING_ACTING)
 					binding_drop(b, "session-ended");
 			}
+			intern_unref(id);
 		} else
 			/* logind did not answer: keep the bindings (fail closed). */
 			log_warning("logind: cannot check session %s (%s); keeping its bindings.",
@@ -256,13 +230,17 @@ static int on_prune_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
 	return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
+static int cmp_ptr(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	uintptr_t x = (uintptr_t) * (const char *const *)a,
+	          y = (uintptr_t) * (const char *const *)b;
+
+	return x < y ? -1 : x > y;
 }
 
 static int bindings_prune_sessions(Manager *m)
 {
+	_cleanup_free_ const char **seen = NULL;
 	PruneJob *j;
 	size_t n = 0, k = 0;
 
@@ -270,30 +248,25 @@ static int bindings_prune_sessions(Manager *m)
 	if (!j)
 		return -ENOMEM;
 	j->manager = m;
+	seen = calloc(m->n_bindings + 1, sizeof(char *));
 	j->ids = calloc(m->n_bindings + 1, sizeof(char *));
-	if (!j->ids) {
-		free(j);
+	if (!seen || !j->ids) {
+		prune_job_free(j);
 		return -ENOMEM;
 	}
+	/* Interned: one session id is one pointer, whatever the number of its bindings. */
 	for (Binding *b = m->bindings; b; b = b->next)
-		if (b->session_id) {
-			j->ids[n] = strdup(b->session_id);
-			if (!j->ids[n++]) {
-				prune_job_free(j);
-				return -ENOMEM;
-			}
-		}
-	qsort(j->ids, n, sizeof(char *), cmp_str);
-	/* keep the distinct ones */
+		if (b->session_id)
+			seen[n++] = b->session_id;
+	qsort(seen, n, sizeof(char *), cmp_ptr);
 	for (size_t i = 0; i < n; i++) {
-		if (k > 0 && streq(j->ids[i], j->ids[k - 1])) {
-			free(j->ids[i]);
-			j->ids[i] = NULL;
+		if (i > 0 && seen[i] == seen[i - 1])
 			continue;
+		j->ids[k] = strdup(seen[i]);
+		if (!j->ids[k++]) {
+			prune_job_free(j);
+			return -ENOMEM;
 		}
-		j->ids[k++] = j->ids[i];
-		if (k - 1 != i)
-			j->ids[i] = NULL;
 	}
 	j->n = k;
 	j->queries = calloc(k + 1, sizeof(PruneQuery));
@@ -388,10 +361,47 @@ static bool binding_file_untrusted(int r)
 	return r == -EPERM || r == -EACCES || r == -ELOOP || r == -EBADFD;
 }
 
+/* Reads binding file PATH (as read_full_file_safe() with SAFE_FILE_DEFAULT) into BUF
+ * (BINDING_FILE_MAX + 1 bytes), NUL-terminated, with no allocation. Start-up reads
+ * thousands: one read each when the file is its stat size (binding files are replaced by
+ * rename, never written in place), not a second one to see the end of the file. */
+static int binding_file_read(const char *path, char *buf, size_t *ret_len, const char **ret_problem)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+	size_t len = 0;
+
+	fd = safe_open(path, SAFE_FILE_DEFAULT, &st, ret_problem);
+	if (fd < 0)
+		return fd;
+	for (;;) {
+		ssize_t k = read(fd, buf + len, BINDING_FILE_MAX + 1 - len);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			*ret_problem = "cannot be read (I/O error)";
+			return -errno;
+		}
+		len += (size_t)k;
+		if (len > BINDING_FILE_MAX) {
+			*ret_problem = "is larger than allowed";
+			return -EFBIG;
+		}
+		if (k == 0 || len == (size_t)st.st_size)
+			break;
+	}
+	buf[len] = '\0';
+	*ret_len = len;
+	return 0;
+}
+
 int bindings_load(Manager *m)
 {
 	_cleanup_free_ char *dir = NULL;
 	const PolicySettings *s = policy_settings(m->policy);
+	char text[BINDING_FILE_MAX + 1], copy[BINDING_FILE_MAX + 1];
+	char path[PATH_MAX];
 	struct dirent *de;
 	struct stat st;
 	DIR *d;
@@ -411,20 +421,16 @@ int bindings_load(Manager *m)
 	if (!d)
 		return log_error_errno(-errno, "Cannot open %s: %m", dir);
 	while ((de = readdir(d))) {
-		_cleanup_free_ char *path = NULL, *text = NULL, *copy = NULL;
 		const char *problem = NULL, *why = NULL;
 		Binding *b = NULL;
-		size_t len;
+		size_t len = 0;
 		bool hex = strlen(de->d_name) == KEYWARD_TOKEN_CHARS;
 
 		for (const char *p = de->d_name; hex && *p; p++)
 			hex = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f');
 		if (!hex)
 			continue; /* ".", "..", temp files of write_file_atomic */
-		if (asprintf(&path, "%s/%s", dir, de->d_name) < 0) {
-			closedir(d);
-			return -ENOMEM;
-		}
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		if ((size_t)n >= s->max_bindings) {
 			log_error("More binding files in %s than max_bindings (%u); %s is not "
 			          "loaded.",
@@ -433,8 +439,7 @@ int bindings_load(Manager *m)
 		}
 		/* Only root can have written a root-owned file nobody else may write in this
 		 * root-only directory (readable by others or not): what it says is root's. */
-		r = read_full_file_safe(
-		        path, SAFE_FILE_DEFAULT, BINDING_FILE_MAX, &text, &len, &problem);
+		r = binding_file_read(path, text, &len, &problem);
 		if (r < 0) {
 			bool untrusted = binding_file_untrusted(r);
 
@@ -451,10 +456,10 @@ int bindings_load(Manager *m)
 		}
 		if (strlen(text) != len)
 			r = -EBADMSG, why = "a NUL byte";
-		else if (!(copy = strdup(text)))
-			r = -ENOMEM;
-		else
+		else {
+			memcpy(copy, text, len + 1);
 			r = binding_parse(m, de->d_name, copy, &b, &why);
+		}
 		if (r == -EBADMSG)
 			/* Never silently enforced less: acted on at once, or an alert. */
 			r = bindings_load_corrupt(m, de->d_name, path, text, len, strna(why));
@@ -508,4 +513,6 @@ void bindings_free_all(Manager *m)
 		binding_free(b);
 	}
 	m->n_bindings = 0;
+	m->by_device.overflow = NULL;
+	binding_index_free(m);
 }

@@ -27,39 +27,51 @@ typedef enum BindingState {
 struct Binding {
 	Manager *manager;
 	char id[KEYWARD_TOKEN_CHARS + 1]; /* binding id (random hex), also the file name */
-	char *user;
-	uid_t uid;
-	char *session_id;   /* logind session id, or NULL for an elevation */
-	char *session_path; /* logind object path (from GetSession), NULL until resolved */
-	char *session_type; /* logind Type ("x11", "wayland", "tty", ...), NULL if unknown */
-	pid_t pid; /* elevated process (it and its descendants are ended), or the PAM caller */
-	uint64_t pid_start; /* start time of pid (/proc/PID/stat field 22), 0 if unknown */
-	pid_t pgid;         /* process group of pid at bind time: recorded, never signalled */
-	char *service, *tty;
-	char *cred_id, *cred_label;
-	char *hidraw_path, *sysfs_path; /* the physical key (from the AuthToken) */
-	uint64_t created_ms;            /* realtime */
-
-	/* What the policy rule that matched at bind time says about removal. */
-	char *rule;      /* "file:line" or "default" */
-	char *rule_name; /* the rule's name (NULL in a binding file of an older keywardd) */
-	char *policy;    /* digest of the policy the login's decision came from (or NULL) */
-	PolicyRemoval removal;
+	/* (small enums in a byte each, and grace_ms: they fill the padding after id) */
+	uint8_t removal;         /* PolicyRemoval: what the rule says about removal */
+	uint8_t on_lock_failure; /* PolicyLockFailure */
+	uint8_t state : 7;       /* BindingState */
+	/* Salvaged from a file binding_parse() refused (binding_salvage()): acted on at
+	 * start; its file is left as it was found, for an administrator to inspect. */
+	bool corrupt : 1;
 	uint32_t grace_ms;
-	uint32_t lock_verify_ms;
-	PolicyLockFailure on_lock_failure;
-
-	BindingState state;
+	/* The strings are interned (intern.h): shared with the other bindings that hold the
+	 * same value, set with intern_replace() and never freed directly. */
+	const char *user;
+	const char *session_id;   /* logind session id, or NULL for an elevation */
+	const char *session_path; /* logind object path (from GetSession), NULL until resolved */
+	const char *session_type; /* logind Type ("x11", "wayland", "tty", ...), NULL if unknown */
+	const char *service, *tty;
+	const char *cred_id, *cred_label;
+	/* The physical key (from the AuthToken); the device index (binding-index.c) files the
+	 * binding under sysfs_path, else hidraw_path: change them with binding_set_device(). */
+	const char *hidraw_path, *sysfs_path;
+	/* What the policy rule that matched at bind time says about removal. */
+	const char *rule;      /* "file:line" or "default" */
+	const char *rule_name; /* the rule's name (NULL in a binding file of an older keywardd) */
+	const char *policy;    /* digest of the policy the login's decision came from (or NULL) */
+	uint64_t pid_start;    /* start time of pid (/proc/PID/stat field 22), 0 if unknown */
+	uint64_t created_ms;   /* realtime */
 	/* Seq of the first audit record of a removal action that has no outcome record yet
 	 * (0: none pending). Persisted: a keywardd that dies mid-action leaves it in the file
 	 * and the next start records the outcome "interrupted" (binding_outcome()). */
 	uint64_t action_seq;
-	/* Salvaged from a file binding_parse() refused (binding_salvage()): acted on at
-	 * start; its file is left as it was found, for an administrator to inspect. */
-	bool corrupt;
+	uid_t uid;
+	pid_t pid;  /* elevated process (it and its descendants are ended), or the PAM caller */
+	pid_t pgid; /* process group of pid at bind time: recorded, never signalled */
+	uint32_t lock_verify_ms;
 
-	/* Run time only (daemon/removal.c). */
-	char *removed_device;          /* sysfs path the key had when it went away */
+	/* Run time only (daemon/removal.c, session.c): NULL while the binding is idle. */
+	struct BindingRun *run;
+
+	struct Binding *next, *prev;         /* m->bindings */
+	struct Binding *dev_next, *dev_prev; /* the bindings of the same key (binding-index.c) */
+};
+
+/* What a binding holds only while something is under way (removal action, resolving its
+ * session at bind time): binding_run() makes it, binding_run_release() frees it when idle. */
+typedef struct BindingRun {
+	const char *removed_device;    /* sysfs path the key had when it went away (interned) */
 	sd_event_source *grace_timer;  /* grace_ms after removal */
 	sd_event_source *verify_timer; /* lock_verify_ms after Session.Lock */
 	sd_event_source *kill_timer;   /* end-elevation: polls the tree, SIGKILL after SIGTERM */
@@ -73,9 +85,7 @@ struct Binding {
 	bool lock_hint;            /* LockedHint was seen true while verifying */
 	bool kill_sent;            /* end-elevation: SIGKILL was sent */
 	bool unbind_requested;     /* UnbindSession while ending the elevation: drop when done */
-
-	struct Binding *next, *prev;
-};
+} BindingRun;
 
 /* The outcome record of B's pending removal action (OUTCOME: done, verified, escalated,
  * failed, gone, interrupted; DETAIL the machine cause) and clears b->action_seq. A no-op
@@ -89,6 +99,10 @@ BindingState binding_state_from_string(const char *s);
  * pending timers/calls), and the file format. */
 Binding *binding_new(Manager *m);
 void binding_free(Binding *b);
+/* B's run-time state, made if missing (NULL: out of memory). */
+BindingRun *binding_run(Binding *b);
+/* Frees B's run-time state if nothing is pending in it any more. */
+void binding_run_release(Binding *b);
 /* Whether V may be stored (no control characters, at most BINDING_VALUE_MAX). */
 bool binding_value_ok(const char *v);
 /* B as the text of its file; -EINVAL if a value cannot be stored. */
@@ -131,8 +145,22 @@ int bindings_dir(Manager *m, char **ret);
  * loaded or -errno. */
 int bindings_load(Manager *m);
 
-/* Binds B (new) into the manager's table. */
+/* binding-index.c: links B (new) into the manager's table and its key's index entry. */
 void binding_link(Manager *m, Binding *b);
+/* Takes B out of the table and the index (B is not freed). */
+void binding_unlink(Manager *m, Binding *b);
+/* Sets B's key (copies of SYSFS_PATH and HIDRAW_PATH, NULL allowed) and files it under
+ * it: 0 or -ENOMEM (B unchanged). */
+int binding_set_device(Binding *b, const char *sysfs_path, const char *hidraw_path);
+/* The first binding filed under KEY (a sysfs path, or the device node of a binding with no
+ * sysfs path), NULL if none; the others follow through ->dev_next. In no given order, and
+ * in any state: the caller checks. */
+Binding *bindings_of_device(Manager *m, const char *key);
+/* Bindings the index had no room for (out of memory), through ->dev_next: every removal
+ * looks at them too. */
+Binding *bindings_overflow(Manager *m);
+/* Frees the index table (when the last binding has gone, or at shutdown). */
+void binding_index_free(Manager *m);
 /* Frees every binding (shutdown: the files stay) and the start-up check. */
 void bindings_free_all(Manager *m);
 

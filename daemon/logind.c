@@ -96,8 +96,8 @@ int logind_watch_session_properties(sd_bus *bus, const char *path, sd_bus_messag
 	            "arg0='" LOGIND_SESSION_INTERFACE "'",
 	            path) < 0)
 		return -ENOMEM;
-	/* AddMatch goes out before any later call on this connection, so the bus applies it
-	 * before it routes the reaction to our Lock. */
+	/* Asynchronous: no round trip. The bus applies it in the order it was sent, so it
+	 * holds for whatever is routed after it. */
 	return sd_bus_add_match_async(bus, ret_slot, rule, cb, NULL, userdata);
 }
 

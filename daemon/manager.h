@@ -99,6 +99,14 @@ struct Manager {
 	/* (extension) session bindings: BindSession/UnbindSession, removal actions. */
 	Binding *bindings;
 	size_t n_bindings;
+	/* The bindings by key (daemon/binding-index.c): an open-addressing table from the
+	 * interned sysfs path (else device node) to the chain of its bindings. */
+	struct {
+		const char **keys;
+		Binding **heads;
+		size_t size, n;
+		Binding *overflow; /* no room in the table (out of memory): always looked at */
+	} by_device;
 	struct PruneJob *prune; /* start-up check of the bound sessions (binding.c) */
 	struct udev *udev;      /* for sysfs paths; removal.c's watch shares it */
 	/* (extension) removal state: proofs in flight, logind watches (daemon/removal.h). */

@@ -12,6 +12,7 @@
 
 #include "creds.h"
 #include "fido-util.h"
+#include "intern.h"
 #include "log.h"
 #include "logind.h"
 #include "process.h"
@@ -19,6 +20,9 @@
 #include "worker.h"
 
 static void binding_act(Binding *b, const char *why);
+
+/* How late a grace timer may fire and still find its binding in grace (removal.h). */
+#define GRACE_SLACK_MS (60 * 1000)
 
 static RemovalContext *ctx(Manager *m)
 {
@@ -49,14 +53,17 @@ static void audit_binding(Binding *b, AuditEvent event, AuditResult result, cons
 
 static void binding_cancel_pending(Binding *b)
 {
-	b->grace_timer = sd_event_source_disable_unref(b->grace_timer);
-	b->verify_timer = sd_event_source_disable_unref(b->verify_timer);
-	b->kill_timer = sd_event_source_disable_unref(b->kill_timer);
-	free(b->tree);
-	b->tree = NULL;
-	b->n_tree = 0;
-	b->call_slot = sd_bus_slot_unref(b->call_slot);
-	b->match_slot = sd_bus_slot_unref(b->match_slot);
+	if (!b->run)
+		return;
+	b->run->grace_timer = sd_event_source_disable_unref(b->run->grace_timer);
+	b->run->verify_timer = sd_event_source_disable_unref(b->run->verify_timer);
+	b->run->kill_timer = sd_event_source_disable_unref(b->run->kill_timer);
+	free(b->run->tree);
+	b->run->tree = NULL;
+	b->run->n_tree = 0;
+	b->run->call_slot = sd_bus_slot_unref(b->run->call_slot);
+	b->run->match_slot = sd_bus_slot_unref(b->run->match_slot);
+	binding_run_release(b);
 }
 
 /* The action has run its course; the binding stays (inert) until unbound. */
@@ -71,24 +78,16 @@ static void binding_done(Binding *b)
 		log_error_errno(r, "Cannot record that binding %s has acted: %m", b->id);
 }
 
-static bool binding_matches(const Binding *b, const char *syspath, const char *devnode)
-{
-	if (b->sysfs_path)
-		return syspath && streq(b->sysfs_path, syspath);
-	/* No sysfs path was known at authentication: the device node decides. */
-	return b->hidraw_path && devnode && streq(b->hidraw_path, devnode);
-}
-
 /* --- terminate ------------------------------------------------------------------------ */
 
 static int on_terminate_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
 {
 	Binding *b = userdata;
-	bool escalation = b->lock_requested || b->removal == POLICY_REMOVAL_LOCK;
+	bool escalation = b->run->lock_requested || b->removal == POLICY_REMOVAL_LOCK;
 	AuditEvent ev = escalation ? AUDIT_EVENT_LOCK_ESCALATED : AUDIT_EVENT_ACTION;
 	const char *name = NULL, *message = NULL;
 
-	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	b->run->call_slot = sd_bus_slot_unref(b->run->call_slot);
 	if (logind_reply_failed(reply, &name, &message) && !logind_error_is_gone(name)) {
 		log_error(
 		        "SECURITY: cannot terminate session %s of %s after its key was removed: %s",
@@ -103,10 +102,10 @@ static int on_terminate_reply(sd_bus_message *reply, void *userdata, sd_bus_erro
 		return 0;
 	}
 	audit_binding(b, ev, AUDIT_RESULT_SUCCESS, name ? "session-ended" : "terminated",
-	        !escalation    ? NULL
-	        : b->lock_hint ? "The lock did not hold (LockedHint was set, then cleared "
-	                         "within lock_verify): the session was terminated."
-	                       : "The lock was not confirmed: the session was terminated.",
+	        !escalation         ? NULL
+	        : b->run->lock_hint ? "The lock did not hold (LockedHint was set, then cleared "
+	                              "within lock_verify): the session was terminated."
+	                            : "The lock was not confirmed: the session was terminated.",
 	        "terminate");
 	log_notice("Session %s of %s %s after its key was removed.", b->session_id, strna(b->user),
 	        name ? "had already ended" : "terminated");
@@ -126,7 +125,7 @@ static void terminate_start(Binding *b)
 
 	b->state = BINDING_ACTING;
 	r = logind_terminate_session(
-	        b->manager->bus, b->session_id, on_terminate_reply, b, &b->call_slot);
+	        b->manager->bus, b->session_id, on_terminate_reply, b, &b->run->call_slot);
 	if (r < 0) {
 		log_error_errno(r, "SECURITY: cannot ask logind to terminate session %s: %m",
 		        b->session_id);
@@ -145,9 +144,9 @@ static void terminate_start(Binding *b)
 
 static void lock_failed(Binding *b, const char *reason, const char *message)
 {
-	b->verify_timer = sd_event_source_disable_unref(b->verify_timer);
-	b->match_slot = sd_bus_slot_unref(b->match_slot);
-	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	b->run->verify_timer = sd_event_source_disable_unref(b->run->verify_timer);
+	b->run->match_slot = sd_bus_slot_unref(b->run->match_slot);
+	b->run->call_slot = sd_bus_slot_unref(b->run->call_slot);
 	if (b->on_lock_failure == POLICY_LOCK_FAILURE_TERMINATE) {
 		log_warning("Session %s of %s: %s; terminating it (on_lock_failure = terminate).",
 		        b->session_id, strna(b->user), message);
@@ -164,10 +163,10 @@ static void lock_failed(Binding *b, const char *reason, const char *message)
 
 static void lock_verified(Binding *b)
 {
-	b->verify_timer = sd_event_source_disable_unref(b->verify_timer);
+	b->run->verify_timer = sd_event_source_disable_unref(b->run->verify_timer);
 	/* The locker may report before logind's reply to Lock has arrived. */
-	if (!b->lock_requested) {
-		b->lock_requested = true;
+	if (!b->run->lock_requested) {
+		b->run->lock_requested = true;
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "lock-requested",
 		        "logind was asked to lock the session.", NULL);
 	}
@@ -187,7 +186,7 @@ static int on_final_locked_hint(sd_bus_message *reply, void *userdata, sd_bus_er
 	char message[160];
 	int locked = 0;
 
-	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	b->run->call_slot = sd_bus_slot_unref(b->run->call_slot);
 	if (b->state != BINDING_ACTING)
 		return 0;
 	if (!logind_reply_failed(reply, NULL, NULL) &&
@@ -196,8 +195,8 @@ static int on_final_locked_hint(sd_bus_message *reply, void *userdata, sd_bus_er
 		return 0;
 	}
 	snprintf(message, sizeof(message),
-	        b->lock_hint ? "LockedHint was set but did not stay true for %u ms"
-	                     : "LockedHint is not true %u ms after the lock request",
+	        b->run->lock_hint ? "LockedHint was set but did not stay true for %u ms"
+	                          : "LockedHint is not true %u ms after the lock request",
 	        b->lock_verify_ms);
 	lock_failed(b, "not-locked", message);
 	return 0;
@@ -209,8 +208,8 @@ static int on_verify_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 	char message[128];
 	int r;
 
-	b->verify_timer = sd_event_source_disable_unref(b->verify_timer);
-	if (!b->lock_requested) {
+	b->run->verify_timer = sd_event_source_disable_unref(b->run->verify_timer);
+	if (!b->run->lock_requested) {
 		snprintf(message, sizeof(message),
 		        "logind did not answer the Lock call within %u ms", b->lock_verify_ms);
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
@@ -218,9 +217,9 @@ static int on_verify_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 		lock_failed(b, "not-locked", message);
 		return 0;
 	}
-	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	b->run->call_slot = sd_bus_slot_unref(b->run->call_slot);
 	r = logind_get_session_property(b->manager->bus, b->session_path, "LockedHint",
-	        on_final_locked_hint, b, &b->call_slot);
+	        on_final_locked_hint, b, &b->run->call_slot);
 	if (r < 0) {
 		snprintf(message, sizeof(message), "cannot read LockedHint: %s", strerror(-r));
 		lock_failed(b, "not-locked", message);
@@ -237,7 +236,7 @@ static int on_properties_changed(sd_bus_message *msg, void *userdata, sd_bus_err
 		return 0;
 	hint = logind_properties_changed_bool(msg, "LockedHint");
 	if (hint >= 0) {
-		b->lock_hint = b->lock_hint || hint;
+		b->run->lock_hint = b->run->lock_hint || hint;
 		log_debug("Session %s of %s: LockedHint=%s.", b->session_id, strna(b->user),
 		        hint ? "yes" : "no");
 	}
@@ -249,10 +248,10 @@ static int on_locked_hint(sd_bus_message *reply, void *userdata, sd_bus_error *r
 	Binding *b = userdata;
 	int locked = 0;
 
-	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	b->run->call_slot = sd_bus_slot_unref(b->run->call_slot);
 	if (!logind_reply_failed(reply, NULL, NULL) &&
 	        sd_bus_message_read(reply, "v", "b", &locked) >= 0)
-		b->lock_hint = b->lock_hint || locked;
+		b->run->lock_hint = b->run->lock_hint || locked;
 	return 0;
 }
 
@@ -281,15 +280,15 @@ static int on_lock_reply(sd_bus_message *reply, void *userdata, sd_bus_error *re
 	Binding *b = userdata;
 	int r;
 
-	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	b->run->call_slot = sd_bus_slot_unref(b->run->call_slot);
 	if (lock_call_failed(b, reply))
 		return 0;
-	b->lock_requested = true;
+	b->run->lock_requested = true;
 	audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "lock-requested",
 	        "logind was asked to lock the session; waiting for LockedHint.", NULL);
 	/* A session that was locked already sends no PropertiesChanged: ask once. */
-	r = logind_get_session_property(
-	        b->manager->bus, b->session_path, "LockedHint", on_locked_hint, b, &b->call_slot);
+	r = logind_get_session_property(b->manager->bus, b->session_path, "LockedHint",
+	        on_locked_hint, b, &b->run->call_slot);
 	if (r < 0)
 		log_debug_errno(r, "Cannot read LockedHint of %s: %m", b->session_id);
 	return 0;
@@ -300,12 +299,16 @@ static void lock_send(Binding *b)
 	Manager *m = b->manager;
 	int r;
 
-	r = logind_watch_session_properties(
-	        m->bus, b->session_path, on_properties_changed, b, &b->match_slot);
+	/* The Lock first, then the watch of LockedHint: the locker's answer takes a round trip
+	 * through logind and the locker, so the bus has the match long before it. The verdict
+	 * does not hang on the signal anyway: on_lock_reply() and the end of lock_verify read
+	 * LockedHint (the signal only tells "set, then cleared" apart). */
+	r = logind_lock_session(m->bus, b->session_path, on_lock_reply, b, &b->run->call_slot);
 	if (r >= 0)
-		r = logind_lock_session(m->bus, b->session_path, on_lock_reply, b, &b->call_slot);
+		r = logind_watch_session_properties(
+		        m->bus, b->session_path, on_properties_changed, b, &b->run->match_slot);
 	if (r >= 0)
-		r = sd_event_add_time_relative(m->event, &b->verify_timer, CLOCK_MONOTONIC,
+		r = sd_event_add_time_relative(m->event, &b->run->verify_timer, CLOCK_MONOTONIC,
 		        (uint64_t)b->lock_verify_ms * 1000, 0, on_verify_timeout, b);
 	if (r < 0) {
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
@@ -319,10 +322,11 @@ static int on_lock_resolved(sd_bus_message *reply, void *userdata, sd_bus_error 
 	Binding *b = userdata;
 	const char *path = NULL;
 
-	b->call_slot = sd_bus_slot_unref(b->call_slot);
+	b->run->call_slot = sd_bus_slot_unref(b->run->call_slot);
 	if (lock_call_failed(b, reply))
 		return 0;
-	if (sd_bus_message_read(reply, "o", &path) < 0 || !(b->session_path = strdup(path))) {
+	if (sd_bus_message_read(reply, "o", &path) < 0 ||
+	        intern_replace(&b->session_path, path) < 0 || !b->session_path) {
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
 		        "logind's answer to GetSession was not understood.", NULL);
 		lock_failed(b, "lock-call-failed", "no session object path");
@@ -347,7 +351,8 @@ static void lock_start(Binding *b)
 		lock_send(b);
 		return;
 	}
-	r = logind_get_session(b->manager->bus, b->session_id, on_lock_resolved, b, &b->call_slot);
+	r = logind_get_session(
+	        b->manager->bus, b->session_id, on_lock_resolved, b, &b->run->call_slot);
 	if (r < 0) {
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "lock-call-failed",
 		        strerror(-r), NULL);
@@ -369,7 +374,7 @@ static void elevation_scan(Binding *b)
 {
 	int r;
 
-	r = process_tree_collect(&(ProcessId){b->pid, b->pid_start}, b->tree, &b->n_tree);
+	r = process_tree_collect(&(ProcessId){b->pid, b->pid_start}, b->run->tree, &b->run->n_tree);
 	if (r < 0)
 		log_warning_errno(r, "Cannot list the processes of elevation %d: %m", (int)b->pid);
 }
@@ -379,17 +384,17 @@ static size_t elevation_prune(Binding *b)
 {
 	size_t k = 0;
 
-	for (size_t i = 0; i < b->n_tree; i++)
-		if (process_alive(&b->tree[i]))
-			b->tree[k++] = b->tree[i];
-	b->n_tree = k;
+	for (size_t i = 0; i < b->run->n_tree; i++)
+		if (process_alive(&b->run->tree[i]))
+			b->run->tree[k++] = b->run->tree[i];
+	b->run->n_tree = k;
 	return k;
 }
 
 static void elevation_signal(Binding *b, int sig)
 {
-	for (size_t i = 0; i < b->n_tree; i++) {
-		ProcessId *p = &b->tree[i];
+	for (size_t i = 0; i < b->run->n_tree; i++) {
+		ProcessId *p = &b->run->tree[i];
 		_cleanup_close_ int fd = pidfd_open(p->pid, 0);
 		uint64_t start;
 
@@ -411,7 +416,7 @@ static int on_elevation_poll(sd_event_source *s, uint64_t usec, void *userdata)
 
 	elevation_scan(b);
 	if (elevation_prune(b) == 0) {
-		bool killed = b->kill_sent;
+		bool killed = b->run->kill_sent;
 
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS,
 		        killed ? "killed" : "ended",
@@ -425,30 +430,30 @@ static int on_elevation_poll(sd_event_source *s, uint64_t usec, void *userdata)
 		binding_drop(b, "process-ended");
 		return 0;
 	}
-	if (now - b->signal_ms >= END_ELEVATION_KILL_MS) {
-		if (b->kill_sent) {
+	if (now - b->run->signal_ms >= END_ELEVATION_KILL_MS) {
+		if (b->run->kill_sent) {
 			snprintf(detail, sizeof(detail), "end-elevation: %zu process(es) left",
-			        b->n_tree);
+			        b->run->n_tree);
 			log_error("SECURITY: %zu process(es) of elevation pid %d of %s survive "
 			          "SIGKILL.",
-			        b->n_tree, (int)b->pid, strna(b->user));
+			        b->run->n_tree, (int)b->pid, strna(b->user));
 			audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "survived",
 			        "Elevated processes survived SIGKILL.", detail);
 			binding_outcome(b, "failed", "survived", detail);
 			binding_done(b);
-			if (b->unbind_requested)
+			if (b->run && b->run->unbind_requested)
 				binding_drop(b, "unbound");
 			return 0;
 		}
-		b->kill_sent = true;
+		b->run->kill_sent = true;
 		log_warning("%zu process(es) of elevation pid %d of %s still run %d ms after "
 		            "SIGTERM: SIGKILL.",
-		        b->n_tree, (int)b->pid, strna(b->user), END_ELEVATION_KILL_MS);
+		        b->run->n_tree, (int)b->pid, strna(b->user), END_ELEVATION_KILL_MS);
 		elevation_signal(b, SIGKILL);
-		b->signal_ms = now;
+		b->run->signal_ms = now;
 	} else
 		/* Children forked since the last look get the same signal. */
-		elevation_signal(b, b->kill_sent ? SIGKILL : SIGTERM);
+		elevation_signal(b, b->run->kill_sent ? SIGKILL : SIGTERM);
 	r = sd_event_source_set_time_relative(s, END_ELEVATION_POLL_MS * 1000ULL);
 	if (r >= 0)
 		r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
@@ -471,7 +476,7 @@ static void end_elevation(Binding *b)
 	int r;
 
 	b->state = BINDING_ACTING;
-	b->kill_sent = false;
+	b->run->kill_sent = false;
 	/* Without a start time a pid could name anybody: it is never signalled. */
 	if (b->pid <= 1 || !b->pid_start) {
 		log_error("SECURITY: elevation binding %s names no verifiable process (pid %d).",
@@ -483,10 +488,10 @@ static void end_elevation(Binding *b)
 		binding_done(b);
 		return;
 	}
-	free(b->tree);
-	b->n_tree = 0;
-	b->tree = calloc(PROCESS_TREE_MAX, sizeof(ProcessId));
-	if (!b->tree) {
+	free(b->run->tree);
+	b->run->n_tree = 0;
+	b->run->tree = calloc(PROCESS_TREE_MAX, sizeof(ProcessId));
+	if (!b->run->tree) {
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_FAILURE, "error",
 		        "Out of memory: the elevated processes were not signalled.",
 		        "end-elevation");
@@ -495,21 +500,21 @@ static void end_elevation(Binding *b)
 		return;
 	}
 	elevation_scan(b);
-	if (b->n_tree == 0) {
+	if (b->run->n_tree == 0) {
 		audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_SUCCESS, "already-ended",
 		        "The elevated process had already ended.", "end-elevation");
 		binding_drop(b, "process-ended");
 		return;
 	}
-	snprintf(detail, sizeof(detail), "%zu process(es)", b->n_tree);
+	snprintf(detail, sizeof(detail), "%zu process(es)", b->run->n_tree);
 	log_info("Ending elevation pid %d of %s: SIGHUP and SIGTERM to %s.", (int)b->pid,
 	        strna(b->user), detail);
 	/* SIGHUP as when a terminal goes away: an interactive shell (su -, sudo -i) ignores
 	 * SIGTERM but ends on SIGHUP. */
 	elevation_signal(b, SIGHUP);
 	elevation_signal(b, SIGTERM);
-	b->signal_ms = now_monotonic_ms();
-	r = sd_event_add_time_relative(m->event, &b->kill_timer, CLOCK_MONOTONIC,
+	b->run->signal_ms = now_monotonic_ms();
+	r = sd_event_add_time_relative(m->event, &b->run->kill_timer, CLOCK_MONOTONIC,
 	        END_ELEVATION_POLL_MS * 1000ULL, 0, on_elevation_poll, b);
 	if (r < 0) {
 		elevation_signal(b, SIGKILL);
@@ -523,9 +528,10 @@ static void end_elevation(Binding *b)
 
 /* --- the action ------------------------------------------------------------------- */
 
+/* The action on B, whose key is gone (WHY). B must have its run-time state. */
 static void binding_act(Binding *b, const char *why)
 {
-	b->grace_timer = sd_event_source_disable_unref(b->grace_timer);
+	b->run->grace_timer = sd_event_source_disable_unref(b->run->grace_timer);
 	b->state = BINDING_ACTING;
 	log_info("Key of binding %s (%s) gone (%s): action %s.", b->id, strna(b->user), why,
 	        policy_removal_to_string(b->removal));
@@ -553,36 +559,121 @@ static int on_grace_expired(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	Binding *b = userdata;
 
-	b->grace_timer = sd_event_source_disable_unref(b->grace_timer);
+	b->run->grace_timer = sd_event_source_disable_unref(b->run->grace_timer);
 	if (b->state == BINDING_GRACE)
 		binding_act(b, "grace-expired");
 	return 0;
 }
 
+static bool binding_matches(const Binding *b, const char *syspath, const char *devnode)
+{
+	if (b->sysfs_path)
+		return syspath && streq(b->sysfs_path, syspath);
+	/* No sysfs path was known at authentication: the device node decides. */
+	return b->hidraw_path && devnode && streq(b->hidraw_path, devnode);
+}
+
+/* Whether removal_key_removed() sends B's Lock at once, before any per-binding work: a
+ * lock with no grace period, of a session whose object path is known. */
+static bool binding_lock_now(const Binding *b)
+{
+	return b->grace_ms == 0 && b->removal == POLICY_REMOVAL_LOCK && b->session_id &&
+	       b->session_path && !(b->session_type && streq(b->session_type, "tty"));
+}
+
+/* The bound bindings of the key that went away (SYSPATH, DEVNODE), from the index: a NULL
+ * terminated array in *RET (NULL when there are none). */
+static int bindings_removed(Manager *m, const char *syspath, const char *devnode, Binding ***ret)
+{
+	/* (a binding is filed under one key: the chains are disjoint unless both name one) */
+	Binding *chains[3] = {
+	        syspath ? bindings_of_device(m, syspath) : NULL,
+	        devnode && !(syspath && streq(syspath, devnode)) ? bindings_of_device(m, devnode)
+	                                                         : NULL,
+	        bindings_overflow(m),
+	};
+	Binding **l = NULL;
+	size_t n = 0, cap = 0;
+
+	for (size_t c = 0; c < ELEMENTSOF(chains); c++)
+		for (Binding *b = chains[c]; b; b = b->dev_next) {
+			if (b->state != BINDING_BOUND || !binding_matches(b, syspath, devnode))
+				continue;
+			if (n + 2 > cap) {
+				Binding **t = reallocarray(l, cap ? cap * 2 : 8, sizeof(*l));
+
+				if (!t) {
+					free(l);
+					return -ENOMEM;
+				}
+				l = t;
+				cap = cap ? cap * 2 : 8;
+			}
+			l[n++] = b;
+			l[n] = NULL;
+		}
+	*ret = l;
+	return (int)n;
+}
+
 void removal_key_removed(Manager *m, const char *syspath, const char *devnode, const char *why)
 {
+	_cleanup_free_ Binding **removed = NULL;
 	AuditRecord rec = AUDIT_RECORD_INIT;
 	char detail[64];
-	size_t n = 0, n_grace = 0, n_grants;
+	size_t n, n_grace = 0, n_grants;
 	int r;
 
-	/* Cached elevations of this key's users need a touch again. */
-	n_grants = manager_grants_forget_device(m, syspath, devnode);
-	if (n_grants > 0)
-		log_info("hidraw %s %s: cached elevations of %zu user(s) revoked.", strna(syspath),
-		        why, n_grants);
-	for (Binding *b = m->bindings, *next; b; b = next) {
-		next = b->next;
-		if (b->state != BINDING_BOUND || !binding_matches(b, syspath, devnode))
+	r = bindings_removed(m, syspath, devnode, &removed);
+	if (r < 0) {
+		/* Fail closed: every binding of the key is still looked at, one by one. */
+		log_error_errno(r, "SECURITY: cannot list the bindings of %s: %m",
+		        strna(syspath ?: devnode));
+		for (Binding *b = m->bindings, *next; b; b = next) {
+			next = b->next;
+			if (b->state == BINDING_BOUND && binding_matches(b, syspath, devnode) &&
+			        binding_run(b))
+				binding_act(b, why);
+		}
+		return;
+	}
+	n = (size_t)r;
+	/* The Lock calls go out first: nothing else (records, logs, files, other bindings'
+	 * timers) stands between the uevent and them. */
+	for (size_t i = 0; i < n; i++) {
+		Binding *b = removed[i];
+
+		if (!binding_lock_now(b) || !binding_run(b))
 			continue;
-		n++;
-		free(b->removed_device);
-		b->removed_device = strdup(syspath ? syspath : strempty(devnode));
+		b->state = BINDING_ACTING;
+		lock_send(b); /* (a failure is handled and recorded at once) */
+	}
+	/* Then the rest, and the records. */
+	for (size_t i = 0; i < n; i++) {
+		Binding *b = removed[i];
+
+		if (b->state != BINDING_BOUND) {
+			/* its Lock is out */
+			log_info("Key of binding %s (%s) gone (%s): action lock.", b->id,
+			        strna(b->user), why);
+			continue;
+		}
+		if (!binding_run(b)) {
+			log_error("SECURITY: out of memory: binding %s is not acted on.", b->id);
+			continue;
+		}
+		(void)intern_replace(
+		        &b->run->removed_device, syspath ? syspath : strempty(devnode));
 		if (b->grace_ms > 0 && b->removal != POLICY_REMOVAL_NONE) {
 			b->state = BINDING_GRACE;
-			r = sd_event_add_time_relative(m->event, &b->grace_timer, CLOCK_MONOTONIC,
-			        (uint64_t)b->grace_ms * 1000, 0, on_grace_expired, b);
+			r = sd_event_add_time_relative(m->event, &b->run->grace_timer,
+			        CLOCK_MONOTONIC, (uint64_t)b->grace_ms * 1000, 0, on_grace_expired,
+			        b);
 			if (r >= 0) {
+				uint64_t until = now_monotonic_ms() + b->grace_ms + GRACE_SLACK_MS;
+
+				if (until > ctx(m)->grace_until_ms)
+					ctx(m)->grace_until_ms = until;
 				n_grace++;
 				continue;
 			}
@@ -590,9 +681,13 @@ void removal_key_removed(Manager *m, const char *syspath, const char *devnode, c
 			        "Cannot start the grace period of binding %s; acting now: %m",
 			        b->id);
 		}
-		/* (calls go out first; the records follow) */
 		binding_act(b, why);
 	}
+	/* Cached elevations of this key's users need a touch again. */
+	n_grants = manager_grants_forget_device(m, syspath, devnode);
+	if (n_grants > 0)
+		log_info("hidraw %s %s: cached elevations of %zu user(s) revoked.", strna(syspath),
+		        why, n_grants);
 	if (n == 0) {
 		log_debug("hidraw %s (%s) %s: no binding.", strna(syspath), strna(devnode), why);
 		return;
@@ -746,14 +841,12 @@ static void on_proof_done(void *userdata)
 				        p->syspath, b->id, it->result);
 				continue;
 			}
-			b->grace_timer = sd_event_source_disable_unref(b->grace_timer);
+			b->run->grace_timer = sd_event_source_disable_unref(b->run->grace_timer);
 			b->state = BINDING_BOUND;
-			snprintf(detail, sizeof(detail), "was %s", strna(b->removed_device));
-			free(b->sysfs_path);
-			free(b->hidraw_path);
-			b->sysfs_path = strdup(p->syspath);
-			b->hidraw_path = p->devnode ? strdup(p->devnode) : NULL;
-			if (binding_save(b) < 0)
+			snprintf(detail, sizeof(detail), "was %s", strna(b->run->removed_device));
+			binding_run_release(b);
+			if (binding_set_device(b, p->syspath, p->devnode) < 0 ||
+			        binding_save(b) < 0)
 				log_error("Cannot record the new device of binding %s.", b->id);
 			audit_binding(b, AUDIT_EVENT_GRACE_CANCELLED, AUDIT_RESULT_SUCCESS,
 			        "same-key",
@@ -783,8 +876,8 @@ void removal_key_added(Manager *m, const char *syspath, const char *devnode)
 	ProofOp *p;
 	int r;
 
-	if (!devnode)
-		return;
+	if (!devnode || now_monotonic_ms() > ctx(m)->grace_until_ms)
+		return; /* no grace period can be running */
 	for (Binding *b = m->bindings; b; b = b->next)
 		if (b->state == BINDING_GRACE)
 			goto prove;
@@ -930,12 +1023,16 @@ static int on_session_removed(sd_bus_message *msg, void *userdata, sd_bus_error 
 
 	if (sd_bus_message_read(msg, "so", &id, &path) < 0)
 		return 0;
-	for (Binding *b = m->bindings, *next; b; b = next) {
+	/* Bindings hold interned ids (NULL: none has it); held, as the last binding dropped
+	 * would free it. */
+	id = intern_ref(intern_lookup(id));
+	for (Binding *b = m->bindings, *next; b && id; b = next) {
 		next = b->next;
 		/* An action in flight finishes (and records) on its own. */
-		if (b->session_id && streq(b->session_id, id) && b->state != BINDING_ACTING)
+		if (b->session_id == id && b->state != BINDING_ACTING)
 			binding_drop(b, "session-ended");
 	}
+	intern_unref(id);
 	return 0;
 }
 
@@ -982,7 +1079,7 @@ int removal_startup(Manager *m)
 	 * identifies gets its action now (binding.c has recorded the alert). */
 	for (Binding *b = m->bindings, *next; b; b = next) {
 		next = b->next;
-		if (b->corrupt && b->state == BINDING_BOUND)
+		if (b->corrupt && b->state == BINDING_BOUND && binding_run(b))
 			binding_act(b, "binding-corrupt");
 	}
 	r = removal_reconcile(m, "missing-at-start");

@@ -19,6 +19,10 @@ typedef struct RemovalContext {
 	ProofOp *proofs;               /* silent assertions running in worker threads */
 	size_t n_proofs;
 	UdevWatch *udev_watch; /* hidraw add/remove, reported to removal_key_*() */
+	/* CLOCK_MONOTONIC ms after which no binding can still be in its grace period (the
+	 * latest end of one started, plus slack for a late timer): until then a key plugged
+	 * in looks for bindings in grace, after it costs nothing however many are bound. */
+	uint64_t grace_until_ms;
 } RemovalContext;
 
 /* After the loop, policy and bus exist: loads and prunes the bindings, starts the udev

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/random.h>
 
+#include "intern.h"
 #include "log.h"
 #include "logind.h"
 #include "process.h"
@@ -20,14 +21,14 @@ static int on_resolve_type(sd_bus_message *reply, void *userdata, sd_bus_error *
 	Binding *b = userdata;
 	const char *type = NULL;
 
-	b->resolve_slot = sd_bus_slot_unref(b->resolve_slot);
+	b->run->resolve_slot = sd_bus_slot_unref(b->run->resolve_slot);
+	binding_run_release(b);
 	if (logind_reply_failed(reply, NULL, NULL) ||
 	        sd_bus_message_read(reply, "v", "s", &type) < 0)
 		return 0;
-	if (!binding_value_ok(type) || strlen(type) > 32)
+	if (!binding_value_ok(type) || strlen(type) > 32 ||
+	        intern_replace(&b->session_type, type) < 0)
 		return 0;
-	free(b->session_type);
-	b->session_type = strdup(type);
 	if (binding_save(b) < 0)
 		log_warning("Cannot record the session type of binding %s.", b->id);
 	return 0;
@@ -39,7 +40,8 @@ static int on_resolve_session(sd_bus_message *reply, void *userdata, sd_bus_erro
 	const char *path = NULL, *name = NULL, *message = NULL;
 	int r;
 
-	b->resolve_slot = sd_bus_slot_unref(b->resolve_slot);
+	b->run->resolve_slot = sd_bus_slot_unref(b->run->resolve_slot);
+	binding_run_release(b);
 	if (logind_reply_failed(reply, &name, &message)) {
 		log_warning("logind does not know session %s of binding %s (%s): %s", b->session_id,
 		        b->id, strna(name), strna(message));
@@ -47,13 +49,11 @@ static int on_resolve_session(sd_bus_message *reply, void *userdata, sd_bus_erro
 	}
 	if (sd_bus_message_read(reply, "o", &path) < 0 || !binding_value_ok(path))
 		return 0;
-	if (!b->session_path) {
-		b->session_path = strdup(path);
-		if (!b->session_path)
-			return 0;
-	}
-	r = logind_get_session_property(
-	        b->manager->bus, b->session_path, "Type", on_resolve_type, b, &b->resolve_slot);
+	if (!b->session_path && intern_replace(&b->session_path, path) < 0)
+		return 0;
+	r = binding_run(b) ? logind_get_session_property(b->manager->bus, b->session_path, "Type",
+	                             on_resolve_type, b, &b->run->resolve_slot)
+	                   : -ENOMEM;
 	if (r < 0)
 		log_warning_errno(
 		        r, "Cannot ask logind for the type of session %s: %m", b->session_id);
@@ -126,27 +126,23 @@ static int bind_complete(Manager *m, sd_bus_message *msg, AuthToken *t, pid_t ca
 		return -ENOMEM;
 	}
 	memcpy(b->id, hex, KEYWARD_TOKEN_CHARS);
-	b->user = TAKE_PTR(t->user);
 	b->uid = t->uid;
-	b->session_id = isempty(session_id) ? NULL : strdup(session_id);
 	b->pid = (pid_t)pid;
-	b->service = strdup(service);
-	b->tty = strdup(tty);
-	b->cred_id = TAKE_PTR(t->cred_id);
-	b->cred_label = TAKE_PTR(t->cred_label);
-	b->hidraw_path = TAKE_PTR(t->hidraw_path);
-	b->sysfs_path = TAKE_PTR(t->sysfs_path);
-	/* The removal behaviour of the rule that decided the authentication: a reload or
-	 * different arguments in between do not change it. */
-	b->rule = TAKE_PTR(t->rule);
-	if (t->decision) {
-		b->rule_name = strdup(t->decision->rule_name);
-		b->policy = strdup(t->decision->policy);
-		if (!b->rule_name || !b->policy) {
-			binding_free(b);
-			auth_token_free(t);
-			return -ENOMEM;
-		}
+	/* (the rule: the removal behaviour of the rule that decided the authentication; a
+	 * reload or different arguments in between do not change it) */
+	if (intern_replace(&b->user, t->user) < 0 ||
+	        intern_replace(&b->session_id, isempty(session_id) ? NULL : session_id) < 0 ||
+	        intern_replace(&b->service, service) < 0 || intern_replace(&b->tty, tty) < 0 ||
+	        intern_replace(&b->cred_id, t->cred_id) < 0 ||
+	        intern_replace(&b->cred_label, t->cred_label) < 0 ||
+	        intern_replace(&b->hidraw_path, t->hidraw_path) < 0 ||
+	        intern_replace(&b->sysfs_path, t->sysfs_path) < 0 ||
+	        intern_replace(&b->rule, t->rule) < 0 ||
+	        (t->decision && (intern_replace(&b->rule_name, t->decision->rule_name) < 0 ||
+	                                intern_replace(&b->policy, t->decision->policy) < 0))) {
+		binding_free(b);
+		auth_token_free(t);
+		return -ENOMEM;
 	}
 	b->removal = t->removal;
 	b->grace_ms = t->grace_ms;
@@ -154,7 +150,7 @@ static int bind_complete(Manager *m, sd_bus_message *msg, AuthToken *t, pid_t ca
 	b->on_lock_failure = t->on_lock_failure;
 	b->created_ms = now_realtime_ms();
 	auth_token_free(t);
-	if (!b->service || !b->tty || !b->rule || (!isempty(session_id) && !b->session_id)) {
+	if (!b->rule) {
 		binding_free(b);
 		return -ENOMEM;
 	}
@@ -199,8 +195,9 @@ static int bind_complete(Manager *m, sd_bus_message *msg, AuthToken *t, pid_t ca
 	        b->grace_ms);
 	r = sd_bus_reply_method_return(msg, "s", b->id);
 	if (b->session_id) {
-		int q = logind_get_session(
-		        m->bus, b->session_id, on_resolve_session, b, &b->resolve_slot);
+		int q = binding_run(b) ? logind_get_session(m->bus, b->session_id,
+		                                 on_resolve_session, b, &b->run->resolve_slot)
+		                       : -ENOMEM;
 		if (q < 0)
 			log_warning_errno(
 			        q, "Cannot ask logind about session %s: %m", b->session_id);
@@ -433,11 +430,11 @@ int bus_method_unbind_session(
 	b = manager_binding_find(m, id);
 	if (!b)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_NOT_FOUND, "No binding %s.", id);
-	if (b->state == BINDING_ACTING && b->tree) {
+	if (b->state == BINDING_ACTING && b->run && b->run->tree) {
 		/* sudo and su close their PAM session when the SIGTERM of end-elevation reaches
 		 * them: the binding stays until the whole tree is gone, so that the outcome is
 		 * still recorded. */
-		b->unbind_requested = true;
+		b->run->unbind_requested = true;
 		log_debug("Binding %s: unbind deferred until its elevation has ended.", b->id);
 		return sd_bus_reply_method_return(msg, "");
 	}

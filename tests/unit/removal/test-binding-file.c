@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "intern.h"
 #include "session.h"
 
 #define CHECK(x)                                                                                   \
@@ -21,23 +22,23 @@ static Binding *sample(void)
 	Binding *b = binding_new(NULL);
 
 	CHECK(b);
-	b->user = strdup("alice");
+	b->user = intern_str("alice");
 	b->uid = 1000;
-	b->session_id = strdup("c7");
-	b->session_path = strdup("/org/freedesktop/login1/session/c7");
-	b->session_type = strdup("wayland");
+	b->session_id = intern_str("c7");
+	b->session_path = intern_str("/org/freedesktop/login1/session/c7");
+	b->session_type = intern_str("wayland");
 	b->pid = 4242;
 	b->pid_start = 987654321;
 	b->pgid = 4240;
-	b->service = strdup("gdm-password");
-	b->tty = strdup("");
-	b->cred_id = strdup("AQF5ec7gQHCA+/m35a==");
-	b->cred_label = strdup("alice-key");
-	b->hidraw_path = strdup("/dev/hidraw3");
-	b->sysfs_path = strdup(
+	b->service = intern_str("gdm-password");
+	b->tty = intern_str("");
+	b->cred_id = intern_str("AQF5ec7gQHCA+/m35a==");
+	b->cred_label = intern_str("alice-key");
+	b->hidraw_path = intern_str("/dev/hidraw3");
+	b->sysfs_path = intern_str(
 	        "/sys/devices/pci0000:00/usb1/1-1/1-1:1.0/0003:1050:0407.0009/hidraw/hidraw3");
 	b->created_ms = 1795766994222ULL;
-	b->rule = strdup("/etc/keyward/keyward.conf:74");
+	b->rule = intern_str("/etc/keyward/keyward.conf:74");
 	b->removal = POLICY_REMOVAL_LOCK;
 	b->grace_ms = 3000;
 	b->lock_verify_ms = 2000;
@@ -84,7 +85,7 @@ static void test_round_trip(void)
 	CHECK(c->on_lock_failure == POLICY_LOCK_FAILURE_ALERT);
 	CHECK(c->state == BINDING_BOUND);
 	CHECK(c->action_seq == 0); /* no action pending: none written, none read */
-	CHECK(!c->tree && c->n_tree == 0 && !c->grace_timer && !c->call_slot);
+	CHECK(!c->run);            /* no run-time state: no tree, timer or call */
 	binding_free(c);
 
 	/* A removal action under way keeps the seq of its first record (the next start
@@ -96,9 +97,9 @@ static void test_round_trip(void)
 	b->action_seq = 0;
 
 	/* An elevation: no session. */
-	free(b->session_id);
-	free(b->session_path);
-	free(b->session_type);
+	intern_unref(b->session_id);
+	intern_unref(b->session_path);
+	intern_unref(b->session_type);
 	b->session_id = b->session_path = b->session_type = NULL;
 	b->removal = POLICY_REMOVAL_END_ELEVATION;
 	c = reparse(b, &why);
@@ -142,8 +143,8 @@ static void test_unstorable(void)
 	char *text = NULL;
 	size_t len;
 
-	free(b->tty);
-	b->tty = strdup("/dev/pts/1\nstate=done");
+	intern_unref(b->tty);
+	b->tty = intern_str("/dev/pts/1\nstate=done");
 	CHECK(binding_format(b, &text, &len) == -EINVAL);
 	CHECK(!text);
 	binding_free(b);
@@ -217,7 +218,7 @@ static void test_refusals(void)
 		char *text = NULL;
 		size_t len;
 
-		free(b->session_id);
+		intern_unref(b->session_id);
 		b->session_id = NULL;
 		b->pid = 0;
 		CHECK(binding_format(b, &text, &len) >= 0);
@@ -225,8 +226,8 @@ static void test_refusals(void)
 		free(text);
 		text = NULL;
 		b->pid = 7;
-		free(b->sysfs_path);
-		free(b->hidraw_path);
+		intern_unref(b->sysfs_path);
+		intern_unref(b->hidraw_path);
 		b->sysfs_path = b->hidraw_path = NULL;
 		CHECK(binding_format(b, &text, &len) >= 0);
 		CHECK(binding_parse(NULL, ID, text, &c, &why) == -EBADMSG && !c);
