@@ -17,6 +17,7 @@
 #include "coverage-publish.h"
 #include "log.h"
 #include "logind.h"
+#include "plugged.h"
 #include "util.h"
 
 static void log_diagnostics(const PolicyDiagnostics *d, int level_errors)
@@ -620,6 +621,13 @@ int manager_startup(Manager *m)
 	m->udev = udev_new();
 	if (!m->udev)
 		log_warning("libudev is not available: device sysfs paths will not be recorded.");
+	else {
+		/* The plugged keys, kept from uevents: a login does not enumerate hidraw. */
+		r = plugged_start(m->event, m->udev, &m->plugged);
+		if (r < 0)
+			log_warning_errno(r, "Cannot follow the plugged keys; every login will "
+			                     "enumerate them: %m");
+	}
 
 	r = sd_event_add_time(m->event, &m->self_call_flush, CLOCK_MONOTONIC, UINT64_MAX, 0,
 	        on_self_call_flush, m);
@@ -722,6 +730,7 @@ Manager *manager_free(Manager *m)
 	sd_event_source_unref(m->sighup_source);
 	sd_event_source_unref(m->sigterm_source);
 	sd_event_source_unref(m->sigint_source);
+	m->plugged = plugged_free(m->plugged);
 	if (m->udev)
 		udev_unref(m->udev);
 	sd_bus_slot_unref(m->vtable_slot);
@@ -1020,6 +1029,18 @@ int manager_hidraw_to_syspath(Manager *m, const char *devnode, char **ret)
 
 	if (!m->udev || isempty(devnode))
 		return -ENODEV;
+	if (m->plugged) {
+		const char *syspath = plugged_syspath(m->plugged, devnode);
+
+		if (syspath) {
+			char *p = strdup(syspath);
+
+			if (!p)
+				return -ENOMEM;
+			*ret = p;
+			return 0;
+		}
+	}
 	e = udev_enumerate_new(m->udev);
 	if (!e)
 		return -ENOMEM;
