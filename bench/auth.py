@@ -59,6 +59,10 @@ def inner(args):
                             module=args.module, driver=args.driver, testbed=args.testbed,
                             policy_timeout=30000, verbose=False)
     bench = e2e.E2E(ns)
+    with open(bench.policy, encoding='utf-8') as f:
+        text = f.read().replace('settings = {', 'settings = {\n\tmax_credentials_per_user = 48;', 1)
+    with open(bench.policy, 'w', encoding='utf-8') as f:
+        f.write(text)
     results = []
     try:
         # pam_u2f's registration on the only key plugged in now (key 0).
