@@ -185,9 +185,11 @@ static int rp_cred_ids(const AuthData *a, const char *rp, FidoCredIds *ret)
 /* Silent probe: does DEV hold one of the user's credentials for RP? Never asks for a
  * touch (up=false) or PIN; sends the allow list in batches the key takes (LIM). Returns 1
  * (*ret_id: the base64 id it answered with, if any), 0 when the key holds none, or -errno
- * when the key refused the search (*ret_status: its libfido2 status). */
+ * when the key refused the search (*ret_status: its libfido2 status). RET_ASSERT (if not
+ * NULL): the key's one assertion, a signature over our random challenge. */
 static int probe_device(const AuthData *a, fido_dev_t *dev, const char *path,
-        const FidoListLimits *lim, const char *rp, char **ret_id, int *ret_status)
+        const FidoListLimits *lim, const char *rp, char **ret_id, int *ret_status,
+        fido_assert_t **ret_assert)
 {
 	_cleanup_(fido_cred_ids_done) FidoCredIds ids = {};
 	fido_assert_t *as = NULL;
@@ -208,6 +210,8 @@ static int probe_device(const AuthData *a, fido_dev_t *dev, const char *path,
 	log_debug("probe %s for rp %s (%zu ids): %s", path, rp, ids.n, fido_strerr(status));
 	if (r > 0 && as)
 		r = probe_pick(a, as, rp, ret_id) ? 1 : 0;
+	if (r > 0 && as && ret_assert && fido_assert_count(as) == 1)
+		*ret_assert = TAKE_PTR(as);
 	fido_assert_free(&as);
 	if (r < 0)
 		*ret_status = status;
@@ -338,6 +342,22 @@ static void auth_assert(
 	auth_fail(a, fido_error_reason(r), "%s", fido_error_message(r));
 }
 
+/* The silent proof of a cached elevation (no touch, no PIN, only the key of the last
+ * authentication) is exactly what the probe's answer is: a fresh signature of that key
+ * over our random challenge. It is verified like any assertion; a second, identical
+ * request to the key would add nothing. */
+static void auth_take_probe(DeviceOp *op, AuthData *a, const char *rp, fido_assert_t **as)
+{
+	device_op_stamp(op); /* still holding the key: the order its counter moved in */
+	a->uv_required = a->up_required = false;
+	a->rp_id = strdup(rp);
+	if (!a->rp_id) {
+		auth_fail(a, "error", "Out of memory.");
+		return;
+	}
+	a->assert = TAKE_PTR(*as);
+}
+
 /* The search over the plugged keys: one probe per key, in parallel when there are several
  * (a thread each), so that each extra key costs its own round trips only, not the sum.
  * The first probe that finds one of the user's credentials wins: it asks its key for the
@@ -434,6 +454,7 @@ static void auth_probe_key(AuthProbe *p)
 	for (size_t k = 0; k < a->set->n && !found && !auth_search_stopped(s); k++) {
 		const char *rp = a->set->items[k].rp_id;
 		_cleanup_free_ char *id = NULL;
+		fido_assert_t *probe_as = NULL;
 		bool seen = false;
 		int status;
 
@@ -442,7 +463,8 @@ static void auth_probe_key(AuthProbe *p)
 				seen = true;
 		if (seen)
 			continue;
-		r = probe_device(a, dev, p->path, &lim, rp, &id, &status);
+		r = probe_device(a, dev, p->path, &lim, rp, &id, &status,
+		        a->silent_proof ? &probe_as : NULL);
 		if (r > 0) {
 			found = true;
 			if (auth_search_claim(s, p)) {
@@ -450,6 +472,8 @@ static void auth_probe_key(AuthProbe *p)
 				a->dev_path = strdup(p->path);
 				if (!a->dev_path)
 					auth_fail(a, "error", "Out of memory.");
+				else if (probe_as)
+					auth_take_probe(op, a, rp, &probe_as);
 				else
 					auth_assert(op, a, dev, rp, id);
 			}
@@ -460,6 +484,7 @@ static void auth_probe_key(AuthProbe *p)
 			p->refused_status = status;
 			pthread_mutex_unlock(&s->lock);
 		}
+		fido_assert_free(&probe_as); /* NULL once taken */
 	}
 	pthread_mutex_lock(&s->lock);
 	p->dev = NULL; /* nobody cancels it from now on */

@@ -1575,8 +1575,8 @@ def case_plugged_keys(e):
 
 def case_auth_parallel_keys(e):
     """Three plugged keys probed in parallel: the credential on the 3rd key, then on the 2nd,
-    is found while the others are never asked for a touch; a cancel reaches every key of the
-    search."""
+    is found while the others are never asked for a touch; a cancel reaches the key of the
+    search; a cached elevation's silent proof is the probe's signature, counter checked."""
     e.write_policy()
     e.start()
     for n in range(3):
@@ -1617,6 +1617,18 @@ def case_auth_parallel_keys(e):
     e.bed("touch-mode", "1", "auto")
     a = e.authenticate()
     check(a["granted"] and a["cred"] == "second", f"the keys work right after the cancel: {a}")
+    # the silent proof of a cached elevation is the probe's own signature (one request to
+    # the key, none to the others), checked like any: counter included
+    import dbus
+    n_assert = e.log_text().count("assertion on ")
+    a = e.authenticate(options={"cached": dbus.Boolean(True)})
+    acct = e.audit_find(event="account", result="success", user="root")
+    check(a["granted"] and a["cred"] == "second" and acct and acct[-1].get("detail") == "cached-elevation same-key",
+          f"silent proof: {a} {acct}")
+    check(e.log_text().count("assertion on ") == n_assert, "the silent proof asked the key twice")
+    e.bed("counter-mode", "1", "rewound")
+    a = e.authenticate(options={"cached": dbus.Boolean(True)})
+    check(not a["granted"] and a["reason"] == "clone", f"silent proof with a rewound counter: {a}")
 
 
 def interface_signature(xml_text):
