@@ -85,7 +85,7 @@ def inner(args):
         u2f_service = os.path.join(bench.service_dir, 'bench-u2f')
         with open(u2f_service, 'w', encoding='utf-8') as f:
             f.write(f'auth required {args.pam_u2f} authfile={authfile} origin=pam://bench '
-                    'appid=pam://bench cue\n')
+                    'appid=pam://bench cue max_devices=48\n')
         with open(os.path.join(bench.service_dir, 'bench-floor'), 'w', encoding='utf-8') as f:
             f.write('auth required pam_permit.so\n')
         creds_dir = os.path.join(bench.tmp, 'credentials')

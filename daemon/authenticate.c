@@ -456,7 +456,7 @@ static void auth_probe_key(AuthProbe *p)
 		_cleanup_free_ char *id = NULL;
 		fido_assert_t *probe_as = NULL;
 		bool seen = false;
-		int status;
+		int status = FIDO_OK;
 
 		for (size_t j = 0; j < k; j++)
 			if (streq(a->set->items[j].rp_id, rp))
