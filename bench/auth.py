@@ -65,21 +65,19 @@ def inner(args):
         f.write(text)
     results = []
     try:
-        # pam_u2f's registration on the only key plugged in now (key 0).
+        # The registration goes to the key that comes last in the device order (udev's,
+        # by syspath: the testbed's last key): the others are unplugged meanwhile.
+        for k in range(args.keys - 1):
+            bench.ctl('unplug', str(k))
         p = subprocess.run(['pamu2fcfg', '-u', 'alice', '-o', 'pam://bench', '-i',
                             'pam://bench'], capture_output=True, timeout=60, check=False)
         e2e.check(p.returncode == 0 and p.stdout.startswith(b'alice:'),
                   'pamu2fcfg failed: ' + p.stderr.decode(errors='replace'))
         real = p.stdout.decode().strip().split(':', 1)[1]
         pk_etc = real.split(',', 1)[1]
-        # The other keys come first in the device order: key 0 leaves, two new keys come,
-        # key 0 comes back (under a newer device node).
-        if args.keys > 1:
-            bench.ctl('unplug', '0')
-            for _ in range(args.keys - 1):
-                bench.ctl('plug-new')
-            bench.ctl('plug', '0')
-            time.sleep(0.3)
+        for k in range(args.keys - 1):
+            bench.ctl('plug', str(k))
+        time.sleep(0.3)
 
         authfile = os.path.join(bench.tmp, 'u2f_keys')
         u2f_service = os.path.join(bench.service_dir, 'bench-u2f')
@@ -186,7 +184,7 @@ def outer(args):
         with tempfile.NamedTemporaryFile(prefix='bench-auth-', suffix='.json') as out:
             # 100 ms touch: the 1-credential rows only (the touch wait dominates them all)
             creds = args.creds if touch == 0 else [1]
-            argv = [args.testbed, '--keys', '1', '--touch-delay', str(touch), '--bus',
+            argv = [args.testbed, '--keys', str(keys), '--touch-delay', str(touch), '--bus',
                     '--bus-policy', os.path.join(args.source_dir, 'dist',
                                                  'org.keyward.Keyward1.conf'), '--',
                     '/usr/bin/python3', os.path.abspath(__file__), '--inner',
