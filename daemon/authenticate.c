@@ -2,6 +2,7 @@
  * the loop; the key search (silent probe per key, then the real assertion) in a worker
  * thread; verification of signature, flags, owner and sign counter back in the loop. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/random.h>
@@ -13,6 +14,7 @@
 #include "fido-util.h"
 #include "lockout.h"
 #include "log.h"
+#include "plugged.h"
 #include "process.h"
 #include "util.h"
 
@@ -40,6 +42,7 @@ typedef struct AuthData {
 	 * `pin-required` answer now is a refusal, not the prompt it asks for. */
 	bool pin_asked;
 	char *only_device;
+	char **paths;       /* the plugged keys when the request came (NULL: enumerate) */
 	CredentialSet *set; /* the user's credentials (worker reads ids/rp ids only) */
 
 	/* result (written by the worker) */
@@ -62,6 +65,7 @@ static void auth_data_free(AuthData *a)
 	free(a->rhost);
 	decision_unref(a->decision);
 	free(a->only_device);
+	strv_free(a->paths);
 	if (a->pin_fd >= 0)
 		close(a->pin_fd);
 	credential_set_free(a->set);
@@ -181,9 +185,11 @@ static int rp_cred_ids(const AuthData *a, const char *rp, FidoCredIds *ret)
 /* Silent probe: does DEV hold one of the user's credentials for RP? Never asks for a
  * touch (up=false) or PIN; sends the allow list in batches the key takes (LIM). Returns 1
  * (*ret_id: the base64 id it answered with, if any), 0 when the key holds none, or -errno
- * when the key refused the search (*ret_status: its libfido2 status). */
-static int probe_device(const AuthData *a, fido_dev_t *dev, const FidoListLimits *lim,
-        const char *rp, char **ret_id, int *ret_status)
+ * when the key refused the search (*ret_status: its libfido2 status). RET_ASSERT (if not
+ * NULL): the key's one assertion, a signature over our random challenge. */
+static int probe_device(const AuthData *a, fido_dev_t *dev, const char *path,
+        const FidoListLimits *lim, const char *rp, char **ret_id, int *ret_status,
+        fido_assert_t **ret_assert)
 {
 	_cleanup_(fido_cred_ids_done) FidoCredIds ids = {};
 	fido_assert_t *as = NULL;
@@ -201,10 +207,11 @@ static int probe_device(const AuthData *a, fido_dev_t *dev, const FidoListLimits
 		return 0; /* U2F keys have no discoverable credentials */
 	(void)fido_dev_set_timeout(dev, AUTH_PROBE_TIMEOUT_MS);
 	r = fido_probe_batches(dev, rp, &ids, lim, &as, &status);
-	log_debug("probe %s for rp %s (%zu ids): %s", strna(a->dev_path), rp, ids.n,
-	        fido_strerr(status));
+	log_debug("probe %s for rp %s (%zu ids): %s", path, rp, ids.n, fido_strerr(status));
 	if (r > 0 && as)
 		r = probe_pick(a, as, rp, ret_id) ? 1 : 0;
+	if (r > 0 && as && ret_assert && fido_assert_count(as) == 1)
+		*ret_assert = TAKE_PTR(as);
 	fido_assert_free(&as);
 	if (r < 0)
 		*ret_status = status;
@@ -335,90 +342,215 @@ static void auth_assert(
 	auth_fail(a, fido_error_reason(r), "%s", fido_error_message(r));
 }
 
-static void auth_work(DeviceOp *op)
+/* The silent proof of a cached elevation (no touch, no PIN, only the key of the last
+ * authentication) is exactly what the probe's answer is: a fresh signature of that key
+ * over our random challenge. It is verified like any assertion; a second, identical
+ * request to the key would add nothing. */
+static void auth_take_probe(DeviceOp *op, AuthData *a, const char *rp, fido_assert_t **as)
 {
-	AuthData *a = op->data;
-	fido_dev_info_t *devlist = NULL;
-	_cleanup_free_ char *refused_path = NULL;
-	int refused_status = FIDO_OK; /* a key that refused the search (not "none held") */
-	unsigned n_unopened = 0;
-	size_t ndevs = 0;
-	int r;
-
-	devlist = fido_dev_info_new(AUTH_MAX_DEVICES);
-	if (!devlist) {
+	device_op_stamp(op); /* still holding the key: the order its counter moved in */
+	a->uv_required = a->up_required = false;
+	a->rp_id = strdup(rp);
+	if (!a->rp_id) {
 		auth_fail(a, "error", "Out of memory.");
 		return;
 	}
-	r = fido_dev_info_manifest(devlist, AUTH_MAX_DEVICES, &ndevs);
-	if (a->silent_proof && (r != FIDO_OK || ndevs == 0)) {
-		auth_fail(a, "no-key",
-		        "The security key of your last authentication is no longer plugged in.");
-		goto out;
-	}
-	if (r != FIDO_OK || ndevs == 0) {
-		auth_fail(a, "no-key",
-		        "No security key is plugged in: plug in your registered key and try "
-		        "again.");
-		goto out;
-	}
-	for (size_t i = 0; i < ndevs && !a->assert && !device_op_cancelled(op); i++) {
-		const fido_dev_info_t *di = fido_dev_info_ptr(devlist, i);
-		const char *path = di ? fido_dev_info_path(di) : NULL;
-		FidoListLimits lim;
-		fido_dev_t *dev;
-		bool found = false;
+	a->assert = TAKE_PTR(*as);
+}
 
-		if (!path || (a->only_device && !streq(path, a->only_device)))
-			continue;
-		device_op_yield_to_root(op);
-		if (device_op_cancelled(op))
-			break;
-		dev = fido_dev_new();
-		if (!dev)
-			break;
-		/* Bounded from the start: fido_dev_open() already talks to the key. */
-		(void)fido_dev_set_timeout(dev, AUTH_PROBE_TIMEOUT_MS);
-		r = fido_dev_open(dev, path);
-		if (r != FIDO_OK) {
-			log_debug("Cannot open %s: %s", path, fido_strerr(r));
-			fido_dev_free(&dev);
-			n_unopened++;
-			continue;
-		}
-		free(a->dev_path);
-		a->dev_path = strdup(path);
-		device_op_set_active(op, dev);
-		fido_list_limits(dev, &lim);
-		/* Each distinct rp id of the user's credentials (imports may differ). */
-		for (size_t k = 0; k < a->set->n && !found && !device_op_cancelled(op); k++) {
-			const char *rp = a->set->items[k].rp_id;
-			_cleanup_free_ char *id = NULL;
-			bool seen = false;
-			int status;
+/* The search over the plugged keys: one probe per key, in parallel when there are several
+ * (a thread each), so that each extra key costs its own round trips only, not the sum.
+ * The first probe that finds one of the user's credentials wins: it asks its key for the
+ * real assertion; the others are cancelled and close their keys. */
+typedef struct AuthSearch AuthSearch;
 
-			for (size_t j = 0; j < k; j++)
-				if (streq(a->set->items[j].rp_id, rp))
-					seen = true;
-			if (seen)
-				continue;
-			r = probe_device(a, dev, &lim, rp, &id, &status);
-			if (r > 0) {
-				found = true;
-				auth_assert(op, a, dev, rp, id);
-			} else if (r < 0) {
-				log_debug("%s refused the search for rp %s: %s", path, rp,
-				        fido_strerr(status));
-				refused_status = status;
-				free(refused_path);
-				refused_path = strdup(path);
-			}
-		}
-		device_op_set_active(op, NULL);
+typedef struct AuthProbe {
+	AuthSearch *search;
+	const char *path;
+	pthread_t thread;
+	bool started;
+	/* under search->lock */
+	fido_dev_t *dev; /* open (a winner may cancel it) */
+	bool unopened;
+	int refused_status; /* FIDO_OK: not refused */
+} AuthProbe;
+
+struct AuthSearch {
+	DeviceOp *op;
+	AuthData *a;
+	pthread_mutex_t lock;
+	AuthProbe *probes;
+	size_t n;
+	AuthProbe *winner;
+};
+
+static bool auth_search_stopped(AuthSearch *s)
+{
+	bool stop;
+
+	pthread_mutex_lock(&s->lock);
+	stop = s->winner != NULL;
+	pthread_mutex_unlock(&s->lock);
+	return stop || device_op_cancelled(s->op);
+}
+
+/* Claims the search for P; the other keys' probes are cancelled. False: another won. */
+static bool auth_search_claim(AuthSearch *s, AuthProbe *p)
+{
+	bool won = false;
+
+	pthread_mutex_lock(&s->lock);
+	if (!s->winner) {
+		s->winner = p;
+		won = true;
+		for (size_t i = 0; i < s->n; i++)
+			if (&s->probes[i] != p && s->probes[i].dev)
+				(void)fido_dev_cancel(s->probes[i].dev);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return won;
+}
+
+static void auth_probe_key(AuthProbe *p)
+{
+	AuthSearch *s = p->search;
+	DeviceOp *op = s->op;
+	AuthData *a = s->a;
+	FidoListLimits lim;
+	fido_dev_t *dev;
+	bool found = false;
+	int r;
+
+	device_op_yield_to_root(op);
+	if (auth_search_stopped(s))
+		return;
+	dev = fido_dev_new();
+	if (!dev) {
+		p->unopened = true;
+		return;
+	}
+	/* Bounded from the start: fido_dev_open() already talks to the key. */
+	(void)fido_dev_set_timeout(dev, AUTH_PROBE_TIMEOUT_MS);
+	r = fido_dev_open(dev, p->path);
+	if (r == FIDO_OK && device_op_add_active(op, dev) < 0) {
 		(void)fido_dev_close(dev);
+		r = FIDO_ERR_INTERNAL;
+	}
+	if (r != FIDO_OK) {
+		log_debug("Cannot open %s: %s", p->path, fido_strerr(r));
 		fido_dev_free(&dev);
-		if (found)
-			break;
+		pthread_mutex_lock(&s->lock);
+		p->unopened = true;
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	pthread_mutex_lock(&s->lock);
+	p->dev = dev;
+	if (s->winner) /* won while this key was opening */
+		(void)fido_dev_cancel(dev);
+	pthread_mutex_unlock(&s->lock);
+	fido_list_limits(dev, &lim);
+	/* Each distinct rp id of the user's credentials (imports may differ). */
+	for (size_t k = 0; k < a->set->n && !found && !auth_search_stopped(s); k++) {
+		const char *rp = a->set->items[k].rp_id;
+		_cleanup_free_ char *id = NULL;
+		fido_assert_t *probe_as = NULL;
+		bool seen = false;
+		int status = FIDO_OK;
+
+		for (size_t j = 0; j < k; j++)
+			if (streq(a->set->items[j].rp_id, rp))
+				seen = true;
+		if (seen)
+			continue;
+		r = probe_device(a, dev, p->path, &lim, rp, &id, &status,
+		        a->silent_proof ? &probe_as : NULL);
+		if (r > 0) {
+			found = true;
+			if (auth_search_claim(s, p)) {
+				/* Only the winner writes the result. */
+				a->dev_path = strdup(p->path);
+				if (!a->dev_path)
+					auth_fail(a, "error", "Out of memory.");
+				else if (probe_as)
+					auth_take_probe(op, a, rp, &probe_as);
+				else
+					auth_assert(op, a, dev, rp, id);
+			}
+		} else if (r < 0) {
+			log_debug("%s refused the search for rp %s: %s", p->path, rp,
+			        fido_strerr(status));
+			pthread_mutex_lock(&s->lock);
+			p->refused_status = status;
+			pthread_mutex_unlock(&s->lock);
+		}
+		fido_assert_free(&probe_as); /* NULL once taken */
+	}
+	pthread_mutex_lock(&s->lock);
+	p->dev = NULL; /* nobody cancels it from now on */
+	pthread_mutex_unlock(&s->lock);
+	device_op_remove_active(op, dev);
+	(void)fido_dev_close(dev);
+	fido_dev_free(&dev);
+}
+
+static void *auth_probe_thread(void *userdata)
+{
+	auth_probe_key(userdata);
+	return NULL;
+}
+
+static void auth_work(DeviceOp *op)
+{
+	AuthData *a = op->data;
+	AuthSearch s = {.op = op, .a = a, .lock = PTHREAD_MUTEX_INITIALIZER};
+	AuthProbe probes[AUTH_MAX_DEVICES] = {};
+	const char *refused_path = NULL;
+	int refused_status = FIDO_OK; /* a key that refused the search (not "none held") */
+	unsigned n_unopened = 0;
+
+	/* The plugged keys the loop handed over; without a kept set, libfido2 lists them. */
+	if (!a->paths && plugged_enumerate(AUTH_MAX_DEVICES, &a->paths) < 0) {
+		auth_fail(a, "error", "Out of memory.");
+		goto out;
+	}
+	for (char **p = a->paths; *p && s.n < AUTH_MAX_DEVICES; p++)
+		if (!a->only_device || streq(*p, a->only_device))
+			probes[s.n++] = (AuthProbe){.search = &s, .path = *p};
+	s.probes = probes;
+	if (s.n == 0) {
+		if (a->silent_proof)
+			auth_fail(a, "no-key",
+			        "The security key of your last authentication is no longer plugged "
+			        "in.");
+		else
+			auth_fail(a, "no-key",
+			        "No security key is plugged in: plug in your registered key and "
+			        "try "
+			        "again.");
+		goto out;
+	}
+	if (s.n == 1)
+		auth_probe_key(&probes[0]);
+	else {
+		for (size_t i = 0; i < s.n; i++)
+			probes[i].started = pthread_create(&probes[i].thread, NULL,
+			                            auth_probe_thread, &probes[i]) == 0;
+		/* A thread that could not start: its key is searched here, after the others. */
+		for (size_t i = 0; i < s.n; i++)
+			if (!probes[i].started)
+				auth_probe_key(&probes[i]);
+		for (size_t i = 0; i < s.n; i++)
+			if (probes[i].started)
+				(void)pthread_join(probes[i].thread, NULL);
+	}
+	for (size_t i = 0; i < s.n; i++) {
+		if (probes[i].unopened)
+			n_unopened++;
+		if (probes[i].refused_status != FIDO_OK) {
+			refused_status = probes[i].refused_status;
+			refused_path = probes[i].path;
+		}
 	}
 	if (device_op_cancelled(op) && !a->reason && !a->assert)
 		auth_fail(a, "cancelled", "The request was cancelled.");
@@ -448,7 +580,7 @@ static void auth_work(DeviceOp *op)
 			        a->user);
 	}
 out:
-	fido_dev_info_free(&devlist, AUTH_MAX_DEVICES);
+	pthread_mutex_destroy(&s.lock);
 	if (a->pin_fd >= 0) {
 		close(a->pin_fd);
 		a->pin_fd = -1;
@@ -1247,6 +1379,11 @@ int bus_method_authenticate(
 	}
 	log_debug("Authenticate %s/%s%s%s", user, service, opts.cached ? " (cached elevation)" : "",
 	        grant ? ": proving the last key silently" : "");
+	r = plugged_devnodes(m->plugged, &a->paths);
+	if (r < 0) {
+		auth_data_free(a);
+		return r;
+	}
 	/* Our own copy of the PIN pipe, non-blocking (the worker reads it). */
 	a->pin_fd = pin_fd >= 0 ? fcntl(pin_fd, F_DUPFD_CLOEXEC, 3) : -1;
 	if (a->pin_fd >= 0)

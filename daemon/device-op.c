@@ -156,7 +156,9 @@ static void device_op_work(void *p)
 	op->vtable->work(op);
 	if (op->caller_uid == 0)
 		atomic_fetch_sub(&op->set->root_active, 1);
-	device_op_set_active(op, NULL);
+	pthread_mutex_lock(&op->lock);
+	op->n_active = 0; /* the work has closed its keys */
+	pthread_mutex_unlock(&op->lock);
 	if (op->seq == 0)
 		device_op_stamp(op);
 }
@@ -232,15 +234,30 @@ fail:
 	return r;
 }
 
-void device_op_set_active(DeviceOp *op, fido_dev_t *dev)
+int device_op_add_active(DeviceOp *op, fido_dev_t *dev)
 {
-	bool cancel;
+	int r = 0;
 
 	pthread_mutex_lock(&op->lock);
-	op->active_dev = dev;
-	cancel = op->cancel_requested && dev;
-	if (cancel)
-		(void)fido_dev_cancel(dev);
+	if (op->n_active >= DEVICE_OP_MAX_ACTIVE)
+		r = -EBUSY;
+	else {
+		op->active_devs[op->n_active++] = dev;
+		if (op->cancel_requested)
+			(void)fido_dev_cancel(dev);
+	}
+	pthread_mutex_unlock(&op->lock);
+	return r;
+}
+
+void device_op_remove_active(DeviceOp *op, fido_dev_t *dev)
+{
+	pthread_mutex_lock(&op->lock);
+	for (size_t i = 0; i < op->n_active; i++)
+		if (op->active_devs[i] == dev) {
+			op->active_devs[i] = op->active_devs[--op->n_active];
+			break;
+		}
 	pthread_mutex_unlock(&op->lock);
 }
 
@@ -273,8 +290,8 @@ void device_op_cancel(DeviceOp *op, const char *reason)
 {
 	pthread_mutex_lock(&op->lock);
 	op->cancel_requested = true;
-	if (op->active_dev)
-		(void)fido_dev_cancel(op->active_dev);
+	for (size_t i = 0; i < op->n_active; i++)
+		(void)fido_dev_cancel(op->active_devs[i]);
 	pthread_mutex_unlock(&op->lock);
 	if (!op->replied) {
 		op->vtable->abort(op, reason);

@@ -26,6 +26,7 @@ typedef struct Manager Manager;
 #define DEVICE_OP_MAX          64
 #define DEVICE_OP_MAX_PER_UID  2  /* non-root callers: one conversation, one spare */
 #define DEVICE_OP_MAX_NON_ROOT 32 /* all non-root callers together */
+#define DEVICE_OP_MAX_ACTIVE   16 /* keys one op uses at once (parallel probe) */
 
 typedef enum DeviceOpKind {
 	DEVICE_OP_AUTHENTICATE,
@@ -66,8 +67,11 @@ struct DeviceOp {
 	Worker *worker; /* the thread doing the device I/O (worker.h) */
 	bool replied;
 
-	pthread_mutex_t lock;   /* guards the two fields below */
-	fido_dev_t *active_dev; /* the key the thread has open (for fido_dev_cancel) */
+	pthread_mutex_t lock; /* guards the three fields below */
+	/* The keys the op's threads have open (for fido_dev_cancel): one per key probed in
+	 * parallel. */
+	fido_dev_t *active_devs[DEVICE_OP_MAX_ACTIVE];
+	size_t n_active;
 	bool cancel_requested;
 
 	/* Completion order: stamped by the thread while it still holds the key, so ops that
@@ -90,9 +94,11 @@ int device_op_new(DeviceOpSet *set, Manager *owner, DeviceOpKind kind, const Dev
 /* Starts the thread and the deadline (timeout_ms + grace). On failure the op is freed. */
 int device_op_start(DeviceOp *op);
 
-/* In the thread: register/unregister the key in use (so a cancel reaches it), and ask
- * whether the op was cancelled. */
-void device_op_set_active(DeviceOp *op, fido_dev_t *dev);
+/* In the op's threads: register/unregister a key in use (so a cancel reaches it; a key
+ * registered after the cancel is cancelled at once), and ask whether the op was cancelled.
+ * Returns -EBUSY past DEVICE_OP_MAX_ACTIVE keys (the key must not be used then). */
+int device_op_add_active(DeviceOp *op, fido_dev_t *dev);
+void device_op_remove_active(DeviceOp *op, fido_dev_t *dev);
 bool device_op_cancelled(DeviceOp *op);
 /* In the thread of a non-root caller's op, before it opens a key: waits while root's ops
  * (the PAM applications') use the keys, so that a user's requests never keep a login's key

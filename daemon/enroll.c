@@ -13,6 +13,7 @@
 #include "device-op.h"
 #include "fido-util.h"
 #include "log.h"
+#include "plugged.h"
 #include "service-coverage.h"
 #include "util.h"
 
@@ -35,6 +36,7 @@ typedef struct EnrollData {
 	const char *error_name; /* NULL: cred holds the new credential */
 	char message[320];
 	char *dev_path;
+	char **paths; /* the plugged keys when the request came (NULL: enumerate) */
 	fido_cred_t *cred;
 	bool pin_used, builtin_uv;
 } EnrollData;
@@ -53,6 +55,7 @@ static void enroll_data_free(EnrollData *e)
 	credential_set_free(e->set);
 	enroll_rules_done(&e->rules);
 	free(e->dev_path);
+	strv_free(e->paths);
 	fido_cred_free(&e->cred);
 	bus_actor_done(&e->actor);
 	free(e);
@@ -71,39 +74,36 @@ static void enroll_fail(EnrollData *e, const char *error_name, const char *fmt, 
 
 /* --- worker thread ------------------------------------------------------------------ */
 
-static int pick_device(EnrollData *e, fido_dev_info_t *devlist, size_t n, const char **ret)
+static int pick_device(EnrollData *e, char **paths, const char **ret)
 {
+	size_t n = strv_length(paths);
+
 	if (n == 0) {
 		enroll_fail(e, KEYWARD_BUS_ERROR_NO_DEVICE, "No security key is plugged in.");
 		return -ENODEV;
 	}
 	if (e->device) {
-		for (size_t i = 0; i < n; i++) {
-			const fido_dev_info_t *di = fido_dev_info_ptr(devlist, i);
-			if (di && streq(fido_dev_info_path(di), e->device)) {
-				*ret = fido_dev_info_path(di);
+		for (size_t i = 0; i < n; i++)
+			if (streq(paths[i], e->device)) {
+				*ret = paths[i];
 				return 0;
 			}
-		}
 		enroll_fail(e, KEYWARD_BUS_ERROR_NO_DEVICE,
 		        "No security key at %s (see fido2-token -L).", e->device);
 		return -ENODEV;
 	}
 	if (n > 1) {
 		char list[200] = "";
-		for (size_t i = 0; i < n && strlen(list) < 150; i++) {
-			const fido_dev_info_t *di = fido_dev_info_ptr(devlist, i);
-			if (di)
-				snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
-				        i ? ", " : "", fido_dev_info_path(di));
-		}
+		for (size_t i = 0; i < n && strlen(list) < 150; i++)
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+			        i ? ", " : "", paths[i]);
 		enroll_fail(e, KEYWARD_BUS_ERROR_BUSY,
 		        "%zu security keys are plugged in (%s): choose one with --device PATH, or "
 		        "unplug the others.",
 		        n, list);
 		return -EBUSY;
 	}
-	*ret = fido_dev_info_path(fido_dev_info_ptr(devlist, 0));
+	*ret = paths[0];
 	return 0;
 }
 
@@ -275,20 +275,16 @@ static void enroll_make(DeviceOp *op, EnrollData *e, fido_dev_t *dev)
 static void enroll_work(DeviceOp *op)
 {
 	EnrollData *e = op->data;
-	fido_dev_info_t *devlist = fido_dev_info_new(ENROLL_MAX_DEVICES);
 	const char *path = NULL;
 	fido_dev_t *dev = NULL;
-	size_t n = 0;
 	int r;
 
-	if (!devlist) {
+	/* The plugged keys the loop handed over; without a kept set, libfido2 lists them. */
+	if (!e->paths && plugged_enumerate(ENROLL_MAX_DEVICES, &e->paths) < 0) {
 		enroll_fail(e, KEYWARD_BUS_ERROR_FAILED, "Out of memory.");
-		return;
+		goto out;
 	}
-	r = fido_dev_info_manifest(devlist, ENROLL_MAX_DEVICES, &n);
-	if (r != FIDO_OK)
-		n = 0;
-	if (pick_device(e, devlist, n, &path) < 0)
+	if (pick_device(e, e->paths, &path) < 0)
 		goto out;
 	e->dev_path = strdup(path);
 	dev = fido_dev_new();
@@ -304,13 +300,12 @@ static void enroll_work(DeviceOp *op)
 		        "Cannot open the security key at %s: %s.", path, fido_strerr(r));
 		goto out;
 	}
-	device_op_set_active(op, dev);
+	(void)device_op_add_active(op, dev); /* the op's only key: room for it */
 	enroll_make(op, e, dev);
-	device_op_set_active(op, NULL);
+	device_op_remove_active(op, dev);
 	(void)fido_dev_close(dev);
 out:
 	fido_dev_free(&dev);
-	fido_dev_info_free(&devlist, ENROLL_MAX_DEVICES);
 	if (e->pin_fd >= 0) {
 		close(e->pin_fd);
 		e->pin_fd = -1;
@@ -810,6 +805,11 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	if (getrandom(e->user_id, sizeof(e->user_id), 0) != (ssize_t)sizeof(e->user_id)) {
 		enroll_data_free(e);
 		return -EIO;
+	}
+	r = plugged_devnodes(m->plugged, &e->paths);
+	if (r < 0) {
+		enroll_data_free(e);
+		return r;
 	}
 	e->pin_fd = pin_fd >= 0 ? fcntl(pin_fd, F_DUPFD_CLOEXEC, 3) : -1;
 	if (e->pin_fd >= 0)

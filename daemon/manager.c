@@ -18,6 +18,7 @@
 #include "creds.h"
 #include "log.h"
 #include "logind.h"
+#include "plugged.h"
 #include "util.h"
 
 static void log_diagnostics(const PolicyDiagnostics *d, int level_errors)
@@ -774,6 +775,13 @@ int manager_startup(Manager *m)
 	m->udev = udev_new();
 	if (!m->udev)
 		log_warning("libudev is not available: device sysfs paths will not be recorded.");
+	else {
+		/* The plugged keys, kept from uevents: a login does not enumerate hidraw. */
+		r = plugged_start(m->event, m->udev, &m->plugged);
+		if (r < 0)
+			log_warning_errno(r, "Cannot follow the plugged keys; every login will "
+			                     "enumerate them: %m");
+	}
 
 	r = sd_event_add_time(m->event, &m->self_call_flush, CLOCK_MONOTONIC, UINT64_MAX, 0,
 	        on_self_call_flush, m);
@@ -878,6 +886,7 @@ Manager *manager_free(Manager *m)
 	sd_event_source_unref(m->sigint_source);
 	if (m->audit)
 		(void)audit_log_flush(m->audit); /* answers what waits for it, bus still open */
+	m->plugged = plugged_free(m->plugged);
 	if (m->udev)
 		udev_unref(m->udev);
 	sd_bus_slot_unref(m->vtable_slot);
@@ -1176,6 +1185,18 @@ int manager_hidraw_to_syspath(Manager *m, const char *devnode, char **ret)
 
 	if (!m->udev || isempty(devnode))
 		return -ENODEV;
+	if (m->plugged) {
+		const char *syspath = plugged_syspath(m->plugged, devnode);
+
+		if (syspath) {
+			char *p = strdup(syspath);
+
+			if (!p)
+				return -ENOMEM;
+			*ret = p;
+			return 0;
+		}
+	}
 	e = udev_enumerate_new(m->udev);
 	if (!e)
 		return -ENOMEM;

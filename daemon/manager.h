@@ -109,6 +109,8 @@ struct Manager {
 	} by_device;
 	struct PruneJob *prune; /* start-up check of the bound sessions (binding.c) */
 	struct udev *udev;      /* for sysfs paths; removal.c's watch shares it */
+	/* The plugged FIDO keys, kept from udev (plugged.h). */
+	struct PluggedSet *plugged;
 	/* (extension) removal state: proofs in flight, logind watches (daemon/removal.h). */
 	struct RemovalContext *removal;
 

@@ -82,6 +82,8 @@ CASES = {
     "audit-commit-sync-fails": [],
     "audit-commit-crash": [],
     "auth-counter-recover": [],
+    "plugged-keys": [],
+    "auth-parallel-keys": ["--keys", "3"],
 }
 
 # cases that run in a private mount namespace with the trail on a small tmpfs
@@ -1540,6 +1542,101 @@ def case_auth_many_creds(e):
     a = e.authenticate()
     check(not a["granted"] and a["reason"] == "no-key" and "None of the plugged-in" in a["message"],
           f"unregistered key with 41 credentials: {a}")
+
+
+def wait_log(e, text, what):
+    """Waits until the daemon's log holds TEXT (a uevent reaches the daemon on its own time);
+    a sync point, not a timed assertion: it fails only if the line never comes."""
+    deadline = time.monotonic() + 10
+    while text not in e.log_text():
+        check(time.monotonic() < deadline, f"{what}: no '{text}' in the log:\n" + e.log_text()[-3000:])
+        time.sleep(0.05)
+
+
+def case_plugged_keys(e):
+    """The plugged-key set: filled at start, updated by remove and add uevents; logins and
+    enrolment use it (no key: "No security key is plugged in"; two keys: enrolment asks
+    which)."""
+    e.write_policy()
+    e.start()
+    wait_log(e, "FIDO key plugged in: /dev/hidraw0", "start fill")
+    e.enroll()
+    check(e.authenticate()["granted"], "login with the key found at start")
+    e.bed("unplug", "0")
+    wait_log(e, "FIDO key removed: /dev/hidraw0", "remove uevent")
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "no-key" and "No security key is plugged in" in a["message"],
+          f"after the remove uevent: {a}")
+    node = next((w for w in e.bed("plug", "0").split() if w.startswith("/dev/hidraw")), None)
+    check(node, "plug names the new device node")
+    wait_log(e, f"FIDO key plugged in: {node}", "add uevent")
+    a = e.authenticate()
+    check(a["granted"], f"after the add uevent: {a}")
+    new = e.bed("plug-new").split()[1]
+    wait_log(e, f"FIDO key plugged in: {new}", "add uevent of a second key")
+    r = e.enroll(expect=None)
+    check(r.returncode != 0 and "2 security keys are plugged in" in r.stderr and new in r.stderr
+          and node in r.stderr, f"enrolment sees both keys of the set: {r.stderr}")
+    a = e.authenticate()
+    check(a["granted"], f"login with a second, unregistered key plugged in: {a}")
+
+
+def case_auth_parallel_keys(e):
+    """Three plugged keys probed in parallel: the credential on the 3rd key, then on the 2nd,
+    is found while the others are never asked for a touch; a cancel reaches the key of the
+    search; a cached elevation's silent proof is the probe's signature, counter checked."""
+    e.write_policy()
+    e.start()
+    for n in range(3):
+        wait_log(e, f"FIDO key plugged in: /dev/hidraw{n}", "start fill")
+    e.enroll("--device", "/dev/hidraw2", "--label", "third")
+    e.bed("touch-mode", "0", "never")
+    e.bed("touch-mode", "1", "never")
+    a = e.authenticate()
+    check(a["granted"] and a["cred"] == "third", f"credential on the 3rd key: {a}")
+    log_now = e.log_text()
+    for n in range(3):
+        check(f"probe /dev/hidraw{n} for rp" in log_now, f"key {n} was probed")
+    # the 2nd key holds one too; the 3rd never answers a touch: only the 2nd may be asked
+    e.bed("touch-mode", "1", "auto")
+    e.enroll("--device", "/dev/hidraw1", "--label", "second")
+    e.bed("touch-mode", "2", "never")
+    e.bed("unplug", "2")
+    wait_log(e, "FIDO key removed: /dev/hidraw2", "remove uevent")
+    a = e.authenticate()
+    check(a["granted"] and a["cred"] == "second", f"credential on the 2nd key: {a}")
+    # a cancel (the caller vanishes) reaches the key of the search that waits for a touch
+    e.bed("touch-mode", "0", "never")
+    e.bed("touch-mode", "1", "never")
+    code = "import dbus,os\n" \
+           "m=dbus.Interface(dbus.SystemBus().get_object('%s','%s'),'%s')\n" \
+           "r,w=os.pipe(); os.close(w)\n" \
+           "m.Authenticate('root','sudo','','',dbus.types.UnixFd(r),dbus.Dictionary({},signature='sv'),timeout=30)\n" \
+           % (BUS_NAME, BUS_PATH, IFACE)
+    n_cancelled = len(e.audit_find(event="auth", reason="cancelled"))
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code])
+    time.sleep(1.0)  # the search is waiting for the touch by now (as case_auth_cancel)
+    p.kill()
+    p.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(e.audit_find(event="auth", reason="cancelled")) <= n_cancelled:
+        time.sleep(0.05)
+    check(len(e.audit_find(event="auth", reason="cancelled")) > n_cancelled, "disconnect cancels")
+    e.bed("touch-mode", "1", "auto")
+    a = e.authenticate()
+    check(a["granted"] and a["cred"] == "second", f"the keys work right after the cancel: {a}")
+    # the silent proof of a cached elevation is the probe's own signature (one request to
+    # the key, none to the others), checked like any: counter included
+    import dbus
+    n_assert = e.log_text().count("assertion on ")
+    a = e.authenticate(options={"cached": dbus.Boolean(True)})
+    acct = e.audit_find(event="account", result="success", user="root")
+    check(a["granted"] and a["cred"] == "second" and acct and acct[-1].get("detail") == "cached-elevation same-key",
+          f"silent proof: {a} {acct}")
+    check(e.log_text().count("assertion on ") == n_assert, "the silent proof asked the key twice")
+    e.bed("counter-mode", "1", "rewound")
+    a = e.authenticate(options={"cached": dbus.Boolean(True)})
+    check(not a["granted"] and a["reason"] == "clone", f"silent proof with a rewound counter: {a}")
 
 
 def interface_signature(xml_text):
