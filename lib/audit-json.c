@@ -192,6 +192,36 @@ static bool plain_byte(unsigned char c)
 	return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
 }
 
+#define ONES (UINT64_C(0x0101010101010101))
+#define HIGH (UINT64_C(0x8080808080808080))
+
+/* The end of the run of plain bytes at P, eight at a time: a string is mostly plain. */
+static const char *plain_run(const char *p, const char *end)
+{
+	while (end - p >= 8) {
+		uint64_t x, q, b, m;
+
+		memcpy(&x, p, 8);
+		q = x ^ (ONES * '"');
+		b = x ^ (ONES * '\\');
+		/* A high bit where a byte is '"', '\\', below 0x20, or not ASCII. Borrows can
+		 * mark bytes after the first such byte too, never before it. */
+		m = ((q - ONES) & ~q & HIGH) | ((b - ONES) & ~b & HIGH) |
+		    ((x - ONES * 0x20) & ~x & HIGH) | (x & HIGH);
+		if (m) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			return p + __builtin_ctzll(m) / 8;
+#else
+			break;
+#endif
+		}
+		p += 8;
+	}
+	while (p < end && plain_byte((unsigned char)*p))
+		p++;
+	return p;
+}
+
 void json_scan_init(JsonScan *s, const char *line, size_t len, char *arena)
 {
 	*s = (JsonScan){.p = line, .end = line + len, .arena = arena, .state = SCAN_START};
@@ -326,8 +356,7 @@ static int scan_string(JsonScan *s, JsonSlice *ret)
 		unsigned char c;
 		size_t n;
 
-		while (s->p < s->end && plain_byte((unsigned char)*s->p))
-			s->p++;
+		s->p = plain_run(s->p, s->end);
 		if (out && s->p > run) {
 			memcpy(out + n_out, run, (size_t)(s->p - run));
 			n_out += (size_t)(s->p - run);
