@@ -172,7 +172,7 @@ static size_t field_lookup(JsonSlice key, size_t hint)
 {
 	for (size_t j = 0; j < ELEMENTSOF(entry_fields); j++) {
 		size_t c = (hint + j) % ELEMENTSOF(entry_fields);
-		if (entry_fields[c].key_len == key.len &&
+		if (entry_fields[c].key_len == key.len && entry_fields[c].key[0] == key.p[0] &&
 		        memcmp(entry_fields[c].key, key.p, key.len) == 0)
 			return c;
 	}
