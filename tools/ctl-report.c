@@ -270,11 +270,21 @@ static void row_index_done(RowIndex *x)
 	*x = (RowIndex){};
 }
 
+/* The first slot to probe for H: FNV's low bits follow the keys' low bits (user0001,
+ * user0002, ...), so they are mixed with the high ones first (murmur3's finalizer). */
+static size_t row_index_home(const RowIndex *x, uint64_t h)
+{
+	h ^= h >> 33;
+	h *= UINT64_C(0xff51afd7ed558ccd);
+	h ^= h >> 33;
+	return (size_t)h & (x->cap - 1);
+}
+
 /* The slot of the row with hash H that MATCH accepts, or the empty slot where it goes. */
 static size_t row_index_slot(
         const RowIndex *x, uint64_t h, RowMatch match, const Report *r, const void *key)
 {
-	size_t i = (size_t)h & (x->cap - 1);
+	size_t i = row_index_home(x, h);
 
 	for (; x->row[i]; i = (i + 1) & (x->cap - 1))
 		if (x->hash[i] == h && match(r, x->row[i] - 1, key))
@@ -301,7 +311,7 @@ static int row_index_grow(RowIndex *x)
 	}
 	for (size_t i = 0; i < x->cap; i++)
 		if (x->row[i]) {
-			size_t j = (size_t)x->hash[i] & (n.cap - 1);
+			size_t j = row_index_home(&n, x->hash[i]);
 			while (n.row[j])
 				j = (j + 1) & (n.cap - 1);
 			n.hash[j] = x->hash[i];
