@@ -12,10 +12,12 @@
 
 #include <openssl/crypto.h>
 
-#include "audit.h"
+/* Its own header first: the no-allocation parser and the one-pass walk (audit-scan.h,
+ * which includes audit.h) are what this file adds below the trail's API. */
+#include "audit-scan.h"
 
 #include "audit-json.h"
-#include "audit-scan.h"
+#include "audit.h"
 #include "util.h"
 
 #define SEAL_MAC_SUFFIX_LEN (8 + AUDIT_HASH_HEX_LEN + 2)
