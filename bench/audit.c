@@ -1,6 +1,10 @@
 /* bench/audit.c: keyward-bench-audit — audit trail throughput: records appended per
  * second with fsync per record (the default) and without, and the time to verify a
- * trail of one million records. Prints a table. Usage: keyward-bench-audit [DIR] [N]. */
+ * trail of one million records. Prints a table. Usage: keyward-bench-audit [DIR] [N].
+ * keyward-bench-audit --generate TRAIL KEY N PAIRS writes a forward-secure trail of N
+ * records (seals every 64) and its exported verification key, for bench/audit.py: with
+ * PAIRS > 1, logins of PAIRS user x service pairs with elevations, lock actions and
+ * their outcomes mixed in (what the report indexes). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -65,6 +69,88 @@ static int append_records(
 	return r;
 }
 
+/* One login of pair I % PAIRS (1000 users x PAIRS/1000 services), like the daemon writes. */
+static void fill_auth(AuditRecord *rec, unsigned long i, unsigned long pairs, char *user,
+        size_t usize, char *service, size_t ssize, char *session, size_t sesssize)
+{
+	unsigned long users = pairs < 1000 ? pairs : 1000, p = i % pairs;
+
+	snprintf(user, usize, pairs > 1 ? "user%04lu" : "alice", p % users);
+	snprintf(service, ssize, pairs > 1 ? "svc%03lu" : "sudo", p / users);
+	snprintf(session, sesssize, "%lu", i);
+	rec->event = AUDIT_EVENT_AUTH;
+	rec->result = i % 17 == 0 ? AUDIT_RESULT_FAILURE : AUDIT_RESULT_SUCCESS;
+	rec->reason = i % 17 == 0 ? (i % 2 ? "no-touch" : "wrong-pin") : NULL;
+	rec->user = user;
+	rec->uid = (uid_t)(1000 + p % users);
+	rec->service = service;
+	rec->tty = "pts/3";
+	rec->rhost = i % 3 == 0 ? "10.1.2.3" : NULL;
+	rec->cred_label = "yubikey-5c-nfc";
+	rec->cred_id = "qUE1Dq2g0kBGLeV0ZKS2SgLdyjzBdvNnSj1jXMN5Fk5kQ5pHbuhfYw==";
+	rec->aaguid = "ee882879-721c-4913-9775-3dfcce97072a";
+	rec->device = "/sys/devices/pci0000:00/0000:00:14.0/usb1/1-2/1-2:1.0/"
+	              "0003:1050:0407.0001/hidraw/hidraw0";
+	rec->rule = "/etc/keyward/keyward.conf:31";
+	rec->rule_name = "admins";
+	rec->session = session;
+}
+
+static int generate(const char *trail, const char *key_out, unsigned long n, unsigned long pairs)
+{
+	_cleanup_free_ char *key = NULL;
+	AuditSealKey k0 = {};
+	AuditOptions o = {.path = trail, .seal_every = 64};
+	AuditLog *l = NULL;
+	uint64_t open_action = 0;
+	int r;
+
+	if (asprintf(&key, "%s.seal-key", trail) < 0)
+		return -ENOMEM;
+	r = audit_seal_key_create(key, true, &k0);
+	if (r >= 0)
+		r = audit_seal_key_write(key_out, &k0);
+	audit_seal_key_clear(&k0);
+	o.seal_key_path = key;
+	if (r >= 0)
+		r = audit_log_open(&o, &l, NULL);
+	for (unsigned long i = 0; r >= 0 && audit_log_seq(l) < n; i++) {
+		AuditRecord rec = AUDIT_RECORD_INIT;
+		char user[32], service[32], session[24];
+
+		fill_auth(&rec, i, pairs, user, sizeof(user), service, sizeof(service), session,
+		        sizeof(session));
+		if (pairs > 1 && i % 20 == 1) {
+			/* the elevation of the login before, then its end or a removal's lock */
+			rec.event =
+			        i % 40 == 1 ? AUDIT_EVENT_SESSION_BIND : AUDIT_EVENT_SESSION_UNBIND;
+			rec.result = AUDIT_RESULT_SUCCESS;
+			rec.reason = NULL;
+			snprintf(session, sizeof(session), "%lu", (i - 1) / 40);
+		} else if (pairs > 1 && i % 50 == 7) {
+			rec.event = AUDIT_EVENT_ACTION;
+			rec.result = AUDIT_RESULT_SUCCESS;
+			rec.reason = "lock-requested";
+			rec.action = "lock";
+			snprintf(session, sizeof(session), "%lu", i / 40);
+		} else if (pairs > 1 && i % 50 == 8 && open_action) {
+			rec.event = AUDIT_EVENT_OUTCOME;
+			rec.result = AUDIT_RESULT_SUCCESS;
+			rec.reason = i % 3 ? "verified" : "escalated";
+			rec.action = "lock";
+			rec.action_seq = open_action;
+			snprintf(session, sizeof(session), "%lu", i / 40);
+		}
+		r = audit_log_append(l, &rec);
+		open_action = rec.event == AUDIT_EVENT_ACTION ? audit_log_seq(l) : open_action;
+	}
+	if (r >= 0)
+		r = audit_log_seal(l, "stop", false);
+	audit_log_free(l);
+	(void)unlink(key);
+	return r;
+}
+
 int main(int argc, char *argv[])
 {
 	char dir_template[] = "/var/tmp/keyward-bench-audit.XXXXXX";
@@ -79,6 +165,16 @@ int main(int argc, char *argv[])
 	struct stat st;
 	int r;
 
+	if (argc == 6 && streq(argv[1], "--generate")) {
+		r = generate(
+		        argv[2], argv[3], strtoul(argv[4], NULL, 10), strtoul(argv[5], NULL, 10));
+		if (r < 0) {
+			fprintf(stderr, "keyward-bench-audit: cannot write %s: %s\n", argv[2],
+			        strerror(-r));
+			return 1;
+		}
+		return 0;
+	}
 	if (!dir) {
 		dir = mkdtemp(dir_template);
 		if (!dir) {

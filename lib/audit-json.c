@@ -1,5 +1,5 @@
-/* audit-json.c: JSON string escaping and a strict parser for the flat objects of the
- * audit trail. Only what the trail needs: objects of strings and unsigned integers. */
+/* audit-json.c: JSON string escaping and a strict one-pass scanner for the flat objects
+ * of the audit trail. Only what the trail needs: objects of strings and unsigned integers. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -179,301 +179,398 @@ void json_fields_free(JsonField *f, size_t n)
 	free(f);
 }
 
-typedef struct Parser {
-	const char *p, *end;
-	const char *why;
-} Parser;
+enum {
+	SCAN_START,  /* before the '{' */
+	SCAN_KEY,    /* a key comes next */
+	SCAN_CLOSED, /* the '}' was read */
+	SCAN_DONE,
+};
 
-static int parse_u4(Parser *ps, uint32_t *ret)
+/* Bytes that stand for themselves inside a string: printable ASCII but '"' and '\'. */
+static bool plain_byte(unsigned char c)
+{
+	return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+#define ONES (UINT64_C(0x0101010101010101))
+#define HIGH (UINT64_C(0x8080808080808080))
+
+/* The end of the run of plain bytes at P, eight at a time: a string is mostly plain. */
+static const char *plain_run(const char *p, const char *end)
+{
+	while (end - p >= 8) {
+		uint64_t x, q, b, m;
+
+		memcpy(&x, p, 8);
+		q = x ^ (ONES * '"');
+		b = x ^ (ONES * '\\');
+		/* A high bit where a byte is '"', '\\', below 0x20, or not ASCII. Borrows can
+		 * mark bytes after the first such byte too, never before it. */
+		m = ((q - ONES) & ~q & HIGH) | ((b - ONES) & ~b & HIGH) |
+		    ((x - ONES * 0x20) & ~x & HIGH) | (x & HIGH);
+		if (m) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			return p + __builtin_ctzll(m) / 8;
+#else
+			break;
+#endif
+		}
+		p += 8;
+	}
+	while (p < end && plain_byte((unsigned char)*p))
+		p++;
+	return p;
+}
+
+void json_scan_init(JsonScan *s, const char *line, size_t len, char *arena)
+{
+	*s = (JsonScan){.p = line, .end = line + len, .arena = arena, .state = SCAN_START};
+}
+
+static int scan_fail(JsonScan *s, const char *why)
+{
+	s->why = why;
+	s->state = SCAN_DONE;
+	return -EBADMSG;
+}
+
+static int scan_u4(JsonScan *s, uint32_t *ret)
 {
 	uint32_t v = 0;
 
-	if (ps->end - ps->p < 4)
+	if (s->end - s->p < 4)
 		return -EBADMSG;
 	for (int i = 0; i < 4; i++) {
-		int h = hex_digit_value(ps->p[i]);
+		int h = hex_digit_value(s->p[i]);
 		if (h < 0)
 			return -EBADMSG;
 		v = (v << 4) | (uint32_t)h;
 	}
-	ps->p += 4;
+	s->p += 4;
 	*ret = v;
 	return 0;
 }
 
-static void put_utf8(JsonBuf *b, uint32_t cp)
+static size_t utf8_encode(uint32_t cp, char u[static 4])
 {
-	char u[4];
-	size_t n;
-
-	if (cp < 0x80)
-		u[0] = (char)cp, n = 1;
-	else if (cp < 0x800)
-		u[0] = (char)(0xc0 | (cp >> 6)), u[1] = (char)(0x80 | (cp & 0x3f)), n = 2;
-	else if (cp < 0x10000)
-		u[0] = (char)(0xe0 | (cp >> 12)), u[1] = (char)(0x80 | ((cp >> 6) & 0x3f)),
-		u[2] = (char)(0x80 | (cp & 0x3f)), n = 3;
-	else
-		u[0] = (char)(0xf0 | (cp >> 18)), u[1] = (char)(0x80 | ((cp >> 12) & 0x3f)),
-		u[2] = (char)(0x80 | ((cp >> 6) & 0x3f)), u[3] = (char)(0x80 | (cp & 0x3f)), n = 4;
-	json_buf_append(b, u, n);
+	if (cp < 0x80) {
+		u[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		u[0] = (char)(0xc0 | (cp >> 6));
+		u[1] = (char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		u[0] = (char)(0xe0 | (cp >> 12));
+		u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		u[2] = (char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	u[0] = (char)(0xf0 | (cp >> 18));
+	u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+	u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+	u[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
 }
 
-/* Parses a string literal at ps->p (which points at the opening quote). */
-static int parse_string(Parser *ps, char **ret)
+/* One escape after the backslash at s->p: its UTF-8 bytes into U. Returns the byte count
+ * or -EBADMSG with s->why. */
+static int scan_escape(JsonScan *s, char u[static 4])
 {
-	JsonBuf b = {};
-	int r;
+	uint32_t cp;
+	char c;
 
-	ps->p++;
+	if (s->end - s->p < 2) {
+		s->why = "truncated escape";
+		return -EBADMSG;
+	}
+	c = s->p[1];
+	s->p += 2;
+	switch (c) {
+	case '"':
+	case '\\':
+	case '/':
+		u[0] = c;
+		return 1;
+	case 'b':
+		u[0] = '\b';
+		return 1;
+	case 'f':
+		u[0] = '\f';
+		return 1;
+	case 'n':
+		u[0] = '\n';
+		return 1;
+	case 'r':
+		u[0] = '\r';
+		return 1;
+	case 't':
+		u[0] = '\t';
+		return 1;
+	case 'u':
+		break;
+	default:
+		s->why = "unknown escape";
+		return -EBADMSG;
+	}
+	if (scan_u4(s, &cp) < 0) {
+		s->why = "bad \\u escape";
+		return -EBADMSG;
+	}
+	if (cp >= 0xd800 && cp <= 0xdbff) {
+		uint32_t lo;
+
+		if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u') {
+			s->why = "unpaired surrogate";
+			return -EBADMSG;
+		}
+		s->p += 2;
+		if (scan_u4(s, &lo) < 0 || lo < 0xdc00 || lo > 0xdfff) {
+			s->why = "unpaired surrogate";
+			return -EBADMSG;
+		}
+		cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+	} else if (cp >= 0xdc00 && cp <= 0xdfff) {
+		s->why = "unpaired surrogate";
+		return -EBADMSG;
+	}
+	if (cp == 0) {
+		s->why = "NUL character in string";
+		return -EBADMSG;
+	}
+	return (int)utf8_encode(cp, u);
+}
+
+/* A string literal at s->p (the opening quote). Without escapes it is a slice of the line;
+ * from the first escape on it is written unescaped into the arena. */
+static int scan_string(JsonScan *s, JsonSlice *ret)
+{
+	const char *start = ++s->p;
+	char *out = NULL; /* into the arena once an escape was seen */
+	size_t n_out = 0;
+
 	for (;;) {
+		const char *run = s->p;
 		unsigned char c;
 		size_t n;
 
-		if (ps->p >= ps->end) {
-			ps->why = "unterminated string";
-			r = -EBADMSG;
-			goto fail;
+		s->p = plain_run(s->p, s->end);
+		if (out && s->p > run) {
+			memcpy(out + n_out, run, (size_t)(s->p - run));
+			n_out += (size_t)(s->p - run);
 		}
-		c = (unsigned char)*ps->p;
-		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-			/* Fast path: a run of plain ASCII is copied at once. */
-			const char *run = ps->p;
-			while (ps->p < ps->end && (unsigned char)*ps->p >= 0x20 &&
-			        (unsigned char)*ps->p < 0x80 && *ps->p != '"' && *ps->p != '\\')
-				ps->p++;
-			json_buf_append(&b, run, (size_t)(ps->p - run));
-			continue;
-		}
-		if (c == '"') {
-			ps->p++;
+		if (s->p >= s->end)
+			return scan_fail(s, "unterminated string");
+		c = (unsigned char)*s->p;
+		if (c == '"')
 			break;
-		}
-		if (c < 0x20) {
-			ps->why = "raw control character in string";
-			r = -EBADMSG;
-			goto fail;
-		}
+		if (c < 0x20)
+			return scan_fail(s, "raw control character in string");
 		if (c == '\\') {
-			uint32_t cp;
+			char u[4];
+			int k;
 
-			if (ps->end - ps->p < 2) {
-				ps->why = "truncated escape";
-				r = -EBADMSG;
-				goto fail;
+			if (!out) {
+				out = s->arena + s->arena_used;
+				n_out = (size_t)(s->p - start);
+				memcpy(out, start, n_out);
 			}
-			c = (unsigned char)ps->p[1];
-			ps->p += 2;
-			switch (c) {
-			case '"':
-				json_buf_append(&b, "\"", 1);
-				break;
-			case '\\':
-				json_buf_append(&b, "\\", 1);
-				break;
-			case '/':
-				json_buf_append(&b, "/", 1);
-				break;
-			case 'b':
-				json_buf_append(&b, "\b", 1);
-				break;
-			case 'f':
-				json_buf_append(&b, "\f", 1);
-				break;
-			case 'n':
-				json_buf_append(&b, "\n", 1);
-				break;
-			case 'r':
-				json_buf_append(&b, "\r", 1);
-				break;
-			case 't':
-				json_buf_append(&b, "\t", 1);
-				break;
-			case 'u':
-				if (parse_u4(ps, &cp) < 0) {
-					ps->why = "bad \\u escape";
-					r = -EBADMSG;
-					goto fail;
-				}
-				if (cp >= 0xd800 && cp <= 0xdbff) {
-					uint32_t lo;
-					if (ps->end - ps->p < 6 || ps->p[0] != '\\' ||
-					        ps->p[1] != 'u') {
-						ps->why = "unpaired surrogate";
-						r = -EBADMSG;
-						goto fail;
-					}
-					ps->p += 2;
-					if (parse_u4(ps, &lo) < 0 || lo < 0xdc00 || lo > 0xdfff) {
-						ps->why = "unpaired surrogate";
-						r = -EBADMSG;
-						goto fail;
-					}
-					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-				} else if (cp >= 0xdc00 && cp <= 0xdfff) {
-					ps->why = "unpaired surrogate";
-					r = -EBADMSG;
-					goto fail;
-				}
-				if (cp == 0) {
-					ps->why = "NUL character in string";
-					r = -EBADMSG;
-					goto fail;
-				}
-				put_utf8(&b, cp);
-				break;
-			default:
-				ps->why = "unknown escape";
-				r = -EBADMSG;
-				goto fail;
+			k = scan_escape(s, u);
+			if (k < 0) {
+				s->state = SCAN_DONE;
+				return k;
 			}
+			memcpy(out + n_out, u, (size_t)k);
+			n_out += (size_t)k;
 			continue;
 		}
-		n = utf8_valid_len((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
-		if (n == 0) {
-			ps->why = "invalid UTF-8";
-			r = -EBADMSG;
-			goto fail;
+		n = utf8_valid_len((const unsigned char *)s->p, (size_t)(s->end - s->p));
+		if (n == 0)
+			return scan_fail(s, "invalid UTF-8");
+		if (out) {
+			memcpy(out + n_out, s->p, n);
+			n_out += n;
 		}
-		json_buf_append(&b, ps->p, n);
-		ps->p += n;
+		s->p += n;
 	}
-	if (b.oom) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	if (!b.data) {
-		b.data = strdup("");
-		if (!b.data)
-			return -ENOMEM;
-	}
-	*ret = b.data;
+	if (out) {
+		s->arena_used += n_out;
+		*ret = (JsonSlice){out, n_out};
+	} else
+		*ret = (JsonSlice){start, (size_t)(s->p - start)};
+	s->p++; /* the closing quote */
 	return 0;
-fail:
-	json_buf_free(&b);
-	return r;
 }
 
-static void skip_ws(Parser *ps)
+static void scan_ws(JsonScan *s)
 {
-	while (ps->p < ps->end &&
-	        (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
-		ps->p++;
+	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+		s->p++;
+}
+
+int json_scan_key(JsonScan *s, JsonSlice *ret)
+{
+	switch (s->state) {
+	case SCAN_START:
+		scan_ws(s);
+		if (s->p >= s->end || *s->p != '{')
+			return scan_fail(s, "not a JSON object");
+		s->p++;
+		scan_ws(s);
+		if (s->p < s->end && *s->p == '}') {
+			s->p++; /* empty object */
+			break;
+		}
+		s->state = SCAN_KEY;
+		__attribute__((fallthrough));
+	case SCAN_KEY:
+		scan_ws(s);
+		if (s->p >= s->end || *s->p != '"')
+			return scan_fail(s, "expected a key");
+		if (s->n >= JSON_FIELDS_MAX)
+			return scan_fail(s, "too many fields");
+		if (scan_string(s, ret) < 0)
+			return -EBADMSG;
+		s->n++;
+		return 1;
+	case SCAN_CLOSED:
+		break;
+	default:
+		return scan_fail(s, s->why ?: "scan already ended");
+	}
+	scan_ws(s);
+	if (s->p != s->end)
+		return scan_fail(s, "trailing bytes after the object");
+	s->state = SCAN_DONE;
+	return 0;
+}
+
+int json_scan_value(JsonScan *s, JsonValue *ret)
+{
+	if (s->state != SCAN_KEY)
+		return scan_fail(s, s->why ?: "no key before the value");
+	scan_ws(s);
+	if (s->p >= s->end || *s->p != ':')
+		return scan_fail(s, "expected ':'");
+	s->p++;
+	scan_ws(s);
+	if (s->p < s->end && *s->p == '"') {
+		ret->type = JSON_STRING;
+		if (scan_string(s, &ret->str) < 0)
+			return -EBADMSG;
+	} else if (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
+		uint64_t v = 0;
+
+		if (*s->p == '0' && s->p + 1 < s->end && s->p[1] >= '0' && s->p[1] <= '9')
+			return scan_fail(s, "number with leading zero");
+		while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
+			if (v > (UINT64_C(1) << 63) / 10)
+				return scan_fail(s, "number too large");
+			v = v * 10 + (uint64_t)(*s->p - '0');
+			s->p++;
+		}
+		if (v >= (UINT64_C(1) << 63))
+			return scan_fail(s, "number too large");
+		if (s->p < s->end && (*s->p == '.' || *s->p == 'e' || *s->p == 'E'))
+			return scan_fail(s, "not an integer");
+		ret->type = JSON_UINT;
+		ret->num = v;
+	} else
+		return scan_fail(s, "value is not a string or unsigned integer");
+	scan_ws(s);
+	if (s->p < s->end && *s->p == ',') {
+		s->p++;
+		return 0;
+	}
+	if (s->p < s->end && *s->p == '}') {
+		s->p++;
+		s->state = SCAN_CLOSED;
+		return 0;
+	}
+	return scan_fail(s, "expected ',' or '}'");
+}
+
+static uint32_t slice_hash(JsonSlice k)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (size_t i = 0; i < k.len; i++)
+		h = (h ^ (unsigned char)k.p[i]) * 16777619u;
+	return h;
+}
+
+static bool slice_eq(JsonSlice a, JsonSlice b)
+{
+	return a.len == b.len && memcmp(a.p, b.p, a.len) == 0;
+}
+
+/* The keys seen so far, hashed: a duplicate is found in O(1) per key. */
+#define KEY_SLOTS (2 * JSON_FIELDS_MAX)
+
+typedef struct KeySet {
+	JsonSlice keys[JSON_FIELDS_MAX];
+	uint8_t slot[KEY_SLOTS]; /* 1 + index into keys; 0: empty */
+	size_t n;
+} KeySet;
+
+/* Adds K; false when it is already there. */
+static bool keyset_add(KeySet *ks, JsonSlice k)
+{
+	size_t i = slice_hash(k) % KEY_SLOTS;
+
+	for (; ks->slot[i]; i = (i + 1) % KEY_SLOTS)
+		if (slice_eq(ks->keys[ks->slot[i] - 1], k))
+			return false;
+	ks->keys[ks->n] = k;
+	ks->slot[i] = (uint8_t)++ks->n;
+	return true;
 }
 
 int json_parse_flat(
         const char *line, size_t len, JsonField **ret, size_t *ret_n, const char **ret_why)
 {
-	Parser ps = {.p = line, .end = line + len};
+	_cleanup_free_ char *arena = NULL;
 	JsonField *f = NULL;
+	KeySet ks = {};
+	JsonScan s;
+	const char *why = NULL;
 	size_t n = 0;
 	int r;
 
 	f = calloc(JSON_FIELDS_MAX, sizeof(*f));
-	if (!f)
-		return -ENOMEM;
-	skip_ws(&ps);
-	if (ps.p >= ps.end || *ps.p != '{') {
-		ps.why = "not a JSON object";
-		r = -EBADMSG;
+	arena = malloc(len + 1);
+	if (!f || !arena) {
+		r = -ENOMEM;
 		goto fail;
 	}
-	ps.p++;
-	skip_ws(&ps);
-	if (ps.p < ps.end && *ps.p == '}')
-		ps.p++; /* empty object */
-	else
-		for (;;) {
-			JsonField *cur;
+	json_scan_init(&s, line, len, arena);
+	while ((r = json_scan_key(&s, &ks.keys[ks.n])) > 0) {
+		JsonSlice key = ks.keys[ks.n];
+		JsonValue v;
 
-			skip_ws(&ps);
-			if (ps.p >= ps.end || *ps.p != '"') {
-				ps.why = "expected a key";
-				r = -EBADMSG;
-				goto fail;
-			}
-			if (n >= JSON_FIELDS_MAX) {
-				ps.why = "too many fields";
-				r = -EBADMSG;
-				goto fail;
-			}
-			cur = &f[n];
-			r = parse_string(&ps, &cur->key);
-			if (r < 0)
-				goto fail;
-			n++;
-			for (size_t i = 0; i + 1 < n; i++)
-				if (streq(f[i].key, cur->key)) {
-					ps.why = "duplicate key";
-					r = -EBADMSG;
-					goto fail;
-				}
-			skip_ws(&ps);
-			if (ps.p >= ps.end || *ps.p != ':') {
-				ps.why = "expected ':'";
-				r = -EBADMSG;
-				goto fail;
-			}
-			ps.p++;
-			skip_ws(&ps);
-			if (ps.p < ps.end && *ps.p == '"') {
-				cur->type = JSON_STRING;
-				r = parse_string(&ps, &cur->str);
-				if (r < 0)
-					goto fail;
-			} else if (ps.p < ps.end && *ps.p >= '0' && *ps.p <= '9') {
-				uint64_t v = 0;
-
-				if (*ps.p == '0' && ps.p + 1 < ps.end && ps.p[1] >= '0' &&
-				        ps.p[1] <= '9') {
-					ps.why = "number with leading zero";
-					r = -EBADMSG;
-					goto fail;
-				}
-				while (ps.p < ps.end && *ps.p >= '0' && *ps.p <= '9') {
-					if (v > (UINT64_C(1) << 63) / 10) {
-						ps.why = "number too large";
-						r = -EBADMSG;
-						goto fail;
-					}
-					v = v * 10 + (uint64_t)(*ps.p - '0');
-					ps.p++;
-				}
-				if (v >= (UINT64_C(1) << 63)) {
-					ps.why = "number too large";
-					r = -EBADMSG;
-					goto fail;
-				}
-				if (ps.p < ps.end &&
-				        (*ps.p == '.' || *ps.p == 'e' || *ps.p == 'E')) {
-					ps.why = "not an integer";
-					r = -EBADMSG;
-					goto fail;
-				}
-				cur->type = JSON_UINT;
-				cur->num = v;
-			} else {
-				ps.why = "value is not a string or unsigned integer";
-				r = -EBADMSG;
-				goto fail;
-			}
-			skip_ws(&ps);
-			if (ps.p < ps.end && *ps.p == ',') {
-				ps.p++;
-				continue;
-			}
-			if (ps.p < ps.end && *ps.p == '}') {
-				ps.p++;
-				break;
-			}
-			ps.why = "expected ',' or '}'";
+		if (!keyset_add(&ks, key)) {
+			why = "duplicate key";
 			r = -EBADMSG;
 			goto fail;
 		}
-	skip_ws(&ps);
-	if (ps.p != ps.end) {
-		ps.why = "trailing bytes after the object";
-		r = -EBADMSG;
+		r = json_scan_value(&s, &v);
+		if (r < 0)
+			break;
+		f[n].key = strndup(key.p, key.len);
+		f[n].type = v.type;
+		f[n].num = v.type == JSON_UINT ? v.num : 0;
+		if (v.type == JSON_STRING)
+			f[n].str = strndup(v.str.p, v.str.len);
+		n++;
+		if (!f[n - 1].key || (v.type == JSON_STRING && !f[n - 1].str)) {
+			r = -ENOMEM;
+			goto fail;
+		}
+	}
+	if (r < 0) {
+		why = s.why;
 		goto fail;
 	}
 	*ret = f;
@@ -482,6 +579,6 @@ int json_parse_flat(
 fail:
 	json_fields_free(f, JSON_FIELDS_MAX);
 	if (ret_why)
-		*ret_why = r == -ENOMEM ? "out of memory" : ps.why;
+		*ret_why = r == -ENOMEM ? "out of memory" : why;
 	return r;
 }

@@ -1,5 +1,5 @@
 /* audit-json.h: the small JSON pieces the audit trail needs — a growable buffer, a
- * careful string escaper (valid UTF-8 out, always) and a strict flat-object parser. */
+ * careful string escaper (valid UTF-8 out, always) and a strict flat-object scanner. */
 #pragma once
 
 #include <stdbool.h>
@@ -34,6 +34,38 @@ typedef struct JsonField {
 } JsonField;
 
 #define JSON_FIELDS_MAX 64u
+
+/* The scanner under every parse: one pass over LINE, no allocation. Keys and string values
+ * come back as slices into LINE, or into ARENA when they held escapes (ARENA must hold LEN
+ * bytes: unescaped text is never longer). Strict: one flat object of strings and
+ * non-negative integers (< 2^63), at most JSON_FIELDS_MAX fields, no trailing bytes,
+ * valid UTF-8, no NUL, no unpaired surrogate. Duplicate keys are the caller's to find
+ * (it knows its key set): check right after json_scan_key(), as json_parse_flat() does. */
+typedef struct JsonSlice {
+	const char *p;
+	size_t len;
+} JsonSlice;
+
+typedef struct JsonScan {
+	const char *p, *end;
+	char *arena;
+	size_t arena_used, n;
+	int state; /* where in the object the scan is (audit-json.c) */
+	const char *why;
+} JsonScan;
+
+typedef struct JsonValue {
+	JsonType type;
+	JsonSlice str; /* JSON_STRING, unescaped, not NUL-terminated */
+	uint64_t num;  /* JSON_UINT */
+} JsonValue;
+
+void json_scan_init(JsonScan *s, const char *line, size_t len, char *arena);
+/* Returns 1 with the next key, 0 when the object ended (and nothing follows it), or
+ * -EBADMSG with s->why (static). */
+int json_scan_key(JsonScan *s, JsonSlice *ret);
+/* The value after the key just returned: 0, or -EBADMSG with s->why. */
+int json_scan_value(JsonScan *s, JsonValue *ret);
 
 /* Parses LINE as exactly one flat JSON object whose values are strings or non-negative
  * integers (< 2^63), no duplicate keys, no trailing bytes. Returns 0 or -EBADMSG (with

@@ -12,9 +12,12 @@
 
 #include <openssl/crypto.h>
 
-#include "audit.h"
+/* Its own header first: the no-allocation parser and the one-pass walk (audit-scan.h,
+ * which includes audit.h) are what this file adds below the trail's API. */
+#include "audit-scan.h"
 
 #include "audit-json.h"
+#include "audit.h"
 #include "util.h"
 
 #define SEAL_MAC_SUFFIX_LEN (8 + AUDIT_HASH_HEX_LEN + 2)
@@ -24,15 +27,7 @@
 
 AuditEntry *audit_entry_free(AuditEntry *e)
 {
-	if (!e)
-		return NULL;
-	char **strs[] = {&e->time, &e->host, &e->reason, &e->message, &e->user, &e->service,
-	        &e->tty, &e->rhost, &e->cred_label, &e->cred_id, &e->aaguid, &e->device, &e->rule,
-	        &e->rule_name, &e->policy, &e->session, &e->action, &e->detail, &e->actor,
-	        &e->actor_login, &e->actor_session, &e->actor_tty, &e->spooled, &e->spool_id,
-	        &e->prev_file, &e->torn_sha256, &e->key_id, &e->mac, &e->prev};
-	for (size_t i = 0; i < ELEMENTSOF(strs); i++)
-		free(*strs[i]);
+	/* audit_entry_parse() allocates the entry and its strings as one block. */
 	free(e);
 	return NULL;
 }
@@ -64,212 +59,317 @@ enum {
 	HAS_EPOCH = 1 << 15,
 };
 
+#define FIELD(k, kind, member, bit)                                                                \
+	{                                                                                          \
+		k, sizeof(k) - 1, kind, offsetof(AuditEntry, member), bit                          \
+	}
+
 static const struct {
 	const char *key;
+	size_t key_len;
 	FieldKind kind;
 	size_t offset;
 	unsigned bit;
 } entry_fields[] = {
-        {"seq", F_U64, offsetof(AuditEntry, seq), HAS_SEQ},
-        {"time", F_STR, offsetof(AuditEntry, time), HAS_TIME},
-        {"host", F_STR, offsetof(AuditEntry, host), HAS_HOST},
-        {"event", F_EVENT, offsetof(AuditEntry, event), HAS_EVENT},
-        {"result", F_RESULT, offsetof(AuditEntry, result), HAS_RESULT},
-        {"reason", F_STR, offsetof(AuditEntry, reason), HAS_OTHER},
-        {"message", F_STR, offsetof(AuditEntry, message), HAS_OTHER},
-        {"user", F_STR, offsetof(AuditEntry, user), HAS_OTHER},
-        {"uid", F_UID, offsetof(AuditEntry, uid), HAS_OTHER},
-        {"service", F_STR, offsetof(AuditEntry, service), HAS_OTHER},
-        {"tty", F_STR, offsetof(AuditEntry, tty), HAS_OTHER},
-        {"rhost", F_STR, offsetof(AuditEntry, rhost), HAS_OTHER},
-        {"cred_label", F_STR, offsetof(AuditEntry, cred_label), HAS_OTHER},
-        {"cred_id", F_STR, offsetof(AuditEntry, cred_id), HAS_OTHER},
-        {"aaguid", F_STR, offsetof(AuditEntry, aaguid), HAS_OTHER},
-        {"device", F_STR, offsetof(AuditEntry, device), HAS_OTHER},
-        {"rule", F_STR, offsetof(AuditEntry, rule), HAS_OTHER},
-        {"rule_name", F_STR, offsetof(AuditEntry, rule_name), HAS_OTHER},
-        {"policy", F_STR, offsetof(AuditEntry, policy), HAS_OTHER},
-        {"session", F_STR, offsetof(AuditEntry, session), HAS_OTHER},
-        {"action", F_STR, offsetof(AuditEntry, action), HAS_OTHER},
-        {"detail", F_STR, offsetof(AuditEntry, detail), HAS_OTHER},
-        {"action_seq", F_U64, offsetof(AuditEntry, action_seq), HAS_OTHER},
-        {"actor_uid", F_UID, offsetof(AuditEntry, actor_uid), HAS_OTHER},
-        {"actor", F_STR, offsetof(AuditEntry, actor), HAS_OTHER},
-        {"actor_loginuid", F_UID, offsetof(AuditEntry, actor_loginuid), HAS_OTHER},
-        {"actor_login", F_STR, offsetof(AuditEntry, actor_login), HAS_OTHER},
-        {"actor_session", F_STR, offsetof(AuditEntry, actor_session), HAS_OTHER},
-        {"actor_tty", F_STR, offsetof(AuditEntry, actor_tty), HAS_OTHER},
-        {"spooled", F_STR, offsetof(AuditEntry, spooled), HAS_OTHER},
-        {"spool_id", F_STR, offsetof(AuditEntry, spool_id), HAS_OTHER},
-        {"file_seq", F_U64, offsetof(AuditEntry, file_seq), HAS_FILE_SEQ},
-        {"prev_file", F_STR, offsetof(AuditEntry, prev_file), HAS_PREV_FILE},
-        {"torn_offset", F_U64, offsetof(AuditEntry, torn_offset), HAS_TORN},
-        {"torn_length", F_U64, offsetof(AuditEntry, torn_length), HAS_TORN_LEN},
-        {"torn_sha256", F_STR, offsetof(AuditEntry, torn_sha256), HAS_TORN_SHA},
-        {"every", F_U64, offsetof(AuditEntry, every), HAS_EVERY},
-        {"epoch", F_U64, offsetof(AuditEntry, epoch), HAS_EPOCH},
-        {"key_id", F_STR, offsetof(AuditEntry, key_id), HAS_KEY_ID},
-        {"mac", F_STR, offsetof(AuditEntry, mac), HAS_MAC},
-        {"prev", F_STR, offsetof(AuditEntry, prev), HAS_PREV},
+        FIELD("seq", F_U64, seq, HAS_SEQ),
+        FIELD("time", F_STR, time, HAS_TIME),
+        FIELD("host", F_STR, host, HAS_HOST),
+        FIELD("event", F_EVENT, event, HAS_EVENT),
+        FIELD("result", F_RESULT, result, HAS_RESULT),
+        FIELD("reason", F_STR, reason, HAS_OTHER),
+        FIELD("message", F_STR, message, HAS_OTHER),
+        FIELD("user", F_STR, user, HAS_OTHER),
+        FIELD("uid", F_UID, uid, HAS_OTHER),
+        FIELD("service", F_STR, service, HAS_OTHER),
+        FIELD("tty", F_STR, tty, HAS_OTHER),
+        FIELD("rhost", F_STR, rhost, HAS_OTHER),
+        FIELD("cred_label", F_STR, cred_label, HAS_OTHER),
+        FIELD("cred_id", F_STR, cred_id, HAS_OTHER),
+        FIELD("aaguid", F_STR, aaguid, HAS_OTHER),
+        FIELD("device", F_STR, device, HAS_OTHER),
+        FIELD("rule", F_STR, rule, HAS_OTHER),
+        FIELD("rule_name", F_STR, rule_name, HAS_OTHER),
+        FIELD("policy", F_STR, policy, HAS_OTHER),
+        FIELD("session", F_STR, session, HAS_OTHER),
+        FIELD("action", F_STR, action, HAS_OTHER),
+        FIELD("detail", F_STR, detail, HAS_OTHER),
+        FIELD("action_seq", F_U64, action_seq, HAS_OTHER),
+        FIELD("actor_uid", F_UID, actor_uid, HAS_OTHER),
+        FIELD("actor", F_STR, actor, HAS_OTHER),
+        FIELD("actor_loginuid", F_UID, actor_loginuid, HAS_OTHER),
+        FIELD("actor_login", F_STR, actor_login, HAS_OTHER),
+        FIELD("actor_session", F_STR, actor_session, HAS_OTHER),
+        FIELD("actor_tty", F_STR, actor_tty, HAS_OTHER),
+        FIELD("spooled", F_STR, spooled, HAS_OTHER),
+        FIELD("spool_id", F_STR, spool_id, HAS_OTHER),
+        FIELD("file_seq", F_U64, file_seq, HAS_FILE_SEQ),
+        FIELD("prev_file", F_STR, prev_file, HAS_PREV_FILE),
+        FIELD("torn_offset", F_U64, torn_offset, HAS_TORN),
+        FIELD("torn_length", F_U64, torn_length, HAS_TORN_LEN),
+        FIELD("torn_sha256", F_STR, torn_sha256, HAS_TORN_SHA),
+        FIELD("every", F_U64, every, HAS_EVERY),
+        FIELD("epoch", F_U64, epoch, HAS_EPOCH),
+        FIELD("key_id", F_STR, key_id, HAS_KEY_ID),
+        FIELD("mac", F_STR, mac, HAS_MAC),
+        FIELD("prev", F_STR, prev, HAS_PREV),
 };
 
+/* Without a branch per digit: a digest's digits are random, and a mispredicted branch per
+ * digit cost more than the rest of the record's checks. */
 static bool is_lower_hex(const char *s, size_t len)
 {
-	if (!s || strlen(s) != len)
+	unsigned bad = 0;
+
+	if (!s || strnlen(s, len + 1) != len)
 		return false;
-	for (; *s; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+	for (size_t i = 0; i < len; i++) {
+		unsigned c = (unsigned char)s[i];
+		bad |= (c - '0' > 9u) & (c - 'a' > 5u);
+	}
+	return !bad;
+}
+
+static bool digits(const char *s, size_t n, unsigned *ret)
+{
+	unsigned v = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
 			return false;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	*ret = v;
 	return true;
 }
 
-int audit_entry_parse(const char *line, size_t len, AuditEntry **ret, const char **ret_why)
+/* parse_rfc3339_ms() for the form the writer uses, "YYYY-MM-DDTHH:MM:SS.mmmZ", without
+ * strptime() and timegm(): the same value, -EINVAL for anything else (the caller then asks
+ * parse_rfc3339_ms(), which decides). Days past a month's end count on (as timegm() does). */
+static int time_fast(const char *s, uint64_t *ret)
 {
-	_cleanup_(audit_entry_freep) AuditEntry *e = NULL;
-	JsonField *f = NULL;
-	const char *why = NULL;
+	unsigned y, mo, d, h, mi, sec, ms;
+	int64_t days;
+	unsigned yy, era, yoe, doy;
+
+	if (strlen(s) != 24 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+	        s[16] != ':' || s[19] != '.' || s[23] != 'Z' || !digits(s, 4, &y) ||
+	        !digits(s + 5, 2, &mo) || !digits(s + 8, 2, &d) || !digits(s + 11, 2, &h) ||
+	        !digits(s + 14, 2, &mi) || !digits(s + 17, 2, &sec) || !digits(s + 20, 3, &ms))
+		return -EINVAL;
+	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 59)
+		return -EINVAL;
+	/* days from civil (H. Hinnant), linear in the day */
+	yy = mo <= 2 ? y - 1 : y;
+	era = yy / 400;
+	yoe = yy - era * 400;
+	doy = (153 * (mo > 2 ? mo - 3 : mo + 9) + 2) / 5 + d - 1;
+	days = (int64_t)era * 146097 + (int64_t)(yoe * 365 + yoe / 4 - yoe / 100 + doy) - 719468;
+	*ret = ((uint64_t)days * 86400 + h * 3600u + mi * 60u + sec) * 1000 + ms;
+	return 0;
+}
+
+/* The entry_fields index of KEY, trying HINT (the one after the last hit) first: records
+ * list their fields in table order. ELEMENTSOF(entry_fields) when unknown. */
+static size_t field_lookup(JsonSlice key, size_t hint)
+{
+	for (size_t j = 0; j < ELEMENTSOF(entry_fields); j++) {
+		size_t c = (hint + j) % ELEMENTSOF(entry_fields);
+		if (entry_fields[c].key_len == key.len && entry_fields[c].key[0] == key.p[0] &&
+		        memcmp(entry_fields[c].key, key.p, key.len) == 0)
+			return c;
+	}
+	return ELEMENTSOF(entry_fields);
+}
+
+/* The value of string table T (N entries) that equals S (NUL-terminated), or -EINVAL. */
+static int table_index(const char *(*to_string)(int), int n, const char *s)
+{
+	for (int i = 0; i < n; i++) {
+		const char *t = to_string(i);
+		if (t && t[0] == s[0] && streq(t, s))
+			return i;
+	}
+	return -EINVAL;
+}
+
+static const char *event_name(int i)
+{
+	return audit_event_to_string((AuditEvent)i);
+}
+
+static const char *result_name(int i)
+{
+	return audit_result_to_string((AuditResult)i);
+}
+
+/* The record checks after all fields were read (HAVE: which). */
+static const char *entry_check(AuditEntry *e, unsigned have)
+{
+	if ((have & (HAS_SEQ | HAS_TIME | HAS_HOST | HAS_EVENT | HAS_RESULT | HAS_PREV)) !=
+	        (HAS_SEQ | HAS_TIME | HAS_HOST | HAS_EVENT | HAS_RESULT | HAS_PREV))
+		return "a required field (seq, time, host, event, result, prev) is missing";
+	if (e->seq == 0)
+		return "seq must be positive";
+	if (time_fast(e->time, &e->time_ms) < 0 && parse_rfc3339_ms(e->time, &e->time_ms) < 0)
+		return "time is not RFC 3339";
+	if (!is_lower_hex(e->prev, AUDIT_HASH_HEX_LEN))
+		return "prev is not a SHA-256 hex digest";
+	if ((e->event == AUDIT_EVENT_SEAL) != ((have & (HAS_EVERY | HAS_KEY_ID | HAS_MAC)) != 0))
+		return "seal fields on a record that is not a seal";
+	if (e->event == AUDIT_EVENT_SEAL && ((have & (HAS_EVERY | HAS_KEY_ID | HAS_MAC)) !=
+	                                                    (HAS_EVERY | HAS_KEY_ID | HAS_MAC) ||
+	                                            e->every == 0 || !is_lower_hex(e->key_id, 16) ||
+	                                            !is_lower_hex(e->mac, AUDIT_HASH_HEX_LEN)))
+		return "seal record lacks a valid every, key_id or mac";
+	if ((have & HAS_EPOCH) &&
+	        (e->event != AUDIT_EVENT_SEAL || e->epoch == AUDIT_SEAL_EPOCH_NONE))
+		return "epoch on a record that is not a seal, or out of range";
+	if (e->event != AUDIT_EVENT_ROTATE && (have & (HAS_FILE_SEQ | HAS_PREV_FILE)))
+		return "file header fields on a record that is not a file header";
+	if (e->event == AUDIT_EVENT_ROTATE && (!(have & HAS_FILE_SEQ) || e->file_seq == 0))
+		return "file header lacks file_seq";
+	if ((e->event == AUDIT_EVENT_TORN_TAIL) !=
+	        ((have & (HAS_TORN | HAS_TORN_LEN | HAS_TORN_SHA)) != 0))
+		return "torn-tail fields on a record that is not a torn-tail";
+	if (e->event == AUDIT_EVENT_TORN_TAIL &&
+	        ((have & (HAS_TORN | HAS_TORN_LEN | HAS_TORN_SHA)) !=
+	                        (HAS_TORN | HAS_TORN_LEN | HAS_TORN_SHA) ||
+	                e->torn_length == 0 || !is_lower_hex(e->torn_sha256, AUDIT_HASH_HEX_LEN)))
+		return "torn-tail record lacks torn_offset, torn_length or torn_sha256";
+	return NULL;
+}
+
+/* One field into E. Returns NULL or why the record is not acceptable. */
+static const char *entry_set(AuditEntry *e, size_t k, const JsonValue *v, char **strings)
+{
+	void *dst = (char *)e + entry_fields[k].offset;
+	char *str;
+
+	if (entry_fields[k].kind == F_U64 || entry_fields[k].kind == F_UID) {
+		if (v->type != JSON_UINT)
+			return "field must be a number";
+		if (entry_fields[k].kind == F_UID) {
+			if (v->num >= UINT32_MAX)
+				return "uid out of range";
+			*(int64_t *)dst = (int64_t)v->num;
+		} else
+			*(uint64_t *)dst = v->num;
+		return NULL;
+	}
+	if (v->type != JSON_STRING)
+		return "field must be a string";
+	/* NUL-terminated copy: the bytes of a string value (and its quotes) on the line are
+	 * at least its unescaped length + 1, so the arena never overflows. */
+	str = *strings;
+	memcpy(str, v->str.p, v->str.len);
+	str[v->str.len] = '\0';
+	*strings += v->str.len + 1;
+	if (entry_fields[k].kind == F_EVENT) {
+		e->event = table_index(event_name, _AUDIT_EVENT_MAX, str);
+		if (e->event < 0)
+			return "unknown event";
+	} else if (entry_fields[k].kind == F_RESULT) {
+		e->result = table_index(result_name, _AUDIT_RESULT_MAX, str);
+		if (e->result < 0)
+			return "unknown result";
+	} else
+		*(char **)dst = str;
+	return NULL;
+}
+
+int audit_entry_parse_into(
+        const char *line, size_t len, AuditEntry *e, char *arena, const char **ret_why)
+{
+	JsonSlice unknown[JSON_FIELDS_MAX]; /* unknown keys: rejected, but duplicates first */
+	const char *why = NULL;             /* the first problem with a field (JSON first) */
+	char *strings = arena + len;
+	uint64_t seen = 0; /* entry_fields bits: duplicates in O(1) per key */
+	size_t n_unknown = 0, hint = 0;
 	unsigned have = 0;
-	size_t n = 0;
+	JsonScan s;
+	JsonSlice key;
 	int r;
 
 	if (len > AUDIT_LINE_MAX) {
 		why = "line too long";
-		r = -EBADMSG;
-		goto out;
+		goto fail;
 	}
-	r = json_parse_flat(line, len, &f, &n, &why);
-	if (r < 0)
-		goto out;
-	e = calloc(1, sizeof(*e));
-	if (!e) {
-		r = -ENOMEM;
-		goto out;
-	}
-	e->uid = e->actor_uid = e->actor_loginuid = -1;
-	e->epoch = AUDIT_SEAL_EPOCH_NONE;
-	e->event = _AUDIT_EVENT_INVALID;
-	e->result = _AUDIT_RESULT_INVALID;
-	for (size_t i = 0, hint = 0; i < n; i++) {
-		size_t k = ELEMENTSOF(entry_fields);
-		void *dst;
+	*e = (AuditEntry){
+	        .uid = -1,
+	        .actor_uid = -1,
+	        .actor_loginuid = -1,
+	        .epoch = AUDIT_SEAL_EPOCH_NONE,
+	        .event = _AUDIT_EVENT_INVALID,
+	        .result = _AUDIT_RESULT_INVALID,
+	};
+	json_scan_init(&s, line, len, arena);
+	while ((r = json_scan_key(&s, &key)) > 0) {
+		size_t k = field_lookup(key, hint);
+		JsonValue v;
 
-		/* Records list their fields in table order: start looking after the last hit. */
-		for (size_t j = 0; j < ELEMENTSOF(entry_fields); j++) {
-			size_t c = (hint + j) % ELEMENTSOF(entry_fields);
-			if (streq(entry_fields[c].key, f[i].key)) {
-				k = c;
-				hint = c + 1;
-				break;
+		if (k < ELEMENTSOF(entry_fields)) {
+			if (seen & (UINT64_C(1) << k)) {
+				why = "duplicate key";
+				goto fail;
 			}
+			seen |= UINT64_C(1) << k;
+			hint = k + 1;
+		} else {
+			for (size_t i = 0; i < n_unknown; i++)
+				if (unknown[i].len == key.len &&
+				        memcmp(unknown[i].p, key.p, key.len) == 0) {
+					why = "duplicate key";
+					goto fail;
+				}
+			unknown[n_unknown++] = key;
 		}
+		r = json_scan_value(&s, &v);
+		if (r < 0)
+			break;
+		if (why)
+			continue; /* already refused: only a JSON error could still come first */
 		if (k == ELEMENTSOF(entry_fields)) {
 			why = "unknown field";
-			r = -EBADMSG;
-			goto out;
-		}
-		dst = (char *)e + entry_fields[k].offset;
-		have |= entry_fields[k].bit;
-		if (entry_fields[k].kind == F_U64 || entry_fields[k].kind == F_UID) {
-			if (f[i].type != JSON_UINT) {
-				why = "field must be a number";
-				r = -EBADMSG;
-				goto out;
-			}
-			if (entry_fields[k].kind == F_UID) {
-				if (f[i].num >= UINT32_MAX) {
-					why = "uid out of range";
-					r = -EBADMSG;
-					goto out;
-				}
-				*(int64_t *)dst = (int64_t)f[i].num;
-			} else
-				*(uint64_t *)dst = f[i].num;
 			continue;
 		}
-		if (f[i].type != JSON_STRING) {
-			why = "field must be a string";
-			r = -EBADMSG;
-			goto out;
-		}
-		if (entry_fields[k].kind == F_EVENT) {
-			e->event = audit_event_from_string(f[i].str);
-			if (e->event < 0) {
-				why = "unknown event";
-				r = -EBADMSG;
-				goto out;
-			}
-		} else if (entry_fields[k].kind == F_RESULT) {
-			e->result = audit_result_from_string(f[i].str);
-			if (e->result < 0) {
-				why = "unknown result";
-				r = -EBADMSG;
-				goto out;
-			}
-		} else
-			*(char **)dst = TAKE_PTR(f[i].str);
+		have |= entry_fields[k].bit;
+		why = entry_set(e, k, &v, &strings);
 	}
-
-	r = -EBADMSG;
-	if ((have & (HAS_SEQ | HAS_TIME | HAS_HOST | HAS_EVENT | HAS_RESULT | HAS_PREV)) !=
-	        (HAS_SEQ | HAS_TIME | HAS_HOST | HAS_EVENT | HAS_RESULT | HAS_PREV)) {
-		why = "a required field (seq, time, host, event, result, prev) is missing";
-		goto out;
+	if (r < 0) {
+		why = s.why;
+		goto fail;
 	}
-	if (e->seq == 0) {
-		why = "seq must be positive";
-		goto out;
-	}
-	if (parse_rfc3339_ms(e->time, &e->time_ms) < 0) {
-		why = "time is not RFC 3339";
-		goto out;
-	}
-	if (!is_lower_hex(e->prev, AUDIT_HASH_HEX_LEN)) {
-		why = "prev is not a SHA-256 hex digest";
-		goto out;
-	}
-	if ((e->event == AUDIT_EVENT_SEAL) != ((have & (HAS_EVERY | HAS_KEY_ID | HAS_MAC)) != 0)) {
-		why = "seal fields on a record that is not a seal";
-		goto out;
-	}
-	if (e->event == AUDIT_EVENT_SEAL && ((have & (HAS_EVERY | HAS_KEY_ID | HAS_MAC)) !=
-	                                                    (HAS_EVERY | HAS_KEY_ID | HAS_MAC) ||
-	                                            e->every == 0 || !is_lower_hex(e->key_id, 16) ||
-	                                            !is_lower_hex(e->mac, AUDIT_HASH_HEX_LEN))) {
-		why = "seal record lacks a valid every, key_id or mac";
-		goto out;
-	}
-	if ((have & HAS_EPOCH) &&
-	        (e->event != AUDIT_EVENT_SEAL || e->epoch == AUDIT_SEAL_EPOCH_NONE)) {
-		why = "epoch on a record that is not a seal, or out of range";
-		goto out;
-	}
-	if (e->event != AUDIT_EVENT_ROTATE && (have & (HAS_FILE_SEQ | HAS_PREV_FILE))) {
-		why = "file header fields on a record that is not a file header";
-		goto out;
-	}
-	if (e->event == AUDIT_EVENT_ROTATE && (!(have & HAS_FILE_SEQ) || e->file_seq == 0)) {
-		why = "file header lacks file_seq";
-		goto out;
-	}
-	if ((e->event == AUDIT_EVENT_TORN_TAIL) !=
-	        ((have & (HAS_TORN | HAS_TORN_LEN | HAS_TORN_SHA)) != 0)) {
-		why = "torn-tail fields on a record that is not a torn-tail";
-		goto out;
-	}
-	if (e->event == AUDIT_EVENT_TORN_TAIL &&
-	        ((have & (HAS_TORN | HAS_TORN_LEN | HAS_TORN_SHA)) !=
-	                        (HAS_TORN | HAS_TORN_LEN | HAS_TORN_SHA) ||
-	                e->torn_length == 0 || !is_lower_hex(e->torn_sha256, AUDIT_HASH_HEX_LEN))) {
-		why = "torn-tail record lacks torn_offset, torn_length or torn_sha256";
-		goto out;
-	}
-	r = 0;
-	*ret = TAKE_PTR(e);
-out:
-	json_fields_free(f, JSON_FIELDS_MAX);
-	if (r < 0 && ret_why)
+	if (why)
+		goto fail;
+	why = entry_check(e, have);
+	if (why)
+		goto fail;
+	return 0;
+fail:
+	if (ret_why)
 		*ret_why = why ?: "cannot parse";
-	return r;
+	return -EBADMSG;
+}
+
+int audit_entry_parse(const char *line, size_t len, AuditEntry **ret, const char **ret_why)
+{
+	_cleanup_free_ AuditEntry *e = NULL;
+	int r;
+
+	if (len > AUDIT_LINE_MAX) {
+		if (ret_why)
+			*ret_why = "line too long";
+		return -EBADMSG;
+	}
+	/* The entry and its strings in one block (audit_entry_free() frees it). */
+	e = malloc(sizeof(*e) + AUDIT_ENTRY_ARENA(len));
+	if (!e)
+		return -ENOMEM;
+	r = audit_entry_parse_into(line, len, e, (char *)(e + 1), ret_why);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(e);
+	return 0;
 }
 
 /* ---- files ---- */
@@ -428,11 +528,42 @@ static int reader_next(LineReader *lr, const char **ret, size_t *ret_len, bool *
 	}
 }
 
+/* The records of a walk: one parse per line into a reused entry and arena. */
+typedef struct Walk {
+	AuditEntryFn cb;
+	void *userdata;
+	uint64_t bad;
+	AuditEntry e;
+	char *arena; /* AUDIT_ENTRY_ARENA(AUDIT_LINE_MAX) */
+} Walk;
+
+/* Parses LINE into w->e; calls the callback when it is a record. Returns 1 when parsed, 0
+ * when not (*ret_why says why), or the callback's error. */
+static int walk_line(Walk *w, const char *file, uint64_t lineno, const char *line, size_t len,
+        bool too_long, const char **ret_why)
+{
+	int r;
+
+	if (too_long || audit_entry_parse_into(line, len, &w->e, w->arena, ret_why) < 0) {
+		w->bad++;
+		return 0;
+	}
+	if (w->cb) {
+		r = w->cb(&w->e, file, lineno, w->userdata);
+		if (r < 0)
+			return r;
+	}
+	return 1;
+}
+
 int audit_read_files(char *const *files, AuditEntryFn cb, void *userdata, uint64_t *ret_bad)
 {
-	uint64_t bad = 0;
+	_cleanup_free_ char *arena = malloc(AUDIT_ENTRY_ARENA(AUDIT_LINE_MAX));
+	Walk w = {.cb = cb, .userdata = userdata, .arena = arena};
 	int r = 0;
 
+	if (!arena)
+		return -ENOMEM;
 	for (size_t i = 0; files && files[i]; i++) {
 		LineReader lr;
 		uint64_t lineno = 0;
@@ -441,8 +572,7 @@ int audit_read_files(char *const *files, AuditEntryFn cb, void *userdata, uint64
 		if (r < 0)
 			return r;
 		for (;;) {
-			_cleanup_(audit_entry_freep) AuditEntry *e = NULL;
-			const char *line;
+			const char *line, *why;
 			size_t len;
 			bool nl, too_long;
 			uint64_t off;
@@ -451,11 +581,7 @@ int audit_read_files(char *const *files, AuditEntryFn cb, void *userdata, uint64
 			if (r <= 0)
 				break;
 			lineno++;
-			if (too_long || audit_entry_parse(line, len, &e, NULL) < 0) {
-				bad++;
-				continue;
-			}
-			r = cb(e, files[i], lineno, userdata);
+			r = walk_line(&w, files[i], lineno, line, len, too_long, &why);
 			if (r < 0)
 				break;
 		}
@@ -464,7 +590,7 @@ int audit_read_files(char *const *files, AuditEntryFn cb, void *userdata, uint64
 			return r;
 	}
 	if (ret_bad)
-		*ret_bad = bad;
+		*ret_bad = w.bad;
 	return 0;
 }
 
@@ -538,6 +664,9 @@ typedef struct Verifier {
 	uint64_t anchor_floor_seq;
 	char *fragbuf;
 	char *lastbuf; /* copy of the last accepted line */
+	/* the file being read: seals in it, and whether its line 1 was a file header */
+	uint64_t file_seals;
+	bool file_header;
 } Verifier;
 
 static int fail(Verifier *v, AuditVerifyStatus status, const char *file, uint64_t line,
@@ -861,10 +990,97 @@ static int check_entry(Verifier *v, const AuditEntry *e, const char *file, uint6
 	return check_anchors(v, e, file, line, hash);
 }
 
-static int verify_file(Verifier *v, const char *file, bool first_file, bool last_file)
+/* One line of FILE against the chain: E is its record (NULL when it did not parse, WHY
+ * says why). Returns 0, 1 when a problem was recorded, or -errno. */
+static int verify_line(Verifier *v, const AuditEntry *e, const char *why, const char *file,
+        uint64_t lineno, const char *line, size_t len, bool nl, bool too_long, uint64_t off,
+        bool first_file)
 {
+	ChainState saved;
+	int r;
+
+	v->res->records++;
+	if (too_long)
+		return fail(v, AUDIT_VERIFY_MALFORMED, file, lineno, "line longer than %u bytes",
+		        AUDIT_LINE_MAX);
+	if (!nl)
+		return fail(v, AUDIT_VERIFY_TRUNCATED, file, lineno,
+		        "the last record is incomplete: the file was cut, or the daemon crashed "
+		        "while writing and has not restarted since (it records a torn-tail then)");
+	if (!e) {
+		if (v->frag || lineno == 1)
+			return fail(v, AUDIT_VERIFY_MALFORMED, file,
+			        v->frag ? v->frag_line : lineno, "not a valid record: %s",
+			        v->frag ? v->frag_why : why);
+		v->frag = true;
+		v->frag_line = lineno;
+		v->frag_off = off;
+		v->frag_len = len + 1;
+		v->frag_why = why;
+		v->res->records--;
+		return hash_with_newline(v, line, len, v->frag_sha);
+	}
+
+	if (e->event == AUDIT_EVENT_TORN_TAIL) {
+		bool ok;
+		if (v->frag)
+			ok = e->torn_offset == v->frag_off && e->torn_length == v->frag_len &&
+			     streq(e->torn_sha256, v->frag_sha);
+		else {
+			/* The torn line happened to parse: it is the line just accepted. */
+			ok = lineno > 2 && e->torn_offset == v->last_off &&
+			     e->torn_length == v->last_len &&
+			     hash_with_newline(v, v->lastbuf, v->last_len - 1, v->last_frag_sha) >=
+			             0 &&
+			     streq(e->torn_sha256, v->last_frag_sha);
+			if (ok) {
+				v->st = v->before_last;
+				v->res->records--;
+				if (v->last_is_seal)
+					v->res->seals--;
+			}
+		}
+		if (!ok)
+			return fail(v, AUDIT_VERIFY_MALFORMED, file,
+			        v->frag ? v->frag_line : lineno,
+			        v->frag ? "not a valid record, and the torn-tail record after it "
+			                  "does not describe it"
+			                : "torn-tail record does not describe the line before it");
+		v->res->torn_acknowledged++;
+		v->frag = false;
+	} else if (v->frag)
+		return fail(v, AUDIT_VERIFY_MALFORMED, file, v->frag_line, "not a valid record: %s",
+		        v->frag_why);
+
+	saved = v->st;
+	r = check_entry(v, e, file, lineno, line, len, lineno == 1, first_file);
+	if (r != 0)
+		return r;
+	if (lineno == 1)
+		v->file_header = true;
+	if (e->event == AUDIT_EVENT_SEAL)
+		v->file_seals++;
+	else if (v->file_header && lineno == 2)
+		return fail(v, AUDIT_VERIFY_MISSING_SEAL, file, lineno,
+		        "the record after the file header must be a seal: the file was rewritten "
+		        "from its start");
+	v->before_last = saved;
+	v->last_file = file;
+	v->last_line = lineno;
+	v->last_off = off;
+	v->last_len = len + 1;
+	v->last_is_seal = e->event == AUDIT_EVENT_SEAL;
+	/* Kept for a torn-tail that may describe this line (hashed only then). */
+	memcpy(v->lastbuf, line, len);
+	return 0;
+}
+
+/* Verifies FILE (while the trail is intact so far) and hands its records to the walk. */
+static int verify_file(Verifier *v, Walk *w, const char *file, bool first_file, bool last_file)
+{
+	bool checking = v->res->status == AUDIT_VERIFY_INTACT;
+	uint64_t lineno = 0;
 	LineReader lr;
-	uint64_t lineno = 0, seals_here = 0, header_line = 0;
 	int r;
 
 	r = reader_open(&lr, file);
@@ -872,13 +1088,14 @@ static int verify_file(Verifier *v, const char *file, bool first_file, bool last
 		return r;
 	v->frag = false;
 	v->last_is_seal = false;
+	v->file_seals = 0;
+	v->file_header = false;
 	for (;;) {
-		_cleanup_(audit_entry_freep) AuditEntry *e = NULL;
 		const char *line, *why = NULL;
 		size_t len;
 		bool nl, too_long;
 		uint64_t off;
-		ChainState saved;
+		int parsed;
 
 		r = reader_next(&lr, &line, &len, &nl, &off, &too_long);
 		if (r < 0)
@@ -886,99 +1103,27 @@ static int verify_file(Verifier *v, const char *file, bool first_file, bool last
 		if (r == 0)
 			break;
 		lineno++;
-		v->res->records++;
-		if (too_long) {
-			r = fail(v, AUDIT_VERIFY_MALFORMED, file, lineno,
-			        "line longer than %u bytes", AUDIT_LINE_MAX);
+		parsed = walk_line(w, file, lineno, line, len, too_long, &why);
+		if (parsed < 0) {
+			r = parsed;
 			goto out;
 		}
-		if (!nl) {
-			r = fail(v, AUDIT_VERIFY_TRUNCATED, file, lineno,
-			        "the last record is incomplete: the file was cut, or the daemon "
-			        "crashed while writing and has not restarted since (it records a "
-			        "torn-tail then)");
-			goto out;
-		}
-		if (audit_entry_parse(line, len, &e, &why) < 0) {
-			if (v->frag || lineno == 1) {
-				r = fail(v, AUDIT_VERIFY_MALFORMED, file,
-				        v->frag ? v->frag_line : lineno, "not a valid record: %s",
-				        v->frag ? v->frag_why : why);
-				goto out;
-			}
-			v->frag = true;
-			v->frag_line = lineno;
-			v->frag_off = off;
-			v->frag_len = len + 1;
-			v->frag_why = why;
-			r = hash_with_newline(v, line, len, v->frag_sha);
-			if (r < 0)
-				goto out;
-			v->res->records--;
+		if (!checking)
 			continue;
-		}
-
-		if (e->event == AUDIT_EVENT_TORN_TAIL) {
-			bool ok;
-			if (v->frag)
-				ok = e->torn_offset == v->frag_off &&
-				     e->torn_length == v->frag_len &&
-				     streq(e->torn_sha256, v->frag_sha);
-			else {
-				/* The torn line happened to parse: it is the line just accepted. */
-				ok = lineno > 2 && e->torn_offset == v->last_off &&
-				     e->torn_length == v->last_len &&
-				     hash_with_newline(v, v->lastbuf, v->last_len - 1,
-				             v->last_frag_sha) >= 0 &&
-				     streq(e->torn_sha256, v->last_frag_sha);
-				if (ok) {
-					v->st = v->before_last;
-					v->res->records--;
-					if (v->last_is_seal)
-						v->res->seals--;
-				}
-			}
-			if (!ok) {
-				r = fail(v, AUDIT_VERIFY_MALFORMED, file,
-				        v->frag ? v->frag_line : lineno,
-				        v->frag ? "not a valid record, and the torn-tail record "
-				                  "after it does not describe it"
-				                : "torn-tail record does not describe the line "
-				                  "before it");
-				goto out;
-			}
-			v->res->torn_acknowledged++;
-			v->frag = false;
-		} else if (v->frag) {
-			r = fail(v, AUDIT_VERIFY_MALFORMED, file, v->frag_line,
-			        "not a valid record: %s", v->frag_why);
+		r = verify_line(v, parsed ? &w->e : NULL, why, file, lineno, line, len, nl,
+		        too_long, off, first_file);
+		if (r < 0)
 			goto out;
+		if (r > 0) {
+			/* The verdict is made; the walk goes on for the callback only. */
+			checking = false;
+			if (!w->cb)
+				break;
 		}
-
-		saved = v->st;
-		r = check_entry(v, e, file, lineno, line, len, lineno == 1, first_file);
-		if (r != 0)
-			goto out;
-		if (lineno == 1)
-			header_line = 1;
-		if (e->event == AUDIT_EVENT_SEAL)
-			seals_here++;
-		else if (header_line == 1 && lineno == 2 && e->event != AUDIT_EVENT_SEAL) {
-			r = fail(v, AUDIT_VERIFY_MISSING_SEAL, file, lineno,
-			        "the record after the file header must be a seal: the file was "
-			        "rewritten from its start");
-			goto out;
-		}
-		v->before_last = saved;
-		v->last_file = file;
-		v->last_line = lineno;
-		v->last_off = off;
-		v->last_len = len + 1;
-		v->last_is_seal = e->event == AUDIT_EVENT_SEAL;
-		/* Kept for a torn-tail that may describe this line (hashed only then). */
-		memcpy(v->lastbuf, line, len);
 	}
 	r = 0;
+	if (!checking)
+		goto out;
 	if (v->jump) {
 		v->jump = false;
 		r = fail(v, AUDIT_VERIFY_DELETED, v->jump_file, v->jump_line,
@@ -992,7 +1137,7 @@ static int verify_file(Verifier *v, const char *file, bool first_file, bool last
 		        v->frag_why);
 	else if (lineno == 0)
 		r = fail(v, AUDIT_VERIFY_TRUNCATED, file, 0, "the file is empty");
-	else if (seals_here == 0)
+	else if (v->file_seals == 0)
 		r = fail(v, AUDIT_VERIFY_MISSING_SEAL, file, lineno, "the file holds no seal");
 	else if (!last_file && !v->last_is_seal)
 		r = fail(v, AUDIT_VERIFY_TRUNCATED, file, lineno,
@@ -1016,10 +1161,12 @@ static int cmp_anchor(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-int audit_verify_files(char *const *files, const AuditVerifyOptions *opts, AuditVerifyResult *ret)
+int audit_verify_read_files(char *const *files, const AuditVerifyOptions *opts,
+        AuditVerifyResult *ret, AuditEntryFn cb, void *userdata, uint64_t *ret_bad)
 {
 	AuditVerifyOptions def = {};
 	Verifier v = {};
+	Walk w = {.cb = cb, .userdata = userdata};
 	size_t n = strv_length(files);
 	int r = 0;
 
@@ -1041,11 +1188,10 @@ int audit_verify_files(char *const *files, const AuditVerifyOptions *opts, Audit
 	}
 	v.fragbuf = malloc(AUDIT_LINE_MAX + 2);
 	v.lastbuf = malloc(AUDIT_LINE_MAX + 2);
-	if (!v.fragbuf || !v.lastbuf) {
-		free(v.anchors);
-		free(v.fragbuf);
-		free(v.lastbuf);
-		return -ENOMEM;
+	w.arena = malloc(AUDIT_ENTRY_ARENA(AUDIT_LINE_MAX));
+	if (!v.fragbuf || !v.lastbuf || !w.arena) {
+		r = -ENOMEM;
+		goto out;
 	}
 	if (v.opts->key) {
 		r = audit_seal_key_id(v.opts->key, v.key_id);
@@ -1056,9 +1202,10 @@ int audit_verify_files(char *const *files, const AuditVerifyOptions *opts, Audit
 		snprintf(v.chain_id, sizeof(v.chain_id), "%s", v.opts->verification_key->key_id);
 	else if (v.opts->key)
 		memcpy(v.chain_id, v.key_id, sizeof(v.chain_id));
-	for (size_t i = 0; i < n && ret->status == AUDIT_VERIFY_INTACT; i++) {
-		ret->files++;
-		r = verify_file(&v, files[i], i == 0, i == n - 1);
+	for (size_t i = 0; i < n && (cb || ret->status == AUDIT_VERIFY_INTACT); i++) {
+		if (ret->status == AUDIT_VERIFY_INTACT)
+			ret->files++;
+		r = verify_file(&v, &w, files[i], i == 0, i == n - 1);
 		if (r < 0) {
 			if (!ret->file)
 				ret->file = strdup(files[i]);
@@ -1084,11 +1231,19 @@ int audit_verify_files(char *const *files, const AuditVerifyOptions *opts, Audit
 		        "the trail was restored",
 		        v.st.seq, a->seq, a->file_seq);
 	}
+	if (ret_bad)
+		*ret_bad = w.bad;
 	r = 0;
 out:
 	audit_seal_key_clear(&v.epoch_key);
 	free(v.anchors);
 	free(v.fragbuf);
 	free(v.lastbuf);
+	free(w.arena);
 	return r;
+}
+
+int audit_verify_files(char *const *files, const AuditVerifyOptions *opts, AuditVerifyResult *ret)
+{
+	return audit_verify_read_files(files, opts, ret, NULL, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "audit-json.h"
+#include "audit-scan.h"
 #include "audit.h"
 #include "creds.h"
 #include "ctl.h"
@@ -102,8 +103,9 @@ typedef struct ActionInst {
 /* One bound session or elevation (session-bind) and how it ended. */
 typedef struct ElevRow {
 	char *time, *user, *service, *key, *from, *session;
-	size_t inst; /* 1 + index of its removal action in Report.inst; 0: none */
-	bool ended;  /* session-unbind seen */
+	size_t inst;      /* 1 + index of its removal action in Report.inst; 0: none */
+	bool ended;       /* session-unbind seen */
+	size_t prev_same; /* 1 + index of the elevation before it with the same session */
 } ElevRow;
 
 typedef struct ActionRow {
@@ -130,6 +132,16 @@ typedef struct Bucket {
 	uint64_t start;
 	uint64_t success, failure;
 } Bucket;
+
+/* An open-addressing hash index of rows: each slot holds a key's hash and 1 + the row's
+ * index; what "same key" means is the caller's (a match function on the row). It turns
+ * the report's per-record searches (user x service pairs, sessions, actions by seq) from
+ * a scan of every row into O(1). */
+typedef struct RowIndex {
+	uint64_t *hash;
+	size_t *row; /* 1 + row index; 0: empty */
+	size_t cap, n;
+} RowIndex;
 
 typedef struct Report {
 	uint64_t since, until;
@@ -168,6 +180,12 @@ typedef struct Report {
 	bool verify_keyed;
 	char *verify_note;
 	uint64_t malformed;
+
+	RowIndex auth_index;   /* AuthRow by cleaned (user, service) */
+	RowIndex action_index; /* ActionRow by cleaned action */
+	RowIndex inst_by_seq;  /* the newest ActionInst of an action seq */
+	RowIndex inst_by_sess; /* the newest ActionInst of a (cleaned) session */
+	RowIndex elev_by_sess; /* the newest ElevRow of a (cleaned) session (chained) */
 } Report;
 
 /* The bytes of the control character S starts with, 0 if none: C0 controls, DEL, and the
@@ -225,6 +243,103 @@ static bool clean_streq(const char *clean, const char *raw)
 	return !*clean && !*raw;
 }
 
+/* FNV-1a of S as xstrdup0() cleans it, so that a raw string and its cleaned copy hash
+ * the same; continues from H. */
+static uint64_t clean_hash(uint64_t h, const char *s)
+{
+	while (*s) {
+		size_t k = control_len(s);
+
+		if (k == 0)
+			h = (h ^ (unsigned char)*s++) * UINT64_C(1099511628211);
+		else
+			for (; k > 0; k--, s++)
+				h = (h ^ (unsigned char)'?') * UINT64_C(1099511628211);
+	}
+	return (h ^ 0xff) * UINT64_C(1099511628211); /* the end: "ab","c" is not "a","bc" */
+}
+
+#define HASH_INIT UINT64_C(14695981039346656037)
+
+typedef bool (*RowMatch)(const Report *r, size_t row, const void *key);
+
+static void row_index_done(RowIndex *x)
+{
+	free(x->hash);
+	free(x->row);
+	*x = (RowIndex){};
+}
+
+/* The first slot to probe for H: FNV's low bits follow the keys' low bits (user0001,
+ * user0002, ...), so they are mixed with the high ones first (murmur3's finalizer). */
+static size_t row_index_home(const RowIndex *x, uint64_t h)
+{
+	h ^= h >> 33;
+	h *= UINT64_C(0xff51afd7ed558ccd);
+	h ^= h >> 33;
+	return (size_t)h & (x->cap - 1);
+}
+
+/* The slot of the row with hash H that MATCH accepts, or the empty slot where it goes. */
+static size_t row_index_slot(
+        const RowIndex *x, uint64_t h, RowMatch match, const Report *r, const void *key)
+{
+	size_t i = row_index_home(x, h);
+
+	for (; x->row[i]; i = (i + 1) & (x->cap - 1))
+		if (x->hash[i] == h && match(r, x->row[i] - 1, key))
+			break;
+	return i;
+}
+
+/* 1 + the index of the row for KEY, 0 when none. */
+static size_t row_index_get(
+        const RowIndex *x, uint64_t h, RowMatch match, const Report *r, const void *key)
+{
+	return x->cap ? x->row[row_index_slot(x, h, match, r, key)] : 0;
+}
+
+static int row_index_grow(RowIndex *x)
+{
+	RowIndex n = {.cap = x->cap ? x->cap * 2 : 64};
+
+	n.hash = calloc(n.cap, sizeof(uint64_t));
+	n.row = calloc(n.cap, sizeof(size_t));
+	if (!n.hash || !n.row) {
+		row_index_done(&n);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < x->cap; i++)
+		if (x->row[i]) {
+			size_t j = row_index_home(&n, x->hash[i]);
+			while (n.row[j])
+				j = (j + 1) & (n.cap - 1);
+			n.hash[j] = x->hash[i];
+			n.row[j] = x->row[i];
+		}
+	n.n = x->n;
+	row_index_done(x);
+	*x = n;
+	return 0;
+}
+
+/* Makes ROW (an index) the row for KEY, in place of any earlier one. */
+static int row_index_put(
+        RowIndex *x, uint64_t h, size_t row, RowMatch match, const Report *r, const void *key)
+{
+	size_t i;
+
+	if (2 * (x->n + 1) > x->cap && row_index_grow(x) < 0)
+		return -ENOMEM;
+	i = row_index_slot(x, h, match, r, key);
+	if (!x->row[i]) {
+		x->hash[i] = h;
+		x->n++;
+	}
+	x->row[i] = row + 1;
+	return 0;
+}
+
 static void event_row_done(EventRow *r)
 {
 	free(r->time);
@@ -279,6 +394,11 @@ static void report_done(Report *r)
 	strv_free(r->files);
 	audit_verify_result_clear(&r->verify);
 	free(r->verify_note);
+	row_index_done(&r->auth_index);
+	row_index_done(&r->action_index);
+	row_index_done(&r->inst_by_seq);
+	row_index_done(&r->inst_by_sess);
+	row_index_done(&r->elev_by_sess);
 }
 
 /* Grows *arr (of *n elements of SIZE) by one zeroed element; NULL at the cap or OOM. */
@@ -315,25 +435,34 @@ static int add_event_row(Report *r, EventRow **list, size_t *n, const AuditEntry
 	return 0;
 }
 
+typedef struct AuthKey {
+	const char *user, *service; /* raw, from the trail */
+} AuthKey;
+
+static bool auth_match(const Report *r, size_t row, const void *key)
+{
+	const AuthKey *k = key;
+
+	return clean_streq(r->auth[row].user, k->user) &&
+	       clean_streq(r->auth[row].service, k->service);
+}
+
 static int count_auth(Report *r, const AuditEntry *e)
 {
-	const char *user = e->user ?: "(unknown)", *service = e->service ?: "(unknown)";
-	AuthRow *row = NULL;
+	const AuthKey key = {e->user ?: "(unknown)", e->service ?: "(unknown)"};
+	uint64_t h = clean_hash(clean_hash(HASH_INIT, key.user), key.service);
+	size_t found = row_index_get(&r->auth_index, h, auth_match, r, &key);
+	AuthRow *row = found ? &r->auth[found - 1] : NULL;
 	bool ok = e->result == AUDIT_RESULT_SUCCESS;
 
-	for (size_t i = 0; i < r->n_auth; i++)
-		if (clean_streq(r->auth[i].user, user) &&
-		        clean_streq(r->auth[i].service, service)) {
-			row = &r->auth[i];
-			break;
-		}
 	if (!row) {
 		row = grow(&r->auth, &r->n_auth, sizeof(AuthRow), &r->truncated);
 		if (!row)
 			return r->truncated ? 0 : -ENOMEM;
-		row->user = xstrdup0(user);
-		row->service = xstrdup0(service);
-		if (!row->user || !row->service)
+		row->user = xstrdup0(key.user);
+		row->service = xstrdup0(key.service);
+		if (!row->user || !row->service ||
+		        row_index_put(&r->auth_index, h, r->n_auth - 1, auth_match, r, &key) < 0)
 			return -ENOMEM;
 	}
 	if (ok) {
@@ -378,22 +507,33 @@ static int count_auth(Report *r, const AuditEntry *e)
 	return 0;
 }
 
+static bool action_match(const Report *r, size_t row, const void *key)
+{
+	return clean_streq(r->actions[row].action, key);
+}
+
+/* The ActionRow of ACTION (raw or cleaned), NULL when none. */
+static ActionRow *action_row(const Report *r, const char *action)
+{
+	size_t found = row_index_get(
+	        &r->action_index, clean_hash(HASH_INIT, action), action_match, r, action);
+
+	return found ? &r->actions[found - 1] : NULL;
+}
+
 static int count_action(Report *r, const char *action, Outcome o)
 {
-	ActionRow *row = NULL;
+	ActionRow *row;
 
 	action = action ?: "(unknown)";
-	for (size_t i = 0; i < r->n_actions; i++)
-		if (clean_streq(r->actions[i].action, action)) {
-			row = &r->actions[i];
-			break;
-		}
+	row = action_row(r, action);
 	if (!row) {
 		row = grow(&r->actions, &r->n_actions, sizeof(ActionRow), &r->truncated);
 		if (!row)
 			return r->truncated ? 0 : -ENOMEM;
 		row->action = xstrdup0(action);
-		if (!row->action)
+		if (!row->action || row_index_put(&r->action_index, clean_hash(HASH_INIT, action),
+		                            r->n_actions - 1, action_match, r, action) < 0)
 			return -ENOMEM;
 	}
 	row->n[o]++;
@@ -408,22 +548,56 @@ static Outcome outcome_from_string(const char *s)
 	return OUTCOME_FAILED; /* an outcome nobody knows is not a success */
 }
 
+/* Rows keep sessions cleaned (xstrdup0()); a raw session matches only when equal to
+ * that (one with a control character never does, as with streq()). */
+static bool inst_session_match(const Report *r, size_t row, const void *key)
+{
+	return r->inst[row].session && streq(r->inst[row].session, key);
+}
+
+static bool elev_session_match(const Report *r, size_t row, const void *key)
+{
+	return r->elev[row].session && streq(r->elev[row].session, key);
+}
+
+static bool inst_seq_match(const Report *r, size_t row, const void *key)
+{
+	return r->inst[row].seq == *(const uint64_t *)key;
+}
+
+static uint64_t seq_hash(uint64_t seq)
+{
+	return seq * UINT64_C(0x9e3779b97f4a7c15);
+}
+
 /* The newest action about SESSION (NULL if none). */
 static ActionInst *inst_latest(Report *r, const char *session)
 {
-	for (size_t i = r->n_inst; i > 0; i--)
-		if (r->inst[i - 1].session && session && streq(r->inst[i - 1].session, session))
-			return &r->inst[i - 1];
-	return NULL;
+	size_t found = session ? row_index_get(&r->inst_by_sess, clean_hash(HASH_INIT, session),
+	                                 inst_session_match, r, session)
+	                       : 0;
+
+	return found ? &r->inst[found - 1] : NULL;
 }
 
+/* The newest elevation of SESSION that has not ended (NULL if none). The index holds the
+ * newest of each session; older ones are chained behind it. Only the newest open one is
+ * ever ended, so ended ones gather at the chain's head and are dropped from it here. */
 static ElevRow *elev_open(Report *r, const char *session)
 {
-	for (size_t i = r->n_elev; i > 0; i--)
-		if (!r->elev[i - 1].ended && r->elev[i - 1].session && session &&
-		        streq(r->elev[i - 1].session, session))
-			return &r->elev[i - 1];
-	return NULL;
+	uint64_t h;
+	size_t slot, i;
+
+	if (!session || r->elev_by_sess.cap == 0)
+		return NULL;
+	h = clean_hash(HASH_INIT, session);
+	slot = row_index_slot(&r->elev_by_sess, h, elev_session_match, r, session);
+	i = r->elev_by_sess.row[slot];
+	while (i && r->elev[i - 1].ended)
+		i = r->elev[i - 1].prev_same;
+	if (i)
+		r->elev_by_sess.row[slot] = i; /* the slot stays taken: the key is the same */
+	return i ? &r->elev[i - 1] : NULL;
 }
 
 static ActionInst *inst_new(Report *r, const AuditEntry *e, const char *action)
@@ -442,6 +616,11 @@ static ActionInst *inst_new(Report *r, const AuditEntry *e, const char *action)
 	a->user = xstrdup0(e->user);
 	a->session = xstrdup0(e->session);
 	a->action = xstrdup0(action);
+	if (row_index_put(&r->inst_by_seq, seq_hash(a->seq), r->n_inst - 1, inst_seq_match, r,
+	            &a->seq) < 0 ||
+	        (a->session && row_index_put(&r->inst_by_sess, clean_hash(HASH_INIT, a->session),
+	                               r->n_inst - 1, inst_session_match, r, a->session) < 0))
+		return NULL;
 	v = elev_open(r, e->session);
 	if (v && !v->inst)
 		v->inst = r->n_inst;
@@ -496,9 +675,13 @@ static int collect_removal(Report *r, const AuditEntry *e)
 	Outcome o;
 
 	if (e->event == AUDIT_EVENT_OUTCOME) {
-		for (size_t i = 0; i < r->n_inst && e->action_seq; i++)
-			if (r->inst[i].seq == e->action_seq)
-				a = &r->inst[i];
+		size_t found = e->action_seq
+		                       ? row_index_get(&r->inst_by_seq, seq_hash(e->action_seq),
+		                                 inst_seq_match, r, &e->action_seq)
+		                       : 0;
+
+		if (found)
+			a = &r->inst[found - 1];
 		/* Its action is outside the period (or lost): the outcome still counts. */
 		if (!a)
 			a = inst_new(r, e, e->action ?: "(unknown)");
@@ -557,18 +740,26 @@ static int collect_elevation(Report *r, const AuditEntry *e)
 	v->key = xstrdup0(e->cred_label ?: e->cred_id);
 	v->from = xstrdup0(e->rhost ?: elev_rhost(r, e) ?: e->tty);
 	v->session = xstrdup0(e->session);
+	if (v->session) {
+		uint64_t h = clean_hash(HASH_INIT, v->session);
+		RowIndex *x = &r->elev_by_sess;
+
+		v->prev_same = row_index_get(x, h, elev_session_match, r, v->session);
+		if (row_index_put(x, h, r->n_elev - 1, elev_session_match, r, v->session) < 0)
+			return -ENOMEM;
+	}
 	return 0;
 }
 
 /* After the walk: every action's outcome in its row's counts. */
 static void count_outcomes(Report *r)
 {
-	for (size_t i = 0; i < r->n_inst; i++)
-		for (size_t j = 0; j < r->n_actions; j++)
-			if (clean_streq(r->actions[j].action, strna(r->inst[i].action))) {
-				r->actions[j].n[r->inst[i].outcome]++;
-				break;
-			}
+	for (size_t i = 0; i < r->n_inst; i++) {
+		ActionRow *row = action_row(r, strna(r->inst[i].action));
+
+		if (row)
+			row->n[r->inst[i].outcome]++;
+	}
 }
 
 /* Needs attention: no outcome, failed, or interrupted. */
@@ -1903,15 +2094,6 @@ int verb_report(int argc, char *argv[])
 	q = ctl_audit_files(audit_files, strv_length(audit_files), &r.files);
 	if (q < 0)
 		return CTL_EXIT_ERROR;
-	q = audit_read_files(r.files, collect, &r, &r.malformed);
-	if (q < 0) {
-		fprintf(stderr, "keywardctl report: cannot read the audit trail: %s\n",
-		        strerror(-q));
-		return CTL_EXIT_ERROR;
-	}
-	make_buckets(&r);
-	count_outcomes(&r);
-
 	/* Under --root the host's seal key is not the tree's: only --key says which. */
 	if (!key_path && isempty(r.root) && ctl_audit_paths(NULL, &default_key) >= 0)
 		key_path = default_key;
@@ -1925,8 +2107,17 @@ int verb_report(int argc, char *argv[])
 	                                    "tree's verification key with --verification-key "
 	                                    "FILE.") < 0)
 		return CTL_EXIT_ERROR;
-	r.verify_error = audit_verify_files(r.files, &vo, &r.verify);
+	/* One pass: the records for the report and the chain for its integrity verdict. */
+	q = audit_verify_read_files(r.files, &vo, &r.verify, collect, &r, &r.malformed);
 	audit_seal_key_clear(&key);
+	if (q < 0) {
+		fprintf(stderr, "keywardctl report: cannot read the audit trail: %s\n",
+		        strerror(-q));
+		return CTL_EXIT_ERROR;
+	}
+	r.verify_error = 0;
+	make_buckets(&r);
+	count_outcomes(&r);
 	{
 		char buf[8];
 		ret = ctl_audit_verdict_exit(
