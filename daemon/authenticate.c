@@ -1,6 +1,7 @@
 /* authenticate.c: the Authenticate method — policy, lockout and credential checks in
- * the loop; the key search (silent probe per key, then the real assertion) in a worker
- * thread; verification of signature, flags, owner and sign counter back in the loop. */
+ * the loop; the key search (the known key of the user's last login asked directly, else a
+ * silent probe per key, then the real assertion) in a worker thread; verification of
+ * signature, flags, owner and sign counter back in the loop. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>

@@ -43,7 +43,8 @@ PluggedSet *plugged_new(struct udev *udev);
 /* Starts the monitor on EVENT, then fills the set from udev's list of hidraw devices. */
 int plugged_start(sd_event *event, struct udev *udev, PluggedSet **ret);
 PluggedSet *plugged_free(PluggedSet *s);
-/* Forgets the set and fills it again from udev (start; lost events). */
+/* Forgets the set and fills it again from udev (start; lost events). Every entry gets a new
+ * generation and loses its known-key memory: a refill cannot tell a swapped key. */
 int plugged_refill(PluggedSet *s);
 
 /* A hidraw device appeared / went away. IS_FIDO: its descriptor says FIDO (the uevent path
