@@ -16,6 +16,12 @@ What is measured, the way a sceptic would:
   real one last, the others key handles that no key opens), and keyward imports that very
   authfile (keywardctl import-pam-u2f), so both search the same list.
 - Touch after 0 ms and after 100 ms.
+- keywardd is a long-running service: it remembers which plugged key made a user's last
+  verified login (the known-key fast path: no silent probe), so its cold rows after the
+  daemon's first login are REPEAT logins. The first login after the key was plugged in
+  pays the probe: the PLUG columns measure it (the key holding the credential is
+  unplugged and plugged in again before each such login; pam_u2f gets the same replug
+  before its own, side by side).
 - With --main-build DIR, main's keywardd + pam_keyward.so run in the same testbed, in
   their own block, against the same key and credentials ("before" rows).
 
@@ -100,9 +106,9 @@ def inner(args):
             for name in os.listdir(creds_dir) if os.path.isdir(creds_dir) else ():
                 os.unlink(os.path.join(creds_dir, name))
 
-            u2f = {'cold': [], 'warm': []}
+            u2f = {'cold': [], 'warm': [], 'plug': []}
             floor = []
-            kws = {label: {'cold': [], 'warm': []} for label, _, _ in variants}
+            kws = {label: {'cold': [], 'warm': [], 'plug': []} for label, _, _ in variants}
             # Blocks of BLOCK rounds, the variants' daemons taking turns block by block, so
             # that the machine's drift (other work on it) hits every variant alike.
             done = 0
@@ -116,7 +122,7 @@ def inner(args):
                     try:
                         if not os.path.isdir(creds_dir) or not any(os.scandir(creds_dir)):
                             import_authfile(bench, e2e, args, authfile)
-                        measure(bench, e2e, n, kws[label], u2f, floor)
+                        measure(bench, e2e, n, kws[label], u2f, floor, args.keys - 1)
                     finally:
                         bench.stop_daemon()
                 done += n
@@ -126,7 +132,8 @@ def inner(args):
             results.append({'keys': args.keys, 'touch': args.touch_delay, 'creds': n_creds,
                             'module': 'pam_u2f 1.1.0', **u2f})
             results.append({'keys': args.keys, 'touch': args.touch_delay, 'creds': n_creds,
-                            'module': 'pam_permit (floor)', 'cold': floor, 'warm': []})
+                            'module': 'pam_permit (floor)', 'cold': floor, 'warm': [],
+                            'plug': []})
     finally:
         bench.close()
     with open(args.out, 'w', encoding='utf-8') as f:
@@ -178,8 +185,25 @@ def import_authfile(bench, e2e, args, authfile):
               bench.log())
 
 
-def measure(bench, e2e, n, kw, u2f, floor):
-    '''N cold rounds alternating keyward, pam_u2f, floor; then a warm block of N each.'''
+def replug(bench, e2e, key):
+    '''Unplugs KEY and plugs it in again (a new hidraw node, the key power-cycled), then
+    waits until its node exists and the daemon had time for the add uevent (a login
+    before that would fail with "no key", not pass unmeasured).'''
+    bench.ctl('unplug', str(key))
+    p = subprocess.run([bench.args.testbed, 'ctl', '-', 'plug', str(key)], capture_output=True,
+                       text=True, timeout=30, check=False)
+    e2e.check(p.returncode == 0, f'testbed ctl plug {key} failed: {p.stderr}')
+    node = next((w for w in p.stdout.split() if w.startswith('/dev/hidraw')), None)
+    deadline = time.monotonic() + 5
+    while node and not os.path.exists(node) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+
+
+def measure(bench, e2e, n, kw, u2f, floor, key):
+    '''N cold rounds alternating keyward, pam_u2f, floor (keyward's: repeat logins, the
+    daemon knows the key from its warm-up login); a warm block of N each; then N cold
+    rounds of each right after the key holding the credential (KEY) was plugged in again.'''
     cold_once(bench, e2e, 'bench-keyward')  # warm-up: the daemon's first login
     cold_once(bench, e2e, 'bench-u2f')
     for _ in range(n):
@@ -188,6 +212,11 @@ def measure(bench, e2e, n, kw, u2f, floor):
         floor.append(cold_once(bench, e2e, 'bench-floor'))
     kw['warm'].extend(warm_block(bench, e2e, 'bench-keyward', n))
     u2f['warm'].extend(warm_block(bench, e2e, 'bench-u2f', n))
+    for _ in range(n):
+        replug(bench, e2e, key)
+        kw['plug'].append(cold_once(bench, e2e, 'bench-keyward'))
+        replug(bench, e2e, key)
+        u2f['plug'].append(cold_once(bench, e2e, 'bench-u2f'))
 
 
 # --- outside: one testbed per (keys, touch) ----------------------------------------------
@@ -228,13 +257,14 @@ def outer(args):
 def print_table(results, args, load, load_end, secs):
     print()
     print(f'### Login: one pam_authenticate, {args.rounds} rounds per cell '
-          f'(cold: a new process each; warm: one process)')
+          f'(cold: a new process each, repeat login; warm: one process; plug: a new process, '
+          f'the first login after the key was plugged in)')
     print(f'load average {" ".join(load)} at start, {" ".join(load_end)} at end; '
           f'{secs:.0f} s; {os.cpu_count()} CPUs')
     print()
     print('| keys | creds | touch ms | module | cold median | cold p95 | cold ratio '
-          '| warm median | warm p95 | warm ratio |')
-    print('|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|')
+          '| warm median | warm p95 | warm ratio | plug median | plug p95 | plug ratio |')
+    print('|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
     cells = {}
     for r in results:
         cells.setdefault((r['touch'], r['keys'], r['creds']), []).append(r)
@@ -242,20 +272,22 @@ def print_table(results, args, load, load_end, secs):
         ref = next(r for r in rows if r['module'].startswith('pam_u2f'))
         for r in rows:
             cols = []
-            for kind in ('cold', 'warm'):
-                s = r[kind]
+            for kind in ('cold', 'warm', 'plug'):
+                s = r.get(kind, [])
                 if not s:
                     cols += ['', '', '']
                     continue
                 med = statistics.median(s)
-                ratio = med / statistics.median(ref[kind]) if ref[kind] else 0
+                ratio = med / statistics.median(ref[kind]) if ref.get(kind) else 0
                 cols += [f'{med:.1f}', f'{percentile(s, 0.95):.1f}',
                          '' if r is ref or r['module'].startswith('pam_permit')
                          else f'{ratio:.2f}']
             print(f'| {keys} | {creds} | {touch} | {r["module"]} | ' + ' | '.join(cols) + ' |')
     print()
     print('ratio: keyward median / pam_u2f median of the same cell; ms. Cold rows include '
-          'the process start (see the pam_permit floor). The emulated keys\' HID reports are '
+          'the process start (see the pam_permit floor). cold/warm: keywardd knows the key '
+          'from the login before (no silent probe); plug: the first login after the key '
+          'was plugged in (keywardd probes; pam_u2f is replugged the same way). The emulated keys\' HID reports are '
           'all served by one umockdev worker thread, so keys probed in parallel are still '
           'answered one after another here; real keys on USB answer independently.')
 

@@ -1,6 +1,7 @@
 /* authenticate.c: the Authenticate method — policy, lockout and credential checks in
- * the loop; the key search (silent probe per key, then the real assertion) in a worker
- * thread; verification of signature, flags, owner and sign counter back in the loop. */
+ * the loop; the key search (the known key of the user's last login asked directly, else a
+ * silent probe per key, then the real assertion) in a worker thread; verification of
+ * signature, flags, owner and sign counter back in the loop. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -44,6 +45,14 @@ typedef struct AuthData {
 	char *only_device;
 	char **paths;       /* the plugged keys when the request came (NULL: enumerate) */
 	CredentialSet *set; /* the user's credentials (worker reads ids/rp ids only) */
+	/* The known key (fast path): the plugged key that made this user's last verified
+	 * assertion with credential known_id (still registered), asked directly first. */
+	char *known_path;
+	char *known_id;
+	uint64_t plugged_serial; /* plugged_serial() when the request came */
+	/* The PIN from the pipe, read once (the fast path and a fallback both use it). */
+	char *pin;
+	bool pin_read;
 
 	/* result (written by the worker) */
 	const char *reason; /* NULL: an assertion to verify is in `assert` */
@@ -66,6 +75,9 @@ static void auth_data_free(AuthData *a)
 	decision_unref(a->decision);
 	free(a->only_device);
 	strv_free(a->paths);
+	free(a->known_path);
+	free(a->known_id);
+	erase_string_and_free(a->pin);
 	if (a->pin_fd >= 0)
 		close(a->pin_fd);
 	credential_set_free(a->set);
@@ -218,16 +230,18 @@ static int probe_device(const AuthData *a, fido_dev_t *dev, const char *path,
 	return r;
 }
 
-static void auth_assert(
+/* Asks DEV for the real assertion. Returns the key's answer (libfido2 status), FIDO_OK
+ * also when the key was not asked (a->reason says why). */
+static int auth_assert(
         DeviceOp *op, AuthData *a, fido_dev_t *dev, const char *rp, const char *matched_id)
 {
-	_cleanup_erase_ char *pin = NULL;
+	const char *pin = NULL;
 	const Credential *c = matched_id ? creds_find_id(a->set, matched_id) : NULL;
 	bool has_pin = fido_dev_has_pin(dev), has_uv = fido_dev_has_uv(dev);
 	bool use_pin = false, builtin_uv = false;
 	fido_assert_t *as = NULL;
 	uint64_t t0;
-	int r;
+	int r, status;
 
 	a->uv_required = a->decision->user_verification == POLICY_UV_REQUIRED;
 	a->up_required = a->decision->user_presence;
@@ -248,14 +262,17 @@ static void auth_assert(
 				a->uv_required = a->uv_required || a->set->items[i].uv;
 				a->up_required = a->up_required || a->set->items[i].up;
 			}
-	if (a->pin_fd >= 0 && !a->silent_proof) {
-		r = fido_pin_read_fd(a->pin_fd, &pin);
+	if (a->pin_fd >= 0 && !a->silent_proof && !a->pin_read) {
+		a->pin_read = true;
+		r = fido_pin_read_fd(a->pin_fd, &a->pin);
 		if (r < 0) {
 			auth_fail(a, "error", "The PIN could not be read from the PAM module (%s).",
 			        strerror(-r));
-			return;
+			return FIDO_OK;
 		}
 	}
+	if (!a->silent_proof)
+		pin = a->pin;
 	if (a->uv_required) {
 		if (pin && has_pin)
 			use_pin = true;
@@ -265,11 +282,11 @@ static void auth_assert(
 			auth_fail(a, "no-pin-set",
 			        "This key has no PIN set but the policy requires one: set a PIN "
 			        "with fido2-token -S.");
-			return;
+			return FIDO_OK;
 		} else {
 			auth_fail(a, "pin-required",
 			        "The policy requires your security key's PIN; none was given.");
-			return;
+			return FIDO_OK;
 		}
 	} else if (a->decision->user_verification == POLICY_UV_PREFERRED && pin && has_pin)
 		use_pin = true;
@@ -277,7 +294,7 @@ static void auth_assert(
 	as = fido_assert_new();
 	if (!as) {
 		auth_fail(a, "error", "Out of memory.");
-		return;
+		return FIDO_OK;
 	}
 	if (matched_id) {
 		/* Exactly the credential the silent probe found on this key. */
@@ -302,7 +319,7 @@ static void auth_assert(
 	if (r != FIDO_OK) {
 		auth_fail(a, "error", "Could not prepare the assertion: %s.", fido_strerr(r));
 		fido_assert_free(&as);
-		return;
+		return FIDO_OK;
 	}
 	(void)fido_dev_set_timeout(dev, (int)op->timeout_ms);
 	t0 = now_monotonic_ms();
@@ -315,12 +332,13 @@ static void auth_assert(
 		a->rp_id = strdup(rp);
 		if (!a->rp_id)
 			auth_fail(a, "error", "Out of memory.");
-		return;
+		return FIDO_OK;
 	}
+	status = r;
 	fido_assert_free(&as);
 	if (device_op_cancelled(op) || r == FIDO_ERR_KEEPALIVE_CANCEL) {
 		auth_fail(a, "cancelled", "The request was cancelled.");
-		return;
+		return status;
 	}
 	if (r == FIDO_ERR_PIN_INVALID || r == FIDO_ERR_PIN_AUTH_INVALID) {
 		int retries = -1;
@@ -329,7 +347,7 @@ static void auth_assert(
 			        retries, retries == 1 ? "try" : "tries");
 		else
 			auth_fail(a, "wrong-pin", "Wrong PIN for your security key.");
-		return;
+		return status;
 	}
 	if ((r == FIDO_ERR_RX || r == FIDO_ERR_TX || r == FIDO_ERR_USER_ACTION_TIMEOUT ||
 	            r == FIDO_ERR_ACTION_TIMEOUT) &&
@@ -337,9 +355,10 @@ static void auth_assert(
 		auth_fail(a, a->up_required ? "no-touch" : "timeout",
 		        "Your security key was not touched within %u seconds.",
 		        (unsigned)((op->timeout_ms + 999) / 1000));
-		return;
+		return status;
 	}
 	auth_fail(a, fido_error_reason(r), "%s", fido_error_message(r));
+	return status;
 }
 
 /* The silent proof of a cached elevation (no touch, no PIN, only the key of the last
@@ -411,6 +430,35 @@ static bool auth_search_claim(AuthSearch *s, AuthProbe *p)
 	return won;
 }
 
+/* Opens PATH for OP (a cancel reaches it); NULL if it cannot be. */
+static fido_dev_t *auth_open_key(DeviceOp *op, const char *path)
+{
+	fido_dev_t *dev = fido_dev_new();
+	int r;
+
+	if (!dev)
+		return NULL;
+	/* Bounded from the start: fido_dev_open() already talks to the key. */
+	(void)fido_dev_set_timeout(dev, AUTH_PROBE_TIMEOUT_MS);
+	r = fido_dev_open(dev, path);
+	if (r == FIDO_OK && device_op_add_active(op, dev) < 0) {
+		(void)fido_dev_close(dev);
+		r = FIDO_ERR_INTERNAL;
+	}
+	if (r != FIDO_OK) {
+		log_debug("Cannot open %s: %s", path, fido_strerr(r));
+		fido_dev_free(&dev);
+	}
+	return dev;
+}
+
+static void auth_close_key(DeviceOp *op, fido_dev_t **dev)
+{
+	device_op_remove_active(op, *dev);
+	(void)fido_dev_close(*dev);
+	fido_dev_free(dev);
+}
+
 static void auth_probe_key(AuthProbe *p)
 {
 	AuthSearch *s = p->search;
@@ -424,21 +472,8 @@ static void auth_probe_key(AuthProbe *p)
 	device_op_yield_to_root(op);
 	if (auth_search_stopped(s))
 		return;
-	dev = fido_dev_new();
+	dev = auth_open_key(op, p->path);
 	if (!dev) {
-		p->unopened = true;
-		return;
-	}
-	/* Bounded from the start: fido_dev_open() already talks to the key. */
-	(void)fido_dev_set_timeout(dev, AUTH_PROBE_TIMEOUT_MS);
-	r = fido_dev_open(dev, p->path);
-	if (r == FIDO_OK && device_op_add_active(op, dev) < 0) {
-		(void)fido_dev_close(dev);
-		r = FIDO_ERR_INTERNAL;
-	}
-	if (r != FIDO_OK) {
-		log_debug("Cannot open %s: %s", p->path, fido_strerr(r));
-		fido_dev_free(&dev);
 		pthread_mutex_lock(&s->lock);
 		p->unopened = true;
 		pthread_mutex_unlock(&s->lock);
@@ -475,7 +510,7 @@ static void auth_probe_key(AuthProbe *p)
 				else if (probe_as)
 					auth_take_probe(op, a, rp, &probe_as);
 				else
-					auth_assert(op, a, dev, rp, id);
+					(void)auth_assert(op, a, dev, rp, id);
 			}
 		} else if (r < 0) {
 			log_debug("%s refused the search for rp %s: %s", p->path, rp,
@@ -489,15 +524,88 @@ static void auth_probe_key(AuthProbe *p)
 	pthread_mutex_lock(&s->lock);
 	p->dev = NULL; /* nobody cancels it from now on */
 	pthread_mutex_unlock(&s->lock);
-	device_op_remove_active(op, dev);
-	(void)fido_dev_close(dev);
-	fido_dev_free(&dev);
+	auth_close_key(op, &dev);
 }
 
 static void *auth_probe_thread(void *userdata)
 {
 	auth_probe_key(userdata);
 	return NULL;
+}
+
+/* Whether the known key's answer STATUS (no assertion) sends the login on to the normal
+ * search: not for the user's own answers (no touch in time, a refusal, a wrong or missing
+ * PIN) nor a cancel, which the search would only ask again; yes for "no such credential"
+ * and any other failure of that key (gone meanwhile, a protocol error). */
+static bool auth_known_falls_back(DeviceOp *op, const AuthData *a, int status)
+{
+	if (device_op_cancelled(op))
+		return false;
+	/* A timeout of the touch comes back as a receive error: the reason tells. */
+	if (a->reason && (streq(a->reason, "cancelled") || streq(a->reason, "no-touch") ||
+	                         streq(a->reason, "timeout") || streq(a->reason, "wrong-pin")))
+		return false;
+	switch (status) {
+	case FIDO_OK: /* not asked: the answer would be the same after the search */
+	case FIDO_ERR_KEEPALIVE_CANCEL:
+	case FIDO_ERR_ACTION_TIMEOUT:
+	case FIDO_ERR_USER_ACTION_TIMEOUT:
+	case FIDO_ERR_OPERATION_DENIED:
+	case FIDO_ERR_PIN_INVALID:
+	case FIDO_ERR_PIN_AUTH_INVALID:
+	case FIDO_ERR_PIN_BLOCKED:
+	case FIDO_ERR_PIN_AUTH_BLOCKED:
+	case FIDO_ERR_PIN_REQUIRED:
+	case FIDO_ERR_PIN_NOT_SET:
+	case FIDO_ERR_PIN_POLICY_VIOLATION:
+	case FIDO_ERR_UV_BLOCKED:
+	case FIDO_ERR_UV_INVALID:
+		return false;
+	default:
+		return true;
+	}
+}
+
+/* The known-key fast path: the key that made this user's last verified assertion with
+ * credential known_id (the same plugged-set entry: not removed, replugged or swapped since)
+ * is asked for the real assertion directly, with the allow list {known_id}, and the silent
+ * probe is skipped. This changes only WHICH key is asked first, never what is accepted: the
+ * answer is verified in the loop exactly like one found by the search (signature, UP/UV
+ * per policy and credential, counter, rp id, user, authenticator rules), and the device
+ * binding uses that key. Returns true when the login has its answer (an assertion to
+ * verify, or a final refusal); false: go on with the normal search (the direct request
+ * failed in a way the search may do better), within the same op and deadline. */
+static bool auth_known_key(DeviceOp *op, AuthData *a)
+{
+	const Credential *c = creds_find_id(a->set, a->known_id);
+	fido_dev_t *dev;
+	int r;
+
+	if (!c || device_op_cancelled(op))
+		return false;
+	device_op_yield_to_root(op);
+	log_debug("asking the known key directly: %s", a->known_path);
+	dev = auth_open_key(op, a->known_path);
+	if (!dev)
+		return false;
+	r = FIDO_OK;
+	a->dev_path = strdup(a->known_path);
+	if (!a->dev_path)
+		auth_fail(a, "error", "Out of memory.");
+	else
+		r = auth_assert(op, a, dev, c->rp_id, c->id);
+	auth_close_key(op, &dev);
+	if (a->assert || !a->dev_path || !auth_known_falls_back(op, a, r))
+		return true;
+	log_debug("the known key %s did not answer (%s): searching every plugged key",
+	        a->known_path, fido_strerr(r));
+	a->reason = NULL;
+	a->message[0] = '\0';
+	free(a->dev_path);
+	a->dev_path = NULL;
+	free(a->rp_id);
+	a->rp_id = NULL;
+	return false;
 }
 
 static void auth_work(DeviceOp *op)
@@ -514,6 +622,8 @@ static void auth_work(DeviceOp *op)
 		auth_fail(a, "error", "Out of memory.");
 		goto out;
 	}
+	if (a->known_path && !a->only_device && auth_known_key(op, a))
+		goto out;
 	for (char **p = a->paths; *p && s.n < AUTH_MAX_DEVICES; p++)
 		if (!a->only_device || streq(*p, a->only_device))
 			probes[s.n++] = (AuthProbe){.search = &s, .path = *p};
@@ -1141,6 +1251,17 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 	return true;
 }
 
+/* A fully verified assertion: its key holds that credential of the user, as long as the
+ * key stays plugged (the same plugged-set entry as when the request came). The next login
+ * asks it directly (auth_known_key). Not for the silent proof (its own path). */
+static void auth_remember_key(Manager *m, const AuthData *a, const AuthOutcome *o)
+{
+	if (a->silent_proof || !o->cred || streq(o->cred->id, CREDS_DISCOVERABLE_ID))
+		return;
+	if (plugged_remember(m->plugged, a->dev_path, a->plugged_serial, a->user, o->cred->id) < 0)
+		log_warning("Out of memory: the key of %s's login is not remembered.", a->user);
+}
+
 static void auth_complete(DeviceOp *op)
 {
 	AuthData *a = op->data;
@@ -1165,6 +1286,7 @@ static void auth_complete(DeviceOp *op)
 	if (ok) {
 		o.reason = "ok";
 		o.message[0] = '\0';
+		auth_remember_key(op->manager, a, &o);
 	}
 	auth_finish(op, &o, ok);
 	free(o.cred_id);
@@ -1197,6 +1319,13 @@ static const DeviceOpVTable auth_vtable = {
 };
 
 /* --- the method --------------------------------------------------------------------- */
+
+/* A remembered credential is asked directly only while the user's file still holds it (a
+ * revoked one is not). */
+static bool auth_cred_registered(const char *cred_id, void *userdata)
+{
+	return creds_find_id(userdata, cred_id) != NULL;
+}
 
 /* Answers at once, without the key: the record goes through manager_audit_self_call(), so a
  * non-root caller asking again and again costs no fsync per call. */
@@ -1383,6 +1512,21 @@ int bus_method_authenticate(
 	if (r < 0) {
 		auth_data_free(a);
 		return r;
+	}
+	a->plugged_serial = plugged_serial(m->plugged);
+	if (!grant) {
+		const char *known_id = NULL;
+		const PluggedKey *k =
+		        plugged_known(m->plugged, user, auth_cred_registered, a->set, &known_id);
+
+		if (k) {
+			a->known_path = strdup(k->devnode);
+			a->known_id = strdup(known_id);
+			if (!a->known_path || !a->known_id) {
+				auth_data_free(a);
+				return -ENOMEM;
+			}
+		}
 	}
 	/* Our own copy of the PIN pipe, non-blocking (the worker reads it). */
 	a->pin_fd = pin_fd >= 0 ? fcntl(pin_fd, F_DUPFD_CLOEXEC, 3) : -1;

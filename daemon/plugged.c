@@ -24,6 +24,8 @@ struct PluggedSet {
 	UdevWatch *watch;
 	PluggedKey items[PLUGGED_MAX];
 	size_t n;
+	uint64_t serial;       /* the newest generation handed out */
+	uint64_t known_serial; /* the newest PluggedKnown.seq */
 };
 
 bool plugged_descriptor_is_fido(const uint8_t *desc, size_t size)
@@ -90,12 +92,27 @@ PluggedSet *plugged_new(struct udev *udev)
 	return s;
 }
 
+static void plugged_known_free(PluggedKnown *k)
+{
+	free(k->user);
+	free(k->cred_id);
+	*k = (PluggedKnown){};
+}
+
+/* An entry goes: with it, everything remembered about it. */
+static void plugged_key_done(PluggedKey *k)
+{
+	free(k->syspath);
+	free(k->devnode);
+	for (size_t i = 0; i < k->n_known; i++)
+		plugged_known_free(&k->known[i]);
+	*k = (PluggedKey){};
+}
+
 static void plugged_clear(PluggedSet *s)
 {
-	for (size_t i = 0; i < s->n; i++) {
-		free(s->items[i].syspath);
-		free(s->items[i].devnode);
-	}
+	for (size_t i = 0; i < s->n; i++)
+		plugged_key_done(&s->items[i]);
 	s->n = 0;
 }
 
@@ -125,8 +142,7 @@ int plugged_remove(PluggedSet *s, const char *syspath)
 
 	if (i < 0)
 		return 0;
-	free(s->items[i].syspath);
-	free(s->items[i].devnode);
+	plugged_key_done(&s->items[i]);
 	memmove(&s->items[i], &s->items[i + 1], (s->n - (size_t)i - 1) * sizeof(s->items[0]));
 	s->n--;
 	return 1;
@@ -134,7 +150,7 @@ int plugged_remove(PluggedSet *s, const char *syspath)
 
 int plugged_add(PluggedSet *s, const char *syspath, const char *devnode, bool is_fido)
 {
-	PluggedKey k;
+	PluggedKey k = {};
 	size_t at;
 	int r;
 
@@ -156,6 +172,7 @@ int plugged_add(PluggedSet *s, const char *syspath, const char *devnode, bool is
 		free(k.devnode);
 		return -ENOMEM;
 	}
+	k.generation = ++s->serial;
 	/* Sorted by syspath, as udev lists them (and libfido2 did). */
 	for (at = 0; at < s->n && strcmp(s->items[at].syspath, syspath) < 0; at++)
 		;
@@ -260,6 +277,73 @@ const char *plugged_syspath(const PluggedSet *s, const char *devnode)
 		if (streq(s->items[i].devnode, devnode))
 			return s->items[i].syspath;
 	return NULL;
+}
+
+uint64_t plugged_serial(const PluggedSet *s)
+{
+	return s ? s->serial : 0;
+}
+
+int plugged_remember(
+        PluggedSet *s, const char *devnode, uint64_t serial, const char *user, const char *cred_id)
+{
+	PluggedKey *k = NULL;
+	PluggedKnown n = {};
+
+	if (!s || isempty(devnode) || isempty(user) || isempty(cred_id))
+		return 0;
+	for (size_t i = 0; i < s->n && !k; i++)
+		if (streq(s->items[i].devnode, devnode))
+			k = &s->items[i];
+	if (!k || k->generation > serial)
+		return 0; /* gone, or plugged (again) after the request started */
+	n.user = strdup(user);
+	n.cred_id = strdup(cred_id);
+	if (!n.user || !n.cred_id) {
+		plugged_known_free(&n);
+		return -ENOMEM;
+	}
+	n.seq = ++s->known_serial;
+	/* The same pair again moves to the front; a full list drops its oldest. */
+	for (size_t i = 0; i < k->n_known; i++)
+		if (streq(k->known[i].user, user) && streq(k->known[i].cred_id, cred_id)) {
+			plugged_known_free(&k->known[i]);
+			memmove(&k->known[i], &k->known[i + 1],
+			        (k->n_known - i - 1) * sizeof(k->known[0]));
+			k->n_known--;
+			break;
+		}
+	if (k->n_known == PLUGGED_KNOWN_MAX)
+		plugged_known_free(&k->known[--k->n_known]);
+	memmove(&k->known[1], &k->known[0], k->n_known * sizeof(k->known[0]));
+	k->known[0] = n;
+	k->n_known++;
+	return 1;
+}
+
+const PluggedKey *plugged_known(const PluggedSet *s, const char *user,
+        bool (*usable)(const char *cred_id, void *userdata), void *userdata,
+        const char **ret_cred_id)
+{
+	const PluggedKey *best = NULL;
+	const PluggedKnown *best_known = NULL;
+
+	if (!s || isempty(user))
+		return NULL;
+	for (size_t i = 0; i < s->n; i++)
+		for (size_t j = 0; j < s->items[i].n_known; j++) {
+			const PluggedKnown *n = &s->items[i].known[j];
+
+			if (!streq(n->user, user) || (best_known && n->seq < best_known->seq))
+				continue;
+			if (usable && !usable(n->cred_id, userdata))
+				continue;
+			best = &s->items[i];
+			best_known = n;
+		}
+	if (best && ret_cred_id)
+		*ret_cred_id = best_known->cred_id;
+	return best;
 }
 
 int plugged_devnodes(const PluggedSet *s, char ***ret)

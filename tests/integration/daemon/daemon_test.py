@@ -84,6 +84,8 @@ CASES = {
     "auth-counter-recover": [],
     "plugged-keys": [],
     "auth-parallel-keys": ["--keys", "3"],
+    "auth-known-key": ["--keys", "2"],
+    "auth-known-key-pin": ["--pin", PIN],
 }
 
 # cases that run in a private mount namespace with the trail on a small tmpfs
@@ -1637,6 +1639,97 @@ def case_auth_parallel_keys(e):
     e.bed("counter-mode", "1", "rewound")
     a = e.authenticate(options={"cached": dbus.Boolean(True)})
     check(not a["granted"] and a["reason"] == "clone", f"silent proof with a rewound counter: {a}")
+
+
+KNOWN = "asking the known key directly: "
+
+
+class LogMark:
+    """The daemon's log from now on (what one login wrote)."""
+    def __init__(self, e):
+        self.e = e
+        self.at = len(e.log_text())
+
+    def text(self):
+        return self.e.log_text()[self.at:]
+
+
+def login_known(e, what, node=None, **kw):
+    """A login; returns (answer, whether it asked the known key NODE directly (any key if
+    NODE is None), whether it probed)."""
+    m = LogMark(e)
+    a = e.authenticate(**kw)
+    t = m.text()
+    asked = (KNOWN + node) in t if node else KNOWN in t
+    probed = re.search(r"probe /dev/hidraw\d+ for rp", t) is not None
+    log(f"{what}: asked the known key directly={asked} probed={probed}")
+    return a, asked, probed
+
+
+def case_auth_known_key(e):
+    """The known-key fast path: the key of the user's last verified assertion is asked
+    directly (no probe) while it stays plugged; the first login after start or after a
+    replug pays the probe; a key that lost the credential sends the login on to the probe
+    of every key (still granted by another key); a revoked credential is not asked for."""
+    e.write_policy()
+    e.start()
+    for n in range(2):
+        wait_log(e, f"FIDO key plugged in: /dev/hidraw{n}", "start fill")
+    e.enroll("--device", "/dev/hidraw0", "--label", "first")
+    e.enroll("--device", "/dev/hidraw1", "--label", "second")
+    e.bed("unplug", "1")
+    wait_log(e, "FIDO key removed: /dev/hidraw1", "remove uevent")
+    a, asked, probed = login_known(e, "first login since start")
+    check(a["granted"] and a["cred"] == "first" and not asked and probed, f"first login probes: {a}")
+    a2, asked, probed = login_known(e, "second login", "/dev/hidraw0")
+    check(a2["granted"] and a2["cred"] == "first" and asked and not probed, f"second login asks directly: {a2}")
+    check(a2["device"] == a["device"], "the binding is to the same key")
+    recs = e.audit_find(event="auth", result="success", user="root")
+    check(len(recs) >= 2 and recs[-1].get("device") == a["device"], f"audit of the fast path: {recs[-1:]}")
+    # unplug + plug: the memory goes with the entry
+    e.bed("unplug", "0")
+    wait_log(e, "FIDO key removed: /dev/hidraw0", "remove uevent")
+    n0 = next((w for w in e.bed("plug", "0").split() if w.startswith("/dev/hidraw")), None)
+    check(n0 and n0 != "/dev/hidraw0", f"replugged under a new node: {n0}")
+    wait_log(e, f"FIDO key plugged in: {n0}", "add uevent")
+    a, asked, probed = login_known(e, "first login after the replug")
+    check(a["granted"] and not asked and probed, f"after a replug the key is not trusted: {a}")
+    a, asked, probed = login_known(e, "then", n0)
+    check(a["granted"] and asked and not probed, f"then known again: {a}")
+    # the known key lost the credential (reset, no unplug): the direct request fails, the
+    # same login probes every key and the other key's credential logs in
+    n1 = next((w for w in e.bed("plug", "1").split() if w.startswith("/dev/hidraw")), None)
+    wait_log(e, f"FIDO key plugged in: {n1}", "add uevent of key 1")
+    r = subprocess.run(["fido2-token", "-R", n0], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, f"fido2-token -R {n0}: {r.stderr}")
+    m = LogMark(e)
+    a, asked, probed = login_known(e, "the known key was reset", n0)
+    check(a["granted"] and a["cred"] == "second" and asked and probed
+          and f"the known key {n0} did not answer" in m.text(), f"fallback to the probe: {a}")
+    a, asked, probed = login_known(e, "then", n1)
+    check(a["granted"] and a["cred"] == "second" and asked and not probed, f"the other key is known now: {a}")
+    # revoked between logins: never asked for directly; refused as without the fast path
+    e.ctl("revoke", "root", "second")
+    a, asked, probed = login_known(e, "after the revoke", n1)
+    check(not asked and not a["granted"] and a["reason"] == "no-key", f"revoked credential: {a}")
+
+
+def case_auth_known_key_pin(e):
+    """The PIN path: the pin-required answer and the second call with the PIN both take
+    the fast path; a wrong PIN on the known key is a final answer (no second try on the
+    probe's path: one retry used, not two)."""
+    e.write_policy(rule_extra='user_verification = "required";')
+    e.start()
+    e.enroll(pin=PIN)
+    a, asked, probed = login_known(e, "first login", pin=PIN)
+    check(a["granted"] and not asked and probed, f"first PIN login probes: {a}")
+    a, asked, probed = login_known(e, "no PIN given", "/dev/hidraw0")
+    check(not a["granted"] and a["reason"] == "pin-required" and asked and not probed, f"pin-required: {a}")
+    a, asked, probed = login_known(e, "with the PIN", "/dev/hidraw0", pin=PIN, options={"pin-asked": True})
+    check(a["granted"] and asked and not probed, f"with the PIN: {a}")
+    a, asked, probed = login_known(e, "wrong PIN", "/dev/hidraw0", pin="0000", options={"pin-asked": True})
+    check(not a["granted"] and a["reason"] == "wrong-pin" and asked and not probed, f"wrong PIN: {a}")
+    check("7 tries left" in a["message"], f"one retry used: {a['message']}")
 
 
 def interface_signature(xml_text):

@@ -1,6 +1,8 @@
 /* test-plugged.c: daemon/plugged.c — the FIDO usage-page check of a HID report descriptor,
  * the set's add/remove (a non-FIDO device is never in it; "add" again replaces; sorted by
- * syspath), and, under keyward-testbed, the fill from udev (start, lost events). */
+ * syspath), the known-key memory (per entry and generation: a remove, a replug or a swap
+ * at the same node forgets it), and, under keyward-testbed, the fill from udev (start, lost
+ * events; a refill forgets the memory). */
 #include <stdio.h>
 #include <string.h>
 
@@ -82,6 +84,66 @@ static void test_set(void)
 	CHECK(!nodes);
 }
 
+static bool not_revoked(const char *cred_id, void *userdata)
+{
+	return !streq(cred_id, userdata);
+}
+
+static void test_known(void)
+{
+	PluggedSet *s = plugged_new(NULL);
+	const char *id = NULL;
+	uint64_t serial;
+	char cred[16];
+
+	CHECK(s);
+	CHECK(!plugged_known(s, "root", NULL, NULL, &id));
+	CHECK_INT(plugged_add(s, "/sys/a/hidraw0", "/dev/hidraw0", true), 1);
+	CHECK_INT(plugged_add(s, "/sys/b/hidraw1", "/dev/hidraw1", true), 1);
+	serial = plugged_serial(s);
+	CHECK(plugged_get(s, 0)->generation != plugged_get(s, 1)->generation);
+	CHECK(plugged_get(s, 1)->generation <= serial);
+	CHECK_INT(plugged_remember(s, "/dev/hidraw0", serial, "root", "C0"), 1);
+	CHECK_INT(plugged_remember(s, "/dev/nope", serial, "root", "C0"), 0);
+	CHECK_STR(plugged_known(s, "root", NULL, NULL, &id)->devnode, "/dev/hidraw0");
+	CHECK_STR(id, "C0");
+	CHECK(!plugged_known(s, "alice", NULL, NULL, &id));
+	/* the newest verified login wins; a revoked credential is not used */
+	CHECK_INT(plugged_remember(s, "/dev/hidraw1", serial, "root", "C1"), 1);
+	CHECK_STR(plugged_known(s, "root", NULL, NULL, &id)->devnode, "/dev/hidraw1");
+	CHECK_STR(plugged_known(s, "root", not_revoked, "C1", &id)->devnode, "/dev/hidraw0");
+	CHECK_STR(id, "C0");
+	CHECK_STR(plugged_known(s, "root", not_revoked, "C0", &id)->devnode, "/dev/hidraw1");
+	/* a key swapped at the same syspath and node (remove + add, or a replayed add): a new
+	 * generation; the old memory is gone and a request older than the add cannot write
+	 * to it */
+	CHECK_INT(plugged_remove(s, "/sys/a/hidraw0"), 1);
+	CHECK_INT(plugged_add(s, "/sys/a/hidraw0", "/dev/hidraw0", true), 1);
+	CHECK(plugged_get(s, 0)->generation > serial);
+	CHECK_INT(plugged_get(s, 0)->n_known, 0);
+	CHECK_INT(plugged_remember(s, "/dev/hidraw0", serial, "root", "C0"), 0);
+	CHECK(!plugged_known(s, "root", not_revoked, "C1", &id));
+	CHECK_INT(plugged_add(s, "/sys/b/hidraw1", "/dev/hidraw1", true), 1); /* replayed add */
+	CHECK(!plugged_known(s, "root", NULL, NULL, &id));
+	/* bounded per key, oldest dropped; the same pair again moves to the front */
+	serial = plugged_serial(s);
+	for (int i = 0; i < PLUGGED_KNOWN_MAX + 3; i++) {
+		snprintf(cred, sizeof(cred), "C%d", i);
+		CHECK_INT(plugged_remember(s, "/dev/hidraw0", serial, "root", cred), 1);
+	}
+	CHECK_INT(plugged_get(s, 0)->n_known, PLUGGED_KNOWN_MAX);
+	CHECK_STR(plugged_get(s, 0)->known[PLUGGED_KNOWN_MAX - 1].cred_id, "C3");
+	CHECK_INT(plugged_remember(s, "/dev/hidraw0", serial, "root", "C5"), 1);
+	CHECK_INT(plugged_get(s, 0)->n_known, PLUGGED_KNOWN_MAX);
+	CHECK_STR(plugged_get(s, 0)->known[0].cred_id, "C5");
+	CHECK_STR(plugged_known(s, "root", NULL, NULL, &id)->devnode, "/dev/hidraw0");
+	CHECK_STR(id, "C5");
+	/* removed: forgotten */
+	CHECK_INT(plugged_remove(s, "/sys/a/hidraw0"), 1);
+	CHECK(!plugged_known(s, "root", NULL, NULL, &id));
+	plugged_free(s);
+}
+
 /* Under keyward-testbed --keys 2: the fill from udev finds both emulated keys (their
  * descriptors say FIDO), and a fill after the set lost track (what a lost-events report
  * triggers) finds them again. */
@@ -99,6 +161,10 @@ static void test_testbed(void)
 	CHECK_STR(plugged_get(s, 1)->devnode, "/dev/hidraw1");
 	CHECK_INT(plugged_devnode_is_fido("/dev/hidraw0"), 1);
 	CHECK(plugged_devnode_is_fido("/dev/null") < 0);
+	/* a refill (lost events) forgets the known keys: it cannot tell a swap */
+	CHECK_INT(plugged_remember(s, "/dev/hidraw0", plugged_serial(s), "root", "C0"), 1);
+	CHECK_INT(plugged_refill(s), 0);
+	CHECK(!plugged_known(s, "root", NULL, NULL, NULL));
 	/* the set missed a remove and an add: a stale entry and a missing one */
 	CHECK_INT(plugged_remove(s, plugged_get(s, 0)->syspath), 1);
 	CHECK_INT(plugged_add(s, "/sys/gone/hidraw5", "/dev/hidraw5", true), 1);
@@ -117,6 +183,7 @@ int main(int argc, char **argv)
 	else {
 		test_descriptor();
 		test_set();
+		test_known();
 	}
 	printf("ok\n");
 	return 0;
