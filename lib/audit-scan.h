@@ -18,3 +18,7 @@ int audit_entry_parse_into(
  * Returns 0, -errno when a file cannot be read (ret->file names it) or CB's error. */
 int audit_verify_read_files(char *const *files, const AuditVerifyOptions *opts,
         AuditVerifyResult *ret, AuditEntryFn cb, void *userdata, uint64_t *ret_bad);
+
+/* For tests: files of MIN_BYTES or more are verified by two threads, in chunks of about
+ * CHUNK_BYTES (UINT64_MAX: always one thread). Not thread-safe; call before verifying. */
+void audit_verify_pipeline_tune(uint64_t min_bytes, size_t chunk_bytes);

@@ -10,6 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <sys/stat.h>
+
 #include <openssl/crypto.h>
 
 /* Its own header first: the no-allocation parser and the one-pass walk (audit-scan.h,
@@ -667,6 +670,9 @@ typedef struct Verifier {
 	/* the file being read: seals in it, and whether its line 1 was a file header */
 	uint64_t file_seals;
 	bool file_header;
+	/* the chain hash of the line being checked, computed by the pipeline's reading
+	 * thread (NULL: check_entry() computes it) */
+	const char *line_hash;
 } Verifier;
 
 static int fail(Verifier *v, AuditVerifyStatus status, const char *file, uint64_t line,
@@ -972,9 +978,13 @@ static int check_entry(Verifier *v, const AuditEntry *e, const char *file, uint6
 			return r;
 	}
 
-	r = audit_line_hash(raw, len, hash);
-	if (r < 0)
-		return r;
+	if (v->line_hash)
+		memcpy(hash, v->line_hash, sizeof(hash));
+	else {
+		r = audit_line_hash(raw, len, hash);
+		if (r < 0)
+			return r;
+	}
 	memcpy(v->st.hash, hash, sizeof(hash));
 	v->st.seq = e->seq;
 	if (e->event == AUDIT_EVENT_SEAL) {
@@ -1075,29 +1085,230 @@ static int verify_line(Verifier *v, const AuditEntry *e, const char *why, const 
 	return 0;
 }
 
+/* ---- two threads: the reading thread hashes, the calling thread parses and checks ---- */
+
+/* Verifying is the strict parse of every line and the SHA-256 of every line (the chain
+ * hashes, which depend on the line's bytes only). From PIPE_MIN_BYTES on, a thread reads
+ * the file with the same LineReader, copies the lines into chunks of about CHUNK_BYTES
+ * and hashes each, while the calling thread parses and checks the chunk before: the checks,
+ * their order and the read errors are those of reader_next() in one thread; only where a
+ * line's chain hash comes from changes. */
+static uint64_t pipe_min_bytes = 4u << 20;
+static size_t pipe_chunk_bytes = 2u << 20;
+
+void audit_verify_pipeline_tune(uint64_t min_bytes, size_t chunk_bytes)
+{
+	pipe_min_bytes = min_bytes;
+	pipe_chunk_bytes = chunk_bytes > 0 ? chunk_bytes : 1;
+}
+
+#define PIPE_SLOTS 3
+#define PIPE_LINES 8192u /* lines per chunk at most (empty lines take no bytes) */
+
+typedef struct PipeLine {
+	size_t pos; /* in Chunk.data */
+	size_t len;
+	uint64_t off;
+	bool nl, too_long, hashed;
+	char hash[AUDIT_HASH_HEX_LEN + 1];
+} PipeLine;
+
+typedef struct Chunk {
+	char *data; /* chunk_bytes + READER_CAP: reader_next() lines are READER_CAP at most */
+	PipeLine *lines;
+	size_t used, n_lines;
+	int end; /* after these lines: 0 more, 1 end of file, -errno reading failed */
+} Chunk;
+
+typedef struct Pipe {
+	pthread_mutex_t lock;
+	pthread_cond_t filled, freed;
+	LineReader *lr; /* the reading thread's alone while it runs */
+	size_t chunk_bytes;
+	Chunk slots[PIPE_SLOTS];
+	uint64_t n_filled, n_taken; /* chunks handed over, chunks given back */
+	bool stop;
+	/* the calling thread's: the chunk it reads and the next line in it */
+	Chunk *cur;
+	size_t next;
+	pthread_t thread;
+} Pipe;
+
+/* Fills C from the reader: whole lines until the chunk is full or the file ends. */
+static void pipe_fill(Pipe *p, Chunk *c)
+{
+	c->used = c->n_lines = 0;
+	c->end = 0;
+	while (c->used < p->chunk_bytes && c->n_lines < PIPE_LINES) {
+		const char *line;
+		size_t len;
+		bool nl, too_long;
+		uint64_t off;
+		PipeLine *l;
+		int r;
+
+		r = reader_next(p->lr, &line, &len, &nl, &off, &too_long);
+		if (r <= 0) {
+			c->end = r < 0 ? r : 1;
+			return;
+		}
+		l = &c->lines[c->n_lines++];
+		*l = (PipeLine){
+		        .pos = c->used, .len = len, .off = off, .nl = nl, .too_long = too_long};
+		memcpy(c->data + c->used, line, len);
+		c->used += len;
+		/* Only a whole line can be accepted into the chain (verify_line()); when the
+		 * hash fails, the checking thread computes it and gets the error itself. */
+		if (nl && !too_long)
+			l->hashed = audit_line_hash(c->data + l->pos, len, l->hash) >= 0;
+	}
+}
+
+static void *pipe_thread(void *userdata)
+{
+	Pipe *p = userdata;
+
+	for (uint64_t k = 0;; k++) {
+		Chunk *c = &p->slots[k % PIPE_SLOTS];
+		bool stop;
+
+		pthread_mutex_lock(&p->lock);
+		while (!p->stop && p->n_filled - p->n_taken == PIPE_SLOTS)
+			pthread_cond_wait(&p->freed, &p->lock);
+		stop = p->stop;
+		pthread_mutex_unlock(&p->lock);
+		if (stop)
+			return NULL;
+		pipe_fill(p, c);
+		pthread_mutex_lock(&p->lock);
+		p->n_filled++;
+		pthread_cond_signal(&p->filled);
+		pthread_mutex_unlock(&p->lock);
+		if (c->end != 0)
+			return NULL;
+	}
+}
+
+static void pipe_free(Pipe *p)
+{
+	for (size_t i = 0; i < PIPE_SLOTS; i++) {
+		free(p->slots[i].data);
+		free(p->slots[i].lines);
+	}
+	free(p);
+}
+
+/* A pipe reading LR (opened, nothing read yet), or NULL: the file is small, or memory or
+ * a thread is missing, and the caller reads LR itself. */
+static Pipe *pipe_start(LineReader *lr)
+{
+	struct stat st;
+	Pipe *p;
+
+	if (pipe_min_bytes == UINT64_MAX || fstat(lr->fd, &st) < 0 ||
+	        (uint64_t)st.st_size < pipe_min_bytes)
+		return NULL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->lr = lr;
+	p->chunk_bytes = pipe_chunk_bytes;
+	for (size_t i = 0; i < PIPE_SLOTS; i++) {
+		p->slots[i].data = malloc(p->chunk_bytes + READER_CAP);
+		p->slots[i].lines = malloc(PIPE_LINES * sizeof(PipeLine));
+		if (!p->slots[i].data || !p->slots[i].lines) {
+			pipe_free(p);
+			return NULL;
+		}
+	}
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->filled, NULL);
+	pthread_cond_init(&p->freed, NULL);
+	if (pthread_create(&p->thread, NULL, pipe_thread, p) != 0) {
+		pthread_cond_destroy(&p->freed);
+		pthread_cond_destroy(&p->filled);
+		pthread_mutex_destroy(&p->lock);
+		pipe_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* Stops the reading thread (it may be ahead) and frees the pipe. */
+static void pipe_stop(Pipe *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_signal(&p->freed);
+	pthread_mutex_unlock(&p->lock);
+	pthread_join(p->thread, NULL);
+	pthread_cond_destroy(&p->freed);
+	pthread_cond_destroy(&p->filled);
+	pthread_mutex_destroy(&p->lock);
+	pipe_free(p);
+}
+
+/* reader_next() through the pipe, and the line's chain hash when the reading thread has
+ * it (*RET_HASH NULL otherwise). */
+static int pipe_next(Pipe *p, const char **ret, size_t *ret_len, bool *ret_nl, uint64_t *ret_off,
+        bool *ret_too_long, const char **ret_hash)
+{
+	const PipeLine *l;
+
+	while (!p->cur || p->next == p->cur->n_lines) {
+		if (p->cur && p->cur->end != 0)
+			return p->cur->end < 0 ? p->cur->end : 0;
+		pthread_mutex_lock(&p->lock);
+		if (p->cur) {
+			p->n_taken++;
+			pthread_cond_signal(&p->freed);
+		}
+		while (p->n_filled == p->n_taken)
+			pthread_cond_wait(&p->filled, &p->lock);
+		pthread_mutex_unlock(&p->lock);
+		p->cur = &p->slots[p->n_taken % PIPE_SLOTS];
+		p->next = 0;
+	}
+	l = &p->cur->lines[p->next++];
+	*ret = p->cur->data + l->pos;
+	*ret_len = l->len;
+	*ret_nl = l->nl;
+	*ret_off = l->off;
+	*ret_too_long = l->too_long;
+	*ret_hash = l->hashed ? l->hash : NULL;
+	return 1;
+}
+
 /* Verifies FILE (while the trail is intact so far) and hands its records to the walk. */
 static int verify_file(Verifier *v, Walk *w, const char *file, bool first_file, bool last_file)
 {
 	bool checking = v->res->status == AUDIT_VERIFY_INTACT;
 	uint64_t lineno = 0;
 	LineReader lr;
+	Pipe *p;
 	int r;
 
 	r = reader_open(&lr, file);
 	if (r < 0)
 		return r;
+	p = checking ? pipe_start(&lr) : NULL; /* without a verdict to make, no hashes */
 	v->frag = false;
 	v->last_is_seal = false;
 	v->file_seals = 0;
 	v->file_header = false;
 	for (;;) {
-		const char *line, *why = NULL;
+		const char *line, *why = NULL, *hash = NULL;
 		size_t len;
 		bool nl, too_long;
 		uint64_t off;
 		int parsed;
 
-		r = reader_next(&lr, &line, &len, &nl, &off, &too_long);
+		if (p)
+			r = pipe_next(p, &line, &len, &nl, &off, &too_long, &hash);
+		else
+			r = reader_next(&lr, &line, &len, &nl, &off, &too_long);
 		if (r < 0)
 			goto out;
 		if (r == 0)
@@ -1110,8 +1321,10 @@ static int verify_file(Verifier *v, Walk *w, const char *file, bool first_file, 
 		}
 		if (!checking)
 			continue;
+		v->line_hash = hash;
 		r = verify_line(v, parsed ? &w->e : NULL, why, file, lineno, line, len, nl,
 		        too_long, off, first_file);
+		v->line_hash = NULL;
 		if (r < 0)
 			goto out;
 		if (r > 0) {
@@ -1149,6 +1362,7 @@ static int verify_file(Verifier *v, Walk *w, const char *file, bool first_file, 
 		        "the trail does not end with a seal (strict): records after the last seal "
 		        "are unprotected, the tail may have been cut");
 out:
+	pipe_stop(p);
 	reader_close(&lr);
 	if (r < 0 && !v->res->file)
 		v->res->file = strdup(file);
