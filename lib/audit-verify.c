@@ -503,7 +503,8 @@ static int reader_next(LineReader *lr, const char **ret, size_t *ret_len, bool *
 			lr->start = lr->end;
 		}
 		if (lr->eof) {
-			if (lr->start == lr->end)
+			/* (an overlong last line without its newline is still a line: reported) */
+			if (lr->start == lr->end && !too_long)
 				return 0;
 			*ret = lr->buf + lr->start;
 			*ret_len = lr->end - lr->start;
