@@ -15,25 +15,7 @@
 #include "audit.h"
 #include "util.h"
 
-static int failures;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
-
-static char tmpdir[] = "/tmp/test-audit-commit.XXXXXX";
-
-static char *path_in(const char *name)
-{
-	char *p;
-	if (asprintf(&p, "%s/%s", tmpdir, name) < 0)
-		abort();
-	return p;
-}
+#include "audit-test.h"
 
 /* The disk: a gate the test holds closed to keep a sync from returning, and an error. */
 static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -333,21 +315,14 @@ static void test_rotation(void)
 	audit_seal_key_clear(&k0);
 }
 
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	return remove(p);
-}
-
 int main(void)
 {
-	if (!mkdtemp(tmpdir))
+	if (!tmpdir_make())
 		return 1;
 	test_group_commit();
 	test_sync_fails();
 	test_sink_overflow();
 	test_rotation();
-	nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-	if (failures)
-		fprintf(stderr, "%d check(s) failed\n", failures);
-	return failures ? 1 : 0;
+	(void)tmpdir_remove();
+	return checks_result("audit commit");
 }

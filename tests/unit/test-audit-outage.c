@@ -15,25 +15,7 @@
 #include "audit.h"
 #include "util.h"
 
-static int failures;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
-
-static char tmpdir[] = "/tmp/test-audit-outage.XXXXXX";
-
-static char *path_in(const char *name)
-{
-	char *p;
-	if (asprintf(&p, "%s/%s", tmpdir, name) < 0)
-		abort();
-	return p;
-}
+#include "audit-test.h"
 
 static AuditLog *open_log(const char *log, const char *key, AuditOptions *o)
 {
@@ -388,31 +370,15 @@ static void test_spool_limits(void)
 	}
 }
 
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path) < 0 ? -1 : 0;
-}
-
 int main(void)
 {
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (!tmpdir_make())
 		return 1;
-	}
 	test_actor_fields();
 	test_linux_audit_outage();
 	test_spool();
 	test_spool_crash_mid_intake();
 	test_spool_limits();
-	if (nftw(tmpdir, remove_one, 16, FTW_DEPTH | FTW_PHYS) < 0)
-		perror(tmpdir);
-	if (failures) {
-		fprintf(stderr, "%d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("all audit outage checks passed\n");
-	return 0;
+	(void)tmpdir_remove();
+	return checks_result("audit outage");
 }

@@ -18,22 +18,13 @@
 #include "daemon/check.h"
 #include "util.h"
 
-static int failures;
+#include "audit-test.h"
 
 /* The shipped tuning (audit-verify.c): two threads from 4 MiB, chunks of 2 MiB. */
 #define MIN_BYTES   (UINT64_C(4) << 20)
 #define CHUNK_BYTES ((size_t)2 << 20)
 
-static char tmpdir[] = "/tmp/test-audit-pipeline.XXXXXX";
 static uint8_t key[AUDIT_SEAL_KEY_SIZE];
-
-static char *path_in(const char *name)
-{
-	char *p;
-	if (asprintf(&p, "%s/%s", tmpdir, name) < 0)
-		abort();
-	return p;
-}
 
 static void write_trail(const char *log, unsigned n, uint64_t rotate)
 {
@@ -286,25 +277,12 @@ static void test_rotated(void)
 	check_same("rotated, intact again", files, AUDIT_VERIFY_INTACT);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st, (void)type, (void)ftw;
-	return remove(path);
-}
-
 int main(void)
 {
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (!tmpdir_make())
 		return 1;
-	}
 	test_one_file();
 	test_rotated();
-	CHECK(nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
-	if (failures) {
-		fprintf(stderr, "%d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("all audit pipeline checks passed\n");
-	return 0;
+	CHECK(tmpdir_remove() == 0);
+	return checks_result("audit pipeline");
 }

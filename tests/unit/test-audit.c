@@ -17,25 +17,7 @@
 #include "audit.h"
 #include "util.h"
 
-static int failures;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
-
-static char tmpdir[] = "/tmp/test-audit.XXXXXX";
-
-static char *path_in(const char *name)
-{
-	char *p;
-	if (asprintf(&p, "%s/%s", tmpdir, name) < 0)
-		abort();
-	return p;
-}
+#include "audit-test.h"
 
 static void test_escape(void)
 {
@@ -1248,10 +1230,8 @@ static void test_anchors(void)
 
 int main(void)
 {
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (!tmpdir_make())
 		return 1;
-	}
 	test_escape();
 	test_tables();
 	test_sink_failure();
@@ -1272,22 +1252,6 @@ int main(void)
 	test_single_writer_and_io_errors();
 	test_linux_audit_message();
 	test_journal_summary();
-	{
-		char *argv[] = {"rm", "-rf", tmpdir, NULL};
-		pid_t pid = fork();
-		if (pid == 0) {
-			execvp("rm", argv);
-			_exit(127);
-		}
-		if (pid > 0) {
-			int status;
-			(void)waitpid(pid, &status, 0);
-		}
-	}
-	if (failures) {
-		fprintf(stderr, "%d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("all audit unit checks passed\n");
-	return 0;
+	(void)tmpdir_remove();
+	return checks_result("audit unit");
 }
