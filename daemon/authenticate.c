@@ -743,24 +743,29 @@ static void auth_reply_free(AuthReply *p)
 	free(p);
 }
 
-static void auth_reply_send(AuthReply *p)
+/* Counts, logs and answers one Authenticate call: the one place its answer is made, in
+ * line or once its record is durable. REQUEST NULL: the call was answered already. A
+ * refusal carries no token, label or device. */
+static void auth_answer(Manager *m, sd_bus_message *request, const char *user, const char *service,
+        bool granted, bool pin_prompt, const char *reason, const char *message, const char *token,
+        const char *label, const char *device)
 {
-	Manager *m = p->m;
 	int r;
 
-	if (p->granted)
+	if (granted)
 		m->n_auth_ok++;
-	else if (!p->pin_prompt)
+	else if (!pin_prompt)
 		m->n_auth_failed++;
-	log_info("Authenticate %s/%s: %s (%s)%s%s", p->user, p->service,
-	        p->granted ? "granted" : "denied", p->reason, p->granted ? "" : ": ",
-	        p->granted ? "" : strempty(p->message));
-	r = sd_bus_reply_method_return(p->request, "bsssss", p->granted, p->reason,
-	        p->granted ? "" : strempty(p->message), p->granted ? strempty(p->token) : "",
-	        p->granted ? strempty(p->label) : "", p->granted ? strempty(p->device) : "");
+	log_info("Authenticate %s/%s: %s (%s)%s%s", user, service, granted ? "granted" : "denied",
+	        reason, granted ? "" : ": ", granted ? "" : strempty(message));
+	if (!request)
+		return;
+	r = sd_bus_reply_method_return(request, "bsssss", granted, reason,
+	        granted ? "" : strempty(message), granted ? strempty(token) : "",
+	        granted ? strempty(label) : "", granted ? strempty(device) : "");
 	if (r < 0)
 		log_warning_errno(
-		        r, "Cannot reply to %s: %m", strna(sd_bus_message_get_sender(p->request)));
+		        r, "Cannot reply to %s: %m", strna(sd_bus_message_get_sender(request)));
 }
 
 /* The commit of the login's record returned. A failure refuses a grant (audit_failure =
@@ -796,7 +801,8 @@ static void on_auth_record_durable(int error, void *userdata)
 			audit_record_set_decision(&rec, p->decision);
 		manager_audit_outage(m, &rec);
 	}
-	auth_reply_send(p);
+	auth_answer(m, p->request, p->user, p->service, p->granted, p->pin_prompt, p->reason,
+	        p->message, p->token, p->label, p->device);
 	auth_reply_free(p);
 }
 
@@ -994,21 +1000,9 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 			manager_audit_outage(m, &rec);
 	}
 	auth_reply_free(reply);
-	if (granted)
-		m->n_auth_ok++;
-	else if (rec.event != AUDIT_EVENT_PIN_PROMPT)
-		m->n_auth_failed++;
-	log_info("Authenticate %s/%s: %s (%s)%s%s", a->user, a->service,
-	        granted ? "granted" : "denied", o->reason, granted ? "" : ": ",
-	        granted ? "" : o->message);
-	if (!op->replied) {
-		r = sd_bus_reply_method_return(op->request, "bsssss", granted, o->reason,
-		        granted ? "" : o->message, token ? token->token : "",
-		        granted && o->cred ? o->cred->label : "",
-		        granted ? strempty(rec.device) : "");
-		if (r < 0)
-			log_warning_errno(r, "Cannot reply to %s: %m", strna(op->sender));
-	}
+	auth_answer(m, op->replied ? NULL : op->request, a->user, a->service, granted,
+	        rec.event == AUDIT_EVENT_PIN_PROMPT, o->reason, o->message,
+	        token ? token->token : NULL, o->cred ? o->cred->label : NULL, rec.device);
 }
 
 static bool reason_counts_for_lockout(const char *reason)
