@@ -575,7 +575,7 @@ static void test_getinfo_raw(void)
 
 	CHECK_EQ(cbor(k, 0, cid, (const uint8_t *)"\x04", 1, resp, &len), 0);
 	CHECK(len > 16);
-	CHECK_EQ(resp[0], 0xab); /* a map of 11 entries */
+	CHECK_EQ(resp[0], 0xac); /* a map of 12 entries */
 	CHECK_EQ(resp[1], 0x01); /* key 1 first: canonical order */
 	virtkey_free(k);
 }

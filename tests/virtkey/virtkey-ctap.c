@@ -8,6 +8,7 @@
 #define FLAG_UP 0x01
 #define FLAG_UV 0x04
 #define FLAG_AT 0x40
+#define FLAG_ED 0x80
 
 static inline void cbor_itemp(cbor_item_t **p)
 {
@@ -17,15 +18,11 @@ static inline void cbor_itemp(cbor_item_t **p)
 
 /* ---- request parameters ---- */
 
-typedef struct Params {
-	const cbor_item_t *v[16]; /* by key; keys >= 16 are ignored */
-} Params;
-
-static int params_parse(const cbor_item_t *root, Params *p)
+int vk_params_parse(const cbor_item_t *root, VkParams *p)
 {
 	struct cbor_pair *pairs;
 
-	*p = (Params){};
+	*p = (VkParams){};
 	if (!cbor_isa_map(root) || !cbor_map_is_definite(root))
 		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
 	pairs = cbor_map_handle(root);
@@ -43,7 +40,7 @@ static int params_parse(const cbor_item_t *root, Params *p)
 }
 
 /* The value for a text key in a map, or NULL. */
-static const cbor_item_t *map_get(const cbor_item_t *m, const char *key)
+const cbor_item_t *vk_map_get(const cbor_item_t *m, const char *key)
 {
 	struct cbor_pair *pairs = cbor_map_handle(m);
 
@@ -53,7 +50,7 @@ static const cbor_item_t *map_get(const cbor_item_t *m, const char *key)
 	return NULL;
 }
 
-static bool is_map(const cbor_item_t *it)
+bool vk_is_map(const cbor_item_t *it)
 {
 	return it && cbor_isa_map(it) && cbor_map_is_definite(it);
 }
@@ -78,7 +75,7 @@ static int get_cdh(const cbor_item_t *it, const uint8_t **ret)
 
 /* Text of at most max bytes; longer values are cut at a UTF-8 boundary (CTAP 2.1 lets
  * authenticators truncate user and RP names). */
-static int get_name(const cbor_item_t *it, char **ret)
+int vk_get_name(const cbor_item_t *it, char **ret)
 {
 	const uint8_t *p;
 	size_t n;
@@ -111,7 +108,7 @@ static int get_options(const cbor_item_t *it, int *rk, int *up, int *uv)
 
 	if (!it)
 		return CTAP2_OK;
-	if (!is_map(it))
+	if (!vk_is_map(it))
 		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
 	pairs = cbor_map_handle(it);
 	for (size_t i = 0; i < cbor_map_size(it); i++) {
@@ -140,7 +137,7 @@ static bool protocol_supported(VirtKey *k, uint64_t proto)
 }
 
 /* pinUvAuthParam (present) and pinUvAuthProtocol: common checks. */
-static int get_pin_uv(VirtKey *k, const cbor_item_t *param, const cbor_item_t *proto_it,
+int vk_get_pin_uv(VirtKey *k, const cbor_item_t *param, const cbor_item_t *proto_it,
         const uint8_t **ret_param, size_t *ret_len, unsigned *ret_proto)
 {
 	uint64_t proto;
@@ -173,18 +170,18 @@ static int pin_uv_param(VirtKey *k, const cbor_item_t *param, const cbor_item_t 
 			return VK_NEED_TOUCH;
 		return k->pin_set ? CTAP2_ERR_PIN_INVALID : CTAP2_ERR_PIN_NOT_SET;
 	}
-	return get_pin_uv(k, param, proto_it, ret_param, ret_len, ret_proto);
+	return vk_get_pin_uv(k, param, proto_it, ret_param, ret_len, ret_proto);
 }
 
-static int check_token(VirtKey *k, unsigned proto, const uint8_t *param, size_t plen,
-        const uint8_t cdh[32], uint8_t perm, const char *rp_id)
+int vk_check_token(VirtKey *k, unsigned proto, const uint8_t *param, size_t plen,
+        const uint8_t *msg, size_t mlen, uint8_t perm, const char *rp_id)
 {
 	if (!k->token_valid ||
-	        !vk_pin_verify(proto, k->token, sizeof(k->token), cdh, 32, param, plen))
+	        !vk_pin_verify(proto, k->token, sizeof(k->token), msg, mlen, param, plen))
 		return CTAP2_ERR_PIN_AUTH_INVALID;
 	if (!(k->token_perms & perm))
 		return CTAP2_ERR_PIN_AUTH_INVALID;
-	if (k->token_rp_id && !streq(k->token_rp_id, rp_id))
+	if (k->token_rp_id && (!rp_id || !streq(k->token_rp_id, rp_id)))
 		return CTAP2_ERR_PIN_AUTH_INVALID;
 	return CTAP2_OK;
 }
@@ -197,18 +194,17 @@ static int uv_option_error(VirtKey *k)
 	return k->ctap20_only ? CTAP2_ERR_UNSUPPORTED_OPTION : CTAP2_ERR_INVALID_OPTION;
 }
 
-static bool descriptor_id(
-        const cbor_item_t *d, const uint8_t **ret_id, size_t *ret_len, int *ret_err)
+bool vk_descriptor_id(const cbor_item_t *d, const uint8_t **ret_id, size_t *ret_len, int *ret_err)
 {
 	const cbor_item_t *id, *type;
 
 	*ret_err = CTAP2_OK;
-	if (!is_map(d)) {
+	if (!vk_is_map(d)) {
 		*ret_err = CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
 		return false;
 	}
-	id = map_get(d, "id");
-	type = map_get(d, "type");
+	id = vk_map_get(d, "id");
+	type = vk_map_get(d, "type");
 	if (!id || !type) {
 		*ret_err = CTAP2_ERR_MISSING_PARAMETER;
 		return false;
@@ -220,7 +216,7 @@ static bool descriptor_id(
 	return vk_item_text_eq(type, "public-key");
 }
 
-static VkCred *cred_find(VirtKey *k, const uint8_t *id, size_t len)
+VkCred *vk_cred_find(VirtKey *k, const uint8_t *id, size_t len)
 {
 	if (len != VK_CRED_ID_LEN)
 		return NULL;
@@ -230,7 +226,44 @@ static VkCred *cred_find(VirtKey *k, const uint8_t *id, size_t len)
 	return NULL;
 }
 
-static void cred_remove(VirtKey *k, size_t i)
+/* credProtect level carried by a credential ID (vk_wrap): 0 when none was asked for */
+static unsigned id_protect(const uint8_t *id)
+{
+	return id[0] >> 4;
+}
+
+unsigned vk_cred_protect(const VkCred *c)
+{
+	unsigned level = id_protect(c->id);
+
+	return level == VK_CRED_PROTECT_NONE ? VK_CRED_PROTECT_UV_OPTIONAL : level;
+}
+
+/* Whether a credential may be used without user verification (CTAP 2.1 §12.1): level 3
+ * never; level 2 only when the platform named it in an allow list. */
+static bool protect_allows(unsigned level, bool uv, bool in_allow_list)
+{
+	if (uv || level <= VK_CRED_PROTECT_UV_OPTIONAL)
+		return true;
+	return level == VK_CRED_PROTECT_UV_OPTIONAL_WITH_LIST && in_allow_list;
+}
+
+void vk_write_user(VkBuf *b, const VkCred *c, bool details)
+{
+	vk_cbor_map(b, 1 + (details && c->user_name) + (details && c->user_display_name));
+	vk_cbor_text(b, "id");
+	vk_cbor_bytes(b, c->user_id, c->user_id_len);
+	if (details && c->user_name) {
+		vk_cbor_text(b, "name");
+		vk_cbor_text(b, c->user_name);
+	}
+	if (details && c->user_display_name) {
+		vk_cbor_text(b, "displayName");
+		vk_cbor_text(b, c->user_display_name);
+	}
+}
+
+void vk_cred_remove(VirtKey *k, size_t i)
 {
 	vk_cred_clear(&k->creds[i]);
 	memmove(&k->creds[i], &k->creds[i + 1], (k->n_creds - i - 1) * sizeof(VkCred));
@@ -251,7 +284,7 @@ static VkCred *cred_add(VirtKey *k)
 				oldest = i;
 		if (oldest == SIZE_MAX)
 			return NULL;
-		cred_remove(k, oldest);
+		vk_cred_remove(k, oldest);
 	}
 	c = realloc(k->creds, (k->n_creds + 1) * sizeof(VkCred));
 	if (!c)
@@ -278,7 +311,7 @@ static int get_info(VirtKey *k, VkBuf *b)
 	unsigned nproto = !!(k->pin_protocols & VIRTKEY_PIN_PROTOCOL_2) +
 	                  !!(k->pin_protocols & VIRTKEY_PIN_PROTOCOL_1);
 
-	vk_cbor_map(b, 11);
+	vk_cbor_map(b, 12);
 	vk_cbor_uint(b, 0x01);
 	if (k->ctap20_only) {
 		vk_cbor_array(b, 1);
@@ -288,18 +321,28 @@ static int get_info(VirtKey *k, VkBuf *b)
 		vk_cbor_text(b, "FIDO_2_0");
 		vk_cbor_text(b, "FIDO_2_1");
 	}
+	vk_cbor_uint(b, 0x02);
+	vk_cbor_array(b, 1);
+	vk_cbor_text(b, "credProtect");
 	vk_cbor_uint(b, 0x03);
 	vk_cbor_bytes(b, k->aaguid, 16);
+	/* canonical order: shorter keys first */
 	vk_cbor_uint(b, 0x04);
-	vk_cbor_map(b, k->ctap20_only ? 3 : 4);
+	vk_cbor_map(b, k->ctap20_only ? 3 : 6);
 	vk_cbor_text(b, "rk");
 	vk_cbor_bool(b, true);
 	vk_cbor_text(b, "up");
 	vk_cbor_bool(b, true);
+	if (!k->ctap20_only) {
+		vk_cbor_text(b, "credMgmt");
+		vk_cbor_bool(b, true);
+	}
 	vk_cbor_text(b, "clientPin");
 	vk_cbor_bool(b, k->pin_set);
 	if (!k->ctap20_only) {
 		vk_cbor_text(b, "pinUvAuthToken");
+		vk_cbor_bool(b, true);
+		vk_cbor_text(b, "credentialMgmtPreview");
 		vk_cbor_bool(b, true);
 	}
 	vk_cbor_uint(b, 0x05);
@@ -346,6 +389,7 @@ typedef struct MakeCred {
 	size_t user_id_len;
 	char *user_name, *user_display_name;
 	int alg;
+	unsigned cred_protect; /* 0: not asked for */
 } MakeCred;
 
 static void make_cred_done(MakeCred *m)
@@ -355,16 +399,40 @@ static void make_cred_done(MakeCred *m)
 	free(m->user_display_name);
 }
 
-static int parse_rp_user(const Params *p, MakeCred *m)
+int vk_parse_user(const cbor_item_t *user, const uint8_t **ret_id, size_t *ret_id_len,
+        char **ret_name, char **ret_display)
+{
+	const cbor_item_t *it;
+	int r;
+
+	if (!vk_is_map(user))
+		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
+	it = vk_map_get(user, "id");
+	if (!it)
+		return CTAP2_ERR_MISSING_PARAMETER;
+	if (vk_item_bytes(it, ret_id, ret_id_len) < 0)
+		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
+	if (*ret_id_len == 0 || *ret_id_len > VK_MAX_USER_ID)
+		return CTAP1_ERR_INVALID_LENGTH;
+	it = vk_map_get(user, "name");
+	if (it && (r = vk_get_name(it, ret_name)) != CTAP2_OK)
+		return r;
+	it = vk_map_get(user, "displayName");
+	if (it && (r = vk_get_name(it, ret_display)) != CTAP2_OK)
+		return r;
+	return CTAP2_OK;
+}
+
+static int parse_rp_user(const VkParams *p, MakeCred *m)
 {
 	const cbor_item_t *it;
 	int r;
 
 	if (!p->v[2] || !p->v[3] || !p->v[4])
 		return CTAP2_ERR_MISSING_PARAMETER;
-	if (!is_map(p->v[2]) || !is_map(p->v[3]) || !is_array(p->v[4]))
+	if (!vk_is_map(p->v[2]) || !vk_is_map(p->v[3]) || !is_array(p->v[4]))
 		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
-	it = map_get(p->v[2], "id");
+	it = vk_map_get(p->v[2], "id");
 	if (!it)
 		return CTAP2_ERR_MISSING_PARAMETER;
 	r = vk_item_text(it, VK_MAX_RP_ID, &m->rp_id);
@@ -374,22 +442,13 @@ static int parse_rp_user(const Params *p, MakeCred *m)
 		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
 	if (vk_sha256(m->rp_id, strlen(m->rp_id), m->rp_id_hash) < 0)
 		return CTAP1_ERR_OTHER;
-	it = map_get(p->v[2], "name");
+	it = vk_map_get(p->v[2], "name");
 	if (it && !cbor_isa_string(it))
 		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
 
-	it = map_get(p->v[3], "id");
-	if (!it)
-		return CTAP2_ERR_MISSING_PARAMETER;
-	if (vk_item_bytes(it, &m->user_id, &m->user_id_len) < 0)
-		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
-	if (m->user_id_len == 0 || m->user_id_len > VK_MAX_USER_ID)
-		return CTAP1_ERR_INVALID_LENGTH;
-	it = map_get(p->v[3], "name");
-	if (it && (r = get_name(it, &m->user_name)) != CTAP2_OK)
-		return r;
-	it = map_get(p->v[3], "displayName");
-	if (it && (r = get_name(it, &m->user_display_name)) != CTAP2_OK)
+	r = vk_parse_user(
+	        p->v[3], &m->user_id, &m->user_id_len, &m->user_name, &m->user_display_name);
+	if (r != CTAP2_OK)
 		return r;
 
 	/* pubKeyCredParams: the first supported one wins */
@@ -398,10 +457,10 @@ static int parse_rp_user(const Params *p, MakeCred *m)
 		const cbor_item_t *e = cbor_array_handle(p->v[4])[i], *alg, *type;
 		int64_t a;
 
-		if (!is_map(e))
+		if (!vk_is_map(e))
 			return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
-		alg = map_get(e, "alg");
-		type = map_get(e, "type");
+		alg = vk_map_get(e, "alg");
+		type = vk_map_get(e, "type");
 		if (!alg || !type)
 			return CTAP2_ERR_MISSING_PARAMETER;
 		if (vk_item_int(alg, &a) < 0 || !cbor_isa_string(type))
@@ -410,6 +469,28 @@ static int parse_rp_user(const Params *p, MakeCred *m)
 		        (a == COSE_ES256 || a == COSE_EDDSA))
 			m->alg = (int)a;
 	}
+	return CTAP2_OK;
+}
+
+/* extensions: credProtect is the one this key knows; others are ignored */
+static int get_cred_protect(const cbor_item_t *ext, unsigned *ret)
+{
+	const cbor_item_t *it;
+	uint64_t v;
+
+	*ret = VK_CRED_PROTECT_NONE;
+	if (!ext)
+		return CTAP2_OK;
+	if (!vk_is_map(ext))
+		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
+	it = vk_map_get(ext, "credProtect");
+	if (!it)
+		return CTAP2_OK;
+	if (vk_item_uint(it, &v) < 0)
+		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
+	if (v < VK_CRED_PROTECT_UV_OPTIONAL || v > VK_CRED_PROTECT_MAX)
+		return CTAP1_ERR_INVALID_PARAMETER;
+	*ret = (unsigned)v;
 	return CTAP2_OK;
 }
 
@@ -452,7 +533,7 @@ static int att_obj(
 	return CTAP2_OK;
 }
 
-static int make_credential(VirtKey *k, const Params *p, bool up, VkBuf *resp)
+static int make_credential(VirtKey *k, const VkParams *p, bool up, VkBuf *resp)
 {
 	_cleanup_(make_cred_done) MakeCred m = {};
 	const uint8_t *param = NULL;
@@ -471,8 +552,9 @@ static int make_credential(VirtKey *k, const Params *p, bool up, VkBuf *resp)
 		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
 	if (p->v[5] && cbor_array_size(p->v[5]) > VK_MAX_ALLOW_LIST)
 		return CTAP2_ERR_LIMIT_EXCEEDED;
-	if (p->v[6] && !is_map(p->v[6]))
-		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
+	r = get_cred_protect(p->v[6], &m.cred_protect);
+	if (r != CTAP2_OK)
+		return r;
 	r = get_options(p->v[7], &rk, &opt_up, &opt_uv);
 	if (r != CTAP2_OK)
 		return r;
@@ -493,7 +575,7 @@ static int make_credential(VirtKey *k, const Params *p, bool up, VkBuf *resp)
 	if (k->pin_set && !param)
 		return CTAP2_ERR_PIN_REQUIRED;
 	if (param) {
-		r = check_token(k, proto, param, plen, m.cdh, PERM_MC, m.rp_id);
+		r = vk_check_token(k, proto, param, plen, m.cdh, 32, PERM_MC, m.rp_id);
 		if (r != CTAP2_OK)
 			return r;
 		uv = true;
@@ -502,12 +584,15 @@ static int make_credential(VirtKey *k, const Params *p, bool up, VkBuf *resp)
 		for (size_t i = 0; i < cbor_array_size(p->v[5]); i++) {
 			const uint8_t *id;
 			size_t n;
-			if (!descriptor_id(cbor_array_handle(p->v[5])[i], &id, &n, &r)) {
+			if (!vk_descriptor_id(cbor_array_handle(p->v[5])[i], &id, &n, &r)) {
 				if (r != CTAP2_OK)
 					return r;
 				continue;
 			}
 			if (vk_unwrap(k->master_key, id, n, m.rp_id_hash, NULL, NULL) == 0) {
+				/* a level-3 credential stays hidden from a platform without UV */
+				if (!protect_allows(id_protect(id), uv, true))
+					continue;
 				if (!up)
 					return VK_NEED_TOUCH;
 				return CTAP2_ERR_CREDENTIAL_EXCLUDED;
@@ -519,7 +604,7 @@ static int make_credential(VirtKey *k, const Params *p, bool up, VkBuf *resp)
 
 	/* create the credential */
 	{
-		uint8_t secret[32], auth[37 + 16 + 2 + VK_CRED_ID_LEN + 128];
+		uint8_t secret[32], auth[37 + 16 + 2 + VK_CRED_ID_LEN + 128 + 16];
 		EVP_PKEY *pkey = NULL;
 		VkBuf cose = {};
 		size_t auth_len, resident_count = 0, replace = SIZE_MAX;
@@ -546,13 +631,14 @@ static int make_credential(VirtKey *k, const Params *p, bool up, VkBuf *resp)
 			return CTAP1_ERR_OTHER;
 		}
 		if (replace != SIZE_MAX)
-			cred_remove(k, replace);
+			vk_cred_remove(k, replace);
 		c = cred_add(k);
-		if (!c || vk_wrap(k->master_key, m.alg, secret, m.rp_id_hash, c->id) < 0) {
+		if (!c || vk_wrap(k->master_key, m.alg, m.cred_protect, secret, m.rp_id_hash,
+		                  c->id) < 0) {
 			OPENSSL_cleanse(secret, sizeof(secret));
 			EVP_PKEY_free(pkey);
 			if (c)
-				cred_remove(k, (size_t)(c - k->creds));
+				vk_cred_remove(k, (size_t)(c - k->creds));
 			return CTAP1_ERR_OTHER;
 		}
 		OPENSSL_cleanse(secret, sizeof(secret));
@@ -570,12 +656,19 @@ static int make_credential(VirtKey *k, const Params *p, bool up, VkBuf *resp)
 
 		r = vk_cose_pubkey(&cose, pkey, m.alg);
 		EVP_PKEY_free(pkey);
-		if (r < 0 || cose.failed || cose.len > 128) {
+		if (m.cred_protect != VK_CRED_PROTECT_NONE) {
+			/* the extension output (authData ED): the level the credential got */
+			vk_cbor_map(&cose, 1);
+			vk_cbor_text(&cose, "credProtect");
+			vk_cbor_uint(&cose, m.cred_protect);
+		}
+		if (r < 0 || cose.failed || cose.len > 128 + 16) {
 			vk_buf_done(&cose);
 			return CTAP1_ERR_OTHER;
 		}
 		memcpy(auth, c->rp_id_hash, 32);
-		auth[32] = FLAG_UP | (uv ? FLAG_UV : 0) | FLAG_AT;
+		auth[32] = FLAG_UP | (uv ? FLAG_UV : 0) | FLAG_AT |
+		           (m.cred_protect != VK_CRED_PROTECT_NONE ? FLAG_ED : 0);
 		put_be32(auth + 33, c->counter);
 		memcpy(auth + 37, k->aaguid, 16);
 		auth[53] = 0;
@@ -612,20 +705,28 @@ static uint32_t next_counter(VirtKey *k, VkCred *c)
 	}
 }
 
+int vk_cred_key(VirtKey *k, const VkCred *c, int *ret_alg, EVP_PKEY **ret)
+{
+	uint8_t secret[32];
+	int r;
+
+	r = vk_unwrap(k->master_key, c->id, sizeof(c->id), c->rp_id_hash, ret_alg, secret);
+	if (r >= 0)
+		r = vk_key_from_secret(*ret_alg, secret, ret);
+	OPENSSL_cleanse(secret, sizeof(secret));
+	return r;
+}
+
 static int assertion(
         VirtKey *k, VkCred *c, const uint8_t cdh[32], uint8_t flags, size_t n_total, VkBuf *resp)
 {
-	uint8_t secret[32], msg[37 + 32], sig[80];
+	uint8_t msg[37 + 32], sig[80];
 	size_t sig_len = sizeof(sig);
 	EVP_PKEY *pkey = NULL;
 	int alg, r;
 	uint32_t counter;
 
-	if (vk_unwrap(k->master_key, c->id, sizeof(c->id), c->rp_id_hash, &alg, secret) < 0)
-		return CTAP1_ERR_OTHER;
-	r = vk_key_from_secret(alg, secret, &pkey);
-	OPENSSL_cleanse(secret, sizeof(secret));
-	if (r < 0)
+	if (vk_cred_key(k, c, &alg, &pkey) < 0)
 		return CTAP1_ERR_OTHER;
 	counter = next_counter(k, c);
 	memcpy(msg, c->rp_id_hash, 32);
@@ -652,20 +753,8 @@ static int assertion(
 	vk_cbor_bytes(resp, sig, sig_len);
 	if (c->resident) {
 		/* name and displayName only after user verification */
-		bool details = flags & FLAG_UV;
 		vk_cbor_uint(resp, 4);
-		vk_cbor_map(
-		        resp, 1 + (details && c->user_name) + (details && c->user_display_name));
-		vk_cbor_text(resp, "id");
-		vk_cbor_bytes(resp, c->user_id, c->user_id_len);
-		if (details && c->user_name) {
-			vk_cbor_text(resp, "name");
-			vk_cbor_text(resp, c->user_name);
-		}
-		if (details && c->user_display_name) {
-			vk_cbor_text(resp, "displayName");
-			vk_cbor_text(resp, c->user_display_name);
-		}
+		vk_write_user(resp, c, flags & FLAG_UV);
 	}
 	if (n_total > 1) {
 		vk_cbor_uint(resp, 5);
@@ -674,7 +763,7 @@ static int assertion(
 	return CTAP2_OK;
 }
 
-static int get_assertion(VirtKey *k, const Params *p, bool up, VkBuf *resp)
+static int get_assertion(VirtKey *k, const VkParams *p, bool up, VkBuf *resp)
 {
 	_cleanup_free_ char *rp_id = NULL;
 	uint8_t rp_id_hash[32];
@@ -702,7 +791,7 @@ static int get_assertion(VirtKey *k, const Params *p, bool up, VkBuf *resp)
 		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
 	if (p->v[3] && cbor_array_size(p->v[3]) > VK_MAX_ALLOW_LIST)
 		return CTAP2_ERR_LIMIT_EXCEEDED;
-	if (p->v[4] && !is_map(p->v[4]))
+	if (p->v[4] && !vk_is_map(p->v[4]))
 		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
 	r = get_options(p->v[5], &rk, &opt_up, &opt_uv);
 	if (r != CTAP2_OK)
@@ -718,7 +807,7 @@ static int get_assertion(VirtKey *k, const Params *p, bool up, VkBuf *resp)
 	if (opt_uv == 1 && !param)
 		return uv_option_error(k);
 	if (param) {
-		r = check_token(k, proto, param, plen, cdh, PERM_GA, rp_id);
+		r = vk_check_token(k, proto, param, plen, cdh, 32, PERM_GA, rp_id);
 		if (r != CTAP2_OK)
 			return r;
 		uv = true;
@@ -731,14 +820,16 @@ static int get_assertion(VirtKey *k, const Params *p, bool up, VkBuf *resp)
 			size_t n;
 			VkCred *c;
 
-			if (!descriptor_id(cbor_array_handle(p->v[3])[i], &id, &n, &r)) {
+			if (!vk_descriptor_id(cbor_array_handle(p->v[3])[i], &id, &n, &r)) {
 				if (r != CTAP2_OK)
 					return r;
 				continue;
 			}
 			if (vk_unwrap(k->master_key, id, n, rp_id_hash, NULL, NULL) < 0)
 				continue;
-			c = cred_find(k, id, n);
+			if (!protect_allows(id_protect(id), uv, true))
+				continue;
+			c = vk_cred_find(k, id, n);
 			if (!c) {
 				/* ours, but the state that knew it is gone: adopt it */
 				int alg;
@@ -750,7 +841,7 @@ static int get_assertion(VirtKey *k, const Params *p, bool up, VkBuf *resp)
 				c->rp_id = strdup(rp_id);
 				c->alg = alg;
 				if (!c->rp_id) {
-					cred_remove(k, (size_t)(c - k->creds));
+					vk_cred_remove(k, (size_t)(c - k->creds));
 					return CTAP1_ERR_OTHER;
 				}
 			}
@@ -759,7 +850,8 @@ static int get_assertion(VirtKey *k, const Params *p, bool up, VkBuf *resp)
 	} else {
 		for (size_t i = 0; i < k->n_creds && n_found < VK_MAX_RESIDENT; i++)
 			if (k->creds[i].resident &&
-			        memcmp(k->creds[i].rp_id_hash, rp_id_hash, 32) == 0)
+			        memcmp(k->creds[i].rp_id_hash, rp_id_hash, 32) == 0 &&
+			        protect_allows(vk_cred_protect(&k->creds[i]), uv, false))
 				found[n_found++] = i;
 		/* most recently created first */
 		for (size_t i = 1; i < n_found; i++)
@@ -844,7 +936,7 @@ static int shared_secret(
 
 	if (!cose)
 		return CTAP2_ERR_MISSING_PARAMETER;
-	if (!is_map(cose))
+	if (!vk_is_map(cose))
 		return CTAP2_ERR_CBOR_UNEXPECTED_TYPE;
 	pairs = cbor_map_handle(cose);
 	for (size_t i = 0; i < cbor_map_size(cose); i++) {
@@ -940,7 +1032,7 @@ static int check_pin_hash(VirtKey *k, unsigned proto, const uint8_t *secret, con
 	return vk_state_save(k) < 0 ? CTAP1_ERR_OTHER : CTAP2_OK;
 }
 
-static int client_pin(VirtKey *k, const Params *p, VkBuf *resp)
+static int client_pin(VirtKey *k, const VkParams *p, VkBuf *resp)
 {
 	uint8_t secret[64], pt[64 + 16];
 	size_t slen = 0, ptn;
@@ -1071,7 +1163,7 @@ static int client_pin(VirtKey *k, const Params *p, VkBuf *resp)
 				r = CTAP1_ERR_INVALID_PARAMETER;
 				goto out;
 			}
-			if (perms & ~(uint64_t)(PERM_MC | PERM_GA)) {
+			if (perms & ~(uint64_t)(PERM_MC | PERM_GA | PERM_CM)) {
 				r = CTAP2_ERR_UNAUTHORIZED_PERMISSION;
 				goto out;
 			}
@@ -1119,7 +1211,7 @@ out:
 int vk_ctap_handle(VirtKey *k, const uint8_t *req, size_t len, bool up, VkBuf *resp)
 {
 	_cleanup_(cbor_itemp) cbor_item_t *root = NULL;
-	Params p = {};
+	VkParams p = {};
 	uint8_t cmd;
 	int r;
 
@@ -1128,6 +1220,8 @@ int vk_ctap_handle(VirtKey *k, const uint8_t *req, size_t len, bool up, VkBuf *r
 	cmd = req[0];
 	if (cmd != CTAP_CMD_GET_NEXT_ASSERTION)
 		k->next_n = k->next_pos = 0;
+	if (cmd != CTAP_CMD_CRED_MGMT && cmd != CTAP_CMD_CRED_MGMT_PRE)
+		vk_credman_forget(k);
 	if (len > 1) {
 		struct cbor_load_result res;
 
@@ -1157,12 +1251,22 @@ int vk_ctap_handle(VirtKey *k, const uint8_t *req, size_t len, bool up, VkBuf *r
 		if (root)
 			return CTAP1_ERR_INVALID_LENGTH;
 		return get_next_assertion(k, resp);
+	case CTAP_CMD_CRED_MGMT:
+	case CTAP_CMD_CRED_MGMT_PRE:
+		if (k->ctap20_only)
+			return CTAP1_ERR_INVALID_COMMAND;
+		if (!root)
+			return CTAP2_ERR_MISSING_PARAMETER;
+		r = vk_params_parse(root, &p);
+		if (r != CTAP2_OK)
+			return r;
+		return vk_credman(k, &p, req + 1, len - 1, resp);
 	case CTAP_CMD_MAKE_CREDENTIAL:
 	case CTAP_CMD_GET_ASSERTION:
 	case CTAP_CMD_CLIENT_PIN:
 		if (!root)
 			return CTAP2_ERR_MISSING_PARAMETER;
-		r = params_parse(root, &p);
+		r = vk_params_parse(root, &p);
 		if (r != CTAP2_OK)
 			return r;
 		if (cmd == CTAP_CMD_MAKE_CREDENTIAL)

@@ -83,6 +83,28 @@ enum {
 	CTAP_CMD_CLIENT_PIN = 0x06,
 	CTAP_CMD_RESET = 0x07,
 	CTAP_CMD_GET_NEXT_ASSERTION = 0x08,
+	CTAP_CMD_CRED_MGMT = 0x0a,
+	CTAP_CMD_CRED_MGMT_PRE = 0x41, /* CTAP 2.1-PRE; libfido2 1.12 sends only this one */
+};
+
+/* authenticatorCredentialManagement subcommands (CTAP 2.1 §6.8) */
+enum {
+	CM_GET_CREDS_METADATA = 0x01,
+	CM_ENUMERATE_RPS_BEGIN = 0x02,
+	CM_ENUMERATE_RPS_NEXT = 0x03,
+	CM_ENUMERATE_CREDS_BEGIN = 0x04,
+	CM_ENUMERATE_CREDS_NEXT = 0x05,
+	CM_DELETE_CREDENTIAL = 0x06,
+	CM_UPDATE_USER = 0x07,
+};
+
+/* credProtect levels (CTAP 2.1 §12.1) */
+enum {
+	VK_CRED_PROTECT_NONE = 0, /* not asked for at creation: behaves as level 1 */
+	VK_CRED_PROTECT_UV_OPTIONAL = 1,
+	VK_CRED_PROTECT_UV_OPTIONAL_WITH_LIST = 2,
+	VK_CRED_PROTECT_UV_REQUIRED = 3,
+	VK_CRED_PROTECT_MAX = 3,
 };
 
 enum {
@@ -105,6 +127,7 @@ enum {
 
 #define PERM_MC 0x01
 #define PERM_GA 0x02
+#define PERM_CM 0x04
 
 typedef struct VkCred {
 	uint8_t id[VK_CRED_ID_LEN];
@@ -170,6 +193,12 @@ struct VirtKey {
 	unsigned pin_consecutive_fails;
 	unsigned winks;
 
+	/* credential management enumeration state (enumerate*Begin, then *GetNext*) */
+	uint8_t cm_rps[VK_MAX_RESIDENT][32]; /* RP ID hashes */
+	size_t cm_creds[VK_MAX_RESIDENT];    /* indices into creds */
+	size_t cm_n, cm_pos;
+	uint8_t cm_next; /* subcommand that may come next (0: none) */
+
 	/* GetNextAssertion state */
 	size_t next_idx[VK_MAX_RESIDENT];
 	size_t next_n, next_pos;
@@ -222,6 +251,9 @@ void vk_buf_append(VkBuf *b, const void *p, size_t n);
 /* Strict pre-check of untrusted CBOR: one well-formed item filling exactly len bytes,
  * definite lengths, bounded depth and counts. 0 or -EBADMSG. */
 int vk_cbor_check(const uint8_t *p, size_t len);
+/* In a checked CBOR map, the encoded bytes of the value of unsigned KEY: 0, -ENOENT. */
+int vk_cbor_map_value(
+        const uint8_t *p, size_t len, uint64_t key, const uint8_t **ret, size_t *ret_len);
 
 /* Typed access to libcbor items: 0, or -EBADMSG for the wrong type. */
 int vk_item_uint(const cbor_item_t *it, uint64_t *ret);
@@ -240,7 +272,9 @@ int vk_key_from_secret(int alg, const uint8_t secret[32], EVP_PKEY **ret);
 /* COSE_Key encoding of the public key of PKEY (alg -7 / -8 / -25). */
 int vk_cose_pubkey(VkBuf *b, EVP_PKEY *pkey, int alg);
 int vk_sign(EVP_PKEY *pkey, int alg, const uint8_t *msg, size_t len, uint8_t *sig, size_t *sig_len);
-int vk_wrap(const uint8_t master[32], int alg, const uint8_t secret[32],
+/* The credential ID: SECRET sealed under MASTER, bound to the RP and to the credProtect
+ * level (which the ID carries, so it holds for non-resident credentials too). */
+int vk_wrap(const uint8_t master[32], int alg, unsigned cred_protect, const uint8_t secret[32],
         const uint8_t rp_id_hash[32], uint8_t ret_id[VK_CRED_ID_LEN]);
 int vk_unwrap(const uint8_t master[32], const uint8_t *id, size_t id_len,
         const uint8_t rp_id_hash[32], int *ret_alg, uint8_t ret_secret[32]);
@@ -263,6 +297,38 @@ int vk_state_load(VirtKey *k);
 int vk_state_save(VirtKey *k);
 void vk_cred_clear(VkCred *c);
 void vk_state_wipe(VirtKey *k); /* authenticatorReset */
+
+/* CTAP2 helpers shared by virtkey-ctap.c and virtkey-credman.c */
+typedef struct VkParams {
+	const cbor_item_t *v[16]; /* by key; keys >= 16 are ignored */
+} VkParams;
+int vk_params_parse(const cbor_item_t *root, VkParams *p);
+const cbor_item_t *vk_map_get(const cbor_item_t *m, const char *key);
+bool vk_is_map(const cbor_item_t *it);
+/* A user or RP name: text without NUL, cut to 64 bytes at a UTF-8 boundary. */
+int vk_get_name(const cbor_item_t *it, char **ret);
+/* A user entity {"id", "name"?, "displayName"?}; names are set only when present. */
+int vk_parse_user(const cbor_item_t *user, const uint8_t **ret_id, size_t *ret_id_len,
+        char **ret_name, char **ret_display);
+/* pinUvAuthParam (present) and pinUvAuthProtocol: types, protocol supported. */
+int vk_get_pin_uv(VirtKey *k, const cbor_item_t *param, const cbor_item_t *proto_it,
+        const uint8_t **ret_param, size_t *ret_len, unsigned *ret_proto);
+/* PARAM authenticates MSG under the current token, which has PERM (and RP_ID when the
+ * token is bound to one; rp_id NULL: the token must not be bound). */
+int vk_check_token(VirtKey *k, unsigned proto, const uint8_t *param, size_t plen,
+        const uint8_t *msg, size_t mlen, uint8_t perm, const char *rp_id);
+/* A credential descriptor {"id", "type"}: true with the id for type "public-key". */
+bool vk_descriptor_id(const cbor_item_t *d, const uint8_t **ret_id, size_t *ret_len, int *ret_err);
+/* The credential's private key, unsealed from its ID. */
+int vk_cred_key(VirtKey *k, const VkCred *c, int *ret_alg, EVP_PKEY **ret);
+VkCred *vk_cred_find(VirtKey *k, const uint8_t *id, size_t len);
+void vk_cred_remove(VirtKey *k, size_t i);
+/* The credProtect level of a credential (1..3; none asked counts as 1). */
+unsigned vk_cred_protect(const VkCred *c);
+/* CTAP2 user entity {"id", "name"?, "displayName"?} of a resident credential. */
+void vk_write_user(VkBuf *b, const VkCred *c, bool details);
+int vk_credman(VirtKey *k, const VkParams *p, const uint8_t *req, size_t len, VkBuf *resp);
+void vk_credman_forget(VirtKey *k);
 
 /* CTAP2 */
 /* Runs one CTAP2 request; writes the CBOR body of the reply (no status byte) into resp

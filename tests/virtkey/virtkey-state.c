@@ -175,6 +175,38 @@ int vk_cbor_check(const uint8_t *p, size_t len)
 	return 0;
 }
 
+int vk_cbor_map_value(
+        const uint8_t *p, size_t len, uint64_t key, const uint8_t **ret, size_t *ret_len)
+{
+	size_t pos = 0, start;
+	uint64_t n = 0;
+	uint8_t ai;
+
+	if (vk_cbor_check(p, len) < 0 || p[0] >> 5 != 5)
+		return -EBADMSG;
+	ai = p[pos++] & 0x1f;
+	if (ai < 24)
+		n = ai;
+	else
+		for (size_t i = 0; i < (size_t)1 << (ai - 24); i++)
+			n = n << 8 | p[pos++];
+	for (uint64_t i = 0; i < n; i++) {
+		bool match = p[pos] == key && key < 24; /* small unsigned keys, as CTAP uses */
+
+		if (scan(p, len, &pos, 0) < 0)
+			return -EBADMSG;
+		start = pos;
+		if (scan(p, len, &pos, 0) < 0)
+			return -EBADMSG;
+		if (match) {
+			*ret = p + start;
+			*ret_len = pos - start;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
 /* ---- reading libcbor items ---- */
 
 int vk_item_uint(const cbor_item_t *it, uint64_t *ret)
