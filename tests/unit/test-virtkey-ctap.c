@@ -45,76 +45,16 @@ static void cred_done(Cred *c)
 		cbor_decref(&c->reply);
 }
 
-/* KEY: [{"id": ID, "type": "public-key"}] (an allow or exclude list) */
-static void id_list(VkBuf *b, uint64_t key, const uint8_t id[VK_CRED_ID_LEN])
-{
-	vk_cbor_uint(b, key);
-	vk_cbor_array(b, 1);
-	vk_cbor_map(b, 2);
-	vk_cbor_text(b, "id");
-	vk_cbor_bytes(b, id, VK_CRED_ID_LEN);
-	vk_cbor_text(b, "type");
-	vk_cbor_text(b, "public-key");
-}
-
 /* makeCredential for RP/USER; LEVEL 0: no credProtect; PIN: sign with a fresh mc token. */
 static int make_cred(VirtKey *k, const char *rp, const char *user, bool rk, unsigned level,
         const char *pin, const uint8_t *exclude_id, Cred *ret)
 {
-	uint8_t cdh[32], t[VK_TOKEN_LEN], mac[32];
 	const uint8_t *auth;
 	size_t n;
-	VkBuf b = {};
 	int r;
 
 	*ret = (Cred){};
-	CHECK(getrandom(cdh, sizeof(cdh), 0) == sizeof(cdh));
-	if (pin)
-		CHECK_EQ(vkc_get_token(k, 2, pin, PERM_MC, rp, t), CTAP2_OK);
-	vk_cbor_map(&b, 4 + !!exclude_id + !!level + rk + (pin ? 2 : 0));
-	vk_cbor_uint(&b, 1);
-	vk_cbor_bytes(&b, cdh, 32);
-	vk_cbor_uint(&b, 2);
-	vk_cbor_map(&b, 1);
-	vk_cbor_text(&b, "id");
-	vk_cbor_text(&b, rp);
-	vk_cbor_uint(&b, 3);
-	vk_cbor_map(&b, 3);
-	vk_cbor_text(&b, "id");
-	vk_cbor_bytes(&b, user, strlen(user));
-	vk_cbor_text(&b, "name");
-	vk_cbor_text(&b, user);
-	vk_cbor_text(&b, "displayName");
-	vk_cbor_text(&b, "Display");
-	vk_cbor_uint(&b, 4);
-	vk_cbor_array(&b, 1);
-	vk_cbor_map(&b, 2);
-	vk_cbor_text(&b, "alg");
-	vk_cbor_int(&b, COSE_ES256);
-	vk_cbor_text(&b, "type");
-	vk_cbor_text(&b, "public-key");
-	if (exclude_id)
-		id_list(&b, 5, exclude_id);
-	if (level) {
-		vk_cbor_uint(&b, 6);
-		vk_cbor_map(&b, 1);
-		vk_cbor_text(&b, "credProtect");
-		vk_cbor_uint(&b, level);
-	}
-	if (rk) {
-		vk_cbor_uint(&b, 7);
-		vk_cbor_map(&b, 1);
-		vk_cbor_text(&b, "rk");
-		vk_cbor_bool(&b, true);
-	}
-	if (pin) {
-		vk_cbor_uint(&b, 8);
-		vk_cbor_bytes(&b, mac, vkc_auth(2, t, cdh, 32, mac));
-		vk_cbor_uint(&b, 9);
-		vk_cbor_uint(&b, 2);
-	}
-	r = vkc_call_buf(k, CTAP_CMD_MAKE_CREDENTIAL, &b, &ret->reply);
-	vk_buf_done(&b);
+	r = vkc_make_credential(k, rp, user, rk, level, pin, exclude_id, &ret->reply);
 	if (r != CTAP2_OK)
 		return r;
 	CHECK(vk_item_bytes(vkc_get(ret->reply, 2), &auth, &n) == 0);
@@ -158,7 +98,7 @@ static int get_assert(
 	vk_cbor_uint(&b, 2);
 	vk_cbor_bytes(&b, cdh, 32);
 	if (allow_id)
-		id_list(&b, 3, allow_id);
+		vkc_id_list(&b, 3, allow_id);
 	if (uv) {
 		vk_cbor_uint(&b, 6);
 		vk_cbor_bytes(&b, mac, vkc_auth(2, t, cdh, 32, mac));

@@ -146,35 +146,120 @@ size_t vkc_auth(unsigned proto, const uint8_t token[VK_TOKEN_LEN], const uint8_t
 	return proto == 1 ? 16 : 32;
 }
 
-int vkc_credman(VirtKey *k, uint8_t cmd, uint8_t sub, const VkBuf *params, unsigned proto,
-        const uint8_t *token, cbor_item_t **ret_reply)
+int vkc_credman_request(uint8_t cmd, uint8_t sub, const VkBuf *params, unsigned proto,
+        const uint8_t *token, VkBuf *ret_req)
 {
 	_cleanup_free_ uint8_t *msg = NULL;
 	size_t plen = params ? params->len : 0;
 	uint8_t mac[32];
-	VkBuf b = {};
-	int r;
+	VkBuf *b = ret_req;
 
-	vk_cbor_map(&b, 1 + (params ? 1 : 0) + (token ? 2 : 0));
-	vk_cbor_uint(&b, 1);
-	vk_cbor_uint(&b, sub);
+	*b = (VkBuf){};
+	vk_buf_append(b, &cmd, 1);
+	vk_cbor_map(b, 1 + (params ? 1 : 0) + (token ? 2 : 0));
+	vk_cbor_uint(b, 1);
+	vk_cbor_uint(b, sub);
 	if (params) {
-		vk_cbor_uint(&b, 2);
-		vk_buf_append(&b, params->data, params->len);
+		vk_cbor_uint(b, 2);
+		vk_buf_append(b, params->data, params->len);
 	}
 	if (token) {
 		msg = malloc(1 + plen);
 		if (!msg)
-			return CTAP1_ERR_OTHER;
+			return -ENOMEM;
 		msg[0] = sub;
 		if (plen > 0)
 			memcpy(msg + 1, params->data, plen);
-		vk_cbor_uint(&b, 3);
-		vk_cbor_uint(&b, proto);
-		vk_cbor_uint(&b, 4);
-		vk_cbor_bytes(&b, mac, vkc_auth(proto, token, msg, 1 + plen, mac));
+		vk_cbor_uint(b, 3);
+		vk_cbor_uint(b, proto);
+		vk_cbor_uint(b, 4);
+		vk_cbor_bytes(b, mac, vkc_auth(proto, token, msg, 1 + plen, mac));
 	}
-	r = vkc_call_buf(k, cmd, &b, ret_reply);
+	return b->failed ? -ENOMEM : 0;
+}
+
+int vkc_credman(VirtKey *k, uint8_t cmd, uint8_t sub, const VkBuf *params, unsigned proto,
+        const uint8_t *token, cbor_item_t **ret_reply)
+{
+	VkBuf req;
+	int r;
+
+	*ret_reply = NULL;
+	if (vkc_credman_request(cmd, sub, params, proto, token, &req) < 0)
+		r = CTAP1_ERR_OTHER;
+	else
+		r = vkc_call(k, req.data, req.len, ret_reply);
+	vk_buf_done(&req);
+	return r;
+}
+
+void vkc_id_list(VkBuf *b, uint64_t key, const uint8_t id[VK_CRED_ID_LEN])
+{
+	vk_cbor_uint(b, key);
+	vk_cbor_array(b, 1);
+	vk_cbor_map(b, 2);
+	vk_cbor_text(b, "id");
+	vk_cbor_bytes(b, id, VK_CRED_ID_LEN);
+	vk_cbor_text(b, "type");
+	vk_cbor_text(b, "public-key");
+}
+
+int vkc_make_credential(VirtKey *k, const char *rp, const char *user, bool rk, unsigned level,
+        const char *pin, const uint8_t *exclude_id, cbor_item_t **ret_reply)
+{
+	uint8_t cdh[32], t[VK_TOKEN_LEN], mac[32];
+	VkBuf b = {};
+	int r;
+
+	*ret_reply = NULL;
+	if (vk_random(cdh, sizeof(cdh)) < 0)
+		return CTAP1_ERR_OTHER;
+	if (pin && (r = vkc_get_token(k, 2, pin, PERM_MC, rp, t)) != CTAP2_OK)
+		return r;
+	vk_cbor_map(&b, 4 + !!exclude_id + !!level + rk + (pin ? 2 : 0));
+	vk_cbor_uint(&b, 1);
+	vk_cbor_bytes(&b, cdh, 32);
+	vk_cbor_uint(&b, 2);
+	vk_cbor_map(&b, 1);
+	vk_cbor_text(&b, "id");
+	vk_cbor_text(&b, rp);
+	vk_cbor_uint(&b, 3);
+	vk_cbor_map(&b, 3);
+	vk_cbor_text(&b, "id");
+	vk_cbor_bytes(&b, user, strlen(user));
+	vk_cbor_text(&b, "name");
+	vk_cbor_text(&b, user);
+	vk_cbor_text(&b, "displayName");
+	vk_cbor_text(&b, "Display");
+	vk_cbor_uint(&b, 4);
+	vk_cbor_array(&b, 1);
+	vk_cbor_map(&b, 2);
+	vk_cbor_text(&b, "alg");
+	vk_cbor_int(&b, COSE_ES256);
+	vk_cbor_text(&b, "type");
+	vk_cbor_text(&b, "public-key");
+	if (exclude_id)
+		vkc_id_list(&b, 5, exclude_id);
+	if (level) {
+		vk_cbor_uint(&b, 6);
+		vk_cbor_map(&b, 1);
+		vk_cbor_text(&b, "credProtect");
+		vk_cbor_uint(&b, level);
+	}
+	if (rk) {
+		vk_cbor_uint(&b, 7);
+		vk_cbor_map(&b, 1);
+		vk_cbor_text(&b, "rk");
+		vk_cbor_bool(&b, true);
+	}
+	if (pin) {
+		vk_cbor_uint(&b, 8);
+		vk_cbor_bytes(&b, mac, vkc_auth(2, t, cdh, 32, mac));
+		vk_cbor_uint(&b, 9);
+		vk_cbor_uint(&b, 2);
+	}
+	r = vkc_call_buf(k, CTAP_CMD_MAKE_CREDENTIAL, &b, ret_reply);
 	vk_buf_done(&b);
+	OPENSSL_cleanse(t, sizeof(t));
 	return r;
 }

@@ -23,6 +23,16 @@ size_t vkc_auth(unsigned proto, const uint8_t token[VK_TOKEN_LEN], const uint8_t
 int vkc_credman(VirtKey *k, uint8_t cmd, uint8_t sub, const VkBuf *params, unsigned proto,
         const uint8_t *token, cbor_item_t **ret_reply);
 
+/* The request bytes (command byte first) of vkc_credman, for a caller that frames them. */
+int vkc_credman_request(uint8_t cmd, uint8_t sub, const VkBuf *params, unsigned proto,
+        const uint8_t *token, VkBuf *ret_req);
+/* makeCredential (ES256) for RP and USER (also the user id); LEVEL 0: no credProtect; PIN:
+ * signed with a fresh mc token over protocol 2; EXCLUDE_ID: a one-entry exclude list. */
+int vkc_make_credential(VirtKey *k, const char *rp, const char *user, bool rk, unsigned level,
+        const char *pin, const uint8_t *exclude_id, cbor_item_t **ret_reply);
+/* KEY: [{"id": ID, "type": "public-key"}] (an allow or exclude list) */
+void vkc_id_list(VkBuf *b, uint64_t key, const uint8_t id[VK_CRED_ID_LEN]);
+
 /* The value of unsigned / text key KEY in a map, or NULL. */
 const cbor_item_t *vkc_get(const cbor_item_t *map, uint64_t key);
 const cbor_item_t *vkc_get_text(const cbor_item_t *map, const char *key);
