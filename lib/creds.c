@@ -345,23 +345,6 @@ int creds_remove(CredentialSet *s, const char *label_or_id)
 
 /* --- parsing ------------------------------------------------------------------------ */
 
-static int set_error(char **ret_error, const char *fmt, ...) _printf_(2, 3);
-static int set_error(char **ret_error, const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	if (!ret_error)
-		return 0;
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	free(*ret_error);
-	*ret_error = s;
-	return 0;
-}
-
 static int parse_bool(const char *v, bool *ret)
 {
 	if (streq(v, "yes") || streq(v, "true") || streq(v, "1"))
