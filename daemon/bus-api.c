@@ -243,7 +243,9 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 		audit_record_set_decision(&rec, d);
 		(void)manager_audit_self_call(m, &rec, c->uid);
 	} else if (d->require == POLICY_REQUIRE_KEY) {
-		r = creds_count_user(policy_settings(m->policy)->credentials_dir, user, &n_creds);
+		/* Security keys for a local login: SSH keys (type=ssh-sk) do not count. */
+		r = creds_count_user_type(policy_settings(m->policy)->credentials_dir, user,
+		        CRED_TYPE_FIDO2, &n_creds);
 		if (r < 0) {
 			_cleanup_credential_set_ CredentialSet *s = NULL;
 			(void)creds_load_user(
@@ -306,8 +308,9 @@ static int append_user_credentials(
 
 		if (cr->has_aaguid)
 			fido_aaguid_to_string(cr->aaguid, aaguid);
-		snprintf(flags, sizeof(flags), "%s%s%s%s", fido_cose_to_string(cr->cose_alg),
-		        cr->resident ? ",resident" : "", cr->up ? ",up" : "", cr->uv ? ",uv" : "");
+		snprintf(flags, sizeof(flags), "%s%s%s%s%s", credential_is_ssh(cr) ? "ssh-sk," : "",
+		        fido_cose_to_string(cr->cose_alg), cr->resident ? ",resident" : "",
+		        cr->up ? ",up" : "", cr->uv ? ",uv" : "");
 		r = sd_bus_message_append(reply, "(sssssst)", user, cr->label, cr->id, aaguid,
 		        flags, cred_attestation_to_string(cr->attestation), cr->created_ms * 1000);
 		if (r < 0)

@@ -121,6 +121,20 @@ size_t creds_count_ssh(const CredentialSet *s)
 	return n;
 }
 
+void creds_keep_type(CredentialSet *s, CredType type)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; s && i < s->n; i++) {
+		if (s->items[i].type == type)
+			s->items[j++] = s->items[i];
+		else
+			credential_done(&s->items[i]);
+	}
+	if (s)
+		s->n = j;
+}
+
 int creds_path(const char *dir, const char *user, char **ret)
 {
 	char *p;
@@ -828,6 +842,18 @@ int creds_count_user(const char *dir, const char *user, size_t *ret)
 	if (r < 0)
 		return r;
 	*ret = s->n;
+	return 0;
+}
+
+int creds_count_user_type(const char *dir, const char *user, CredType type, size_t *ret)
+{
+	_cleanup_credential_set_ CredentialSet *s = NULL;
+	int r;
+
+	r = creds_load_user(dir, user, &s, NULL);
+	if (r < 0)
+		return r;
+	*ret = type == CRED_TYPE_SSH_SK ? creds_count_ssh(s) : creds_count_fido2(s);
 	return 0;
 }
 
