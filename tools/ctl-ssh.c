@@ -176,6 +176,8 @@ static int ssh_import(int argc, char *argv[])
 		eol = strchr(p, '\n');
 		if (eol)
 			*eol = '\0';
+		if (*p && p[strlen(p) - 1] == '\r') /* a file with CRLF line ends */
+			p[strlen(p) - 1] = '\0';
 		lineno++;
 		r = ssh_key_line_parse(p, &l, &err);
 		if (r == -ENODATA)

@@ -2137,7 +2137,7 @@ def case_ssh_import(e):
         f.write("# keys\n")
         f.write('verify-required,from="10.0.0.0/8" ' + open(ec).read())
         f.write(open(plain).read())
-        f.write("no-touch-required " + open(ed).read())
+        f.write("no-touch-required " + open(ed).read().strip() + "\r\n")  # a CRLF line
     r = e.ctl("ssh", "import", "root", ak)
     check("skipped: ssh-ed25519 plain@laptop is an ordinary SSH key" in r.stderr, f"plain key reported: {r.stderr}")
     check(f"Imported alice@laptop for root: {ssh_fp(ec)}" in r.stdout, f"ecdsa-sk imported: {r.stdout}")
