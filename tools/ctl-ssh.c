@@ -99,6 +99,7 @@ static int ssh_import(int argc, char *argv[])
 	_cleanup_free_ char *text = NULL;
 	_cleanup_free_ uint8_t *att = NULL, *chal = NULL;
 	const char *att_path = NULL, *chal_path = NULL, *file;
+	_cleanup_strv_free_ char **used = NULL;
 	ImportArgs a = {};
 	SshKeyLine keys[CTL_SSH_MAX_KEYS];
 	char *lines[CTL_SSH_MAX_KEYS];
@@ -236,7 +237,15 @@ static int ssh_import(int argc, char *argv[])
 			label = NULL;
 		else if (!a.label && default_label(&keys[i], (unsigned)i + 1, &label) < 0)
 			label = NULL;
-		if (!label) {
+		if (label && strv_contains(used, label)) {
+			/* two keys of the file with the same comment */
+			char *l2 = NULL;
+			if (asprintf(&l2, "%.60s-%zu", label, i + 1) < 0)
+				l2 = NULL;
+			free(label);
+			label = l2;
+		}
+		if (!label || strv_extend(&used, label) < 0) {
 			code = CTL_EXIT_ERROR;
 			break;
 		}
