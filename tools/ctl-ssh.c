@@ -179,6 +179,11 @@ static int ssh_import(int argc, char *argv[])
 			*eol = '\0';
 		if (*p && p[strlen(p) - 1] == '\r') /* a file with CRLF line ends */
 			p[strlen(p) - 1] = '\0';
+		/* keywardd takes no control characters: a tab separates fields like a space
+		 * (inside quotes it only changes options keyward ignores, or the comment). */
+		for (char *t = p; *t; t++)
+			if (*t == '\t')
+				*t = ' ';
 		lineno++;
 		r = ssh_key_line_parse(p, &l, &err);
 		if (r == -ENODATA)

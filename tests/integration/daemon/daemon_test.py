@@ -2135,7 +2135,7 @@ def case_ssh_import(e):
     ak = os.path.join(e.tmp, "authorized_keys")
     with open(ak, "w") as f:
         f.write("# keys\n")
-        f.write('verify-required,from="10.0.0.0/8" ' + open(ec).read())
+        f.write('verify-required,from="10.0.0.0/8"\t' + open(ec).read().replace(" ", "\t", 1))  # tabs
         f.write(open(plain).read())
         f.write("no-touch-required " + open(ed).read().strip() + "\r\n")  # a CRLF line
     r = e.ctl("ssh", "import", "root", ak)
