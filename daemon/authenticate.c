@@ -1468,6 +1468,8 @@ int bus_method_authenticate(
 		auth_data_free(a);
 		return reply_now(m, msg, caller, &rec, "error", msgbuf, AUDIT_RESULT_FAILURE);
 	}
+	/* SSH keys (type=ssh-sk) have no key handle: a local key login never offers them. */
+	creds_keep_type(a->set, CRED_TYPE_FIDO2);
 	if (a->set->n == 0) {
 		char msgbuf[160];
 		snprintf(msgbuf, sizeof(msgbuf),

@@ -9,6 +9,7 @@
 #include <systemd/sd-bus.h>
 
 #include "bus-util.h"
+#include "creds.h"
 #include "manager.h"
 
 /* Connects to the system bus, registers the object and the dispatch table, takes the name. */
@@ -18,6 +19,16 @@ void bus_api_shutdown(Manager *m);
 
 /* The user holding credential ID among all users' files: 1 and *ret_user, 0 if none. */
 int bus_find_credential_owner(Manager *m, const char *id, char **ret_user);
+/* ImportCredential and ImportSshKey: every rule that would use a credential of unknown
+ * model (no attestation) must accept one; else the refusal is audited (REC's fields) and
+ * set in ERROR, naming INSTEAD (what to do; NULL: enroll the key). */
+int bus_import_check_rules(Manager *m, const char *user, const AuditRecord *rec,
+        const char *instead, sd_bus_error *error);
+/* Stores CR for USER: Exists when any user has its id or USER its label, the policy's
+ * max_credentials_per_user, the file written; REC (event import, filled by the caller)
+ * is audited with the outcome. 0, or the D-Bus error set. */
+int bus_import_store(
+        Manager *m, const char *user, const Credential *cr, AuditRecord *rec, sd_bus_error *error);
 
 /* Method handlers living in their own files. */
 typedef int (*bus_method_handler)(
@@ -25,6 +36,9 @@ typedef int (*bus_method_handler)(
 int bus_method_authenticate(
         Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
 int bus_method_enroll(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
+/* ImportSshKey (ssh-import.c). */
+int bus_method_import_ssh_key(
         Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
 
 /* The authenticator rules of one policy rule that would use a new credential. */
@@ -57,3 +71,12 @@ void enroll_rules_done(EnrollRules *rules);
  * verified attestation ("attestation-refused"). NULL when every rule accepts it. */
 const EnrollRule *enroll_rules_refusing_unknown_model(
         const EnrollRules *rules, const char **ret_reason);
+/* The first of RULES that refuses a credential of model AAGUID whose attestation is
+ * *ATTESTATION (CRED_ATTESTATION_UNVERIFIED: signature verified, X5C the leaf
+ * certificate): AAGUID lists, then for attestation=verified the chain to the rule's
+ * trust anchors (*ATTESTATION becomes CRED_ATTESTATION_VERIFIED). *RET_REASON
+ * ("aaguid-refused", "attestation-refused") and MSG (a sentence naming the rule) say why.
+ * NULL when every rule accepts it. Enroll and ImportSshKey (with an attestation). */
+const EnrollRule *enroll_rules_check_model(const EnrollRules *rules, const uint8_t aaguid[16],
+        const uint8_t *x5c, size_t x5c_len, CredAttestation *attestation, const char **ret_reason,
+        char *msg, size_t msg_size);
