@@ -36,6 +36,23 @@ static int usage(int code)
 	return code;
 }
 
+/* "USER [FLAG]": -1 when parsed (*ret_user set), else the exit code (help or usage). */
+static int parse_user_flag(
+        int argc, char *argv[], const char *flag, const char **ret_user, bool *ret_flag)
+{
+	for (int i = 1; i < argc; i++) {
+		if (streq(argv[i], flag))
+			*ret_flag = true;
+		else if (streq(argv[i], "-h") || streq(argv[i], "--help"))
+			return usage(CTL_EXIT_OK);
+		else if (!*ret_user && argv[i][0] != '-')
+			*ret_user = argv[i];
+		else
+			return usage(CTL_EXIT_USAGE);
+	}
+	return *ret_user ? -1 : usage(CTL_EXIT_USAGE);
+}
+
 static int bg_issue(int argc, char *argv[])
 {
 	_cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -49,18 +66,9 @@ static int bg_issue(int argc, char *argv[])
 	size_t n;
 	int r;
 
-	for (int i = 1; i < argc; i++) {
-		if (streq(argv[i], "--force"))
-			force = true;
-		else if (streq(argv[i], "-h") || streq(argv[i], "--help"))
-			return usage(CTL_EXIT_OK);
-		else if (!user && argv[i][0] != '-')
-			user = argv[i];
-		else
-			return usage(CTL_EXIT_USAGE);
-	}
-	if (!user)
-		return usage(CTL_EXIT_USAGE);
+	r = parse_user_flag(argc, argv, "--force", &user, &force);
+	if (r >= 0)
+		return r;
 	/* The codes are secrets shown once: not into a pipe, file or log by accident. */
 	if (!force && !isatty(STDOUT_FILENO)) {
 		fprintf(stderr, "keywardctl: breakglass issue prints the recovery codes only to a "
@@ -205,18 +213,9 @@ static int bg_approve(int argc, char *argv[])
 	char when[32];
 	int r;
 
-	for (int i = 1; i < argc; i++) {
-		if (streq(argv[i], "--pin-stdin"))
-			pin_stdin = true;
-		else if (streq(argv[i], "-h") || streq(argv[i], "--help"))
-			return usage(CTL_EXIT_OK);
-		else if (!user && argv[i][0] != '-')
-			user = argv[i];
-		else
-			return usage(CTL_EXIT_USAGE);
-	}
-	if (!user)
-		return usage(CTL_EXIT_USAGE);
+	r = parse_user_flag(argc, argv, "--pin-stdin", &user, &pin_stdin);
+	if (r >= 0)
+		return r;
 	if (pin_stdin && read_pin_stdin(&pin) < 0)
 		return CTL_EXIT_ERROR;
 	if (bus_connect(&bus) < 0)
