@@ -36,21 +36,28 @@ static int usage(int code)
 	return code;
 }
 
-/* "USER [FLAG]": -1 when parsed (*ret_user set), else the exit code (help or usage). */
+/* "USER [--FLAG]" (FLAG: "force" or "pin-stdin"): -1 when parsed (*ret_user set), else
+ * the exit code (help or usage). */
 static int parse_user_flag(
         int argc, char *argv[], const char *flag, const char **ret_user, bool *ret_flag)
 {
-	for (int i = 1; i < argc; i++) {
-		if (streq(argv[i], flag))
-			*ret_flag = true;
-		else if (streq(argv[i], "-h") || streq(argv[i], "--help"))
+	static const struct option options[] = {{"force", no_argument, NULL, 'f'},
+	        {"pin-stdin", no_argument, NULL, 'p'}, {"help", no_argument, NULL, 'h'}, {}};
+	int c, index = 0;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", options, &index)) >= 0) {
+		if (c == 'h')
 			return usage(CTL_EXIT_OK);
-		else if (!*ret_user && argv[i][0] != '-')
-			*ret_user = argv[i];
+		if ((c == 'f' || c == 'p') && streq(options[index].name, flag))
+			*ret_flag = true;
 		else
 			return usage(CTL_EXIT_USAGE);
 	}
-	return *ret_user ? -1 : usage(CTL_EXIT_USAGE);
+	if (optind != argc - 1)
+		return usage(CTL_EXIT_USAGE);
+	*ret_user = argv[optind];
+	return -1;
 }
 
 static int bg_issue(int argc, char *argv[])
@@ -66,7 +73,7 @@ static int bg_issue(int argc, char *argv[])
 	size_t n;
 	int r;
 
-	r = parse_user_flag(argc, argv, "--force", &user, &force);
+	r = parse_user_flag(argc, argv, "force", &user, &force);
 	if (r >= 0)
 		return r;
 	/* The codes are secrets shown once: not into a pipe, file or log by accident. */
@@ -213,7 +220,7 @@ static int bg_approve(int argc, char *argv[])
 	char when[32];
 	int r;
 
-	r = parse_user_flag(argc, argv, "--pin-stdin", &user, &pin_stdin);
+	r = parse_user_flag(argc, argv, "pin-stdin", &user, &pin_stdin);
 	if (r >= 0)
 		return r;
 	if (pin_stdin && read_pin_stdin(&pin) < 0)
