@@ -119,6 +119,25 @@ void breakglass_startup(Manager *m)
 	bg_expire_dir(m, "breakglass/approvals");
 }
 
+int breakglass_status_append(Manager *m, sd_bus_message *reply)
+{
+	int r;
+
+	r = sd_bus_message_open_container(reply, 'e', "sv");
+	if (r >= 0)
+		r = sd_bus_message_append(reply, "s", "breakglass_sessions");
+	if (r >= 0)
+		r = sd_bus_message_open_container(reply, 'v', "a(sssst)");
+	if (r >= 0)
+		r = sd_bus_message_open_container(reply, 'a', "(sssst)");
+	for (const BreakglassSession *bs = m->breakglass_sessions; bs && r >= 0; bs = bs->next)
+		r = sd_bus_message_append(reply, "(sssst)", bs->user, bs->service, bs->session,
+		        bs->via, bs->realtime_ms * 1000);
+	for (int i = 0; i < 3 && r >= 0; i++)
+		r = sd_bus_message_close_container(reply);
+	return r;
+}
+
 /* --- require_enroll --------------------------------------------------------------------- */
 
 /* Whether USER came in with break-glass and has enrolled no credential since: 1 yes, 0 no,

@@ -83,6 +83,10 @@ int pin_pipe(const char *pin, int *ret_read_fd);
 
 /* Break-glass verbs (ctl-breakglass.c): issue, list, revoke, approve. */
 int verb_breakglass(int argc, char *argv[]);
+/* keywardctl status's first lines: the sessions opened with break-glass, the users with
+ * unused codes. Returns how many break-glass sessions are open (>= 0), or -errno when the
+ * daemon could not be asked (status says why itself). */
+int ctl_breakglass_status(void);
 
 /* Credential verbs (ctl-creds.c): talk to keywardd over the system bus. */
 int verb_enroll(int argc, char *argv[]);

@@ -117,8 +117,15 @@ def case_breakglass_code(e):
     check(re.fullmatch(r"[0-9a-f]{32}", bid), f"binding id {bid}")
     sb = e.audit_find(event="session-bind", result="success", reason="breakglass")
     check(sb and sb[-1]["detail"] == "breakglass code=" + used[0] and sb[-1].get("action") == "none", f"{sb}")
+    st = e.ctl("status", expect=None)
+    lines = st.stdout.splitlines()
+    check(lines and lines[0].startswith("BREAK-GLASS sessions open without a key")
+          and re.search(r"root  login  pid:\d+  code=" + re.escape(used[0]), st.stdout)
+          and "unused recovery codes for: root" in st.stdout, f"status shows it first: {st.stdout}")
     e.manager().UnbindSession(bid)
     check(e.audit_find(event="session-unbind", detail="breakglass"), "unbind recorded")
+    st = e.ctl("status", expect=None)
+    check("break-glass: no session open without a key" in st.stdout, st.stdout)
 
     # require_enroll: no elevation until a new key is enrolled
     a = e.authenticate(service="sudo")
