@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "breakglass.h"
@@ -95,6 +96,18 @@ static void bg_expire_user(Manager *m, const char *user)
 		log_warning_errno(r, "Cannot read the break-glass approval of %s: %m", user);
 }
 
+/* Whether DE (in D) is a user's file: a regular file with a user name, not a temp file. */
+static bool bg_is_user_file(DIR *d, const struct dirent *de)
+{
+	struct stat st;
+
+	if (!valid_user_name(de->d_name) || strstr(de->d_name, ".tmp-"))
+		return false;
+	if (de->d_type != DT_UNKNOWN)
+		return de->d_type == DT_REG;
+	return fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+}
+
 static void bg_expire_dir(Manager *m, const char *sub)
 {
 	_cleanup_free_ char *dir = NULL;
@@ -107,8 +120,7 @@ static void bg_expire_dir(Manager *m, const char *sub)
 	if (!d)
 		return;
 	while ((de = readdir(d)))
-		if (de->d_type == DT_REG && valid_user_name(de->d_name) &&
-		        !strstr(de->d_name, ".tmp-"))
+		if (bg_is_user_file(d, de))
 			bg_expire_user(m, de->d_name);
 	closedir(d);
 }
@@ -854,8 +866,7 @@ int bus_method_breakglass_list(
 			return -ENOMEM;
 		d = opendir(dir);
 		while (d && r >= 0 && (de = readdir(d)))
-			if (de->d_type == DT_REG && valid_user_name(de->d_name) &&
-			        !strstr(de->d_name, ".tmp-"))
+			if (bg_is_user_file(d, de))
 				r = bg_list_user(m, reply, de->d_name, true);
 		if (d)
 			closedir(d);
