@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "accounts.h"
 #include "breakglass.h"
 #include "creds.h"
 #include "lockout.h"
@@ -626,10 +627,24 @@ int breakglass_on_authenticate(Manager *m, sd_bus_message *msg, const BusCaller 
 
 /* --- administration ------------------------------------------------------------------- */
 
-/* A caller-named target user: valid, and the policy's break-glass settings in force. */
+/* A caller-named target user: a valid name NSS knows (a lookup error is an error). */
 static int bg_check_target(const char *user, sd_bus_error *error)
 {
-	return bus_check_user(user, error);
+	uid_t uid;
+	gid_t gid;
+	int r;
+
+	r = bus_check_user(user, error);
+	if (r < 0)
+		return r;
+	r = account_lookup(user, &uid, &gid);
+	if (r == -ENOENT || r == -ESRCH)
+		return sd_bus_error_setf(
+		        error, KEYWARD_BUS_ERROR_NOT_FOUND, "There is no user %s.", user);
+	if (r < 0)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
+		        "The account %s cannot be looked up: %s", user, strerror(-r));
+	return 0;
 }
 
 typedef struct BgIssue {

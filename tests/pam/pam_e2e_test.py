@@ -308,6 +308,8 @@ def case_breakglass_code(e):
     check(rc == 0 and 'used already' in out, 'the same code twice', out + err[-3000:] + e.log())
     rc, out, err, _ = e.run('e2e-login', 'alice', [('auth', 'PAM_AUTH_ERR')], pins=['not-a-code'])
     check(rc == 0 and 'not a recovery code' in out, 'malformed code', out + err[-3000:])
+    rc, out, err, _ = e.run('e2e-login', 'alice', [('auth', 'PAM_AUTH_ERR')], pins=['A' * 600])
+    check(rc == 0 and 'not a recovery code' in out, 'overlong code', out + err[-3000:])
     rc, out, err, _ = e.run('e2e-login', 'bob', [('auth', 'PAM_AUTH_ERR')], pins=[codes[1]])
     check(rc == 0, "bob with alice's code", out + err[-3000:] + e.log())
     used = [bool(u) for _, _, _, u in manager(e).BreakglassList('alice')]

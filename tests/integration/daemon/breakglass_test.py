@@ -158,6 +158,8 @@ def case_breakglass_ctl(e):
     r = e.ctl("breakglass", "list", "root")
     check("No break-glass recovery codes for root" in r.stdout, r.stdout)
     e.ctl("breakglass", "frobnicate", expect=2)
+    r = e.ctl("breakglass", "issue", "no-such-user", "--force", expect=1)
+    check("There is no user no-such-user" in r.stderr, r.stderr)
     r = e.ctl("breakglass", "approve", "root", expect=1)
     check("two_person" in r.stderr, f"approve with two_person off: {r.stderr}")
     no_secret_anywhere(e, codes)
