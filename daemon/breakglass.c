@@ -571,6 +571,20 @@ static int bg_has_credentials(Manager *m, const char *user)
 	return set->n > 0;
 }
 
+/* Answers the Authenticate call at once with a refusal (REASON, TEXT), recorded in REC. */
+static int bg_answer_now(Manager *m, sd_bus_message *msg, const Decision *d, AuditRecord *rec,
+        const char *reason, const char *text)
+{
+	rec->reason = reason;
+	rec->message = text;
+	rec->result = AUDIT_RESULT_FAILURE;
+	(void)manager_audit(m, rec);
+	if (!streq(reason, "breakglass-available"))
+		m->n_auth_failed++;
+	log_info("Authenticate %s/%s: %s", d->user, d->service, reason);
+	return sd_bus_reply_method_return(msg, "bsssss", false, reason, text, "", "", "");
+}
+
 int breakglass_on_authenticate(Manager *m, sd_bus_message *msg, const BusCaller *caller,
         Decision *d, int pin_fd, bool requested, bool cached, AuditRecord *rec)
 {
@@ -579,26 +593,22 @@ int breakglass_on_authenticate(Manager *m, sd_bus_message *msg, const BusCaller 
 
 	/* After a break-glass login, nothing but another break-glass login (where the
 	 * policy allows one) until a new key is enrolled. */
-	if (!d->breakglass) {
-		r = bg_enroll_required(m, d->user);
-		if (r != 0) {
-			if (r < 0)
-				log_error_errno(
-				        r, "Cannot tell whether %s must enroll first: %m", d->user);
-			snprintf(text, sizeof(text),
-			        "%s logged in with break-glass recovery and has enrolled no "
-			        "security key since: run 'keywardctl enroll %s' first.",
-			        d->user, d->user);
-			rec->reason = "enroll-required";
-			rec->message = text;
-			rec->result = AUDIT_RESULT_FAILURE;
-			(void)manager_audit(m, rec);
-			m->n_auth_failed++;
-			log_notice("Authenticate %s/%s: refused (enroll-required)", d->user,
-			        d->service);
-			return sd_bus_reply_method_return(
-			        msg, "bsssss", false, "enroll-required", text, "", "", "");
-		}
+	r = d->breakglass ? 0 : bg_enroll_required(m, d->user);
+	if (r < 0) {
+		/* Fail closed, and say it is keyward's fault, not the user's. */
+		log_error_errno(r, "Cannot tell whether %s must enroll first: %m", d->user);
+		snprintf(text, sizeof(text),
+		        "The break-glass state of %s (%s/breakglass) cannot be read; tell an "
+		        "administrator.",
+		        d->user, bg_state_dir(m));
+		return bg_answer_now(m, msg, d, rec, "error", text);
+	}
+	if (r > 0) {
+		snprintf(text, sizeof(text),
+		        "%s logged in with break-glass recovery and has enrolled no security key "
+		        "since: run 'keywardctl enroll %s' first.",
+		        d->user, d->user);
+		return bg_answer_now(m, msg, d, rec, "enroll-required", text);
 	}
 	if (requested) {
 		if (!d->breakglass || cached) {
@@ -616,13 +626,7 @@ int breakglass_on_authenticate(Manager *m, sd_bus_message *msg, const BusCaller 
 	if (r != 0)
 		return 0; /* (a read error: the key path reports it) */
 	snprintf(text, sizeof(text), BREAKGLASS_OFFER_MESSAGE, d->user);
-	rec->reason = "breakglass-available";
-	rec->message = text;
-	rec->result = AUDIT_RESULT_FAILURE;
-	(void)manager_audit(m, rec);
-	log_info("Authenticate %s/%s: no key; break-glass offered", d->user, d->service);
-	return sd_bus_reply_method_return(
-	        msg, "bsssss", false, "breakglass-available", text, "", "", "");
+	return bg_answer_now(m, msg, d, rec, "breakglass-available", text);
 }
 
 /* --- administration ------------------------------------------------------------------- */
