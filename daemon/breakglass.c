@@ -979,6 +979,7 @@ int bus_method_breakglass_approve(
 	_cleanup_decision_ Decision *d = NULL;
 	AuditRecord rec = AUDIT_RECORD_INIT;
 	const char *user;
+	uint64_t locked_until = 0;
 	BgApprove *t;
 	int pin_fd, pin_asked = 0, r;
 
@@ -998,6 +999,12 @@ int bus_method_breakglass_approve(
 	if (!caller->user || streq(caller->user, user))
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_POLICY_REFUSED,
 		        "An approval must come from another administrator than %s.", user);
+	r = lockout_check(bg_state_dir(m), caller->user, &locked_until);
+	if (r < 0 || locked_until > 0)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_POLICY_REFUSED,
+		        "%s is locked out after failed authentications (or the lockout state "
+		        "cannot be read): no approval now.",
+		        caller->user);
 	r = bus_actor_get(msg, caller, &actor);
 	if (r < 0)
 		return r;
