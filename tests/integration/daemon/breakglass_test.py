@@ -180,6 +180,10 @@ def case_breakglass_expired(e):
     os.chmod(path + ".new", 0o600)
     os.rename(path + ".new", path)
     e.start()
+    # (written right after the ready line: wait for it)
+    deadline = time.monotonic() + 10
+    while not e.audit_find(event="breakglass-expire") and time.monotonic() < deadline:
+        time.sleep(0.05)
     exp = e.audit_find(event="breakglass-expire", result="info", user="root")
     check(exp and exp[-1]["detail"].startswith("codes=3"), f"expiry noticed at start: {exp}")
     a = code_auth(e, codes[0])
