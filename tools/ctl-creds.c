@@ -50,7 +50,7 @@ int ctl_report_bus_error(const char *what, const sd_bus_error *e, int r)
 }
 
 /* Reads a PIN from /dev/tty with echo off (never from the environment or argv). */
-static int read_pin_tty(const char *prompt, char **ret)
+int read_pin_tty(const char *prompt, char **ret)
 {
 	_cleanup_close_ int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
 	struct termios old, noecho;
@@ -101,7 +101,7 @@ static int read_pin_tty(const char *prompt, char **ret)
 	return r;
 }
 
-static int read_pin_stdin(char **ret)
+int read_pin_stdin(char **ret)
 {
 	char buf[KEYWARD_MAX_PIN + 2];
 	size_t len;
@@ -118,7 +118,7 @@ static int read_pin_stdin(char **ret)
 }
 
 /* A pipe holding PIN (or nothing), write end closed: the read end goes into the call. */
-static int pin_pipe(const char *pin, int *ret_read_fd)
+int pin_pipe(const char *pin, int *ret_read_fd)
 {
 	int p[2];
 

@@ -1408,7 +1408,8 @@ int verb_status(int argc, char *argv[])
 		        "(daemon unreachable, policy rejected, trail not open).\n");
 		return help ? CTL_EXIT_OK : CTL_EXIT_USAGE;
 	}
-	d.n_pam_services = 1; /* an unreachable daemon is an error here */
+	d.n_pam_services = 1;          /* an unreachable daemon is an error here */
+	(void)ctl_breakglass_status(); /* break-glass first: what an auditor looks for */
 	check_daemon(&d);
 	return d.n_errors > 0 ? CTL_EXIT_FAILURE : CTL_EXIT_OK;
 }

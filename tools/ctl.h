@@ -72,6 +72,21 @@ int ctl_audit_load_key(const char *prog, const char *path, bool explicit_path,
  * code calls that directly. -E2BIG past MAX groups. *RET is NULL-terminated. */
 int ctl_user_groups(const char *user, gid_t primary, int max, char ***ret);
 
+/* ctl-creds.c PIN helpers for the verbs that talk to keywardd (ctl-breakglass.c too): a PIN
+ * from /dev/tty with echo off or from one line of stdin, and a pipe holding PIN (or nothing)
+ * whose read end goes into the call. (Connecting and failed calls: ctl_bus_connect(),
+ * ctl_report_bus_error() below.) */
+int read_pin_tty(const char *prompt, char **ret);
+int read_pin_stdin(char **ret);
+int pin_pipe(const char *pin, int *ret_read_fd);
+
+/* Break-glass verbs (ctl-breakglass.c): issue, list, revoke, approve. */
+int verb_breakglass(int argc, char *argv[]);
+/* keywardctl status's first lines: the sessions opened with break-glass, the users with
+ * unused codes. Returns how many break-glass sessions are open (>= 0), or -errno when the
+ * daemon could not be asked (status says why itself). */
+int ctl_breakglass_status(void);
+
 /* Credential verbs (ctl-creds.c): talk to keywardd over the system bus. */
 int verb_enroll(int argc, char *argv[]);
 int verb_list(int argc, char *argv[]);

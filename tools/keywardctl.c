@@ -30,6 +30,7 @@ static const Verb verbs[] = {
         {"revoke", verb_revoke, "remove a registered security key"},
         {"import-pam-u2f", verb_import_pam_u2f, "import a pam_u2f authfile"},
         {"ssh", verb_ssh, "security-key SSH keys: import, list, sshd configuration"},
+        {"breakglass", verb_breakglass, "recovery codes and approvals for a lost key"},
         {NULL, NULL, NULL},
 };
 
