@@ -398,7 +398,8 @@ static const BadCase bad_cases[] = {
         {"default = { require = \"none\"; name = \"x\"; };\n", 1,
                 "unknown key 'name' in 'default' (expected one of: require, reason, on_remote, "
                 "user_verification, user_presence, aaguid_allow, aaguid_deny, attestation, "
-                "trust_anchors, counter, cached_elevation, removal, lockout, remote_lifetime, breakglass)"},
+                "trust_anchors, counter, cached_elevation, removal, lockout, remote_lifetime, "
+                "breakglass)"},
         {"rules = (\n  { match = { users = \"a\"; }; require = \"key\"; }\n);\n" DEF, 2,
                 "rule 1 has no 'name' (expected name = \"...\";)"},
         {"rules = (\n  { name = \"a\"; require = \"key\"; match = { users = \"x\"; }; },\n  { name "
