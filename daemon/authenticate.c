@@ -113,8 +113,7 @@ static int allow_creds(const AuthData *a, fido_assert_t *as, const char *rp)
 		_cleanup_free_ uint8_t *id = NULL;
 		size_t idlen;
 
-		if (!streq(c->rp_id, rp) || streq(c->id, CREDS_DISCOVERABLE_ID) ||
-		        credential_is_ssh(c))
+		if (!streq(c->rp_id, rp) || streq(c->id, CREDS_DISCOVERABLE_ID))
 			continue;
 		if (base64_decode(c->id, &id, &idlen) < 0)
 			continue;
@@ -187,8 +186,7 @@ static int rp_cred_ids(const AuthData *a, const char *rp, FidoCredIds *ret)
 		size_t idlen;
 		int r;
 
-		if (!streq(c->rp_id, rp) || streq(c->id, CREDS_DISCOVERABLE_ID) ||
-		        credential_is_ssh(c))
+		if (!streq(c->rp_id, rp) || streq(c->id, CREDS_DISCOVERABLE_ID))
 			continue;
 		if (base64_decode(c->id, &id, &idlen) < 0)
 			continue;
@@ -495,12 +493,11 @@ static void auth_probe_key(AuthProbe *p)
 		const char *rp = a->set->items[k].rp_id;
 		_cleanup_free_ char *id = NULL;
 		fido_assert_t *probe_as = NULL;
-		bool seen = credential_is_ssh(&a->set->items[k]); /* no key handle */
+		bool seen = false;
 		int status = FIDO_OK;
 
 		for (size_t j = 0; j < k; j++)
-			if (streq(a->set->items[j].rp_id, rp) &&
-			        !credential_is_ssh(&a->set->items[j]))
+			if (streq(a->set->items[j].rp_id, rp))
 				seen = true;
 		if (seen)
 			continue;
@@ -1580,7 +1577,9 @@ int bus_method_authenticate(
 		opts.ssh.caller_pid = caller->pid;
 		return auth_ssh(m, msg, caller, &rec, a, d, user, service, tty, rhost, &opts);
 	}
-	if (creds_count_fido2(a->set) == 0) {
+	/* SSH keys (type=ssh-sk) have no key handle: a local key login never offers them. */
+	creds_keep_type(a->set, CRED_TYPE_FIDO2);
+	if (a->set->n == 0) {
 		char msgbuf[160];
 		snprintf(msgbuf, sizeof(msgbuf),
 		        "No security key is registered for %s; ask an administrator to enroll one.",

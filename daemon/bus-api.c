@@ -204,18 +204,12 @@ static int bus_dispatch(sd_bus_message *msg, void *userdata, sd_bus_error *error
 
 /* --- Check -------------------------------------------------------------------------- */
 
-/* How many of USER's credentials serve REQUIRE: the FIDO2 ones for a key, the
- * security-key SSH keys for ssh-key (credential_is_ssh()). Errors as creds_load_user(). */
+/* How many of USER's credentials serve REQUIRE: the FIDO2 ones for a key (SSH keys have no
+ * key handle), the security-key SSH keys for ssh-key. Errors as creds_load_user(). */
 static int check_count_creds(Manager *m, const char *user, PolicyRequire require, size_t *ret)
 {
-	_cleanup_credential_set_ CredentialSet *s = NULL;
-	int r;
-
-	r = creds_load_user(policy_settings(m->policy)->credentials_dir, user, &s, NULL);
-	if (r < 0)
-		return r;
-	*ret = require == POLICY_REQUIRE_SSH_KEY ? creds_count_ssh(s) : creds_count_fido2(s);
-	return 0;
+	return creds_count_user_type(policy_settings(m->policy)->credentials_dir, user,
+	        require == POLICY_REQUIRE_SSH_KEY ? CRED_TYPE_SSH_SK : CRED_TYPE_FIDO2, ret);
 }
 
 static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
@@ -329,8 +323,9 @@ static int append_user_credentials(
 
 		if (cr->has_aaguid)
 			fido_aaguid_to_string(cr->aaguid, aaguid);
-		snprintf(flags, sizeof(flags), "%s%s%s%s", fido_cose_to_string(cr->cose_alg),
-		        cr->resident ? ",resident" : "", cr->up ? ",up" : "", cr->uv ? ",uv" : "");
+		snprintf(flags, sizeof(flags), "%s%s%s%s%s", credential_is_ssh(cr) ? "ssh-sk," : "",
+		        fido_cose_to_string(cr->cose_alg), cr->resident ? ",resident" : "",
+		        cr->up ? ",up" : "", cr->uv ? ",uv" : "");
 		r = sd_bus_message_append(reply, "(sssssst)", user, cr->label, cr->id, aaguid,
 		        flags, cred_attestation_to_string(cr->attestation), cr->created_ms * 1000);
 		if (r < 0)

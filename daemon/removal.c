@@ -918,7 +918,7 @@ prove:
 		c = r >= 0 ? creds_find_id(s, b->cred_id) : NULL;
 		if (!c && r >= 0 && b->cred_label)
 			c = creds_find_label(s, b->cred_label);
-		if (!c || !c->public_key || !c->rp_id) {
+		if (!c || credential_is_ssh(c) || !c->public_key || !c->rp_id) {
 			it->result = "no-credential";
 			continue;
 		}
