@@ -204,6 +204,16 @@ class SSH(e2e.E2E):
         with open(path, encoding='utf-8') as f:
             return [json.loads(line) for line in f if line.strip()]
 
+    def report(self):
+        '''keywardctl report --format json on the trail: its elevations table.'''
+        out = os.path.join(self.tmp, 'report.json')
+        env = dict(os.environ, LD_PRELOAD=e2e.preload('libnss_wrapper.so'), **self.nss_env)
+        p = subprocess.run([self.args.keywardctl, '-c', self.policy, 'report', '--format', 'json',
+                            '-o', out], env=env, capture_output=True, timeout=60, check=False)
+        check(os.path.exists(out), f'keywardctl report wrote nothing: {p.stderr.decode()}')
+        with open(out, encoding='utf-8') as f:
+            return json.load(f)['elevations']
+
     def find(self, **kw):
         return [r for r in self.records() if all(r.get(k) == v for k, v in kw.items())]
 
@@ -261,6 +271,10 @@ def case_sshd_sk_accepted(e):
           f'detail {r.get("detail")}')
     check(r.get('cred_label') == 'alice-sk' and r.get('rhost') == REMOTE,
           f'record {r}')
+    rows = [v for v in e.report() if v.get('method') == 'ssh-login']
+    check(len(rows) == 1 and rows[0]['user'] == 'alice' and rows[0]['from'] == REMOTE and
+          rows[0]['key'] == 'alice-sk ' + fingerprint(e.keys['sk'][1]),
+          f'report rows: {rows}')
 
 
 def case_sshd_session_phase(e):
@@ -338,6 +352,10 @@ def case_agent_ok(e):
           f'detail {detail}')
     binds = e.find(event='session-bind', user='root', result='success')
     check(len(binds) == 1, f'the elevation was not bound: {binds}', e.log())
+    rows = e.report()
+    check(len(rows) == 1 and rows[0]['method'] == 'ssh-agent' and rows[0]['from'] == REMOTE and
+          rows[0]['key'] == 'root-sk ' + fingerprint(e.keys['sk'][1]) and
+          rows[0]['service'] == 'e2e-sudo', f'report rows: {rows}')
 
 
 def case_agent_replay(e):
