@@ -36,6 +36,14 @@ import dbus  # noqa: E402
 
 REMOTE = '192.0.2.10'
 TIMEOUT_MS = 3000
+UV_RULE = '''
+	{
+		name = "ssh-uv";
+		match = { users = "carol"; };
+		require = "key";
+		on_remote = "ssh-key";
+		user_verification = "required";
+	},'''
 POLICY = '''settings = {
 	rp_id = "pam://keyward-ssh";
 	timeout = %(timeout)d;
@@ -45,7 +53,7 @@ POLICY = '''settings = {
 	runtime_dir = "%(dir)s/run";
 	audit_log = "%(dir)s/log/audit.log";
 };
-rules = (
+rules = (%(uv_rule)s
 	{
 		name = "ssh-admins";
 		match = { users = ["alice", "root"]; services = ["e2e-sshd", "e2e-sudo"]; };
@@ -176,7 +184,8 @@ class SSH(e2e.E2E):
     def __init__(self, args, lifetime=900):
         super().__init__(args)
         with open(self.policy, 'w', encoding='utf-8') as f:
-            f.write(POLICY % {'dir': self.tmp, 'timeout': TIMEOUT_MS, 'lifetime': lifetime})
+            f.write(POLICY % {'dir': self.tmp, 'timeout': TIMEOUT_MS, 'lifetime': lifetime,
+                              'uv_rule': UV_RULE})
         for service in ('e2e-sshd', 'e2e-sudo'):
             self.write_service(service)
         self.keys = {}
@@ -336,6 +345,50 @@ def case_sshd_daemon_down(e):
     check(rc == 0, 'daemon down, uncovered: unexpected PAM results', out + err[-3000:])
 
 
+def case_sshd_uv_missing(e):
+    '''A rule requiring UV accepts only a key registered with verify-required.'''
+    e.keygen('sk', 'ecdsa-sk')
+    with open(os.path.join(e.tmp, 'passwd'), 'a', encoding='ascii') as f:
+        f.write('carol:x:1002:1002:Carol:/home/carol:/bin/sh\n')
+    e.register('carol', [creds_entry(e.keys['sk'][1], 'carol-sk', uv=False)])
+    e.start_daemon()
+    rc, out, err, _ = e.sshd('carol', pub_info(e.keys['sk'][1]), [('acct', 'PAM_PERM_DENIED')])
+    check(rc == 0, 'UV required, key without verify-required: unexpected PAM results',
+          out + err[-3000:] + e.log())
+    check('is not registered with verify-required' in out, 'message', out)
+    check(e.find(event='auth', user='carol', reason='uv-missing'), 'no uv-missing record')
+    e.register('carol', [creds_entry(e.keys['sk'][1], 'carol-sk', uv=True)])
+    rc, out, err, _ = e.sshd('carol', pub_info(e.keys['sk'][1]), [('acct', 'PAM_SUCCESS')])
+    check(rc == 0, 'UV required, verify-required key: unexpected PAM results',
+          out + err[-3000:] + e.log())
+
+
+def case_policy_explain(e):
+    '''keywardctl policy explain/check show on_remote ssh-key and remote_lifetime.'''
+    env = dict(os.environ, LD_PRELOAD=e2e.preload('libnss_wrapper.so'), **e.nss_env)
+
+    def ctl(*argv, conf=e.policy):
+        p = subprocess.run([e.args.keywardctl, '-c', conf] + list(argv), env=env,
+                           capture_output=True, timeout=30, check=False)
+        return p.returncode, p.stdout.decode() + p.stderr.decode()
+    rc, out = ctl('policy', 'explain', '--user', 'alice', '--service', 'e2e-sudo', '--rhost',
+                  REMOTE)
+    check('Decision: a registered security-key SSH key is required' in out and
+          'Elevation lifetime: 900 s' in out, 'explain (remote)', out)
+    rc, out = ctl('policy', 'explain', '--user', 'alice', '--service', 'e2e-sudo')
+    check('Remote logins: a registered security-key SSH key (on_remote = "ssh-key")' in out,
+          'explain (local)', out)
+    text = open(e.policy, encoding='ascii').read().replace(
+        'remote_lifetime = 900;', 'remote_lifetime = 0;')
+    bad = os.path.join(e.tmp, 'bad.conf')
+    with open(bad, 'w', encoding='ascii') as f:
+        f.write(text)
+    os.chmod(bad, 0o644)
+    rc, out = ctl('policy', 'check', conf=bad)
+    check(rc != 0 and "'remote_lifetime' is 0, expected 1..86400 (seconds)" in out,
+          'policy check of remote_lifetime 0', out)
+
+
 # --- sudo through the agent ----------------------------------------------------------------
 
 def case_agent_ok(e):
@@ -477,6 +530,48 @@ def case_agent_wrong_uid(e):
     check(not fake.conns, 'the module connected to a socket of another user')
 
 
+def case_agent_no_touch(e):
+    '''The key on the desk is not touched: the agent refuses; nothing is granted.'''
+    setup(e)
+    e.ctl('touch-mode', '0', 'deny')
+    rc, out, err, _ = e.sudo([('auth', 'PAM_AUTH_ERR')], e.agent.sock)
+    check(rc == 0, 'no touch: unexpected PAM results', out + err[-3000:] + e.log())
+    check('the SSH agent refused to sign' in out, 'message', out)
+    check(e.find(event='auth', user='root', reason='no-touch'), 'no no-touch record')
+    check(not e.find(event='auth', result='success'), 'granted without a touch')
+
+
+def case_agent_lifetime_restart(e):
+    '''The lifetime survives a restart of keywardd (the binding file's expires=).'''
+    setup(e)
+    env = e.driver_env()
+    env['SSH_AUTH_SOCK'] = e.agent.sock
+    argv = [e.args.driver, '--item', 'rhost=' + REMOTE, '--item', 'tty=/dev/pts/3', '--item',
+            'ruser=root', '--hold', '30', 'e2e-sudo', 'root', 'auth:PAM_SUCCESS',
+            'open:PAM_SUCCESS']
+    start = time.monotonic()
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    line = b''
+    while b'holding' not in line:
+        line = p.stdout.readline()
+        check(line or p.poll() is None, 'the driver ended before holding', e.log())
+    e.stop_daemon()
+    files = os.listdir(os.path.join(e.tmp, 'run', 'bindings'))
+    check(len(files) == 1, f'binding files: {files}')
+    with open(os.path.join(e.tmp, 'run', 'bindings', files[0]), encoding='ascii') as f:
+        text = f.read()
+    check('expires=' in text and 'hidraw=' not in text, f'binding file: {text}')
+    e.start_daemon()
+    try:
+        rc = p.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise Failure('the elevation outlived its lifetime across a restart\n' + e.log())
+    check(rc < 0, f'the driver was not ended by a signal (rc {rc})')
+    check(time.monotonic() - start < 15, 'ended late')
+    check(e.find(event='action', reason='lifetime'), 'no lifetime record')
+
+
 def case_agent_lifetime(e):
     '''The elevation ends after remote_lifetime (the driver holds it open).'''
     e2 = e
@@ -503,7 +598,7 @@ def main():
     check(os.geteuid() == 0, 'these tests run as root (root-owned policy and state)')
     for tool in ('ssh-keygen', 'ssh-agent', 'ssh-add'):
         check(shutil.which(tool), f'required tool {tool} is missing (scripts/deps)')
-    e = SSH(args, lifetime=3 if args.case == 'agent_lifetime' else 900)
+    e = SSH(args, lifetime=3 if args.case.startswith('agent_lifetime') else 900)
     try:
         CASES[args.case](e)
     except Failure as ex:
