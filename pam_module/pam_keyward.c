@@ -1593,8 +1593,15 @@ static Outcome do_authenticate(Ctx *c)
 	case POLICY_REQUIRE_SSH_KEY:
 		/* sshd runs this phase for password and keyboard-interactive only (and for a
 		 * second method after publickey: then SSH_AUTH_INFO_0 names the key) */
-		if (handle_is_sshd(c))
-			return ssh_login(c, &ck, strempty(pam_getenv(c->pamh, "SSH_AUTH_INFO_0")));
+		if (handle_is_sshd(c)) {
+			Outcome o =
+			        ssh_login(c, &ck, strempty(pam_getenv(c->pamh, "SSH_AUTH_INFO_0")));
+
+			/* The key was proven by sshd's publickey method; this phase proves
+			 * nothing more (a password sshd asks for after it stays the rest of the
+			 * stack's to check): step aside rather than end the stack. */
+			return o == OUTCOME_SUCCESS ? OUTCOME_NOTHING_TO_DO : o;
+		}
 		return ssh_agent_approve(c, &ck, false);
 	default:
 		return OUTCOME_ERROR;
@@ -1622,6 +1629,10 @@ static Outcome do_account(Ctx *c)
 
 	if (pam_get_data(c->pamh, DATA_TOKEN, &token) == PAM_SUCCESS && token) {
 		log_debug(c, "%s authenticated with a key on this handle", c->user);
+		return OUTCOME_SUCCESS;
+	}
+	if (pam_get_data(c->pamh, DATA_SSH_LOGIN, &token) == PAM_SUCCESS && token) {
+		log_debug(c, "%s's SSH key was checked on this handle", c->user);
 		return OUTCOME_SUCCESS;
 	}
 

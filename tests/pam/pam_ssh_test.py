@@ -345,6 +345,39 @@ def case_sshd_daemon_down(e):
     check(rc == 0, 'daemon down, uncovered: unexpected PAM results', out + err[-3000:])
 
 
+def case_sshd_second_method(e):
+    '''AuthenticationMethods publickey,keyboard-interactive: the auth phase (of the second
+    method) sees the key; it steps aside for the password check instead of ending the stack,
+    and a non-root caller cannot hand the daemon an SSH_AUTH_INFO_0 of its own.'''
+    setup(e, agent_keys=None)
+    info = pub_info(e.keys['sk'][1]) + '\nkeyboard-interactive/pam'
+    rc, out, err, _ = e.sshd('alice', info, [('auth', 'PAM_IGNORE'), ('acct', 'PAM_SUCCESS'),
+                                             ('open', 'PAM_SUCCESS')])
+    check(rc == 0, 'second method: unexpected PAM results', out + err[-3000:] + e.log())
+    check(len(e.find(event='auth', user='alice', result='success')) == 1,
+          'one success record expected', e.log())
+    # alice herself (uid 1000) asking with a forged record
+    code = ('import dbus,os,sys\n'
+            'b=dbus.bus.BusConnection(os.environ["DBUS_SYSTEM_BUS_ADDRESS"])\n'
+            'o=dbus.Interface(b.get_object("org.keyward.Keyward1","/org/keyward/Keyward1"),'
+            '"org.keyward.Keyward1.Manager")\n'
+            'r,w=os.pipe();os.close(w)\n'
+            'a=o.Authenticate("alice","e2e-sshd","ssh",sys.argv[1],dbus.types.UnixFd(r),'
+            '{"ssh_auth_info":sys.argv[2]})\n'
+            'print("ANSWER",bool(a[0]),str(a[1]))\n')
+    # the testbed's private bus is root's: let uid 1000 reach its socket
+    sock = os.environ['DBUS_SYSTEM_BUS_ADDRESS'].split('path=')[1].split(',')[0]
+    os.chmod(os.path.dirname(sock), 0o711)
+    os.chmod(os.path.dirname(os.path.dirname(sock)), 0o711)
+    os.chmod(sock, 0o666)
+    env = dict(os.environ, LD_PRELOAD=e2e.preload('libnss_wrapper.so'), **e.nss_env)
+    p = subprocess.run(['setpriv', '--reuid=1000', '--regid=1000', '--clear-groups',
+                        sys.executable, '-c', code, REMOTE, pub_info(e.keys['sk'][1])],
+                       env=env, capture_output=True, timeout=30, check=False)
+    out = p.stdout.decode() + p.stderr.decode()
+    check('ANSWER False ssh-key-required' in out, 'a non-root caller vouched for its login', out)
+
+
 def case_sshd_uv_missing(e):
     '''A rule requiring UV accepts only a key registered with verify-required.'''
     e.keygen('sk', 'ecdsa-sk')
