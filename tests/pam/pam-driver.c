@@ -142,7 +142,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: pam-driver [--repeat N] [--quiet] [--timing] [--silent] [--pin "
 	                "PIN]... [--item rhost|tty|ruser=VALUE]... [--env NAME=VALUE]... "
-	                "[--hold SECONDS] SERVICE USER "
+	                "[--hold SECONDS] [--unsetenv NAME] SERVICE USER "
 	                "OP:EXPECTED...\n  OP: auth setcred acct open close\n");
 }
 
@@ -241,6 +241,10 @@ int main(int argc, char *argv[])
 			envs[n_envs++] = argv[++i];
 		else if (strcmp(argv[i], "--hold") == 0 && i + 1 < argc)
 			hold = strtol(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--unsetenv") == 0 && i + 1 < argc)
+			/* like sudo's env_reset before PAM: gone from getenv(), still in
+			 * /proc/self/environ */
+			(void)unsetenv(argv[++i]);
 		else {
 			usage();
 			return 2;

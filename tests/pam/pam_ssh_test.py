@@ -226,16 +226,16 @@ class SSH(e2e.E2E):
     def find(self, **kw):
         return [r for r in self.records() if all(r.get(k) == v for k, v in kw.items())]
 
-    def sshd(self, user, info, ops, env=True):
-        extra = ['--item', 'rhost=' + REMOTE, '--item', 'tty=ssh',
-                 '--env', f'SSH_CONNECTION={REMOTE} 40000 192.0.2.1 22']
+    def sshd(self, user, info, ops, rhost=REMOTE):
+        extra = ['--item', 'rhost=' + rhost, '--item', 'tty=ssh',
+                 '--env', f'SSH_CONNECTION={rhost} 40000 192.0.2.1 22']
         if info is not None:
             extra += ['--env', 'SSH_AUTH_INFO_0=' + info]
         return self.run('e2e-sshd', user, ops, extra=extra)
 
-    def sudo(self, ops, sock, hold=0, user='root'):
+    def sudo(self, ops, sock, hold=0, user='root', extra=()):
         extra = ['--item', 'rhost=' + REMOTE, '--item', 'tty=/dev/pts/3', '--item',
-                 'ruser=' + user]
+                 'ruser=' + user] + list(extra)
         if hold:
             extra += ['--hold', str(hold)]
         env = self.driver_env()
@@ -378,6 +378,20 @@ def case_sshd_second_method(e):
     check('ANSWER False ssh-key-required' in out, 'a non-root caller vouched for its login', out)
 
 
+def case_sshd_local_not_enrolled(e):
+    '''A login from loopback is local unless logind says otherwise, which sshd's account
+    phase is too early to know: a covered account without a security key is refused in
+    the session phase instead (where on_remote would apply had logind said remote).'''
+    setup(e, agent_keys=None)
+    rc, out, err, _ = e.sshd('alice', pub_info(e.keys['sk'][1]),
+                             [('acct', 'PAM_SUCCESS'), ('open', 'PAM_PERM_DENIED')],
+                             rhost='127.0.0.1')
+    check(rc == 0, 'local sshd login without a key: unexpected PAM results',
+          out + err[-3000:] + e.log())
+    check('No security key is enrolled for alice' in out, 'message', out)
+    check(e.find(event='account', user='alice', reason='not-enrolled'), 'no record')
+
+
 def case_sshd_uv_missing(e):
     '''A rule requiring UV accepts only a key registered with verify-required.'''
     e.keygen('sk', 'ecdsa-sk')
@@ -442,6 +456,15 @@ def case_agent_ok(e):
     check(len(rows) == 1 and rows[0]['method'] == 'ssh-agent' and rows[0]['from'] == REMOTE and
           rows[0]['key'] == 'root-sk ' + fingerprint(e.keys['sk'][1]) and
           rows[0]['service'] == 'e2e-sudo', f'report rows: {rows}')
+
+
+def case_agent_env_reset(e):
+    '''sudo resets the environment getenv() sees before PAM runs: the agent is found in the
+    one it was started with (/proc/self/environ).'''
+    setup(e)
+    rc, out, err, _ = e.sudo([('auth', 'PAM_SUCCESS')], e.agent.sock,
+                             extra=['--unsetenv', 'SSH_AUTH_SOCK'])
+    check(rc == 0, 'environment reset: unexpected PAM results', out + err[-3000:] + e.log())
 
 
 def case_agent_replay(e):
