@@ -99,6 +99,7 @@ static int ssh_import(int argc, char *argv[])
 	_cleanup_free_ char *text = NULL;
 	_cleanup_free_ uint8_t *att = NULL, *chal = NULL;
 	const char *att_path = NULL, *chal_path = NULL, *file;
+	_cleanup_strv_free_ char **used = NULL;
 	ImportArgs a = {};
 	SshKeyLine keys[CTL_SSH_MAX_KEYS];
 	char *lines[CTL_SSH_MAX_KEYS];
@@ -176,6 +177,13 @@ static int ssh_import(int argc, char *argv[])
 		eol = strchr(p, '\n');
 		if (eol)
 			*eol = '\0';
+		if (*p && p[strlen(p) - 1] == '\r') /* a file with CRLF line ends */
+			p[strlen(p) - 1] = '\0';
+		/* keywardd takes no control characters: a tab separates fields like a space
+		 * (inside quotes it only changes options keyward ignores, or the comment). */
+		for (char *t = p; *t; t++)
+			if (*t == '\t')
+				*t = ' ';
 		lineno++;
 		r = ssh_key_line_parse(p, &l, &err);
 		if (r == -ENODATA)
@@ -234,7 +242,15 @@ static int ssh_import(int argc, char *argv[])
 			label = NULL;
 		else if (!a.label && default_label(&keys[i], (unsigned)i + 1, &label) < 0)
 			label = NULL;
-		if (!label) {
+		if (label && strv_contains(used, label)) {
+			/* two keys of the file with the same comment */
+			char *l2 = NULL;
+			if (asprintf(&l2, "%.60s-%zu", label, i + 1) < 0)
+				l2 = NULL;
+			free(label);
+			label = l2;
+		}
+		if (!label || strv_extend(&used, label) < 0) {
 			code = CTL_EXIT_ERROR;
 			break;
 		}

@@ -2135,9 +2135,9 @@ def case_ssh_import(e):
     ak = os.path.join(e.tmp, "authorized_keys")
     with open(ak, "w") as f:
         f.write("# keys\n")
-        f.write('verify-required,from="10.0.0.0/8" ' + open(ec).read())
+        f.write('verify-required,from="10.0.0.0/8"\t' + open(ec).read().replace(" ", "\t", 1))  # tabs
         f.write(open(plain).read())
-        f.write("no-touch-required " + open(ed).read())
+        f.write("no-touch-required " + open(ed).read().strip() + "\r\n")  # a CRLF line
     r = e.ctl("ssh", "import", "root", ak)
     check("skipped: ssh-ed25519 plain@laptop is an ordinary SSH key" in r.stderr, f"plain key reported: {r.stderr}")
     check(f"Imported alice@laptop for root: {ssh_fp(ec)}" in r.stdout, f"ecdsa-sk imported: {r.stdout}")
@@ -2165,8 +2165,15 @@ def case_ssh_import(e):
     with open(bad, "w") as f:
         f.write("sk-ecdsa-sha2-nistp256@openssh.com AAAAnotbase64!! x\n")
     check("not a valid SSH key line" in e.ctl("ssh", "import", "root", bad, expect=1).stderr, "garbage line")
-    third = ssh_keygen(e, "third")
-    fourth = ssh_keygen(e, "fourth")
+    third = ssh_keygen(e, "third", comment="same")
+    fourth = ssh_keygen(e, "fourth", comment="same")
+    both = os.path.join(e.tmp, "both")
+    with open(both, "w") as f:
+        f.write(open(third).read() + open(fourth).read())
+    r = e.ctl("ssh", "import", "root", both, expect=1)  # one fits under the maximum
+    check("Imported same for root" in r.stdout and "labelled" not in r.stderr
+          and "most credentials the policy allows (3)" in r.stderr, f"same comments: {r}")
+    e.ctl("revoke", "root", "same")
     e.ctl("ssh", "import", "root", third, "--label", "third")
     r = e.ctl("ssh", "import", "root", fourth, "--label", "fourth", expect=1)
     check("most credentials the policy allows (3)" in r.stderr, r.stderr)
