@@ -269,7 +269,15 @@ def pub_info(pub):
 # --- sshd ---------------------------------------------------------------------------------
 
 def case_sshd_sk_accepted(e):
-    setup(e, agent_keys=None)
+    '''Registered the way an administrator does it: keywardctl ssh import.'''
+    e.keygen('sk', 'ecdsa-sk')
+    e.start_daemon()
+    env = dict(os.environ, LD_PRELOAD=e2e.preload('libnss_wrapper.so'), **e.nss_env)
+    p = subprocess.run([e.args.keywardctl, '-c', e.policy, 'ssh', 'import', 'alice',
+                        e.keys['sk'][0] + '.pub', '--label', 'alice-sk'], env=env,
+                       capture_output=True, timeout=60, check=False)
+    check(p.returncode == 0, 'keywardctl ssh import failed',
+          p.stdout.decode() + p.stderr.decode() + e.log())
     rc, out, err, _ = e.sshd('alice', pub_info(e.keys['sk'][1]),
                              [('acct', 'PAM_SUCCESS'), ('open', 'PAM_SUCCESS')])
     check(rc == 0, 'registered sk key: unexpected PAM results', out + err[-3000:] + e.log())
