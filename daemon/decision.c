@@ -96,6 +96,7 @@ int decision_new(const DecisionRequest *req, const PolicyDecision *pd, Decision 
 	d->grace_ms = pd->grace_ms;
 	d->lock_verify_ms = pd->lock_verify_ms;
 	d->on_lock_failure = pd->on_lock_failure;
+	d->breakglass = pd->breakglass;
 	d->created_ms = now_monotonic_ms();
 	*ret = TAKE_PTR(d);
 	return 0;

@@ -60,6 +60,10 @@ typedef struct Decision {
 	uint32_t grace_ms, lock_verify_ms;
 	PolicyLockFailure on_lock_failure;
 
+	/* A break-glass code or approval may stand in for a key in this login
+	 * (policy_breakglass_allows(), at the time the decision was made). */
+	bool breakglass;
+
 	uint64_t created_ms;   /* CLOCK_MONOTONIC */
 	bool spent;            /* a successful Authenticate used it: Check must decide anew */
 	struct Decision *next; /* in a DecisionTable */

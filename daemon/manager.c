@@ -1241,6 +1241,8 @@ int manager_decide(Manager *m, const char *user, const char *service, const char
 	if (r < 0)
 		return r;
 	pd.remote = remote;
+	/* The decision carries "break-glass allowed here", not only the rule's opt-in. */
+	pd.breakglass = policy_breakglass_allows(m->policy, &pd, service);
 	return decision_new(&(DecisionRequest){.user = user,
 	                            .uid = uid,
 	                            .service = service,

@@ -158,6 +158,12 @@ static const char *const audit_event_table[_AUDIT_EVENT_MAX] = {
         [AUDIT_EVENT_PIN_PROMPT] = "pin-prompt",
         [AUDIT_EVENT_AUDIT_SINK] = "audit-sink",
         [AUDIT_EVENT_SPOOL_TAKEN] = "spool-taken",
+        [AUDIT_EVENT_BREAKGLASS_ISSUE] = "breakglass-issue",
+        [AUDIT_EVENT_BREAKGLASS_USE] = "breakglass-use",
+        [AUDIT_EVENT_BREAKGLASS_FAIL] = "breakglass-fail",
+        [AUDIT_EVENT_BREAKGLASS_APPROVE] = "breakglass-approve",
+        [AUDIT_EVENT_BREAKGLASS_EXPIRE] = "breakglass-expire",
+        [AUDIT_EVENT_BREAKGLASS_REVOKE] = "breakglass-revoke",
 };
 
 static const char *const audit_result_table[_AUDIT_RESULT_MAX] = {

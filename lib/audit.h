@@ -113,6 +113,13 @@ typedef enum AuditEvent {
 	AUDIT_EVENT_PIN_PROMPT,  /* the key wants its PIN: the module asks it and retries (info) */
 	AUDIT_EVENT_AUDIT_SINK,  /* a copy (Linux audit) stopped or resumed being sent (info) */
 	AUDIT_EVENT_SPOOL_TAKEN, /* records spooled during a trail outage were taken in (info) */
+	/* Break-glass recovery (docs/breakglass.md). Never the code or its hash in a record. */
+	AUDIT_EVENT_BREAKGLASS_ISSUE, /* a set of codes issued (actor: who, user: for whom) */
+	AUDIT_EVENT_BREAKGLASS_USE,   /* a code or an approval let a user in (success) */
+	AUDIT_EVENT_BREAKGLASS_FAIL,  /* an attempt refused (reason: wrong-code, used-code, ...) */
+	AUDIT_EVENT_BREAKGLASS_APPROVE, /* another admin's key approved one login (two-person) */
+	AUDIT_EVENT_BREAKGLASS_EXPIRE,  /* unused codes or approvals passed their expiry (info) */
+	AUDIT_EVENT_BREAKGLASS_REVOKE,  /* a user's codes (and approvals) withdrawn */
 	_AUDIT_EVENT_MAX,
 	_AUDIT_EVENT_INVALID = -EINVAL,
 } AuditEvent;

@@ -71,7 +71,10 @@ DEFINE_STRING_TABLE_LOOKUP(policy_audit_failure, PolicyAuditFailure, audit_failu
 static const char *const top_keys[] = {"settings", "rules", "default", NULL};
 static const char *const settings_keys[] = {"rp_id", "timeout", "failmode", "audit_failure",
         "credentials_dir", "state_dir", "runtime_dir", "audit_log", "admin_group", "cue",
-        "max_credentials_per_user", "max_bindings", "audit", NULL};
+        "max_credentials_per_user", "max_bindings", "audit", "breakglass", NULL};
+static const char *const breakglass_keys[] = {"services", "codes", "validity", "argon2",
+        "max_attempts", "window", "two_person", "approval_validity", "require_enroll", NULL};
+static const char *const argon2_keys[] = {"opslimit", "memlimit", NULL};
 static const char *const audit_keys[] = {"rotate_size", "rotate_age", "keep_files", "keep_age",
         "keep_min_files", "seal_every", "space_left", "space_left_action", "admin_space_left",
         "admin_space_left_action", "disk_full_action", NULL};
@@ -84,14 +87,14 @@ static const char *const lockout_keys[] = {"max_failures", "window", "unlock_aft
 /* Outcome keys, shared by rules and `default`; rules also take name and match. */
 static const char *const outcome_keys[] = {"require", "reason", "on_remote", "user_verification",
         "user_presence", "aaguid_allow", "aaguid_deny", "attestation", "trust_anchors", "counter",
-        "cached_elevation", "removal", "lockout", NULL};
+        "cached_elevation", "removal", "lockout", "breakglass", NULL};
 static const char *const rule_keys[] = {"name", "match", "require", "reason", "on_remote",
         "user_verification", "user_presence", "aaguid_allow", "aaguid_deny", "attestation",
-        "trust_anchors", "counter", "cached_elevation", "removal", "lockout", NULL};
+        "trust_anchors", "counter", "cached_elevation", "removal", "lockout", "breakglass", NULL};
 /* Outcome keys that only mean something when require = "key". */
 static const char *const key_only_keys[] = {"on_remote", "user_verification", "user_presence",
         "aaguid_allow", "aaguid_deny", "attestation", "trust_anchors", "counter",
-        "cached_elevation", "removal", "lockout", NULL};
+        "cached_elevation", "removal", "lockout", "breakglass", NULL};
 
 const char *const policy_known_keys[] = {"settings", "rules", "default",
         /* settings */
@@ -102,6 +105,9 @@ const char *const policy_known_keys[] = {"settings", "rules", "default",
         "rotate_size", "rotate_age", "keep_files", "keep_age", "keep_min_files", "seal_every",
         "space_left", "space_left_action", "admin_space_left", "admin_space_left_action",
         "disk_full_action",
+        /* settings.breakglass (and the outcome's breakglass = true|false) */
+        "breakglass", "codes", "validity", "argon2", "opslimit", "memlimit", "max_attempts",
+        "two_person", "approval_validity", "require_enroll",
         /* rules */
         "name", "match", "users", "groups", "uids", "services", "ttys", "remote", "not",
         /* outcome */
@@ -239,6 +245,7 @@ Policy *policy_free(Policy *p)
 	free(p->settings.audit_log);
 	free(p->settings.admin_group);
 	free(p->settings.cue);
+	strv_free(p->settings.breakglass.services);
 	free(p->path);
 	free(p);
 	return NULL;
@@ -870,6 +877,8 @@ static void parse_outcome(Ctx *c, const config_setting_t *g, PolicyOutcome *o, c
 			parse_removal(c, s, o);
 		else if (streq(k, "lockout"))
 			parse_lockout(c, s, o);
+		else if (streq(k, "breakglass"))
+			(void)get_bool(c, s, &o->breakglass);
 	}
 
 	if (o->require < 0) {
@@ -1173,6 +1182,108 @@ static void parse_audit(Ctx *c, const config_setting_t *g, PolicyAuditSettings *
 		        a->keep_min_files, a->keep_files);
 }
 
+/* ---- settings.breakglass ---- */
+
+static void parse_argon2(Ctx *c, const config_setting_t *g, PolicyBreakglass *b)
+{
+	int n;
+
+	if (!expect_group(c, g, "'argon2'"))
+		return;
+	check_keys(c, g, argon2_keys, "'argon2'");
+	n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *k = config_setting_name(s);
+		uint64_t mem = 0;
+
+		if (streq(k, "opslimit")) {
+			if (get_uint(c, s, POLICY_BREAKGLASS_OPSLIMIT_MIN,
+			            POLICY_BREAKGLASS_OPSLIMIT_MAX, "Argon2id passes",
+			            &b->argon2_opslimit) >= 0 &&
+			        b->argon2_opslimit < 2)
+				warning(c, line_of(s),
+				        "'opslimit' = %" PRIu32 " is below libsodium's interactive "
+				        "level (2): stolen code hashes are cheaper to guess",
+				        b->argon2_opslimit);
+		} else if (streq(k, "memlimit")) {
+			if (get_size(c, s, POLICY_BREAKGLASS_MEMLIMIT_MIN,
+			            POLICY_BREAKGLASS_MEMLIMIT_MAX, &mem, NULL) < 0)
+				continue;
+			if (mem == 0) {
+				error(c, line_of(s),
+				        "'memlimit' must be %" PRIu64 "..%" PRIu64
+				        " bytes (libsodium's minimum is 8K)",
+				        POLICY_BREAKGLASS_MEMLIMIT_MIN,
+				        POLICY_BREAKGLASS_MEMLIMIT_MAX);
+				continue;
+			}
+			b->argon2_memlimit = mem;
+			if (mem < (UINT64_C(64) << 20))
+				warning(c, line_of(s),
+				        "'memlimit' is below libsodium's interactive level (64M): "
+				        "stolen code hashes are cheaper to guess");
+		}
+	}
+}
+
+static void parse_breakglass(Ctx *c, const config_setting_t *g, PolicyBreakglass *b)
+{
+	int n;
+
+	if (!expect_group(c, g, "'breakglass'"))
+		return;
+	check_keys(c, g, breakglass_keys, "'breakglass'");
+	n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *k = config_setting_name(s);
+		char **l = NULL;
+
+		if (streq(k, "services")) {
+			if (get_strv(c, s, valid_service, "PAM service name", false, &l) < 0)
+				continue;
+			strv_free(b->services);
+			b->services = l;
+			if (strv_contains(l, "sshd"))
+				warning(c, line_of(s),
+				        "'breakglass' lists \"sshd\": a recovery code then opens a "
+				        "remote login, where anyone who learns it can use it");
+		} else if (streq(k, "codes"))
+			(void)get_uint(
+			        c, s, 1, POLICY_BREAKGLASS_CODES_MAX, "codes per issue", &b->codes);
+		else if (streq(k, "validity")) {
+			uint64_t v = 0;
+
+			if (get_duration(c, s, &v) < 0)
+				continue;
+			if (v < 60) {
+				error(c, line_of(s),
+				        "'validity' must be at least 60 seconds (codes that expire "
+				        "before they can be stored are useless)");
+				continue;
+			}
+			b->validity_s = v;
+		} else if (streq(k, "argon2"))
+			parse_argon2(c, s, b);
+		else if (streq(k, "max_attempts"))
+			(void)get_uint(c, s, 1, 1000, "attempts per window", &b->max_attempts);
+		else if (streq(k, "window"))
+			(void)get_uint(c, s, 1, 604800, "seconds", &b->window_s);
+		else if (streq(k, "two_person"))
+			(void)get_bool(c, s, &b->two_person);
+		else if (streq(k, "approval_validity"))
+			(void)get_uint(c, s, 1, 86400, "seconds", &b->approval_validity_s);
+		else if (streq(k, "require_enroll")) {
+			if (get_bool(c, s, &b->require_enroll) >= 0 && !b->require_enroll)
+				warning(c, line_of(s),
+				        "require_enroll = false: a user who came in with a "
+				        "recovery "
+				        "code may elevate without any key");
+		}
+	}
+}
+
 static void parse_settings(Ctx *c, const config_setting_t *g, PolicySettings *st)
 {
 	int n, v;
@@ -1268,6 +1379,8 @@ static void parse_settings(Ctx *c, const config_setting_t *g, PolicySettings *st
 			(void)get_uint(c, s, 1, 1048576, "bindings", &st->max_bindings);
 		else if (streq(k, "audit"))
 			parse_audit(c, s, &st->audit);
+		else if (streq(k, "breakglass"))
+			parse_breakglass(c, s, &st->breakglass);
 
 		if (target) {
 			free(*target);
@@ -1302,9 +1415,21 @@ static int settings_defaults(PolicySettings *st)
 	                        .admin_space_left_action = POLICY_AUDIT_SPACE_ALERT,
 	                        .disk_full_action = POLICY_AUDIT_SPACE_DENY,
 	                },
+	        .breakglass =
+	                {
+	                        .codes = 10,
+	                        .validity_s = 30 * 86400,
+	                        .argon2_opslimit = POLICY_BREAKGLASS_OPSLIMIT_DEFAULT,
+	                        .argon2_memlimit = POLICY_BREAKGLASS_MEMLIMIT_DEFAULT,
+	                        .max_attempts = 5,
+	                        .window_s = 900,
+	                        .two_person = false,
+	                        .approval_validity_s = 900,
+	                        .require_enroll = true,
+	                },
 	};
 	if (!st->rp_id || !st->credentials_dir || !st->state_dir || !st->runtime_dir ||
-	        !st->audit_log || !st->cue)
+	        !st->audit_log || !st->cue || strv_extend(&st->breakglass.services, "login") < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -1936,6 +2061,7 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
 	d.remote = remote;
 	d.on_remote_set = o->on_remote_set;
 	d.on_remote = o->on_remote_set ? o->on_remote : POLICY_ON_REMOTE_DENY;
+	d.breakglass = o->breakglass;
 
 	/* require, reason and the remote resolution: coverage.c, as for the snapshot. */
 	co = outcome_view(o);
@@ -1945,6 +2071,12 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
 	d.remote_resolved = cd.remote_resolved;
 	*ret = d;
 	return 0;
+}
+
+bool policy_breakglass_allows(const Policy *p, const PolicyDecision *d, const char *service)
+{
+	return p && d && !isempty(service) && d->breakglass && d->require == POLICY_REQUIRE_KEY &&
+	       strv_contains(p->settings.breakglass.services, service);
 }
 
 int policy_coverage(const Policy *p, CoverageSnapshot **ret)
@@ -2170,6 +2302,10 @@ int policy_decision_explain(const PolicyDecision *d, char **ret)
 		        : d->on_remote == POLICY_ON_REMOTE_NONE
 		                ? "not covered (on_remote = \"none\")"
 		                : "refused (on_remote = \"deny\")");
+		fprintf(f, "Break-glass recovery: %s\n",
+		        d->breakglass ? "allowed by this rule, on the services of "
+		                        "settings.breakglass, for a user without a usable key"
+		                      : "not allowed (the rule does not set breakglass = true)");
 		break;
 	}
 	if (fflush(f) != 0 || ferror(f))

@@ -5,6 +5,9 @@
  *   settings = { rp_id; timeout (ms); failmode; audit_failure; credentials_dir; state_dir;
  *                runtime_dir; audit_log; admin_group; cue; max_credentials_per_user;
  *                max_bindings;
+ *                breakglass = { services; codes; validity; argon2 = { opslimit; memlimit; };
+ *                               max_attempts; window; two_person; approval_validity;
+ *                               require_enroll; };
  *                audit = { rotate_size; rotate_age; keep_files; keep_age; keep_min_files;
  *                          seal_every; space_left; space_left_action; admin_space_left;
  *                          admin_space_left_action; disk_full_action; }; } (all optional)
@@ -18,6 +21,7 @@
  *              user_verification; user_presence; aaguid_allow; aaguid_deny; attestation;
  *              trust_anchors; counter; cached_elevation; removal = { action; grace; lock_verify;
  *              on_lock_failure; }; lockout = { max_failures; window; unlock_after; };
+ *              breakglass = true|false (default false: the rule opts in to recovery);
  * Lists take one string or a list/array of strings; within a list any entry matches,
  * across keys all must. A remote request whose outcome is "key" resolves to on_remote
  * (unset: deny). */
@@ -115,6 +119,33 @@ typedef struct PolicyAuditSettings {
 	PolicyAuditSpaceAction disk_full_action;        /* default deny */
 } PolicyAuditSettings;
 
+/* Bounds of the break-glass settings. The Argon2id ones are libsodium's own minimums
+ * (crypto_pwhash_argon2id_*_MIN, checked against its header in lib/breakglass.c); the
+ * maximums keep one verification within what keywardd can afford. */
+#define POLICY_BREAKGLASS_CODES_MAX        64
+#define POLICY_BREAKGLASS_OPSLIMIT_MIN     1u
+#define POLICY_BREAKGLASS_OPSLIMIT_MAX     32u
+#define POLICY_BREAKGLASS_MEMLIMIT_MIN     UINT64_C(8192)
+#define POLICY_BREAKGLASS_MEMLIMIT_MAX     (UINT64_C(1) << 30)
+#define POLICY_BREAKGLASS_OPSLIMIT_DEFAULT 3u
+#define POLICY_BREAKGLASS_MEMLIMIT_DEFAULT (UINT64_C(64) << 20)
+
+/* The `breakglass` group in `settings`: recovery for a covered user who lost their key
+ * (docs/breakglass.md). A rule (or `default`) must also opt in with breakglass = true. */
+typedef struct PolicyBreakglass {
+	char **services;              /* PAM services where it is accepted; default {"login"} */
+	uint32_t codes;               /* codes per issue, default 10 */
+	uint64_t validity_s;          /* how long issued codes stay valid, default 30 days */
+	uint32_t argon2_opslimit;     /* Argon2id passes, default 3 */
+	uint64_t argon2_memlimit;     /* Argon2id memory (bytes), default 64 MiB */
+	uint32_t max_attempts;        /* attempts per user within window_s, default 5 */
+	uint32_t window_s;            /* default 900 */
+	bool two_person;              /* another admin's key may approve one login; default false */
+	uint32_t approval_validity_s; /* how long an approval stays usable, default 900 */
+	bool require_enroll;          /* after a break-glass login, no elevation until a new key is
+	                               * enrolled; default true */
+} PolicyBreakglass;
+
 /* Global settings (the `settings` group). Strings owned by the Policy. */
 typedef struct PolicySettings {
 	char *rp_id;           /* default "pam://keyward" */
@@ -130,6 +161,7 @@ typedef struct PolicySettings {
 	uint32_t max_credentials_per_user; /* default 16 */
 	uint32_t max_bindings;             /* default 65536 */
 	PolicyAuditSettings audit;
+	PolicyBreakglass breakglass;
 } PolicySettings;
 
 /* Everything a matching rule requires; what policy_evaluate() hands back. */
@@ -172,6 +204,8 @@ typedef struct PolicyDecision {
 	bool remote_resolved;
 	bool on_remote_set;       /* the outcome stated on_remote explicitly */
 	PolicyOnRemote on_remote; /* DENY when not set */
+
+	bool breakglass; /* the outcome opts in to break-glass (policy_breakglass_allows()) */
 } PolicyDecision;
 
 /* What is being decided. Group names are resolved by the caller (getgrouplist). */
@@ -260,6 +294,11 @@ int policy_check_names(const Policy *p, const char *root, PolicyDiagnostics *dia
  * decides whether it applies and its outcome's requirement, then the default. The
  * snapshot borrows P's strings (valid while P lives); free it with coverage_snapshot_free(). */
 int policy_coverage(const Policy *p, CoverageSnapshot **ret);
+
+/* Whether a break-glass code or approval may stand in for a key in the login D was made
+ * for, on SERVICE: D requires a key, its outcome opted in (breakglass = true) and SERVICE
+ * is in settings.breakglass.services. */
+bool policy_breakglass_allows(const Policy *p, const PolicyDecision *d, const char *service);
 
 /* Every setting/rule key the parser knows (NULL-terminated), for the man page check. */
 extern const char *const policy_known_keys[];

@@ -299,7 +299,7 @@ static const BadCase bad_cases[] = {
         {"settings = { colour = \"blue\"; };\n" DEF, 1,
                 "unknown key 'colour' in 'settings' (expected one of: rp_id, timeout, failmode, "
                 "audit_failure, credentials_dir, state_dir, runtime_dir, audit_log, admin_group, "
-                "cue, max_credentials_per_user, max_bindings, audit)"},
+                "cue, max_credentials_per_user, max_bindings, audit, breakglass)"},
         /* settings.audit: every malformed value is an error at its line */
         {"settings = {\n  audit = {\n    rotate_size = \"64Q\";\n  };\n};\n" DEF, 3,
                 "'rotate_size' is \"64Q\", expected a size: bytes, or a number with K, M, G or "
@@ -398,7 +398,7 @@ static const BadCase bad_cases[] = {
         {"default = { require = \"none\"; name = \"x\"; };\n", 1,
                 "unknown key 'name' in 'default' (expected one of: require, reason, on_remote, "
                 "user_verification, user_presence, aaguid_allow, aaguid_deny, attestation, "
-                "trust_anchors, counter, cached_elevation, removal, lockout)"},
+                "trust_anchors, counter, cached_elevation, removal, lockout, breakglass)"},
         {"rules = (\n  { match = { users = \"a\"; }; require = \"key\"; }\n);\n" DEF, 2,
                 "rule 1 has no 'name' (expected name = \"...\";)"},
         {"rules = (\n  { name = \"a\"; require = \"key\"; match = { users = \"x\"; }; },\n  { name "
@@ -410,7 +410,8 @@ static const BadCase bad_cases[] = {
         {"rules = (\n  { name = \"a\"; require = \"key\"; colour = 1; }\n);\n" DEF, 2,
                 "unknown key 'colour' in rule 'a' (expected one of: name, match, require, reason, "
                 "on_remote, user_verification, user_presence, aaguid_allow, aaguid_deny, "
-                "attestation, trust_anchors, counter, cached_elevation, removal, lockout)"},
+                "attestation, trust_anchors, counter, cached_elevation, removal, lockout, "
+                "breakglass)"},
         {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { user = \"x\"; }; "
          "}\n);\n" DEF,
                 3,
@@ -757,6 +758,103 @@ static void test_audit_settings(void)
 	policy_diagnostics_clear(&d);
 }
 
+/* settings.breakglass and the outcome's opt-in: defaults, values, errors, warnings, and
+ * policy_breakglass_allows(). */
+static void test_breakglass(void)
+{
+	static const struct {
+		const char *text;
+		const char *message; /* the first error */
+	} bad[] = {
+	        {"settings = { breakglass = { services = []; }; };\n" DEF,
+	                "'services' is an empty list; remove it or name at least one entry"},
+	        {"settings = { breakglass = { argon2 = { opslimit = 0; }; }; };\n" DEF,
+	                "'opslimit' is 0, expected 1..32 (Argon2id passes)"},
+	        {"settings = { breakglass = { argon2 = { memlimit = 4096; }; }; };\n" DEF,
+	                "'memlimit' is out of range: expected 0 (off) or 8192..1073741824 bytes"},
+	        {"settings = { breakglass = { argon2 = { memlimit = 0; }; }; };\n" DEF,
+	                "'memlimit' must be 8192..1073741824 bytes (libsodium's minimum is 8K)"},
+	        {"settings = { breakglass = { codes = 0; }; };\n" DEF,
+	                "'codes' is 0, expected 1..64 (codes per issue)"},
+	        {"settings = { breakglass = { validity = 30; }; };\n" DEF,
+	                "'validity' must be at least 60 seconds (codes that expire before they "
+	                "can be stored are useless)"},
+	        {"settings = { breakglass = { colour = 1; }; };\n" DEF,
+	                "unknown key 'colour' in 'breakglass' (expected one of: services, codes, "
+	                "validity, argon2, max_attempts, window, two_person, approval_validity, "
+	                "require_enroll)"},
+	        {"settings = { breakglass = true; };\n" DEF,
+	                "'breakglass' must be a group { ... }, not a boolean"},
+	        {"default = { require = \"key\"; breakglass = \"yes\"; };\n",
+	                "'breakglass' must be true or false, not a string"},
+	};
+	_cleanup_(policy_freep) Policy *p = NULL, *q = NULL;
+	const PolicyBreakglass *b;
+	PolicyDiagnostics d = {};
+	PolicyDecision dec;
+	PolicyRequest req = {.user = "alice", .uid = 1000, .service = "login"};
+	Policy *x = NULL;
+
+	CHECK(policy_load_string(DEF, "t.conf", &d, &p) == 0, "defaults load");
+	b = &policy_settings(p)->breakglass;
+	CHECK(strv_length(b->services) == 1 && streq(b->services[0], "login") && b->codes == 10 &&
+	                b->validity_s == 2592000 && b->argon2_opslimit == 3 &&
+	                b->argon2_memlimit == 67108864 && b->max_attempts == 5 &&
+	                b->window_s == 900 && !b->two_person && b->approval_validity_s == 900 &&
+	                b->require_enroll,
+	        "breakglass defaults");
+	CHECK(policy_evaluate(p, &req, &dec) == 0 && !dec.breakglass, "opt-in off by default");
+
+	CHECK(policy_load_string(
+	              "settings = { breakglass = { services = [\"login\", \"sshd\"]; codes = 4;\n"
+	              "  validity = \"2d\"; argon2 = { opslimit = 1; memlimit = \"8K\"; };\n"
+	              "  max_attempts = 2; window = 60; two_person = true;\n"
+	              "  approval_validity = 30; require_enroll = false; }; };\n"
+	              "rules = ( { name = \"admins\"; match = { users = \"alice\"; };\n"
+	              "  require = \"key\"; breakglass = true; } );\n"
+	              "default = { require = \"key\"; };\n",
+	              "t.conf", &d, &q) == 0,
+	        "every breakglass key loads");
+	CHECK(policy_diagnostics_errors(&d) == 0 && d.n == 4, "four warnings (%zu)", d.n);
+	CHECK(d.n > 0 && strstr(d.items[0].message, "lists \"sshd\""), "sshd warned");
+	policy_diagnostics_clear(&d);
+	b = &policy_settings(q)->breakglass;
+	CHECK(strv_length(b->services) == 2 && b->codes == 4 && b->validity_s == 2 * 86400 &&
+	                b->argon2_opslimit == 1 && b->argon2_memlimit == 8192 &&
+	                b->max_attempts == 2 && b->window_s == 60 && b->two_person &&
+	                b->approval_validity_s == 30 && !b->require_enroll,
+	        "breakglass values");
+	CHECK(policy_evaluate(q, &req, &dec) == 0 && dec.breakglass &&
+	                policy_breakglass_allows(q, &dec, "login") &&
+	                policy_breakglass_allows(q, &dec, "sshd") &&
+	                !policy_breakglass_allows(q, &dec, "sudo"),
+	        "opted-in rule, listed services only");
+	req.user = "bob";
+	CHECK(policy_evaluate(q, &req, &dec) == 0 && !dec.breakglass &&
+	                !policy_breakglass_allows(q, &dec, "login"),
+	        "a rule that did not opt in");
+	/* a remote login the rule resolves to deny: never */
+	req.user = "alice";
+	req.rhost = "203.0.113.9";
+	req.service = "sshd";
+	CHECK(policy_evaluate(q, &req, &dec) == 0 && !policy_breakglass_allows(q, &dec, "sshd"),
+	        "remote login resolved to deny");
+
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		int r = policy_load_string(bad[i].text, "bad.conf", &d, &x);
+		const PolicyDiagnostic *first = NULL;
+
+		for (size_t k = 0; k < d.n && !first; k++)
+			if (d.items[k].severity == POLICY_SEVERITY_ERROR)
+				first = &d.items[k];
+		CHECK(r < 0 && !x && first && streq(first->message, bad[i].message),
+		        "breakglass bad case %zu: want: %s", i, bad[i].message);
+		if (!first || !streq(first->message, bad[i].message))
+			dump(&d);
+		policy_diagnostics_clear(&d);
+	}
+}
+
 static void test_digest(void)
 {
 	_cleanup_(policy_freep) Policy *a = NULL, *b = NULL, *c = NULL;
@@ -1053,6 +1151,7 @@ int main(void)
 	test_warnings();
 	test_settings_and_reachability();
 	test_audit_settings();
+	test_breakglass();
 	test_digest();
 	test_files();
 	test_limits();
