@@ -1401,13 +1401,17 @@ int verb_status(int argc, char *argv[])
 		bool help = streq(argv[1], "-h") || streq(argv[1], "--help");
 
 		fprintf(help ? stdout : stderr,
-		        "Usage: keywardctl status\n\nAsks keywardd for its status: version, the "
+		        "Usage: keywardctl status\n\nBreak-glass state first (users with usable "
+		        "recovery codes and until when,\npending two-person approvals, sessions "
+		        "opened by break-glass still open),\nthen asks keywardd for its status: "
+		        "version, the "
 		        "policy in force and whether the policy\nfile on disk was rejected, "
 		        "bindings, the audit trail.\nExit status: 0 all well, 1 a problem "
 		        "(daemon unreachable, policy rejected, trail not open).\n");
 		return help ? CTL_EXIT_OK : CTL_EXIT_USAGE;
 	}
-	d.n_pam_services = 1; /* an unreachable daemon is an error here */
+	ctl_status_breakglass(stdout); /* first: every way in around the keys */
+	d.n_pam_services = 1;          /* an unreachable daemon is an error here */
 	check_daemon(&d);
 	return d.n_errors > 0 ? CTL_EXIT_FAILURE : CTL_EXIT_OK;
 }

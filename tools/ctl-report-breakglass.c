@@ -491,3 +491,37 @@ void breakglass_report_html(const BreakglassReport *b, FILE *f)
 	}
 	fputs("</table>\n", f);
 }
+
+/* ---- keywardctl status ---- */
+
+void breakglass_report_open_sessions(
+        const BreakglassReport *b, FILE *f, bool (*alive)(const char *session))
+{
+	size_t open = 0;
+
+	for (size_t i = 0; i < b->n_sessions; i++) {
+		const BgSession *s = &b->sessions[i];
+
+		if (s->ended || !s->session || (alive && !alive(s->session)))
+			continue;
+		open++;
+		fprintf(f, "  session opened by break-glass: %s, %s, session %s, since %s (%s)\n",
+		        strna(s->user), strna(s->service), s->session, strna(s->time),
+		        strna(s->via));
+	}
+	if (open == 0)
+		fprintf(f, "  sessions opened by break-glass still open: none\n");
+	for (size_t i = 0; i < b->n_sessions; i++) {
+		const BgSession *s = &b->sessions[i];
+		bool later = false;
+
+		/* the user's latest break-glass login only */
+		for (size_t j = i + 1; j < b->n_sessions && !later; j++)
+			later = s->user && b->sessions[j].user &&
+			        streq(s->user, b->sessions[j].user);
+		if (later || s->enrolled)
+			continue;
+		fprintf(f, "  new key not yet enrolled: %s (break-glass login %s)\n",
+		        strna(s->user), strna(s->time));
+	}
+}

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -28,6 +29,9 @@ int verb_policy(int argc, char *argv[]);
 /* ctl-doctor.c: doctor */
 int verb_doctor(int argc, char *argv[]);
 int verb_status(int argc, char *argv[]);
+/* ctl-status-breakglass.c: status's first part, break-glass state (codes, approvals,
+ * break-glass sessions still open). */
+void ctl_status_breakglass(FILE *f);
 /* ctl-audit.c: audit verify | show */
 int verb_audit(int argc, char *argv[]);
 /* ctl-report.c: report */

@@ -789,6 +789,38 @@ def case_report_breakglass_html(env):
     check("2 session(s) opened by break-glass, 1 still open." in sec, "sessions line")
 
 
+def case_status_breakglass(env):
+    """keywardctl status starts with break-glass state: usable codes and until when (from
+    the code store, written by the real library), pending approvals, and the sessions the
+    trail shows a break-glass login opened and not closed."""
+    conf, log, keyfile, nss = report_setup(env, BG_FIXTURE)
+    out = env.run([env.tool, "breakglass", env.dir, "alice", "4", "3600", "1"], check_rc=0).stdout
+    check(len(out.splitlines()) == 4, "4 codes printed: %r" % out)
+    env.run([env.tool, "breakglass", env.dir, "bob", "2", "3600", "2"], check_rc=0)
+    env.run([env.tool, "approval", env.dir, "alice", "carol", "300"], check_rc=0)
+    p = env.ctl_run(["-c", conf, "status"], env=nss)
+    head = p.stdout.split("\n\n")[0]
+    check(p.stdout.startswith("Break-glass recovery"), "status does not start with break-glass:\n" + p.stdout)
+    for pat in [r"codes: alice: 3 unused of 4, valid until 20\d\d-\d\d-\d\dT",
+                r"codes: bob: none usable \(2 used or expired\)",
+                r"approval pending: alice, approved by carol, usable for one login until 20",
+                r"session opened by break-glass: alice, login, session c7, since 2026-11-12T08:07:00\.000Z "
+                r"\(code=3fa9c1-01\)"]:
+        check(re.search(pat, head), "status lacks /%s/:\n%s" % (pat, p.stdout))
+    check("c9" not in head, "the ended break-glass session c9 is listed as open:\n" + head)
+    check("not yet enrolled" not in head, "alice enrolled a new key on 11-14:\n" + head)
+    for line in out.splitlines():
+        check(line.split()[1] not in p.stdout, "status printed a code")
+    # no codes, no approvals, an empty trail: it says so
+    os.rename(os.path.join(env.dir, "breakglass"), os.path.join(env.dir, "bg-away"))
+    with open(log, "w"):
+        pass
+    p = env.ctl_run(["-c", conf, "status"], env=nss)
+    head = p.stdout.split("\n\n")[0]
+    for pat in [r"codes: none issued", r"approvals pending: none", r"sessions opened by break-glass still open: none"]:
+        check(re.search(pat, head), "empty status lacks /%s/:\n%s" % (pat, p.stdout))
+
+
 def png_pixels(path):
     """Decodes an 8-bit RGB/RGBA non-interlaced PNG with zlib (no PIL needed)."""
     with open(path, "rb") as f:
