@@ -433,14 +433,15 @@ void breakglass_report_csv(const BreakglassReport *b, FILE *f)
 
 /* ---- HTML ---- */
 
-static void html_row(FILE *f, const char *cls, const char *const *cells, size_t n)
+/* A row; the first NW cells do not wrap. */
+static void html_row(FILE *f, const char *cls, const char *const *cells, size_t n, size_t nw)
 {
 	if (cls)
 		fprintf(f, "<tr class=\"%s\">", cls);
 	else
 		fputs("<tr>", f);
 	for (size_t c = 0; c < n; c++) {
-		fputs(c == 0 ? "<td class=\"nw\">" : "<td>", f);
+		fputs(c < nw ? "<td class=\"nw\">" : "<td>", f);
 		report_html_escape(f, cells[c]);
 		fputs("</td>", f);
 	}
@@ -449,7 +450,7 @@ static void html_row(FILE *f, const char *cls, const char *const *cells, size_t 
 
 void breakglass_report_html(const BreakglassReport *b, FILE *f)
 {
-	char buf[1024];
+	char buf[1024], controls[64];
 
 	if (b->n_rows == 0) {
 		fputs("<p>" BG_EMPTY "</p>\n", f);
@@ -458,21 +459,30 @@ void breakglass_report_html(const BreakglassReport *b, FILE *f)
 	summary(b, buf, sizeof(buf));
 	fprintf(f, "<p><b>%zu</b> break-glass record(s). ", b->n_rows);
 	report_html_escape(f, buf);
-	fputs("</p>\n<table><tr><th>Time (UTC)</th><th>Event</th><th>Result</th><th>Actor</th>"
+	fputs("</p>\n<table style=\"font-size:.8em\"><tr><th>Time "
+	      "(UTC)</th><th>Event</th><th>Result</th><th>Actor</th>"
 	      "<th>User</th><th>Service</th><th>TTY/rhost</th><th>Session</th>"
 	      "<th>Reason/detail</th><th>Controls</th></tr>\n",
 	        f);
 	for (size_t i = 0; i < b->n_rows; i++) {
 		const BgRow *r = &b->rows[i];
 		const char *cells[] = {r->time, r->event, r->result, r->actor, r->user, r->service,
-		        row_from(r), r->session, buf, row_controls(r)};
+		        row_from(r), r->session, buf, controls};
+		size_t k = 0;
 
 		row_why(r, buf, sizeof(buf));
+		/* "AC-2, IA-5": the cell wraps between controls, not inside one */
+		for (const char *p = row_controls(r); *p && k + 3 < sizeof(controls); p++) {
+			controls[k++] = *p;
+			if (*p == ',')
+				controls[k++] = ' ';
+		}
+		controls[k] = '\0';
 		/* a way in (use, approval) or a refusal stands out; issue/expire/revoke not */
 		html_row(f,
 		        r->kind == BG_USE || r->kind == BG_APPROVE || r->kind == BG_FAIL ? "gap"
 		                                                                         : NULL,
-		        cells, ELEMENTSOF(cells));
+		        cells, ELEMENTSOF(cells), 2);
 	}
 	fputs("</table>\n", f);
 	fprintf(f, "<p>%zu session(s) opened by break-glass, %zu still open.</p>\n", b->n_sessions,
@@ -487,7 +497,7 @@ void breakglass_report_html(const BreakglassReport *b, FILE *f)
 		const char *cells[] = {s->time, s->user, s->service, s->session, s->via,
 		        session_end(s), s->enrolled ?: "not yet"};
 
-		html_row(f, "gap", cells, ELEMENTSOF(cells));
+		html_row(f, "gap", cells, ELEMENTSOF(cells), 1);
 	}
 	fputs("</table>\n", f);
 }
