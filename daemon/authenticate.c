@@ -53,6 +53,11 @@ typedef struct AuthData {
 	/* The PIN from the pipe, read once (the fast path and a fallback both use it). */
 	char *pin;
 	bool pin_read;
+	/* Set when the proof of the key is asked for something else than a login (the
+	 * approver of a break-glass approval): DONE gets the verdict instead of the PAM
+	 * module getting a token; DONE_DATA is malloc()ed, freed here if DONE never ran. */
+	AuthKeyDone done;
+	void *done_data;
 
 	/* result (written by the worker) */
 	const char *reason; /* NULL: an assertion to verify is in `assert` */
@@ -84,6 +89,7 @@ static void auth_data_free(AuthData *a)
 	free(a->dev_path);
 	free(a->rp_id);
 	fido_assert_free(&a->assert);
+	free(a->done_data);
 	free(a);
 }
 
@@ -1005,6 +1011,20 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 	        token ? token->token : NULL, o->cred ? o->cred->label : NULL, rec.device);
 }
 
+/* A proof of the key for someone else than the PAM module (AuthData.done): hands the
+ * verdict over; true when it did. */
+static bool auth_hand_over(DeviceOp *op, const AuthOutcome *o, bool granted)
+{
+	AuthData *a = op->data;
+	void *data = TAKE_PTR(a->done_data);
+
+	if (!a->done)
+		return false;
+	a->done(op->manager, op->replied ? NULL : op->request, granted, o->reason, o->message,
+	        o->cred ? o->cred->label : NULL, data);
+	return true;
+}
+
 static bool reason_counts_for_lockout(const char *reason)
 {
 	return streq(reason, "wrong-pin") || streq(reason, "bad-signature") ||
@@ -1044,6 +1064,8 @@ static void auth_finish(DeviceOp *op, AuthOutcome *o, bool granted)
 		}
 	} else if (granted && a->decision->lockout_max_failures > 0)
 		(void)lockout_reset(state_dir, a->user);
+	if (auth_hand_over(op, o, granted))
+		return;
 	reply_and_audit(op, o, granted, o->sysfs ? o->sysfs : a->dev_path);
 }
 
@@ -1227,7 +1249,8 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 			 * A silent proof's record says only that (its detail is fixed), and with
 			 * audit_failure = alert a login goes on without its record: then the
 			 * counter is synced on its own. */
-			bool lazy = !a->silent_proof && m->audit && manager_audit_failure_denies(m);
+			bool lazy = !a->silent_proof && !a->done && m->audit &&
+			            manager_audit_failure_denies(m);
 
 			r = creds_counter_store_full(state_dir, a->user, cid, count, !lazy);
 			if (!a->silent_proof)
@@ -1281,6 +1304,12 @@ static void auth_complete(DeviceOp *op)
 		o.reason = "ok";
 		o.message[0] = '\0';
 		auth_remember_key(op->manager, a, &o);
+	} else if (streq(o.reason, "no-key") && a->decision->breakglass && !a->done &&
+	           !a->account && !a->silent_proof) {
+		/* None of the user's keys is here, and the rule allows break-glass on this
+		 * service: the module may ask for a recovery code (breakglass.c). */
+		o.reason = "breakglass-available";
+		snprintf(o.message, sizeof(o.message), BREAKGLASS_OFFER_MESSAGE, a->user);
 	}
 	auth_finish(op, &o, ok);
 	free(o.cred_id);
@@ -1296,6 +1325,8 @@ static void auth_abort(DeviceOp *op, const char *reason)
 	        streq(reason, "timeout") ? "Your security key did not answer in time."
 	                                 : "The request was cancelled.");
 	(void)a;
+	if (auth_hand_over(op, &o, false))
+		return;
 	reply_and_audit(op, &o, false, NULL);
 }
 
@@ -1341,6 +1372,7 @@ typedef struct AuthOptions {
 	int cached;           /* the PAM application skipped authentication (account phase) */
 	int pin_asked;        /* the module asked the user for the PIN */
 	const char *decision; /* id of the decision Check made for this login */
+	int breakglass;       /* the pipe holds a break-glass recovery code (breakglass.c) */
 } AuthOptions;
 
 static int auth_option(const char *key, sd_bus_message *msg, void *userdata, sd_bus_error *error)
@@ -1353,7 +1385,28 @@ static int auth_option(const char *key, sd_bus_message *msg, void *userdata, sd_
 		return sd_bus_message_read(msg, "s", &o->decision);
 	if (streq(key, "pin-asked"))
 		return sd_bus_message_read(msg, "b", &o->pin_asked);
+	if (streq(key, "breakglass"))
+		return sd_bus_message_read(msg, "b", &o->breakglass);
 	return 0;
+}
+
+static int auth_start(Manager *m, sd_bus_message *msg, const BusCaller *caller, Decision *d,
+        const AuthOptions *opts, int pin_fd, AuditRecord *rec, AuthKeyDone done, void *done_data);
+
+/* A refusal before the key search: to DONE when A has one (A is freed), else answered at
+ * once like any other. */
+static int auth_refuse(Manager *m, sd_bus_message *msg, const BusCaller *caller, AuditRecord *rec,
+        AuthData *a, const char *reason, const char *message)
+{
+	AuthKeyDone done = a ? a->done : NULL;
+	void *data = a ? TAKE_PTR(a->done_data) : NULL;
+
+	auth_data_free(a);
+	if (done) {
+		done(m, msg, false, reason, message, NULL, data);
+		return 1;
+	}
+	return reply_now(m, msg, caller, rec, reason, message, AUDIT_RESULT_FAILURE);
 }
 
 int bus_method_authenticate(
@@ -1361,16 +1414,13 @@ int bus_method_authenticate(
 {
 	const char *user, *service, *tty, *rhost;
 	const PolicySettings *st = policy_settings(m->policy);
-	_cleanup_free_ char *why = NULL;
 	_cleanup_decision_ Decision *d = NULL;
 	AuditRecord rec = AUDIT_RECORD_INIT;
-	AuthData *a = NULL;
-	DeviceOp *op = NULL;
 	uint64_t locked_until = 0;
 	uid_t uid = (uid_t)-1;
-	static const char *const known[] = {"cached:b", "decision:s", "pin-asked:b", NULL};
+	static const char *const known[] = {
+	        "cached:b", "decision:s", "pin-asked:b", "breakglass:b", NULL};
 	AuthOptions opts = {};
-	const AuthGrant *grant = NULL;
 	int pin_fd, r;
 
 	r = sd_bus_message_read(msg, "ssssh", &user, &service, &tty, &rhost, &pin_fd);
@@ -1452,11 +1502,47 @@ int bus_method_authenticate(
 		        (unsigned long long)((locked_until - now_realtime_ms()) / 60000 + 1));
 		return reply_now(m, msg, caller, &rec, "lockout", msgbuf, AUDIT_RESULT_FAILURE);
 	}
+	/* Break-glass (breakglass.c): a recovery code or an approval in place of the key, the
+	 * offer of it to a user without a usable key, and enroll-required. */
+	r = breakglass_on_authenticate(
+	        m, msg, caller, d, pin_fd, opts.breakglass, opts.cached, &rec);
+	if (r != 0)
+		return r;
+	return auth_start(m, msg, caller, d, &opts, pin_fd, &rec, NULL, NULL);
+}
+
+int authenticate_own_key(Manager *m, sd_bus_message *msg, const BusCaller *caller, Decision *d,
+        int pin_fd, bool pin_asked, AuditRecord *rec, AuthKeyDone done, void *done_data)
+{
+	AuthOptions opts = {.pin_asked = pin_asked};
+
+	return auth_start(m, msg, caller, d, &opts, pin_fd, rec, done, done_data);
+}
+
+/* Loads the user's credentials and starts the key search for decision D on a worker.
+ * DONE (if set) gets the verdict instead of the PAM module (it owns DONE_DATA from now
+ * on, and answers MSG); a refusal before the search is handed to it too. */
+static int auth_start(Manager *m, sd_bus_message *msg, const BusCaller *caller, Decision *d,
+        const AuthOptions *opts, int pin_fd, AuditRecord *rec, AuthKeyDone done, void *done_data)
+{
+	const PolicySettings *st = policy_settings(m->policy);
+	const char *user = d->user, *service = d->service;
+	const char *tty = strempty(d->tty), *rhost = strempty(d->rhost);
+	_cleanup_free_ char *why = NULL;
+	const AuthGrant *grant = NULL;
+	AuthData *a = NULL;
+	DeviceOp *op = NULL;
+	uid_t uid = d->uid;
+	int r;
 
 	a = calloc(1, sizeof(*a));
-	if (!a)
+	if (!a) {
+		free(done_data);
 		return -ENOMEM;
+	}
 	a->pin_fd = -1;
+	a->done = done;
+	a->done_data = done_data;
 	r = creds_load_user(st->credentials_dir, user, &a->set, &why);
 	if (r < 0) {
 		char msgbuf[256];
@@ -1465,31 +1551,28 @@ int bus_method_authenticate(
 		        "Your security key registrations cannot be read (%s); ask an "
 		        "administrator.",
 		        strna(why));
-		auth_data_free(a);
-		return reply_now(m, msg, caller, &rec, "error", msgbuf, AUDIT_RESULT_FAILURE);
+		return auth_refuse(m, msg, caller, rec, a, "error", msgbuf);
 	}
 	if (a->set->n == 0) {
 		char msgbuf[160];
 		snprintf(msgbuf, sizeof(msgbuf),
 		        "No security key is registered for %s; ask an administrator to enroll one.",
 		        user);
-		auth_data_free(a);
-		return reply_now(
-		        m, msg, caller, &rec, "not-enrolled", msgbuf, AUDIT_RESULT_FAILURE);
+		return auth_refuse(m, msg, caller, rec, a, "not-enrolled", msgbuf);
 	}
 	a->user = strdup(user);
 	a->service = strdup(service);
 	a->tty = strdup(tty);
 	a->rhost = strdup(rhost);
 	a->decision = decision_ref(d);
-	a->account = opts.cached;
-	a->pin_asked = opts.pin_asked;
+	a->account = opts->cached;
+	a->pin_asked = opts->pin_asked;
 	a->uid = uid;
 	/* A cached elevation under "same-key": the key of the user's last authentication,
 	 * if it was not removed since, proves itself without a touch. Anything else (no
 	 * such key, a rule that wants a touch or a PIN every time) is a full
 	 * authentication. */
-	if (opts.cached && d->cached_elevation == POLICY_CACHED_ELEVATION_SAME_KEY &&
+	if (opts->cached && d->cached_elevation == POLICY_CACHED_ELEVATION_SAME_KEY &&
 	        d->user_verification != POLICY_UV_REQUIRED)
 		grant = manager_grant_find(m, uid);
 	if (grant) {
@@ -1500,7 +1583,8 @@ int bus_method_authenticate(
 			return -ENOMEM;
 		}
 	}
-	log_debug("Authenticate %s/%s%s%s", user, service, opts.cached ? " (cached elevation)" : "",
+	log_debug("Authenticate %s/%s%s%s", user, service,
+	        opts->cached ? " (cached elevation)" : "",
 	        grant ? ": proving the last key silently" : "");
 	r = plugged_devnodes(m->plugged, &a->paths);
 	if (r < 0) {
@@ -1533,9 +1617,8 @@ int bus_method_authenticate(
 	r = device_op_new(&m->ops, m, DEVICE_OP_AUTHENTICATE, &auth_vtable, msg, caller->uid,
 	        st->timeout_ms, a, &op);
 	if (r == -EBUSY)
-		return reply_now(m, msg, caller, &rec, "error",
-		        "keywardd is busy with too many requests; try again.",
-		        AUDIT_RESULT_FAILURE);
+		return auth_refuse(m, msg, caller, rec, NULL, "error",
+		        "keywardd is busy with too many requests; try again.");
 	if (r < 0)
 		return r;
 	r = device_op_start(op);

@@ -46,6 +46,10 @@ static const BusMethod bus_methods[] = {
         {"ImportCredential", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_import},
         {"Reload", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_reload},
         {"GetStatus", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_status},
+        {"BreakglassIssue", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, bus_method_breakglass_issue},
+        {"BreakglassRevoke", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, bus_method_breakglass_revoke},
+        {"BreakglassList", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, bus_method_breakglass_list},
+        {"BreakglassApprove", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, bus_method_breakglass_approve},
 };
 
 /* Whether USER (primary group PRIMARY) is a member of GROUP, through the one account
@@ -698,6 +702,16 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD("Reload", "", "", bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetStatus", "", "", "a{sv}", SD_BUS_PARAM(status), bus_dispatch,
                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("BreakglassIssue", "s", SD_BUS_PARAM(user), "ast",
+                SD_BUS_PARAM(codes) SD_BUS_PARAM(valid_until_usec), bus_dispatch,
+                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("BreakglassRevoke", "s", SD_BUS_PARAM(user), "", "", bus_dispatch,
+                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("BreakglassList", "s", SD_BUS_PARAM(user), "a(sttb)",
+                SD_BUS_PARAM(codes), bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("BreakglassApprove", "sha{sv}",
+                SD_BUS_PARAM(user) SD_BUS_PARAM(pin_fd) SD_BUS_PARAM(options), "t",
+                SD_BUS_PARAM(valid_until_usec), bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

@@ -27,6 +27,38 @@ int bus_method_authenticate(
 int bus_method_enroll(
         Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
 
+/* The proof of the caller's own key (authenticate.c) for something else than a login: the
+ * break-glass approver's touch. DONE gets the verdict (reason and message as Authenticate's;
+ * REQUEST NULL when the call was answered already) and DONE_DATA, one malloc()ed block that
+ * DONE frees; should DONE never run (shutdown), it is freed with the request. */
+typedef void (*AuthKeyDone)(Manager *m, sd_bus_message *request, bool verified, const char *reason,
+        const char *message, const char *cred_label, void *done_data);
+int authenticate_own_key(Manager *m, sd_bus_message *msg, const BusCaller *caller, Decision *d,
+        int pin_fd, bool pin_asked, AuditRecord *rec, AuthKeyDone done, void *done_data);
+
+/* Break-glass recovery (breakglass.c). The answer to a login that may use it instead of a
+ * key (reason "breakglass-available"; %s: the user). */
+#define BREAKGLASS_OFFER_MESSAGE                                                                   \
+	"No security key is available for %s. Enter a break-glass recovery code, or ask "          \
+	"another administrator to approve this login."
+
+int bus_method_breakglass_issue(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
+int bus_method_breakglass_revoke(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
+int bus_method_breakglass_list(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
+int bus_method_breakglass_approve(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
+/* Authenticate's hook, once the login's decision D requires a key and the user is not
+ * locked out: 0 to go on with the key; else the call was answered (> 0) or failed (< 0).
+ * REQUESTED: the call carries option breakglass (the pipe PIN_FD holds a code); CACHED: the
+ * account phase's call (never break-glass). */
+int breakglass_on_authenticate(Manager *m, sd_bus_message *msg, const BusCaller *caller,
+        Decision *d, int pin_fd, bool requested, bool cached, AuditRecord *rec);
+/* At start: records (breakglass-expire) and marks codes and approvals past their expiry. */
+void breakglass_startup(Manager *m);
+
 /* The authenticator rules of one policy rule that would use a new credential. */
 typedef struct EnrollRule {
 	char *rule; /* "file:line" or "default" */

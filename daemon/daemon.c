@@ -28,6 +28,8 @@ int daemon_startup(Manager *m)
 	if (r < 0)
 		return r;
 	manager_announce_ready(m);
+	/* Break-glass codes and approvals that expired while keywardd was not running. */
+	breakglass_startup(m);
 	/* What start-up allocated and freed (binding files, the policy's parse, the start-up
 	 * check's lists) goes back to the system instead of staying in the idle heap. */
 	(void)malloc_trim(0);

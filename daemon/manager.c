@@ -864,6 +864,19 @@ void manager_record_stop(Manager *m, int r)
 
 static void grants_unlink(Manager *m, AuthGrant **link);
 
+void breakglass_session_free_all(BreakglassSession *s)
+{
+	while (s) {
+		BreakglassSession *next = s->next;
+
+		free(s->user);
+		free(s->service);
+		free(s->session);
+		free(s);
+		s = next;
+	}
+}
+
 Manager *manager_free(Manager *m)
 {
 	if (!m)
@@ -876,6 +889,7 @@ Manager *manager_free(Manager *m)
 		auth_token_free(t);
 	}
 	decision_table_clear(&m->decisions);
+	breakglass_session_free_all(TAKE_PTR(m->breakglass_sessions));
 	manager_flush_self_calls(m);
 	sd_event_source_disable_unref(m->self_call_flush);
 	sd_event_source_disable_unref(m->audit_maintain);

@@ -43,8 +43,24 @@ typedef struct AuthToken {
 	uint64_t caller_start; /* its start time (pid_start_time), 0 if unknown */
 	uint64_t created_ms;   /* CLOCK_MONOTONIC */
 	uint64_t realtime_ms;
+	/* Granted with a break-glass code or approval, not a key (breakglass.c): no key to
+	 * bind, BindSession records and tracks it instead (session.c). "code=<id>" or
+	 * "approval=<approver>". */
+	bool breakglass;
+	char breakglass_via[48];
 	struct AuthToken *next;
 } AuthToken;
+
+/* A session or elevation opened with break-glass: no key to bind it to, so no removal
+ * action; kept for GetStatus until UnbindSession (session.c). */
+typedef struct BreakglassSession {
+	char id[KEYWARD_TOKEN_CHARS + 1]; /* what BindSession answered */
+	char *user, *service, *session;   /* session: logind id or "pid:N" */
+	char via[48];
+	uint64_t realtime_ms;
+	struct BreakglassSession *next;
+} BreakglassSession;
+void breakglass_session_free_all(BreakglassSession *s);
 
 /* The key of a user's last successful authentication, while it stays plugged in: what a
  * cached elevation (cached_elevation = "same-key") proves with a silent assertion.
@@ -113,6 +129,7 @@ struct Manager {
 	struct PluggedSet *plugged;
 	/* (extension) removal state: proofs in flight, logind watches (daemon/removal.h). */
 	struct RemovalContext *removal;
+	BreakglassSession *breakglass_sessions; /* (extension) session.c, breakglass.c */
 
 	sd_event_source *sighup_source;
 	sd_event_source *sigterm_source;

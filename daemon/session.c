@@ -101,6 +101,82 @@ static int bind_check_room(Manager *m, AuthToken *t, pid_t caller_pid, sd_bus_er
 	        m, t, caller_pid, "too-many-bindings", error, KEYWARD_BUS_ERROR_BUSY, why);
 }
 
+/* A break-glass login has no key to bind to, so nothing to act on at a removal: it is
+ * recorded (session-bind, reason "breakglass") and kept in the manager's list for status
+ * until it is unbound. Answers MSG with its id; T is consumed. */
+static int bind_breakglass(Manager *m, sd_bus_message *msg, AuthToken *t, const char *session_id,
+        uint32_t pid, const char *service, const char *tty)
+{
+	AuditRecord rec = AUDIT_RECORD_INIT;
+	BreakglassSession *bs;
+	uint8_t rnd[KEYWARD_TOKEN_BYTES];
+	_cleanup_free_ char *hex = NULL;
+	char subject[32], detail[80];
+
+	if (!isempty(session_id))
+		snprintf(subject, sizeof(subject), "%s", session_id);
+	else
+		snprintf(subject, sizeof(subject), "pid:%u", pid);
+	bs = calloc(1, sizeof(*bs));
+	if (!bs || getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd) ||
+	        hex_encode(rnd, sizeof(rnd), &hex) < 0 || !(bs->user = strdup(t->user)) ||
+	        !(bs->service = strdup(service)) || !(bs->session = strdup(subject))) {
+		breakglass_session_free_all(bs);
+		auth_token_free(t);
+		return -ENOMEM;
+	}
+	memcpy(bs->id, hex, KEYWARD_TOKEN_CHARS);
+	memcpy(bs->via, t->breakglass_via, sizeof(bs->via));
+	bs->realtime_ms = now_realtime_ms();
+	snprintf(detail, sizeof(detail), "breakglass %s", t->breakglass_via);
+	rec.event = AUDIT_EVENT_SESSION_BIND;
+	rec.result = AUDIT_RESULT_SUCCESS;
+	rec.reason = "breakglass";
+	rec.message = "Session opened with break-glass recovery: no key is bound, so removing "
+	              "a key does nothing to it.";
+	rec.user = t->user;
+	rec.uid = t->uid;
+	rec.service = service;
+	rec.tty = tty;
+	rec.rule = t->rule;
+	audit_record_set_decision(&rec, t->decision);
+	rec.session = subject;
+	rec.action = policy_removal_to_string(POLICY_REMOVAL_NONE);
+	rec.detail = detail;
+	(void)manager_audit(m, &rec);
+	log_notice("Break-glass %s of %s (%s) is not bound to any key (id %s).", subject, t->user,
+	        t->breakglass_via, bs->id);
+	bs->next = m->breakglass_sessions;
+	m->breakglass_sessions = bs;
+	auth_token_free(t);
+	return sd_bus_reply_method_return(msg, "s", bs->id);
+}
+
+/* Ends the break-glass session ID (session-unbind): true if there was one. */
+static bool unbind_breakglass(Manager *m, const char *id)
+{
+	for (BreakglassSession **p = &m->breakglass_sessions; *p; p = &(*p)->next) {
+		BreakglassSession *bs = *p;
+		AuditRecord rec = AUDIT_RECORD_INIT;
+
+		if (!streq(bs->id, id))
+			continue;
+		rec.event = AUDIT_EVENT_SESSION_UNBIND;
+		rec.result = AUDIT_RESULT_SUCCESS;
+		rec.reason = "unbound";
+		rec.user = bs->user;
+		rec.service = bs->service;
+		rec.session = bs->session;
+		rec.detail = "breakglass";
+		(void)manager_audit(m, &rec);
+		*p = bs->next;
+		bs->next = NULL;
+		breakglass_session_free_all(bs);
+		return true;
+	}
+	return false;
+}
+
 /* Makes the binding the token T (consumed) was checked for, writes its file and answers
  * MSG with its id; or sets ERROR and returns -errno. */
 static int bind_complete(Manager *m, sd_bus_message *msg, AuthToken *t, pid_t caller_pid,
@@ -118,6 +194,8 @@ static int bind_complete(Manager *m, sd_bus_message *msg, AuthToken *t, pid_t ca
 	r = bind_check_room(m, t, caller_pid, error);
 	if (r < 0)
 		return r;
+	if (t->breakglass)
+		return bind_breakglass(m, msg, t, session_id, pid, service, tty);
 	b = binding_new(m);
 	if (!b || getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd) ||
 	        hex_encode(rnd, sizeof(rnd), &hex) < 0) {
@@ -428,6 +506,8 @@ int bus_method_unbind_session(
 	if (r < 0)
 		return r;
 	b = manager_binding_find(m, id);
+	if (!b && unbind_breakglass(m, id))
+		return sd_bus_reply_method_return(msg, "");
 	if (!b)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_NOT_FOUND, "No binding %s.", id);
 	if (b->state == BINDING_ACTING && b->run && b->run->tree) {

@@ -68,7 +68,7 @@ BreakglassSet *breakglass_set_free(BreakglassSet *s)
 	return NULL;
 }
 
-static int set_new(const char *user, BreakglassSet **ret)
+int breakglass_set_new(const char *user, BreakglassSet **ret)
 {
 	BreakglassSet *s;
 
@@ -210,7 +210,7 @@ int breakglass_parse(const char *text, size_t len, const char *user, BreakglassS
 	r = check_text(text, len, ret_why, ret_line);
 	if (r < 0)
 		return r;
-	r = set_new(user, &s);
+	r = breakglass_set_new(user, &s);
 	if (r < 0)
 		return r;
 
@@ -385,7 +385,7 @@ int breakglass_load(const char *state_dir, const char *user, BreakglassSet **ret
 
 	r = read_private(state_dir, DIR_NAME, user, &text, &len);
 	if (r == -ENOENT)
-		return set_new(user, ret);
+		return breakglass_set_new(user, ret);
 	if (r < 0)
 		return r;
 	return breakglass_parse(text, len, user, ret, NULL, NULL);
@@ -490,7 +490,7 @@ int breakglass_generate(const char *user, unsigned n, uint64_t now_s, uint64_t v
 		return -EINVAL;
 	if (sodium_init() < 0)
 		return -EIO;
-	r = set_new(user, &s);
+	r = breakglass_set_new(user, &s);
 	if (r < 0)
 		return r;
 	s->codes = calloc(BREAKGLASS_CODES_MAX, sizeof(BreakglassCode));
@@ -713,4 +713,43 @@ int breakglass_approval_save(const char *state_dir, const BreakglassApproval *a)
 int breakglass_approval_remove(const char *state_dir, const char *user)
 {
 	return write_private(state_dir, APPROVALS_DIRNAME, user, NULL);
+}
+
+/* ---- the last break-glass login ---- */
+
+#define LAST_USE_DIRNAME "breakglass/last-use"
+#define LAST_USE_HEADER  "keyward-breakglass-use 1 "
+
+int breakglass_last_use_save(const char *state_dir, const char *user, uint64_t when_s)
+{
+	_cleanup_free_ char *text = NULL;
+
+	if (!valid_user_name(user))
+		return -EINVAL;
+	if (asprintf(&text, LAST_USE_HEADER "%s %" PRIu64 "\n", user, when_s) < 0)
+		return -ENOMEM;
+	return write_private(state_dir, LAST_USE_DIRNAME, user, text);
+}
+
+int breakglass_last_use_load(const char *state_dir, const char *user, uint64_t *ret_s)
+{
+	_cleanup_free_ char *text = NULL;
+	const char *why = NULL;
+	unsigned line = 0;
+	size_t len = 0, n;
+	int r;
+
+	r = read_private(state_dir, LAST_USE_DIRNAME, user, &text, &len);
+	if (r < 0)
+		return r;
+	r = check_text(text, len, &why, &line);
+	if (r < 0)
+		return r;
+	n = strlen(LAST_USE_HEADER) + strlen(user);
+	if (len < n + 3 || !strneq(text, LAST_USE_HEADER, strlen(LAST_USE_HEADER)) ||
+	        !strneq(text + strlen(LAST_USE_HEADER), user, strlen(user)) || text[n] != ' ' ||
+	        memchr(text, '\n', len) != text + len - 1)
+		return -EINVAL;
+	text[len - 1] = '\0';
+	return parse_u64_strict(text + n + 1, ret_s) ? 0 : -EINVAL;
 }

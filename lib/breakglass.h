@@ -66,6 +66,8 @@ const char *breakglass_state_to_string(BreakglassState s);
 BreakglassState breakglass_state_from_string(const char *s);
 const char *breakglass_verdict_to_string(BreakglassVerdict v); /* "wrong-code", ... */
 
+/* An empty set for USER (-EINVAL for a bad name). */
+int breakglass_set_new(const char *user, BreakglassSet **ret);
 BreakglassSet *breakglass_set_free(BreakglassSet *s);
 static inline void breakglass_set_freep(BreakglassSet **s)
 {
@@ -131,3 +133,10 @@ int breakglass_approval_load(const char *state_dir, const char *user, Breakglass
 int breakglass_approval_save(const char *state_dir, const BreakglassApproval *a);
 /* Removes USER's approval durably (used or expired); 0 also when there was none. */
 int breakglass_approval_remove(const char *state_dir, const char *user);
+
+/* ---- the last break-glass login ("<state_dir>/breakglass/last-use/<user>", one line
+ * "keyward-breakglass-use 1 <user> <time>"): what require_enroll compares the user's
+ * credentials' enrolment times with ---- */
+int breakglass_last_use_save(const char *state_dir, const char *user, uint64_t when_s);
+/* -ENOENT when USER never came in with break-glass (or it was cleared). */
+int breakglass_last_use_load(const char *state_dir, const char *user, uint64_t *ret_s);

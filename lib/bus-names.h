@@ -30,6 +30,9 @@
 #define KEYWARD_MAX_DEVICE_PATH 255
 #define KEYWARD_MAX_OPTIONS     16  /* entries in an a{sv} options argument */
 #define KEYWARD_MAX_PIN         255 /* bytes read from a pin_fd (CTAP2 allows 63) */
+/* Bytes of a break-glass recovery code the module passes on (longer input is cut here and
+ * refused by keywardd as malformed: lib/breakglass.h BREAKGLASS_INPUT_MAX is less). */
+#define KEYWARD_MAX_BREAKGLASS_INPUT 255
 
 /* Binding token: 16 random bytes as 32 lower-case hex characters. */
 #define KEYWARD_TOKEN_BYTES 16

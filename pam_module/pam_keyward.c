@@ -990,8 +990,10 @@ static Outcome check_denied(Ctx *c, const CheckReply *ck)
 }
 
 /* Makes a pipe that holds the PIN (or nothing) and returns its read end. The PIN is read
- * through the conversation and wiped once written. */
-static int pin_pipe(Ctx *c, bool ask, int *ret_fd)
+ * through the conversation and wiped once written. BREAKGLASS: a recovery code is asked
+ * instead (passed on cut to KEYWARD_MAX_BREAKGLASS_INPUT bytes, never refused here: the
+ * daemon counts and records every attempt). */
+static int pin_pipe(Ctx *c, bool ask, bool breakglass, int *ret_fd)
 {
 	_cleanup_close_ int rfd = -EBADF, wfd = -EBADF;
 	_cleanup_erase_ char *pin = NULL;
@@ -1004,12 +1006,18 @@ static int pin_pipe(Ctx *c, bool ask, int *ret_fd)
 	if (ask) {
 		size_t len, done = 0;
 
-		r = pam_prompt(
-		        c->pamh, PAM_PROMPT_ECHO_OFF, &pin, "Security key PIN for %s: ", c->user);
+		if (breakglass)
+			r = pam_prompt(
+			        c->pamh, PAM_PROMPT_ECHO_OFF, &pin, "Break-glass recovery code: ");
+		else
+			r = pam_prompt(c->pamh, PAM_PROMPT_ECHO_OFF, &pin,
+			        "Security key PIN for %s: ", c->user);
 		if (r != PAM_SUCCESS || !pin)
 			return -ECANCELED;
 		len = strlen(pin);
-		if (len > KEYWARD_MAX_PIN)
+		if (breakglass && len > KEYWARD_MAX_BREAKGLASS_INPUT)
+			len = KEYWARD_MAX_BREAKGLASS_INPUT;
+		else if (len > KEYWARD_MAX_PIN)
 			return -E2BIG;
 		/* A pipe holds far more than KEYWARD_MAX_PIN bytes: this never blocks. */
 		while (done < len) {
@@ -1054,9 +1062,11 @@ static void cancel_pending(Ctx *c)
 /* One Authenticate call. When no PIN was asked and the daemon answers `pin-required` (a
  * credential enrolled with user verification under a policy that only prefers it),
  * *ret_retry_with_pin is set and nothing is shown: the caller asks the PIN and tries once
- * more. */
-static Outcome authenticate_once(
-        Ctx *c, const CheckReply *ck, bool cached, bool ask_pin, bool *ret_retry_with_pin)
+ * more. When it answers `breakglass-available` (no key for the user, and the policy allows
+ * break-glass here), its message is shown and *ret_breakglass set: the caller asks for a
+ * recovery code and calls once more with BREAKGLASS (the code goes through the pipe). */
+static Outcome authenticate_once(Ctx *c, const CheckReply *ck, bool cached, bool ask_pin,
+        bool breakglass, bool *ret_retry_with_pin, bool *ret_breakglass)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
 	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -1067,9 +1077,10 @@ static Outcome authenticate_once(
 	char *copy;
 	int granted, r;
 
-	r = pin_pipe(c, ask_pin, &pin_fd);
+	r = pin_pipe(c, ask_pin || breakglass, breakglass, &pin_fd);
 	if (r == -ECANCELED) {
-		pam_syslog(c->pamh, LOG_NOTICE, "no PIN was entered for %s", c->user);
+		pam_syslog(c->pamh, LOG_NOTICE, "no %s was entered for %s",
+		        breakglass ? "recovery code" : "PIN", c->user);
 		return OUTCOME_CONV_FAILED;
 	}
 	if (r == -E2BIG) {
@@ -1095,6 +1106,8 @@ static Outcome authenticate_once(
 	/* A pin-required answer to a PIN the user was asked for is a refusal, not a prompt. */
 	if (r >= 0 && ask_pin)
 		r = sd_bus_message_append(m, "{sv}", "pin-asked", "b", 1);
+	if (r >= 0 && breakglass)
+		r = sd_bus_message_append(m, "{sv}", "breakglass", "b", 1);
 	if (r >= 0)
 		r = sd_bus_message_close_container(m);
 	if (r < 0) {
@@ -1106,7 +1119,7 @@ static Outcome authenticate_once(
 	closep(&pin_fd);
 	pin_fd = -EBADF;
 
-	if (ck->up && !c->opt.nocue && !c->cue_shown) {
+	if (ck->up && !breakglass && !c->opt.nocue && !c->cue_shown) {
 		format_cue(c->opt.cue ? c->opt.cue : DEFAULT_CUE, c->user, cue, sizeof(cue));
 		if (cached) {
 			/* Only if a touch is really awaited (see Ctx.cue_at_ms). */
@@ -1164,6 +1177,13 @@ static Outcome authenticate_once(
 		*ret_retry_with_pin = true;
 		return OUTCOME_AUTH_FAILED;
 	}
+	if (!granted && !breakglass && streq(reason, "breakglass-available")) {
+		pam_syslog(c->pamh, LOG_NOTICE, "no security key for %s: break-glass offered",
+		        c->user);
+		show_info(c, message);
+		*ret_breakglass = true;
+		return OUTCOME_AUTH_FAILED;
+	}
 	if (!granted) {
 		pam_syslog(c->pamh, LOG_NOTICE,
 		        "security key authentication of %s for %s denied: %s", c->user, c->service,
@@ -1179,7 +1199,14 @@ static Outcome authenticate_once(
 		}
 		return reason_to_outcome(reason);
 	}
-	if (!streq(reason, "ok") || !valid_token(token)) {
+	/* "breakglass": let in with a recovery code or an approval, no key (the message
+	 * tells the user to enroll a new one). */
+	if (breakglass && streq(reason, "breakglass") && valid_token(token)) {
+		pam_syslog(c->pamh, LOG_WARNING,
+		        "%s authenticated for %s with break-glass recovery", c->user, c->service);
+		if (!isempty(message))
+			show_info(c, message);
+	} else if (!streq(reason, "ok") || !valid_token(token)) {
 		pam_syslog(c->pamh, LOG_ERR, "keywardd granted %s with an invalid reply; refusing",
 		        c->user);
 		return OUTCOME_ERROR;
@@ -1205,19 +1232,23 @@ static Outcome authenticate_once(
 		        pam_strerror(c->pamh, r));
 		return OUTCOME_ERROR;
 	}
-	pam_syslog(c->pamh, LOG_INFO, "%s authenticated for %s with security key credential '%s'",
-	        c->user, c->service, credential);
+	if (!breakglass)
+		pam_syslog(c->pamh, LOG_INFO,
+		        "%s authenticated for %s with security key credential '%s'", c->user,
+		        c->service, credential);
 	return OUTCOME_SUCCESS;
 }
 
 static Outcome daemon_authenticate(Ctx *c, const CheckReply *ck, bool cached)
 {
-	bool ask_pin = ck->uv == POLICY_UV_REQUIRED, retry = false;
+	bool ask_pin = ck->uv == POLICY_UV_REQUIRED, retry = false, breakglass = false;
 	Outcome o;
 
-	o = authenticate_once(c, ck, cached, ask_pin, &retry);
+	o = authenticate_once(c, ck, cached, ask_pin, false, &retry, &breakglass);
 	if (retry)
-		o = authenticate_once(c, ck, cached, true, &retry);
+		o = authenticate_once(c, ck, cached, true, false, &retry, &breakglass);
+	if (breakglass)
+		o = authenticate_once(c, ck, cached, false, true, &retry, &breakglass);
 	return o;
 }
 
@@ -1227,12 +1258,17 @@ static Outcome daemon_authenticate(Ctx *c, const CheckReply *ck, bool cached)
 static Outcome refuse_not_enrolled(Ctx *c, const CheckReply *ck, bool cached)
 {
 	CheckReply quiet = *ck;
-	bool retry = false;
+	bool retry = false, breakglass = false;
+	Outcome o;
 
 	pam_syslog(c->pamh, LOG_NOTICE, "%s is covered but has no enrolled key", c->user);
 	quiet.up = false;
 	quiet.reply = NULL; /* borrowed from CK, which keeps it */
-	return authenticate_once(c, &quiet, cached, false, &retry);
+	o = authenticate_once(c, &quiet, cached, false, false, &retry, &breakglass);
+	/* No key, and the policy allows break-glass here: a recovery code or approval. */
+	if (breakglass)
+		o = authenticate_once(c, &quiet, cached, false, true, &retry, &breakglass);
+	return o;
 }
 
 static Outcome do_authenticate(Ctx *c)
