@@ -171,7 +171,10 @@ static int follow_session(BreakglassReport *b, const AuditEntry *e)
 
 		switch (e->event) {
 		case AUDIT_EVENT_SESSION_BIND:
+			/* keywardd marks the session a break-glass login opens (reason
+			 * "breakglass": it is bound to no key); a later key login is not it */
 			if (s->bound || e->result != AUDIT_RESULT_SUCCESS || !e->session ||
+			        !e->reason || !streq(e->reason, "breakglass") ||
 			        !same(s->user, e->user) ||
 			        (e->service && s->service && !same(s->service, e->service)))
 				break;
@@ -253,13 +256,16 @@ static const char *row_controls(const BgRow *r)
 	return kinds[r->kind].controls;
 }
 
-/* "reason; detail", the reason alone, the detail alone, or "-". */
+/* "reason; detail", the reason alone, the detail alone, or "-" (a success's "ok" says
+ * nothing the result does not). */
 static void row_why(const BgRow *r, char *buf, size_t size)
 {
-	if (r->reason && r->detail)
-		snprintf(buf, size, "%s; %s", r->reason, r->detail);
+	const char *reason = r->reason && !streq(r->reason, "ok") ? r->reason : NULL;
+
+	if (reason && r->detail)
+		snprintf(buf, size, "%s; %s", reason, r->detail);
 	else
-		snprintf(buf, size, "%s", r->reason ?: r->detail ?: "-");
+		snprintf(buf, size, "%s", reason ?: r->detail ?: "-");
 }
 
 static const char *row_from(const BgRow *r)

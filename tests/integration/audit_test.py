@@ -372,9 +372,10 @@ BG_FIXTURE = [
     ("2026-11-12T08:06:00.000Z", "breakglass-fail", "failure",
      {"user": "alice", "service": "login", "tty": "tty1", "reason": "wrong-code"}),
     ("2026-11-12T08:07:00.000Z", "breakglass-use", "success",
-     {"user": "alice", "uid": 1000, "service": "login", "tty": "tty1", "detail": "code=3fa9c1-01"}),
+     {"user": "alice", "uid": 1000, "service": "login", "tty": "tty1", "reason": "ok", "detail": "code=3fa9c1-01"}),
     ("2026-11-12T08:07:01.000Z", "session-bind", "success",
-     {"user": "alice", "service": "login", "tty": "tty1", "session": "c7"}),
+     {"user": "alice", "service": "login", "tty": "tty1", "session": "c7", "reason": "breakglass",
+      "action": "none", "detail": "breakglass code=3fa9c1-01"}),
     ("2026-11-12T08:07:30.000Z", "auth", "failure", {"user": "alice", "service": "sudo", "reason": "enroll-required"}),
     ("2026-11-12T08:08:00.000Z", "breakglass-fail", "failure",
      {"user": "alice", "service": "login", "tty": "tty2", "reason": "used-code", "detail": "code=3fa9c1-01"}),
@@ -386,11 +387,16 @@ BG_FIXTURE = [
      {"user": "alice", "actor": "carol", "actor_uid": 1002, "cred_label": "yk-carol",
       "detail": "valid-until=2026-11-13T10:15:00Z"}),
     ("2026-11-13T10:02:00.000Z", "breakglass-use", "success",
-     {"user": "alice", "service": "login", "tty": "tty1", "detail": "approval=carol"}),
+     {"user": "alice", "service": "login", "tty": "tty1", "reason": "ok", "detail": "approval=carol"}),
     ("2026-11-13T10:02:01.000Z", "session-bind", "success",
-     {"user": "alice", "service": "login", "tty": "tty1", "session": "c9"}),
-    ("2026-11-13T10:30:00.000Z", "session-unbind", "success", {"user": "alice", "session": "c9"}),
+     {"user": "alice", "service": "login", "tty": "tty1", "session": "c9", "reason": "breakglass",
+      "action": "none", "detail": "breakglass approval=carol"}),
+    ("2026-11-13T10:30:00.000Z", "session-unbind", "success",
+     {"user": "alice", "service": "login", "session": "c9", "reason": "unbound", "detail": "breakglass"}),
     ("2026-11-14T09:00:00.000Z", "enroll", "success", {"user": "alice", "cred_label": "yk-new", "actor": "root"}),
+    # her next login is with the new key: not a break-glass session
+    ("2026-11-14T09:05:00.000Z", "session-bind", "success",
+     {"user": "alice", "service": "login", "tty": "tty1", "session": "c11", "cred_label": "yk-new"}),
     ("2026-11-20T00:00:00.000Z", "breakglass-expire", "info", {"user": "bob", "detail": "codes=7"}),
     ("2026-11-21T00:00:00.000Z", "breakglass-revoke", "success", {"user": "alice", "actor": "root", "actor_uid": 0}),
     # an attacker-chosen user name with a terminal escape: reported, never emitted raw
@@ -406,7 +412,7 @@ BG_EXPECT = [
     ("breakglass-fail", "failure", None, "alice", "sshd", None, "192.0.2.7", "service-not-allowed", None, None,
      ["IA-5", "AU-6"]),
     ("breakglass-fail", "failure", None, "alice", "login", "tty1", None, "wrong-code", None, None, ["IA-5", "AU-6"]),
-    ("breakglass-use", "success", None, "alice", "login", "tty1", None, None, None, "code=3fa9c1-01",
+    ("breakglass-use", "success", None, "alice", "login", "tty1", None, "ok", None, "code=3fa9c1-01",
      ["AC-2", "IA-5", "AU-6"]),
     ("auth", "failure", None, "alice", "sudo", None, None, "enroll-required", None, None, ["AC-2", "IA-5"]),
     ("breakglass-fail", "failure", None, "alice", "login", "tty2", None, "used-code", None, "code=3fa9c1-01",
@@ -416,7 +422,7 @@ BG_EXPECT = [
      ["IA-5", "AU-6", "AC-7"]),
     ("breakglass-approve", "success", "carol", "alice", None, None, None, None, None,
      "valid-until=2026-11-13T10:15:00Z", ["AC-2", "AC-2(2)"]),
-    ("breakglass-use", "success", None, "alice", "login", "tty1", None, None, None, "approval=carol",
+    ("breakglass-use", "success", None, "alice", "login", "tty1", None, "ok", None, "approval=carol",
      ["AC-2", "IA-5", "AU-6"]),
     ("breakglass-expire", "info", None, "bob", None, None, None, None, None, "codes=7", ["AC-2(2)", "IA-5"]),
     ("breakglass-revoke", "success", "root", "alice", None, None, None, None, None, None, ["AC-2", "IA-5"]),
@@ -718,7 +724,7 @@ def case_report_breakglass_json(env):
     check(bg["note"] is None, "a non-empty section has no 'no events' note")
     check("\x1b" not in json.dumps(r, ensure_ascii=False), "raw escape character in the JSON report")
     # the break-glass login's session is also an elevation/session row of its own section
-    check([e["session"] for e in r["elevations"]] == ["c7", "c9"], "elevations: %s" % r["elevations"])
+    check([e["session"] for e in r["elevations"]] == ["c7", "c9", "c11"], "elevations: %s" % r["elevations"])
 
 
 def case_report_breakglass_csv(env):
