@@ -359,7 +359,11 @@ def register(st):
         p.sendline("alice")
         p.expect(r"Password: $", 10, what="login's password prompt")
         p.sendline(ks.PASSWORDS["alice"])
-        m = p.expect(rf"{c.prompt('alice')}|{CODE_PROMPT}|{REFUSED}", 20,
+        # keyward offers break-glass (no key) and asks for a code; with an approval
+        # pending, whatever is typed (here: nothing, Enter) uses the approval
+        p.expect(CODE_PROMPT, 20, what="keyward's break-glass prompt for alice (no key)")
+        p.sendline("")
+        m = p.expect(rf"{c.prompt('alice')}|{REFUSED}", 20,
                      what="alice's login after carol's approval")
         t = p.transcript()
         check(m["match"].startswith("alice@"),
@@ -369,6 +373,8 @@ def register(st):
         check("carol" in str(use.get("detail", "")),
               f"the breakglass-use record does not name the approver: {use}")
 
+        expect_record(c, "alice's break-glass session", "session-bind", user="alice",
+                      reason="breakglass")
         # once: the next login gets no way in (no codes were issued)
         q = c.pty_agent().spawn("alice-login-2", ["login"])
         q.expect(r"login: $", 15)
@@ -383,5 +389,7 @@ def register(st):
                          what="login refusing alice's second login")
         check(not m["match"].startswith("alice@"),
               f"carol's one approval let alice in twice:\n{q.transcript()}")
+        expect_record(c, "alice's second login after the approval was used", "breakglass-fail",
+                      user="alice", reason="no-codes")
         report_first(c, [("breakglass-approve", "alice", None, None),
                          ("breakglass-use", "alice", "login", None)])
