@@ -35,6 +35,7 @@ settings = {{
 	timeout = {timeout};
 	failmode = "closed";
 	audit_failure = "deny";
+	admin_group = "sudo";
 	breakglass = {{
 		services = ["login"];
 		codes = 4;
