@@ -21,7 +21,7 @@
 #define CTL_ENROLL_TIMEOUT_USEC (180ULL * 1000 * 1000)
 #define PAM_U2F_MAX_FILE        (1024 * 1024)
 
-static int bus_connect(sd_bus **ret)
+int bus_connect(sd_bus **ret)
 {
 	int r = sd_bus_open_system(ret);
 
@@ -31,7 +31,7 @@ static int bus_connect(sd_bus **ret)
 }
 
 /* Exit code for a failed call; prints the daemon's message. */
-static int report_bus_error(const char *what, const sd_bus_error *e, int r)
+int report_bus_error(const char *what, const sd_bus_error *e, int r)
 {
 	const char *name = e && e->name ? e->name : NULL;
 
@@ -50,7 +50,7 @@ static int report_bus_error(const char *what, const sd_bus_error *e, int r)
 }
 
 /* Reads a PIN from /dev/tty with echo off (never from the environment or argv). */
-static int read_pin_tty(const char *prompt, char **ret)
+int read_pin_tty(const char *prompt, char **ret)
 {
 	_cleanup_close_ int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
 	struct termios old, noecho;
@@ -101,7 +101,7 @@ static int read_pin_tty(const char *prompt, char **ret)
 	return r;
 }
 
-static int read_pin_stdin(char **ret)
+int read_pin_stdin(char **ret)
 {
 	char buf[KEYWARD_MAX_PIN + 2];
 	size_t len;
@@ -118,7 +118,7 @@ static int read_pin_stdin(char **ret)
 }
 
 /* A pipe holding PIN (or nothing), write end closed: the read end goes into the call. */
-static int pin_pipe(const char *pin, int *ret_read_fd)
+int pin_pipe(const char *pin, int *ret_read_fd)
 {
 	int p[2];
 

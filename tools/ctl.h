@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <systemd/sd-bus.h>
+
 typedef struct CtlGlobal {
 	const char *config_path; /* -c/--config, default KEYWARD_DEFAULT_CONFIG */
 	bool quiet;
@@ -72,6 +74,19 @@ int ctl_audit_load_key(const char *prog, const char *path, bool explicit_path,
  * account_group_names() (lib/accounts.h: thread-safe, a failed lookup is an error). New
  * code calls that directly. -E2BIG past MAX groups. *RET is NULL-terminated. */
 int ctl_user_groups(const char *user, gid_t primary, int max, char ***ret);
+
+/* ctl-creds.c helpers for the verbs that talk to keywardd (ctl-breakglass.c too): connect
+ * (saying why not), the exit code of a failed call (its message printed), a PIN from
+ * /dev/tty with echo off or from one line of stdin, and a pipe holding PIN (or nothing)
+ * whose read end goes into the call. */
+int bus_connect(sd_bus **ret);
+int report_bus_error(const char *what, const sd_bus_error *e, int r);
+int read_pin_tty(const char *prompt, char **ret);
+int read_pin_stdin(char **ret);
+int pin_pipe(const char *pin, int *ret_read_fd);
+
+/* Break-glass verbs (ctl-breakglass.c): issue, list, revoke, approve. */
+int verb_breakglass(int argc, char *argv[]);
 
 /* Credential verbs (ctl-creds.c): talk to keywardd over the system bus. */
 int verb_enroll(int argc, char *argv[]);

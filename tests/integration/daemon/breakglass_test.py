@@ -130,6 +130,32 @@ def case_breakglass_code(e):
     no_secret_anywhere(e, codes)
 
 
+def case_breakglass_ctl(e):
+    """keywardctl breakglass: issue (only to a terminal unless --force), list, revoke."""
+    bg_policy(e, bg=FAST + ' codes = 3;')
+    e.start()
+    r = e.ctl("breakglass", "issue", "root", expect=2)
+    check("only to a terminal" in r.stderr and not e.audit_find(event="breakglass-issue"),
+          f"no codes into a pipe: {r.stderr}")
+    r = e.ctl("breakglass", "issue", "root", "--force")
+    codes = re.findall(r"\b(?:[2-9A-HJKMNP-Z]{5}-){3}[2-9A-HJKMNP-Z]{5}\b", r.stdout)
+    check(len(codes) == 3 and "sealed envelope" in r.stdout and "password manager" in r.stdout,
+          f"issue output: {r.stdout}")
+    r = e.ctl("breakglass", "list", "root")
+    check(r.stdout.count("unused") == 3, f"list: {r.stdout}")
+    a = code_auth(e, codes[2])
+    check(a["granted"], f"a printed code works: {a}")
+    r = e.ctl("breakglass", "list")
+    check(r.stdout.count("root/") == 3 and r.stdout.count(" used") == 1, f"list all: {r.stdout}")
+    e.ctl("breakglass", "revoke", "root")
+    r = e.ctl("breakglass", "list", "root")
+    check("No break-glass recovery codes for root" in r.stdout, r.stdout)
+    e.ctl("breakglass", "frobnicate", expect=2)
+    r = e.ctl("breakglass", "approve", "root", expect=1)
+    check("two_person" in r.stderr, f"approve with two_person off: {r.stderr}")
+    no_secret_anywhere(e, codes)
+
+
 def case_breakglass_expired(e):
     bg_policy(e, bg=FAST + ' codes = 3;')
     e.start()
@@ -236,6 +262,12 @@ def case_breakglass_approve(e):
     a = code_auth(e, "", user="nobody")
     check(not a["granted"], f"bob with alice's approval: {a}")
     check(os.path.exists(os.path.join(e.state, "breakglass", "approvals", "root")), "root's approval untouched")
+    # keywardctl breakglass approve, as the other administrator
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", e.keywardctl,
+                        "breakglass", "approve", "root"], capture_output=True, text=True, timeout=60)
+    log(f"keywardctl breakglass approve root (as nobody) -> {r.returncode}\n{r.stdout}{r.stderr}")
+    check(r.returncode == 0 and "Approved: root may log in once" in r.stdout, f"ctl approve: {r}")
+    check(len(e.audit_find(event="breakglass-approve", result="success")) == 3, "three approvals recorded")
 
 
 def case_breakglass_two_person_off(e):
@@ -271,6 +303,7 @@ def case_breakglass_defaults(e):
 
 CASES = {
     "breakglass-code": [],
+    "breakglass-ctl": [],
     "breakglass-expired": [],
     "breakglass-rate-limit": [],
     "breakglass-approve": [],
