@@ -109,8 +109,9 @@ def register(st):
                                      f"{r.stdout}{r.stderr}")
 
     def issue(c, user):
-        """`keywardctl breakglass issue USER`: the codes printed once (list of (id, code))."""
-        r = c.run(["keywardctl", "breakglass", "issue", user], check=False)
+        """`keywardctl breakglass issue USER --force` (not a terminal here): the codes
+        printed once (list of (id or None, code))."""
+        r = c.run(["keywardctl", "breakglass", "issue", user, "--force"], check=False)
         check(r.returncode == 0, f"keywardctl breakglass issue {user} failed "
                                  f"(exit {r.returncode}):\n{r.stdout}{r.stderr}")
         codes = []
@@ -170,16 +171,20 @@ def register(st):
                               + "\n".join(map(str, bg[-20:])))
             time.sleep(0.1)
 
-    def code_unused(c, user, code_id, what):
-        """`keywardctl breakglass list USER` still counts CODE_ID unused: nothing burnt."""
+    def code_states(c, user):
+        """`keywardctl breakglass list USER`: {code id: state}."""
         r = c.run(["keywardctl", "breakglass", "list", user], check=False)
         check(r.returncode == 0, f"keywardctl breakglass list {user} (exit {r.returncode}):"
                                  f"\n{r.stdout}{r.stderr}")
-        if code_id:
-            line = [x for x in r.stdout.splitlines() if code_id in x]
-            check(line and re.search(r"\bunused\b", line[0]),
-                  f"{what}: code {code_id} of {user} is no longer unused:\n{r.stdout}")
-        return r.stdout
+        return {m.group(1): m.group(2) for m in
+                re.finditer(r"^([0-9a-f]{6}-\d{2})\s.*\s(unused|used|expired)\s*$", r.stdout, re.M)}
+
+    def code_unused(c, user, n, what):
+        """USER has N unused codes: nothing more was burnt."""
+        st_ = code_states(c, user)
+        got = sum(1 for v in st_.values() if v == "unused")
+        check(got == n, f"{what}: {user} has {got} unused code(s), expected {n}: {st_}")
+        return st_
 
     def report(c, fmt="text"):
         r = c.run(["keywardctl", "report", "--format", fmt], check=False)
@@ -269,13 +274,14 @@ def register(st):
         bob_codes = issue(c, "bob")
         check(not set(x for _, x in codes) & set(x for _, x in bob_codes),
               "alice and bob got the same code")
-        (cid, code), (cid2, _) = codes[0], codes[1]
+        code = codes[0][1]
+        code_unused(c, "alice", 4, "after the issue")
 
         # alice's code is not bob's
         login_code(c, "bob", code, "bob-login", False, "alice's code typed for bob")
         expect_record(c, "alice's code for bob", "breakglass-fail", user="bob",
                       reason="wrong-code")
-        code_unused(c, "alice", cid, "after her code was tried for bob")
+        code_unused(c, "alice", 4, "after her code was tried for bob")
 
         # su is not a break-glass service: refused, the code not burnt (from carol's shell:
         # she has a key; root's `su - bob` would need bob's, which he has not)
@@ -292,18 +298,21 @@ def register(st):
         su_recs = [r for r in c.audit() if r.get("user") == "alice" and r.get("service") == "su"
                    and r.get("result") == "failure"]
         check(su_recs, "no failure record for alice's su in the trail")
-        code_unused(c, "alice", cid, "after su refused")
+        code_unused(c, "alice", 4, "after su refused")
 
         # ssh: not a break-glass service either
         ssh_refused(c, "alice", code)
-        code_unused(c, "alice", cid, "after ssh refused")
+        code_unused(c, "alice", 4, "after ssh refused")
 
         # the console: once
         p, sid = login_code(c, "alice", code, "alice-login", True, "alice's first code")
         use = expect_record(c, "alice's break-glass login", "breakglass-use", user="alice",
                             service="login", result="success")
-        check(cid is None or cid in str(use.get("detail", "")),
-              f"the breakglass-use record does not name the code's id {cid}: {use}")
+        m = re.fullmatch(r"code=([0-9a-f]{6}-\d{2})", str(use.get("detail", "")))
+        check(m, f"the breakglass-use record does not name the code's id: {use}")
+        states = code_unused(c, "alice", 3, "after her break-glass login")
+        check(states.get(m.group(1)) == "used",
+              f"the code {m.group(1)} the trail names is not the one burnt: {states}")
         check(code not in json.dumps(c.audit()), "the code itself is in the audit trail")
         st.expect_bound(c, f"alice's break-glass session {sid}", user="alice", session=sid)
         t = p.transcript()
@@ -318,7 +327,7 @@ def register(st):
         login_code(c, "alice", code, "alice-login-2", False, "alice's used code again")
         expect_record(c, "the used code", "breakglass-fail", user="alice",
                       reason="used-code")
-        code_unused(c, "alice", cid2, "after the used code was refused")
+        code_unused(c, "alice", 3, "after the used code was refused")
 
         text, j = report_first(c, [
             ("breakglass-issue", "alice", None, None),
