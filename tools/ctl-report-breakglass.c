@@ -239,7 +239,7 @@ int breakglass_report_collect(BreakglassReport *b, const AuditEntry *e)
 	r->rhost = report_clean_strdup(e->rhost);
 	r->reason = report_clean_strdup(e->reason);
 	r->session = report_clean_strdup(e->session);
-	r->detail = report_clean_strdup(e->detail ?: e->message);
+	r->detail = report_clean_strdup(e->detail); /* the message only repeats the reason */
 	if (!r->event || !r->result)
 		return -ENOMEM;
 	return 0;
@@ -268,9 +268,11 @@ static void row_why(const BgRow *r, char *buf, size_t size)
 		snprintf(buf, size, "%s", reason ?: r->detail ?: "-");
 }
 
+/* Where from: the remote host, else the terminal (keywardd writes an empty rhost for a
+ * local login). */
 static const char *row_from(const BgRow *r)
 {
-	return r->rhost ?: r->tty;
+	return !isempty(r->rhost) ? r->rhost : !isempty(r->tty) ? r->tty : NULL;
 }
 
 static const char *session_end(const BgSession *s)

@@ -200,7 +200,7 @@ def register(st):
         check("Break-glass" in first and "AC-2" in first and "IA-5" in first,
               f"the text report does not start with the break-glass section:\n{text[:3000]}")
         for ev, user, service, reason in want:
-            pat = rf"{ev}\s+\S+\s+\S+\s+{user}\s+{service or r'-'}\b"
+            pat = rf"{ev}\s+\S+\s+\S+\s+{user}\s+{service or '-'}\s"
             check(re.search(pat, first) and (not reason or reason in first),
                   f"the report's break-glass section lacks {ev} of {user} "
                   f"({service}, {reason}):\n{first}")
