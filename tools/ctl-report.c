@@ -752,6 +752,8 @@ static int collect_elevation(Report *r, const AuditEntry *e)
 	v->user = xstrdup0(e->user);
 	v->service = xstrdup0(e->service);
 	v->key = xstrdup0(e->cred_label ?: e->cred_id);
+	if (!v->key && e->reason && streq(e->reason, "breakglass"))
+		v->key = strdup("(break-glass, no key)"); /* the break-glass section lists it */
 	v->from = xstrdup0(e->rhost ?: elev_rhost(r, e) ?: e->tty);
 	v->session = xstrdup0(e->session);
 	if (v->session) {

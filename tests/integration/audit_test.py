@@ -725,7 +725,9 @@ def case_report_breakglass_json(env):
     check(bg["note"] is None, "a non-empty section has no 'no events' note")
     check("\x1b" not in json.dumps(r, ensure_ascii=False), "raw escape character in the JSON report")
     # the break-glass login's session is also an elevation/session row of its own section
-    check([e["session"] for e in r["elevations"]] == ["c7", "c9", "c11"], "elevations: %s" % r["elevations"])
+    check([(e["session"], e["key"]) for e in r["elevations"]]
+          == [("c7", "(break-glass, no key)"), ("c9", "(break-glass, no key)"), ("c11", "yk-new")],
+          "elevations: break-glass sessions flagged: %s" % r["elevations"])
 
 
 def case_report_breakglass_csv(env):
