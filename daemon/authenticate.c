@@ -1616,6 +1616,9 @@ static int auth_start(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	}
 	r = device_op_new(&m->ops, m, DEVICE_OP_AUTHENTICATE, &auth_vtable, msg, caller->uid,
 	        st->timeout_ms, a, &op);
+	if (r == -EBUSY && done) /* (A and DONE_DATA are gone with the op) */
+		return sd_bus_reply_method_errorf(msg, KEYWARD_BUS_ERROR_BUSY,
+		        "keywardd is busy with too many requests; try again.");
 	if (r == -EBUSY)
 		return auth_refuse(m, msg, caller, rec, NULL, "error",
 		        "keywardd is busy with too many requests; try again.");

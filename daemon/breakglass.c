@@ -10,8 +10,10 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "accounts.h"
 #include "breakglass.h"
 #include "creds.h"
 #include "lockout.h"
@@ -95,6 +97,18 @@ static void bg_expire_user(Manager *m, const char *user)
 		log_warning_errno(r, "Cannot read the break-glass approval of %s: %m", user);
 }
 
+/* Whether DE (in D) is a user's file: a regular file with a user name, not a temp file. */
+static bool bg_is_user_file(DIR *d, const struct dirent *de)
+{
+	struct stat st;
+
+	if (!valid_user_name(de->d_name) || strstr(de->d_name, ".tmp-"))
+		return false;
+	if (de->d_type != DT_UNKNOWN)
+		return de->d_type == DT_REG;
+	return fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+}
+
 static void bg_expire_dir(Manager *m, const char *sub)
 {
 	_cleanup_free_ char *dir = NULL;
@@ -107,8 +121,7 @@ static void bg_expire_dir(Manager *m, const char *sub)
 	if (!d)
 		return;
 	while ((de = readdir(d)))
-		if (de->d_type == DT_REG && valid_user_name(de->d_name) &&
-		        !strstr(de->d_name, ".tmp-"))
+		if (bg_is_user_file(d, de))
 			bg_expire_user(m, de->d_name);
 	closedir(d);
 }
@@ -117,6 +130,25 @@ void breakglass_startup(Manager *m)
 {
 	bg_expire_dir(m, "breakglass");
 	bg_expire_dir(m, "breakglass/approvals");
+}
+
+int breakglass_status_append(Manager *m, sd_bus_message *reply)
+{
+	int r;
+
+	r = sd_bus_message_open_container(reply, 'e', "sv");
+	if (r >= 0)
+		r = sd_bus_message_append(reply, "s", "breakglass_sessions");
+	if (r >= 0)
+		r = sd_bus_message_open_container(reply, 'v', "a(sssst)");
+	if (r >= 0)
+		r = sd_bus_message_open_container(reply, 'a', "(sssst)");
+	for (const BreakglassSession *bs = m->breakglass_sessions; bs && r >= 0; bs = bs->next)
+		r = sd_bus_message_append(reply, "(sssst)", bs->user, bs->service, bs->session,
+		        bs->via, bs->realtime_ms * 1000);
+	for (int i = 0; i < 3 && r >= 0; i++)
+		r = sd_bus_message_close_container(reply);
+	return r;
 }
 
 /* --- require_enroll --------------------------------------------------------------------- */
@@ -539,6 +571,20 @@ static int bg_has_credentials(Manager *m, const char *user)
 	return set->n > 0;
 }
 
+/* Answers the Authenticate call at once with a refusal (REASON, TEXT), recorded in REC. */
+static int bg_answer_now(Manager *m, sd_bus_message *msg, const Decision *d, AuditRecord *rec,
+        const char *reason, const char *text)
+{
+	rec->reason = reason;
+	rec->message = text;
+	rec->result = AUDIT_RESULT_FAILURE;
+	(void)manager_audit(m, rec);
+	if (!streq(reason, "breakglass-available"))
+		m->n_auth_failed++;
+	log_info("Authenticate %s/%s: %s", d->user, d->service, reason);
+	return sd_bus_reply_method_return(msg, "bsssss", false, reason, text, "", "", "");
+}
+
 int breakglass_on_authenticate(Manager *m, sd_bus_message *msg, const BusCaller *caller,
         Decision *d, int pin_fd, bool requested, bool cached, AuditRecord *rec)
 {
@@ -547,26 +593,22 @@ int breakglass_on_authenticate(Manager *m, sd_bus_message *msg, const BusCaller 
 
 	/* After a break-glass login, nothing but another break-glass login (where the
 	 * policy allows one) until a new key is enrolled. */
-	if (!d->breakglass) {
-		r = bg_enroll_required(m, d->user);
-		if (r != 0) {
-			if (r < 0)
-				log_error_errno(
-				        r, "Cannot tell whether %s must enroll first: %m", d->user);
-			snprintf(text, sizeof(text),
-			        "%s logged in with break-glass recovery and has enrolled no "
-			        "security key since: run 'keywardctl enroll %s' first.",
-			        d->user, d->user);
-			rec->reason = "enroll-required";
-			rec->message = text;
-			rec->result = AUDIT_RESULT_FAILURE;
-			(void)manager_audit(m, rec);
-			m->n_auth_failed++;
-			log_notice("Authenticate %s/%s: refused (enroll-required)", d->user,
-			        d->service);
-			return sd_bus_reply_method_return(
-			        msg, "bsssss", false, "enroll-required", text, "", "", "");
-		}
+	r = d->breakglass ? 0 : bg_enroll_required(m, d->user);
+	if (r < 0) {
+		/* Fail closed, and say it is keyward's fault, not the user's. */
+		log_error_errno(r, "Cannot tell whether %s must enroll first: %m", d->user);
+		snprintf(text, sizeof(text),
+		        "The break-glass state of %s (%s/breakglass) cannot be read; tell an "
+		        "administrator.",
+		        d->user, bg_state_dir(m));
+		return bg_answer_now(m, msg, d, rec, "error", text);
+	}
+	if (r > 0) {
+		snprintf(text, sizeof(text),
+		        "%s logged in with break-glass recovery and has enrolled no security key "
+		        "since: run 'keywardctl enroll %s' first.",
+		        d->user, d->user);
+		return bg_answer_now(m, msg, d, rec, "enroll-required", text);
 	}
 	if (requested) {
 		if (!d->breakglass || cached) {
@@ -584,21 +626,29 @@ int breakglass_on_authenticate(Manager *m, sd_bus_message *msg, const BusCaller 
 	if (r != 0)
 		return 0; /* (a read error: the key path reports it) */
 	snprintf(text, sizeof(text), BREAKGLASS_OFFER_MESSAGE, d->user);
-	rec->reason = "breakglass-available";
-	rec->message = text;
-	rec->result = AUDIT_RESULT_FAILURE;
-	(void)manager_audit(m, rec);
-	log_info("Authenticate %s/%s: no key; break-glass offered", d->user, d->service);
-	return sd_bus_reply_method_return(
-	        msg, "bsssss", false, "breakglass-available", text, "", "", "");
+	return bg_answer_now(m, msg, d, rec, "breakglass-available", text);
 }
 
 /* --- administration ------------------------------------------------------------------- */
 
-/* A caller-named target user: valid, and the policy's break-glass settings in force. */
+/* A caller-named target user: a valid name NSS knows (a lookup error is an error). */
 static int bg_check_target(const char *user, sd_bus_error *error)
 {
-	return bus_check_user(user, error);
+	uid_t uid;
+	gid_t gid;
+	int r;
+
+	r = bus_check_user(user, error);
+	if (r < 0)
+		return r;
+	r = account_lookup(user, &uid, &gid);
+	if (r == -ENOENT || r == -ESRCH)
+		return sd_bus_error_setf(
+		        error, KEYWARD_BUS_ERROR_NOT_FOUND, "There is no user %s.", user);
+	if (r < 0)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
+		        "The account %s cannot be looked up: %s", user, strerror(-r));
+	return 0;
 }
 
 typedef struct BgIssue {
@@ -835,8 +885,7 @@ int bus_method_breakglass_list(
 			return -ENOMEM;
 		d = opendir(dir);
 		while (d && r >= 0 && (de = readdir(d)))
-			if (de->d_type == DT_REG && valid_user_name(de->d_name) &&
-			        !strstr(de->d_name, ".tmp-"))
+			if (bg_is_user_file(d, de))
 				r = bg_list_user(m, reply, de->d_name, true);
 		if (d)
 			closedir(d);
@@ -930,6 +979,7 @@ int bus_method_breakglass_approve(
 	_cleanup_decision_ Decision *d = NULL;
 	AuditRecord rec = AUDIT_RECORD_INIT;
 	const char *user;
+	uint64_t locked_until = 0;
 	BgApprove *t;
 	int pin_fd, pin_asked = 0, r;
 
@@ -949,6 +999,12 @@ int bus_method_breakglass_approve(
 	if (!caller->user || streq(caller->user, user))
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_POLICY_REFUSED,
 		        "An approval must come from another administrator than %s.", user);
+	r = lockout_check(bg_state_dir(m), caller->user, &locked_until);
+	if (r < 0 || locked_until > 0)
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_POLICY_REFUSED,
+		        "%s is locked out after failed authentications (or the lockout state "
+		        "cannot be read): no approval now.",
+		        caller->user);
 	r = bus_actor_get(msg, caller, &actor);
 	if (r < 0)
 		return r;

@@ -647,16 +647,26 @@ static int method_status(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 	r = sd_bus_message_new_method_return(msg, &reply);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_append(reply, "a{sv}", 16, "version", "s", KEYWARD_VERSION, "policy",
-	        "s", m->config_path, "policy_ok", "b", m->policy_rejected == NULL, "policy_error",
-	        "s", strempty(m->policy_rejected), "policy_in_force", "s", policy_path(m->policy),
-	        "policy_digest", "s", policy_digest(m->policy), "started_usec", "t",
-	        m->started_ms * 1000, "pending_operations", "u", (uint32_t)m->ops.n, "tokens", "u",
-	        (uint32_t)m->n_tokens, "bindings", "u", (uint32_t)m->n_bindings, "audit_log", "s",
+	/* The break-glass sessions first (breakglass.c), then the rest. */
+	r = sd_bus_message_open_container(reply, 'a', "{sv}");
+	if (r >= 0)
+		r = breakglass_status_append(m, reply);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_append(reply,
+	        "{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}", "version", "s",
+	        KEYWARD_VERSION, "policy", "s", m->config_path, "policy_ok", "b",
+	        m->policy_rejected == NULL, "policy_error", "s", strempty(m->policy_rejected),
+	        "policy_in_force", "s", policy_path(m->policy), "policy_digest", "s",
+	        policy_digest(m->policy), "started_usec", "t", m->started_ms * 1000,
+	        "pending_operations", "u", (uint32_t)m->ops.n, "tokens", "u", (uint32_t)m->n_tokens,
+	        "bindings", "u", (uint32_t)m->n_bindings, "audit_log", "s",
 	        strempty(policy_settings(m->policy)->audit_log), "audit_ok", "b", m->audit != NULL,
 	        "authentications_ok", "t", m->n_auth_ok, "authentications_failed", "t",
 	        m->n_auth_failed, "calls_waiting", "u", (uint32_t)fs.waiting, "calls_refused_busy",
 	        "t", fs.refused_busy);
+	if (r >= 0)
+		r = sd_bus_message_close_container(reply);
 	if (r < 0)
 		return r;
 	return sd_bus_send(NULL, reply, NULL);

@@ -56,6 +56,8 @@ int bus_method_breakglass_approve(
  * account phase's call (never break-glass). */
 int breakglass_on_authenticate(Manager *m, sd_bus_message *msg, const BusCaller *caller,
         Decision *d, int pin_fd, bool requested, bool cached, AuditRecord *rec);
+/* GetStatus's entry "breakglass_sessions" a(sssst): user, service, session, how, since (µs). */
+int breakglass_status_append(Manager *m, sd_bus_message *reply);
 /* At start: records (breakglass-expire) and marks codes and approvals past their expiry. */
 void breakglass_startup(Manager *m);
 

@@ -175,6 +175,8 @@ static const struct {
         {"policy-deny", OUTCOME_REFUSED},
         {"remote", OUTCOME_REFUSED},
         {"not-enrolled", OUTCOME_REFUSED},
+        {"enroll-required", OUTCOME_REFUSED},     /* break-glass login, no new key yet */
+        {"service-not-allowed", OUTCOME_REFUSED}, /* break-glass not allowed here */
         {"lockout", OUTCOME_LOCKED_OUT},
         {"pin-blocked", OUTCOME_LOCKED_OUT},
         {"audit-unavailable", OUTCOME_ERROR},

@@ -36,21 +36,28 @@ static int usage(int code)
 	return code;
 }
 
-/* "USER [FLAG]": -1 when parsed (*ret_user set), else the exit code (help or usage). */
+/* "USER [--FLAG]" (FLAG: "force" or "pin-stdin"): -1 when parsed (*ret_user set), else
+ * the exit code (help or usage). */
 static int parse_user_flag(
         int argc, char *argv[], const char *flag, const char **ret_user, bool *ret_flag)
 {
-	for (int i = 1; i < argc; i++) {
-		if (streq(argv[i], flag))
-			*ret_flag = true;
-		else if (streq(argv[i], "-h") || streq(argv[i], "--help"))
+	static const struct option options[] = {{"force", no_argument, NULL, 'f'},
+	        {"pin-stdin", no_argument, NULL, 'p'}, {"help", no_argument, NULL, 'h'}, {}};
+	int c, index = 0;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", options, &index)) >= 0) {
+		if (c == 'h')
 			return usage(CTL_EXIT_OK);
-		else if (!*ret_user && argv[i][0] != '-')
-			*ret_user = argv[i];
+		if ((c == 'f' || c == 'p') && streq(options[index].name, flag))
+			*ret_flag = true;
 		else
 			return usage(CTL_EXIT_USAGE);
 	}
-	return *ret_user ? -1 : usage(CTL_EXIT_USAGE);
+	if (optind != argc - 1)
+		return usage(CTL_EXIT_USAGE);
+	*ret_user = argv[optind];
+	return -1;
 }
 
 static int bg_issue(int argc, char *argv[])
@@ -66,7 +73,7 @@ static int bg_issue(int argc, char *argv[])
 	size_t n;
 	int r;
 
-	r = parse_user_flag(argc, argv, "--force", &user, &force);
+	r = parse_user_flag(argc, argv, "force", &user, &force);
 	if (r >= 0)
 		return r;
 	/* The codes are secrets shown once: not into a pipe, file or log by accident. */
@@ -213,7 +220,7 @@ static int bg_approve(int argc, char *argv[])
 	char when[32];
 	int r;
 
-	r = parse_user_flag(argc, argv, "--pin-stdin", &user, &pin_stdin);
+	r = parse_user_flag(argc, argv, "pin-stdin", &user, &pin_stdin);
 	if (r >= 0)
 		return r;
 	if (pin_stdin && read_pin_stdin(&pin) < 0)
@@ -251,6 +258,88 @@ static int bg_approve(int argc, char *argv[])
 		       "Enter at the recovery code prompt) until %s.\n",
 		        user, when);
 	return CTL_EXIT_OK;
+}
+
+/* The users with unused, unexpired codes, from BreakglassList(""). */
+static void status_unused_codes(sd_bus *bus)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	_cleanup_strv_free_ char **users = NULL;
+	uint64_t issued, expires, now_usec = now_realtime_ms() * 1000;
+	const char *id;
+	int used;
+
+	if (sd_bus_call_method(bus, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH, KEYWARD_BUS_INTERFACE,
+	            "BreakglassList", NULL, &reply, "s", "") < 0 ||
+	        sd_bus_message_enter_container(reply, 'a', "(sttb)") < 0)
+		return;
+	while (sd_bus_message_read(reply, "(sttb)", &id, &issued, &expires, &used) > 0) {
+		_cleanup_free_ char *user = strndup(id, strcspn(id, "/"));
+
+		if (!user || used || now_usec >= expires || strv_contains(users, user))
+			continue;
+		if (strv_extend(&users, user) < 0)
+			return;
+	}
+	if (users) {
+		printf("break-glass: unused recovery codes for:");
+		for (char **u = users; *u; u++)
+			printf(" %s", *u);
+		printf(" (keywardctl breakglass list)\n");
+	}
+}
+
+int ctl_breakglass_status(void)
+{
+	_cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	const char *key, *contents = NULL;
+	int n = 0, r;
+
+	r = sd_bus_open_system(&bus);
+	if (r >= 0)
+		r = sd_bus_call_method(bus, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH,
+		        KEYWARD_BUS_INTERFACE, "GetStatus", NULL, &reply, "");
+	if (r >= 0)
+		r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+	if (r < 0)
+		return r;
+	while (sd_bus_message_enter_container(reply, 'e', "sv") > 0) {
+		char type;
+
+		if (sd_bus_message_read_basic(reply, 's', &key) < 0 ||
+		        sd_bus_message_peek_type(reply, &type, &contents) < 0)
+			break;
+		if (!streq(key, "breakglass_sessions") || !streq(contents, "a(sssst)")) {
+			(void)sd_bus_message_skip(reply, "v");
+			(void)sd_bus_message_exit_container(reply);
+			continue;
+		}
+		if (sd_bus_message_enter_container(reply, 'v', contents) < 0 ||
+		        sd_bus_message_enter_container(reply, 'a', "(sssst)") < 0)
+			break;
+		for (;;) {
+			const char *user, *service, *session, *via;
+			uint64_t since;
+			char when[32];
+
+			r = sd_bus_message_read(
+			        reply, "(sssst)", &user, &service, &session, &via, &since);
+			if (r <= 0)
+				break;
+			if (n++ == 0)
+				printf("BREAK-GLASS sessions open without a key (no removal acts "
+				       "on "
+				       "them):\n");
+			format_usec(since, when);
+			printf("  %s  %s  %s  %s  since %s\n", user, service, session, via, when);
+		}
+		break;
+	}
+	if (n == 0)
+		printf("break-glass: no session open without a key\n");
+	status_unused_codes(bus);
+	return n;
 }
 
 int verb_breakglass(int argc, char *argv[])

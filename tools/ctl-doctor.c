@@ -1396,6 +1396,7 @@ static void check_daemon(Doctor *d)
 int verb_status(int argc, char *argv[])
 {
 	Doctor d = {.root = "", .config = ctl_global.config_path, .quiet = false};
+	int r;
 
 	if (argc > 1) {
 		bool help = streq(argv[1], "-h") || streq(argv[1], "--help");
@@ -1410,8 +1411,13 @@ int verb_status(int argc, char *argv[])
 		        "(daemon unreachable, policy rejected, trail not open).\n");
 		return help ? CTL_EXIT_OK : CTL_EXIT_USAGE;
 	}
-	ctl_status_breakglass(stdout); /* first: every way in around the keys */
-	d.n_pam_services = 1;          /* an unreachable daemon is an error here */
+	d.n_pam_services = 1; /* an unreachable daemon is an error here */
+	/* Break-glass first: what an auditor looks for. The daemon's open break-glass sessions
+	 * and who holds unused codes (ctl-breakglass.c), then the codes' expiry, pending
+	 * approvals and users without a new key since (ctl-status-breakglass.c; it lists the
+	 * trail's open sessions itself when the daemon could not). */
+	r = ctl_breakglass_status();
+	ctl_status_breakglass(stdout, r >= 0);
 	check_daemon(&d);
 	return d.n_errors > 0 ? CTL_EXIT_FAILURE : CTL_EXIT_OK;
 }

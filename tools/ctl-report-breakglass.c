@@ -513,11 +513,11 @@ void breakglass_report_html(const BreakglassReport *b, FILE *f)
 /* ---- keywardctl status ---- */
 
 void breakglass_report_open_sessions(
-        const BreakglassReport *b, FILE *f, bool (*alive)(const char *session))
+        const BreakglassReport *b, FILE *f, bool (*alive)(const char *session), bool list_sessions)
 {
 	size_t open = 0;
 
-	for (size_t i = 0; i < b->n_sessions; i++) {
+	for (size_t i = 0; list_sessions && i < b->n_sessions; i++) {
 		const BgSession *s = &b->sessions[i];
 
 		if (s->ended || !s->session || (alive && !alive(s->session)))
@@ -527,7 +527,7 @@ void breakglass_report_open_sessions(
 		        strna(s->user), strna(s->service), s->session, strna(s->time),
 		        strna(s->via));
 	}
-	if (open == 0)
+	if (list_sessions && open == 0)
 		fprintf(f, "  sessions opened by break-glass still open: none\n");
 	for (size_t i = 0; i < b->n_sessions; i++) {
 		const BgSession *s = &b->sessions[i];

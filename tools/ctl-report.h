@@ -46,7 +46,8 @@ void breakglass_report_json(const BreakglassReport *b, JsonBuf *j);
 void breakglass_report_csv(const BreakglassReport *b, FILE *f);
 /* The section's body (the caller writes <section>, the title and the controls line). */
 void breakglass_report_html(const BreakglassReport *b, FILE *f);
-/* keywardctl status: the sessions break-glass opened that are still open (per the trail,
- * and ALIVE, when given, confirms), and the users who have not enrolled a key since. */
+/* keywardctl status: with LIST_SESSIONS, the sessions break-glass opened that are still
+ * open (per the trail, and ALIVE, when given, confirms); always the users who have not
+ * enrolled a key since their last break-glass login. */
 void breakglass_report_open_sessions(
-        const BreakglassReport *b, FILE *f, bool (*alive)(const char *session));
+        const BreakglassReport *b, FILE *f, bool (*alive)(const char *session), bool list_sessions);

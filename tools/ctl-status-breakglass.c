@@ -169,8 +169,9 @@ static bool session_alive(const char *session)
 }
 
 /* Sessions a break-glass login opened that the trail does not show closed (and logind
- * still knows). */
-static void status_sessions(FILE *f)
+ * still knows), unless the daemon listed its own (LISTED); the users who have not enrolled
+ * a key since. */
+static void status_sessions(FILE *f, bool listed)
 {
 	_cleanup_strv_free_ char **files = NULL;
 	BreakglassReport *b = NULL;
@@ -187,11 +188,11 @@ static void status_sessions(FILE *f)
 		        "  sessions opened by break-glass: the audit trail cannot be read (%s)\n",
 		        strerror(-r));
 	else
-		breakglass_report_open_sessions(b, f, session_alive);
+		breakglass_report_open_sessions(b, f, listed ? NULL : session_alive, !listed);
 	breakglass_report_free(b);
 }
 
-void ctl_status_breakglass(FILE *f)
+void ctl_status_breakglass(FILE *f, bool daemon_listed_sessions)
 {
 	_cleanup_free_ char *state_dir = NULL;
 	uint64_t now_s = now_realtime_ms() / 1000;
@@ -206,6 +207,6 @@ void ctl_status_breakglass(FILE *f)
 		(void)status_codes(f, state_dir, now_s);
 		status_approvals(f, state_dir, now_s);
 	}
-	status_sessions(f);
+	status_sessions(f, daemon_listed_sessions);
 	fputc('\n', f);
 }

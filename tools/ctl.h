@@ -31,9 +31,10 @@ int verb_policy(int argc, char *argv[]);
 /* ctl-doctor.c: doctor */
 int verb_doctor(int argc, char *argv[]);
 int verb_status(int argc, char *argv[]);
-/* ctl-status-breakglass.c: status's first part, break-glass state (codes, approvals,
- * break-glass sessions still open). */
-void ctl_status_breakglass(FILE *f);
+/* ctl-status-breakglass.c: status's break-glass part after ctl_breakglass_status(): each
+ * user's usable codes and until when, pending approvals, users without a new key since;
+ * the trail's open break-glass sessions unless the daemon listed its own. */
+void ctl_status_breakglass(FILE *f, bool daemon_listed_sessions);
 /* ctl-audit.c: audit verify | show */
 int verb_audit(int argc, char *argv[]);
 /* ctl-report.c: report */
@@ -87,6 +88,10 @@ int pin_pipe(const char *pin, int *ret_read_fd);
 
 /* Break-glass verbs (ctl-breakglass.c): issue, list, revoke, approve. */
 int verb_breakglass(int argc, char *argv[]);
+/* keywardctl status's first lines: the sessions opened with break-glass, the users with
+ * unused codes. Returns how many break-glass sessions are open (>= 0), or -errno when the
+ * daemon could not be asked (status says why itself). */
+int ctl_breakglass_status(void);
 
 /* Credential verbs (ctl-creds.c): talk to keywardd over the system bus. */
 int verb_enroll(int argc, char *argv[]);

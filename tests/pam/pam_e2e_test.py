@@ -46,6 +46,8 @@ POLICY = '''settings = {
 	state_dir = "%(dir)s/state";
 	runtime_dir = "%(dir)s/run";
 	audit_log = "%(dir)s/log/audit.log";
+	breakglass = { services = ["e2e-login"]; argon2 = { opslimit = 1; memlimit = 8192; };
+		codes = 3; max_attempts = 50; two_person = true; };
 };
 rules = (
 	{
@@ -59,6 +61,13 @@ rules = (
 		match = { groups = ["wheel"]; services = ["e2e-touch", "bench-keyward"]; };
 		require = "key";
 		user_verification = "discouraged";
+	},
+	{
+		name = "console-breakglass";
+		match = { users = ["alice", "bob", "root"]; services = ["e2e-login", "e2e-sshd"]; };
+		require = "key";
+		user_verification = "discouraged";
+		breakglass = true;
 	}
 );
 default = { require = "none"; };
@@ -101,7 +110,7 @@ class E2E:
         with open(os.path.join(self.service_dir, 'other'), 'w', encoding='utf-8') as f:
             f.write('auth required pam_deny.so\naccount required pam_deny.so\n'
                     'session required pam_deny.so\n')
-        for service in ('e2e-pin', 'e2e-touch', 'bench-keyward'):
+        for service in ('e2e-pin', 'e2e-touch', 'bench-keyward', 'e2e-login', 'e2e-sshd'):
             self.write_service(service)
         self.bus = dbus.bus.BusConnection(os.environ['DBUS_SYSTEM_BUS_ADDRESS'])
         self.nss_env = {
@@ -272,6 +281,62 @@ def case_daemon_down(e):
     check('error: ' + NOT_RUNNING in out, 'no "daemon is not running" message', out)
     rc, out, err, _ = e.run('e2e-touch', 'bob', [('auth', 'PAM_IGNORE')])
     check(rc == 0, 'daemon down, uncovered: unexpected PAM results', out + err[-3000:])
+
+
+def manager(e):
+    return dbus.Interface(e.bus.get_object(BUS_NAME, '/org/keyward/Keyward1'),
+                          'org.keyward.Keyward1.Manager')
+
+
+def case_breakglass_code(e):
+    '''alice has no key: the console login asks for a recovery code; a code works once;
+    bob cannot use it; the other service is not offered it; sudo waits for a new key.'''
+    e.start_daemon()
+    codes = [str(c) for c in manager(e).BreakglassIssue('alice', timeout=60)[0]]
+    rc, out, err, _ = e.run('e2e-sshd', 'alice', [('auth', 'PAM_PERM_DENIED')], pins=[codes[1]])
+    check(rc == 0 and 'prompt-off' not in out, 'a service not listed offered break-glass',
+          out + err[-3000:] + e.log())
+    login = [('auth', 'PAM_SUCCESS'), ('open', 'PAM_SUCCESS'), ('close', 'PAM_SUCCESS')]
+    rc, out, err, _ = e.run('e2e-login', 'alice', login, pins=[codes[0].lower()])
+    check(rc == 0, 'break-glass login: unexpected PAM results', out + err[-3000:] + e.log())
+    check('info: No security key is available for alice. Enter a break-glass recovery code' in out,
+          'no offer shown', out)
+    check('prompt-off: Break-glass recovery code: ' in out, 'no code prompt', out)
+    check('keywardctl enroll' in out, 'not told to enroll a new key', out)
+    check('info: Touch your security key' not in out, 'a touch cue for a login without a key', out)
+    rc, out, err, _ = e.run('e2e-login', 'alice', [('auth', 'PAM_AUTH_ERR')], pins=[codes[0]])
+    check(rc == 0 and 'used already' in out, 'the same code twice', out + err[-3000:] + e.log())
+    rc, out, err, _ = e.run('e2e-login', 'alice', [('auth', 'PAM_AUTH_ERR')], pins=['not-a-code'])
+    check(rc == 0 and 'not a recovery code' in out, 'malformed code', out + err[-3000:])
+    rc, out, err, _ = e.run('e2e-login', 'alice', [('auth', 'PAM_AUTH_ERR')], pins=['A' * 600])
+    check(rc == 0 and 'not a recovery code' in out, 'overlong code', out + err[-3000:])
+    rc, out, err, _ = e.run('e2e-login', 'bob', [('auth', 'PAM_AUTH_ERR')], pins=[codes[1]])
+    check(rc == 0, "bob with alice's code", out + err[-3000:] + e.log())
+    used = [bool(u) for _, _, _, u in manager(e).BreakglassList('alice')]
+    check(used.count(True) == 1, f'only the used code is burnt: {used}')
+    for c in codes:
+        check(c not in err and c not in e.log() and c.lower() not in e.log(), 'a code reached a log')
+    # no elevation until a new key is enrolled
+    rc, out, err, _ = e.run('e2e-touch', 'alice', [('auth', 'PAM_PERM_DENIED')])
+    check(rc == 0 and 'keywardctl enroll alice' in out, 'elevation after break-glass',
+          out + err[-3000:] + e.log())
+    e.enroll('alice', pin=None)
+    rc, out, err, _ = e.run('e2e-touch', 'alice', [('auth', 'PAM_SUCCESS')])
+    check(rc == 0, 'elevation after enroll', out + err[-3000:] + e.log())
+
+
+def case_breakglass_approve(e):
+    '''root (another administrator, with a key) approves one login of alice with a touch.'''
+    e.start_daemon()
+    e.enroll('root', pin=None)
+    until = manager(e).BreakglassApprove('alice', dbus.types.UnixFd(os.open('/dev/null', os.O_RDONLY)),
+                                         dbus.Dictionary({}, signature='sv'), timeout=60)
+    check(int(until) > time.time() * 1e6, 'approval valid until the future')
+    login = [('auth', 'PAM_SUCCESS'), ('open', 'PAM_SUCCESS'), ('close', 'PAM_SUCCESS')]
+    rc, out, err, _ = e.run('e2e-login', 'alice', login, pins=[''])
+    check(rc == 0, 'approved login', out + err[-3000:] + e.log())
+    rc, out, err, _ = e.run('e2e-login', 'alice', [('auth', 'PAM_AUTH_ERR')], pins=[''])
+    check(rc == 0, 'an approval works once', out + err[-3000:] + e.log())
 
 
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith('case_')}

@@ -824,6 +824,14 @@ static void test_breakglass(void)
 	                b->max_attempts == 2 && b->window_s == 60 && b->two_person &&
 	                b->approval_validity_s == 30 && !b->require_enroll,
 	        "breakglass values");
+	{
+		_cleanup_free_ char *words = NULL;
+
+		CHECK(policy_evaluate(q, &req, &dec) == 0 &&
+		                policy_decision_explain(&dec, &words) == 0 &&
+		                strstr(words, "Break-glass recovery: allowed by this rule"),
+		        "explain says break-glass is allowed");
+	}
 	CHECK(policy_evaluate(q, &req, &dec) == 0 && dec.breakglass &&
 	                policy_breakglass_allows(q, &dec, "login") &&
 	                policy_breakglass_allows(q, &dec, "sshd") &&

@@ -117,8 +117,15 @@ def case_breakglass_code(e):
     check(re.fullmatch(r"[0-9a-f]{32}", bid), f"binding id {bid}")
     sb = e.audit_find(event="session-bind", result="success", reason="breakglass")
     check(sb and sb[-1]["detail"] == "breakglass code=" + used[0] and sb[-1].get("action") == "none", f"{sb}")
+    st = e.ctl("status", expect=None)
+    lines = st.stdout.splitlines()
+    check(lines and lines[0].startswith("BREAK-GLASS sessions open without a key")
+          and re.search(r"root  login  pid:\d+  code=" + re.escape(used[0]), st.stdout)
+          and "unused recovery codes for: root" in st.stdout, f"status shows it first: {st.stdout}")
     e.manager().UnbindSession(bid)
     check(e.audit_find(event="session-unbind", detail="breakglass"), "unbind recorded")
+    st = e.ctl("status", expect=None)
+    check("break-glass: no session open without a key" in st.stdout, st.stdout)
 
     # require_enroll: no elevation until a new key is enrolled
     a = e.authenticate(service="sudo")
@@ -151,6 +158,8 @@ def case_breakglass_ctl(e):
     r = e.ctl("breakglass", "list", "root")
     check("No break-glass recovery codes for root" in r.stdout, r.stdout)
     e.ctl("breakglass", "frobnicate", expect=2)
+    r = e.ctl("breakglass", "issue", "no-such-user", "--force", expect=1)
+    check("There is no user no-such-user" in r.stderr, r.stderr)
     r = e.ctl("breakglass", "approve", "root", expect=1)
     check("two_person" in r.stderr, f"approve with two_person off: {r.stderr}")
     no_secret_anywhere(e, codes)
@@ -171,6 +180,10 @@ def case_breakglass_expired(e):
     os.chmod(path + ".new", 0o600)
     os.rename(path + ".new", path)
     e.start()
+    # (written right after the ready line: wait for it)
+    deadline = time.monotonic() + 10
+    while not e.audit_find(event="breakglass-expire") and time.monotonic() < deadline:
+        time.sleep(0.05)
     exp = e.audit_find(event="breakglass-expire", result="info", user="root")
     check(exp and exp[-1]["detail"].startswith("codes=3"), f"expiry noticed at start: {exp}")
     a = code_auth(e, codes[0])
@@ -224,6 +237,14 @@ def client_main(argv):
                                     timeout=60)
         elif argv[0] == "BreakglassIssue":
             r = m.BreakglassIssue(argv[1])
+        elif argv[0] == "CodeAuth":
+            os.close(rfd)
+            rfd, wfd = os.pipe()
+            os.write(wfd, argv[2].encode())
+            os.close(wfd)
+            r = m.Authenticate(argv[1], "login", "", "", dbus.types.UnixFd(rfd),
+                               dbus.Dictionary({"breakglass": True}, signature="sv"), timeout=60)
+            r = (bool(r[0]), str(r[1]))
         else:
             r = m.BreakglassList(argv[1])
         print("OK:" + repr(r))
@@ -287,6 +308,23 @@ def case_breakglass_two_person_off(e):
     check(not a["granted"] and a["reason"] == "service-not-allowed", f"no opt-in: {a}")
 
 
+def case_breakglass_race(e):
+    """Two logins with the same code at the same time: exactly one gets in (the burn is
+    checked against the file as it is when the verification ends)."""
+    bg_policy(e, bg="codes = 4; max_attempts = 50;")  # the default Argon2id cost: both verifications overlap
+    e.start()
+    codes, _ = issue(e)
+    for attempt in range(2):
+        code = codes[attempt]
+        procs = [subprocess.Popen(["/usr/bin/python3", os.path.abspath(__file__), "--client", "CodeAuth",
+                                   "root", code], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+        outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+        log(f"three logins with one code: {outs}")
+        check(sum("OK:(True, 'breakglass')" == o for o in outs) == 1, f"exactly one granted: {outs}")
+        check(sum("OK:(False, 'used-code')" == o for o in outs) == 2, f"the others see it used: {outs}")
+    check([u for *_, u in listing(e)].count(True) == 2, f"two codes burnt: {listing(e)}")
+
+
 def case_breakglass_defaults(e):
     # the policy's own Argon2id limits (64 MiB, 3 passes) and 10 codes
     bg_policy(e)
@@ -309,6 +347,7 @@ CASES = {
     "breakglass-approve": [],
     "breakglass-two-person-off": [],
     "breakglass-defaults": [],
+    "breakglass-race": [],
 }
 
 

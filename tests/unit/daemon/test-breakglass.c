@@ -366,6 +366,31 @@ static void test_approvals(void)
 	CHECK(strstr(path, "/breakglass/approvals/alice"));
 }
 
+static void test_last_use(void)
+{
+	_cleanup_free_ char *path = NULL;
+	uint64_t t = 0;
+	int fd;
+
+	CHECK(breakglass_last_use_load(tmpdir, "alice", &t) == -ENOENT);
+	CHECK(breakglass_last_use_save(tmpdir, "alice", 1234567) == 0);
+	CHECK(breakglass_last_use_load(tmpdir, "alice", &t) == 0 && t == 1234567);
+	CHECK(breakglass_last_use_load(tmpdir, "bob", &t) == -ENOENT);
+	CHECK(breakglass_last_use_save(tmpdir, "../x", 1) == -EINVAL);
+	/* a file naming another user, or garbage, is an error (fail closed), never "none" */
+	CHECK(asprintf(&path, "%s/breakglass/last-use/alice", tmpdir) > 0);
+	CHECK(unlink(path) == 0);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	CHECK(fd >= 0 && write(fd, "keyward-breakglass-use 1 bob 5\n", 31) == 31);
+	close(fd);
+	CHECK(breakglass_last_use_load(tmpdir, "alice", &t) == -EINVAL);
+	CHECK(unlink(path) == 0);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	CHECK(fd >= 0 && write(fd, "keyward-breakglass-use 1 alice 05\n", 34) == 34);
+	close(fd);
+	CHECK(breakglass_last_use_load(tmpdir, "alice", &t) == -EINVAL);
+}
+
 int main(void)
 {
 	if (geteuid() != 0) {
@@ -382,6 +407,7 @@ int main(void)
 	test_verify();
 	test_files();
 	test_approvals();
+	test_last_use();
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	printf("test-breakglass: all passed\n");
 	return 0;
