@@ -340,8 +340,11 @@ def register(st):
         check(sess and sess[0]["session"] == sid and sess[0]["open"],
               f"the report does not list alice's session {sid} as opened by break-glass and "
               f"still open: {j['breakglass']['sessions']}")
-        status_first(c, "alice")
+        st_out = status_first(c, "alice")
+        check(re.search(rf"alice\s+login\s+{sid}\s", st_out) or f"session {sid}," in st_out,
+              f"keywardctl status does not list alice's open break-glass session {sid}:\n{st_out}")
         ks.log("report's break-glass section:\n" + text.split("Removal actions that failed")[0])
+        ks.log("keywardctl status:\n" + st_out.split("\n\n")[0])
 
     @scenario("breakglass-two-person", keys=2, enroll=(("alice", 0), ("carol", 1)))
     def breakglass_two_person(c):
