@@ -2,9 +2,11 @@
  * holds usable codes until when, pending two-person approvals, break-glass sessions open. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-login.h>
 #include <unistd.h>
@@ -18,6 +20,19 @@
 #include "util.h"
 
 #define STATUS_BG_MAX_USERS 4096u
+
+/* A user's file in directory D: a regular file with a user's name (keywardd keeps its
+ * own directories beside them: approvals, rate, last-use). */
+static bool user_file(DIR *d, const struct dirent *de)
+{
+	struct stat st;
+
+	if (!valid_user_name(de->d_name))
+		return false;
+	if (de->d_type != DT_UNKNOWN)
+		return de->d_type == DT_REG;
+	return fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+}
 
 static void fmt_s(uint64_t s, char *buf, size_t size)
 {
@@ -73,7 +88,7 @@ static int status_codes(FILE *f, const char *state_dir, uint64_t now_s)
 		char t[40];
 		int r;
 
-		if (!valid_user_name(de->d_name) || streq(de->d_name, "approvals"))
+		if (!user_file(d, de))
 			continue;
 		n++;
 		r = breakglass_load(state_dir, de->d_name, &s);
@@ -125,7 +140,7 @@ static void status_approvals(FILE *f, const char *state_dir, uint64_t now_s)
 		char t[40];
 		int r;
 
-		if (!valid_user_name(de->d_name))
+		if (!user_file(d, de))
 			continue;
 		r = breakglass_approval_load(state_dir, de->d_name, &a);
 		if (r == -ENOENT)
