@@ -188,7 +188,7 @@ class E2E:
         })
         return env
 
-    def run(self, service, user, ops, pins=(), extra=()):
+    def run(self, service, user, ops, pins=(), extra=(), valgrind=False):
         expect = []
         for op, code in ops:
             if code == 'PAM_IGNORE' and op in ('auth', 'acct'):
@@ -198,9 +198,15 @@ class E2E:
         for p in pins:
             argv += ['--pin', p]
         argv += [service, user] + expect
+        env = self.driver_env()
+        if valgrind:
+            # the module's definite leaks and invalid accesses fail the run (exit 99)
+            argv = ['valgrind', '--quiet', '--error-exitcode=99', '--leak-check=full',
+                    '--errors-for-leak-kinds=definite', '--show-leak-kinds=definite',
+                    '--trace-children=no', '--num-callers=30'] + argv
+            env.update({'PAM_WRAPPER_DISABLE_DEEPBIND': '1', 'UID_WRAPPER_DISABLE_DEEPBIND': '1'})
         start = time.monotonic()
-        p = subprocess.run(argv, env=self.driver_env(), capture_output=True, timeout=120,
-                           check=False)
+        p = subprocess.run(argv, env=env, capture_output=True, timeout=300, check=False)
         took = time.monotonic() - start
         out = ''.join(line for line in p.stdout.decode(errors='replace').splitlines(True)
                       if not line.startswith(('info: auth=', 'info: acct=')))
@@ -333,9 +339,10 @@ def case_breakglass_approve(e):
                                          dbus.Dictionary({}, signature='sv'), timeout=60)
     check(int(until) > time.time() * 1e6, 'approval valid until the future')
     login = [('auth', 'PAM_SUCCESS'), ('open', 'PAM_SUCCESS'), ('close', 'PAM_SUCCESS')]
-    rc, out, err, _ = e.run('e2e-login', 'alice', login, pins=[''])
-    check(rc == 0, 'approved login', out + err[-3000:] + e.log())
-    rc, out, err, _ = e.run('e2e-login', 'alice', [('auth', 'PAM_AUTH_ERR')], pins=[''])
+    rc, out, err, _ = e.run('e2e-login', 'alice', login, pins=[''], valgrind=True)
+    check(rc == 0, 'approved login (under valgrind)', out + err[-3000:] + e.log())
+    rc, out, err, _ = e.run('e2e-login', 'alice', [('auth', 'PAM_AUTH_ERR')], pins=[''],
+                            valgrind=True)
     check(rc == 0, 'an approval works once', out + err[-3000:] + e.log())
 
 

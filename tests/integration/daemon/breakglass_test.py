@@ -169,6 +169,11 @@ def case_breakglass_expired(e):
     bg_policy(e, bg=FAST + ' codes = 3;')
     e.start()
     codes, _ = issue(e)
+    # only root and admin_group may manage codes
+    dt.open_bus_for_others()
+    for method in ("BreakglassIssue", "BreakglassList", "BreakglassApprove"):
+        out = as_user(e, 65534, method, "root")
+        check(out.startswith("org.keyward.Keyward1.Error.AccessDenied"), f"{method} as nobody: {out}")
     e.stop()
     # the set was issued long ago: its expiry is in the past
     path = os.path.join(e.state, "breakglass", "root")
