@@ -1247,8 +1247,12 @@ static void parse_breakglass(Ctx *c, const config_setting_t *g, PolicyBreakglass
 			b->services = l;
 			if (strv_contains(l, "sshd"))
 				warning(c, line_of(s),
-				        "'breakglass' lists \"sshd\": a recovery code then opens a "
-				        "remote login, where anyone who learns it can use it");
+				        "'breakglass' lists \"sshd\": a recovery code may then "
+				        "open "
+				        "an ssh login, which anyone who learns the code can try "
+				        "from "
+				        "afar (logins the policy sees as remote still never take "
+				        "one)");
 		} else if (streq(k, "codes"))
 			(void)get_uint(
 			        c, s, 1, POLICY_BREAKGLASS_CODES_MAX, "codes per issue", &b->codes);
