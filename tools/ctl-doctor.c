@@ -1397,19 +1397,28 @@ static void check_daemon(Doctor *d)
 int verb_status(int argc, char *argv[])
 {
 	Doctor d = {.root = "", .config = ctl_global.config_path, .quiet = false};
+	int r;
 
 	if (argc > 1) {
 		bool help = streq(argv[1], "-h") || streq(argv[1], "--help");
 
 		fprintf(help ? stdout : stderr,
-		        "Usage: keywardctl status\n\nAsks keywardd for its status: version, the "
+		        "Usage: keywardctl status\n\nBreak-glass state first (users with usable "
+		        "recovery codes and until when,\npending two-person approvals, sessions "
+		        "opened by break-glass still open),\nthen asks keywardd for its status: "
+		        "version, the "
 		        "policy in force and whether the policy\nfile on disk was rejected, "
 		        "bindings, the audit trail.\nExit status: 0 all well, 1 a problem "
 		        "(daemon unreachable, policy rejected, trail not open).\n");
 		return help ? CTL_EXIT_OK : CTL_EXIT_USAGE;
 	}
-	d.n_pam_services = 1;          /* an unreachable daemon is an error here */
-	(void)ctl_breakglass_status(); /* break-glass first: what an auditor looks for */
+	d.n_pam_services = 1; /* an unreachable daemon is an error here */
+	/* Break-glass first: what an auditor looks for. The daemon's open break-glass sessions
+	 * and who holds unused codes (ctl-breakglass.c), then the codes' expiry, pending
+	 * approvals and users without a new key since (ctl-status-breakglass.c; it lists the
+	 * trail's open sessions itself when the daemon could not). */
+	r = ctl_breakglass_status();
+	ctl_status_breakglass(stdout, r >= 0);
 	check_daemon(&d);
 	return d.n_errors > 0 ? CTL_EXIT_FAILURE : CTL_EXIT_OK;
 }

@@ -13,6 +13,7 @@
 #include "audit-scan.h"
 #include "audit.h"
 #include "creds.h"
+#include "ctl-report.h"
 #include "ctl.h"
 #include "keyward-config.h"
 #include "policy.h"
@@ -194,6 +195,8 @@ typedef struct Report {
 	RowIndex inst_by_seq;  /* the newest ActionInst of an action seq */
 	RowIndex inst_by_sess; /* the newest ActionInst of a (cleaned) session */
 	RowIndex elev_by_sess; /* the newest ElevRow of a (cleaned) session (chained) */
+
+	BreakglassReport *bg; /* the first section (ctl-report-breakglass.c) */
 } Report;
 
 /* The bytes of the control character S starts with, 0 if none: C0 controls, DEL, and the
@@ -231,6 +234,11 @@ static char *xstrdup0(const char *s)
 					*p++ = '?';
 		}
 	return c;
+}
+
+char *report_clean_strdup(const char *s)
+{
+	return xstrdup0(s);
 }
 
 /* CLEAN (made by xstrdup0()) equals RAW once RAW is cleaned the same way. */
@@ -411,6 +419,7 @@ static void report_done(Report *r)
 	row_index_done(&r->inst_by_seq);
 	row_index_done(&r->inst_by_sess);
 	row_index_done(&r->elev_by_sess);
+	breakglass_report_free(r->bg);
 }
 
 /* Grows *arr (of *n elements of SIZE) by one zeroed element; NULL at the cap or OOM. */
@@ -429,6 +438,11 @@ static void *grow(void *arr_p, size_t *n, size_t size, bool *truncated)
 	*arr = na;
 	memset(na + *n * size, 0, size);
 	return na + (*n)++ * size;
+}
+
+void *report_grow(void *arr_p, size_t *n, size_t size, bool *truncated)
+{
+	return grow(arr_p, n, size, truncated);
 }
 
 static int add_event_row(Report *r, EventRow **list, size_t *n, const AuditEntry *e)
@@ -818,6 +832,9 @@ static int collect_elevation(Report *r, const AuditEntry *e)
 		        asprintf(&v->session, "%s (sshd session %s)", e->session, r->last_session) <
 		                0)
 			v->session = NULL;
+	} else if (!e->cred_label && !e->cred_id && e->reason && streq(e->reason, "breakglass")) {
+		v->key = strdup("(break-glass, no key)"); /* the break-glass section lists it */
+		v->method = xstrdup0("breakglass");
 	} else {
 		v->key = xstrdup0(e->cred_label ?: e->cred_id);
 		v->method = xstrdup0("key");
@@ -881,6 +898,8 @@ static int collect(const AuditEntry *e, const char *file, uint64_t line, void *u
 		return 0;
 	if (r->until && e->time_ms >= r->until)
 		return 0;
+	if (breakglass_report_collect(r->bg, e) < 0)
+		return -ENOMEM;
 	switch (e->event) {
 	case AUDIT_EVENT_AUTH:
 		if (e->result == AUDIT_RESULT_SUCCESS) {
@@ -1215,7 +1234,8 @@ static const char *bucket_name(uint64_t ms, char *buf, size_t size)
 
 /* Sections: id, title, controls. The same list drives every format. */
 typedef enum Section {
-	SEC_ATTENTION, /* first: what went wrong before any summary */
+	SEC_BREAKGLASS, /* first of all: every way in around the keys */
+	SEC_ATTENTION,  /* then what went wrong, before any summary */
 	SEC_COVERAGE,
 	SEC_AUTH,
 	SEC_REMOVAL,
@@ -1231,6 +1251,8 @@ typedef enum Section {
 static const struct {
 	const char *id, *title, *controls;
 } sections[_SEC_MAX] = {
+        [SEC_BREAKGLASS] = {BREAKGLASS_REPORT_ID, BREAKGLASS_REPORT_TITLE,
+                BREAKGLASS_REPORT_CONTROLS},
         [SEC_ATTENTION] = {"attention", "Removal actions that failed or have no outcome",
                 "NIST SP 800-53 AC-11, AC-12, AU-5 (response to failures)"},
         [SEC_COVERAGE] = {"coverage", "Privileged accounts and enrolled keys",
@@ -1290,7 +1312,7 @@ static void emit_text(const Report *r, FILE *f)
 	fprintf(f, "Period:    %s .. %s\n", r->since ? t1 : "(start of trail)",
 	        r->until ? t2 : "(end of trail)");
 	fprintf(f, "Trail:     %s\n", verify_summary(r, buf, sizeof(buf)));
-	if (r->truncated)
+	if (r->truncated || breakglass_report_truncated(r->bg))
 		fprintf(f, "NOTE: some tables were cut at %u rows.\n", REPORT_MAX_ROWS);
 
 	for (Section s = 0; s < _SEC_MAX; s++) {
@@ -1299,6 +1321,9 @@ static void emit_text(const Report *r, FILE *f)
 			fputc('-', f);
 		fprintf(f, "\nEvidence for: %s\n", sections[s].controls);
 		switch (s) {
+		case SEC_BREAKGLASS:
+			breakglass_report_text(r->bg, f);
+			break;
 		case SEC_ATTENTION:
 			fprintf(f, "Count: %zu\n", attention_count(r));
 			fprintf(f, "%-24s %-12s %-14s %-14s %-12s %s\n", "TIME", "USER", "SESSION",
@@ -1429,6 +1454,11 @@ static void j_str(JsonBuf *b, const char *key, const char *v, bool comma)
 		json_buf_puts(b, "null");
 }
 
+void report_json_str(JsonBuf *b, const char *key, const char *v, bool comma)
+{
+	j_str(b, key, v, comma);
+}
+
 static int emit_json(const Report *r, FILE *f)
 {
 	JsonBuf b = {};
@@ -1443,7 +1473,8 @@ static int emit_json(const Report *r, FILE *f)
 	if (r->until)
 		fmt_time(r->until, t, sizeof(t));
 	j_str(&b, "until", r->until ? t : NULL, true);
-	json_buf_printf(&b, ",\"truncated\":%s", r->truncated ? "true" : "false");
+	json_buf_printf(&b, ",\"truncated\":%s",
+	        r->truncated || breakglass_report_truncated(r->bg) ? "true" : "false");
 
 	json_buf_puts(&b, ",\"sections\":[");
 	for (Section s = 0; s < _SEC_MAX; s++) {
@@ -1453,7 +1484,8 @@ static int emit_json(const Report *r, FILE *f)
 		j_str(&b, "controls", sections[s].controls, true);
 		json_buf_puts(&b, "}");
 	}
-	json_buf_puts(&b, "]");
+	json_buf_puts(&b, "],");
+	breakglass_report_json(r->bg, &b);
 
 	json_buf_puts(&b, ",\"attention\":[");
 	for (size_t i = 0, k = 0; i < r->n_inst; i++) {
@@ -1609,6 +1641,7 @@ static void emit_csv(const Report *r, FILE *f)
 {
 	char buf[1024], n1[24], n2[24], n3[24];
 
+	breakglass_report_csv(r->bg, f);
 	fputs("section,time,user,session,action,outcome,reason,action_seq\r\n", f);
 	for (size_t i = 0; i < r->n_inst; i++) {
 		const ActionInst *a = &r->inst[i];
@@ -1728,6 +1761,11 @@ static void h(FILE *f, const char *s)
 		default:
 			fputc(*s, f);
 		}
+}
+
+void report_html_escape(FILE *f, const char *s)
+{
+	h(f, s);
 }
 
 static void svg_timeline(const Report *r, FILE *f)
@@ -1895,6 +1933,9 @@ static void emit_html(const Report *r, FILE *f)
 		h(f, sections[s].controls);
 		fputs("</p>\n", f);
 		switch (s) {
+		case SEC_BREAKGLASS:
+			breakglass_report_html(r->bg, f);
+			break;
 		case SEC_ATTENTION:
 			fprintf(f,
 			        "<p><b>%zu</b> removal action(s) failed or have no outcome.</p>\n",
@@ -2092,7 +2133,9 @@ static void report_help(FILE *f)
 	        "                         [-o FILE] [--verification-key FILE | --key FILE]\n"
 	        "                         [--root DIR] [--audit FILE...]\n\n"
 	        "Compliance evidence from the policy, the credential store and the audit trail:\n"
-	        "removal actions that failed or have no outcome first, then coverage gaps,\n"
+	        "break-glass recovery first (codes issued, used, refused, approvals, expiries,\n"
+	        "revocations, the sessions it opened), then removal actions that failed or have\n"
+	        "no outcome, then coverage gaps,\n"
 	        "authentications, removals and their outcomes, elevations (who, when, key, from\n"
 	        "where, how it ended), clone alerts, lockouts, policy changes, key management\n"
 	        "and the trail's integrity.\n"
@@ -2181,6 +2224,8 @@ int verb_report(int argc, char *argv[])
 	for (int i = optind; i < argc; i++)
 		if (strv_extend(&audit_files, argv[i]) < 0)
 			return CTL_EXIT_ERROR;
+	if (breakglass_report_new(&r.bg) < 0)
+		return CTL_EXIT_ERROR;
 	if (r.since && r.until && r.until <= r.since) {
 		fprintf(stderr, "keywardctl report: --until must be later than --since\n");
 		return CTL_EXIT_USAGE;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -31,6 +32,10 @@ int verb_policy(int argc, char *argv[]);
 /* ctl-doctor.c: doctor */
 int verb_doctor(int argc, char *argv[]);
 int verb_status(int argc, char *argv[]);
+/* ctl-status-breakglass.c: status's break-glass part after ctl_breakglass_status(): each
+ * user's usable codes and until when, pending approvals, users without a new key since;
+ * the trail's open break-glass sessions unless the daemon listed its own. */
+void ctl_status_breakglass(FILE *f, bool daemon_listed_sessions);
 /* ctl-audit.c: audit verify | show */
 int verb_audit(int argc, char *argv[]);
 /* ctl-report.c: report */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "breakglass.h"
 #include "creds.h"
 #include "util.h"
 
@@ -143,12 +144,73 @@ static int cmd_creds(int argc, char *argv[])
 	return 0;
 }
 
+/* breakglass STATE_DIR USER N VALIDITY_S USED: a codes file as keywardctl breakglass issue
+ * makes it (cheapest Argon2id), the first USED codes burnt; the codes on stdout. */
+static int cmd_breakglass(int argc, char *argv[])
+{
+	_cleanup_(breakglass_set_freep) BreakglassSet *s = NULL;
+	char **codes = NULL;
+	uint64_t now_s = now_realtime_ms() / 1000;
+	unsigned long n, used;
+	int r;
+
+	if (argc != 6)
+		return 2;
+	n = strtoul(argv[3], NULL, 10);
+	used = strtoul(argv[5], NULL, 10);
+	r = breakglass_generate(
+	        argv[2], (unsigned)n, now_s, strtoull(argv[4], NULL, 10), 1, 8192, &s, &codes);
+	if (r < 0) {
+		fprintf(stderr, "breakglass_generate: %s\n", strerror(-r));
+		return 1;
+	}
+	for (unsigned long i = 0; i < used && i < s->n; i++) {
+		s->codes[i].state = BREAKGLASS_STATE_USED;
+		s->codes[i].used_s = now_s;
+	}
+	r = breakglass_save(argv[1], s);
+	for (size_t i = 0; r >= 0 && codes[i]; i++)
+		printf("%s %s\n", s->codes[i].id, codes[i]);
+	breakglass_codes_free(codes);
+	if (r < 0) {
+		fprintf(stderr, "breakglass_save: %s\n", strerror(-r));
+		return 1;
+	}
+	return 0;
+}
+
+/* approval STATE_DIR USER APPROVER VALID_S: a pending two-person approval. */
+static int cmd_approval(int argc, char *argv[])
+{
+	uint64_t now_s = now_realtime_ms() / 1000;
+	BreakglassApproval a = {.issued_s = now_s};
+	int r;
+
+	if (argc != 5 || strlen(argv[2]) >= sizeof(a.user) || strlen(argv[3]) >= sizeof(a.approver))
+		return 2;
+	strcpy(a.user, argv[2]);
+	strcpy(a.approver, argv[3]);
+	a.expires_s = now_s + strtoull(argv[4], NULL, 10);
+	r = breakglass_approval_save(argv[1], &a);
+	if (r < 0) {
+		fprintf(stderr, "breakglass_approval_save: %s\n", strerror(-r));
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
 	if (argc >= 2 && streq(argv[1], "append"))
 		return cmd_append(argc - 1, argv + 1);
 	if (argc >= 2 && streq(argv[1], "creds"))
 		return cmd_creds(argc - 1, argv + 1);
-	fprintf(stderr, "usage: audit-testtool append --log P --key K [...] | creds DIR USER N\n");
+	if (argc >= 2 && streq(argv[1], "breakglass"))
+		return cmd_breakglass(argc - 1, argv + 1);
+	if (argc >= 2 && streq(argv[1], "approval"))
+		return cmd_approval(argc - 1, argv + 1);
+	fprintf(stderr, "usage: audit-testtool append --log P --key K [...] | creds DIR USER N | "
+	                "breakglass STATE USER N VALIDITY USED | approval STATE USER APPROVER "
+	                "VALID\n");
 	return 2;
 }

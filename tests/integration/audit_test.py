@@ -353,7 +353,96 @@ EXPECT_ELEVATIONS = [("alice", None, None, None, "pid:4242", "still open"),
                      ("alice", "gdm-password", "yk-a", "seat0", "9", "done")]
 
 
-def write_fixture_trail(path, key, every=8):
+# ---------------------------------------------------------------- break-glass fixture
+# The records keywardd writes for break-glass (docs/breakglass.md, docs/audit.md): alice
+# loses her key, gets in once with a code, fails with it again, gets in once more by
+# carol's approval, then enrols a new key; bob's codes expire; a code is refused for sshd.
+BG_FIXTURE = [
+    ("2026-10-01T10:00:00.000Z", "breakglass-issue", "success",  # before --since
+     {"user": "carol", "actor": "root", "actor_uid": 0, "detail": "codes=10 valid-until=2026-10-31T10:00:00Z"}),
+    ("2026-11-10T09:00:00.000Z", "breakglass-issue", "success",
+     {"user": "alice", "uid": 1000, "actor": "root", "actor_uid": 0,
+      "detail": "codes=10 valid-until=2026-12-10T09:00:00Z"}),
+    ("2026-11-10T09:01:00.000Z", "breakglass-issue", "success",
+     {"user": "bob", "uid": 1001, "actor": "root", "actor_uid": 0,
+      "detail": "codes=8 valid-until=2026-11-20T00:00:00Z"}),
+    ("2026-11-12T08:00:00.000Z", "revoke", "success", {"user": "alice", "cred_label": "yk-a", "actor": "root"}),
+    ("2026-11-12T08:05:00.000Z", "breakglass-fail", "failure",
+     {"user": "alice", "service": "sshd", "rhost": "192.0.2.7", "reason": "service-not-allowed"}),
+    ("2026-11-12T08:06:00.000Z", "breakglass-fail", "failure",
+     {"user": "alice", "service": "login", "tty": "tty1", "reason": "wrong-code"}),
+    ("2026-11-12T08:07:00.000Z", "breakglass-use", "success",
+     {"user": "alice", "uid": 1000, "service": "login", "tty": "tty1", "rhost": "", "reason": "ok",
+      "message": "Logged in with break-glass recovery, without a security key.", "detail": "code=3fa9c1-01"}),
+    ("2026-11-12T08:07:01.000Z", "session-bind", "success",
+     {"user": "alice", "service": "login", "tty": "tty1", "session": "c7", "reason": "breakglass",
+      "action": "none", "detail": "breakglass code=3fa9c1-01"}),
+    ("2026-11-12T08:07:30.000Z", "auth", "failure", {"user": "alice", "service": "sudo", "reason": "enroll-required"}),
+    ("2026-11-12T08:08:00.000Z", "breakglass-fail", "failure",
+     {"user": "alice", "service": "login", "tty": "tty2", "reason": "used-code", "detail": "code=3fa9c1-01"}),
+    ("2026-11-12T08:09:00.000Z", "breakglass-fail", "failure",
+     {"user": "bob", "service": "login", "tty": "tty3", "reason": "wrong-code"}),
+    ("2026-11-12T08:09:30.000Z", "breakglass-fail", "failure",
+     {"user": "bob", "service": "login", "tty": "tty3", "reason": "rate-limited"}),
+    ("2026-11-13T10:00:00.000Z", "breakglass-approve", "success",
+     {"user": "alice", "actor": "carol", "actor_uid": 1002, "cred_label": "yk-carol",
+      "detail": "valid-until=2026-11-13T10:15:00Z"}),
+    ("2026-11-13T10:02:00.000Z", "breakglass-use", "success",
+     {"user": "alice", "service": "login", "tty": "tty1", "reason": "ok", "detail": "approval=carol"}),
+    ("2026-11-13T10:02:01.000Z", "session-bind", "success",
+     {"user": "alice", "service": "login", "tty": "tty1", "session": "c9", "reason": "breakglass",
+      "action": "none", "detail": "breakglass approval=carol"}),
+    ("2026-11-13T10:30:00.000Z", "session-unbind", "success",
+     {"user": "alice", "service": "login", "session": "c9", "reason": "unbound", "detail": "breakglass"}),
+    ("2026-11-14T09:00:00.000Z", "enroll", "success", {"user": "alice", "cred_label": "yk-new", "actor": "root"}),
+    # her next login is with the new key: not a break-glass session
+    ("2026-11-14T09:05:00.000Z", "session-bind", "success",
+     {"user": "alice", "service": "login", "tty": "tty1", "session": "c11", "cred_label": "yk-new"}),
+    ("2026-11-20T00:00:00.000Z", "breakglass-expire", "info", {"user": "bob", "detail": "codes=7"}),
+    ("2026-11-21T00:00:00.000Z", "breakglass-revoke", "success", {"user": "alice", "actor": "root", "actor_uid": 0}),
+    # an attacker-chosen user name with a terminal escape: reported, never emitted raw
+    ("2026-11-22T07:10:00.000Z", "breakglass-fail", "failure",
+     {"user": "eve\u001b[2J<b>", "service": "login", "tty": "tty4", "reason": "malformed-code"}),
+]
+# (event, result, actor, user, service, tty, rhost, reason, session, detail, controls) in trail order
+BG_EXPECT = [
+    ("breakglass-issue", "success", "root", "alice", None, None, None, None, None,
+     "codes=10 valid-until=2026-12-10T09:00:00Z", ["AC-2", "AC-2(2)", "IA-5"]),
+    ("breakglass-issue", "success", "root", "bob", None, None, None, None, None,
+     "codes=8 valid-until=2026-11-20T00:00:00Z", ["AC-2", "AC-2(2)", "IA-5"]),
+    ("breakglass-fail", "failure", None, "alice", "sshd", None, "192.0.2.7", "service-not-allowed", None, None,
+     ["IA-5", "AU-6"]),
+    ("breakglass-fail", "failure", None, "alice", "login", "tty1", None, "wrong-code", None, None, ["IA-5", "AU-6"]),
+    ("breakglass-use", "success", None, "alice", "login", "tty1", "", "ok", None, "code=3fa9c1-01",
+     ["AC-2", "IA-5", "AU-6"]),
+    ("auth", "failure", None, "alice", "sudo", None, None, "enroll-required", None, None, ["AC-2", "IA-5"]),
+    ("breakglass-fail", "failure", None, "alice", "login", "tty2", None, "used-code", None, "code=3fa9c1-01",
+     ["IA-5", "AU-6"]),
+    ("breakglass-fail", "failure", None, "bob", "login", "tty3", None, "wrong-code", None, None, ["IA-5", "AU-6"]),
+    ("breakglass-fail", "failure", None, "bob", "login", "tty3", None, "rate-limited", None, None,
+     ["IA-5", "AU-6", "AC-7"]),
+    ("breakglass-approve", "success", "carol", "alice", None, None, None, None, None,
+     "valid-until=2026-11-13T10:15:00Z", ["AC-2", "AC-2(2)"]),
+    ("breakglass-use", "success", None, "alice", "login", "tty1", None, "ok", None, "approval=carol",
+     ["AC-2", "IA-5", "AU-6"]),
+    ("breakglass-expire", "info", None, "bob", None, None, None, None, None, "codes=7", ["AC-2(2)", "IA-5"]),
+    ("breakglass-revoke", "success", "root", "alice", None, None, None, None, None, None, ["AC-2", "IA-5"]),
+    ("breakglass-fail", "failure", None, "eve?[2J<b>", "login", "tty4", None, "malformed-code", None, None,
+     ["IA-5", "AU-6"]),
+]
+# (user, service, session, via, ended, new_key_enrolled)
+BG_EXPECT_SESSIONS = [("alice", "login", "c7", "code=3fa9c1-01", "still open", "2026-11-14T09:00:00.000Z"),
+                      ("alice", "login", "c9", "approval=carol", "session ended", "2026-11-14T09:00:00.000Z")]
+BG_EXPECT_SUMMARY = {"issued": 2, "codes_issued": 18, "used": 2, "used_by_code": 1, "used_by_approval": 1,
+                     "failed": 6, "approved": 1, "expired": 1, "codes_expired": 7, "revoked": 1,
+                     "enroll_required": 1, "sessions": 2, "sessions_open": 1}
+BG_CSV_HEADER = ["section", "time", "event", "result", "actor", "user", "service", "tty", "rhost", "reason",
+                 "session", "detail", "controls"]
+BG_CSV_SESSIONS_HEADER = ["section", "time", "user", "service", "session", "via", "ended", "new_key_enrolled"]
+
+
+def write_fixture_trail(path, key, every=8, fixture=None):
+    fixture = fixture or FIXTURE
     lines, unsealed, seq = [], 0, 0
     key_id = hashlib.sha256(b"keyward-audit-seal-key-id-v1" + key).hexdigest()[:16]
 
@@ -378,26 +467,26 @@ def write_fixture_trail(path, key, every=8):
         lines.append(text)
         unsealed = 0 if seal else unsealed + 1
 
-    t0 = FIXTURE[0][0]
+    t0 = fixture[0][0]
     add({"time": t0, "host": "fixture", "event": "rotate", "result": "info", "reason": "genesis", "file_seq": 1})
     add({"time": t0, "host": "fixture", "event": "seal", "result": "info", "reason": "open"}, seal=True)
-    for t, ev, res, fields in FIXTURE:
+    for t, ev, res, fields in fixture:
         rec = {"time": t, "host": "fixture", "event": ev, "result": res}
         rec.update(fields)
         add(rec)
         if unsealed >= every:
             add({"time": t, "host": "fixture", "event": "seal", "result": "info", "reason": "interval"}, seal=True)
-    add({"time": FIXTURE[-1][0], "host": "fixture", "event": "seal", "result": "info", "reason": "stop"}, seal=True)
+    add({"time": fixture[-1][0], "host": "fixture", "event": "seal", "result": "info", "reason": "stop"}, seal=True)
     write_lines(path, lines)
 
 
-def report_setup(env):
+def report_setup(env, fixture=None):
     key = os.urandom(32)
     keyfile, log = env.path("fixture.key"), env.path("fixture.log")
     with open(keyfile, "wb") as f:
         f.write(key)
     os.chmod(keyfile, 0o600)
-    write_fixture_trail(log, key)
+    write_fixture_trail(log, key, fixture=fixture)
     # accounts: alice and bob in "wheel" (covered for sudo/su), carol and dave not
     passwd, group = env.path("passwd"), env.path("group")
     with open(passwd, "w") as f:
@@ -421,8 +510,8 @@ def report_setup(env):
     return conf, log, keyfile, nss
 
 
-def run_report(env, fmt, extra=()):
-    conf, log, keyfile, nss = report_setup(env) if not hasattr(env, "rep") else env.rep
+def run_report(env, fmt, extra=(), fixture=None):
+    conf, log, keyfile, nss = report_setup(env, fixture) if not hasattr(env, "rep") else env.rep
     env.rep = (conf, log, keyfile, nss)
     out = env.path("report." + fmt)
     env.ctl_run(["-c", conf, "report", "--since", "2026-11-01", "--until", "2026-12-01", "--format", fmt,
@@ -451,9 +540,13 @@ def case_report_json(env):
     check(r["coverage"]["gaps"] == 1, "gaps")
     check(r["trail"]["status"] == "intact" and r["trail"]["seals_verified"] is True, str(r["trail"]))
     check(r["trail"]["records"] == len(read_lines(env.rep[1])), "trail records")
-    check([s["id"] for s in r["sections"]][:2] == ["attention", "coverage"],
-          "failed actions, then coverage gaps come first")
-    check(list(r).index("attention") < list(r).index("coverage"), "attention before the summaries")
+    check([s["id"] for s in r["sections"]][:3] == ["breakglass", "attention", "coverage"],
+          "break-glass, then failed actions, then coverage gaps come first")
+    check(list(r).index("breakglass") < list(r).index("attention") < list(r).index("coverage"),
+          "break-glass, then attention, before the summaries")
+    bg = r["breakglass"]
+    check(bg["events"] == [] and bg["sessions"] == [] and bg["summary"]["used"] == 0
+          and bg["note"] == "No break-glass events in this period.", "empty break-glass: %s" % bg)
     att = [(a["user"], a["session"], a["action"], a["outcome"]) for a in r["attention"]]
     check(att == EXPECT_ATTENTION, "attention: %s" % att)
     check(all(a["action_seq"] > 0 for a in r["attention"]), "attention names the action records")
@@ -469,8 +562,11 @@ def case_report_csv(env):
     check(auth == {k: v[:2] for k, v in EXPECT_AUTH.items()}, "csv auth: %s" % auth)
     acts = {r[1]: [int(x) for x in r[2:]] for r in rows if r[0] == "removals"}
     check(acts == {a: [n[k] for k in OUTCOMES] for a, n in EXPECT_ACTIONS.items()}, "csv actions: %s" % acts)
+    check(rows[0] == BG_CSV_HEADER and rows[1] == BG_CSV_SESSIONS_HEADER,
+          "csv starts with the (empty) break-glass tables: %s" % rows[:2])
+    rows = rows[2:]
     check(rows[0] == ["section", "time", "user", "session", "action", "outcome", "reason", "action_seq"],
-          "csv starts with the attention table: %s" % rows[0])
+          "csv continues with the attention table: %s" % rows[0])
     att = [(r[2], r[3], r[4], r[5]) for r in rows if r[0] == "attention"]
     check(att == EXPECT_ATTENTION, "csv attention: %s" % att)
     check(rows[1][0] == "attention", "attention rows come first")
@@ -507,6 +603,9 @@ def case_report_text(env):
     check(text.index("Privileged accounts") < text.index("Authentications per user"), "coverage first")
     att = text.index("Removal actions that failed or have no outcome")
     check(att < text.index("Privileged accounts"), "failed actions come before every summary")
+    bg = text.index("Break-glass recovery")
+    check(bg < att and "No break-glass events in this period." in text[bg:att],
+          "the (empty) break-glass section comes first and says so:\n" + text[:att])
     body = text[att:text.index("Privileged accounts")]
     rows = re.findall(r"^\S+Z\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s", body, re.M)
     check(re.search(r"Count: 3\n", body) and rows == EXPECT_ATTENTION, "attention section: %s\n%s" % (rows, body))
@@ -589,7 +688,9 @@ def case_report_html(env):
         row = "<tr><td>%s</td>" % action + "".join('<td class="num">%d</td>' % n[k] for k in OUTCOMES)
         check(row in html, "HTML lacks the row " + row)
     # failures first: the attention section comes before every summary table
-    check(html.index('<section id="attention">') < html.index('<section id="coverage">'), "attention first")
+    check(html.index('<section id="breakglass">') < html.index('<section id="attention">')
+          < html.index('<section id="coverage">'), "break-glass, then attention first")
+    check("<p>No break-glass events in this period.</p>" in html, "empty break-glass section")
     att = html.split('<section id="attention">')[1].split("</section>")[0]
     check("<b>3</b> removal action(s) failed or have no outcome" in att, "attention count: " + att)
     rows = re.findall(r'<tr class="gap"><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>'
@@ -600,6 +701,141 @@ def case_report_html(env):
                       r'<td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>key</td></tr>', elev)
     check(rows == [tuple(x or "" for x in e) for e in EXPECT_ELEVATIONS], "HTML elevations: %s" % rows)
     check("3 key removal(s)" in html and html.count("clone-alert</td>") == 1, "HTML removals / clone alerts")
+
+
+# ---------------------------------------------------------------- break-glass section
+
+def bg_report(env, fmt):
+    return run_report(env, fmt, fixture=BG_FIXTURE)
+
+
+def case_report_breakglass_json(env):
+    r = json.loads(bg_report(env, "json"))
+    check(r["sections"][0]["id"] == "breakglass" and "AC-2" in r["sections"][0]["controls"]
+          and "IA-5" in r["sections"][0]["controls"], "break-glass is the first section: %s" % r["sections"][0])
+    check(list(r).index("breakglass") < list(r).index("attention"), "break-glass data before attention")
+    bg = r["breakglass"]
+    got = [(e["event"], e["result"], e["actor"], e["user"], e["service"], e["tty"], e["rhost"], e["reason"],
+            e["session"], e["detail"], e["controls"]) for e in bg["events"]]
+    check(got == BG_EXPECT, "break-glass events:\n%s\nexpected\n%s" % ("\n".join(map(str, got)),
+                                                                     "\n".join(map(str, BG_EXPECT))))
+    check(all(re.match(r"^2026-11-\d\dT[\d:.]+Z$", e["time"]) for e in bg["events"]), "event times")
+    sess = [(x["user"], x["service"], x["session"], x["via"], x["ended"], x["new_key_enrolled"])
+            for x in bg["sessions"]]
+    check(sess == BG_EXPECT_SESSIONS, "break-glass sessions: %s" % sess)
+    check([x["open"] for x in bg["sessions"]] == [True, False], "open flags: %s" % bg["sessions"])
+    check(bg["summary"] == BG_EXPECT_SUMMARY, "summary: %s" % bg["summary"])
+    check(bg["note"] is None, "a non-empty section has no 'no events' note")
+    check("\x1b" not in json.dumps(r, ensure_ascii=False), "raw escape character in the JSON report")
+    # the break-glass login's session is also an elevation/session row of its own section
+    check([(e["session"], e["key"]) for e in r["elevations"]]
+          == [("c7", "(break-glass, no key)"), ("c9", "(break-glass, no key)"), ("c11", "yk-new")],
+          "elevations: break-glass sessions flagged: %s" % r["elevations"])
+
+
+def case_report_breakglass_csv(env):
+    rows = [row for row in csv.reader(io.StringIO(bg_report(env, "csv"))) if row]
+    check(rows[0] == BG_CSV_HEADER, "csv starts with the break-glass table: %s" % rows[0])
+    ev = [tuple(x or None for x in r[2:12]) + (r[12].split(","),) for r in rows if r[0] == "breakglass"]
+    want = [tuple(x if x != "" else None for x in e[:10]) + (e[10],) for e in BG_EXPECT]
+    check(ev == want, "csv break-glass rows:\n%s" % "\n".join(map(str, ev)))
+    check(rows[1][0] == "breakglass" and rows[len(BG_EXPECT) + 1] == BG_CSV_SESSIONS_HEADER,
+          "the sessions table follows the events: %s" % rows[len(BG_EXPECT) + 1])
+    sess = [tuple(r[2:]) for r in rows if r[0] == "breakglass_sessions"]
+    check(sess == BG_EXPECT_SESSIONS, "csv sessions: %s" % sess)
+    first_other = next(i for i, r in enumerate(rows) if r[0] not in ("breakglass", "breakglass_sessions", "section"))
+    check(all(r[0] in ("breakglass", "breakglass_sessions", "section") for r in rows[:first_other])
+          and rows[first_other - 1][0] == "section", "break-glass tables come before every other")
+
+
+def case_report_breakglass_text(env):
+    text = bg_report(env, "text")
+    check("\x1b" not in text, "raw escape character in the text report")
+    bg = text.index("Break-glass recovery")
+    check(bg < text.index("Removal actions that failed") < text.index("Privileged accounts"),
+          "break-glass section first")
+    body = text[bg:text.index("Removal actions that failed")]
+    for pat in [r"Evidence for: NIST SP 800-53 AC-2 \(account management[^\n]*IA-5 \(authenticator management"
+                r"[^\n]*AC-2\(2\)[^\n]*AU-6",
+                r"Count: 14\. 2 issue\(s\) \(18 code\(s\)\), 2 use\(s\) \(1 by code, 1 by two-person approval\), "
+                r"6 failed attempt\(s\), 1 approval\(s\), 1 expiry\(ies\) \(7 code\(s\)\), 1 revocation\(s\), "
+                r"1 elevation\(s\) refused until a new key is enrolled; 2 session\(s\) opened by break-glass, "
+                r"1 still open\.",
+                r"breakglass-issue\s+success\s+root\s+alice\s+-\s+-\s+-\s+codes=10 valid-until=\S+\s+AC-2,AC-2\(2\),IA-5",
+                r"breakglass-fail\s+failure\s+-\s+alice\s+sshd\s+192\.0\.2\.7\s+-\s+service-not-allowed\s+IA-5,AU-6",
+                r"breakglass-use\s+success\s+-\s+alice\s+login\s+tty1\s+-\s+code=3fa9c1-01\s+AC-2,IA-5,AU-6",
+                r"breakglass-fail\s+failure\s+-\s+alice\s+login\s+tty2\s+-\s+used-code; code=3fa9c1-01",
+                r"breakglass-fail\s+failure\s+-\s+bob\s+login\s+tty3\s+-\s+rate-limited\s+IA-5,AU-6,AC-7",
+                r"breakglass-approve\s+success\s+carol\s+alice\s+",
+                r"auth\s+failure\s+-\s+alice\s+sudo\s+-\s+-\s+enroll-required",
+                r"breakglass-expire\s+info\s+-\s+bob\s+.*codes=7",
+                r"breakglass-revoke\s+success\s+root\s+alice",
+                r"eve\?\[2J<b>\s+login\s+tty4\s+-\s+malformed-code",
+                r"Sessions opened by break-glass: 2\n",
+                r"alice\s+login\s+c7\s+code=3fa9c1-01\s+still open\s+2026-11-14T09:00:00\.000Z",
+                r"alice\s+login\s+c9\s+approval=carol\s+session ended\s+2026-11-14T09:00:00\.000Z"]:
+        check(re.search(pat, body), "break-glass section lacks /%s/:\n%s" % (pat, body))
+    check("carol  " not in body.split("breakglass-approve")[0], "--since: carol's October issue is left out")
+    order = [m.group(1) for m in re.finditer(r"^2026-\S+\s+(\S+)\s", body, re.M)]
+    check(order == [e[0] for e in BG_EXPECT], "rows in trail order: %s" % order)
+
+
+def case_report_breakglass_html(env):
+    html = bg_report(env, "html")
+    check(html.index('<section id="breakglass">') < html.index('<section id="attention">'), "break-glass first")
+    sec = html.split('<section id="breakglass">')[1].split("</section>")[0]
+    check(not re.search(r"<script|src=\"http|href=\"http|<link", html), "self-contained, no script")
+    check("\x1b" not in html and "eve?[2J&lt;b&gt;" in sec and "<b>eve" not in sec, "trail content escaped")
+    for n in ["AC-2 (account management", "IA-5 (authenticator management", "AC-2(2)", "AU-6"]:
+        check(n in sec, "control %s named in the section header" % n)
+    check("<b>14</b> break-glass record(s)" in sec, "count: " + sec[:600])
+    rows = re.findall(r'<tr(?: class="(\w+)")?><td class="nw">[^<]*</td><td class="nw">([^<]*)</td><td>([^<]*)</td>'
+                      r'<td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>'
+                      r'<td>([^<]*)</td><td>([^<]*)</td></tr>', sec)
+    check([r[1] for r in rows] == [e[0] for e in BG_EXPECT], "HTML break-glass rows: %s" % rows)
+    check([r[0] for r in rows if r[1] in ("breakglass-use", "breakglass-fail", "breakglass-approve")]
+          == ["gap"] * 9, "uses, approvals and refusals stand out")
+    check([r[9] for r in rows] == [", ".join(e[10]) for e in BG_EXPECT], "controls per row")
+    sess = re.findall(r'<tr class="gap"><td class="nw">[^<]*</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>'
+                      r'<td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>', sec)
+    check(sess == BG_EXPECT_SESSIONS, "HTML sessions: %s" % sess)
+    check("2 session(s) opened by break-glass, 1 still open." in sec, "sessions line")
+
+
+def case_status_breakglass(env):
+    """keywardctl status starts with break-glass state: usable codes and until when (from
+    the code store, written by the real library), pending approvals, and the sessions the
+    trail shows a break-glass login opened and not closed."""
+    conf, log, keyfile, nss = report_setup(env, BG_FIXTURE)
+    out = env.run([env.tool, "breakglass", env.dir, "alice", "4", "3600", "1"], check_rc=0).stdout
+    check(len(out.splitlines()) == 4, "4 codes printed: %r" % out)
+    env.run([env.tool, "breakglass", env.dir, "bob", "2", "3600", "2"], check_rc=0)
+    env.run([env.tool, "approval", env.dir, "alice", "carol", "300"], check_rc=0)
+    for sub in ("rate", "last-use"):  # keywardd's own directories beside the users' files
+        os.makedirs(os.path.join(env.dir, "breakglass", sub), mode=0o700)
+    p = env.ctl_run(["-c", conf, "status"], env=nss)
+    check("cannot be read" not in p.stdout and "rate" not in p.stdout.split("\n\n")[0],
+          "status reads keywardd's own directories as users:\n" + p.stdout)
+    head = p.stdout.split("\n\n")[0]
+    check(p.stdout.startswith("Break-glass recovery"), "status does not start with break-glass:\n" + p.stdout)
+    for pat in [r"codes: alice: 3 unused of 4, valid until 20\d\d-\d\d-\d\dT",
+                r"codes: bob: none usable \(2 used or expired\)",
+                r"approval pending: alice, approved by carol, usable for one login until 20",
+                r"session opened by break-glass: alice, login, session c7, since 2026-11-12T08:07:00\.000Z "
+                r"\(code=3fa9c1-01\)"]:
+        check(re.search(pat, head), "status lacks /%s/:\n%s" % (pat, p.stdout))
+    check("c9" not in head, "the ended break-glass session c9 is listed as open:\n" + head)
+    check("not yet enrolled" not in head, "alice enrolled a new key on 11-14:\n" + head)
+    for line in out.splitlines():
+        check(line.split()[1] not in p.stdout, "status printed a code")
+    # no codes, no approvals, an empty trail: it says so
+    os.rename(os.path.join(env.dir, "breakglass"), os.path.join(env.dir, "bg-away"))
+    with open(log, "w"):
+        pass
+    p = env.ctl_run(["-c", conf, "status"], env=nss)
+    head = p.stdout.split("\n\n")[0]
+    for pat in [r"codes: none issued", r"approvals pending: none", r"sessions opened by break-glass still open: none"]:
+        check(re.search(pat, head), "empty status lacks /%s/:\n%s" % (pat, p.stdout))
 
 
 def png_pixels(path):
