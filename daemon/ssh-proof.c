@@ -9,6 +9,7 @@
 
 #include <systemd/sd-login.h>
 
+#include "bus-names.h"
 #include "bus-util.h"
 #include "log.h"
 #include "process.h"
@@ -117,6 +118,15 @@ static void verify_auth_info(
 	_cleanup_free_ char *why = NULL, *ordinary = NULL, *unregistered = NULL;
 	int r;
 
+	if (!streq(d->service, KEYWARD_SSHD_SERVICE)) {
+		log_notice("SSH_AUTH_INFO_0 for %s/%s refused: only the PAM "
+		           "service " KEYWARD_SSHD_SERVICE " hands over sshd's record",
+		        d->user, d->service);
+		key_required(ret, d->user,
+		        "only sshd's own PAM service (" KEYWARD_SSHD_SERVICE
+		        ") can vouch for an SSH login");
+		return;
+	}
 	if (strlen(text) > SSH_AUTH_INFO_MAX_LEN) {
 		key_required(
 		        ret, d->user, "sshd's record of this login (SSH_AUTH_INFO_0) is too long");

@@ -7,6 +7,11 @@
 #define KEYWARD_BUS_PATH      "/org/keyward/Keyward1"
 #define KEYWARD_BUS_INTERFACE "org.keyward.Keyward1.Manager"
 
+/* The PAM service name sshd uses (OpenSSH's SSHD_PAM_SERVICE): only a login of this service
+ * may hand keywardd sshd's record of how it authenticated (SSH_AUTH_INFO_0). Another
+ * service's PAM environment is no evidence of an SSH login. */
+#define KEYWARD_SSHD_SERVICE "sshd"
+
 #define KEYWARD_BUS_ERROR_ACCESS_DENIED  "org.keyward.Keyward1.Error.AccessDenied"
 #define KEYWARD_BUS_ERROR_INVALID_ARGS   "org.keyward.Keyward1.Error.InvalidArgs"
 #define KEYWARD_BUS_ERROR_NOT_FOUND      "org.keyward.Keyward1.Error.NotFound"

@@ -1332,12 +1332,13 @@ static Outcome refuse_not_enrolled(Ctx *c, const CheckReply *ck, bool cached)
 #define SSH_CHALLENGE_MIN     16u
 #define SSH_CHALLENGE_MAX     64u
 
-/* Whether this handle is sshd's: it puts SSH_AUTH_INFO_0 (empty until the session phase for
- * a publickey login) and SSH_CONNECTION into the PAM environment; sudo's has neither. */
+/* Whether this handle is sshd's: by its service name only. sshd puts SSH_AUTH_INFO_0 (empty
+ * until the session phase for a publickey login) into the PAM environment, but a PAM
+ * environment can hold anything another module put there: it never makes a handle sshd's
+ * (keywardd refuses the record from any other service too). */
 static bool handle_is_sshd(Ctx *c)
 {
-	return pam_getenv(c->pamh, "SSH_AUTH_INFO_0") || pam_getenv(c->pamh, "SSH_CONNECTION") ||
-	       streq(c->service, "sshd");
+	return streq(c->service, KEYWARD_SSHD_SERVICE);
 }
 
 /* sshd's login: keywardd checks that sshd authenticated it with a security-key SSH key

@@ -56,7 +56,7 @@ POLICY = '''settings = {
 rules = (%(uv_rule)s
 	{
 		name = "ssh-admins";
-		match = { users = ["alice", "root"]; services = ["e2e-sshd", "e2e-sudo"]; };
+		match = { users = ["alice", "root"]; services = ["sshd", "e2e-sudo"]; };
 		require = "key";
 		on_remote = "ssh-key";
 		remote_lifetime = %(lifetime)d;
@@ -186,7 +186,7 @@ class SSH(e2e.E2E):
         with open(self.policy, 'w', encoding='utf-8') as f:
             f.write(POLICY % {'dir': self.tmp, 'timeout': TIMEOUT_MS, 'lifetime': lifetime,
                               'uv_rule': UV_RULE})
-        for service in ('e2e-sshd', 'e2e-sudo'):
+        for service in ('sshd', 'e2e-sudo'):
             self.write_service(service)
         self.keys = {}
         self.agent = None
@@ -231,7 +231,7 @@ class SSH(e2e.E2E):
                  '--env', f'SSH_CONNECTION={rhost} 40000 192.0.2.1 22']
         if info is not None:
             extra += ['--env', 'SSH_AUTH_INFO_0=' + info]
-        return self.run('e2e-sshd', user, ops, extra=extra)
+        return self.run('sshd', user, ops, extra=extra)
 
     def sudo(self, ops, sock, hold=0, user='root', extra=()):
         extra = ['--item', 'rhost=' + REMOTE, '--item', 'tty=/dev/pts/3', '--item',
@@ -370,7 +370,7 @@ def case_sshd_second_method(e):
             'o=dbus.Interface(b.get_object("org.keyward.Keyward1","/org/keyward/Keyward1"),'
             '"org.keyward.Keyward1.Manager")\n'
             'r,w=os.pipe();os.close(w)\n'
-            'a=o.Authenticate("alice","e2e-sshd","ssh",sys.argv[1],dbus.types.UnixFd(r),'
+            'a=o.Authenticate("alice","sshd","ssh",sys.argv[1],dbus.types.UnixFd(r),'
             '{"ssh_auth_info":sys.argv[2]})\n'
             'print("ANSWER",bool(a[0]),str(a[1]))\n')
     # the testbed's private bus is root's: let uid 1000 reach its socket
@@ -553,6 +553,35 @@ def case_agent_none(e):
     recs = e.find(event='auth', user='root', reason='agent-unavailable')
     check(len(recs) == 1 and recs[0].get('detail') == 'method=ssh-agent agent=no-agent',
           f'record: {recs}')
+
+
+def case_forged_auth_info(e):
+    '''sshd's record counts from sshd's PAM service only: a SSH_AUTH_INFO_0 that another
+    module put into sudo's PAM environment (naming alice's registered key, whose public half
+    is no secret) proves nothing: the module still wants the agent, and keywardd refuses the
+    record for any service but sshd, even from root.'''
+    setup(e)
+    info = pub_info(e.keys['sk'][1])
+    rc, out, err, _ = e.sudo([('auth', 'PAM_AUTH_ERR')], None,
+                             extra=['--env', 'SSH_AUTH_INFO_0=' + info])
+    check(rc == 0, 'forged record in sudo: unexpected PAM results', out + err[-3000:] + e.log())
+    check('No SSH agent is forwarded' in out, 'sudo with a forged record: no agent message', out)
+    check(not e.find(event='auth', user='root', result='success'), 'a grant was recorded')
+    code = ('import dbus,os,sys\n'
+            'b=dbus.bus.BusConnection(os.environ["DBUS_SYSTEM_BUS_ADDRESS"])\n'
+            'o=dbus.Interface(b.get_object("org.keyward.Keyward1","/org/keyward/Keyward1"),'
+            '"org.keyward.Keyward1.Manager")\n'
+            'r,w=os.pipe();os.close(w)\n'
+            'a=o.Authenticate("root","e2e-sudo","/dev/pts/3",sys.argv[1],dbus.types.UnixFd(r),'
+            '{"ssh_auth_info":sys.argv[2]})\n'
+            'print("ANSWER",bool(a[0]),str(a[1]))\n')
+    env = dict(os.environ, LD_PRELOAD=e2e.preload('libnss_wrapper.so'), **e.nss_env)
+    p = subprocess.run([sys.executable, '-c', code, REMOTE, info], env=env,
+                       capture_output=True, timeout=30, check=False)
+    out = p.stdout.decode() + p.stderr.decode()
+    check('ANSWER False ssh-key-required' in out, 'root vouched for a sudo login with '
+          'sshd\'s record', out)
+    check(not e.find(event='auth', user='root', result='success'), 'a grant was recorded')
 
 
 def case_agent_ordinary_key(e):
