@@ -57,6 +57,7 @@ int decision_new(const DecisionRequest *req, const PolicyDecision *pd, Decision 
 	if (dup_or_null(req->user, &d->user) < 0 || dup_or_null(req->service, &d->service) < 0 ||
 	        dup_or_null(req->tty ?: "", &d->tty) < 0 ||
 	        dup_or_null(req->rhost ?: "", &d->rhost) < 0 ||
+	        dup_or_null(req->client_host, &d->client_host) < 0 ||
 	        dup_or_null(req->policy_digest ?: "", &d->policy) < 0 ||
 	        dup_or_null(pd->reason, &d->reason) < 0 ||
 	        dup_or_null(pd->is_default ? "default" : pd->rule_name, &d->rule_name) < 0)
@@ -119,6 +120,7 @@ Decision *decision_unref(Decision *d)
 	free(d->service);
 	free(d->tty);
 	free(d->rhost);
+	free(d->client_host);
 	free(d->rule);
 	free(d->rule_name);
 	free(d->policy);

@@ -29,6 +29,10 @@ typedef struct Decision {
 	uid_t uid; /* (uid_t)-1 if NSS does not know the user */
 	char *service, *tty, *rhost;
 	bool remote;
+	/* Where a remote login without PAM_RHOST came from (sudo inside SSH): the RemoteHost
+	 * logind has for the caller's session; NULL otherwise. Records and the report show it
+	 * as the login's rhost. */
+	char *client_host;
 	pid_t caller_pid;      /* the PAM application that asked */
 	uint64_t caller_start; /* its start time (pid_start_time), 0 if unknown */
 	uid_t caller_uid;      /* its uid on the bus: root's decisions are kept first */
@@ -74,6 +78,7 @@ typedef struct DecisionRequest {
 	const char *user;
 	uid_t uid;
 	const char *service, *tty, *rhost;
+	const char *client_host; /* see Decision; NULL: none */
 	pid_t caller_pid;
 	uid_t caller_uid;
 	const char *policy_digest;
@@ -124,4 +129,6 @@ static inline void audit_record_set_decision(AuditRecord *rec, const Decision *d
 	rec->rule = d->rule;
 	rec->rule_name = d->rule_name;
 	rec->policy = d->policy;
+	if ((!rec->rhost || !rec->rhost[0]) && d->client_host)
+		rec->rhost = d->client_host;
 }

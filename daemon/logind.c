@@ -128,6 +128,19 @@ int logind_session_is_remote(pid_t pid, bool *ret)
 	return 0;
 }
 
+int logind_session_remote_host(pid_t pid, char **ret)
+{
+	_cleanup_free_ char *session = NULL;
+	int r;
+
+	if (pid <= 0)
+		return -ENXIO;
+	if (sd_pid_get_session(pid, &session) < 0)
+		return -ENXIO;
+	r = sd_session_get_remote_host(session, ret);
+	return r < 0 ? r : 0;
+}
+
 bool logind_reply_failed(
         sd_bus_message *reply, const char **ret_error_name, const char **ret_message)
 {

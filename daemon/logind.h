@@ -52,6 +52,9 @@ int logind_watch_session_removed(
  * a login never waits for logind. -ENXIO without a pid or a session of the pid, else
  * -errno (the caller treats every failure as "not known to be remote"). */
 int logind_session_is_remote(pid_t pid, bool *ret);
+/* The RemoteHost logind records for PID's session (malloc'ed; NULL when it has none), from
+ * /run/systemd/sessions like logind_session_is_remote(); -ENXIO: PID is in no session. */
+int logind_session_remote_host(pid_t pid, char **ret);
 
 /* Whether REPLY is an error; *ret_error_name (if given) gets its name. */
 bool logind_reply_failed(

@@ -1249,6 +1249,7 @@ int manager_hidraw_to_syspath(Manager *m, const char *devnode, char **ret)
 int manager_decide(Manager *m, const char *user, const char *service, const char *tty,
         const char *rhost, pid_t caller_pid, uid_t caller_uid, Decision **ret)
 {
+	_cleanup_free_ char *client_host = NULL;
 	PolicyDecision pd;
 	uid_t uid = (uid_t)-1;
 	bool remote = false;
@@ -1260,11 +1261,15 @@ int manager_decide(Manager *m, const char *user, const char *service, const char
 	pd.remote = remote;
 	/* The decision carries "break-glass allowed here", not only the rule's opt-in. */
 	pd.breakglass = policy_breakglass_allows(m->policy, &pd, service);
+	/* sudo inside SSH has no PAM_RHOST: the records name the client logind knows. */
+	if (remote && isempty(rhost) && logind_session_remote_host(caller_pid, &client_host) < 0)
+		client_host = NULL;
 	return decision_new(&(DecisionRequest){.user = user,
 	                            .uid = uid,
 	                            .service = service,
 	                            .tty = tty,
 	                            .rhost = rhost,
+	                            .client_host = client_host,
 	                            .caller_pid = caller_pid,
 	                            .caller_uid = caller_uid,
 	                            .policy_digest = policy_digest(m->policy)},

@@ -583,6 +583,21 @@ static int auth_info_line(
 		set_error(ret_error, "SSH_AUTH_INFO_0 line %u: the key is not valid base64", line);
 		return -EBADMSG;
 	}
+	/* sshd writes the key's own type word before its blob: a line whose word is not the
+	 * type inside the blob is not sshd's. */
+	{
+		Wire w = {m->blob, m->blob_len};
+		const uint8_t *type;
+		size_t type_len;
+
+		if (wire_string(&w, &type, &type_len) < 0 || type_len != t1 - t0 ||
+		        memcmp(type, s + t0, type_len) != 0) {
+			set_error(ret_error,
+			        "SSH_AUTH_INFO_0 line %u: the key type word does not match the key",
+			        line);
+			return -EBADMSG;
+		}
+	}
 	/* A certificate line carries more words (ID, serial, CA); a key line nothing else. */
 	if (b1 != n && !strstr(m->key_type, "-cert-v01@openssh.com")) {
 		set_error(

@@ -229,6 +229,15 @@ static void test_auth_info(const SshKeyLine *ec)
 		        memcmp(a->methods[1].blob, ec->blob, ec->blob_len) == 0);
 	}
 	a = ssh_auth_info_free(a);
+	{
+		/* the type word must be the blob's own (sshd writes it so) */
+		_cleanup_free_ char *mixed = NULL, *why = NULL;
+
+		CHECK(asprintf(&mixed, "publickey ssh-ed25519 %s\n", b64) > 0);
+		CHECK(ssh_auth_info_parse(mixed, &a, &why) == -EBADMSG);
+		CHECK(why && strstr(why, "does not match"));
+		a = ssh_auth_info_free(a);
+	}
 	CHECK(ssh_auth_info_parse("password", &a, NULL) == 0 && a && a->n == 1);
 	a = ssh_auth_info_free(a);
 	CHECK(ssh_auth_info_parse("", &a, NULL) == -ENODATA);
