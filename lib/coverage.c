@@ -104,6 +104,10 @@ void coverage_outcome_resolve(const CoverageOutcome *o, bool remote, CoverageDec
 		d->require = POLICY_REQUIRE_NONE;
 		return;
 	}
+	if (o->on_remote_set && o->on_remote == POLICY_ON_REMOTE_SSH_KEY) {
+		d->require = POLICY_REQUIRE_SSH_KEY;
+		return;
+	}
 	d->require = POLICY_REQUIRE_DENY;
 	if (!o->on_remote_set)
 		d->reason = "a security key cannot be touched over a remote login, and the rule "
@@ -207,7 +211,7 @@ static int format_outcome(FILE *f, const CoverageOutcome *o)
 {
 	const char *require = policy_require_to_string(o->require);
 
-	if (!require)
+	if (!require || o->require == POLICY_REQUIRE_SSH_KEY)
 		return -EINVAL;
 	fprintf(f, "require %s\n", require);
 	if (o->on_remote_set) {
@@ -469,7 +473,8 @@ int coverage_snapshot_parse(const char *text, size_t len, CoverageSnapshot **ret
 			if (!streq(key, "require") || !value)
 				return -EBADMSG;
 			outcome->require = policy_require_from_string(value);
-			if (outcome->require < 0)
+			/* ssh-key is what a remote `key` outcome resolves to, never an outcome */
+			if (outcome->require < 0 || outcome->require == POLICY_REQUIRE_SSH_KEY)
 				return -EBADMSG;
 			want_require = false;
 			continue;

@@ -12,7 +12,7 @@
  *   failmode closed|open
  *   rule <name>                          each rule in evaluation order (first match wins) ...
  *   require key|none|deny                ... its outcome, mandatory, right after `rule`
- *   on-remote deny|none                  optional, at most once
+ *   on-remote deny|none|ssh-key          optional, at most once
  *   reason <text>                        optional, at most once
  *   remote yes|no                        optional, at most once (match.remote)
  *   user|group|service|tty <value>       match lists, one entry a line (tty: fnmatch pattern,
@@ -104,7 +104,8 @@ typedef struct CoverageDecision {
 	const char *rule_name; /* the rule's name or "default" */
 	bool is_default;
 	const char *reason;   /* for DENY: the rule's reason or why a remote login is refused */
-	bool remote_resolved; /* a `key` outcome that became on_remote (remote login) */
+	bool remote_resolved; /* a `key` outcome that became on_remote (remote login):
+	                       * DENY, NONE or SSH_KEY */
 	bool undecidable;     /* a rule that could change the answer needed an unknown uid or
 	                       * groups: the login counts as covered (require KEY) */
 } CoverageDecision;

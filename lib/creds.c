@@ -25,6 +25,17 @@ static const char *const cred_attestation_table[_CRED_ATTESTATION_MAX] = {
 
 DEFINE_STRING_TABLE_LOOKUP(cred_attestation, CredAttestation, cred_attestation_table)
 
+static const char *const cred_type_table[_CRED_TYPE_MAX] = {
+        [CRED_TYPE_FIDO2] = "fido2",
+        [CRED_TYPE_SSH_SK] = "ssh-sk",
+};
+
+DEFINE_STRING_TABLE_LOOKUP(cred_type, CredType, cred_type_table)
+
+/* The application prefix OpenSSH gives every sk key ("ssh:" by default, "ssh:NAME" with
+ * ssh-keygen -O application=ssh:NAME; OpenSSH refuses anything else). */
+#define SSH_APPLICATION_PREFIX "ssh:"
+
 static const struct {
 	int cose;
 	const char *name;
@@ -90,6 +101,24 @@ int credential_set_new(const char *user, CredentialSet **ret)
 	}
 	*ret = s;
 	return 0;
+}
+
+size_t creds_count_fido2(const CredentialSet *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; s && i < s->n; i++)
+		n += !credential_is_ssh(&s->items[i]);
+	return n;
+}
+
+size_t creds_count_ssh(const CredentialSet *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; s && i < s->n; i++)
+		n += credential_is_ssh(&s->items[i]);
+	return n;
 }
 
 int creds_path(const char *dir, const char *user, char **ret)
@@ -211,6 +240,17 @@ static int credential_check(const Credential *c, const char **ret_why, bool *ret
 		why = "invalid 'attestation'";
 	else if (streq(c->id, CREDS_DISCOVERABLE_ID) && !c->resident)
 		why = "'id=*' needs 'resident=yes'";
+	else if (c->type < 0 || c->type >= _CRED_TYPE_MAX)
+		why = "invalid 'type'";
+	else if (credential_is_ssh(c) && c->cose_alg != COSE_ES256 && c->cose_alg != COSE_EDDSA)
+		why = "'type=ssh-sk' needs 'alg' es256 or eddsa (ecdsa-sk or ed25519-sk)";
+	else if (credential_is_ssh(c) &&
+	         !strneq(c->rp_id, SSH_APPLICATION_PREFIX, strlen(SSH_APPLICATION_PREFIX)))
+		why = "'type=ssh-sk' needs an 'rp_id' starting with \"ssh:\" (the key's "
+		      "application)";
+	else if (credential_is_ssh(c) && streq(c->id, CREDS_DISCOVERABLE_ID))
+		why = "'type=ssh-sk' needs the key's 'id' (base64 of the SHA-256 of its blob), not "
+		      "'*'";
 	if (why) {
 		if (ret_why)
 			*ret_why = why;
@@ -424,6 +464,15 @@ static int parse_assignment(Credential *c, const char *key, const char *value, c
 
 	if (streq(key, "id"))
 		return replace_str(&c->id, value);
+	if (streq(key, "type")) {
+		CredType t = cred_type_from_string(value);
+		if (t < 0) {
+			*why = "unknown 'type' (fido2 or ssh-sk)";
+			return -EINVAL;
+		}
+		c->type = t;
+		return 0;
+	}
 	if (streq(key, "label"))
 		return replace_str(&c->label, value);
 	if (streq(key, "rp_id"))
@@ -612,6 +661,8 @@ int creds_format(const CredentialSet *s, char **ret)
 
 		fprintf(f, "\n[credential]\n");
 		fprintf(f, "label=%s\n", c->label);
+		if (credential_is_ssh(c))
+			fprintf(f, "type=%s\n", cred_type_to_string(c->type));
 		fprintf(f, "id=%s\n", c->id);
 		fprintf(f, "rp_id=%s\n", c->rp_id);
 		fprintf(f, "alg=%s\n", cose_name(c->cose_alg));

@@ -25,7 +25,15 @@ typedef enum CredAttestation {
 	_CRED_ATTESTATION_INVALID = -EINVAL,
 } CredAttestation;
 
+typedef enum CredType {
+	CRED_TYPE_FIDO2,  /* a FIDO2 credential made by Enroll or imported (default) */
+	CRED_TYPE_SSH_SK, /* an OpenSSH sk key (docs/ssh.md): never used for a local assertion */
+	_CRED_TYPE_MAX,
+	_CRED_TYPE_INVALID = -EINVAL,
+} CredType;
+
 typedef struct Credential {
+	CredType type; /* "type=" in the file; absent: fido2 */
 	char *id; /* base64 (RFC 4648, padded) credential id, or "*" (discoverable, unknown id) */
 	char *label;      /* unique per user, [A-Za-z0-9._@+-], <= 64 */
 	char *rp_id;      /* relying party the credential was made for */
@@ -48,6 +56,11 @@ typedef struct CredentialSet {
 } CredentialSet;
 
 void credential_done(Credential *c);
+/* An SSH sk key (type=ssh-sk): no key handle, never in a local FIDO allow list or count. */
+static inline bool credential_is_ssh(const Credential *c)
+{
+	return c && c->type == CRED_TYPE_SSH_SK;
+}
 CredentialSet *credential_set_free(CredentialSet *s);
 static inline void credential_set_freep(CredentialSet **s)
 {
@@ -57,6 +70,9 @@ static inline void credential_set_freep(CredentialSet **s)
 #define _cleanup_credential_set_ _cleanup_(credential_set_freep)
 
 int credential_set_new(const char *user, CredentialSet **ret);
+/* Credentials of S usable for a local key login (type fido2) / SSH (type ssh-sk). */
+size_t creds_count_fido2(const CredentialSet *s);
+size_t creds_count_ssh(const CredentialSet *s);
 
 /* "<dir>/<user>.creds"; -EINVAL for an invalid user name. */
 int creds_path(const char *dir, const char *user, char **ret);
@@ -110,6 +126,8 @@ int creds_counter_store_full(
 /* Makes every counter file under STATE_DIR/counters, and the directory, durable. */
 int creds_counters_sync(const char *state_dir);
 
+const char *cred_type_to_string(CredType t);
+CredType cred_type_from_string(const char *s);
 const char *cred_attestation_to_string(CredAttestation a);
 CredAttestation cred_attestation_from_string(const char *s);
 

@@ -8,6 +8,7 @@ const char *const policy_require_table[_POLICY_REQUIRE_MAX] = {
         [POLICY_REQUIRE_NONE] = "none",
         [POLICY_REQUIRE_KEY] = "key",
         [POLICY_REQUIRE_DENY] = "deny",
+        [POLICY_REQUIRE_SSH_KEY] = "ssh-key",
 };
 const char *const policy_uv_table[_POLICY_UV_MAX] = {
         [POLICY_UV_DISCOURAGED] = "discouraged",
@@ -21,6 +22,7 @@ const char *const policy_failmode_table[_POLICY_FAILMODE_MAX] = {
 const char *const policy_on_remote_table[_POLICY_ON_REMOTE_MAX] = {
         [POLICY_ON_REMOTE_DENY] = "deny",
         [POLICY_ON_REMOTE_NONE] = "none",
+        [POLICY_ON_REMOTE_SSH_KEY] = "ssh-key",
 };
 
 DEFINE_STRING_TABLE_LOOKUP(policy_require, PolicyRequire, policy_require_table)

@@ -8,6 +8,10 @@ typedef enum PolicyRequire {
 	POLICY_REQUIRE_NONE, /* not covered: the PAM module steps aside (PAM_IGNORE) */
 	POLICY_REQUIRE_KEY,  /* a registered FIDO2 key must assert */
 	POLICY_REQUIRE_DENY, /* refused outright */
+	/* A remote login of a `key` outcome with on_remote = "ssh-key": a registered sk SSH
+	 * key must prove itself (sshd's publickey, or a signature through the forwarded
+	 * agent). Only ever the result of that resolution, never written as `require`. */
+	POLICY_REQUIRE_SSH_KEY,
 	_POLICY_REQUIRE_MAX,
 	_POLICY_REQUIRE_INVALID = -EINVAL,
 } PolicyRequire;
@@ -30,8 +34,9 @@ typedef enum PolicyFailMode {
 /* What a `key` requirement becomes for a remote login (a local key cannot be touched
  * over SSH). Unset in the rule: the login is denied with a reason naming the gap. */
 typedef enum PolicyOnRemote {
-	POLICY_ON_REMOTE_DENY, /* refuse the remote login */
-	POLICY_ON_REMOTE_NONE, /* step aside: other PAM modules decide (e.g. sshd keys) */
+	POLICY_ON_REMOTE_DENY,    /* refuse the remote login */
+	POLICY_ON_REMOTE_NONE,    /* step aside: other PAM modules decide (e.g. sshd keys) */
+	POLICY_ON_REMOTE_SSH_KEY, /* a registered sk SSH key (docs/ssh.md) */
 	_POLICY_ON_REMOTE_MAX,
 	_POLICY_ON_REMOTE_INVALID = -EINVAL,
 } PolicyOnRemote;

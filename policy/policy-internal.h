@@ -54,6 +54,7 @@ typedef struct PolicyOutcome {
 	uint32_t lockout_max_failures;
 	uint32_t lockout_window_s;
 	uint32_t lockout_unlock_after_s;
+	uint32_t remote_lifetime_s;
 } PolicyOutcome;
 
 struct PolicyRule {

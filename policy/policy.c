@@ -84,14 +84,15 @@ static const char *const lockout_keys[] = {"max_failures", "window", "unlock_aft
 /* Outcome keys, shared by rules and `default`; rules also take name and match. */
 static const char *const outcome_keys[] = {"require", "reason", "on_remote", "user_verification",
         "user_presence", "aaguid_allow", "aaguid_deny", "attestation", "trust_anchors", "counter",
-        "cached_elevation", "removal", "lockout", NULL};
+        "cached_elevation", "removal", "lockout", "remote_lifetime", NULL};
 static const char *const rule_keys[] = {"name", "match", "require", "reason", "on_remote",
         "user_verification", "user_presence", "aaguid_allow", "aaguid_deny", "attestation",
-        "trust_anchors", "counter", "cached_elevation", "removal", "lockout", NULL};
+        "trust_anchors", "counter", "cached_elevation", "removal", "lockout", "remote_lifetime",
+        NULL};
 /* Outcome keys that only mean something when require = "key". */
 static const char *const key_only_keys[] = {"on_remote", "user_verification", "user_presence",
         "aaguid_allow", "aaguid_deny", "attestation", "trust_anchors", "counter",
-        "cached_elevation", "removal", "lockout", NULL};
+        "cached_elevation", "removal", "lockout", "remote_lifetime", NULL};
 
 const char *const policy_known_keys[] = {"settings", "rules", "default",
         /* settings */
@@ -108,7 +109,7 @@ const char *const policy_known_keys[] = {"settings", "rules", "default",
         "require", "reason", "on_remote", "user_verification", "user_presence", "aaguid_allow",
         "aaguid_deny", "attestation", "trust_anchors", "counter", "cached_elevation", "removal",
         "action", "grace", "lock_verify", "on_lock_failure", "lockout", "max_failures", "window",
-        "unlock_after", NULL};
+        "unlock_after", "remote_lifetime", NULL};
 
 /* ---- diagnostics ---- */
 
@@ -750,6 +751,7 @@ static void outcome_init(PolicyOutcome *o)
 	        .lockout_max_failures = 0,
 	        .lockout_window_s = 900,
 	        .lockout_unlock_after_s = 900,
+	        .remote_lifetime_s = POLICY_REMOTE_LIFETIME_DEFAULT,
 	};
 }
 
@@ -816,8 +818,17 @@ static void parse_outcome(Ctx *c, const config_setting_t *g, PolicyOutcome *o, c
 		s = config_setting_get_elem(g, (unsigned)i);
 		k = config_setting_name(s);
 		if (streq(k, "require")) {
-			if (get_enum(c, s, policy_require_table, ELEMENTSOF(policy_require_table),
-			            &v) >= 0)
+			/* ssh-key is the table's last entry: only ever the resolution of a
+			 * remote `key` outcome, not a value of `require` */
+			if (config_setting_type(s) == CONFIG_TYPE_STRING &&
+			        streq(config_setting_get_string(s), "ssh-key"))
+				error(c, line_of(s),
+				        "require = \"ssh-key\" in %s: an SSH key is what a remote "
+				        "login of require = \"key\" needs with on_remote = "
+				        "\"ssh-key\"; write those two",
+				        what);
+			else if (get_enum(c, s, policy_require_table, POLICY_REQUIRE_SSH_KEY, &v) >=
+			         0)
 				o->require = v;
 		} else if (streq(k, "reason"))
 			(void)get_string(c, s, POLICY_REASON_MAX, &o->reason);
@@ -870,6 +881,9 @@ static void parse_outcome(Ctx *c, const config_setting_t *g, PolicyOutcome *o, c
 			parse_removal(c, s, o);
 		else if (streq(k, "lockout"))
 			parse_lockout(c, s, o);
+		else if (streq(k, "remote_lifetime"))
+			(void)get_uint(c, s, 1, POLICY_REMOTE_LIFETIME_MAX, "seconds",
+			        &o->remote_lifetime_s);
 	}
 
 	if (o->require < 0) {
@@ -896,6 +910,12 @@ static void parse_outcome(Ctx *c, const config_setting_t *g, PolicyOutcome *o, c
 				warning(c, line_of(s),
 				        "'%s' in %s has no effect unless require = \"key\"", *k,
 				        what);
+	if (o->require == POLICY_REQUIRE_KEY &&
+	        !(o->on_remote_set && o->on_remote == POLICY_ON_REMOTE_SSH_KEY) &&
+	        (s = config_setting_get_member(g, "remote_lifetime")))
+		warning(c, line_of(s),
+		        "'remote_lifetime' in %s has no effect unless on_remote = \"ssh-key\"",
+		        what);
 }
 
 static int parse_rule(Ctx *c, const config_setting_t *g, size_t index, PolicyRule *rule)
@@ -1733,7 +1753,9 @@ static int policy_parse(Ctx *c, const char *text, size_t len, Policy **ret)
 			warning(c, b->line,
 			        "rule '%s' exempts root from the security key (require = \"none\")",
 			        b->name);
-		if (b->outcome.require == POLICY_REQUIRE_KEY && b->remote == 1)
+		if (b->outcome.require == POLICY_REQUIRE_KEY && b->remote == 1 &&
+		        !(b->outcome.on_remote_set &&
+		                b->outcome.on_remote == POLICY_ON_REMOTE_SSH_KEY))
 			warning(c, b->line,
 			        "rule '%s' matches only remote logins, where a key cannot be "
 			        "touched: it always resolves to on_remote (%s)",
@@ -1933,6 +1955,7 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
 	d.lockout_max_failures = o->lockout_max_failures;
 	d.lockout_window_s = o->lockout_window_s;
 	d.lockout_unlock_after_s = o->lockout_unlock_after_s;
+	d.remote_lifetime_s = o->remote_lifetime_s;
 	d.remote = remote;
 	d.on_remote_set = o->on_remote_set;
 	d.on_remote = o->on_remote_set ? o->on_remote : POLICY_ON_REMOTE_DENY;
@@ -2100,6 +2123,26 @@ int policy_decision_explain(const PolicyDecision *d, char **ret)
 		if (d->reason)
 			fprintf(f, "Reason: %s\n", d->reason);
 		break;
+	case POLICY_REQUIRE_SSH_KEY:
+		fprintf(f, "Decision: a registered security-key SSH key is required (on_remote = "
+		           "\"ssh-key\"): sshd's publickey login with it, and for an elevation a "
+		           "fresh signature through the forwarded SSH agent\n");
+		fprintf(f, "User presence (touch): %s\n",
+		        d->user_presence ? "required" : "NOT required (turned off by the policy)");
+		fprintf(f, "User verification: %s\n",
+		        d->user_verification == POLICY_UV_REQUIRED
+		                ? "required (the key must be registered with verify-required)"
+		                : "as registered with the key (verify-required)");
+		fprintf(f, "Sign counter: %s\n",
+		        d->counter == POLICY_COUNTER_ALLOW_ZERO
+		                ? "must increase, except that keys always reporting 0 are tolerated"
+		                : "must increase (a rewound counter is refused as a possible "
+		                  "clone)");
+		fprintf(f,
+		        "Elevation lifetime: %" PRIu32
+		        " s (remote_lifetime; an agent-approved elevation is ended then)\n",
+		        d->remote_lifetime_s);
+		break;
 	case POLICY_REQUIRE_KEY:
 	default:
 		fprintf(f, "Decision: a registered security key is required\n");
@@ -2169,6 +2212,8 @@ int policy_decision_explain(const PolicyDecision *d, char **ret)
 		        !d->on_remote_set ? "refused (the rule sets no on_remote)"
 		        : d->on_remote == POLICY_ON_REMOTE_NONE
 		                ? "not covered (on_remote = \"none\")"
+		        : d->on_remote == POLICY_ON_REMOTE_SSH_KEY
+		                ? "a registered security-key SSH key (on_remote = \"ssh-key\")"
 		                : "refused (on_remote = \"deny\")");
 		break;
 	}

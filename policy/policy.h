@@ -14,13 +14,14 @@
  *                         not = { users; groups; uids; services; ttys; }; };
  *               <outcome> }, ... );                 first match wins; at most 1024
  *   default = { <outcome> };                                        (mandatory)
- *   <outcome>: require = "key"|"none"|"deny" (mandatory); reason; on_remote = "deny"|"none";
+ *   <outcome>: require = "key"|"none"|"deny" (mandatory); reason;
+ *              on_remote = "deny"|"none"|"ssh-key"; remote_lifetime (s);
  *              user_verification; user_presence; aaguid_allow; aaguid_deny; attestation;
  *              trust_anchors; counter; cached_elevation; removal = { action; grace; lock_verify;
  *              on_lock_failure; }; lockout = { max_failures; window; unlock_after; };
  * Lists take one string or a list/array of strings; within a list any entry matches,
  * across keys all must. A remote request whose outcome is "key" resolves to on_remote
- * (unset: deny). */
+ * (unset: deny; "ssh-key": require POLICY_REQUIRE_SSH_KEY). */
 #pragma once
 
 #include <errno.h>
@@ -164,6 +165,10 @@ typedef struct PolicyDecision {
 	uint32_t lockout_window_s;
 	uint32_t lockout_unlock_after_s;
 
+	/* on_remote = "ssh-key": how long an elevation approved through the SSH agent lives
+	 * (no removal event exists for a remote key); seconds, default 900. */
+	uint32_t remote_lifetime_s;
+
 	/* Remote handling. `remote` is the effective verdict: req->remote OR
 	 * policy_is_remote(req->rhost, req->tty). When the matching outcome required a key
 	 * and the login is remote, `require` holds the resolved value (DENY or NONE),
@@ -216,6 +221,9 @@ int policy_load_file(const char *path, PolicyDiagnostics *diags, Policy **ret);
 int policy_load_string(
         const char *text, const char *filename, PolicyDiagnostics *diags, Policy **ret);
 Policy *policy_free(Policy *p);
+
+#define POLICY_REMOTE_LIFETIME_DEFAULT 900u
+#define POLICY_REMOTE_LIFETIME_MAX     86400u
 
 /* Largest policy file accepted (bytes). */
 #define POLICY_FILE_MAX (1024 * 1024)

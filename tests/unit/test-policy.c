@@ -398,7 +398,7 @@ static const BadCase bad_cases[] = {
         {"default = { require = \"none\"; name = \"x\"; };\n", 1,
                 "unknown key 'name' in 'default' (expected one of: require, reason, on_remote, "
                 "user_verification, user_presence, aaguid_allow, aaguid_deny, attestation, "
-                "trust_anchors, counter, cached_elevation, removal, lockout)"},
+                "trust_anchors, counter, cached_elevation, removal, lockout, remote_lifetime)"},
         {"rules = (\n  { match = { users = \"a\"; }; require = \"key\"; }\n);\n" DEF, 2,
                 "rule 1 has no 'name' (expected name = \"...\";)"},
         {"rules = (\n  { name = \"a\"; require = \"key\"; match = { users = \"x\"; }; },\n  { name "
@@ -410,7 +410,8 @@ static const BadCase bad_cases[] = {
         {"rules = (\n  { name = \"a\"; require = \"key\"; colour = 1; }\n);\n" DEF, 2,
                 "unknown key 'colour' in rule 'a' (expected one of: name, match, require, reason, "
                 "on_remote, user_verification, user_presence, aaguid_allow, aaguid_deny, "
-                "attestation, trust_anchors, counter, cached_elevation, removal, lockout)"},
+                "attestation, trust_anchors, counter, cached_elevation, removal, lockout, "
+                "remote_lifetime)"},
         {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { user = \"x\"; }; "
          "}\n);\n" DEF,
                 3,
@@ -502,7 +503,16 @@ static const BadCase bad_cases[] = {
          "}\n);\n" DEF,
                 3, "'max_failures' is 5000, expected 0..1000 (failures, 0 = no lockout)"},
         {"rules = (\n  { name = \"a\"; require = \"key\";\n    on_remote = \"allow\"; }\n);\n" DEF,
-                3, "'on_remote' is \"allow\", expected one of: deny, none"},
+                3, "'on_remote' is \"allow\", expected one of: deny, none, ssh-key"},
+        {"rules = (\n  { name = \"a\";\n    require = \"ssh-key\"; }\n);\n" DEF, 3,
+                "require = \"ssh-key\" in rule 'a': an SSH key is what a remote login of "
+                "require = \"key\" needs with on_remote = \"ssh-key\"; write those two"},
+        {"rules = (\n  { name = \"a\"; require = \"key\"; on_remote = \"ssh-key\";\n    "
+         "remote_lifetime = 0; }\n);\n" DEF,
+                3, "'remote_lifetime' is 0, expected 1..86400 (seconds)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\"; on_remote = \"ssh-key\";\n    "
+         "remote_lifetime = 86401; }\n);\n" DEF,
+                3, "'remote_lifetime' is 86401, expected 1..86400 (seconds)"},
         {"rules = (\n  { name = \"a\"; require = \"key\";\n    counter = \"lenient\"; }\n);\n" DEF,
                 3, "'counter' is \"lenient\", expected one of: strict, allow-zero"},
         {"rules = (\n  { name = \"a\"; require = \"key\";\n    user_presence = 0; }\n);\n" DEF, 3,
@@ -578,6 +588,13 @@ static const WarnCase warn_cases[] = {
                 2,
                 "rule 'a' matches only remote logins, where a key cannot be touched: it always "
                 "resolves to on_remote (deny, not set)"},
+        {"rules = (\n  { name = \"a\"; require = \"key\";\n    remote_lifetime = 60; }\n);\n" DEF,
+                3, "'remote_lifetime' in rule 'a' has no effect unless on_remote = \"ssh-key\""},
+        {"rules = (\n  { name = \"a\"; require = \"key\"; on_remote = \"none\";\n    "
+         "remote_lifetime = 60; }\n);\n" DEF,
+                3, "'remote_lifetime' in rule 'a' has no effect unless on_remote = \"ssh-key\""},
+        {"rules = (\n  { name = \"a\"; require = \"deny\";\n    remote_lifetime = 60; }\n);\n" DEF,
+                3, "'remote_lifetime' in rule 'a' has no effect unless require = \"key\""},
         {"rules = (\n  { name = \"a\"; require = \"key\";\n    counter = \"allow-zero\"; "
          "}\n);\n" DEF,
                 3,
@@ -1045,8 +1062,82 @@ static void test_tables(void)
 	CHECK(streq(policy_counter_to_string(POLICY_COUNTER_ALLOW_ZERO), "allow-zero"), "names");
 }
 
+/* on_remote = "ssh-key": a remote login of the rule needs a registered sk SSH key; local
+ * logins are unchanged; remote_lifetime travels in the decision; a rule that matches only
+ * remote logins is no mistake then (no warning). */
+static void test_ssh_key(void)
+{
+	static const char text[] =
+	        "rules = (\n"
+	        "  { name = \"admins\"; match = { groups = \"wheel\"; };\n"
+	        "    require = \"key\"; on_remote = \"ssh-key\"; remote_lifetime = 120;\n"
+	        "    user_verification = \"required\"; },\n"
+	        "  { name = \"ops\"; match = { groups = \"ops\"; remote = true; };\n"
+	        "    require = \"key\"; on_remote = \"ssh-key\"; }\n"
+	        ");\n"
+	        "default = { require = \"none\"; };\n";
+	_cleanup_(policy_freep) Policy *p = NULL;
+	PolicyDiagnostics diags = {};
+	char *wheel[] = {"wheel", NULL}, *ops[] = {"ops", NULL};
+	PolicyRequest req = {.user = "alice",
+	        .uid = 1000,
+	        .groups = wheel,
+	        .service = "sshd",
+	        .rhost = "192.0.2.7"};
+	PolicyDecision dec;
+	_cleanup_free_ char *text_out = NULL;
+
+	CHECK(policy_load_string(text, "ssh.conf", &diags, &p) == 0 && diags.n == 0,
+	        "ssh-key policy loads without warnings (%zu)", diags.n);
+	dump(&diags);
+	policy_diagnostics_clear(&diags);
+	if (!p)
+		return;
+	CHECK(policy_evaluate(p, &req, &dec) == 0 && dec.require == POLICY_REQUIRE_SSH_KEY &&
+	                dec.remote && dec.remote_resolved && dec.on_remote_set &&
+	                dec.on_remote == POLICY_ON_REMOTE_SSH_KEY && dec.remote_lifetime_s == 120 &&
+	                dec.user_verification == POLICY_UV_REQUIRED && !dec.reason,
+	        "remote sshd login resolves to ssh-key");
+	CHECK(policy_decision_explain(&dec, &text_out) == 0 &&
+	                strstr(text_out,
+	                        "Decision: a registered security-key SSH key is required") &&
+	                strstr(text_out, "Elevation lifetime: 120 s") &&
+	                strstr(text_out, "User verification: required (the key must be registered "
+	                                 "with verify-required)"),
+	        "explain ssh-key:\n%s", strna(text_out));
+	free(TAKE_PTR(text_out));
+	/* sudo inside the SSH session: remote by logind's verdict */
+	req.service = "sudo";
+	req.rhost = NULL;
+	req.tty = "/dev/pts/3";
+	req.remote = true;
+	CHECK(policy_evaluate(p, &req, &dec) == 0 && dec.require == POLICY_REQUIRE_SSH_KEY,
+	        "sudo in a remote session resolves to ssh-key");
+	/* local: the key itself, and explain says what remote logins need */
+	req.remote = false;
+	CHECK(policy_evaluate(p, &req, &dec) == 0 && dec.require == POLICY_REQUIRE_KEY &&
+	                !dec.remote_resolved,
+	        "local sudo needs the key");
+	CHECK(policy_decision_explain(&dec, &text_out) == 0 &&
+	                strstr(text_out, "Remote logins: a registered security-key SSH key "
+	                                 "(on_remote = \"ssh-key\")"),
+	        "explain local:\n%s", strna(text_out));
+	free(TAKE_PTR(text_out));
+	/* default lifetime */
+	req.groups = ops;
+	req.remote = true;
+	CHECK(policy_evaluate(p, &req, &dec) == 0 && dec.require == POLICY_REQUIRE_SSH_KEY &&
+	                dec.remote_lifetime_s == POLICY_REMOTE_LIFETIME_DEFAULT &&
+	                dec.remote_lifetime_s == 900,
+	        "default remote_lifetime 900");
+	CHECK(policy_require_from_string("ssh-key") == POLICY_REQUIRE_SSH_KEY &&
+	                policy_on_remote_from_string("ssh-key") == POLICY_ON_REMOTE_SSH_KEY,
+	        "string tables");
+}
+
 int main(void)
 {
+	test_ssh_key();
 	test_evaluate();
 	test_decision_fields();
 	test_malformed();
