@@ -42,6 +42,7 @@ LIB = "/usr/local/lib/keyward-test"
 SK_HELPER = f"{LIB}/sk-helper"
 ASKPASS_PIN = f"{LIB}/askpass-pin"
 FAKE_AGENT = f"{LIB}/fake-agent"
+PAM_DRIVE = f"{LIB}/pam-drive"
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/00-keyward-test.conf"
 
 SSHD_CONF = f"""\
@@ -65,7 +66,8 @@ Host server
 	BindAddress {DESK}
 	StrictHostKeyChecking no
 	UserKnownHostsFile /dev/null
-	LogLevel ERROR
+	# INFO: ssh shows the server's PAM messages (banners) only from INFO up
+	LogLevel INFO
 	IdentitiesOnly yes
 	ConnectTimeout 10
 """
@@ -195,12 +197,96 @@ while True:
 
 AGENT_ENV = f"SSH_AUTH_SOCK={DESK_AGENT}"  # alice's desk agent (bob cannot reach it)
 
+# A PAM application for SSH_AUTH_INFO_0 that sshd never writes (stdlib ctypes on libpam,
+# run as root in the container; the root has no pamtester): pam_start(SERVICE, USER),
+# PAM_RHOST and PAM_TTY set, pam_putenv(SSH_AUTH_INFO_0=<the value, base64 in argv>), then
+# the phases named, in order; prints "PHASE RESULT" per phase and the messages the
+# modules sent; exit 0 when every phase returned PAM_SUCCESS, 1 otherwise.
+PAM_DRIVE_PY = r'''#!/usr/bin/python3
+import base64, ctypes, sys
+
+service, user, rhost, tty, info_b64 = sys.argv[1:6]
+phases = sys.argv[6:]
+pam = ctypes.CDLL("libpam.so.0")
+
+
+class Message(ctypes.Structure):
+    _fields_ = [("msg_style", ctypes.c_int), ("msg", ctypes.c_char_p)]
+
+
+class Response(ctypes.Structure):
+    _fields_ = [("resp", ctypes.c_char_p), ("resp_retcode", ctypes.c_int)]
+
+
+CONV = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.POINTER(Message)),
+                        ctypes.POINTER(ctypes.POINTER(Response)), ctypes.c_void_p)
+
+
+class Conv(ctypes.Structure):
+    _fields_ = [("conv", CONV), ("appdata_ptr", ctypes.c_void_p)]
+
+
+libc = ctypes.CDLL(None)
+libc.calloc.restype = ctypes.c_void_p
+
+
+def conv(n, msgs, resp, _):
+    arr = libc.calloc(n, ctypes.sizeof(Response))
+    for i in range(n):
+        m = msgs[i].contents
+        print(f"message {m.msg_style}: {(m.msg or b'').decode(errors='replace')}", flush=True)
+    resp[0] = ctypes.cast(arr, ctypes.POINTER(Response))
+    return 0
+
+
+c_conv = CONV(conv)
+handle = ctypes.c_void_p()
+pam.pam_strerror.restype = ctypes.c_char_p
+r = pam.pam_start(service.encode(), user.encode(), ctypes.byref(Conv(c_conv, None)),
+                  ctypes.byref(handle))
+if r:
+    sys.exit(f"pam_start: {r}")
+PAM_TTY, PAM_RHOST = 3, 4
+pam.pam_set_item(handle, PAM_RHOST, rhost.encode())
+pam.pam_set_item(handle, PAM_TTY, tty.encode())
+if info_b64 != "-":
+    r = pam.pam_putenv(handle, b"SSH_AUTH_INFO_0=" + base64.b64decode(info_b64))
+    print(f"pam_putenv {r}", flush=True)
+ok = True
+calls = {"acct_mgmt": pam.pam_acct_mgmt, "open_session": pam.pam_open_session,
+         "close_session": pam.pam_close_session, "authenticate": pam.pam_authenticate}
+for ph in phases:
+    r = calls[ph](handle, 0)
+    print(f"{ph} {r} {pam.pam_strerror(handle, r).decode()}", flush=True)
+    if r:
+        ok = False
+        break
+pam.pam_end(handle, 0)
+sys.exit(0 if ok else 1)
+'''
+
 REFUSAL_WORDS = re.compile(r"security[- ]key SSH key|ecdsa-sk|ed25519-sk|sk-ecdsa|"
                            r"sk-ssh-ed25519|forwarded agent|ssh -A|keyward", re.I)
 
 
 def register(st):
-    scenario, check = st.scenario, st.check
+    check = st.check
+
+    def scenario(name, **setup):
+        """st.scenario, and a failure also shows sshd's and the desk agent's journal."""
+        def reg(fn):
+            def run(c):
+                try:
+                    fn(c)
+                except ks.Failure as e:
+                    after = getattr(c, "cursor_after_setup", None)
+                    raise ks.Failure(f"{e}\n\n--- journal of ssh.service and alice-desk "
+                                     f"(since the SSH bench was ready) ---\n"
+                                     + c.journal("-u", "ssh", "-u", "alice-desk",
+                                                 after=after)) from None
+            run.__doc__ = fn.__doc__
+            return st.scenario(name, **setup)(run)
+        return reg
     tb = ks.TESTBED
 
     # --- the bench ------------------------------------------------------------------------
@@ -316,6 +402,7 @@ def register(st):
         c.write(SK_HELPER, SK_HELPER_SH, mode="0755")
         c.write(ASKPASS_PIN, ASKPASS_PIN_SH, mode="0755")
         c.write(FAKE_AGENT, FAKE_AGENT_PY, mode="0755")
+        c.write(PAM_DRIVE, PAM_DRIVE_PY, mode="0755")
         start_sshd(c)
         keys = {}
         for u in ("alice", "bob"):
@@ -751,8 +838,9 @@ def register(st):
 
     @scenario("ssh-authinfo-malformed", enroll=())
     def ssh_authinfo_malformed(c):
-        """pamtester drives the sshd PAM stack for alice from 10.77.0.2 with SSH_AUTH_INFO_0
-        put in the PAM environment by pam_env: her registered key's exact line opens the
+        """A PAM application (ctypes on libpam) drives the sshd PAM stack for alice from
+        10.77.0.2 with SSH_AUTH_INFO_0 put in the PAM environment, then the account and
+        session phases, as sshd does: her registered key's exact line opens the
         session (the control); malformed lines (no blob, bad base64, a type that does not
         match the blob, control characters, an overlong line, only an ordinary key) are
         refused, and keywardd stays up."""
@@ -760,7 +848,7 @@ def register(st):
         import_key(c, "alice", "/home/alice/.ssh/id_ecdsa_sk.pub", "alice-desk")
         sk_type, sk_blob = keys["alice_sk"].split()[:2]
         cases = {
-            "control: the registered key": (f"publickey {sk_type} {sk_blob}", True),
+            "control: the registered key": (f"publickey {sk_type} {sk_blob}\n", True),
             "no blob": (f"publickey {sk_type}", False),
             "bad base64": (f"publickey {sk_type} {sk_blob[:-6]}!!*&", False),
             "type does not match the blob": (f"publickey ssh-ed25519 {sk_blob}", False),
@@ -771,26 +859,20 @@ def register(st):
                                   False),
             "password": ("password", False),
             "empty": ("", False),
+            "not set": (None, False),
+            "two lines, the second garbage": (f"publickey {sk_type} {sk_blob}\n\x01\x02", False),
         }
-        c.run(["mkdir", "-p", "/etc/keyward-test"])
-        # pam_env puts it in the PAM environment for setcred (auth) and open_session, so
-        # whichever phase keyward checks it in sees it; pamtester then runs sshd's phases.
-        conf = "readenv=0 conffile=/etc/keyward-test/authinfo.conf"
-        c.sh(f"f=/etc/pam.d/sshd; {{ echo 'auth optional pam_env.so {conf}'; "
-             f"echo 'session required pam_env.so {conf}'; cat $f; }} > $f.new && mv $f.new $f")
         failures = []
         for name, (line, ok) in cases.items():
-            value = line.replace("\\", "\\\\").replace('"', '\\"')
-            c.write("/etc/keyward-test/authinfo.conf", f'SSH_AUTH_INFO_0 DEFAULT="{value}"\n')
             n0 = len(c.audit())
-            r = c.run(["pamtester", "-v", "-I", f"rhost={DESK}", "-I", "tty=ssh", "sshd",
-                       "alice", "setcred", "acct_mgmt", "open_session", "close_session"],
-                      check=False, timeout=30)
+            value = "-" if line is None else base64.b64encode(line.encode()).decode()
+            r = c.run([PAM_DRIVE, "sshd", "alice", DESK, "ssh", value, "acct_mgmt",
+                       "open_session", "close_session"], check=False, timeout=30)
             got = r.returncode == 0
-            ks.log(f"SSH_AUTH_INFO_0 {name}: pamtester exit {r.returncode}")
+            ks.log(f"SSH_AUTH_INFO_0 {name}: {r.stdout.strip()!r}")
             if got != ok:
-                failures.append(f"{name}: expected {'success' if ok else 'refusal'}, pamtester "
-                                f"exit {r.returncode}:\n{r.stdout}{r.stderr}")
+                failures.append(f"{name}: expected {'success' if ok else 'refusal'}; the PAM "
+                                f"driver says (exit {r.returncode}):\n{r.stdout}{r.stderr}")
             elif not ok and not [x for x in audit_after(c, n0, user="alice")
                                  if x.get("result") not in ("success", None)]:
                 failures.append(f"{name}: refused, but keyward recorded no refusal (was it "
