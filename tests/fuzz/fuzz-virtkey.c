@@ -5,17 +5,24 @@
  *                a freshly allocated channel, so the fuzzer reaches the CBOR handlers;
  *   bit 1:       the key has a PIN ("1234"); bit 2: nobody touches it (keepalives,
  *                user action timeout); bit 3: CTAP 2.0 behaviour, PIN protocol 1 only;
- *   bit 4 with bit 0: several requests, each a 16-bit big-endian length + bytes. */
+ *   bit 4 with bit 0: several requests, each a 16-bit big-endian length + bytes;
+ *   bit 5 with bit 0: a signed platform — the key has PIN "1234", resident credentials
+ *                for two RPs (credProtect 1, 2, 3) and a non-resident one, made before the
+ *                input; a request starting with 0x0a or 0x41 is CMD, SUB, then the encoded
+ *                subCommandParams (may be empty), and the harness adds a valid
+ *                pinUvAuthProtocol 2 / pinUvAuthParam from a cm token, so the fuzzer
+ *                reaches the credential management handlers behind the auth check. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "virtkey-client.h"
 #include "virtkey.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MAX_INPUT (16 * 1024)
+#define FUZZ_MAX_INPUT (16 * 1024)
 
 static void die(const char *what)
 {
@@ -85,8 +92,60 @@ static void frame_request(VirtKey *k, const uint8_t *req, size_t len, uint64_t *
 	}
 }
 
+typedef struct Platform {
+	bool on;
+	uint8_t token[VK_TOKEN_LEN];
+} Platform;
+
+/* Credentials and a cm token, through the handlers themselves (before any HID traffic). */
+static void platform_setup(VirtKey *k, Platform *pf)
+{
+	static const struct {
+		const char *rp, *user;
+		bool rk;
+		unsigned level;
+	} creds[] = {
+	        {"fuzz.example", "a", true, 1},
+	        {"fuzz.example", "b", true, 2},
+	        {"ssh:fuzz", "c", true, 3},
+	        {"ssh:fuzz", "d", false, 3},
+	};
+
+	for (size_t i = 0; i < sizeof(creds) / sizeof(creds[0]); i++) {
+		cbor_item_t *reply = NULL;
+		if (vkc_make_credential(k, creds[i].rp, creds[i].user, creds[i].rk, creds[i].level,
+		            "1234", NULL, &reply) != CTAP2_OK)
+			die("platform: makeCredential");
+		cbor_decref(&reply);
+	}
+	if (vkc_get_token(k, 2, "1234", PERM_CM, NULL, pf->token) != CTAP2_OK)
+		die("platform: cm token");
+	pf->on = true;
+}
+
+/* A request as the fuzzer gave it, or signed credential management (see the top). */
+static void send_request(
+        VirtKey *k, const Platform *pf, const uint8_t *req, size_t len, uint64_t *now)
+{
+	VkBuf params = {}, signed_req = {};
+
+	if (!pf->on || len < 2 ||
+	        (req[0] != CTAP_CMD_CRED_MGMT && req[0] != CTAP_CMD_CRED_MGMT_PRE)) {
+		frame_request(k, req, len, now);
+		return;
+	}
+	vk_buf_append(&params, req + 2, len - 2);
+	if (vkc_credman_request(
+	            req[0], req[1], len > 2 ? &params : NULL, 2, pf->token, &signed_req) < 0)
+		die("platform: credman request");
+	frame_request(k, signed_req.data, signed_req.len < 7609 ? signed_req.len : 7609, now);
+	vk_buf_done(&params);
+	vk_buf_done(&signed_req);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	Platform pf = {};
 	VirtKeyOptions o = {
 	        .aaguid = {0x66, 0x75, 0x7a, 0x7a},
 	        .touch = VIRTKEY_TOUCH_AUTO,
@@ -96,22 +155,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t now = 1000;
 	uint8_t mode;
 
-	if (size < 1 || size > MAX_INPUT)
+	if (size < 1 || size > FUZZ_MAX_INPUT)
 		return 0;
 	verbose = getenv("FUZZ_VIRTKEY_VERBOSE");
 	mode = data[0];
 	data++;
 	size--;
-	if (mode & 0x02)
+	if (mode & 0x22)
 		o.initial_pin = "1234";
 	if (mode & 0x04)
 		o.touch = VIRTKEY_TOUCH_NEVER;
-	if (mode & 0x08) {
+	if ((mode & 0x08) && !(mode & 0x20)) {
 		o.ctap20_only = true;
 		o.pin_protocols = VIRTKEY_PIN_PROTOCOL_1;
 	}
 	if (virtkey_new(&o, &k) < 0)
 		die("virtkey_new failed");
+	if ((mode & 0x21) == 0x21)
+		platform_setup(k, &pf);
 
 	if ((mode & 0x11) == 0x11)
 		/* several requests, each as a 16-bit big-endian length and the bytes */
@@ -120,13 +181,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			off += 2;
 			if (n > size - off)
 				n = size - off;
-			frame_request(k, data + off, n, &now);
+			send_request(k, &pf, data + off, n, &now);
 			drain(k, now);
 			off += n;
 			now += 50;
 		}
 	else if (mode & 0x01)
-		frame_request(k, data, size, &now);
+		send_request(k, &pf, data, size, &now);
 	else
 		for (size_t off = 0; off < size; off += VIRTKEY_REPORT_SIZE) {
 			write_report(k, data + off, size - off, now);

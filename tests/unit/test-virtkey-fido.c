@@ -6,6 +6,7 @@
 #include <sys/random.h>
 #include <sys/wait.h>
 
+#include <fido/credman.h>
 #include <fido/eddsa.h>
 #include <fido/es256.h>
 #include <openssl/pem.h>
@@ -393,6 +394,110 @@ static void test_resident(void)
 	fido_cred_free(&c1);
 	fido_cred_free(&c2);
 	fido_cred_free(&c3);
+	bench_done(&b);
+}
+
+/* credProtect and credential management through libfido2's own API (fido_credman_*, which
+ * sends the 2.1-PRE command 0x41 with a cm token), across a restart of the key. */
+static void test_credman(void)
+{
+	static const int levels[] = {FIDO_CRED_PROT_UV_OPTIONAL, FIDO_CRED_PROT_UV_OPTIONAL_WITH_ID,
+	        FIDO_CRED_PROT_UV_REQUIRED};
+	static const char *users[] = {"alice", "bob", "carol"};
+	const char *pin = "4711";
+	fido_credman_metadata_t *meta = fido_credman_metadata_new();
+	fido_credman_rp_t *rp = fido_credman_rp_new();
+	fido_credman_rk_t *rk = fido_credman_rk_new();
+	fido_cred_t *c[3];
+	fido_assert_t *a;
+	Bench b;
+
+	CHECK(meta && rp && rk);
+	bench_init(&b, true);
+	b.opts.initial_pin = pin;
+	bench_start(&b);
+	CHECK(fido_dev_supports_credman(b.dev));
+	CHECK(fido_dev_supports_cred_prot(b.dev));
+	for (size_t i = 0; i < 3; i++) {
+		uint8_t cdh[32], uid[16];
+		c[i] = fido_cred_new();
+		CHECK(c[i]);
+		random_bytes(cdh, sizeof(cdh));
+		snprintf((char *)uid, sizeof(uid), "uid:%s", users[i]);
+		CHECK_FIDO(fido_cred_set_type(c[i], COSE_ES256), FIDO_OK);
+		CHECK_FIDO(fido_cred_set_clientdata_hash(c[i], cdh, sizeof(cdh)), FIDO_OK);
+		CHECK_FIDO(fido_cred_set_rp(c[i], RP, NULL), FIDO_OK);
+		CHECK_FIDO(fido_cred_set_user(c[i], uid, strlen((char *)uid), users[i], NULL, NULL),
+		        FIDO_OK);
+		CHECK_FIDO(fido_cred_set_rk(c[i], FIDO_OPT_TRUE), FIDO_OK);
+		CHECK_FIDO(fido_cred_set_prot(c[i], levels[i]), FIDO_OK);
+		CHECK_FIDO(fido_dev_make_cred(b.dev, c[i], pin), FIDO_OK);
+		/* libfido2 checks that authData's extensions answer what was asked */
+		CHECK_FIDO(fido_cred_verify(c[i]), FIDO_OK);
+		CHECK_EQ(fido_cred_prot(c[i]), levels[i]);
+	}
+	/* the credential ID carries the level: it holds after a restart from the state file */
+	bench_stop(&b);
+	bench_start(&b);
+
+	CHECK_FIDO(fido_credman_get_dev_metadata(b.dev, meta, pin), FIDO_OK);
+	CHECK_EQ(fido_credman_rk_existing(meta), 3);
+	CHECK_EQ(fido_credman_rk_remaining(meta), 22);
+	CHECK_FIDO(fido_credman_get_dev_rp(b.dev, rp, pin), FIDO_OK);
+	CHECK_EQ(fido_credman_rp_count(rp), 1);
+	CHECK(streq(fido_credman_rp_id(rp, 0), RP));
+	CHECK_FIDO(fido_credman_get_dev_rk(b.dev, RP, rk, pin), FIDO_OK);
+	CHECK_EQ(fido_credman_rk_count(rk), 3);
+	for (size_t i = 0; i < 3; i++) {
+		const fido_cred_t *r = fido_credman_rk(rk, i);
+		size_t j;
+		for (j = 0; j < 3; j++)
+			if (fido_cred_id_len(r) == fido_cred_id_len(c[j]) &&
+			        memcmp(fido_cred_id_ptr(r), fido_cred_id_ptr(c[j]),
+			                fido_cred_id_len(r)) == 0)
+				break;
+		CHECK(j < 3);
+		CHECK_EQ(fido_cred_prot(r), levels[j]);
+		CHECK(streq(fido_cred_user_name(r), users[j]));
+		CHECK_EQ(fido_cred_pubkey_len(r), fido_cred_pubkey_len(c[j]));
+		CHECK(memcmp(fido_cred_pubkey_ptr(r), fido_cred_pubkey_ptr(c[j]),
+		              fido_cred_pubkey_len(r)) == 0);
+	}
+	/* discovery: one without UV (alice, level 1), three with the PIN */
+	CHECK_FIDO(get_assert(&b, NULL, FIDO_OPT_OMIT, NULL, &a), FIDO_OK);
+	CHECK_EQ(fido_assert_count(a), 1);
+	CHECK(memcmp(fido_assert_id_ptr(a, 0), fido_cred_id_ptr(c[0]), fido_cred_id_len(c[0])) ==
+	        0);
+	fido_assert_free(&a);
+	CHECK_FIDO(get_assert(&b, NULL, FIDO_OPT_OMIT, pin, &a), FIDO_OK);
+	CHECK_EQ(fido_assert_count(a), 3);
+	fido_assert_free(&a);
+	CHECK_FIDO(get_assert(&b, c[2], FIDO_OPT_OMIT, NULL, &a), FIDO_ERR_NO_CREDENTIALS);
+	fido_assert_free(&a);
+	CHECK_FIDO(get_assert(&b, c[1], FIDO_OPT_OMIT, NULL, &a), FIDO_OK);
+	CHECK_FIDO(verify_assert(a, 0, c[1]), FIDO_OK);
+	fido_assert_free(&a);
+
+	/* delete bob's; a wrong PIN deletes nothing */
+	CHECK_FIDO(fido_credman_del_dev_rk(
+	                   b.dev, fido_cred_id_ptr(c[1]), fido_cred_id_len(c[1]), "0000"),
+	        FIDO_ERR_PIN_INVALID);
+	CHECK_FIDO(
+	        fido_credman_del_dev_rk(b.dev, fido_cred_id_ptr(c[1]), fido_cred_id_len(c[1]), pin),
+	        FIDO_OK);
+	CHECK_FIDO(
+	        fido_credman_del_dev_rk(b.dev, fido_cred_id_ptr(c[1]), fido_cred_id_len(c[1]), pin),
+	        FIDO_ERR_NO_CREDENTIALS);
+	CHECK_FIDO(fido_credman_get_dev_rk(b.dev, RP, rk, pin), FIDO_OK);
+	CHECK_EQ(fido_credman_rk_count(rk), 2);
+	CHECK_FIDO(get_assert(&b, c[1], FIDO_OPT_OMIT, NULL, &a), FIDO_ERR_NO_CREDENTIALS);
+	fido_assert_free(&a);
+
+	for (size_t i = 0; i < 3; i++)
+		fido_cred_free(&c[i]);
+	fido_credman_metadata_free(&meta);
+	fido_credman_rp_free(&rp);
+	fido_credman_rk_free(&rk);
 	bench_done(&b);
 }
 
@@ -943,6 +1048,7 @@ static const struct {
         {"assert-es256", test_assert_es256},
         {"assert-eddsa", test_assert_eddsa},
         {"resident", test_resident},
+        {"credman", test_credman},
         {"exclude", test_exclude},
         {"silent", test_silent},
         {"counter", test_counter},

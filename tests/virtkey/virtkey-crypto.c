@@ -260,8 +260,8 @@ static int gcm(bool enc, const uint8_t key[32], const uint8_t nonce[12], const u
 	return 0;
 }
 
-int vk_wrap(const uint8_t master[32], int alg, unsigned cred_protect, const uint8_t secret[32],
-        const uint8_t rp_id_hash[32], uint8_t ret_id[VK_CRED_ID_LEN])
+int vk_wrap(const uint8_t master[32], int alg, unsigned cred_protect, bool resident,
+        const uint8_t secret[32], const uint8_t rp_id_hash[32], uint8_t ret_id[VK_CRED_ID_LEN])
 {
 	uint8_t aad[34];
 	int r;
@@ -270,9 +270,9 @@ int vk_wrap(const uint8_t master[32], int alg, unsigned cred_protect, const uint
 		return -EOPNOTSUPP;
 	if (cred_protect > VK_CRED_PROTECT_MAX)
 		return -EINVAL;
-	/* format 1 in the low nibble, the credProtect level (0: none asked) in the high one;
-	 * both are in the AAD, so a changed level does not open */
-	ret_id[0] = (uint8_t)(1 | cred_protect << 4);
+	/* format 1 in the low 3 bits, the resident bit, the credProtect level (0: none asked)
+	 * in the high nibble; all in the AAD, so a changed level or bit does not open */
+	ret_id[0] = (uint8_t)(1 | (resident ? VK_ID_RESIDENT : 0) | cred_protect << 4);
 	ret_id[1] = (uint8_t)alg_code(alg);
 	r = vk_random(ret_id + 2, 12);
 	if (r < 0)
@@ -289,7 +289,7 @@ int vk_unwrap(const uint8_t master[32], const uint8_t *id, size_t id_len,
 	uint8_t aad[34], tag[16], secret[32];
 	int r;
 
-	if (id_len != VK_CRED_ID_LEN || (id[0] & 0x0f) != 1 || (id[0] >> 4) > VK_CRED_PROTECT_MAX ||
+	if (id_len != VK_CRED_ID_LEN || (id[0] & 0x07) != 1 || (id[0] >> 4) > VK_CRED_PROTECT_MAX ||
 	        (id[1] != 1 && id[1] != 2))
 		return -EBADMSG;
 	memcpy(aad, id, 2);

@@ -232,6 +232,12 @@ static unsigned id_protect(const uint8_t *id)
 	return id[0] >> 4;
 }
 
+/* A resident credential's ID works only while the key stores the credential. */
+static bool id_alive(VirtKey *k, const uint8_t *id, size_t n)
+{
+	return !(id[0] & VK_ID_RESIDENT) || vk_cred_find(k, id, n);
+}
+
 unsigned vk_cred_protect(const VkCred *c)
 {
 	unsigned level = id_protect(c->id);
@@ -591,7 +597,8 @@ static int make_credential(VirtKey *k, const VkParams *p, bool up, VkBuf *resp)
 			}
 			if (vk_unwrap(k->master_key, id, n, m.rp_id_hash, NULL, NULL) == 0) {
 				/* a level-3 credential stays hidden from a platform without UV */
-				if (!protect_allows(id_protect(id), uv, true))
+				if (!protect_allows(id_protect(id), uv, true) ||
+				        !id_alive(k, id, n))
 					continue;
 				if (!up)
 					return VK_NEED_TOUCH;
@@ -633,7 +640,7 @@ static int make_credential(VirtKey *k, const VkParams *p, bool up, VkBuf *resp)
 		if (replace != SIZE_MAX)
 			vk_cred_remove(k, replace);
 		c = cred_add(k);
-		if (!c || vk_wrap(k->master_key, m.alg, m.cred_protect, secret, m.rp_id_hash,
+		if (!c || vk_wrap(k->master_key, m.alg, m.cred_protect, rk, secret, m.rp_id_hash,
 		                  c->id) < 0) {
 			OPENSSL_cleanse(secret, sizeof(secret));
 			EVP_PKEY_free(pkey);
@@ -827,7 +834,7 @@ static int get_assertion(VirtKey *k, const VkParams *p, bool up, VkBuf *resp)
 			}
 			if (vk_unwrap(k->master_key, id, n, rp_id_hash, NULL, NULL) < 0)
 				continue;
-			if (!protect_allows(id_protect(id), uv, true))
+			if (!protect_allows(id_protect(id), uv, true) || !id_alive(k, id, n))
 				continue;
 			c = vk_cred_find(k, id, n);
 			if (!c) {

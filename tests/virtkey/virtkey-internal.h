@@ -273,9 +273,13 @@ int vk_key_from_secret(int alg, const uint8_t secret[32], EVP_PKEY **ret);
 int vk_cose_pubkey(VkBuf *b, EVP_PKEY *pkey, int alg);
 int vk_sign(EVP_PKEY *pkey, int alg, const uint8_t *msg, size_t len, uint8_t *sig, size_t *sig_len);
 /* The credential ID: SECRET sealed under MASTER, bound to the RP and to the credProtect
- * level (which the ID carries, so it holds for non-resident credentials too). */
-int vk_wrap(const uint8_t master[32], int alg, unsigned cred_protect, const uint8_t secret[32],
-        const uint8_t rp_id_hash[32], uint8_t ret_id[VK_CRED_ID_LEN]);
+ * level (which the ID carries, so it holds for non-resident credentials too), and to
+ * whether it is resident. */
+int vk_wrap(const uint8_t master[32], int alg, unsigned cred_protect, bool resident,
+        const uint8_t secret[32], const uint8_t rp_id_hash[32], uint8_t ret_id[VK_CRED_ID_LEN]);
+/* ID header bit: a resident credential, valid only while the key stores it (a deleted
+ * one stops working, as on a real key) */
+#define VK_ID_RESIDENT 0x08
 int vk_unwrap(const uint8_t master[32], const uint8_t *id, size_t id_len,
         const uint8_t rp_id_hash[32], int *ret_alg, uint8_t ret_secret[32]);
 int vk_ec_generate(EVP_PKEY **ret);
