@@ -17,6 +17,7 @@
 #include "log.h"
 #include "plugged.h"
 #include "process.h"
+#include "ssh-proof.h"
 #include "util.h"
 
 #define AUTH_MAX_DEVICES      16
@@ -62,6 +63,8 @@ typedef struct AuthData {
 	fido_assert_t *assert;
 	bool uv_required; /* policy or credential asked for UV */
 	bool up_required;
+	/* An SSH proof (on_remote = "ssh-key", ssh-proof.c): no key here, no device. */
+	bool ssh;
 } AuthData;
 
 static void auth_data_free(AuthData *a)
@@ -706,6 +709,11 @@ typedef struct AuthOutcome {
 	char *cred_id; /* base64 id the key answered with */
 	char *sysfs;
 	char counter_detail[32]; /* "sign-counter=N" when auth_verify() stored it */
+	/* An SSH proof: its detail ("method=ssh-login key=SHA256:..."), the caller's logind
+	 * session, and whether the agent signed (the token's binding then has a lifetime). */
+	const char *ssh_detail;
+	const char *session;
+	bool ssh_agent;
 } AuthOutcome;
 
 /* --- the answer, once the record is durable (group commit) ------------------------- */
@@ -831,14 +839,14 @@ static int auth_reply_defer(
 	return 1;
 }
 
-static AuthReply *auth_reply_new(Manager *m, DeviceOp *op, const AuthData *a)
+static AuthReply *auth_reply_new(Manager *m, sd_bus_message *request, const AuthData *a)
 {
 	AuthReply *p = calloc(1, sizeof(*p));
 
 	if (!p)
 		return NULL;
 	p->m = m;
-	p->request = sd_bus_message_ref(op->request);
+	p->request = sd_bus_message_ref(request);
 	p->decision = a->decision ? decision_ref(a->decision) : NULL;
 	p->event = a->account ? AUDIT_EVENT_ACCOUNT : AUDIT_EVENT_AUTH;
 	p->uid = a->uid;
@@ -860,13 +868,13 @@ static bool auth_is_pin_prompt(const AuthData *a, const char *reason)
 }
 
 /* DEVICE: the key's sysfs path or hidraw node for the record (read by the caller: in the
- * abort path the worker may still be writing AuthData's result fields). */
-static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const char *device)
+ * abort path the worker may still be writing AuthData's result fields). REQUEST: the call
+ * to answer, NULL when it was answered already. */
+static void answer_and_audit(Manager *m, sd_bus_message *request, AuthData *a, AuthOutcome *o,
+        bool granted, const char *device)
 {
-	Manager *m = op->manager;
-	AuthData *a = op->data;
 	AuditRecord rec = AUDIT_RECORD_INIT;
-	char aaguid[FIDO_AAGUID_STRING_MAX] = "";
+	char aaguid[FIDO_AAGUID_STRING_MAX] = "", detail[sizeof(o->counter_detail) + 192];
 	const AuthToken *token = NULL;
 	AuthReply *reply = NULL;
 	int r;
@@ -885,8 +893,15 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 		rec.aaguid = aaguid;
 	}
 	rec.device = device;
-	if (!op->replied)
-		reply = auth_reply_new(m, op, a);
+	rec.session = o->session && *o->session ? o->session : NULL;
+	if (o->ssh_detail) {
+		/* the counter first: the recovery at start reads "sign-counter=N " */
+		snprintf(detail, sizeof(detail), "%s%s%s", o->counter_detail,
+		        o->counter_detail[0] ? " " : "", o->ssh_detail);
+		o->ssh_detail = detail;
+	}
+	if (request)
+		reply = auth_reply_new(m, request, a);
 
 	if (granted) {
 		AuthToken tmpl = {
@@ -906,12 +921,14 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 		        .on_lock_failure = a->decision->on_lock_failure,
 		        .caller_pid = a->decision->caller_pid,
 		        .caller_start = a->decision->caller_start,
+		        .ssh_agent = o->ssh_agent,
+		        .lifetime_s = o->ssh_agent ? a->decision->remote_lifetime_s : 0,
 		};
 
 		/* A decision serves one successful authentication. */
 		a->decision->spent = true;
 		r = manager_token_add(m, &tmpl, &token);
-		if (r >= 0 && !a->silent_proof)
+		if (r >= 0 && !a->silent_proof && !a->ssh)
 			r = manager_grant_set(m, a->uid, rec.cred_id, a->dev_path, o->sysfs);
 		if (r < 0) {
 			if (token)
@@ -929,8 +946,12 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 		rec.message = a->silent_proof
 		                      ? "Cached elevation allowed: the key of the last "
 		                        "authentication is still plugged in (silent assertion)."
-		                      : "Authenticated with a security key.";
+		              : o->ssh_agent ? "Approved by a signature of the registered SSH key "
+		                               "through the forwarded SSH agent."
+		              : a->ssh ? "Remote login with the registered security-key SSH key."
+		                       : "Authenticated with a security key.";
 		rec.detail = a->silent_proof        ? "cached-elevation same-key"
+		             : o->ssh_detail        ? o->ssh_detail
 		             : o->counter_detail[0] ? o->counter_detail
 		                                    : NULL;
 		if (reply) {
@@ -987,7 +1008,9 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 		rec.result = AUDIT_RESULT_FAILURE;
 		rec.reason = o->reason;
 		rec.message = o->message;
-		rec.detail = o->counter_detail[0] ? o->counter_detail : NULL;
+		rec.detail = o->ssh_detail          ? o->ssh_detail
+		             : o->counter_detail[0] ? o->counter_detail
+		                                    : NULL;
 		if (!streq(o->reason, "audit-unavailable")) {
 			/* A refusal is answered once it is durable too (or, failed, journaled). */
 			r = auth_reply_defer(m, &reply, &rec, o);
@@ -1000,9 +1023,15 @@ static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const ch
 			manager_audit_outage(m, &rec);
 	}
 	auth_reply_free(reply);
-	auth_answer(m, op->replied ? NULL : op->request, a->user, a->service, granted,
-	        rec.event == AUDIT_EVENT_PIN_PROMPT, o->reason, o->message,
-	        token ? token->token : NULL, o->cred ? o->cred->label : NULL, rec.device);
+	auth_answer(m, request, a->user, a->service, granted, rec.event == AUDIT_EVENT_PIN_PROMPT,
+	        o->reason, o->message, token ? token->token : NULL, o->cred ? o->cred->label : NULL,
+	        rec.device);
+}
+
+static void reply_and_audit(DeviceOp *op, AuthOutcome *o, bool granted, const char *device)
+{
+	answer_and_audit(
+	        op->manager, op->replied ? NULL : op->request, op->data, o, granted, device);
 }
 
 static bool reason_counts_for_lockout(const char *reason)
@@ -1011,10 +1040,10 @@ static bool reason_counts_for_lockout(const char *reason)
 	       streq(reason, "clone") || streq(reason, "uv-missing");
 }
 
-static void auth_finish(DeviceOp *op, AuthOutcome *o, bool granted)
+/* Lockout bookkeeping of the login's outcome, then its record and answer. */
+static void finish(Manager *m, sd_bus_message *request, AuthData *a, AuthOutcome *o, bool granted,
+        const char *device)
 {
-	Manager *m = op->manager;
-	AuthData *a = op->data;
 	const char *state_dir = policy_settings(m->policy)->state_dir;
 	bool locked = false;
 	int r;
@@ -1044,8 +1073,19 @@ static void auth_finish(DeviceOp *op, AuthOutcome *o, bool granted)
 		}
 	} else if (granted && a->decision->lockout_max_failures > 0)
 		(void)lockout_reset(state_dir, a->user);
-	reply_and_audit(op, o, granted, o->sysfs ? o->sysfs : a->dev_path);
+	answer_and_audit(m, request, a, o, granted, device);
 }
+
+static void auth_finish(DeviceOp *op, AuthOutcome *o, bool granted)
+{
+	AuthData *a = op->data;
+
+	finish(op->manager, op->replied ? NULL : op->request, a, o, granted,
+	        o->sysfs ? o->sysfs : a->dev_path);
+}
+
+static bool auth_counter_check(Manager *m, AuthData *a, const Credential *c, const char *cid,
+        uint32_t count, AuthOutcome *o);
 
 /* Verifies the assertion the worker got. Returns true when everything the policy asks
  * for holds; else fills o->reason/message. */
@@ -1057,8 +1097,7 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 	const Credential *c = NULL;
 	_cleanup_free_ uint8_t *pk = NULL;
 	uint8_t flags;
-	uint32_t count, stored = 0;
-	bool found = false;
+	uint32_t count;
 	size_t pklen;
 	int r;
 
@@ -1172,8 +1211,20 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 	}
 	/* Sign counter: a counter that did not move forward means a cloned key. */
 	count = fido_assert_sigcount(as, 0);
+	return auth_counter_check(m, a, c, o->cred_id ? o->cred_id : c->id, count, o);
+}
+
+/* The sign counter COUNT of credential C (id CID) against the stored one: a counter that
+ * did not move forward means a cloned key (clone-alert record, refused); a new one is
+ * stored, and its value rides on the login's record (o->counter_detail). */
+static bool auth_counter_check(Manager *m, AuthData *a, const Credential *c, const char *cid,
+        uint32_t count, AuthOutcome *o)
+{
+	uint32_t stored = 0;
+	bool found = false;
+	int r;
+
 	{
-		const char *cid = o->cred_id ? o->cred_id : c->id;
 		const char *state_dir = policy_settings(m->policy)->state_dir;
 
 		r = creds_counter_load(state_dir, a->user, cid, &stored, &found);
@@ -1341,6 +1392,7 @@ typedef struct AuthOptions {
 	int cached;           /* the PAM application skipped authentication (account phase) */
 	int pin_asked;        /* the module asked the user for the PIN */
 	const char *decision; /* id of the decision Check made for this login */
+	SshProofRequest ssh;  /* on_remote = "ssh-key": sshd's record or the agent's signature */
 } AuthOptions;
 
 static int auth_option(const char *key, sd_bus_message *msg, void *userdata, sd_bus_error *error)
@@ -1353,7 +1405,59 @@ static int auth_option(const char *key, sd_bus_message *msg, void *userdata, sd_
 		return sd_bus_message_read(msg, "s", &o->decision);
 	if (streq(key, "pin-asked"))
 		return sd_bus_message_read(msg, "b", &o->pin_asked);
-	return 0;
+	return ssh_proof_option(key, msg, &o->ssh);
+}
+
+/* A login whose decision asks for a security-key SSH key (on_remote = "ssh-key"): no key
+ * here. ssh-proof.c checks sshd's record or the agent's signature; the counter, lockout,
+ * token and the durable record are the key login's own (A, with the user's credentials,
+ * is consumed). */
+static int auth_ssh(Manager *m, sd_bus_message *msg, const BusCaller *caller, AuditRecord *rec,
+        AuthData *a, Decision *d, const char *user, const char *service, const char *tty,
+        const char *rhost, const AuthOptions *opts)
+{
+	SshProofResult res;
+	AuthOutcome o = {};
+	bool ok;
+
+	if (creds_count_ssh(a->set) == 0) {
+		char msgbuf[200];
+
+		snprintf(msgbuf, sizeof(msgbuf),
+		        "No security-key SSH key is registered for %s; an administrator imports "
+		        "one "
+		        "with: keywardctl ssh import %s",
+		        user, user);
+		auth_data_free(a);
+		return reply_now(m, msg, caller, rec, "not-enrolled", msgbuf, AUDIT_RESULT_FAILURE);
+	}
+	a->user = strdup(user);
+	a->service = strdup(service);
+	a->tty = strdup(tty);
+	a->rhost = strdup(rhost);
+	a->decision = decision_ref(d);
+	a->account = opts->cached;
+	a->uid = d->uid;
+	a->ssh = true;
+	if (!a->user || !a->service || !a->tty || !a->rhost) {
+		auth_data_free(a);
+		return -ENOMEM;
+	}
+	ssh_proof_verify(m, d, a->set, &opts->ssh, &res);
+	o.cred = res.cred;
+	o.reason = res.reason ? res.reason : "ok";
+	snprintf(o.message, sizeof(o.message), "%s", res.reason ? res.message : "");
+	o.ssh_detail = res.detail[0] ? res.detail : NULL;
+	o.session = res.session;
+	o.ssh_agent = res.agent;
+	ok = !res.reason;
+	if (ok && res.agent)
+		ok = auth_counter_check(m, a, res.cred, res.cred->id, res.counter, &o);
+	if (ok)
+		o.message[0] = '\0';
+	finish(m, msg, a, &o, ok, NULL);
+	auth_data_free(a);
+	return 1; /* answered, now or once its record is durable */
 }
 
 int bus_method_authenticate(
@@ -1368,7 +1472,8 @@ int bus_method_authenticate(
 	DeviceOp *op = NULL;
 	uint64_t locked_until = 0;
 	uid_t uid = (uid_t)-1;
-	static const char *const known[] = {"cached:b", "decision:s", "pin-asked:b", NULL};
+	static const char *const known[] = {
+	        "cached:b", "decision:s", "pin-asked:b", SSH_PROOF_OPTIONS, NULL};
 	AuthOptions opts = {};
 	const AuthGrant *grant = NULL;
 	int pin_fd, r;
@@ -1433,7 +1538,7 @@ int bus_method_authenticate(
 		        d->remote_resolved ? "remote" : "policy-deny",
 		        d->reason ? d->reason : "Access denied by the keyward policy.",
 		        AUDIT_RESULT_FAILURE);
-	if (d->require != POLICY_REQUIRE_KEY)
+	if (d->require != POLICY_REQUIRE_KEY && d->require != POLICY_REQUIRE_SSH_KEY)
 		return reply_now(m, msg, caller, &rec, "error", "Unknown policy outcome.",
 		        AUDIT_RESULT_FAILURE);
 
@@ -1468,6 +1573,12 @@ int bus_method_authenticate(
 		auth_data_free(a);
 		return reply_now(m, msg, caller, &rec, "error", msgbuf, AUDIT_RESULT_FAILURE);
 	}
+	if (d->require == POLICY_REQUIRE_SSH_KEY) {
+		opts.ssh.caller_pid = caller->pid;
+		return auth_ssh(m, msg, caller, &rec, a, d, user, service, tty, rhost, &opts);
+	}
+	/* SSH keys (type=ssh-sk) have no key handle: a local key login never offers them. */
+	creds_keep_type(a->set, CRED_TYPE_FIDO2);
 	if (a->set->n == 0) {
 		char msgbuf[160];
 		snprintf(msgbuf, sizeof(msgbuf),

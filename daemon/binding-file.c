@@ -56,6 +56,7 @@ void binding_free(Binding *b)
 	if (!b)
 		return;
 	binding_run_free(b->run);
+	sd_event_source_disable_unref(b->expiry_timer);
 	intern_unref(b->user);
 	intern_unref(b->session_id);
 	intern_unref(b->session_path);
@@ -137,6 +138,8 @@ int binding_format(const Binding *b, char **ret, size_t *ret_len)
 		fprintf(f, "policy=%s\n", b->policy);
 	if (b->action_seq)
 		fprintf(f, "action_seq=%" PRIu64 "\n", b->action_seq);
+	if (b->expires_ms)
+		fprintf(f, "expires=%" PRIu64 "\n", b->expires_ms);
 	fprintf(f,
 	        "created=%" PRIu64 "\nrule=%s\nremoval=%s\ngrace_ms=%u\nlock_verify_ms=%u\n"
 	        "on_lock_failure=%s\nstate=%s\n",
@@ -211,6 +214,7 @@ static const BindingKey binding_keys[] = {
         KEY("on_lock_failure", true),
         KEY("state", true),
         KEY("action_seq", false),
+        KEY("expires", false),
 };
 _Static_assert(ELEMENTSOF(binding_keys) <= 32, "binding_parse() tracks seen keys in 32 bits");
 
@@ -331,6 +335,8 @@ static int binding_set(Binding *b, size_t k, const char *v, const char **ret_why
 		b->pid_start = n;
 	else if (streq(key, "action_seq") && parse_u64(v, UINT64_MAX, &n) >= 0 && n > 0)
 		b->action_seq = n;
+	else if (streq(key, "expires") && parse_u64(v, UINT64_MAX, &n) >= 0 && n > 0)
+		b->expires_ms = n;
 	else if (streq(key, "created") && parse_u64(v, UINT64_MAX, &n) >= 0)
 		b->created_ms = n;
 	else if (streq(key, "grace_ms") && parse_u64(v, UINT32_MAX, &n) >= 0)
@@ -368,8 +374,10 @@ int binding_parse(Manager *m, const char *id, char *text, Binding **ret, const c
 			*ret_why = "missing keys";
 			r = -EBADMSG;
 		}
-	if (r >= 0 && (!valid_user_name(b->user) || (!b->session_id && b->pid <= 0) ||
-	                      b->pid == 1 || (!b->sysfs_path && !b->hidraw_path))) {
+	/* (no device: only an SSH agent's elevation, which has a lifetime and a process) */
+	if (r >= 0 &&
+	        (!valid_user_name(b->user) || (!b->session_id && b->pid <= 0) || b->pid == 1 ||
+	                (!b->sysfs_path && !b->hidraw_path && (!b->expires_ms || b->pid <= 1)))) {
 		*ret_why = "neither a session nor a process, no device, or an invalid user";
 		r = -EBADMSG;
 	}

@@ -52,6 +52,10 @@ struct Binding {
 	const char *policy;    /* digest of the policy the login's decision came from (or NULL) */
 	uint64_t pid_start;    /* start time of pid (/proc/PID/stat field 22), 0 if unknown */
 	uint64_t created_ms;   /* realtime */
+	/* An elevation approved through the forwarded SSH agent (no device): it is ended at
+	 * this realtime (remote_lifetime), by expiry_timer (removal.c); 0: no lifetime. */
+	uint64_t expires_ms;
+	sd_event_source *expiry_timer;
 	/* Seq of the first audit record of a removal action that has no outcome record yet
 	 * (0: none pending). Persisted: a keywardd that dies mid-action leaves it in the file
 	 * and the next start records the outcome "interrupted" (binding_outcome()). */

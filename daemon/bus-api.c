@@ -12,6 +12,7 @@
 #include "fido-util.h"
 #include "log.h"
 #include "session.h"
+#include "ssh-proof.h"
 #include "util.h"
 
 /* After root's Check asked for a key: how long non-root key searches hold back for its
@@ -37,6 +38,7 @@ static int method_status(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 static const BusMethod bus_methods[] = {
         {"Check", BUS_ACCESS_ROOT | BUS_ACCESS_SELF, method_check},
         {"Authenticate", BUS_ACCESS_ROOT | BUS_ACCESS_SELF, bus_method_authenticate},
+        {"AgentChallenge", BUS_ACCESS_ROOT | BUS_ACCESS_SELF, bus_method_agent_challenge},
         {"Cancel", BUS_ACCESS_ROOT | BUS_ACCESS_SELF, method_cancel},
         {"BindSession", BUS_ACCESS_ROOT, bus_method_bind_session},
         {"UnbindSession", BUS_ACCESS_ROOT, bus_method_unbind_session},
@@ -202,6 +204,14 @@ static int bus_dispatch(sd_bus_message *msg, void *userdata, sd_bus_error *error
 
 /* --- Check -------------------------------------------------------------------------- */
 
+/* How many of USER's credentials serve REQUIRE: the FIDO2 ones for a key (SSH keys have no
+ * key handle), the security-key SSH keys for ssh-key. Errors as creds_load_user(). */
+static int check_count_creds(Manager *m, const char *user, PolicyRequire require, size_t *ret)
+{
+	return creds_count_user_type(policy_settings(m->policy)->credentials_dir, user,
+	        require == POLICY_REQUIRE_SSH_KEY ? CRED_TYPE_SSH_SK : CRED_TYPE_FIDO2, ret);
+}
+
 static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
 {
 	const char *user, *service, *tty, *rhost;
@@ -242,8 +252,8 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 		rec.rhost = rhost;
 		audit_record_set_decision(&rec, d);
 		(void)manager_audit_self_call(m, &rec, c->uid);
-	} else if (d->require == POLICY_REQUIRE_KEY) {
-		r = creds_count_user(policy_settings(m->policy)->credentials_dir, user, &n_creds);
+	} else if (d->require == POLICY_REQUIRE_KEY || d->require == POLICY_REQUIRE_SSH_KEY) {
+		r = check_count_creds(m, user, d->require, &n_creds);
 		if (r < 0) {
 			_cleanup_credential_set_ CredentialSet *s = NULL;
 			(void)creds_load_user(
@@ -256,13 +266,16 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 			            strna(cred_error)) < 0)
 				return -ENOMEM;
 		} else if (n_creds == 0 &&
-		           asprintf(&message, "No security key is registered for %s.", user) < 0)
+		           asprintf(&message, "No %s is registered for %s.",
+		                   d->require == POLICY_REQUIRE_SSH_KEY ? "security-key SSH key"
+		                                                        : "security key",
+		                   user) < 0)
 			return -ENOMEM;
 		/* Only a login that goes on to Authenticate needs its decision kept; a PAM
 		 * application's (root's) Authenticate is about to use the keys. */
 		if (n_creds > 0) {
 			decision_table_add(&m->decisions, d);
-			if (c->is_root)
+			if (c->is_root && d->require == POLICY_REQUIRE_KEY)
 				device_op_expect_root(&m->ops, ROOT_LOGIN_EXPECTED_MS);
 		}
 	}
@@ -272,7 +285,11 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 	return sd_bus_reply_method_return(msg, "ssbussus", require,
 	        policy_uv_to_string(d->user_verification), d->user_presence,
 	        policy_settings(m->policy)->timeout_ms, d->rule, strempty(message),
-	        (uint32_t)n_creds, d->require == POLICY_REQUIRE_KEY && n_creds > 0 ? d->id : "");
+	        (uint32_t)n_creds,
+	        (d->require == POLICY_REQUIRE_KEY || d->require == POLICY_REQUIRE_SSH_KEY) &&
+	                        n_creds > 0
+	                ? d->id
+	                : "");
 }
 
 /* --- Cancel ------------------------------------------------------------------------- */
@@ -306,8 +323,9 @@ static int append_user_credentials(
 
 		if (cr->has_aaguid)
 			fido_aaguid_to_string(cr->aaguid, aaguid);
-		snprintf(flags, sizeof(flags), "%s%s%s%s", fido_cose_to_string(cr->cose_alg),
-		        cr->resident ? ",resident" : "", cr->up ? ",up" : "", cr->uv ? ",uv" : "");
+		snprintf(flags, sizeof(flags), "%s%s%s%s%s", credential_is_ssh(cr) ? "ssh-sk," : "",
+		        fido_cose_to_string(cr->cose_alg), cr->resident ? ",resident" : "",
+		        cr->up ? ",up" : "", cr->uv ? ",uv" : "");
 		r = sd_bus_message_append(reply, "(sssssst)", user, cr->label, cr->id, aaguid,
 		        flags, cred_attestation_to_string(cr->attestation), cr->created_ms * 1000);
 		if (r < 0)
@@ -675,6 +693,11 @@ static const sd_bus_vtable manager_vtable[] = {
                 "bsssss",
                 SD_BUS_PARAM(granted) SD_BUS_PARAM(reason) SD_BUS_PARAM(message) SD_BUS_PARAM(token)
                         SD_BUS_PARAM(credential) SD_BUS_PARAM(device),
+                bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("AgentChallenge", "ssssa{sv}",
+                SD_BUS_PARAM(user) SD_BUS_PARAM(service) SD_BUS_PARAM(tty) SD_BUS_PARAM(rhost)
+                        SD_BUS_PARAM(options),
+                "says", SD_BUS_PARAM(key) SD_BUS_PARAM(challenge) SD_BUS_PARAM(challenge_id),
                 bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Cancel", "", "", bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("BindSession", "ssusss",

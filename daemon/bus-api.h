@@ -9,6 +9,7 @@
 #include <systemd/sd-bus.h>
 
 #include "bus-util.h"
+#include "creds.h"
 #include "manager.h"
 
 /* Connects to the system bus, registers the object and the dispatch table, takes the name. */
@@ -57,3 +58,12 @@ void enroll_rules_done(EnrollRules *rules);
  * verified attestation ("attestation-refused"). NULL when every rule accepts it. */
 const EnrollRule *enroll_rules_refusing_unknown_model(
         const EnrollRules *rules, const char **ret_reason);
+/* The first of RULES that refuses a credential of model AAGUID whose attestation is
+ * *ATTESTATION (CRED_ATTESTATION_UNVERIFIED: signature verified, X5C the leaf
+ * certificate): AAGUID lists, then for attestation=verified the chain to the rule's
+ * trust anchors (*ATTESTATION becomes CRED_ATTESTATION_VERIFIED). *RET_REASON
+ * ("aaguid-refused", "attestation-refused") and MSG (a sentence naming the rule) say why.
+ * NULL when every rule accepts it. Enroll and ImportSshKey (with an attestation). */
+const EnrollRule *enroll_rules_check_model(const EnrollRules *rules, const uint8_t aaguid[16],
+        const uint8_t *x5c, size_t x5c_len, CredAttestation *attestation, const char **ret_reason,
+        char *msg, size_t msg_size);

@@ -92,6 +92,7 @@ int decision_new(const DecisionRequest *req, const PolicyDecision *pd, Decision 
 	d->lockout_max_failures = pd->lockout_max_failures;
 	d->lockout_window_s = pd->lockout_window_s;
 	d->lockout_unlock_after_s = pd->lockout_unlock_after_s;
+	d->remote_lifetime_s = pd->remote_lifetime_s;
 	d->removal = pd->removal;
 	d->grace_ms = pd->grace_ms;
 	d->lock_verify_ms = pd->lock_verify_ms;

@@ -54,6 +54,7 @@ typedef struct Decision {
 	size_t n_aaguid_deny;
 	PolicyAttestation attestation;
 	uint32_t lockout_max_failures, lockout_window_s, lockout_unlock_after_s;
+	uint32_t remote_lifetime_s; /* on_remote = "ssh-key": an agent-approved elevation's */
 
 	/* What removal of the key does to what this login opens. */
 	PolicyRemoval removal;

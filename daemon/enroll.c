@@ -116,7 +116,8 @@ static int enroll_cred_ids(const EnrollData *e, FidoCredIds *ret)
 		size_t idlen;
 		int r;
 
-		if (!streq(c->rp_id, e->rp_id) || streq(c->id, CREDS_DISCOVERABLE_ID) ||
+		if (credential_is_ssh(c) || !streq(c->rp_id, e->rp_id) ||
+		        streq(c->id, CREDS_DISCOVERABLE_ID) ||
 		        base64_decode(c->id, &id, &idlen) < 0)
 			continue;
 		r = fido_cred_ids_add(ret, id, idlen);
@@ -340,7 +341,8 @@ static void enroll_complete(DeviceOp *op)
 	AuditRecord rec = AUDIT_RECORD_INIT;
 	char aaguid_s[FIDO_AAGUID_STRING_MAX] = "", msg[400];
 	Credential c = {.up = true};
-	const char *fmt;
+	const char *fmt, *reason = NULL;
+	const EnrollRule *er;
 	uint8_t aaguid[16] = {};
 	int r;
 
@@ -407,46 +409,12 @@ static void enroll_complete(DeviceOp *op)
 		c.attestation = CRED_ATTESTATION_SELF;
 	}
 	/* Every rule that would use this credential must accept the key. */
-	for (size_t i = 0; i < e->rules.n; i++) {
-		const EnrollRule *er = &e->rules.items[i];
-
+	er = enroll_rules_check_model(&e->rules, aaguid, fido_cred_x5c_ptr(e->cred),
+	        fido_cred_x5c_len(e->cred), &c.attestation, &reason, msg, sizeof(msg));
+	if (er) {
 		rec.rule = er->rule;
-		if (attestation_check_aaguid(aaguid, (const uint8_t(*)[16])er->aaguid_allow,
-		            er->n_aaguid_allow, (const uint8_t(*)[16])er->aaguid_deny,
-		            er->n_aaguid_deny) < 0) {
-			snprintf(msg, sizeof(msg),
-			        "The policy (rule %s) does not allow this model of security key "
-			        "(AAGUID %s).",
-			        er->rule, aaguid_s);
-			enroll_reply_error(
-			        op, &rec, "aaguid-refused", KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
-			return;
-		}
-		if (er->attestation != POLICY_ATTESTATION_VERIFIED)
-			continue;
-		if (c.attestation != CRED_ATTESTATION_UNVERIFIED &&
-		        c.attestation != CRED_ATTESTATION_VERIFIED) {
-			snprintf(msg, sizeof(msg),
-			        "The policy (rule %s) requires verified attestation, but the key "
-			        "sent %s attestation.",
-			        er->rule,
-			        c.attestation == CRED_ATTESTATION_NONE ? "no" : "only self");
-			enroll_reply_error(op, &rec, "attestation-refused",
-			        KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
-			return;
-		}
-		free(why);
-		why = NULL;
-		r = attestation_verify_chain(fido_cred_x5c_ptr(e->cred), fido_cred_x5c_len(e->cred),
-		        er->trust_anchors, aaguid, &why);
-		if (r < 0) {
-			snprintf(msg, sizeof(msg), "Attestation refused: %s (rule %s).",
-			        why ? why : strerror(-r), er->rule);
-			enroll_reply_error(op, &rec, "attestation-refused",
-			        KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
-			return;
-		}
-		c.attestation = CRED_ATTESTATION_VERIFIED;
+		enroll_reply_error(op, &rec, reason, KEYWARD_BUS_ERROR_POLICY_REFUSED, msg);
+		return;
 	}
 	rec.rule = e->rule;
 
@@ -707,6 +675,52 @@ const EnrollRule *enroll_rules_refusing_unknown_model(
 			*ret_reason = "attestation-refused";
 			return er;
 		}
+	}
+	return NULL;
+}
+
+const EnrollRule *enroll_rules_check_model(const EnrollRules *rules, const uint8_t aaguid[16],
+        const uint8_t *x5c, size_t x5c_len, CredAttestation *attestation, const char **ret_reason,
+        char *msg, size_t msg_size)
+{
+	char aaguid_s[FIDO_AAGUID_STRING_MAX] = "";
+
+	fido_aaguid_to_string(aaguid, aaguid_s);
+	for (size_t i = 0; i < rules->n; i++) {
+		const EnrollRule *er = &rules->items[i];
+		_cleanup_free_ char *why = NULL;
+		int r;
+
+		if (attestation_check_aaguid(aaguid, (const uint8_t(*)[16])er->aaguid_allow,
+		            er->n_aaguid_allow, (const uint8_t(*)[16])er->aaguid_deny,
+		            er->n_aaguid_deny) < 0) {
+			snprintf(msg, msg_size,
+			        "The policy (rule %s) does not allow this model of security key "
+			        "(AAGUID %s).",
+			        er->rule, aaguid_s);
+			*ret_reason = "aaguid-refused";
+			return er;
+		}
+		if (er->attestation != POLICY_ATTESTATION_VERIFIED)
+			continue;
+		if (*attestation != CRED_ATTESTATION_UNVERIFIED &&
+		        *attestation != CRED_ATTESTATION_VERIFIED) {
+			snprintf(msg, msg_size,
+			        "The policy (rule %s) requires verified attestation, but the key "
+			        "sent %s attestation.",
+			        er->rule,
+			        *attestation == CRED_ATTESTATION_NONE ? "no" : "only self");
+			*ret_reason = "attestation-refused";
+			return er;
+		}
+		r = attestation_verify_chain(x5c, x5c_len, er->trust_anchors, aaguid, &why);
+		if (r < 0) {
+			snprintf(msg, msg_size, "Attestation refused: %s (rule %s).",
+			        why ? why : strerror(-r), er->rule);
+			*ret_reason = "attestation-refused";
+			return er;
+		}
+		*attestation = CRED_ATTESTATION_VERIFIED;
 	}
 	return NULL;
 }

@@ -222,7 +222,9 @@ static int counter_from_record(const AuditEntry *e, const char *file, uint64_t l
 		return 0;
 	errno = 0;
 	v = strtoul(e->detail + plen, &end, 10);
-	if (errno != 0 || end == e->detail + plen || *end != '\0' || v > UINT32_MAX)
+	/* (an SSH login's detail goes on after a space: "sign-counter=N method=ssh-agent ...") */
+	if (errno != 0 || end == e->detail + plen || (*end != '\0' && *end != ' ') ||
+	        v > UINT32_MAX)
 		return 0;
 	r = creds_counter_load(c->state_dir, e->user, e->cred_id, &stored, &found);
 	if (r == -EINVAL || (r >= 0 && found && stored >= v))
@@ -876,6 +878,7 @@ Manager *manager_free(Manager *m)
 		auth_token_free(t);
 	}
 	decision_table_clear(&m->decisions);
+	ssh_challenge_table_clear(&m->ssh_challenges);
 	manager_flush_self_calls(m);
 	sd_event_source_disable_unref(m->self_call_flush);
 	sd_event_source_disable_unref(m->audit_maintain);

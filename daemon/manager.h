@@ -16,6 +16,7 @@
 #include "decision.h"
 #include "device-op.h"
 #include "policy.h"
+#include "ssh-challenge.h"
 
 typedef struct Manager Manager;
 typedef struct Binding Binding; /* daemon/binding.h */
@@ -41,7 +42,11 @@ typedef struct AuthToken {
 	PolicyLockFailure on_lock_failure;
 	pid_t caller_pid;      /* the PAM application that authenticated */
 	uint64_t caller_start; /* its start time (pid_start_time), 0 if unknown */
-	uint64_t created_ms;   /* CLOCK_MONOTONIC */
+	/* Approved by a signature through the forwarded SSH agent (ssh-proof.c): no device,
+	 * the binding ends the elevation after lifetime_s (remote_lifetime) instead. */
+	bool ssh_agent;
+	uint32_t lifetime_s;
+	uint64_t created_ms; /* CLOCK_MONOTONIC */
 	uint64_t realtime_ms;
 	struct AuthToken *next;
 } AuthToken;
@@ -90,8 +95,9 @@ struct Manager {
 	 * (daemon/bus-fair.h, the bus API's). */
 	struct BusFair *fair;
 
-	DecisionTable decisions; /* made by Check, awaiting Authenticate (decision.h) */
-	AuthToken *tokens;       /* successful authentications awaiting BindSession */
+	DecisionTable decisions;          /* made by Check, awaiting Authenticate (decision.h) */
+	SshChallengeTable ssh_challenges; /* AgentChallenge's, awaiting Authenticate */
+	AuthToken *tokens;                /* successful authentications awaiting BindSession */
 	size_t n_tokens;
 	AuthGrant *grants; /* per uid: the key of the last successful authentication */
 	size_t n_grants;

@@ -918,7 +918,7 @@ prove:
 		c = r >= 0 ? creds_find_id(s, b->cred_id) : NULL;
 		if (!c && r >= 0 && b->cred_label)
 			c = creds_find_label(s, b->cred_label);
-		if (!c || !c->public_key || !c->rp_id) {
+		if (!c || credential_is_ssh(c) || !c->public_key || !c->rp_id) {
 			it->result = "no-credential";
 			continue;
 		}
@@ -1006,10 +1006,51 @@ int removal_reconcile(Manager *m, const char *why)
 	return (int)strv_length(missing);
 }
 
+/* An SSH agent's elevation reached its lifetime (remote_lifetime): ended like a removal. */
+static int on_lifetime_expired(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Binding *b = userdata;
+
+	b->expiry_timer = sd_event_source_disable_unref(b->expiry_timer);
+	if (b->state != BINDING_BOUND)
+		return 0;
+	if (!binding_run(b)) {
+		log_error("SECURITY: out of memory: binding %s outlives its lifetime.", b->id);
+		return 0;
+	}
+	log_info("Elevation of %s (binding %s) approved through the SSH agent reached its "
+	         "lifetime.",
+	        strna(b->user), b->id);
+	audit_binding(b, AUDIT_EVENT_ACTION, AUDIT_RESULT_INFO, "lifetime",
+	        "The elevation approved through the SSH agent reached its lifetime "
+	        "(remote_lifetime) and is ended.",
+	        "end-elevation");
+	binding_act(b, "lifetime");
+	return 0;
+}
+
+static void binding_arm_expiry(Manager *m, Binding *b)
+{
+	int r;
+
+	if (b->expiry_timer)
+		return;
+	r = sd_event_add_time(m->event, &b->expiry_timer, CLOCK_REALTIME, b->expires_ms * 1000ULL,
+	        0, on_lifetime_expired, b);
+	if (r >= 0)
+		return;
+	log_error_errno(r, "Cannot time the lifetime of binding %s; ending it now: %m", b->id);
+	(void)on_lifetime_expired(NULL, 0, b);
+}
+
 void removal_check_binding(Manager *m, Binding *b)
 {
 	if (b->state != BINDING_BOUND)
 		return;
+	if (b->expires_ms) {
+		binding_arm_expiry(m, b);
+		return;
+	}
 	if (b->sysfs_path ? udev_watch_device_exists(m->udev, b->sysfs_path)
 	                  : (b->hidraw_path && access(b->hidraw_path, F_OK) >= 0))
 		return;
@@ -1081,6 +1122,13 @@ int removal_startup(Manager *m)
 		next = b->next;
 		if (b->corrupt && b->state == BINDING_BOUND && binding_run(b))
 			binding_act(b, "binding-corrupt");
+	}
+	/* SSH agents' elevations keep their lifetime across a restart (one that ran out
+	 * meanwhile is ended at once). */
+	for (Binding *b = m->bindings, *next; b; b = next) {
+		next = b->next;
+		if (b->expires_ms && !b->corrupt && b->state == BINDING_BOUND)
+			binding_arm_expiry(m, b);
 	}
 	r = removal_reconcile(m, "missing-at-start");
 	if (r < 0)

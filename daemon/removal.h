@@ -39,7 +39,9 @@ void removal_key_removed(Manager *m, const char *syspath, const char *devnode, c
 void removal_key_added(Manager *m, const char *syspath, const char *devnode);
 /* Compares the bound keys with the hidraw devices present now; acts on the missing. */
 int removal_reconcile(Manager *m, const char *why);
-/* A new binding: acts at once if its key is already gone. */
+/* A new binding: acts at once if its key is already gone; one with a lifetime (an SSH
+ * agent's elevation, expires_ms) gets its timer instead: when it fires, the elevation is
+ * ended (action record reason "lifetime"). */
 void removal_check_binding(Manager *m, Binding *b);
 
 #define PROOF_MAX_CREDENTIALS 16

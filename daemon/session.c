@@ -112,6 +112,7 @@ static int bind_complete(Manager *m, sd_bus_message *msg, AuthToken *t, pid_t ca
 	uint8_t rnd[KEYWARD_TOKEN_BYTES];
 	_cleanup_free_ char *hex = NULL;
 	char subject[32];
+	bool ssh_agent = false;
 	int r;
 
 	/* (again: other calls may have bound meanwhile, while logind was asked) */
@@ -149,6 +150,13 @@ static int bind_complete(Manager *m, sd_bus_message *msg, AuthToken *t, pid_t ca
 	b->lock_verify_ms = t->lock_verify_ms;
 	b->on_lock_failure = t->on_lock_failure;
 	b->created_ms = now_realtime_ms();
+	if (t->ssh_agent) {
+		/* Approved through the forwarded SSH agent: no key here to remove, so the
+		 * elevation ends after the rule's remote_lifetime instead (removal.c). */
+		ssh_agent = true;
+		b->removal = POLICY_REMOVAL_END_ELEVATION;
+		b->expires_ms = b->created_ms + (uint64_t)(t->lifetime_s ?: 1) * 1000;
+	}
 	auth_token_free(t);
 	if (!b->rule) {
 		binding_free(b);
@@ -172,7 +180,7 @@ static int bind_complete(Manager *m, sd_bus_message *msg, AuthToken *t, pid_t ca
 
 	rec.event = AUDIT_EVENT_SESSION_BIND;
 	r = 0;
-	if (!b->sysfs_path && !b->hidraw_path)
+	if (!b->sysfs_path && !b->hidraw_path && (!ssh_agent || b->pid <= 1 || !b->pid_start))
 		r = -ENODEV;
 	if (r >= 0)
 		r = binding_save(b);

@@ -121,6 +121,20 @@ size_t creds_count_ssh(const CredentialSet *s)
 	return n;
 }
 
+void creds_keep_type(CredentialSet *s, CredType type)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; s && i < s->n; i++) {
+		if (s->items[i].type == type)
+			s->items[j++] = s->items[i];
+		else
+			credential_done(&s->items[i]);
+	}
+	if (s)
+		s->n = j;
+}
+
 int creds_path(const char *dir, const char *user, char **ret)
 {
 	char *p;
@@ -344,23 +358,6 @@ int creds_remove(CredentialSet *s, const char *label_or_id)
 }
 
 /* --- parsing ------------------------------------------------------------------------ */
-
-static int set_error(char **ret_error, const char *fmt, ...) _printf_(2, 3);
-static int set_error(char **ret_error, const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	if (!ret_error)
-		return 0;
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	free(*ret_error);
-	*ret_error = s;
-	return 0;
-}
 
 static int parse_bool(const char *v, bool *ret)
 {
@@ -845,6 +842,18 @@ int creds_count_user(const char *dir, const char *user, size_t *ret)
 	if (r < 0)
 		return r;
 	*ret = s->n;
+	return 0;
+}
+
+int creds_count_user_type(const char *dir, const char *user, CredType type, size_t *ret)
+{
+	_cleanup_credential_set_ CredentialSet *s = NULL;
+	int r;
+
+	r = creds_load_user(dir, user, &s, NULL);
+	if (r < 0)
+		return r;
+	*ret = type == CRED_TYPE_SSH_SK ? creds_count_ssh(s) : creds_count_fido2(s);
 	return 0;
 }
 

@@ -73,6 +73,9 @@ int credential_set_new(const char *user, CredentialSet **ret);
 /* Credentials of S usable for a local key login (type fido2) / SSH (type ssh-sk). */
 size_t creds_count_fido2(const CredentialSet *s);
 size_t creds_count_ssh(const CredentialSet *s);
+/* Drops the credentials of S that are not of TYPE (authenticate.c: a local key login uses
+ * only type fido2). */
+void creds_keep_type(CredentialSet *s, CredType type);
 
 /* "<dir>/<user>.creds"; -EINVAL for an invalid user name. */
 int creds_path(const char *dir, const char *user, char **ret);
@@ -112,6 +115,8 @@ int creds_remove(CredentialSet *s, const char *label_or_id);
 int creds_list_users(const char *dir, char ***ret_users);
 /* Number of credentials of USER (0 when no file); errors as creds_load_user(). */
 int creds_count_user(const char *dir, const char *user, size_t *ret);
+/* The same, counting only the credentials of TYPE. */
+int creds_count_user_type(const char *dir, const char *user, CredType type, size_t *ret);
 
 /* Sign counters: "<state_dir>/counters/<user>", one "<id> <counter>" line each.
  * Load gives 0 and *ret_found=false when there is no entry (or no file). */

@@ -2,6 +2,8 @@
  * replacement, time. Library code: returns -errno, never logs. */
 #include "util.h"
 
+#include <stdarg.h>
+
 #include <ctype.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -631,4 +633,20 @@ int fsync_parent_dir(const char *path)
 	if (fd < 0)
 		return -errno;
 	return fsync(fd) < 0 ? -errno : 0;
+}
+
+int set_error(char **ret_error, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	if (!ret_error)
+		return 0;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	free(*ret_error);
+	*ret_error = s;
+	return 0;
 }

@@ -120,6 +120,10 @@ int string_table_lookup_from_string(const char *const *t, size_t n, const char *
 	DEFINE_STRING_TABLE_LOOKUP_TO_STRING(name, type, table)                                    \
 	DEFINE_STRING_TABLE_LOOKUP_FROM_STRING(name, type, table)
 
+/* Replaces *RET_ERROR (if RET_ERROR is not NULL) with a malloc()ed sentence (NULL when out
+ * of memory): the error sentences library code hands its callers. Returns 0. */
+int set_error(char **ret_error, const char *fmt, ...) _printf_(2, 3);
+
 /* Hex encoding; ret gets a malloc()ed NUL-terminated lower-case string. */
 int hex_encode(const void *data, size_t len, char **ret);
 /* The same into OUT, which has room for 2 * LEN + 1 bytes (digits and a NUL). */

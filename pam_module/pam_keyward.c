@@ -19,6 +19,7 @@
 #include "bus-names.h"
 #include "coverage.h"
 #include "keyward-config.h"
+#include "ssh-agent.h"
 #include "util.h"
 
 /* Client-side timeouts. The option timeout= caps all of them (tests use it). */
@@ -35,6 +36,7 @@
 #define DATA_TOKEN      "keyward_token"
 #define DATA_TOKEN_USER "keyward_token_user" /* PAM_USER when the token was issued */
 #define DATA_BINDING    "keyward_binding"
+#define DATA_SSH_LOGIN  "keyward_ssh_login" /* sshd's login proved its SSH key on this handle */
 
 #define DEFAULT_CUE "Touch your security key for %u"
 #define MSG_DAEMON_DOWN                                                                            \
@@ -120,6 +122,18 @@ typedef struct CheckReply {
 	uint32_t n_credentials;
 	const char *decision; /* id of the login's decision ("" from an older keywardd) */
 } CheckReply;
+
+/* What an Authenticate call carries for a login whose rule wants a security-key SSH key
+ * (on_remote = "ssh-key", docs/ssh.md); NULL for a key login. */
+typedef struct SshAuth {
+	const char *auth_info;    /* sshd's SSH_AUTH_INFO_0 */
+	const char *challenge_id; /* AgentChallenge's id, with the agent's signature */
+	const uint8_t *signature;
+	size_t signature_len;
+	const char *failure; /* why the module got no signature (the daemon records it) */
+	bool quiet;          /* the module said why already: no second message */
+	bool keep_token;     /* an elevation (bound in the session phase); not sshd's login */
+} SshAuth;
 
 /* Built with hidden visibility; the version script lists the same five names. */
 #define _public_ __attribute__((visibility("default")))
@@ -1055,8 +1069,8 @@ static void cancel_pending(Ctx *c)
  * credential enrolled with user verification under a policy that only prefers it),
  * *ret_retry_with_pin is set and nothing is shown: the caller asks the PIN and tries once
  * more. */
-static Outcome authenticate_once(
-        Ctx *c, const CheckReply *ck, bool cached, bool ask_pin, bool *ret_retry_with_pin)
+static Outcome authenticate_once(Ctx *c, const CheckReply *ck, bool cached, bool ask_pin,
+        bool *ret_retry_with_pin, const SshAuth *ssh)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
 	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -1095,6 +1109,25 @@ static Outcome authenticate_once(
 	/* A pin-required answer to a PIN the user was asked for is a refusal, not a prompt. */
 	if (r >= 0 && ask_pin)
 		r = sd_bus_message_append(m, "{sv}", "pin-asked", "b", 1);
+	if (r >= 0 && ssh && ssh->auth_info)
+		r = sd_bus_message_append(m, "{sv}", "ssh_auth_info", "s", ssh->auth_info);
+	if (r >= 0 && ssh && ssh->failure)
+		r = sd_bus_message_append(m, "{sv}", "agent_failure", "s", ssh->failure);
+	if (r >= 0 && ssh && ssh->challenge_id) {
+		r = sd_bus_message_append(m, "{sv}", "agent_challenge", "s", ssh->challenge_id);
+		if (r >= 0)
+			r = sd_bus_message_open_container(m, 'e', "sv");
+		if (r >= 0)
+			r = sd_bus_message_append(m, "s", "agent_signature");
+		if (r >= 0)
+			r = sd_bus_message_open_container(m, 'v', "ay");
+		if (r >= 0)
+			r = sd_bus_message_append_array(m, 'y', ssh->signature, ssh->signature_len);
+		if (r >= 0)
+			r = sd_bus_message_close_container(m);
+		if (r >= 0)
+			r = sd_bus_message_close_container(m);
+	}
 	if (r >= 0)
 		r = sd_bus_message_close_container(m);
 	if (r < 0) {
@@ -1106,7 +1139,8 @@ static Outcome authenticate_once(
 	closep(&pin_fd);
 	pin_fd = -EBADF;
 
-	if (ck->up && !c->opt.nocue && !c->cue_shown) {
+	/* (an SSH proof awaits no touch here: the agent's cue came before its signature) */
+	if (ck->up && !ssh && !c->opt.nocue && !c->cue_shown) {
 		format_cue(c->opt.cue ? c->opt.cue : DEFAULT_CUE, c->user, cue, sizeof(cue));
 		if (cached) {
 			/* Only if a touch is really awaited (see Ctx.cue_at_ms). */
@@ -1168,7 +1202,9 @@ static Outcome authenticate_once(
 		pam_syslog(c->pamh, LOG_NOTICE,
 		        "security key authentication of %s for %s denied: %s", c->user, c->service,
 		        reason);
-		if (streq(reason, "not-enrolled"))
+		if (ssh && ssh->quiet)
+			; /* the module has said why */
+		else if (streq(reason, "not-enrolled") && !ssh)
 			show_not_enrolled(c);
 		else if (!isempty(message))
 			show_error(c, message);
@@ -1183,6 +1219,18 @@ static Outcome authenticate_once(
 		pam_syslog(c->pamh, LOG_ERR, "keywardd granted %s with an invalid reply; refusing",
 		        c->user);
 		return OUTCOME_ERROR;
+	}
+	if (ssh && (ssh->failure || (!ssh->keep_token && !ssh->auth_info))) {
+		pam_syslog(c->pamh, LOG_ERR, "keywardd granted %s without an SSH proof; refusing",
+		        c->user);
+		return OUTCOME_ERROR;
+	}
+	if (ssh && !ssh->keep_token) {
+		/* sshd's login: nothing is bound (no key here to remove) */
+		pam_syslog(c->pamh, LOG_INFO,
+		        "%s logged in through %s with security-key SSH key '%s'", c->user,
+		        c->service, credential);
+		return OUTCOME_SUCCESS;
 	}
 
 	/* The user the token was issued for goes with it: sudo changes PAM_USER to the
@@ -1215,9 +1263,9 @@ static Outcome daemon_authenticate(Ctx *c, const CheckReply *ck, bool cached)
 	bool ask_pin = ck->uv == POLICY_UV_REQUIRED, retry = false;
 	Outcome o;
 
-	o = authenticate_once(c, ck, cached, ask_pin, &retry);
+	o = authenticate_once(c, ck, cached, ask_pin, &retry, NULL);
 	if (retry)
-		o = authenticate_once(c, ck, cached, true, &retry);
+		o = authenticate_once(c, ck, cached, true, &retry, NULL);
 	return o;
 }
 
@@ -1232,7 +1280,290 @@ static Outcome refuse_not_enrolled(Ctx *c, const CheckReply *ck, bool cached)
 	pam_syslog(c->pamh, LOG_NOTICE, "%s is covered but has no enrolled key", c->user);
 	quiet.up = false;
 	quiet.reply = NULL; /* borrowed from CK, which keeps it */
-	return authenticate_once(c, &quiet, cached, false, &retry);
+	return authenticate_once(c, &quiet, cached, false, &retry, NULL);
+}
+
+/* --- security-key SSH keys (on_remote = "ssh-key", docs/ssh.md) ---------------------- */
+
+#define SSH_CUE               "Touch your security key (through your SSH agent) for %u"
+#define SSH_AGENT_CONNECT_MS  2000u
+#define SSH_AGENT_LIST_MS     5000u
+#define SSH_AGENT_MAX_OFFERED 64u
+#define SSH_CHALLENGE_MIN     16u
+#define SSH_CHALLENGE_MAX     64u
+
+/* Whether this handle is sshd's: it puts SSH_AUTH_INFO_0 (empty until the session phase for
+ * a publickey login) and SSH_CONNECTION into the PAM environment; sudo's has neither. */
+static bool handle_is_sshd(Ctx *c)
+{
+	return pam_getenv(c->pamh, "SSH_AUTH_INFO_0") || pam_getenv(c->pamh, "SSH_CONNECTION") ||
+	       streq(c->service, "sshd");
+}
+
+/* sshd's login: keywardd checks that sshd authenticated it with a security-key SSH key
+ * registered for the user (INFO: SSH_AUTH_INFO_0, "" when sshd set none). */
+static Outcome ssh_login(Ctx *c, const CheckReply *ck, const char *info)
+{
+	SshAuth ssh = {.auth_info = info};
+	bool retry = false;
+	char *flag;
+	Outcome o;
+
+	o = authenticate_once(c, ck, false, false, &retry, &ssh);
+	if (o != OUTCOME_SUCCESS)
+		return o;
+	flag = strdup("1");
+	if (!flag ||
+	        pam_set_data(c->pamh, DATA_SSH_LOGIN, flag, plain_data_cleanup) != PAM_SUCCESS) {
+		free(flag);
+		return OUTCOME_ERROR;
+	}
+	return OUTCOME_SUCCESS;
+}
+
+/* No signature from the agent (WORD, for the record): TEXT says why; keywardd records the
+ * refusal (it never grants one). */
+static Outcome ssh_agent_refuse(
+        Ctx *c, const CheckReply *ck, bool cached, const char *word, const char *text)
+{
+	SshAuth ssh = {.failure = word, .quiet = !isempty(text), .keep_token = true};
+	bool retry = false;
+	Outcome o;
+
+	pam_syslog(c->pamh, LOG_NOTICE, "no SSH agent signature for %s (%s): %s", c->user, word,
+	        strna(text));
+	if (!isempty(text))
+		show_error(c, text);
+	o = authenticate_once(c, ck, cached, false, &retry, &ssh);
+	if (o == OUTCOME_SUCCESS) { /* (authenticate_once() refuses it already) */
+		(void)pam_set_data(c->pamh, DATA_TOKEN, NULL, NULL);
+		return OUTCOME_ERROR;
+	}
+	return o;
+}
+
+static void agent_error_text(
+        Ctx *c, const char *what, int r, const char *err, char *out, size_t size)
+{
+	(void)snprintf(out, size, "keyward: the SSH agent %s: %s; access denied.", what,
+	        err ? err : strerror(-r));
+	pam_syslog(c->pamh, LOG_NOTICE, "SSH agent of %s %s: %s", c->user, what,
+	        err ? err : strerror(-r));
+}
+
+/* AgentChallenge: which of the agent's keys (IDS) to sign with and what. On success
+ * *ret_reply holds the answer, *ret_key_index the identity. */
+static int agent_challenge(Ctx *c, const CheckReply *ck, const SshAgentIdentities *ids,
+        sd_bus_message **ret_reply, size_t *ret_key_index, sd_bus_error *error)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+	const char *key = NULL;
+	int r;
+
+	r = sd_bus_message_new_method_call(c->bus, &m, c->daemon_owner, KEYWARD_BUS_PATH,
+	        KEYWARD_BUS_INTERFACE, "AgentChallenge");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "ssss", c->user, c->service, c->tty, c->rhost);
+	if (r >= 0)
+		r = sd_bus_message_open_container(m, 'a', "{sv}");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "{sv}", "decision", "s", ck->decision);
+	if (r >= 0)
+		r = sd_bus_message_open_container(m, 'e', "sv");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "s", "keys");
+	if (r >= 0)
+		r = sd_bus_message_open_container(m, 'v', "as");
+	if (r >= 0)
+		r = sd_bus_message_open_container(m, 'a', "s");
+	for (size_t i = 0; r >= 0 && i < ids->n && i < SSH_AGENT_MAX_OFFERED; i++) {
+		_cleanup_free_ char *b64 = NULL;
+
+		r = base64_encode(ids->items[i].blob, ids->items[i].blob_len, &b64);
+		if (r >= 0)
+			r = sd_bus_message_append(m, "s", b64);
+	}
+	for (int k = 0; r >= 0 && k < 4; k++)
+		r = sd_bus_message_close_container(m);
+	if (r < 0)
+		return r;
+	r = bus_call_wait(
+	        c, m, now_monotonic_ms() + cap_timeout(c, CHECK_TIMEOUT_MS), &reply, error);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_read(reply, "s", &key);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < ids->n && i < SSH_AGENT_MAX_OFFERED; i++) {
+		_cleanup_free_ char *b64 = NULL;
+
+		if (base64_encode(ids->items[i].blob, ids->items[i].blob_len, &b64) >= 0 &&
+		        streq(b64, key)) {
+			*ret_key_index = i;
+			*ret_reply = TAKE_PTR(reply);
+			return 0;
+		}
+	}
+	return -EBADMSG; /* not one of the keys offered */
+}
+
+/* An elevation inside an SSH session (sudo, su): a fresh signature of the user's
+ * registered security-key SSH key through the forwarded agent, over keywardd's challenge.
+ * The agent is reached as the invoking user (the real uid), who must be the user the
+ * daemon decided for; its socket path comes from the process environment (sudo keeps
+ * SSH_AUTH_SOCK there): whatever it names is opened with that user's rights only and must
+ * be that user's socket (lib/ssh-agent.h). */
+static Outcome ssh_agent_approve(Ctx *c, const CheckReply *ck, bool cached)
+{
+	_cleanup_(ssh_agent_identities_freep) SshAgentIdentities *ids = NULL;
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *challenge = NULL;
+	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+	_cleanup_free_ char *err = NULL;
+	_cleanup_free_ uint8_t *sig = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	const char *sock = getenv("SSH_AUTH_SOCK"), *id = NULL;
+	const void *ruser = NULL, *chal = NULL;
+	char text[MESSAGE_MAX], cue[CUE_MAX];
+	uint32_t timeout_ms;
+	size_t key = 0, chal_len = 0, sig_len = 0;
+	uid_t uid = 0;
+	gid_t gid = 0;
+	SshAuth ssh = {.keep_token = true};
+	bool retry = false;
+	int r;
+
+	if (ck->n_credentials == 0) /* keywardd says so, and records it */
+		return ssh_agent_refuse(c, ck, cached, "no-key", NULL);
+	r = account_lookup(c->user, &uid, &gid);
+	if (r < 0) {
+		pam_syslog(c->pamh, LOG_ERR, "cannot look up %s: %s", c->user, strerror(-r));
+		return OUTCOME_ERROR;
+	}
+	if (pam_get_item(c->pamh, PAM_RUSER, &ruser) != PAM_SUCCESS)
+		ruser = NULL;
+	if (uid != getuid() || (!isempty(ruser) && !streq(ruser, c->user))) {
+		(void)snprintf(text, sizeof(text),
+		        "keyward: only %s may approve this through the SSH agent, and this "
+		        "command runs for uid %u; access denied.",
+		        c->user, (unsigned)getuid());
+		return ssh_agent_refuse(c, ck, cached, "wrong-user", text);
+	}
+	if (isempty(sock)) {
+		(void)snprintf(text, sizeof(text),
+		        "No SSH agent is forwarded: connect with ssh -A (or ForwardAgent yes) and "
+		        "use the security-key SSH key registered for %s.",
+		        c->user);
+		return ssh_agent_refuse(c, ck, cached, "no-agent", text);
+	}
+	r = ssh_agent_open(
+	        sock, getuid(), getgid(), (int)cap_timeout(c, SSH_AGENT_CONNECT_MS), &fd, &err);
+	if (r == -ENOENT || r == -ECONNREFUSED) {
+		(void)snprintf(text, sizeof(text),
+		        "No SSH agent is forwarded (%s is gone): connect with ssh -A (or "
+		        "ForwardAgent yes) and use the security-key SSH key registered for %s.",
+		        sock, c->user);
+		return ssh_agent_refuse(c, ck, cached, "no-agent", text);
+	}
+	if (r < 0) {
+		agent_error_text(c, "cannot be used", r, err, text, sizeof(text));
+		return ssh_agent_refuse(
+		        c, ck, cached, r == -ETIMEDOUT ? "timeout" : "agent-unavailable", text);
+	}
+	r = ssh_agent_list(fd, (int)cap_timeout(c, SSH_AGENT_LIST_MS), &ids, &err);
+	if (r < 0) {
+		agent_error_text(c,
+		        r == -ETIMEDOUT ? "did not list its keys in time" : "did not list its keys",
+		        r, err, text, sizeof(text));
+		return ssh_agent_refuse(
+		        c, ck, cached, r == -ETIMEDOUT ? "timeout" : "agent-unavailable", text);
+	}
+	if (!ids || ids->n == 0) {
+		(void)snprintf(text, sizeof(text),
+		        "keyward: your SSH agent holds no keys: add the security-key SSH key "
+		        "registered for %s (ssh-add) and try again.",
+		        c->user);
+		return ssh_agent_refuse(c, ck, cached, "no-key", text);
+	}
+	r = agent_challenge(c, ck, ids, &challenge, &key, &error);
+	if (r < 0 && sd_bus_error_has_name(&error, "org.keyward.Keyward1.Error.NotFound")) {
+		(void)snprintf(text, sizeof(text), "keyward: %s", error.message);
+		return ssh_agent_refuse(c, ck, cached, "no-key", text);
+	}
+	if (r >= 0)
+		r = sd_bus_message_read_array(challenge, 'y', &chal, &chal_len);
+	if (r >= 0)
+		r = sd_bus_message_read(challenge, "s", &id);
+	if (r >= 0 &&
+	        (chal_len < SSH_CHALLENGE_MIN || chal_len > SSH_CHALLENGE_MAX || !valid_token(id)))
+		r = -EBADMSG;
+	if (r < 0) {
+		pam_syslog(c->pamh, LOG_ERR, "AgentChallenge for %s failed: %s", c->user,
+		        error.message ? error.message : strerror(-r));
+		(void)snprintf(text, sizeof(text),
+		        "keyward: the keyward daemon gave no challenge for the SSH agent (%s); "
+		        "access denied.",
+		        error.message ? error.message : strerror(-r));
+		show_error(c, text);
+		return OUTCOME_ERROR;
+	}
+
+	if (!c->opt.nocue) {
+		format_cue(SSH_CUE, c->user, cue, sizeof(cue));
+		show_cue(c, cue);
+	}
+	timeout_ms = ck->timeout_ms > 0 ? ck->timeout_ms : AUTH_DEFAULT_TIMEOUT_MS;
+	if (timeout_ms > AUTH_MAX_TIMEOUT_MS)
+		timeout_ms = AUTH_MAX_TIMEOUT_MS;
+	timeout_ms = cap_timeout(c, timeout_ms);
+	r = ssh_agent_sign(fd, ids->items[key].blob, ids->items[key].blob_len, chal, chal_len, 0,
+	        (int)timeout_ms, &sig, &sig_len, &err);
+	if (r == -ETIMEDOUT) {
+		(void)snprintf(text, sizeof(text),
+		        "keyward: your security key was not touched (through the SSH agent) within "
+		        "%u seconds; access denied.",
+		        (timeout_ms + 999) / 1000);
+		return ssh_agent_refuse(c, ck, cached, "timeout", text);
+	}
+	if (r == -EPROTO) {
+		(void)snprintf(text, sizeof(text),
+		        "keyward: the SSH agent refused to sign (was the security key touched?); "
+		        "access denied.");
+		return ssh_agent_refuse(c, ck, cached, "agent-refused", text);
+	}
+	if (r < 0) {
+		agent_error_text(c, "did not sign", r, err, text, sizeof(text));
+		return ssh_agent_refuse(c, ck, cached, "agent-unavailable", text);
+	}
+	ssh.challenge_id = id;
+	ssh.signature = sig;
+	ssh.signature_len = sig_len;
+	return authenticate_once(c, ck, cached, false, &retry, &ssh);
+}
+
+/* The session phase of sshd (a publickey login shows its key to PAM only now): nothing
+ * covered may start without the SSH key check. */
+static Outcome ssh_session_check(Ctx *c)
+{
+	_cleanup_(check_reply_done) CheckReply ck = {};
+	_cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+	const void *done = NULL;
+	const char *info = pam_getenv(c->pamh, "SSH_AUTH_INFO_0");
+	DaemonFailure why;
+	int r;
+
+	if (pam_get_data(c->pamh, DATA_SSH_LOGIN, &done) == PAM_SUCCESS && done)
+		return OUTCOME_SUCCESS;
+	r = daemon_check(c, &ck, &why, &error);
+	if (r < 0) {
+		Outcome o = fallback(c, why, &error);
+		/* Only a refusal stops the session; a covered key login is not asked here. */
+		return o == OUTCOME_ERROR || o == OUTCOME_REFUSED ? OUTCOME_SESSION_REFUSED
+		                                                  : OUTCOME_SUCCESS;
+	}
+	if (ck.require != POLICY_REQUIRE_SSH_KEY)
+		return OUTCOME_SUCCESS;
+	return ssh_login(c, &ck, strempty(info)) == OUTCOME_SUCCESS ? OUTCOME_SUCCESS
+	                                                            : OUTCOME_SESSION_REFUSED;
 }
 
 static Outcome do_authenticate(Ctx *c)
@@ -1259,6 +1590,12 @@ static Outcome do_authenticate(Ctx *c)
 		return check_denied(c, &ck);
 	case POLICY_REQUIRE_KEY:
 		break;
+	case POLICY_REQUIRE_SSH_KEY:
+		/* sshd runs this phase for password and keyboard-interactive only (and for a
+		 * second method after publickey: then SSH_AUTH_INFO_0 names the key) */
+		if (handle_is_sshd(c))
+			return ssh_login(c, &ck, strempty(pam_getenv(c->pamh, "SSH_AUTH_INFO_0")));
+		return ssh_agent_approve(c, &ck, false);
 	default:
 		return OUTCOME_ERROR;
 	}
@@ -1306,6 +1643,26 @@ static Outcome do_account(Ctx *c)
 		        "%s elevates through %s without authenticating: asking for the key",
 		        c->user, c->service);
 		return daemon_authenticate(c, &ck, true);
+	case POLICY_REQUIRE_SSH_KEY:
+		if (handle_is_sshd(c)) {
+			const char *info = pam_getenv(c->pamh, "SSH_AUTH_INFO_0");
+
+			/* A publickey login's key reaches PAM only in the session phase
+			 * (ssh_session_check()); a second method's shows here. */
+			if (!isempty(info))
+				return ssh_login(c, &ck, info);
+			log_debug(c,
+			        "sshd's login of %s: its SSH key is checked in the session "
+			        "phase",
+			        c->user);
+			return OUTCOME_SUCCESS;
+		}
+		if (getuid() == 0)
+			return OUTCOME_SUCCESS;
+		pam_syslog(c->pamh, LOG_INFO,
+		        "%s elevates through %s without authenticating: asking the SSH agent",
+		        c->user, c->service);
+		return ssh_agent_approve(c, &ck, true);
 	default:
 		return OUTCOME_ERROR;
 	}
@@ -1392,6 +1749,8 @@ static Outcome do_open_session(Ctx *c)
 	int r;
 
 	if (pam_get_data(c->pamh, DATA_TOKEN, &data) != PAM_SUCCESS || !data) {
+		if (handle_is_sshd(c))
+			return ssh_session_check(c);
 		log_debug(c, "no keyward token for %s: the session is not bound", c->user);
 		return OUTCOME_SUCCESS;
 	}

@@ -300,14 +300,17 @@ int verb_list(int argc, char *argv[])
 	while ((r = sd_bus_message_read(reply, "(sssssst)", &u, &label, &id, &aaguid, &flags, &att,
 	                &created)) > 0) {
 		char when[32] = "-";
+		/* keywardd puts "ssh-sk," in front of an SSH key's flags (docs/ssh.md). */
+		bool ssh = strneq(flags, "ssh-sk,", 7);
 
 		if (n++ == 0)
-			printf("%-16s %-20s %-22s %-36s %-10s %-24s %s\n", "USER", "LABEL", "FLAGS",
-			        "AAGUID", "ATTEST", "CREATED", "ID");
+			printf("%-16s %-20s %-6s %-22s %-36s %-10s %-24s %s\n", "USER", "LABEL",
+			        "TYPE", "FLAGS", "AAGUID", "ATTEST", "CREATED", "ID");
 		if (created > 0)
 			(void)format_rfc3339_ms(created / 1000, when, sizeof(when));
 		/* The whole id: it is what `revoke` takes (and labels may repeat). */
-		printf("%-16s %-20s %-22s %-36s %-10s %-24s %s\n", u, label, flags,
+		printf("%-16s %-20s %-6s %-22s %-36s %-10s %-24s %s\n", u, label,
+		        ssh ? "ssh-sk" : "fido2", ssh ? flags + 7 : flags,
 		        isempty(aaguid) ? "-" : aaguid, att, when, id);
 	}
 	if (r < 0)
