@@ -46,6 +46,7 @@ static const BusMethod bus_methods[] = {
         {"ListCredentials", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN | BUS_ACCESS_SELF, method_list},
         {"Revoke", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_revoke},
         {"ImportCredential", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_import},
+        {"ImportSshKey", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, bus_method_import_ssh_key},
         {"Reload", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_reload},
         {"GetStatus", BUS_ACCESS_ROOT | BUS_ACCESS_ADMIN, method_status},
 };
@@ -464,16 +465,20 @@ int bus_find_credential_owner(Manager *m, const char *id, char **ret_user)
 /* An imported credential's model is unknown and its attestation was never seen: every rule
  * that would use it (the rules Enroll checks) must ask for neither. Returns 0, or records
  * the refusal (REC's fields and a reason) and sets the D-Bus error. */
-static int import_check_rules(
-        Manager *m, const char *user, const AuditRecord *rec, sd_bus_error *error)
+int bus_import_check_rules(Manager *m, const char *user, const AuditRecord *rec,
+        const char *instead, sd_bus_error *error)
 {
 	_cleanup_(enroll_rules_done) EnrollRules rules = {};
 	AuditRecord refused = *rec;
 	const EnrollRule *er;
 	const char *reason = "error", *name = KEYWARD_BUS_ERROR_FAILED;
+	_cleanup_free_ char *hint = NULL;
 	char text[512];
 	int r;
 
+	if (!instead &&
+	        asprintf(&hint, "enroll the key with 'keywardctl enroll %s' instead", user) < 0)
+		return -ENOMEM;
 	r = enroll_rules_collect(m, user, &rules);
 	if (r < 0)
 		snprintf(text, sizeof(text), "Cannot evaluate the policy for %s: %s.", user,
@@ -482,16 +487,13 @@ static int import_check_rules(
 		er = enroll_rules_refusing_unknown_model(&rules, &reason);
 		if (!er)
 			return 0;
-		snprintf(text, sizeof(text),
-		        "The policy (rule %s, %s) %s: enroll the key with 'keywardctl enroll "
-		        "%s' instead.",
-		        er->name, er->rule,
+		snprintf(text, sizeof(text), "The policy (rule %s, %s) %s: %s.", er->name, er->rule,
 		        streq(reason, "aaguid-refused")
 		                ? "allows only the key models in its aaguid_allow list, and an "
 		                  "imported credential's model is unknown"
 		                : "requires verified attestation, which an imported credential "
 		                  "does not have",
-		        user);
+		        instead ? instead : hint);
 		refused.rule = er->rule;
 		refused.rule_name = er->name;
 		name = KEYWARD_BUS_ERROR_POLICY_REFUSED;
@@ -506,10 +508,8 @@ static int import_check_rules(
 static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_bus_error *error)
 {
 	const char *user, *label, *kh, *pk, *cose, *flags, *rp_id;
-	const char *dir = policy_settings(m->policy)->credentials_dir;
 	_cleanup_(bus_actor_done) AuditActor actor = {};
-	_cleanup_credential_set_ CredentialSet *s = NULL;
-	_cleanup_free_ char *why = NULL, *owner = NULL, *id = NULL, *pkb = NULL;
+	_cleanup_free_ char *id = NULL, *pkb = NULL;
 	_cleanup_free_ uint8_t *raw = NULL;
 	AuditRecord rec = AUDIT_RECORD_INIT;
 	Credential cr = {.attestation = CRED_ATTESTATION_IMPORTED};
@@ -588,28 +588,45 @@ static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 	if (r < 0)
 		return r;
 	rec.actor = &actor;
-	r = import_check_rules(m, user, &rec, error);
+	r = bus_import_check_rules(m, user, &rec, NULL, error);
 	if (r < 0)
 		return r;
-	r = bus_find_credential_owner(m, id, &owner);
+	r = bus_import_store(m, user, &cr, &rec, error);
+	if (r < 0)
+		return r;
+	log_info("Imported credential %s for %s (rp %s, by uid %u).", label, user, rp_id,
+	        (unsigned)c->uid);
+	return sd_bus_reply_method_return(msg, "");
+}
+
+int bus_import_store(
+        Manager *m, const char *user, const Credential *cr, AuditRecord *rec, sd_bus_error *error)
+{
+	const char *dir = policy_settings(m->policy)->credentials_dir;
+	_cleanup_credential_set_ CredentialSet *s = NULL;
+	_cleanup_free_ char *why = NULL, *owner = NULL;
+	int r;
+
+	r = bus_find_credential_owner(m, cr->id, &owner);
 	if (r > 0) {
-		rec.reason = "exists";
-		(void)manager_audit(m, &rec);
+		rec->reason = "exists";
+		(void)manager_audit(m, rec);
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_EXISTS,
 		        "This credential is already registered (for %s).", owner);
 	}
 	r = creds_load_user(dir, user, &s, &why);
 	if (r < 0) {
-		rec.reason = "error";
-		rec.message = why;
-		(void)manager_audit(m, &rec);
+		rec->reason = "error";
+		rec->message = why;
+		(void)manager_audit(m, rec);
 		return sd_bus_error_setf(
 		        error, KEYWARD_BUS_ERROR_FAILED, "%s", why ? why : strerror(-r));
 	}
-	r = creds_add(s, &cr, policy_settings(m->policy)->max_credentials_per_user);
+	r = creds_add(s, cr, policy_settings(m->policy)->max_credentials_per_user);
 	if (r == -EEXIST)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_EXISTS,
-		        "%s already has a credential labelled '%s' or with this id.", user, label);
+		        "%s already has a credential labelled '%s' or with this id.", user,
+		        cr->label);
 	if (r == -E2BIG)
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_POLICY_REFUSED,
 		        "%s already has the most credentials the policy allows (%u).", user,
@@ -619,17 +636,15 @@ static int method_import(Manager *m, sd_bus_message *msg, const BusCaller *c, sd
 		        "Invalid credential: %s", strerror(-r));
 	r = creds_save_user(dir, s);
 	if (r < 0) {
-		rec.reason = "error";
-		(void)manager_audit(m, &rec);
+		rec->reason = "error";
+		(void)manager_audit(m, rec);
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_FAILED,
 		        "Cannot write the credentials of %s in %s: %s", user, dir, strerror(-r));
 	}
-	rec.result = AUDIT_RESULT_SUCCESS;
-	rec.reason = "ok";
-	(void)manager_audit(m, &rec);
-	log_info("Imported credential %s for %s (rp %s, by uid %u).", label, user, rp_id,
-	        (unsigned)c->uid);
-	return sd_bus_reply_method_return(msg, "");
+	rec->result = AUDIT_RESULT_SUCCESS;
+	rec->reason = "ok";
+	(void)manager_audit(m, rec);
+	return 0;
 }
 
 /* --- Reload / GetStatus ------------------------------------------------------------- */
@@ -718,6 +733,12 @@ static const sd_bus_vtable manager_vtable[] = {
                 SD_BUS_PARAM(user) SD_BUS_PARAM(label) SD_BUS_PARAM(key_handle) SD_BUS_PARAM(
                         public_key) SD_BUS_PARAM(cose_type) SD_BUS_PARAM(flags) SD_BUS_PARAM(rp_id),
                 "", "", bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ImportSshKey", "sssayay",
+                SD_BUS_PARAM(user) SD_BUS_PARAM(label) SD_BUS_PARAM(key_line)
+                        SD_BUS_PARAM(attestation) SD_BUS_PARAM(challenge),
+                "sss",
+                SD_BUS_PARAM(credential_id) SD_BUS_PARAM(fingerprint) SD_BUS_PARAM(attestation),
+                bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reload", "", "", bus_dispatch, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetStatus", "", "", "a{sv}", SD_BUS_PARAM(status), bus_dispatch,
                 SD_BUS_VTABLE_UNPRIVILEGED),

@@ -19,6 +19,16 @@ void bus_api_shutdown(Manager *m);
 
 /* The user holding credential ID among all users' files: 1 and *ret_user, 0 if none. */
 int bus_find_credential_owner(Manager *m, const char *id, char **ret_user);
+/* ImportCredential and ImportSshKey: every rule that would use a credential of unknown
+ * model (no attestation) must accept one; else the refusal is audited (REC's fields) and
+ * set in ERROR, naming INSTEAD (what to do; NULL: enroll the key). */
+int bus_import_check_rules(Manager *m, const char *user, const AuditRecord *rec,
+        const char *instead, sd_bus_error *error);
+/* Stores CR for USER: Exists when any user has its id or USER its label, the policy's
+ * max_credentials_per_user, the file written; REC (event import, filled by the caller)
+ * is audited with the outcome. 0, or the D-Bus error set. */
+int bus_import_store(
+        Manager *m, const char *user, const Credential *cr, AuditRecord *rec, sd_bus_error *error);
 
 /* Method handlers living in their own files. */
 typedef int (*bus_method_handler)(
@@ -26,6 +36,9 @@ typedef int (*bus_method_handler)(
 int bus_method_authenticate(
         Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
 int bus_method_enroll(
+        Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
+/* ImportSshKey (ssh-import.c). */
+int bus_method_import_ssh_key(
         Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error);
 
 /* The authenticator rules of one policy rule that would use a new credential. */

@@ -31,9 +31,9 @@ static inline void ssh_agent_identities_freep(SshAgentIdentities **l)
 /* Connects to the agent socket PATH as UID/GID: lstat() must show a socket owned by UID;
  * connect() runs with the file-system identity switched to UID/GID (setfsuid/setfsgid,
  * restored afterwards; per thread) and the peer (SO_PEERCRED) must be UID. The timeout
- * bounds the connect. 0 and *ret_fd (O_CLOEXEC; caller closes); -ENOENT no socket,
- * -EPERM wrong owner/peer or not a socket, -ETIMEDOUT, other -errno; *ret_error a
- * sentence naming PATH. */
+ * bounds the connect. 0 and *ret_fd (O_CLOEXEC|O_NONBLOCK, for the calls below; caller closes);
+ * -ENOENT no socket, -EPERM wrong owner/peer or not a socket, -ETIMEDOUT, other -errno; *ret_error
+ * a sentence naming PATH. */
 int ssh_agent_open(
         const char *path, uid_t uid, gid_t gid, int timeout_ms, int *ret_fd, char **ret_error);
 

@@ -21,7 +21,7 @@
 #define CTL_ENROLL_TIMEOUT_USEC (180ULL * 1000 * 1000)
 #define PAM_U2F_MAX_FILE        (1024 * 1024)
 
-static int bus_connect(sd_bus **ret)
+int ctl_bus_connect(sd_bus **ret)
 {
 	int r = sd_bus_open_system(ret);
 
@@ -31,7 +31,7 @@ static int bus_connect(sd_bus **ret)
 }
 
 /* Exit code for a failed call; prints the daemon's message. */
-static int report_bus_error(const char *what, const sd_bus_error *e, int r)
+int ctl_report_bus_error(const char *what, const sd_bus_error *e, int r)
 {
 	const char *name = e && e->name ? e->name : NULL;
 
@@ -223,7 +223,7 @@ int verb_enroll(int argc, char *argv[])
 	}
 	if (pin_stdin && read_pin_stdin(&pin) < 0)
 		return CTL_EXIT_ERROR;
-	if (bus_connect(&bus) < 0)
+	if (ctl_bus_connect(&bus) < 0)
 		return CTL_EXIT_ERROR;
 	if (!ctl_global.quiet)
 		fprintf(stderr, "Registering a security key for %s: touch it when it blinks...\n",
@@ -241,7 +241,7 @@ int verb_enroll(int argc, char *argv[])
 		r = call_enroll(bus, user, label, pin, resident, uv, device, &error, &reply);
 	}
 	if (r < 0) {
-		int code = report_bus_error("enroll", &error, r);
+		int code = ctl_report_bus_error("enroll", &error, r);
 		sd_bus_error_free(&error);
 		return code;
 	}
@@ -257,23 +257,22 @@ int verb_enroll(int argc, char *argv[])
 	return CTL_EXIT_OK;
 }
 
-int verb_list(int argc, char *argv[])
+int ctl_list_credentials(const char *prog, const char *what, int argc, char *argv[],
+        const char *usage, CtlCredentialRowFn row, void *userdata)
 {
 	_cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	sd_bus_error error = SD_BUS_ERROR_NULL;
 	const char *user = argc > 1 ? argv[1] : "";
-	const char *u, *label, *id, *aaguid, *flags, *att;
-	uint64_t created;
+	CtlCredentialRow c;
 	unsigned n = 0;
 	int r;
 
 	if (argc > 2 || (argc == 2 && (streq(argv[1], "-h") || streq(argv[1], "--help")))) {
-		printf("Usage: keywardctl list [USER]\nLists the registered security keys (of "
-		       "USER, or of everyone).\n");
+		fputs(usage, stdout);
 		return argc > 2 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
 	}
-	if (bus_connect(&bus) < 0)
+	if (ctl_bus_connect(&bus) < 0)
 		return CTL_EXIT_ERROR;
 	r = sd_bus_call_method(bus, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH, KEYWARD_BUS_INTERFACE,
 	        "ListCredentials", &error, &reply, "s", user);
@@ -290,34 +289,50 @@ int verb_list(int argc, char *argv[])
 		}
 	}
 	if (r < 0) {
-		int code = report_bus_error("list", &error, r);
+		int code = ctl_report_bus_error(prog, &error, r);
 		sd_bus_error_free(&error);
 		return code;
 	}
 	r = sd_bus_message_enter_container(reply, 'a', "(sssssst)");
 	if (r < 0)
 		return CTL_EXIT_ERROR;
-	while ((r = sd_bus_message_read(reply, "(sssssst)", &u, &label, &id, &aaguid, &flags, &att,
-	                &created)) > 0) {
-		char when[32] = "-";
+	while ((r = sd_bus_message_read(reply, "(sssssst)", &c.user, &c.label, &c.id, &c.aaguid,
+	                &c.flags, &c.attestation, &c.created_us)) > 0) {
 		/* keywardd puts "ssh-sk," in front of an SSH key's flags (docs/ssh.md). */
-		bool ssh = strneq(flags, "ssh-sk,", 7);
-
-		if (n++ == 0)
-			printf("%-16s %-20s %-6s %-22s %-36s %-10s %-24s %s\n", "USER", "LABEL",
-			        "TYPE", "FLAGS", "AAGUID", "ATTEST", "CREATED", "ID");
-		if (created > 0)
-			(void)format_rfc3339_ms(created / 1000, when, sizeof(when));
-		/* The whole id: it is what `revoke` takes (and labels may repeat). */
-		printf("%-16s %-20s %-6s %-22s %-36s %-10s %-24s %s\n", u, label,
-		        ssh ? "ssh-sk" : "fido2", ssh ? flags + 7 : flags,
-		        isempty(aaguid) ? "-" : aaguid, att, when, id);
+		c.ssh = strneq(c.flags, "ssh-sk,", 7);
+		if (c.ssh)
+			c.flags += 7;
+		n += row(&c, n, userdata);
 	}
 	if (r < 0)
 		return CTL_EXIT_ERROR;
 	if (n == 0 && !ctl_global.quiet)
-		printf("No security keys registered%s%s.\n", *user ? " for " : "", user);
+		printf("No %s registered%s%s.\n", what, *user ? " for " : "", user);
 	return CTL_EXIT_OK;
+}
+
+static unsigned list_row(const CtlCredentialRow *c, unsigned n, void *userdata)
+{
+	char when[32] = "-";
+
+	if (n == 0)
+		printf("%-16s %-20s %-6s %-22s %-36s %-10s %-24s %s\n", "USER", "LABEL", "TYPE",
+		        "FLAGS", "AAGUID", "ATTEST", "CREATED", "ID");
+	if (c->created_us > 0)
+		(void)format_rfc3339_ms(c->created_us / 1000, when, sizeof(when));
+	/* The whole id: it is what `revoke` takes (and labels may repeat). */
+	printf("%-16s %-20s %-6s %-22s %-36s %-10s %-24s %s\n", c->user, c->label,
+	        c->ssh ? "ssh-sk" : "fido2", c->flags, isempty(c->aaguid) ? "-" : c->aaguid,
+	        c->attestation, when, c->id);
+	return 1;
+}
+
+int verb_list(int argc, char *argv[])
+{
+	return ctl_list_credentials("list", "security keys", argc, argv,
+	        "Usage: keywardctl list [USER]\nLists the registered security keys (of USER, or "
+	        "of everyone).\n",
+	        list_row, NULL);
 }
 
 int verb_revoke(int argc, char *argv[])
@@ -335,12 +350,12 @@ int verb_revoke(int argc, char *argv[])
 		               ? CTL_EXIT_OK
 		               : CTL_EXIT_USAGE;
 	}
-	if (bus_connect(&bus) < 0)
+	if (ctl_bus_connect(&bus) < 0)
 		return CTL_EXIT_ERROR;
 	r = sd_bus_call_method(bus, KEYWARD_BUS_NAME, KEYWARD_BUS_PATH, KEYWARD_BUS_INTERFACE,
 	        "Revoke", &error, NULL, "ss", argv[1], argv[2]);
 	if (r < 0) {
-		int code = report_bus_error("revoke", &error, r);
+		int code = ctl_report_bus_error("revoke", &error, r);
 		sd_bus_error_free(&error);
 		return code;
 	}
@@ -349,13 +364,15 @@ int verb_revoke(int argc, char *argv[])
 	return CTL_EXIT_OK;
 }
 
-static int read_authfile(const char *path, char **ret)
+int ctl_read_input(const char *path, size_t max, char **ret, size_t *ret_len)
 {
 	_cleanup_close_ int fd = -EBADF;
 	struct stat st;
 
-	/* The authfile is input, not configuration: any owner, but never a symlink or a
-	 * device, and size-capped. */
+	if (streq(path, "-"))
+		return read_full_fd(STDIN_FILENO, max, ret, ret_len);
+	/* Input, not configuration: any owner, but never a symlink or a device, and
+	 * size-capped. */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
@@ -363,7 +380,7 @@ static int read_authfile(const char *path, char **ret)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
 		return -EBADFD;
-	return read_full_fd(fd, PAM_U2F_MAX_FILE, ret, NULL);
+	return read_full_fd(fd, max, ret, ret_len);
 }
 
 int verb_import_pam_u2f(int argc, char *argv[])
@@ -423,7 +440,7 @@ int verb_import_pam_u2f(int argc, char *argv[])
 		}
 		origin = default_origin;
 	}
-	r = read_authfile(argv[optind], &text);
+	r = ctl_read_input(argv[optind], PAM_U2F_MAX_FILE, &text, NULL);
 	if (r < 0) {
 		fprintf(stderr, "keywardctl: cannot read %s: %s\n", argv[optind],
 		        r == -ELOOP   ? "is a symbolic link"
@@ -436,7 +453,7 @@ int verb_import_pam_u2f(int argc, char *argv[])
 		fprintf(stderr, "keywardctl: %s\n", err ? err : strerror(-r));
 		return CTL_EXIT_FAILURE;
 	}
-	if (!dry_run && bus_connect(&bus) < 0) {
+	if (!dry_run && ctl_bus_connect(&bus) < 0) {
 		pam_u2f_entries_free(entries, n);
 		return CTL_EXIT_ERROR;
 	}
@@ -463,7 +480,7 @@ int verb_import_pam_u2f(int argc, char *argv[])
 		        KEYWARD_BUS_INTERFACE, "ImportCredential", &error, NULL, "sssssss",
 		        entries[i].user, cr->label, cr->id, cr->public_key, cose, flags, cr->rp_id);
 		if (r < 0) {
-			int e = report_bus_error(cr->label, &error, r);
+			int e = ctl_report_bus_error(cr->label, &error, r);
 			if (e > code)
 				code = e;
 			failed++;

@@ -968,7 +968,8 @@ static void check_enrollment(Doctor *d)
 			        pw->pw_name, covered, strerror(-r));
 			continue;
 		}
-		if (set && set->n > 0)
+		/* SSH keys (type=ssh-sk) do not open a local key login. */
+		if (set && creds_count_fido2(set) > 0)
 			continue;
 		n_locked++;
 		if (n_locked <= DOCTOR_MAX_REPORTED_USERS) {

@@ -4,7 +4,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+#include <systemd/sd-bus.h>
 
 typedef struct CtlGlobal {
 	const char *config_path; /* -c/--config, default KEYWARD_DEFAULT_CONFIG */
@@ -74,3 +77,25 @@ int verb_enroll(int argc, char *argv[]);
 int verb_list(int argc, char *argv[]);
 int verb_revoke(int argc, char *argv[]);
 int verb_import_pam_u2f(int argc, char *argv[]);
+/* Shared by the bus verbs (ctl-creds.c): connect to the system bus (message printed);
+ * print a failed call's message and map it to an exit code; read an input file PATH ("-":
+ * stdin) of at most MAX bytes, never through a symlink or from a device. */
+int ctl_bus_connect(sd_bus **ret);
+int ctl_report_bus_error(const char *what, const sd_bus_error *e, int r);
+int ctl_read_input(const char *path, size_t max, char **ret, size_t *ret_len);
+/* One credential of a ListCredentials reply; SSH keys (docs/ssh.md) with SSH true and
+ * "ssh-sk," taken off FLAGS. */
+typedef struct CtlCredentialRow {
+	const char *user, *label, *id, *aaguid, *flags, *attestation;
+	uint64_t created_us;
+	bool ssh;
+} CtlCredentialRow;
+/* Prints row N (the rows printed so far); returns 1 if it printed one, 0 if it skipped. */
+typedef unsigned (*CtlCredentialRowFn)(const CtlCredentialRow *c, unsigned n, void *userdata);
+/* The verbs `list [USER]` and `ssh list [USER]`: ListCredentials of USER (none: everyone; a
+ * non-administrator gets their own), each row through ROW; WHAT names them when there
+ * are none ("No WHAT registered"). An exit code. */
+int ctl_list_credentials(const char *prog, const char *what, int argc, char *argv[],
+        const char *usage, CtlCredentialRowFn row, void *userdata);
+/* ctl-ssh.c: ssh import | list | authorized-keys | sshd-config */
+int verb_ssh(int argc, char *argv[]);

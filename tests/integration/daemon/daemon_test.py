@@ -86,6 +86,10 @@ CASES = {
     "auth-parallel-keys": ["--keys", "3"],
     "auth-known-key": ["--keys", "2"],
     "auth-known-key-pin": ["--pin", PIN],
+    # security-key SSH keys (ImportSshKey, keywardctl ssh; docs/ssh.md)
+    "ssh-import": [],
+    "ssh-import-attestation": [],
+    "ssh-import-rules": [],
 }
 
 # cases that run in a private mount namespace with the trail on a small tmpfs
@@ -2095,6 +2099,168 @@ def case_audit_disk_full_rotate(e):
     os.unlink(filler)  # room for the daemon-stop record
 
 
+
+# --- security-key SSH keys (ImportSshKey, keywardctl ssh) ---------------------------
+
+def ssh_keygen(e, name, kind="ecdsa-sk", comment=None, attest=False):
+    """A key made by the real ssh-keygen (sk keys on the emulated key); its .pub path."""
+    path = os.path.join(e.tmp, name)
+    args = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", comment or name, "-f", path]
+    if attest:
+        with open(path + ".chal", "wb") as f:
+            f.write(os.urandom(32))
+        args += ["-O", f"write-attestation={path}.att", "-O", f"challenge={path}.chal"]
+    r = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, f"ssh-keygen -t {kind}: {r.stderr}")
+    return path + ".pub"
+
+
+def ssh_fp(pub):
+    r = subprocess.run(["ssh-keygen", "-lf", pub], capture_output=True, text=True, timeout=10)
+    check(r.returncode == 0, f"ssh-keygen -lf: {r.stderr}")
+    return r.stdout.split()[1]
+
+
+def case_ssh_import(e):
+    """keywardctl ssh import: every sk key of an authorized_keys file (options kept:
+    verify-required → uv, no-touch-required → up=no), ordinary keys reported and
+    skipped; stored as type=ssh-sk, listed with ssh-keygen's fingerprint, audited; never
+    offered to a local key login; authorized-keys prints them for sshd."""
+    import dbus
+    e.write_policy(settings_extra="max_credentials_per_user = 3;")
+    e.start()
+    ec = ssh_keygen(e, "ec", comment="alice@laptop")
+    ed = ssh_keygen(e, "ed", kind="ed25519-sk", comment="bob@desk")
+    plain = ssh_keygen(e, "plain", kind="ed25519", comment="plain@laptop")
+    ak = os.path.join(e.tmp, "authorized_keys")
+    with open(ak, "w") as f:
+        f.write("# keys\n")
+        f.write('verify-required,from="10.0.0.0/8"\t' + open(ec).read().replace(" ", "\t", 1))  # tabs
+        f.write(open(plain).read())
+        f.write("no-touch-required " + open(ed).read().strip() + "\r\n")  # a CRLF line
+    r = e.ctl("ssh", "import", "root", ak)
+    check("skipped: ssh-ed25519 plain@laptop is an ordinary SSH key" in r.stderr, f"plain key reported: {r.stderr}")
+    check(f"Imported alice@laptop for root: {ssh_fp(ec)}" in r.stdout, f"ecdsa-sk imported: {r.stdout}")
+    check(f"Imported bob@desk for root: {ssh_fp(ed)}" in r.stdout, f"ed25519-sk imported: {r.stdout}")
+    check("2 security-key SSH key(s) imported, 0 failed, 1 ordinary key(s) skipped" in r.stdout, r.stdout)
+    text = open(os.path.join(e.creds, "root.creds")).read()
+    check(text.count("type=ssh-sk") == 2 and "rp_id=ssh:" in text and "attestation=imported" in text, text)
+    blocks = text.split("[credential]")
+    alice = [b for b in blocks if "label=alice@laptop" in b][0]
+    bob = [b for b in blocks if "label=bob@desk" in b][0]
+    check("uv=yes" in alice and "up=yes" in alice and "alg=es256" in alice, alice)
+    check("uv=no" in bob and "up=no" in bob and "alg=eddsa" in bob, bob)
+    recs = e.audit_find(event="import", result="success", user="root", cred_label="alice@laptop")
+    check(recs and recs[-1].get("detail") == ssh_fp(ec), f"import record names the fingerprint: {recs}")
+    r = e.ctl("ssh", "list", "root")
+    check(ssh_fp(ec) in r.stdout and ssh_fp(ed) in r.stdout and "ecdsa-sk" in r.stdout
+          and "ed25519-sk" in r.stdout, r.stdout)
+    r = e.ctl("list", "root")
+    check(re.search(r"alice@laptop\s+ssh-sk\s+es256", r.stdout), f"list shows the type: {r.stdout}")
+    # the same key again, a plain-only file, a garbage line, a full file
+    r = e.ctl("ssh", "import", "root", ec, "--label", "again", expect=1)
+    check("already registered" in r.stderr, r.stderr)
+    check(e.ctl("ssh", "import", "root", plain, expect=1).stderr.count("no security-key SSH key") == 1, "plain only")
+    bad = os.path.join(e.tmp, "bad.pub")
+    with open(bad, "w") as f:
+        f.write("sk-ecdsa-sha2-nistp256@openssh.com AAAAnotbase64!! x\n")
+    check("not a valid SSH key line" in e.ctl("ssh", "import", "root", bad, expect=1).stderr, "garbage line")
+    third = ssh_keygen(e, "third", comment="same")
+    fourth = ssh_keygen(e, "fourth", comment="same")
+    both = os.path.join(e.tmp, "both")
+    with open(both, "w") as f:
+        f.write(open(third).read() + open(fourth).read())
+    r = e.ctl("ssh", "import", "root", both, expect=1)  # one fits under the maximum
+    check("Imported same for root" in r.stdout and "labelled" not in r.stderr
+          and "most credentials the policy allows (3)" in r.stderr, f"same comments: {r}")
+    e.ctl("revoke", "root", "same")
+    e.ctl("ssh", "import", "root", third, "--label", "third")
+    r = e.ctl("ssh", "import", "root", fourth, "--label", "fourth", expect=1)
+    check("most credentials the policy allows (3)" in r.stderr, r.stderr)
+    # directly: an ordinary key is InvalidArgs with a sentence
+    try:
+        e.manager().ImportSshKey("root", "p", open(plain).read().strip(), dbus.ByteArray(b""), dbus.ByteArray(b""))
+        raise Fail("ImportSshKey took an ordinary key")
+    except dbus.exceptions.DBusException as x:
+        check(x.get_dbus_name() == "org.keyward.Keyward1.Error.InvalidArgs" and "ordinary SSH key" in str(x), str(x))
+    # sshd's AuthorizedKeysCommand: the keys, verify-required where uv, never no-touch-required
+    r = e.ctl("-c", e.conf, "ssh", "authorized-keys", "root")
+    lines = r.stdout.strip().split("\n")
+    check(len(lines) == 3, r.stdout)
+    check(lines[0] == "verify-required " + " ".join(open(ec).read().split()[:2]) + " keyward:alice@laptop", lines[0])
+    check(lines[1] == " ".join(open(ed).read().split()[:2]) + " keyward:bob@desk", lines[1])
+    check("no-touch-required" not in r.stdout, r.stdout)
+    r = e.ctl("-c", e.conf, "ssh", "authorized-keys", "nobody")
+    check(r.stdout == "", "nothing for a user without SSH keys")
+    # a local key login never uses SSH keys
+    a = e.authenticate()
+    check(not a["granted"] and a["reason"] == "not-enrolled", f"local login with SSH keys only: {a}")
+    c = e.manager().Check("root", "sudo", "", "")
+    check(int(c[6]) == 0, f"Check counts no SSH key: {c}")
+    # a corrupt file: authorized-keys fails closed
+    with open(os.path.join(e.creds, "root.creds"), "a") as f:
+        f.write("[credential]\nlabel=x\ntype=ssh-sk\n")
+    r = e.ctl("-c", e.conf, "ssh", "authorized-keys", "root", expect=1)
+    check(r.stdout == "" and "no key is allowed" in r.stderr, f"corrupt file: {r}")
+
+
+def case_ssh_import_attestation(e):
+    """With the attestation ssh-keygen wrote, an imported SSH key passes a rule that
+    requires verified attestation (chain to the testbed's CA); without it, or with a
+    tampered file or another challenge, it is refused and nothing is stored."""
+    e.write_policy(rule_extra=verified_attestation(e))
+    e.start()
+    pub = ssh_keygen(e, "ec", comment="alice@laptop", attest=True)
+    base = pub[:-4]
+    r = e.ctl("ssh", "import", "root", pub, expect=1)
+    check("requires verified attestation" in r.stderr and "--attestation" in r.stderr, r.stderr)
+    check(e.audit_find(event="import", reason="attestation-refused", rule_name="root-sudo"), "refusal recorded")
+    tampered = os.path.join(e.tmp, "tampered.att")
+    data = bytearray(open(base + ".att", "rb").read())
+    data[-20] ^= 1
+    open(tampered, "wb").write(bytes(data))
+    r = e.ctl("ssh", "import", "root", pub, "--attestation", tampered, "--challenge", base + ".chal", expect=1)
+    check("attestation is refused" in r.stderr, r.stderr)
+    other = os.path.join(e.tmp, "other.chal")
+    open(other, "wb").write(os.urandom(32))
+    r = e.ctl("ssh", "import", "root", pub, "--attestation", base + ".att", "--challenge", other, expect=1)
+    check("attestation is refused" in r.stderr, r.stderr)
+    check(not os.path.exists(os.path.join(e.creds, "root.creds")), "a refused key was stored")
+    r = e.ctl("ssh", "import", "root", pub, "--attestation", base + ".att", "--challenge", base + ".chal")
+    check("(attestation verified)" in r.stdout, r.stdout)
+    text = open(os.path.join(e.creds, "root.creds")).read()
+    check("attestation=verified" in text and f"aaguid={AAGUID}" in text and "type=ssh-sk" in text, text)
+    recs = e.audit_find(event="import", result="success", user="root")
+    check(recs and recs[-1].get("aaguid") == AAGUID, f"import record: {recs}")
+
+
+def case_ssh_import_rules(e):
+    """The AAGUID lists of the rules that would use the key apply to an attested SSH key;
+    an unattested one passes only rules without an allow list. Only root and the admin
+    group may import."""
+    e.write_policy(rule_extra=f'aaguid_deny = ["{AAGUID}"];')
+    e.start()
+    pub = ssh_keygen(e, "ec", attest=True)
+    base = pub[:-4]
+    r = e.ctl("ssh", "import", "root", pub, "--attestation", base + ".att", "--challenge", base + ".chal", expect=1)
+    check("does not allow this model" in r.stderr, r.stderr)
+    check(e.audit_find(event="import", reason="aaguid-refused"), "aaguid refusal recorded")
+    e.write_policy(rule_extra=f'aaguid_allow = ["{OTHER_AAGUID}"];')
+    e.manager().Reload()
+    r = e.ctl("ssh", "import", "root", pub, expect=1)
+    check("aaguid_allow" in r.stderr, r.stderr)
+    e.write_policy(rule_extra=f'aaguid_allow = ["{AAGUID}"];')
+    e.manager().Reload()
+    e.ctl("ssh", "import", "root", pub, "--attestation", base + ".att", "--challenge", base + ".chal")
+    open_bus_for_others()
+    second = ssh_keygen(e, "second")
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", e.keywardctl, "ssh",
+                        "import", "nobody", second], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 1 and "only allowed to root and members of the keyward admin group" in r.stderr,
+          f"nobody imports: {r}")
+    check(not os.path.exists(os.path.join(e.creds, "nobody.creds")), "nobody's import stored")
+
+
 def run_case(args):
     if args.case in PRIVATE_MOUNT_CASES and not os.environ.get("KEYWARD_TEST_PRIVATE_MOUNTS"):
         # Our own mount namespace: the small tmpfs is seen by this case and its keywardd only.
@@ -2134,7 +2300,7 @@ def main():
     if "KEYWARD_TESTBED_CTL" not in os.environ:
         testbed = os.path.join(os.path.abspath(args.build_dir), "tests", "keyward-testbed")
         conf = os.path.join(os.path.abspath(args.source_dir), "dist", "org.keyward.Keyward1.conf")
-        for tool in ("setpriv", "openssl", "pamu2fcfg"):
+        for tool in ("setpriv", "openssl", "pamu2fcfg", "ssh-keygen"):
             if not shutil.which(tool):
                 print(f"missing tool: {tool}", file=sys.stderr)
                 return 1

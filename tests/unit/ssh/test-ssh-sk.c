@@ -3,6 +3,9 @@
  * prints them; malformed lines, blobs, SSH_AUTH_INFO_0 and tampered attestations refused.
  * Usage: test-ssh-sk DIR (run.sh fills DIR). */
 #include <fido/param.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "creds.h"
 #include "ssh-sk.h"
@@ -331,6 +334,125 @@ static void test_attestation(const SshKeyLine *ec, const SshKeyLine *ed)
 	}
 }
 
+/* SSH wire helpers for the signatures made below. */
+static size_t put_string(uint8_t *p, const void *s, size_t n)
+{
+	p[0] = n >> 24;
+	p[1] = n >> 16;
+	p[2] = n >> 8;
+	p[3] = n;
+	memcpy(p + 4, s, n);
+	return 4 + n;
+}
+
+/* The sk signature of KEY (an OpenSSL key standing in for the authenticator) over DATA
+ * with FLAGS and COUNTER, as an agent returns it. */
+static size_t make_sk_sig(EVP_PKEY *key, SshSkType type, const char *app, uint8_t flags,
+        uint32_t counter, const uint8_t *data, size_t data_len, uint8_t *out)
+{
+	uint8_t msg[32 + 1 + 4 + 32], dgst[32], raw[128], inner[160];
+	size_t raw_len = sizeof(raw), n = 0, in = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	const char *name = ssh_sk_type_to_string(type);
+
+	EVP_Digest(app, strlen(app), msg, NULL, EVP_sha256(), NULL);
+	msg[32] = flags;
+	msg[33] = counter >> 24;
+	msg[34] = counter >> 16;
+	msg[35] = counter >> 8;
+	msg[36] = counter;
+	EVP_Digest(data, data_len, msg + 37, NULL, EVP_sha256(), NULL);
+	if (type == SSH_SK_ED25519) {
+		if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1 ||
+		        EVP_DigestSign(ctx, raw, &raw_len, msg, sizeof(msg)) != 1)
+			abort();
+		in = raw_len;
+		memcpy(inner, raw, raw_len);
+	} else {
+		EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new(key, NULL);
+		const unsigned char *p = raw;
+		ECDSA_SIG *sig;
+		const BIGNUM *r, *s;
+		uint8_t rb[33], sb[33];
+		int rl, sl;
+
+		EVP_Digest(msg, sizeof(msg), dgst, NULL, EVP_sha256(), NULL);
+		if (!pctx || EVP_PKEY_sign_init(pctx) != 1 ||
+		        EVP_PKEY_sign(pctx, raw, &raw_len, dgst, sizeof(dgst)) != 1)
+			abort();
+		EVP_PKEY_CTX_free(pctx);
+		sig = d2i_ECDSA_SIG(NULL, &p, (long)raw_len);
+		ECDSA_SIG_get0(sig, &r, &s);
+		/* mpints: a leading 0 when the top bit is set */
+		rb[0] = sb[0] = 0;
+		rl = BN_bn2bin(r, rb + 1);
+		sl = BN_bn2bin(s, sb + 1);
+		in = put_string(
+		        inner, rb[1] & 0x80 ? rb : rb + 1, (size_t)rl + (rb[1] & 0x80 ? 1 : 0));
+		in += put_string(inner + in, sb[1] & 0x80 ? sb : sb + 1,
+		        (size_t)sl + (sb[1] & 0x80 ? 1 : 0));
+		ECDSA_SIG_free(sig);
+	}
+	EVP_MD_CTX_free(ctx);
+	n = put_string(out, name, strlen(name));
+	n += put_string(out + n, inner, in);
+	out[n++] = flags;
+	out[n++] = counter >> 24;
+	out[n++] = counter >> 16;
+	out[n++] = counter >> 8;
+	out[n++] = counter;
+	return n;
+}
+
+/* The verifier reports the flags and counter as signed (UV too, which the emulated key
+ * cannot give without credProtect): keys made here with OpenSSL. */
+static void test_signature_flags(void)
+{
+	static const uint8_t data[] = "challenge";
+	const SshSkType types[] = {SSH_SK_ECDSA, SSH_SK_ED25519};
+
+	for (size_t t = 0; t < ELEMENTSOF(types); t++) {
+		EVP_PKEY *key = types[t] == SSH_SK_ECDSA ? EVP_EC_gen("P-256")
+		                                         : EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+		SshSkKey k = {.type = types[t], .application = (char *)"ssh:"};
+		uint8_t sig[512], flags = 0;
+		uint32_t counter = 0;
+		size_t n, len = sizeof(k.public_key);
+
+		CHECK(key != NULL);
+		if (!key)
+			continue;
+		if (types[t] == SSH_SK_ECDSA)
+			CHECK(EVP_PKEY_get_octet_string_param(key, "encoded-pub-key", k.public_key,
+			              sizeof(k.public_key), &len) == 1);
+		else
+			CHECK(EVP_PKEY_get_raw_public_key(key, k.public_key, &len) == 1);
+		k.public_key_len = len;
+		for (unsigned f = 0; f < 8; f++) {
+			uint8_t want = (uint8_t)((f & 1 ? SSH_SK_FLAG_UP : 0) |
+			                         (f & 2 ? SSH_SK_FLAG_UV : 0) | (f & 4 ? 0x40 : 0));
+			n = make_sk_sig(
+			        key, types[t], "ssh:", want, 1000 + f, data, sizeof(data), sig);
+			CHECK(ssh_sk_signature_verify(
+			              &k, sig, n, data, sizeof(data), &flags, &counter, NULL) == 0);
+			CHECK(flags == want && counter == 1000 + f);
+			/* the flags byte and the counter are signed: changing either fails */
+			sig[n - 5] ^= SSH_SK_FLAG_UV;
+			CHECK(ssh_sk_signature_verify(&k, sig, n, data, sizeof(data), &flags,
+			              &counter, NULL) == -EKEYREJECTED);
+			sig[n - 5] ^= SSH_SK_FLAG_UV;
+			sig[n - 1] ^= 1;
+			CHECK(ssh_sk_signature_verify(&k, sig, n, data, sizeof(data), &flags,
+			              &counter, NULL) == -EKEYREJECTED);
+		}
+		/* signed for another application: refused */
+		n = make_sk_sig(key, types[t], "ssh:other", 5, 1, data, sizeof(data), sig);
+		CHECK(ssh_sk_signature_verify(&k, sig, n, data, sizeof(data), NULL, NULL, NULL) ==
+		        -EKEYREJECTED);
+		EVP_PKEY_free(key);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	SshKeyLine ec = {}, ed = {};
@@ -347,6 +469,7 @@ int main(int argc, char **argv)
 	test_credentials(&ec, &ed);
 	test_auth_info(&ec);
 	test_attestation(&ec, &ed);
+	test_signature_flags();
 	ssh_key_line_done(&ec);
 	ssh_key_line_done(&ed);
 	return test_result("test-ssh-sk");
