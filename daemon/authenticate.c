@@ -1420,6 +1420,13 @@ static int auth_ssh(Manager *m, sd_bus_message *msg, const BusCaller *caller, Au
 	AuthOutcome o = {};
 	bool ok;
 
+	/* sshd's record comes from sshd (root): a user cannot vouch for their own login. */
+	if (opts->ssh.auth_info && !caller->is_root) {
+		auth_data_free(a);
+		return reply_now(m, msg, caller, rec, "ssh-key-required",
+		        "Only sshd (root) can hand over its record of a login (SSH_AUTH_INFO_0).",
+		        AUDIT_RESULT_FAILURE);
+	}
 	if (creds_count_ssh(a->set) == 0) {
 		char msgbuf[200];
 

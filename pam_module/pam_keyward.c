@@ -1407,12 +1407,52 @@ static int agent_challenge(Ctx *c, const CheckReply *ck, const SshAgentIdentitie
 	return -EBADMSG; /* not one of the keys offered */
 }
 
+#define ENVIRON_MAX (256u * 1024u)
+
+/* Where the forwarded agent is: SSH_AUTH_SOCK of the process environment, or, where the
+ * program reset that (sudo points environ at its own reset copy before PAM runs), of the
+ * environment it was started with (/proc/self/environ): the invoking user's either way,
+ * and trusted no further than that (ssh_agent_approve()). OUT gets the path or "". */
+static void agent_socket_path(char *out, size_t size)
+{
+	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ char *buf = NULL;
+	const char *v = getenv("SSH_AUTH_SOCK");
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (v) {
+		if (strlen(v) < size)
+			memcpy(out, v, strlen(v) + 1);
+		return;
+	}
+	fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	buf = malloc(ENVIRON_MAX + 1);
+	if (fd < 0 || !buf)
+		return;
+	while (n < ENVIRON_MAX) {
+		ssize_t k = read(fd, buf + n, ENVIRON_MAX - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+	}
+	buf[n] = '\0';
+	for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
+		if (strneq(buf + i, "SSH_AUTH_SOCK=", 14)) {
+			if (strlen(buf + i + 14) < size)
+				memcpy(out, buf + i + 14, strlen(buf + i + 14) + 1);
+			return;
+		}
+}
+
 /* An elevation inside an SSH session (sudo, su): a fresh signature of the user's
  * registered security-key SSH key through the forwarded agent, over keywardd's challenge.
  * The agent is reached as the invoking user (the real uid), who must be the user the
- * daemon decided for; its socket path comes from the process environment (sudo keeps
- * SSH_AUTH_SOCK there): whatever it names is opened with that user's rights only and must
- * be that user's socket (lib/ssh-agent.h). */
+ * daemon decided for; its socket path comes from the environment (agent_socket_path()):
+ * whatever it names is opened with that user's rights only and must be that user's socket
+ * (lib/ssh-agent.h). */
 static Outcome ssh_agent_approve(Ctx *c, const CheckReply *ck, bool cached)
 {
 	_cleanup_(ssh_agent_identities_freep) SshAgentIdentities *ids = NULL;
@@ -1421,7 +1461,8 @@ static Outcome ssh_agent_approve(Ctx *c, const CheckReply *ck, bool cached)
 	_cleanup_free_ char *err = NULL;
 	_cleanup_free_ uint8_t *sig = NULL;
 	_cleanup_close_ int fd = -EBADF;
-	const char *sock = getenv("SSH_AUTH_SOCK"), *id = NULL;
+	const char *id = NULL;
+	char sock[PATH_MAX];
 	const void *ruser = NULL, *chal = NULL;
 	char text[MESSAGE_MAX], cue[CUE_MAX];
 	uint32_t timeout_ms;
@@ -1434,6 +1475,7 @@ static Outcome ssh_agent_approve(Ctx *c, const CheckReply *ck, bool cached)
 
 	if (ck->n_credentials == 0) /* keywardd says so, and records it */
 		return ssh_agent_refuse(c, ck, cached, "no-key", NULL);
+	agent_socket_path(sock, sizeof(sock));
 	r = account_lookup(c->user, &uid, &gid);
 	if (r < 0) {
 		pam_syslog(c->pamh, LOG_ERR, "cannot look up %s: %s", c->user, strerror(-r));
@@ -1560,6 +1602,11 @@ static Outcome ssh_session_check(Ctx *c)
 		return o == OUTCOME_ERROR || o == OUTCOME_REFUSED ? OUTCOME_SESSION_REFUSED
 		                                                  : OUTCOME_SUCCESS;
 	}
+	/* (the account phase's refusal of a covered account without keys, now) */
+	if (ck.require == POLICY_REQUIRE_KEY && ck.n_credentials == 0)
+		return refuse_not_enrolled(c, &ck, true) == OUTCOME_SUCCESS
+		               ? OUTCOME_SUCCESS
+		               : OUTCOME_SESSION_REFUSED;
 	if (ck.require != POLICY_REQUIRE_SSH_KEY)
 		return OUTCOME_SUCCESS;
 	return ssh_login(c, &ck, strempty(info)) == OUTCOME_SUCCESS ? OUTCOME_SUCCESS
@@ -1593,8 +1640,15 @@ static Outcome do_authenticate(Ctx *c)
 	case POLICY_REQUIRE_SSH_KEY:
 		/* sshd runs this phase for password and keyboard-interactive only (and for a
 		 * second method after publickey: then SSH_AUTH_INFO_0 names the key) */
-		if (handle_is_sshd(c))
-			return ssh_login(c, &ck, strempty(pam_getenv(c->pamh, "SSH_AUTH_INFO_0")));
+		if (handle_is_sshd(c)) {
+			Outcome o =
+			        ssh_login(c, &ck, strempty(pam_getenv(c->pamh, "SSH_AUTH_INFO_0")));
+
+			/* The key was proven by sshd's publickey method; this phase proves
+			 * nothing more (a password sshd asks for after it stays the rest of the
+			 * stack's to check): step aside rather than end the stack. */
+			return o == OUTCOME_SUCCESS ? OUTCOME_NOTHING_TO_DO : o;
+		}
 		return ssh_agent_approve(c, &ck, false);
 	default:
 		return OUTCOME_ERROR;
@@ -1624,6 +1678,10 @@ static Outcome do_account(Ctx *c)
 		log_debug(c, "%s authenticated with a key on this handle", c->user);
 		return OUTCOME_SUCCESS;
 	}
+	if (pam_get_data(c->pamh, DATA_SSH_LOGIN, &token) == PAM_SUCCESS && token) {
+		log_debug(c, "%s's SSH key was checked on this handle", c->user);
+		return OUTCOME_SUCCESS;
+	}
 
 	r = daemon_check(c, &ck, &why, &error);
 	if (r < 0)
@@ -1635,6 +1693,13 @@ static Outcome do_account(Ctx *c)
 	case POLICY_REQUIRE_DENY:
 		return check_denied(c, &ck);
 	case POLICY_REQUIRE_KEY:
+		/* sshd's account phase comes before logind knows the login's session: a login
+		 * from loopback may still turn out remote (on_remote) in the session phase,
+		 * which decides then (ssh_session_check()). */
+		if (ck.n_credentials == 0 && handle_is_sshd(c) && getuid() == 0) {
+			log_debug(c, "sshd's login of %s: decided in the session phase", c->user);
+			return OUTCOME_SUCCESS;
+		}
 		if (ck.n_credentials == 0)
 			return refuse_not_enrolled(c, &ck, true);
 		if (getuid() == 0)

@@ -103,6 +103,10 @@ typedef struct ActionInst {
 /* One bound session or elevation (session-bind) and how it ended. */
 typedef struct ElevRow {
 	char *time, *user, *service, *key, *from, *session;
+	/* How it was approved: "key" (a security key here), "ssh-agent" (a signature through
+	 * the forwarded SSH agent), "ssh-login" (sshd's login with a security-key SSH key:
+	 * not bound, listed for where it came from); docs/ssh.md. */
+	char *method;
 	size_t inst;      /* 1 + index of its removal action in Report.inst; 0: none */
 	bool ended;       /* session-unbind seen */
 	size_t prev_same; /* 1 + index of the elevation before it with the same session */
@@ -155,6 +159,10 @@ typedef struct Report {
 	ElevRow *elev;
 	size_t n_elev;
 	char *last_rhost; /* rhost of the last successful authentication (for ElevRow.from) */
+	/* The detail and logind session of that authentication (an SSH proof's method, key
+	 * fingerprint and the sshd session), for the session-bind after it. */
+	char *last_detail, *last_session;
+	char *last_who; /* "user\nservice" of that authentication */
 	EventRow *clones, *lockouts, *policy, *keymgmt;
 	size_t n_clones, n_lockouts, n_policy, n_keymgmt;
 	uint64_t auth_success, auth_failure;
@@ -371,9 +379,13 @@ static void report_done(Report *r)
 		ElevRow *v = &r->elev[i];
 		free(v->time), free(v->user), free(v->service), free(v->key), free(v->from);
 		free(v->session);
+		free(v->method);
 	}
 	free(r->elev);
 	free(r->last_rhost);
+	free(r->last_detail);
+	free(r->last_session);
+	free(r->last_who);
 	EventRow *lists[] = {r->clones, r->lockouts, r->policy, r->keymgmt};
 	size_t ns[] = {r->n_clones, r->n_lockouts, r->n_policy, r->n_keymgmt};
 	for (size_t l = 0; l < ELEMENTSOF(lists); l++) {
@@ -721,8 +733,59 @@ static const char *elev_rhost(const Report *r, const AuditEntry *e)
 	return nl + 1;
 }
 
+/* The value of WORD ("method=", "key=") in an auth record's DETAIL, malloc()ed; NULL if
+ * absent. */
+static char *detail_value(const char *detail, const char *word)
+{
+	size_t wl = strlen(word);
+
+	for (const char *p = detail; p && *p;) {
+		const char *end = strchr(p, ' ');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		if (len > wl && strneq(p, word, wl))
+			return strndup(p + wl, len - wl);
+		p = end ? end + 1 : NULL;
+	}
+	return NULL;
+}
+
+/* KEY (a label) with the SSH key's fingerprint from DETAIL, for an SSH proof. */
+static char *ssh_key_text(const char *label, const char *detail)
+{
+	_cleanup_free_ char *fp = detail_value(detail, "key=");
+	char *out = NULL;
+
+	if (!fp)
+		return xstrdup0(label);
+	if (asprintf(&out, "%s %s", label ?: "-", fp) < 0)
+		return NULL;
+	return out;
+}
+
+/* A remote login through sshd with a security-key SSH key (auth detail method=ssh-login):
+ * a row of its own, never bound. */
+static int collect_ssh_login(Report *r, const AuditEntry *e)
+{
+	ElevRow *v = grow(&r->elev, &r->n_elev, sizeof(ElevRow), &r->truncated);
+
+	if (!v)
+		return r->truncated ? 0 : -ENOMEM;
+	v->time = xstrdup0(e->time);
+	v->user = xstrdup0(e->user);
+	v->service = xstrdup0(e->service);
+	v->key = ssh_key_text(e->cred_label, e->detail);
+	v->from = xstrdup0(e->rhost);
+	v->session = xstrdup0(e->session);
+	v->method = xstrdup0("ssh-login");
+	v->ended = true;
+	return 0;
+}
+
 static int collect_elevation(Report *r, const AuditEntry *e)
 {
+	_cleanup_free_ char *method = NULL;
+	const char *rhost;
 	ElevRow *v;
 
 	if (e->event == AUDIT_EVENT_SESSION_UNBIND) {
@@ -737,9 +800,31 @@ static int collect_elevation(Report *r, const AuditEntry *e)
 	v->time = xstrdup0(e->time);
 	v->user = xstrdup0(e->user);
 	v->service = xstrdup0(e->service);
-	v->key = xstrdup0(e->cred_label ?: e->cred_id);
-	v->from = xstrdup0(e->rhost ?: elev_rhost(r, e) ?: e->tty);
-	v->session = xstrdup0(e->session);
+	rhost = elev_rhost(r, e);
+	/* the authentication right before it (same user and service) tells how */
+	if (r->last_who && r->last_detail) {
+		_cleanup_free_ char *who = NULL;
+
+		if (asprintf(&who, "%s\n%s", strempty(e->user), strempty(e->service)) < 0)
+			return -ENOMEM;
+		if (streq(who, r->last_who))
+			method = detail_value(r->last_detail, "method=");
+	}
+	if (method && streq(method, "ssh-agent")) {
+		v->key = ssh_key_text(e->cred_label ?: e->cred_id, r->last_detail);
+		v->method = xstrdup0("ssh-agent");
+		/* the sshd session it ran in, beside the elevation's own */
+		if (r->last_session && e->session && !streq(r->last_session, e->session) &&
+		        asprintf(&v->session, "%s (sshd session %s)", e->session, r->last_session) <
+		                0)
+			v->session = NULL;
+	} else {
+		v->key = xstrdup0(e->cred_label ?: e->cred_id);
+		v->method = xstrdup0("key");
+	}
+	v->from = xstrdup0(e->rhost ?: rhost ?: e->tty);
+	if (!v->session)
+		v->session = xstrdup0(e->session);
 	if (v->session) {
 		uint64_t h = clean_hash(HASH_INIT, v->session);
 		RowIndex *x = &r->elev_by_sess;
@@ -781,6 +866,8 @@ static size_t attention_count(const Report *r)
 /* How the elevation V ended, as the report says it. */
 static const char *elev_end(const Report *r, const ElevRow *v)
 {
+	if (v->method && streq(v->method, "ssh-login"))
+		return "remote login (not bound)";
 	if (v->inst)
 		return outcome_names[r->inst[v->inst - 1].outcome];
 	return v->ended ? "session ended" : "still open";
@@ -804,6 +891,22 @@ static int collect(const AuditEntry *e, const char *file, uint64_t line, void *u
 			if (e->rhost && asprintf(&r->last_rhost, "%s\n%s\n%s", strempty(e->user),
 			                        strempty(e->service), e->rhost) < 0)
 				return -ENOMEM;
+			free(r->last_detail);
+			free(r->last_session);
+			free(r->last_who);
+			if (asprintf(&r->last_who, "%s\n%s", strempty(e->user),
+			            strempty(e->service)) < 0)
+				r->last_who = NULL;
+			r->last_detail = e->detail ? strdup(e->detail) : NULL;
+			r->last_session = e->session ? strdup(e->session) : NULL;
+			if ((e->detail && !r->last_detail) || (e->session && !r->last_session) ||
+			        !r->last_who)
+				return -ENOMEM;
+			if (e->detail && strstr(e->detail, "method=ssh-login")) {
+				int q = collect_ssh_login(r, e);
+				if (q < 0)
+					return q;
+			}
 		}
 		return count_auth(r, e);
 	case AUDIT_EVENT_KEY_REMOVED:
@@ -1211,14 +1314,14 @@ static void emit_text(const Report *r, FILE *f)
 			break;
 		case SEC_ELEVATION:
 			fprintf(f, "Count: %zu\n", r->n_elev);
-			fprintf(f, "%-24s %-12s %-10s %-16s %-16s %-12s %s\n", "TIME", "USER",
-			        "SERVICE", "KEY", "FROM", "SESSION", "ENDED");
+			fprintf(f, "%-24s %-12s %-10s %-16s %-16s %-12s %-24s %s\n", "TIME", "USER",
+			        "SERVICE", "KEY", "FROM", "SESSION", "ENDED", "METHOD");
 			for (size_t i = 0; i < r->n_elev; i++) {
 				const ElevRow *v = &r->elev[i];
-				fprintf(f, "%-24s %-12s %-10s %-16s %-16s %-12s %s\n",
+				fprintf(f, "%-24s %-12s %-10s %-16s %-16s %-12s %-24s %s\n",
 				        v->time ?: "-", v->user ?: "-", v->service ?: "-",
 				        v->key ?: "-", v->from ?: "-", v->session ?: "-",
-				        elev_end(r, v));
+				        elev_end(r, v), v->method ?: "-");
 			}
 			break;
 		case SEC_COVERAGE:
@@ -1445,6 +1548,7 @@ static int emit_json(const Report *r, FILE *f)
 		j_str(&b, "user", v->user, true);
 		j_str(&b, "service", v->service, true);
 		j_str(&b, "key", v->key, true);
+		j_str(&b, "method", v->method, true);
 		j_str(&b, "from", v->from, true);
 		j_str(&b, "session", v->session, true);
 		j_str(&b, "ended", elev_end(r, v), true);
@@ -1559,7 +1663,7 @@ static void emit_csv(const Report *r, FILE *f)
 			csv_field(f, n1, o == _OUTCOME_MAX - 1);
 		}
 	}
-	fputs("\r\nsection,time,user,service,key,from,session,ended\r\n", f);
+	fputs("\r\nsection,time,user,service,key,from,session,ended,method\r\n", f);
 	for (size_t i = 0; i < r->n_elev; i++) {
 		const ElevRow *v = &r->elev[i];
 		csv_field(f, "elevations", false);
@@ -1569,7 +1673,8 @@ static void emit_csv(const Report *r, FILE *f)
 		csv_field(f, v->key, false);
 		csv_field(f, v->from, false);
 		csv_field(f, v->session, false);
-		csv_field(f, elev_end(r, v), true);
+		csv_field(f, elev_end(r, v), false);
+		csv_field(f, v->method, true);
 	}
 	fputs("\r\nsection,time,event,result,user,reason,credential,detail\r\n", f);
 	for (Section s = SEC_CLONE; s <= SEC_KEYMGMT; s++) {
@@ -1821,12 +1926,13 @@ static void emit_html(const Report *r, FILE *f)
 			if (r->n_elev == 0)
 				break;
 			fputs("<table><tr><th>Time (UTC)</th><th>User</th><th>Service</th><th>Key"
-			      "</th><th>From</th><th>Session</th><th>Ended</th></tr>\n",
+			      "</th><th>From</th><th>Session</th><th>Ended</th><th>Method</th></"
+			      "tr>\n",
 			        f);
 			for (size_t i = 0; i < r->n_elev; i++) {
 				const ElevRow *v = &r->elev[i];
 				const char *cells[] = {v->time, v->user, v->service, v->key,
-				        v->from, v->session, elev_end(r, v)};
+				        v->from, v->session, elev_end(r, v), v->method};
 				fputs("<tr>", f);
 				for (size_t c = 0; c < ELEMENTSOF(cells); c++) {
 					fputs(c == 0 ? "<td class=\"nw\">" : "<td>", f);

@@ -474,8 +474,11 @@ def case_report_csv(env):
     att = [(r[2], r[3], r[4], r[5]) for r in rows if r[0] == "attention"]
     check(att == EXPECT_ATTENTION, "csv attention: %s" % att)
     check(rows[1][0] == "attention", "attention rows come first")
-    elev = [tuple(r[2:]) for r in rows if r[0] == "elevations"]
+    elev = [tuple(r[2:8]) for r in rows if r[0] == "elevations"]
     check(elev == [tuple(x or "" for x in e[:5]) + (e[5],) for e in EXPECT_ELEVATIONS], "csv elevations: %s" % elev)
+    # the method column (docs/ssh.md): every elevation here was approved by a key
+    check([r[8] for r in rows if r[0] == "elevations"] == ["key"] * len(EXPECT_ELEVATIONS),
+          "csv elevation methods")
     cov = [(r[3], r[1], r[4]) for r in rows if r[0] == "coverage"]
     check(cov == [("gap", "bob", "0"), ("enrolled-not-covered", "dave", "1"), ("ok", "alice", "2")], "csv coverage %s" % cov)
     check(sum(1 for r in rows if r[0] == "clone_alerts") == 1, "csv clone alerts")
@@ -594,7 +597,7 @@ def case_report_html(env):
     check(rows == EXPECT_ATTENTION, "HTML attention rows: %s" % rows)
     elev = html.split('<section id="elevations">')[1].split("</section>")[0]
     rows = re.findall(r'<tr><td class="nw">[^<]*</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>'
-                      r'<td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>', elev)
+                      r'<td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>key</td></tr>', elev)
     check(rows == [tuple(x or "" for x in e) for e in EXPECT_ELEVATIONS], "HTML elevations: %s" % rows)
     check("3 key removal(s)" in html and html.count("clone-alert</td>") == 1, "HTML removals / clone alerts")
 

@@ -7,12 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpamtest.h>
 #include <security/pam_appl.h>
 
 #define MAX_OPS  8
 #define MAX_PINS 8
+#define MAX_SETS 8
 
 typedef struct Conversation {
 	const char *pins[MAX_PINS];
@@ -139,8 +141,74 @@ fail:
 static void usage(void)
 {
 	fprintf(stderr, "usage: pam-driver [--repeat N] [--quiet] [--timing] [--silent] [--pin "
-	                "PIN]... SERVICE USER "
+	                "PIN]... [--item rhost|tty|ruser=VALUE]... [--env NAME=VALUE]... "
+	                "[--hold SECONDS] [--unsetenv NAME] SERVICE USER "
 	                "OP:EXPECTED...\n  OP: auth setcred acct open close\n");
+}
+
+/* With PAM items or environment to set first (an sshd-like or sudo-like caller):
+ * libpamtest cannot, so the handle is driven here, with the same output. */
+static int run_with_items(const char *service, const char *user, Conversation *conv,
+        const struct pam_testcase *cases, size_t n_cases, char **items, size_t n_items, char **envs,
+        size_t n_envs, int flags)
+{
+	struct pam_conv pc = {.conv = conversation, .appdata_ptr = conv};
+	pam_handle_t *pamh = NULL;
+	int r, failed = 0;
+
+	r = pam_start(service, user, &pc, &pamh);
+	if (r != PAM_SUCCESS) {
+		printf("pamtest: pam_start failed: %d\n", r);
+		return 1;
+	}
+	for (size_t i = 0; i < n_items; i++) {
+		char *eq = strchr(items[i], '=');
+		int item = strncmp(items[i], "rhost=", 6) == 0   ? PAM_RHOST
+		           : strncmp(items[i], "tty=", 4) == 0   ? PAM_TTY
+		           : strncmp(items[i], "ruser=", 6) == 0 ? PAM_RUSER
+		                                                 : -1;
+		if (!eq || item < 0 || pam_set_item(pamh, item, eq + 1) != PAM_SUCCESS) {
+			printf("pamtest: cannot set item %s\n", items[i]);
+			failed = 1;
+		}
+	}
+	for (size_t i = 0; i < n_envs; i++)
+		if (pam_putenv(pamh, envs[i]) != PAM_SUCCESS) {
+			printf("pamtest: cannot set %s\n", envs[i]);
+			failed = 1;
+		}
+	for (size_t k = 0; k < n_cases && !failed; k++) {
+		switch (cases[k].pam_operation) {
+		case PAMTEST_AUTHENTICATE:
+			r = pam_authenticate(pamh, flags);
+			break;
+		case PAMTEST_SETCRED:
+			r = pam_setcred(pamh, flags | PAM_ESTABLISH_CRED);
+			break;
+		case PAMTEST_ACCOUNT:
+			r = pam_acct_mgmt(pamh, flags);
+			break;
+		case PAMTEST_OPEN_SESSION:
+			r = pam_open_session(pamh, flags);
+			break;
+		case PAMTEST_CLOSE_SESSION:
+			r = pam_close_session(pamh, flags);
+			break;
+		default:
+			r = PAM_SYSTEM_ERR;
+		}
+		printf("result: %s %s\n", op_name(cases[k].pam_operation), code_name(r));
+		if (r != cases[k].expected_rv) {
+			printf("pamtest: Unexpected return value (%s returned %s, expected %s) in "
+			       "round 1\n",
+			        op_name(cases[k].pam_operation), code_name(r),
+			        code_name(cases[k].expected_rv));
+			failed = 1;
+		}
+		fflush(stdout);
+	}
+	pam_end(pamh, failed ? PAM_SYSTEM_ERR : PAM_SUCCESS);
+	return failed;
 }
 
 int main(int argc, char *argv[])
@@ -148,7 +216,9 @@ int main(int argc, char *argv[])
 	struct pam_testcase cases[MAX_OPS];
 	Conversation conv = {};
 	const char *service, *user;
-	long repeat = 1;
+	long repeat = 1, hold = 0;
+	char *items[MAX_SETS], *envs[MAX_SETS];
+	size_t n_items = 0, n_envs = 0;
 	bool timing = false;
 	int flags = 0;
 	size_t n_cases = 0;
@@ -165,6 +235,16 @@ int main(int argc, char *argv[])
 			flags |= PAM_SILENT;
 		else if (strcmp(argv[i], "--timing") == 0)
 			timing = true;
+		else if (strcmp(argv[i], "--item") == 0 && i + 1 < argc && n_items < MAX_SETS)
+			items[n_items++] = argv[++i];
+		else if (strcmp(argv[i], "--env") == 0 && i + 1 < argc && n_envs < MAX_SETS)
+			envs[n_envs++] = argv[++i];
+		else if (strcmp(argv[i], "--hold") == 0 && i + 1 < argc)
+			hold = strtol(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--unsetenv") == 0 && i + 1 < argc)
+			/* like sudo's env_reset before PAM: gone from getenv(), still in
+			 * /proc/self/environ */
+			(void)unsetenv(argv[++i]);
 		else {
 			usage();
 			return 2;
@@ -199,6 +279,17 @@ int main(int argc, char *argv[])
 		}
 	}
 
+	if (n_items > 0 || n_envs > 0) {
+		int rc = run_with_items(
+		        service, user, &conv, cases, n_cases, items, n_items, envs, n_envs, flags);
+		/* (an elevation the daemon may end: the test watches this process) */
+		if (hold > 0) {
+			printf("holding\n");
+			fflush(stdout);
+			sleep((unsigned)hold);
+		}
+		return rc;
+	}
 	for (long round = 0; round < repeat; round++) {
 		enum pamtest_err perr;
 		double start;

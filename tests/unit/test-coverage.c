@@ -31,6 +31,9 @@ static const char fixture[] =
         "    require = \"deny\"; reason = \"no root over ssh\"; },\n"
         "  { name = \"remote-ops\"; match = { groups = \"ops\"; remote = true; };\n"
         "    require = \"key\"; on_remote = \"none\"; },\n"
+        "  { name = \"ssh-wheel\"; match = { groups = \"wheel\"; services = [\"sshd\", \"su\"]; "
+        "};\n"
+        "    require = \"key\"; on_remote = \"ssh-key\"; remote_lifetime = 60; },\n"
         "  { name = \"wheel\"; match = { groups = [\"wheel\", \"adm\"];\n"
         "    not = { users = \"carol\"; services = \"cron\"; ttys = \"/dev/tty9\"; }; };\n"
         "    require = \"key\"; },\n"
@@ -175,6 +178,9 @@ static void test_malformed(const char *good)
 	        {"digest ", "digest x"},
 	        {"require deny\n", ""},
 	        {"require deny\n", "require maybe\n"},
+	        /* what a remote key outcome resolves to, never an outcome of its own */
+	        {"require deny\n", "require ssh-key\n"},
+	        {"on-remote ssh-key\n", "on-remote ssh\n"},
 	        {"rule breakglass\n", "rule \n"},
 	        {"user breakglass\n", "user \n"},
 	        {"user breakglass\n", "users breakglass\n"},
@@ -313,7 +319,7 @@ int main(void)
 		return 1;
 	CHECK(streq(parsed->digest, policy_digest(p)), "digest");
 	CHECK(parsed->failmode == POLICY_FAILMODE_OPEN, "failmode");
-	CHECK(parsed->n_rules == 7, "rules %zu", parsed->n_rules);
+	CHECK(parsed->n_rules == 8, "rules %zu", parsed->n_rules);
 	CHECK(coverage_snapshot_format(parsed, &again, &len2) == 0 && len == len2 &&
 	                streq(text, again),
 	        "round trip:\n%s\n---\n%s", text, strna(again));
