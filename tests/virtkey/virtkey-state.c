@@ -437,6 +437,10 @@ static int load_cred(const cbor_item_t *m, VkCred *c)
 		return -EBADMSG;
 	if (c->resident && c->user_id_len == 0)
 		return -EBADMSG;
+	/* an ID made resident belongs to a resident record (IDs from before the resident bit
+	 * existed have it clear and stay valid either way) */
+	if ((c->id[0] & VK_ID_RESIDENT) && !c->resident)
+		return -EBADMSG;
 	return vk_sha256(c->rp_id, strlen(c->rp_id), c->rp_id_hash);
 }
 
