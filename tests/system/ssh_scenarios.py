@@ -726,6 +726,17 @@ def register(st):
         rc, text = remote_sudo(c, p, "alice")
         check(rc == 0, f"alice's sudo with a touch through the agent failed:\n{text}")
         expect_agent_auth(c, n0, keys, "sudo approved through the agent")
+        # the desk key refuses the touch
+        desk(c, "touch-mode", "0", "deny")
+        n0 = len(c.audit())
+        rc, text = remote_sudo(c, p, "alice")
+        check(rc != 0, f"alice's sudo ran although her desk key refused the touch:\n{text}")
+        check(re.search(r"agent|touch|security key", text, re.I),
+              f"the refusal without a touch does not say what failed:\n{text}")
+        recs = audit_after(c, n0, user="alice")
+        check([r for r in recs if r.get("result") not in ("success", None)],
+              f"no audit record of the refused sudo:\n{records_text(recs)}")
+        # the report (after the refusal: it lists the approved elevation)
         rep = c.run(["keywardctl", "report", "--format", "json"], check=False)
         check(rep.returncode in (0, 4) and rep.stdout.strip(),
               f"keywardctl report failed (exit {rep.returncode}):\n{rep.stderr}")
@@ -744,14 +755,6 @@ def register(st):
                   and a.get("success", 0) >= 1]
         check(logins, "the report's authentications have no successful sshd login of alice:\n"
                       f"{json.dumps(report.get('authentications'), indent=1)}")
-        # the desk key refuses the touch
-        desk(c, "touch-mode", "0", "deny")
-        n0 = len(c.audit())
-        rc, text = remote_sudo(c, p, "alice")
-        check(rc != 0, f"alice's sudo ran although her desk key refused the touch:\n{text}")
-        recs = audit_after(c, n0, user="alice")
-        check([r for r in recs if r.get("result") not in ("success", None)],
-              f"no audit record of the refused sudo:\n{records_text(recs)}")
 
     @scenario("ssh-sudo-no-agent", enroll=())
     def ssh_sudo_no_agent(c):
