@@ -90,7 +90,7 @@ rules = (
 		remote_lifetime = {lifetime};
 		user_verification = "{uv}";
 		removal = {{ action = "end-elevation"; grace = 0; }};
-	}}
+{extra}	}}
 );
 default = {{ require = "none"; }};
 """
@@ -291,25 +291,20 @@ def register(st):
 
     # --- the bench ------------------------------------------------------------------------
 
-    def ssh_policy(c, uv="discouraged", lifetime=900):
+    def ssh_policy(c, uv="discouraged", lifetime=900, extra=""):
         c.write("/etc/keyward/keyward.conf", SSH_POLICY.format(
-            timeout=ks.TIMEOUT_MS, lifetime=lifetime, uv=uv))
+            timeout=ks.TIMEOUT_MS, lifetime=lifetime, uv=uv, extra=extra))
         r = c.run(["keywardctl", "policy", "check"], check=False)
         check(r.returncode == 0,
               f"the SSH policy (on_remote = \"ssh-key\", remote_lifetime = {lifetime}) does "
               f"not load: keywardctl policy check says (exit {r.returncode}):\n"
               f"{r.stdout}{r.stderr}")
+        n0 = len(c.audit())
         c.run(["systemctl", "reload", "keywardd"])
         wait_active(c)
-        # the reload is asynchronous: wait for the daemon to say it loaded this policy
-        digest = c.run(["sha256sum", "/etc/keyward/keyward.conf"]).stdout.split()[0]
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            loads = [r for r in c.audit() if r.get("event") == "policy-load"]
-            if loads and loads[-1].get("result") == "success" and \
-                    digest[:16] in (loads[-1].get("detail") or "") + (loads[-1].get("policy") or ""):
-                break
-            time.sleep(0.1)
+        # the reload is asynchronous: the daemon's record says when it is in force
+        st.expect_audit(c, n0, "the SSH policy's reload", event="policy-load",
+                        result="success")
 
     def wait_active(c, timeout=15):
         deadline = time.monotonic() + timeout
@@ -412,12 +407,13 @@ def register(st):
               f"(issue 17):\n{r.stdout}{r.stderr}")
         return r
 
-    def bench(c, uv="discouraged", lifetime=900, alice_sk=True, pin=False, sk_opts=()):
+    def bench(c, uv="discouraged", lifetime=900, alice_sk=True, pin=False, sk_opts=(),
+              extra=""):
         """Everything the SSH scenarios share. Returns a dict with the keys' .pub lines
         and fingerprints."""
         t0 = time.monotonic()
         shipped_daemon(c)
-        ssh_policy(c, uv=uv, lifetime=lifetime)
+        ssh_policy(c, uv=uv, lifetime=lifetime, extra=extra)
         network(c)
         c.run(["mkdir", "-p", LIB])
         c.write(SK_HELPER, SK_HELPER_SH, mode="0755")
@@ -695,6 +691,48 @@ def register(st):
         check(re.search(r"verif|PIN", out, re.I),
               f"the refusal does not say that user verification is required:\n{out}")
         ks.log(f"keys: {keys['alice_sk_fp']} (uv) accepted, {fingerprint(plain)} refused")
+
+    @scenario("ssh-attested", enroll=())
+    def ssh_attested(c):
+        """The rule says attestation = "verified" with the desk key's CA as trust anchor:
+        importing alice's key without its attestation is refused (saying so); with the
+        attestation ssh-keygen wrote (`-O write-attestation`, `-O challenge`) it is
+        imported as verified and logs in; a wrong challenge or a changed attestation file
+        is refused."""
+        c.run(["mkdir", "-p", "/etc/keyward/ca"])
+        chal = "/home/alice/chal"
+        as_user(c, "alice", f"head -c 32 /dev/urandom > {chal}")
+        keys = bench(c, sk_opts=("-O", "write-attestation=/home/alice/att", "-O",
+                                 f"challenge={chal}"))
+        # the desk key's attestation CA exists once the desk testbed has run
+        c.run(["cp", f"{DESK_DIR}/ca.pem", "/etc/keyward/ca/desk-ca.pem"])
+        ssh_policy(c, extra='\t\tattestation = "verified";\n'
+                            '\t\ttrust_anchors = "/etc/keyward/ca/desk-ca.pem";\n')
+        pub = "/home/alice/.ssh/id_ecdsa_sk.pub"
+        r = c.run(["keywardctl", "ssh", "import", "alice", pub, "--label", "alice-desk"],
+                  check=False)
+        check(r.returncode != 0 and re.search(r"attest", r.stdout + r.stderr, re.I),
+              f"importing without the attestation under attestation = \"verified\" was not "
+              f"refused with a word about the attestation (exit {r.returncode}):\n"
+              f"{r.stdout}{r.stderr}")
+        c.sh("head -c 32 /dev/urandom > /root/other-chal")
+        r = c.run(["keywardctl", "ssh", "import", "alice", pub, "--label", "alice-desk",
+                   "--attestation", "/home/alice/att", "--challenge", "/root/other-chal"],
+                  check=False)
+        check(r.returncode != 0, f"an attestation checked against another challenge was "
+                                 f"accepted:\n{r.stdout}{r.stderr}")
+        c.sh("cp /home/alice/att /root/att-changed && "
+             "printf '\\001' | dd of=/root/att-changed bs=1 seek=600 conv=notrunc 2>/dev/null")
+        r = c.run(["keywardctl", "ssh", "import", "alice", pub, "--label", "alice-desk",
+                   "--attestation", "/root/att-changed", "--challenge", chal], check=False)
+        check(r.returncode != 0, f"a changed attestation file was accepted:\n"
+                                 f"{r.stdout}{r.stderr}")
+        r = import_key(c, "alice", pub, "alice-desk", "--attestation", "/home/alice/att",
+                       "--challenge", chal)
+        check(re.search(r"verified", r.stdout + r.stderr),
+              f"the import does not say the attestation was verified:\n{r.stdout}{r.stderr}")
+        ssh_runs(c, "alice", SK, "alice's attested sk key")
+        ks.log(f"attested import: {(r.stdout + r.stderr).strip()} ({keys['alice_sk_fp']})")
 
     # --- sudo inside SSH ------------------------------------------------------------------
 
