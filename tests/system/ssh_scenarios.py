@@ -492,8 +492,10 @@ def register(st):
     SK = "-A -i ~/.ssh/id_ecdsa_sk.pub"  # through the desk agent
     ORDINARY = "-i ~/.ssh/id_ed25519 -o IdentityAgent=none"
     PASSWORD = ("-o PreferredAuthentications=password -o PubkeyAuthentication=no "
+                "-o NumberOfPasswordPrompts=1 "
                 "-o IdentityAgent=none")
     KBDINT = ("-o PreferredAuthentications=keyboard-interactive -o PubkeyAuthentication=no "
+              "-o NumberOfPasswordPrompts=1 "
               "-o IdentityAgent=none")
 
     def askpass_env(c, user):
