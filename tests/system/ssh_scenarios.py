@@ -49,6 +49,7 @@ SSHD_CONF = f"""\
 # keyward system layer (tests/system/ssh_scenarios.py): sshd for the SSH scenarios.
 Port {PORT}
 ListenAddress {SERVER}
+ListenAddress 127.0.0.1
 UsePAM yes
 ExposeAuthInfo yes
 PubkeyAuthentication yes
@@ -735,6 +736,31 @@ def register(st):
               f"the import does not say the attestation was verified:\n{r.stdout}{r.stderr}")
         ssh_runs(c, "alice", SK, "alice's attested sk key")
         ks.log(f"attested import: {(r.stdout + r.stderr).strip()} ({keys['alice_sk_fp']})")
+
+    @scenario("ssh-localhost", enroll=())
+    def ssh_localhost(c):
+        """The issue's own words: `ssh -A alice@localhost` (127.0.0.1: the minimal root
+        resolves no names) with her registered sk key logs in, and `sudo true` there needs
+        a touch of that key through the agent and is refused without it. (sshd gives
+        PAM_RHOST=127.0.0.1, which keyward's address rule calls local; logind calls the
+        session remote.)"""
+        keys = bench(c)
+        import_key(c, "alice", "/home/alice/.ssh/id_ecdsa_sk.pub", "alice-desk")
+        p = desk_shell(c)
+        p.sendline(f"ssh {SK} -p {PORT} -o StrictHostKeyChecking=no "
+                   "-o UserKnownHostsFile=/dev/null alice@127.0.0.1")
+        p.expect(c.prompt("alice"), 20, what="alice's shell on localhost over ssh -A")
+        p.sendline('echo "REMOTE=$SSH_CONNECTION"')
+        p.expect(r"REMOTE=127\.0\.0\.1 \d+ 127\.0\.0\.1 \d+\r?\n", 5,
+                 what="the ssh session from localhost (SSH_CONNECTION)")
+        p.expect(c.prompt("alice"), 5)
+        n0 = len(c.audit())
+        rc, text = remote_sudo(c, p, "alice")
+        check(rc == 0, f"alice's sudo inside ssh -A alice@localhost failed:\n{text}")
+        expect_agent_auth(c, n0, keys, "sudo inside ssh to localhost")
+        desk(c, "touch-mode", "0", "deny")
+        rc, text = remote_sudo(c, p, "alice")
+        check(rc != 0, f"sudo inside ssh to localhost ran without the touch:\n{text}")
 
     # --- sudo inside SSH ------------------------------------------------------------------
 
