@@ -6,9 +6,10 @@ a drop-in the test writes (port 2222 on 10.77.0.1, UsePAM, ExposeAuthInfo), the 
 the real `ssh` with keys made by the real `ssh-keygen`, and the agent the real `ssh-agent`.
 
 Two machines in one container:
-- the server: sshd on 10.77.0.1, keyward installed and enforcing, keywardd under its own
-  emulated keys (which play no part here: alice has no local key enrolled, so a login that
-  keyward wrongly took for a local one fails);
+- the server: sshd on 10.77.0.1 (and 127.0.0.1), keyward installed and enforcing,
+  keywardd through its shipped unit without the testbed (no key of the server plays a part
+  over SSH; alice has no local key enrolled, so a login keyward wrongly took for a local
+  one fails);
 - alice's desk: her security key is a second keyward-testbed run as alice
   (`--state ~alice/.desk`), her ssh-agent runs inside it (a transient unit, `alice-desk`),
   her ssh connects from 10.77.0.2 (BindAddress). Both addresses sit on the container's
@@ -17,8 +18,8 @@ Two machines in one container:
 
 ssh-agent is setgid (_ssh): the loader drops LD_PRELOAD for it and its children, so the
 agent is given SSH_SK_HELPER, a wrapper that puts libumockdev-preload back in front of
-/usr/lib/openssh/ssh-sk-helper (UMOCKDEV_DIR survives). docs/testbed.md, "SSH", has the
-details; /work/helpers/ssh-facts.md the measured sshd/sudo facts these rely on.
+/usr/lib/openssh/ssh-sk-helper (UMOCKDEV_DIR survives). docs/testbed.md, "SSH in the
+system layer", has the details and the measured sshd and sudo facts these rely on.
 """
 
 import base64
@@ -533,8 +534,10 @@ def register(st):
         probe ahead of keyward in each phase): for a publickey login SSH_AUTH_INFO_0 is
         empty in the account phase and `publickey sk-ecdsa-sha2-nistp256@openssh.com
         <blob>` in open_session; a failing open_session keeps the remote command from
-        running (exit 254); sudo inside `ssh -A` has SSH_AUTH_SOCK in its own environment
-        (Debian's sudoers), on a socket owned by the user in a 0700 directory."""
+        running (exit 254); sudo inside `ssh -A` is started with SSH_AUTH_SOCK (its exec-time
+        environment, /proc/PID/environ), a socket owned by the user in a 0700 directory.
+        (What sudo's PAM modules getenv() is sudo's reset copy: SSH_AUTH_SOCK only with
+        `env_keep`, which the bench sets; measured with a probe module, docs/testbed.md.)"""
         keys = bench(c)
         probe = f"{LIB}/probe"
         c.write(probe, "#!/bin/sh\n{ echo \"=== $PAM_SERVICE $PAM_TYPE $PAM_USER "
@@ -583,8 +586,8 @@ def register(st):
         check(rc == 0, f"alice's sudo (uncovered for the probe) failed:\n{text}")
         check(re.search(r"=== sudo auth alice rhost=\nAUTHINFO=\[\]\nPARENT-SSH_AUTH_SOCK="
                         r"/tmp/ssh-\w+/agent\.\d+", log),
-              f"sudo's own environment (the PAM module's getenv) has no SSH_AUTH_SOCK with "
-              f"Debian's sudoers:\n{log}")
+              f"sudo was not started with SSH_AUTH_SOCK (its /proc/PID/environ) inside "
+              f"ssh -A:\n{log}")
 
     # --- logins ---------------------------------------------------------------------------
 
