@@ -842,6 +842,31 @@ def register(st):
               f"the refusal does not say a forwarded agent is needed:\n{text}")
         check(time.monotonic() - t0 < 10, "the refusal without an agent took over 10 s")
 
+    @scenario("ssh-sudo-ordinary-agent", enroll=())
+    def ssh_sudo_ordinary_agent(c):
+        """Inside alice's SSH session, an agent that holds only her ordinary ed25519 key
+        (a real ssh-agent started there): sudo is refused, saying a registered
+        security-key SSH key is needed."""
+        bench(c)
+        import_key(c, "alice", "/home/alice/.ssh/id_ecdsa_sk.pub", "alice-desk")
+        p = desk_shell(c)
+        ssh_in(c, p, "alice", SK, "alice's ssh -A")
+        p.sendline("eval $(ssh-agent -s) >/dev/null && ssh-add -q ~/.ssh/id_ed25519 && "
+                   "ssh-add -l | sed 's/^/AGENT-HOLDS /'")
+        p.expect(r"AGENT-HOLDS 256 SHA256:\S+ alice-ordinary \(ED25519\)", 10,
+                 what="an agent in the session with only alice's ordinary key")
+        p.expect(c.prompt("alice"), 5)
+        n0 = len(c.audit())
+        rc, text = remote_sudo(c, p, "alice")
+        check(rc != 0, f"sudo ran with only an ordinary key in the agent:\n{text}")
+        check(re.search(r"security[- ]key SSH key|sk-|registered", text, re.I),
+              f"the refusal does not say a registered security-key SSH key is needed:\n{text}")
+        recs = audit_after(c, n0, user="alice")
+        check([r for r in recs if r.get("result") not in ("success", None)],
+              f"no audit record of the refused sudo:\n{records_text(recs)}")
+        p.sendline("ssh-agent -k >/dev/null")
+        p.expect(c.prompt("alice"), 5)
+
     @scenario("ssh-sudo-replay", enroll=())
     def ssh_sudo_replay(c):
         """A stand-in agent in alice's session first passes a real signature through (sudo
