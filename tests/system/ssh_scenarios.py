@@ -526,6 +526,22 @@ def register(st):
     def records_text(recs):
         return "\n".join(json.dumps(r) for r in recs) or "(none)"
 
+    def sudo_refused(c, p, why, words=None, timeout=20):
+        """alice's `sudo -k true` in the remote shell p must be refused (why: the
+        situation), say what failed (words, a regex) and leave a refusal in the trail.
+        Returns (seconds it took, what sudo showed)."""
+        n0 = len(c.audit())
+        t0 = time.monotonic()
+        rc, text = remote_sudo(c, p, "alice", timeout=timeout)
+        took = time.monotonic() - t0
+        check(rc != 0, f"alice's sudo ran {why}:\n{text}")
+        check(not words or re.search(words, text, re.I),
+              f"the refusal {why} does not say what failed (/{words}/):\n{text}")
+        recs = audit_after(c, n0, user="alice")
+        check([r for r in recs if r.get("result") not in ("success", None)],
+              f"no audit record of the sudo refused {why}:\n{records_text(recs)}")
+        return took, text
+
     # --- the facts the flow relies on -------------------------------------------------------
 
     @scenario("ssh-facts", enroll=())
@@ -797,14 +813,8 @@ def register(st):
         expect_agent_auth(c, n0, keys, "sudo approved through the agent")
         # the desk key refuses the touch
         desk(c, "touch-mode", "0", "deny")
-        n0 = len(c.audit())
-        rc, text = remote_sudo(c, p, "alice")
-        check(rc != 0, f"alice's sudo ran although her desk key refused the touch:\n{text}")
-        check(re.search(r"agent|touch|security key", text, re.I),
-              f"the refusal without a touch does not say what failed:\n{text}")
-        recs = audit_after(c, n0, user="alice")
-        check([r for r in recs if r.get("result") not in ("success", None)],
-              f"no audit record of the refused sudo:\n{records_text(recs)}")
+        sudo_refused(c, p, "although her desk key refused the touch",
+                     r"agent|touch|security key")
         # the report (after the refusal: it lists the approved elevation)
         rep = c.run(["keywardctl", "report", "--format", "json"], check=False)
         check(rep.returncode in (0, 4) and rep.stdout.strip(),
@@ -835,12 +845,8 @@ def register(st):
         ssh_in(c, p, "alice", "-a -i ~/.ssh/id_ecdsa_sk.pub", "alice's ssh without -A")
         p.sendline('echo "SOCK=[$SSH_AUTH_SOCK]"')
         p.expect(r"SOCK=\[\]", 5, what="no agent in the session without -A")
-        t0 = time.monotonic()
-        rc, text = remote_sudo(c, p, "alice")
-        check(rc != 0, f"alice's sudo without a forwarded agent ran:\n{text}")
-        check(re.search(r"agent|ssh -A", text, re.I),
-              f"the refusal does not say a forwarded agent is needed:\n{text}")
-        check(time.monotonic() - t0 < 10, "the refusal without an agent took over 10 s")
+        took, _ = sudo_refused(c, p, "without a forwarded agent", r"agent|ssh -A")
+        check(took < 10, f"the refusal without an agent took {took:.1f} s (over 10 s)")
 
     @scenario("ssh-sudo-ordinary-agent", enroll=())
     def ssh_sudo_ordinary_agent(c):
@@ -856,14 +862,8 @@ def register(st):
         p.expect(r"AGENT-HOLDS 256 SHA256:\S+ alice-ordinary \(ED25519\)", 10,
                  what="an agent in the session with only alice's ordinary key")
         p.expect(c.prompt("alice"), 5)
-        n0 = len(c.audit())
-        rc, text = remote_sudo(c, p, "alice")
-        check(rc != 0, f"sudo ran with only an ordinary key in the agent:\n{text}")
-        check(re.search(r"security[- ]key SSH key|sk-|registered", text, re.I),
-              f"the refusal does not say a registered security-key SSH key is needed:\n{text}")
-        recs = audit_after(c, n0, user="alice")
-        check([r for r in recs if r.get("result") not in ("success", None)],
-              f"no audit record of the refused sudo:\n{records_text(recs)}")
+        sudo_refused(c, p, "with only an ordinary key in the agent",
+                     r"security[- ]key SSH key|sk-|registered")
         p.sendline("ssh-agent -k >/dev/null")
         p.expect(c.prompt("alice"), 5)
 
@@ -888,30 +888,17 @@ def register(st):
               "the proxy recorded no signature (SIGN_RESPONSE): the agent was never asked")
         p.sendline("export SSH_AUTH_SOCK=~/replay.sock")
         p.expect(c.prompt("alice"), 5)
-        n0 = len(c.audit())
-        rc, text = remote_sudo(c, p, "alice")
-        check(rc != 0, f"sudo ran with a replayed signature:\n{text}")
-        recs = audit_after(c, n0, user="alice")
-        check([r for r in recs if r.get("result") not in ("success", None)],
-              f"no audit record of the refused replay:\n{records_text(recs)}")
+        sudo_refused(c, p, "with a replayed signature")
 
     def bad_agent(c, mode, bound):
         keys, p = sudo_session(c)
         p.sendline(f"{FAKE_AGENT} {mode} ~/bad.sock >/dev/null 2>&1 & sleep 0.5; "
                    "export SSH_AUTH_SOCK=~/bad.sock")
         p.expect(c.prompt("alice"), 5)
-        n0 = len(c.audit())
-        t0 = time.monotonic()
-        rc, text = remote_sudo(c, p, "alice", timeout=bound + 20)
-        took = time.monotonic() - t0
-        check(rc != 0, f"sudo ran with an agent that {mode}s:\n{text}")
+        took, _ = sudo_refused(c, p, f"with an agent that {mode}s", r"agent",
+                               timeout=bound + 20)
         check(took <= bound,
               f"sudo with an agent that {mode}s took {took:.1f} s (bound {bound} s)")
-        check(re.search(r"agent", text, re.I),
-              f"the refusal with an agent that {mode}s does not mention the agent:\n{text}")
-        recs = audit_after(c, n0, user="alice")
-        check([r for r in recs if r.get("result") not in ("success", None)],
-              f"no audit record of the refused sudo:\n{records_text(recs)}")
         ks.log(f"agent {mode}: refused after {took:.1f} s")
 
     @scenario("ssh-agent-garbage", enroll=())
