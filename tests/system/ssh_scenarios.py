@@ -434,11 +434,11 @@ def register(st):
             keys["alice_sk"] = desk_keygen(c, "id_ecdsa_sk", *sk_opts, pin=pin)
             opts = "verify-required " if "verify-required" in sk_opts else ""
             auth["alice"].append(opts + keys["alice_sk"])
-        # One password try: a refusal is one refusal, not three rounds of the agent. And
-        # the admin's step for sudo through the agent: sudo resets the environment its PAM
-        # modules getenv() from, so SSH_AUTH_SOCK must be kept (ssh-facts.md, issue 17).
-        c.write("/etc/sudoers.d/keyward-test", "Defaults passwd_tries=1\n"
-                "Defaults env_keep += \"SSH_AUTH_SOCK\"\n", mode="0440")
+        # One password try: a refusal is one refusal, not three rounds of the agent.
+        # Nothing else: Debian's default sudoers (env_reset, no env_keep for SSH_AUTH_SOCK)
+        # is what pam_keyward must work with; it finds the agent in the environment sudo
+        # was started with (/proc/self/environ; docs/ssh.md).
+        c.write("/etc/sudoers.d/keyward-test", "Defaults passwd_tries=1\n", mode="0440")
         for u, lines in auth.items():
             c.write(f"/home/{u}/.ssh/authorized_keys", "\n".join(lines) + "\n", mode="0600")
             c.run(["chown", f"{u}:{u}", f"/home/{u}/.ssh/authorized_keys"])
@@ -553,7 +553,8 @@ def register(st):
         running (exit 254); sudo inside `ssh -A` is started with SSH_AUTH_SOCK (its exec-time
         environment, /proc/PID/environ), a socket owned by the user in a 0700 directory.
         (What sudo's PAM modules getenv() is sudo's reset copy: SSH_AUTH_SOCK only with
-        `env_keep`, which the bench sets; measured with a probe module, docs/testbed.md.)"""
+        `env_keep`, which the bench does not set: pam_keyward reads the exec-time
+        environment; measured with a probe module, docs/testbed.md.)"""
         keys = bench(c)
         probe = f"{LIB}/probe"
         c.write(probe, "#!/bin/sh\n{ echo \"=== $PAM_SERVICE $PAM_TYPE $PAM_USER "
