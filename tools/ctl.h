@@ -64,6 +64,12 @@ struct AuditSealKey;
 struct AuditVerifyOptions;
 int ctl_audit_load_key(const char *prog, const char *path, bool explicit_path,
         struct AuditSealKey *k, struct AuditVerifyOptions *o, char **ret_note);
+/* ctl-audit.c, for the multi-host report: anchors from an --anchor argument (a line or a
+ * file of them), and HOST's anchors from a journal file or directory. */
+struct AuditAnchor;
+int ctl_audit_anchors_from_arg(const char *arg, struct AuditAnchor **list, size_t *n);
+int ctl_audit_anchors_from_journal(
+        const char *path, const char *host, struct AuditAnchor **list, size_t *n);
 /* ctl-common.c: USER's group names (primary group PRIMARY and supplementary ones), from
  * account_group_names() (lib/accounts.h: thread-safe, a failed lookup is an error). New
  * code calls that directly. -E2BIG past MAX groups. *RET is NULL-terminated. */
