@@ -77,6 +77,7 @@ typedef struct Fleet {
 	FleetElev *elev;
 	size_t n_elev;
 	bool truncated;
+	char **journals; /* --journal: anchors of the --host hosts too */
 	/* the host being read */
 	size_t cur;
 	ReportScan *scan;
@@ -413,6 +414,14 @@ static int read_file_host(Fleet *f, const char *arg)
 			return q; /* the message is printed */
 		}
 	}
+	/* The anchors the host sent to journald, where the collector's journal is given. */
+	for (char **j = f->journals; j && *j; j++) {
+		q = ctl_audit_anchors_from_journal(*j, name, &anchors, &n_anchors);
+		if (q < 0) {
+			audit_seal_key_clear(&key);
+			return q;
+		}
+	}
 	vo.anchors = anchors;
 	vo.n_anchors = n_anchors;
 
@@ -570,13 +579,6 @@ static int read_journal_host(Fleet *f, sd_journal *j, const char *path, const ch
 	Host *h;
 	int q;
 
-	if (host_known(f, host)) {
-		fprintf(stderr,
-		        "keywardctl report: host %s is given twice (--host and in the journal "
-		        "%s)\n",
-		        host, path);
-		return -EINVAL;
-	}
 	h = host_add(f, host, path);
 	if (!h || asprintf(&match, "_HOSTNAME=%s", host) < 0)
 		return -ENOMEM;
@@ -671,6 +673,11 @@ static int read_journal(Fleet *f, const char *path)
 	(void)strv_sort_uniq(names, strv_length(names));
 	for (char **n = names; n && *n; n++) {
 		size_t before = f->n_hosts;
+
+		/* Its trail is given (--host): the report has its verified records, and the
+		 * journal gave their anchors. */
+		if (host_known(f, *n))
+			continue;
 
 		q = read_journal_host(f, j, path, *n);
 		if (q < 0)
@@ -1050,7 +1057,8 @@ static int read_inputs(Fleet *f, char **args, int (*read)(Fleet *, const char *)
 
 int report_hosts_main(const ReportHostsArgs *a)
 {
-	_cleanup_(fleet_done) Fleet f = {.since = a->since, .until = a->until};
+	_cleanup_(fleet_done)
+	        Fleet f = {.since = a->since, .until = a->until, .journals = a->journals};
 	HostStatus worst = HOST_INTACT;
 	int (*emit)(FILE *, void *) = streq(a->format, "json")   ? emit_json
 	                              : streq(a->format, "csv")  ? emit_csv

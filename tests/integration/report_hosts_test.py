@@ -214,7 +214,7 @@ def case_nokey(env):
     check(re.search(r"^\? \S+ +\S+ +ws2 +unverifiable +bob ", out, re.M), "text '?' mark:\n" + out)
 
 
-def journal_entries(hosts):
+def journal_entries(hosts, anchor=None):
     """Export-format entries of HOSTS: j1 and j2's forwarded records (KEYWARD_* fields as
     keywardd sends them), j2 with a seq gap, and j3 that forwarded nothing of keyward's."""
     out = []
@@ -232,6 +232,10 @@ def journal_entries(hosts):
     rec("j2", 7, T0 + 500, "auth", "success", user="bob", service="sshd")
     rec("j2", 9, T0 + 2000, "session-bind", "success", user="bob", service="sshd", session="pid:2")
     out.append((T0 + 3000, {"_HOSTNAME": "j3", "MESSAGE": "unrelated"}))
+    # ws1 forwards its anchor, and a copy of a record: its trail is given with --host
+    if anchor:
+        out.append((T0 + 4000, at.anchor_fields(anchor, "ws1")))
+    rec("ws1", 3, T0 + 5000, "auth", "success", user="alice", service="sudo")
     out = sorted((x for x in out if x[1]["_HOSTNAME"] in hosts), key=lambda x: x[0])
     text = []
     for i, (ms, fields) in enumerate(out):
@@ -249,15 +253,21 @@ def case_journal(env):
     # journal-remote writes one file per run: one run per host gives the same layout.
     jdir = env.path("remote")
     os.makedirs(jdir)
-    for hosts in (["j1"], ["j2", "j3"]):
+    ws1 = env.host_dir("ws1")
+    anchor = env.ctl_run(["audit", "anchor", os.path.join(ws1, "audit.log")], 0).stdout.strip()
+    for hosts in (["j1"], ["j2", "j3"], ["ws1"]):
         path = os.path.join(jdir, "remote-%s.journal" % hosts[0])
-        p = subprocess.run([remote, "--output=" + path, "--split-mode=none", "-"], input=journal_entries(hosts),
+        p = subprocess.run([remote, "--output=" + path, "--split-mode=none", "-"],
+                           input=journal_entries(hosts, anchor),
                            capture_output=True, text=True, timeout=60)
         check(p.returncode == 0 and os.path.exists(path), "systemd-journal-remote: %s" % p.stderr)
     args = ["report", "--format", "json", "--journal", jdir]
     r = json.loads(env.ctl_run(args, 1).stdout)
     hosts = {h["host"]: h for h in r["hosts"]}
-    check(sorted(hosts) == ["j1", "j2"], "journal hosts: %s" % sorted(hosts))
+    check(sorted(hosts) == ["j1", "j2", "ws1"], "journal hosts: %s" % sorted(hosts))
+    # ws1 forwarded one record, but its anchor names seq 8: the rest did not arrive
+    check(hosts["ws1"]["status"] == "records-missing" and hosts["ws1"]["records"] == 1 and
+          "anchors reach seq 8 but its forwarded records end at seq 3" in hosts["ws1"]["reason"], str(hosts["ws1"]))
     check(hosts["j1"]["status"] == "journal-copy" and hosts["j1"]["verdict"] == "unverifiable (journal copy)",
           str(hosts["j1"]))
     check(hosts["j2"]["status"] == "records-missing" and hosts["j2"]["verdict"] == "records missing after seq 7",
@@ -265,11 +275,20 @@ def case_journal(env):
     elev = [(e["host"], e["user"], e["from"], e["trail"]) for e in r["elevations"]]
     check(elev == [("j1", "alice", "192.0.2.1", "journal-copy"), ("j2", "bob", "", "records-missing")],
           "journal elevations: %s" % elev)
-    check([(c["host"], c["user"]) for c in r["coverage"]] == [("j1", "alice"), ("j2", "bob")], str(r["coverage"]))
-    # with file hosts; a journal host named like a --host is refused
-    env.ctl_run(["report", "--host", "ws1=" + env.host_dir("ws1", anchors=True), "--journal", jdir], 1)
-    p = env.ctl_run(["report", "--host", "j1=" + env.path("ws1"), "--journal", jdir], 2)
-    check("j1 is given twice" in p.stderr, p.stderr)
+    check([(c["host"], c["user"]) for c in r["coverage"]] == [("j1", "alice"), ("j2", "bob"), ("ws1", "alice")],
+          str(r["coverage"]))
+    # ws1's trail given too: its verified records replace the journal's copies, and the
+    # anchor it forwarded is checked against the trail (no anchors file in its directory)
+    r = json.loads(env.ctl_run(args + ["--host", "ws1=" + ws1], 1).stdout)
+    hosts = [(h["host"], h["status"], h["records"]) for h in r["hosts"]]
+    check(hosts == [("ws1", "intact", len(HOSTS["ws1"]) + 4), ("j1", "journal-copy", 2),
+                    ("j2", "records-missing", 2)], "trail and journal: %s" % hosts)
+    check("1 of 1 anchor(s) matched" in r["hosts"][0]["reason"], r["hosts"][0]["reason"])
+    # the forwarded anchor catches a trail cut back to an earlier seal
+    lines = at.read_lines(os.path.join(ws1, "audit.log"))
+    at.write_lines(os.path.join(ws1, "audit.log"), lines[:-2])
+    r = json.loads(env.ctl_run(args + ["--host", "ws1=" + ws1], 1).stdout)
+    check(r["hosts"][0]["status"] == "broken", str(r["hosts"][0]))
 
 
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
