@@ -113,6 +113,8 @@ struct Manager {
 	struct PluggedSet *plugged;
 	/* (extension) removal state: proofs in flight, logind watches (daemon/removal.h). */
 	struct RemovalContext *removal;
+	/* (extension) the credential directory's periodic refresh (directory-source.h). */
+	struct DirectoryService *directory;
 
 	sd_event_source *sighup_source;
 	sd_event_source *sigterm_source;

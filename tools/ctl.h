@@ -30,6 +30,8 @@ int verb_doctor(int argc, char *argv[]);
 int verb_status(int argc, char *argv[]);
 /* ctl-audit.c: audit verify | show */
 int verb_audit(int argc, char *argv[]);
+/* ctl-directory.c: directory status | refresh | show */
+int verb_directory(int argc, char *argv[]);
 /* ctl-report.c: report */
 int verb_report(int argc, char *argv[]);
 /* ctl-audit.c helpers shared with ctl-report.c: the policy's trail and seal key paths

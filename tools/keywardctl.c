@@ -29,6 +29,7 @@ static const Verb verbs[] = {
         {"list", verb_list, "list registered security keys"},
         {"revoke", verb_revoke, "remove a registered security key"},
         {"import-pam-u2f", verb_import_pam_u2f, "import a pam_u2f authfile"},
+        {"directory", verb_directory, "the credential directory: cache status, refresh, show"},
         {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,352 @@
+/* directory-source.c: a login's directory look-up (worker thread, bounded, cache
+ * fallback with a maximum age) and the periodic refresh of the cache (directory-source.h). */
+#include "directory-source.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+#include "worker.h"
+
+static int dup_str(const char *s, char **ret)
+{
+	if (!s) {
+		*ret = NULL;
+		return 0;
+	}
+	*ret = strdup(s);
+	return *ret ? 0 : -ENOMEM;
+}
+
+void directory_config_done(PolicyDirectory *c)
+{
+	strv_free(c->uris);
+	free(c->base_dn);
+	free(c->user_filter);
+	free(c->bind_dn);
+	free(c->secret_file);
+	free(c->tls_ca_file);
+	free(c->tls_cert_file);
+	free(c->tls_key_file);
+	free(c->attribute);
+	*c = (PolicyDirectory){};
+}
+
+int directory_config_copy(const PolicyDirectory *src, PolicyDirectory *dst)
+{
+	PolicyDirectory c = {
+	        .configured = src->configured,
+	        .bind = src->bind,
+	        .timeout_ms = src->timeout_ms,
+	        .refresh_s = src->refresh_s,
+	        .cache_max_age_s = src->cache_max_age_s,
+	        .writable = src->writable,
+	};
+	int r = 0;
+
+	for (char *const *u = src->uris; u && *u && r >= 0; u++)
+		r = strv_extend(&c.uris, *u);
+	if (r < 0 || dup_str(src->base_dn, &c.base_dn) < 0 ||
+	        dup_str(src->user_filter, &c.user_filter) < 0 ||
+	        dup_str(src->bind_dn, &c.bind_dn) < 0 ||
+	        dup_str(src->secret_file, &c.secret_file) < 0 ||
+	        dup_str(src->tls_ca_file, &c.tls_ca_file) < 0 ||
+	        dup_str(src->tls_cert_file, &c.tls_cert_file) < 0 ||
+	        dup_str(src->tls_key_file, &c.tls_key_file) < 0 ||
+	        dup_str(src->attribute, &c.attribute) < 0) {
+		directory_config_done(&c);
+		return -ENOMEM;
+	}
+	*dst = c;
+	return 0;
+}
+
+static int set_copy(const CredentialSet *src, CredentialSet **ret)
+{
+	CredentialSet *s = NULL;
+	int r = credential_set_new(src->user, &s);
+
+	for (size_t i = 0; r >= 0 && i < src->n; i++)
+		r = creds_add(s, &src->items[i], 0);
+	if (r < 0) {
+		credential_set_free(s);
+		return r;
+	}
+	*ret = s;
+	return 0;
+}
+
+static void log_problems(const DirectoryUser *u)
+{
+	for (char **p = u->problems; p && *p; p++)
+		log_warning("Directory credential rejected: %s", *p);
+}
+
+DirectoryLogin *directory_login_free(DirectoryLogin *l)
+{
+	if (!l)
+		return NULL;
+	directory_config_done(&l->cfg);
+	free(l->state_dir);
+	free(l->rp_id);
+	free(l->user);
+	credential_set_free(l->local);
+	directory_user_free(l->dir);
+	free(l);
+	return NULL;
+}
+
+int directory_login_new(const PolicySettings *st, const char *user, PolicyCredSource source,
+        CredentialSet **local, DirectoryLogin **ret)
+{
+	DirectoryLogin *l = calloc(1, sizeof(*l));
+	_cleanup_directory_user_ DirectoryUser *cached = NULL;
+	CredentialSet *start = NULL;
+	int r;
+
+	if (!l)
+		return -ENOMEM;
+	l->source = source;
+	if (directory_config_copy(&st->directory, &l->cfg) < 0 ||
+	        dup_str(st->state_dir, &l->state_dir) < 0 || dup_str(st->rp_id, &l->rp_id) < 0 ||
+	        dup_str(user, &l->user) < 0) {
+		directory_login_free(l);
+		return -ENOMEM;
+	}
+	/* Until the thread has the answer: local and what the cache says (the known-key fast
+	 * path and the prompt's key count use it; the thread's answer replaces it). */
+	r = set_copy(*local, &start);
+	if (r >= 0 && directory_cache_load(st->state_dir, user, st->rp_id, &cached) >= 0)
+		r = directory_merge(&start, cached->set, source);
+	else if (r >= 0 && source == POLICY_CRED_SOURCE_DIRECTORY)
+		r = directory_merge(&start, NULL, source);
+	if (r < 0) {
+		credential_set_free(start);
+		directory_login_free(l);
+		return r;
+	}
+	l->local = *local;
+	*local = start;
+	*ret = l;
+	return 0;
+}
+
+static void format_age(uint64_t s, char *buf, size_t size)
+{
+	if (s >= 2 * 3600)
+		snprintf(buf, size, "%" PRIu64 " h", s / 3600);
+	else if (s >= 120)
+		snprintf(buf, size, "%" PRIu64 " min", s / 60);
+	else
+		snprintf(buf, size, "%" PRIu64 " s", s);
+}
+
+int directory_login_run(DirectoryLogin *l, CredentialSet **set)
+{
+	_cleanup_free_ char *error = NULL;
+	CredentialSet *merged = NULL;
+	const char *uri = l->cfg.uris && l->cfg.uris[0] ? l->cfg.uris[0] : "?";
+	int r;
+
+	r = directory_fetch(&l->cfg, l->rp_id, l->user, &l->dir, &error);
+	if (r >= 0) {
+		l->fresh = true;
+		log_problems(l->dir);
+		r = directory_cache_save(l->state_dir, l->dir);
+		if (r < 0)
+			log_warning_errno(r, "Cannot write the directory cache of %s in %s/%s: %m",
+			        l->user, l->state_dir, DIRECTORY_CACHE_SUBDIR);
+	} else if (r == -ENOMEM)
+		return r;
+	else {
+		uint64_t now = now_realtime_ms(), age_s;
+		char age[32], limit[32];
+
+		log_warning("Directory unreachable for %s's login: %s", l->user, strna(error));
+		r = directory_cache_load(l->state_dir, l->user, l->rp_id, &l->dir);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0) {
+			snprintf(l->message, sizeof(l->message),
+			        "The directory (%s) cannot be reached and no keys of %s are cached "
+			        "on this host; try again when it is back, or ask an administrator.",
+			        uri, l->user);
+			l->refused = true;
+			return -EACCES;
+		}
+		age_s = now > l->dir->fetched_ms ? (now - l->dir->fetched_ms) / 1000 : 0;
+		if (age_s > l->cfg.cache_max_age_s) {
+			format_age(age_s, age, sizeof(age));
+			format_age(l->cfg.cache_max_age_s, limit, sizeof(limit));
+			snprintf(l->message, sizeof(l->message),
+			        "The directory (%s) cannot be reached and the cached keys of %s "
+			        "are "
+			        "%s old (limit %s); try again when it is back, or ask an "
+			        "administrator.",
+			        uri, l->user, age, limit);
+			l->refused = true;
+			return -EACCES;
+		}
+		log_info("Using the cached directory keys of %s (%" PRIu64 " s old).", l->user,
+		        age_s);
+	}
+	r = set_copy(l->local, &merged);
+	if (r >= 0)
+		r = directory_merge(&merged, l->dir->set, l->source);
+	if (r < 0) {
+		credential_set_free(merged);
+		return r;
+	}
+	credential_set_free(*set);
+	*set = merged;
+	return 0;
+}
+
+/* ---- the periodic refresh ---- */
+
+typedef struct RefreshJob {
+	PolicyDirectory cfg;
+	char *state_dir, *rp_id;
+	unsigned ok, failed;
+} RefreshJob;
+
+struct DirectoryService {
+	sd_event *event;
+	sd_event_source *timer;
+	Worker *worker;
+	RefreshJob *job;
+	PolicyDirectory cfg; /* in force */
+	char *state_dir, *rp_id;
+};
+
+static void refresh_job_free(RefreshJob *j)
+{
+	if (!j)
+		return;
+	directory_config_done(&j->cfg);
+	free(j->state_dir);
+	free(j->rp_id);
+	free(j);
+}
+
+static void refresh_work(void *userdata)
+{
+	RefreshJob *j = ((DirectoryService *)userdata)->job;
+	_cleanup_strv_free_ char **users = NULL;
+
+	if (directory_cache_users(j->state_dir, &users) < 0)
+		return;
+	for (char **u = users; *u; u++) {
+		_cleanup_directory_user_ DirectoryUser *d = NULL;
+		_cleanup_free_ char *error = NULL;
+		int r = directory_fetch(&j->cfg, j->rp_id, *u, &d, &error);
+
+		if (r < 0) {
+			j->failed++;
+			log_warning("Directory refresh of %s failed: %s", *u, strna(error));
+			continue;
+		}
+		log_problems(d);
+		r = directory_cache_save(j->state_dir, d);
+		if (r < 0)
+			log_warning_errno(r, "Cannot write the directory cache of %s: %m", *u);
+		else
+			j->ok++;
+	}
+}
+
+static void refresh_done(void *userdata)
+{
+	DirectoryService *s = userdata;
+
+	log_debug(
+	        "Directory refresh: %u user(s) refreshed, %u failed.", s->job->ok, s->job->failed);
+	(void)worker_free(s->worker);
+	s->worker = NULL;
+	refresh_job_free(s->job);
+	s->job = NULL;
+}
+
+static int on_refresh(sd_event_source *src, uint64_t usec, void *userdata)
+{
+	DirectoryService *s = userdata;
+	RefreshJob *j;
+	int r;
+
+	(void)usec;
+	(void)sd_event_source_set_time_relative(src, (uint64_t)s->cfg.refresh_s * 1000000ULL);
+	(void)sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+	if (s->worker) /* the last one still runs (a slow server): skip this round */
+		return 0;
+	j = calloc(1, sizeof(*j));
+	if (!j || directory_config_copy(&s->cfg, &j->cfg) < 0 ||
+	        dup_str(s->state_dir, &j->state_dir) < 0 || dup_str(s->rp_id, &j->rp_id) < 0) {
+		refresh_job_free(j);
+		log_warning("Out of memory: directory refresh skipped.");
+		return 0;
+	}
+	s->job = j;
+	r = worker_start(s->event, refresh_work, refresh_done, s, &s->worker);
+	if (r < 0) {
+		log_warning_errno(r, "Cannot start the directory refresh: %m");
+		refresh_job_free(j);
+		s->job = NULL;
+	}
+	return 0;
+}
+
+int directory_service_new(sd_event *event, DirectoryService **ret)
+{
+	DirectoryService *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	s->event = sd_event_ref(event);
+	*ret = s;
+	return 0;
+}
+
+int directory_service_apply(DirectoryService *s, const PolicySettings *st)
+{
+	PolicyDirectory c = {};
+	int r;
+
+	if (!s)
+		return 0;
+	s->timer = sd_event_source_disable_unref(s->timer);
+	directory_config_done(&s->cfg);
+	if (!st->directory.configured)
+		return 0;
+	r = directory_config_copy(&st->directory, &c);
+	if (r < 0)
+		return r;
+	s->cfg = c;
+	free(s->state_dir);
+	free(s->rp_id);
+	if (dup_str(st->state_dir, &s->state_dir) < 0 || dup_str(st->rp_id, &s->rp_id) < 0)
+		return -ENOMEM;
+	r = sd_event_add_time_relative(s->event, &s->timer, CLOCK_MONOTONIC,
+	        (uint64_t)c.refresh_s * 1000000ULL, 0, on_refresh, s);
+	if (r < 0)
+		return r;
+	return sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+}
+
+DirectoryService *directory_service_free(DirectoryService *s)
+{
+	if (!s)
+		return NULL;
+	sd_event_source_disable_unref(s->timer);
+	if (s->worker && worker_free(s->worker))
+		refresh_job_free(s->job);
+	directory_config_done(&s->cfg);
+	free(s->state_dir);
+	free(s->rp_id);
+	sd_event_unref(s->event);
+	free(s);
+	return NULL;
+}

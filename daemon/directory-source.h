@@ -1,0 +1,50 @@
+/* directory-source.h: the credential directory in keywardd — the part of a login that
+ * asks the directory (on the login's worker thread, bounded by the policy's timeout, the
+ * cache when it cannot answer) and the periodic refresh of every cached user (its own
+ * worker thread), so that a revocation reaches this host within `refresh` seconds. The
+ * event loop never waits for the directory. Adapter layer: lib/directory.h, worker.h. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-event.h>
+
+#include "creds.h"
+#include "directory.h"
+#include "policy.h"
+
+/* What one login needs from the directory; made in the loop, run in the login's thread. */
+typedef struct DirectoryLogin {
+	PolicyDirectory cfg; /* a deep copy: a reload may free the policy meanwhile */
+	char *state_dir, *rp_id, *user;
+	PolicyCredSource source;
+	CredentialSet *local; /* the user's local credentials, as loaded */
+	/* results (the thread's) */
+	DirectoryUser *dir; /* fetched, or cached */
+	bool fresh;         /* the server answered */
+	bool refused;       /* neither the server nor a young enough cache */
+	char message[384];  /* the refusal, for the user and the log */
+} DirectoryLogin;
+
+/* In the loop: takes *LOCAL (the user's local set) and gives back in *LOCAL the set to
+ * start with (local and the cached directory credentials, per SOURCE) until the thread
+ * has the directory's answer. */
+int directory_login_new(const PolicySettings *st, const char *user, PolicyCredSource source,
+        CredentialSet **local, DirectoryLogin **ret);
+/* In the login's thread: asks the directory (bounded), else the cache; replaces *SET by
+ * the merged credentials. -EACCES (and ->refused, ->message) when the login must be
+ * refused. Logs each rejected value. */
+int directory_login_run(DirectoryLogin *l, CredentialSet **set);
+DirectoryLogin *directory_login_free(DirectoryLogin *l);
+
+/* Deep copies of the policy's directory group. */
+int directory_config_copy(const PolicyDirectory *src, PolicyDirectory *dst);
+void directory_config_done(PolicyDirectory *c);
+
+/* The periodic refresh. apply() (re)arms it from ST (at start and after each reload):
+ * every st->directory.refresh_s seconds a thread re-fetches each user in the cache. */
+typedef struct DirectoryService DirectoryService;
+int directory_service_new(sd_event *event, DirectoryService **ret);
+int directory_service_apply(DirectoryService *s, const PolicySettings *st);
+DirectoryService *directory_service_free(DirectoryService *s);

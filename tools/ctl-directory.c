@@ -1,0 +1,199 @@
+/* ctl-directory.c: keywardctl directory status | refresh [USER...] | show USER — the
+ * credential directory as this host sees it: what the cache holds and how old it is, a
+ * refresh of the cache now (as keywardd's periodic refresh does), one user's entry
+ * straight from the server with each rejected value, and a user's local registrations as
+ * directory values (export) (keyward.conf(5) DIRECTORY). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "directory.h"
+#include "policy.h"
+#include "util.h"
+
+static int load(Policy **ret)
+{
+	PolicyDiagnostics diags = {};
+	int r = policy_load_file(ctl_global.config_path, &diags, ret);
+
+	for (size_t i = 0; i < diags.n; i++)
+		if (diags.items[i].severity == POLICY_SEVERITY_ERROR)
+			fprintf(stderr, "%s:%u: error: %s\n", strna(diags.items[i].file),
+			        diags.items[i].line, strna(diags.items[i].message));
+	policy_diagnostics_clear(&diags);
+	if (r < 0) {
+		fprintf(stderr, "keywardctl: cannot load the policy %s (%s)\n",
+		        ctl_global.config_path, strerror(-r));
+		return r;
+	}
+	if (!policy_settings(*ret)->directory.configured) {
+		fprintf(stderr,
+		        "keywardctl: the policy %s has no 'directory' group in 'settings'\n",
+		        ctl_global.config_path);
+		policy_free(*ret);
+		*ret = NULL;
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static void print_user(const DirectoryUser *u)
+{
+	printf("%s: %s%s, %zu credential(s)\n", u->user, u->dn ? "entry " : "no entry",
+	        u->dn ? u->dn : "", u->set ? u->set->n : 0);
+	for (size_t i = 0; u->set && i < u->set->n; i++) {
+		const Credential *c = &u->set->items[i];
+		const DirectoryCounter *k = directory_user_counter(u, c->id);
+
+		printf("  %s id=%.24s%s rp_id=%s", c->label, c->id, strlen(c->id) > 24 ? "..." : "",
+		        c->rp_id);
+		if (k)
+			printf(" sign-counter=%" PRIu32, k->value);
+		printf("\n");
+	}
+	for (char **p = u->problems; p && *p; p++)
+		printf("  rejected: %s\n", *p);
+}
+
+static int cmd_status(const Policy *p)
+{
+	const PolicySettings *st = policy_settings(p);
+	_cleanup_strv_free_ char **users = NULL;
+	uint64_t now = now_realtime_ms();
+	int r;
+
+	printf("servers: ");
+	for (char **u = st->directory.uris; u && *u; u++)
+		printf("%s%s", *u, u[1] ? ", " : "\n");
+	printf("base: %s, attribute: %s, bind: %s, writable: %s\n", st->directory.base_dn,
+	        st->directory.attribute, policy_directory_bind_to_string(st->directory.bind),
+	        st->directory.writable ? "yes" : "no");
+	printf("timeout %" PRIu32 " ms, refresh every %" PRIu32 " s, cache kept %" PRIu32 " s\n",
+	        st->directory.timeout_ms, st->directory.refresh_s, st->directory.cache_max_age_s);
+	r = directory_cache_users(st->state_dir, &users);
+	if (r < 0) {
+		fprintf(stderr, "keywardctl: cannot list %s/%s: %s\n", st->state_dir,
+		        DIRECTORY_CACHE_SUBDIR, strerror(-r));
+		return CTL_EXIT_ERROR;
+	}
+	printf("cache (%s/%s): %zu user(s)\n", st->state_dir, DIRECTORY_CACHE_SUBDIR,
+	        strv_length(users));
+	for (char **u = users; *u; u++) {
+		_cleanup_directory_user_ DirectoryUser *d = NULL;
+		uint64_t age;
+
+		r = directory_cache_load(st->state_dir, *u, st->rp_id, &d);
+		if (r < 0) {
+			printf("  %s: unreadable cache (%s)\n", *u, strerror(-r));
+			continue;
+		}
+		age = now > d->fetched_ms ? (now - d->fetched_ms) / 1000 : 0;
+		printf("  %s: %zu credential(s), fetched %" PRIu64 " s ago from %s%s\n", *u,
+		        d->set->n, age, strna(d->uri),
+		        age > st->directory.cache_max_age_s ? " (TOO OLD: covered logins refused "
+		                                              "while the server is unreachable)"
+		                                            : "");
+	}
+	return CTL_EXIT_OK;
+}
+
+static int cmd_fetch(const Policy *p, char **users, bool save)
+{
+	const PolicySettings *st = policy_settings(p);
+	_cleanup_strv_free_ char **cached = NULL;
+	int ret = CTL_EXIT_OK;
+
+	if (!users || !*users) {
+		if (directory_cache_users(st->state_dir, &cached) < 0)
+			return CTL_EXIT_ERROR;
+		users = cached;
+	}
+	for (char **u = users; *u; u++) {
+		_cleanup_directory_user_ DirectoryUser *d = NULL;
+		_cleanup_free_ char *error = NULL;
+		int r;
+
+		if (!valid_user_name(*u)) {
+			fprintf(stderr, "keywardctl: \"%s\" is not a valid user name\n", *u);
+			ret = CTL_EXIT_USAGE;
+			continue;
+		}
+		r = directory_fetch(&st->directory, st->rp_id, *u, &d, &error);
+		if (r < 0) {
+			fprintf(stderr, "keywardctl: %s: %s\n", *u, error ? error : strerror(-r));
+			ret = CTL_EXIT_ERROR;
+			continue;
+		}
+		print_user(d);
+		if (save) {
+			r = directory_cache_save(st->state_dir, d);
+			if (r < 0) {
+				fprintf(stderr, "keywardctl: cannot write the cache of %s: %s\n",
+				        *u, strerror(-r));
+				ret = CTL_EXIT_ERROR;
+			}
+		}
+	}
+	return ret;
+}
+
+/* The local credentials of USER as directory attribute values (LDIF attribute lines):
+ * what an administrator adds to the user's entry to move a registration there. */
+static int cmd_export(const Policy *p, const char *user)
+{
+	const PolicySettings *st = policy_settings(p);
+	_cleanup_(credential_set_freep) CredentialSet *set = NULL;
+	_cleanup_free_ char *why = NULL;
+	int r;
+
+	r = creds_load_user(st->credentials_dir, user, &set, &why);
+	if (r < 0) {
+		fprintf(stderr, "keywardctl: %s\n", why ? why : strerror(-r));
+		return CTL_EXIT_ERROR;
+	}
+	for (size_t i = 0; i < set->n; i++) {
+		_cleanup_free_ char *v = NULL, *k = NULL;
+
+		if (directory_passkey_format(&set->items[i], &v) < 0 ||
+		        directory_keyward_format(&set->items[i], &k) < 0) {
+			fprintf(stderr, "keywardctl: %s: credential %s cannot be exported\n", user,
+			        set->items[i].label);
+			return CTL_EXIT_ERROR;
+		}
+		printf("%s: %s\n" DIRECTORY_ATTR_CREDENTIAL ": %s\n", st->directory.attribute, v,
+		        k);
+	}
+	return CTL_EXIT_OK;
+}
+
+int verb_directory(int argc, char *argv[])
+{
+	_cleanup_(policy_freep) Policy *p = NULL;
+
+	if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "-h")) {
+		printf("usage: keywardctl directory status\n"
+		       "       keywardctl directory refresh [USER...]\n"
+		       "       keywardctl directory show USER\n"
+		       "       keywardctl directory export USER\n");
+		return argc < 2 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
+	}
+	if (!streq(argv[1], "status") && !streq(argv[1], "refresh") && !streq(argv[1], "show") &&
+	        !streq(argv[1], "export")) {
+		fprintf(stderr, "keywardctl directory: unknown command '%s'\n", argv[1]);
+		return CTL_EXIT_USAGE;
+	}
+	if ((streq(argv[1], "show") || streq(argv[1], "export")) && argc != 3) {
+		fprintf(stderr, "keywardctl directory %s: name one user\n", argv[1]);
+		return CTL_EXIT_USAGE;
+	}
+	if (load(&p) < 0)
+		return CTL_EXIT_ERROR;
+	if (streq(argv[1], "status"))
+		return cmd_status(p);
+	if (streq(argv[1], "export"))
+		return cmd_export(p, argv[2]);
+	return cmd_fetch(p, argv + 2, streq(argv[1], "refresh"));
+}
