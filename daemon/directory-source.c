@@ -350,3 +350,116 @@ DirectoryService *directory_service_free(DirectoryService *s)
 	free(s);
 	return NULL;
 }
+
+/* ---- enrolment into the directory ---- */
+
+typedef struct EnrollJob {
+	PolicyDirectory cfg;
+	char *state_dir, *rp_id, *user;
+	CredentialSet *add; /* the one credential */
+	uint32_t max;
+	int r;
+	char message[384];
+	Worker *worker;
+	directory_write_done_fn done;
+	void *userdata;
+} EnrollJob;
+
+static void enroll_job_free(EnrollJob *j)
+{
+	directory_config_done(&j->cfg);
+	free(j->state_dir);
+	free(j->rp_id);
+	free(j->user);
+	credential_set_free(j->add);
+	free(j);
+}
+
+static void enroll_job_work(void *userdata)
+{
+	EnrollJob *j = userdata;
+	const Credential *c = &j->add->items[0];
+	_cleanup_directory_user_ DirectoryUser *u = NULL, *after = NULL;
+	_cleanup_free_ char *error = NULL, *value = NULL, *kw = NULL;
+
+	j->r = directory_fetch(&j->cfg, j->rp_id, j->user, &u, &error);
+	if (j->r < 0) {
+		snprintf(j->message, sizeof(j->message), "The directory cannot be reached: %s",
+		        strna(error));
+		return;
+	}
+	if (!u->dn) {
+		j->r = -ENOENT;
+		snprintf(j->message, sizeof(j->message),
+		        "%s has no entry in the directory (%s under %s).", j->user,
+		        j->cfg.user_filter, j->cfg.base_dn);
+		return;
+	}
+	if (creds_find_id(u->set, c->id) || creds_find_label(u->set, c->label)) {
+		j->r = -EEXIST;
+		snprintf(j->message, sizeof(j->message),
+		        "%s already has a credential with that id or label '%s' in the directory.",
+		        j->user, c->label);
+		return;
+	}
+	if (j->max > 0 && u->set->n >= j->max) {
+		j->r = -E2BIG;
+		snprintf(j->message, sizeof(j->message),
+		        "%s already has the most credentials the policy allows (in the directory).",
+		        j->user);
+		return;
+	}
+	j->r = directory_passkey_format(c, &value);
+	if (j->r >= 0)
+		j->r = directory_keyward_format(c, &kw);
+	if (j->r >= 0)
+		j->r = directory_add_values(&j->cfg, u->dn, j->cfg.attribute, value,
+		        DIRECTORY_ATTR_CREDENTIAL, kw, &error);
+	if (j->r < 0) {
+		snprintf(j->message, sizeof(j->message),
+		        "The directory refused the registration: %s",
+		        error ? error : strerror(-j->r));
+		return;
+	}
+	/* The cache as the directory now has it (the next login here needs no round trip to
+	 * see the new key when the server goes away). */
+	if (directory_fetch(&j->cfg, j->rp_id, j->user, &after, NULL) >= 0)
+		(void)directory_cache_save(j->state_dir, after);
+}
+
+static void enroll_job_done(void *userdata)
+{
+	EnrollJob *j = userdata;
+
+	j->done(j->r, j->message, j->userdata);
+	(void)worker_free(j->worker);
+	enroll_job_free(j);
+}
+
+int directory_enroll_start(sd_event *event, const PolicySettings *st, const char *user,
+        const Credential *c, uint32_t max, directory_write_done_fn done, void *userdata)
+{
+	EnrollJob *j = calloc(1, sizeof(*j));
+	int r;
+
+	if (!j)
+		return -ENOMEM;
+	j->max = max;
+	j->done = done;
+	j->userdata = userdata;
+	r = directory_config_copy(&st->directory, &j->cfg);
+	if (r >= 0 && (dup_str(st->state_dir, &j->state_dir) < 0 ||
+	                      dup_str(st->rp_id, &j->rp_id) < 0 || dup_str(user, &j->user) < 0))
+		r = -ENOMEM;
+	if (r >= 0)
+		r = credential_set_new(user, &j->add);
+	if (r >= 0)
+		r = creds_add(j->add, c, 0);
+	if (r >= 0)
+		r = worker_start(event, enroll_job_work, enroll_job_done, j, &j->worker);
+	if (r < 0) {
+		enroll_job_free(j);
+		return r;
+	}
+	return 0;
+}

@@ -48,3 +48,12 @@ typedef struct DirectoryService DirectoryService;
 int directory_service_new(sd_event *event, DirectoryService **ret);
 int directory_service_apply(DirectoryService *s, const PolicySettings *st);
 DirectoryService *directory_service_free(DirectoryService *s);
+
+/* Writes a new registration of USER to the directory (enrolment with `directory`): on a
+ * worker thread, reads the user's entry (it must exist; the id and label must be new there;
+ * at most MAX credentials), adds the passkey value and its keywardCredential value in ONE
+ * modify, and refreshes the user's cache. DONE(r, message, userdata) runs in the loop
+ * (message: why it failed, for the caller). */
+typedef void (*directory_write_done_fn)(int r, const char *message, void *userdata);
+int directory_enroll_start(sd_event *event, const PolicySettings *st, const char *user,
+        const Credential *c, uint32_t max, directory_write_done_fn done, void *userdata);

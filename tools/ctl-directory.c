@@ -169,6 +169,74 @@ static int cmd_export(const Policy *p, const char *user)
 	return CTL_EXIT_OK;
 }
 
+int ctl_directory_revoke(const char *user, const char *label_or_id)
+{
+	_cleanup_(policy_freep) Policy *p = NULL;
+	_cleanup_directory_user_ DirectoryUser *u = NULL;
+	_cleanup_free_ char *error = NULL, *value = NULL, *kw_value = NULL;
+	const char *attrs[3] = {}, *values[3] = {};
+	const PolicySettings *st;
+	const Credential *c;
+	int r;
+
+	if (!valid_user_name(user)) {
+		fprintf(stderr, "keywardctl: \"%s\" is not a valid user name\n", user);
+		return CTL_EXIT_USAGE;
+	}
+	if (load(&p) < 0)
+		return CTL_EXIT_ERROR;
+	st = policy_settings(p);
+	r = directory_fetch(&st->directory, st->rp_id, user, &u, &error);
+	if (r < 0) {
+		fprintf(stderr, "keywardctl: revoke: %s\n", error ? error : strerror(-r));
+		return CTL_EXIT_ERROR;
+	}
+	c = u->set ? creds_find(u->set, label_or_id) : NULL;
+	if (!u->dn || !c) {
+		fprintf(stderr, "keywardctl: revoke: %s has no credential '%s' in the directory\n",
+		        user, label_or_id);
+		return CTL_EXIT_FAILURE;
+	}
+	/* The exact values as stored: the passkey value whose id is C's, and its details. */
+	for (char **v = u->values; v && *v && !value; v++) {
+		Credential t = {};
+		if (directory_passkey_parse(*v, st->rp_id, "x", &t, NULL) >= 0 &&
+		        streq(t.id, c->id))
+			value = strdup(*v);
+		credential_done(&t);
+	}
+	for (char **v = u->keyward_values; v && *v && !kw_value; v++)
+		if (strncmp(*v, c->id, strlen(c->id)) == 0 && (*v)[strlen(c->id)] == ' ')
+			kw_value = strdup(*v);
+	if (!value) {
+		fprintf(stderr, "keywardctl: revoke: out of memory\n");
+		return CTL_EXIT_ERROR;
+	}
+	attrs[0] = st->directory.attribute;
+	values[0] = value;
+	if (kw_value) {
+		attrs[1] = DIRECTORY_ATTR_CREDENTIAL;
+		values[1] = kw_value;
+	}
+	r = directory_delete_values(&st->directory, u->dn, attrs, values, &error);
+	if (r < 0) {
+		fprintf(stderr, "keywardctl: revoke: %s\n",
+		        r == -ESTALE
+		                ? "the credential changed in the directory meanwhile; try again"
+		        : error ? error
+		                : strerror(-r));
+		return CTL_EXIT_ERROR;
+	}
+	/* This host's cache at once; the others at their next refresh. */
+	directory_user_free(u);
+	u = NULL;
+	if (directory_fetch(&st->directory, st->rp_id, user, &u, NULL) >= 0)
+		(void)directory_cache_save(st->state_dir, u);
+	if (!ctl_global.quiet)
+		printf("Revoked %s of %s in the directory.\n", label_or_id, user);
+	return CTL_EXIT_OK;
+}
+
 int verb_directory(int argc, char *argv[])
 {
 	_cleanup_(policy_freep) Policy *p = NULL;

@@ -32,6 +32,9 @@ int verb_status(int argc, char *argv[]);
 int verb_audit(int argc, char *argv[]);
 /* ctl-directory.c: directory status | refresh | show */
 int verb_directory(int argc, char *argv[]);
+/* `revoke --directory`: removes USER's credential LABEL_OR_ID from the directory (its
+ * passkey and keywardCredential values in one modify) and refreshes the cache. */
+int ctl_directory_revoke(const char *user, const char *label_or_id);
 /* ctl-report.c: report */
 int verb_report(int argc, char *argv[]);
 /* ctl-audit.c helpers shared with ctl-report.c: the policy's trail and seal key paths

@@ -350,19 +350,29 @@ def case_ldaps(args, slapd, keystate):
 
 
 def case_two_hosts(args, slapd, keystate):
-    """Enrol on host A, log in on host B; revoke in the directory and B refuses within
-    `refresh` seconds (B's periodic refresh, not a login, removes it from the cache)."""
-    a = setup_host(args, slapd, "A", keystate, refresh=2)
-    a.start()
-    a.enroll("--label", "k1")
-    publish(slapd, a, "root")
-    a.cleanup()
-    b = setup_host(args, slapd, "B", keystate, refresh=2)
+    """Enrol on host A into the directory (`enroll --directory`: keywardd writes the value),
+    log in on host B; revoke on A (`revoke --directory`) and B refuses within `refresh`
+    seconds (B's periodic refresh, not a login, removes it from B's cache)."""
+    a = setup_host(args, slapd, "A", keystate, refresh=2, extra="writable = true;")
+    b = None
     try:
+        a.start()
+        a.enroll("--label", "k1", "--directory")
+        check(not os.listdir(a.creds), "nothing stored locally")
+        vals = slapd.values("root", "passkey")
+        check(len(vals) == 1 and vals[0].startswith("passkey:"), f"the directory holds it: {vals}")
+        kw = slapd.values("root", "keywardCredential")
+        check(len(kw) == 1 and " label=k1 " in kw[0], f"keywardCredential: {kw}")
+        check(a.audit_find(event="enroll", result="success", detail="directory"), "enrolment audited")
+        # the same label again is refused by the directory's copy
+        r = a.enroll("--label", "k1", "--directory", expect=None)
+        check(r.returncode != 0, "a second k1 was accepted")
+        b = setup_host(args, slapd, "B", keystate, refresh=2, extra="writable = true;")
         b.start()
         r = b.authenticate()
-        check(r["granted"], f"host B login with A's registration: {r}")
-        slapd.modify(f"dn: uid=root,ou=people,{SUFFIX}\nchangetype: modify\ndelete: passkey\n-\n")
+        check(r["granted"] and r["cred"] == "k1", f"host B login with A's registration: {r}")
+        a.ctl("revoke", "root", "k1", "--directory")
+        check(not slapd.values("root", "passkey"), "the value is gone from the directory")
         t0 = time.monotonic()
         cache = os.path.join(b.state, "directory-cache", "root")
         while "passkey:" in open(cache).read():
@@ -372,7 +382,9 @@ def case_two_hosts(args, slapd, keystate):
         r = b.authenticate()
         check(not r["granted"] and r["reason"] == "not-enrolled", f"revoked: {r}")
     finally:
-        b.cleanup()
+        a.cleanup()
+        if b:
+            b.cleanup()
 
 
 def case_offline(args, slapd, keystate):
