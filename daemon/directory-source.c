@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fido.h>
+
+#include "fido-util.h"
 #include "log.h"
 #include "util.h"
 #include "worker.h"
@@ -204,6 +207,63 @@ int directory_login_run(DirectoryLogin *l, CredentialSet **set)
 	credential_set_free(*set);
 	*set = merged;
 	return 0;
+}
+
+void directory_login_counter(DirectoryLogin *l, const CredentialSet *set, const fido_assert_t *as)
+{
+	_cleanup_free_ char *id = NULL;
+	_cleanup_free_ uint8_t *pk = NULL;
+	const Credential *c;
+	uint32_t count;
+	size_t pk_len;
+
+	if (!l->cfg.writable || !l->fresh || !l->dir || !l->dir->dn || fido_assert_count(as) != 1 ||
+	        fido_assert_id_len(as, 0) == 0 ||
+	        base64_encode(fido_assert_id_ptr(as, 0), fido_assert_id_len(as, 0), &id) < 0)
+		return;
+	c = creds_find_id(set, id);
+	if (!c || !creds_find_id(l->dir->set, id) || base64_decode(c->public_key, &pk, &pk_len) < 0)
+		return; /* a local credential: its counter is local */
+	if (fido_assert_verify_raw(as, 0, c->cose_alg, pk, pk_len) != FIDO_OK)
+		return; /* the loop refuses it; nothing unverified touches the shared counter */
+	count = fido_assert_sigcount(as, 0);
+	for (unsigned try = 0; try < DIRECTORY_CAS_TRIES; try++) {
+		const DirectoryCounter *cur = directory_user_counter(l->dir, id);
+		_cleanup_free_ char *value = NULL, *error = NULL;
+		DirectoryUser *again = NULL;
+		int r;
+
+		if (cur && count <= cur->value) {
+			l->shared_clone = true;
+			l->shared_value = cur->value;
+			return;
+		}
+		if (count == 0)
+			return; /* a key that does not count: the policy's counter setting decides
+			         */
+		if (directory_counter_format(id, count, &value) < 0)
+			return;
+		r = directory_modify(&l->cfg, l->dir->dn, DIRECTORY_ATTR_COUNTER,
+		        cur ? cur->raw : NULL, value, &error);
+		if (r >= 0 || r == -EEXIST)
+			return;
+		if (r != -ESTALE) {
+			log_warning(
+			        "The shared sign counter of %s cannot be written (%s); the local "
+			        "counter alone decides.",
+			        l->user, error ? error : strerror(-r));
+			return;
+		}
+		/* Another host raised it first: read what it wrote, and compare again. */
+		log_info("Shared sign counter of %s changed meanwhile (try %u); reading it again.",
+		        l->user, try + 1);
+		if (directory_fetch(&l->cfg, l->rp_id, l->user, &again, NULL) < 0)
+			return;
+		directory_user_free(l->dir);
+		l->dir = again;
+	}
+	log_warning("The shared sign counter of %s kept changing; the local counter alone decides.",
+	        l->user);
 }
 
 /* ---- the periodic refresh ---- */
