@@ -4,6 +4,8 @@
  * straight from the server with each rejected value, and a user's local registrations as
  * directory values (export) (keyward.conf(5) DIRECTORY). */
 #include <errno.h>
+#include <stdarg.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +169,87 @@ static int cmd_export(const Policy *p, const char *user)
 		        k);
 	}
 	return CTL_EXIT_OK;
+}
+
+_printf_(4, 5) static int add_diag(
+        PolicyDiagnostics *d, PolicySeverity sev, const char *file, const char *fmt, ...)
+{
+	PolicyDiagnostic *items = reallocarray(d->items, d->n + 1, sizeof(*items));
+	char *msg = NULL, *f = strdup(file);
+	va_list ap;
+	int r;
+
+	if (items)
+		d->items = items;
+	va_start(ap, fmt);
+	r = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (!items || !f || r < 0) {
+		free(f);
+		return -ENOMEM;
+	}
+	items[d->n++] = (PolicyDiagnostic){.severity = sev, .file = f, .line = 0, .message = msg};
+	return sev == POLICY_SEVERITY_ERROR ? 1 : 0;
+}
+
+/* A file of the directory group: root's and not writable by others; SECRET: nor readable. */
+static int check_file(PolicyDiagnostics *d, const char *policy_file, const char *key,
+        const char *path, bool secret)
+{
+	const char *problem = NULL;
+	int fd;
+
+	if (!path)
+		return 0;
+	fd = safe_open(path,
+	        SAFE_FILE_DEFAULT |
+	                (secret ? SAFE_FILE_NO_GROUP_READ | SAFE_FILE_NO_WORLD_READ : 0),
+	        NULL, &problem);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	return add_diag(d, POLICY_SEVERITY_ERROR, policy_file,
+	        "directory %s %s cannot be used: %s%s", key, path,
+	        problem ? problem : strerror(-fd), secret ? " (it must be root's, mode 0600)" : "");
+}
+
+int ctl_directory_check(const Policy *p, PolicyDiagnostics *d)
+{
+	const PolicyDirectory *g = &policy_settings(p)->directory;
+	const char *file = policy_path(p);
+	const struct {
+		const char *key, *path;
+		bool secret;
+	} files[] = {
+	        {"secret_file", g->secret_file, true},
+	        {"tls_key_file", g->tls_key_file, true},
+	        {"tls_ca_file", g->tls_ca_file, false},
+	        {"tls_cert_file", g->tls_cert_file, false},
+	};
+	int errors = 0, r;
+
+	if (!g->configured)
+		return 0;
+	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+		r = check_file(d, file, files[i].key, files[i].path, files[i].secret);
+		if (r < 0)
+			return r;
+		errors += r;
+	}
+	if (!g->tls_ca_file)
+		for (char **u = g->uris; u && *u; u++)
+			if (strncmp(*u, "ldapi://", 8) != 0) {
+				r = add_diag(d, POLICY_SEVERITY_WARNING, file,
+				        "directory %s: no tls_ca_file, the system's CA "
+				        "certificates "
+				        "decide which server certificate is trusted",
+				        *u);
+				if (r < 0)
+					return r;
+				break;
+			}
+	return errors;
 }
 
 int ctl_directory_revoke(const char *user, const char *label_or_id)

@@ -327,6 +327,18 @@ def case_login(args, slapd, keystate):
         check(st.st_uid == 0 and (st.st_mode & 0o077) == 0, f"cache mode {oct(st.st_mode)}")
         check("passkey:" in open(cache).read(), "the cache holds the value")
         a.ctl("directory", "status")
+        # policy check validates the group's files: a readable secret file is refused, by
+        # the check and by keywardd (which then cannot bind: the cache stands in, the
+        # reason is logged)
+        a.ctl("policy", "check", "-c", a.conf)
+        secret = os.path.join(slapd.dir, "secret")
+        os.chmod(secret, 0o644)
+        r = a.ctl("policy", "check", "-c", a.conf, expect=1)
+        check("secret_file" in r.stderr and "mode 0600" in r.stderr, f"policy check: {r.stderr}")
+        r = a.authenticate()
+        check(r["granted"], f"the cache stands in: {r}")
+        check("secret_file" in a.log_text() and "world-readable" in a.log_text(), "the refused secret is logged")
+        os.chmod(secret, 0o600)
         # the same host with credentials = "local": the directory does not count
         a.write_policy(settings_extra=directory_group(slapd), rule_extra='credentials = "local";')
         a.daemon.send_signal(signal.SIGHUP)
