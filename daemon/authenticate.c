@@ -712,6 +712,8 @@ static void auth_work(DeviceOp *op)
 			        a->user);
 	}
 out:
+	if (a->dir && !a->reason && a->assert)
+		directory_login_counter(a->dir, a->set, a->assert);
 	pthread_mutex_destroy(&s.lock);
 	if (a->pin_fd >= 0) {
 		close(a->pin_fd);
@@ -1205,6 +1207,11 @@ static bool auth_verify(DeviceOp *op, AuthOutcome *o)
 			        "The sign counters in %s/counters cannot be read (%s).", state_dir,
 			        strerror(-r));
 			return false;
+		}
+		/* The highest counter any host saw (a writable directory): the same check. */
+		if (a->dir && a->dir->shared_clone && (!found || a->dir->shared_value > stored)) {
+			found = true;
+			stored = a->dir->shared_value;
 		}
 		if (count == 0 && (!found || stored == 0)) {
 			if (a->decision->counter != POLICY_COUNTER_ALLOW_ZERO) {

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fido.h>
+
+#include "fido-util.h"
 #include "log.h"
 #include "util.h"
 #include "worker.h"
@@ -206,6 +209,63 @@ int directory_login_run(DirectoryLogin *l, CredentialSet **set)
 	return 0;
 }
 
+void directory_login_counter(DirectoryLogin *l, const CredentialSet *set, const fido_assert_t *as)
+{
+	_cleanup_free_ char *id = NULL;
+	_cleanup_free_ uint8_t *pk = NULL;
+	const Credential *c;
+	uint32_t count;
+	size_t pk_len;
+
+	if (!l->cfg.writable || !l->fresh || !l->dir || !l->dir->dn || fido_assert_count(as) != 1 ||
+	        fido_assert_id_len(as, 0) == 0 ||
+	        base64_encode(fido_assert_id_ptr(as, 0), fido_assert_id_len(as, 0), &id) < 0)
+		return;
+	c = creds_find_id(set, id);
+	if (!c || !creds_find_id(l->dir->set, id) || base64_decode(c->public_key, &pk, &pk_len) < 0)
+		return; /* a local credential: its counter is local */
+	if (fido_assert_verify_raw(as, 0, c->cose_alg, pk, pk_len) != FIDO_OK)
+		return; /* the loop refuses it; nothing unverified touches the shared counter */
+	count = fido_assert_sigcount(as, 0);
+	for (unsigned try = 0; try < DIRECTORY_CAS_TRIES; try++) {
+		const DirectoryCounter *cur = directory_user_counter(l->dir, id);
+		_cleanup_free_ char *value = NULL, *error = NULL;
+		DirectoryUser *again = NULL;
+		int r;
+
+		if (cur && count <= cur->value) {
+			l->shared_clone = true;
+			l->shared_value = cur->value;
+			return;
+		}
+		if (count == 0)
+			return; /* a key that does not count: the policy's counter setting decides
+			         */
+		if (directory_counter_format(id, count, &value) < 0)
+			return;
+		r = directory_modify(&l->cfg, l->dir->dn, DIRECTORY_ATTR_COUNTER,
+		        cur ? cur->raw : NULL, value, &error);
+		if (r >= 0 || r == -EEXIST)
+			return;
+		if (r != -ESTALE) {
+			log_warning(
+			        "The shared sign counter of %s cannot be written (%s); the local "
+			        "counter alone decides.",
+			        l->user, error ? error : strerror(-r));
+			return;
+		}
+		/* Another host raised it first: read what it wrote, and compare again. */
+		log_info("Shared sign counter of %s changed meanwhile (try %u); reading it again.",
+		        l->user, try + 1);
+		if (directory_fetch(&l->cfg, l->rp_id, l->user, &again, NULL) < 0)
+			return;
+		directory_user_free(l->dir);
+		l->dir = again;
+	}
+	log_warning("The shared sign counter of %s kept changing; the local counter alone decides.",
+	        l->user);
+}
+
 /* ---- the periodic refresh ---- */
 
 typedef struct RefreshJob {
@@ -349,4 +409,117 @@ DirectoryService *directory_service_free(DirectoryService *s)
 	sd_event_unref(s->event);
 	free(s);
 	return NULL;
+}
+
+/* ---- enrolment into the directory ---- */
+
+typedef struct EnrollJob {
+	PolicyDirectory cfg;
+	char *state_dir, *rp_id, *user;
+	CredentialSet *add; /* the one credential */
+	uint32_t max;
+	int r;
+	char message[384];
+	Worker *worker;
+	directory_write_done_fn done;
+	void *userdata;
+} EnrollJob;
+
+static void enroll_job_free(EnrollJob *j)
+{
+	directory_config_done(&j->cfg);
+	free(j->state_dir);
+	free(j->rp_id);
+	free(j->user);
+	credential_set_free(j->add);
+	free(j);
+}
+
+static void enroll_job_work(void *userdata)
+{
+	EnrollJob *j = userdata;
+	const Credential *c = &j->add->items[0];
+	_cleanup_directory_user_ DirectoryUser *u = NULL, *after = NULL;
+	_cleanup_free_ char *error = NULL, *value = NULL, *kw = NULL;
+
+	j->r = directory_fetch(&j->cfg, j->rp_id, j->user, &u, &error);
+	if (j->r < 0) {
+		snprintf(j->message, sizeof(j->message), "The directory cannot be reached: %s",
+		        strna(error));
+		return;
+	}
+	if (!u->dn) {
+		j->r = -ENOENT;
+		snprintf(j->message, sizeof(j->message),
+		        "%s has no entry in the directory (%s under %s).", j->user,
+		        j->cfg.user_filter, j->cfg.base_dn);
+		return;
+	}
+	if (creds_find_id(u->set, c->id) || creds_find_label(u->set, c->label)) {
+		j->r = -EEXIST;
+		snprintf(j->message, sizeof(j->message),
+		        "%s already has a credential with that id or label '%s' in the directory.",
+		        j->user, c->label);
+		return;
+	}
+	if (j->max > 0 && u->set->n >= j->max) {
+		j->r = -E2BIG;
+		snprintf(j->message, sizeof(j->message),
+		        "%s already has the most credentials the policy allows (in the directory).",
+		        j->user);
+		return;
+	}
+	j->r = directory_passkey_format(c, &value);
+	if (j->r >= 0)
+		j->r = directory_keyward_format(c, &kw);
+	if (j->r >= 0)
+		j->r = directory_add_values(&j->cfg, u->dn, j->cfg.attribute, value,
+		        DIRECTORY_ATTR_CREDENTIAL, kw, &error);
+	if (j->r < 0) {
+		snprintf(j->message, sizeof(j->message),
+		        "The directory refused the registration: %s",
+		        error ? error : strerror(-j->r));
+		return;
+	}
+	/* The cache as the directory now has it (the next login here needs no round trip to
+	 * see the new key when the server goes away). */
+	if (directory_fetch(&j->cfg, j->rp_id, j->user, &after, NULL) >= 0)
+		(void)directory_cache_save(j->state_dir, after);
+}
+
+static void enroll_job_done(void *userdata)
+{
+	EnrollJob *j = userdata;
+
+	j->done(j->r, j->message, j->userdata);
+	(void)worker_free(j->worker);
+	enroll_job_free(j);
+}
+
+int directory_enroll_start(sd_event *event, const PolicySettings *st, const char *user,
+        const Credential *c, uint32_t max, directory_write_done_fn done, void *userdata)
+{
+	EnrollJob *j = calloc(1, sizeof(*j));
+	int r;
+
+	if (!j)
+		return -ENOMEM;
+	j->max = max;
+	j->done = done;
+	j->userdata = userdata;
+	r = directory_config_copy(&st->directory, &j->cfg);
+	if (r >= 0 && (dup_str(st->state_dir, &j->state_dir) < 0 ||
+	                      dup_str(st->rp_id, &j->rp_id) < 0 || dup_str(user, &j->user) < 0))
+		r = -ENOMEM;
+	if (r >= 0)
+		r = credential_set_new(user, &j->add);
+	if (r >= 0)
+		r = creds_add(j->add, c, 0);
+	if (r >= 0)
+		r = worker_start(event, enroll_job_work, enroll_job_done, j, &j->worker);
+	if (r < 0) {
+		enroll_job_free(j);
+		return r;
+	}
+	return 0;
 }

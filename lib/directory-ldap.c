@@ -338,3 +338,55 @@ int directory_modify(const PolicyDirectory *cfg, const char *dn, const char *att
 	conn_close(&c);
 	return r;
 }
+
+/* One modify of N mods, each OP of one value. */
+static int modify_values(const PolicyDirectory *cfg, const char *dn, int op, size_t n,
+        const char *const *attrs, const char *const *values, char **ret_error)
+{
+	struct berval bv[8], *vals[8][2];
+	LDAPMod mod[8], *mods[9] = {};
+	Conn c = {};
+	int rc, r;
+
+	if (n == 0 || n > 8)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		bv[i] = (struct berval){strlen(values[i]), (char *)values[i]};
+		vals[i][0] = &bv[i];
+		vals[i][1] = NULL;
+		mod[i] = (LDAPMod){.mod_op = op | LDAP_MOD_BVALUES, .mod_type = (char *)attrs[i]};
+		mod[i].mod_vals.modv_bvals = vals[i];
+		mods[i] = &mod[i];
+	}
+	r = conn_open(cfg, &c, ret_error);
+	if (r < 0)
+		return r;
+	(void)conn_arm(&c);
+	rc = ldap_modify_ext_s(c.ld, dn, mods, NULL, NULL);
+	if (rc == LDAP_NO_SUCH_ATTRIBUTE)
+		r = -ESTALE;
+	else if (rc == LDAP_TYPE_OR_VALUE_EXISTS)
+		r = -EEXIST;
+	else if (rc != LDAP_SUCCESS)
+		r = fail(ret_error, "%s: modify of %s failed: %s", c.uri, dn, ldap_err2string(rc));
+	conn_close(&c);
+	return r;
+}
+
+int directory_add_values(const PolicyDirectory *cfg, const char *dn, const char *attr1,
+        const char *value1, const char *attr2, const char *value2, char **ret_error)
+{
+	const char *attrs[] = {attr1, attr2}, *values[] = {value1, value2};
+
+	return modify_values(cfg, dn, LDAP_MOD_ADD, value2 ? 2 : 1, attrs, values, ret_error);
+}
+
+int directory_delete_values(const PolicyDirectory *cfg, const char *dn, const char *const *attrs,
+        const char *const *values, char **ret_error)
+{
+	size_t n = 0;
+
+	while (attrs[n] && values[n])
+		n++;
+	return modify_values(cfg, dn, LDAP_MOD_DELETE, n, attrs, values, ret_error);
+}

@@ -88,6 +88,15 @@ int directory_fetch(const PolicyDirectory *cfg, const char *rp_id, const char *u
 int directory_modify(const PolicyDirectory *cfg, const char *dn, const char *attribute,
         const char *del_value, const char *add_value, char **ret_error);
 
+/* One LDAP modify on DN adding VALUE1 to ATTR1 and VALUE2 to ATTR2 (a registration: its
+ * passkey value and its keywardCredential value, together or not at all). */
+int directory_add_values(const PolicyDirectory *cfg, const char *dn, const char *attr1,
+        const char *value1, const char *attr2, const char *value2, char **ret_error);
+/* Deletes each exact VALUE of ATTRS[i] (NULL-terminated lists of equal length) in ONE
+ * modify (a revocation). */
+int directory_delete_values(const PolicyDirectory *cfg, const char *dn, const char *const *attrs,
+        const char *const *values, char **ret_error);
+
 /* The cache: "<state_dir>/directory-cache/<user>", root-only, replaced atomically. */
 int directory_cache_path(const char *state_dir, const char *user, char **ret);
 int directory_cache_save(const char *state_dir, const DirectoryUser *u);

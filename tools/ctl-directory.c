@@ -4,6 +4,8 @@
  * straight from the server with each rejected value, and a user's local registrations as
  * directory values (export) (keyward.conf(5) DIRECTORY). */
 #include <errno.h>
+#include <stdarg.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +168,155 @@ static int cmd_export(const Policy *p, const char *user)
 		printf("%s: %s\n" DIRECTORY_ATTR_CREDENTIAL ": %s\n", st->directory.attribute, v,
 		        k);
 	}
+	return CTL_EXIT_OK;
+}
+
+_printf_(4, 5) static int add_diag(
+        PolicyDiagnostics *d, PolicySeverity sev, const char *file, const char *fmt, ...)
+{
+	PolicyDiagnostic *items = reallocarray(d->items, d->n + 1, sizeof(*items));
+	char *msg = NULL, *f = strdup(file);
+	va_list ap;
+	int r;
+
+	if (items)
+		d->items = items;
+	va_start(ap, fmt);
+	r = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (!items || !f || r < 0) {
+		free(f);
+		return -ENOMEM;
+	}
+	items[d->n++] = (PolicyDiagnostic){.severity = sev, .file = f, .line = 0, .message = msg};
+	return sev == POLICY_SEVERITY_ERROR ? 1 : 0;
+}
+
+/* A file of the directory group: root's and not writable by others; SECRET: nor readable. */
+static int check_file(PolicyDiagnostics *d, const char *policy_file, const char *key,
+        const char *path, bool secret)
+{
+	const char *problem = NULL;
+	int fd;
+
+	if (!path)
+		return 0;
+	fd = safe_open(path,
+	        SAFE_FILE_DEFAULT |
+	                (secret ? SAFE_FILE_NO_GROUP_READ | SAFE_FILE_NO_WORLD_READ : 0),
+	        NULL, &problem);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	return add_diag(d, POLICY_SEVERITY_ERROR, policy_file,
+	        "directory %s %s cannot be used: %s%s", key, path,
+	        problem ? problem : strerror(-fd), secret ? " (it must be root's, mode 0600)" : "");
+}
+
+int ctl_directory_check(const Policy *p, PolicyDiagnostics *d)
+{
+	const PolicyDirectory *g = &policy_settings(p)->directory;
+	const char *file = policy_path(p);
+	const struct {
+		const char *key, *path;
+		bool secret;
+	} files[] = {
+	        {"secret_file", g->secret_file, true},
+	        {"tls_key_file", g->tls_key_file, true},
+	        {"tls_ca_file", g->tls_ca_file, false},
+	        {"tls_cert_file", g->tls_cert_file, false},
+	};
+	int errors = 0, r;
+
+	if (!g->configured)
+		return 0;
+	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+		r = check_file(d, file, files[i].key, files[i].path, files[i].secret);
+		if (r < 0)
+			return r;
+		errors += r;
+	}
+	if (!g->tls_ca_file)
+		for (char **u = g->uris; u && *u; u++)
+			if (strncmp(*u, "ldapi://", 8) != 0) {
+				r = add_diag(d, POLICY_SEVERITY_WARNING, file,
+				        "directory %s: no tls_ca_file, the system's CA "
+				        "certificates "
+				        "decide which server certificate is trusted",
+				        *u);
+				if (r < 0)
+					return r;
+				break;
+			}
+	return errors;
+}
+
+int ctl_directory_revoke(const char *user, const char *label_or_id)
+{
+	_cleanup_(policy_freep) Policy *p = NULL;
+	_cleanup_directory_user_ DirectoryUser *u = NULL;
+	_cleanup_free_ char *error = NULL, *value = NULL, *kw_value = NULL;
+	const char *attrs[3] = {}, *values[3] = {};
+	const PolicySettings *st;
+	const Credential *c;
+	int r;
+
+	if (!valid_user_name(user)) {
+		fprintf(stderr, "keywardctl: \"%s\" is not a valid user name\n", user);
+		return CTL_EXIT_USAGE;
+	}
+	if (load(&p) < 0)
+		return CTL_EXIT_ERROR;
+	st = policy_settings(p);
+	r = directory_fetch(&st->directory, st->rp_id, user, &u, &error);
+	if (r < 0) {
+		fprintf(stderr, "keywardctl: revoke: %s\n", error ? error : strerror(-r));
+		return CTL_EXIT_ERROR;
+	}
+	c = u->set ? creds_find(u->set, label_or_id) : NULL;
+	if (!u->dn || !c) {
+		fprintf(stderr, "keywardctl: revoke: %s has no credential '%s' in the directory\n",
+		        user, label_or_id);
+		return CTL_EXIT_FAILURE;
+	}
+	/* The exact values as stored: the passkey value whose id is C's, and its details. */
+	for (char **v = u->values; v && *v && !value; v++) {
+		Credential t = {};
+		if (directory_passkey_parse(*v, st->rp_id, "x", &t, NULL) >= 0 &&
+		        streq(t.id, c->id))
+			value = strdup(*v);
+		credential_done(&t);
+	}
+	for (char **v = u->keyward_values; v && *v && !kw_value; v++)
+		if (strncmp(*v, c->id, strlen(c->id)) == 0 && (*v)[strlen(c->id)] == ' ')
+			kw_value = strdup(*v);
+	if (!value) {
+		fprintf(stderr, "keywardctl: revoke: out of memory\n");
+		return CTL_EXIT_ERROR;
+	}
+	attrs[0] = st->directory.attribute;
+	values[0] = value;
+	if (kw_value) {
+		attrs[1] = DIRECTORY_ATTR_CREDENTIAL;
+		values[1] = kw_value;
+	}
+	r = directory_delete_values(&st->directory, u->dn, attrs, values, &error);
+	if (r < 0) {
+		fprintf(stderr, "keywardctl: revoke: %s\n",
+		        r == -ESTALE
+		                ? "the credential changed in the directory meanwhile; try again"
+		        : error ? error
+		                : strerror(-r));
+		return CTL_EXIT_ERROR;
+	}
+	/* This host's cache at once; the others at their next refresh. */
+	directory_user_free(u);
+	u = NULL;
+	if (directory_fetch(&st->directory, st->rp_id, user, &u, NULL) >= 0)
+		(void)directory_cache_save(st->state_dir, u);
+	if (!ctl_global.quiet)
+		printf("Revoked %s of %s in the directory.\n", label_or_id, user);
 	return CTL_EXIT_OK;
 }
 

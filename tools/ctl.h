@@ -32,6 +32,14 @@ int verb_status(int argc, char *argv[]);
 int verb_audit(int argc, char *argv[]);
 /* ctl-directory.c: directory status | refresh | show */
 int verb_directory(int argc, char *argv[]);
+/* `revoke --directory`: removes USER's credential LABEL_OR_ID from the directory (its
+ * passkey and keywardCredential values in one modify) and refreshes the cache. */
+int ctl_directory_revoke(const char *user, const char *label_or_id);
+/* `policy check`: the directory group's files (secret_file and tls_key_file root's and
+ * 0600, the TLS files safe) as diagnostics of P's file; the number of errors added. */
+struct Policy;
+struct PolicyDiagnostics;
+int ctl_directory_check(const struct Policy *p, struct PolicyDiagnostics *d);
 /* ctl-report.c: report */
 int verb_report(int argc, char *argv[]);
 /* ctl-audit.c helpers shared with ctl-report.c: the policy's trail and seal key paths

@@ -209,12 +209,12 @@ homeDirectory: /home/{uid}
 class Host(dt.Env):
     """One keyward host: its own testbed (key + system bus), keywardd, state and trail."""
 
-    def __init__(self, args, name, keystate):
+    def __init__(self, args, name, keystate, bed_args=()):
         super().__init__(args)
         self.name = name
         envfile = os.path.join(self.tmp, "agent-env.json")
         conf = os.path.join(self.src, "dist", "org.keyward.Keyward1.conf")
-        self.bed_proc = subprocess.Popen([self.testbed, "--aaguid", dt.AAGUID, "--state", keystate, "--bus",
+        self.bed_proc = subprocess.Popen([self.testbed, "--aaguid", dt.AAGUID, "--state", keystate, *bed_args, "--bus",
                                           "--bus-policy", conf, "--", "/usr/bin/python3", os.path.abspath(__file__),
                                           "--agent", envfile], stdin=subprocess.PIPE)
         deadline = time.monotonic() + 20
@@ -286,8 +286,8 @@ def directory_group(slapd, uri=None, refresh=300, max_age=86400, timeout=1500, b
 	}};"""
 
 
-def setup_host(args, slapd, name, keystate, source="directory", **kw):
-    h = Host(args, name, keystate)
+def setup_host(args, slapd, name, keystate, source="directory", bed_args=(), **kw):
+    h = Host(args, name, keystate, bed_args)
     h.write_policy(settings_extra=directory_group(slapd, **kw), rule_extra=f'credentials = "{source}";')
     return h
 
@@ -327,6 +327,18 @@ def case_login(args, slapd, keystate):
         check(st.st_uid == 0 and (st.st_mode & 0o077) == 0, f"cache mode {oct(st.st_mode)}")
         check("passkey:" in open(cache).read(), "the cache holds the value")
         a.ctl("directory", "status")
+        # policy check validates the group's files: a readable secret file is refused, by
+        # the check and by keywardd (which then cannot bind: the cache stands in, the
+        # reason is logged)
+        a.ctl("policy", "check", "-c", a.conf)
+        secret = os.path.join(slapd.dir, "secret")
+        os.chmod(secret, 0o644)
+        r = a.ctl("policy", "check", "-c", a.conf, expect=1)
+        check("secret_file" in r.stderr and "mode 0600" in r.stderr, f"policy check: {r.stderr}")
+        r = a.authenticate()
+        check(r["granted"], f"the cache stands in: {r}")
+        check("secret_file" in a.log_text() and "world-readable" in a.log_text(), "the refused secret is logged")
+        os.chmod(secret, 0o600)
         # the same host with credentials = "local": the directory does not count
         a.write_policy(settings_extra=directory_group(slapd), rule_extra='credentials = "local";')
         a.daemon.send_signal(signal.SIGHUP)
@@ -350,19 +362,29 @@ def case_ldaps(args, slapd, keystate):
 
 
 def case_two_hosts(args, slapd, keystate):
-    """Enrol on host A, log in on host B; revoke in the directory and B refuses within
-    `refresh` seconds (B's periodic refresh, not a login, removes it from the cache)."""
-    a = setup_host(args, slapd, "A", keystate, refresh=2)
-    a.start()
-    a.enroll("--label", "k1")
-    publish(slapd, a, "root")
-    a.cleanup()
-    b = setup_host(args, slapd, "B", keystate, refresh=2)
+    """Enrol on host A into the directory (`enroll --directory`: keywardd writes the value),
+    log in on host B; revoke on A (`revoke --directory`) and B refuses within `refresh`
+    seconds (B's periodic refresh, not a login, removes it from B's cache)."""
+    a = setup_host(args, slapd, "A", keystate, refresh=2, extra="writable = true;")
+    b = None
     try:
+        a.start()
+        a.enroll("--label", "k1", "--directory")
+        check(not os.listdir(a.creds), "nothing stored locally")
+        vals = slapd.values("root", "passkey")
+        check(len(vals) == 1 and vals[0].startswith("passkey:"), f"the directory holds it: {vals}")
+        kw = slapd.values("root", "keywardCredential")
+        check(len(kw) == 1 and " label=k1 " in kw[0], f"keywardCredential: {kw}")
+        check(a.audit_find(event="enroll", result="success", detail="directory"), "enrolment audited")
+        # the same label again is refused by the directory's copy
+        r = a.enroll("--label", "k1", "--directory", expect=None)
+        check(r.returncode != 0, "a second k1 was accepted")
+        b = setup_host(args, slapd, "B", keystate, refresh=2, extra="writable = true;")
         b.start()
         r = b.authenticate()
-        check(r["granted"], f"host B login with A's registration: {r}")
-        slapd.modify(f"dn: uid=root,ou=people,{SUFFIX}\nchangetype: modify\ndelete: passkey\n-\n")
+        check(r["granted"] and r["cred"] == "k1", f"host B login with A's registration: {r}")
+        a.ctl("revoke", "root", "k1", "--directory")
+        check(not slapd.values("root", "passkey"), "the value is gone from the directory")
         t0 = time.monotonic()
         cache = os.path.join(b.state, "directory-cache", "root")
         while "passkey:" in open(cache).read():
@@ -372,7 +394,9 @@ def case_two_hosts(args, slapd, keystate):
         r = b.authenticate()
         check(not r["granted"] and r["reason"] == "not-enrolled", f"revoked: {r}")
     finally:
-        b.cleanup()
+        a.cleanup()
+        if b:
+            b.cleanup()
 
 
 def case_offline(args, slapd, keystate):
@@ -504,6 +528,85 @@ def case_injection(args, slapd, keystate):
         a.cleanup()
 
 
+def shared_counter(slapd):
+    vals = slapd.values("root", "keywardSignCount")
+    return vals, max((int(v.split()[1]) for v in vals), default=None)
+
+
+def case_counter(args, slapd, keystate):
+    """The shared sign counter (writable directory): each login raises keywardSignCount
+    with a compare-and-swap; two hosts' logins at the same moment both get through (the
+    loser of the race re-reads and retries); and a key whose counter is behind what
+    another host saw - a clone, or here the emulated key of host A whose counter copy did
+    not move while host B's did - is refused as a clone, which A's own local counter
+    would not have noticed."""
+    a = setup_host(args, slapd, "A", keystate, extra="writable = true;")
+    b = None
+    try:
+        a.start()
+        a.enroll("--label", "k1", "--directory")
+        check(a.authenticate()["granted"], "A login")
+        vals, n1 = shared_counter(slapd)
+        check(len(vals) == 1 and n1 and n1 > 0, f"shared counter after A: {vals}")
+        b = setup_host(args, slapd, "B", keystate, extra="writable = true;")
+        b.start()
+        for _ in range(3):
+            check(b.authenticate()["granted"], "B login")
+        vals, n2 = shared_counter(slapd)
+        check(len(vals) == 1 and n2 > n1, f"shared counter after B: {vals} (A left {n1})")
+        # both at once: the CAS race (one of them re-reads and retries)
+        results = {}
+
+        def login(h):
+            results[h.name] = h.authenticate()
+
+        ths = [threading.Thread(target=login, args=(h,)) for h in (b, b)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join()
+        vals, n3 = shared_counter(slapd)
+        check(len(vals) == 1 and n3 > n2, f"after the race: {vals}")
+        # A's key is behind B's: a clone as far as the fleet can tell
+        r = a.authenticate()
+        log(f"A after B: {r}")
+        check(not r["granted"] and r["reason"] == "clone", f"A's rewound counter was accepted: {r}")
+        check(a.audit_find(event="clone-alert", user="root"), "clone-alert audited on A")
+        check("CLONE ALERT" in a.log_text(), "clone logged on A")
+        vals2, n4 = shared_counter(slapd)
+        check(n4 == n3, f"a clone does not move the shared counter: {vals2}")
+        # The race itself, made certain: another host raises the shared counter while B's
+        # key waits for its touch (after B read it): B's compare-and-swap fails, B reads
+        # again and raises it past the other host's value.
+        b.cleanup()
+        b = setup_host(args, slapd, "B2", keystate, bed_args=("--touch-delay", "1500"), extra="writable = true;")
+        b.start()
+        # (B2's emulated key starts from the key state on disk, behind what B's copy
+        # reached: the administrator resets the shared counter first, as after a key
+        # replacement, so that B2's key is ahead of it.)
+        def cas(old, new):
+            slapd.modify(f"dn: uid=root,ou=people,{SUFFIX}\nchangetype: modify\ndelete: keywardSignCount\n"
+                         f"keywardSignCount: {old}\n-\nadd: keywardSignCount\nkeywardSignCount: {new}\n-\n")
+        cur = shared_counter(slapd)[0][0]
+        cid = cur.split()[0]
+        cas(cur, f"{cid} 1")
+        res = {}
+        t = threading.Thread(target=lambda: res.update(r=b.authenticate()))
+        t.start()
+        time.sleep(0.7)  # B2 has read "1" and waits for the touch
+        cas(f"{cid} 1", f"{cid} 2")  # another host wins the race
+        t.join()
+        log(f"B2 during the race: {res['r']}")
+        vals, n5 = shared_counter(slapd)
+        check("changed meanwhile" in b.log_text(), "B2 did not retry after losing the race")
+        check(res["r"]["granted"], f"B2 (ahead of the other host's 2): {res['r']}")
+        check(len(vals) == 1 and n5 > 2, f"B2 raised it past the other host's 2: {vals}")
+    finally:
+        a.cleanup()
+        if b:
+            b.cleanup()
+
+
 CASES = {
     "login": case_login,
     "ldaps": case_ldaps,
@@ -512,6 +615,7 @@ CASES = {
     "timeout": case_timeout,
     "malformed": case_malformed,
     "injection": case_injection,
+    "counter": case_counter,
 }
 
 
