@@ -7,7 +7,10 @@ without a key is "unverifiable (no key)", one without anchors "missing anchors";
 host name is refused; the forwarded journal (made by the real systemd-journal-remote) gives
 one host per _HOSTNAME, a sequence gap reported.
 
-Usage: report_hosts_test.py --ctl KEYWARDCTL CASE"""
+The case `real` uses trails written by the real library (audit-testtool) with forward-secure
+keys from `keywardctl audit setup-keys`.
+
+Usage: report_hosts_test.py --ctl KEYWARDCTL [--tool AUDIT-TESTTOOL] CASE"""
 
 import argparse
 import csv
@@ -64,6 +67,7 @@ HOSTS = {
 class Env:
     def __init__(self, args):
         self.ctl = args.ctl
+        self.tool = args.tool
         self.dir = tempfile.mkdtemp(prefix="keyward-report-hosts.")
 
     def path(self, *names):
@@ -291,12 +295,56 @@ def case_journal(env):
     check(r["hosts"][0]["status"] == "broken", str(r["hosts"][0]))
 
 
+def case_real(env):
+    """Two hosts' trails written by the library itself, forward-secure seals proved with
+    each host's verification key, anchors published; db1 edited afterwards."""
+    check(env.tool, "--tool AUDIT-TESTTOOL is required for this case")
+    dirs = {}
+    for name, user in (("ws1", "alice"), ("db1", "carol")):
+        d, state = env.path(name), env.path(name + "-state")
+        os.makedirs(d)
+        os.makedirs(env.path(name + "-creds"))
+        conf = env.path(name + ".conf")
+        with open(conf, "w") as f:
+            f.write('settings = { audit_log = "%s/audit.log"; state_dir = "%s"; credentials_dir = "%s"; };\n'
+                    'rules = ();\ndefault = { require = "none"; };\n' % (d, state, env.path(name + "-creds")))
+        env.ctl_run(["-c", conf, "audit", "setup-keys", "--output", os.path.join(d, "verification.key")], 0)
+        p = subprocess.run([env.tool, "append", "--log", os.path.join(d, "audit.log"), "--key",
+                            os.path.join(state, "audit-seal.key"), "--every", "8", "--count", "20", "--user", user],
+                           capture_output=True, text=True, timeout=60)
+        check(p.returncode == 0, "audit-testtool: %s" % p.stderr)
+        anchor = env.ctl_run(["audit", "anchor", os.path.join(d, "audit.log")], 0).stdout.strip()
+        with open(os.path.join(d, "anchors"), "w") as f:
+            f.write(anchor + "\n")
+        dirs[name] = d
+    log = os.path.join(dirs["db1"], "audit.log")
+    lines = at.read_lines(log)
+    i = next(i for i, l in enumerate(lines) if b'"reason":"no-touch"' in l)
+    lines[i] = lines[i].replace(b'"user":"carol"', b'"user":"carl"')
+    at.write_lines(log, lines)
+    bad_seq = json.loads(lines[i])["seq"]
+    args = ["report", "--format", "json", "--host", "ws1=" + dirs["ws1"], "--host", "db1=" + dirs["db1"]]
+    r = json.loads(env.ctl_run(args, 1).stdout)
+    hosts = {h["host"]: h for h in r["hosts"]}
+    check(hosts["ws1"]["status"] == "intact" and "forward-secure" in hosts["ws1"]["reason"], str(hosts["ws1"]))
+    check(hosts["db1"]["verdict"] == "broken at seq %d" % bad_seq, str(hosts["db1"]))
+    cov = sorted((c["host"], c["trail"], c["user"], c["success"], c["failure"]) for c in r["coverage"])
+    # 20 records each: every 4th a failure (no-touch); the edited one is counted for "carl"
+    check(cov == [("db1", "broken", "carl", 0, 1), ("db1", "broken", "carol", 15, 4),
+                  ("ws1", "intact", "alice", 15, 5)], "coverage: %s" % cov)
+    # without the verification key, the intact host is not proven
+    os.unlink(os.path.join(dirs["ws1"], "verification.key"))
+    r = json.loads(env.ctl_run(args, 1).stdout)
+    check(r["hosts"][0]["verdict"] == "unverifiable (no key)", str(r["hosts"][0]))
+
+
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ctl", required=True)
+    ap.add_argument("--tool")
     ap.add_argument("case", choices=sorted(CASES))
     args = ap.parse_args()
     env = Env(args)
