@@ -14,7 +14,6 @@ Usage: report_hosts_test.py --ctl KEYWARDCTL [--tool AUDIT-TESTTOOL] CASE"""
 
 import argparse
 import csv
-import io
 import json
 import os
 import re
