@@ -412,6 +412,8 @@ def case_offline(args, slapd, keystate):
         r = a.authenticate()
         check(r["granted"], f"offline login from the cache: {r}")
         check("Using the cached directory keys of root" in a.log_text(), "cache use logged")
+        out = a.ctl("directory", "status").stdout
+        check("last answer:" in out and "last error:" in out and slapd.uri in out, f"status: {out}")
         time.sleep(5)
         r = a.authenticate()
         check(not r["granted"] and r["reason"] == "directory-unavailable", f"too old: {r}")
