@@ -35,6 +35,7 @@ ADMIN_DN = "cn=admin," + SUFFIX
 ADMIN_PW = "adminsecret"
 SVC_DN = "cn=keyward,ou=services," + SUFFIX
 SVC_PW = "keywardsecret"
+ROOT_PEER = "gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth"
 TOOLS = ("openssl", "ldapmodify", "ldapsearch", SLAPD, SLAPADD)
 
 
@@ -126,7 +127,7 @@ olcDbMaxSize: 20971520
 olcRootDN: {ADMIN_DN}
 olcRootPW: {ADMIN_PW}
 olcAccess: {{0}}to attrs=userPassword by anonymous auth by * none
-olcAccess: {{1}}to attrs=passkey,keywardCredential,keywardSignCount by dn.exact="{SVC_DN}" write by * read
+olcAccess: {{1}}to attrs=passkey,keywardCredential,keywardSignCount by dn.exact="{SVC_DN}" write by dn.exact="{ROOT_PEER}" write by * read
 olcAccess: {{2}}to * by * read
 """)
         run([SLAPADD, "-n", "0", "-F", f"{d}/config", "-l", f"{d}/config.ldif"])
@@ -357,6 +358,22 @@ def case_ldaps(args, slapd, keystate):
         a.enroll("--label", "k1")
         publish(slapd, a, "root")
         check(a.authenticate()["granted"], "ldaps login")
+    finally:
+        a.cleanup()
+
+
+def case_ldapi_external(args, slapd, keystate):
+    """ldapi:// with SASL EXTERNAL (the peer credentials of root, no password anywhere):
+    enrolment writes into the directory and the login reads it back."""
+    a = setup_host(args, slapd, "A", keystate, uri=slapd.ldapi, bind="sasl-external",
+                   extra="writable = true;")
+    try:
+        a.start()
+        a.enroll("--label", "k1", "--directory")
+        check(slapd.values("root", "passkey"), "written over ldapi with SASL EXTERNAL")
+        r = a.authenticate()
+        check(r["granted"] and r["cred"] == "k1", f"login over ldapi: {r}")
+        check(shared_counter(slapd)[1], "the shared counter was written")
     finally:
         a.cleanup()
 
@@ -618,6 +635,7 @@ CASES = {
     "malformed": case_malformed,
     "injection": case_injection,
     "counter": case_counter,
+    "ldapi-external": case_ldapi_external,
 }
 
 
