@@ -3,6 +3,7 @@
 #include "directory-source.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +84,16 @@ static int set_copy(const CredentialSet *src, CredentialSet **ret)
 	return 0;
 }
 
+/* The status file is written from the login and refresh threads: one at a time. */
+static pthread_mutex_t status_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void status_note(const char *state_dir, const char *uri, const char *error)
+{
+	pthread_mutex_lock(&status_lock);
+	(void)directory_status_note(state_dir, uri, error);
+	pthread_mutex_unlock(&status_lock);
+}
+
 static void log_problems(const DirectoryUser *u)
 {
 	for (char **p = u->problems; p && *p; p++)
@@ -158,6 +169,7 @@ int directory_login_run(DirectoryLogin *l, CredentialSet **set)
 	r = directory_fetch(&l->cfg, l->rp_id, l->user, &l->dir, &error);
 	if (r >= 0) {
 		l->fresh = true;
+		status_note(l->state_dir, l->dir->uri, NULL);
 		log_problems(l->dir);
 		r = directory_cache_save(l->state_dir, l->dir);
 		if (r < 0)
@@ -170,6 +182,7 @@ int directory_login_run(DirectoryLogin *l, CredentialSet **set)
 		char age[32], limit[32];
 
 		log_warning("Directory unreachable for %s's login: %s", l->user, strna(error));
+		status_note(l->state_dir, NULL, strna(error));
 		r = directory_cache_load(l->state_dir, l->user, l->rp_id, &l->dir);
 		if (r == -ENOMEM)
 			return r;
@@ -308,8 +321,10 @@ static void refresh_work(void *userdata)
 		if (r < 0) {
 			j->failed++;
 			log_warning("Directory refresh of %s failed: %s", *u, strna(error));
+			status_note(j->state_dir, NULL, strna(error));
 			continue;
 		}
+		status_note(j->state_dir, d->uri, NULL);
 		log_problems(d);
 		r = directory_cache_save(j->state_dir, d);
 		if (r < 0)

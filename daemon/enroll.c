@@ -340,6 +340,16 @@ static void enroll_reply_error(
 		log_warning_errno(r, "Cannot reply to %s: %m", strna(op->sender));
 }
 
+/* The enrolment's record: who asked, for whom, which label, under which rule. */
+static void enroll_record_init(AuditRecord *rec, const EnrollData *e)
+{
+	rec->event = AUDIT_EVENT_ENROLL;
+	rec->actor = &e->actor;
+	rec->user = e->user;
+	rec->cred_label = e->label;
+	rec->rule = e->rule;
+}
+
 /* The directory's answer to a registration (directory-source.h), in the loop. */
 static void enroll_directory_done(int r, const char *message, void *userdata)
 {
@@ -347,14 +357,10 @@ static void enroll_directory_done(int r, const char *message, void *userdata)
 	Manager *m = e->dir_manager;
 	AuditRecord rec = AUDIT_RECORD_INIT;
 
-	rec.event = AUDIT_EVENT_ENROLL;
-	rec.actor = &e->actor;
-	rec.user = e->user;
-	rec.cred_label = e->label;
+	enroll_record_init(&rec, e);
 	rec.cred_id = e->dir_id;
 	rec.aaguid = e->dir_aaguid;
 	rec.device = e->dir_sysfs;
-	rec.rule = e->rule;
 	rec.detail = "directory";
 	if (r < 0) {
 		rec.result = AUDIT_RESULT_FAILURE;
@@ -427,11 +433,7 @@ static void enroll_complete(DeviceOp *op)
 	uint8_t aaguid[16] = {};
 	int r;
 
-	rec.event = AUDIT_EVENT_ENROLL;
-	rec.actor = &e->actor;
-	rec.user = e->user;
-	rec.cred_label = e->label;
-	rec.rule = e->rule;
+	enroll_record_init(&rec, e);
 	if (e->dev_path && manager_hidraw_to_syspath(m, e->dev_path, &sysfs) >= 0)
 		rec.device = sysfs;
 	else
@@ -596,11 +598,7 @@ static void enroll_abort(DeviceOp *op, const char *reason)
 	EnrollData *e = op->data;
 	AuditRecord rec = AUDIT_RECORD_INIT;
 
-	rec.event = AUDIT_EVENT_ENROLL;
-	rec.actor = &e->actor;
-	rec.user = e->user;
-	rec.cred_label = e->label;
-	rec.rule = e->rule;
+	enroll_record_init(&rec, e);
 	enroll_reply_error(op, &rec, reason, KEYWARD_BUS_ERROR_FAILED,
 	        streq(reason, "timeout") ? "The security key was not touched in time."
 	                                 : "Enrollment was cancelled.");

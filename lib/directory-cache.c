@@ -178,3 +178,85 @@ int directory_cache_users(const char *state_dir, char ***ret)
 	*ret = TAKE_PTR(l);
 	return 0;
 }
+
+void directory_status_done(DirectoryStatus *s)
+{
+	free(s->success_uri);
+	free(s->error);
+	*s = (DirectoryStatus){};
+}
+
+int directory_status_load(const char *state_dir, DirectoryStatus *ret)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL;
+	DirectoryStatus st = {};
+	char *save = NULL;
+	size_t len;
+	int r;
+
+	if (asprintf(&path, "%s/" DIRECTORY_CACHE_SUBDIR "/" DIRECTORY_STATUS_FILE, state_dir) < 0)
+		return -ENOMEM;
+	r = read_full_file_safe(path, SAFE_FILE_DEFAULT, 64 * 1024, &text, &len, NULL);
+	if (r < 0)
+		return r;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *sp = strchr(line, ' '), *end;
+		uint64_t ms;
+
+		if (!sp)
+			continue;
+		*sp++ = 0;
+		errno = 0;
+		ms = strtoull(sp, &end, 10);
+		if (errno || *end != ' ')
+			continue;
+		if (streq(line, "success")) {
+			st.success_ms = ms;
+			free(st.success_uri);
+			st.success_uri = strdup(end + 1);
+		} else if (streq(line, "error")) {
+			st.error_ms = ms;
+			free(st.error);
+			st.error = strdup(end + 1);
+		}
+	}
+	*ret = st;
+	return 0;
+}
+
+int directory_status_note(const char *state_dir, const char *uri, const char *error)
+{
+	_cleanup_free_ char *path = NULL, *dir = NULL, *text = NULL;
+	DirectoryStatus st = {};
+	uint64_t now = now_realtime_ms();
+	int r;
+
+	if (asprintf(&dir, "%s/" DIRECTORY_CACHE_SUBDIR, state_dir) < 0 ||
+	        asprintf(&path, "%s/" DIRECTORY_STATUS_FILE, dir) < 0)
+		return -ENOMEM;
+	r = mkdir_parents(dir, 0700);
+	if (r < 0)
+		return r;
+	(void)directory_status_load(state_dir, &st);
+	if (error) {
+		st.error_ms = now;
+		free(st.error);
+		st.error = strdup(error);
+	} else {
+		st.success_ms = now;
+		free(st.success_uri);
+		st.success_uri = strdup(strempty(uri));
+	}
+	/* one line each: no newline of a server's message gets in */
+	for (char *p = st.error; p && *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	if (asprintf(&text, "%s%" PRIu64 " %s\n%s%" PRIu64 " %s\n",
+	            st.success_ms ? "success " : "# ", st.success_ms, strempty(st.success_uri),
+	            st.error_ms ? "error " : "# ", st.error_ms, strempty(st.error)) < 0) {
+		directory_status_done(&st);
+		return -ENOMEM;
+	}
+	directory_status_done(&st);
+	return write_file_atomic(path, text, strlen(text), 0600);
+}

@@ -300,47 +300,10 @@ out:
 	return r;
 }
 
-int directory_modify(const PolicyDirectory *cfg, const char *dn, const char *attribute,
-        const char *del_value, const char *add_value, char **ret_error)
-{
-	struct berval del_bv, add_bv, *del_vals[] = {&del_bv, NULL}, *add_vals[] = {&add_bv, NULL};
-	LDAPMod del = {.mod_op = LDAP_MOD_DELETE | LDAP_MOD_BVALUES, .mod_type = (char *)attribute},
-	        add = {.mod_op = LDAP_MOD_ADD | LDAP_MOD_BVALUES, .mod_type = (char *)attribute};
-	LDAPMod *mods[3] = {};
-	size_t n = 0;
-	Conn c = {};
-	int rc, r;
-
-	if (!del_value && !add_value)
-		return -EINVAL;
-	if (del_value) {
-		del_bv = (struct berval){strlen(del_value), (char *)del_value};
-		del.mod_vals.modv_bvals = del_vals;
-		mods[n++] = &del;
-	}
-	if (add_value) {
-		add_bv = (struct berval){strlen(add_value), (char *)add_value};
-		add.mod_vals.modv_bvals = add_vals;
-		mods[n++] = &add;
-	}
-	r = conn_open(cfg, &c, ret_error);
-	if (r < 0)
-		return r;
-	(void)conn_arm(&c);
-	rc = ldap_modify_ext_s(c.ld, dn, mods, NULL, NULL);
-	if (rc == LDAP_NO_SUCH_ATTRIBUTE)
-		r = -ESTALE;
-	else if (rc == LDAP_TYPE_OR_VALUE_EXISTS)
-		r = -EEXIST;
-	else if (rc != LDAP_SUCCESS)
-		r = fail(ret_error, "%s: modify of %s on %s failed: %s", c.uri, attribute, dn,
-		        ldap_err2string(rc));
-	conn_close(&c);
-	return r;
-}
-
-/* One modify of N mods, each OP of one value. */
-static int modify_values(const PolicyDirectory *cfg, const char *dn, int op, size_t n,
+/* One modify of N mods: OPS[i] (LDAP_MOD_ADD or _DELETE) of the one value VALUES[i] of
+ * ATTRS[i]. All or nothing: a delete of a value no longer there fails the whole modify
+ * (-ESTALE), an add of one already there too (-EEXIST). */
+static int modify_values(const PolicyDirectory *cfg, const char *dn, size_t n, const int *ops,
         const char *const *attrs, const char *const *values, char **ret_error)
 {
 	struct berval bv[8], *vals[8][2];
@@ -354,7 +317,8 @@ static int modify_values(const PolicyDirectory *cfg, const char *dn, int op, siz
 		bv[i] = (struct berval){strlen(values[i]), (char *)values[i]};
 		vals[i][0] = &bv[i];
 		vals[i][1] = NULL;
-		mod[i] = (LDAPMod){.mod_op = op | LDAP_MOD_BVALUES, .mod_type = (char *)attrs[i]};
+		mod[i] = (LDAPMod){
+		        .mod_op = ops[i] | LDAP_MOD_BVALUES, .mod_type = (char *)attrs[i]};
 		mod[i].mod_vals.modv_bvals = vals[i];
 		mods[i] = &mod[i];
 	}
@@ -377,16 +341,37 @@ int directory_add_values(const PolicyDirectory *cfg, const char *dn, const char 
         const char *value1, const char *attr2, const char *value2, char **ret_error)
 {
 	const char *attrs[] = {attr1, attr2}, *values[] = {value1, value2};
+	const int ops[] = {LDAP_MOD_ADD, LDAP_MOD_ADD};
 
-	return modify_values(cfg, dn, LDAP_MOD_ADD, value2 ? 2 : 1, attrs, values, ret_error);
+	return modify_values(cfg, dn, value2 ? 2 : 1, ops, attrs, values, ret_error);
 }
 
 int directory_delete_values(const PolicyDirectory *cfg, const char *dn, const char *const *attrs,
         const char *const *values, char **ret_error)
 {
+	const int ops[] = {LDAP_MOD_DELETE, LDAP_MOD_DELETE, LDAP_MOD_DELETE, LDAP_MOD_DELETE,
+	        LDAP_MOD_DELETE, LDAP_MOD_DELETE, LDAP_MOD_DELETE, LDAP_MOD_DELETE};
 	size_t n = 0;
 
-	while (attrs[n] && values[n])
+	while (n < ELEMENTSOF(ops) && attrs[n] && values[n])
 		n++;
-	return modify_values(cfg, dn, LDAP_MOD_DELETE, n, attrs, values, ret_error);
+	return modify_values(cfg, dn, n, ops, attrs, values, ret_error);
+}
+
+int directory_modify(const PolicyDirectory *cfg, const char *dn, const char *attribute,
+        const char *del_value, const char *add_value, char **ret_error)
+{
+	const char *attrs[] = {attribute, attribute}, *values[2];
+	int ops[2];
+	size_t n = 0;
+
+	if (del_value) {
+		ops[n] = LDAP_MOD_DELETE;
+		values[n++] = del_value;
+	}
+	if (add_value) {
+		ops[n] = LDAP_MOD_ADD;
+		values[n++] = add_value;
+	}
+	return modify_values(cfg, dn, n, ops, attrs, values, ret_error);
 }

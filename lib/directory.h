@@ -107,6 +107,18 @@ int directory_cache_remove(const char *state_dir, const char *user);
 /* Users with a cache file, sorted. */
 int directory_cache_users(const char *state_dir, char ***ret);
 
+/* The last contact with the directory, for `keywardctl directory status`:
+ * "<state_dir>/directory-cache/.status" with "success <ms> <uri>" and "error <ms> <text>"
+ * lines. note() replaces one line (ERROR NULL: a success via URI); callers serialise. */
+#define DIRECTORY_STATUS_FILE ".status"
+typedef struct DirectoryStatus {
+	uint64_t success_ms, error_ms;
+	char *success_uri, *error;
+} DirectoryStatus;
+int directory_status_note(const char *state_dir, const char *uri, const char *error);
+int directory_status_load(const char *state_dir, DirectoryStatus *ret);
+void directory_status_done(DirectoryStatus *s);
+
 /* Merges the credentials of SOURCE into DST (LOCAL: DST unchanged; DIRECTORY: DST
  * replaced by DIR's; BOTH: DIR's added, a credential id already in DST kept as DST has it,
  * a clashing label renamed "dir-<n>"). */

@@ -2360,6 +2360,11 @@ int policy_decision_explain(const PolicyDecision *d, char **ret)
 		                ? "must increase, except that keys always reporting 0 are tolerated"
 		                : "must increase (a rewound counter is refused as a possible "
 		                  "clone)");
+		if (d->credentials != POLICY_CRED_SOURCE_LOCAL)
+			fprintf(f, "Registered keys from: %s\n",
+			        d->credentials == POLICY_CRED_SOURCE_DIRECTORY
+			                ? "the directory (or its cache) only"
+			                : "the local files and the directory (or its cache)");
 		fprintf(f, "Elevation without a password prompt (sudo's cached timestamp): %s\n",
 		        d->cached_elevation == POLICY_CACHED_ELEVATION_TOUCH
 		                ? "a fresh touch of the key every time"

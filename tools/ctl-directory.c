@@ -75,6 +75,22 @@ static int cmd_status(const Policy *p)
 	        st->directory.writable ? "yes" : "no");
 	printf("timeout %" PRIu32 " ms, refresh every %" PRIu32 " s, cache kept %" PRIu32 " s\n",
 	        st->directory.timeout_ms, st->directory.refresh_s, st->directory.cache_max_age_s);
+	{
+		DirectoryStatus ds = {};
+
+		if (directory_status_load(st->state_dir, &ds) >= 0) {
+			if (ds.success_ms)
+				printf("last answer: %" PRIu64 " s ago from %s\n",
+				        now > ds.success_ms ? (now - ds.success_ms) / 1000 : 0,
+				        strna(ds.success_uri));
+			if (ds.error_ms)
+				printf("last error: %" PRIu64 " s ago: %s\n",
+				        now > ds.error_ms ? (now - ds.error_ms) / 1000 : 0,
+				        strna(ds.error));
+			directory_status_done(&ds);
+		} else
+			printf("last answer: none recorded\n");
+	}
 	r = directory_cache_users(st->state_dir, &users);
 	if (r < 0) {
 		fprintf(stderr, "keywardctl: cannot list %s/%s: %s\n", st->state_dir,
@@ -126,9 +142,13 @@ static int cmd_fetch(const Policy *p, char **users, bool save)
 		r = directory_fetch(&st->directory, st->rp_id, *u, &d, &error);
 		if (r < 0) {
 			fprintf(stderr, "keywardctl: %s: %s\n", *u, error ? error : strerror(-r));
+			if (save)
+				(void)directory_status_note(st->state_dir, NULL, strna(error));
 			ret = CTL_EXIT_ERROR;
 			continue;
 		}
+		if (save)
+			(void)directory_status_note(st->state_dir, d->uri, NULL);
 		print_user(d);
 		if (save) {
 			r = directory_cache_save(st->state_dir, d);

@@ -410,7 +410,8 @@ static const BadCase bad_cases[] = {
         {"rules = (\n  { name = \"a\"; require = \"key\"; colour = 1; }\n);\n" DEF, 2,
                 "unknown key 'colour' in rule 'a' (expected one of: name, match, require, reason, "
                 "on_remote, user_verification, user_presence, aaguid_allow, aaguid_deny, "
-                "attestation, trust_anchors, counter, cached_elevation, credentials, removal, lockout)"},
+                "attestation, trust_anchors, counter, cached_elevation, credentials, removal, "
+                "lockout)"},
         {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { user = \"x\"; }; "
          "}\n);\n" DEF,
                 3,

@@ -35,6 +35,7 @@ ADMIN_DN = "cn=admin," + SUFFIX
 ADMIN_PW = "adminsecret"
 SVC_DN = "cn=keyward,ou=services," + SUFFIX
 SVC_PW = "keywardsecret"
+ROOT_PEER = "gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth"
 TOOLS = ("openssl", "ldapmodify", "ldapsearch", SLAPD, SLAPADD)
 
 
@@ -126,7 +127,7 @@ olcDbMaxSize: 20971520
 olcRootDN: {ADMIN_DN}
 olcRootPW: {ADMIN_PW}
 olcAccess: {{0}}to attrs=userPassword by anonymous auth by * none
-olcAccess: {{1}}to attrs=passkey,keywardCredential,keywardSignCount by dn.exact="{SVC_DN}" write by * read
+olcAccess: {{1}}to attrs=passkey,keywardCredential,keywardSignCount by dn.exact="{SVC_DN}" write by dn.exact="{ROOT_PEER}" write by * read
 olcAccess: {{2}}to * by * read
 """)
         run([SLAPADD, "-n", "0", "-F", f"{d}/config", "-l", f"{d}/config.ldif"])
@@ -361,6 +362,22 @@ def case_ldaps(args, slapd, keystate):
         a.cleanup()
 
 
+def case_ldapi_external(args, slapd, keystate):
+    """ldapi:// with SASL EXTERNAL (the peer credentials of root, no password anywhere):
+    enrolment writes into the directory and the login reads it back."""
+    a = setup_host(args, slapd, "A", keystate, uri=slapd.ldapi, bind="sasl-external",
+                   extra="writable = true;")
+    try:
+        a.start()
+        a.enroll("--label", "k1", "--directory")
+        check(slapd.values("root", "passkey"), "written over ldapi with SASL EXTERNAL")
+        r = a.authenticate()
+        check(r["granted"] and r["cred"] == "k1", f"login over ldapi: {r}")
+        check(shared_counter(slapd)[1], "the shared counter was written")
+    finally:
+        a.cleanup()
+
+
 def case_two_hosts(args, slapd, keystate):
     """Enrol on host A into the directory (`enroll --directory`: keywardd writes the value),
     log in on host B; revoke on A (`revoke --directory`) and B refuses within `refresh`
@@ -412,6 +429,8 @@ def case_offline(args, slapd, keystate):
         r = a.authenticate()
         check(r["granted"], f"offline login from the cache: {r}")
         check("Using the cached directory keys of root" in a.log_text(), "cache use logged")
+        out = a.ctl("directory", "status").stdout
+        check("last answer:" in out and "last error:" in out and slapd.uri in out, f"status: {out}")
         time.sleep(5)
         r = a.authenticate()
         check(not r["granted"] and r["reason"] == "directory-unavailable", f"too old: {r}")
@@ -616,6 +635,7 @@ CASES = {
     "malformed": case_malformed,
     "injection": case_injection,
     "counter": case_counter,
+    "ldapi-external": case_ldapi_external,
 }
 
 
