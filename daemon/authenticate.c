@@ -12,6 +12,7 @@
 
 #include "attestation.h"
 #include "device-op.h"
+#include "directory-source.h"
 #include "fido-util.h"
 #include "lockout.h"
 #include "log.h"
@@ -46,6 +47,9 @@ typedef struct AuthData {
 	char *only_device;
 	char **paths;       /* the plugged keys when the request came (NULL: enumerate) */
 	CredentialSet *set; /* the user's credentials (worker reads ids/rp ids only) */
+	/* The directory's part of the login (directory-source.h): the worker asks the
+	 * directory (or its cache) first and replaces `set` with the merged credentials. */
+	DirectoryLogin *dir;
 	/* The known key (fast path): the plugged key that made this user's last verified
 	 * assertion with credential known_id (still registered), asked directly first. */
 	char *known_path;
@@ -89,6 +93,7 @@ static void auth_data_free(AuthData *a)
 	if (a->pin_fd >= 0)
 		close(a->pin_fd);
 	credential_set_free(a->set);
+	directory_login_free(a->dir);
 	free(a->dev_path);
 	free(a->rp_id);
 	fido_assert_free(&a->assert);
@@ -626,6 +631,23 @@ static void auth_work(DeviceOp *op)
 	int refused_status = FIDO_OK; /* a key that refused the search (not "none held") */
 	unsigned n_unopened = 0;
 
+	if (a->dir) {
+		int r = directory_login_run(a->dir, &a->set);
+
+		if (r < 0) {
+			auth_fail(a, a->dir->refused ? "directory-unavailable" : "error", "%s",
+			        a->dir->refused ? a->dir->message
+			                        : "The directory credentials cannot be used.");
+			goto out;
+		}
+		if (a->set->n == 0) {
+			auth_fail(a, "not-enrolled",
+			        "No security key is registered for %s; ask an administrator to "
+			        "enroll one.",
+			        a->user);
+			goto out;
+		}
+	}
 	/* The plugged keys the loop handed over; without a kept set, libfido2 lists them. */
 	if (!a->paths && plugged_enumerate(AUTH_MAX_DEVICES, &a->paths) < 0) {
 		auth_fail(a, "error", "Out of memory.");
@@ -699,6 +721,8 @@ static void auth_work(DeviceOp *op)
 			        a->user);
 	}
 out:
+	if (a->dir && !a->reason && a->assert)
+		directory_login_counter(a->dir, a->set, a->assert);
 	pthread_mutex_destroy(&s.lock);
 	if (a->pin_fd >= 0) {
 		close(a->pin_fd);
@@ -1256,6 +1280,11 @@ static bool auth_counter_check(Manager *m, AuthData *a, const Credential *c, con
 			        strerror(-r));
 			return false;
 		}
+		/* The highest counter any host saw (a writable directory): the same check. */
+		if (a->dir && a->dir->shared_clone && (!found || a->dir->shared_value > stored)) {
+			found = true;
+			stored = a->dir->shared_value;
+		}
 		if (count == 0 && (!found || stored == 0)) {
 			if (a->decision->counter != POLICY_COUNTER_ALLOW_ZERO) {
 				o->reason = "clone";
@@ -1670,7 +1699,14 @@ static int auth_start(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	}
 	/* SSH keys (type=ssh-sk) have no key handle: a local key login never offers them. */
 	creds_keep_type(a->set, CRED_TYPE_FIDO2);
-	if (a->set->n == 0) {
+	if (d->credentials != POLICY_CRED_SOURCE_LOCAL) {
+		r = directory_login_new(st, user, d->credentials, &a->set, &a->dir);
+		if (r < 0) {
+			auth_data_free(a);
+			return r;
+		}
+	}
+	if (a->set->n == 0 && !a->dir) {
 		char msgbuf[160];
 		snprintf(msgbuf, sizeof(msgbuf),
 		        "No security key is registered for %s; ask an administrator to enroll one.",

@@ -76,6 +76,7 @@ int decision_new(const DecisionRequest *req, const PolicyDecision *pd, Decision 
 	d->user_verification = pd->user_verification;
 	d->user_presence = pd->user_presence;
 	d->counter = pd->counter;
+	d->credentials = pd->credentials;
 	d->cached_elevation = pd->cached_elevation;
 	d->attestation = pd->attestation;
 	if (pd->n_aaguid_allow > 0) {

@@ -50,6 +50,7 @@ typedef struct Decision {
 	bool user_presence;
 	PolicyCounter counter;
 	PolicyCachedElevation cached_elevation;
+	PolicyCredSource credentials; /* local, directory or both */
 	/* Which authenticators may be used: checked at every login against the credential's
 	 * stored AAGUID and attestation, not only at enrolment. */
 	uint8_t (*aaguid_allow)[16];

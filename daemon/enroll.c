@@ -11,6 +11,7 @@
 #include "accounts.h"
 #include "attestation.h"
 #include "device-op.h"
+#include "directory-source.h"
 #include "fido-util.h"
 #include "log.h"
 #include "plugged.h"
@@ -39,6 +40,12 @@ typedef struct EnrollData {
 	char **paths; /* the plugged keys when the request came (NULL: enumerate) */
 	fido_cred_t *cred;
 	bool pin_used, builtin_uv;
+	/* (extension) the registration goes to the directory (option `directory`). */
+	bool directory;
+	char *dir_id, *dir_aaguid, *dir_sysfs;
+	sd_bus_message *dir_request;
+	Manager *dir_manager;
+	CredAttestation dir_attestation;
 } EnrollData;
 
 static void enroll_data_free(EnrollData *e)
@@ -58,6 +65,10 @@ static void enroll_data_free(EnrollData *e)
 	strv_free(e->paths);
 	fido_cred_free(&e->cred);
 	bus_actor_done(&e->actor);
+	free(e->dir_id);
+	free(e->dir_aaguid);
+	free(e->dir_sysfs);
+	sd_bus_message_unref(e->dir_request);
 	free(e);
 }
 
@@ -330,6 +341,84 @@ static void enroll_reply_error(
 		log_warning_errno(r, "Cannot reply to %s: %m", strna(op->sender));
 }
 
+/* The enrolment's record: who asked, for whom, which label, under which rule. */
+static void enroll_record_init(AuditRecord *rec, const EnrollData *e)
+{
+	rec->event = AUDIT_EVENT_ENROLL;
+	rec->actor = &e->actor;
+	rec->user = e->user;
+	rec->cred_label = e->label;
+	rec->rule = e->rule;
+}
+
+/* The directory's answer to a registration (directory-source.h), in the loop. */
+static void enroll_directory_done(int r, const char *message, void *userdata)
+{
+	EnrollData *e = userdata;
+	Manager *m = e->dir_manager;
+	AuditRecord rec = AUDIT_RECORD_INIT;
+
+	enroll_record_init(&rec, e);
+	rec.cred_id = e->dir_id;
+	rec.aaguid = e->dir_aaguid;
+	rec.device = e->dir_sysfs;
+	rec.detail = "directory";
+	if (r < 0) {
+		rec.result = AUDIT_RESULT_FAILURE;
+		rec.reason = r == -EEXIST ? "exists" : "error";
+		rec.message = message;
+		(void)manager_audit(m, &rec);
+		log_info("Enroll %s into the directory: refused: %s", e->user, message);
+		r = sd_bus_reply_method_errorf(e->dir_request,
+		        r == -EEXIST ? KEYWARD_BUS_ERROR_EXISTS : KEYWARD_BUS_ERROR_FAILED, "%s",
+		        message);
+	} else {
+		rec.result = AUDIT_RESULT_SUCCESS;
+		rec.reason = "ok";
+		(void)manager_audit(m, &rec);
+		log_info("Enrolled credential %s for %s into the directory (AAGUID %s, attestation "
+		         "%s).",
+		        e->label, e->user, e->dir_aaguid,
+		        cred_attestation_to_string(e->dir_attestation));
+		r = sd_bus_reply_method_return(e->dir_request, "sss", e->dir_id, e->dir_aaguid,
+		        cred_attestation_to_string(e->dir_attestation));
+	}
+	if (r < 0)
+		log_warning_errno(r, "Cannot reply to the Enroll of %s: %m", e->user);
+	enroll_data_free(e);
+}
+
+/* Hands the verified credential to the directory; the op's data goes with it (the reply
+ * waits for the directory, the op ends now). */
+static void enroll_directory_store(
+        DeviceOp *op, AuditRecord *rec, const Credential *c, uint32_t sigcount)
+{
+	Manager *m = op->manager;
+	EnrollData *e = op->data;
+	int r;
+
+	(void)sigcount; /* the shared counter starts with the first login */
+	e->dir_id = strdup(c->id);
+	e->dir_aaguid = strdup(strempty(rec->aaguid));
+	e->dir_sysfs = rec->device ? strdup(rec->device) : NULL;
+	e->dir_attestation = c->attestation;
+	e->dir_manager = m;
+	e->dir_request = sd_bus_message_ref(op->request);
+	if (!e->dir_id || !e->dir_aaguid || (rec->device && !e->dir_sysfs)) {
+		enroll_reply_error(op, rec, "error", KEYWARD_BUS_ERROR_FAILED, "Out of memory.");
+		return;
+	}
+	r = directory_enroll_start(sd_bus_get_event(sd_bus_message_get_bus(op->request)),
+	        policy_settings(m->policy), e->user, c,
+	        policy_settings(m->policy)->max_credentials_per_user, enroll_directory_done, e);
+	if (r < 0) {
+		enroll_reply_error(op, rec, "error", KEYWARD_BUS_ERROR_FAILED,
+		        "The registration cannot be sent to the directory.");
+		return;
+	}
+	op->data = NULL; /* transferred: enroll_directory_done() frees it */
+}
+
 static void enroll_complete(DeviceOp *op)
 {
 	Manager *m = op->manager;
@@ -346,11 +435,7 @@ static void enroll_complete(DeviceOp *op)
 	uint8_t aaguid[16] = {};
 	int r;
 
-	rec.event = AUDIT_EVENT_ENROLL;
-	rec.actor = &e->actor;
-	rec.user = e->user;
-	rec.cred_label = e->label;
-	rec.rule = e->rule;
+	enroll_record_init(&rec, e);
 	if (e->dev_path && manager_hidraw_to_syspath(m, e->dev_path, &sysfs) >= 0)
 		rec.device = sysfs;
 	else
@@ -437,6 +522,10 @@ static void enroll_complete(DeviceOp *op)
 		enroll_reply_error(op, &rec, "exists", KEYWARD_BUS_ERROR_EXISTS, msg);
 		return;
 	}
+	if (e->directory) {
+		enroll_directory_store(op, &rec, &c, fido_cred_sigcount(e->cred));
+		return;
+	}
 	/* Re-read: the file may have changed while the key waited for a touch. */
 	r = creds_load_user(dir, e->user, &set, &why);
 	if (r >= 0)
@@ -477,11 +566,7 @@ static void enroll_abort(DeviceOp *op, const char *reason)
 	EnrollData *e = op->data;
 	AuditRecord rec = AUDIT_RECORD_INIT;
 
-	rec.event = AUDIT_EVENT_ENROLL;
-	rec.actor = &e->actor;
-	rec.user = e->user;
-	rec.cred_label = e->label;
-	rec.rule = e->rule;
+	enroll_record_init(&rec, e);
 	enroll_reply_error(op, &rec, reason, KEYWARD_BUS_ERROR_FAILED,
 	        streq(reason, "timeout") ? "The security key was not touched in time."
 	                                 : "Enrollment was cancelled.");
@@ -503,7 +588,7 @@ static const DeviceOpVTable enroll_vtable = {
 /* --- the method --------------------------------------------------------------------- */
 
 typedef struct EnrollOptions {
-	int resident, uv;
+	int resident, uv, directory;
 	const char *device;
 } EnrollOptions;
 
@@ -523,6 +608,8 @@ static int enroll_option(const char *key, sd_bus_message *msg, void *userdata, s
 		return r;
 	if (streq(key, "resident"))
 		o->resident = b;
+	else if (streq(key, "directory"))
+		o->directory = b;
 	else
 		o->uv = b;
 	return 0;
@@ -727,7 +814,7 @@ const EnrollRule *enroll_rules_check_model(const EnrollRules *rules, const uint8
 
 int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error)
 {
-	static const char *const known[] = {"resident:b", "uv:b", "device:s", NULL};
+	static const char *const known[] = {"resident:b", "uv:b", "device:s", "directory:b", NULL};
 	const PolicySettings *st = policy_settings(m->policy);
 	const char *user, *label;
 	_cleanup_free_ char *why = NULL, *auto_label = NULL;
@@ -748,6 +835,10 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	if (!isempty(label) && !creds_label_valid(label))
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_INVALID_ARGS,
 		        "Invalid label '%s' (1-64 of A-Z a-z 0-9 . _ @ + -).", label);
+	if (o.directory && (!st->directory.configured || !st->directory.writable))
+		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_POLICY_REFUSED,
+		        "Enrolment into the directory needs a 'directory' group with writable = "
+		        "true in the policy.");
 	r = account_lookup(user, NULL, NULL);
 	if (r == -ESRCH)
 		return sd_bus_error_setf(
@@ -798,6 +889,7 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	e->rp_id = strdup(st->rp_id);
 	e->device = o.device ? strdup(o.device) : NULL;
 	e->resident = o.resident;
+	e->directory = o.directory > 0;
 	e->caller_uid = caller->uid;
 	r = bus_actor_get(msg, caller, &e->actor);
 	if (r < 0) {

@@ -15,6 +15,7 @@
 #include "accounts.h"
 #include "audit-spool.h"
 #include "coverage-publish.h"
+#include "directory-source.h"
 #include "creds.h"
 #include "log.h"
 #include "logind.h"
@@ -695,6 +696,8 @@ int manager_reload_by(Manager *m, const char *trigger, const AuditActor *actor)
 	m->policy_rejected = mfree_str(m->policy_rejected);
 	save_last_good(m, text);
 	(void)open_audit(m);
+	if (directory_service_apply(m->directory, policy_settings(m->policy)) < 0)
+		log_warning("The directory refresh cannot be set up; logins still ask it.");
 	log_info("Policy %s loaded (sha256 %s).", m->config_path, policy_digest(m->policy));
 	rec.reason = "reloaded";
 	rec.detail = policy_digest(m->policy);
@@ -797,6 +800,11 @@ int manager_startup(Manager *m)
 		r = sd_event_source_set_enabled(m->audit_maintain, SD_EVENT_ON);
 	if (r < 0)
 		return log_error_errno(r, "Cannot set up the audit housekeeping timer: %m");
+	r = directory_service_new(m->event, &m->directory);
+	if (r >= 0)
+		r = directory_service_apply(m->directory, policy_settings(m->policy));
+	if (r < 0)
+		return log_error_errno(r, "Cannot set up the directory refresh: %m");
 	r = sd_event_add_signal(m->event, &m->sighup_source, SIGHUP, on_sighup, m);
 	if (r >= 0)
 		r = sd_event_add_signal(m->event, &m->sigterm_source, SIGTERM, on_terminate, m);
@@ -895,6 +903,7 @@ Manager *manager_free(Manager *m)
 	ssh_challenge_table_clear(&m->ssh_challenges);
 	manager_flush_self_calls(m);
 	sd_event_source_disable_unref(m->self_call_flush);
+	m->directory = directory_service_free(m->directory);
 	sd_event_source_disable_unref(m->audit_maintain);
 	while (m->grants)
 		grants_unlink(m, &m->grants);

@@ -136,6 +136,8 @@ struct Manager {
 	/* (extension) removal state: proofs in flight, logind watches (daemon/removal.h). */
 	struct RemovalContext *removal;
 	BreakglassSession *breakglass_sessions; /* (extension) session.c, breakglass.c */
+	/* (extension) the credential directory's periodic refresh (directory-source.h). */
+	struct DirectoryService *directory;
 
 	sd_event_source *sighup_source;
 	sd_event_source *sigterm_source;

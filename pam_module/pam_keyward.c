@@ -194,6 +194,7 @@ static const struct {
         {"lockout", OUTCOME_LOCKED_OUT},
         {"pin-blocked", OUTCOME_LOCKED_OUT},
         {"audit-unavailable", OUTCOME_ERROR},
+        {"directory-unavailable", OUTCOME_ERROR}, /* the directory and its cache: not the user */
         {"error", OUTCOME_ERROR},
 };
 

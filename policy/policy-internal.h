@@ -47,6 +47,7 @@ typedef struct PolicyOutcome {
 	unsigned trust_anchors_line;
 	PolicyCounter counter;
 	PolicyCachedElevation cached_elevation;
+	PolicyCredSource credentials;
 	PolicyRemoval removal;
 	uint32_t grace_ms;
 	uint32_t lock_verify_ms;

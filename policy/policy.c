@@ -66,12 +66,32 @@ DEFINE_STRING_TABLE_LOOKUP(policy_removal, PolicyRemoval, removal_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_lock_failure, PolicyLockFailure, lock_failure_table)
 DEFINE_STRING_TABLE_LOOKUP(policy_audit_failure, PolicyAuditFailure, audit_failure_table)
 
+static const char *const cred_source_table[_POLICY_CRED_SOURCE_MAX] = {
+        [POLICY_CRED_SOURCE_LOCAL] = "local",
+        [POLICY_CRED_SOURCE_DIRECTORY] = "directory",
+        [POLICY_CRED_SOURCE_BOTH] = "both",
+};
+static const char *const directory_bind_table[_POLICY_DIRECTORY_BIND_MAX] = {
+        [POLICY_DIRECTORY_BIND_NONE] = "none",
+        [POLICY_DIRECTORY_BIND_SIMPLE] = "simple",
+        [POLICY_DIRECTORY_BIND_SASL_EXTERNAL] = "sasl-external",
+};
+DEFINE_STRING_TABLE_LOOKUP(policy_cred_source, PolicyCredSource, cred_source_table)
+const char *policy_directory_bind_to_string(PolicyDirectoryBind b)
+{
+	return string_table_lookup_to_string(
+	        directory_bind_table, ELEMENTSOF(directory_bind_table), (int)b);
+}
+
 /* ---- the keys ---- */
 
 static const char *const top_keys[] = {"settings", "rules", "default", NULL};
 static const char *const settings_keys[] = {"rp_id", "timeout", "failmode", "audit_failure",
         "credentials_dir", "state_dir", "runtime_dir", "audit_log", "admin_group", "cue",
-        "max_credentials_per_user", "max_bindings", "audit", "breakglass", NULL};
+        "max_credentials_per_user", "max_bindings", "audit", "breakglass", "directory", NULL};
+static const char *const directory_keys[] = {"uri", "base_dn", "user_filter", "bind", "bind_dn",
+        "secret_file", "tls_ca_file", "tls_cert_file", "tls_key_file", "attribute", "timeout",
+        "refresh", "cache_max_age", "writable", NULL};
 static const char *const breakglass_keys[] = {"services", "codes", "validity", "argon2",
         "max_attempts", "window", "two_person", "approval_validity", "require_enroll", NULL};
 static const char *const argon2_keys[] = {"opslimit", "memlimit", NULL};
@@ -87,21 +107,26 @@ static const char *const lockout_keys[] = {"max_failures", "window", "unlock_aft
 /* Outcome keys, shared by rules and `default`; rules also take name and match. */
 static const char *const outcome_keys[] = {"require", "reason", "on_remote", "user_verification",
         "user_presence", "aaguid_allow", "aaguid_deny", "attestation", "trust_anchors", "counter",
-        "cached_elevation", "removal", "lockout", "remote_lifetime", "breakglass", NULL};
+        "cached_elevation", "credentials", "removal", "lockout", "remote_lifetime", "breakglass",
+        NULL};
 static const char *const rule_keys[] = {"name", "match", "require", "reason", "on_remote",
         "user_verification", "user_presence", "aaguid_allow", "aaguid_deny", "attestation",
-        "trust_anchors", "counter", "cached_elevation", "removal", "lockout", "remote_lifetime",
-        "breakglass", NULL};
+        "trust_anchors", "counter", "cached_elevation", "credentials", "removal", "lockout",
+        "remote_lifetime", "breakglass", NULL};
 /* Outcome keys that only mean something when require = "key". */
 static const char *const key_only_keys[] = {"on_remote", "user_verification", "user_presence",
         "aaguid_allow", "aaguid_deny", "attestation", "trust_anchors", "counter",
-        "cached_elevation", "removal", "lockout", "remote_lifetime", "breakglass", NULL};
+        "cached_elevation", "credentials", "removal", "lockout", "remote_lifetime", "breakglass",
+        NULL};
 
 const char *const policy_known_keys[] = {"settings", "rules", "default",
         /* settings */
         "rp_id", "timeout", "failmode", "audit_failure", "credentials_dir", "state_dir",
         "runtime_dir", "audit_log", "admin_group", "cue", "max_credentials_per_user",
-        "max_bindings", "audit",
+        "max_bindings", "audit", "directory",
+        /* settings.directory */
+        "uri", "base_dn", "user_filter", "bind", "bind_dn", "secret_file", "tls_ca_file",
+        "tls_cert_file", "tls_key_file", "attribute", "refresh", "cache_max_age", "writable",
         /* settings.audit */
         "rotate_size", "rotate_age", "keep_files", "keep_age", "keep_min_files", "seal_every",
         "space_left", "space_left_action", "admin_space_left", "admin_space_left_action",
@@ -113,9 +138,9 @@ const char *const policy_known_keys[] = {"settings", "rules", "default",
         "name", "match", "users", "groups", "uids", "services", "ttys", "remote", "not",
         /* outcome */
         "require", "reason", "on_remote", "user_verification", "user_presence", "aaguid_allow",
-        "aaguid_deny", "attestation", "trust_anchors", "counter", "cached_elevation", "removal",
-        "action", "grace", "lock_verify", "on_lock_failure", "lockout", "max_failures", "window",
-        "unlock_after", "remote_lifetime", NULL};
+        "aaguid_deny", "attestation", "trust_anchors", "counter", "cached_elevation", "credentials",
+        "removal", "action", "grace", "lock_verify", "on_lock_failure", "lockout", "max_failures",
+        "window", "unlock_after", "remote_lifetime", NULL};
 
 /* ---- diagnostics ---- */
 
@@ -239,6 +264,15 @@ Policy *policy_free(Policy *p)
 	}
 	free(p->rules);
 	outcome_done(&p->def);
+	strv_free(p->settings.directory.uris);
+	free(p->settings.directory.base_dn);
+	free(p->settings.directory.user_filter);
+	free(p->settings.directory.bind_dn);
+	free(p->settings.directory.secret_file);
+	free(p->settings.directory.tls_ca_file);
+	free(p->settings.directory.tls_cert_file);
+	free(p->settings.directory.tls_key_file);
+	free(p->settings.directory.attribute);
 	free(p->settings.rp_id);
 	free(p->settings.credentials_dir);
 	free(p->settings.state_dir);
@@ -870,6 +904,10 @@ static void parse_outcome(Ctx *c, const config_setting_t *g, PolicyOutcome *o, c
 				error(c, line_of(s), "'trust_anchors' names more than %d files",
 				        POLICY_ANCHORS_MAX);
 			}
+		} else if (streq(k, "credentials")) {
+			if (get_enum(c, s, cred_source_table, ELEMENTSOF(cred_source_table), &v) >=
+			        0)
+				o->credentials = v;
 		} else if (streq(k, "counter")) {
 			if (get_enum(c, s, counter_table, ELEMENTSOF(counter_table), &v) >= 0) {
 				o->counter = v;
@@ -1308,6 +1346,187 @@ static void parse_breakglass(Ctx *c, const config_setting_t *g, PolicyBreakglass
 	}
 }
 
+/* An absolute path setting without "." or ".." components, copied. */
+static int get_path(Ctx *c, const config_setting_t *s, char **ret)
+{
+	char *v = NULL;
+
+	if (get_string(c, s, PATH_MAX - 1, &v) < 0)
+		return -EINVAL;
+	if (!valid_path(v)) {
+		error(c, line_of(s), "'%s' must be an absolute path without '.' or '..' components",
+		        config_setting_name(s));
+		free(v);
+		return -EINVAL;
+	}
+	*ret = v;
+	return 0;
+}
+
+/* ---- the directory group (policy-directory.h) ---- */
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static bool valid_directory_uri(const char *s)
+{
+	if (!has_prefix(s, "ldaps://") && !has_prefix(s, "ldap://") && !has_prefix(s, "ldapi://"))
+		return false;
+	for (const char *p = s; *p; p++)
+		if (*p == ' ' || *p == ',' || (unsigned char)*p < 0x21)
+			return false;
+	return true;
+}
+
+static bool valid_attribute_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 64 || !isalpha((unsigned char)s[0]))
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-')
+			return false;
+	return true;
+}
+
+/* "(...)" with "%u" at least once and no other % sequence than "%%". */
+static bool valid_user_filter(const char *s)
+{
+	bool has_u = false;
+	size_t n = strlen(s);
+
+	if (n < 3 || s[0] != '(' || s[n - 1] != ')')
+		return false;
+	for (const char *p = s; (p = strchr(p, '%')); p += 2) {
+		if (p[1] == 'u')
+			has_u = true;
+		else if (p[1] != '%')
+			return false;
+	}
+	return has_u;
+}
+
+static void parse_directory(Ctx *c, const config_setting_t *g, PolicyDirectory *d)
+{
+	unsigned bind_line = line_of(g);
+	int n, v;
+
+	if (!expect_group(c, g, "'directory'"))
+		return;
+	check_keys(c, g, directory_keys, "'directory'");
+	d->configured = true;
+	n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *k = config_setting_name(s);
+		char **target = NULL, *v_str = NULL;
+
+		if (streq(k, "uri")) {
+			strv_free(d->uris);
+			d->uris = NULL;
+			if (get_strv(c, s, valid_directory_uri,
+			            "ldaps://, ldap:// (StartTLS) or ldapi:// URI", false,
+			            &d->uris) >= 0 &&
+			        strv_length(d->uris) > POLICY_DIRECTORY_URIS_MAX)
+				error(c, line_of(s), "'uri' names more than %d servers",
+				        POLICY_DIRECTORY_URIS_MAX);
+		} else if (streq(k, "bind")) {
+			if (get_enum(c, s, directory_bind_table, ELEMENTSOF(directory_bind_table),
+			            &v) >= 0)
+				d->bind = v;
+			bind_line = line_of(s);
+		} else if (streq(k, "timeout"))
+			(void)get_uint(c, s, POLICY_DIRECTORY_TIMEOUT_MIN,
+			        POLICY_DIRECTORY_TIMEOUT_MAX, "milliseconds", &d->timeout_ms);
+		else if (streq(k, "refresh"))
+			(void)get_uint(c, s, 1, 86400, "seconds", &d->refresh_s);
+		else if (streq(k, "cache_max_age"))
+			(void)get_uint(c, s, 1, 31 * 86400, "seconds", &d->cache_max_age_s);
+		else if (streq(k, "writable"))
+			(void)get_bool(c, s, &d->writable);
+		else if (streq(k, "attribute")) {
+			if (get_string(c, s, 64, &v_str) < 0)
+				continue;
+			if (!valid_attribute_name(v_str)) {
+				error(c, line_of(s),
+				        "'attribute' \"%s\" is not an LDAP attribute name", v_str);
+				free(v_str);
+				continue;
+			}
+			target = &d->attribute;
+		} else if (streq(k, "user_filter")) {
+			if (get_string(c, s, POLICY_DIRECTORY_FILTER_MAX, &v_str) < 0)
+				continue;
+			if (!valid_user_filter(v_str)) {
+				error(c, line_of(s),
+				        "'user_filter' must be a parenthesised LDAP filter with "
+				        "%%u "
+				        "(the user name, escaped) and no other %% sequence than "
+				        "%%%%");
+				free(v_str);
+				continue;
+			}
+			target = &d->user_filter;
+		} else if (streq(k, "base_dn") || streq(k, "bind_dn")) {
+			if (get_string(c, s, 1024, &v_str) < 0)
+				continue;
+			if (isempty(v_str) || !strchr(v_str, '=')) {
+				error(c, line_of(s),
+				        "'%s' must be a distinguished name (dc=example,dc=com)", k);
+				free(v_str);
+				continue;
+			}
+			target = streq(k, "base_dn") ? &d->base_dn : &d->bind_dn;
+		} else if (streq(k, "secret_file") || streq(k, "tls_ca_file") ||
+		           streq(k, "tls_cert_file") || streq(k, "tls_key_file")) {
+			if (get_path(c, s, &v_str) < 0)
+				continue;
+			target = streq(k, "secret_file")     ? &d->secret_file
+			         : streq(k, "tls_ca_file")   ? &d->tls_ca_file
+			         : streq(k, "tls_cert_file") ? &d->tls_cert_file
+			                                     : &d->tls_key_file;
+		}
+		if (target) {
+			free(*target);
+			*target = v_str;
+		}
+	}
+	if (!d->uris)
+		error(c, line_of(g), "'directory' needs 'uri' (the server or servers)");
+	if (!d->base_dn)
+		error(c, line_of(g), "'directory' needs 'base_dn' (where the users are)");
+	if (d->bind == POLICY_DIRECTORY_BIND_SIMPLE && (!d->bind_dn || !d->secret_file))
+		error(c, bind_line, "bind = \"simple\" needs 'bind_dn' and 'secret_file'");
+	if (d->bind != POLICY_DIRECTORY_BIND_SIMPLE && d->secret_file)
+		error(c, bind_line, "'secret_file' is only used with bind = \"simple\"");
+	if (!d->tls_cert_file != !d->tls_key_file)
+		error(c, line_of(g), "'tls_cert_file' and 'tls_key_file' go together");
+	if (d->bind == POLICY_DIRECTORY_BIND_SASL_EXTERNAL && !d->tls_cert_file) {
+		bool ldapi_only = true;
+
+		for (char **u = d->uris; u && *u; u++)
+			ldapi_only = ldapi_only && has_prefix(*u, "ldapi://");
+		if (!ldapi_only)
+			error(c, bind_line,
+			        "bind = \"sasl-external\" needs 'tls_cert_file' and 'tls_key_file' "
+			        "(the client certificate), unless every uri is ldapi://");
+	}
+	if (d->refresh_s > d->cache_max_age_s)
+		warning(c, line_of(g),
+		        "'refresh' (%" PRIu32 " s) is longer than 'cache_max_age' (%" PRIu32
+		        " s): covered logins are refused whenever the server is down",
+		        d->refresh_s, d->cache_max_age_s);
+	if (!d->user_filter)
+		d->user_filter = strdup("(&(objectClass=posixAccount)(uid=%u))");
+	if (!d->attribute)
+		d->attribute = strdup("passkey");
+	if (!d->user_filter || !d->attribute)
+		c->oom = true;
+}
+
 static void parse_settings(Ctx *c, const config_setting_t *g, PolicySettings *st)
 {
 	int n, v;
@@ -1354,16 +1573,8 @@ static void parse_settings(Ctx *c, const config_setting_t *g, PolicySettings *st
 			}
 		} else if (streq(k, "credentials_dir") || streq(k, "state_dir") ||
 		           streq(k, "runtime_dir") || streq(k, "audit_log")) {
-			if (get_string(c, s, PATH_MAX - 1, &v_str) < 0)
+			if (get_path(c, s, &v_str) < 0)
 				continue;
-			if (!valid_path(v_str)) {
-				error(c, line_of(s),
-				        "'%s' must be an absolute path without '.' or '..' "
-				        "components",
-				        k);
-				free(v_str);
-				continue;
-			}
 			target = streq(k, "credentials_dir") ? &st->credentials_dir
 			         : streq(k, "state_dir")     ? &st->state_dir
 			         : streq(k, "runtime_dir")   ? &st->runtime_dir
@@ -1403,6 +1614,8 @@ static void parse_settings(Ctx *c, const config_setting_t *g, PolicySettings *st
 			(void)get_uint(c, s, 1, 1048576, "bindings", &st->max_bindings);
 		else if (streq(k, "audit"))
 			parse_audit(c, s, &st->audit);
+		else if (streq(k, "directory"))
+			parse_directory(c, s, &st->directory);
 		else if (streq(k, "breakglass"))
 			parse_breakglass(c, s, &st->breakglass);
 
@@ -1427,6 +1640,12 @@ static int settings_defaults(PolicySettings *st)
 	        .cue = strdup("Touch your security key for %u"),
 	        .max_credentials_per_user = 16,
 	        .max_bindings = 65536,
+	        .directory =
+	                {
+	                        .timeout_ms = 3000,
+	                        .refresh_s = 300,
+	                        .cache_max_age_s = 86400,
+	                },
 	        .audit =
 	                {
 	                        .rotate_size = UINT64_C(64) << 20,
@@ -1894,6 +2113,16 @@ static int policy_parse(Ctx *c, const char *text, size_t len, Policy **ret)
 			                : "deny, not set");
 	}
 
+	for (size_t i = 0; i <= p->n_rules; i++) {
+		const PolicyOutcome *o = i < p->n_rules ? &p->rules[i].outcome : &p->def;
+
+		if (o->credentials != POLICY_CRED_SOURCE_LOCAL && !p->settings.directory.configured)
+			error(c, i < p->n_rules ? p->rules[i].line : p->default_line,
+			        "credentials = \"%s\" in %s needs a 'directory' group in "
+			        "'settings'",
+			        policy_cred_source_to_string(o->credentials),
+			        i < p->n_rules ? p->rules[i].name : "'default'");
+	}
 	report_bad_integers(c);
 	p->admin_group_line = c->admin_group_line;
 	if (c->oom)
@@ -2077,6 +2306,7 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
 	d.trust_anchors = o->trust_anchors;
 	d.counter = o->counter;
 	d.cached_elevation = o->cached_elevation;
+	d.credentials = o->credentials;
 	d.removal = o->removal;
 	d.grace_ms = o->grace_ms;
 	d.lock_verify_ms = o->lock_verify_ms;
@@ -2311,6 +2541,11 @@ int policy_decision_explain(const PolicyDecision *d, char **ret)
 		                ? "must increase, except that keys always reporting 0 are tolerated"
 		                : "must increase (a rewound counter is refused as a possible "
 		                  "clone)");
+		if (d->credentials != POLICY_CRED_SOURCE_LOCAL)
+			fprintf(f, "Registered keys from: %s\n",
+			        d->credentials == POLICY_CRED_SOURCE_DIRECTORY
+			                ? "the directory (or its cache) only"
+			                : "the local files and the directory (or its cache)");
 		fprintf(f, "Elevation without a password prompt (sudo's cached timestamp): %s\n",
 		        d->cached_elevation == POLICY_CACHED_ELEVATION_TOUCH
 		                ? "a fresh touch of the key every time"

@@ -10,7 +10,10 @@
  *                               require_enroll; };
  *                audit = { rotate_size; rotate_age; keep_files; keep_age; keep_min_files;
  *                          seal_every; space_left; space_left_action; admin_space_left;
- *                          admin_space_left_action; disk_full_action; }; } (all optional)
+ *                          admin_space_left_action; disk_full_action; };
+ *                directory = { uri; base_dn; user_filter; bind; bind_dn; secret_file;
+ *                          tls_ca_file; tls_cert_file; tls_key_file; attribute; timeout;
+ *                          refresh; cache_max_age; writable; }; } (all optional)
  *   rules = ( { name = "x";                                         (mandatory, unique)
  *               match = { users; groups; uids ("N" | "N-M"); services; ttys (fnmatch);
  *                         remote = true|false;
@@ -20,12 +23,11 @@
  *   <outcome>: require = "key"|"none"|"deny" (mandatory); reason;
  *              on_remote = "deny"|"none"|"ssh-key"; remote_lifetime (s);
  *              user_verification; user_presence; aaguid_allow; aaguid_deny; attestation;
- *              trust_anchors; counter; cached_elevation; removal = { action; grace; lock_verify;
- *              on_lock_failure; }; lockout = { max_failures; window; unlock_after; };
- *              breakglass = true|false (default false: the rule opts in to recovery);
- * Lists take one string or a list/array of strings; within a list any entry matches,
- * across keys all must. A remote request whose outcome is "key" resolves to on_remote
- * (unset: deny; "ssh-key": require POLICY_REQUIRE_SSH_KEY). */
+ *              trust_anchors; counter; cached_elevation; credentials; removal = { action; grace;
+ * lock_verify; on_lock_failure; }; lockout = { max_failures; window; unlock_after; }; breakglass =
+ * true|false (default false: the rule opts in to recovery); Lists take one string or a list/array
+ * of strings; within a list any entry matches, across keys all must. A remote request whose outcome
+ * is "key" resolves to on_remote (unset: deny; "ssh-key": require POLICY_REQUIRE_SSH_KEY). */
 #pragma once
 
 #include <errno.h>
@@ -34,7 +36,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "policy-enums.h" /* PolicyRequire, PolicyUV, PolicyFailMode, PolicyOnRemote */
+#include "policy-directory.h" /* PolicyDirectory, PolicyCredSource */
+#include "policy-enums.h"     /* PolicyRequire, PolicyUV, PolicyFailMode, PolicyOnRemote */
 
 typedef struct Policy Policy;
 typedef struct PolicyRule PolicyRule;
@@ -163,6 +166,7 @@ typedef struct PolicySettings {
 	uint32_t max_bindings;             /* default 65536 */
 	PolicyAuditSettings audit;
 	PolicyBreakglass breakglass;
+	PolicyDirectory directory; /* the `directory` group (policy-directory.h) */
 } PolicySettings;
 
 /* Everything a matching rule requires; what policy_evaluate() hands back. */
@@ -187,6 +191,7 @@ typedef struct PolicyDecision {
 
 	PolicyCounter counter;
 	PolicyCachedElevation cached_elevation;
+	PolicyCredSource credentials; /* which credential source counts */
 
 	PolicyRemoval removal;
 	uint32_t grace_ms;       /* re-plug window; 0 = act at once */

@@ -345,6 +345,21 @@ fail:
 	return r;
 }
 
+/* For the multi-host report (ctl-report-hosts.c): a host's anchor file, and the anchors
+ * of host HOST in a journal. */
+int ctl_audit_anchors_from_arg(const char *arg, AuditAnchor **list, size_t *n)
+{
+	return anchors_from_arg(arg, list, n);
+}
+
+int ctl_audit_anchors_from_journal(
+        const char *path, const char *host, AuditAnchor **list, size_t *n)
+{
+	_cleanup_strv_free_ char **hosts = NULL;
+
+	return anchors_from_journal(path, host, list, n, &hosts);
+}
+
 static void verify_help(FILE *f)
 {
 	fprintf(f,

@@ -136,7 +136,8 @@ int pin_pipe(const char *pin, int *ret_read_fd)
 }
 
 static int call_enroll(sd_bus *bus, const char *user, const char *label, const char *pin,
-        bool resident, int uv, const char *device, sd_bus_error *error, sd_bus_message **reply)
+        bool resident, int uv, const char *device, bool directory, sd_bus_error *error,
+        sd_bus_message **reply)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
 	_cleanup_close_ int fd = -EBADF;
@@ -159,6 +160,8 @@ static int call_enroll(sd_bus *bus, const char *user, const char *label, const c
 		r = sd_bus_message_append(m, "{sv}", "uv", "b", uv);
 	if (r >= 0 && device)
 		r = sd_bus_message_append(m, "{sv}", "device", "s", device);
+	if (r >= 0 && directory)
+		r = sd_bus_message_append(m, "{sv}", "directory", "b", 1);
 	if (r >= 0)
 		r = sd_bus_message_close_container(m);
 	if (r < 0)
@@ -168,17 +171,19 @@ static int call_enroll(sd_bus *bus, const char *user, const char *label, const c
 
 int verb_enroll(int argc, char *argv[])
 {
-	enum { ARG_PIN_STDIN = 0x100, ARG_UV, ARG_NO_UV };
+	enum { ARG_PIN_STDIN = 0x100, ARG_UV, ARG_NO_UV, ARG_DIRECTORY };
 	static const struct option options[] = {{"label", required_argument, NULL, 'l'},
 	        {"resident", no_argument, NULL, 'r'}, {"device", required_argument, NULL, 'd'},
 	        {"pin-stdin", no_argument, NULL, ARG_PIN_STDIN}, {"uv", no_argument, NULL, ARG_UV},
-	        {"no-uv", no_argument, NULL, ARG_NO_UV}, {"help", no_argument, NULL, 'h'}, {}};
+	        {"no-uv", no_argument, NULL, ARG_NO_UV},
+	        {"directory", no_argument, NULL, ARG_DIRECTORY}, {"help", no_argument, NULL, 'h'},
+	        {}};
 	_cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	sd_bus_error error = SD_BUS_ERROR_NULL;
 	const char *label = NULL, *device = NULL, *user, *id, *aaguid, *att;
 	_cleanup_erase_ char *pin = NULL;
-	bool resident = false, pin_stdin = false;
+	bool resident = false, pin_stdin = false, directory = false;
 	int uv = -1, c, r;
 
 	while ((c = getopt_long(argc, argv, "l:rd:h", options, NULL)) >= 0) {
@@ -201,10 +206,14 @@ int verb_enroll(int argc, char *argv[])
 		case ARG_NO_UV:
 			uv = 0;
 			break;
+		case ARG_DIRECTORY:
+			directory = true;
+			break;
 		case 'h':
 			printf("Usage: keywardctl enroll USER [--label L] [--resident] [--device "
 			       "/dev/hidrawN]\n"
-			       "                        [--uv|--no-uv] [--pin-stdin]\n"
+			       "                        [--uv|--no-uv] [--pin-stdin] "
+			       "[--directory]\n"
 			       "Registers the plugged-in security key for USER (asks the key's PIN "
 			       "when it has one).\n");
 			return CTL_EXIT_OK;
@@ -228,7 +237,7 @@ int verb_enroll(int argc, char *argv[])
 	if (!ctl_global.quiet)
 		fprintf(stderr, "Registering a security key for %s: touch it when it blinks...\n",
 		        user);
-	r = call_enroll(bus, user, label, pin, resident, uv, device, &error, &reply);
+	r = call_enroll(bus, user, label, pin, resident, uv, device, directory, &error, &reply);
 	if (r < 0 && sd_bus_error_has_name(&error, KEYWARD_BUS_ERROR_PIN_REQUIRED) && !pin &&
 	        !pin_stdin) {
 		sd_bus_error_free(&error);
@@ -238,7 +247,8 @@ int verb_enroll(int argc, char *argv[])
 		if (!ctl_global.quiet)
 			fprintf(stderr, "Touch your security key now to register it for %s...\n",
 			        user);
-		r = call_enroll(bus, user, label, pin, resident, uv, device, &error, &reply);
+		r = call_enroll(
+		        bus, user, label, pin, resident, uv, device, directory, &error, &reply);
 	}
 	if (r < 0) {
 		int code = ctl_report_bus_error("enroll", &error, r);
@@ -341,11 +351,14 @@ int verb_revoke(int argc, char *argv[])
 	sd_bus_error error = SD_BUS_ERROR_NULL;
 	int r;
 
+	if (argc == 4 && (streq(argv[1], "--directory") || streq(argv[3], "--directory")))
+		return streq(argv[1], "--directory") ? ctl_directory_revoke(argv[2], argv[3])
+		                                     : ctl_directory_revoke(argv[1], argv[2]);
 	if (argc != 3) {
 		fprintf(argc == 2 && (streq(argv[1], "-h") || streq(argv[1], "--help")) ? stdout
 		                                                                        : stderr,
-		        "Usage: keywardctl revoke USER LABEL|ID\nRemoves one registered security "
-		        "key of USER.\n");
+		        "Usage: keywardctl revoke USER LABEL|ID [--directory]\nRemoves one "
+		        "registered security key of USER (--directory: from the directory).\n");
 		return argc == 2 && (streq(argv[1], "-h") || streq(argv[1], "--help"))
 		               ? CTL_EXIT_OK
 		               : CTL_EXIT_USAGE;

@@ -61,6 +61,8 @@ static int load(
 	r = policy_load_file(path, &d, &p);
 	if (r >= 0 && names) {
 		int k = policy_check_names(p, NULL, &d);
+		if (k >= 0)
+			k = ctl_directory_check(p, &d);
 		if (k < 0)
 			r = k;
 	}

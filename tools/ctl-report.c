@@ -14,6 +14,7 @@
 #include "audit.h"
 #include "creds.h"
 #include "ctl-report.h"
+#include "ctl-report-hosts.h"
 #include "ctl.h"
 #include "keyward-config.h"
 #include "policy.h"
@@ -63,6 +64,7 @@ typedef struct AuthRow {
 	ReasonCount reasons[REPORT_MAX_REASONS];
 	size_t n_reasons;
 	uint64_t other_reasons;
+	uint64_t first_ms, last_ms; /* the first and the last record counted */
 } AuthRow;
 
 /* Removal actions and what came of them: ISSUED counts actions, DONE..MISSING how each
@@ -108,6 +110,7 @@ typedef struct ElevRow {
 	 * the forwarded SSH agent), "ssh-login" (sshd's login with a security-key SSH key:
 	 * not bound, listed for where it came from); docs/ssh.md. */
 	char *method;
+	uint64_t time_ms;
 	size_t inst;      /* 1 + index of its removal action in Report.inst; 0: none */
 	bool ended;       /* session-unbind seen */
 	size_t prev_same; /* 1 + index of the elevation before it with the same session */
@@ -491,6 +494,10 @@ static int count_auth(Report *r, const AuditEntry *e)
 		        row_index_put(&r->auth_index, h, r->n_auth - 1, auth_match, r, &key) < 0)
 			return -ENOMEM;
 	}
+	if (row->first_ms == 0 || e->time_ms < row->first_ms)
+		row->first_ms = e->time_ms;
+	if (e->time_ms > row->last_ms)
+		row->last_ms = e->time_ms;
 	if (ok) {
 		row->success++;
 		r->auth_success++;
@@ -812,6 +819,7 @@ static int collect_elevation(Report *r, const AuditEntry *e)
 	if (!v)
 		return r->truncated ? 0 : -ENOMEM;
 	v->time = xstrdup0(e->time);
+	v->time_ms = e->time_ms;
 	v->user = xstrdup0(e->user);
 	v->service = xstrdup0(e->service);
 	rhost = elev_rhost(r, e);
@@ -898,7 +906,8 @@ static int collect(const AuditEntry *e, const char *file, uint64_t line, void *u
 		return 0;
 	if (r->until && e->time_ms >= r->until)
 		return 0;
-	if (breakglass_report_collect(r->bg, e) < 0)
+	/* (the many-hosts report, ctl-report-hosts.c, has no break-glass section: no r->bg) */
+	if (r->bg && breakglass_report_collect(r->bg, e) < 0)
 		return -ENOMEM;
 	switch (e->event) {
 	case AUDIT_EVENT_AUTH:
@@ -2126,12 +2135,129 @@ static void emit_html(const Report *r, FILE *f)
 	fputs("</body></html>\n", f);
 }
 
+/* ---- the multi-host report's view of one host (ctl-report-hosts.h) ---- */
+
+ReportScan *report_scan_new(uint64_t since, uint64_t until)
+{
+	Report *r = calloc(1, sizeof(Report));
+
+	if (r)
+		*r = (Report){.since = since, .until = until, .root = ""};
+	return r;
+}
+
+void report_scan_free(ReportScan *s)
+{
+	if (s) {
+		report_done(s);
+		free(s);
+	}
+}
+
+int report_scan_collect(const AuditEntry *e, const char *file, uint64_t line, void *scan)
+{
+	return collect(e, file, line, scan);
+}
+
+int report_scan_rows(ReportScan *r, const ReportScanSink *sink, void *userdata)
+{
+	char buf[1024];
+	int q;
+
+	count_outcomes(r);
+	for (size_t i = 0; i < r->n_auth; i++) {
+		const AuthRow *a = &r->auth[i];
+
+		reasons_string(a, buf, sizeof(buf));
+		q = sink->auth(&(ReportAuthOut){a->user, a->service, buf, a->success, a->failure,
+		                       a->first_ms, a->last_ms},
+		        userdata);
+		if (q < 0)
+			return q;
+	}
+	for (size_t i = 0; i < r->n_elev; i++) {
+		const ElevRow *v = &r->elev[i];
+
+		q = sink->elev(&(ReportElevOut){v->time_ms, v->time, v->user, v->service, v->key,
+		                       v->from, v->session, elev_end(r, v)},
+		        userdata);
+		if (q < 0)
+			return q;
+	}
+	return r->truncated ? 1 : 0;
+}
+
+int report_write_output(const char *out, int (*emit)(FILE *f, void *userdata), void *userdata)
+{
+	_cleanup_free_ char *tmp = NULL;
+	FILE *f = stdout;
+	int ret;
+
+	if (out && !streq(out, "-")) {
+		if (asprintf(&tmp, "%s.tmp.XXXXXX", out) < 0)
+			return CTL_EXIT_ERROR;
+		int fd = mkostemp(tmp, O_CLOEXEC);
+		if (fd < 0) {
+			fprintf(stderr, "keywardctl report: cannot create %s: %m\n", tmp);
+			return CTL_EXIT_ERROR;
+		}
+		f = fdopen(fd, "w");
+		if (!f) {
+			close(fd);
+			(void)unlink(tmp);
+			return CTL_EXIT_ERROR;
+		}
+	}
+	ret = emit(f, userdata);
+	if (f != stdout) {
+		bool bad = ferror(f) != 0 || fflush(f) != 0 || fsync(fileno(f)) < 0;
+		if (fclose(f) != 0 || bad || rename(tmp, out) < 0) {
+			fprintf(stderr, "keywardctl report: cannot write %s: %m\n", out);
+			(void)unlink(tmp);
+			return CTL_EXIT_ERROR;
+		}
+	} else if (fflush(stdout) != 0)
+		return CTL_EXIT_ERROR;
+	return ret;
+}
+
+typedef struct ReportEmit {
+	const Report *r;
+	ReportFormat fmt;
+	int ret;
+} ReportEmit;
+
+static int report_emit(FILE *f, void *userdata)
+{
+	ReportEmit *e = userdata;
+
+	switch (e->fmt) {
+	case FORMAT_TEXT:
+		emit_text(e->r, f);
+		break;
+	case FORMAT_JSON:
+		if (emit_json(e->r, f) < 0)
+			return CTL_EXIT_ERROR;
+		break;
+	case FORMAT_CSV:
+		emit_csv(e->r, f);
+		break;
+	case FORMAT_HTML:
+		emit_html(e->r, f);
+		break;
+	default:
+		break;
+	}
+	return e->ret;
+}
+
 static void report_help(FILE *f)
 {
 	fprintf(f,
 	        "Usage: keywardctl report [--since T] [--until T] [--format text|json|csv|html]\n"
 	        "                         [-o FILE] [--verification-key FILE | --key FILE]\n"
-	        "                         [--root DIR] [--audit FILE...]\n\n"
+	        "                         [--root DIR] [--audit FILE...]\n"
+	        "       keywardctl report [...] --host NAME=DIR|FILE... [--journal DIR...]\n\n"
 	        "Compliance evidence from the policy, the credential store and the audit trail:\n"
 	        "break-glass recovery first (codes issued, used, refused, approvals, expiries,\n"
 	        "revocations, the sessions it opened), then removal actions that failed or have\n"
@@ -2144,6 +2270,10 @@ static void report_help(FILE *f)
 	        "--root DIR reads the policy (-c, as on the target), its credential store and\n"
 	        "the PAM stacks under DIR; the trail is then given with --audit.\n"
 	        "The integrity line is `keywardctl audit verify`'s verdict.\n"
+	        "--host NAME=DIR (repeated): one report over many hosts; DIR holds the host's\n"
+	        "audit.log and rotated files, and its verification.key (or audit-seal.key) and\n"
+	        "anchors file when it has them. --journal DIR: records forwarded to a\n"
+	        "systemd-journal-remote collector, one host per _HOSTNAME.\n"
 	        "Exit: 0 written, trail INTACT; 1 written but the trail failed verification; 2 "
 	        "usage;\n3 error; 4 written, trail NOT PROVEN (no key for its seals).\n");
 }
@@ -2155,15 +2285,15 @@ int verb_report(int argc, char *argv[])
 	        {"output", required_argument, NULL, 'o'}, {"key", required_argument, NULL, 'k'},
 	        {"verification-key", required_argument, NULL, 'k'},
 	        {"audit", required_argument, NULL, 'a'}, {"root", required_argument, NULL, 'R'},
+	        {"host", required_argument, NULL, 'H'}, {"journal", required_argument, NULL, 'J'},
 	        {"help", no_argument, NULL, 'h'}, {}};
 	_cleanup_(report_done) Report r = {.root = ""};
-	_cleanup_free_ char *default_key = NULL, *tmp = NULL, *root = NULL;
+	_cleanup_free_ char *default_key = NULL, *root = NULL;
 	ReportFormat fmt = FORMAT_TEXT;
 	const char *out = NULL, *key_path = NULL;
 	AuditSealKey key = {};
 	AuditVerifyOptions vo = {};
-	_cleanup_strv_free_ char **audit_files = NULL;
-	FILE *f = stdout;
+	_cleanup_strv_free_ char **audit_files = NULL, **hosts = NULL, **journals = NULL;
 	int c, q, ret = CTL_EXIT_OK;
 
 	while ((c = getopt_long(argc, argv, "o:h", options, NULL)) >= 0) {
@@ -2205,6 +2335,14 @@ int verb_report(int argc, char *argv[])
 				return CTL_EXIT_USAGE;
 			}
 			break;
+		case 'H':
+			if (strv_extend(&hosts, optarg) < 0)
+				return CTL_EXIT_ERROR;
+			break;
+		case 'J':
+			if (strv_extend(&journals, optarg) < 0)
+				return CTL_EXIT_ERROR;
+			break;
 		case 'h':
 			report_help(stdout);
 			return CTL_EXIT_OK;
@@ -2229,6 +2367,17 @@ int verb_report(int argc, char *argv[])
 	if (r.since && r.until && r.until <= r.since) {
 		fprintf(stderr, "keywardctl report: --until must be later than --since\n");
 		return CTL_EXIT_USAGE;
+	}
+	if (hosts || journals) {
+		/* Many hosts (ctl-report-hosts.c): each host's trail and key come with it. */
+		if (audit_files || key_path || root) {
+			fprintf(stderr,
+			        "keywardctl report: --host/--journal exclude --audit, --key "
+			        "and --root (each host's trail and key come with it)\n");
+			return CTL_EXIT_USAGE;
+		}
+		return report_hosts_main(&(ReportHostsArgs){
+		        r.since, r.until, format_table[fmt], out, hosts, journals});
 	}
 	if (root && !streq(root, "/")) {
 		/* The policy, its credential store and the PAM stacks are read under the tree;
@@ -2283,47 +2432,5 @@ int verb_report(int argc, char *argv[])
 		return CTL_EXIT_ERROR;
 	}
 
-	if (out && !streq(out, "-")) {
-		if (asprintf(&tmp, "%s.tmp.XXXXXX", out) < 0)
-			return CTL_EXIT_ERROR;
-		int fd = mkostemp(tmp, O_CLOEXEC);
-		if (fd < 0) {
-			fprintf(stderr, "keywardctl report: cannot create %s: %m\n", tmp);
-			return CTL_EXIT_ERROR;
-		}
-		f = fdopen(fd, "w");
-		if (!f) {
-			close(fd);
-			(void)unlink(tmp);
-			return CTL_EXIT_ERROR;
-		}
-	}
-	switch (fmt) {
-	case FORMAT_TEXT:
-		emit_text(&r, f);
-		break;
-	case FORMAT_JSON:
-		q = emit_json(&r, f);
-		if (q < 0)
-			ret = CTL_EXIT_ERROR;
-		break;
-	case FORMAT_CSV:
-		emit_csv(&r, f);
-		break;
-	case FORMAT_HTML:
-		emit_html(&r, f);
-		break;
-	default:
-		break;
-	}
-	if (f != stdout) {
-		bool bad = ferror(f) != 0 || fflush(f) != 0 || fsync(fileno(f)) < 0;
-		if (fclose(f) != 0 || bad || rename(tmp, out) < 0) {
-			fprintf(stderr, "keywardctl report: cannot write %s: %m\n", out);
-			(void)unlink(tmp);
-			return CTL_EXIT_ERROR;
-		}
-	} else if (fflush(stdout) != 0)
-		return CTL_EXIT_ERROR;
-	return ret;
+	return report_write_output(out, report_emit, &(ReportEmit){&r, fmt, ret});
 }

@@ -38,6 +38,16 @@ int verb_status(int argc, char *argv[]);
 void ctl_status_breakglass(FILE *f, bool daemon_listed_sessions);
 /* ctl-audit.c: audit verify | show */
 int verb_audit(int argc, char *argv[]);
+/* ctl-directory.c: directory status | refresh | show */
+int verb_directory(int argc, char *argv[]);
+/* `revoke --directory`: removes USER's credential LABEL_OR_ID from the directory (its
+ * passkey and keywardCredential values in one modify) and refreshes the cache. */
+int ctl_directory_revoke(const char *user, const char *label_or_id);
+/* `policy check`: the directory group's files (secret_file and tls_key_file root's and
+ * 0600, the TLS files safe) as diagnostics of P's file; the number of errors added. */
+struct Policy;
+struct PolicyDiagnostics;
+int ctl_directory_check(const struct Policy *p, struct PolicyDiagnostics *d);
 /* ctl-report.c: report */
 int verb_report(int argc, char *argv[]);
 /* ctl-audit.c helpers shared with ctl-report.c: the policy's trail and seal key paths
@@ -72,6 +82,12 @@ struct AuditSealKey;
 struct AuditVerifyOptions;
 int ctl_audit_load_key(const char *prog, const char *path, bool explicit_path,
         struct AuditSealKey *k, struct AuditVerifyOptions *o, char **ret_note);
+/* ctl-audit.c, for the multi-host report: anchors from an --anchor argument (a line or a
+ * file of them), and HOST's anchors from a journal file or directory. */
+struct AuditAnchor;
+int ctl_audit_anchors_from_arg(const char *arg, struct AuditAnchor **list, size_t *n);
+int ctl_audit_anchors_from_journal(
+        const char *path, const char *host, struct AuditAnchor **list, size_t *n);
 /* ctl-common.c: USER's group names (primary group PRIMARY and supplementary ones), from
  * account_group_names() (lib/accounts.h: thread-safe, a failed lookup is an error). New
  * code calls that directly. -E2BIG past MAX groups. *RET is NULL-terminated. */

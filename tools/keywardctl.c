@@ -31,6 +31,7 @@ static const Verb verbs[] = {
         {"import-pam-u2f", verb_import_pam_u2f, "import a pam_u2f authfile"},
         {"ssh", verb_ssh, "security-key SSH keys: import, list, sshd configuration"},
         {"breakglass", verb_breakglass, "recovery codes and approvals for a lost key"},
+        {"directory", verb_directory, "the credential directory: cache status, refresh, show"},
         {NULL, NULL, NULL},
 };
 

@@ -466,9 +466,9 @@ static void check_html(const char *out, size_t n)
 
 static const char *const formats[] = {"text", "json", "csv", "html"};
 
-static void run_report(size_t format, uint8_t period)
+static void run_report(size_t format, uint8_t period, bool hosts)
 {
-	char *argv[16];
+	char *argv[16], host_a[300], host_b[320];
 	int argc = 0, rc, saved;
 	struct stat st;
 	char *out;
@@ -476,8 +476,10 @@ static void run_report(size_t format, uint8_t period)
 	argv[argc++] = (char *)"report";
 	argv[argc++] = (char *)"--format";
 	argv[argc++] = (char *)formats[format];
-	argv[argc++] = (char *)"--root";
-	argv[argc++] = root;
+	if (!hosts) {
+		argv[argc++] = (char *)"--root";
+		argv[argc++] = root;
+	}
 	if (period & 1) {
 		argv[argc++] = (char *)"--since";
 		argv[argc++] = (char *)"2026-11-27T07:00:00Z";
@@ -486,8 +488,19 @@ static void run_report(size_t format, uint8_t period)
 		argv[argc++] = (char *)"--until";
 		argv[argc++] = (char *)"2026-11-28";
 	}
-	argv[argc++] = (char *)"--audit";
-	argv[argc++] = trail;
+	if (hosts) {
+		/* The multi-host form (tools/ctl-report-hosts.c): the trail as a host's
+		 * directory and as a file, two hosts, no key (unverifiable). */
+		snprintf(host_a, sizeof(host_a), "a=%s", root);
+		snprintf(host_b, sizeof(host_b), "b.example=%s", trail);
+		argv[argc++] = (char *)"--host";
+		argv[argc++] = host_a;
+		argv[argc++] = (char *)"--host";
+		argv[argc++] = host_b;
+	} else {
+		argv[argc++] = (char *)"--audit";
+		argv[argc++] = trail;
+	}
 	argv[argc] = NULL;
 
 	if (ftruncate(out_fd, 0) < 0 || lseek(out_fd, 0, SEEK_SET) < 0)
@@ -539,14 +552,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	write_at(trail, data, size, 0600);
 	/* A first line of one letter (t, j, c or h: a malformed trail line) asks for that
-	 * format only, which is four times faster; any other input is written in all four. */
+	 * format only, which is four times faster; H asks for the multi-host form (--host
+	 * NAME=DIR ... instead of --root/--audit) in all four; any other input is written in
+	 * all four. */
+	bool hosts = size >= 2 && data[0] == 'H' && data[1] == '\n';
 	if (size >= 2 && data[1] == '\n')
 		for (size_t f = 0; f < ELEMENTSOF(formats); f++)
 			if (data[0] == formats[f][0]) {
-				run_report(f, (uint8_t)(size % 4));
+				run_report(f, (uint8_t)(size % 4), false);
 				return 0;
 			}
 	for (size_t f = 0; f < ELEMENTSOF(formats); f++)
-		run_report(f, (uint8_t)(size % 4));
+		run_report(f, (uint8_t)(size % 4), hosts);
 	return 0;
 }

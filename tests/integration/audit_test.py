@@ -442,7 +442,11 @@ BG_CSV_SESSIONS_HEADER = ["section", "time", "user", "service", "session", "via"
 
 
 def write_fixture_trail(path, key, every=8, fixture=None):
-    fixture = fixture or FIXTURE
+    write_records_trail(path, key, fixture or FIXTURE, every=every)
+
+
+def write_records_trail(path, key, records, host="fixture", every=8):
+    """A sealed trail of RECORDS ((time, event, result, fields), in order) of HOST."""
     lines, unsealed, seq = [], 0, 0
     key_id = hashlib.sha256(b"keyward-audit-seal-key-id-v1" + key).hexdigest()[:16]
 
@@ -467,16 +471,16 @@ def write_fixture_trail(path, key, every=8, fixture=None):
         lines.append(text)
         unsealed = 0 if seal else unsealed + 1
 
-    t0 = fixture[0][0]
-    add({"time": t0, "host": "fixture", "event": "rotate", "result": "info", "reason": "genesis", "file_seq": 1})
-    add({"time": t0, "host": "fixture", "event": "seal", "result": "info", "reason": "open"}, seal=True)
-    for t, ev, res, fields in fixture:
-        rec = {"time": t, "host": "fixture", "event": ev, "result": res}
+    t0 = records[0][0]
+    add({"time": t0, "host": host, "event": "rotate", "result": "info", "reason": "genesis", "file_seq": 1})
+    add({"time": t0, "host": host, "event": "seal", "result": "info", "reason": "open"}, seal=True)
+    for t, ev, res, fields in records:
+        rec = {"time": t, "host": host, "event": ev, "result": res}
         rec.update(fields)
         add(rec)
         if unsealed >= every:
-            add({"time": t, "host": "fixture", "event": "seal", "result": "info", "reason": "interval"}, seal=True)
-    add({"time": fixture[-1][0], "host": "fixture", "event": "seal", "result": "info", "reason": "stop"}, seal=True)
+            add({"time": t, "host": host, "event": "seal", "result": "info", "reason": "interval"}, seal=True)
+    add({"time": records[-1][0], "host": host, "event": "seal", "result": "info", "reason": "stop"}, seal=True)
     write_lines(path, lines)
 
 

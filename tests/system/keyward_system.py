@@ -45,6 +45,7 @@ ROOT_PACKAGES = sorted("""
     sudo login passwd util-linux procps python3
     umockdev libumockdev0 libglib2.0-0
     libfido2-1 libconfig9 libcbor0.8 libssl3 libudev1 libsystemd0 libaudit1
+    libldap-2.5-0
     udev init-system-helpers
     policykit-1
     xvfb xss-lock i3lock x11-utils

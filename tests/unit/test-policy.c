@@ -299,7 +299,7 @@ static const BadCase bad_cases[] = {
         {"settings = { colour = \"blue\"; };\n" DEF, 1,
                 "unknown key 'colour' in 'settings' (expected one of: rp_id, timeout, failmode, "
                 "audit_failure, credentials_dir, state_dir, runtime_dir, audit_log, admin_group, "
-                "cue, max_credentials_per_user, max_bindings, audit, breakglass)"},
+                "cue, max_credentials_per_user, max_bindings, audit, breakglass, directory)"},
         /* settings.audit: every malformed value is an error at its line */
         {"settings = {\n  audit = {\n    rotate_size = \"64Q\";\n  };\n};\n" DEF, 3,
                 "'rotate_size' is \"64Q\", expected a size: bytes, or a number with K, M, G or "
@@ -398,7 +398,8 @@ static const BadCase bad_cases[] = {
         {"default = { require = \"none\"; name = \"x\"; };\n", 1,
                 "unknown key 'name' in 'default' (expected one of: require, reason, on_remote, "
                 "user_verification, user_presence, aaguid_allow, aaguid_deny, attestation, "
-                "trust_anchors, counter, cached_elevation, removal, lockout, remote_lifetime, "
+                "trust_anchors, counter, cached_elevation, credentials, removal, lockout, "
+                "remote_lifetime, "
                 "breakglass)"},
         {"rules = (\n  { match = { users = \"a\"; }; require = \"key\"; }\n);\n" DEF, 2,
                 "rule 1 has no 'name' (expected name = \"...\";)"},
@@ -411,7 +412,8 @@ static const BadCase bad_cases[] = {
         {"rules = (\n  { name = \"a\"; require = \"key\"; colour = 1; }\n);\n" DEF, 2,
                 "unknown key 'colour' in rule 'a' (expected one of: name, match, require, reason, "
                 "on_remote, user_verification, user_presence, aaguid_allow, aaguid_deny, "
-                "attestation, trust_anchors, counter, cached_elevation, removal, lockout, "
+                "attestation, trust_anchors, counter, cached_elevation, credentials, removal, "
+                "lockout, "
                 "remote_lifetime, breakglass)"},
         {"rules = (\n  { name = \"a\"; require = \"key\";\n    match = { user = \"x\"; }; "
          "}\n);\n" DEF,
