@@ -378,6 +378,38 @@ def case_ldapi_external(args, slapd, keystate):
         a.cleanup()
 
 
+def case_both(args, slapd, keystate):
+    """credentials = "both": a local key and a directory key both count; each source alone
+    only its own."""
+    a = setup_host(args, slapd, "A", keystate, source="both", bed_args=("--keys", "2"),
+                   extra="writable = true;")
+    try:
+        a.start()
+        a.enroll("--label", "local1", "--device", "/dev/hidraw0")
+        a.enroll("--label", "dir1", "--directory", "--device", "/dev/hidraw1")
+        check(len(os.listdir(a.creds)) == 1, "local1 is local")
+
+        def source(src):
+            a.write_policy(settings_extra=directory_group(slapd, extra="writable = true;"),
+                           rule_extra=f'credentials = "{src}";')
+            a.daemon.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+
+        r = a.authenticate()
+        check(r["granted"] and r["cred"] in ("local1", "dir1"), f"both: {r}")
+        source("local")
+        r = a.authenticate()
+        check(r["granted"] and r["cred"] == "local1", f"local only: {r}")
+        a.ctl("revoke", "root", "local1")
+        r = a.authenticate()
+        check(not r["granted"] and r["reason"] == "not-enrolled", f"local only, none left: {r}")
+        source("both")
+        r = a.authenticate()
+        check(r["granted"] and r["cred"] == "dir1", f"the directory key under both: {r}")
+    finally:
+        a.cleanup()
+
+
 def case_two_hosts(args, slapd, keystate):
     """Enrol on host A into the directory (`enroll --directory`: keywardd writes the value),
     log in on host B; revoke on A (`revoke --directory`) and B refuses within `refresh`
@@ -636,6 +668,7 @@ CASES = {
     "injection": case_injection,
     "counter": case_counter,
     "ldapi-external": case_ldapi_external,
+    "both": case_both,
 }
 
 
