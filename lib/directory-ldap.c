@@ -41,6 +41,15 @@ _printf_(2, 3) static int fail(char **ret_error, const char *fmt, ...)
 	return -EIO;
 }
 
+void directory_library_init(void)
+{
+	int v;
+
+	(void)setenv("LDAPNOINIT", "1", 1);
+	/* libldap reads its configuration at its first call: make that call now. */
+	(void)ldap_get_option(NULL, LDAP_OPT_PROTOCOL_VERSION, &v);
+}
+
 /* What is left of the deadline, at least 1 ms, as the per-step limits of libldap. */
 static int conn_arm(Conn *c)
 {
@@ -97,8 +106,9 @@ static int conn_open_one(const PolicyDirectory *cfg, const char *uri, Conn *c, c
 	if (ldap_set_option(c->ld, LDAP_OPT_PROTOCOL_VERSION, &v3) != LDAP_OPT_SUCCESS ||
 	        ldap_set_option(c->ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF) != LDAP_OPT_SUCCESS ||
 	        ldap_set_option(c->ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand) != LDAP_OPT_SUCCESS ||
-	        (cfg->tls_ca_file && ldap_set_option(c->ld, LDAP_OPT_X_TLS_CACERTFILE,
-	                                     cfg->tls_ca_file) != LDAP_OPT_SUCCESS) ||
+	        ldap_set_option(c->ld, LDAP_OPT_X_TLS_CACERTFILE,
+	                cfg->tls_ca_file ? cfg->tls_ca_file : DIRECTORY_DEFAULT_CA_FILE) !=
+	                LDAP_OPT_SUCCESS ||
 	        (cfg->tls_cert_file && ldap_set_option(c->ld, LDAP_OPT_X_TLS_CERTFILE,
 	                                       cfg->tls_cert_file) != LDAP_OPT_SUCCESS) ||
 	        (cfg->tls_key_file && ldap_set_option(c->ld, LDAP_OPT_X_TLS_KEYFILE,
