@@ -430,8 +430,15 @@ def case_two_hosts(args, slapd, keystate):
         check(r.returncode != 0, "a second k1 was accepted")
         b = setup_host(args, slapd, "B", keystate, refresh=2, extra="writable = true;")
         b.start()
-        r = b.authenticate()
+        # B has no cache yet: Check (what pam_keyward asks first) must not answer "no
+        # keys" — the directory is asked at Authenticate, with Check's decision.
+        ck = b.manager().Check("root", "sudo", "", "")
+        check(str(ck[0]) == "key" and int(ck[6]) >= 1 and str(ck[7]), f"Check on B before any login: {ck}")
+        import dbus
+        r = b.authenticate(options={"decision": dbus.String(str(ck[7]))})
         check(r["granted"] and r["cred"] == "k1", f"host B login with A's registration: {r}")
+        ck = b.manager().Check("root", "sudo", "", "")
+        check(int(ck[6]) == 1, f"Check on B counts the cached key: {ck}")
         a.ctl("revoke", "root", "k1", "--directory")
         check(not slapd.values("root", "passkey"), "the value is gone from the directory")
         t0 = time.monotonic()
