@@ -410,6 +410,47 @@ def case_both(args, slapd, keystate):
         a.cleanup()
 
 
+def pam_auth(h, expect):
+    """pam-driver (libpamtest) under pam_wrapper with pam_keyward.so, on host H's bus."""
+    pam_dir = os.path.join(h.tmp, "pam.d")
+    if not os.path.isdir(pam_dir):
+        os.mkdir(pam_dir)
+        with open(os.path.join(pam_dir, "other"), "w") as f:
+            f.write("auth required pam_deny.so\naccount required pam_deny.so\nsession required pam_deny.so\n")
+        with open(os.path.join(pam_dir, "sudo"), "w") as f:
+            f.write(f"auth required {os.path.join(h.build, 'pam_module', 'pam_keyward.so')} config={h.conf}\n")
+    pre = [p for p in h.hostenv.get("LD_PRELOAD", "").replace(":", " ").split() if p]
+    env = dict(h.hostenv, LD_PRELOAD=" ".join(pre + ["libpam_wrapper.so"]), PAM_WRAPPER="1",
+               PAM_WRAPPER_SERVICE_DIR=pam_dir, PAM_WRAPPER_DISABLE_DEEPBIND="1",
+               UID_WRAPPER_DISABLE_DEEPBIND="1")
+    driver = os.path.join(h.build, "tests", "integration", "pam-driver")
+    r = subprocess.run([driver, "sudo", "root", f"auth:{expect}"], env=env, capture_output=True, text=True,
+                       timeout=60)
+    log(f"[{h.name}] $ pam-driver sudo root auth:{expect} -> {r.returncode}\n{r.stdout}{r.stderr}")
+    check(r.returncode == 0, f"pam-driver auth:{expect} failed")
+    return r.stdout + r.stderr
+
+
+def case_pam(args, slapd, keystate):
+    """The whole chain through pam_keyward.so (pam_wrapper + libpamtest): a host that has
+    never seen the user's keys (no cache) lets the directory key in; with the server gone
+    and the cache too old, the module refuses with the daemon's message (a keyward
+    fault, PAM_SERVICE_ERR, not a wrong password)."""
+    a = setup_host(args, slapd, "A", keystate, max_age=3, extra="writable = true;")
+    try:
+        a.start()
+        a.enroll("--label", "k1", "--directory")
+        os.unlink(os.path.join(a.state, "directory-cache", "root"))
+        pam_auth(a, "PAM_SUCCESS")
+        check(os.path.exists(os.path.join(a.state, "directory-cache", "root")), "the login wrote the cache")
+        slapd.stop()
+        time.sleep(4)
+        out = pam_auth(a, "PAM_SERVICE_ERR")
+        check("cannot be reached" in out and "limit 3 s" in out, f"the module showed: {out}")
+    finally:
+        a.cleanup()
+
+
 def case_two_hosts(args, slapd, keystate):
     """Enrol on host A into the directory (`enroll --directory`: keywardd writes the value),
     log in on host B; revoke on A (`revoke --directory`) and B refuses within `refresh`
@@ -676,6 +717,7 @@ CASES = {
     "counter": case_counter,
     "ldapi-external": case_ldapi_external,
     "both": case_both,
+    "pam": case_pam,
 }
 
 
