@@ -556,6 +556,20 @@ def case_timeout(args, slapd, keystate):
         check(r["secs"] < 1.0 + 1.5, f"the login waited {r['secs']:.2f} s (timeout 1 s)")
         check(held, "the silent server was connected to")
         check("Directory unreachable for root" in a.log_text(), "logged")
+        # the same behind ldaps:// (the TLS handshake never answered) and with the silent
+        # server first and the real one second: one budget for the whole list
+        silent_tls = dead.replace("ldap://", "ldaps://")
+        for uri, expect_fresh in ((silent_tls, False), (f'{dead}", "{slapd.uri}', True)):
+            a.write_policy(settings_extra=directory_group(slapd, uri=uri, timeout=1000),
+                           rule_extra='credentials = "directory";')
+            a.daemon.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            n_before = a.log_text().count("Directory unreachable for root")
+            r = a.authenticate()
+            check(r["granted"] and r["secs"] < 1.0 + 1.5, f"{uri}: {r}")
+            # with the silent server first the budget is spent on it: the cache answers
+            check(a.log_text().count("Directory unreachable for root") == n_before + 1,
+                  f"{uri}: the cache was not used")
     finally:
         stop.set()
         a.cleanup()
