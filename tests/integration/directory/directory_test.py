@@ -87,6 +87,15 @@ class Slapd:
         os.mkdir(f"{d}/db")
         schema = "".join(f"include: file:///etc/ldap/schema/{s}.ldif\n" for s in ("core", "cosine", "nis", "inetorgperson"))
         schema += f"include: file://{self.src}/dist/keyward.ldif\n"
+        # A stand-in for FreeIPA's passkey attribute (its name and shape, not its OIDs),
+        # for the case with attribute = "ipaPassKey".
+        with open(f"{d}/ipa-standin.ldif", "w") as f:
+            f.write("dn: cn=ipa-standin,cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: ipa-standin\n"
+                    "olcAttributeTypes: ( 1.3.6.1.4.1.59127.9.1 NAME 'ipaPassKey' EQUALITY caseExactMatch "
+                    "SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )\n"
+                    "olcObjectClasses: ( 1.3.6.1.4.1.59127.9.2 NAME 'ipaPasskeyUser' SUP top AUXILIARY "
+                    "MAY ipaPassKey )\n")
+        schema += f"include: file://{d}/ipa-standin.ldif\n"
         with open(f"{d}/config.ldif", "w") as f:
             f.write(f"""dn: cn=config
 objectClass: olcGlobal
@@ -158,6 +167,7 @@ dn: uid={uid},ou=people,{SUFFIX}
 objectClass: inetOrgPerson
 objectClass: posixAccount
 objectClass: keywardUser
+objectClass: ipaPasskeyUser
 uid: {uid}
 cn: {uid}
 sn: {uid}
@@ -451,6 +461,26 @@ def case_pam(args, slapd, keystate):
         a.cleanup()
 
 
+def case_ipa_attribute(args, slapd, keystate):
+    """attribute = "ipaPassKey" (FreeIPA's name) and another user_filter: the same SSSD
+    values under another attribute; keyward's own attributes stay optional."""
+    a = setup_host(args, slapd, "A", keystate,
+                   extra='attribute = "ipaPassKey"; user_filter = "(&(objectClass=inetOrgPerson)(uid=%u))";')
+    try:
+        a.start()
+        a.enroll("--label", "k1")
+        out = a.ctl("directory", "export", "root").stdout
+        vals = [l.split(": ", 1)[1] for l in out.splitlines() if l.startswith("ipaPassKey: ")]
+        check(len(vals) == 1 and vals[0].startswith("passkey:"), f"export names the attribute: {out}")
+        slapd.modify(f"dn: uid=root,ou=people,{SUFFIX}\nchangetype: modify\nadd: ipaPassKey\nipaPassKey: {vals[0]}\n-\n")
+        for f in os.listdir(a.creds):
+            os.unlink(os.path.join(a.creds, f))
+        r = a.authenticate()
+        check(r["granted"] and r["cred"] == "directory-1", f"login with an ipaPassKey value: {r}")
+    finally:
+        a.cleanup()
+
+
 def case_two_hosts(args, slapd, keystate):
     """Enrol on host A into the directory (`enroll --directory`: keywardd writes the value),
     log in on host B; revoke on A (`revoke --directory`) and B refuses within `refresh`
@@ -732,6 +762,7 @@ CASES = {
     "ldapi-external": case_ldapi_external,
     "both": case_both,
     "pam": case_pam,
+    "ipa-attribute": case_ipa_attribute,
 }
 
 
