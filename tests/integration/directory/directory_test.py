@@ -488,6 +488,8 @@ def case_two_hosts(args, slapd, keystate):
     a = setup_host(args, slapd, "A", keystate, refresh=2, extra="writable = true;")
     b = None
     try:
+        a.vk = os.path.join(a.tmp, "verification.key")
+        a.ctl("audit", "setup-keys", "--output", a.vk)
         a.start()
         a.enroll("--label", "k1", "--directory")
         check(not os.listdir(a.creds), "nothing stored locally")
@@ -500,6 +502,8 @@ def case_two_hosts(args, slapd, keystate):
         r = a.enroll("--label", "k1", "--directory", expect=None)
         check(r.returncode != 0, "a second k1 was accepted")
         b = setup_host(args, slapd, "B", keystate, refresh=2, extra="writable = true;")
+        b.vk = os.path.join(b.tmp, "verification.key")
+        b.ctl("audit", "setup-keys", "--output", b.vk)
         b.start()
         # B has no cache yet: Check (what pam_keyward asks first) must not answer "no
         # keys" — the directory is asked at Authenticate, with Check's decision.
@@ -520,10 +524,52 @@ def case_two_hosts(args, slapd, keystate):
         log(f"revocation in B's cache after {time.monotonic() - t0:.1f} s (refresh 2 s)")
         r = b.authenticate()
         check(not r["granted"] and r["reason"] == "not-enrolled", f"revoked: {r}")
+        a.stop()
+        b.stop()
+        fleet_report(args, a, b)
     finally:
         a.cleanup()
         if b:
             b.cleanup()
+
+
+def fleet_report(args, a, b):
+    """The fleet report over both hosts (`keywardctl report --host NAME=DIR`), each DIR as a
+    collector keeps it: the trail (audit.log*), the verification key from `audit setup-keys`
+    and the host's published anchor. Both hosts intact; A's enrolment and B's login are in it."""
+    dirs = {}
+    for h in (a, b):
+        d = os.path.join(a.tmp, "fleet", "host" + h.name)
+        os.makedirs(d)
+        logdir = os.path.dirname(h.audit)
+        for f in os.listdir(logdir):
+            if f.startswith("audit.log"):
+                shutil.copy(os.path.join(logdir, f), d)
+        shutil.copy(h.vk, os.path.join(d, "verification.key"))
+        anchor = h.ctl("audit", "anchor", h.audit).stdout.strip()
+        check(anchor, f"host {h.name}: no anchor")
+        with open(os.path.join(d, "anchors"), "w") as f:
+            f.write(anchor + "\n")
+        dirs[h.name] = d
+    argv = ["report", "--host", "hostA=" + dirs["A"], "--host", "hostB=" + dirs["B"]]
+    r = json.loads(a.ctl(*argv, "--format", "json").stdout)
+    hosts = {h["host"]: h for h in r["hosts"]}
+    check(sorted(hosts) == ["hostA", "hostB"], f"hosts in the report: {r['hosts']}")
+    for name, h in hosts.items():
+        check(h["status"] == "intact" and h["verdict"] == "intact", f"{name} not intact: {h}")
+    cov = sorted((c["host"], c["trail"], c["user"], c["service"], c["success"], c["failure"])
+                 for c in r["coverage"])
+    # B: the login with A's enrolment granted, the one after the revocation refused; A: none
+    check(cov == [("hostB", "intact", "root", "sudo", 1, 1)], f"coverage: {cov}")
+    # no elevation rows: these logins are bare Authenticate calls, no PAM session to bind
+    check(r["elevations"] == [], f"elevations: {r['elevations']}")
+    # The enrolment on A: the multi-host report has no table of enrolments (coverage and
+    # elevations only); A's proven trail holds it, and B's login above used it.
+    enrols = [x for x in a.audit_records() if x.get("event") == "enroll" and x.get("detail") == "directory"]
+    check(len(enrols) == 1 and hosts["hostA"]["records"] >= enrols[0]["seq"],
+          f"hostA's report covers its enrolment record: {hosts['hostA']} {enrols}")
+    text = a.ctl(*argv).stdout
+    check("hostA" in text and "hostB" in text and "intact" in text, "the text report names both hosts")
 
 
 def case_offline(args, slapd, keystate):
