@@ -9,6 +9,7 @@
 #include "bus-fair.h"
 #include "creds.h"
 #include "device-op.h"
+#include "directory-source.h"
 #include "fido-util.h"
 #include "log.h"
 #include "session.h"
@@ -270,6 +271,18 @@ static int method_check(Manager *m, sd_bus_message *msg, const BusCaller *c, sd_
 			            "administrator.",
 			            strna(cred_error)) < 0)
 				return -ENOMEM;
+		} else if (d->credentials != POLICY_CRED_SOURCE_LOCAL) {
+			/* Keys from the directory: what the cache says, at least 1 — the
+			 * directory itself is asked at Authenticate (off the loop), which
+			 * answers not-enrolled when it has none. */
+			_cleanup_credential_set_ CredentialSet *ds = NULL;
+
+			if (d->credentials == POLICY_CRED_SOURCE_DIRECTORY)
+				n_creds = 0;
+			if (directory_cached_set(policy_settings(m->policy), user, &ds) >= 0)
+				n_creds += ds->n;
+			if (n_creds == 0)
+				n_creds = 1;
 		} else if (n_creds == 0 &&
 		           asprintf(&message, "No %s is registered for %s.",
 		                   d->require == POLICY_REQUIRE_SSH_KEY ? "security-key SSH key"

@@ -149,6 +149,18 @@ int directory_login_new(const PolicySettings *st, const char *user, PolicyCredSo
 	return 0;
 }
 
+int directory_cached_set(const PolicySettings *st, const char *user, CredentialSet **ret)
+{
+	_cleanup_directory_user_ DirectoryUser *d = NULL;
+
+	if (st->directory.configured &&
+	        directory_cache_load(st->state_dir, user, st->rp_id, &d) >= 0 && d->set) {
+		*ret = TAKE_PTR(d->set);
+		return 0;
+	}
+	return credential_set_new(user, ret);
+}
+
 static void format_age(uint64_t s, char *buf, size_t size)
 {
 	if (s >= 2 * 3600)

@@ -53,6 +53,10 @@ struct fido_assert;
 void directory_login_counter(
         DirectoryLogin *l, const CredentialSet *set, const struct fido_assert *as);
 
+/* The credentials the cache holds for USER (no network): for the loop's own uses (Check's
+ * count, the removal proof). An empty set when there is no directory or no cache. */
+int directory_cached_set(const PolicySettings *st, const char *user, CredentialSet **ret);
+
 /* Deep copies of the policy's directory group. */
 int directory_config_copy(const PolicyDirectory *src, PolicyDirectory *dst);
 void directory_config_done(PolicyDirectory *c);

@@ -857,6 +857,16 @@ int bus_method_enroll(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 		return sd_bus_error_setf(
 		        error, KEYWARD_BUS_ERROR_FAILED, "%s", why ? why : strerror(-r));
 	}
+	if (o.directory > 0) {
+		/* Into the directory: its credentials (as cached) are the exclude list, the
+		 * labels taken and the count; the worker checks them again on the server. */
+		e->set = credential_set_free(e->set);
+		r = directory_cached_set(st, user, &e->set);
+		if (r < 0) {
+			enroll_data_free(e);
+			return r;
+		}
+	}
 	if (st->max_credentials_per_user > 0 && e->set->n >= st->max_credentials_per_user) {
 		enroll_data_free(e);
 		return sd_bus_error_setf(error, KEYWARD_BUS_ERROR_POLICY_REFUSED,

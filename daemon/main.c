@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include "daemon.h"
+#include "directory.h"
 #include "keyward-config.h"
 #include "log.h"
 #include "util.h"
@@ -106,6 +107,8 @@ static int run(int argc, char *argv[])
 		log_set_max_level(LOG_DEBUG);
 	raise_fd_limit();
 	memory_setup();
+	directory_library_init(); /* before any thread: libldap reads no rc file or LDAP* variable
+	                           */
 	r = manager_new(&o, &m);
 	if (r < 0)
 		return r;

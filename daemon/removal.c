@@ -13,6 +13,7 @@
 #include "creds.h"
 #include "fido-util.h"
 #include "intern.h"
+#include "directory-source.h"
 #include "log.h"
 #include "logind.h"
 #include "process.h"
@@ -900,7 +901,7 @@ prove:
 		return;
 	}
 	for (Binding *b = m->bindings; b && p->n < PROOF_MAX_CREDENTIALS; b = b->next) {
-		_cleanup_credential_set_ CredentialSet *s = NULL;
+		_cleanup_credential_set_ CredentialSet *s = NULL, *ds = NULL;
 		ProofItem *it;
 		const Credential *c;
 
@@ -918,6 +919,10 @@ prove:
 		c = r >= 0 ? creds_find_id(s, b->cred_id) : NULL;
 		if (!c && r >= 0 && b->cred_label)
 			c = creds_find_label(s, b->cred_label);
+		/* A directory credential: as the cache has it (revocations arrive within
+		 * the policy's refresh). */
+		if (!c && directory_cached_set(policy_settings(m->policy), b->user, &ds) >= 0)
+			c = creds_find_id(ds, b->cred_id);
 		if (!c || credential_is_ssh(c) || !c->public_key || !c->rp_id) {
 			it->result = "no-credential";
 			continue;

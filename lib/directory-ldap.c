@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <ldap.h>
 
@@ -20,11 +23,120 @@
 
 #define SECRET_MAX 1024
 
+/* The hard stop of a connection: libldap's timeouts do not bound everything (2.5's TLS
+ * handshake on ldaps:// with a server that never answers spins past
+ * LDAP_OPT_NETWORK_TIMEOUT), so a thread of ours shuts the socket down at the deadline,
+ * which ends whatever libldap is waiting for. The socket comes from the connect callback. */
+typedef struct Watchdog {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool started, done, fired;
+	int fd; /* the connection's socket, -1: none */
+	uint64_t deadline_ms;
+} Watchdog;
+
 typedef struct Conn {
 	LDAP *ld;
 	const char *uri;
 	uint64_t deadline_ms; /* CLOCK_MONOTONIC */
+	Watchdog *wd;
+	struct ldap_conncb cb;
 } Conn;
+
+static void *watchdog_thread(void *userdata)
+{
+	Watchdog *w = userdata;
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)(w->deadline_ms / 1000);
+	ts.tv_nsec = (long)(w->deadline_ms % 1000) * 1000000L;
+	pthread_mutex_lock(&w->lock);
+	while (!w->done)
+		if (pthread_cond_timedwait(&w->cond, &w->lock, &ts) == ETIMEDOUT) {
+			if (!w->done && w->fd >= 0)
+				(void)shutdown(w->fd, SHUT_RDWR);
+			w->fired = true;
+			break;
+		}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static int watchdog_start(Conn *c)
+{
+	pthread_condattr_t attr;
+	Watchdog *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	w->fd = -1;
+	w->deadline_ms = c->deadline_ms;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	if (pthread_create(&w->thread, NULL, watchdog_thread, w) != 0) {
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->lock);
+		free(w);
+		return -EAGAIN;
+	}
+	w->started = true;
+	c->wd = w;
+	return 0;
+}
+
+static void watchdog_stop(Conn *c)
+{
+	Watchdog *w = c->wd;
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->done = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	(void)pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+	c->wd = NULL;
+}
+
+static int conn_cb_add(
+        LDAP *ld, Sockbuf *sb, LDAPURLDesc *srv, struct sockaddr *addr, struct ldap_conncb *ctx)
+{
+	Watchdog *w = ctx->lc_arg;
+	ber_socket_t fd = -1;
+
+	(void)ld;
+	(void)srv;
+	(void)addr;
+	if (!w || ber_sockbuf_ctrl(sb, LBER_SB_OPT_GET_FD, &fd) != 1)
+		return 0;
+	pthread_mutex_lock(&w->lock);
+	w->fd = fd;
+	if (w->fired) /* already past the deadline */
+		(void)shutdown(fd, SHUT_RDWR);
+	pthread_mutex_unlock(&w->lock);
+	return 0;
+}
+
+static void conn_cb_del(LDAP *ld, Sockbuf *sb, struct ldap_conncb *ctx)
+{
+	Watchdog *w = ctx->lc_arg;
+
+	(void)ld;
+	(void)sb;
+	if (!w)
+		return;
+	/* before libldap closes it: the number may be reused at once */
+	pthread_mutex_lock(&w->lock);
+	w->fd = -1;
+	pthread_mutex_unlock(&w->lock);
+}
 
 _printf_(2, 3) static int fail(char **ret_error, const char *fmt, ...)
 {
@@ -39,6 +151,15 @@ _printf_(2, 3) static int fail(char **ret_error, const char *fmt, ...)
 		va_end(ap);
 	}
 	return -EIO;
+}
+
+void directory_library_init(void)
+{
+	int v;
+
+	(void)setenv("LDAPNOINIT", "1", 1);
+	/* libldap reads its configuration at its first call: make that call now. */
+	(void)ldap_get_option(NULL, LDAP_OPT_PROTOCOL_VERSION, &v);
 }
 
 /* What is left of the deadline, at least 1 ms, as the per-step limits of libldap. */
@@ -94,11 +215,15 @@ static int conn_open_one(const PolicyDirectory *cfg, const char *uri, Conn *c, c
 	rc = ldap_initialize(&c->ld, uri);
 	if (rc != LDAP_SUCCESS)
 		return fail(ret_error, "%s: %s", uri, ldap_err2string(rc));
+	c->cb = (struct ldap_conncb){.lc_add = conn_cb_add, .lc_del = conn_cb_del, .lc_arg = c->wd};
+	if (ldap_set_option(c->ld, LDAP_OPT_CONNECT_CB, &c->cb) != LDAP_OPT_SUCCESS)
+		return fail(ret_error, "%s: the connection watch cannot be set", uri);
 	if (ldap_set_option(c->ld, LDAP_OPT_PROTOCOL_VERSION, &v3) != LDAP_OPT_SUCCESS ||
 	        ldap_set_option(c->ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF) != LDAP_OPT_SUCCESS ||
 	        ldap_set_option(c->ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand) != LDAP_OPT_SUCCESS ||
-	        (cfg->tls_ca_file && ldap_set_option(c->ld, LDAP_OPT_X_TLS_CACERTFILE,
-	                                     cfg->tls_ca_file) != LDAP_OPT_SUCCESS) ||
+	        ldap_set_option(c->ld, LDAP_OPT_X_TLS_CACERTFILE,
+	                cfg->tls_ca_file ? cfg->tls_ca_file : DIRECTORY_DEFAULT_CA_FILE) !=
+	                LDAP_OPT_SUCCESS ||
 	        (cfg->tls_cert_file && ldap_set_option(c->ld, LDAP_OPT_X_TLS_CERTFILE,
 	                                       cfg->tls_cert_file) != LDAP_OPT_SUCCESS) ||
 	        (cfg->tls_key_file && ldap_set_option(c->ld, LDAP_OPT_X_TLS_KEYFILE,
@@ -158,11 +283,22 @@ static void conn_close(Conn *c)
 }
 
 /* The first server of CFG that answers within the (one, shared) deadline. */
+/* Closes the connection and ends its watchdog. */
+static void conn_end(Conn *c)
+{
+	conn_close(c);
+	watchdog_stop(c);
+}
+
 static int conn_open(const PolicyDirectory *cfg, Conn *c, char **ret_error)
 {
 	int r = -EIO;
 
 	c->deadline_ms = now_monotonic_ms() + cfg->timeout_ms;
+	r = watchdog_start(c);
+	if (r < 0)
+		return fail(
+		        ret_error, "the directory connection cannot be watched: %s", strerror(-r));
 	for (char **u = cfg->uris; u && *u; u++) {
 		r = conn_open_one(cfg, *u, c, ret_error);
 		if (r >= 0)
@@ -171,6 +307,7 @@ static int conn_open(const PolicyDirectory *cfg, Conn *c, char **ret_error)
 		if (now_monotonic_ms() >= c->deadline_ms)
 			break;
 	}
+	watchdog_stop(c);
 	return r;
 }
 
@@ -296,7 +433,7 @@ int directory_fetch(const PolicyDirectory *cfg, const char *rp_id, const char *u
 out:
 	if (res)
 		ldap_msgfree(res);
-	conn_close(&c);
+	conn_end(&c);
 	return r;
 }
 
@@ -333,7 +470,7 @@ static int modify_values(const PolicyDirectory *cfg, const char *dn, size_t n, c
 		r = -EEXIST;
 	else if (rc != LDAP_SUCCESS)
 		r = fail(ret_error, "%s: modify of %s failed: %s", c.uri, dn, ldap_err2string(rc));
-	conn_close(&c);
+	conn_end(&c);
 	return r;
 }
 

@@ -49,6 +49,14 @@ static inline void directory_user_freep(DirectoryUser **u)
 }
 #define _cleanup_directory_user_ _cleanup_(directory_user_freep)
 
+/* Debian's CA bundle: the server certificate's anchors when the policy names none
+ * (libldap's own configuration, which would name them, is not read). */
+#define DIRECTORY_DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+/* Call once, before any thread and any other libldap use: libldap then reads neither
+ * ldap.conf nor an ldaprc in the working or home directory nor LDAP* environment
+ * variables (LDAPNOINIT): only the policy configures the connection. */
+void directory_library_init(void);
+
 /* RFC 4515 escaping of a value inside a filter: '*', '(', ')', '\\', NUL and every byte
  * outside printable ASCII become "\\XX". */
 int directory_filter_escape(const char *value, char **ret);

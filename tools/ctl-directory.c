@@ -261,9 +261,9 @@ int ctl_directory_check(const Policy *p, PolicyDiagnostics *d)
 		for (char **u = g->uris; u && *u; u++)
 			if (strncmp(*u, "ldapi://", 8) != 0) {
 				r = add_diag(d, POLICY_SEVERITY_WARNING, file,
-				        "directory %s: no tls_ca_file, the system's CA "
-				        "certificates "
-				        "decide which server certificate is trusted",
+				        "directory %s: no tls_ca_file, the CA "
+				        "bundle " DIRECTORY_DEFAULT_CA_FILE
+				        " decides which server certificate is trusted",
 				        *u);
 				if (r < 0)
 					return r;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "directory.h"
 #include "keyward-config.h"
 #include "util.h"
 
@@ -58,6 +59,7 @@ int main(int argc, char *argv[])
 	        {"version", no_argument, NULL, 'V'}, {}};
 	int c;
 
+	directory_library_init(); /* libldap reads no ldaprc or LDAP* variable of the caller */
 	/* '+': stop at the verb; verbs parse their own options. */
 	while ((c = getopt_long(argc, argv, "+c:qhV", options, NULL)) >= 0) {
 		switch (c) {

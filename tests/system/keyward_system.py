@@ -51,6 +51,7 @@ ROOT_PACKAGES = sorted("""
     xvfb xss-lock i3lock x11-utils
     systemd-journal-remote
     openssh-server openssh-client libsodium23
+    slapd ldap-utils
 """.split())
 # Bump when the recipe below changes in a way the package list does not show.
 ROOT_RECIPE = "1"

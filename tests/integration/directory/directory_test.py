@@ -87,6 +87,15 @@ class Slapd:
         os.mkdir(f"{d}/db")
         schema = "".join(f"include: file:///etc/ldap/schema/{s}.ldif\n" for s in ("core", "cosine", "nis", "inetorgperson"))
         schema += f"include: file://{self.src}/dist/keyward.ldif\n"
+        # A stand-in for FreeIPA's passkey attribute (its name and shape, not its OIDs),
+        # for the case with attribute = "ipaPassKey".
+        with open(f"{d}/ipa-standin.ldif", "w") as f:
+            f.write("dn: cn=ipa-standin,cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: ipa-standin\n"
+                    "olcAttributeTypes: ( 1.3.6.1.4.1.59127.9.1 NAME 'ipaPassKey' EQUALITY caseExactMatch "
+                    "SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )\n"
+                    "olcObjectClasses: ( 1.3.6.1.4.1.59127.9.2 NAME 'ipaPasskeyUser' SUP top AUXILIARY "
+                    "MAY ipaPassKey )\n")
+        schema += f"include: file://{d}/ipa-standin.ldif\n"
         with open(f"{d}/config.ldif", "w") as f:
             f.write(f"""dn: cn=config
 objectClass: olcGlobal
@@ -158,6 +167,7 @@ dn: uid={uid},ou=people,{SUFFIX}
 objectClass: inetOrgPerson
 objectClass: posixAccount
 objectClass: keywardUser
+objectClass: ipaPasskeyUser
 uid: {uid}
 cn: {uid}
 sn: {uid}
@@ -378,6 +388,99 @@ def case_ldapi_external(args, slapd, keystate):
         a.cleanup()
 
 
+def case_both(args, slapd, keystate):
+    """credentials = "both": a local key and a directory key both count; each source alone
+    only its own."""
+    a = setup_host(args, slapd, "A", keystate, source="both", bed_args=("--keys", "2"),
+                   extra="writable = true;")
+    try:
+        a.start()
+        a.enroll("--label", "local1", "--device", "/dev/hidraw0")
+        a.enroll("--label", "dir1", "--directory", "--device", "/dev/hidraw1")
+        check(len(os.listdir(a.creds)) == 1, "local1 is local")
+
+        def source(src):
+            a.write_policy(settings_extra=directory_group(slapd, extra="writable = true;"),
+                           rule_extra=f'credentials = "{src}";')
+            a.daemon.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+
+        r = a.authenticate()
+        check(r["granted"] and r["cred"] in ("local1", "dir1"), f"both: {r}")
+        source("local")
+        r = a.authenticate()
+        check(r["granted"] and r["cred"] == "local1", f"local only: {r}")
+        a.ctl("revoke", "root", "local1")
+        r = a.authenticate()
+        check(not r["granted"] and r["reason"] == "not-enrolled", f"local only, none left: {r}")
+        source("both")
+        r = a.authenticate()
+        check(r["granted"] and r["cred"] == "dir1", f"the directory key under both: {r}")
+    finally:
+        a.cleanup()
+
+
+def pam_auth(h, expect):
+    """pam-driver (libpamtest) under pam_wrapper with pam_keyward.so, on host H's bus."""
+    pam_dir = os.path.join(h.tmp, "pam.d")
+    if not os.path.isdir(pam_dir):
+        os.mkdir(pam_dir)
+        with open(os.path.join(pam_dir, "other"), "w") as f:
+            f.write("auth required pam_deny.so\naccount required pam_deny.so\nsession required pam_deny.so\n")
+        with open(os.path.join(pam_dir, "sudo"), "w") as f:
+            f.write(f"auth required {os.path.join(h.build, 'pam_module', 'pam_keyward.so')} config={h.conf}\n")
+    pre = [p for p in h.hostenv.get("LD_PRELOAD", "").replace(":", " ").split() if p]
+    env = dict(h.hostenv, LD_PRELOAD=" ".join(pre + ["libpam_wrapper.so"]), PAM_WRAPPER="1",
+               PAM_WRAPPER_SERVICE_DIR=pam_dir, PAM_WRAPPER_DISABLE_DEEPBIND="1",
+               UID_WRAPPER_DISABLE_DEEPBIND="1")
+    driver = os.path.join(h.build, "tests", "integration", "pam-driver")
+    r = subprocess.run([driver, "sudo", "root", f"auth:{expect}"], env=env, capture_output=True, text=True,
+                       timeout=60)
+    log(f"[{h.name}] $ pam-driver sudo root auth:{expect} -> {r.returncode}\n{r.stdout}{r.stderr}")
+    check(r.returncode == 0, f"pam-driver auth:{expect} failed")
+    return r.stdout + r.stderr
+
+
+def case_pam(args, slapd, keystate):
+    """The whole chain through pam_keyward.so (pam_wrapper + libpamtest): a host that has
+    never seen the user's keys (no cache) lets the directory key in; with the server gone
+    and the cache too old, the module refuses with the daemon's message (a keyward
+    fault, PAM_SERVICE_ERR, not a wrong password)."""
+    a = setup_host(args, slapd, "A", keystate, max_age=3, extra="writable = true;")
+    try:
+        a.start()
+        a.enroll("--label", "k1", "--directory")
+        os.unlink(os.path.join(a.state, "directory-cache", "root"))
+        pam_auth(a, "PAM_SUCCESS")
+        check(os.path.exists(os.path.join(a.state, "directory-cache", "root")), "the login wrote the cache")
+        slapd.stop()
+        time.sleep(4)
+        out = pam_auth(a, "PAM_SERVICE_ERR")
+        check("cannot be reached" in out and "limit 3 s" in out, f"the module showed: {out}")
+    finally:
+        a.cleanup()
+
+
+def case_ipa_attribute(args, slapd, keystate):
+    """attribute = "ipaPassKey" (FreeIPA's name) and another user_filter: the same SSSD
+    values under another attribute; keyward's own attributes stay optional."""
+    a = setup_host(args, slapd, "A", keystate,
+                   extra='attribute = "ipaPassKey"; user_filter = "(&(objectClass=inetOrgPerson)(uid=%u))";')
+    try:
+        a.start()
+        a.enroll("--label", "k1")
+        out = a.ctl("directory", "export", "root").stdout
+        vals = [l.split(": ", 1)[1] for l in out.splitlines() if l.startswith("ipaPassKey: ")]
+        check(len(vals) == 1 and vals[0].startswith("passkey:"), f"export names the attribute: {out}")
+        slapd.modify(f"dn: uid=root,ou=people,{SUFFIX}\nchangetype: modify\nadd: ipaPassKey\nipaPassKey: {vals[0]}\n-\n")
+        for f in os.listdir(a.creds):
+            os.unlink(os.path.join(a.creds, f))
+        r = a.authenticate()
+        check(r["granted"] and r["cred"] == "directory-1", f"login with an ipaPassKey value: {r}")
+    finally:
+        a.cleanup()
+
+
 def case_two_hosts(args, slapd, keystate):
     """Enrol on host A into the directory (`enroll --directory`: keywardd writes the value),
     log in on host B; revoke on A (`revoke --directory`) and B refuses within `refresh`
@@ -385,6 +488,8 @@ def case_two_hosts(args, slapd, keystate):
     a = setup_host(args, slapd, "A", keystate, refresh=2, extra="writable = true;")
     b = None
     try:
+        a.vk = os.path.join(a.tmp, "verification.key")
+        a.ctl("audit", "setup-keys", "--output", a.vk)
         a.start()
         a.enroll("--label", "k1", "--directory")
         check(not os.listdir(a.creds), "nothing stored locally")
@@ -397,9 +502,18 @@ def case_two_hosts(args, slapd, keystate):
         r = a.enroll("--label", "k1", "--directory", expect=None)
         check(r.returncode != 0, "a second k1 was accepted")
         b = setup_host(args, slapd, "B", keystate, refresh=2, extra="writable = true;")
+        b.vk = os.path.join(b.tmp, "verification.key")
+        b.ctl("audit", "setup-keys", "--output", b.vk)
         b.start()
-        r = b.authenticate()
+        # B has no cache yet: Check (what pam_keyward asks first) must not answer "no
+        # keys" — the directory is asked at Authenticate, with Check's decision.
+        ck = b.manager().Check("root", "sudo", "", "")
+        check(str(ck[0]) == "key" and int(ck[6]) >= 1 and str(ck[7]), f"Check on B before any login: {ck}")
+        import dbus
+        r = b.authenticate(options={"decision": dbus.String(str(ck[7]))})
         check(r["granted"] and r["cred"] == "k1", f"host B login with A's registration: {r}")
+        ck = b.manager().Check("root", "sudo", "", "")
+        check(int(ck[6]) == 1, f"Check on B counts the cached key: {ck}")
         a.ctl("revoke", "root", "k1", "--directory")
         check(not slapd.values("root", "passkey"), "the value is gone from the directory")
         t0 = time.monotonic()
@@ -410,10 +524,52 @@ def case_two_hosts(args, slapd, keystate):
         log(f"revocation in B's cache after {time.monotonic() - t0:.1f} s (refresh 2 s)")
         r = b.authenticate()
         check(not r["granted"] and r["reason"] == "not-enrolled", f"revoked: {r}")
+        a.stop()
+        b.stop()
+        fleet_report(args, a, b)
     finally:
         a.cleanup()
         if b:
             b.cleanup()
+
+
+def fleet_report(args, a, b):
+    """The fleet report over both hosts (`keywardctl report --host NAME=DIR`), each DIR as a
+    collector keeps it: the trail (audit.log*), the verification key from `audit setup-keys`
+    and the host's published anchor. Both hosts intact; A's enrolment and B's login are in it."""
+    dirs = {}
+    for h in (a, b):
+        d = os.path.join(a.tmp, "fleet", "host" + h.name)
+        os.makedirs(d)
+        logdir = os.path.dirname(h.audit)
+        for f in os.listdir(logdir):
+            if f.startswith("audit.log"):
+                shutil.copy(os.path.join(logdir, f), d)
+        shutil.copy(h.vk, os.path.join(d, "verification.key"))
+        anchor = h.ctl("audit", "anchor", h.audit).stdout.strip()
+        check(anchor, f"host {h.name}: no anchor")
+        with open(os.path.join(d, "anchors"), "w") as f:
+            f.write(anchor + "\n")
+        dirs[h.name] = d
+    argv = ["report", "--host", "hostA=" + dirs["A"], "--host", "hostB=" + dirs["B"]]
+    r = json.loads(a.ctl(*argv, "--format", "json").stdout)
+    hosts = {h["host"]: h for h in r["hosts"]}
+    check(sorted(hosts) == ["hostA", "hostB"], f"hosts in the report: {r['hosts']}")
+    for name, h in hosts.items():
+        check(h["status"] == "intact" and h["verdict"] == "intact", f"{name} not intact: {h}")
+    cov = sorted((c["host"], c["trail"], c["user"], c["service"], c["success"], c["failure"])
+                 for c in r["coverage"])
+    # B: the login with A's enrolment granted, the one after the revocation refused; A: none
+    check(cov == [("hostB", "intact", "root", "sudo", 1, 1)], f"coverage: {cov}")
+    # no elevation rows: these logins are bare Authenticate calls, no PAM session to bind
+    check(r["elevations"] == [], f"elevations: {r['elevations']}")
+    # The enrolment on A: the multi-host report has no table of enrolments (coverage and
+    # elevations only); A's proven trail holds it, and B's login above used it.
+    enrols = [x for x in a.audit_records() if x.get("event") == "enroll" and x.get("detail") == "directory"]
+    check(len(enrols) == 1 and hosts["hostA"]["records"] >= enrols[0]["seq"],
+          f"hostA's report covers its enrolment record: {hosts['hostA']} {enrols}")
+    text = a.ctl(*argv).stdout
+    check("hostA" in text and "hostB" in text and "intact" in text, "the text report names both hosts")
 
 
 def case_offline(args, slapd, keystate):
@@ -476,6 +632,20 @@ def case_timeout(args, slapd, keystate):
         check(r["secs"] < 1.0 + 1.5, f"the login waited {r['secs']:.2f} s (timeout 1 s)")
         check(held, "the silent server was connected to")
         check("Directory unreachable for root" in a.log_text(), "logged")
+        # the same behind ldaps:// (the TLS handshake never answered) and with the silent
+        # server first and the real one second: one budget for the whole list
+        silent_tls = dead.replace("ldap://", "ldaps://")
+        for uri, expect_fresh in ((silent_tls, False), (f'{dead}", "{slapd.uri}', True)):
+            a.write_policy(settings_extra=directory_group(slapd, uri=uri, timeout=1000),
+                           rule_extra='credentials = "directory";')
+            a.daemon.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            n_before = a.log_text().count("Directory unreachable for root")
+            r = a.authenticate()
+            check(r["granted"] and r["secs"] < 1.0 + 1.5, f"{uri}: {r}")
+            # with the silent server first the budget is spent on it: the cache answers
+            check(a.log_text().count("Directory unreachable for root") == n_before + 1,
+                  f"{uri}: the cache was not used")
     finally:
         stop.set()
         a.cleanup()
@@ -636,6 +806,9 @@ CASES = {
     "injection": case_injection,
     "counter": case_counter,
     "ldapi-external": case_ldapi_external,
+    "both": case_both,
+    "pam": case_pam,
+    "ipa-attribute": case_ipa_attribute,
 }
 
 
