@@ -1469,6 +1469,21 @@ static int auth_option(const char *key, sd_bus_message *msg, void *userdata, sd_
 	return ssh_proof_option(key, msg, &o->ssh);
 }
 
+/* The login A is for: D's user, service, tty and rhost (copied), D itself, and what the
+ * call's options say of it. -ENOMEM (A keeps what was set; auth_data_free() frees it). */
+static int auth_data_set_login(AuthData *a, Decision *d, const AuthOptions *opts)
+{
+	a->user = strdup(d->user);
+	a->service = strdup(d->service);
+	a->tty = strdup(strempty(d->tty));
+	a->rhost = strdup(strempty(d->rhost));
+	a->decision = decision_ref(d);
+	a->account = opts->cached;
+	a->pin_asked = opts->pin_asked;
+	a->uid = d->uid;
+	return a->user && a->service && a->tty && a->rhost ? 0 : -ENOMEM;
+}
+
 /* A login whose decision asks for a security-key SSH key (on_remote = "ssh-key"): no key
  * here. ssh-proof.c checks sshd's record or the agent's signature; the counter, lockout,
  * token and the durable record are the key login's own (A, with the user's credentials,
@@ -1499,18 +1514,11 @@ static int auth_ssh(Manager *m, sd_bus_message *msg, const BusCaller *caller, Au
 		auth_data_free(a);
 		return reply_now(m, msg, caller, rec, "not-enrolled", msgbuf, AUDIT_RESULT_FAILURE);
 	}
-	a->user = strdup(user);
-	a->service = strdup(service);
-	a->tty = strdup(tty);
-	a->rhost = strdup(rhost);
-	a->decision = decision_ref(d);
-	a->account = opts->cached;
-	a->uid = d->uid;
-	a->ssh = true;
-	if (!a->user || !a->service || !a->tty || !a->rhost) {
+	if (auth_data_set_login(a, d, opts) < 0) {
 		auth_data_free(a);
 		return -ENOMEM;
 	}
+	a->ssh = true;
 	ssh_proof_verify(m, d, a->set, &opts->ssh, &res);
 	o.cred = res.cred;
 	o.reason = res.reason ? res.reason : "ok";
@@ -1713,14 +1721,10 @@ static int auth_start(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 		        user);
 		return auth_refuse(m, msg, caller, rec, a, "not-enrolled", msgbuf);
 	}
-	a->user = strdup(user);
-	a->service = strdup(service);
-	a->tty = strdup(tty);
-	a->rhost = strdup(rhost);
-	a->decision = decision_ref(d);
-	a->account = opts->cached;
-	a->pin_asked = opts->pin_asked;
-	a->uid = uid;
+	if (auth_data_set_login(a, d, opts) < 0) {
+		auth_data_free(a);
+		return -ENOMEM;
+	}
 	/* A cached elevation under "same-key": the key of the user's last authentication,
 	 * if it was not removed since, proves itself without a touch. Anything else (no
 	 * such key, a rule that wants a touch or a PIN every time) is a full
@@ -1763,10 +1767,6 @@ static int auth_start(Manager *m, sd_bus_message *msg, const BusCaller *caller, 
 	a->pin_fd = pin_fd >= 0 ? fcntl(pin_fd, F_DUPFD_CLOEXEC, 3) : -1;
 	if (a->pin_fd >= 0)
 		(void)fcntl(a->pin_fd, F_SETFL, O_NONBLOCK);
-	if (!a->user || !a->service || !a->tty || !a->rhost) {
-		auth_data_free(a);
-		return -ENOMEM;
-	}
 	r = device_op_new(&m->ops, m, DEVICE_OP_AUTHENTICATE, &auth_vtable, msg, caller->uid,
 	        st->timeout_ms, a, &op);
 	if (r == -EBUSY && done) /* (A and DONE_DATA are gone with the op) */

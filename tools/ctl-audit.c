@@ -20,7 +20,6 @@
 
 int ctl_audit_paths(char **ret_trail, char **ret_key)
 {
-	PolicyDiagnostics diags = {};
 	_cleanup_(policy_freep) Policy *p = NULL;
 	_cleanup_free_ char *trail = NULL, *key = NULL;
 	const char *state_dir = KEYWARD_DEFAULT_STATE_DIR, *log = KEYWARD_DEFAULT_AUDIT_LOG;
@@ -28,12 +27,7 @@ int ctl_audit_paths(char **ret_trail, char **ret_key)
 
 	if (access(ctl_global.config_path, F_OK) == 0 ||
 	        !streq(ctl_global.config_path, KEYWARD_DEFAULT_CONFIG)) {
-		r = policy_load_file(ctl_global.config_path, &diags, &p);
-		for (size_t i = 0; i < diags.n; i++)
-			if (diags.items[i].severity == POLICY_SEVERITY_ERROR)
-				fprintf(stderr, "%s:%u: error: %s\n", strna(diags.items[i].file),
-				        diags.items[i].line, strna(diags.items[i].message));
-		policy_diagnostics_clear(&diags);
+		r = ctl_policy_load(&p);
 		if (r < 0) {
 			fprintf(stderr,
 			        "keywardctl: cannot load the policy %s (%s); name the trail files "

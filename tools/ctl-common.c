@@ -5,7 +5,21 @@
 #include <stdlib.h>
 
 #include "accounts.h"
+#include "policy.h"
 #include "util.h"
+
+int ctl_policy_load(Policy **ret)
+{
+	PolicyDiagnostics diags = {};
+	int r = policy_load_file(ctl_global.config_path, &diags, ret);
+
+	for (size_t i = 0; i < diags.n; i++)
+		if (diags.items[i].severity == POLICY_SEVERITY_ERROR)
+			fprintf(stderr, "%s:%u: error: %s\n", strna(diags.items[i].file),
+			        diags.items[i].line, strna(diags.items[i].message));
+	policy_diagnostics_clear(&diags);
+	return r;
+}
 
 int ctl_user_groups(const char *user, gid_t primary, int max, char ***ret)
 {

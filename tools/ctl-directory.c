@@ -18,14 +18,8 @@
 
 static int load(Policy **ret)
 {
-	PolicyDiagnostics diags = {};
-	int r = policy_load_file(ctl_global.config_path, &diags, ret);
+	int r = ctl_policy_load(ret);
 
-	for (size_t i = 0; i < diags.n; i++)
-		if (diags.items[i].severity == POLICY_SEVERITY_ERROR)
-			fprintf(stderr, "%s:%u: error: %s\n", strna(diags.items[i].file),
-			        diags.items[i].line, strna(diags.items[i].message));
-	policy_diagnostics_clear(&diags);
 	if (r < 0) {
 		fprintf(stderr, "keywardctl: cannot load the policy %s (%s)\n",
 		        ctl_global.config_path, strerror(-r));

@@ -306,14 +306,8 @@ static int ssh_list(int argc, char *argv[])
 /* The policy of ctl_global.config_path; errors printed. */
 static int load_policy(const char *prog, Policy **ret)
 {
-	PolicyDiagnostics diags = {};
-	int r = policy_load_file(ctl_global.config_path, &diags, ret);
+	int r = ctl_policy_load(ret);
 
-	for (size_t i = 0; i < diags.n; i++)
-		if (diags.items[i].severity == POLICY_SEVERITY_ERROR)
-			fprintf(stderr, "%s:%u: error: %s\n", strna(diags.items[i].file),
-			        diags.items[i].line, strna(diags.items[i].message));
-	policy_diagnostics_clear(&diags);
 	if (r < 0)
 		fprintf(stderr, "%s: cannot load the policy %s: %s\n", prog, ctl_global.config_path,
 		        strerror(-r));

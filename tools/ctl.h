@@ -88,6 +88,12 @@ struct AuditAnchor;
 int ctl_audit_anchors_from_arg(const char *arg, struct AuditAnchor **list, size_t *n);
 int ctl_audit_anchors_from_journal(
         const char *path, const char *host, struct AuditAnchor **list, size_t *n);
+/* ctl-common.c: loads the policy of ctl_global.config_path (policy_load_file()) and prints
+ * its errors as "FILE:LINE: error: MESSAGE" on stderr; on failure the caller says what it
+ * could not do without it. */
+struct Policy;
+int ctl_policy_load(struct Policy **ret);
+
 /* ctl-common.c: USER's group names (primary group PRIMARY and supplementary ones), from
  * account_group_names() (lib/accounts.h: thread-safe, a failed lookup is an error). New
  * code calls that directly. -E2BIG past MAX groups. *RET is NULL-terminated. */
